@@ -1,0 +1,68 @@
+"""Fetcher handler: re-reads each changed row from MySQL and writes it to OpenSearch and DynamoDB.
+
+Domain logic lives in the layer (fanout.fetcher); this page wires it to the
+database, the sinks and AWS. Raising (FetchFailed) makes Lambda retry the event
+and, once retries are spent, send it to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from fanout.change import Change
+from fanout.config import DatabaseSettings, SinkSettings
+from fanout.db import ConnectionHolder
+from fanout.fetcher import apply_changes, parse_fetcher_event
+from fanout.mapping import TableMapping, default_mappings
+from fanout.observability import enable_tracing
+from fanout.rejects import QueueRejectRecorder
+from fanout.sinks import Sink
+from fanout.sinks.dynamodb_sink import DynamoDBSink
+from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
+from fanout.source_reader import RowState, read_row
+
+
+class _Dependencies:
+    """Everything the fetcher reuses across invocations of one execution environment."""
+
+    def __init__(self) -> None:
+        import os
+
+        import boto3
+
+        sink_settings = SinkSettings.from_env()
+        self.database = ConnectionHolder(DatabaseSettings.from_env())
+        self.sinks: list[Sink] = [
+            OpenSearchSink(make_client(sink_settings.opensearch_endpoint, sink_settings.opensearch_auth)),
+            DynamoDBSink(
+                boto3.resource("dynamodb").Table(sink_settings.dynamodb_table),
+                tombstone_ttl_seconds=sink_settings.tombstone_ttl_seconds,
+            ),
+        ]
+        self.reject = QueueRejectRecorder(boto3.client("sqs"), os.environ["DEAD_LETTER_QUEUE_URL"], source="fetcher")
+        default_mappings()  # validate the mapping at cold start, failing loudly
+
+    def read_row(self, mapping: TableMapping, change: Change) -> RowState:
+        import pymysql
+
+        try:
+            return read_row(self.database.get(), mapping, change)
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
+            self.database.close()  # the next attempt opens a fresh connection
+            raise
+
+
+@lru_cache(maxsize=1)
+def _dependencies() -> _Dependencies:
+    return _Dependencies()
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    enable_tracing()
+    deps = _dependencies()
+    mappings = default_mappings()
+    changes, rejected = parse_fetcher_event(event, mappings, deps.reject, context.aws_request_id)
+    report = apply_changes(changes, mappings, deps.read_row, deps.sinks)
+    report.rejected = rejected
+    return report.as_dict()

@@ -1,0 +1,188 @@
+"""The change model: what a trigger says happened, validated and normalised.
+
+A trigger sends (format version 1)::
+
+    {"v": 1, "action": "update", "table": "posts", "pk": {"id": 42},
+     "old_pk": null, "ts": 1764240000.123456}
+
+``ts`` is ``UNIX_TIMESTAMP(SYSDATE(6))``: seconds since the epoch with
+microseconds, whatever the session time zone. ``old_pk`` is set by UPDATE
+triggers when the primary key itself changed; the parser then emits a second
+change for the old key (re-read, it is absent: a delete).
+
+Nothing in a payload is trusted for data: the fetcher re-reads the row. The
+payload only names *which* row to re-read, so it is validated strictly against
+the table mapping: known table, captured action, exactly the key columns, each
+of its declared type and within bounds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import quote
+
+from .mapping import ACTIONS, Mappings, TableMapping
+
+FORMAT_VERSION = 1
+MAX_STRING_KEY_LENGTH = 512
+MAX_PAYLOAD_BYTES = 8192  # a trigger payload names a key; anything bigger is not ours
+BIGINT_MIN, BIGINT_UNSIGNED_MAX = -(2**63), 2**64 - 1
+
+KeyValue = int | str
+
+
+class ChangeValidationError(ValueError):
+    """A payload is not a valid change; ``field`` names the offending part."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+@dataclass(frozen=True)
+class Change:
+    """One row to re-read and replicate."""
+
+    table: str
+    key: tuple[tuple[str, KeyValue], ...]  # (column, value) in the mapping's key order
+    action: str  # what the trigger saw; informational, the re-read decides
+    changed_at_us: int  # trigger time, microseconds since the epoch (for lag)
+    correlation_id: str = ""
+
+    @property
+    def key_values(self) -> tuple[KeyValue, ...]:
+        return tuple(value for _, value in self.key)
+
+    @property
+    def document_id(self) -> str:
+        """Stable id of the row in the sinks: key values, percent-encoded, joined by '|'."""
+        return "|".join(quote(str(v), safe="") for v in self.key_values)
+
+    def to_message(self) -> dict[str, Any]:
+        """The form handed from the parser to the fetcher (same field names as the trigger's)."""
+        return {
+            "v": FORMAT_VERSION,
+            "action": self.action,
+            "table": self.table,
+            "pk": dict(self.key),
+            "ts_us": self.changed_at_us,
+            "correlation_id": self.correlation_id,
+        }
+
+
+def _validate_key(mapping: TableMapping, raw: Any, field: str) -> tuple[tuple[str, KeyValue], ...]:
+    if not isinstance(raw, dict):
+        raise ChangeValidationError(field, f"must be an object of key columns, got {_describe(raw)}")
+    expected = mapping.key_columns
+    if set(raw) != set(expected):
+        raise ChangeValidationError(
+            field, f"must have exactly the key columns {list(expected)} of {mapping.table!r}, got {sorted(raw)}"
+        )
+    values: list[tuple[str, KeyValue]] = []
+    for column in mapping.primary_key:
+        value = raw[column.column]
+        where = f"{field}.{column.column}"
+        if column.type == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ChangeValidationError(where, f"must be an integer, got {_describe(value)}")
+            if not BIGINT_MIN <= value <= BIGINT_UNSIGNED_MAX:
+                raise ChangeValidationError(where, f"integer {value} is out of the BIGINT range")
+        else:
+            if not isinstance(value, str):
+                raise ChangeValidationError(where, f"must be a string, got {_describe(value)}")
+            if len(value) > MAX_STRING_KEY_LENGTH:
+                raise ChangeValidationError(where, f"string key longer than {MAX_STRING_KEY_LENGTH} characters")
+        values.append((column.column, value))
+    return tuple(values)
+
+
+def _validate_timestamp(raw: Any, field: str) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str, Decimal)):
+        raise ChangeValidationError(field, f"must be seconds since the epoch, got {_describe(raw)}")
+    try:
+        # Through str so that a float such as 1764240000.123456 keeps its digits.
+        micros = int(Decimal(str(raw)) * 1_000_000)
+    except (InvalidOperation, ValueError):
+        raise ChangeValidationError(field, f"must be seconds since the epoch, got {_describe(raw)}") from None
+    if not 0 < micros < 2**53:
+        raise ChangeValidationError(field, f"timestamp {raw} is out of range")
+    return micros
+
+
+def _common(payload: Any, mappings: Mappings) -> tuple[dict[str, Any], TableMapping, str]:
+    if not isinstance(payload, dict):
+        raise ChangeValidationError("<payload>", f"must be a JSON object, got {type(payload).__name__}")
+    version = payload.get("v")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise ChangeValidationError("v", f"unsupported format version {_describe(version)} (expected {FORMAT_VERSION})")
+    table = payload.get("table")
+    if not isinstance(table, str):
+        raise ChangeValidationError("table", f"must be a string, got {_describe(table)}")
+    mapping = mappings.get(table)
+    if mapping is None:
+        raise ChangeValidationError("table", f"{_describe(table)} is not a mapped table")
+    action = payload.get("action")
+    if not isinstance(action, str) or action.lower() not in ACTIONS:
+        raise ChangeValidationError("action", f"must be one of {list(ACTIONS)}, got {_describe(action)}")
+    action = action.lower()
+    if action not in mapping.capture:
+        raise ChangeValidationError("action", f"{action!r} is not captured for table {table!r}")
+    return payload, mapping, action
+
+
+def parse_trigger_payload(payload: Any, mappings: Mappings, correlation_id: str = "") -> list[Change]:
+    """Validate a trigger payload; return the change(s) it stands for.
+
+    An UPDATE that changed the primary key yields two changes: the new key and
+    the old one (whose re-read will find nothing, and so delete it).
+    """
+    if isinstance(payload, (str, bytes)):
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise ChangeValidationError("<payload>", f"larger than {MAX_PAYLOAD_BYTES} bytes")
+        try:
+            payload = json.loads(payload)
+        except json.JSONDecodeError as exc:
+            raise ChangeValidationError("<payload>", f"is not valid JSON ({exc.msg})") from None
+        except UnicodeDecodeError:
+            raise ChangeValidationError("<payload>", "is not UTF-8 text") from None
+    payload, mapping, action = _common(payload, mappings)
+    allowed = {"v", "action", "table", "pk", "old_pk", "ts"}
+    extra = sorted(set(payload) - allowed)
+    if extra:
+        raise ChangeValidationError(extra[0], "unknown field")
+    key = _validate_key(mapping, payload.get("pk"), "pk")
+    changed_at = _validate_timestamp(payload.get("ts"), "ts")
+    changes = [Change(mapping.table, key, action, changed_at, correlation_id)]
+    old = payload.get("old_pk")
+    if old is not None:
+        if action != "update":
+            raise ChangeValidationError("old_pk", f"only an update can carry old_pk, not {action!r}")
+        old_key = _validate_key(mapping, old, "old_pk")
+        if old_key != key:
+            changes.append(Change(mapping.table, old_key, "update", changed_at, correlation_id))
+    return changes
+
+
+def parse_change_message(message: Any, mappings: Mappings) -> Change:
+    """Validate a change handed from the parser to the fetcher (see :meth:`Change.to_message`)."""
+    message, mapping, action = _common(message, mappings)
+    extra = sorted(set(message) - {"v", "action", "table", "pk", "ts_us", "correlation_id"})
+    if extra:
+        raise ChangeValidationError(extra[0], "unknown field")
+    key = _validate_key(mapping, message.get("pk"), "pk")
+    ts = message.get("ts_us")
+    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 < ts < 2**53:
+        raise ChangeValidationError("ts_us", f"must be microseconds since the epoch, got {_describe(ts)}")
+    correlation_id = message.get("correlation_id", "")
+    if not isinstance(correlation_id, str) or len(correlation_id) > 128:
+        raise ChangeValidationError("correlation_id", "must be a string of at most 128 characters")
+    return Change(mapping.table, key, action, ts, correlation_id)

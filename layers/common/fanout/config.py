@@ -1,0 +1,146 @@
+"""Configuration from the environment, validated once at cold start.
+
+The same variable names are used locally and in AWS (see docs/architecture.md):
+``AWS_ENDPOINT_URL`` is honoured by boto3 itself; everything else is read here.
+A missing or malformed variable raises :class:`ConfigError` naming it, so a
+misconfigured function fails loudly on its first invocation instead of
+misbehaving later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or malformed."""
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"environment variable {name} is required but not set")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"environment variable {name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"environment variable {name} must be >= {minimum}, got {value}")
+    return value
+
+
+SecretFetcher = Callable[[str], Mapping[str, Any]]
+
+
+def fetch_secret_from_secrets_manager(secret_arn: str) -> Mapping[str, Any]:
+    """Read a Secrets Manager secret in the RDS format ({"username", "password", ...})."""
+    import boto3  # lazy: only functions that use a secret pay for the import
+
+    response = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)
+    try:
+        secret = json.loads(response["SecretString"])
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"secret {secret_arn} is not a JSON SecretString") from exc
+    if not isinstance(secret, dict):
+        raise ConfigError(f"secret {secret_arn} must hold a JSON object")
+    return secret
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """Where the source database is and how to log in.
+
+    In AWS the credentials come from ``DB_SECRET_ARN`` (an RDS-format secret);
+    locally and in tests ``DB_USER`` / ``DB_PASSWORD`` may be given instead.
+    """
+
+    host: str
+    port: int
+    name: str
+    user: str
+    password: str = ""
+    connect_timeout: int = 5
+    lock_wait_timeout: int = 5
+
+    def __repr__(self) -> str:  # never print the password
+        return (
+            f"DatabaseSettings(host={self.host!r}, port={self.port}, name={self.name!r}, "
+            f"user={self.user!r}, password=***)"
+        )
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        fetch_secret: SecretFetcher = fetch_secret_from_secrets_manager,
+    ) -> DatabaseSettings:
+        env = os.environ if env is None else env
+        secret_arn = env.get("DB_SECRET_ARN", "").strip()
+        if secret_arn:
+            secret = fetch_secret(secret_arn)
+            try:
+                user, password = str(secret["username"]), str(secret["password"])
+            except KeyError as exc:
+                raise ConfigError(f"secret {secret_arn} has no {exc.args[0]!r} field") from None
+        else:
+            user = _required(env, "DB_USER")
+            password = env.get("DB_PASSWORD", "")
+        return cls(
+            host=_required(env, "DB_HOST"),
+            port=_integer(env, "DB_PORT", 3306, minimum=1),
+            name=_required(env, "DB_NAME"),
+            user=user,
+            password=password,
+            connect_timeout=_integer(env, "DB_CONNECT_TIMEOUT", 5, minimum=1),
+            lock_wait_timeout=_integer(env, "DB_LOCK_WAIT_TIMEOUT", 5, minimum=1),
+        )
+
+
+@dataclass(frozen=True)
+class ParserSettings:
+    """What the parser needs: where to hand changes on, where to record rejects."""
+
+    fetcher_function_name: str
+    dead_letter_queue_url: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ParserSettings:
+        env = os.environ if env is None else env
+        return cls(
+            fetcher_function_name=_required(env, "FETCHER_FUNCTION_NAME"),
+            dead_letter_queue_url=_required(env, "DEAD_LETTER_QUEUE_URL"),
+        )
+
+
+@dataclass(frozen=True)
+class SinkSettings:
+    """Where the fetcher writes."""
+
+    opensearch_endpoint: str
+    dynamodb_table: str
+    opensearch_auth: str = "none"  # "none" locally, "sigv4" for Amazon OpenSearch Service
+    tombstone_ttl_seconds: int = 7 * 24 * 3600
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SinkSettings:
+        env = os.environ if env is None else env
+        auth = env.get("OPENSEARCH_AUTH", "none").strip() or "none"
+        if auth not in ("none", "sigv4"):
+            raise ConfigError(f"environment variable OPENSEARCH_AUTH must be 'none' or 'sigv4', got {auth!r}")
+        return cls(
+            opensearch_endpoint=_required(env, "OPENSEARCH_ENDPOINT").rstrip("/"),
+            dynamodb_table=_required(env, "DYNAMODB_TABLE"),
+            opensearch_auth=auth,
+            tombstone_ttl_seconds=_integer(env, "TOMBSTONE_TTL_SECONDS", 7 * 24 * 3600, minimum=60),
+        )

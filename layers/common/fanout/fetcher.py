@@ -1,0 +1,129 @@
+"""Fetcher logic: re-read each changed row under a lock and write it to every sink.
+
+Every change in the event is tried against every enabled sink before failures
+are raised, and all writes are version-gated, so retrying the whole event after
+a partial failure is safe: what was already applied is applied again as a no-op
+or found stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .change import Change, ChangeValidationError, parse_change_message
+from .mapping import Mappings, TableMapping
+from .observability import log
+from .sinks import Outcome, Sink
+from .source_reader import RowState
+
+ReadRow = Callable[[TableMapping, Change], RowState]
+Reject = Callable[[str, Any, str], None]
+
+
+class FetchFailed(RuntimeError):
+    """Some changes could not be applied; raising makes Lambda retry the event."""
+
+
+@dataclass
+class FetchReport:
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    rejected: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"applied": self.outcomes, "rejected": self.rejected, "failures": self.failures}
+
+
+def parse_fetcher_event(
+    event: Any, mappings: Mappings, reject: Reject, correlation_id: str
+) -> tuple[list[Change], int]:
+    """Validate the fetcher's event; invalid change messages are recorded, not retried."""
+    messages = event.get("changes") if isinstance(event, dict) else None
+    if not isinstance(messages, list):
+        reason = 'fetcher event must be an object with a "changes" list'
+        log(logging.WARNING, "event rejected", correlation_id=correlation_id, reason=reason)
+        reject(reason, event, correlation_id)
+        return [], 1
+    changes: list[Change] = []
+    rejected = 0
+    for i, message in enumerate(messages):
+        try:
+            changes.append(parse_change_message(message, mappings))
+        except ChangeValidationError as exc:
+            rejected += 1
+            log(
+                logging.WARNING,
+                "change rejected",
+                correlation_id=correlation_id,
+                field=f"changes[{i}].{exc.field}",
+                reason=exc.reason,
+            )
+            reject(f"changes[{i}].{exc}", message, correlation_id)
+    return changes, rejected
+
+
+def apply_changes(
+    changes: Sequence[Change], mappings: Mappings, read_row: ReadRow, sinks: Sequence[Sink]
+) -> FetchReport:
+    report = FetchReport()
+    for change in changes:
+        mapping = mappings.get(change.table)
+        assert mapping is not None, "changes are validated against the mapping"
+        try:
+            state = read_row(mapping, change)
+        except Exception as exc:  # noqa: BLE001 - recorded and re-raised below as FetchFailed
+            report.failures.append(f"{change.table}/{change.document_id}: read failed: {exc}")
+            log(
+                logging.ERROR,
+                "read failed",
+                correlation_id=change.correlation_id,
+                table=change.table,
+                key=change.document_id,
+                error=str(exc),
+            )
+            continue
+        for sink in sinks:
+            if not sink.enabled_for(mapping):
+                continue
+            try:
+                outcome = sink.apply(mapping, change, state)
+            except Exception as exc:  # noqa: BLE001 - one sink failing must not stop the others
+                report.failures.append(f"{change.table}/{change.document_id}: {sink.name} failed: {exc}")
+                log(
+                    logging.ERROR,
+                    "sink write failed",
+                    correlation_id=change.correlation_id,
+                    sink=sink.name,
+                    table=change.table,
+                    key=change.document_id,
+                    error=str(exc),
+                )
+                continue
+            lag_ms = max(0.0, time.time() * 1000 - change.changed_at_us / 1000)
+            report.outcomes.append(
+                {
+                    "table": change.table,
+                    "key": change.document_id,
+                    "sink": sink.name,
+                    "outcome": outcome.value,
+                    "version": state.version,
+                }
+            )
+            log(
+                logging.INFO,
+                "stale change skipped" if outcome is Outcome.STALE else "change applied",
+                correlation_id=change.correlation_id,
+                sink=sink.name,
+                table=change.table,
+                key=change.document_id,
+                outcome=outcome.value,
+                version=state.version,
+                lag_ms=round(lag_ms, 1),
+            )
+    if report.failures:
+        raise FetchFailed("; ".join(report.failures))
+    return report

@@ -1,0 +1,657 @@
+"""Versioned SQL migrations for the source database (the triggers that feed fanout).
+
+Migration files are named ``V<version>__<description>.sql`` (``V001__create_triggers.sql``)
+and are applied once each, in version order, by :class:`MigrationRunner`. Every run is
+recorded in the ``fanout_schema_history`` table of the connection's current schema, with
+a checksum of the file, so an applied migration that is later edited is refused instead
+of silently drifting from what the database holds.
+
+Scripts are plain SQL split on ``;`` — no ``DELIMITER`` lines (that is a command of the
+``mysql`` client, not SQL). :func:`split_statements` knows enough SQL to keep a
+``CREATE TRIGGER ... BEGIN ... END`` body, whose statements end in ``;``, in one piece.
+
+``${name}`` placeholders (the parser function's ARN, for one) are filled in from
+configuration by :func:`render` just before a migration runs.
+
+MySQL and MariaDB commit DDL implicitly, so a migration cannot be rolled back when one
+of its statements fails: the runner records the failure truthfully instead and refuses
+to go on until an operator has fixed the file and cleared the record with
+:meth:`MigrationRunner.repair`. Write migrations so they can be re-run after a partial
+failure (``DROP TRIGGER IF EXISTS`` before ``CREATE TRIGGER``, ``IF NOT EXISTS``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pymysql
+import pymysql.connections
+
+logger = logging.getLogger(__name__)
+
+HISTORY_TABLE = "fanout_schema_history"
+LOCK_NAME_PREFIX = "fanout_schema_migrations"
+_MAX_LOCK_NAME = 64  # MySQL 5.7+ rejects longer user-level lock names
+_MAX_ERROR_CHARS = 8000  # what is kept of an error in the history table (a TEXT column)
+_MAX_DESCRIPTION = 200
+
+MigrationState = Literal["applied", "pending", "modified", "failed", "missing"]
+Connector = Callable[[], pymysql.connections.Connection]
+
+
+class MigrationError(Exception):
+    """A migration cannot be loaded, rendered or applied; the message says why."""
+
+
+# --------------------------------------------------------------------------- splitting
+
+_TokenKind = Literal["space", "comment", "string", "word", "semicolon", "code", "other"]
+_INSIGNIFICANT: frozenset[str] = frozenset({"space", "comment"})
+_WORD = re.compile(r"[\w$]+")
+_SPACE = re.compile(r"\s+")
+# After END these words close a block that was never counted (see split_statements).
+_END_OF_UNCOUNTED_BLOCK = frozenset({"IF", "LOOP", "WHILE", "REPEAT"})
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: _TokenKind
+    text: str
+    start: int
+    end: int
+
+
+def _line_of(sql: str, offset: int) -> int:
+    return sql.count("\n", 0, offset) + 1
+
+
+def _end_of_quoted(sql: str, start: int) -> int:
+    """Index just past the quoted token opening at ``start``."""
+    quote = sql[start]
+    i = start + 1
+    while i < len(sql):
+        char = sql[i]
+        if char == "\\" and quote != "`":  # backslash escapes (unless NO_BACKSLASH_ESCAPES)
+            i += 2
+        elif char == quote:
+            if sql.startswith(quote, i + 1):  # a doubled quote stands for itself
+                i += 2
+            else:
+                return i + 1
+        else:
+            i += 1
+    raise MigrationError(f"unterminated {quote} quote starting on line {_line_of(sql, start)}")
+
+
+def _starts_line_comment(sql: str, i: int) -> bool:
+    if sql[i] == "#":
+        return True
+    # MySQL needs whitespace (or the end of input) after "--": "a--1" is arithmetic.
+    return sql.startswith("--", i) and (i + 2 == len(sql) or sql[i + 2].isspace())
+
+
+def _tokenize(sql: str) -> Iterator[_Token]:
+    i = 0
+    while i < len(sql):
+        char = sql[i]
+        kind: _TokenKind
+        if char.isspace():
+            match = _SPACE.match(sql, i)
+            assert match is not None
+            kind, end = "space", match.end()
+        elif _starts_line_comment(sql, i):
+            newline = sql.find("\n", i)
+            kind, end = "comment", len(sql) if newline == -1 else newline
+        elif sql.startswith("/*", i):
+            close = sql.find("*/", i + 2)
+            if close == -1:
+                raise MigrationError(f"unterminated /* comment starting on line {_line_of(sql, i)}")
+            # /*! ... */ and /*M! ... */ are executable comments: the server runs them.
+            executable = sql.startswith("/*!", i) or sql.startswith("/*M!", i)
+            kind, end = ("code" if executable else "comment"), close + 2
+        elif char in "'\"`":
+            kind, end = "string", _end_of_quoted(sql, i)
+        elif char == ";":
+            kind, end = "semicolon", i + 1
+        elif (match := _WORD.match(sql, i)) is not None:
+            kind, end = "word", match.end()
+        else:
+            kind, end = "other", i + 1
+        yield _Token(kind, sql[i:end], i, end)
+        i = end
+
+
+def _keyword(token: _Token | None) -> str:
+    return token.text.upper() if token is not None and token.kind == "word" else ""
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a script into statements on ``;``, keeping compound statements whole.
+
+    Quotes (``'``, ``"``, backticks; backslash and doubled-quote escapes) and comments
+    (``-- ``, ``#``, ``/* */``) are skipped over, so a ``;`` inside them never splits.
+    Statements that hold nothing but comments are dropped; comments inside a statement
+    are kept, comments before or after it are not.
+
+    Compound bodies are tracked by a block depth, and a ``;`` splits only at depth 0:
+
+    * ``BEGIN`` and ``CASE`` open a block. At depth 0, a ``BEGIN`` followed by ``;``,
+      ``WORK`` or the end of the script starts a transaction instead, and opens nothing.
+    * ``END`` closes a block, unless followed by ``IF``, ``LOOP``, ``WHILE`` or
+      ``REPEAT``: those blocks are never counted, because ``IF`` and ``REPEAT`` are
+      also function names (and ``IF EXISTS`` a DDL clause). A CASE expression ends with
+      ``END``, a CASE statement with ``END CASE``; both close the CASE.
+
+    So a stored-program body that contains ``;`` must be wrapped in ``BEGIN ... END``
+    (a trigger whose body is a bare ``IF ... END IF`` with inner ``;`` is split). Not
+    supported: ``BEGIN``/``END`` as unquoted identifiers, ``DELIMITER`` (refused with an
+    error), the ``NO_BACKSLASH_ESCAPES`` mode, and compound bodies hidden in executable
+    comments (``/*! ... */`` is kept as opaque text).
+    """
+    significant = [t for t in _tokenize(sql) if t.kind not in _INSIGNIFICANT]
+    statements: list[str] = []
+    current: list[_Token] = []
+    depth = 0
+
+    def finish() -> None:
+        if current:
+            statements.append(sql[current[0].start : current[-1].end])
+            current.clear()
+
+    for index, token in enumerate(significant):
+        if token.kind == "semicolon" and depth == 0:
+            finish()
+            continue
+        if not current and _keyword(token) == "DELIMITER":
+            raise MigrationError(
+                f"DELIMITER on line {_line_of(sql, token.start)} is a mysql client command, not SQL; "
+                "end every statement with ';' and wrap compound bodies in BEGIN ... END"
+            )
+        current.append(token)
+        word = _keyword(token)
+        following = significant[index + 1] if index + 1 < len(significant) else None
+        previous = _keyword(significant[index - 1]) if index > 0 else ""
+        if word == "BEGIN":
+            starts_transaction = following is None or following.kind == "semicolon" or _keyword(following) == "WORK"
+            if depth > 0 or not starts_transaction:
+                depth += 1
+        elif word == "CASE" and previous != "END":  # the CASE of END CASE opens nothing
+            depth += 1
+        elif word == "END" and depth > 0 and _keyword(following) not in _END_OF_UNCOUNTED_BLOCK:
+            depth -= 1
+    if depth > 0:
+        line = _line_of(sql, current[0].start) if current else _line_of(sql, len(sql))
+        raise MigrationError(f"statement starting on line {line} has a BEGIN or CASE without a matching END")
+    finish()
+    return statements
+
+
+# --------------------------------------------------------------------------- files
+
+_FILE_NAME = re.compile(r"V(?P<version>\d+)__(?P<description>\w+)\.sql")
+_MAX_VERSION = 2**31 - 1  # the history table's version column is a signed INT
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration file, as read from disk (placeholders not yet filled in)."""
+
+    version: int
+    description: str
+    path: Path
+    checksum: str
+    sql: str
+
+
+def checksum_of(data: bytes) -> str:
+    """SHA-256 of a file's bytes with CRLF line ends normalised to LF."""
+    return hashlib.sha256(data.replace(b"\r\n", b"\n")).hexdigest()
+
+
+def load_migrations(directory: str | Path) -> list[Migration]:
+    """Read every ``V<digits>__<description>.sql`` file in ``directory``, by version.
+
+    Files that do not end in ``.sql`` are ignored; a ``.sql`` file with any other name
+    and two files with the same version number are errors that name the files.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise MigrationError(f"migrations directory {directory} does not exist")
+    by_version: dict[int, Migration] = {}
+    for path in sorted(directory.iterdir()):
+        if not path.is_file() or path.suffix.lower() != ".sql":
+            continue
+        match = _FILE_NAME.fullmatch(path.name)
+        if match is None:
+            raise MigrationError(
+                f"migration file {path.name} is badly named: expected V<digits>__<description>.sql, "
+                "e.g. V001__create_triggers.sql"
+            )
+        version = int(match["version"])
+        description = match["description"].replace("_", " ").strip()
+        if version > _MAX_VERSION:
+            raise MigrationError(f"migration file {path.name}: version {version} is too large")
+        if not description or len(description) > _MAX_DESCRIPTION:
+            raise MigrationError(f"migration file {path.name}: description must be 1-{_MAX_DESCRIPTION} characters")
+        if version in by_version:
+            raise MigrationError(
+                f"migration files {by_version[version].path.name} and {path.name} have the same version {version}"
+            )
+        data = path.read_bytes()
+        try:
+            sql = data.replace(b"\r\n", b"\n").decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise MigrationError(f"migration file {path.name} is not UTF-8: {exc}") from None
+        by_version[version] = Migration(version, description, path, checksum_of(data), sql)
+    return [by_version[v] for v in sorted(by_version)]
+
+
+# --------------------------------------------------------------------------- placeholders
+
+_PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
+_PLACEHOLDER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SAFE_VALUE = re.compile(r"[A-Za-z0-9:_./+=,@-]*")
+
+
+def validate_placeholders(placeholders: Mapping[str, str]) -> None:
+    """Refuse names that could not appear as ``${name}`` and values outside a safe alphabet."""
+    for name, value in placeholders.items():
+        if not isinstance(name, str) or _PLACEHOLDER_NAME.fullmatch(name) is None:
+            raise MigrationError(f"placeholder name {name!r} is not a valid identifier")
+        if not isinstance(value, str) or _SAFE_VALUE.fullmatch(value) is None:
+            raise MigrationError(
+                f"placeholder {name} has value {value!r}; values may only contain letters, digits and :_./+=,@-"
+            )
+
+
+def render(sql: str, placeholders: Mapping[str, str], *, source: str = "<sql>") -> str:
+    """Replace each ``${name}`` in ``sql`` with ``placeholders[name]``.
+
+    Values are inserted verbatim, quotes and all, wherever the placeholder appears
+    (inside string literals too). That is safe only because they come from deployment
+    configuration — ARNs, schema names — never from users; they are still checked
+    against a conservative alphabet (``[A-Za-z0-9:_./+=,@-]``, so no quote, backslash,
+    space or ``;`` can get in). ``source`` names the file in error messages. There is
+    no escape for a literal ``${``.
+    """
+    validate_placeholders(placeholders)
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if _PLACEHOLDER_NAME.fullmatch(name) is None:
+            raise MigrationError(f"{source}: malformed placeholder {match.group(0)!r}")
+        if name not in placeholders:
+            raise MigrationError(f"{source}: placeholder ${{{name}}} is used but no value was given for it")
+        return placeholders[name]
+
+    return _PLACEHOLDER.sub(substitute, sql)
+
+
+# --------------------------------------------------------------------------- runner
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    """Where one migration stands: a file, a history row, or both."""
+
+    version: int
+    description: str
+    state: MigrationState
+    applied_at: datetime | None
+    checksum: str  # the file's checksum; the recorded one when the file is missing
+    recorded_checksum: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class MigrationReport:
+    """What a :meth:`MigrationRunner.migrate` run did (or, for a dry run, would do)."""
+
+    dry_run: bool
+    pending: list[int] = field(default_factory=list)
+    applied: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    missing: list[int] = field(default_factory=list)
+    statements: dict[int, list[str]] = field(default_factory=dict)  # dry run: version -> rendered SQL
+    current_version: int | None = None
+
+
+@dataclass(frozen=True)
+class _HistoryRow:
+    version: int
+    description: str
+    checksum: str
+    applied_at: datetime | None
+    success: bool
+    error: str | None
+
+
+def _quote_identifier(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _describe_error(exc: BaseException) -> str:
+    if isinstance(exc, pymysql.err.MySQLError) and len(exc.args) >= 2:
+        return f"MySQL error {exc.args[0]}: {exc.args[1]}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class MigrationRunner:
+    """Applies the migrations in ``directory`` to the schema ``connect()`` opens.
+
+    ``connect`` returns a new pymysql connection whose current database is the target;
+    the runner opens one per operation and closes it afterwards. Runs are serialised by
+    a user-level lock (``GET_LOCK``) named after the schema, so two deployments, or a
+    deployment and an operator, cannot apply the same migration twice.
+    """
+
+    def __init__(
+        self,
+        connect: Connector,
+        directory: str | Path,
+        placeholders: Mapping[str, str],
+        applied_by: str,
+        lock_timeout: int = 60,
+    ) -> None:
+        validate_placeholders(placeholders)
+        self._connect = connect
+        self.directory = Path(directory)
+        self.placeholders = dict(placeholders)
+        self.applied_by = applied_by[:200]
+        self.lock_timeout = lock_timeout
+
+    # -- public operations
+
+    def status(self) -> list[MigrationStatus]:
+        """Every migration known from the files or the history, by version. Read-only."""
+        migrations = {m.version: m for m in load_migrations(self.directory)}
+        with self._session() as (conn, schema):
+            history = self._read_history(conn, schema) if self._history_exists(conn, schema) else {}
+        result: list[MigrationStatus] = []
+        for version in sorted(migrations.keys() | history.keys()):
+            migration, row = migrations.get(version), history.get(version)
+            state: MigrationState
+            if row is None:
+                state = "pending"
+            elif not row.success:
+                state = "failed"
+            elif migration is None:
+                state = "missing"
+            elif migration.checksum != row.checksum:
+                state = "modified"
+            else:
+                state = "applied"
+            result.append(
+                MigrationStatus(
+                    version=version,
+                    description=migration.description if migration else row.description if row else "",
+                    state=state,
+                    applied_at=row.applied_at if row else None,
+                    checksum=migration.checksum if migration else row.checksum if row else "",
+                    recorded_checksum=row.checksum if row else None,
+                    error=row.error if row else None,
+                )
+            )
+        return result
+
+    def migrate(self, dry_run: bool = False) -> MigrationReport:
+        """Apply every pending migration, in version order, one statement at a time.
+
+        Before anything runs: applied migrations must still match their files, no failed
+        migration may be on record, and no pending migration may be older than the newest
+        applied one; every pending migration must render and split. A dry run stops there
+        and returns the statements it would execute, changing nothing (it does not even
+        create the history table).
+
+        A failing statement is recorded in the history (``success = 0``, with the
+        statement's position and the server's error) and raised as
+        :class:`MigrationError`. Statements before it in the same migration stay applied:
+        MySQL commits DDL implicitly, so the history tells the truth rather than rolling
+        back. Fix the file, run :meth:`repair`, and migrate again.
+        """
+        migrations = load_migrations(self.directory)
+        report = MigrationReport(dry_run=dry_run)
+        with self._session() as (conn, schema), self._locked(conn, schema):
+            if not dry_run:
+                self._create_history_table(conn, schema)
+            history = self._read_history(conn, schema) if self._history_exists(conn, schema) else {}
+            self._check_history(migrations, history)
+            files = {m.version for m in migrations}
+            report.missing = sorted(v for v, row in history.items() if row.success and v not in files)
+            for version in report.missing:
+                logger.warning("migration V%s is recorded as applied but its file is gone", version)
+            report.skipped = [m.version for m in migrations if m.version in history]
+            pending = [m for m in migrations if m.version not in history]
+            report.pending = [m.version for m in pending]
+            # Render and split everything first, so a bad placeholder in V3 stops V2 too.
+            planned = [(m, self._statements_of(m)) for m in pending]
+            if dry_run:
+                report.statements = {m.version: statements for m, statements in planned}
+            else:
+                for migration, statements in planned:
+                    self._apply(conn, schema, migration, statements)
+                    report.applied.append(migration.version)
+            applied_versions = [v for v, row in history.items() if row.success] + report.applied
+            report.current_version = max(applied_versions, default=None)
+        return report
+
+    def repair(self) -> list[int]:
+        """Delete the history rows of failed migrations, so the next run retries them."""
+        with self._session() as (conn, schema), self._locked(conn, schema):
+            if not self._history_exists(conn, schema):
+                return []
+            table = self._history_table(schema)
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT version FROM {table} WHERE success = 0 ORDER BY version")  # noqa: S608
+                failed = [int(row[0]) for row in cur.fetchall()]
+                cur.execute(f"DELETE FROM {table} WHERE success = 0")  # noqa: S608
+        if failed:
+            logger.info("cleared failed migrations %s", failed)
+        return failed
+
+    def uninstall(self, trigger_prefix: str = "fanout_") -> list[str]:
+        """Drop the schema's triggers whose names start with ``trigger_prefix``, and the history.
+
+        The history goes too, so a later install applies every migration again instead
+        of believing the dropped triggers still exist. Tables the migrations created are
+        left alone.
+        """
+        with self._session() as (conn, schema), self._locked(conn, schema), conn.cursor() as cur:
+            cur.execute(
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s ORDER BY TRIGGER_NAME",
+                (schema,),
+            )
+            names = [str(row[0]) for row in cur.fetchall() if str(row[0]).startswith(trigger_prefix)]
+            for name in names:
+                cur.execute(f"DROP TRIGGER IF EXISTS {_quote_identifier(schema)}.{_quote_identifier(name)}")
+            cur.execute(f"DROP TABLE IF EXISTS {self._history_table(schema)}")
+        logger.info("dropped triggers %s and the migration history of schema %s", names, schema)
+        return names
+
+    # -- connection and lock
+
+    @staticmethod
+    def lock_name(schema: str) -> str:
+        """The user-level lock for ``schema`` (lock names are server-wide, histories per schema)."""
+        return f"{LOCK_NAME_PREFIX}:{schema}"[:_MAX_LOCK_NAME]
+
+    @contextmanager
+    def _session(self) -> Iterator[tuple[pymysql.connections.Connection, str]]:
+        """A fresh connection and the name of its current schema; closed afterwards."""
+        conn = self._connect()
+        try:
+            conn.autocommit(True)
+            with conn.cursor() as cur:
+                cur.execute("SELECT DATABASE()")
+                row = cur.fetchone()
+            if row is None or row[0] is None:
+                raise MigrationError("the connection has no current database to migrate")
+            yield conn, str(row[0])
+        finally:
+            with suppress(pymysql.err.Error):
+                conn.close()
+
+    @contextmanager
+    def _locked(self, conn: pymysql.connections.Connection, schema: str) -> Iterator[None]:
+        """Hold the schema's migration lock; released on the way out, whatever happens."""
+        name = self.lock_name(schema)
+        with conn.cursor() as cur:
+            cur.execute("SELECT GET_LOCK(%s, %s)", (name, self.lock_timeout))
+            row = cur.fetchone()
+            if row is None or row[0] != 1:
+                cur.execute("SELECT IS_USED_LOCK(%s)", (name,))
+                holder = cur.fetchone()
+                raise MigrationError(
+                    f"could not take the migration lock {name!r} within {self.lock_timeout} s: another migration "
+                    f"is running (held by connection {holder[0] if holder else None}); try again when it has finished"
+                )
+        try:
+            yield
+        finally:
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("DO RELEASE_LOCK(%s)", (name,))
+            except pymysql.err.Error:
+                # The connection is gone, and the server released the lock with it.
+                logger.warning("could not release migration lock %s", name, exc_info=True)
+
+    # -- history table
+
+    @staticmethod
+    def _history_table(schema: str) -> str:
+        # Qualified, so a migration that runs USE cannot redirect the bookkeeping. The
+        # name is quoted here, which is why the queries that embed it are marked noqa: S608.
+        return f"{_quote_identifier(schema)}.{_quote_identifier(HISTORY_TABLE)}"
+
+    @staticmethod
+    def _history_exists(conn: pymysql.connections.Connection, schema: str) -> bool:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                (schema, HISTORY_TABLE),
+            )
+            return cur.fetchone() is not None
+
+    def _create_history_table(self, conn: pymysql.connections.Connection, schema: str) -> None:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._history_table(schema)} ("
+                " version INT NOT NULL PRIMARY KEY,"
+                " description VARCHAR(200) NOT NULL,"
+                " checksum CHAR(64) NOT NULL,"
+                " applied_at DATETIME(6) NOT NULL,"
+                " duration_ms INT NOT NULL,"
+                " applied_by VARCHAR(200) NOT NULL,"
+                " success TINYINT(1) NOT NULL,"
+                " error TEXT NULL"
+                ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+            )
+
+    def _read_history(self, conn: pymysql.connections.Connection, schema: str) -> dict[int, _HistoryRow]:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT version, description, checksum, applied_at, success, error"  # noqa: S608
+                f" FROM {self._history_table(schema)} ORDER BY version"
+            )
+            rows: Sequence[tuple[Any, ...]] = cur.fetchall()
+        history: dict[int, _HistoryRow] = {}
+        for version, description, checksum, applied_at, success, error in rows:
+            history[int(version)] = _HistoryRow(
+                int(version), str(description), str(checksum), applied_at, bool(success), error and str(error)
+            )
+        return history
+
+    def _record(
+        self,
+        conn: pymysql.connections.Connection,
+        schema: str,
+        migration: Migration,
+        duration_ms: int,
+        error: str | None,
+    ) -> None:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"INSERT INTO {self._history_table(schema)}"  # noqa: S608
+                " (version, description, checksum, applied_at, duration_ms, applied_by, success, error)"
+                " VALUES (%s, %s, %s, UTC_TIMESTAMP(6), %s, %s, %s, %s)",
+                (
+                    migration.version,
+                    migration.description,
+                    migration.checksum,
+                    duration_ms,
+                    self.applied_by,
+                    0 if error else 1,
+                    error,
+                ),
+            )
+
+    # -- checks and application
+
+    @staticmethod
+    def _check_history(migrations: list[Migration], history: Mapping[int, _HistoryRow]) -> None:
+        modified = [
+            f"V{m.version} ({m.path.name}): recorded checksum {history[m.version].checksum}, file checksum {m.checksum}"
+            for m in migrations
+            if m.version in history and history[m.version].success and history[m.version].checksum != m.checksum
+        ]
+        if modified:
+            raise MigrationError(
+                "applied migrations were modified after they ran; nothing was applied. Restore the files and put "
+                "changes in a new migration instead. " + "; ".join(modified)
+            )
+        failed = [row for row in history.values() if not row.success]
+        if failed:
+            row = failed[0]
+            raise MigrationError(
+                f"migration V{row.version} ({row.description}) failed on an earlier run: {row.error}. "
+                "Fix the migration file (statements before the failing one have already been applied), "
+                "then run `fanout migrate --repair` to clear the failure and migrate again."
+            )
+        newest_applied = max((v for v, row in history.items() if row.success), default=0)
+        late = [m for m in migrations if m.version not in history and m.version < newest_applied]
+        if late:
+            names = ", ".join(m.path.name for m in late)
+            raise MigrationError(
+                f"pending migrations {names} are older than the newest applied migration V{newest_applied}; "
+                "renumber them above it"
+            )
+
+    def _statements_of(self, migration: Migration) -> list[str]:
+        sql = render(migration.sql, self.placeholders, source=migration.path.name)
+        try:
+            return split_statements(sql)
+        except MigrationError as exc:
+            raise MigrationError(f"{migration.path.name}: {exc}") from None
+
+    def _apply(
+        self, conn: pymysql.connections.Connection, schema: str, migration: Migration, statements: list[str]
+    ) -> None:
+        logger.info("applying migration V%s (%s)", migration.version, migration.description)
+        started = time.monotonic()
+        for position, statement in enumerate(statements, start=1):
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(statement)
+            except pymysql.err.Error as exc:
+                duration_ms = int((time.monotonic() - started) * 1000)
+                excerpt = statement if len(statement) <= 500 else statement[:500] + "..."
+                error = f"statement {position} of {len(statements)} failed: {_describe_error(exc)}\n{excerpt}"
+                error = error[:_MAX_ERROR_CHARS]
+                message = f"migration V{migration.version} ({migration.path.name}) failed: {error}"
+                try:
+                    self._record(conn, schema, migration, duration_ms, error)
+                except pymysql.err.Error as record_exc:
+                    message += f" (and the failure could not be recorded: {_describe_error(record_exc)})"
+                raise MigrationError(message) from exc
+        duration_ms = int((time.monotonic() - started) * 1000)
+        self._record(conn, schema, migration, duration_ms, None)
+        logger.info("applied migration V%s in %d ms", migration.version, duration_ms)

@@ -1,0 +1,77 @@
+"""Parser logic: validate a trigger payload and hand the change(s) to the fetcher.
+
+A valid payload becomes one asynchronous invoke of the fetcher (Lambda retries
+it and, on final failure, sends it to the dead-letter queue). An invalid one is
+recorded in the dead-letter queue with its reason and *not* raised: retrying
+input that can never be valid would only delay the record of it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .change import Change, ChangeValidationError, parse_trigger_payload
+from .mapping import Mappings
+from .observability import log
+
+Forward = Callable[[Sequence[Change]], None]
+Reject = Callable[[str, Any, str], None]
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    accepted: int
+    rejected: int
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "rejected": self.rejected, "reason": self.reason}
+
+
+def handle_trigger_payload(
+    payload: Any, mappings: Mappings, forward: Forward, reject: Reject, correlation_id: str
+) -> ParseResult:
+    try:
+        changes = parse_trigger_payload(payload, mappings, correlation_id)
+    except ChangeValidationError as exc:
+        log(logging.WARNING, "change rejected", correlation_id=correlation_id, field=exc.field, reason=exc.reason)
+        reject(str(exc), payload, correlation_id)
+        return ParseResult(accepted=0, rejected=1, reason=str(exc))
+    forward(changes)
+    for change in changes:
+        log(
+            logging.INFO,
+            "change accepted",
+            correlation_id=correlation_id,
+            table=change.table,
+            key=change.document_id,
+            action=change.action,
+        )
+    return ParseResult(accepted=len(changes), rejected=0)
+
+
+def fetcher_event(changes: Sequence[Change]) -> dict[str, Any]:
+    """The event the fetcher receives: a batch of change messages."""
+    return {"changes": [c.to_message() for c in changes]}
+
+
+class LambdaForwarder:
+    """Hands changes to the fetcher function with an asynchronous (Event) invoke."""
+
+    def __init__(self, lambda_client: Any, function_name: str) -> None:
+        self._lambda = lambda_client
+        self._function_name = function_name
+
+    def __call__(self, changes: Sequence[Change]) -> None:
+        response = self._lambda.invoke(
+            FunctionName=self._function_name,
+            InvocationType="Event",
+            Payload=json.dumps(fetcher_event(changes)).encode("utf-8"),
+        )
+        status = response.get("StatusCode")
+        if status != 202:
+            raise RuntimeError(f"async invoke of {self._function_name} answered {status}, expected 202")

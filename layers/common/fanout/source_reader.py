@@ -1,0 +1,81 @@
+"""Re-reading a changed row from the source database (DESIGN.md §2.1-2.2).
+
+The trigger fired inside the writer's transaction, possibly before it
+committed. A *locking* read (``LOCK IN SHARE MODE``, accepted by MariaDB and by
+MySQL 8 / Aurora MySQL 3) waits until that transaction ends and then returns the
+committed state: the new row, the old row after a ROLLBACK, or nothing.
+
+The version of what was read comes from the database clock: ``SYSDATE(6)``
+taken *while the shared lock is held* (no writer can change the row in that
+instant), or, for an absent row, taken *before* the read. Any later committed
+change is re-read later, under a later clock, so sinks that keep the highest
+version converge on the source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+
+from .change import Change
+from .mapping import TableMapping
+
+# Microseconds since the epoch, exact (DECIMAL arithmetic), zone-independent.
+_CLOCK_SQL = "SELECT CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS UNSIGNED)"
+RETRYABLE_MYSQL_ERRORS = {1205: "lock wait timeout", 1213: "deadlock"}
+
+
+class SourceReadError(RuntimeError):
+    """The row could not be read now; the change must be retried."""
+
+
+@dataclass(frozen=True)
+class RowState:
+    """The committed state of one row at ``version`` (None: the row does not exist)."""
+
+    row: dict[str, Any] | None
+    version: int
+
+    @property
+    def exists(self) -> bool:
+        return self.row is not None
+
+
+def _quote(identifier: str) -> str:
+    # Identifiers come from the validated mapping only; quoting is belt and braces.
+    return "`" + identifier.replace("`", "``") + "`"
+
+
+def select_row_sql(mapping: TableMapping) -> str:
+    columns = "*" if mapping.columns is None else ", ".join(_quote(c) for c in mapping.columns)
+    where = " AND ".join(f"{_quote(c)} = %s" for c in mapping.key_columns)
+    # Identifiers come from the validated mapping; key values are bound parameters.
+    return f"SELECT {columns} FROM {_quote(mapping.table)} WHERE {where} LOCK IN SHARE MODE"  # noqa: S608
+
+
+def read_row(conn: pymysql.connections.Connection, mapping: TableMapping, change: Change) -> RowState:
+    """Read the committed state of the changed row, waiting out an open writer (bounded)."""
+    try:
+        with conn.cursor() as cur:
+            conn.begin()
+            try:
+                cur.execute(_CLOCK_SQL)
+                before = int(cur.fetchone()[0])
+                cur.execute(select_row_sql(mapping), change.key_values)
+                found = cur.fetchone()
+                if found is None:
+                    return RowState(None, before)
+                row = dict(zip((d[0] for d in cur.description), found, strict=True))
+                cur.execute(_CLOCK_SQL)  # still holding the shared lock
+                return RowState(row, int(cur.fetchone()[0]))
+            finally:
+                conn.commit()  # releases the shared lock
+    except pymysql.err.OperationalError as exc:
+        code = exc.args[0] if exc.args else None
+        if code in RETRYABLE_MYSQL_ERRORS:
+            raise SourceReadError(
+                f"{RETRYABLE_MYSQL_ERRORS[code]} reading {mapping.table} key {change.document_id}; will retry"
+            ) from exc
+        raise

@@ -1,0 +1,35 @@
+"""Parser handler: receives what a trigger's lambda_async sent, hands valid changes to the fetcher.
+
+Domain logic lives in the layer (fanout.parser); this page wires it to AWS.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from fanout.config import ParserSettings
+from fanout.mapping import default_mappings
+from fanout.observability import enable_tracing
+from fanout.parser import LambdaForwarder, handle_trigger_payload
+from fanout.rejects import QueueRejectRecorder
+
+
+@lru_cache(maxsize=1)
+def _dependencies() -> tuple[LambdaForwarder, QueueRejectRecorder]:
+    """Built on the first invocation and reused (checked config, pooled clients)."""
+    import boto3
+
+    settings = ParserSettings.from_env()
+    default_mappings()  # validate the mapping at cold start, failing loudly
+    return (
+        LambdaForwarder(boto3.client("lambda"), settings.fetcher_function_name),
+        QueueRejectRecorder(boto3.client("sqs"), settings.dead_letter_queue_url, source="parser"),
+    )
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    enable_tracing()
+    forward, reject = _dependencies()
+    result = handle_trigger_payload(event, default_mappings(), forward, reject, context.aws_request_id)
+    return result.as_dict()
