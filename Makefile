@@ -1,0 +1,72 @@
+# fanout: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# The Lambda runtime is python3.12; the tools run on the same interpreter.
+PYTHON312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
+VENV := .venv
+PY := $(VENV)/bin/python
+MINISTACK_VENV := .local/ministack-venv
+# sam build finds python3.12 on PATH.
+export PATH := $(CURDIR)/$(VENV)/bin:$(dir $(PYTHON312)):$(PATH)
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help install up down status demo test test-unit test-integration test-e2e lint validate build clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@test -n "$(PYTHON312)" || { echo "python3.12 not found (pyenv or PATH)"; exit 1; }
+	$(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $@
+
+$(MINISTACK_VENV)/.installed: local/requirements-ministack.txt
+	@test -n "$(PYTHON312)" || { echo "python3.12 not found (pyenv or PATH)"; exit 1; }
+	$(PYTHON312) -m venv $(MINISTACK_VENV)
+	$(MINISTACK_VENV)/bin/pip install --quiet --disable-pip-version-check -r local/requirements-ministack.txt
+	@touch $@
+
+install: $(VENV)/.installed $(MINISTACK_VENV)/.installed ## create the virtualenvs (pinned tools and dependencies)
+
+up: install ## start the local stack in the background, deploy the app, write .local/stack.env
+	$(PY) local/stack.py up
+
+down: ## stop the local stack
+	@if [ -x $(PY) ]; then $(PY) local/stack.py down; fi
+
+status: install ## show what of the local stack is running
+	$(PY) local/stack.py status
+
+demo: up ## the main job: change rows in MariaDB, watch them reach OpenSearch and DynamoDB
+	$(PY) local/demo.py
+
+test: install ## run every test (unit, integration, e2e); starts what they need
+	$(PY) -m pytest tests
+
+test-unit: install ## unit tests only (no network)
+	$(PY) -m pytest tests/unit
+
+test-integration: install ## tests against MariaDB and the local AWS/OpenSearch servers
+	$(PY) -m pytest tests/integration
+
+test-e2e: install ## row changes through the deployed app on the local stack
+	$(PY) -m pytest tests/e2e
+
+build: install ## sam build
+	sam build
+
+validate: install ## sam validate --lint, and cfn-lint on the SAM-transformed template
+	AWS_DEFAULT_REGION=us-east-1 sam validate --lint
+	$(PY) tools/transformed_template.py > .local/transformed-template.json
+	cfn-lint --format parseable .local/transformed-template.json
+
+lint: install validate ## ruff, mypy (layer), sqlfluff (migrations), template checks
+	ruff check .
+	ruff format --check .
+	mypy
+	sqlfluff lint db/migrations
+
+clean: down ## remove build output and local state
+	rm -rf .aws-sam .local

@@ -1,0 +1,511 @@
+"""The local stack: everything the pipeline needs on one machine, without Docker.
+
+    python local/stack.py up      # start services, deploy the app, start the bridge
+    python local/stack.py down    # stop what `up` started (MariaDB is left running)
+    python local/stack.py status  # what is running, and where
+
+| Production            | Here                                                          |
+|-----------------------|---------------------------------------------------------------|
+| Aurora MySQL          | MariaDB on 127.0.0.1:3306, started if it is not up            |
+| lambda_async          | a shim function + outbox table, and local/bridge.py           |
+| Lambda, SQS, DynamoDB,| ministack (pinned, own venv in .local/ministack-venv) on      |
+| S3, Secrets Manager,  | 127.0.0.1:$FANOUT_AWS_PORT (default 4566)                      |
+| CloudFormation        |                                                               |
+| OpenSearch Service    | local/opensearch_server.py on 127.0.0.1:$FANOUT_OPENSEARCH_PORT|
+
+The app is deployed exactly as to AWS: ``sam build`` then ``sam deploy
+--config-env local`` with AWS_ENDPOINT_URL pointing at ministack; the
+post-deploy hook (a CloudFormation custom resource) applies db/migrations.
+Endpoints and deployed names are written to .local/stack.env as KEY=value.
+
+Workarounds for ministack's gaps live here, never in the production code:
+none are needed for the path used so far (EventInvokeConfig OnFailure to SQS
+is honoured; the template does not rely on DeadLetterConfig).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = ROOT / ".local"
+RUN_DIR = STATE_DIR / "run"
+LOG_DIR = STATE_DIR / "logs"
+STACK_ENV = STATE_DIR / "stack.env"
+MINISTACK_BIN = STATE_DIR / "ministack-venv" / "bin" / "ministack"
+VENV_BIN = ROOT / ".venv" / "bin"
+
+sys.path.insert(0, str(ROOT / "layers" / "common"))
+
+from fanout.migrations import split_statements  # noqa: E402
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    aws_port: int
+    opensearch_port: int
+    db_host: str
+    db_port: int
+    db_user: str
+    db_password: str
+    db_name: str
+    region: str = "us-east-1"
+    stack_name: str = "fanout-local"
+    artifacts_bucket: str = "fanout-local-artifacts"
+    secret_name: str = "fanout/local/db"
+
+    @classmethod
+    def from_env(cls) -> LocalConfig:
+        env = os.environ
+        return cls(
+            aws_port=int(env.get("FANOUT_AWS_PORT", "4566")),
+            opensearch_port=int(env.get("FANOUT_OPENSEARCH_PORT", "9200")),
+            db_host=env.get("FANOUT_DB_HOST", "127.0.0.1"),
+            db_port=int(env.get("FANOUT_DB_PORT", "3306")),
+            db_user=env.get("FANOUT_DB_USER", "root"),
+            db_password=env.get("FANOUT_DB_PASSWORD", ""),
+            db_name=env.get("FANOUT_DB_NAME", "fanout_demo"),
+        )
+
+    @property
+    def aws_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.aws_port}"
+
+    @property
+    def opensearch_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.opensearch_port}"
+
+    def aws_env(self) -> dict[str, str]:
+        """Environment for AWS SDK / CLI calls against the local stack."""
+        return {
+            "AWS_ENDPOINT_URL": self.aws_endpoint,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+        }
+
+    def db_env(self) -> dict[str, str]:
+        return {
+            "DB_HOST": self.db_host,
+            "DB_PORT": str(self.db_port),
+            "DB_USER": self.db_user,
+            "DB_PASSWORD": self.db_password,
+            "DB_NAME": self.db_name,
+        }
+
+
+def say(message: str) -> None:
+    print(f"[local] {message}", flush=True)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _pid_file(name: str) -> Path:
+    return RUN_DIR / f"{name}.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def running_pid(name: str) -> int | None:
+    try:
+        pid = int(_pid_file(name).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def start_process(name: str, argv: list[str], env: dict[str, str]) -> int:
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log = open(LOG_DIR / f"{name}.log", "ab")
+    proc = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # survives the `make up` that started it
+    )
+    _pid_file(name).write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop_process(name: str, timeout: float = 10.0) -> bool:
+    pid = running_pid(name)
+    _pid_file(name).unlink(missing_ok=True)
+    if pid is None:
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except OSError:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return True
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return 200 <= response.status < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except OSError:
+        return False
+
+
+def wait_for(what: str, check, timeout: float, log_name: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    hint = f"; see {LOG_DIR / log_name}.log" if log_name else ""
+    raise SystemExit(f"[local] {what} did not come up within {timeout:.0f}s{hint}")
+
+
+def base_env() -> dict[str, str]:
+    """A clean environment for child services: no AWS_ENDPOINT_URL or DB settings leak into them."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
+    return {k: os.environ[k] for k in keep if k in os.environ}
+
+
+# --------------------------------------------------------------------------- services
+
+
+def ensure_mariadb(cfg: LocalConfig) -> None:
+    if port_open(cfg.db_port, cfg.db_host):
+        return
+    if cfg.db_host not in ("127.0.0.1", "localhost"):
+        raise SystemExit(f"[local] MariaDB at {cfg.db_host}:{cfg.db_port} is not reachable")
+    say("MariaDB is not up; starting it")
+    mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+    subprocess.run(
+        ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", mariadbd],
+        check=True,
+    )
+    wait_for("MariaDB", lambda: port_open(cfg.db_port, cfg.db_host), 60)
+
+
+def ensure_ministack(cfg: LocalConfig) -> bool:
+    """Start ministack unless it is running; True if it was (re)started (its state is in memory)."""
+    health = f"{cfg.aws_endpoint}/_ministack/health"
+    if running_pid("ministack") and http_ok(health):
+        return False
+    stop_process("ministack")
+    if port_open(cfg.aws_port):
+        raise SystemExit(f"[local] port {cfg.aws_port} is taken by another program; set FANOUT_AWS_PORT")
+    if not MINISTACK_BIN.exists():
+        raise SystemExit(f"[local] {MINISTACK_BIN} is missing: run `make install` first")
+    say(f"starting ministack on {cfg.aws_endpoint}")
+    env = base_env() | {
+        "BIND_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(cfg.aws_port),
+        "IOT_MTLS_ENABLED": "0",
+        "SFTP_ENABLED": "0",
+        "MINISTACK_REGION": cfg.region,
+        "PYTHONUNBUFFERED": "1",
+    }
+    start_process("ministack", [str(MINISTACK_BIN)], env)
+    wait_for("ministack", lambda: http_ok(health), 60, "ministack")
+    return True
+
+
+def ensure_opensearch(cfg: LocalConfig) -> None:
+    if running_pid("opensearch") and http_ok(cfg.opensearch_endpoint + "/"):
+        return
+    stop_process("opensearch")
+    if port_open(cfg.opensearch_port):
+        raise SystemExit(f"[local] port {cfg.opensearch_port} is taken by another program; set FANOUT_OPENSEARCH_PORT")
+    say(f"starting the OpenSearch-compatible server on {cfg.opensearch_endpoint}")
+    start_process(
+        "opensearch",
+        [
+            sys.executable,
+            str(ROOT / "local" / "opensearch_server.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(cfg.opensearch_port),
+        ],
+        base_env() | {"PYTHONUNBUFFERED": "1"},
+    )
+    wait_for("OpenSearch server", lambda: http_ok(cfg.opensearch_endpoint + "/"), 30, "opensearch")
+
+
+def run_sql_file(conn, path: Path) -> None:  # type: ignore[no-untyped-def]
+    with conn.cursor() as cur:
+        for statement in split_statements(path.read_text(encoding="utf-8")):
+            cur.execute(statement)
+
+
+def prepare_database(cfg: LocalConfig) -> None:
+    """The demo schema and the lambda_async shim (what Aurora has natively)."""
+    import pymysql
+
+    conn = pymysql.connect(
+        host=cfg.db_host,
+        port=cfg.db_port,
+        user=cfg.db_user,
+        password=cfg.db_password,
+        charset="utf8mb4",
+        autocommit=True,
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{cfg.db_name}` CHARACTER SET utf8mb4")
+            cur.execute(f"USE `{cfg.db_name}`")
+        run_sql_file(conn, ROOT / "local" / "demo_schema.sql")
+        run_sql_file(conn, ROOT / "local" / "lambda_async_shim.sql")
+    finally:
+        conn.close()
+
+
+def aws_client(cfg: LocalConfig, service: str):  # type: ignore[no-untyped-def]
+    import boto3
+
+    env = cfg.aws_env()
+    return boto3.client(
+        service,
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=cfg.region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def ensure_aws_resources(cfg: LocalConfig) -> str:
+    """The artifacts bucket and the database secret; returns the secret's ARN."""
+    s3 = aws_client(cfg, "s3")
+    try:
+        s3.head_bucket(Bucket=cfg.artifacts_bucket)
+    except Exception:  # noqa: BLE001 - absent: create it
+        s3.create_bucket(Bucket=cfg.artifacts_bucket)
+    secrets = aws_client(cfg, "secretsmanager")
+    value = json.dumps(
+        {
+            "username": cfg.db_user,
+            "password": cfg.db_password,
+            "engine": "mysql",
+            "host": cfg.db_host,
+            "port": cfg.db_port,
+            "dbname": cfg.db_name,
+        }
+    )
+    try:
+        arn = secrets.describe_secret(SecretId=cfg.secret_name)["ARN"]
+        secrets.put_secret_value(SecretId=arn, SecretString=value)
+    except secrets.exceptions.ResourceNotFoundException:
+        arn = secrets.create_secret(Name=cfg.secret_name, SecretString=value)["ARN"]
+    return str(arn)
+
+
+def sam_env(cfg: LocalConfig) -> dict[str, str]:
+    # sam build looks for the runtime's interpreter (python3.12) on PATH.
+    extra_path = [str(p) for p in _python312_bin_dirs()]
+    path = os.pathsep.join([str(VENV_BIN), *extra_path, os.environ.get("PATH", "")])
+    return base_env() | cfg.aws_env() | {"PATH": path, "SAM_CLI_TELEMETRY": "0"}
+
+
+def _python312_bin_dirs() -> list[Path]:
+    candidates = [Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"]
+    found = []
+    for base in candidates:
+        if base.is_dir():
+            found += sorted(p / "bin" for p in base.glob("3.12*") if (p / "bin" / "python3.12").exists())
+    return found
+
+
+def deploy(cfg: LocalConfig, secret_arn: str) -> dict[str, str]:
+    sam = str(VENV_BIN / "sam")
+    env = sam_env(cfg)
+    say("sam build")
+    subprocess.run(
+        [sam, "build", "--config-env", "local"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=open(LOG_DIR / "sam-build.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )
+    overrides = {
+        "Stage": "local",
+        "DbHost": cfg.db_host,
+        "DbPort": str(cfg.db_port),
+        "DbName": cfg.db_name,
+        "DbSecretArn": secret_arn,
+        "OpenSearchEndpoint": cfg.opensearch_endpoint,
+        "OpenSearchAuth": "none",
+        "RemoveTriggersOnDelete": "true",
+        "LogLevel": "INFO",
+    }
+    say("sam deploy --config-env local")
+    result = subprocess.run(
+        [
+            sam,
+            "deploy",
+            "--config-env",
+            "local",
+            "--no-progressbar",
+            "--parameter-overrides",
+            " ".join(f"{k}={v}" for k, v in overrides.items()),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=open(LOG_DIR / "sam-deploy.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"[local] sam deploy failed; see {LOG_DIR / 'sam-deploy.log'}")
+    stacks = aws_client(cfg, "cloudformation").describe_stacks(StackName=cfg.stack_name)["Stacks"]
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
+
+def ensure_bridge(cfg: LocalConfig, restart: bool) -> None:
+    if running_pid("bridge") and not restart:
+        return
+    stop_process("bridge")
+    say("starting the lambda_async bridge")
+    start_process(
+        "bridge",
+        [sys.executable, str(ROOT / "local" / "bridge.py")],
+        base_env() | cfg.aws_env() | cfg.db_env() | {"PYTHONUNBUFFERED": "1"},
+    )
+    time.sleep(0.5)
+    if not running_pid("bridge"):
+        raise SystemExit(f"[local] the bridge exited at once; see {LOG_DIR / 'bridge.log'}")
+
+
+def write_stack_env(cfg: LocalConfig, outputs: dict[str, str], secret_arn: str) -> dict[str, str]:
+    values = (
+        cfg.aws_env()
+        | cfg.db_env()
+        | {
+            "OPENSEARCH_ENDPOINT": cfg.opensearch_endpoint,
+            "OPENSEARCH_AUTH": "none",
+            "DB_SECRET_ARN": secret_arn,
+            "STACK_NAME": cfg.stack_name,
+            "PARSER_FUNCTION_ARN": outputs["ParserFunctionArn"],
+            "PARSER_FUNCTION_NAME": outputs["ParserFunctionName"],
+            "FETCHER_FUNCTION_ARN": outputs["FetcherFunctionArn"],
+            "FETCHER_FUNCTION_NAME": outputs["FetcherFunctionName"],
+            "MIGRATIONS_FUNCTION_NAME": outputs["MigrationsFunctionName"],
+            "AURORA_INVOKE_ROLE_ARN": outputs["AuroraInvokeRoleArn"],
+            "DEAD_LETTER_QUEUE_URL": outputs["DeadLetterQueueUrl"],
+            "DYNAMODB_TABLE": outputs["ReplicaTableName"],
+        }
+    )
+    STACK_ENV.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    return values
+
+
+def read_stack_env() -> dict[str, str]:
+    if not STACK_ENV.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in STACK_ENV.read_text().splitlines() if "=" in line)
+    return {k: v for k, v in pairs}
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def up() -> dict[str, str]:
+    cfg = LocalConfig.from_env()
+    started = time.monotonic()
+    STATE_DIR.mkdir(exist_ok=True)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    ensure_mariadb(cfg)
+    ensure_ministack(cfg)
+    ensure_opensearch(cfg)
+    prepare_database(cfg)
+    secret_arn = ensure_aws_resources(cfg)
+    outputs = deploy(cfg, secret_arn)
+    values = write_stack_env(cfg, outputs, secret_arn)
+    ensure_bridge(cfg, restart=True)
+    say(f"up in {time.monotonic() - started:.0f}s; endpoints and names in {STACK_ENV.relative_to(ROOT)}:")
+    for key in (
+        "AWS_ENDPOINT_URL",
+        "OPENSEARCH_ENDPOINT",
+        "DB_HOST",
+        "DB_PORT",
+        "DB_NAME",
+        "PARSER_FUNCTION_NAME",
+        "FETCHER_FUNCTION_NAME",
+        "DYNAMODB_TABLE",
+        "DEAD_LETTER_QUEUE_URL",
+    ):
+        print(f"  {key}={values[key]}")
+    return values
+
+
+def down() -> None:
+    for name in ("bridge", "opensearch", "ministack"):
+        if stop_process(name):
+            say(f"stopped {name}")
+    STACK_ENV.unlink(missing_ok=True)
+
+
+def status() -> int:
+    cfg = LocalConfig.from_env()
+    ok = True
+    for name in ("ministack", "opensearch", "bridge"):
+        pid = running_pid(name)
+        ok &= pid is not None
+        print(f"{name:10} {f'running (pid {pid})' if pid else 'stopped'}")
+    db = port_open(cfg.db_port, cfg.db_host)
+    print(f"{'mariadb':10} {'reachable' if db else 'unreachable'} at {cfg.db_host}:{cfg.db_port}")
+    return 0 if ok and db else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["up", "down", "status"])
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        up()
+        return 0
+    if args.command == "down":
+        down()
+        return 0
+    return status()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
