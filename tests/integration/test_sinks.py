@@ -1,0 +1,132 @@
+"""The sinks against real servers: the project's OpenSearch server (or $OPENSEARCH_ENDPOINT)
+and DynamoDB on ministack, with the table built from template.yaml's definition.
+
+Each sink must keep the highest version it has seen: a late (lower-version)
+write is STALE and changes nothing, a retry of the same version is harmless,
+and a delete leaves a tombstone that a stale upsert cannot get past.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from fanout.change import Change
+from fanout.mapping import default_mappings
+from fanout.sinks import Outcome
+from fanout.sinks.dynamodb_sink import DynamoDBSink
+from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
+from fanout.source_reader import RowState
+from tests.conftest import aws_resource, template_resource
+
+POSTS = default_mappings().get("posts")
+
+
+def row(key: int, title: str) -> dict[str, Any]:
+    return {
+        "id": key,
+        "title": title,
+        "body": "Ünïcödé 🚀 \"quoted\" back\\slash 日本語",
+        "author": "ann",
+        "status": "published",
+        "updated_at": dt.datetime(2026, 11, 27, 10, 0, 0, 123456),
+    }
+
+
+@pytest.fixture
+def posts_mapping() -> Any:
+    """The posts mapping, pointed at a fresh index so tests never share documents."""
+    from dataclasses import replace
+
+    return replace(POSTS, opensearch_index=f"posts-test-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def opensearch_sink(opensearch_endpoint: str, posts_mapping: Any) -> Any:
+    client = make_client(opensearch_endpoint)
+    yield OpenSearchSink(client), client
+    client.indices.delete(index=posts_mapping.opensearch_index, ignore_unavailable=True)
+
+
+@pytest.fixture
+def replica_table(local_aws: dict[str, str]) -> Any:
+    """A DynamoDB table with exactly the key schema and TTL that template.yaml declares."""
+    spec = template_resource("ReplicaTable")
+    dynamodb = aws_resource(local_aws, "dynamodb")
+    table = dynamodb.create_table(
+        TableName=f"fanout-test-{uuid.uuid4().hex[:8]}",
+        BillingMode=spec["BillingMode"],
+        AttributeDefinitions=spec["AttributeDefinitions"],
+        KeySchema=spec["KeySchema"],
+    )
+    table.wait_until_exists()
+    ttl = spec["TimeToLiveSpecification"]
+    dynamodb.meta.client.update_time_to_live(
+        TableName=table.name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
+    )
+    yield table
+    table.delete()
+
+
+def test_opensearch_keeps_the_highest_version(opensearch_sink: Any, posts_mapping: Any) -> None:
+    sink, client = opensearch_sink
+    change = Change("posts", (("id", 7),), "update", 1)
+    index = posts_mapping.opensearch_index
+
+    assert sink.apply(posts_mapping, change, RowState(row(7, "v200"), 200)) is Outcome.WRITTEN
+    assert sink.apply(posts_mapping, change, RowState(row(7, "v100"), 100)) is Outcome.STALE
+    assert sink.apply(posts_mapping, change, RowState(row(7, "v200"), 200)) is Outcome.WRITTEN  # retry
+    got = client.get(index=index, id="7")
+    assert got["_version"] == 200 and got["_source"]["title"] == "v200"
+    assert got["_source"]["body"] == row(7, "")["body"]
+    assert got["_source"]["updated_at"] == "2026-11-27T10:00:00.123456"
+
+    assert sink.apply(posts_mapping, change, RowState(None, 300)) is Outcome.DELETED
+    assert not client.exists(index=index, id="7")
+    # the tombstone outlives the document: a late upsert read before the delete cannot resurrect it
+    assert sink.apply(posts_mapping, change, RowState(row(7, "v250"), 250)) is Outcome.STALE
+    assert not client.exists(index=index, id="7")
+    # a later state (the row re-inserted) does get through
+    assert sink.apply(posts_mapping, change, RowState(row(7, "v400"), 400)) is Outcome.WRITTEN
+    assert client.get(index=index, id="7")["_source"]["title"] == "v400"
+
+
+def test_opensearch_delete_of_a_never_seen_row_is_fine(opensearch_sink: Any, posts_mapping: Any) -> None:
+    sink, client = opensearch_sink
+    change = Change("posts", (("id", 8),), "delete", 1)
+    assert sink.apply(posts_mapping, change, RowState(None, 500)) is Outcome.DELETED
+    assert sink.apply(posts_mapping, change, RowState(row(8, "older"), 400)) is Outcome.STALE
+
+
+def test_opensearch_index_is_created_with_tombstones_kept_long_enough(
+    opensearch_sink: Any, posts_mapping: Any
+) -> None:
+    sink, client = opensearch_sink
+    sink.apply(posts_mapping, Change("posts", (("id", 1),), "insert", 1), RowState(row(1, "x"), 1))
+    settings = client.indices.get_settings(index=posts_mapping.opensearch_index)
+    assert settings[posts_mapping.opensearch_index]["settings"]["index"]["gc_deletes"] == "1h"
+
+
+def test_dynamodb_keeps_the_highest_version(replica_table: Any) -> None:
+    sink = DynamoDBSink(replica_table, tombstone_ttl_seconds=3600, clock=lambda: 1_000_000.0)
+    change = Change("posts", (("id", 7),), "update", 1)
+
+    assert sink.apply(POSTS, change, RowState(row(7, "v200"), 200)) is Outcome.WRITTEN
+    assert sink.apply(POSTS, change, RowState(row(7, "v100"), 100)) is Outcome.STALE
+    assert sink.apply(POSTS, change, RowState(row(7, "v200"), 200)) is Outcome.WRITTEN  # retry
+    item = replica_table.get_item(Key={"pk": "posts#7"}, ConsistentRead=True)["Item"]
+    assert item["title"] == "v200" and item["_version"] == Decimal(200) and item["_deleted"] is False
+    assert item["id"] == Decimal(7) and item["body"] == row(7, "")["body"]
+
+    assert sink.apply(POSTS, change, RowState(None, 300)) is Outcome.DELETED
+    tombstone = replica_table.get_item(Key={"pk": "posts#7"}, ConsistentRead=True)["Item"]
+    assert tombstone["_deleted"] is True and tombstone["_ttl"] == Decimal(1_000_000 + 3600)
+    assert "title" not in tombstone
+    assert sink.apply(POSTS, change, RowState(row(7, "v250"), 250)) is Outcome.STALE
+    assert replica_table.get_item(Key={"pk": "posts#7"}, ConsistentRead=True)["Item"]["_deleted"] is True
+    assert sink.apply(POSTS, change, RowState(row(7, "v400"), 400)) is Outcome.WRITTEN
+    assert replica_table.get_item(Key={"pk": "posts#7"}, ConsistentRead=True)["Item"]["title"] == "v400"
