@@ -27,8 +27,6 @@ class _Dependencies:
     """Everything the fetcher reuses across invocations of one execution environment."""
 
     def __init__(self) -> None:
-        import os
-
         import boto3
 
         sink_settings = SinkSettings.from_env()
@@ -40,7 +38,7 @@ class _Dependencies:
                 tombstone_ttl_seconds=sink_settings.tombstone_ttl_seconds,
             ),
         ]
-        self.reject = QueueRejectRecorder(boto3.client("sqs"), os.environ["DEAD_LETTER_QUEUE_URL"], source="fetcher")
+        self.reject = QueueRejectRecorder(boto3.client("sqs"), sink_settings.dead_letter_queue_url, source="fetcher")
         default_mappings()  # validate the mapping at cold start, failing loudly
 
     def read_row(self, mapping: TableMapping, change: Change) -> RowState:

@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+
 from fanout.migrations import MigrationError, MigrationRunner, checksum_of, load_migrations, render, split_statements
 
 REPO = Path(__file__).resolve().parents[2]

@@ -30,6 +30,8 @@ FORMAT_VERSION = 1
 MAX_STRING_KEY_LENGTH = 512
 MAX_PAYLOAD_BYTES = 8192  # a trigger payload names a key; anything bigger is not ours
 BIGINT_MIN, BIGINT_UNSIGNED_MAX = -(2**63), 2**64 - 1
+MAX_TIMESTAMP_SECONDS = 2**53 // 1_000_000  # microseconds must stay exact in a double (OpenSearch)
+MAX_DOCUMENT_ID_BYTES = 512  # OpenSearch's _id limit (DynamoDB's key limit, 2048, is looser)
 
 KeyValue = int | str
 
@@ -65,7 +67,7 @@ class Change:
     @property
     def document_id(self) -> str:
         """Stable id of the row in the sinks: key values, percent-encoded, joined by '|'."""
-        return "|".join(quote(str(v), safe="") for v in self.key_values)
+        return document_id_of(self.key_values)
 
     def to_message(self) -> dict[str, Any]:
         """The form handed from the parser to the fetcher (same field names as the trigger's)."""
@@ -77,6 +79,10 @@ class Change:
             "ts_us": self.changed_at_us,
             "correlation_id": self.correlation_id,
         }
+
+
+def document_id_of(values: tuple[KeyValue, ...]) -> str:
+    return "|".join(quote(str(v), safe="") for v in values)
 
 
 def _validate_key(mapping: TableMapping, raw: Any, field: str) -> tuple[tuple[str, KeyValue], ...]:
@@ -102,6 +108,9 @@ def _validate_key(mapping: TableMapping, raw: Any, field: str) -> tuple[tuple[st
             if len(value) > MAX_STRING_KEY_LENGTH:
                 raise ChangeValidationError(where, f"string key longer than {MAX_STRING_KEY_LENGTH} characters")
         values.append((column.column, value))
+    if len(document_id_of(tuple(v for _, v in values)).encode("utf-8")) > MAX_DOCUMENT_ID_BYTES:
+        where = f"{field}.{mapping.primary_key[-1].column}" if len(values) == 1 else field
+        raise ChangeValidationError(where, f"key is too long for a sink id ({MAX_DOCUMENT_ID_BYTES} bytes encoded)")
     return tuple(values)
 
 
@@ -110,19 +119,19 @@ def _validate_timestamp(raw: Any, field: str) -> int:
         raise ChangeValidationError(field, f"must be seconds since the epoch, got {_describe(raw)}")
     try:
         # Through str so that a float such as 1764240000.123456 keeps its digits.
-        micros = int(Decimal(str(raw)) * 1_000_000)
-    except (InvalidOperation, ValueError):
+        seconds = Decimal(str(raw))
+    except (InvalidOperation, ValueError, ArithmeticError):
         raise ChangeValidationError(field, f"must be seconds since the epoch, got {_describe(raw)}") from None
-    if not 0 < micros < 2**53:
-        raise ChangeValidationError(field, f"timestamp {raw} is out of range")
-    return micros
+    if not seconds.is_finite() or not 0 < seconds < MAX_TIMESTAMP_SECONDS:
+        raise ChangeValidationError(field, f"timestamp {_describe(raw)} is out of range")
+    return int(seconds * 1_000_000)
 
 
 def _common(payload: Any, mappings: Mappings) -> tuple[dict[str, Any], TableMapping, str]:
     if not isinstance(payload, dict):
         raise ChangeValidationError("<payload>", f"must be a JSON object, got {type(payload).__name__}")
     version = payload.get("v")
-    if version != FORMAT_VERSION or isinstance(version, bool):
+    if type(version) is not int or version != FORMAT_VERSION:
         raise ChangeValidationError("v", f"unsupported format version {_describe(version)} (expected {FORMAT_VERSION})")
     table = payload.get("table")
     if not isinstance(table, str):
@@ -146,14 +155,16 @@ def parse_trigger_payload(payload: Any, mappings: Mappings, correlation_id: str 
     the old one (whose re-read will find nothing, and so delete it).
     """
     if isinstance(payload, (str, bytes)):
-        if len(payload) > MAX_PAYLOAD_BYTES:
+        size = len(payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload)
+        if size > MAX_PAYLOAD_BYTES:
             raise ChangeValidationError("<payload>", f"larger than {MAX_PAYLOAD_BYTES} bytes")
         try:
             payload = json.loads(payload)
-        except json.JSONDecodeError as exc:
-            raise ChangeValidationError("<payload>", f"is not valid JSON ({exc.msg})") from None
         except UnicodeDecodeError:
             raise ChangeValidationError("<payload>", "is not UTF-8 text") from None
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge int literals, deep nesting
+            detail = getattr(exc, "msg", type(exc).__name__)
+            raise ChangeValidationError("<payload>", f"is not valid JSON ({detail})") from None
     payload, mapping, action = _common(payload, mappings)
     allowed = {"v", "action", "table", "pk", "old_pk", "ts"}
     extra = sorted(set(payload) - allowed)

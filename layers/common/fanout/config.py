@@ -125,10 +125,11 @@ class ParserSettings:
 
 @dataclass(frozen=True)
 class SinkSettings:
-    """Where the fetcher writes."""
+    """Where the fetcher writes (and records what it must reject)."""
 
     opensearch_endpoint: str
     dynamodb_table: str
+    dead_letter_queue_url: str
     opensearch_auth: str = "none"  # "none" locally, "sigv4" for Amazon OpenSearch Service
     tombstone_ttl_seconds: int = 7 * 24 * 3600
 
@@ -141,6 +142,7 @@ class SinkSettings:
         return cls(
             opensearch_endpoint=_required(env, "OPENSEARCH_ENDPOINT").rstrip("/"),
             dynamodb_table=_required(env, "DYNAMODB_TABLE"),
+            dead_letter_queue_url=_required(env, "DEAD_LETTER_QUEUE_URL"),
             opensearch_auth=auth,
             tombstone_ttl_seconds=_integer(env, "TOMBSTONE_TTL_SECONDS", 7 * 24 * 3600, minimum=60),
         )

@@ -8,14 +8,18 @@ MySQL (pymysql value)     OpenSearch document (JSON)     DynamoDB attribute
 ========================  =============================  ==========================
 NULL (None)               null                           NULL
 integers (int)            number                         N (exact)
-DECIMAL (Decimal)         string, exact digits           N (exact, no float)
-FLOAT/DOUBLE (float)      number                         N (via its repr)
+DECIMAL (Decimal)         string, exact digits           N (exact, no float) (*)
+FLOAT/DOUBLE (float)      number                         N (via its repr) (*)
 DATETIME/TIMESTAMP        ISO 8601 string                ISO 8601 string
 DATE / TIME               ISO 8601 string                ISO 8601 string
 CHAR/TEXT/ENUM (str)      string                         S ("" kept)
 SET (set of str)          sorted list of strings         L of S
 BINARY/BLOB/BIT (bytes)   base64 string                  B
 ========================  =============================  ==========================
+
+(*) DynamoDB numbers hold 38 significant digits within ±1E+126; a value beyond
+that (a DECIMAL(65,30) with many digits, a DOUBLE of 1e300) is stored as a
+string of its exact digits rather than rounded or refused on every retry.
 
 The session runs in UTC (see :mod:`fanout.db`), so TIMESTAMP values are UTC;
 DATETIME values carry no zone and are written as they are stored.
@@ -29,7 +33,7 @@ from decimal import Decimal
 from typing import Any
 
 from .change import Change
-from .mapping import TableMapping
+from .mapping import RESERVED_ITEM_ATTRIBUTES, TableMapping
 
 Row = dict[str, Any]
 
@@ -61,16 +65,26 @@ def to_json_value(value: Any) -> Any:
     raise TypeError(f"no JSON form for a value of type {type(value).__name__}")
 
 
+def _dynamodb_number(value: Decimal) -> Decimal | str:
+    from boto3.dynamodb.types import DYNAMODB_CONTEXT
+
+    try:
+        DYNAMODB_CONTEXT.create_decimal(value)  # traps rounding, overflow and underflow
+    except ArithmeticError:
+        return str(value)
+    return value
+
+
 def to_dynamodb_value(value: Any) -> Any:
     """A MySQL value as a boto3 DynamoDB resource-layer value (numbers as Decimal)."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
-        return Decimal(value)
+        return _dynamodb_number(Decimal(value))
     if isinstance(value, Decimal):
-        return value
+        return _dynamodb_number(value)
     if isinstance(value, float):
-        return Decimal(repr(value))
+        return _dynamodb_number(Decimal(repr(value)))
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     if isinstance(value, (set, frozenset)):
@@ -89,6 +103,9 @@ def dynamodb_partition_key(change: Change) -> str:
 
 def dynamodb_item(mapping: TableMapping, change: Change, row: Row, version: int) -> dict[str, Any]:
     """The DynamoDB item for a present row: the row's columns plus our bookkeeping."""
+    clashing = RESERVED_ITEM_ATTRIBUTES.intersection(row)
+    if clashing:
+        raise ValueError(f"columns {sorted(clashing)} of {mapping.table} clash with the sink's item attributes")
     item = {column: to_dynamodb_value(value) for column, value in row.items()}
     item.update(
         {

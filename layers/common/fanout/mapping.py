@@ -111,11 +111,16 @@ def _parse_table(table: str, spec: Any) -> TableMapping:
 
     opensearch = spec.get("opensearch", {})
     dynamodb = spec.get("dynamodb", {})
+    sink_fields = {"opensearch": {"enabled", "index"}, "dynamodb": {"enabled"}}
     for name, sink in (("opensearch", opensearch), ("dynamodb", dynamodb)):
         if not isinstance(sink, dict):
             raise _fail(table, name, "must be an object")
+        misspelt = sorted(set(sink) - sink_fields[name])
+        if misspelt:
+            known_here = ", ".join(sorted(sink_fields[name]))
+            raise _fail(table, f"{name}.{misspelt[0]}", f"unknown field (known: {known_here})")
     index = opensearch.get("index", table.lower())
-    if not isinstance(index, str) or not _INDEX_NAME.match(index):
+    if opensearch.get("enabled", True) and (not isinstance(index, str) or not _INDEX_NAME.match(index)):
         raise _fail(table, "opensearch.index", f"{index!r} is not a valid OpenSearch index name")
     for name, sink in (("opensearch", opensearch), ("dynamodb", dynamodb)):
         if not isinstance(sink.get("enabled", True), bool):

@@ -1,0 +1,369 @@
+"""In-memory stand-ins for the clients the fanout code is handed, shared by the unit tests.
+
+Each fake keeps the behaviour the code relies on (DynamoDB's conditional put,
+OpenSearch's external versioning and delete tombstones, the 202 of an
+asynchronous invoke, the SQS message size cap) and raises the *real* library
+exceptions, so the code's own error handling is what gets exercised.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from types import ModuleType
+from typing import Any
+
+from boto3.dynamodb.types import TypeSerializer
+from botocore.exceptions import ClientError
+from conftest import EVENTS, ROOT
+from opensearchpy.exceptions import ConflictError, NotFoundError, RequestError
+
+from fanout.change import Change
+from fanout.mapping import TableMapping
+from fanout.source_reader import RowState
+
+
+def load_app(relative_path: str, module_name: str) -> ModuleType:
+    """A handler's app.py, imported from its path (it is not on a package path)."""
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / relative_path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_event(name: str) -> Any:
+    """A scenario file from events/, read by path as `sam local invoke -e` reads it."""
+    return json.loads((EVENTS / name).read_text(encoding="utf-8"))
+
+
+def client_error(code: str, message: str, operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message}}, operation)
+
+
+# --------------------------------------------------------------------------- DynamoDB
+
+_COMPARISON = re.compile(r"^(\S+)\s*(<=|>=|<>|=|<|>)\s*(\S+)$")
+_FUNCTION = re.compile(r"^(attribute_not_exists|attribute_exists)\((\S+)\)$")
+_MISSING = object()
+
+
+class FakeDynamoDBTable:
+    """A boto3 ``Table`` resource holding items in a dict.
+
+    ``put_item`` serialises the item the way boto3 does (so a float or an
+    unrepresentable number fails as it would), enforces the 2048-byte partition
+    key limit, and evaluates a condition made of ``attribute_[not_]exists(..)``
+    and comparisons joined by ``OR`` with DynamoDB's semantics: a comparison
+    involving a missing attribute or mismatched types is false.
+    """
+
+    MAX_PARTITION_KEY_BYTES = 2048
+
+    def __init__(self, key_attribute: str = "pk", ttl_attribute: str | None = None) -> None:
+        self.key_attribute = key_attribute
+        self.ttl_attribute = ttl_attribute
+        self.items: dict[str, dict[str, Any]] = {}
+        self.put_calls: list[dict[str, Any]] = []
+        self.fail_with: Exception | None = None
+        self._serializer = TypeSerializer()
+
+    @classmethod
+    def from_template(cls, properties: dict[str, Any]) -> FakeDynamoDBTable:
+        """A table shaped like an ``AWS::DynamoDB::Table`` declared in template.yaml."""
+        [hash_key] = [k["AttributeName"] for k in properties["KeySchema"] if k["KeyType"] == "HASH"]
+        ttl = properties.get("TimeToLiveSpecification", {})
+        return cls(key_attribute=hash_key, ttl_attribute=ttl.get("AttributeName") if ttl.get("Enabled") else None)
+
+    def put_item(
+        self,
+        *,
+        Item: dict[str, Any],
+        ConditionExpression: str | None = None,
+        ExpressionAttributeNames: dict[str, str] | None = None,
+        ExpressionAttributeValues: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        self.put_calls.append(
+            {
+                "Item": Item,
+                "ConditionExpression": ConditionExpression,
+                "ExpressionAttributeNames": ExpressionAttributeNames,
+                "ExpressionAttributeValues": ExpressionAttributeValues,
+            }
+        )
+        if self.fail_with is not None:
+            raise self.fail_with
+        for value in Item.values():
+            self._serializer.serialize(value)  # raises as boto3 would, before any request
+        key = Item.get(self.key_attribute)
+        if not isinstance(key, str) or not key:
+            raise client_error("ValidationException", "missing or empty partition key", "PutItem")
+        if len(key.encode("utf-8")) > self.MAX_PARTITION_KEY_BYTES:
+            raise client_error(
+                "ValidationException",
+                f"One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit "
+                f"of {self.MAX_PARTITION_KEY_BYTES} bytes",
+                "PutItem",
+            )
+        current = self.items.get(key)
+        if ConditionExpression is not None and not self._holds(
+            ConditionExpression, current, ExpressionAttributeNames or {}, ExpressionAttributeValues or {}
+        ):
+            raise client_error("ConditionalCheckFailedException", "The conditional request failed", "PutItem")
+        self.items[key] = copy.deepcopy(Item)
+        return {}
+
+    def _holds(
+        self, expression: str, item: dict[str, Any] | None, names: dict[str, str], values: dict[str, Any]
+    ) -> bool:
+        return any(self._clause(part.strip(), item, names, values) for part in re.split(r"\s+OR\s+", expression))
+
+    @staticmethod
+    def _clause(clause: str, item: dict[str, Any] | None, names: dict[str, str], values: dict[str, Any]) -> bool:
+        def attribute(path: str) -> str:
+            return names[path] if path.startswith("#") else path
+
+        def operand(token: str) -> Any:
+            if token.startswith(":"):
+                return values[token]
+            return _MISSING if item is None else item.get(attribute(token), _MISSING)
+
+        function = _FUNCTION.match(clause)
+        if function:
+            exists = item is not None and attribute(function.group(2)) in item
+            return exists if function.group(1) == "attribute_exists" else not exists
+        comparison = _COMPARISON.match(clause)
+        if not comparison:
+            raise NotImplementedError(f"the fake table does not understand the condition {clause!r}")
+        left, op, right = operand(comparison.group(1)), comparison.group(2), operand(comparison.group(3))
+        if left is _MISSING or right is _MISSING:
+            return False
+        numeric = (int, Decimal)
+        if not (isinstance(left, numeric) and isinstance(right, numeric)) and type(left) is not type(right):
+            return False
+        return {
+            "<=": left <= right,
+            "<": left < right,
+            ">=": left >= right,
+            ">": left > right,
+            "=": left == right,
+            "<>": left != right,
+        }[op]
+
+
+# --------------------------------------------------------------------------- OpenSearch
+
+
+@dataclass
+class StoredDocument:
+    version: int
+    source: dict[str, Any] | None  # None: a delete tombstone
+
+
+class FakeIndices:
+    def __init__(self) -> None:
+        self.created: dict[str, dict[str, Any]] = {}  # index -> create body
+        self.create_calls: list[str] = []
+        self.exists_calls: list[str] = []
+        self.auto_created: set[str] = set()  # created by a write, without our settings
+        self.created_concurrently: set[str] = set()  # another writer wins the race for these
+
+    def exists(self, *, index: str) -> bool:
+        self.exists_calls.append(index)
+        return index in self.created or index in self.auto_created
+
+    def create(self, *, index: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.create_calls.append(index)
+        if index in self.created_concurrently:
+            self.created[index] = {"settings": {}}
+            raise RequestError(400, "resource_already_exists_exception", {"error": {"index": index}})
+        if index in self.created or index in self.auto_created:
+            raise RequestError(400, "resource_already_exists_exception", {"error": {"index": index}})
+        self.created[index] = copy.deepcopy(body or {})
+        return {"acknowledged": True, "index": index}
+
+
+class FakeOpenSearch:
+    """An opensearch-py client with external versioning (``external``/``external_gte``).
+
+    Like OpenSearch, a versioned delete leaves a tombstone carrying its version
+    (kept for ``index.gc_deletes``; here, for ever), so a later write with a
+    lower version is a 409 even though the document is gone, and deleting a
+    missing document answers 404 after recording the tombstone.
+    """
+
+    MAX_ID_BYTES = 512
+
+    def __init__(self) -> None:
+        self.indices = FakeIndices()
+        self.docs: dict[tuple[str, str], StoredDocument] = {}
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.fail_with: Exception | None = None
+
+    def document(self, index: str, doc_id: str) -> dict[str, Any] | None:
+        stored = self.docs.get((index, doc_id))
+        return None if stored is None else stored.source
+
+    def index(self, *, index: str, id: str, body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("index", {"index": index, "id": id, "body": body, "params": params}))
+        version = self._check_write(index, id, params)
+        json.dumps(body)  # the real client serialises the body; anything not JSON fails here
+        self.docs[(index, id)] = StoredDocument(version, copy.deepcopy(body))
+        return {"_index": index, "_id": id, "_version": version, "result": "updated"}
+
+    def delete(self, *, index: str, id: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("delete", {"index": index, "id": id, "params": params}))
+        version = self._check_write(index, id, params)
+        previous = self.docs.get((index, id))
+        self.docs[(index, id)] = StoredDocument(version, None)
+        if previous is None or previous.source is None:
+            raise NotFoundError(404, "not_found", {"_index": index, "_id": id, "result": "not_found"})
+        return {"_index": index, "_id": id, "_version": version, "result": "deleted"}
+
+    def _check_write(self, index: str, doc_id: str, params: dict[str, Any]) -> int:
+        if self.fail_with is not None:
+            raise self.fail_with
+        if len(doc_id.encode("utf-8")) > self.MAX_ID_BYTES:
+            raise RequestError(
+                400,
+                "action_request_validation_exception",
+                {"error": {"reason": f"id is too long, must be no longer than {self.MAX_ID_BYTES} bytes"}},
+            )
+        version_type = params.get("version_type")
+        if version_type not in ("external", "external_gte"):
+            raise NotImplementedError(f"the fake only models external versioning, got {version_type!r}")
+        version = int(params["version"])
+        if index not in self.indices.created:
+            self.indices.auto_created.add(index)  # as OpenSearch does, with default settings
+        stored = self.docs.get((index, doc_id))
+        if stored is not None:
+            conflict = version < stored.version if version_type == "external_gte" else version <= stored.version
+            if conflict:
+                raise ConflictError(
+                    409,
+                    "version_conflict_engine_exception",
+                    {
+                        "error": {
+                            "type": "version_conflict_engine_exception",
+                            "reason": f"[{doc_id}]: version conflict, current version [{stored.version}] is higher "
+                            f"than or equal to the one provided [{version}]",
+                        }
+                    },
+                )
+        return version
+
+
+# --------------------------------------------------------------------------- Lambda, SQS
+
+
+class FakeLambdaClient:
+    """``invoke`` records the request and answers with ``status_code`` (202: an accepted Event invoke)."""
+
+    def __init__(self, status_code: int | None = 202) -> None:
+        self.status_code = status_code
+        self.invocations: list[dict[str, Any]] = []
+
+    def invoke(self, **kwargs: Any) -> dict[str, Any]:
+        self.invocations.append(kwargs)
+        return {"StatusCode": self.status_code}
+
+
+class FakeSQSClient:
+    """``send_message`` records messages and, like SQS, refuses one bigger than the queue's maximum.
+
+    The default maximum is 256 KiB, the cap ``fanout.rejects`` is written for.
+    """
+
+    def __init__(self, max_message_bytes: int = 256 * 1024) -> None:
+        self.max_message_bytes = max_message_bytes
+        self.messages: list[dict[str, Any]] = []
+
+    def send_message(
+        self,
+        *,
+        QueueUrl: str,
+        MessageBody: str,
+        MessageAttributes: dict[str, dict[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        size = len(MessageBody.encode("utf-8"))
+        for name, attribute in (MessageAttributes or {}).items():
+            size += len(name.encode()) + len(attribute["DataType"].encode())
+            size += len(attribute.get("StringValue", "").encode())
+        if size > self.max_message_bytes:
+            raise client_error(
+                "InvalidParameterValue",
+                f"One or more parameters are invalid. Reason: Message must be shorter than "
+                f"{self.max_message_bytes} bytes.",
+                "SendMessage",
+            )
+        self.messages.append({"QueueUrl": QueueUrl, "MessageBody": MessageBody, "MessageAttributes": MessageAttributes})
+        return {"MessageId": str(uuid.uuid4())}
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(m["MessageBody"]) for m in self.messages]
+
+
+# --------------------------------------------------------------------------- source and callables
+
+
+class FakeSource:
+    """The source database as the fetcher sees it: one committed state per row key."""
+
+    def __init__(self) -> None:
+        self.states: dict[tuple[str, tuple[Any, ...]], RowState] = {}
+        self.reads: list[Change] = []
+        self.failures: dict[tuple[str, tuple[Any, ...]], Exception] = {}
+
+    def set(self, table: str, key_values: Sequence[Any], row: dict[str, Any] | None, version: int) -> None:
+        self.states[(table, tuple(key_values))] = RowState(row, version)
+
+    def fail(self, table: str, key_values: Sequence[Any], error: Exception) -> None:
+        self.failures[(table, tuple(key_values))] = error
+
+    def read_row(self, mapping: TableMapping, change: Change) -> RowState:
+        self.reads.append(change)
+        failure = self.failures.get((change.table, change.key_values))
+        if failure is not None:
+            raise failure
+        return self.states[(change.table, change.key_values)]
+
+
+@dataclass
+class Rejection:
+    reason: str
+    payload: Any
+    correlation_id: str
+
+
+@dataclass
+class RecordingReject:
+    """A ``reject`` callable that remembers what it was asked to record."""
+
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def __call__(self, reason: str, payload: Any, correlation_id: str) -> None:
+        self.rejections.append(Rejection(reason, payload, correlation_id))
+
+
+@dataclass
+class RecordingForward:
+    """A ``forward`` callable that remembers each batch of changes handed to it."""
+
+    batches: list[list[Change]] = field(default_factory=list)
+
+    def __call__(self, changes: Sequence[Change]) -> None:
+        self.batches.append(list(changes))
+
+
+@dataclass
+class FakeContext:
+    """The bits of a Lambda context object the handlers read."""
+
+    aws_request_id: str = "8f3c2a8e-0000-4000-8000-000000000001"
+    function_name: str = "fanout-test"
