@@ -140,8 +140,12 @@ def test_a_rolled_back_insert_never_appears(stack: dict[str, Any]) -> None:
 
     env = stack["env"]
     writer = pymysql.connect(
-        host=env["DB_HOST"], port=int(env["DB_PORT"]), user=env["DB_USER"], password=env["DB_PASSWORD"],
-        database=env["DB_NAME"], autocommit=False,
+        host=env["DB_HOST"],
+        port=int(env["DB_PORT"]),
+        user=env["DB_USER"],
+        password=env["DB_PASSWORD"],
+        database=env["DB_NAME"],
+        autocommit=False,
     )
     with writer.cursor() as cur:
         cur.execute("INSERT INTO posts (title, body, author) VALUES ('rolled back', 'b', 'a')")

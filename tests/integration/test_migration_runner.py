@@ -12,6 +12,7 @@ from typing import Any
 
 import pymysql
 import pytest
+
 from fanout.config import DatabaseSettings
 from fanout.db import connect
 from fanout.migrations import HISTORY_TABLE, MigrationError, MigrationReport, MigrationRunner

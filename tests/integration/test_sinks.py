@@ -30,7 +30,7 @@ def row(key: int, title: str) -> dict[str, Any]:
     return {
         "id": key,
         "title": title,
-        "body": "Ünïcödé 🚀 \"quoted\" back\\slash 日本語",
+        "body": 'Ünïcödé 🚀 "quoted" back\\slash 日本語',
         "author": "ann",
         "status": "published",
         "updated_at": dt.datetime(2026, 11, 27, 10, 0, 0, 123456),
@@ -102,9 +102,7 @@ def test_opensearch_delete_of_a_never_seen_row_is_fine(opensearch_sink: Any, pos
     assert sink.apply(posts_mapping, change, RowState(row(8, "older"), 400)) is Outcome.STALE
 
 
-def test_opensearch_index_is_created_with_tombstones_kept_long_enough(
-    opensearch_sink: Any, posts_mapping: Any
-) -> None:
+def test_opensearch_index_is_created_with_tombstones_kept_long_enough(opensearch_sink: Any, posts_mapping: Any) -> None:
     sink, client = opensearch_sink
     sink.apply(posts_mapping, Change("posts", (("id", 1),), "insert", 1), RowState(row(1, "x"), 1))
     settings = client.indices.get_settings(index=posts_mapping.opensearch_index)

@@ -93,9 +93,7 @@ def test_given_an_open_update_when_it_commits_then_the_read_waited_and_sees_the_
     assert out["waited"] >= HOLD_SECONDS * 0.8
 
 
-def test_given_an_open_update_when_it_rolls_back_then_the_read_sees_the_original(
-    db_settings: Any, writer: Any
-) -> None:
+def test_given_an_open_update_when_it_rolls_back_then_the_read_sees_the_original(db_settings: Any, writer: Any) -> None:
     key = insert_post(connect(db_settings), "original")
     with writer.cursor() as cur:
         cur.execute("UPDATE posts SET title = 'never committed' WHERE id = %s", (key,))
