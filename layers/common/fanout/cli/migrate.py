@@ -1,4 +1,4 @@
-"""The ``fanout`` command line.
+"""``fanout migrate``: the trigger migrations, as the post-deploy hook applies them.
 
     fanout migrate              apply pending trigger migrations (as the post-deploy hook does)
     fanout migrate --status     list applied / pending / modified / failed migrations
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, DatabaseSettings
+from ..config import ConfigError, DatabaseSettings
 
 
 def _default_migrations_dir() -> str:
@@ -29,8 +29,8 @@ def _default_migrations_dir() -> str:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from .db import connect
-    from .migrations import MigrationError, MigrationRunner
+    from ..db import connect
+    from ..migrations import MigrationError, MigrationRunner
 
     settings = DatabaseSettings.from_env()
     directory = Path(args.dir)
@@ -87,13 +87,7 @@ def _status_dict(status: Any) -> dict[str, Any]:
     return {k: getattr(status, k) for k in status.__dataclass_fields__}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fanout",
-        description="Replicate Aurora MySQL row changes into OpenSearch and DynamoDB.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     migrate = commands.add_parser(
         "migrate",
         help="apply the capture-trigger migrations in db/migrations to the source database",
@@ -108,17 +102,3 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--repair", action="store_true", help="forget failed migrations so they are retried")
     migrate.add_argument("--json", action="store_true", help="machine-readable output")
     migrate.set_defaults(run=_migrate)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args))
-    except ConfigError as exc:
-        print(f"fanout: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
