@@ -11,7 +11,7 @@ MINISTACK_VENV := .local/ministack-venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(dir $(PYTHON312)):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install up down status demo test test-unit test-integration test-e2e lint validate build clean
+.PHONY: bench help install up down status demo test test-unit test-integration test-e2e lint validate build clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -72,3 +72,6 @@ lint: install validate ## ruff, mypy (layer), sqlfluff (migrations), template ch
 
 clean: down ## remove build output and local state
 	rm -rf .aws-sam .local
+
+bench: install ## benchmarks (ratios, side by side in one run) -> bench/results/
+	$(PY) bench/bench_fetch_path.py

@@ -1,0 +1,138 @@
+"""Benchmark: what the fetch path costs per change, beside the raw cost of its parts.
+
+In one process run and on the same rows, it times
+  (a) raw parts: a plain primary-key SELECT, one OpenSearch index request and one
+      DynamoDB PutItem, back to back (the floor for a one-row-at-a-time design);
+  (b) the fetcher's apply path: locking re-read with database-clock versions and
+      version-gated writes to both sinks (fanout.fetcher.apply_changes).
+and reports (b)/(a): the overhead of correctness (locks, versions, conditions).
+Absolute numbers depend on this shared 2-core machine; the ratio is the result.
+
+    make bench              # writes bench/results/fetch_path.{json,md}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
+
+from fanout.change import Change  # noqa: E402
+from fanout.config import DatabaseSettings  # noqa: E402
+from fanout.db import connect  # noqa: E402
+from fanout.documents import dynamodb_item, opensearch_document  # noqa: E402
+from fanout.fetcher import apply_changes  # noqa: E402
+from fanout.mapping import Mappings, default_mappings  # noqa: E402
+from fanout.sinks.dynamodb_sink import DynamoDBSink  # noqa: E402
+from fanout.sinks.opensearch_sink import OpenSearchSink, make_client  # noqa: E402
+from fanout.source_reader import read_row  # noqa: E402
+from local.stack import LocalConfig, ensure_mariadb, ensure_ministack, ensure_opensearch  # noqa: E402
+
+ROWS = 300
+os.environ.setdefault("LOG_LEVEL", "WARNING")  # one log line per write would dominate the timing
+ROUNDS = 3
+
+
+def main() -> int:
+    import boto3
+
+    cfg = LocalConfig.from_env()
+    ensure_mariadb(cfg)
+    ensure_ministack(cfg)
+    ensure_opensearch(cfg)
+    aws = cfg.aws_env()
+    db_name = f"fanout_bench_{uuid.uuid4().hex[:6]}"
+    admin = connect(DatabaseSettings(cfg.db_host, cfg.db_port, "mysql", cfg.db_user, cfg.db_password))
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{db_name}`")
+    settings = DatabaseSettings(cfg.db_host, cfg.db_port, db_name, cfg.db_user, cfg.db_password)
+    conn = connect(settings)
+    with conn.cursor() as cur:
+        cur.execute((ROOT / "local" / "demo_schema.sql").read_text().split(";")[0])
+        cur.executemany(
+            "INSERT INTO posts (title, body, author) VALUES (%s, %s, %s)",
+            [(f"post {i}", "body " * 40, "bench") for i in range(ROWS)],
+        )
+    dynamodb = boto3.resource(
+        "dynamodb",
+        endpoint_url=aws["AWS_ENDPOINT_URL"],
+        region_name=cfg.region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    table = dynamodb.create_table(
+        TableName=db_name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+    )
+    opensearch = make_client(cfg.opensearch_endpoint)
+    posts = default_mappings().get("posts")
+    assert posts is not None
+    from dataclasses import replace
+
+    mapping = replace(posts, opensearch_index=db_name.replace("_", "-"))
+    mappings = Mappings({"posts": mapping})
+    now_us = int(time.time() * 1_000_000)
+    changes = [Change("posts", (("id", i + 1),), "update", now_us) for i in range(ROWS)]
+    sinks = [OpenSearchSink(opensearch), DynamoDBSink(table, tombstone_ttl_seconds=3600)]
+    select = "SELECT id, title, body, author, status, updated_at FROM posts WHERE id = %s"
+
+    def raw() -> None:
+        for change in changes:
+            with conn.cursor() as cur:
+                cur.execute(select, change.key_values)
+                row = dict(zip((d[0] for d in cur.description), cur.fetchone(), strict=True))
+            opensearch.index(
+                index=mapping.opensearch_index, id=change.document_id, body=opensearch_document(mapping, row)
+            )
+            table.put_item(Item=dynamodb_item(mapping, change, row, 1))
+
+    def fetch_path() -> None:
+        apply_changes(changes, mappings, lambda m, c: read_row(conn, m, c), sinks)
+
+    timings: dict[str, list[float]] = {"raw parts": [], "fetch path": []}
+    try:
+        raw()  # warm both paths (index creation, connection pools)
+        fetch_path()
+        for _ in range(ROUNDS):  # interleaved, so drift on a shared machine hits both
+            for name, run in (("raw parts", raw), ("fetch path", fetch_path)):
+                started = time.perf_counter()
+                run()
+                timings[name].append((time.perf_counter() - started) / ROWS * 1000)
+    finally:
+        table.delete()
+        opensearch.indices.delete(index=mapping.opensearch_index, ignore_unavailable=True)
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE `{db_name}`")
+    medians = {name: statistics.median(values) for name, values in timings.items()}
+    ratio = medians["fetch path"] / medians["raw parts"]
+    result = {
+        "rows": ROWS,
+        "rounds": ROUNDS,
+        "ms_per_change": timings,
+        "median_ms_per_change": medians,
+        "fetch_path_over_raw": round(ratio, 2),
+    }
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fetch_path.json").write_text(json.dumps(result, indent=2) + "\n")
+    table_md = "\n".join(
+        ["| path | median ms / change |", "|---|---|"]
+        + [f"| {name} | {value:.2f} |" for name, value in medians.items()]
+        + [f"| **fetch path / raw parts** | **{ratio:.2f}×** |"]
+    )
+    (out / "fetch_path.md").write_text(f"# Fetch path vs raw parts ({ROWS} rows × {ROUNDS} rounds)\n\n{table_md}\n")
+    print(table_md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
