@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from fanout.change import Change  # noqa: E402
 from fanout.mapping import default_mappings  # noqa: E402
 from fanout.verify import RowComparison, compare_row  # noqa: E402
-from local.stack import read_stack_env  # noqa: E402
+from local.stack import read_stack_env, source_connection  # noqa: E402
 
 TIMEOUT_SECONDS = float(os.environ.get("DEMO_TIMEOUT_SECONDS", "90"))
 
@@ -45,6 +45,16 @@ def make_changes(conn, run: str) -> list[int]:  # type: ignore[no-untyped-def]
         cur.execute("UPDATE posts SET id = %s WHERE id = %s", (moved, second))  # primary-key change
         cur.execute("DELETE FROM posts WHERE id = %s", (third,))
     return [first, second, moved, third]
+
+
+def settled(result: RowComparison) -> bool:
+    """Agreement that proves delivery: a row gone from the source must have left a tombstone.
+
+    Absent-and-absent agrees trivially before the pipeline has done anything; the
+    DynamoDB tombstone is the fetcher's own record that it processed the delete.
+    """
+    processed = result.source is not None or bool((result.dynamodb or {}).get("_deleted"))
+    return result.agrees and processed
 
 
 def render(results: list[RowComparison], index: str, table: str) -> str:
@@ -72,7 +82,6 @@ def render(results: list[RowComparison], index: str, table: str) -> str:
 
 def main() -> int:
     import boto3
-    import pymysql
 
     env = read_stack_env()
     if not env:
@@ -83,17 +92,7 @@ def main() -> int:
 
     mapping = default_mappings().get("posts")
     assert mapping is not None
-    conn = pymysql.connect(
-        host=env["DB_HOST"],
-        port=int(env["DB_PORT"]),
-        user=env["DB_USER"],
-        password=env["DB_PASSWORD"],
-        database=env["DB_NAME"],
-        charset="utf8mb4",
-        autocommit=True,
-    )
-    with conn.cursor() as cur:
-        cur.execute("SET time_zone = '+00:00'")
+    conn = source_connection(env)
     opensearch = make_client(env["OPENSEARCH_ENDPOINT"])
     table = boto3.resource("dynamodb").Table(env["DYNAMODB_TABLE"])
 
@@ -105,11 +104,11 @@ def main() -> int:
     while True:
         results = [compare_row(conn, mapping, c, opensearch, table) for c in changes]
         elapsed = time.monotonic() - started
-        if all(r.agrees for r in results) or elapsed > TIMEOUT_SECONDS:
+        if all(settled(r) for r in results) or elapsed > TIMEOUT_SECONDS:
             break
         time.sleep(0.25)
     print(render(results, mapping.opensearch_index, env["DYNAMODB_TABLE"]))
-    if all(r.agrees for r in results):
+    if all(settled(r) for r in results):
         print(f"\nall {len(results)} keys agree in MariaDB, OpenSearch and DynamoDB after {elapsed:.1f}s")
         return 0
     print(f"\nsinks still disagree with the source after {elapsed:.0f}s; see .local/logs/", file=sys.stderr)

@@ -436,6 +436,24 @@ def write_stack_env(cfg: LocalConfig, outputs: dict[str, str], secret_arn: str) 
     return values
 
 
+def source_connection(env: dict[str, str], *, autocommit: bool = True):  # type: ignore[no-untyped-def]
+    """A plain application-side connection to the demo database named in ``env`` (stack.env)."""
+    import pymysql
+
+    conn = pymysql.connect(
+        host=env["DB_HOST"],
+        port=int(env["DB_PORT"]),
+        user=env["DB_USER"],
+        password=env["DB_PASSWORD"],
+        database=env["DB_NAME"],
+        charset="utf8mb4",
+        autocommit=autocommit,
+    )
+    with conn.cursor() as cur:
+        cur.execute("SET time_zone = '+00:00'")
+    return conn
+
+
 def read_stack_env() -> dict[str, str]:
     if not STACK_ENV.exists():
         return {}

@@ -19,6 +19,7 @@ from fanout.change import Change
 from fanout.mapping import default_mappings
 from fanout.sinks.opensearch_sink import make_client
 from fanout.verify import compare_row
+from local.stack import source_connection
 from tests.conftest import EVENTS, aws_client, aws_resource
 
 POSTS = default_mappings().get("posts")
@@ -38,20 +39,8 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = WAIT_SECOND
 
 @pytest.fixture(scope="module")
 def stack(deployed_stack: dict[str, str]) -> dict[str, Any]:
-    import pymysql
-
     env = deployed_stack
-    conn = pymysql.connect(
-        host=env["DB_HOST"],
-        port=int(env["DB_PORT"]),
-        user=env["DB_USER"],
-        password=env["DB_PASSWORD"],
-        database=env["DB_NAME"],
-        charset="utf8mb4",
-        autocommit=True,
-    )
-    with conn.cursor() as cur:
-        cur.execute("SET time_zone = '+00:00'")
+    conn = source_connection(env)
     return {
         "env": env,
         "db": conn,
@@ -136,17 +125,7 @@ def test_primary_key_change_moves_the_row(stack: dict[str, Any], cleanup: list[i
 
 
 def test_a_rolled_back_insert_never_appears(stack: dict[str, Any]) -> None:
-    import pymysql
-
-    env = stack["env"]
-    writer = pymysql.connect(
-        host=env["DB_HOST"],
-        port=int(env["DB_PORT"]),
-        user=env["DB_USER"],
-        password=env["DB_PASSWORD"],
-        database=env["DB_NAME"],
-        autocommit=False,
-    )
+    writer = source_connection(stack["env"], autocommit=False)
     with writer.cursor() as cur:
         cur.execute("INSERT INTO posts (title, body, author) VALUES ('rolled back', 'b', 'a')")
         key = int(cur.lastrowid)
