@@ -430,6 +430,9 @@ def write_stack_env(cfg: LocalConfig, outputs: dict[str, str], secret_arn: str) 
             "AURORA_INVOKE_ROLE_ARN": outputs["AuroraInvokeRoleArn"],
             "DEAD_LETTER_QUEUE_URL": outputs["DeadLetterQueueUrl"],
             "DYNAMODB_TABLE": outputs["ReplicaTableName"],
+            "PARSER_LOG_GROUP": outputs["ParserLogGroupName"],
+            "FETCHER_LOG_GROUP": outputs["FetcherLogGroupName"],
+            "DASHBOARD_NAME": outputs["DashboardName"],
         }
     )
     STACK_ENV.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
