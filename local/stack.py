@@ -20,7 +20,10 @@ Endpoints and deployed names are written to .local/stack.env as KEY=value.
 
 Workarounds for ministack's gaps live here, never in the production code:
 none are needed for the path used so far (EventInvokeConfig OnFailure to SQS
-is honoured; the template does not rely on DeadLetterConfig).
+is honoured; the template does not rely on DeadLetterConfig; the dashboard and
+the single-metric alarms deploy as on AWS). Where ministack behaves differently
+(its on-failure record, no EMF-to-metrics, no X-Ray daemon), see
+docs/architecture.md, "Observability and operations".
 """
 
 from __future__ import annotations
