@@ -23,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
+# Before fanout is imported (the logger takes its level then): one log line per write would dominate the timing.
+os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 from fanout.change import Change  # noqa: E402
 from fanout.config import DatabaseSettings  # noqa: E402
@@ -36,7 +38,6 @@ from fanout.source_reader import read_row  # noqa: E402
 from local.stack import LocalConfig, ensure_mariadb, ensure_ministack, ensure_opensearch  # noqa: E402
 
 ROWS = 300
-os.environ.setdefault("LOG_LEVEL", "WARNING")  # one log line per write would dominate the timing
 ROUNDS = 3
 
 

@@ -15,7 +15,7 @@ from fanout.config import DatabaseSettings, SinkSettings
 from fanout.db import ConnectionHolder
 from fanout.fetcher import apply_changes, parse_fetcher_event
 from fanout.mapping import TableMapping, default_mappings
-from fanout.observability import enable_tracing
+from fanout.observability import instrumented_handler
 from fanout.rejects import QueueRejectRecorder
 from fanout.sinks import Sink
 from fanout.sinks.dynamodb_sink import DynamoDBSink
@@ -30,7 +30,8 @@ class _Dependencies:
         import boto3
 
         sink_settings = SinkSettings.from_env()
-        self.database = ConnectionHolder(DatabaseSettings.from_env())
+        # Re-read from the secret when a login is refused: the secret may have been rotated.
+        self.database = ConnectionHolder(DatabaseSettings.from_env(), reload=DatabaseSettings.from_env)
         self.sinks: list[Sink] = [
             OpenSearchSink(make_client(sink_settings.opensearch_endpoint, sink_settings.opensearch_auth)),
             DynamoDBSink(
@@ -56,8 +57,16 @@ def _dependencies() -> _Dependencies:
     return _Dependencies()
 
 
+def _correlation_id(event: Any, context: Any) -> str:
+    """The parser's request id, carried in each change message (one parser invoke: one fetcher event)."""
+    changes = event.get("changes") if isinstance(event, dict) else None
+    first = changes[0] if isinstance(changes, list) and changes and isinstance(changes[0], dict) else {}
+    carried = first.get("correlation_id")
+    return carried if isinstance(carried, str) and carried else str(context.aws_request_id)
+
+
+@instrumented_handler(correlation_id=_correlation_id)
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    enable_tracing()
     deps = _dependencies()
     mappings = default_mappings()
     changes, rejected = parse_fetcher_event(event, mappings, deps.reject, context.aws_request_id)

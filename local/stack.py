@@ -20,7 +20,10 @@ Endpoints and deployed names are written to .local/stack.env as KEY=value.
 
 Workarounds for ministack's gaps live here, never in the production code:
 none are needed for the path used so far (EventInvokeConfig OnFailure to SQS
-is honoured; the template does not rely on DeadLetterConfig).
+is honoured; the template does not rely on DeadLetterConfig; the dashboard and
+the single-metric alarms deploy as on AWS). Where ministack behaves differently
+(its on-failure record, no EMF-to-metrics, no X-Ray daemon), see
+docs/architecture.md, "Observability and operations".
 """
 
 from __future__ import annotations
@@ -430,6 +433,9 @@ def write_stack_env(cfg: LocalConfig, outputs: dict[str, str], secret_arn: str) 
             "AURORA_INVOKE_ROLE_ARN": outputs["AuroraInvokeRoleArn"],
             "DEAD_LETTER_QUEUE_URL": outputs["DeadLetterQueueUrl"],
             "DYNAMODB_TABLE": outputs["ReplicaTableName"],
+            "PARSER_LOG_GROUP": outputs["ParserLogGroupName"],
+            "FETCHER_LOG_GROUP": outputs["FetcherLogGroupName"],
+            "DASHBOARD_NAME": outputs["DashboardName"],
         }
     )
     STACK_ENV.write_text("".join(f"{k}={v}\n" for k, v in values.items()))

@@ -10,7 +10,7 @@ from typing import Any
 
 from fanout.config import ParserSettings
 from fanout.mapping import default_mappings
-from fanout.observability import enable_tracing
+from fanout.observability import instrumented_handler
 from fanout.parser import LambdaForwarder, handle_trigger_payload
 from fanout.rejects import QueueRejectRecorder
 
@@ -28,8 +28,13 @@ def _dependencies() -> tuple[LambdaForwarder, QueueRejectRecorder]:
     )
 
 
+def _correlation_id(event: Any, context: Any) -> str:
+    """A change is known by the request id of the parser invocation that received it."""
+    return str(context.aws_request_id)
+
+
+@instrumented_handler(correlation_id=_correlation_id)
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    enable_tracing()
     forward, reject = _dependencies()
     result = handle_trigger_payload(event, default_mappings(), forward, reject, context.aws_request_id)
     return result.as_dict()

@@ -367,3 +367,5 @@ class FakeContext:
 
     aws_request_id: str = "8f3c2a8e-0000-4000-8000-000000000001"
     function_name: str = "fanout-test"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:fanout-test"

@@ -1,77 +1,337 @@
-"""Structured logging (one JSON object per line) and tracing that stays off outside Lambda."""
+"""Logs, metrics and traces (fanout.observability), in process: what the handlers print is what CloudWatch reads.
+
+Lambda sends a function's stdout to CloudWatch Logs, and CloudWatch turns every
+line that is an embedded-metric-format (EMF) object into metrics; so capturing
+stdout here shows exactly the log lines and the metrics a deployed function emits.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
+from conftest import template_resource
+from fakes import (
+    FakeContext,
+    FakeDynamoDBTable,
+    FakeLambdaClient,
+    FakeOpenSearch,
+    FakeSource,
+    FakeSQSClient,
+    RecordingReject,
+    load_app,
+    load_event,
+)
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from fanout import observability
-from fanout.observability import enable_tracing, log
+from fanout.config import ParserSettings
+from fanout.mapping import default_mappings
+from fanout.observability import (
+    NAMESPACE,
+    SERVICE,
+    UNKNOWN_TABLE,
+    ChangeMetric,
+    enable_tracing,
+    flush_metrics,
+    log,
+    metric_table,
+    record,
+    traced,
+)
+from fanout.parser import LambdaForwarder
+from fanout.rejects import QueueRejectRecorder
+from fanout.sinks.dynamodb_sink import DynamoDBSink
+from fanout.sinks.opensearch_sink import OpenSearchSink
+
+MAPPINGS = default_mappings()
 
 
-@pytest.fixture
-def fresh_logger(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The handler binds sys.stdout when it is created; drop any made earlier so the
-    # next log() creates one writing to this test's captured stdout.
-    monkeypatch.setattr(logging.getLogger("fanout"), "handlers", [])
-    monkeypatch.delenv("LOG_LEVEL", raising=False)
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fanout-dev-ParserFunction")
+def lines(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-@pytest.mark.usefixtures("fresh_logger")
+def emf_blobs(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in entries if "_aws" in e]
+
+
+def log_lines(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in entries if "_aws" not in e]
+
+
+def metric_values(blobs: list[dict[str, Any]], name: str, **dimensions: str) -> list[float]:
+    """Every value of ``name`` in blobs whose dimension set is exactly ``service`` + ``dimensions``."""
+    wanted = {"service", *dimensions}
+    values: list[float] = []
+    for blob in blobs:
+        [directive] = blob["_aws"]["CloudWatchMetrics"]
+        if name not in {m["Name"] for m in directive["Metrics"]}:
+            continue
+        if wanted not in [set(d) for d in directive["Dimensions"]]:
+            continue
+        if any(blob.get(k) != v for k, v in dimensions.items()):
+            continue
+        value = blob[name]
+        values.extend(value if isinstance(value, list) else [value])
+    return values
+
+
+@pytest.fixture(autouse=True)
+def no_pending_metrics() -> Iterator[None]:
+    observability.metrics.clear_metrics()
+    flush_metrics()
+    yield
+    observability.metrics.clear_metrics()
+
+
+# --------------------------------------------------------------------------- logs
+
+
 def test_log_writes_one_json_line_with_the_fields_at_the_top_level(capsys: pytest.CaptureFixture[str]) -> None:
     # When
     log(logging.WARNING, "change rejected", correlation_id="req-1", field="pk.id", key="漢字|😀")
 
     # Then
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1
-    entry = json.loads(lines[0])
+    [entry] = lines(capsys.readouterr().out)
     assert entry["message"] == "change rejected"
     assert entry["level"] == "WARNING"
-    assert entry["service"] == "fanout"
-    assert entry["function"] == "fanout-dev-ParserFunction"
+    assert entry["service"] == SERVICE
     assert (entry["correlation_id"], entry["field"], entry["key"]) == ("req-1", "pk.id", "漢字|😀")
-    assert entry["time"].endswith("Z")
+    assert entry["location"].startswith("test_log_writes_one_json_line")  # the caller, not log() itself
+    assert entry["timestamp"].endswith("+0000") or entry["timestamp"].endswith("Z")
 
 
-@pytest.mark.usefixtures("fresh_logger")
 def test_log_writes_values_json_cannot_hold_as_text(capsys: pytest.CaptureFixture[str]) -> None:
     log(logging.INFO, "change applied", version=10**20, lag_ms=1.5, error=ValueError("boom"))
 
-    entry = json.loads(capsys.readouterr().out)
+    [entry] = lines(capsys.readouterr().out)
     assert (entry["version"], entry["lag_ms"], entry["error"]) == (10**20, 1.5, "boom")
 
 
-@pytest.mark.usefixtures("fresh_logger")
 def test_each_call_is_its_own_line(capsys: pytest.CaptureFixture[str]) -> None:
     log(logging.INFO, "first", n=1)
     log(logging.ERROR, "second\nwith a newline", n=2)
 
-    lines = capsys.readouterr().out.splitlines()
-    assert [json.loads(line)["n"] for line in lines] == [1, 2]
+    assert [e["n"] for e in lines(capsys.readouterr().out)] == [1, 2]
 
 
-@pytest.mark.usefixtures("fresh_logger")
 def test_debug_lines_are_dropped_at_the_default_level(capsys: pytest.CaptureFixture[str]) -> None:
     log(logging.DEBUG, "noise")
 
     assert capsys.readouterr().out == ""
 
 
-def test_tracing_stays_off_without_an_xray_daemon(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AWS_XRAY_DAEMON_ADDRESS", raising=False)
-    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-5759e988-bd862e3fe1be46a994272793")
-    monkeypatch.setattr(observability, "_tracing_ready", False)
+# --------------------------------------------------------------------------- traces
 
+
+def test_tracing_stays_off_outside_lambda_and_traced_steps_still_run() -> None:
+    # Given the test process: no Lambda runtime, no X-Ray daemon
+    assert observability.tracer.disabled
+
+    # When / Then nothing is patched, and a traced block runs as plain code
     assert enable_tracing() is False
+    ran = []
+    with traced("sink:opensearch", table="posts"):
+        ran.append(True)
+    assert ran == [True]
 
 
-def test_tracing_stays_off_outside_an_invocation(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_XRAY_DAEMON_ADDRESS", "169.254.79.129:2000")
-    monkeypatch.delenv("_X_AMZN_TRACE_ID", raising=False)
-    monkeypatch.setattr(observability, "_tracing_ready", False)
+@pytest.mark.parametrize(
+    ("env", "possible"),
+    [
+        ({"AWS_LAMBDA_FUNCTION_NAME": "f", "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000"}, True),
+        ({"AWS_LAMBDA_FUNCTION_NAME": "f"}, False),  # Tracing not Active (and the local stack)
+        ({"AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000"}, False),  # not in Lambda
+        (
+            {
+                "AWS_LAMBDA_FUNCTION_NAME": "f",
+                "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000",
+                "POWERTOOLS_TRACE_DISABLED": "true",
+            },
+            False,
+        ),
+    ],
+)
+def test_tracing_is_possible_only_in_lambda_with_a_daemon(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], possible: bool
+) -> None:
+    for name in ("AWS_LAMBDA_FUNCTION_NAME", "AWS_XRAY_DAEMON_ADDRESS", "POWERTOOLS_TRACE_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
 
-    assert enable_tracing() is False
+    assert observability._tracing_possible() is possible
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_each_value_is_published_for_the_stack_and_per_table_and_sink(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given two applies in one invocation
+    record(ChangeMetric.APPLIED, "posts", "opensearch")
+    record(ChangeMetric.LAG, "posts", "opensearch", value=120.5)
+    record(ChangeMetric.APPLIED, "posts", "dynamodb")
+    record(ChangeMetric.LAG, "posts", "dynamodb", value=80.0)
+
+    # When the invocation ends
+    flush_metrics()
+    observability.metrics.flush_metrics()
+
+    # Then the stack-level blob holds every value, and each (table, sink) blob its own
+    blobs = emf_blobs(lines(capsys.readouterr().out))
+    assert {b["_aws"]["CloudWatchMetrics"][0]["Namespace"] for b in blobs} == {NAMESPACE}
+    assert sorted(metric_values(blobs, "ReplicationLag")) == [80.0, 120.5]
+    assert metric_values(blobs, "ReplicationLag", table="posts", sink="opensearch") == [120.5]
+    assert metric_values(blobs, "ReplicationLag", table="posts", sink="dynamodb") == [80.0]
+    assert metric_values(blobs, "ChangesApplied") == [1.0, 1.0]
+    units = {m["Name"]: m["Unit"] for b in blobs for m in b["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert (units["ReplicationLag"], units["ChangesApplied"]) == ("Milliseconds", "Count")
+
+
+def test_nothing_is_left_pending_after_a_flush(capsys: pytest.CaptureFixture[str]) -> None:
+    record(ChangeMetric.RECEIVED, "posts")
+    flush_metrics()
+    capsys.readouterr()
+
+    flush_metrics()
+
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(
+    ("payload", "table"),
+    [
+        ({"table": "posts"}, "posts"),
+        ('{"table": "posts", "pk": 1}', "posts"),
+        ({"table": "secrets"}, UNKNOWN_TABLE),  # not mapped: never a new dimension value
+        ({"table": ["posts"]}, UNKNOWN_TABLE),
+        ("not json", UNKNOWN_TABLE),
+        ("x" * 100_000, UNKNOWN_TABLE),
+        (None, UNKNOWN_TABLE),
+    ],
+)
+def test_the_table_dimension_is_a_mapped_table_or_unknown(payload: Any, table: str) -> None:
+    assert metric_table(payload, MAPPINGS) == table
+
+
+# --------------------------------------------------------------------------- through both handlers
+
+
+@dataclass
+class FetcherDependencies:
+    sinks: list[Any]
+    read_row: Any
+    reject: RecordingReject
+
+
+class Pipeline:
+    """The parser and fetcher handlers, in process, over in-memory fakes of their clients."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("FETCHER_FUNCTION_NAME", "fanout-test-fetcher")
+        monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/dlq")
+        self.parser = load_app("parser_fn/app.py", "parser_app_observed")
+        self.fetcher = load_app("fetcher_fn/app.py", "fetcher_app_observed")
+        self.lambda_client = FakeLambdaClient()
+        self.sqs = FakeSQSClient()
+        settings = ParserSettings.from_env()
+        parser_deps = (
+            LambdaForwarder(self.lambda_client, settings.fetcher_function_name),
+            QueueRejectRecorder(self.sqs, settings.dead_letter_queue_url, source="parser"),
+        )
+        monkeypatch.setattr(self.parser, "_dependencies", lambda: parser_deps)
+        self.source = FakeSource()
+        self.opensearch = FakeOpenSearch()
+        self.table = FakeDynamoDBTable.from_template(template_resource("ReplicaTable"))
+
+        fetcher_deps = FetcherDependencies(
+            sinks=[OpenSearchSink(self.opensearch), DynamoDBSink(self.table, tombstone_ttl_seconds=3600)],
+            read_row=self.source.read_row,
+            reject=RecordingReject(),
+        )
+        monkeypatch.setattr(self.fetcher, "_dependencies", lambda: fetcher_deps)
+
+    def run(self, payload: dict[str, Any], request_id: str) -> Any:
+        """The trigger payload through the parser, then its async invoke through the fetcher."""
+        self.parser.handler(payload, FakeContext(aws_request_id=request_id))
+        [invoke] = self.lambda_client.invocations[-1:]
+        return self.fetcher.handler(json.loads(invoke["Payload"]), FakeContext(aws_request_id=f"{request_id}-f"))
+
+
+def test_a_change_is_followed_by_one_correlation_id_and_leaves_a_lag_metric(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a row updated two seconds ago, and fresh execution environments
+    from aws_lambda_powertools.metrics.provider import cold_start
+
+    monkeypatch.setattr(cold_start, "is_cold_start", True)
+    pipeline = Pipeline(monkeypatch)
+    payload = {**load_event("update.json"), "ts": round(time.time() - 2.0, 6)}
+    pipeline.source.set("posts", (1,), {"id": 1, "title": "t", "body": "b"}, version=100)
+
+    # When the trigger's payload travels through both handlers
+    pipeline.run(payload, "req-observed-1")
+
+    # Then every step logged a line carrying the parser's request id
+    entries = lines(capsys.readouterr().out)
+    steps = [(e["message"], e.get("sink")) for e in log_lines(entries) if e.get("correlation_id") == "req-observed-1"]
+    assert steps == [
+        ("change accepted", None),
+        ("change applied", "opensearch"),
+        ("change applied", "dynamodb"),
+    ]
+    # ...the fetcher's lines too, although its own request id differs
+    fetcher_lines = [e for e in log_lines(entries) if e.get("function_request_id") == "req-observed-1-f"]
+    assert fetcher_lines and {e["correlation_id"] for e in fetcher_lines} == {"req-observed-1"}
+    # and the metrics: one change received, applied in each sink with its lag (~2 s), cold starts counted
+    blobs = emf_blobs(entries)
+    assert metric_values(blobs, "ChangesReceived", table="posts") == [1.0]
+    for sink in ("opensearch", "dynamodb"):
+        assert metric_values(blobs, "ChangesApplied", table="posts", sink=sink) == [1.0]
+        [lag] = metric_values(blobs, "ReplicationLag", table="posts", sink=sink)
+        assert 2000.0 <= lag < 60_000.0
+        assert metric_values(blobs, "ChangesFailed", table="posts", sink=sink) == [0.0]
+    assert metric_values(blobs, "ColdStart", function_name="fanout-test") == [1.0]  # once per environment
+
+
+def test_a_failing_sink_counts_as_a_failure_and_its_rate_is_the_average(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given OpenSearch unreachable
+    pipeline = Pipeline(monkeypatch)
+    pipeline.source.set("posts", (1,), {"id": 1, "title": "t", "body": "b"}, version=100)
+    pipeline.opensearch.fail_with = OpenSearchConnectionError("N/A", "Connection refused", OSError("refused"))
+
+    # When the change goes through (the fetcher raises, so Lambda retries it)
+    with pytest.raises(Exception, match="opensearch failed"):
+        pipeline.run({**load_event("update.json"), "ts": time.time()}, "req-observed-2")
+
+    # Then the metrics were still published, with the failure and the other sink's success
+    entries = lines(capsys.readouterr().out)
+    blobs = emf_blobs(entries)
+    assert metric_values(blobs, "ChangesFailed", table="posts", sink="opensearch") == [1.0]
+    assert metric_values(blobs, "ChangesFailed", table="posts", sink="dynamodb") == [0.0]
+    stack_level = metric_values(blobs, "ChangesFailed")
+    assert sum(stack_level) / len(stack_level) == 0.5  # what the error-rate alarm reads (Average)
+    assert metric_values(blobs, "ReplicationLag", table="posts", sink="opensearch") == []
+    [failure] = [e for e in log_lines(entries) if e["message"] == "sink write failed"]
+    assert (failure["correlation_id"], failure["sink"], failure["level"]) == ("req-observed-2", "opensearch", "ERROR")
+
+
+def test_a_rejected_payload_is_counted_for_its_table(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pipeline = Pipeline(monkeypatch)
+
+    pipeline.parser.handler(load_event("malformed.json"), FakeContext(aws_request_id="req-observed-3"))
+
+    entries = lines(capsys.readouterr().out)
+    assert metric_values(emf_blobs(entries), "ChangesRejected", table="posts") == [1.0]
+    [rejected] = [e for e in log_lines(entries) if e["message"] == "change rejected"]
+    assert (rejected["correlation_id"], rejected["table"]) == ("req-observed-3", "posts")
+    assert pipeline.lambda_client.invocations == []

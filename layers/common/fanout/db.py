@@ -3,14 +3,33 @@
 One connection per execution environment is reused across invocations
 (connection reuse is most of a warm invocation's speed); it is checked with a
 ping before use and re-opened when the server has closed it.
+
+Credentials are read once per execution environment (from the secret in AWS).
+When the database secret is rotated, open connections keep working, but the
+next login with the cached password is refused: the holder then re-reads the
+settings once (``reload``, i.e. the secret) and logs in again, so a rotation
+needs no redeploy and no restart (docs/runbook.md, "Rotate the database secret").
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
 
 import pymysql
 import pymysql.cursors
 
 from .config import DatabaseSettings
+from .observability import log
+
+# MySQL/MariaDB error codes that mean "these credentials are not (or no longer) valid".
+ER_DBACCESS_DENIED_ERROR = 1044
+ER_ACCESS_DENIED_ERROR = 1045
+ACCESS_DENIED = frozenset({ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR})
+
+
+def is_access_denied(error: BaseException) -> bool:
+    return isinstance(error, pymysql.err.OperationalError) and bool(error.args) and error.args[0] in ACCESS_DENIED
 
 
 def connect(settings: DatabaseSettings, *, autocommit: bool = True) -> pymysql.connections.Connection:
@@ -35,10 +54,16 @@ def connect(settings: DatabaseSettings, *, autocommit: bool = True) -> pymysql.c
 
 
 class ConnectionHolder:
-    """Keeps one live connection, re-opened when it has gone away."""
+    """Keeps one live connection, re-opened when it has gone away.
 
-    def __init__(self, settings: DatabaseSettings) -> None:
+    ``reload`` (e.g. ``DatabaseSettings.from_env``, which reads the secret) is
+    called once when a login is refused, in case the credentials were rotated;
+    a second refusal is raised.
+    """
+
+    def __init__(self, settings: DatabaseSettings, reload: Callable[[], DatabaseSettings] | None = None) -> None:
         self._settings = settings
+        self._reload = reload
         self._conn: pymysql.connections.Connection | None = None
 
     def get(self) -> pymysql.connections.Connection:
@@ -48,7 +73,14 @@ class ConnectionHolder:
                 return self._conn
             except pymysql.err.Error:
                 self.close()
-        self._conn = connect(self._settings)
+        try:
+            self._conn = connect(self._settings)
+        except pymysql.err.OperationalError as exc:
+            if self._reload is None or not is_access_denied(exc):
+                raise
+            log(logging.WARNING, "database login refused; re-reading the credentials", error=str(exc))
+            self._settings = self._reload()
+            self._conn = connect(self._settings)
         return self._conn
 
     def close(self) -> None:

@@ -16,12 +16,13 @@ from typing import Any
 
 from .change import Change, ChangeValidationError, parse_change_message
 from .mapping import Mappings, TableMapping
-from .observability import log
+from .observability import UNKNOWN_TABLE, ChangeMetric, log, metric_table, record, traced
 from .sinks import Outcome, Sink
 from .source_reader import RowState
 
 ReadRow = Callable[[TableMapping, Change], RowState]
 Reject = Callable[[str, Any, str], None]
+SOURCE = "source"  # the "sink" dimension of a failed re-read
 
 
 class FetchFailed(RuntimeError):
@@ -47,6 +48,7 @@ def parse_fetcher_event(
         reason = 'fetcher event must be an object with a "changes" list'
         log(logging.WARNING, "event rejected", correlation_id=correlation_id, reason=reason)
         reject(reason, event, correlation_id)
+        record(ChangeMetric.REJECTED, UNKNOWN_TABLE)
         return [], 1
     changes: list[Change] = []
     rejected = 0
@@ -59,10 +61,12 @@ def parse_fetcher_event(
                 logging.WARNING,
                 "change rejected",
                 correlation_id=correlation_id,
+                table=metric_table(message, mappings),
                 field=f"changes[{i}].{exc.field}",
                 reason=exc.reason,
             )
             reject(f"changes[{i}].{exc}", message, correlation_id)
+            record(ChangeMetric.REJECTED, metric_table(message, mappings))
     return changes, rejected
 
 
@@ -74,9 +78,11 @@ def apply_changes(
         mapping = mappings.get(change.table)
         assert mapping is not None, "changes are validated against the mapping"
         try:
-            state = read_row(mapping, change)
+            with traced("read_row", table=change.table, correlation_id=change.correlation_id):
+                state = read_row(mapping, change)
         except Exception as exc:  # noqa: BLE001 - recorded and re-raised below as FetchFailed
             report.failures.append(f"{change.table}/{change.document_id}: read failed: {exc}")
+            record(ChangeMetric.FAILED, change.table, SOURCE)
             log(
                 logging.ERROR,
                 "read failed",
@@ -90,9 +96,11 @@ def apply_changes(
             if not sink.enabled_for(mapping):
                 continue
             try:
-                outcome = sink.apply(mapping, change, state)
+                with traced(f"sink:{sink.name}", table=change.table, correlation_id=change.correlation_id):
+                    outcome = sink.apply(mapping, change, state)
             except Exception as exc:  # noqa: BLE001 - one sink failing must not stop the others
                 report.failures.append(f"{change.table}/{change.document_id}: {sink.name} failed: {exc}")
+                record(ChangeMetric.FAILED, change.table, sink.name)
                 log(
                     logging.ERROR,
                     "sink write failed",
@@ -104,6 +112,12 @@ def apply_changes(
                 )
                 continue
             lag_ms = max(0.0, time.time() * 1000 - change.changed_at_us / 1000)
+            record(ChangeMetric.FAILED, change.table, sink.name, value=0)
+            if outcome is Outcome.STALE:
+                record(ChangeMetric.STALE_SKIPPED, change.table, sink.name)
+            else:
+                record(ChangeMetric.APPLIED, change.table, sink.name)
+                record(ChangeMetric.LAG, change.table, sink.name, value=lag_ms)
             report.outcomes.append(
                 {
                     "table": change.table,

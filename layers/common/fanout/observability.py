@@ -1,69 +1,200 @@
-"""Logging and tracing shared by every function: one JSON object per log line.
+"""Logs, metrics and traces for every function: the one place the rest of the code imports them from.
 
-Each line carries the function name and, where known, the correlation id of
-the change (the parser's request id), so one change can be followed from the
-parser to the fetcher with a single CloudWatch Logs Insights filter.
+Built on Powertools for AWS Lambda (Python):
+
+- **Logs**: one JSON object per line (Powertools ``Logger``), with the function's
+  context, ``cold_start`` and a ``correlation_id``: the parser's request id,
+  carried to the fetcher inside each change message, so a single Logs Insights
+  filter follows one change through both functions. ``log(level, message,
+  **fields)`` puts ``fields`` at the top level of the line.
+- **Metrics**: CloudWatch embedded metric format (Powertools ``Metrics``),
+  namespace ``$POWERTOOLS_METRICS_NAMESPACE`` (``fanout``), written to stdout
+  and turned into metrics by CloudWatch Logs, no API call on the data path.
+  Each value is published twice: at stack level (dimension ``service`` only:
+  what the dashboard and the alarms read) and per table and sink (dimensions
+  ``service``, ``table``, ``sink``: for drilling in). See :class:`ChangeMetric`.
+- **Traces**: AWS X-Ray through Powertools ``Tracer`` (aws-xray-sdk), with
+  pymysql, botocore (boto3), requests and http.client (opensearch-py's urllib3
+  transport) patched. Only inside Lambda with an X-Ray daemon
+  (``AWS_XRAY_DAEMON_ADDRESS``, set by Lambda when ``Tracing: Active``): the
+  tests, the CLI and the local stack have none, and nothing is patched there.
+
+Handlers stay thin: ``@instrumented_handler(correlation_id=...)`` wraps one in
+all three (logger context, metric flush with the cold-start metric, handler
+subsegment).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import sys
-import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-_SERVICE = "fanout"
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+if TYPE_CHECKING:
+    from .mapping import Mappings
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "service": _SERVICE,
-            "function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME", ""),
-            "message": record.getMessage(),
-        }
-        entry.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "").strip() or "fanout"
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or "fanout"
+MAX_PAYLOAD_CHARS = 8192  # a trigger payload names a key; anything bigger names no table
+TRACED_MODULES = ("pymysql", "botocore", "requests", "httplib")
 
 
-def get_logger() -> logging.Logger:
-    logger = logging.getLogger(_SERVICE)
-    if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(JsonFormatter())
-        logger.addHandler(handler)
-        logger.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
-        logger.propagate = False
-    return logger
+class _CurrentStdout(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stdout`` is at the time of the call (Lambda's, or a test's capture)."""
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: IO[str]) -> None:
+        pass
+
+
+logger = Logger(
+    service=SERVICE,
+    level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+    logger_handler=_CurrentStdout(),
+    utc=True,
+)
+
+
+def _tracing_possible() -> bool:
+    if os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() in ("1", "true"):
+        return False
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("AWS_XRAY_DAEMON_ADDRESS"))
+
+
+tracer = Tracer(service=SERVICE, disabled=not _tracing_possible(), auto_patch=False)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+_patched = False
+
+
+def enable_tracing() -> bool:
+    """Patch pymysql, boto3/botocore and the HTTP clients for X-Ray, once; False where tracing is off."""
+    global _patched
+    if tracer.disabled:
+        return False
+    if not _patched:
+        tracer.patch(modules=list(TRACED_MODULES))
+        _patched = True
+    return True
 
 
 def log(level: int, message: str, **fields: Any) -> None:
     """Log one structured line; ``fields`` become top-level JSON keys."""
-    get_logger().log(level, message, extra={"fields": fields})
+    write = {
+        logging.DEBUG: logger.debug,
+        logging.INFO: logger.info,
+        logging.WARNING: logger.warning,
+        logging.ERROR: logger.error,
+        logging.CRITICAL: logger.critical,
+    }.get(level, logger.info)
+    write(message, extra=fields, stacklevel=3)  # the line's "location" is log()'s caller
 
 
-_tracing_ready = False
+@contextmanager
+def traced(name: str, **annotations: str) -> Iterator[None]:
+    """An X-Ray subsegment around a step (a no-op where tracing is off); annotations are searchable."""
+    if tracer.disabled:
+        yield
+        return
+    with tracer.provider.in_subsegment(name) as subsegment:
+        for key, value in annotations.items():
+            subsegment.put_annotation(key, value)
+        yield
 
 
-def enable_tracing() -> bool:
-    """Patch pymysql, boto3 and HTTP clients for AWS X-Ray when running in Lambda with tracing on.
+# --------------------------------------------------------------------------- metrics
 
-    Off the Lambda runtime (tests, the CLI, the local stack) there is no X-Ray
-    daemon and no segment to attach to, so nothing is patched.
-    """
-    global _tracing_ready
-    if _tracing_ready:
-        return True
-    if not os.environ.get("AWS_XRAY_DAEMON_ADDRESS") or not os.environ.get("_X_AMZN_TRACE_ID"):
-        return False
-    from aws_xray_sdk.core import patch
 
-    patch(["pymysql", "boto3", "botocore", "requests", "httplib"])
-    _tracing_ready = True
-    return True
+class ChangeMetric(StrEnum):
+    """What the pipeline counts; every one is published per table (and sink, where there is one)."""
+
+    RECEIVED = "ChangesReceived"  # parser: valid changes handed to the fetcher
+    REJECTED = "ChangesRejected"  # parser or fetcher: invalid input recorded in the dead-letter queue
+    APPLIED = "ChangesApplied"  # fetcher: a sink was written (upsert or delete)
+    STALE_SKIPPED = "ChangesStaleSkipped"  # fetcher: the sink already held a newer version
+    # fetcher: one value per attempt, 1 if it failed and 0 if not, so Sum is the number of
+    # failures and Average the failure rate (what the error-rate alarm watches).
+    FAILED = "ChangesFailed"
+    LAG = "ReplicationLag"  # fetcher: trigger time -> applied in a sink, milliseconds
+
+
+UNKNOWN_TABLE = "_unknown"  # the table dimension of input that names no mapped table
+
+
+def metric_table(payload: Any, mappings: Mappings) -> str:
+    """The table a (possibly invalid) payload names, if it is a mapped one: dimensions stay bounded."""
+    if isinstance(payload, (str, bytes)):
+        if len(payload) > MAX_PAYLOAD_CHARS:
+            return UNKNOWN_TABLE
+        try:
+            payload = json.loads(payload)
+        except (ValueError, RecursionError):
+            return UNKNOWN_TABLE
+    table = payload.get("table") if isinstance(payload, dict) else None
+    return table if isinstance(table, str) and mappings.get(table) is not None else UNKNOWN_TABLE
+
+
+_UNITS = {ChangeMetric.LAG: MetricUnit.Milliseconds}
+_detail: dict[tuple[str, str], EphemeralMetrics] = {}
+
+
+def record(metric: ChangeMetric, table: str, sink: str = "", value: float = 1.0) -> None:
+    """Add one value of ``metric`` for ``table`` (and ``sink``), published when the handler returns."""
+    unit = _UNITS.get(metric, MetricUnit.Count)
+    metrics.add_metric(name=metric.value, unit=unit, value=value)
+    detail = _detail.get((table, sink))
+    if detail is None:
+        detail = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+        detail.add_dimension(name="table", value=table)
+        if sink:
+            detail.add_dimension(name="sink", value=sink)
+        _detail[(table, sink)] = detail
+    detail.add_metric(name=metric.value, unit=unit, value=value)
+
+
+def flush_metrics() -> None:
+    """Write the per-table blobs (the stack-level ones are written by ``metrics.log_metrics``)."""
+    try:
+        for detail in _detail.values():
+            if detail.metric_set:
+                detail.flush_metrics()
+    finally:
+        _detail.clear()
+
+
+# --------------------------------------------------------------------------- handlers
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def instrumented_handler(correlation_id: Callable[[Any, Any], str]) -> Callable[[Handler], Handler]:
+    """Logger context + correlation id, metric flush (with the cold-start metric), tracing, for a handler."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def with_correlation_id(event: Any, context: Any) -> Any:
+            enable_tracing()
+            logger.set_correlation_id(correlation_id(event, context))
+            try:
+                return handler(event, context)
+            finally:
+                flush_metrics()
+
+        wrapped: Any = logger.inject_lambda_context(clear_state=True)(with_correlation_id)
+        wrapped = metrics.log_metrics(wrapped, capture_cold_start_metric=True)
+        wrapped = tracer.capture_lambda_handler(wrapped, capture_response=False)
+        return functools.wraps(handler)(wrapped)  # type: ignore[return-value]
+
+    return decorate

@@ -16,7 +16,7 @@ from typing import Any
 
 from .change import Change, ChangeValidationError, parse_trigger_payload
 from .mapping import Mappings
-from .observability import log
+from .observability import ChangeMetric, log, metric_table, record, traced
 
 Forward = Callable[[Sequence[Change]], None]
 Reject = Callable[[str, Any, str], None]
@@ -38,11 +38,22 @@ def handle_trigger_payload(
     try:
         changes = parse_trigger_payload(payload, mappings, correlation_id)
     except ChangeValidationError as exc:
-        log(logging.WARNING, "change rejected", correlation_id=correlation_id, field=exc.field, reason=exc.reason)
+        table = metric_table(payload, mappings)
+        log(
+            logging.WARNING,
+            "change rejected",
+            correlation_id=correlation_id,
+            table=table,
+            field=exc.field,
+            reason=exc.reason,
+        )
         reject(str(exc), payload, correlation_id)
+        record(ChangeMetric.REJECTED, table)
         return ParseResult(accepted=0, rejected=1, reason=str(exc))
-    forward(changes)
+    with traced("forward", table=changes[0].table, correlation_id=correlation_id):
+        forward(changes)
     for change in changes:
+        record(ChangeMetric.RECEIVED, change.table)
         log(
             logging.INFO,
             "change accepted",

@@ -11,9 +11,9 @@ import argparse
 import sys
 
 from ..config import ConfigError
-from . import migrate
+from . import dlq, migrate, status
 
-COMMANDS = (migrate,)
+COMMANDS = (migrate, status, dlq)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,100 @@
+"""``fanout status``: per table, the last applied change, the replication lag, counts, and dead letters.
+
+    fanout status                  the last hour, from the environment (.local/stack.env for the local stack)
+    fanout status --since 15m      a shorter window
+    fanout status --stack-name fanout-prod --json
+
+Lag is the time from the trigger (the change in the source database) to the
+write in each sink, as the fetcher measured it. Counts are log lines in the
+window (a change Lambda retried counts once per attempt). The dead-letter
+queue is read without consuming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from ..dead_letters import DeadLetterQueue
+from ..mapping import default_mappings
+from ..replication_status import log_lines, read_log_events, summarize
+from .stack_options import add_stack_options, client, duration, stack_resources
+
+
+def collect(args: argparse.Namespace) -> dict[str, Any]:
+    resources = stack_resources(args)
+    now_ms = int(time.time() * 1000)
+    start_ms = now_ms - int(args.since * 1000)
+    logs = client("logs")
+    events = []
+    for group in (resources.parser_log_group, resources.fetcher_log_group):
+        events += read_log_events(logs, group, start_ms, now_ms, args.max_events)
+    queue = DeadLetterQueue(client("sqs"), resources.dead_letter_queue_url, resources)
+    depth = queue.depth()
+    letters = queue.hold_all(hold_seconds=30) if depth.visible else []
+    queue.release(letters)
+    return summarize(
+        log_lines(events),
+        letters,
+        depth,
+        default_mappings().tables,
+        window_seconds=args.since,
+        now_ms=now_ms,
+    )
+
+
+def _ms(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    return f"{value / 1000:.1f}s" if value >= 1000 else f"{value:.0f}ms"
+
+
+def render(report: dict[str, Any]) -> str:
+    dlq = report["dead_letter_queue"]
+    out = [
+        f"fanout status at {report['generated_at']} (last {report['window_seconds'] / 60:g} min)",
+        f"dead-letter queue: {dlq['depth']} message(s)" + (" -> fanout dlq list" if dlq["depth"] else ""),
+        "",
+    ]
+    for table, entry in report["tables"].items():
+        counts = entry["counts"]
+        out.append(
+            f"{table}: received {counts['received']}, applied {counts['applied']}, "
+            f"stale {counts['stale_skipped']}, failed {counts['failed']}, rejected {counts['rejected']}, "
+            f"dead letters {entry['dead_letters']}"
+        )
+        last = entry["last_applied"]
+        if last:
+            out.append(
+                f"  last applied  {last['at']}  {last['sink']} key={last['key']} version={last['version']} "
+                f"lag={_ms(last['lag_ms'])} correlation_id={last['correlation_id']}"
+            )
+        else:
+            out.append("  last applied  none in the window")
+        for sink, lag in entry["lag_ms"].items():
+            out.append(
+                f"  lag {sink:<11} last {_ms(lag['last'])}  p50 {_ms(lag['p50'])}  p99 {_ms(lag['p99'])}  "
+                f"max {_ms(lag['max'])}  ({lag['samples']} writes)"
+            )
+    return "\n".join(out)
+
+
+def _status(args: argparse.Namespace) -> int:
+    report = collect(args)
+    print(json.dumps(report, indent=2, default=str) if args.json else render(report))
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    status = commands.add_parser(
+        "status",
+        help="replication lag, last applied change, counts and dead letters, per table",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_stack_options(status)
+    status.add_argument("--since", type=duration, default=3600.0, help="window to report on (default: 1h)")
+    status.add_argument("--max-events", type=int, default=20_000, help="log events read per function at most")
+    status.set_defaults(run=_status)

@@ -1,0 +1,203 @@
+"""Operating the deployed app on the local stack: logs and metrics of a change, dead letters replayed, status.
+
+What the functions print lands in their CloudWatch Logs groups (ministack keeps
+them as Lambda does), so these tests read exactly what an operator would: the
+JSON log lines, the EMF metric blobs, the dead-letter queue and `fanout status`.
+A sink outage is a real one: the stack's OpenSearch server process is stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from fanout.cli import main as fanout
+from fanout.dead_letters import DeadLetterQueue
+from fanout.mapping import default_mappings
+from fanout.sinks.opensearch_sink import make_client
+from fanout.stack_resources import StackResources
+from fanout.verify import compare_row
+from tests.conftest import aws_client, aws_resource
+from tests.e2e.test_pipeline import key_change, wait_until
+
+POSTS = default_mappings().get("posts")
+
+
+@pytest.fixture(scope="module")
+def ops(deployed_stack: dict[str, str]) -> Iterator[dict[str, Any]]:
+    import pymysql
+
+    env = deployed_stack
+    conn = pymysql.connect(
+        host=env["DB_HOST"],
+        port=int(env["DB_PORT"]),
+        user=env["DB_USER"],
+        password=env["DB_PASSWORD"],
+        database=env["DB_NAME"],
+        charset="utf8mb4",
+        autocommit=True,
+    )
+    resources = StackResources.from_env(env)
+    sqs = aws_client(env, "sqs")
+    yield {
+        "env": env,
+        "db": conn,
+        "logs": aws_client(env, "logs"),
+        "dlq": DeadLetterQueue(sqs, env["DEAD_LETTER_QUEUE_URL"], resources),
+        "opensearch": make_client(env["OPENSEARCH_ENDPOINT"]),
+        "table": aws_resource(env, "dynamodb").Table(env["DYNAMODB_TABLE"]),
+    }
+    conn.close()
+
+
+@pytest.fixture
+def cli(ops: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., Any]:
+    """`fanout ...` in process, configured as an operator would be: `set -a; . .local/stack.env`."""
+    for name, value in ops["env"].items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("FANOUT_STACK_NAME", raising=False)
+
+    def run(*argv: str) -> tuple[int, Any]:
+        capsys.readouterr()
+        code = fanout(list(argv))
+        out = capsys.readouterr().out
+        return code, json.loads(out) if "--json" in argv else out
+
+    return run
+
+
+def insert_post(ops: dict[str, Any], title: str) -> int:
+    with ops["db"].cursor() as cur:
+        cur.execute("INSERT INTO posts (title, body, author) VALUES (%s, 'b', 'ops')", (title,))
+        return int(cur.lastrowid)
+
+
+def log_events(ops: dict[str, Any], group: str) -> list[dict[str, Any]]:
+    return list(ops["logs"].filter_log_events(logGroupName=group).get("events", []))
+
+
+def json_lines(events: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    found = []
+    for event in events:
+        if event["message"].startswith("{"):
+            found.append((event, json.loads(event["message"])))
+    return found
+
+
+def agreed(ops: dict[str, Any], key: int) -> bool:
+    return compare_row(ops["db"], POSTS, key_change(key), ops["opensearch"], ops["table"]).agrees
+
+
+def test_a_change_logs_every_step_under_one_correlation_id_and_emits_its_lag(ops: dict[str, Any]) -> None:
+    # Given / When a row is inserted
+    key = insert_post(ops, f"observed {uuid.uuid4().hex[:8]}")
+
+    # Then the fetcher logs each sink write with the correlation id the parser logged on acceptance
+    def applied() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        lines = json_lines(log_events(ops, ops["env"]["FETCHER_LOG_GROUP"]))
+        return [(e, f) for e, f in lines if f.get("message") == "change applied" and f.get("key") == str(key)]
+
+    writes = wait_until("both sink writes in the fetcher's log", lambda: len(applied()) >= 2 and applied())
+    correlation_ids = {f["correlation_id"] for _, f in writes}
+    assert len(correlation_ids) == 1
+    [correlation_id] = correlation_ids
+    parser_lines = json_lines(log_events(ops, ops["env"]["PARSER_LOG_GROUP"]))
+    accepted = [f for _, f in parser_lines if f.get("message") == "change accepted" and f.get("key") == str(key)]
+    assert [f["correlation_id"] for f in accepted] == [correlation_id]
+    assert accepted[0]["function_request_id"] == correlation_id  # the parser's own request id
+    assert {f["sink"] for _, f in writes} == {"opensearch", "dynamodb"}
+    assert all(f["function_request_id"] != correlation_id for _, f in writes)  # another function, same id
+
+    # and the same invocation wrote the lag of each write as an EMF metric, per table and sink
+    event, line = writes[0]
+    stream = ops["logs"].filter_log_events(
+        logGroupName=ops["env"]["FETCHER_LOG_GROUP"], logStreamNames=[event["logStreamName"]]
+    )["events"]
+    blobs = [f for _, f in json_lines(stream) if "_aws" in f and f.get("table") == "posts"]
+    lag_by_sink = {b["sink"]: b["ReplicationLag"] for b in blobs if "ReplicationLag" in b}
+    for _, write in writes:
+        assert round(lag_by_sink[write["sink"]][-1], 1) == write["lag_ms"]
+    [directive] = blobs[0]["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "fanout"
+    assert ["table", "sink", "service"] in directive["Dimensions"]
+
+
+def stop_opensearch() -> None:
+    from local.stack import stop_process
+
+    assert stop_process("opensearch"), "the local OpenSearch server was not running"
+
+
+def start_opensearch() -> None:
+    from local.stack import LocalConfig, ensure_opensearch
+
+    ensure_opensearch(LocalConfig.from_env())
+
+
+def test_a_change_that_failed_in_a_sink_is_redriven_from_the_dead_letter_queue(
+    ops: dict[str, Any], cli: Callable[..., Any]
+) -> None:
+    # Given an empty dead-letter queue and a replicated row
+    for letter in ops["dlq"].hold_all(hold_seconds=60):
+        ops["dlq"].delete(letter)
+    key = insert_post(ops, f"before the outage {uuid.uuid4().hex[:8]}")
+    wait_until("the row to be replicated", lambda: agreed(ops, key))
+
+    # When OpenSearch goes down and the row changes
+    stop_opensearch()
+    try:
+        title = f"during the outage {uuid.uuid4().hex[:8]}"
+        changed_at = time.time()
+        with ops["db"].cursor() as cur:
+            cur.execute("UPDATE posts SET title = %s WHERE id = %s", (title, key))
+
+        # Then, once Lambda's retries are spent, the fetch is in the dead-letter queue
+        def dead_letters() -> list[dict[str, Any]]:
+            code, listed = cli("dlq", "list", "--table", "posts", "--json")
+            assert code == 0
+            return listed  # type: ignore[no-any-return]
+
+        [letter] = wait_until("the failed fetch in the dead-letter queue", dead_letters)
+        assert (letter["kind"], letter["source"]) == ("failed-invoke", "fetcher")
+        assert "opensearch failed" in letter["reason"]
+
+        # and a redrive while the sink is still down leaves it there, with the new error
+        code, results = cli("dlq", "redrive", "--json")
+        assert code == 1
+        assert [(r["outcome"], r["function"]) for r in results] == [("kept", ops["env"]["FETCHER_FUNCTION_NAME"])]
+        [kept] = dead_letters()
+        assert kept["redrive_count"] == 1 and "opensearch failed" in kept["last_redrive_error"]
+
+        # and status reports the dead letter against the table
+        code, status = cli("status", "--since", "10m", "--json")
+        assert (status["dead_letter_queue"]["depth"], status["tables"]["posts"]["dead_letters"]) == (1, 1)
+        assert status["tables"]["posts"]["counts"]["failed"] >= 3  # the first attempt, Lambda's 2 retries
+    finally:
+        start_opensearch()
+
+    # When the sink is back and the queue is redriven (a dry run first changes nothing)
+    code, planned = cli("dlq", "redrive", "--dry-run", "--json")
+    assert [r["outcome"] for r in planned] == ["would-replay"]
+    outage_ms = (time.time() - changed_at) * 1000
+    code, results = cli("dlq", "redrive", "--table", "posts", "--json")
+
+    # Then it was applied: both sinks hold the changed row, and the queue is empty
+    assert code == 0 and [r["outcome"] for r in results] == ["replayed"]
+    assert agreed(ops, key)
+    assert ops["opensearch"].get(index="posts", id=str(key))["_source"]["title"] == title
+    assert ops["dlq"].depth().total == 0
+
+    # and status shows the empty queue and a lag that spans the outage
+    code, status = cli("status", "--since", "10m", "--json")
+    elapsed_ms = (time.time() - changed_at) * 1000
+    posts = status["tables"]["posts"]
+    assert (status["dead_letter_queue"]["depth"], posts["dead_letters"]) == (0, 0)
+    assert posts["last_applied"]["key"] == str(key)
+    assert outage_ms <= posts["lag_ms"]["opensearch"]["last"] <= elapsed_ms
+    code, text = cli("status", "--since", "10m")
+    assert "dead-letter queue: 0 message(s)" in text and "lag opensearch" in text

@@ -1,0 +1,313 @@
+"""Dead letters: both on-failure record formats understood, filters, and what a redrive does to the queue."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from fakes import load_event
+
+from fanout.dead_letters import (
+    FIRST_SENT_AT,
+    REDRIVE_COUNT,
+    REDRIVE_ERROR,
+    DeadLetter,
+    Filter,
+    InvokeResult,
+    Kind,
+    Outcome,
+    parse_dead_letter,
+    plan_redrive,
+    redrive,
+)
+from fanout.mapping import default_mappings
+from fanout.rejects import message_body, rejection_record
+from fanout.stack_resources import StackResources, function_name_of
+
+MAPPINGS = default_mappings()
+RESOURCES = StackResources(
+    dead_letter_queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/fanout-dlq",
+    parser_function_name="fanout-prod-parser",
+    fetcher_function_name="fanout-prod-fetcher",
+    parser_log_group="/fanout/prod/fanout-prod/parser",
+    fetcher_log_group="/fanout/prod/fanout-prod/fetcher",
+)
+FETCHER_EVENT = load_event("fetcher_update.json")
+SENT_MS = 1764240000000
+
+# Lambda's on-failure destination record as AWS documents it (Lambda developer guide, "Capturing
+# records of Lambda asynchronous invocations"): a qualified ARN, version, timestamp, requestId.
+AWS_RECORD = {
+    "version": "1.0",
+    "timestamp": "2026-11-14T18:16:05.568Z",
+    "requestContext": {
+        "requestId": "e4b46cbf-b738-xmpl-8880-a18cdf61200e",
+        "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:fanout-prod-fetcher:$LATEST",
+        "condition": "RetriesExhausted",
+        "approximateInvokeCount": 3,
+    },
+    "requestPayload": FETCHER_EVENT,
+    "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+    "responsePayload": {"errorMessage": "posts/1: opensearch failed: refused", "errorType": "FetchFailed"},
+}
+# What ministack 1.5.33 sends instead (seen on the local stack): no version, timestamp, requestId
+# or executedVersion, and an unqualified ARN.
+MINISTACK_RECORD = {
+    "requestContext": {
+        "functionArn": "arn:aws:lambda:us-east-1:000000000000:function:fanout-prod-fetcher",
+        "condition": "RetriesExhausted",
+        "approximateInvokeCount": 3,
+    },
+    "requestPayload": FETCHER_EVENT,
+    "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+    "responsePayload": {"errorMessage": "posts/1: opensearch failed: refused", "errorType": "Runtime.HandlerError"},
+}
+
+
+def sqs_message(body: str, message_id: str = "m-1", attributes: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "MessageId": message_id,
+        "ReceiptHandle": f"rh-{message_id}",
+        "Body": body,
+        "Attributes": {"SentTimestamp": str(SENT_MS), "ApproximateReceiveCount": "1"},
+        "MessageAttributes": attributes or {},
+    }
+
+
+def rejected(
+    source: str, payload: Any, reason: str = "pk.id: must be an integer", message_id: str = "m-1"
+) -> DeadLetter:
+    body = message_body(rejection_record(source, reason, payload, "req-rejected"))
+    attributes = {"fanout-rejected-by": {"DataType": "String", "StringValue": source}}
+    return parse_dead_letter(sqs_message(body, message_id, attributes), RESOURCES)
+
+
+# --------------------------------------------------------------------------- understanding records
+
+
+@pytest.mark.parametrize("record", [AWS_RECORD, MINISTACK_RECORD], ids=["aws", "ministack"])
+def test_a_failed_invoke_is_understood_in_both_formats(record: dict[str, Any]) -> None:
+    letter = parse_dead_letter(sqs_message(json.dumps(record)), RESOURCES)
+
+    assert letter.kind is Kind.FAILED_INVOKE
+    assert letter.source == "fetcher"
+    assert letter.tables == ("posts",)
+    assert letter.payload == FETCHER_EVENT
+    assert letter.correlation_id == "sample-correlation-id"  # carried in the change message
+    assert letter.reason.startswith("RetriesExhausted: ") and "opensearch failed" in letter.reason
+    assert letter.sent_at_ms == SENT_MS
+
+
+def test_a_failed_parser_invoke_names_the_table_of_its_trigger_payload() -> None:
+    record = {
+        **MINISTACK_RECORD,
+        "requestContext": {**MINISTACK_RECORD["requestContext"], "functionArn": "fanout-prod-parser"},
+        "requestPayload": load_event("update.json"),
+    }
+
+    letter = parse_dead_letter(sqs_message(json.dumps(record)), RESOURCES)
+
+    assert (letter.kind, letter.source, letter.tables) == (Kind.FAILED_INVOKE, "parser", ("posts",))
+
+
+def test_a_rejection_record_is_understood() -> None:
+    letter = rejected("parser", load_event("malformed.json"))
+
+    assert (letter.kind, letter.source, letter.tables) == (Kind.REJECTED, "parser", ("posts",))
+    assert letter.payload == load_event("malformed.json")
+    assert letter.reason == "pk.id: must be an integer"
+    assert letter.correlation_id == "req-rejected"
+
+
+@pytest.mark.parametrize("body", ["not json", "[1, 2]", json.dumps({"hello": "world"})])
+def test_anything_else_is_unknown_and_never_replayed(body: str) -> None:
+    letter = parse_dead_letter(sqs_message(body), RESOURCES)
+
+    assert letter.kind is Kind.UNKNOWN
+    assert plan_redrive(letter, MAPPINGS).function_role == ""
+
+
+def test_a_redriven_record_keeps_its_first_queue_time_and_shows_its_last_error() -> None:
+    attributes = {
+        FIRST_SENT_AT: {"DataType": "Number", "StringValue": "1700000000000"},
+        REDRIVE_COUNT: {"DataType": "Number", "StringValue": "2"},
+        REDRIVE_ERROR: {"DataType": "String", "StringValue": "FetchFailed: refused"},
+    }
+
+    letter = parse_dead_letter(sqs_message(json.dumps(AWS_RECORD), attributes=attributes), RESOURCES)
+
+    assert (letter.sent_at_ms, letter.redrive_count, letter.last_redrive_error) == (
+        1700000000000,
+        2,
+        "FetchFailed: refused",
+    )
+
+
+@pytest.mark.parametrize(
+    ("function", "name"),
+    [
+        ("fanout-prod-fetcher", "fanout-prod-fetcher"),
+        ("arn:aws:lambda:us-east-1:123456789012:function:fanout-prod-fetcher", "fanout-prod-fetcher"),
+        ("arn:aws:lambda:us-east-1:123456789012:function:fanout-prod-fetcher:$LATEST", "fanout-prod-fetcher"),
+    ],
+)
+def test_function_names_are_compared_without_arn_or_qualifier(function: str, name: str) -> None:
+    assert function_name_of(function) == name
+    assert RESOURCES.role_of(function) == "fetcher"
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def test_filters_select_by_table_source_kind_id_and_age() -> None:
+    letter = parse_dead_letter(sqs_message(json.dumps(AWS_RECORD), "m-9"), RESOURCES)
+    now = SENT_MS / 1000 + 3600  # an hour after it was queued
+
+    assert Filter().matches(letter, now)
+    assert Filter(tables=("posts",), sources=("fetcher",), kinds=(Kind.FAILED_INVOKE,)).matches(letter, now)
+    assert not Filter(tables=("users",)).matches(letter, now)
+    assert not Filter(sources=("parser",)).matches(letter, now)
+    assert not Filter(kinds=(Kind.REJECTED,)).matches(letter, now)
+    assert Filter(ids=("m-9",)).matches(letter, now) and not Filter(ids=("m-8",)).matches(letter, now)
+    assert Filter(older_than_seconds=1800).matches(letter, now)
+    assert not Filter(older_than_seconds=7200).matches(letter, now)
+    assert Filter(newer_than_seconds=7200).matches(letter, now)
+    assert not Filter(newer_than_seconds=1800).matches(letter, now)
+
+
+# --------------------------------------------------------------------------- planning a redrive
+
+
+def test_a_failed_invoke_is_replayed_on_the_function_that_failed_with_its_original_event() -> None:
+    letter = parse_dead_letter(sqs_message(json.dumps(AWS_RECORD)), RESOURCES)
+
+    plan = plan_redrive(letter, MAPPINGS)
+
+    assert (plan.function_role, plan.payload) == ("fetcher", FETCHER_EVENT)
+
+
+def test_a_rejected_trigger_payload_that_is_now_valid_goes_back_to_the_parser() -> None:
+    plan = plan_redrive(rejected("parser", load_event("update.json")), MAPPINGS)
+
+    assert (plan.function_role, plan.payload) == ("parser", load_event("update.json"))
+
+
+def test_a_rejected_change_message_that_is_now_valid_goes_back_to_the_fetcher_as_an_event() -> None:
+    message = FETCHER_EVENT["changes"][0]
+
+    plan = plan_redrive(rejected("fetcher", message), MAPPINGS)
+
+    assert (plan.function_role, plan.payload) == ("fetcher", {"changes": [message]})
+
+
+def test_a_payload_that_is_still_invalid_is_kept_with_the_reason() -> None:
+    plan = plan_redrive(rejected("parser", load_event("malformed.json")), MAPPINGS)
+
+    assert plan.function_role == ""
+    assert plan.reason.startswith("still invalid: pk.id: must be an integer")
+
+
+def test_a_truncated_payload_is_never_replayed() -> None:
+    letter = rejected("parser", load_event("update.json"))
+    letter.payload_truncated = True
+
+    assert "truncated" in plan_redrive(letter, MAPPINGS).reason
+
+
+# --------------------------------------------------------------------------- redrive and the queue
+
+
+class RecordingQueue:
+    """The two things a redrive does to the queue, remembered."""
+
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+        self.kept: list[tuple[str, str]] = []
+
+    def delete(self, letter: DeadLetter) -> None:
+        self.deleted.append(letter.message_id)
+
+    def keep_with_error(self, letter: DeadLetter, error: str) -> None:
+        self.kept.append((letter.message_id, error))
+
+
+class RecordingInvoke:
+    def __init__(self, *answers: InvokeResult) -> None:
+        self.answers = list(answers)
+        self.calls: list[tuple[str, Any]] = []
+
+    def __call__(self, function: str, payload: Any) -> InvokeResult:
+        self.calls.append((function, payload))
+        return self.answers.pop(0)
+
+
+def test_redrive_deletes_what_succeeds_and_keeps_what_fails_again_with_its_error() -> None:
+    # Given a failed fetch, a now-valid rejected payload, and a still-invalid one
+    failed = parse_dead_letter(sqs_message(json.dumps(MINISTACK_RECORD), "m-failed"), RESOURCES)
+    valid = rejected("parser", load_event("update.json"), message_id="m-valid")
+    invalid = rejected("parser", load_event("malformed.json"), message_id="m-invalid")
+    queue = RecordingQueue()
+    invoke = RecordingInvoke(
+        InvokeResult(False, {"errorType": "FetchFailed"}, "FetchFailed: posts/1: opensearch failed"),
+        InvokeResult(True, {"accepted": 1, "rejected": 0, "reason": ""}),
+    )
+
+    # When
+    results = redrive([failed, valid, invalid], queue, invoke, MAPPINGS, RESOURCES)  # type: ignore[arg-type]
+
+    # Then the failed fetch was re-invoked on the fetcher, with the original event, and kept with the new error
+    assert invoke.calls == [("fanout-prod-fetcher", FETCHER_EVENT), ("fanout-prod-parser", load_event("update.json"))]
+    assert [(r.letter.message_id, r.outcome) for r in results] == [
+        ("m-failed", Outcome.KEPT),
+        ("m-valid", Outcome.REPLAYED),
+        ("m-invalid", Outcome.KEPT),
+    ]
+    assert queue.deleted == ["m-valid"]
+    assert queue.kept[0] == ("m-failed", "FetchFailed: posts/1: opensearch failed")
+    assert queue.kept[1][0] == "m-invalid" and queue.kept[1][1].startswith("still invalid: pk.id")
+
+
+def test_a_payload_the_deployed_parser_rejects_again_is_replaced_by_its_new_record() -> None:
+    queue = RecordingQueue()
+    invoke = RecordingInvoke(InvokeResult(True, {"accepted": 0, "rejected": 1, "reason": "table: not mapped"}))
+
+    [result] = redrive([rejected("parser", load_event("update.json"))], queue, invoke, MAPPINGS, RESOURCES)  # type: ignore[arg-type]
+
+    assert (result.outcome, result.detail) == (Outcome.REJECTED_AGAIN, "table: not mapped")
+    assert queue.deleted == ["m-1"]  # the parser recorded a fresh dead letter with its current reason
+
+
+def test_an_invoke_that_raises_keeps_the_letter() -> None:
+    queue = RecordingQueue()
+
+    def broken(function: str, payload: Any) -> InvokeResult:
+        raise ConnectionError("endpoint unreachable")
+
+    letter = parse_dead_letter(sqs_message(json.dumps(AWS_RECORD)), RESOURCES)
+    [result] = redrive([letter], queue, broken, MAPPINGS, RESOURCES)  # type: ignore[arg-type]
+
+    assert result.outcome is Outcome.KEPT and "endpoint unreachable" in result.detail
+    assert queue.deleted == [] and queue.kept[0][0] == "m-1"
+
+
+def test_a_dry_run_invokes_nothing_and_changes_nothing() -> None:
+    queue = RecordingQueue()
+    invoke = RecordingInvoke()
+    letters = [
+        parse_dead_letter(sqs_message(json.dumps(AWS_RECORD), "m-a"), RESOURCES),
+        rejected("parser", load_event("malformed.json"), message_id="m-b"),
+    ]
+
+    results = redrive(letters, queue, invoke, MAPPINGS, RESOURCES, dry_run=True)  # type: ignore[arg-type]
+
+    assert [r.outcome for r in results] == [Outcome.WOULD_REPLAY, Outcome.WOULD_KEEP]
+    assert (invoke.calls, queue.deleted, queue.kept) == ([], [], [])
+
+
+def test_ages_are_measured_from_the_first_time_the_record_was_queued() -> None:
+    letter = parse_dead_letter(sqs_message(json.dumps(AWS_RECORD)), RESOURCES)
+
+    assert letter.age_seconds(now=SENT_MS / 1000 + 90) == 90
+    assert letter.summary(now=time.time())["sent_at"] == "2025-11-27T10:40:00.000Z"
