@@ -11,9 +11,9 @@ import argparse
 import sys
 
 from ..config import ConfigError
-from . import migrate
+from . import generate, migrate
 
-COMMANDS = (migrate,)
+COMMANDS = (migrate, generate)
 
 
 def build_parser() -> argparse.ArgumentParser:
