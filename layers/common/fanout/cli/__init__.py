@@ -11,9 +11,9 @@ import argparse
 import sys
 
 from ..config import ConfigError
-from . import generate, migrate
+from . import aurora_setup, generate, migrate, sweep
 
-COMMANDS = (migrate, generate)
+COMMANDS = (migrate, generate, sweep, aurora_setup)
 
 
 def build_parser() -> argparse.ArgumentParser:
