@@ -60,10 +60,10 @@ _INDENT = "    "
 
 # The names of triggers an earlier migration created or dropped (plain or backtick-quoted).
 _CREATE_TRIGGER = re.compile(
-    r"\bCREATE\s+(?:DEFINER\s*=\s*\S+\s+)?TRIGGER\s+(?:IF\s+NOT\s+EXISTS\s+)?`?(" + TRIGGER_PREFIX + r"[\w$]+)`?",
+    r"CREATE\s+(?:DEFINER\s*=\s*\S+\s+)?TRIGGER\s+(?:IF\s+NOT\s+EXISTS\s+)?`?(" + TRIGGER_PREFIX + r"[\w$]+)`?",
     re.IGNORECASE,
 )
-_DROP_TRIGGER = re.compile(r"\bDROP\s+TRIGGER\s+(?:IF\s+EXISTS\s+)?`?(" + TRIGGER_PREFIX + r"[\w$]+)`?", re.IGNORECASE)
+_DROP_TRIGGER = re.compile(r"DROP\s+TRIGGER\s+(?:IF\s+EXISTS\s+)?`?(" + TRIGGER_PREFIX + r"[\w$]+)`?", re.IGNORECASE)
 
 FALLBACK_TABLE_SQL = f"""\
 CREATE TABLE IF NOT EXISTS {FALLBACK_TABLE} (
@@ -133,6 +133,7 @@ def capture_trigger(mapping: TableMapping, action: str, version: int) -> str:
         f"{i3}{payload}\n"
         f"{i2});\n"
         f"{i2}BEGIN\n"
+        # TEXT: in strict mode a VARCHAR shorter than the error message would itself fail.
         f"{i3}DECLARE fanout_error TEXT;\n"
         f"{i3}DECLARE CONTINUE HANDLER FOR SQLEXCEPTION\n"
         f"{i3}BEGIN\n"
@@ -159,12 +160,10 @@ def live_triggers(migrations: Iterable[Migration]) -> list[str]:
             statements = split_statements(migration.sql)
         except MigrationError as exc:
             raise MigrationError(f"{migration.path.name}: {exc}") from None
-        for statement in statements:
-            if (created := _CREATE_TRIGGER.search(statement)) is not None and statement.lstrip().upper().startswith(
-                "CREATE"
-            ):
+        for statement in statements:  # each starts at its first keyword (comments are not kept)
+            if (created := _CREATE_TRIGGER.match(statement)) is not None:
                 live[created.group(1)] = None
-            elif (dropped := _DROP_TRIGGER.match(statement.lstrip())) is not None:
+            elif (dropped := _DROP_TRIGGER.match(statement)) is not None:
                 live.pop(dropped.group(1), None)
     return list(live)
 
