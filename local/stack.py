@@ -21,9 +21,10 @@ Endpoints and deployed names are written to .local/stack.env as KEY=value.
 Workarounds for ministack's gaps live here, never in the production code:
 none are needed for the path used so far (EventInvokeConfig OnFailure to SQS
 is honoured; the template does not rely on DeadLetterConfig; the dashboard and
-the single-metric alarms deploy as on AWS). Where ministack behaves differently
-(its on-failure record, no EMF-to-metrics, no X-Ray daemon), see
-docs/architecture.md, "Observability and operations".
+the single-metric alarms deploy as on AWS; the sweeper's EventBridge
+rate(1 minute) schedule fires, checked on ministack 1.5.33). Where ministack
+behaves differently (its on-failure record, no EMF-to-metrics, no X-Ray
+daemon), see docs/architecture.md, "Observability and operations".
 """
 
 from __future__ import annotations
@@ -430,6 +431,7 @@ def write_stack_env(cfg: LocalConfig, outputs: dict[str, str], secret_arn: str) 
             "FETCHER_FUNCTION_ARN": outputs["FetcherFunctionArn"],
             "FETCHER_FUNCTION_NAME": outputs["FetcherFunctionName"],
             "MIGRATIONS_FUNCTION_NAME": outputs["MigrationsFunctionName"],
+            "SWEEPER_FUNCTION_NAME": outputs["SweeperFunctionName"],
             "AURORA_INVOKE_ROLE_ARN": outputs["AuroraInvokeRoleArn"],
             "DEAD_LETTER_QUEUE_URL": outputs["DeadLetterQueueUrl"],
             "DYNAMODB_TABLE": outputs["ReplicaTableName"],

@@ -11,9 +11,9 @@ import argparse
 import sys
 
 from ..config import ConfigError
-from . import dlq, migrate, status
+from . import aurora_setup, dlq, generate, migrate, status, sweep
 
-COMMANDS = (migrate, status, dlq)
+COMMANDS = (migrate, generate, sweep, aurora_setup, status, dlq)
 
 
 def build_parser() -> argparse.ArgumentParser:

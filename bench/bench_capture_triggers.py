@@ -1,0 +1,147 @@
+"""Benchmark: what the protected capture trigger adds to the application's own INSERT.
+
+In one process run, on MariaDB with the local lambda_async shim, it times single-row
+autocommit INSERTs (what an application does) into identical tables that differ only
+in their AFTER INSERT trigger:
+  (a) no trigger;
+  (b) the V001 trigger: lambda_async only, no protection;
+  (c) the generated trigger (V003 onwards), lambda_async succeeding;
+  (d) the generated trigger with the session's kill switch on (@fanout_disable = 1);
+  (e) the generated trigger with lambda_async failing, so the change is parked in the
+      fallback table (what Aurora would do while Lambda is unreachable).
+and reports each as a ratio to (a) and (c) to (b). The shim's "invoke" is a local
+table insert, so this measures the trigger's own SQL, not Aurora's network call to
+Lambda. Absolute numbers depend on this shared 2-core machine; the ratios are the result.
+
+    make bench              # writes bench/results/capture_triggers.{json,md}
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from time import perf_counter
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
+
+from fanout.config import DatabaseSettings  # noqa: E402
+from fanout.db import connect  # noqa: E402
+from fanout.mapping import parse_mappings  # noqa: E402
+from fanout.migrations import render, split_statements  # noqa: E402
+from fanout.trigger_sql import FALLBACK_TABLE_SQL, capture_trigger  # noqa: E402
+from local.stack import LocalConfig, ensure_mariadb, run_sql_file  # noqa: E402
+
+ROWS = 2000
+ROUNDS = 5
+ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-bench-parser"
+TABLE_SQL = """\
+CREATE TABLE {name} (
+    id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    title VARCHAR(200) NOT NULL,
+    body TEXT NOT NULL,
+    author VARCHAR(100) NOT NULL
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4"""
+V001_INSERT_TRIGGER = """\
+CREATE TRIGGER {name}_v001 AFTER INSERT ON {name} FOR EACH ROW
+BEGIN
+    SELECT lambda_async(
+        '{arn}',
+        JSON_OBJECT(
+            'v', 1, 'action', 'insert', 'table', '{name}',
+            'pk', JSON_OBJECT('id', NEW.id),
+            'ts', UNIX_TIMESTAMP(SYSDATE(6))
+        )
+    ) INTO @fanout_invoke_result;
+END"""
+
+
+def main() -> int:
+    cfg = LocalConfig.from_env()
+    ensure_mariadb(cfg)
+    db_name = f"fanout_bench_{uuid.uuid4().hex[:6]}"
+    admin = connect(DatabaseSettings(cfg.db_host, cfg.db_port, "mysql", cfg.db_user, cfg.db_password))
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{db_name}`")
+    conn = connect(DatabaseSettings(cfg.db_host, cfg.db_port, db_name, cfg.db_user, cfg.db_password))
+    try:
+        run_sql_file(conn, ROOT / "local" / "lambda_async_shim.sql")
+        with conn.cursor() as cur:
+            cur.execute(FALLBACK_TABLE_SQL)
+            for name in ("plain", "v001", "generated"):
+                cur.execute(TABLE_SQL.format(name=name))
+            cur.execute(V001_INSERT_TRIGGER.format(name="v001", arn=ARN))
+            mapping = parse_mappings({"tables": {"generated": {"primary_key": [{"column": "id"}]}}}).tables["generated"]
+            [trigger] = split_statements(render(capture_trigger(mapping, "insert", 3), {"parser_function_arn": ARN}))
+            cur.execute(trigger)
+
+        def inserts(table: str, session_sql: str = "") -> Callable[[], None]:
+            def run() -> None:
+                with conn.cursor() as cur:
+                    if session_sql:
+                        cur.execute(session_sql)
+                    statement = f"INSERT INTO {table} (title, body, author) VALUES (%s, 'body', 'bench')"  # noqa: S608
+                    for i in range(ROWS):
+                        cur.execute(statement, (i,))
+                    cur.execute("SET @fanout_disable = NULL, @fanout_shim_fail = NULL")
+
+            return run
+
+        variants = {
+            "no trigger": inserts("plain"),
+            "V001 trigger": inserts("v001"),
+            "generated trigger": inserts("generated"),
+            "generated, kill switch on": inserts("generated", "SET @fanout_disable = 1"),
+            "generated, invoke failing (fallback)": inserts("generated", "SET @fanout_shim_fail = 1"),
+        }
+        timings: dict[str, list[float]] = {name: [] for name in variants}
+        for run in variants.values():  # warm-up
+            run()
+        for _ in range(ROUNDS):  # interleaved, so drift on a shared machine hits every variant
+            for name, run in variants.items():
+                started = perf_counter()
+                run()
+                timings[name].append((perf_counter() - started) / ROWS * 1000)
+            with conn.cursor() as cur:  # keep the outboxes from growing between rounds (not timed)
+                cur.execute("TRUNCATE TABLE fanout_lambda_async_outbox")
+                cur.execute("TRUNCATE TABLE fanout_fallback_outbox")
+    finally:
+        conn.close()
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE `{db_name}`")
+        admin.close()
+
+    medians = {name: statistics.median(values) for name, values in timings.items()}
+    base = medians["no trigger"]
+    ratios = {name: round(value / base, 2) for name, value in medians.items()}
+    generated_over_v001 = round(medians["generated trigger"] / medians["V001 trigger"], 2)
+    result = {
+        "rows": ROWS,
+        "rounds": ROUNDS,
+        "ms_per_insert": timings,
+        "median_ms_per_insert": medians,
+        "ratio_to_no_trigger": ratios,
+        "generated_over_v001": generated_over_v001,
+    }
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "capture_triggers.json").write_text(json.dumps(result, indent=2) + "\n")
+    table_md = "\n".join(
+        ["| AFTER INSERT trigger | median ms / insert | × no trigger |", "|---|---|---|"]
+        + [f"| {name} | {medians[name]:.3f} | {ratios[name]:.2f}× |" for name in medians]
+        + [f"| **generated / V001** | | **{generated_over_v001:.2f}×** |"]
+    )
+    (out / "capture_triggers.md").write_text(
+        f"# Capture trigger cost on the application's INSERT ({ROWS} rows × {ROUNDS} rounds, MariaDB + shim)\n\n"
+        f"{table_md}\n"
+    )
+    print(table_md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""``fanout sweep``: drain the fallback table into the pipeline, as the scheduled sweeper does.
+
+    fanout sweep            one run: hand every parked change to the parser, delete what Lambda accepted
+    fanout sweep --status   how many changes wait, since when, and why the failing ones failed
+
+When lambda_async fails inside a capture trigger, the change is parked in the
+fanout_fallback_outbox table; the SweeperFunction drains it every minute. Use this
+command to drain it by hand (after fixing the Aurora grants, say) or to look at it.
+Needs DB_HOST, DB_NAME, DB_USER/DB_PASSWORD or DB_SECRET_ARN, and for a run also
+DEAD_LETTER_QUEUE_URL (where payloads Lambda refuses are recorded) and the AWS
+credentials and region to invoke the parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..config import DatabaseSettings
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from ..db import connect
+    from ..fallback_sweeper import SweeperSettings, fallback_status, sweep
+
+    settings = DatabaseSettings.from_env()
+    if args.status:
+        conn = connect(settings)
+        try:
+            status = fallback_status(conn)
+        finally:
+            conn.close()
+        if args.json:
+            print(json.dumps(status.__dict__, default=str, indent=2))
+        else:
+            oldest = status.oldest.isoformat(sep=" ", timespec="seconds") if status.oldest else "-"
+            print(f"waiting: {status.waiting}  oldest: {oldest}  failing: {status.failing}")
+            for row_id, attempts, error in status.errors:
+                print(f"  row {row_id}: {attempts} attempt(s), last error: {error}")
+        return 0
+    import boto3
+
+    from ..rejects import QueueRejectRecorder
+
+    sweeper = SweeperSettings.from_env()
+    conn = connect(settings)
+    try:
+        report = sweep(
+            conn,
+            boto3.client("lambda"),
+            QueueRejectRecorder(boto3.client("sqs"), sweeper.dead_letter_queue_url, source="sweeper"),
+            max_rows=args.max_rows or sweeper.max_rows,
+        )
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(
+            f"delivered {report.delivered}, rejected {report.rejected} (to the DLQ), failed {report.failed}; "
+            f"{report.remaining} waiting"
+            + (" (another sweep is running)" if report.busy else "")
+            + (f"; stopped: {report.stopped}" if report.stopped else "")
+        )
+    return 1 if report.failed else 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sweep = commands.add_parser(
+        "sweep",
+        help="hand the changes parked in the fallback table to the parser",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sweep.add_argument("--status", action="store_true", help="show what waits; deliver nothing")
+    sweep.add_argument("--max-rows", type=int, help="rows to take in this run (default: $SWEEP_MAX_ROWS or 500)")
+    sweep.add_argument("--json", action="store_true", help="machine-readable output")
+    sweep.set_defaults(run=_sweep)

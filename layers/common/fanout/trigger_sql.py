@@ -1,0 +1,243 @@
+"""Capture-trigger SQL, generated from the table mapping (``fanout migrations generate``).
+
+Users never hand-write trigger SQL: for every mapped table and every action it
+captures, this module writes an ``AFTER <action>`` trigger that sends the payload
+of format version 1 (see ``db/migrations/V001__posts_capture_triggers.sql`` and
+docs/architecture.md) to the parser with ``lambda_async`` — and that can never
+break the statement that fired it:
+
+* **Kill switch.** When the session has ``SET @fanout_disable = 1``, the trigger
+  does nothing at all (no invoke, no fallback row). Bulk jobs set it; the backfill
+  replicates what they changed.
+* **Fallback.** The invoke runs in a block with ``DECLARE CONTINUE HANDLER FOR
+  SQLEXCEPTION``: if ``lambda_async`` fails (Aurora's ERROR 1873 when Lambda is
+  unreachable or refuses, a missing ``AWS_LAMBDA_ACCESS`` grant, no such function
+  on a plain MySQL), the handler writes the very payload it could not send to the
+  fallback table, with the error, and the application's statement carries on. The
+  sweeper (``fanout.fallback_sweeper``) later hands each row to the parser.
+
+The fallback table is InnoDB, so transactional, unlike the local shim's outbox:
+a fallback row is part of the application's transaction. If that transaction
+rolls back, the change did not happen and its fallback row goes with it; if it
+commits, the row becomes visible to the sweeper only then, so the fetcher's
+re-read never has to wait for the writer. (``lambda_async`` itself cannot be
+rolled back, which is why the shim's outbox must not be transactional.) The only
+way a trigger can still fail the application's statement is if the fallback row
+cannot be written either — the database then cannot write the application's own
+row much longer — and failing loudly beats losing the change silently.
+
+Each generated migration creates its triggers under names that carry its version
+(``fanout_posts_after_insert_v003``) and only then drops the triggers that earlier
+migrations created (found by reading those files). For a moment both fire, which
+the pipeline tolerates (every delivery is at-least-once), but there is never a
+moment with no trigger at all — ``DROP`` then ``CREATE`` of one name would let a
+write slip through uncaptured. Triggers for actions a table no longer captures,
+and for tables no longer mapped, are among those dropped.
+
+The output depends only on the mapping (``table``, ``primary_key``, ``capture``),
+the version and the trigger names of the earlier migrations: the same inputs give
+the same file, byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .mapping import ACTIONS, Mappings, TableMapping
+from .migrations import Migration, MigrationError, load_migrations, split_statements
+
+FALLBACK_TABLE = "fanout_fallback_outbox"
+TRIGGER_PREFIX = "fanout_"
+KILL_SWITCH = "@fanout_disable"
+DEFAULT_DESCRIPTION = "capture_triggers"
+PARSER_ARN_PLACEHOLDER = "${parser_function_arn}"
+_MAX_IDENTIFIER = 64  # MySQL's limit for trigger names
+_DESCRIPTION = re.compile(r"\w+")
+_INDENT = "    "
+
+# The names of triggers an earlier migration created or dropped (plain or backtick-quoted).
+_CREATE_TRIGGER = re.compile(
+    r"CREATE\s+(?:DEFINER\s*=\s*\S+\s+)?TRIGGER\s+(?:IF\s+NOT\s+EXISTS\s+)?`?(" + TRIGGER_PREFIX + r"[\w$]+)`?",
+    re.IGNORECASE,
+)
+_DROP_TRIGGER = re.compile(r"DROP\s+TRIGGER\s+(?:IF\s+EXISTS\s+)?`?(" + TRIGGER_PREFIX + r"[\w$]+)`?", re.IGNORECASE)
+
+FALLBACK_TABLE_SQL = f"""\
+CREATE TABLE IF NOT EXISTS {FALLBACK_TABLE} (
+    id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+    function_arn VARCHAR(512) NOT NULL,
+    payload JSON NOT NULL,
+    invoke_error TEXT NULL,
+    created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    sweep_attempts INT UNSIGNED NOT NULL DEFAULT 0,
+    sweep_error TEXT NULL,
+    PRIMARY KEY (id),
+    KEY {FALLBACK_TABLE}_sweep_order (sweep_attempts, id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;"""
+
+
+def quote_identifier(name: str) -> str:
+    """A backtick-quoted identifier (mapping names are validated; quoting keeps reserved words safe)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def trigger_name(table: str, action: str, version: int) -> str:
+    """``fanout_<table>_after_<action>_v<version>``, shortened with a hash of the table if over 64 characters."""
+    if action not in ACTIONS:
+        raise ValueError(f"action {action!r} is not one of {ACTIONS}")
+    suffix = f"_after_{action}_v{version:03d}"
+    name = f"{TRIGGER_PREFIX}{table}{suffix}"
+    if len(name) <= _MAX_IDENTIFIER:
+        return name
+    digest = hashlib.sha256(table.encode("utf-8")).hexdigest()[:8]
+    room = _MAX_IDENTIFIER - len(TRIGGER_PREFIX) - len(suffix) - len(digest) - 1
+    if room < 1:
+        raise ValueError(f"version {version} is too large for a trigger name")
+    return f"{TRIGGER_PREFIX}{table[:room]}_{digest}{suffix}"
+
+
+def _key_object(mapping: TableMapping, row: str) -> str:
+    """``JSON_OBJECT('id', NEW.`id`)``: the key as an object, in the mapping's key order."""
+    pairs = ", ".join(f"'{column}', {row}.{quote_identifier(column)}" for column in mapping.key_columns)
+    return f"JSON_OBJECT({pairs})"
+
+
+def _payload_fields(mapping: TableMapping, action: str) -> list[str]:
+    """The lines of the payload's JSON_OBJECT, exactly the fields of format version 1."""
+    row = "OLD" if action == "delete" else "NEW"
+    fields = [
+        f"'v', 1, 'action', '{action}', 'table', '{mapping.table}',",
+        f"'pk', {_key_object(mapping, row)},",
+    ]
+    if action == "update":  # the old key, so a primary-key change deletes the old row from the sinks
+        fields.append(f"'old_pk', {_key_object(mapping, 'OLD')},")
+    fields.append("'ts', UNIX_TIMESTAMP(SYSDATE(6))")
+    return fields
+
+
+def capture_trigger(mapping: TableMapping, action: str, version: int) -> str:
+    """The ``CREATE TRIGGER`` statement for one table and action (placeholder not yet filled in)."""
+    name = trigger_name(mapping.table, action, version)
+    i1, i2, i3, i4 = (_INDENT * n for n in range(1, 5))
+    payload = f"\n{i3}".join(_payload_fields(mapping, action))
+    arn = f"'{PARSER_ARN_PLACEHOLDER}'"
+    return (
+        f"CREATE TRIGGER {name} AFTER {action.upper()} ON {quote_identifier(mapping.table)} FOR EACH ROW\n"
+        f"BEGIN\n"
+        f"{i1}DECLARE fanout_payload JSON;\n"
+        f"{i1}IF COALESCE({KILL_SWITCH}, 0) <> 1 THEN\n"
+        f"{i2}SET fanout_payload = JSON_OBJECT(\n"
+        f"{i3}{payload}\n"
+        f"{i2});\n"
+        f"{i2}BEGIN\n"
+        # TEXT: in strict mode a VARCHAR shorter than the error message would itself fail.
+        f"{i3}DECLARE fanout_error TEXT;\n"
+        f"{i3}DECLARE CONTINUE HANDLER FOR SQLEXCEPTION\n"
+        f"{i3}BEGIN\n"
+        f"{i4}GET DIAGNOSTICS CONDITION 1 fanout_error = MESSAGE_TEXT;\n"
+        f"{i4}INSERT INTO {FALLBACK_TABLE} (function_arn, payload, invoke_error)\n"
+        f"{i4}VALUES ({arn}, fanout_payload, fanout_error);\n"
+        f"{i3}END;\n"
+        f"{i3}SELECT lambda_async({arn}, fanout_payload) INTO @fanout_invoke_result;\n"
+        f"{i2}END;\n"
+        f"{i1}END IF;\n"
+        f"END;"
+    )
+
+
+def live_triggers(migrations: Iterable[Migration]) -> list[str]:
+    """The fanout triggers that exist after ``migrations`` have run, in the order they were created.
+
+    Each file's ``CREATE TRIGGER`` and ``DROP TRIGGER`` statements are replayed in
+    version order, statement by statement.
+    """
+    live: dict[str, None] = {}
+    for migration in sorted(migrations, key=lambda m: m.version):
+        try:
+            statements = split_statements(migration.sql)
+        except MigrationError as exc:
+            raise MigrationError(f"{migration.path.name}: {exc}") from None
+        for statement in statements:  # each starts at its first keyword (comments are not kept)
+            if (created := _CREATE_TRIGGER.match(statement)) is not None:
+                live[created.group(1)] = None
+            elif (dropped := _DROP_TRIGGER.match(statement)) is not None:
+                live.pop(dropped.group(1), None)
+    return list(live)
+
+
+def capture_migration(mappings: Mappings, version: int, previous_triggers: Sequence[str] = ()) -> str:
+    """The whole migration: fallback table, new triggers, then the previous triggers dropped."""
+    tables = [mappings.tables[name] for name in sorted(mappings.tables)]
+    created: list[str] = []
+    summary: list[str] = []
+    blocks: list[str] = []
+    for mapping in tables:
+        actions = [a for a in ACTIONS if a in mapping.capture]
+        summary.append(f"--   {mapping.table}: {', '.join(actions)} (key: {', '.join(mapping.key_columns)})")
+        for action in actions:
+            name = trigger_name(mapping.table, action, version)
+            created.append(name)
+            # Only a re-run after a partial failure finds it; the file is idempotent that way.
+            blocks.append(f"DROP TRIGGER IF EXISTS {name};\n\n{capture_trigger(mapping, action, version)}")
+    stale = [name for name in previous_triggers if name not in created]
+    header = [
+        f"-- V{version:03d}: capture triggers for the tables in the mapping, with fallback and kill switch.",
+        "-- Generated by `fanout migrations generate`; do not edit. To change what is captured, change",
+        "-- the mapping (layers/common/fanout/tables.json) and generate a new migration.",
+        "--",
+        "-- Tables and the actions they capture:",
+        *summary,
+        "--",
+        "-- Each trigger sends {v, action, table, pk, old_pk (updates only), ts} to the parser with",
+        "-- lambda_async, unless the session has SET @fanout_disable = 1 (bulk jobs; the backfill",
+        "-- replicates what they change). A failing invoke never fails the application's statement:",
+        f"-- the payload is written to {FALLBACK_TABLE} instead (InnoDB, so a rolled-back change",
+        "-- leaves no row) and the sweeper hands it to the parser later. New triggers are created",
+        "-- before the earlier ones are dropped, so no write goes uncaptured in between.",
+        "-- ${parser_function_arn} is filled in by the migration runner. See docs/migrations.md.",
+    ]
+    parts = ["\n".join(header), FALLBACK_TABLE_SQL, *blocks]
+    if stale:
+        parts.append(
+            "-- The triggers earlier migrations created, now replaced by the ones above (or no longer captured).\n"
+            + "\n".join(f"DROP TRIGGER IF EXISTS {name};" for name in stale)
+        )
+    return "\n\n".join(parts) + "\n"
+
+
+def migration_file_name(version: int, description: str = DEFAULT_DESCRIPTION) -> str:
+    if _DESCRIPTION.fullmatch(description) is None:
+        raise ValueError(f"description {description!r} may only contain letters, digits and _")
+    return f"V{version:03d}__{description}.sql"
+
+
+def write_capture_migration(
+    directory: str | Path,
+    mappings: Mappings,
+    *,
+    description: str = DEFAULT_DESCRIPTION,
+    version: int | None = None,
+) -> Path:
+    """Write the next migration (``version``, default: one above the highest) into ``directory``.
+
+    Refuses to overwrite a file or to reuse a version: an applied migration must never change.
+    """
+    directory = Path(directory)
+    existing = load_migrations(directory)
+    highest = max((m.version for m in existing), default=0)
+    version = highest + 1 if version is None else version
+    if version < 1:
+        raise MigrationError(f"version {version} must be at least 1")
+    if any(m.version == version for m in existing):
+        raise MigrationError(f"version {version} already exists in {directory}; migrations are never rewritten")
+    if version < highest:
+        raise MigrationError(f"version {version} is below the highest existing version {highest}")
+    earlier = [m for m in existing if m.version < version]
+    path = directory / migration_file_name(version, description)
+    sql = capture_migration(mappings, version, live_triggers(earlier))
+    with path.open("x", encoding="utf-8", newline="\n") as out:
+        out.write(sql)
+    return path

@@ -1,0 +1,336 @@
+"""The generated capture triggers against MariaDB: payloads, the fallback table and the kill switch.
+
+Each test gets a fresh schema with the demo tables and the local lambda_async shim
+(the stand-in for Aurora's native function, which a session can make fail with
+``SET @fanout_shim_fail = 1``), migrated with db/migrations exactly as the
+post-deploy hook does.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+
+from fanout.change import parse_trigger_payload
+from fanout.config import DatabaseSettings
+from fanout.db import connect
+from fanout.mapping import Mappings, default_mappings, parse_mappings
+from fanout.migrations import MigrationRunner
+from fanout.trigger_sql import FALLBACK_TABLE, trigger_name, write_capture_migration
+from local.stack import run_sql_file
+from tests.conftest import ROOT
+
+ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-triggers-test-parser"
+OUTBOX = "fanout_lambda_async_outbox"
+PAYLOAD_FIELDS = {"v", "action", "table", "pk", "ts"}
+
+
+def migrate(settings: DatabaseSettings, directory: Path) -> list[int]:
+    runner = MigrationRunner(lambda: connect(settings), directory, {"parser_function_arn": ARN}, applied_by="test")
+    return runner.migrate().applied
+
+
+@pytest.fixture
+def source(db_settings: DatabaseSettings) -> Iterator[DatabaseSettings]:
+    """The demo schema with the shim, migrated with the project's db/migrations."""
+    conn = connect(db_settings)
+    try:
+        run_sql_file(conn, ROOT / "local" / "lambda_async_shim.sql")
+    finally:
+        conn.close()
+    migrate(db_settings, ROOT / "db" / "migrations")
+    yield db_settings
+
+
+@pytest.fixture
+def session(source: DatabaseSettings) -> Iterator[pymysql.connections.Connection]:
+    """An application session writing to the source tables."""
+    conn = connect(source)
+    yield conn
+    conn.close()
+
+
+def rows(conn: pymysql.connections.Connection, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return list(cur.fetchall())
+
+
+def execute(conn: pymysql.connections.Connection, sql: str, *args: Any) -> int:
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return int(cur.lastrowid or 0)
+
+
+def outbox(conn: pymysql.connections.Connection) -> list[dict[str, Any]]:
+    """What the triggers handed to lambda_async (the shim's outbox), oldest first."""
+    return [json.loads(p) for (p,) in rows(conn, f"SELECT payload FROM {OUTBOX} ORDER BY id")]
+
+
+def fallback(conn: pymysql.connections.Connection) -> list[tuple[str, dict[str, Any], str]]:
+    """The fallback table: (function ARN, payload, invoke error), oldest first."""
+    found = rows(conn, f"SELECT function_arn, payload, invoke_error FROM {FALLBACK_TABLE} ORDER BY id")
+    return [(arn, json.loads(payload), error) for arn, payload, error in found]
+
+
+def db_now(conn: pymysql.connections.Connection) -> float:
+    return float(rows(conn, "SELECT UNIX_TIMESTAMP(SYSDATE(6))")[0][0])
+
+
+def without_ts(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in p.items() if k != "ts"} for p in payloads]
+
+
+def insert_post(conn: pymysql.connections.Connection, title: str = "a post") -> int:
+    return execute(conn, "INSERT INTO posts (title, body, author) VALUES (%s, 'body', 'author')", title)
+
+
+def triggers_on(conn: pymysql.connections.Connection, schema: str) -> dict[str, list[str]]:
+    found = rows(
+        conn,
+        "SELECT EVENT_OBJECT_TABLE, TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s"
+        " ORDER BY EVENT_OBJECT_TABLE, TRIGGER_NAME",
+        schema,
+    )
+    by_table: dict[str, list[str]] = {}
+    for table, name in found:
+        by_table.setdefault(str(table), []).append(str(name))
+    return by_table
+
+
+# --------------------------------------------------------------------------- the shipped migrations
+
+
+def test_the_shipped_migrations_leave_one_fallback_trigger_per_captured_action(
+    source: DatabaseSettings, session: pymysql.connections.Connection
+) -> None:
+    # Then V001's triggers were replaced by V003's, which are the only ones left
+    assert triggers_on(session, source.name) == {
+        "posts": sorted(trigger_name("posts", action, 3) for action in ("insert", "update", "delete"))
+    }
+
+
+def test_insert_update_rekey_and_delete_send_format_1_payloads_the_parser_accepts(
+    session: pymysql.connections.Connection,
+) -> None:
+    # Given
+    before = db_now(session)
+
+    # When the application changes a row, its key, and deletes it
+    key = insert_post(session)
+    execute(session, "UPDATE posts SET title = 'edited' WHERE id = %s", key)
+    execute(session, "UPDATE posts SET id = %s WHERE id = %s", key + 1000, key)
+    execute(session, "DELETE FROM posts WHERE id = %s", key + 1000)
+
+    # Then each change sent exactly one payload, with exactly the fields of format 1
+    payloads = outbox(session)
+    assert without_ts(payloads) == [
+        {"v": 1, "action": "insert", "table": "posts", "pk": {"id": key}},
+        {"v": 1, "action": "update", "table": "posts", "pk": {"id": key}, "old_pk": {"id": key}},
+        {"v": 1, "action": "update", "table": "posts", "pk": {"id": key + 1000}, "old_pk": {"id": key}},
+        {"v": 1, "action": "delete", "table": "posts", "pk": {"id": key + 1000}},
+    ]
+    assert all(before <= p["ts"] <= db_now(session) for p in payloads)
+    # And the parser takes every one of them (the re-key also names the old row)
+    changes = [parse_trigger_payload(json.dumps(p), default_mappings()) for p in payloads]
+    assert [len(c) for c in changes] == [1, 1, 2, 1]
+    assert fallback(session) == []
+
+
+def test_a_failing_invoke_leaves_the_write_intact_and_parks_the_payload(
+    session: pymysql.connections.Connection,
+) -> None:
+    # Given lambda_async fails in this session, as Aurora's does when Lambda cannot be reached (ERROR 1873)
+    execute(session, "SET @fanout_shim_fail = 1")
+
+    # When the application writes
+    key = insert_post(session, "written while Lambda is down")
+    execute(session, "UPDATE posts SET status = 'published' WHERE id = %s", key)
+    other = insert_post(session, "to be deleted")
+    execute(session, "DELETE FROM posts WHERE id = %s", other)
+
+    # Then every statement succeeded
+    assert rows(session, "SELECT title, status FROM posts WHERE id = %s", key) == [
+        ("written while Lambda is down", "published")
+    ]
+    # And nothing was invoked, but every change waits in the fallback table, with the reason
+    assert outbox(session) == []
+    parked = fallback(session)
+    assert [arn for arn, _, _ in parked] == [ARN] * 4
+    assert without_ts([payload for _, payload, _ in parked]) == [
+        {"v": 1, "action": "insert", "table": "posts", "pk": {"id": key}},
+        {"v": 1, "action": "update", "table": "posts", "pk": {"id": key}, "old_pk": {"id": key}},
+        {"v": 1, "action": "insert", "table": "posts", "pk": {"id": other}},
+        {"v": 1, "action": "delete", "table": "posts", "pk": {"id": other}},
+    ]
+    assert all(error == "lambda_async shim: invoke failed (simulated)" for _, _, error in parked)
+    assert all(parse_trigger_payload(json.dumps(p), default_mappings()) for _, p, _ in parked)
+
+
+def test_a_parked_change_lives_and_dies_with_its_transaction(
+    source: DatabaseSettings, session: pymysql.connections.Connection
+) -> None:
+    # Given a failing invoke, and another session watching the fallback table
+    execute(session, "SET @fanout_shim_fail = 1")
+    watcher = connect(source)
+    try:
+        # When a transaction writes and rolls back
+        session.begin()
+        insert_post(session, "rolled back")
+        assert len(fallback(session)) == 1  # the writer sees its own row
+        assert fallback(watcher) == []  # nobody else does before COMMIT
+        session.rollback()
+
+        # Then its parked change is gone: the change never happened
+        assert fallback(watcher) == []
+
+        # When a transaction writes and commits
+        session.begin()
+        key = insert_post(session, "committed")
+        session.commit()
+
+        # Then its parked change is there for the sweeper
+        assert [payload["pk"] for _, payload, _ in fallback(watcher)] == [{"id": key}]
+    finally:
+        watcher.close()
+
+
+def test_the_kill_switch_sends_and_parks_nothing_for_its_session_only(
+    source: DatabaseSettings, session: pymysql.connections.Connection
+) -> None:
+    # Given a bulk job's session with the kill switch on (and an invoke that would fail, too)
+    execute(session, "SET @fanout_disable = 1")
+    execute(session, "SET @fanout_shim_fail = 1")
+
+    # When it writes
+    key = insert_post(session, "bulk")
+    execute(session, "UPDATE posts SET title = 'bulk edited' WHERE id = %s", key)
+    execute(session, "DELETE FROM posts WHERE id = %s", key)
+
+    # Then no invoke happened and nothing was parked
+    assert outbox(session) == []
+    assert fallback(session) == []
+
+    # And another session at the same time is captured as usual
+    other = connect(source)
+    try:
+        other_key = insert_post(other, "not bulk")
+    finally:
+        other.close()
+    assert without_ts(outbox(session)) == [{"v": 1, "action": "insert", "table": "posts", "pk": {"id": other_key}}]
+
+    # And switching it off again restores capture in the bulk session
+    execute(session, "SET @fanout_disable = NULL, @fanout_shim_fail = NULL")
+    again = insert_post(session, "after the bulk job")
+    assert outbox(session)[-1]["pk"] == {"id": again}
+
+
+# --------------------------------------------------------------------------- generated from other mappings
+
+
+ORDERS_TABLE = """\
+CREATE TABLE `order` (
+    shop VARCHAR(20) NOT NULL,
+    `key` INT NOT NULL,
+    note VARCHAR(50) NOT NULL,
+    PRIMARY KEY (shop, `key`)
+) ENGINE = InnoDB;
+"""
+
+
+def test_a_generated_migration_for_a_reserved_word_composite_key_table_works(
+    db_settings: DatabaseSettings, tmp_path: Path
+) -> None:
+    # Given a table named `order` keyed by (shop, `key`), capturing updates and deletes only
+    conn = connect(db_settings)
+    try:
+        execute(conn, ORDERS_TABLE)
+        run_sql_file(conn, ROOT / "local" / "lambda_async_shim.sql")
+        mappings = parse_mappings(
+            {
+                "tables": {
+                    "order": {
+                        "primary_key": [{"column": "shop", "type": "string"}, {"column": "key", "type": "int"}],
+                        "capture": ["update", "delete"],
+                    }
+                }
+            }
+        )
+        write_capture_migration(tmp_path, mappings)
+        assert migrate(db_settings, tmp_path) == [1]
+
+        # When rows are inserted, updated and deleted
+        execute(conn, "INSERT INTO `order` VALUES ('zoë''s', 1, 'n')")
+        execute(conn, "UPDATE `order` SET `key` = 2 WHERE shop = 'zoë''s'")
+        execute(conn, "DELETE FROM `order` WHERE shop = 'zoë''s'")
+
+        # Then only the captured actions were sent, the keys as objects in mapping order
+        payloads = outbox(conn)
+        assert without_ts(payloads) == [
+            {
+                "v": 1,
+                "action": "update",
+                "table": "order",
+                "pk": {"shop": "zoë's", "key": 2},
+                "old_pk": {"shop": "zoë's", "key": 1},
+            },
+            {"v": 1, "action": "delete", "table": "order", "pk": {"shop": "zoë's", "key": 2}},
+        ]
+        assert [list(p["pk"]) for p in payloads] == [["shop", "key"]] * 2
+        assert [len(parse_trigger_payload(json.dumps(p), mappings)) for p in payloads] == [2, 1]
+    finally:
+        conn.close()
+
+
+def test_a_later_migration_replaces_the_triggers_and_drops_what_is_no_longer_captured(
+    source: DatabaseSettings, session: pymysql.connections.Connection, tmp_path: Path
+) -> None:
+    # Given the shipped migrations applied, and a mapping that stops capturing inserts
+    directory = tmp_path / "migrations"
+    shutil.copytree(ROOT / "db" / "migrations", directory)
+    posts = dict(json.loads((ROOT / "layers" / "common" / "fanout" / "tables.json").read_text())["tables"]["posts"])
+    posts["capture"] = ["update", "delete"]
+    path = write_capture_migration(directory, parse_mappings({"tables": {"posts": posts}}))
+
+    # When the generated migration is applied
+    version = int(path.name[1:4])
+    assert migrate(source, directory) == [version]
+
+    # Then the posts table has exactly the new triggers
+    assert triggers_on(session, source.name) == {
+        "posts": sorted(trigger_name("posts", action, version) for action in ("update", "delete"))
+    }
+    # And an insert sends nothing, while an update is sent once (not once per generation)
+    key = insert_post(session)
+    assert outbox(session) == []
+    execute(session, "UPDATE posts SET title = 'x' WHERE id = %s", key)
+    assert without_ts(outbox(session)) == [
+        {"v": 1, "action": "update", "table": "posts", "pk": {"id": key}, "old_pk": {"id": key}}
+    ]
+
+
+def test_the_bundled_mapping_generates_a_migration_the_demo_schema_takes(
+    source: DatabaseSettings, session: pymysql.connections.Connection, tmp_path: Path
+) -> None:
+    # Given the shipped migrations applied, and the next migration generated from the bundled mapping
+    directory = tmp_path / "migrations"
+    shutil.copytree(ROOT / "db" / "migrations", directory)
+    mappings: Mappings = default_mappings()
+    path = write_capture_migration(directory, mappings)
+    version = int(path.name[1:4])
+
+    # When
+    assert migrate(source, directory) == [version]
+
+    # Then every mapped table has one trigger per captured action, of this version only
+    expected = {
+        table: sorted(trigger_name(table, action, version) for action in mapping.capture)
+        for table, mapping in mappings.tables.items()
+    }
+    assert triggers_on(session, source.name) == expected

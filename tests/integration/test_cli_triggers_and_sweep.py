@@ -1,0 +1,103 @@
+"""`fanout migrations generate`, `fanout sweep --status` and `fanout aurora-setup` from the command line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fanout.cli import main
+from tests.conftest import ROOT
+
+PARSER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-cli-test-parser"
+ROLE = "arn:aws:iam::123456789012:role/fanout-AuroraInvokeRole-ABC"
+
+
+@pytest.fixture
+def db_env(monkeypatch: pytest.MonkeyPatch, db_settings: Any) -> Any:
+    for key, value in {
+        "DB_HOST": db_settings.host,
+        "DB_PORT": str(db_settings.port),
+        "DB_USER": db_settings.user,
+        "DB_PASSWORD": db_settings.password,
+        "DB_NAME": db_settings.name,
+    }.items():
+        monkeypatch.setenv(key, value)
+    for key in ("DB_SECRET_ARN", "PARSER_FUNCTION_ARN", "DEAD_LETTER_QUEUE_URL", "FANOUT_MAPPING_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    return db_settings
+
+
+def test_generate_writes_the_next_migration_and_migrate_applies_it(
+    db_env: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a copy of the shipped migrations
+    directory = tmp_path / "migrations"
+    shutil.copytree(ROOT / "db" / "migrations", directory)
+    before = sorted(p.name for p in directory.iterdir())
+
+    # When a preview is asked for, nothing is written
+    assert main(["migrations", "generate", "--dir", str(directory), "--stdout"]) == 0
+    preview = capsys.readouterr().out
+    assert sorted(p.name for p in directory.iterdir()) == before
+
+    # When it is generated
+    assert main(["migrations", "generate", "--dir", str(directory), "--name", "posts_again"]) == 0
+
+    # Then the file is the preview, with the next version, and the runner applies it after the others
+    [new] = sorted(set(p.name for p in directory.iterdir()) - set(before))
+    assert capsys.readouterr().out == f"wrote {directory / new}\n"
+    assert new.endswith("__posts_again.sql") and (directory / new).read_text() == preview
+    assert main(["migrate", "--dir", str(directory), "--parser-arn", PARSER_ARN]) == 0
+    assert f"V{new[1:4]}" in capsys.readouterr().out
+
+
+def test_generate_names_a_bad_mapping(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mapping = tmp_path / "tables.json"
+    mapping.write_text(json.dumps({"tables": {"posts": {"primary_key": [{"column": "id"}], "capture": ["upsert"]}}}))
+
+    assert main(["migrations", "generate", "--dir", str(tmp_path), "--mapping", str(mapping)]) == 1
+
+    assert "table mapping for 'posts', field 'capture'" in capsys.readouterr().err
+    assert list(tmp_path.glob("V*.sql")) == []
+
+
+def test_sweep_status_shows_the_parked_changes(db_env: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given the shipped migrations and two changes parked while lambda_async failed
+    from fanout.db import connect
+    from local.stack import run_sql_file
+
+    assert main(["migrate", "--dir", str(ROOT / "db" / "migrations"), "--parser-arn", PARSER_ARN]) == 0
+    conn = connect(db_env)
+    try:
+        run_sql_file(conn, ROOT / "local" / "lambda_async_shim.sql")
+        with conn.cursor() as cur:
+            cur.execute("SET @fanout_shim_fail = 1")
+            cur.execute("INSERT INTO posts (title, body, author) VALUES ('a', 'b', 'c'), ('d', 'e', 'f')")
+    finally:
+        conn.close()
+    capsys.readouterr()
+
+    # When / Then
+    assert main(["sweep", "--status"]) == 0
+    assert capsys.readouterr().out.startswith("waiting: 2  oldest: ")
+    assert main(["sweep", "--status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["waiting"] == 2
+
+
+def test_sweep_without_a_dead_letter_queue_is_a_clear_error(db_env: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sweep"]) == 2
+    assert "DEAD_LETTER_QUEUE_URL" in capsys.readouterr().err
+
+
+def test_aurora_setup_prints_the_grants_and_the_role_association(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["aurora-setup", "--db-user", "fanout", "--cluster", "orders", "--role-arn", ROLE]) == 0
+    script = capsys.readouterr().out
+    assert "GRANT AWS_LAMBDA_ACCESS TO 'fanout'@'%';" in script
+    assert f"--feature-name Lambda --role-arn {ROLE}" in script
+
+    assert main(["aurora-setup", "--db-user", "x'y", "--cluster", "orders", "--role-arn", ROLE]) == 1
+    assert 'database user "x\'y" is not valid' in capsys.readouterr().err

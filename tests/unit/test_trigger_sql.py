@@ -1,0 +1,217 @@
+"""The capture-trigger generator: names, payload SQL, determinism, replacing earlier triggers (no database)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fanout.mapping import Mappings, parse_mappings
+from fanout.migrations import MigrationError, load_migrations, split_statements
+from fanout.trigger_sql import (
+    FALLBACK_TABLE,
+    capture_migration,
+    capture_trigger,
+    live_triggers,
+    trigger_name,
+    write_capture_migration,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+MIGRATIONS = REPO / "db" / "migrations"
+BUNDLED = json.loads((REPO / "layers" / "common" / "fanout" / "tables.json").read_text(encoding="utf-8"))
+
+ORDERS = {
+    "primary_key": [{"column": "shop", "type": "string"}, {"column": "number", "type": "int"}],
+    "capture": ["delete", "update"],
+}
+KEYWORDS = {"primary_key": [{"column": "key", "type": "int"}], "capture": ["insert"]}
+
+
+def mappings(tables: dict[str, object]) -> Mappings:
+    return parse_mappings({"tables": tables})
+
+
+def created_triggers(sql: str) -> list[str]:
+    return re.findall(r"^CREATE TRIGGER (\S+)", sql, flags=re.MULTILINE)
+
+
+def dropped_triggers(sql: str) -> list[str]:
+    return re.findall(r"^DROP TRIGGER IF EXISTS (\S+);", sql, flags=re.MULTILINE)
+
+
+def test_trigger_names_carry_table_action_and_version() -> None:
+    assert trigger_name("posts", "insert", 3) == "fanout_posts_after_insert_v003"
+    assert trigger_name("posts", "delete", 1234) == "fanout_posts_after_delete_v1234"
+
+
+def test_a_long_table_name_is_shortened_with_a_hash_to_fit_64_characters() -> None:
+    # Given two 64-character table names that share a long prefix
+    first, second = "a" * 60 + "_one", "a" * 60 + "_two"
+
+    # When
+    names = [trigger_name(table, "update", 12) for table in (first, second)]
+
+    # Then both fit, differ, and are the same every time
+    assert all(len(name) <= 64 for name in names)
+    assert names[0] != names[1]
+    assert names == [trigger_name(table, "update", 12) for table in (first, second)]
+    assert all(name.startswith("fanout_aaaa") and name.endswith("_after_update_v012") for name in names)
+
+
+def test_the_update_trigger_sends_the_new_and_the_old_key_of_a_composite_key() -> None:
+    # Given a table keyed by (shop, number)
+    orders = mappings({"orders": ORDERS}).tables["orders"]
+
+    # When
+    update = capture_trigger(orders, "update", 5)
+    delete = capture_trigger(orders, "delete", 5)
+
+    # Then the payload has the format-1 fields, the key columns in mapping order
+    assert "AFTER UPDATE ON `orders` FOR EACH ROW" in update
+    assert "'v', 1, 'action', 'update', 'table', 'orders'," in update
+    assert "'pk', JSON_OBJECT('shop', NEW.`shop`, 'number', NEW.`number`)," in update
+    assert "'old_pk', JSON_OBJECT('shop', OLD.`shop`, 'number', OLD.`number`)," in update
+    assert "'ts', UNIX_TIMESTAMP(SYSDATE(6))" in update
+    # And a delete names the old row and sends no old_pk
+    assert "'pk', JSON_OBJECT('shop', OLD.`shop`, 'number', OLD.`number`)," in delete
+    assert "old_pk" not in delete
+
+
+def test_every_trigger_has_the_kill_switch_and_the_fallback_around_the_invoke() -> None:
+    posts = mappings(BUNDLED["tables"]).tables["posts"]
+
+    body = capture_trigger(posts, "insert", 3)
+
+    assert "IF COALESCE(@fanout_disable, 0) <> 1 THEN" in body
+    handler = body.index("DECLARE CONTINUE HANDLER FOR SQLEXCEPTION")
+    invoke = body.index("SELECT lambda_async('${parser_function_arn}', fanout_payload)")
+    assert handler < body.index(f"INSERT INTO {FALLBACK_TABLE}") < invoke
+    assert body.count("'${parser_function_arn}'") == 2  # the invoke, and the fallback row's function
+
+
+def test_only_captured_actions_get_triggers_and_tables_are_in_name_order() -> None:
+    # Given two tables, declared out of name order, one capturing update and delete only
+    generated = capture_migration(mappings({"widgets": KEYWORDS, "orders": ORDERS}), 2)
+
+    # Then
+    assert created_triggers(generated) == [
+        "fanout_orders_after_update_v002",
+        "fanout_orders_after_delete_v002",
+        "fanout_widgets_after_insert_v002",
+    ]
+    assert "--   orders: update, delete (key: shop, number)" in generated
+
+
+def test_the_same_mapping_gives_the_same_file_whatever_the_order_of_the_json() -> None:
+    # Given the same two tables, with tables and capture lists in different orders
+    one = mappings({"orders": ORDERS, "widgets": KEYWORDS})
+    two = mappings({"widgets": KEYWORDS, "orders": {**ORDERS, "capture": ["update", "delete"]}})
+
+    # Then
+    assert capture_migration(one, 4, ["fanout_x_after_insert"]) == capture_migration(two, 4, ["fanout_x_after_insert"])
+
+
+def test_earlier_triggers_are_dropped_after_the_new_ones_are_created() -> None:
+    # Given triggers from earlier migrations, including one for an action no longer captured
+    previous = ["fanout_orders_after_insert", "fanout_orders_after_update", "fanout_gone_after_delete"]
+
+    # When
+    generated = capture_migration(mappings({"orders": ORDERS}), 7, previous)
+
+    # Then every earlier trigger is dropped, after the last CREATE
+    last_create = generated.rindex("CREATE TRIGGER")
+    for name in previous:
+        assert generated.index(f"DROP TRIGGER IF EXISTS {name};") > last_create
+    assert "fanout_orders_after_insert_v007" not in generated
+
+
+def test_live_triggers_replays_creates_and_drops_in_version_order(tmp_path: Path) -> None:
+    # Given V1 creating two triggers and V2 dropping one and creating another (in a DEFINER form)
+    (tmp_path / "V1__a.sql").write_text(
+        "CREATE TRIGGER fanout_t_after_insert AFTER INSERT ON t FOR EACH ROW BEGIN SET @x = 1; END;\n"
+        "CREATE TRIGGER `fanout_t_after_delete` AFTER DELETE ON t FOR EACH ROW BEGIN SET @x = 1; END;\n"
+        "CREATE TRIGGER app_own_trigger AFTER DELETE ON t FOR EACH ROW BEGIN SET @x = 1; END;\n"
+    )
+    (tmp_path / "V2__b.sql").write_text(
+        "-- CREATE TRIGGER fanout_in_a_comment is not a statement\n"
+        "DROP TRIGGER IF EXISTS fanout_t_after_insert;\n"
+        "CREATE DEFINER = CURRENT_USER TRIGGER fanout_u_after_update AFTER UPDATE ON u FOR EACH ROW BEGIN END;\n"
+    )
+
+    # When / Then
+    assert live_triggers(load_migrations(tmp_path)) == ["fanout_t_after_delete", "fanout_u_after_update"]
+
+
+def test_the_committed_v003_is_what_the_generator_writes_for_the_posts_mapping() -> None:
+    # Given the bundled posts table alone (V003 was generated when it was the only table) and V001 before it
+    posts_only = mappings({"posts": BUNDLED["tables"]["posts"]})
+    earlier = [m for m in load_migrations(MIGRATIONS) if m.version < 3]
+
+    # When
+    generated = capture_migration(posts_only, 3, live_triggers(earlier))
+
+    # Then the file on disk is exactly that (an applied migration must never change, so neither may this)
+    committed = (MIGRATIONS / "V003__capture_triggers_with_fallback.sql").read_text(encoding="utf-8")
+    assert generated == committed
+    assert dropped_triggers(committed)[-3:] == [
+        "fanout_posts_after_insert",
+        "fanout_posts_after_update",
+        "fanout_posts_after_delete",
+    ]
+
+
+def test_the_generated_migration_splits_into_its_statements() -> None:
+    generated = capture_migration(mappings({"orders": ORDERS, "widgets": KEYWORDS}), 2, ["fanout_old_after_insert"])
+
+    statements = split_statements(generated)
+
+    kinds = [" ".join(s.split()[:2]) for s in statements]
+    assert kinds == ["CREATE TABLE"] + ["DROP TRIGGER", "CREATE TRIGGER"] * 3 + ["DROP TRIGGER"]
+    assert all(s.rstrip().endswith("END") for s in statements if s.startswith("CREATE TRIGGER"))
+
+
+def test_write_takes_the_next_version_tolerates_gaps_and_never_overwrites(tmp_path: Path) -> None:
+    # Given V001 and V003 (V002 never shipped)
+    (tmp_path / "V001__first.sql").write_text("SELECT 1;\n")
+    (tmp_path / "V003__third.sql").write_text("SELECT 3;\n")
+    posts = mappings(BUNDLED["tables"])
+
+    # When
+    path = write_capture_migration(tmp_path, posts)
+
+    # Then
+    assert path.name == "V004__capture_triggers.sql"
+    assert created_triggers(path.read_text())[0] == "fanout_posts_after_insert_v004"
+    with pytest.raises(MigrationError, match="version 4 already exists"):
+        write_capture_migration(tmp_path, posts, version=4, description="again")
+    with pytest.raises(MigrationError, match="below the highest existing version 4"):
+        write_capture_migration(tmp_path, posts, version=2)
+    with pytest.raises(ValueError, match="description 'bad-name'"):
+        write_capture_migration(tmp_path, posts, description="bad-name")
+
+
+def test_generated_sql_is_sqlfluff_clean_for_keys_of_every_shape(tmp_path: Path) -> None:
+    # Given a migration for composite, string and reserved-word keys, written beside the repo's own
+    (tmp_path / "V002__generated.sql").write_text(
+        capture_migration(
+            mappings({"orders": ORDERS, "order": KEYWORDS, "posts": BUNDLED["tables"]["posts"]}),
+            2,
+            ["fanout_posts_after_insert"],
+        )
+    )
+
+    # When linted as CI lints db/migrations
+    result = subprocess.run(
+        [sys.executable, "-m", "sqlfluff", "lint", "--config", str(REPO / "pyproject.toml"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+
+    # Then
+    assert result.returncode == 0, result.stdout + result.stderr
