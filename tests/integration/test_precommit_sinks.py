@@ -68,7 +68,8 @@ def post_change(key: int) -> Change:
 
 
 def setting_change(tenant: str, setting_key: str) -> Change:
-    return Change("tenant_settings", (("tenant", tenant), ("setting_key", setting_key)), "update", 1_764_240_000_000_000)
+    key = (("tenant", tenant), ("setting_key", setting_key))
+    return Change("tenant_settings", key, "update", 1_764_240_000_000_000)
 
 
 def sink_state(world: dict[str, Any], table: str, change: Change) -> tuple[Any, Any]:

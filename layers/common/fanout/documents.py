@@ -9,7 +9,7 @@ MySQL column (value read)      OpenSearch document (JSON)          DynamoDB attr
 =============================  ==================================  ==================================
 NULL                           null                                NULL
 TINYINT … BIGINT [UNSIGNED]    number, exact digits (1)            N, exact
-DECIMAL(p,s)                   string, exact digits and scale      N, exact (2)
+DECIMAL(p,s)                   string, exact digits and scale      N, exact value (2)
 FLOAT / DOUBLE                 number (shortest round-trip form)   N from the same digits (2)
 DATE                           "2026-11-27"                        S, same text
 DATETIME(fsp)                  "2026-11-27T10:00:00.123456",       S, same text
@@ -33,8 +33,9 @@ integer field ``long``, which holds BIGINT but not BIGINT UNSIGNED above
 2^63-1: map such a column as ``unsigned_long`` (OpenSearch 2.8+) in an index
 you create beforehand (the sink never changes an existing index).
 
-(2) DynamoDB numbers hold 38 significant digits within ±1E+126. A value
-beyond that (a DECIMAL(65,30) with many digits, a DOUBLE of 1e300) is stored as
+(2) DynamoDB numbers hold 38 significant digits within ±1E+126, and DynamoDB
+trims trailing zeros (DECIMAL 1.10 reads back as 1.1: the value, not the
+scale; OpenSearch's string keeps the scale). A value beyond that (a DECIMAL(65,30) with many digits, a DOUBLE of 1e300) is stored as
 a string of its exact digits rather than rounded, or refused on every retry.
 
 (3) The fetcher's session runs in UTC (``time_zone = '+00:00'``). TIMESTAMP
