@@ -62,18 +62,24 @@ class FakeDynamoDBTable:
     unrepresentable number fails as it would), enforces the 2048-byte partition
     key limit, and evaluates a condition made of ``attribute_[not_]exists(..)``
     and comparisons joined by ``OR`` with DynamoDB's semantics: a comparison
-    involving a missing attribute or mismatched types is false.
+    involving a missing attribute or mismatched types is false. Like DynamoDB,
+    a conditional put is atomic per item: concurrent callers (threads) never
+    both pass a condition that only one write may pass.
     """
 
     MAX_PARTITION_KEY_BYTES = 2048
 
-    def __init__(self, key_attribute: str = "pk", ttl_attribute: str | None = None) -> None:
+    def __init__(
+        self, key_attribute: str = "pk", ttl_attribute: str | None = None, sort_attribute: str | None = None
+    ) -> None:
         self.key_attribute = key_attribute
+        self.sort_attribute = sort_attribute
         self.ttl_attribute = ttl_attribute
-        self.items: dict[str, dict[str, Any]] = {}
+        self.items: dict[Any, dict[str, Any]] = {}  # by partition key value, or (partition, sort)
         self.put_calls: list[dict[str, Any]] = []
         self.fail_with: Exception | None = None
         self._serializer = TypeSerializer()
+        self._lock = threading.Lock()
 
     @classmethod
     def from_template(cls, properties: dict[str, Any]) -> FakeDynamoDBTable:
