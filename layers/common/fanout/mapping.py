@@ -446,7 +446,7 @@ def _parse_table(table: str, spec: Any) -> TableMapping:
         if partition.attribute != DEFAULT_PARTITION_ATTRIBUTE or sort is not None:
             raise _fail(
                 table,
-                "dynamodb.partition_key" if sort is None else "dynamodb.sort_key",
+                "dynamodb.partition_key" if partition.attribute != DEFAULT_PARTITION_ATTRIBUTE else "dynamodb.sort_key",
                 "the default ReplicaTable's key is the partition key 'pk' alone; name a table of your own "
                 "('dynamodb.table') for other key attributes",
             )
