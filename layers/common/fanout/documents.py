@@ -2,7 +2,8 @@
 
 The reader hands over Python values (pymysql's, plus the conversions in
 :mod:`fanout.source_values`). Each sink gets them in the form it can hold
-without losing information:
+without losing information (README.md "Type mapping" has the same table, with
+the explicit OpenSearch mapping recommended for each type):
 
 =============================  ==================================  ==================================
 MySQL column (value read)      OpenSearch document (JSON)          DynamoDB attribute
@@ -35,8 +36,9 @@ you create beforehand (the sink never changes an existing index).
 
 (2) DynamoDB numbers hold 38 significant digits within ±1E+126, and DynamoDB
 trims trailing zeros (DECIMAL 1.10 reads back as 1.1: the value, not the
-scale; OpenSearch's string keeps the scale). A value beyond that (a DECIMAL(65,30) with many digits, a DOUBLE of 1e300) is stored as
-a string of its exact digits rather than rounded, or refused on every retry.
+scale; OpenSearch's string keeps the scale). A value beyond that (a
+DECIMAL(65,30) with many digits, a DOUBLE of 1e300) is stored as a string of
+its exact digits rather than rounded, or refused on every retry.
 
 (3) The fetcher's session runs in UTC (``time_zone = '+00:00'``). TIMESTAMP
 values are UTC and written with ``Z``. DATETIME values carry no zone: they
