@@ -100,9 +100,15 @@ def _iso_datetime(value: dt.datetime) -> str:
     return utc.replace(tzinfo=None).isoformat() + "Z"
 
 
+def _no_constant(name: str) -> Any:
+    raise UnrepresentableRow(f"a JSON column holds {name}, which is not JSON (nor storable in either sink)")
+
+
 def _parse_json(value: JsonText, **options: Any) -> Any:
     try:
-        return json.loads(value.text, **options)
+        return json.loads(value.text, parse_constant=_no_constant, **options)
+    except UnrepresentableRow:
+        raise
     except ValueError as exc:
         raise UnrepresentableRow(f"a JSON column holds text that is not JSON ({exc})") from None
 

@@ -72,7 +72,7 @@ class DynamoDBSink:
             else:
                 item = dynamodb_item(mapping, change, state.row, state.version)
                 done = Outcome.WRITTEN
-        except UnrepresentableRow as exc:
+        except (UnrepresentableRow, TypeError) as exc:  # TypeError: a value with no DynamoDB form
             raise RowRejected(f"DynamoDB cannot hold {where}: {exc}") from exc
         size = dynamodb_item_size(item)
         if size > MAX_ITEM_BYTES:

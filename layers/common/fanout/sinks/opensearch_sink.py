@@ -90,7 +90,7 @@ class OpenSearchSink:
         try:
             doc_id = opensearch_document_id(mapping, change)
             body = None if state.row is None else opensearch_document(mapping, state.row)
-        except UnrepresentableRow as exc:
+        except (UnrepresentableRow, TypeError) as exc:  # TypeError: a value with no JSON form
             raise RowRejected(f"OpenSearch cannot hold {where}: {exc}") from exc
         if body is not None:
             size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
