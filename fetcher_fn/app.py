@@ -14,7 +14,7 @@ from fanout.change import Change
 from fanout.config import DatabaseSettings, SinkSettings
 from fanout.db import ConnectionHolder
 from fanout.fetcher import apply_changes, parse_fetcher_event
-from fanout.mapping import TableMapping, default_mappings
+from fanout.mapping import TableMapping, check_dynamodb_tables, default_mappings
 from fanout.observability import instrumented_handler
 from fanout.rejects import QueueRejectRecorder
 from fanout.sinks import Sink
@@ -30,17 +30,23 @@ class _Dependencies:
         import boto3
 
         sink_settings = SinkSettings.from_env()
+        # validate the mapping at cold start, failing loudly, and the DynamoDB tables it names
+        check_dynamodb_tables(default_mappings(), sink_settings.granted_dynamodb_tables)
         # Re-read from the secret when a login is refused: the secret may have been rotated.
         self.database = ConnectionHolder(DatabaseSettings.from_env(), reload=DatabaseSettings.from_env)
+        dynamodb = boto3.resource("dynamodb")
         self.sinks: list[Sink] = [
-            OpenSearchSink(make_client(sink_settings.opensearch_endpoint, sink_settings.opensearch_auth)),
+            OpenSearchSink(
+                make_client(sink_settings.opensearch_endpoint, sink_settings.opensearch_auth),
+                max_request_bytes=sink_settings.opensearch_max_request_bytes,
+            ),
             DynamoDBSink(
-                boto3.resource("dynamodb").Table(sink_settings.dynamodb_table),
+                dynamodb.Table(sink_settings.dynamodb_table),
                 tombstone_ttl_seconds=sink_settings.tombstone_ttl_seconds,
+                tables=dynamodb.Table,
             ),
         ]
         self.reject = QueueRejectRecorder(boto3.client("sqs"), sink_settings.dead_letter_queue_url, source="fetcher")
-        default_mappings()  # validate the mapping at cold start, failing loudly
 
     def read_row(self, mapping: TableMapping, change: Change) -> RowState:
         import pymysql
@@ -70,6 +76,6 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     deps = _dependencies()
     mappings = default_mappings()
     changes, rejected = parse_fetcher_event(event, mappings, deps.reject, context.aws_request_id)
-    report = apply_changes(changes, mappings, deps.read_row, deps.sinks)
+    report = apply_changes(changes, mappings, deps.read_row, deps.sinks, deps.reject)
     report.rejected = rejected
     return report.as_dict()

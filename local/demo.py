@@ -1,8 +1,12 @@
 """The demo: change rows in MariaDB and watch them arrive in OpenSearch and DynamoDB.
 
-Runs against the stack that `make up` started (it reads .local/stack.env):
-inserts three posts, updates one, changes the primary key of another, deletes
-a third, then waits until both sinks agree with the source for every touched
+Runs against the stack that `make up` started (it reads .local/stack.env).
+Two tables: in `posts` (integer key) it inserts three posts, updates one,
+changes the primary key of another and deletes a third; in `tenant_settings`
+(composite string key, JSON value, renamed and excluded columns) it inserts
+three settings, updates one's JSON, renames another's key (case only: the
+same key to MySQL's collation, a new document to the sinks) and deletes the
+third. Then it waits until both sinks agree with the source for every touched
 key and prints the three side by side. Exits 0 only if they all agree.
 """
 
@@ -57,13 +61,45 @@ def settled(result: RowComparison) -> bool:
     return result.agrees and processed
 
 
-def render(results: list[RowComparison], index: str, table: str) -> str:
-    lines = [f"{'id':>6}  {'source (MariaDB posts)':<58} {'OpenSearch ' + index:<26} {'DynamoDB ' + table[:30]}"]
+def make_setting_changes(conn, run: str) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """Settings of one tenant: insert three, update a JSON value, change a key's case, delete one."""
+    tenant = f"acme-{run}"
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO tenant_settings (tenant, setting_key, value, description, secret_hash) VALUES "
+            "(%s, 'theme', JSON_OBJECT('dark', TRUE, 'accent', '#ff6600'), 'Colours 🎨', UNHEX(SHA2('s', 256))), "
+            "(%s, 'locale', JSON_QUOTE('fr-CA'), 'Langue et région', NULL), "
+            "(%s, 'beta: new editor', 'true', NULL, NULL)",
+            (tenant, tenant, tenant),
+        )
+        cur.execute(
+            "UPDATE tenant_settings SET value = JSON_SET(value, '$.dark', FALSE), revision = revision + 1 "
+            "WHERE tenant = %s AND setting_key = 'theme'",
+            (tenant,),
+        )
+        cur.execute(
+            "UPDATE tenant_settings SET setting_key = 'Locale' WHERE tenant = %s AND setting_key = 'locale'", (tenant,)
+        )
+        cur.execute("DELETE FROM tenant_settings WHERE tenant = %s AND setting_key = 'beta: new editor'", (tenant,))
+    return [(tenant, "theme"), (tenant, "locale"), (tenant, "Locale"), (tenant, "beta: new editor")]
+
+
+def describe_post(row: dict) -> str:  # type: ignore[type-arg]
+    return f"{row['title'][:34]!r} by {row['author']}, {row['status']}"
+
+
+def describe_setting(row: dict) -> str:  # type: ignore[type-arg]
+    return f"{row['setting_key']!r} = {row['value'].text[:36]} (rev {row['revision']})"
+
+
+def render(results: list[RowComparison], table_name: str, index: str, table: str, describe) -> str:  # type: ignore[no-untyped-def]
+    source_title = f"source (MariaDB {table_name})"
+    lines = [f"{'key':>24}  {source_title:<52} {'OpenSearch ' + index:<26} {'DynamoDB ' + table[:30]}"]
     for r in results:
         if r.source is None:
             source = "(no row: deleted or key changed)"
         else:
-            source = f"{r.source['title'][:34]!r} by {r.source['author']}, {r.source['status']}"
+            source = describe(r.source)
         os_state = "absent" if r.opensearch is None else "document"
         if r.dynamodb is None:
             ddb_state = "absent"
@@ -74,7 +110,8 @@ def render(results: list[RowComparison], index: str, table: str) -> str:
         os_cell = f"{'✓' if not r.opensearch_problem else '✗'} {os_state}"
         version = r.dynamodb.get("_version", "-") if r.dynamodb else "-"
         ddb_cell = f"{'✓' if not r.dynamodb_problem else '✗'} {ddb_state} v{version}"
-        lines.append(f"{r.key:>6}  {source:<58} {os_cell:<26} {ddb_cell}")
+        key = r.key if len(r.key) <= 24 else "…" + r.key[-23:]
+        lines.append(f"{key:>24}  {source[:52]:<52} {os_cell:<26} {ddb_cell}")
         for problem in filter(None, (r.opensearch_problem, r.dynamodb_problem)):
             lines.append(f"{'':>8}↳ {problem}")
     return "\n".join(lines)
@@ -90,8 +127,7 @@ def main() -> int:
     os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
     from fanout.sinks.opensearch_sink import make_client
 
-    mapping = default_mappings().get("posts")
-    assert mapping is not None
+    mappings = default_mappings()
     conn = source_connection(env)
     opensearch = make_client(env["OPENSEARCH_ENDPOINT"])
     table = boto3.resource("dynamodb").Table(env["DYNAMODB_TABLE"])
@@ -100,16 +136,33 @@ def main() -> int:
     started = time.monotonic()
     ids = make_changes(conn, run)
     print(f"wrote to MariaDB: inserted 3 posts, updated {ids[0]}, moved {ids[1]} → {ids[2]}, deleted {ids[3]}")
-    changes = [Change("posts", (("id", i),), "update", 0) for i in ids]
+    settings = make_setting_changes(conn, run)
+    print(f"and to tenant_settings of {settings[0][0]!r}: inserted 3, updated 'theme', moved 'locale' → 'Locale', "
+          "deleted 'beta: new editor'")  # fmt: skip
+    tables = {
+        "posts": ([Change("posts", (("id", i),), "update", 0) for i in ids], describe_post),
+        "tenant_settings": (
+            [Change("tenant_settings", (("tenant", t), ("setting_key", k)), "update", 0) for t, k in settings],
+            describe_setting,
+        ),
+    }
     while True:
-        results = [compare_row(conn, mapping, c, opensearch, table) for c in changes]
+        results = {
+            name: [compare_row(conn, mappings.tables[name], c, opensearch, table) for c in changes]
+            for name, (changes, _) in tables.items()
+        }
         elapsed = time.monotonic() - started
-        if all(settled(r) for r in results) or elapsed > TIMEOUT_SECONDS:
+        everything = [r for rs in results.values() for r in rs]
+        if all(settled(r) for r in everything) or elapsed > TIMEOUT_SECONDS:
             break
         time.sleep(0.25)
-    print(render(results, mapping.opensearch_index, env["DYNAMODB_TABLE"]))
-    if all(settled(r) for r in results):
-        print(f"\nall {len(results)} keys agree in MariaDB, OpenSearch and DynamoDB after {elapsed:.1f}s")
+    for name, (_, describe) in tables.items():
+        print()
+        print(render(results[name], name, mappings.tables[name].opensearch_index, env["DYNAMODB_TABLE"], describe))
+    if all(settled(r) for r in everything):
+        print(
+            f"\nall {len(everything)} keys of 2 tables agree in MariaDB, OpenSearch and DynamoDB after {elapsed:.1f}s"
+        )
         return 0
     print(f"\nsinks still disagree with the source after {elapsed:.0f}s; see .local/logs/", file=sys.stderr)
     return 1

@@ -12,6 +12,7 @@ import copy
 import importlib.util
 import json
 import re
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -61,18 +62,24 @@ class FakeDynamoDBTable:
     unrepresentable number fails as it would), enforces the 2048-byte partition
     key limit, and evaluates a condition made of ``attribute_[not_]exists(..)``
     and comparisons joined by ``OR`` with DynamoDB's semantics: a comparison
-    involving a missing attribute or mismatched types is false.
+    involving a missing attribute or mismatched types is false. Like DynamoDB,
+    a conditional put is atomic per item: concurrent callers (threads) never
+    both pass a condition that only one write may pass.
     """
 
     MAX_PARTITION_KEY_BYTES = 2048
 
-    def __init__(self, key_attribute: str = "pk", ttl_attribute: str | None = None) -> None:
+    def __init__(
+        self, key_attribute: str = "pk", ttl_attribute: str | None = None, sort_attribute: str | None = None
+    ) -> None:
         self.key_attribute = key_attribute
+        self.sort_attribute = sort_attribute
         self.ttl_attribute = ttl_attribute
-        self.items: dict[str, dict[str, Any]] = {}
+        self.items: dict[Any, dict[str, Any]] = {}  # by partition key value, or (partition, sort)
         self.put_calls: list[dict[str, Any]] = []
         self.fail_with: Exception | None = None
         self._serializer = TypeSerializer()
+        self._lock = threading.Lock()
 
     @classmethod
     def from_template(cls, properties: dict[str, Any]) -> FakeDynamoDBTable:
@@ -111,13 +118,28 @@ class FakeDynamoDBTable:
                 f"of {self.MAX_PARTITION_KEY_BYTES} bytes",
                 "PutItem",
             )
-        current = self.items.get(key)
-        if ConditionExpression is not None and not self._holds(
-            ConditionExpression, current, ExpressionAttributeNames or {}, ExpressionAttributeValues or {}
-        ):
-            raise client_error("ConditionalCheckFailedException", "The conditional request failed", "PutItem")
-        self.items[key] = copy.deepcopy(Item)
+        stored_key: Any = key
+        if self.sort_attribute is not None:
+            sort = Item.get(self.sort_attribute)
+            if not isinstance(sort, str) or not sort:
+                raise client_error("ValidationException", "missing or empty sort key", "PutItem")
+            stored_key = (key, sort)
+        with self._lock:
+            current = self.items.get(stored_key)
+            if ConditionExpression is not None and not self._holds(
+                ConditionExpression, current, ExpressionAttributeNames or {}, ExpressionAttributeValues or {}
+            ):
+                raise client_error("ConditionalCheckFailedException", "The conditional request failed", "PutItem")
+            self.items[stored_key] = copy.deepcopy(Item)
         return {}
+
+    def get_item(self, *, Key: dict[str, Any], ConsistentRead: bool = False) -> dict[str, Any]:
+        stored_key: Any = Key[self.key_attribute]
+        if self.sort_attribute is not None:
+            stored_key = (stored_key, Key[self.sort_attribute])
+        with self._lock:
+            item = self.items.get(stored_key)
+        return {} if item is None else {"Item": copy.deepcopy(item)}
 
     def _holds(
         self, expression: str, item: dict[str, Any] | None, names: dict[str, str], values: dict[str, Any]
@@ -205,23 +227,33 @@ class FakeOpenSearch:
         self.docs: dict[tuple[str, str], StoredDocument] = {}
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.fail_with: Exception | None = None
+        self._lock = threading.RLock()  # a version check and its write are one step, as on a shard
 
     def document(self, index: str, doc_id: str) -> dict[str, Any] | None:
         stored = self.docs.get((index, doc_id))
         return None if stored is None else stored.source
 
+    def get(self, *, index: str, id: str) -> dict[str, Any]:
+        with self._lock:
+            stored = self.docs.get((index, id))
+        if stored is None or stored.source is None:
+            raise NotFoundError(404, "not_found", {"_index": index, "_id": id, "found": False})
+        return {"_index": index, "_id": id, "_version": stored.version, "found": True, "_source": stored.source}
+
     def index(self, *, index: str, id: str, body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("index", {"index": index, "id": id, "body": body, "params": params}))
-        version = self._check_write(index, id, params)
         json.dumps(body)  # the real client serialises the body; anything not JSON fails here
-        self.docs[(index, id)] = StoredDocument(version, copy.deepcopy(body))
+        with self._lock:
+            version = self._check_write(index, id, params)
+            self.docs[(index, id)] = StoredDocument(version, copy.deepcopy(body))
         return {"_index": index, "_id": id, "_version": version, "result": "updated"}
 
     def delete(self, *, index: str, id: str, params: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("delete", {"index": index, "id": id, "params": params}))
-        version = self._check_write(index, id, params)
-        previous = self.docs.get((index, id))
-        self.docs[(index, id)] = StoredDocument(version, None)
+        with self._lock:
+            version = self._check_write(index, id, params)
+            previous = self.docs.get((index, id))
+            self.docs[(index, id)] = StoredDocument(version, None)
         if previous is None or previous.source is None:
             raise NotFoundError(404, "not_found", {"_index": index, "_id": id, "result": "not_found"})
         return {"_index": index, "_id": id, "_version": version, "result": "deleted"}

@@ -69,6 +69,12 @@ ACCEPTED_EVENTS = {
         posts_change(1, "update", 1764240002500000),  # the old key, to be found absent
     ],
     "delete.json": [posts_change(1, "delete", 1764240003250000)],
+    "update_composite_key.json": [  # tenant_settings: a case-only change of a composite string key
+        Change(
+            "tenant_settings", (("tenant", "acme/Ünï"), ("setting_key", k)), "update", 1764240003250000, CORRELATION_ID
+        )
+        for k in ("Locale", "locale")
+    ],
 }
 REJECTED_EVENTS = {
     "malformed.json": "pk.id",  # a string where the mapping declares an int key

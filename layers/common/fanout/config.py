@@ -132,6 +132,13 @@ class SinkSettings:
     dead_letter_queue_url: str
     opensearch_auth: str = "none"  # "none" locally, "sigv4" for Amazon OpenSearch Service
     tombstone_ttl_seconds: int = 7 * 24 * 3600
+    # Other DynamoDB tables the fetcher was granted (stack parameter ExtraReplicaTableArns), by name.
+    extra_dynamodb_tables: tuple[str, ...] = ()
+    opensearch_max_request_bytes: int = 10 * 1024 * 1024
+
+    @property
+    def granted_dynamodb_tables(self) -> frozenset[str]:
+        return frozenset((self.dynamodb_table, *self.extra_dynamodb_tables))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SinkSettings:
@@ -145,4 +152,21 @@ class SinkSettings:
             dead_letter_queue_url=_required(env, "DEAD_LETTER_QUEUE_URL"),
             opensearch_auth=auth,
             tombstone_ttl_seconds=_integer(env, "TOMBSTONE_TTL_SECONDS", 7 * 24 * 3600, minimum=60),
+            extra_dynamodb_tables=_table_names(env, "DYNAMODB_EXTRA_TABLE_ARNS"),
+            opensearch_max_request_bytes=_integer(env, "OPENSEARCH_MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024),
         )
+
+
+def _table_names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """DynamoDB table names from a comma-separated list of table ARNs (or names)."""
+    names = []
+    for entry in (e.strip() for e in env.get(name, "").split(",")):
+        if not entry:
+            continue
+        if entry.startswith("arn:"):
+            resource = entry.split(":", 5)[-1]
+            if not resource.startswith("table/") or len(resource) <= len("table/"):
+                raise ConfigError(f"environment variable {name}: {entry!r} is not a DynamoDB table ARN")
+            entry = resource[len("table/") :]
+        names.append(entry)
+    return tuple(names)

@@ -1,41 +1,86 @@
 """Building what each sink stores from a row read from MySQL.
 
-pymysql hands back Python values (int, Decimal, datetime, bytes, ...). Each
-sink gets them in the form it can hold without losing information:
+The reader hands over Python values (pymysql's, plus the conversions in
+:mod:`fanout.source_values`). Each sink gets them in the form it can hold
+without losing information (README.md "Type mapping" has the same table, with
+the explicit OpenSearch mapping recommended for each type):
 
-========================  =============================  ==========================
-MySQL (pymysql value)     OpenSearch document (JSON)     DynamoDB attribute
-========================  =============================  ==========================
-NULL (None)               null                           NULL
-integers (int)            number                         N (exact)
-DECIMAL (Decimal)         string, exact digits           N (exact, no float) (*)
-FLOAT/DOUBLE (float)      number                         N (via its repr) (*)
-DATETIME/TIMESTAMP        ISO 8601 string                ISO 8601 string
-DATE / TIME               ISO 8601 string                ISO 8601 string
-CHAR/TEXT/ENUM (str)      string                         S ("" kept)
-SET (set of str)          sorted list of strings         L of S
-BINARY/BLOB/BIT (bytes)   base64 string                  B
-========================  =============================  ==========================
+=============================  ==================================  ==================================
+MySQL column (value read)      OpenSearch document (JSON)          DynamoDB attribute
+=============================  ==================================  ==================================
+NULL                           null                                NULL
+TINYINT … BIGINT [UNSIGNED]    number, exact digits (1)            N, exact
+DECIMAL(p,s)                   string, exact digits and scale      N, exact value (2)
+FLOAT / DOUBLE                 number (shortest round-trip form)   N from the same digits (2)
+DATE                           "2026-11-27"                        S, same text
+DATETIME(fsp)                  "2026-11-27T10:00:00.123456",       S, same text
+                               no zone: as stored (3)
+TIMESTAMP(fsp)                 "2026-11-27T10:00:00.123456Z",      S, same text
+                               UTC (3)
+TIME(fsp)                      "-838:59:59.000000" … "838:59:59"   S, same text
+YEAR                           number                              N
+CHAR/VARCHAR/TEXT (utf8mb4)    string, as stored                   S, as stored; "" kept (4)
+ENUM                           string                              S
+SET                            sorted list of member strings       L of S (sorted; [] when empty)
+JSON                           the parsed value (object, array,    M / L / S / N / BOOL / NULL,
+                               string, number, boolean, null)      numbers exact (2), never floats
+BIT(n)                         number (the bits as unsigned int)   N
+BINARY/VARBINARY/BLOB          base64 string, or left out          B (raw bytes), or base64 S, or
+                               (``opensearch.binary``)             left out (``dynamodb.binary``)
+=============================  ==================================  ==================================
 
-(*) DynamoDB numbers hold 38 significant digits within ±1E+126; a value beyond
-that (a DECIMAL(65,30) with many digits, a DOUBLE of 1e300) is stored as a
-string of its exact digits rather than rounded or refused on every retry.
+(1) JSON carries every integer exactly; OpenSearch's dynamic mapping makes an
+integer field ``long``, which holds BIGINT but not BIGINT UNSIGNED above
+2^63-1: map such a column as ``unsigned_long`` (OpenSearch 2.8+) in an index
+you create beforehand (the sink never changes an existing index).
 
-The session runs in UTC (see :mod:`fanout.db`), so TIMESTAMP values are UTC;
-DATETIME values carry no zone and are written as they are stored.
+(2) DynamoDB numbers hold 38 significant digits within ±1E+126, and DynamoDB
+trims trailing zeros (DECIMAL 1.10 reads back as 1.1: the value, not the
+scale; OpenSearch's string keeps the scale). A value beyond that (a
+DECIMAL(65,30) with many digits, a DOUBLE of 1e300) is stored as a string of
+its exact digits rather than rounded, or refused on every retry.
+
+(3) The fetcher's session runs in UTC (``time_zone = '+00:00'``). TIMESTAMP
+values are UTC and written with ``Z``. DATETIME values carry no zone: they
+are written as stored, without one (OpenSearch reads a zone-less date as UTC;
+if the application stores local times in DATETIME, search on them knowing
+that). Microseconds appear only when non-zero (Python's ``isoformat``);
+OpenSearch's date parsing reads both forms. Zero dates ("0000-00-00"), where
+sql_mode allows them, arrive as strings and are written as such.
+
+(4) DynamoDB has accepted empty strings and binaries in non-key attributes
+since 2020; a key attribute may not be empty, so a key format that renders
+empty is refused for that row (see below).
+
+What cannot be stored is refused per row with :class:`UnrepresentableRow`
+(an item above DynamoDB's 400 KB, a document id above OpenSearch's 512 bytes,
+a column the mapping did not expect that collides with a reserved name, a JSON
+object key that is empty, ...). The fetcher records such a row in the
+dead-letter queue and still writes the other sink; it does not retry it.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import Any
 
 from .change import Change
-from .mapping import RESERVED_ITEM_ATTRIBUTES, TableMapping
+from .mapping import OPENSEARCH_METADATA_FIELDS, TableMapping, default_key_text
+from .source_values import JsonText
 
 Row = dict[str, Any]
+
+MAX_DOCUMENT_ID_BYTES = 512  # OpenSearch's _id limit
+MAX_PARTITION_KEY_BYTES = 2048  # DynamoDB's limits on key attribute values
+MAX_SORT_KEY_BYTES = 1024
+MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's item size limit
+
+
+class UnrepresentableRow(ValueError):
+    """The row cannot be stored in a sink as the mapping says; retrying cannot help."""
 
 
 def _iso_time(value: dt.timedelta) -> str:
@@ -48,13 +93,35 @@ def _iso_time(value: dt.timedelta) -> str:
     return f"{sign}{hours:02d}:{minutes:02d}:{secs:02d}" + (f".{micro:06d}" if micro else "")
 
 
+def _iso_datetime(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        return value.isoformat()
+    utc = value.astimezone(dt.UTC)
+    return utc.replace(tzinfo=None).isoformat() + "Z"
+
+
+def _no_constant(name: str) -> Any:
+    raise UnrepresentableRow(f"a JSON column holds {name}, which is not JSON (nor storable in either sink)")
+
+
+def _parse_json(value: JsonText, **options: Any) -> Any:
+    try:
+        return json.loads(value.text, parse_constant=_no_constant, **options)
+    except UnrepresentableRow:
+        raise
+    except ValueError as exc:
+        raise UnrepresentableRow(f"a JSON column holds text that is not JSON ({exc})") from None
+
+
 def to_json_value(value: Any) -> Any:
     """A MySQL value as a JSON value for OpenSearch."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, (dt.datetime, dt.date)):
+    if isinstance(value, dt.datetime):
+        return _iso_datetime(value)
+    if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, dt.timedelta):
         return _iso_time(value)
@@ -62,6 +129,8 @@ def to_json_value(value: Any) -> Any:
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, (set, frozenset)):
         return sorted(value)
+    if isinstance(value, JsonText):
+        return _parse_json(value)
     raise TypeError(f"no JSON form for a value of type {type(value).__name__}")
 
 
@@ -73,6 +142,23 @@ def _dynamodb_number(value: Decimal) -> Decimal | str:
     except ArithmeticError:
         return str(value)
     return value
+
+
+def _dynamodb_json(value: Any) -> Any:
+    """A parsed JSON value (numbers as Decimal) as DynamoDB attribute values."""
+    if isinstance(value, dict):
+        if "" in value:
+            raise UnrepresentableRow("a JSON object has an empty key, which a DynamoDB map cannot hold")
+        return {k: _dynamodb_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dynamodb_json(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return _dynamodb_number(Decimal(value))
+    if isinstance(value, Decimal):
+        return _dynamodb_number(value)
+    raise TypeError(f"no DynamoDB form for a JSON value of type {type(value).__name__}")
 
 
 def to_dynamodb_value(value: Any) -> Any:
@@ -89,41 +175,123 @@ def to_dynamodb_value(value: Any) -> Any:
         return bytes(value)
     if isinstance(value, (set, frozenset)):
         return sorted(value)
+    if isinstance(value, JsonText):
+        return _dynamodb_json(_parse_json(value, parse_float=Decimal))
     return to_json_value(value)
 
 
+# --------------------------------------------------------------------------- OpenSearch
+
+
+def opensearch_document_id(mapping: TableMapping, change: Change) -> str:
+    """The row's document id, by the mapping's ``opensearch.document_id`` format (default ``{key}``)."""
+    doc_id = mapping.opensearch_document_id.render(change.table, change.key)
+    if len(doc_id.encode("utf-8")) > MAX_DOCUMENT_ID_BYTES:
+        raise UnrepresentableRow(f"document id {doc_id[:60]!r}... is longer than OpenSearch's 512 bytes")
+    return doc_id
+
+
 def opensearch_document(mapping: TableMapping, row: Row) -> dict[str, Any]:
-    """The document indexed in OpenSearch for a row."""
-    return {column: to_json_value(value) for column, value in row.items()}
+    """The document indexed in OpenSearch for a row: renamed, without excluded columns."""
+    document: dict[str, Any] = {}
+    for column, value in row.items():
+        if column in mapping.opensearch_exclude:
+            continue
+        if isinstance(value, (bytes, bytearray)) and mapping.opensearch_binary == "exclude":
+            continue
+        name = mapping.opensearch_field(column)
+        if name in document or name in OPENSEARCH_METADATA_FIELDS:
+            raise UnrepresentableRow(
+                f"column {column!r} of {mapping.table} would be the OpenSearch field {name!r}, which is "
+                "taken or reserved; rename or exclude it in the mapping"
+            )
+        document[name] = to_json_value(value)
+    return document
+
+
+# --------------------------------------------------------------------------- DynamoDB
 
 
 def dynamodb_partition_key(change: Change) -> str:
-    return f"{change.table}#{change.document_id}"
+    """The default partition key value, ``<table>#<key>`` (the format ``{table}#{key}``)."""
+    return f"{change.table}#{default_key_text(change.key_values)}"
+
+
+def dynamodb_key(mapping: TableMapping, change: Change) -> dict[str, str]:
+    """The row's DynamoDB key attributes, by the mapping's key formats."""
+    key: dict[str, str] = {}
+    limits = [(mapping.dynamodb_partition_key, MAX_PARTITION_KEY_BYTES, "partition")]
+    if mapping.dynamodb_sort_key is not None:
+        limits.append((mapping.dynamodb_sort_key, MAX_SORT_KEY_BYTES, "sort"))
+    for attribute, limit, kind in limits:
+        value = attribute.value.render(change.table, change.key)
+        if not value:
+            raise UnrepresentableRow(f"the {kind} key {attribute.attribute!r} would be empty, which DynamoDB refuses")
+        if len(value.encode("utf-8")) > limit:
+            raise UnrepresentableRow(f"the {kind} key {attribute.attribute!r} is longer than DynamoDB's {limit} bytes")
+        key[attribute.attribute] = value
+    return key
+
+
+def dynamodb_attributes(mapping: TableMapping, row: Row) -> dict[str, Any]:
+    """The row's projected, renamed columns as DynamoDB attribute values."""
+    reserved = mapping.dynamodb_reserved_attributes
+    attributes: dict[str, Any] = {}
+    for column in mapping.dynamodb_attributes if mapping.dynamodb_attributes is not None else tuple(row):
+        if column not in row:
+            raise UnrepresentableRow(f"column {column!r} in dynamodb.attributes is not a column of {mapping.table}")
+        value = row[column]
+        if isinstance(value, (bytes, bytearray)):
+            if mapping.dynamodb_binary == "exclude":
+                continue
+            if mapping.dynamodb_binary == "base64":
+                value = base64.b64encode(bytes(value)).decode("ascii")
+        name = mapping.dynamodb_attribute(column)
+        if name in reserved or name in attributes:
+            raise UnrepresentableRow(
+                f"column {column!r} of {mapping.table} would be the DynamoDB attribute {name!r}, which is "
+                "taken or reserved; rename it or leave it out in the mapping"
+            )
+        attributes[name] = to_dynamodb_value(value)
+    return attributes
 
 
 def dynamodb_item(mapping: TableMapping, change: Change, row: Row, version: int) -> dict[str, Any]:
-    """The DynamoDB item for a present row: the row's columns plus our bookkeeping."""
-    clashing = RESERVED_ITEM_ATTRIBUTES.intersection(row)
-    if clashing:
-        raise ValueError(f"columns {sorted(clashing)} of {mapping.table} clash with the sink's item attributes")
-    item = {column: to_dynamodb_value(value) for column, value in row.items()}
-    item.update(
-        {
-            "pk": dynamodb_partition_key(change),
-            "_table": mapping.table,
-            "_version": Decimal(version),
-            "_deleted": False,
-        }
-    )
+    """The DynamoDB item for a present row: its projected columns, its key and our bookkeeping."""
+    item = dynamodb_attributes(mapping, row)
+    item.update(dynamodb_key(mapping, change))
+    item.update({"_table": mapping.table, "_version": Decimal(version), "_deleted": False})
     return item
 
 
 def dynamodb_tombstone(mapping: TableMapping, change: Change, version: int, expires_at: int) -> dict[str, Any]:
     """The item left for a deleted row, so that a stale upsert cannot resurrect it."""
-    return {
-        "pk": dynamodb_partition_key(change),
-        "_table": mapping.table,
-        "_version": Decimal(version),
-        "_deleted": True,
-        "_ttl": Decimal(expires_at),
-    }
+    item: dict[str, Any] = dict(dynamodb_key(mapping, change))
+    item.update({"_table": mapping.table, "_version": Decimal(version), "_deleted": True, "_ttl": Decimal(expires_at)})
+    return item
+
+
+def _number_size(value: Decimal) -> int:
+    digits = value.normalize().as_tuple().digits if value else (0,)
+    return (len(digits) + 1) // 2 + 1
+
+
+def _value_size(value: Any) -> int:
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if isinstance(value, (int, Decimal)):
+        return _number_size(Decimal(value))
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    if isinstance(value, dict):
+        return 3 + sum(len(k.encode("utf-8")) + _value_size(v) + 1 for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return 3 + sum(_value_size(v) + 1 for v in value)
+    raise TypeError(f"no DynamoDB size for a value of type {type(value).__name__}")
+
+
+def dynamodb_item_size(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB counts it (attribute names plus values; "Item sizes and formats")."""
+    return sum(len(name.encode("utf-8")) + _value_size(value) for name, value in item.items())

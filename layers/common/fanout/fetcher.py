@@ -3,7 +3,14 @@
 Every change in the event is tried against every enabled sink before failures
 are raised, and all writes are version-gated, so retrying the whole event after
 a partial failure is safe: what was already applied is applied again as a no-op
-or found stale.
+or found stale. Nothing here assumes it is the only writer of a row: several
+fetchers, retries and a backfill may write the same key at once; the versions
+decide which state stays.
+
+A row a sink can never take (RowRejected: too large, unrepresentable) is not
+retried: it is recorded in the dead-letter queue with the reason and the
+change (replayable once the mapping is fixed), and the other sinks are still
+written.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Any
 from .change import Change, ChangeValidationError, parse_change_message
 from .mapping import Mappings, TableMapping
 from .observability import UNKNOWN_TABLE, ChangeMetric, log, metric_table, record, traced
-from .sinks import Outcome, Sink
+from .sinks import Outcome, RowRejected, Sink
 from .source_reader import RowState
 
 ReadRow = Callable[[TableMapping, Change], RowState]
@@ -70,9 +77,40 @@ def parse_fetcher_event(
     return changes, rejected
 
 
+def _record_rejection(change: Change, sink: Sink, exc: RowRejected, reject: Reject | None, report: FetchReport) -> None:
+    reason = f"{sink.name}: {exc}"
+    record(ChangeMetric.REJECTED, change.table, sink.name)
+    log(
+        logging.ERROR,
+        "row rejected by sink",
+        correlation_id=change.correlation_id,
+        sink=sink.name,
+        table=change.table,
+        key=change.document_id,
+        reason=reason,
+    )
+    if reject is None:  # nowhere to record it: fail loudly rather than lose it
+        report.failures.append(f"{change.table}/{change.document_id}: {reason}")
+        return
+    try:
+        reject(reason, {"changes": [change.to_message()]}, change.correlation_id)
+    except Exception as record_error:  # noqa: BLE001 - not recorded: retried as a failure instead
+        where = f"{change.table}/{change.document_id}"
+        report.failures.append(f"{where}: {reason} (and recording it failed: {record_error})")
+
+
 def apply_changes(
-    changes: Sequence[Change], mappings: Mappings, read_row: ReadRow, sinks: Sequence[Sink]
+    changes: Sequence[Change],
+    mappings: Mappings,
+    read_row: ReadRow,
+    sinks: Sequence[Sink],
+    reject: Reject | None = None,
 ) -> FetchReport:
+    """Re-read each change's row and write it to every enabled sink.
+
+    ``reject`` records rows a sink can never take (the dead-letter queue);
+    without it such a row is a failure like any other.
+    """
     report = FetchReport()
     for change in changes:
         mapping = mappings.get(change.table)
@@ -98,6 +136,19 @@ def apply_changes(
             try:
                 with traced(f"sink:{sink.name}", table=change.table, correlation_id=change.correlation_id):
                     outcome = sink.apply(mapping, change, state)
+            except RowRejected as exc:
+                _record_rejection(change, sink, exc, reject, report)
+                outcome = Outcome.REJECTED
+                report.outcomes.append(
+                    {
+                        "table": change.table,
+                        "key": change.document_id,
+                        "sink": sink.name,
+                        "outcome": outcome.value,
+                        "version": state.version,
+                    }
+                )
+                continue
             except Exception as exc:  # noqa: BLE001 - one sink failing must not stop the others
                 report.failures.append(f"{change.table}/{change.document_id}: {sink.name} failed: {exc}")
                 record(ChangeMetric.FAILED, change.table, sink.name)

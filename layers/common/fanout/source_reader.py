@@ -10,6 +10,16 @@ taken *while the shared lock is held* (no writer can change the row in that
 instant), or, for an absent row, taken *before* the read. Any later committed
 change is re-read later, under a later clock, so sinks that keep the highest
 version converge on the source.
+
+A row is the change's row only if its stored key is *exactly* the change's
+key. Under a case-insensitive or PAD SPACE collation, ``WHERE tenant =
+'acme'`` also finds the row stored as ``'ACME'`` (or ``'acme '``); the sinks
+key documents by the stored value, so for the key ``'acme'`` that row is
+absent, and a key change from ``'acme'`` to ``'ACME'`` moves the document.
+
+Nothing here assumes one reader per row: any number of fetchers (and a
+backfill) may read the same row at once; each gets the state and the instant
+it read, and the sinks keep the highest instant, so they agree on the winner.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import pymysql
 
 from .change import Change
 from .mapping import TableMapping
+from .source_values import typed_row
 
 # Microseconds since the epoch, exact (DECIMAL arithmetic), zone-independent.
 _CLOCK_SQL = "SELECT CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS UNSIGNED)"
@@ -55,6 +66,15 @@ def select_row_sql(mapping: TableMapping) -> str:
     return f"SELECT {columns} FROM {_quote(mapping.table)} WHERE {where} LOCK IN SHARE MODE"  # noqa: S608
 
 
+def has_exact_key(row: dict[str, Any], change: Change) -> bool:
+    """Whether the row's stored key values are exactly the change's (not merely equal under a collation)."""
+    for column, value in change.key:
+        stored = row.get(column)
+        if isinstance(stored, (str, int)) and not isinstance(stored, bool) and stored != value:
+            return False
+    return True
+
+
 def read_row(conn: pymysql.connections.Connection, mapping: TableMapping, change: Change) -> RowState:
     """Read the committed state of the changed row, waiting out an open writer (bounded)."""
     try:
@@ -67,9 +87,11 @@ def read_row(conn: pymysql.connections.Connection, mapping: TableMapping, change
                 found = cur.fetchone()
                 if found is None:
                     return RowState(None, before)
-                row = dict(zip((d[0] for d in cur.description), found, strict=True))
+                row = typed_row(cur, found, mapping)
                 cur.execute(_CLOCK_SQL)  # still holding the shared lock
-                return RowState(row, int(cur.fetchone()[0]))
+                version = int(cur.fetchone()[0])
+                # a row found only through the collation is another key's row: this key is absent
+                return RowState(row if has_exact_key(row, change) else None, version)
             finally:
                 conn.commit()  # releases the shared lock
     except pymysql.err.OperationalError as exc:

@@ -1,21 +1,31 @@
 """Comparing one row of the source with what each sink holds for it.
 
-Used by the demo, the end-to-end tests and (later) reconcile: the expected
-sink content is built with the same document builders the fetcher uses, so a
-difference means the pipeline did not deliver, not that two encoders disagree.
+Used by the demo, the tests and (later) reconcile: the expected sink content
+is built with the same builders the fetcher uses (renames, exclusions,
+projections, key formats and value conversions all come from the mapping), so
+a difference means the pipeline did not deliver, not that two encoders
+disagree.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .change import Change
-from .documents import dynamodb_partition_key, opensearch_document, to_dynamodb_value
-from .mapping import TableMapping
-from .source_reader import select_row_sql
+from .documents import (
+    UnrepresentableRow,
+    dynamodb_attributes,
+    dynamodb_key,
+    opensearch_document,
+    opensearch_document_id,
+)
+from .mapping import BOOKKEEPING_ATTRIBUTES, TableMapping
+from .source_reader import has_exact_key, select_row_sql
+from .source_values import typed_row
 
-BOOKKEEPING = frozenset({"pk", "_table", "_version", "_deleted", "_ttl"})
+BOOKKEEPING = BOOKKEEPING_ATTRIBUTES | {"pk"}
 
 
 @dataclass(frozen=True)
@@ -33,13 +43,19 @@ class RowComparison:
 
 
 def read_source_row(conn: Any, mapping: TableMapping, change: Change) -> dict[str, Any] | None:
+    """The row as the fetcher would see it (same columns, same conversions), without a lock."""
     sql = select_row_sql(mapping).replace(" LOCK IN SHARE MODE", "")
     with conn.cursor() as cur:
         cur.execute(sql, change.key_values)
         found = cur.fetchone()
         if found is None:
             return None
-        return dict(zip((d[0] for d in cur.description), found, strict=True))
+        row = typed_row(cur, found, mapping)
+        return row if has_exact_key(row, change) else None
+
+
+def _differing(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    return sorted(k for k in expected.keys() | actual.keys() if expected.get(k, ...) != actual.get(k, ...))
 
 
 def opensearch_problem(mapping: TableMapping, source: dict[str, Any] | None, doc: dict[str, Any] | None) -> str:
@@ -47,44 +63,90 @@ def opensearch_problem(mapping: TableMapping, source: dict[str, Any] | None, doc
         return "" if doc is None else "present in OpenSearch but deleted in the source"
     if doc is None:
         return "missing from OpenSearch"
-    expected = opensearch_document(mapping, source)
-    differing = sorted(k for k in expected.keys() | doc.keys() if expected.get(k) != doc.get(k))
+    try:
+        expected = opensearch_document(mapping, source)
+    except UnrepresentableRow as exc:
+        return f"the source row cannot be an OpenSearch document: {exc}"
+    differing = _differing(expected, doc)
     return f"OpenSearch differs in {differing}" if differing else ""
 
 
-def dynamodb_problem(source: dict[str, Any] | None, item: dict[str, Any] | None) -> str:
+def dynamodb_problem(
+    source: dict[str, Any] | None, item: dict[str, Any] | None, mapping: TableMapping | None = None
+) -> str:
     live = item is not None and not item.get("_deleted", False)
     if source is None:
         return "" if not live else "live in DynamoDB but deleted in the source"
     if item is None or not live:
         return "missing from DynamoDB"
-    expected = {k: to_dynamodb_value(v) for k, v in source.items()}
-    actual = {k: v for k, v in item.items() if k not in BOOKKEEPING}
-    differing = sorted(k for k in expected.keys() | actual.keys() if expected.get(k) != actual.get(k))
+    if mapping is None:  # the default mapping shape: every column, as is
+        from .documents import to_dynamodb_value
+
+        expected = {k: to_dynamodb_value(v) for k, v in source.items()}
+        reserved = BOOKKEEPING
+    else:
+        try:
+            expected = dynamodb_attributes(mapping, source)
+        except UnrepresentableRow as exc:
+            return f"the source row cannot be a DynamoDB item: {exc}"
+        reserved = mapping.dynamodb_reserved_attributes
+    actual = {k: v for k, v in item.items() if k not in reserved}
+    differing = _differing(expected, actual)
     return f"DynamoDB differs in {differing}" if differing else ""
 
 
-def compare_row(
-    conn: Any, mapping: TableMapping, change: Change, opensearch_client: Any, dynamodb_table: Any
-) -> RowComparison:
-    """Read the row from the source and from both sinks and say where they differ."""
+TableFor = Callable[[TableMapping], Any]
+
+
+def fetch_sink_state(
+    mapping: TableMapping, change: Change, opensearch_client: Any, table_for: TableFor
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """What OpenSearch (``_source``) and DynamoDB (the item) hold for the change's key (None: nothing)."""
     from opensearchpy.exceptions import NotFoundError
 
-    source = read_source_row(conn, mapping, change)
     doc: dict[str, Any] | None = None
     if mapping.opensearch_enabled:
         try:
-            doc = opensearch_client.get(index=mapping.opensearch_index, id=change.document_id)["_source"]
+            doc = opensearch_client.get(index=mapping.opensearch_index, id=opensearch_document_id(mapping, change))[
+                "_source"
+            ]
         except NotFoundError:
             doc = None
     item = None
     if mapping.dynamodb_enabled:
-        item = dynamodb_table.get_item(Key={"pk": dynamodb_partition_key(change)}, ConsistentRead=True).get("Item")
+        key = dynamodb_key(mapping, change)
+        item = table_for(mapping).get_item(Key=key, ConsistentRead=True).get("Item")
+    return doc, item
+
+
+def compare_row(
+    conn: Any,
+    mapping: TableMapping,
+    change: Change,
+    opensearch_client: Any,
+    dynamodb_table: Any,
+    other_dynamodb_tables: Callable[[str], Any] | None = None,
+) -> RowComparison:
+    """Read the row from the source and from both sinks and say where they differ.
+
+    ``dynamodb_table`` is the stack's ReplicaTable; ``other_dynamodb_tables``
+    gives the Table for a mapping that names its own (``dynamodb.table``).
+    """
+
+    def table_for(m: TableMapping) -> Any:
+        if m.dynamodb_table is None:
+            return dynamodb_table
+        if other_dynamodb_tables is None:
+            raise ValueError(f"{m.table} maps to DynamoDB table {m.dynamodb_table!r}; pass other_dynamodb_tables")
+        return other_dynamodb_tables(m.dynamodb_table)
+
+    source = read_source_row(conn, mapping, change)
+    doc, item = fetch_sink_state(mapping, change, opensearch_client, table_for)
     return RowComparison(
         key=change.document_id,
         source=source,
         opensearch=doc,
         dynamodb=item,
         opensearch_problem=opensearch_problem(mapping, source, doc) if mapping.opensearch_enabled else "",
-        dynamodb_problem=dynamodb_problem(source, item) if mapping.dynamodb_enabled else "",
+        dynamodb_problem=dynamodb_problem(source, item, mapping) if mapping.dynamodb_enabled else "",
     )

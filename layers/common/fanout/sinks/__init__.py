@@ -1,4 +1,10 @@
-"""Sinks: where a re-read row is written. Each keeps the highest version it has seen."""
+"""Sinks: where a re-read row is written. Each keeps the highest version it has seen.
+
+A sink never assumes it is the only writer of a key: Lambda may run several
+fetchers for one row at once, a backfill may write beside them, and a retry
+may repeat a write. Every write is conditional on the version it carries, so
+whichever arrives last, the highest version stays.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +22,17 @@ class Outcome(StrEnum):
     WRITTEN = "written"
     DELETED = "deleted"
     STALE = "stale"
+    REJECTED = "rejected"  # reported by the fetcher for a RowRejected; never returned by a sink
 
 
 class SinkError(RuntimeError):
     """A sink could not take a write now; the change must be retried."""
+
+
+class RowRejected(Exception):
+    """This row state can never be written to this sink as it is (too large, unrepresentable, refused
+    as invalid); retrying cannot help. The fetcher records it in the dead-letter queue, with the change
+    so that it can be replayed once the mapping or the sink is fixed, and still writes the other sinks."""
 
 
 class Sink(Protocol):

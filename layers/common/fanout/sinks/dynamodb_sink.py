@@ -1,10 +1,19 @@
 """DynamoDB sink: one item per row, version-gated by a conditional write (DESIGN.md §2.3).
 
 An item is written only if it is new or its stored ``_version`` is not higher
-(``attribute_not_exists(pk) OR _version <= :v``), so late or duplicated changes
-lose to newer ones and retries are idempotent. A delete writes a tombstone
-item (``_deleted = true``) with a TTL instead of deleting, so a stale upsert
-arriving afterwards finds a higher version and cannot resurrect the row.
+(``attribute_not_exists(<partition key>) OR _version <= :v``), so late or
+duplicated changes lose to newer ones and retries are idempotent. A delete
+writes a tombstone item (``_deleted = true``) with a TTL instead of deleting,
+so a stale upsert arriving afterwards finds a higher version and cannot
+resurrect the row.
+
+Which table, which key attributes and which columns come from the mapping
+(:mod:`fanout.mapping`); the default table is the stack's ReplicaTable.
+
+An item that can never be written is refused for that row (RowRejected): one
+above DynamoDB's 400 KB item limit (measured here, before sending, as
+DynamoDB counts it), one whose key renders empty or too long, or one DynamoDB
+answers with ValidationException. Throttling and outages are retried.
 """
 
 from __future__ import annotations
@@ -14,13 +23,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..change import Change
-from ..documents import dynamodb_item, dynamodb_tombstone
+from ..documents import MAX_ITEM_BYTES, UnrepresentableRow, dynamodb_item, dynamodb_item_size, dynamodb_tombstone
 from ..mapping import TableMapping
 from ..source_reader import RowState
-from . import Outcome, SinkError
+from . import Outcome, RowRejected, SinkError
 
-CONDITION = "attribute_not_exists(pk) OR #version <= :version"
-MAX_ITEM_BYTES = 400 * 1024
+CONDITION = "attribute_not_exists(#pk) OR #version <= :version"
 
 
 class DynamoDBSink:
@@ -31,36 +39,62 @@ class DynamoDBSink:
         table: Any,
         tombstone_ttl_seconds: int,
         clock: Callable[[], float] = time.time,
+        tables: Callable[[str], Any] | None = None,
     ) -> None:
-        self._table = table  # a boto3 DynamoDB Table resource
+        self._table = table  # a boto3 DynamoDB Table resource: the stack's ReplicaTable
         self._tombstone_ttl = tombstone_ttl_seconds
         self._clock = clock
+        self._table_named = tables  # Table resources for mappings that name their own table
+        self._named: dict[str, Any] = {}
 
     def enabled_for(self, mapping: TableMapping) -> bool:
         return mapping.dynamodb_enabled
 
+    def table_for(self, mapping: TableMapping) -> Any:
+        name = mapping.dynamodb_table
+        if name is None:
+            return self._table
+        if name not in self._named:
+            if self._table_named is None:
+                raise SinkError(f"{mapping.table} maps to DynamoDB table {name!r}, but the sink has no other tables")
+            self._named[name] = self._table_named(name)
+        return self._named[name]
+
     def apply(self, mapping: TableMapping, change: Change, state: RowState) -> Outcome:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        if state.row is None:
-            expires_at = int(self._clock()) + self._tombstone_ttl
-            item = dynamodb_tombstone(mapping, change, state.version, expires_at)
-            done = Outcome.DELETED
-        else:
-            item = dynamodb_item(mapping, change, state.row, state.version)
-            done = Outcome.WRITTEN
+        where = f"{mapping.table}/{change.document_id}"
         try:
-            self._table.put_item(
+            if state.row is None:
+                expires_at = int(self._clock()) + self._tombstone_ttl
+                item = dynamodb_tombstone(mapping, change, state.version, expires_at)
+                done = Outcome.DELETED
+            else:
+                item = dynamodb_item(mapping, change, state.row, state.version)
+                done = Outcome.WRITTEN
+        except (UnrepresentableRow, TypeError) as exc:  # TypeError: a value with no DynamoDB form
+            raise RowRejected(f"DynamoDB cannot hold {where}: {exc}") from exc
+        size = dynamodb_item_size(item)
+        if size > MAX_ITEM_BYTES:
+            raise RowRejected(
+                f"DynamoDB cannot hold {where}: the item is {size} bytes, above the {MAX_ITEM_BYTES}-byte (400 KB) "
+                "item limit; project fewer columns (dynamodb.attributes) or exclude binaries (dynamodb.binary)"
+            )
+        table = self.table_for(mapping)
+        try:
+            table.put_item(
                 Item=item,
                 ConditionExpression=CONDITION,
-                ExpressionAttributeNames={"#version": "_version"},
+                ExpressionAttributeNames={"#pk": mapping.dynamodb_partition_key.attribute, "#version": "_version"},
                 ExpressionAttributeValues={":version": item["_version"]},
             )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":
                 return Outcome.STALE
-            raise SinkError(f"DynamoDB rejected {item['pk']}: {code}: {exc}") from exc
+            if code == "ValidationException":
+                raise RowRejected(f"DynamoDB refused {where}: {exc}") from exc
+            raise SinkError(f"DynamoDB rejected {where}: {code}: {exc}") from exc
         except BotoCoreError as exc:
-            raise SinkError(f"DynamoDB unavailable for {item['pk']}: {exc}") from exc
+            raise SinkError(f"DynamoDB unavailable for {where}: {exc}") from exc
         return done

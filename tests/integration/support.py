@@ -1,0 +1,114 @@
+"""Helpers shared by the integration tests that drive the whole fetch path (reader + sinks).
+
+Plain functions, so each test module decides its fixtures' scope.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fanout.change import Change
+from fanout.config import DatabaseSettings
+from fanout.db import connect
+from fanout.fetcher import FetchReport, apply_changes
+from fanout.mapping import Mappings, TableMapping
+from fanout.source_reader import read_row
+from tests.conftest import aws_resource, template_resource
+
+ROOT = Path(__file__).resolve().parents[2]
+PARSER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-local-parser"
+
+
+def create_replica_table(local_aws: dict[str, str], name: str | None = None) -> Any:
+    """A DynamoDB table on ministack with exactly the key schema and TTL template.yaml declares."""
+    spec = template_resource("ReplicaTable")
+    dynamodb = aws_resource(local_aws, "dynamodb")
+    table = dynamodb.create_table(
+        TableName=name or f"fanout-test-{uuid.uuid4().hex[:8]}",
+        BillingMode=spec["BillingMode"],
+        AttributeDefinitions=spec["AttributeDefinitions"],
+        KeySchema=spec["KeySchema"],
+    )
+    table.wait_until_exists()
+    ttl = spec["TimeToLiveSpecification"]
+    dynamodb.meta.client.update_time_to_live(
+        TableName=table.name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
+    )
+    return table
+
+
+def install_capture_triggers(settings: DatabaseSettings) -> None:
+    """The lambda_async shim (local stand-in) and the project's migrations, applied as the hook applies them."""
+    from fanout.migrations import MigrationRunner
+    from local.stack import run_sql_file
+
+    conn = connect(settings)
+    try:
+        run_sql_file(conn, ROOT / "local" / "lambda_async_shim.sql")
+    finally:
+        conn.close()
+    runner = MigrationRunner(
+        lambda: connect(settings), ROOT / "db" / "migrations", {"parser_function_arn": PARSER_ARN}, applied_by="test"
+    )
+    runner.migrate()
+
+
+@dataclass
+class Recorded:
+    """A ``reject`` callable that keeps what it was asked to record."""
+
+    records: list[tuple[str, Any, str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, reason: str, payload: Any, correlation_id: str) -> None:
+        with self._lock:
+            self.records.append((reason, payload, correlation_id))
+
+
+def fetch(
+    settings: DatabaseSettings,
+    mapping: TableMapping,
+    change: Change,
+    sinks: list[Any],
+    reject: Callable[[str, Any, str], None] | None = None,
+) -> FetchReport:
+    """One fetcher invocation for one change: its own connection, the real reader, the given sinks."""
+    conn = connect(settings)
+    try:
+        return apply_changes(
+            [change], Mappings({mapping.table: mapping}), lambda m, c: read_row(conn, m, c), sinks, reject
+        )
+    finally:
+        conn.close()
+
+
+class FetchInThread:
+    """Runs :func:`fetch` on a thread, so the test can hold a writer's transaction open meanwhile."""
+
+    def __init__(self, *args: Any) -> None:
+        self.report: FetchReport | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=args, daemon=True)
+        self._thread.start()
+
+    def _run(self, *args: Any) -> None:
+        try:
+            self.report = fetch(*args)
+        except BaseException as exc:  # handed to the test thread
+            self.error = exc
+
+    def is_waiting(self) -> bool:
+        return self._thread.is_alive()
+
+    def result(self, timeout: float = 20.0) -> FetchReport:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the fetch did not finish"
+        if self.error is not None:
+            raise self.error
+        assert self.report is not None
+        return self.report

@@ -1,0 +1,361 @@
+"""Property: however changes are delivered (late, twice, out of order, at once), both sinks end equal to the source.
+
+Hypothesis generates transactions of inserts, updates, deletes and key changes
+on a few keys of ``tenant_settings`` (a composite string key, in a
+case-insensitive collation: ``('t', 'a')`` and ``('T', 'A')`` are one row to
+MariaDB, and a key change may change only the case), each committed or rolled
+back. They run against MariaDB with the project's own capture triggers
+(db/migrations, applied as the post-deploy hook applies them) and the local
+``lambda_async`` shim, so the change events are exactly what the triggers
+emit: before COMMIT, and kept after ROLLBACK. Each event goes through the
+parser's validation, then is delivered shuffled, duplicated and partly held
+back until the end, to several fetcher threads, each with its own database
+connection (apply_changes with the real locking reader), *while the writer is
+still writing*; a fetcher sometimes stalls between its read and its writes, so
+an older state can reach a sink after a newer one. A fetch that fails (lock
+wait timeout) is delivered again, as Lambda retries it.
+
+At the end, for every spelling of every key, the source row and both sinks
+agree (fanout.verify: the same document builders as the fetcher).
+
+Two runs: with faithful in-memory sinks (tests/unit/fakes.py: atomic
+conditional writes, external versioning with tombstones) for many examples,
+and with the real servers (the project's OpenSearch server, DynamoDB on
+ministack) for a few.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pymysql
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fanout.change import Change, parse_trigger_payload
+from fanout.config import DatabaseSettings
+from fanout.db import connect
+from fanout.fetcher import FetchFailed, apply_changes
+from fanout.mapping import Mappings, TableMapping, default_mappings
+from fanout.sinks.dynamodb_sink import DynamoDBSink
+from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
+from fanout.source_reader import read_row
+from fanout.verify import dynamodb_problem, fetch_sink_state, opensearch_problem, read_source_row
+from tests.conftest import ROOT, aws_resource, template_resource
+from tests.integration.support import Recorded, create_replica_table, install_capture_triggers
+from tests.unit.fakes import FakeDynamoDBTable, FakeOpenSearch
+
+WORKERS = 3
+SLUGS = ("a", "A", "b", "c", "c ")  # 'a'/'A' and 'c'/'c ' are one key to the collation, two to the sinks
+VALUES = (0, 1, 2, 3)
+DESCRIPTIONS = (None, "", "ünï 😀", 'q"uote \\ back')
+MAX_REDELIVERIES = 200
+
+KeyChoice = tuple[int, str]  # (which spelling of the tenant, slug)
+key_choice = st.tuples(st.integers(0, 1), st.sampled_from(SLUGS))
+insert = st.tuples(st.just("insert"), key_choice, st.sampled_from(VALUES), st.sampled_from(DESCRIPTIONS))
+operation = st.one_of(
+    insert,
+    insert,  # inserts twice as likely: most other operations need a row to act on
+    st.tuples(st.just("update"), key_choice, st.sampled_from(VALUES), st.sampled_from(DESCRIPTIONS)),
+    st.tuples(st.just("delete"), key_choice),
+    st.tuples(st.just("rekey"), key_choice, key_choice),
+)
+transaction = st.tuples(
+    st.lists(operation, min_size=1, max_size=5),
+    st.sampled_from(["commit", "commit", "commit", "rollback"]),
+    st.sampled_from([0.0, 0.0, 0.01, 0.03]),  # how long it stays open after its last statement
+)
+histories = st.lists(transaction, min_size=1, max_size=6)
+
+
+# --------------------------------------------------------------------------- the database, once per module
+
+
+@pytest.fixture(scope="module")
+def database(mariadb: dict[str, Any]) -> Iterator[DatabaseSettings]:
+    """A schema with the demo tables, the lambda_async shim and the project's capture triggers."""
+    from local.stack import run_sql_file
+
+    name = f"fanout_t_{uuid.uuid4().hex[:10]}"
+    admin = pymysql.connect(**mariadb, charset="utf8mb4", autocommit=True)
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    settings_ = DatabaseSettings(
+        host=mariadb["host"], port=mariadb["port"], name=name, user=mariadb["user"], password=mariadb["password"]
+    )
+    conn = connect(settings_)
+    run_sql_file(conn, ROOT / "local" / "demo_schema.sql")
+    conn.close()
+    install_capture_triggers(settings_)
+    try:
+        yield settings_
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+
+
+@dataclass
+class Sinks:
+    """Per worker: its own sink objects (as each Lambda execution environment has); the stores behind are shared."""
+
+    per_worker: list[list[Any]]
+    opensearch: Any  # a client to read the final state with
+    table_for: Callable[[TableMapping], Any]
+    mapping: TableMapping
+
+    @property
+    def mappings(self) -> Mappings:
+        return Mappings({"tenant_settings": self.mapping})
+
+
+@dataclass
+class Harness:
+    settings: DatabaseSettings
+    writer: Any
+    outbox: Any
+    readers: list[Any]
+    check: Any
+
+
+@pytest.fixture(scope="module")
+def harness(database: DatabaseSettings) -> Iterator[Harness]:
+    writer = connect(database, autocommit=False)
+    outbox = connect(database)
+    readers = [connect(database) for _ in range(WORKERS)]
+    check = connect(database)
+    yield Harness(database, writer, outbox, readers, check)
+    for conn in (writer, outbox, check, *readers):
+        conn.close()
+
+
+# --------------------------------------------------------------------------- one example
+
+
+@dataclass
+class Deliveries:
+    """Change events waiting to be delivered: taken in random order, some only after the writer is done."""
+
+    rng: random.Random
+    bag: list[Change] = field(default_factory=list)
+    late: list[Change] = field(default_factory=list)
+    in_flight: int = 0
+    writer_done: bool = False
+    redelivered: int = 0
+    delivered: int = 0
+    errors: list[BaseException] = field(default_factory=list)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def add(self, change: Change) -> None:
+        with self.cond:
+            for _ in range(self.rng.choice((1, 1, 2, 3))):  # duplicated
+                (self.late if self.rng.random() < 0.25 else self.bag).append(change)  # some held back
+            self.cond.notify_all()
+
+    def finish_writing(self) -> None:
+        with self.cond:
+            self.rng.shuffle(self.late)
+            self.bag.extend(self.late)
+            self.late.clear()
+            self.writer_done = True
+            self.cond.notify_all()
+
+    def take(self) -> Change | None:
+        with self.cond:
+            while True:
+                if self.bag:
+                    self.in_flight += 1
+                    return self.bag.pop(self.rng.randrange(len(self.bag)))  # shuffled
+                if self.writer_done and self.in_flight == 0:
+                    return None
+                self.cond.wait(0.05)
+
+    def done(self, change: Change, failed: bool) -> None:
+        with self.cond:
+            self.in_flight -= 1
+            self.delivered += 1
+            if failed:  # Lambda retries a failed invoke
+                self.redelivered += 1
+                self.bag.append(change)
+            self.cond.notify_all()
+
+
+def worker(
+    harness: Harness, index: int, sinks: Sinks, deliveries: Deliveries, reject: Recorded, rng: random.Random
+) -> None:
+    conn = harness.readers[index]
+
+    def slow_read(mapping: TableMapping, change: Change) -> Any:
+        state = read_row(conn, mapping, change)
+        if rng.random() < 0.3:  # a fetcher stalls between its read and its writes (GC, network, CPU)
+            time.sleep(rng.choice((0.001, 0.005, 0.02)))
+        return state
+
+    while (change := deliveries.take()) is not None:
+        failed = False
+        try:
+            apply_changes([change], sinks.mappings, slow_read, sinks.per_worker[index], reject)
+        except FetchFailed:
+            failed = deliveries.redelivered < MAX_REDELIVERIES
+        except BaseException as exc:  # surfaced by the test thread
+            deliveries.errors.append(exc)
+        deliveries.done(change, failed)
+
+
+def run_history(harness: Harness, mappings: Mappings, history: list[Any], tenant: str, deliveries: Deliveries) -> None:
+    """Play the transactions as the application would, handing every trigger event to the deliveries at once."""
+    spellings = (tenant, tenant.upper())
+    with harness.outbox.cursor() as cur:
+        cur.execute("SELECT COALESCE(MAX(id), 0) FROM fanout_lambda_async_outbox")
+        seen = int(cur.fetchone()[0])
+
+    def dispatch() -> None:
+        nonlocal seen
+        with harness.outbox.cursor() as cur:
+            cur.execute("SELECT id, payload FROM fanout_lambda_async_outbox WHERE id > %s ORDER BY id", (seen,))
+            for row_id, payload in cur.fetchall():
+                seen = int(row_id)
+                for change in parse_trigger_payload(payload, mappings):  # the parser's validation
+                    deliveries.add(change)
+
+    def key(choice: KeyChoice) -> tuple[str, str]:
+        return spellings[choice[0]], choice[1]
+
+    writer = harness.writer
+    for operations, ending, hold in history:
+        try:
+            for op in operations:
+                with writer.cursor() as cur:
+                    try:
+                        if op[0] == "insert":
+                            cur.execute(
+                                "INSERT INTO tenant_settings (tenant, setting_key, value, description) "
+                                "VALUES (%s, %s, JSON_OBJECT('n', %s), %s)",
+                                (*key(op[1]), op[2], op[3]),
+                            )
+                        elif op[0] == "update":
+                            cur.execute(
+                                "UPDATE tenant_settings SET value = JSON_OBJECT('n', %s), description = %s, "
+                                "revision = revision + 1 WHERE tenant = %s AND setting_key = %s",
+                                (op[2], op[3], *key(op[1])),
+                            )
+                        elif op[0] == "delete":
+                            cur.execute(
+                                "DELETE FROM tenant_settings WHERE tenant = %s AND setting_key = %s", key(op[1])
+                            )
+                        else:
+                            cur.execute(
+                                "UPDATE tenant_settings SET tenant = %s, setting_key = %s "
+                                "WHERE tenant = %s AND setting_key = %s",
+                                (*key(op[2]), *key(op[1])),
+                            )
+                    except pymysql.err.IntegrityError:
+                        pass  # a duplicate key: the statement failed, the transaction goes on
+                dispatch()  # the trigger's invoke has left, before COMMIT
+            time.sleep(hold)
+            writer.commit() if ending == "commit" else writer.rollback()
+        except pymysql.err.OperationalError:  # deadlock / lock wait timeout: InnoDB ended the transaction
+            writer.rollback()
+        dispatch()
+
+
+def replicate_history(harness: Harness, sinks: Sinks, history: list[Any], rng: random.Random) -> list[str]:
+    """Run one example; return every disagreement between the source and the sinks (none expected).
+
+    ``rng`` (seeded by Hypothesis) decides duplication, holding back and delivery order; the threads'
+    interleaving is the machine's.
+    """
+    tenant = f"t{uuid.uuid4().hex[:10]}"
+    deliveries = Deliveries(rng)
+    reject = Recorded()
+    threads = [
+        threading.Thread(
+            target=worker, args=(harness, i, sinks, deliveries, reject, random.Random(rng.random())), daemon=True
+        )
+        for i in range(WORKERS)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        run_history(harness, sinks.mappings, history, tenant, deliveries)
+    finally:
+        deliveries.finish_writing()
+        for thread in threads:
+            thread.join(60)
+    assert not any(t.is_alive() for t in threads), "a fetcher did not finish"
+    if deliveries.errors:
+        raise deliveries.errors[0]
+    assert deliveries.redelivered < MAX_REDELIVERIES, "fetches kept failing"
+    assert reject.records == [], reject.records
+
+    problems = []
+    for spelling in (tenant, tenant.upper()):
+        for slug in SLUGS:
+            change = Change("tenant_settings", (("tenant", spelling), ("setting_key", slug)), "update", 1)
+            source = read_source_row(harness.check, sinks.mapping, change)
+            document, item = fetch_sink_state(sinks.mapping, change, sinks.opensearch, sinks.table_for)
+            for problem in (
+                opensearch_problem(sinks.mapping, source, document),
+                dynamodb_problem(source, item, sinks.mapping),
+            ):
+                if problem:
+                    problems.append(f"{change.document_id}: {problem} (source {source}, doc {document}, item {item})")
+    return problems
+
+
+# --------------------------------------------------------------------------- the properties
+
+
+@pytest.fixture(scope="module")
+def in_memory_sinks() -> Sinks:
+    opensearch = FakeOpenSearch()
+    table = FakeDynamoDBTable.from_template(template_resource("ReplicaTable"))
+    return Sinks(
+        per_worker=[
+            [OpenSearchSink(opensearch), DynamoDBSink(table, tombstone_ttl_seconds=3600)] for _ in range(WORKERS)
+        ],
+        opensearch=opensearch,
+        table_for=lambda _mapping: table,
+        mapping=default_mappings().tables["tenant_settings"],
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=histories, seed=st.integers(0, 2**32 - 1))
+def test_sinks_converge_on_the_source_with_in_memory_sinks(
+    harness: Harness, in_memory_sinks: Sinks, history: list[Any], seed: int
+) -> None:
+    assert replicate_history(harness, in_memory_sinks, history, random.Random(seed)) == []
+
+
+@pytest.fixture(scope="module")
+def real_sinks(opensearch_endpoint: str, local_aws: dict[str, str]) -> Iterator[Sinks]:
+    index = f"property-{uuid.uuid4().hex[:8]}"
+    mapping = replace(default_mappings().tables["tenant_settings"], opensearch_index=index)
+    table = create_replica_table(local_aws)
+    per_worker = []
+    for _ in range(WORKERS):  # each fetcher its own clients, as separate Lambda environments have
+        own_table = aws_resource(local_aws, "dynamodb").Table(table.name)
+        per_worker.append(
+            [OpenSearchSink(make_client(opensearch_endpoint)), DynamoDBSink(own_table, tombstone_ttl_seconds=3600)]
+        )
+    client = make_client(opensearch_endpoint)
+    yield Sinks(per_worker=per_worker, opensearch=client, table_for=lambda _mapping: table, mapping=mapping)
+    client.indices.delete(index=index, ignore=[404])
+    table.delete()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=histories, seed=st.integers(0, 2**32 - 1))
+def test_sinks_converge_on_the_source_with_the_real_servers(
+    harness: Harness, real_sinks: Sinks, history: list[Any], seed: int
+) -> None:
+    assert replicate_history(harness, real_sinks, history, random.Random(seed)) == []
