@@ -158,7 +158,12 @@ def test_backfill_of_a_large_table_reaches_both_sinks_and_reconcile_finds_no_dri
     settings = backfill(h, "tenant_settings", batch_size=4)
 
     # Then every row was fetched once, the jobs are done, and a full reconcile finds no drift
-    assert (posts.status, posts.rows_done, settings.status, settings.rows_done) == ("done", LARGE_TABLE_ROWS, "done", 10)
+    assert (posts.status, posts.rows_done, settings.status, settings.rows_done) == (
+        "done",
+        LARGE_TABLE_ROWS,
+        "done",
+        10,
+    )
     assert h.fetches == LARGE_TABLE_ROWS + 10
     assert posts.outcomes == {"opensearch:written": LARGE_TABLE_ROWS, "dynamodb:written": LARGE_TABLE_ROWS}
     report = h.reconcile()

@@ -267,7 +267,14 @@ def _save_checkpoint(conn: Any, checkpoint: Checkpoint) -> None:
             f"UPDATE {CHECKPOINT_TABLE} SET last_key = %s, rows_done = %s, pages_done = %s, job_status = %s, "  # noqa: S608
             "updated_at = CURRENT_TIMESTAMP(6), "
             "finished_at = IF(%s = 'done', CURRENT_TIMESTAMP(6), NULL) WHERE job_id = %s",
-            (last, checkpoint.rows_done, checkpoint.pages_done, checkpoint.status, checkpoint.status, checkpoint.job_id),
+            (
+                last,
+                checkpoint.rows_done,
+                checkpoint.pages_done,
+                checkpoint.status,
+                checkpoint.status,
+                checkpoint.job_id,
+            ),
         )
 
 
@@ -340,7 +347,9 @@ def run_backfill(
     resumed_from = checkpoint.last_key
     started = clock()
     estimated = estimated_rows(conn, mapping) if progress else None
-    result = BackfillResult(job.job_id, job.table, checkpoint.status, checkpoint.rows_done, 0, 0, resumed_from, None, 0.0)
+    result = BackfillResult(
+        job.job_id, job.table, checkpoint.status, checkpoint.rows_done, 0, 0, resumed_from, None, 0.0
+    )
     result.last_key = checkpoint.last_key
     correlation_id = f"backfill:{job.job_id}"
     log(logging.INFO, "backfill started", job=job.job_id, table=job.table, resumed_from=str(resumed_from))

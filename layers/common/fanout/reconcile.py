@@ -31,6 +31,7 @@ harmless (versions decide), and a second run confirms.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -441,7 +442,7 @@ def reconcile(
     repairer = _Repairer(mappings, read_row, sinks, reject, report) if repair and read_row is not None else None
     started = clock()
 
-    def tell(table: str, phase: str, done: int, total: int | None) -> None:
+    def tell(table: str, phase: str, done: int, total: int | None = None) -> None:
         if progress is not None:
             progress(ReconcileProgress(table, phase, done, total, clock() - started))
 
@@ -469,7 +470,13 @@ def reconcile(
                 for ids in readers.document_ids(mapping, page_size)
             )
             _orphans(
-                conn, mapping, OPENSEARCH, os_pages, report, repairer, lambda n: tell(name, "opensearch", n, estimated)
+                conn,
+                mapping,
+                OPENSEARCH,
+                os_pages,
+                report,
+                repairer,
+                functools.partial(tell, name, "opensearch", total=estimated),
             )
         if mapping.dynamodb_enabled:
             partition = mapping.dynamodb_partition_key.attribute
@@ -477,8 +484,15 @@ def reconcile(
                 [(dynamodb_item_key(mapping, item), str(item.get(partition))) for item in items]
                 for items in readers.live_items(mapping, page_size)
             )
-            _orphans(conn, mapping, DYNAMODB, ddb_pages, report, repairer, lambda n: tell(name, "dynamodb", n, estimated))
+            _orphans(
+                conn,
+                mapping,
+                DYNAMODB,
+                ddb_pages,
+                report,
+                repairer,
+                functools.partial(tell, name, "dynamodb", total=estimated),
+            )
     report.elapsed_s = clock() - started
     log(logging.INFO, "reconcile finished", drift=report.drift, unrepaired=report.unrepaired, mode=report.mode)
     return report
-
