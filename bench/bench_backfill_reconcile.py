@@ -74,10 +74,11 @@ def main() -> int:
         with conn.cursor() as cur:
             cur.execute((ROOT / "local" / "demo_schema.sql").read_text().split(";")[0])
             cur.execute((ROOT / "db" / "migrations" / "V005__backfill_checkpoint.sql").read_text())
-            cur.execute(
+            fill = (
                 "INSERT INTO posts (id, title, body, author, status) SELECT seq, CONCAT('post ', seq), "
-                f"REPEAT('body ', 40), 'bench', 'published' FROM seq_1_to_{ROWS}"
+                "REPEAT('body ', 40), 'bench', 'published' FROM seq_1_to_%d"
             )
+            cur.execute(fill % ROWS)
         sinks = [OpenSearchSink(opensearch), DynamoDBSink(table, tombstone_ttl_seconds=3600)]
         readers = SinkReaders(opensearch, dynamodb, table.name)
         started = time.monotonic()

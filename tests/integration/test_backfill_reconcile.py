@@ -328,3 +328,54 @@ def test_reconcile_finds_each_planted_drift_and_repair_removes_it(harness: Harne
     # And once the operator removes the doc that is no key, reconcile is clean
     h.opensearch.delete(index=posts.opensearch_index, id="not-a-key")
     assert h.reconcile().agrees
+
+
+# --------------------------------------------------------------------------- the commands
+
+
+def test_the_commands_backfill_then_reconcile_with_json_and_exit_status(
+    harness: Harness,
+    local_aws: dict[str, str],
+    opensearch_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from fanout.cli import main
+    from tests.conftest import aws_client
+
+    h = harness
+    queue = aws_client(local_aws, "sqs").create_queue(QueueName=f"fanout-cli-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    for name, value in {
+        **local_aws,
+        "DB_HOST": h.settings.host,
+        "DB_PORT": str(h.settings.port),
+        "DB_NAME": h.settings.name,
+        "DB_USER": h.settings.user,
+        "DB_PASSWORD": h.settings.password,
+        "OPENSEARCH_ENDPOINT": opensearch_endpoint,
+        "DYNAMODB_TABLE": h.table.name,
+        "DEAD_LETTER_QUEUE_URL": queue,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("fanout.maintenance.default_mappings", lambda: h.mappings)
+    insert_posts(h, 40)
+
+    # When reconcile runs before any backfill, Then it exits 1 and the JSON names the missing rows
+    assert main(["reconcile", "posts", "--json"]) == 1
+    before = json.loads(capsys.readouterr().out)
+    assert before["tables"]["posts"]["opensearch"]["missing"] == 40 and before["agrees"] is False
+
+    # When posts 1..30 are backfilled, and then the rest (the same job resumes only for the same range)
+    assert main(["backfill", "posts", "--to", "30", "--batch-size", "8", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)["jobs"][0]
+    assert (first["status"], first["rows_done"]) == ("done", 30)
+    assert main(["backfill", "posts", "--quiet"]) == 0
+    assert "posts: done, 40 rows in total" in capsys.readouterr().out
+
+    # Then reconcile agrees and exits 0, with a human summary
+    assert main(["reconcile", "posts"]) == 0
+    out = capsys.readouterr().out
+    assert "posts -> opensearch: 40 checked, 0 missing, 0 stale, 0 orphans" in out
+    assert "source and sinks agree" in out

@@ -25,7 +25,7 @@ def test_without_a_total_the_line_shows_rate_and_elapsed_time() -> None:
 
 def test_it_draws_on_a_terminal_and_stays_silent_elsewhere_or_when_quiet() -> None:
     terminal, pipe, quiet = Terminal(), io.StringIO(), Terminal()
-    for stream, progress in ((terminal, ProgressLine(terminal, min_interval=0)), (pipe, ProgressLine(pipe))):
+    for progress in (ProgressLine(terminal, min_interval=0), ProgressLine(pipe)):
         progress.update("x", 1, 2, 1.0)
         progress.finish()
     ProgressLine(quiet, quiet=True).update("x", 1, 2, 1.0)

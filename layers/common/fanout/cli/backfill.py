@@ -22,6 +22,7 @@ DEAD_LETTER_QUEUE_URL (rows a sink can never take are recorded there).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import Any
@@ -52,6 +53,15 @@ def parse_key(text: str, key_types: list[str], what: str) -> tuple[Any, ...]:
 
 
 def _backfill(args: argparse.Namespace) -> int:
+    # The structured log lines go to stdout in Lambda; here they go to stderr, beside the progress line,
+    # so that stdout carries only the report (--json stays parseable).
+    with contextlib.redirect_stdout(sys.stderr):
+        outcome = _run_backfill(args)
+    print(outcome[1])
+    return outcome[0]
+
+
+def _run_backfill(args: argparse.Namespace) -> tuple[int, str]:
     from ..backfill import BackfillError, BackfillJob, KeyRange, run_backfill
     from ..fetcher import FetchFailed
     from ..maintenance import Maintenance
@@ -101,18 +111,18 @@ def _backfill(args: argparse.Namespace) -> int:
     finally:
         deps.close()
     if args.json:
-        print(json.dumps({"jobs": results}, indent=2))
-    else:
-        for r in results:
-            if r["status"] == "failed":
-                print(f"{r['table']}: FAILED ({r['error']}); run again to resume", file=sys.stderr)
-            else:
-                resumed = f", resumed after {r['resumed_from']}" if r["resumed_from"] is not None else ""
-                print(
-                    f"{r['table']}: {r['status']}, {r['rows_done']} rows in total, {r['rows_this_run']} in this run "
-                    f"({r['rows_per_s']} rows/s){resumed}"
-                )
-    return status
+        return status, json.dumps({"jobs": results}, indent=2)
+    lines = []
+    for r in results:
+        if r["status"] == "failed":
+            lines.append(f"{r['table']}: FAILED ({r['error']}); run again to resume")
+        else:
+            resumed = f", resumed after {r['resumed_from']}" if r["resumed_from"] is not None else ""
+            lines.append(
+                f"{r['table']}: {r['status']}, {r['rows_done']} rows in total, {r['rows_this_run']} in this run "
+                f"({r['rows_per_s']} rows/s){resumed}"
+            )
+    return status, "\n".join(lines)
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

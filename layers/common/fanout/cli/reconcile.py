@@ -15,12 +15,23 @@ reported once; run again to confirm.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 
 from .progress import ProgressLine
 
 
 def _reconcile(args: argparse.Namespace) -> int:
+    # The structured log lines go to stdout in Lambda; here they go to stderr, beside the progress line,
+    # so that stdout carries only the report (--json stays parseable).
+    with contextlib.redirect_stdout(sys.stderr):
+        outcome = _run_reconcile(args)
+    print(outcome[1])
+    return outcome[0]
+
+
+def _run_reconcile(args: argparse.Namespace) -> tuple[int, str]:
     from ..maintenance import Maintenance
     from ..reconcile import reconcile
 
@@ -48,8 +59,8 @@ def _reconcile(args: argparse.Namespace) -> int:
     finally:
         progress.finish()
         deps.close()
-    print(json.dumps(report.as_dict(), indent=2, default=str) if args.json else report.summary())
-    return 0 if report.agrees else 1
+    text = json.dumps(report.as_dict(), indent=2, default=str) if args.json else report.summary()
+    return (0 if report.agrees else 1), text
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
