@@ -76,3 +76,4 @@ clean: down ## remove build output and local state
 bench: install ## benchmarks (ratios, side by side in one run) -> bench/results/
 	$(PY) bench/bench_fetch_path.py
 	$(PY) bench/bench_capture_triggers.py
+	$(PY) bench/bench_backfill_reconcile.py

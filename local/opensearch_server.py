@@ -14,6 +14,10 @@ Deliberate simplifications:
 * scores are not BM25: ``match`` scores the number of distinct query terms found, other
   query-context leaves score 1.0 and filter context 0.0;
 * the text analyzer approximates the ``standard`` analyzer (see ``analyze``);
+* ``search_after`` takes the sort values of the last hit of the previous page and returns the
+  hits strictly after them in the sort order (documented rules: a ``sort`` is required, one value
+  per sort key, ``from`` must be 0 or -1); values are compared as given, after the same
+  coercion the sort applies (numbers, keyword strings, ``_id``);
 * search body keys and queries outside ``SEARCH_KEYS``/``QUERIES`` are rejected with a 400
   rather than silently ignored.
 
@@ -54,7 +58,7 @@ PRIMARY_TERM = 1
 DEFAULT_GC_DELETES = "60s"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 QUERIES = ("match_all", "term", "terms", "ids", "match", "bool", "range", "exists")
-SEARCH_KEYS = {"query", "size", "from", "sort", "_source", "track_total_hits"}
+SEARCH_KEYS = {"query", "size", "from", "sort", "_source", "track_total_hits", "search_after"}
 
 
 # ----------------------------------------------------------------------------------------- errors
@@ -839,9 +843,22 @@ def run_search(indices: list[Index], body: dict, params: dict, count_only: bool 
         raise bad_request("[size] and [from] must be integers") from None
 
     keys = SortKey.parse(body.get("sort"))
+    after = body.get("search_after")
+    if after is not None:
+        if start not in (0, -1):
+            raise validation_error("`from` parameter must be set to 0 when `search_after` is used.")
+        start = 0
+        if not keys:
+            raise bad_request("Sort must contain at least one field.")
+        if not isinstance(after, list) or len(after) != len(keys):
+            count = len(after) if isinstance(after, list) else 1
+            raise bad_request(f"search_after has {count} value(s) but sort has {len(keys)}.")
     if keys:
         rows = [([k.value(*m) for k in keys], n) for n, m in enumerate(matches)]
         rows.sort(key=functools.cmp_to_key(lambda a, b: _compare(keys, a, b)))
+        if after is not None:
+            # strictly after the given values (ties excluded: the caller passes the last hit's values)
+            rows = [row for row in rows if _compare(keys, (row[0], 0), (after, 0)) > 0]
     else:
         rows = sorted(((None, n) for n in range(len(matches))), key=lambda row: -matches[row[1]][2])
     scored = not keys or any(k.field == "_score" for k in keys)

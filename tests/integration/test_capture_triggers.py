@@ -115,7 +115,8 @@ def test_the_shipped_migrations_leave_one_fallback_trigger_per_captured_action(
     from fanout.mapping import default_mappings
     from fanout.migrations import load_migrations
 
-    latest = max(m.version for m in load_migrations(ROOT / "db" / "migrations"))
+    # (the newest migration that creates triggers: others, such as V005's checkpoint table, do not)
+    latest = max(m.version for m in load_migrations(ROOT / "db" / "migrations") if "CREATE TRIGGER" in m.sql)
     assert triggers_on(session, source.name) == {
         table.table: sorted(trigger_name(table.table, action, latest) for action in table.capture)
         for table in default_mappings().tables.values()

@@ -727,6 +727,42 @@ def test_search_sorts_and_pages(client: OpenSearch, catalog: str) -> None:
     assert len(search(client, catalog, {"match_all": {}})["hits"]["hits"]) == 5
 
 
+def test_search_after_pages_through_the_sorted_hits(client: OpenSearch, catalog: str) -> None:
+    # Given the catalog sorted by _id, When paging two at a time with the last hit's sort values
+    seen: list[str] = []
+    after: list[Any] | None = None
+    while True:
+        extra: dict[str, Any] = {"search_after": after} if after is not None else {}
+        page = search(client, catalog, {"match_all": {}}, sort=[{"_id": "asc"}], size=2, _source=False, **extra)
+        hits = page["hits"]["hits"]
+        if not hits:
+            break
+        seen += [hit["_id"] for hit in hits]
+        after = hits[-1]["sort"]
+    # Then every document comes exactly once, in _id order
+    assert seen == ["1", "2", "3", "4", "5"]
+    # And a descending numeric sort continues strictly after the given value
+    cheaper = search(client, catalog, {"match_all": {}}, sort=[{"price": "desc"}], search_after=[12.0])
+    assert [hit["sort"][0] for hit in cheaper["hits"]["hits"]] == sorted(
+        (hit["sort"][0] for hit in cheaper["hits"]["hits"]), reverse=True
+    )
+    assert cheaper["hits"]["hits"] and all(hit["sort"][0] < 12.0 for hit in cheaper["hits"]["hits"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"search_after": ["1"]},  # no sort
+        {"search_after": ["1", 2], "sort": [{"_id": "asc"}]},  # a value per sort key
+        {"search_after": ["1"], "sort": [{"_id": "asc"}], "from": 1},  # from must be 0
+    ],
+)
+def test_search_after_is_refused_where_opensearch_refuses_it(client: OpenSearch, catalog: str, body: dict) -> None:
+    with pytest.raises(TransportError) as refused:
+        client.search(index=catalog, body={"query": {"match_all": {}}, **body})
+    assert refused.value.status_code == 400
+
+
 def test_search_source_filtering_and_total_tracking(client: OpenSearch, catalog: str) -> None:
     query = {"ids": {"values": ["1"]}}
     picked = search(client, catalog, query, _source=["sku", "maker.country"])["hits"]["hits"][0]

@@ -128,6 +128,7 @@ class ChangeMetric(StrEnum):
     # failures and Average the failure rate (what the error-rate alarm watches).
     FAILED = "ChangesFailed"
     LAG = "ReplicationLag"  # fetcher: trigger time -> applied in a sink, milliseconds
+    DRIFT = "ReplicationDrift"  # reconcile: rows that differ between the source and a sink (after any repair)
 
 
 UNKNOWN_TABLE = "_unknown"  # the table dimension of input that names no mapped table

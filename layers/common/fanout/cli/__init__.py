@@ -11,9 +11,9 @@ import argparse
 import sys
 
 from ..config import ConfigError
-from . import aurora_setup, dlq, generate, migrate, status, sweep
+from . import aurora_setup, backfill, dlq, generate, migrate, reconcile, status, sweep
 
-COMMANDS = (migrate, generate, sweep, aurora_setup, status, dlq)
+COMMANDS = (migrate, generate, sweep, aurora_setup, status, dlq, backfill, reconcile)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,61 @@
+"""What backfill and reconcile need, built from the environment: the same wiring as the fetcher's.
+
+Used by the ``fanout backfill`` / ``fanout reconcile`` commands and by the
+maintenance Lambda (maintenance_fn). Two database connections: one
+autocommit connection for the plain reads (key pages, checkpoints, reconcile's
+source pages) and the fetch path's own, for its short locking reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .change import Change
+from .config import DatabaseSettings, SinkSettings
+from .db import ConnectionHolder
+from .mapping import Mappings, TableMapping, check_dynamodb_tables, default_mappings
+from .reconcile import SinkReaders
+from .rejects import QueueRejectRecorder
+from .sinks import Sink
+from .sinks.dynamodb_sink import DynamoDBSink
+from .sinks.opensearch_sink import OpenSearchSink, make_client
+from .source_reader import RowState, read_row
+
+
+class Maintenance:
+    def __init__(self, source: str) -> None:
+        import boto3
+
+        settings = SinkSettings.from_env()
+        self.mappings: Mappings = default_mappings()
+        check_dynamodb_tables(self.mappings, settings.granted_dynamodb_tables)
+        self.database = ConnectionHolder(DatabaseSettings.from_env(), reload=DatabaseSettings.from_env)
+        self.fetch_database = ConnectionHolder(DatabaseSettings.from_env(), reload=DatabaseSettings.from_env)
+        dynamodb = boto3.resource("dynamodb")
+        opensearch = make_client(settings.opensearch_endpoint, settings.opensearch_auth)
+        self.sinks: list[Sink] = [
+            OpenSearchSink(opensearch, max_request_bytes=settings.opensearch_max_request_bytes),
+            DynamoDBSink(
+                dynamodb.Table(settings.dynamodb_table),
+                tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
+                tables=dynamodb.Table,
+            ),
+        ]
+        self.readers = SinkReaders(opensearch, dynamodb, settings.dynamodb_table)
+        self.reject = QueueRejectRecorder(boto3.client("sqs"), settings.dead_letter_queue_url, source=source)
+
+    def conn(self) -> Any:
+        return self.database.get()
+
+    def read_row(self, mapping: TableMapping, change: Change) -> RowState:
+        import pymysql
+
+        try:
+            return read_row(self.fetch_database.get(), mapping, change)
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
+            self.fetch_database.close()
+            raise
+
+    def close(self) -> None:
+        self.database.close()
+        self.fetch_database.close()

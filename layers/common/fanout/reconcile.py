@@ -1,0 +1,498 @@
+"""Reconcile: do the source and each sink agree, table by table? And optionally repair what differs.
+
+Three kinds of drift, per table and sink:
+
+- **missing**: a source row the sink does not hold (or holds as a tombstone);
+- **stale**: the sink holds the row with other content — the comparison is
+  :mod:`fanout.verify`'s, built from the mapping with the fetcher's own
+  builders (renames, exclusions, projections, key formats, conversions);
+- **orphan**: the sink holds a live row the source does not have.
+
+Full mode streams both sides in constant memory: source rows in keyset pages
+(plain, non-locking reads), each page looked up in OpenSearch (an ``ids``
+query) and DynamoDB (BatchGetItem, consistent); then each sink is scanned
+(OpenSearch ``search_after`` sorted by ``_id``; DynamoDB Scan pages filtered to
+the table's live items) and its keys, parsed back with the mapping's key
+formats (:mod:`fanout.sink_keys`), are checked against the source in batches.
+Sample mode compares a random sample of source rows (missing and stale only).
+
+``repair`` hands every drifted key to :func:`fanout.fetcher.apply_changes`,
+the live fetch path: the row is re-read under a lock and written
+version-gated, so a repair can never overwrite a newer live change; for an
+orphan the re-read finds no row and the sinks get a versioned delete
+(OpenSearch) and a tombstone (DynamoDB). A drift the repair could not clear (a
+sink holding a higher version, a sink key that is no key of the table) stays
+counted as unrepaired.
+
+Reconcile while changes flow can see a row in flight (inserted, not yet
+fetched) as missing: that is reported like any drift; repairing it is
+harmless (versions decide), and a second run confirms.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .backfill import Key, after_key_sql, key_bound_params, key_changes
+from .change import Change
+from .documents import UnrepresentableRow, dynamodb_key, opensearch_document_id
+from .fetcher import FetchFailed, ReadRow, Reject, apply_changes
+from .mapping import Mappings, TableMapping
+from .observability import log
+from .sink_keys import dynamodb_item_key, opensearch_key
+from .sinks import Outcome, Sink
+from .source_reader import _quote
+from .source_values import typed_row
+from .verify import dynamodb_problem, opensearch_problem
+
+OPENSEARCH, DYNAMODB = "opensearch", "dynamodb"
+MISSING, STALE, ORPHAN = "missing", "stale", "orphan"
+KINDS = (MISSING, STALE, ORPHAN)
+MAX_EXAMPLES = 20  # per table, sink and kind: the report stays small on a big drift
+BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem keys per request
+
+
+@dataclass
+class SinkTally:
+    checked: int = 0
+    missing: int = 0
+    stale: int = 0
+    orphan: int = 0
+    repaired: int = 0
+    unrepaired: int = 0
+    examples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in KINDS})
+
+    @property
+    def drift(self) -> int:
+        return self.missing + self.stale + self.orphan
+
+    def add(self, kind: str, key: Any, detail: str) -> None:
+        setattr(self, kind, getattr(self, kind) + 1)
+        if len(self.examples[kind]) < MAX_EXAMPLES:
+            self.examples[kind].append({"key": key, "detail": detail})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "missing": self.missing,
+            "stale": self.stale,
+            "orphan": self.orphan,
+            "repaired": self.repaired,
+            "unrepaired": self.unrepaired,
+            "examples": {k: v for k, v in self.examples.items() if v},
+        }
+
+
+@dataclass
+class ReconcileReport:
+    mode: str
+    repair: bool
+    tables: dict[str, dict[str, SinkTally]] = field(default_factory=dict)
+    source_rows: dict[str, int] = field(default_factory=dict)
+    orphans_checked: bool = True
+    elapsed_s: float = 0.0
+
+    def tally(self, table: str, sink: str) -> SinkTally:
+        return self.tables.setdefault(table, {}).setdefault(sink, SinkTally())
+
+    @property
+    def drift(self) -> int:
+        return sum(t.drift for sinks in self.tables.values() for t in sinks.values())
+
+    @property
+    def unrepaired(self) -> int:
+        if not self.repair:
+            return self.drift
+        return sum(t.unrepaired for sinks in self.tables.values() for t in sinks.values())
+
+    @property
+    def agrees(self) -> bool:
+        """Everything agrees now: nothing found, or everything found was repaired."""
+        return self.unrepaired == 0
+
+    @property
+    def rows_per_s(self) -> float:
+        rows = sum(self.source_rows.values())
+        return rows / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "repair": self.repair,
+            "agrees": self.agrees,
+            "drift": self.drift,
+            "unrepaired": self.unrepaired,
+            "orphans_checked": self.orphans_checked,
+            "source_rows": self.source_rows,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "source_rows_per_s": round(self.rows_per_s, 1),
+            "tables": {t: {s: tally.as_dict() for s, tally in sinks.items()} for t, sinks in self.tables.items()},
+        }
+
+    def summary(self) -> str:
+        lines = []
+        for table, sinks in self.tables.items():
+            for sink, t in sinks.items():
+                line = (
+                    f"{table} -> {sink}: {t.checked} checked, {t.missing} missing, {t.stale} stale, "
+                    f"{t.orphan} orphan{'s' if t.orphan != 1 else ''}"
+                )
+                if self.repair:
+                    line += f"; repaired {t.repaired}, unrepaired {t.unrepaired}"
+                lines.append(line)
+        verdict = "source and sinks agree" if self.agrees else f"DRIFT: {self.unrepaired} difference(s) remain"
+        scope = "" if self.orphans_checked else " (sample: orphans not checked)"
+        lines.append(f"{verdict}{scope} [{self.mode}, {self.elapsed_s:.1f}s]")
+        return "\n".join(lines)
+
+
+@dataclass
+class ReconcileProgress:
+    table: str
+    phase: str  # "source", "opensearch orphans", "dynamodb orphans"
+    done: int
+    estimated_total: int | None
+    elapsed_s: float
+
+
+class SinkReaders:
+    """Batched reads of what the sinks hold, with the clients reconcile is given."""
+
+    def __init__(self, opensearch: Any, dynamodb: Any, default_table: str) -> None:
+        self.opensearch = opensearch  # opensearch-py client
+        self.dynamodb = dynamodb  # boto3 DynamoDB service resource
+        self.default_table = default_table
+
+    def table_name(self, mapping: TableMapping) -> str:
+        return mapping.dynamodb_table or self.default_table
+
+    def documents(self, mapping: TableMapping, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        from opensearchpy.exceptions import NotFoundError
+
+        if not ids:
+            return {}
+        body = {"query": {"ids": {"values": list(ids)}}, "size": len(ids)}
+        try:
+            found = self.opensearch.search(index=mapping.opensearch_index, body=body)
+        except NotFoundError:  # no index yet: nothing is there
+            return {}
+        return {hit["_id"]: hit["_source"] for hit in found["hits"]["hits"]}
+
+    def items(self, mapping: TableMapping, keys: Sequence[dict[str, str]]) -> list[dict[str, Any]]:
+        name = self.table_name(mapping)
+        items: list[dict[str, Any]] = []
+        for i in range(0, len(keys), BATCH_GET_LIMIT):
+            request: dict[str, Any] = {name: {"Keys": list(keys[i : i + BATCH_GET_LIMIT]), "ConsistentRead": True}}
+            for attempt in range(10):
+                answer = self.dynamodb.batch_get_item(RequestItems=request)
+                items += answer.get("Responses", {}).get(name, [])
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(min(2.0, 0.05 * 2**attempt))
+            if request:
+                raise RuntimeError(f"DynamoDB kept {len(request[name]['Keys'])} keys of {name} unprocessed")
+        return items
+
+    def document_ids(self, mapping: TableMapping, page_size: int) -> Iterator[list[str]]:
+        from opensearchpy.exceptions import NotFoundError
+
+        after: list[Any] | None = None
+        while True:
+            body: dict[str, Any] = {"query": {"match_all": {}}, "size": page_size, "sort": [{"_id": "asc"}]}
+            body["_source"] = False
+            if after is not None:
+                body["search_after"] = after
+            try:
+                hits = self.opensearch.search(index=mapping.opensearch_index, body=body)["hits"]["hits"]
+            except NotFoundError:
+                return
+            if not hits:
+                return
+            yield [hit["_id"] for hit in hits]
+            after = hits[-1]["sort"]
+
+    def live_items(self, mapping: TableMapping, page_size: int) -> Iterator[list[dict[str, Any]]]:
+        from boto3.dynamodb.conditions import Attr
+
+        table = self.dynamodb.Table(self.table_name(mapping))
+        options: dict[str, Any] = {
+            "FilterExpression": Attr("_table").eq(mapping.table) & Attr("_deleted").eq(False),
+            "ConsistentRead": True,
+            "Limit": page_size,
+        }
+        while True:
+            page = table.scan(**options)
+            if page.get("Items"):
+                yield page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return
+            options["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _change(mapping: TableMapping, key: Key) -> Change:
+    return Change(mapping.table, tuple(zip(mapping.key_columns, key, strict=True)), "update", 1)
+
+
+def _source_rows_sql(mapping: TableMapping, after: Key | None, limit: int) -> tuple[str, list[Any]]:
+    columns = "*" if mapping.columns is None else ", ".join(_quote(c) for c in mapping.columns)
+    sql = f"SELECT {columns} FROM {_quote(mapping.table)}"  # noqa: S608 - identifiers from the mapping
+    params: list[Any] = []
+    if after is not None:
+        sql += " WHERE " + after_key_sql(mapping.key_columns)
+        params = key_bound_params(after)
+    sql += " ORDER BY " + ", ".join(_quote(c) for c in mapping.key_columns) + f" LIMIT {int(limit)}"
+    return sql, params
+
+
+def source_pages(conn: Any, mapping: TableMapping, page_size: int) -> Iterator[list[dict[str, Any]]]:
+    """Every source row (as the fetcher reads it), in key order, one keyset page at a time, no locks."""
+    after: Key | None = None
+    while True:
+        sql, params = _source_rows_sql(mapping, after, page_size)
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            rows = [typed_row(cur, found, mapping) for found in cur.fetchall()]
+        if not rows:
+            return
+        yield rows
+        after = tuple(rows[-1][c] for c in mapping.key_columns)
+        if len(rows) < page_size:
+            return
+
+
+def sample_pages(conn: Any, mapping: TableMapping, size: int, page_size: int) -> Iterator[list[dict[str, Any]]]:
+    """About ``size`` rows picked at random (each row with the same probability, from InnoDB's row
+    estimate), without sorting the table; slightly biased to the start when the estimate is low."""
+    from .backfill import estimated_rows
+
+    total = estimated_rows(conn, mapping) or size
+    probability = min(1.0, 1.2 * size / max(total, 1))
+    columns = "*" if mapping.columns is None else ", ".join(_quote(c) for c in mapping.columns)
+    sql = f"SELECT {columns} FROM {_quote(mapping.table)} WHERE RAND() < %s LIMIT {int(size)}"  # noqa: S608
+    with conn.cursor() as cur:
+        cur.execute(sql, (probability,))
+        rows = [typed_row(cur, found, mapping) for found in cur.fetchall()]
+    for i in range(0, len(rows), page_size):
+        yield rows[i : i + page_size]
+
+
+def existing_keys(conn: Any, mapping: TableMapping, keys: Sequence[Key]) -> set[Key]:
+    """Which of these keys exist in the source, exactly (not merely equal under a collation)."""
+    if not keys:
+        return set()
+    one = "(" + " AND ".join(f"{_quote(c)} = %s" for c in mapping.key_columns) + ")"
+    listed = ", ".join(_quote(c) for c in mapping.key_columns)
+    sql = f"SELECT {listed} FROM {_quote(mapping.table)} WHERE " + " OR ".join([one] * len(keys))  # noqa: S608
+    with conn.cursor() as cur:
+        cur.execute(sql, [v for key in keys for v in key])
+        stored = {tuple(row) for row in cur.fetchall()}
+    return {key for key in keys if key in stored}
+
+
+class _Repairer:
+    """Hands drifted keys to the fetch path and counts, per sink, what it cleared."""
+
+    def __init__(
+        self,
+        mappings: Mappings,
+        read_row: ReadRow,
+        sinks: Sequence[Sink],
+        reject: Reject | None,
+        report: ReconcileReport,
+    ) -> None:
+        self.mappings, self.read_row, self.sinks, self.reject, self.report = mappings, read_row, sinks, reject, report
+
+    def repair(self, mapping: TableMapping, drifted: dict[Key, set[str]]) -> None:
+        if not drifted:
+            return
+        changes, _ = key_changes(mapping, self.mappings, list(drifted), "reconcile-repair", self.reject)
+        outcomes: dict[tuple[str, str], str] = {}
+        try:
+            fetched = apply_changes(changes, self.mappings, self.read_row, self.sinks, self.reject)
+            for o in fetched.outcomes:
+                outcomes[(str(o["key"]), str(o["sink"]))] = str(o["outcome"])
+        except FetchFailed as exc:
+            log(logging.ERROR, "reconcile repair failed", table=mapping.table, error=str(exc))
+        for key, sinks in drifted.items():
+            document_id = _change(mapping, key).document_id
+            for sink in sinks:
+                tally = self.report.tally(mapping.table, sink)
+                cleared = outcomes.get((document_id, sink)) in (Outcome.WRITTEN.value, Outcome.DELETED.value)
+                if cleared:
+                    tally.repaired += 1
+                else:
+                    tally.unrepaired += 1
+
+
+def _compare_page(
+    mapping: TableMapping,
+    rows: list[dict[str, Any]],
+    readers: SinkReaders,
+    report: ReconcileReport,
+) -> dict[Key, set[str]]:
+    drifted: dict[Key, set[str]] = {}
+    keyed: list[tuple[Key, Change, dict[str, Any]]] = []
+    for row in rows:
+        key = tuple(row[c] for c in mapping.key_columns)
+        keyed.append((key, _change(mapping, key), row))
+    if mapping.opensearch_enabled:
+        tally = report.tally(mapping.table, OPENSEARCH)
+        ids: dict[Key, str] = {}
+        for key, change, _ in keyed:
+            try:
+                ids[key] = opensearch_document_id(mapping, change)
+            except UnrepresentableRow:
+                continue  # the fetcher records such rows in the dead-letter queue; nothing to compare
+        docs = readers.documents(mapping, list(ids.values()))
+        for key, _, row in keyed:
+            if key not in ids:
+                continue
+            tally.checked += 1
+            doc = docs.get(ids[key])
+            problem = opensearch_problem(mapping, row, doc)
+            if problem:
+                tally.add(MISSING if doc is None else STALE, list(key), problem)
+                drifted.setdefault(key, set()).add(OPENSEARCH)
+    if mapping.dynamodb_enabled:
+        tally = report.tally(mapping.table, DYNAMODB)
+        sink_keys: dict[Key, dict[str, str]] = {}
+        for key, change, _ in keyed:
+            try:
+                sink_keys[key] = dynamodb_key(mapping, change)
+            except UnrepresentableRow:
+                continue
+        found = readers.items(mapping, list(sink_keys.values()))
+        attributes = sorted(mapping.dynamodb_key_attributes)
+        by_key = {tuple(item.get(a) for a in attributes): item for item in found}
+        for key, _, row in keyed:
+            if key not in sink_keys:
+                continue
+            tally.checked += 1
+            item = by_key.get(tuple(sink_keys[key][a] for a in attributes))
+            problem = dynamodb_problem(row, item, mapping)
+            if problem:
+                live = item is not None and not item.get("_deleted", False)
+                tally.add(STALE if live else MISSING, list(key), problem)
+                drifted.setdefault(key, set()).add(DYNAMODB)
+    return drifted
+
+
+def _orphans(
+    conn: Any,
+    mapping: TableMapping,
+    sink: str,
+    pages: Iterator[list[tuple[Key | None, str]]],
+    report: ReconcileReport,
+    repairer: _Repairer | None,
+    on_page: Callable[[int], None],
+) -> None:
+    tally = report.tally(mapping.table, sink)
+    seen = 0
+    for page in pages:
+        parsed = [key for key, _ in page if key is not None]
+        present = existing_keys(conn, mapping, parsed)
+        drifted: dict[Key, set[str]] = {}
+        for key, sink_key in page:
+            if key is None:
+                tally.add(ORPHAN, None, f"{sink} key {sink_key!r} is no key of {mapping.table}")
+                if repairer is not None:
+                    tally.unrepaired += 1  # nothing to re-read: left for the operator
+            elif key not in present:
+                tally.add(ORPHAN, list(key), f"in {sink} ({sink_key!r}) but not in the source")
+                drifted[key] = {sink}
+        if repairer is not None:
+            repairer.repair(mapping, drifted)
+        seen += len(page)
+        on_page(seen)
+
+
+def reconcile(
+    conn: Any,
+    mappings: Mappings,
+    readers: SinkReaders,
+    *,
+    tables: Sequence[str] | None = None,
+    sample: int | None = None,
+    page_size: int = 500,
+    repair: bool = False,
+    read_row: ReadRow | None = None,
+    sinks: Sequence[Sink] = (),
+    reject: Reject | None = None,
+    progress: Callable[[ReconcileProgress], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> ReconcileReport:
+    """Compare (and with ``repair``, fix) every mapped table, or ``tables``; ``sample``: that many random rows
+    per table instead of all (no orphan check). ``conn`` is an autocommit connection for the plain reads;
+    repairs go through ``read_row`` and ``sinks`` (the fetch path)."""
+    from .backfill import estimated_rows
+
+    names = list(tables) if tables else sorted(mappings.tables)
+    for name in names:
+        if mappings.get(name) is None:
+            raise ValueError(f"{name!r} is not a mapped table (tables.json)")
+    if repair and read_row is None:
+        raise ValueError("repair needs the fetch path: pass read_row and sinks")
+    report = ReconcileReport(mode="sample" if sample else "full", repair=repair, orphans_checked=not sample)
+    repairer = _Repairer(mappings, read_row, sinks, reject, report) if repair and read_row is not None else None
+    started = clock()
+
+    def tell(table: str, phase: str, done: int, total: int | None = None) -> None:
+        if progress is not None:
+            progress(ReconcileProgress(table, phase, done, total, clock() - started))
+
+    for name in names:
+        mapping = mappings.get(name)
+        assert mapping is not None
+        for sink, enabled in ((OPENSEARCH, mapping.opensearch_enabled), (DYNAMODB, mapping.dynamodb_enabled)):
+            if enabled:
+                report.tally(name, sink)
+        estimated = sample or (estimated_rows(conn, mapping) if progress else None)
+        pages = sample_pages(conn, mapping, sample, page_size) if sample else source_pages(conn, mapping, page_size)
+        done = 0
+        for rows in pages:
+            drifted = _compare_page(mapping, rows, readers, report)
+            if repairer is not None:
+                repairer.repair(mapping, drifted)
+            done += len(rows)
+            tell(name, "source", done, estimated)
+        report.source_rows[name] = done
+        if sample:
+            continue
+        if mapping.opensearch_enabled:
+            os_pages = (
+                [(opensearch_key(mapping, doc_id), doc_id) for doc_id in ids]
+                for ids in readers.document_ids(mapping, page_size)
+            )
+            _orphans(
+                conn,
+                mapping,
+                OPENSEARCH,
+                os_pages,
+                report,
+                repairer,
+                functools.partial(tell, name, "opensearch", total=estimated),
+            )
+        if mapping.dynamodb_enabled:
+            partition = mapping.dynamodb_partition_key.attribute
+            ddb_pages = (
+                [(dynamodb_item_key(mapping, item), str(item.get(partition))) for item in items]
+                for items in readers.live_items(mapping, page_size)
+            )
+            _orphans(
+                conn,
+                mapping,
+                DYNAMODB,
+                ddb_pages,
+                report,
+                repairer,
+                functools.partial(tell, name, "dynamodb", total=estimated),
+            )
+    report.elapsed_s = clock() - started
+    log(logging.INFO, "reconcile finished", drift=report.drift, unrepaired=report.unrepaired, mode=report.mode)
+    return report

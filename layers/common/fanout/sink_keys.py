@@ -1,0 +1,98 @@
+"""From a sink's key back to the source row's key (reconcile's orphan check).
+
+The mapping's key formats are built so that a rendered key maps back to
+exactly one source key (:mod:`fanout.mapping`): every value is percent-encoded,
+and placeholders are separated by characters an encoded value cannot contain.
+So a format is read back with a regular expression in which each placeholder
+matches the encoded alphabet only; ``{table}`` must be the table itself.
+
+A sink key that does not parse is not a key of this table's mapping: reconcile
+reports it as an orphan it cannot repair through the fetch path.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from .change import KeyValue
+from .mapping import KEY_SEPARATOR, KeyFormat, TableMapping, encode_key_value
+
+_ENCODED = r"[A-Za-z0-9_.~%-]*"
+_ENCODED_WITH_SEPARATOR = r"[A-Za-z0-9_.~%|-]*"
+
+
+def _pattern(key_format: KeyFormat) -> tuple[re.Pattern[str], list[str]]:
+    regex: list[str] = []
+    names: list[str] = []
+    for is_placeholder, name in key_format.parts:
+        if not is_placeholder:
+            regex.append(re.escape(name))
+            continue
+        regex.append(f"({_ENCODED_WITH_SEPARATOR if name == 'key' else _ENCODED})")
+        names.append(name)
+    return re.compile("^" + "".join(regex) + "$"), names
+
+
+def _typed(mapping: TableMapping, column: str, text: str) -> KeyValue | None:
+    value = unquote(text, errors="strict")
+    kind = next(k.type for k in mapping.primary_key if k.column == column)
+    if kind == "string":
+        return value
+    try:
+        number = int(value)
+    except ValueError:
+        return None
+    return number if str(number) == value else None  # "007" is not the int key 7's rendering
+
+
+def parse_sink_key(mapping: TableMapping, rendered: list[tuple[KeyFormat, str]]) -> tuple[KeyValue, ...] | None:
+    """The source key whose rendering by each format is the given text, or None if there is none."""
+    found: dict[str, KeyValue] = {}
+    for key_format, text in rendered:
+        pattern, names = _pattern(key_format)
+        match = pattern.match(text)
+        if match is None:
+            return None
+        for name, part in zip(names, match.groups(), strict=True):
+            values: dict[str, Any] = {}
+            if name == "table":
+                if part != encode_key_value(mapping.table):
+                    return None
+                continue
+            try:
+                if name == "key":
+                    parts = part.split(KEY_SEPARATOR)
+                    if len(parts) != len(mapping.key_columns):
+                        return None
+                    values = dict(zip(mapping.key_columns, parts, strict=True))
+                else:
+                    values = {name: part}
+                for column, raw in values.items():
+                    typed = _typed(mapping, column, raw)
+                    if typed is None or found.setdefault(column, typed) != typed:
+                        return None
+            except UnicodeDecodeError:
+                return None
+    if set(found) != set(mapping.key_columns):
+        return None
+    key = tuple(found[c] for c in mapping.key_columns)
+    # the round trip must give the very same text (no alternative encodings of one value)
+    pairs = tuple(zip(mapping.key_columns, key, strict=True))
+    if any(f.render(mapping.table, pairs) != text for f, text in rendered):
+        return None
+    return key
+
+
+def opensearch_key(mapping: TableMapping, doc_id: str) -> tuple[KeyValue, ...] | None:
+    return parse_sink_key(mapping, [(mapping.opensearch_document_id, doc_id)])
+
+
+def dynamodb_item_key(mapping: TableMapping, item: dict[str, Any]) -> tuple[KeyValue, ...] | None:
+    rendered = [(mapping.dynamodb_partition_key.value, item.get(mapping.dynamodb_partition_key.attribute))]
+    if mapping.dynamodb_sort_key is not None:
+        rendered.append((mapping.dynamodb_sort_key.value, item.get(mapping.dynamodb_sort_key.attribute)))
+    if not all(isinstance(text, str) for _, text in rendered):
+        return None
+    return parse_sink_key(mapping, [(f, str(t)) for f, t in rendered])

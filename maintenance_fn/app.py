@@ -1,0 +1,113 @@
+"""Maintenance handler: reconcile on a schedule (drift as a metric) and backfills that outlive one invocation.
+
+Events::
+
+    {"action": "reconcile", "sample": 1000, "tables": ["posts"], "repair": false}
+    {"action": "backfill", "table": "posts", "from": [1], "to": [5000], "where": "status = %s",
+     "params": ["published"], "batch_size": 500, "rate": 2000}
+
+A backfill copies pages until little time is left, then, if rows remain,
+invokes this function again asynchronously with the same event: the next
+invocation resumes from the checkpoint (fanout.backfill). Domain logic lives in
+the layer; this page wires it to the environment.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from fanout.backfill import BackfillJob, KeyRange, run_backfill
+from fanout.maintenance import Maintenance
+from fanout.observability import ChangeMetric, instrumented_handler, record
+from fanout.reconcile import reconcile
+
+TIME_MARGIN_MS = 60_000  # stop taking pages this long before Lambda stops the function
+
+
+class BadEvent(ValueError):
+    """The event is not a maintenance request; the message names the field."""
+
+
+@lru_cache(maxsize=1)
+def _dependencies() -> Maintenance:
+    return Maintenance(source="maintenance")
+
+
+@lru_cache(maxsize=1)
+def _lambda_client() -> Any:
+    import boto3
+
+    return boto3.client("lambda")
+
+
+def _correlation_id(event: Any, context: Any) -> str:
+    return str(context.aws_request_id)
+
+
+def _key(event: dict[str, Any], name: str) -> tuple[Any, ...] | None:
+    value = event.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise BadEvent(f"{name} must be a list of key values, got {value!r}")
+    return tuple(value)
+
+
+def _reconcile(deps: Maintenance, event: dict[str, Any]) -> dict[str, Any]:
+    sample = event.get("sample")
+    if sample is not None and (not isinstance(sample, int) or sample < 1):
+        raise BadEvent(f"sample must be a positive integer, got {sample!r}")
+    report = reconcile(
+        deps.conn(),
+        deps.mappings,
+        deps.readers,
+        tables=event.get("tables") or None,
+        sample=sample,
+        repair=bool(event.get("repair", False)),
+        read_row=deps.read_row,
+        sinks=deps.sinks,
+        reject=deps.reject,
+    )
+    for table, sinks in report.tables.items():
+        for sink, tally in sinks.items():
+            remaining = tally.unrepaired if report.repair else tally.drift
+            record(ChangeMetric.DRIFT, table, sink, value=remaining)
+    return report.as_dict()
+
+
+def _backfill(deps: Maintenance, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    table = event.get("table")
+    if not isinstance(table, str):
+        raise BadEvent(f"table must be a mapped table's name, got {table!r}")
+    job = BackfillJob(
+        table, KeyRange(_key(event, "from"), _key(event, "to")), event.get("where"), tuple(event.get("params") or ())
+    )
+    result = run_backfill(
+        deps.conn(),
+        deps.mappings,
+        job,
+        deps.read_row,
+        deps.sinks,
+        deps.reject,
+        batch_size=int(event.get("batch_size", 500)),
+        rate=event.get("rate"),
+        should_continue=lambda: context.get_remaining_time_in_millis() > TIME_MARGIN_MS,
+    )
+    if result.status != "done":  # continue in a fresh invocation, from the checkpoint
+        continued = {k: v for k, v in event.items() if k != "restart"}
+        _lambda_client().invoke(
+            FunctionName=context.invoked_function_arn, InvocationType="Event", Payload=json.dumps(continued).encode()
+        )
+    return result.as_dict()
+
+
+@instrumented_handler(correlation_id=_correlation_id)
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    if not isinstance(event, dict) or event.get("action") not in ("reconcile", "backfill"):
+        raise BadEvent('event must be an object with "action": "reconcile" or "backfill"')
+    deps = _dependencies()
+    if event["action"] == "reconcile":
+        return _reconcile(deps, event)
+    return _backfill(deps, event, context)
