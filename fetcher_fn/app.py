@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from fanout.change import Change
+from fanout.change import CORRELATION_ID, Change
 from fanout.config import DatabaseSettings, SinkSettings
 from fanout.db import ConnectionHolder
 from fanout.fetcher import apply_changes, parse_fetcher_event
@@ -62,7 +62,9 @@ def _correlation_id(event: Any, context: Any) -> str:
     changes = event.get("changes") if isinstance(event, dict) else None
     first = changes[0] if isinstance(changes, list) and changes and isinstance(changes[0], dict) else {}
     carried = first.get("correlation_id")
-    return carried if isinstance(carried, str) and carried else str(context.aws_request_id)
+    # Set before the event is validated, so held to the same rule: it goes on every log line.
+    ok = isinstance(carried, str) and carried and CORRELATION_ID.fullmatch(carried)
+    return carried if ok else str(context.aws_request_id)
 
 
 @instrumented_handler(correlation_id=_correlation_id)
