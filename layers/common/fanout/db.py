@@ -4,6 +4,9 @@ One connection per execution environment is reused across invocations
 (connection reuse is most of a warm invocation's speed); it is checked with a
 ping before use and re-opened when the server has closed it.
 
+Connections use TLS with certificate verification wherever the database is not
+on loopback (``DB_TLS``, ``DB_CA_BUNDLE``: fanout.config, docs/security.md).
+
 Credentials are read once per execution environment (from the secret in AWS).
 When the database secret is rotated, open connections keep working, but the
 next login with the cached password is refused: the holder then re-reads the
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import pymysql
 import pymysql.cursors
@@ -32,6 +36,22 @@ def is_access_denied(error: BaseException) -> bool:
     return isinstance(error, pymysql.err.OperationalError) and bool(error.args) and error.args[0] in ACCESS_DENIED
 
 
+def tls_options(settings: DatabaseSettings) -> dict[str, Any]:
+    """pymysql's TLS arguments for ``settings.tls``.
+
+    With a CA given, pymysql *requires* TLS: a server (or a man in the middle)
+    that does not offer it is refused, never silently used in clear. "off" turns
+    TLS off outright (pymysql would otherwise try it unverified).
+    """
+    if settings.tls == "off":
+        return {"ssl_disabled": True}
+    return {
+        "ssl_ca": settings.ca_bundle,
+        "ssl_verify_cert": True,
+        "ssl_verify_identity": settings.tls == "verify-identity",
+    }
+
+
 def connect(settings: DatabaseSettings, *, autocommit: bool = True) -> pymysql.connections.Connection:
     """Open a new connection with the session settings the fetcher relies on."""
     conn = pymysql.connect(
@@ -44,6 +64,7 @@ def connect(settings: DatabaseSettings, *, autocommit: bool = True) -> pymysql.c
         connect_timeout=settings.connect_timeout,
         autocommit=autocommit,
         cursorclass=pymysql.cursors.Cursor,
+        **tls_options(settings),
     )
     with conn.cursor() as cur:
         # Times are exchanged in UTC whatever the server's default zone is, and a
