@@ -28,28 +28,30 @@ class _Dependencies:
 
     def __init__(self) -> None:
         import boto3
+        from botocore.config import Config
 
+        # Fail an attempt fast and leave the waiting to Lambda's retries: botocore's defaults for DynamoDB
+        # (10 attempts, exponential backoff, 60 s connect and read timeouts) kept one attempt against an
+        # unreachable endpoint busy for ~25 s of the function's 60 (tests/integration/test_faults.py).
+        aws = Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
         sink_settings = SinkSettings.from_env()
         # Re-read from the secret when a login is refused: the secret may have been rotated.
         self.database = ConnectionHolder(DatabaseSettings.from_env(), reload=DatabaseSettings.from_env)
         self.sinks: list[Sink] = [
             OpenSearchSink(make_client(sink_settings.opensearch_endpoint, sink_settings.opensearch_auth)),
             DynamoDBSink(
-                boto3.resource("dynamodb").Table(sink_settings.dynamodb_table),
+                boto3.resource("dynamodb", config=aws).Table(sink_settings.dynamodb_table),
                 tombstone_ttl_seconds=sink_settings.tombstone_ttl_seconds,
             ),
         ]
-        self.reject = QueueRejectRecorder(boto3.client("sqs"), sink_settings.dead_letter_queue_url, source="fetcher")
+        self.reject = QueueRejectRecorder(
+            boto3.client("sqs", config=aws), sink_settings.dead_letter_queue_url, source="fetcher"
+        )
         default_mappings()  # validate the mapping at cold start, failing loudly
 
     def read_row(self, mapping: TableMapping, change: Change) -> RowState:
-        import pymysql
-
-        try:
-            return read_row(self.database.get(), mapping, change)
-        except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
-            self.database.close()  # the next attempt opens a fresh connection
-            raise
+        # A connection found dead (restart, failover, KILL) is replaced and the read repeated once: it is idempotent.
+        return self.database.call(lambda conn: read_row(conn, mapping, change))
 
 
 @lru_cache(maxsize=1)

@@ -386,6 +386,8 @@ class RecordingCursor:
 class RecordingConnection:
     """A pymysql connection that records every statement and its parameters, and answers from a dict of rows."""
 
+    open = True
+
     def __init__(self, rows: dict[tuple[str, tuple[Any, ...]], dict[str, Any]] | None = None) -> None:
         self.rows = rows or {}
         self.statements: list[tuple[str, Any]] = []

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pymysql
 import pymysql.cursors
@@ -26,14 +26,27 @@ import pymysql.cursors
 from .config import DatabaseSettings
 from .observability import log
 
+T = TypeVar("T")
+
 # MySQL/MariaDB error codes that mean "these credentials are not (or no longer) valid".
 ER_DBACCESS_DENIED_ERROR = 1044
 ER_ACCESS_DENIED_ERROR = 1045
 ACCESS_DENIED = frozenset({ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR})
 
 
+# Client and server error codes that mean "this connection is gone" (killed, server restarted, failed over):
+# CR_SERVER_GONE_ERROR, CR_SERVER_LOST, CR_SERVER_LOST_EXTENDED, ER_CONNECTION_KILLED (MariaDB).
+CONNECTION_LOST = frozenset({2006, 2013, 2055, 1927})
+
+
 def is_access_denied(error: BaseException) -> bool:
     return isinstance(error, pymysql.err.OperationalError) and bool(error.args) and error.args[0] in ACCESS_DENIED
+
+
+def is_connection_lost(error: BaseException) -> bool:
+    if isinstance(error, pymysql.err.InterfaceError):  # pymysql's word for "used after the socket closed"
+        return True
+    return isinstance(error, pymysql.err.OperationalError) and bool(error.args) and error.args[0] in CONNECTION_LOST
 
 
 def tls_options(settings: DatabaseSettings) -> dict[str, Any]:
@@ -103,6 +116,27 @@ class ConnectionHolder:
             self._settings = self._reload()
             self._conn = connect(self._settings)
         return self._conn
+
+    def call(self, work: Callable[[pymysql.connections.Connection], T]) -> T:
+        """``work(connection)``, run once more on a new connection if the connection turns out to be gone.
+
+        A server restart or a ``KILL`` is only seen when the connection is next
+        used (a ping just before can still pass), so one idempotent piece of work
+        (a read) is repeated at once rather than failing the whole invocation.
+        Any other error, or a second loss, is raised.
+        """
+        try:
+            return work(self.get())
+        except pymysql.err.Error as exc:
+            self.close()
+            if not is_connection_lost(exc):
+                raise
+            log(logging.WARNING, "database connection lost; once more on a new connection", error=str(exc))
+        try:
+            return work(self.get())
+        except pymysql.err.Error:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self._conn is not None:

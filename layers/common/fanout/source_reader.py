@@ -71,7 +71,8 @@ def read_row(conn: pymysql.connections.Connection, mapping: TableMapping, change
                 cur.execute(_CLOCK_SQL)  # still holding the shared lock
                 return RowState(row, int(cur.fetchone()[0]))
             finally:
-                conn.commit()  # releases the shared lock
+                if conn.open:  # a lost connection has no lock to release; committing would mask its error
+                    conn.commit()  # releases the shared lock
     except pymysql.err.OperationalError as exc:
         code = exc.args[0] if exc.args else None
         if code in RETRYABLE_MYSQL_ERRORS:
