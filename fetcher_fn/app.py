@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from fanout.change import Change
+from fanout.change import CORRELATION_ID, Change
 from fanout.config import DatabaseSettings, SinkSettings
 from fanout.db import ConnectionHolder
 from fanout.fetcher import apply_changes, parse_fetcher_event
@@ -28,13 +28,18 @@ class _Dependencies:
 
     def __init__(self) -> None:
         import boto3
+        from botocore.config import Config
 
+        # Fail an attempt fast and leave the waiting to Lambda's retries: botocore's defaults for DynamoDB
+        # (10 attempts, exponential backoff, 60 s connect and read timeouts) kept one attempt against an
+        # unreachable endpoint busy for ~25 s of the function's 60 (tests/integration/test_faults.py).
+        aws = Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
         sink_settings = SinkSettings.from_env()
         # validate the mapping at cold start, failing loudly, and the DynamoDB tables it names
         check_dynamodb_tables(default_mappings(), sink_settings.granted_dynamodb_tables)
         # Re-read from the secret when a login is refused: the secret may have been rotated.
         self.database = ConnectionHolder(DatabaseSettings.from_env(), reload=DatabaseSettings.from_env)
-        dynamodb = boto3.resource("dynamodb")
+        dynamodb = boto3.resource("dynamodb", config=aws)
         self.sinks: list[Sink] = [
             OpenSearchSink(
                 make_client(sink_settings.opensearch_endpoint, sink_settings.opensearch_auth),
@@ -46,16 +51,13 @@ class _Dependencies:
                 tables=dynamodb.Table,
             ),
         ]
-        self.reject = QueueRejectRecorder(boto3.client("sqs"), sink_settings.dead_letter_queue_url, source="fetcher")
+        self.reject = QueueRejectRecorder(
+            boto3.client("sqs", config=aws), sink_settings.dead_letter_queue_url, source="fetcher"
+        )
 
     def read_row(self, mapping: TableMapping, change: Change) -> RowState:
-        import pymysql
-
-        try:
-            return read_row(self.database.get(), mapping, change)
-        except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
-            self.database.close()  # the next attempt opens a fresh connection
-            raise
+        # A connection found dead (restart, failover, KILL) is replaced and the read repeated once: it is idempotent.
+        return self.database.call(lambda conn: read_row(conn, mapping, change))
 
 
 @lru_cache(maxsize=1)
@@ -68,7 +70,9 @@ def _correlation_id(event: Any, context: Any) -> str:
     changes = event.get("changes") if isinstance(event, dict) else None
     first = changes[0] if isinstance(changes, list) and changes and isinstance(changes[0], dict) else {}
     carried = first.get("correlation_id")
-    return carried if isinstance(carried, str) and carried else str(context.aws_request_id)
+    # Set before the event is validated, so held to the same rule: it goes on every log line.
+    ok = isinstance(carried, str) and carried and CORRELATION_ID.fullmatch(carried)
+    return carried if ok else str(context.aws_request_id)
 
 
 @instrumented_handler(correlation_id=_correlation_id)

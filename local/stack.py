@@ -108,6 +108,7 @@ class LocalConfig:
             "DB_USER": self.db_user,
             "DB_PASSWORD": self.db_password,
             "DB_NAME": self.db_name,
+            "DB_TLS": "off",
         }
 
 
@@ -377,6 +378,9 @@ def deploy(cfg: LocalConfig, secret_arn: str) -> dict[str, str]:
         "DbSecretArn": secret_arn,
         "OpenSearchEndpoint": cfg.opensearch_endpoint,
         "OpenSearchAuth": "none",
+        # MariaDB here has no TLS, and ministack has no AWS::Lambda::ResourcePolicy (docs/security.md).
+        "DbTls": "off",
+        "RestrictInvokers": "false",
         "RemoveTriggersOnDelete": "true",
         "LogLevel": "INFO",
     }

@@ -306,8 +306,14 @@ class FakeLambdaClient:
         return {"StatusCode": self.status_code}
 
 
+# The characters SQS accepts in a message body (#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD |
+# #x10000-#x10FFFF); anything else is refused with InvalidMessageContents (SendMessage API reference).
+_SQS_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 class FakeSQSClient:
-    """``send_message`` records messages and, like SQS, refuses one bigger than the queue's maximum.
+    """``send_message`` records messages and, like SQS, refuses one bigger than the queue's maximum
+    or holding a character outside the set SQS accepts.
 
     The default maximum is 256 KiB, the cap ``fanout.rejects`` is written for.
     """
@@ -323,6 +329,10 @@ class FakeSQSClient:
         MessageBody: str,
         MessageAttributes: dict[str, dict[str, str]] | None = None,
     ) -> dict[str, Any]:
+        if _SQS_FORBIDDEN.search(MessageBody):
+            raise client_error(
+                "InvalidMessageContents", "The message contains characters outside the allowed set.", "SendMessage"
+            )
         size = len(MessageBody.encode("utf-8"))
         for name, attribute in (MessageAttributes or {}).items():
             size += len(name.encode()) + len(attribute["DataType"].encode())

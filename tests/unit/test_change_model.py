@@ -350,6 +350,8 @@ def test_the_fetcher_sample_event_is_a_valid_message() -> None:
         ({"ts_us": 0}, "ts_us"),
         ({"correlation_id": "x" * 129}, "correlation_id"),
         ({"correlation_id": 7}, "correlation_id"),
+        ({"correlation_id": 'req 1\n{"forged": true}'}, "correlation_id"),  # it goes on every log line
+        ({"correlation_id": "\ud800"}, "correlation_id"),
         ({"ts": 1764240000}, "ts"),  # the trigger's field is not the message's
         ({"pk": {"id": "1"}}, "pk.id"),
     ],
@@ -450,7 +452,7 @@ def test_any_text_either_parses_or_is_a_validation_error(text: str) -> None:
     tenant=st.text(max_size=MAX_STRING_KEY_LENGTH),
     key=st.integers(BIGINT_MIN, BIGINT_UNSIGNED_MAX),
     ts=st.integers(1, 2**53 - 1),
-    correlation_id=st.text(max_size=128),
+    correlation_id=st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=128),
 )
 def test_any_valid_change_round_trips_through_its_message(tenant: str, key: int, ts: int, correlation_id: str) -> None:
     change = Change("comments", (("tenant", tenant), ("id", key)), "insert", ts, correlation_id)

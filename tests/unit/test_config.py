@@ -11,7 +11,14 @@ from fanout.config import ConfigError, DatabaseSettings, SinkSettings
 
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:fanout-db-AbCdEf"
 PASSWORD = "s3cr3t-p@ss"
-DB_ENV = {"DB_HOST": "db.internal", "DB_NAME": "fanout_demo", "DB_USER": "fetcher", "DB_PASSWORD": PASSWORD}
+# (DB_TLS: a host that is not loopback gets verified TLS by default; test_database_tls_settings.py covers it)
+DB_ENV = {
+    "DB_HOST": "db.internal",
+    "DB_NAME": "fanout_demo",
+    "DB_USER": "fetcher",
+    "DB_PASSWORD": PASSWORD,
+    "DB_TLS": "off",
+}
 
 
 class FakeSecrets:
@@ -35,7 +42,9 @@ def test_database_settings_from_explicit_user_and_password() -> None:
 
 
 def test_database_settings_default_the_port_and_allow_an_empty_password() -> None:
-    settings = DatabaseSettings.from_env({"DB_HOST": " db.internal ", "DB_NAME": "fanout_demo", "DB_USER": "root"})
+    settings = DatabaseSettings.from_env(
+        {"DB_HOST": " db.internal ", "DB_NAME": "fanout_demo", "DB_USER": "root", "DB_TLS": "off"}
+    )
 
     assert (settings.host, settings.port, settings.password) == ("db.internal", 3306, "")
 

@@ -19,6 +19,7 @@ of its declared type and within bounds.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -33,21 +34,59 @@ BIGINT_MIN, BIGINT_UNSIGNED_MAX = -(2**63), 2**64 - 1
 MAX_TIMESTAMP_SECONDS = 2**53 // 1_000_000  # microseconds must stay exact in a double (OpenSearch)
 MAX_DOCUMENT_ID_BYTES = 512  # OpenSearch's _id limit (DynamoDB's key limit, 2048, is looser)
 
+# What the pipeline itself puts there: Lambda request ids, "fallback:<row id>". It goes on every log line.
+CORRELATION_ID = re.compile(r"[!-~]{0,128}")
+
 KeyValue = int | str
 
 
 class ChangeValidationError(ValueError):
-    """A payload is not a valid change; ``field`` names the offending part."""
+    """A payload is not a valid change.
 
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
+    ``field`` names the offending part and ``reason`` says what is wrong without
+    quoting the payload: ``log_field`` (``field``, except for a field name the
+    sender made up) and ``reason`` are what a log line carries. ``str()`` adds a
+    short, escaped description of the offending value (``got``): that text goes
+    only into the dead-letter record, beside the payload itself.
+    """
+
+    def __init__(self, field: str, reason: str, got: str | None = None, *, log_field: str | None = None) -> None:
+        super().__init__(f"{field}: {reason}" if got is None else f"{field}: {reason}, got {got}")
         self.field = field
         self.reason = reason
+        self.log_field = log_field or field  # a field name the sender chose is not repeated in the logs
+
+
+MAX_DESCRIBED_CHARS = 80
 
 
 def _describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    """A short, printable description of a payload value (never unbounded, never a crash)."""
+    if isinstance(value, dict):  # a container is described, not printed: its size and depth are the sender's
+        return f"an object of {len(value)} field(s)"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)} item(s)"
+    if isinstance(value, str):
+        text = repr(value[: MAX_DESCRIBED_CHARS + 1])  # repr escapes controls, lone surrogates, bidi marks
+    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"an integer of {value.bit_length()} bits"
+    else:
+        text = repr(value)
+    return text if len(text) <= MAX_DESCRIBED_CHARS else text[: MAX_DESCRIBED_CHARS - 3] + "..."
+
+
+def _is_utf8_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _field_name(name: Any) -> str:
+    """A payload's own field name, made safe to print (escaped, bounded): the sender chose it."""
+    text = ascii(name) if not isinstance(name, str) else ascii(name)[1:-1]
+    return text if len(text) <= 64 else text[:61] + "..."
 
 
 @dataclass(frozen=True)
@@ -87,11 +126,12 @@ def document_id_of(values: tuple[KeyValue, ...]) -> str:
 
 def _validate_key(mapping: TableMapping, raw: Any, field: str) -> tuple[tuple[str, KeyValue], ...]:
     if not isinstance(raw, dict):
-        raise ChangeValidationError(field, f"must be an object of key columns, got {_describe(raw)}")
+        raise ChangeValidationError(field, "must be an object of key columns", _describe(raw))
     expected = mapping.key_columns
     if set(raw) != set(expected):
+        got = ", ".join(_field_name(name) for name in sorted(raw, key=str)[:8]) + (" ..." if len(raw) > 8 else "")
         raise ChangeValidationError(
-            field, f"must have exactly the key columns {list(expected)} of {mapping.table!r}, got {sorted(raw)}"
+            field, f"must have exactly the key columns {list(expected)} of {mapping.table!r}", f"[{got}]"
         )
     values: list[tuple[str, KeyValue]] = []
     for column in mapping.primary_key:
@@ -99,14 +139,17 @@ def _validate_key(mapping: TableMapping, raw: Any, field: str) -> tuple[tuple[st
         where = f"{field}.{column.column}"
         if column.type == "int":
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ChangeValidationError(where, f"must be an integer, got {_describe(value)}")
+                raise ChangeValidationError(where, "must be an integer", _describe(value))
             if not BIGINT_MIN <= value <= BIGINT_UNSIGNED_MAX:
-                raise ChangeValidationError(where, f"integer {value} is out of the BIGINT range")
+                raise ChangeValidationError(where, "integer is out of the BIGINT range", _describe(value))
         else:
             if not isinstance(value, str):
-                raise ChangeValidationError(where, f"must be a string, got {_describe(value)}")
+                raise ChangeValidationError(where, "must be a string", _describe(value))
             if len(value) > MAX_STRING_KEY_LENGTH:
                 raise ChangeValidationError(where, f"string key longer than {MAX_STRING_KEY_LENGTH} characters")
+            if not _is_utf8_text(value):
+                # A lone surrogate (JSON allows "\\ud800") names no row MySQL can store, and cannot be encoded.
+                raise ChangeValidationError(where, "string key is not valid Unicode text (lone surrogate)")
         values.append((column.column, value))
     if len(document_id_of(tuple(v for _, v in values)).encode("utf-8")) > MAX_DOCUMENT_ID_BYTES:
         where = f"{field}.{mapping.primary_key[-1].column}" if len(values) == 1 else field
@@ -116,14 +159,14 @@ def _validate_key(mapping: TableMapping, raw: Any, field: str) -> tuple[tuple[st
 
 def _validate_timestamp(raw: Any, field: str) -> int:
     if isinstance(raw, bool) or not isinstance(raw, (int, float, str, Decimal)):
-        raise ChangeValidationError(field, f"must be seconds since the epoch, got {_describe(raw)}")
+        raise ChangeValidationError(field, "must be seconds since the epoch", _describe(raw))
     try:
         # Through str so that a float such as 1764240000.123456 keeps its digits.
         seconds = Decimal(str(raw))
     except (InvalidOperation, ValueError, ArithmeticError):
-        raise ChangeValidationError(field, f"must be seconds since the epoch, got {_describe(raw)}") from None
+        raise ChangeValidationError(field, "must be seconds since the epoch", _describe(raw)) from None
     if not seconds.is_finite() or not 0 < seconds < MAX_TIMESTAMP_SECONDS:
-        raise ChangeValidationError(field, f"timestamp {_describe(raw)} is out of range")
+        raise ChangeValidationError(field, "timestamp is out of range", _describe(raw))
     return int(seconds * 1_000_000)
 
 
@@ -132,16 +175,16 @@ def _common(payload: Any, mappings: Mappings) -> tuple[dict[str, Any], TableMapp
         raise ChangeValidationError("<payload>", f"must be a JSON object, got {type(payload).__name__}")
     version = payload.get("v")
     if type(version) is not int or version != FORMAT_VERSION:
-        raise ChangeValidationError("v", f"unsupported format version {_describe(version)} (expected {FORMAT_VERSION})")
+        raise ChangeValidationError("v", f"unsupported format version (expected {FORMAT_VERSION})", _describe(version))
     table = payload.get("table")
     if not isinstance(table, str):
-        raise ChangeValidationError("table", f"must be a string, got {_describe(table)}")
+        raise ChangeValidationError("table", "must be a string", _describe(table))
     mapping = mappings.get(table)
     if mapping is None:
-        raise ChangeValidationError("table", f"{_describe(table)} is not a mapped table")
+        raise ChangeValidationError("table", "is not a mapped table", _describe(table))
     action = payload.get("action")
     if not isinstance(action, str) or action.lower() not in ACTIONS:
-        raise ChangeValidationError("action", f"must be one of {list(ACTIONS)}, got {_describe(action)}")
+        raise ChangeValidationError("action", f"must be one of {list(ACTIONS)}", _describe(action))
     action = action.lower()
     if action not in mapping.capture:
         raise ChangeValidationError("action", f"{action!r} is not captured for table {table!r}")
@@ -167,9 +210,9 @@ def parse_trigger_payload(payload: Any, mappings: Mappings, correlation_id: str 
             raise ChangeValidationError("<payload>", f"is not valid JSON ({detail})") from None
     payload, mapping, action = _common(payload, mappings)
     allowed = {"v", "action", "table", "pk", "old_pk", "ts"}
-    extra = sorted(set(payload) - allowed)
+    extra = sorted(set(payload) - allowed, key=str)
     if extra:
-        raise ChangeValidationError(extra[0], "unknown field")
+        raise ChangeValidationError(_field_name(extra[0]), "unknown field", log_field="<unknown field>")
     key = _validate_key(mapping, payload.get("pk"), "pk")
     changed_at = _validate_timestamp(payload.get("ts"), "ts")
     changes = [Change(mapping.table, key, action, changed_at, correlation_id)]
@@ -186,14 +229,16 @@ def parse_trigger_payload(payload: Any, mappings: Mappings, correlation_id: str 
 def parse_change_message(message: Any, mappings: Mappings) -> Change:
     """Validate a change handed from the parser to the fetcher (see :meth:`Change.to_message`)."""
     message, mapping, action = _common(message, mappings)
-    extra = sorted(set(message) - {"v", "action", "table", "pk", "ts_us", "correlation_id"})
+    extra = sorted(set(message) - {"v", "action", "table", "pk", "ts_us", "correlation_id"}, key=str)
     if extra:
-        raise ChangeValidationError(extra[0], "unknown field")
+        raise ChangeValidationError(_field_name(extra[0]), "unknown field", log_field="<unknown field>")
     key = _validate_key(mapping, message.get("pk"), "pk")
     ts = message.get("ts_us")
     if isinstance(ts, bool) or not isinstance(ts, int) or not 0 < ts < 2**53:
-        raise ChangeValidationError("ts_us", f"must be microseconds since the epoch, got {_describe(ts)}")
+        raise ChangeValidationError("ts_us", "must be microseconds since the epoch", _describe(ts))
     correlation_id = message.get("correlation_id", "")
-    if not isinstance(correlation_id, str) or len(correlation_id) > 128:
-        raise ChangeValidationError("correlation_id", "must be a string of at most 128 characters")
+    if not isinstance(correlation_id, str) or not CORRELATION_ID.fullmatch(correlation_id):
+        raise ChangeValidationError(
+            "correlation_id", "must be a string of at most 128 printable ASCII characters without spaces"
+        )
     return Change(mapping.table, key, action, ts, correlation_id)

@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -41,6 +42,31 @@ def _integer(env: Mapping[str, str], name: str, default: int, minimum: int = 0) 
 
 
 SecretFetcher = Callable[[str], Mapping[str, Any]]
+
+# TLS to the database (DB_TLS): verify the server's certificate against DB_CA_BUNDLE and its host name, the
+# chain only, or no TLS at all. Unset: off for a loopback host (the local stack), verify-identity for any other.
+TLS_MODES = ("verify-identity", "verify-ca", "off")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# Where the layer carries the RDS CA bundle (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem,
+# put there before `sam build`: docs/security.md); /opt/python/fanout/certs/ in Lambda.
+BUNDLED_CA = Path(__file__).resolve().parent / "certs" / "rds-global-bundle.pem"
+
+
+def _tls(env: Mapping[str, str], host: str) -> tuple[str, str]:
+    default = "off" if host in LOOPBACK_HOSTS else "verify-identity"
+    mode = env.get("DB_TLS", "").strip() or default
+    if mode not in TLS_MODES:
+        raise ConfigError(f"environment variable DB_TLS must be one of {', '.join(TLS_MODES)}, got {mode!r}")
+    if mode == "off":
+        return mode, ""
+    bundle = env.get("DB_CA_BUNDLE", "").strip() or str(BUNDLED_CA)
+    if not Path(bundle).is_file():
+        raise ConfigError(
+            f"DB_TLS={mode} needs the CA bundle that signed the database's certificate, but DB_CA_BUNDLE={bundle!r} "
+            "is not a file (for Aurora: the RDS global bundle, "
+            "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem; see docs/security.md)"
+        )
+    return mode, bundle
 
 
 def fetch_secret_from_secrets_manager(secret_arn: str) -> Mapping[str, Any]:
@@ -72,11 +98,13 @@ class DatabaseSettings:
     password: str = ""
     connect_timeout: int = 5
     lock_wait_timeout: int = 5
+    tls: str = "off"  # one of TLS_MODES; from_env chooses verify-identity for any host but loopback
+    ca_bundle: str = ""  # PEM file of the CA(s) the server's certificate must chain to
 
     def __repr__(self) -> str:  # never print the password
         return (
             f"DatabaseSettings(host={self.host!r}, port={self.port}, name={self.name!r}, "
-            f"user={self.user!r}, password=***)"
+            f"user={self.user!r}, password=***, tls={self.tls!r})"
         )
 
     @classmethod
@@ -96,14 +124,22 @@ class DatabaseSettings:
         else:
             user = _required(env, "DB_USER")
             password = env.get("DB_PASSWORD", "")
+        host = _required(env, "DB_HOST")
+        port = _integer(env, "DB_PORT", 3306, minimum=1)
+        name = _required(env, "DB_NAME")
+        connect_timeout = _integer(env, "DB_CONNECT_TIMEOUT", 5, minimum=1)
+        lock_wait_timeout = _integer(env, "DB_LOCK_WAIT_TIMEOUT", 5, minimum=1)
+        tls, ca_bundle = _tls(env, host)
         return cls(
-            host=_required(env, "DB_HOST"),
-            port=_integer(env, "DB_PORT", 3306, minimum=1),
-            name=_required(env, "DB_NAME"),
+            host=host,
+            port=port,
+            name=name,
             user=user,
             password=password,
-            connect_timeout=_integer(env, "DB_CONNECT_TIMEOUT", 5, minimum=1),
-            lock_wait_timeout=_integer(env, "DB_LOCK_WAIT_TIMEOUT", 5, minimum=1),
+            connect_timeout=connect_timeout,
+            lock_wait_timeout=lock_wait_timeout,
+            tls=tls,
+            ca_bundle=ca_bundle,
         )
 
 

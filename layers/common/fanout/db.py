@@ -4,6 +4,9 @@ One connection per execution environment is reused across invocations
 (connection reuse is most of a warm invocation's speed); it is checked with a
 ping before use and re-opened when the server has closed it.
 
+Connections use TLS with certificate verification wherever the database is not
+on loopback (``DB_TLS``, ``DB_CA_BUNDLE``: fanout.config, docs/security.md).
+
 Credentials are read once per execution environment (from the secret in AWS).
 When the database secret is rotated, open connections keep working, but the
 next login with the cached password is refused: the holder then re-reads the
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pymysql
 import pymysql.cursors
@@ -22,14 +26,43 @@ import pymysql.cursors
 from .config import DatabaseSettings
 from .observability import log
 
+T = TypeVar("T")
+
 # MySQL/MariaDB error codes that mean "these credentials are not (or no longer) valid".
 ER_DBACCESS_DENIED_ERROR = 1044
 ER_ACCESS_DENIED_ERROR = 1045
 ACCESS_DENIED = frozenset({ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR})
 
 
+# Client and server error codes that mean "this connection is gone" (killed, server restarted, failed over):
+# CR_SERVER_GONE_ERROR, CR_SERVER_LOST, CR_SERVER_LOST_EXTENDED, ER_CONNECTION_KILLED (MariaDB).
+CONNECTION_LOST = frozenset({2006, 2013, 2055, 1927})
+
+
 def is_access_denied(error: BaseException) -> bool:
     return isinstance(error, pymysql.err.OperationalError) and bool(error.args) and error.args[0] in ACCESS_DENIED
+
+
+def is_connection_lost(error: BaseException) -> bool:
+    if isinstance(error, pymysql.err.InterfaceError):  # pymysql's word for "used after the socket closed"
+        return True
+    return isinstance(error, pymysql.err.OperationalError) and bool(error.args) and error.args[0] in CONNECTION_LOST
+
+
+def tls_options(settings: DatabaseSettings) -> dict[str, Any]:
+    """pymysql's TLS arguments for ``settings.tls``.
+
+    With a CA given, pymysql *requires* TLS: a server (or a man in the middle)
+    that does not offer it is refused, never silently used in clear. "off" turns
+    TLS off outright (pymysql would otherwise try it unverified).
+    """
+    if settings.tls == "off":
+        return {"ssl_disabled": True}
+    return {
+        "ssl_ca": settings.ca_bundle,
+        "ssl_verify_cert": True,
+        "ssl_verify_identity": settings.tls == "verify-identity",
+    }
 
 
 def connect(settings: DatabaseSettings, *, autocommit: bool = True) -> pymysql.connections.Connection:
@@ -44,6 +77,7 @@ def connect(settings: DatabaseSettings, *, autocommit: bool = True) -> pymysql.c
         connect_timeout=settings.connect_timeout,
         autocommit=autocommit,
         cursorclass=pymysql.cursors.Cursor,
+        **tls_options(settings),
     )
     with conn.cursor() as cur:
         # Times are exchanged in UTC whatever the server's default zone is, and a
@@ -82,6 +116,27 @@ class ConnectionHolder:
             self._settings = self._reload()
             self._conn = connect(self._settings)
         return self._conn
+
+    def call(self, work: Callable[[pymysql.connections.Connection], T]) -> T:
+        """``work(connection)``, run once more on a new connection if the connection turns out to be gone.
+
+        A server restart or a ``KILL`` is only seen when the connection is next
+        used (a ping just before can still pass), so one idempotent piece of work
+        (a read) is repeated at once rather than failing the whole invocation.
+        Any other error, or a second loss, is raised.
+        """
+        try:
+            return work(self.get())
+        except pymysql.err.Error as exc:
+            self.close()
+            if not is_connection_lost(exc):
+                raise
+            log(logging.WARNING, "database connection lost; once more on a new connection", error=str(exc))
+        try:
+            return work(self.get())
+        except pymysql.err.Error:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self._conn is not None:

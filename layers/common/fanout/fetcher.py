@@ -24,6 +24,7 @@ from typing import Any
 from .change import Change, ChangeValidationError, parse_change_message
 from .mapping import Mappings, TableMapping
 from .observability import UNKNOWN_TABLE, ChangeMetric, log, metric_table, record, traced
+from .redaction import describe_error
 from .sinks import Outcome, RowRejected, Sink
 from .source_reader import RowState
 
@@ -69,7 +70,7 @@ def parse_fetcher_event(
                 "change rejected",
                 correlation_id=correlation_id,
                 table=metric_table(message, mappings),
-                field=f"changes[{i}].{exc.field}",
+                field=f"changes[{i}].{exc.log_field}",
                 reason=exc.reason,
             )
             reject(f"changes[{i}].{exc}", message, correlation_id)
@@ -78,7 +79,7 @@ def parse_fetcher_event(
 
 
 def _record_rejection(change: Change, sink: Sink, exc: RowRejected, reject: Reject | None, report: FetchReport) -> None:
-    reason = f"{sink.name}: {exc}"
+    reason = f"{sink.name}: {describe_error(exc)}"
     record(ChangeMetric.REJECTED, change.table, sink.name)
     log(
         logging.ERROR,
@@ -119,7 +120,7 @@ def apply_changes(
             with traced("read_row", table=change.table, correlation_id=change.correlation_id):
                 state = read_row(mapping, change)
         except Exception as exc:  # noqa: BLE001 - recorded and re-raised below as FetchFailed
-            report.failures.append(f"{change.table}/{change.document_id}: read failed: {exc}")
+            report.failures.append(f"{change.table}/{change.document_id}: read failed: {describe_error(exc)}")
             record(ChangeMetric.FAILED, change.table, SOURCE)
             log(
                 logging.ERROR,
@@ -127,7 +128,7 @@ def apply_changes(
                 correlation_id=change.correlation_id,
                 table=change.table,
                 key=change.document_id,
-                error=str(exc),
+                error=describe_error(exc),
             )
             continue
         for sink in sinks:
@@ -150,7 +151,9 @@ def apply_changes(
                 )
                 continue
             except Exception as exc:  # noqa: BLE001 - one sink failing must not stop the others
-                report.failures.append(f"{change.table}/{change.document_id}: {sink.name} failed: {exc}")
+                report.failures.append(
+                    f"{change.table}/{change.document_id}: {sink.name} failed: {describe_error(exc)}"
+                )
                 record(ChangeMetric.FAILED, change.table, sink.name)
                 log(
                     logging.ERROR,
@@ -159,7 +162,7 @@ def apply_changes(
                     sink=sink.name,
                     table=change.table,
                     key=change.document_id,
-                    error=str(exc),
+                    error=describe_error(exc),
                 )
                 continue
             lag_ms = max(0.0, time.time() * 1000 - change.changed_at_us / 1000)

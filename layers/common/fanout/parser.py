@@ -44,7 +44,7 @@ def handle_trigger_payload(
             "change rejected",
             correlation_id=correlation_id,
             table=table,
-            field=exc.field,
+            field=exc.log_field,
             reason=exc.reason,
         )
         reject(str(exc), payload, correlation_id)

@@ -3,6 +3,13 @@
 A rejected payload goes to the dead-letter queue with the reason beside it,
 where ``fanout dlq`` and an operator can see it. Failing to record raises, so
 the invocation fails and Lambda's retries / on-failure destination take over.
+
+The record is the one place a rejected payload is kept whole: log lines carry
+only the field and the reason (docs/security.md). Whatever the payload holds
+(lone surrogates, U+FFFF, NUL, nesting deeper than the JSON encoder allows, an
+integer too long to print), the record is built and accepted by SQS: its body
+is ASCII JSON, so every character SQS refuses travels as a JSON escape and
+decodes back to exactly what was sent.
 """
 
 from __future__ import annotations
@@ -12,16 +19,40 @@ from typing import Any
 
 MAX_RECORDED_PAYLOAD_CHARS = 100_000
 MAX_MESSAGE_BYTES = 250 * 1024  # SQS's default message cap is 256 KiB; keep a margin for attributes
+MAX_RECORDED_DEPTH = 64  # deeper parts of a payload that JSON cannot encode are recorded as a marker
+
+
+def _recordable(value: Any, depth: int = 0) -> Any:
+    """A JSON-encodable copy of ``value``, bounded in depth; used only when the payload cannot be encoded as is."""
+    if depth >= MAX_RECORDED_DEPTH:
+        return "<nested too deeply to record>"
+    if isinstance(value, dict):
+        return {str(k): _recordable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_recordable(v, depth + 1) for v in value]
+    if value is None or isinstance(value, (str, bool, float)):
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() <= 4096 else f"<integer of {value.bit_length()} bits>"
+    try:
+        return repr(value)[:MAX_RECORDED_PAYLOAD_CHARS]
+    except Exception:  # noqa: BLE001 - a record must be made whatever the object does
+        return f"<unprintable {type(value).__name__}>"
+
+
+def payload_text(payload: Any) -> tuple[str, bool]:
+    """The payload as JSON text, and whether it had to be simplified to be encoded at all."""
+    try:
+        return json.dumps(payload, default=repr, ensure_ascii=False), False
+    except (TypeError, ValueError, RecursionError):  # too deep, an unprintable integer, a failing repr
+        return json.dumps(_recordable(payload), default=repr, ensure_ascii=False), True
 
 
 def rejection_record(source: str, reason: str, payload: Any, correlation_id: str) -> dict[str, Any]:
-    try:
-        text = json.dumps(payload, default=repr, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(payload)
+    text, simplified = payload_text(payload)
     kept = text[:MAX_RECORDED_PAYLOAD_CHARS]
     truncated = len(kept) < len(text)
-    return {
+    record = {
         "fanout_rejected": True,
         "rejected_by": source,
         "reason": reason,
@@ -29,17 +60,22 @@ def rejection_record(source: str, reason: str, payload: Any, correlation_id: str
         "payload": kept,
         "payload_truncated": truncated,
     }
+    if simplified:
+        record["payload_simplified"] = True
+    return record
 
 
 def message_body(record: dict[str, Any]) -> str:
-    """The record as JSON, its payload cut further until the whole body fits one SQS message.
+    """The record as ASCII JSON, its payload cut further until the whole body fits one SQS message.
 
-    Characters are not bytes: multi-byte UTF-8 and JSON escapes can make a
-    100k-character payload several times larger once encoded.
+    ASCII because SQS accepts only some Unicode characters in a body (no lone
+    surrogates, no U+FFFE/U+FFFF); JSON escapes carry the others exactly.
+    Characters are not bytes: escapes can make a 100k-character payload several
+    times larger once encoded.
     """
     while True:
-        body = json.dumps(record, ensure_ascii=False)
-        if len(body.encode("utf-8", "surrogatepass")) <= MAX_MESSAGE_BYTES:
+        body = json.dumps(record, ensure_ascii=True)
+        if len(body) <= MAX_MESSAGE_BYTES:
             return body
         record = {**record, "payload": record["payload"][: len(record["payload"]) // 2], "payload_truncated": True}
 

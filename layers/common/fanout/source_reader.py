@@ -93,7 +93,8 @@ def read_row(conn: pymysql.connections.Connection, mapping: TableMapping, change
                 # a row found only through the collation is another key's row: this key is absent
                 return RowState(row if has_exact_key(row, change) else None, version)
             finally:
-                conn.commit()  # releases the shared lock
+                if conn.open:  # a lost connection has no lock to release; committing would mask its error
+                    conn.commit()  # releases the shared lock
     except pymysql.err.OperationalError as exc:
         code = exc.args[0] if exc.args else None
         if code in RETRYABLE_MYSQL_ERRORS:

@@ -1,0 +1,174 @@
+"""Faults on demand, for tests/integration/test_faults.py.
+
+- :class:`FaultyEndpoint`: an HTTP forwarder in front of an AWS endpoint (DynamoDB on
+  ministack). ``cut()`` closes its port, so clients get *connection refused*, as from an
+  endpoint that is down; ``restore()`` listens on the same port again. ``throttle(n)``
+  answers the next ``n`` PutItem requests the way DynamoDB does when it throttles (HTTP
+  400, ``com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException``, the
+  documented low-level error shape, parsed by the real botocore client). ``before_put``
+  runs a hook before a PutItem is forwarded (e.g. to kill the process that sent it, and drop the write).
+- :class:`LambdaAsyncDelivery`: delivers an event to a handler as Lambda's asynchronous
+  invoke does: the first attempt plus ``MaximumRetryAttempts`` retries (read from
+  template.yaml), then an on-failure record, in Lambda's format, to the dead-letter queue.
+  Lambda waits minutes between retries; here they follow at once (what is retried, and
+  how often, is what matters to the outcome). tests/e2e/test_operations.py shows the real
+  thing on the deployed stack.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+THROTTLED = {
+    "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+    "message": "The level of configured provisioned throughput for the table was exceeded. "
+    "Consider increasing your provisioning level with the UpdateTable API.",
+}
+
+
+class FaultyEndpoint:
+    def __init__(self, target_url: str) -> None:
+        target = urlsplit(target_url)
+        self._target = (target.hostname or "127.0.0.1", target.port or 80)
+        self._lock = threading.Lock()
+        self._throttle_left = 0
+        self.port = 0
+        self.operations: list[str] = []  # X-Amz-Target of every request that reached the endpoint
+        self.throttled = 0
+        # Called with each PutItem's ordinal (1, 2, ...) before it is forwarded; True drops it unanswered.
+        self.before_put: Callable[[int], bool] | None = None
+        self._puts = 0
+        self._server: ThreadingHTTPServer | None = None
+        self.restore()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def restore(self) -> None:
+        """Listen (again, on the same port)."""
+        endpoint = self
+
+        class Forward(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's spelling
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                operation = self.headers.get("X-Amz-Target", "")
+                endpoint.operations.append(operation)
+                if operation.endswith(".PutItem"):
+                    with endpoint._lock:
+                        endpoint._puts += 1
+                        ordinal, throttle = endpoint._puts, endpoint._throttle_left > 0
+                        if throttle:
+                            endpoint._throttle_left -= 1
+                            endpoint.throttled += 1
+                    if endpoint.before_put is not None and endpoint.before_put(ordinal):
+                        self.close_connection = True  # dropped: no answer, nothing forwarded
+                        return
+                    if throttle:
+                        self._answer(400, {"x-amzn-RequestId": uuid.uuid4().hex}, json.dumps(THROTTLED).encode())
+                        return
+                conn = http.client.HTTPConnection(*endpoint._target, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request("POST", self.path, body, headers)
+                response = conn.getresponse()
+                payload = response.read()
+                conn.close()
+                passed = {k: v for k, v in response.getheaders() if k.lower() in ("x-amzn-requestid", "x-amz-crc32")}
+                self._answer(response.status, passed, payload)
+
+            def _answer(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.0")
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), Forward)
+        self.port = server.server_address[1]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._server = server
+
+    def cut(self) -> None:
+        """Stop listening: connections are refused until :meth:`restore`."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def throttle(self, puts: int) -> None:
+        with self._lock:
+            self._throttle_left = puts
+
+    def close(self) -> None:
+        self.cut()
+
+
+class LambdaAsyncDelivery:
+    """Lambda's async invoke of one function: retries, then the on-failure destination (an SQS queue)."""
+
+    def __init__(self, handler: Callable[[Any, Any], Any], function_arn: str, retries: int, sqs: Any, dlq_url: str):
+        self._handler = handler
+        self._function_arn = function_arn
+        self._retries = retries
+        self._sqs = sqs
+        self._dlq_url = dlq_url
+        self.attempts = 0
+        self.failures: list[str] = []
+
+    def __call__(self, event: Any) -> bool:
+        """Deliver ``event``; True if an attempt succeeded, False if it went to the dead-letter queue."""
+        error: BaseException | None = None
+        for _attempt in range(1 + self._retries):
+            self.attempts += 1
+            request_id = str(uuid.uuid4())
+            try:
+                self._handler(event, Context(request_id, self._function_arn))
+                return True
+            except Exception as exc:  # noqa: BLE001 - what Lambda sees as a function error
+                error = exc
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+        assert error is not None
+        self._sqs.send_message(QueueUrl=self._dlq_url, MessageBody=json.dumps(self._on_failure_record(event, error)))
+        return False
+
+    def _on_failure_record(self, event: Any, error: BaseException) -> dict[str, Any]:
+        """The record Lambda sends to an SQS on-failure destination (AWS's format)."""
+        return {
+            "version": "1.0",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": f"{self._function_arn}:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": 1 + self._retries,
+            },
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {"errorMessage": str(error), "errorType": type(error).__name__, "stackTrace": []},
+        }
+
+
+class Context:
+    """The bits of a Lambda context object the handlers read."""
+
+    def __init__(self, request_id: str, function_arn: str) -> None:
+        self.aws_request_id = request_id
+        self.function_name = function_arn.rsplit(":", 1)[-1]
+        self.memory_limit_in_mb = 256
+        self.invoked_function_arn = function_arn
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
