@@ -7,6 +7,7 @@ and, once retries are spent, send it to the dead-letter queue.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -20,7 +21,7 @@ from fanout.rejects import QueueRejectRecorder
 from fanout.sinks import Sink
 from fanout.sinks.dynamodb_sink import DynamoDBSink
 from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
-from fanout.source_reader import RowState, read_row
+from fanout.source_reader import RowState, read_row, read_rows
 
 
 class _Dependencies:
@@ -57,6 +58,15 @@ class _Dependencies:
             self.database.close()  # the next attempt opens a fresh connection
             raise
 
+    def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> list[RowState | Exception]:
+        import pymysql
+
+        try:
+            return read_rows(self.database.get(), mapping, changes)
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
+            self.database.close()
+            raise
+
 
 @lru_cache(maxsize=1)
 def _dependencies() -> _Dependencies:
@@ -76,6 +86,6 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     deps = _dependencies()
     mappings = default_mappings()
     changes, rejected = parse_fetcher_event(event, mappings, deps.reject, context.aws_request_id)
-    report = apply_changes(changes, mappings, deps.read_row, deps.sinks, deps.reject)
+    report = apply_changes(changes, mappings, deps.read_row, deps.sinks, deps.reject, read_rows=deps.read_rows)
     report.rejected = rejected
     return report.as_dict()
