@@ -379,6 +379,8 @@ def deploy(cfg: LocalConfig, secret_arn: str) -> dict[str, str]:
         "OpenSearchAuth": "none",
         "RemoveTriggersOnDelete": "true",
         "LogLevel": "INFO",
+        # queued (the template's default) unless FANOUT_FETCH_MODE=direct asks for the original async invokes
+        "FetchMode": os.environ.get("FANOUT_FETCH_MODE", "queued"),
     }
     say("sam deploy --config-env local")
     result = subprocess.run(

@@ -367,6 +367,22 @@ class FakeSQSClient:
         self.messages.append({"QueueUrl": QueueUrl, "MessageBody": MessageBody, "MessageAttributes": MessageAttributes})
         return {"MessageId": str(uuid.uuid4())}
 
+    def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        """Like SQS: at most 10 entries; each accepted or listed under ``Failed`` (``refuse`` bodies)."""
+        if len(Entries) > 10:
+            raise client_error("TooManyEntriesInBatchRequest", "Maximum number of entries is 10", "SendMessageBatch")
+        self.batch_calls = getattr(self, "batch_calls", 0) + 1
+        ok, failed = [], []
+        for entry in Entries:
+            if entry["MessageBody"] in getattr(self, "refuse", ()):
+                failed.append(
+                    {"Id": entry["Id"], "SenderFault": False, "Code": "InternalError", "Message": "try again"}
+                )
+                continue
+            self.messages.append({"QueueUrl": QueueUrl, "MessageBody": entry["MessageBody"], "MessageAttributes": None})
+            ok.append({"Id": entry["Id"], "MessageId": str(uuid.uuid4())})
+        return {"Successful": ok, "Failed": failed}
+
     def bodies(self) -> list[dict[str, Any]]:
         return [json.loads(m["MessageBody"]) for m in self.messages]
 

@@ -35,7 +35,13 @@ SOURCE = "source"  # the "sink" dimension of a failed re-read
 
 
 class FetchFailed(RuntimeError):
-    """Some changes could not be applied; raising makes Lambda retry the event."""
+    """Some changes could not be applied; raising makes Lambda retry the event.
+
+    ``report`` says which keys failed (``failed_keys``): the queued mode retries only their messages."""
+
+    def __init__(self, message: str, report: FetchReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report if report is not None else FetchReport()
 
 
 @dataclass
@@ -43,6 +49,7 @@ class FetchReport:
     outcomes: list[dict[str, Any]] = field(default_factory=list)
     rejected: int = 0
     failures: list[str] = field(default_factory=list)
+    failed_keys: set[tuple[str, tuple[tuple[str, Any], ...]]] = field(default_factory=set)  # (table, key)
 
     def as_dict(self) -> dict[str, Any]:
         return {"applied": self.outcomes, "rejected": self.rejected, "failures": self.failures}
@@ -93,12 +100,14 @@ def _record_rejection(change: Change, sink: Sink, exc: RowRejected, reject: Reje
     )
     if reject is None:  # nowhere to record it: fail loudly rather than lose it
         report.failures.append(f"{change.table}/{change.document_id}: {reason}")
+        report.failed_keys.add((change.table, change.key))
         return
     try:
         reject(reason, {"changes": [change.to_message()]}, change.correlation_id)
     except Exception as record_error:  # noqa: BLE001 - not recorded: retried as a failure instead
         where = f"{change.table}/{change.document_id}"
         report.failures.append(f"{where}: {reason} (and recording it failed: {record_error})")
+        report.failed_keys.add((change.table, change.key))
 
 
 @dataclass
@@ -204,6 +213,7 @@ def apply_changes(
                 readable.append((item, state))
                 continue
             report.failures.append(f"{change.table}/{change.document_id}: read failed: {state}")
+            report.failed_keys.add((change.table, change.key))
             record(ChangeMetric.FAILED, change.table, SOURCE)
             log(
                 logging.ERROR,
@@ -223,7 +233,7 @@ def apply_changes(
             for (item, state), outcome in zip(readable, outcomes, strict=True):
                 _report_outcome(report, sink, item, state, outcome, reject)
     if report.failures:
-        raise FetchFailed("; ".join(report.failures))
+        raise FetchFailed("; ".join(report.failures), report)
     return report
 
 
@@ -250,6 +260,7 @@ def _report_outcome(
         return
     if isinstance(outcome, Exception):
         report.failures.append(f"{change.table}/{change.document_id}: {sink.name} failed: {outcome}")
+        report.failed_keys.add((change.table, change.key))
         record(ChangeMetric.FAILED, change.table, sink.name)
         log(
             logging.ERROR,
