@@ -87,6 +87,8 @@ clean: down ## remove build output and local state
 	rm -rf .aws-sam .local
 
 bench: install ## benchmarks (ratios, side by side in one run) -> bench/results/
+	$(PY) bench/bench_throughput.py
+	$(PY) bench/cost_model.py
 	$(PY) bench/bench_fetch_path.py
 	$(PY) bench/bench_capture_triggers.py
 	$(PY) bench/bench_backfill_reconcile.py

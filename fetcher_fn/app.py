@@ -1,12 +1,16 @@
 """Fetcher handler: re-reads each changed row from MySQL and writes it to OpenSearch and DynamoDB.
 
 Domain logic lives in the layer (fanout.fetcher); this page wires it to the
-database, the sinks and AWS. Raising (FetchFailed) makes Lambda retry the event
-and, once retries are spent, send it to the dead-letter queue.
+database, the sinks and AWS. Direct mode: raising (FetchFailed) makes Lambda
+retry the event and, once retries are spent, send it to the dead-letter queue.
+Queued mode (an SQS batch): the answer lists the records to retry
+(partial batch response); the queue's redrive policy dead-letters them.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -20,7 +24,7 @@ from fanout.rejects import QueueRejectRecorder
 from fanout.sinks import Sink
 from fanout.sinks.dynamodb_sink import DynamoDBSink
 from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
-from fanout.source_reader import RowState, read_row
+from fanout.source_reader import RowState, read_row, read_rows
 
 
 class _Dependencies:
@@ -59,6 +63,10 @@ class _Dependencies:
         # A connection found dead (restart, failover, KILL) is replaced and the read repeated once: it is idempotent.
         return self.database.call(lambda conn: read_row(conn, mapping, change))
 
+    def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> list[RowState | Exception]:
+        # The batch read is as idempotent as the single one: the same once-more on a lost connection.
+        return self.database.call(lambda conn: read_rows(conn, mapping, changes))
+
 
 @lru_cache(maxsize=1)
 def _dependencies() -> _Dependencies:
@@ -66,7 +74,14 @@ def _dependencies() -> _Dependencies:
 
 
 def _correlation_id(event: Any, context: Any) -> str:
-    """The parser's request id, carried in each change message (one parser invoke: one fetcher event)."""
+    """The parser's request id, carried in each change message (one parser invoke: one fetcher event;
+    a queued batch logs each change's own id beside it)."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    if isinstance(records, list) and records and isinstance(records[0], dict):
+        try:
+            event = json.loads(records[0].get("body", ""))
+        except ValueError:
+            event = None
     changes = event.get("changes") if isinstance(event, dict) else None
     first = changes[0] if isinstance(changes, list) and changes and isinstance(changes[0], dict) else {}
     carried = first.get("correlation_id")
@@ -79,7 +94,13 @@ def _correlation_id(event: Any, context: Any) -> str:
 def handler(event: Any, context: Any) -> dict[str, Any]:
     deps = _dependencies()
     mappings = default_mappings()
+    if isinstance(event, dict) and "Records" in event:  # FetchMode=queued: a batch from the fetch queue
+        from fanout.fetch_queue import handle_queue_batch
+
+        return handle_queue_batch(
+            event, context, mappings, deps.read_row, deps.sinks, deps.reject, read_rows=deps.read_rows
+        )
     changes, rejected = parse_fetcher_event(event, mappings, deps.reject, context.aws_request_id)
-    report = apply_changes(changes, mappings, deps.read_row, deps.sinks, deps.reject)
+    report = apply_changes(changes, mappings, deps.read_row, deps.sinks, deps.reject, read_rows=deps.read_rows)
     report.rejected = rejected
     return report.as_dict()

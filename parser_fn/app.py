@@ -11,21 +11,26 @@ from typing import Any
 from fanout.config import ParserSettings
 from fanout.mapping import default_mappings
 from fanout.observability import instrumented_handler
-from fanout.parser import LambdaForwarder, handle_trigger_payload
+from fanout.parser import Forward, LambdaForwarder, handle_trigger_payload
 from fanout.rejects import QueueRejectRecorder
 
 
 @lru_cache(maxsize=1)
-def _dependencies() -> tuple[LambdaForwarder, QueueRejectRecorder]:
+def _dependencies() -> tuple[Forward, QueueRejectRecorder]:
     """Built on the first invocation and reused (checked config, pooled clients)."""
     import boto3
 
     settings = ParserSettings.from_env()
     default_mappings()  # validate the mapping at cold start, failing loudly
-    return (
-        LambdaForwarder(boto3.client("lambda"), settings.fetcher_function_name),
-        QueueRejectRecorder(boto3.client("sqs"), settings.dead_letter_queue_url, source="parser"),
-    )
+    sqs = boto3.client("sqs")
+    forward: Forward
+    if settings.fetch_mode == "queued":  # FetchMode=queued: batches for the fetcher (fanout.fetch_queue)
+        from fanout.fetch_queue import QueueForwarder
+
+        forward = QueueForwarder(sqs, settings.fetch_queue_url)
+    else:
+        forward = LambdaForwarder(boto3.client("lambda"), settings.fetcher_function_name)
+    return forward, QueueRejectRecorder(sqs, settings.dead_letter_queue_url, source="parser")
 
 
 def _correlation_id(event: Any, context: Any) -> str:

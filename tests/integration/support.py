@@ -17,7 +17,7 @@ from fanout.config import DatabaseSettings
 from fanout.db import connect
 from fanout.fetcher import FetchReport, apply_changes
 from fanout.mapping import Mappings, TableMapping
-from fanout.source_reader import read_row
+from fanout.source_reader import read_row, read_rows
 from tests.conftest import aws_resource, template_resource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +81,12 @@ def fetch(
     conn = connect(settings)
     try:
         return apply_changes(
-            [change], Mappings({mapping.table: mapping}), lambda m, c: read_row(conn, m, c), sinks, reject
+            [change],
+            Mappings({mapping.table: mapping}),
+            lambda m, c: read_row(conn, m, c),
+            sinks,
+            reject,
+            read_rows=lambda m, cs: read_rows(conn, m, cs),  # as the fetcher handler reads
         )
     finally:
         conn.close()

@@ -429,13 +429,15 @@ def test_a_fetcher_killed_between_its_sink_writes_is_retried_and_converges(pipel
     # When the fetcher process is killed (SIGKILL) just before its second DynamoDB write
     returncode = run_fetcher_process(pipeline, event_file, kill_at_put=before + 2)
 
-    # Then it died mid-batch: the first row reached both sinks, the second only OpenSearch, the rest neither
+    # Then it died mid-batch: the batch reached OpenSearch (one _bulk request, written first), but only
+    # part of it reached DynamoDB (parallel conditional puts; which ones finished first is not fixed)
     assert returncode == -signal.SIGKILL
     index = pipeline.posts.opensearch_index
     pipeline.opensearch.indices.refresh(index=index)
     in_opensearch = {k for k in keys if pipeline.opensearch.exists(index=index, id=str(k))}
     in_dynamodb = {k for k in keys if "Item" in pipeline.table.get_item(Key={"pk": f"posts#{k}"}, ConsistentRead=True)}
-    assert (in_opensearch, in_dynamodb) == ({keys[0], keys[1]}, {keys[0]})
+    assert in_opensearch == set(keys)
+    assert len(in_dynamodb) < len(keys)
 
     # When Lambda retries the event (a crashed runtime is a function error) in a fresh process
     assert run_fetcher_process(pipeline, event_file, kill_at_put=None) == 0

@@ -30,7 +30,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,7 +46,7 @@ from fanout.fetcher import FetchFailed, apply_changes
 from fanout.mapping import Mappings, TableMapping, default_mappings
 from fanout.sinks.dynamodb_sink import DynamoDBSink
 from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
-from fanout.source_reader import read_row
+from fanout.source_reader import read_row, read_rows
 from fanout.verify import dynamodb_problem, fetch_sink_state, opensearch_problem, read_source_row
 from tests.conftest import ROOT, aws_resource, template_resource
 from tests.integration.support import Recorded, create_replica_table, install_capture_triggers
@@ -178,6 +178,18 @@ class Deliveries:
                     return None
                 self.cond.wait(0.05)
 
+    def take_many(self, most: int) -> list[Change]:
+        """One change (waiting for it), and up to ``most - 1`` more if waiting already: a queued batch."""
+        first = self.take()
+        if first is None:
+            return []
+        batch = [first]
+        with self.cond:
+            while self.bag and len(batch) < most:
+                self.in_flight += 1
+                batch.append(self.bag.pop(self.rng.randrange(len(self.bag))))
+        return batch
+
     def done(self, change: Change, failed: bool) -> None:
         with self.cond:
             self.in_flight -= 1
@@ -193,21 +205,40 @@ def worker(
 ) -> None:
     conn = harness.readers[index]
 
-    def slow_read(mapping: TableMapping, change: Change) -> Any:
-        state = read_row(conn, mapping, change)
+    def stall() -> None:
         if rng.random() < 0.3:  # a fetcher stalls between its read and its writes (GC, network, CPU)
             time.sleep(rng.choice((0.001, 0.005, 0.02)))
+
+    def slow_read(mapping: TableMapping, change: Change) -> Any:
+        state = read_row(conn, mapping, change)
+        stall()
         return state
 
-    while (change := deliveries.take()) is not None:
+    def slow_read_rows(mapping: TableMapping, changes: Sequence[Change]) -> Any:
+        states = read_rows(conn, mapping, changes)
+        stall()
+        return states
+
+    # Half the fetchers take batches (the queued mode: one SKIP LOCKED read per batch, bulk writes),
+    # half one change at a time (the direct mode); both must converge on the source.
+    batched = index % 2 == 0
+    while batch := deliveries.take_many(rng.choice((1, 2, 4, 8)) if batched else 1):
         failed = False
         try:
-            apply_changes([change], sinks.mappings, slow_read, sinks.per_worker[index], reject)
+            apply_changes(
+                batch,
+                sinks.mappings,
+                slow_read,
+                sinks.per_worker[index],
+                reject,
+                read_rows=slow_read_rows if batched else None,
+            )
         except FetchFailed:
             failed = deliveries.redelivered < MAX_REDELIVERIES
         except BaseException as exc:  # surfaced by the test thread
             deliveries.errors.append(exc)
-        deliveries.done(change, failed)
+        for change in batch:  # a failed batch is delivered again whole
+            deliveries.done(change, failed)
 
 
 def run_history(harness: Harness, mappings: Mappings, history: list[Any], tenant: str, deliveries: Deliveries) -> None:

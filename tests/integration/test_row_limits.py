@@ -28,7 +28,7 @@ from fanout.mapping import Mappings, parse_mappings
 from fanout.rejects import QueueRejectRecorder
 from fanout.sinks.dynamodb_sink import DynamoDBSink
 from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
-from fanout.source_reader import read_row
+from fanout.source_reader import read_row, read_rows
 from fanout.verify import compare_row
 from tests.conftest import aws_client, aws_resource
 from tests.integration.support import create_replica_table, fetch
@@ -113,7 +113,14 @@ def test_a_row_above_the_dynamodb_item_limit_is_recorded_and_opensearch_still_wr
     changes, rejected = parse_fetcher_event(json.loads(record["payload"]), mappings, world["reject"], "redrive")
     assert rejected == 0 and changes == [blob_change(1)]
     conn = connect(world["settings"])
-    apply_changes(changes, mappings, lambda m, c: read_row(conn, m, c), sinks, world["reject"])
+    apply_changes(
+        changes,
+        mappings,
+        lambda m, c: read_row(conn, m, c),
+        sinks,
+        world["reject"],
+        read_rows=lambda m, cs: read_rows(conn, m, cs),
+    )
     item = world["table"].get_item(Key=dynamodb_key(world["mapping"], blob_change(1)), ConsistentRead=True)["Item"]
     assert item["data"].value == b"fits now"
     assert compare_row(world["db"], world["mapping"], blob_change(1), world["opensearch"], world["table"]).agrees

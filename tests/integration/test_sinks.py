@@ -17,7 +17,7 @@ import pytest
 
 from fanout.change import Change
 from fanout.mapping import default_mappings
-from fanout.sinks import Outcome
+from fanout.sinks import Outcome, RowRejected
 from fanout.sinks.dynamodb_sink import DynamoDBSink
 from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
 from fanout.source_reader import RowState
@@ -128,3 +128,47 @@ def test_dynamodb_keeps_the_highest_version(replica_table: Any) -> None:
     assert replica_table.get_item(Key={"pk": "posts#7"}, ConsistentRead=True)["Item"]["_deleted"] is True
     assert sink.apply(POSTS, change, RowState(row(7, "v400"), 400)) is Outcome.WRITTEN
     assert replica_table.get_item(Key={"pk": "posts#7"}, ConsistentRead=True)["Item"]["title"] == "v400"
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def test_opensearch_bulk_answers_per_row_written_stale_deleted_and_rejected(
+    opensearch_sink: Any, posts_mapping: Any
+) -> None:
+    # Given a document at version 200, and a sink that takes small requests only
+    sink, client = opensearch_sink
+    assert sink.apply(posts_mapping, Change("posts", (("id", 1),), "update", 1), RowState(row(1, "v200"), 200))
+    small = OpenSearchSink(client, max_request_bytes=2000)
+    huge = dict(row(4, "huge"), body="x" * 5000)
+    # When one _bulk batch carries an older state, a new row, a delete and a row above the limit
+    items = [
+        (Change("posts", (("id", 1),), "update", 1), RowState(row(1, "v100"), 100)),
+        (Change("posts", (("id", 2),), "insert", 1), RowState(row(2, "new"), 300)),
+        (Change("posts", (("id", 3),), "delete", 1), RowState(None, 300)),
+        (Change("posts", (("id", 4),), "update", 1), RowState(huge, 300)),
+    ]
+    outcomes = small.apply_batch(posts_mapping, items)
+    # Then each row has its own outcome, and only the oversized one is refused
+    assert outcomes[:3] == [Outcome.STALE, Outcome.WRITTEN, Outcome.DELETED]
+    assert isinstance(outcomes[3], RowRejected)
+    client.indices.refresh(index=posts_mapping.opensearch_index)
+    assert client.get(index=posts_mapping.opensearch_index, id="1")["_source"]["title"] == "v200"
+    assert client.get(index=posts_mapping.opensearch_index, id="2")["_version"] == 300
+
+
+def test_dynamodb_parallel_conditional_writes_keep_the_highest_version(replica_table: Any) -> None:
+    # Given an item at version 200
+    sink = DynamoDBSink(replica_table, tombstone_ttl_seconds=3600)
+    assert sink.apply(POSTS, Change("posts", (("id", 1),), "update", 1), RowState(row(1, "v200"), 200))
+    # When a batch writes an older state of it, twenty new rows and a delete, in parallel
+    items = [(Change("posts", (("id", 1),), "update", 1), RowState(row(1, "v100"), 100))]
+    items += [(Change("posts", (("id", k),), "insert", 1), RowState(row(k, f"n{k}"), 300)) for k in range(2, 22)]
+    items += [(Change("posts", (("id", 22),), "delete", 1), RowState(None, 300))]
+    outcomes = sink.apply_batch(POSTS, items)
+    # Then the older state is stale, the rest applied, and what is stored matches
+    assert outcomes == [Outcome.STALE] + [Outcome.WRITTEN] * 20 + [Outcome.DELETED]
+    stored = replica_table.get_item(Key={"pk": "posts#1"}, ConsistentRead=True)["Item"]
+    assert stored["title"] == "v200" and stored["_version"] == Decimal(200)
+    assert replica_table.get_item(Key={"pk": "posts#21"}, ConsistentRead=True)["Item"]["title"] == "n21"
+    assert replica_table.get_item(Key={"pk": "posts#22"}, ConsistentRead=True)["Item"]["_deleted"] is True

@@ -258,6 +258,37 @@ class FakeOpenSearch:
             raise NotFoundError(404, "not_found", {"_index": index, "_id": id, "result": "not_found"})
         return {"_index": index, "_id": id, "_version": version, "result": "deleted"}
 
+    def bulk(self, *, body: list[dict[str, Any]]) -> dict[str, Any]:
+        """``_bulk``: each item applied as its own index/delete (recorded as such in ``calls``), answered
+        per item with its status and error; only a whole-request failure (``fail_with``) raises."""
+        if self.fail_with is not None and not isinstance(self.fail_with, (ConflictError, RequestError)):
+            raise self.fail_with  # a connection error, 413, 429, 5xx: the whole request fails
+        self.bulk_requests = getattr(self, "bulk_requests", 0) + 1
+        items: list[dict[str, Any]] = []
+        lines = iter(body)
+        for action_line in lines:
+            ((action, meta),) = action_line.items()
+            params = {"version": meta["version"], "version_type": meta["version_type"]}
+            try:
+                if action == "delete":
+                    answer = self.delete(index=meta["_index"], id=meta["_id"], params=params)
+                else:
+                    answer = self.index(index=meta["_index"], id=meta["_id"], body=next(lines), params=params)
+                items.append({action: {**answer, "status": 200}})
+            except (ConflictError, NotFoundError, RequestError) as exc:
+                items.append(
+                    {
+                        action: {
+                            "_index": meta["_index"],
+                            "_id": meta["_id"],
+                            "status": exc.status_code,
+                            # a _bulk item carries the error object itself, not the whole response body
+                            "error": exc.info.get("error", exc.info) if isinstance(exc.info, dict) else exc.info,
+                        }
+                    }
+                )
+        return {"errors": any(i[next(iter(i))]["status"] >= 300 for i in items), "items": items}
+
     def _check_write(self, index: str, doc_id: str, params: dict[str, Any]) -> int:
         if self.fail_with is not None:
             raise self.fail_with
@@ -346,6 +377,22 @@ class FakeSQSClient:
             )
         self.messages.append({"QueueUrl": QueueUrl, "MessageBody": MessageBody, "MessageAttributes": MessageAttributes})
         return {"MessageId": str(uuid.uuid4())}
+
+    def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        """Like SQS: at most 10 entries; each accepted or listed under ``Failed`` (``refuse`` bodies)."""
+        if len(Entries) > 10:
+            raise client_error("TooManyEntriesInBatchRequest", "Maximum number of entries is 10", "SendMessageBatch")
+        self.batch_calls = getattr(self, "batch_calls", 0) + 1
+        ok, failed = [], []
+        for entry in Entries:
+            if entry["MessageBody"] in getattr(self, "refuse", ()):
+                failed.append(
+                    {"Id": entry["Id"], "SenderFault": False, "Code": "InternalError", "Message": "try again"}
+                )
+                continue
+            self.messages.append({"QueueUrl": QueueUrl, "MessageBody": entry["MessageBody"], "MessageAttributes": None})
+            ok.append({"Id": entry["Id"], "MessageId": str(uuid.uuid4())})
+        return {"Successful": ok, "Failed": failed}
 
     def bodies(self) -> list[dict[str, Any]]:
         return [json.loads(m["MessageBody"]) for m in self.messages]

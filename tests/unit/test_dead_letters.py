@@ -311,3 +311,12 @@ def test_ages_are_measured_from_the_first_time_the_record_was_queued() -> None:
 
     assert letter.age_seconds(now=SENT_MS / 1000 + 90) == 90
     assert letter.summary(now=time.time())["sent_at"] == "2025-11-27T10:40:00.000Z"
+
+
+def test_a_queued_change_the_fetch_queue_gave_up_on_is_replayed_on_the_fetcher_with_its_body() -> None:
+    # Given the body of a fetch-queue message, moved here by the queue's redrive policy
+    letter = parse_dead_letter(sqs_message(json.dumps(FETCHER_EVENT)), RESOURCES)
+    # Then it is understood as a queued change of the fetcher, and replayed by invoking the fetcher with it
+    assert (letter.kind, letter.source, letter.tables) == (Kind.QUEUED_CHANGE, "fetcher", ("posts",))
+    plan = plan_redrive(letter, MAPPINGS)
+    assert (plan.function_role, plan.payload) == ("fetcher", FETCHER_EVENT)

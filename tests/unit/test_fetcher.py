@@ -351,6 +351,7 @@ class FetcherDependencies:
     def __init__(self, world: World) -> None:
         self.sinks = world.sinks
         self.read_row = world.source.read_row
+        self.read_rows = None  # the in-memory source reads key by key
         self.reject = RecordingReject()
 
 

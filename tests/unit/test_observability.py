@@ -227,6 +227,7 @@ class FetcherDependencies:
     sinks: list[Any]
     read_row: Any
     reject: RecordingReject
+    read_rows: Any = None  # the in-memory source reads key by key
 
 
 class Pipeline:

@@ -39,7 +39,9 @@ VPC_MANAGE = {
 NO_RESOURCE_LEVEL = TRACES | VPC_DESCRIBE
 
 
-def grants(role: str, when_in_vpc: bool, with_domain: bool, with_extra_tables: bool) -> set[tuple[str, str]]:
+def grants(
+    role: str, when_in_vpc: bool, with_domain: bool, with_extra_tables: bool, queued: bool
+) -> set[tuple[str, str]]:
     """(action, resource) pairs each role should have, resources written as the template refers to them."""
     log_group = {
         "ParserRole": "ParserLogGroup",
@@ -52,12 +54,24 @@ def grants(role: str, when_in_vpc: bool, with_domain: bool, with_extra_tables: b
     secret = ("secretsmanager:GetSecretValue", "Ref DbSecretArn")
     dlq = ("sqs:SendMessage", "DeadLetterQueue.Arn")
     if role == "ParserRole":
-        expected |= {("lambda:InvokeFunction", "FetcherFunction.Arn"), dlq}
+        expected |= {dlq}
+        # queued: SendMessageBatch to the fetch queue; direct: one async invoke of the fetcher per change
+        expected |= (
+            {("sqs:SendMessage", "FetchQueue.Arn")} if queued else {("lambda:InvokeFunction", "FetcherFunction.Arn")}
+        )
     elif role == "FetcherRole":
         expected |= {secret, dlq, ("dynamodb:PutItem", "ReplicaTable.Arn")}
+        if queued:
+            consume = (
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+                "sqs:ChangeMessageVisibility",
+            )
+            expected |= {(a, "FetchQueue.Arn") for a in consume}
         if with_domain:
             domain = "${OpenSearchDomainArn}/*"
-            expected |= {("es:ESHttpHead", domain), ("es:ESHttpPut", domain), ("es:ESHttpDelete", domain)}
+            expected |= {(f"es:ESHttp{verb}", domain) for verb in ("Head", "Put", "Delete", "Post")}
         if with_extra_tables:
             expected |= {("dynamodb:PutItem", "Ref ExtraReplicaTableArns")}
     elif role == "MaintenanceRole":
@@ -135,7 +149,9 @@ CASES = [
         "HasExtraReplicaTables": extra,
         "RestrictInvokers": True,
         "HasInvokeOperators": ops,
+        "IsQueuedFetch": queued,
     }
+    for queued in (True, False)
     for vpc in (False, True)
     for domain in (False, True)
     for extra in (False, True)
@@ -162,7 +178,11 @@ def test_each_function_has_its_own_role_granting_exactly_what_it_uses(
             for resource in as_list(statement["Resource"]):
                 found.add((action, resource_name(resource)))
     assert found == grants(
-        role, conditions["InVpc"], conditions["HasOpenSearchDomain"], conditions["HasExtraReplicaTables"]
+        role,
+        conditions["InVpc"],
+        conditions["HasOpenSearchDomain"],
+        conditions["HasExtraReplicaTables"],
+        conditions["IsQueuedFetch"],
     )
 
 
@@ -171,7 +191,14 @@ def test_no_role_or_policy_in_the_stack_has_a_wildcard_action_or_an_unneeded_wil
 ) -> None:
     every = {
         k: True
-        for k in ("InVpc", "HasOpenSearchDomain", "HasExtraReplicaTables", "RestrictInvokers", "HasInvokeOperators")
+        for k in (
+            "InVpc",
+            "HasOpenSearchDomain",
+            "HasExtraReplicaTables",
+            "RestrictInvokers",
+            "HasInvokeOperators",
+            "IsQueuedFetch",
+        )
     } | {"IsProd": True}
     roles = {k: r for k, r in transformed["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
     assert set(roles) == set(FUNCTIONS.values()) | {"AuroraInvokeRole"}  # SAM generated no role of its own

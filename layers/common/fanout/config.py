@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+FETCH_MODES = ("queued", "direct")
+
 
 class ConfigError(RuntimeError):
     """A required setting is missing or malformed."""
@@ -149,13 +151,20 @@ class ParserSettings:
 
     fetcher_function_name: str
     dead_letter_queue_url: str
+    fetch_mode: str = "direct"  # "queued": to FETCH_QUEUE_URL; "direct": an async invoke of the fetcher
+    fetch_queue_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ParserSettings:
         env = os.environ if env is None else env
+        mode = env.get("FETCH_MODE", "direct").strip() or "direct"
+        if mode not in FETCH_MODES:
+            raise ConfigError(f"environment variable FETCH_MODE must be one of {', '.join(FETCH_MODES)}, got {mode!r}")
         return cls(
             fetcher_function_name=_required(env, "FETCHER_FUNCTION_NAME"),
             dead_letter_queue_url=_required(env, "DEAD_LETTER_QUEUE_URL"),
+            fetch_mode=mode,
+            fetch_queue_url=_required(env, "FETCH_QUEUE_URL") if mode == "queued" else "",
         )
 
 

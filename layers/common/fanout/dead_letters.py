@@ -1,6 +1,6 @@
 """Dead letters: what the dead-letter queue holds, and replaying it through the normal path.
 
-The queue receives two kinds of record:
+The queue receives three kinds of record:
 
 **Rejected input** (``fanout.rejects``), written by the parser or the fetcher::
 
@@ -24,6 +24,12 @@ always 3. So nothing here requires those fields: a record is a failed invoke
 when it has ``requestContext.functionArn`` and ``requestPayload``, and the time
 comes from the queue's ``SentTimestamp`` (both send it).
 
+**Queued changes** the fetch queue gave up on (FetchMode=queued: its redrive
+policy moves a message here after ``maxReceiveCount`` receives): the message
+itself, a fetcher event with one change (``fanout.fetch_queue``)::
+
+    {"changes": [{"v": 1, "action": "update", "table": "posts", "pk": {"id": 42}, ...}]}
+
 **Redrive** replays a record through the path it came from, synchronously so
 that the outcome is known at once; every sink write is version-gated, so a
 replay of something already applied is a no-op:
@@ -33,7 +39,7 @@ replay of something already applied is a no-op:
   (a trigger payload to the parser; a change message to the fetcher);
   otherwise it stays, with the reason;
 - a failed invoke is re-invoked on the function that failed, with the original
-  request payload.
+  request payload; a queued change is invoked on the fetcher with its body.
 
 What fails again stays in the queue: the record is sent again, unchanged, with
 message attributes saying how often it was redriven and the last error
@@ -64,6 +70,7 @@ MAX_ERROR_CHARS = 1000
 class Kind(StrEnum):
     REJECTED = "rejected"
     FAILED_INVOKE = "failed-invoke"
+    QUEUED_CHANGE = "queued-change"
     UNKNOWN = "unknown"
 
 
@@ -206,6 +213,15 @@ def parse_dead_letter(message: dict[str, Any], resources: StackResources) -> Dea
         changes = letter.payload.get("changes") if isinstance(letter.payload, dict) else None
         if isinstance(changes, list) and changes and isinstance(changes[0], dict):
             letter.correlation_id = str(changes[0].get("correlation_id", "")) or letter.correlation_id
+        return letter
+    changes = record.get("changes")
+    if isinstance(changes, list) and changes and all(isinstance(c, dict) for c in changes):
+        letter.kind = Kind.QUEUED_CHANGE
+        letter.source = "fetcher"
+        letter.payload = record
+        letter.tables = _tables_of(record)
+        letter.reason = "the fetch queue gave up on it after its maxReceiveCount receives (see the fetcher's logs)"
+        letter.correlation_id = str(changes[0].get("correlation_id", ""))
     return letter
 
 
@@ -407,7 +423,7 @@ def plan_redrive(letter: DeadLetter, mappings: Mappings) -> Plan:
         return Plan(reason="not a fanout dead-letter record; inspect it with `fanout dlq show`")
     if letter.source not in ("parser", "fetcher"):
         return Plan(reason=f"{letter.function or letter.source!r} is not this stack's parser or fetcher")
-    if letter.kind is Kind.FAILED_INVOKE:
+    if letter.kind in (Kind.FAILED_INVOKE, Kind.QUEUED_CHANGE):
         return Plan(function_role=letter.source, payload=letter.payload)
     if letter.payload_truncated:
         return Plan(reason="the payload was truncated when it was recorded; it cannot be replayed")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .change import Change, ChangeValidationError, parse_change_message
@@ -29,12 +29,20 @@ from .sinks import Outcome, RowRejected, Sink
 from .source_reader import RowState
 
 ReadRow = Callable[[TableMapping, Change], RowState]
+# The states of many keys of one table, in order; an item is an exception when that key could not be read.
+ReadRows = Callable[[TableMapping, Sequence[Change]], Sequence[RowState | Exception]]
 Reject = Callable[[str, Any, str], None]
 SOURCE = "source"  # the "sink" dimension of a failed re-read
 
 
 class FetchFailed(RuntimeError):
-    """Some changes could not be applied; raising makes Lambda retry the event."""
+    """Some changes could not be applied; raising makes Lambda retry the event.
+
+    ``report`` says which keys failed (``failed_keys``): the queued mode retries only their messages."""
+
+    def __init__(self, message: str, report: FetchReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report if report is not None else FetchReport()
 
 
 @dataclass
@@ -42,6 +50,7 @@ class FetchReport:
     outcomes: list[dict[str, Any]] = field(default_factory=list)
     rejected: int = 0
     failures: list[str] = field(default_factory=list)
+    failed_keys: set[tuple[str, tuple[tuple[str, Any], ...]]] = field(default_factory=set)  # (table, key)
 
     def as_dict(self) -> dict[str, Any]:
         return {"applied": self.outcomes, "rejected": self.rejected, "failures": self.failures}
@@ -92,12 +101,85 @@ def _record_rejection(change: Change, sink: Sink, exc: RowRejected, reject: Reje
     )
     if reject is None:  # nowhere to record it: fail loudly rather than lose it
         report.failures.append(f"{change.table}/{change.document_id}: {reason}")
+        report.failed_keys.add((change.table, change.key))
         return
     try:
         reject(reason, {"changes": [change.to_message()]}, change.correlation_id)
     except Exception as record_error:  # noqa: BLE001 - not recorded: retried as a failure instead
         where = f"{change.table}/{change.document_id}"
         report.failures.append(f"{where}: {reason} (and recording it failed: {record_error})")
+        report.failed_keys.add((change.table, change.key))
+
+
+@dataclass
+class _Pending:
+    """One key to fetch: the change kept for it, and every change it stands for (coalesced)."""
+
+    change: Change
+    correlation_ids: list[str]
+
+    @property
+    def correlation_id(self) -> str:
+        return self.change.correlation_id
+
+
+def coalesce(changes: Sequence[Change]) -> dict[str, list[_Pending]]:
+    """The changes grouped by table, one per key (in first-seen order).
+
+    Two changes of one key are equivalent to the fetcher (it re-reads the row, whatever the change said),
+    so one read and one write serve both; the earliest ``changed_at_us`` is kept (the lag is the oldest
+    change's) and every correlation id is logged. Keys are compared exactly, not under a collation:
+    ``'acme'`` and ``'ACME'`` are two keys (two documents).
+    """
+    by_table: dict[str, dict[tuple[Any, ...], _Pending]] = {}
+    for change in changes:
+        keys = by_table.setdefault(change.table, {})
+        seen = keys.get(change.key)
+        if seen is None:
+            keys[change.key] = _Pending(change, [change.correlation_id])
+            continue
+        if change.correlation_id not in seen.correlation_ids:
+            seen.correlation_ids.append(change.correlation_id)
+        if change.changed_at_us < seen.change.changed_at_us:
+            seen.change = replace(change, correlation_id=seen.change.correlation_id)
+    return {table: list(keys.values()) for table, keys in by_table.items()}
+
+
+def _read_all(
+    mapping: TableMapping, pending: list[_Pending], read_row: ReadRow, read_rows: ReadRows | None
+) -> list[RowState | Exception]:
+    changes = [p.change for p in pending]
+    if read_rows is not None:
+        try:
+            with traced("read_rows", table=mapping.table, correlation_id=pending[0].correlation_id):
+                return list(read_rows(mapping, changes))
+        except Exception as exc:  # noqa: BLE001 - every key of the table failed: each is reported
+            return [exc] * len(changes)
+    states: list[RowState | Exception] = []
+    for change in changes:
+        try:
+            with traced("read_row", table=change.table, correlation_id=change.correlation_id):
+                states.append(read_row(mapping, change))
+        except Exception as exc:  # noqa: BLE001 - reported per key below
+            states.append(exc)
+    return states
+
+
+def _write_all(sink: Sink, mapping: TableMapping, items: list[tuple[Change, RowState]]) -> list[Outcome | Exception]:
+    apply_batch = getattr(sink, "apply_batch", None)
+    with traced(f"sink:{sink.name}", table=mapping.table, correlation_id=items[0][0].correlation_id):
+        if apply_batch is not None:
+            try:
+                return list(apply_batch(mapping, items))
+            except Exception as exc:  # noqa: BLE001 - the whole batch failed: each row is reported
+                return [exc] * len(items)
+        outcomes: list[Outcome | Exception] = []
+        for change, state in items:
+            try:
+                outcomes.append(sink.apply(mapping, change, state))
+            except Exception as exc:  # noqa: BLE001 - one row failing must not stop the others
+                outcomes.append(exc)
+        return outcomes
 
 
 def apply_changes(
@@ -106,92 +188,110 @@ def apply_changes(
     read_row: ReadRow,
     sinks: Sequence[Sink],
     reject: Reject | None = None,
+    *,
+    read_rows: ReadRows | None = None,
 ) -> FetchReport:
-    """Re-read each change's row and write it to every enabled sink.
+    """Re-read each changed row and write it to every enabled sink, in batches.
 
-    ``reject`` records rows a sink can never take (the dead-letter queue);
-    without it such a row is a failure like any other.
+    Changes are grouped by table and coalesced per key; with ``read_rows`` every key of a table is read
+    in one locking query per chunk (fanout.source_reader.read_rows), otherwise ``read_row`` reads each
+    key. Sinks with ``apply_batch`` take the rows of a table together (OpenSearch ``_bulk``, parallel
+    DynamoDB writes); others one by one. Any number of changes is fine; failures are collected per key
+    and raised together at the end (FetchFailed) after every key has been tried against every sink.
+
+    ``reject`` records rows a sink can never take (the dead-letter queue); without it such a row is a
+    failure like any other.
     """
     report = FetchReport()
-    for change in changes:
-        mapping = mappings.get(change.table)
+    for table, pending in coalesce(changes).items():
+        mapping = mappings.get(table)
         assert mapping is not None, "changes are validated against the mapping"
-        try:
-            with traced("read_row", table=change.table, correlation_id=change.correlation_id):
-                state = read_row(mapping, change)
-        except Exception as exc:  # noqa: BLE001 - recorded and re-raised below as FetchFailed
-            report.failures.append(f"{change.table}/{change.document_id}: read failed: {describe_error(exc)}")
+        states = _read_all(mapping, pending, read_row, read_rows)
+        readable: list[tuple[_Pending, RowState]] = []
+        for item, state in zip(pending, states, strict=True):
+            change = item.change
+            if isinstance(state, RowState):
+                readable.append((item, state))
+                continue
+            report.failures.append(f"{change.table}/{change.document_id}: read failed: {describe_error(state)}")
+            report.failed_keys.add((change.table, change.key))
             record(ChangeMetric.FAILED, change.table, SOURCE)
             log(
                 logging.ERROR,
                 "read failed",
-                correlation_id=change.correlation_id,
+                correlation_id=item.correlation_id,
+                correlation_ids=item.correlation_ids,
                 table=change.table,
                 key=change.document_id,
-                error=describe_error(exc),
+                error=describe_error(state),
             )
+        if not readable:
             continue
         for sink in sinks:
             if not sink.enabled_for(mapping):
                 continue
-            try:
-                with traced(f"sink:{sink.name}", table=change.table, correlation_id=change.correlation_id):
-                    outcome = sink.apply(mapping, change, state)
-            except RowRejected as exc:
-                _record_rejection(change, sink, exc, reject, report)
-                outcome = Outcome.REJECTED
-                report.outcomes.append(
-                    {
-                        "table": change.table,
-                        "key": change.document_id,
-                        "sink": sink.name,
-                        "outcome": outcome.value,
-                        "version": state.version,
-                    }
-                )
-                continue
-            except Exception as exc:  # noqa: BLE001 - one sink failing must not stop the others
-                report.failures.append(
-                    f"{change.table}/{change.document_id}: {sink.name} failed: {describe_error(exc)}"
-                )
-                record(ChangeMetric.FAILED, change.table, sink.name)
-                log(
-                    logging.ERROR,
-                    "sink write failed",
-                    correlation_id=change.correlation_id,
-                    sink=sink.name,
-                    table=change.table,
-                    key=change.document_id,
-                    error=describe_error(exc),
-                )
-                continue
-            lag_ms = max(0.0, time.time() * 1000 - change.changed_at_us / 1000)
-            record(ChangeMetric.FAILED, change.table, sink.name, value=0)
-            if outcome is Outcome.STALE:
-                record(ChangeMetric.STALE_SKIPPED, change.table, sink.name)
-            else:
-                record(ChangeMetric.APPLIED, change.table, sink.name)
-                record(ChangeMetric.LAG, change.table, sink.name, value=lag_ms)
-            report.outcomes.append(
-                {
-                    "table": change.table,
-                    "key": change.document_id,
-                    "sink": sink.name,
-                    "outcome": outcome.value,
-                    "version": state.version,
-                }
-            )
-            log(
-                logging.INFO,
-                "stale change skipped" if outcome is Outcome.STALE else "change applied",
-                correlation_id=change.correlation_id,
-                sink=sink.name,
-                table=change.table,
-                key=change.document_id,
-                outcome=outcome.value,
-                version=state.version,
-                lag_ms=round(lag_ms, 1),
-            )
+            outcomes = _write_all(sink, mapping, [(item.change, state) for item, state in readable])
+            for (item, state), outcome in zip(readable, outcomes, strict=True):
+                _report_outcome(report, sink, item, state, outcome, reject)
     if report.failures:
-        raise FetchFailed("; ".join(report.failures))
+        raise FetchFailed("; ".join(report.failures), report)
     return report
+
+
+def _report_outcome(
+    report: FetchReport,
+    sink: Sink,
+    item: _Pending,
+    state: RowState,
+    outcome: Outcome | Exception,
+    reject: Reject | None,
+) -> None:
+    change = item.change
+    entry = {
+        "table": change.table,
+        "key": change.document_id,
+        "sink": sink.name,
+        "outcome": "",
+        "version": state.version,
+    }
+    if isinstance(outcome, RowRejected):
+        _record_rejection(change, sink, outcome, reject, report)
+        entry["outcome"] = Outcome.REJECTED.value
+        report.outcomes.append(entry)
+        return
+    if isinstance(outcome, Exception):
+        report.failures.append(f"{change.table}/{change.document_id}: {sink.name} failed: {describe_error(outcome)}")
+        report.failed_keys.add((change.table, change.key))
+        record(ChangeMetric.FAILED, change.table, sink.name)
+        log(
+            logging.ERROR,
+            "sink write failed",
+            correlation_id=item.correlation_id,
+            correlation_ids=item.correlation_ids,
+            sink=sink.name,
+            table=change.table,
+            key=change.document_id,
+            error=describe_error(outcome),
+        )
+        return
+    lag_ms = max(0.0, time.time() * 1000 - change.changed_at_us / 1000)
+    record(ChangeMetric.FAILED, change.table, sink.name, value=0)
+    if outcome is Outcome.STALE:
+        record(ChangeMetric.STALE_SKIPPED, change.table, sink.name)
+    else:
+        record(ChangeMetric.APPLIED, change.table, sink.name)
+        record(ChangeMetric.LAG, change.table, sink.name, value=lag_ms)
+    entry["outcome"] = outcome.value
+    report.outcomes.append(entry)
+    log(
+        logging.INFO,
+        "stale change skipped" if outcome is Outcome.STALE else "change applied",
+        correlation_id=item.correlation_id,
+        correlation_ids=item.correlation_ids,
+        sink=sink.name,
+        table=change.table,
+        key=change.document_id,
+        outcome=outcome.value,
+        version=state.version,
+        lag_ms=round(lag_ms, 1),
+    )

@@ -59,3 +59,17 @@ def describe_error(exc: BaseException) -> str:
                 text = f"{type(exc).__name__} caused by {safe}"
         current = current.__cause__ or current.__context__
     return text
+
+
+def describe_item_error(error: Any) -> str:
+    """A ``_bulk`` item's ``error`` object as its type and root cause's type, never its reason text."""
+    if not isinstance(error, dict):
+        return WITHHELD
+    kind = error.get("type")
+    kind = kind if isinstance(kind, str) and _ERROR_TYPE.fullmatch(kind) else WITHHELD
+    root = _root_cause_type({"error": error})
+    caused_by = error.get("caused_by")
+    cause = caused_by.get("type") if isinstance(caused_by, dict) else None
+    cause = cause if isinstance(cause, str) and _ERROR_TYPE.fullmatch(cause) else ""
+    detail = root if root and root != kind else cause
+    return f"{kind} (caused by {detail})" if detail else kind

@@ -19,7 +19,8 @@ answers with ValidationException. Throttling and outages are retried.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..change import Change
@@ -29,6 +30,9 @@ from ..source_reader import RowState
 from . import Outcome, RowRejected, SinkError
 
 CONDITION = "attribute_not_exists(#pk) OR #version <= :version"
+# Conditional writes in flight at once for a batch (BatchWriteItem takes no conditions). Bounded so a batch
+# cannot exhaust the client's connection pool (botocore's default max_pool_connections is 10).
+MAX_PARALLEL_WRITES = 8
 
 
 class DynamoDBSink:
@@ -46,6 +50,7 @@ class DynamoDBSink:
         self._clock = clock
         self._table_named = tables  # Table resources for mappings that name their own table
         self._named: dict[str, Any] = {}
+        self._pool: ThreadPoolExecutor | None = None  # created on the first batch, reused after
 
     def enabled_for(self, mapping: TableMapping) -> bool:
         return mapping.dynamodb_enabled
@@ -61,6 +66,38 @@ class DynamoDBSink:
         return self._named[name]
 
     def apply(self, mapping: TableMapping, change: Change, state: RowState) -> Outcome:
+        return self._write(mapping, change, state)
+
+    def apply_batch(self, mapping: TableMapping, items: Sequence[tuple[Change, RowState]]) -> list[Outcome | Exception]:
+        """Each row's conditional write, several in parallel; per row its Outcome or its exception
+        (RowRejected: never writable; anything else: retry), so one row failing spares the others.
+
+        boto3 resources are not thread-safe, clients are: the threads share the Table's client
+        (``table.meta.client``, which keeps the resource's serialisation of Python values).
+        """
+        table = self.table_for(mapping)
+        client = getattr(getattr(table, "meta", None), "client", None)
+        if client is None or len(items) < 2:  # a stand-in Table, or nothing to overlap
+            return [self._outcome_or_error(mapping, change, state) for change, state in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=MAX_PARALLEL_WRITES, thread_name_prefix="dynamodb-sink")
+        futures = [
+            self._pool.submit(self._outcome_or_error, mapping, change, state, (client, table.name))
+            for change, state in items
+        ]
+        return [future.result() for future in futures]
+
+    def _outcome_or_error(
+        self, mapping: TableMapping, change: Change, state: RowState, client: tuple[Any, str] | None = None
+    ) -> Outcome | Exception:
+        try:
+            return self._write(mapping, change, state, client)
+        except Exception as exc:  # noqa: BLE001 - reported per row to the fetcher, which decides
+            return exc
+
+    def _write(
+        self, mapping: TableMapping, change: Change, state: RowState, client: tuple[Any, str] | None = None
+    ) -> Outcome:
         from botocore.exceptions import BotoCoreError, ClientError
 
         where = f"{mapping.table}/{change.document_id}"
@@ -80,14 +117,24 @@ class DynamoDBSink:
                 f"DynamoDB cannot hold {where}: the item is {size} bytes, above the {MAX_ITEM_BYTES}-byte (400 KB) "
                 "item limit; project fewer columns (dynamodb.attributes) or exclude binaries (dynamodb.binary)"
             )
-        table = self.table_for(mapping)
+        names = {"#pk": mapping.dynamodb_partition_key.attribute, "#version": "_version"}
         try:
-            table.put_item(
-                Item=item,
-                ConditionExpression=CONDITION,
-                ExpressionAttributeNames={"#pk": mapping.dynamodb_partition_key.attribute, "#version": "_version"},
-                ExpressionAttributeValues={":version": item["_version"]},
-            )
+            if client is None:
+                self.table_for(mapping).put_item(
+                    Item=item,
+                    ConditionExpression=CONDITION,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={":version": item["_version"]},
+                )
+            else:  # the Table's client: a resource's client serialises Python values itself, as Table does
+                low_level, table_name = client
+                low_level.put_item(
+                    TableName=table_name,
+                    Item=item,
+                    ConditionExpression=CONDITION,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={":version": item["_version"]},
+                )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":

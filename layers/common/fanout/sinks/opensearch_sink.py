@@ -18,17 +18,20 @@ too long, ...). Everything else (connection errors, 429, 5xx) is retried.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from ..change import Change
 from ..documents import UnrepresentableRow, opensearch_document, opensearch_document_id
 from ..mapping import TableMapping
+from ..redaction import describe_item_error
 from ..source_reader import RowState
 from . import Outcome, RowRejected, SinkError
 
 DEFAULT_GC_DELETES = "1h"
 DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
 PERMANENT_STATUSES = (400, 413)
+MAX_BULK_ITEMS = 1000  # per _bulk request; the request's bytes are bounded by max_request_bytes too
 
 
 def make_client(endpoint: str, auth: str = "none") -> Any:
@@ -82,16 +85,17 @@ class OpenSearchSink:
                     raise
         self._ready_indices.add(index)
 
-    def apply(self, mapping: TableMapping, change: Change, state: RowState) -> Outcome:
-        from opensearchpy.exceptions import ConflictError, NotFoundError, TransportError
-
-        index = mapping.opensearch_index
-        where = f"{index}/{change.document_id}"
+    def _document(
+        self, mapping: TableMapping, change: Change, state: RowState
+    ) -> tuple[str, dict[str, Any] | None, int]:
+        """The document id, the body (None: a delete) and the body's size; RowRejected if it can never fit."""
+        where = f"{mapping.opensearch_index}/{change.document_id}"
         try:
             doc_id = opensearch_document_id(mapping, change)
             body = None if state.row is None else opensearch_document(mapping, state.row)
         except (UnrepresentableRow, TypeError) as exc:  # TypeError: a value with no JSON form
             raise RowRejected(f"OpenSearch cannot hold {where}: {exc}") from exc
+        size = 0
         if body is not None:
             size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
             if size > self._max_request_bytes:
@@ -99,6 +103,101 @@ class OpenSearchSink:
                     f"OpenSearch cannot hold {where}: the document is {size} bytes, above the "
                     f"{self._max_request_bytes}-byte request limit; exclude large columns (opensearch.exclude)"
                 )
+        return doc_id, body, size
+
+    def apply_batch(self, mapping: TableMapping, items: Sequence[tuple[Change, RowState]]) -> list[Outcome | Exception]:
+        """All rows in ``_bulk`` requests, each item with its own external_gte version; per row its Outcome
+        or its exception. Per item: 409 is STALE, 400/413 RowRejected (that row only), others SinkError;
+        a whole request failing is a SinkError for each of its rows (retried)."""
+        from opensearchpy.exceptions import TransportError
+
+        index = mapping.opensearch_index
+        results: list[Outcome | Exception | None] = [None] * len(items)
+        pending: list[tuple[int, list[dict[str, Any]], int]] = []  # (position, bulk lines, bytes)
+        for position, (change, state) in enumerate(items):
+            try:
+                doc_id, body, size = self._document(mapping, change, state)
+            except RowRejected as exc:
+                results[position] = exc
+                continue
+            meta = {"_index": index, "_id": doc_id, "version": state.version, "version_type": "external_gte"}
+            lines = [{"delete": meta}] if body is None else [{"index": meta}, body]
+            pending.append((position, lines, size + 200))
+        if pending:
+            try:
+                self.ensure_index(index)
+            except TransportError as exc:
+                error = SinkError(f"OpenSearch index {index} is not available: {exc}")
+                for position, _, _ in pending:
+                    results[position] = error
+                pending = []
+        request: list[tuple[int, list[dict[str, Any]], int]] = []
+        for entry in pending:
+            if request and (
+                len(request) >= MAX_BULK_ITEMS or sum(e[2] for e in request) + entry[2] > self._max_request_bytes
+            ):
+                self._send_bulk(mapping, items, request, results)
+                request = []
+            request.append(entry)
+        if request:
+            self._send_bulk(mapping, items, request, results)
+        return [result if result is not None else SinkError("no bulk answer") for result in results]
+
+    def _send_bulk(
+        self,
+        mapping: TableMapping,
+        items: Sequence[tuple[Change, RowState]],
+        request: list[tuple[int, list[dict[str, Any]], int]],
+        results: list[Outcome | Exception | None],
+    ) -> None:
+        from opensearchpy.exceptions import TransportError
+
+        index = mapping.opensearch_index
+        body = [line for _, lines, _ in request for line in lines]
+        try:
+            response = self._client.bulk(body=body)
+        except TransportError as exc:
+            if exc.status_code == 413 and len(request) > 1:  # too big together: each alone decides
+                for position, _, _ in request:
+                    change, state = items[position]
+                    try:
+                        results[position] = self.apply(mapping, change, state)
+                    except Exception as error:  # noqa: BLE001 - reported per row
+                        results[position] = error
+                return
+            for position, _, _ in request:
+                if exc.status_code == 413:  # this one row is more than the domain takes in a request
+                    where = f"{index}/{items[position][0].document_id}"
+                    results[position] = RowRejected(f"OpenSearch refused {where} (HTTP 413): {exc}")
+                else:
+                    results[position] = SinkError(f"OpenSearch _bulk failed for {index}: {exc}")
+            return
+        for (position, lines, _), answer in zip(request, response.get("items", []), strict=False):
+            action = "delete" if "delete" in lines[0] else "index"
+            item = answer.get(action, {})
+            status = int(item.get("status", 500))
+            where = f"{index}/{items[position][0].document_id}"
+            if status == 409:
+                results[position] = Outcome.STALE
+            elif action == "delete" and (status < 300 or status == 404):  # 404: nothing to delete, tombstone kept
+                results[position] = Outcome.DELETED
+            elif status < 300:
+                results[position] = Outcome.WRITTEN
+            elif status in PERMANENT_STATUSES:
+                results[position] = RowRejected(
+                    f"OpenSearch refused {where} (HTTP {status}): {describe_item_error(item.get('error'))}"
+                )
+            else:
+                results[position] = SinkError(
+                    f"OpenSearch failed for {where} (HTTP {status}): {describe_item_error(item.get('error'))}"
+                )
+
+    def apply(self, mapping: TableMapping, change: Change, state: RowState) -> Outcome:
+        from opensearchpy.exceptions import ConflictError, NotFoundError, TransportError
+
+        index = mapping.opensearch_index
+        where = f"{index}/{change.document_id}"
+        doc_id, body, _ = self._document(mapping, change, state)
         versioning = {"version": state.version, "version_type": "external_gte"}
         try:
             self.ensure_index(index)

@@ -1,0 +1,115 @@
+"""The batched locking re-read (read_rows) against a real MariaDB (DESIGN.md §2.1).
+
+One SKIP LOCKED query reads every key it can without waiting; a key it did not
+return is locked or absent, and is read alone with the waiting read: a locked
+row must come back as the writer's committed outcome, never as a delete.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from fanout import source_reader
+from fanout.change import Change
+from fanout.db import connect
+from fanout.mapping import default_mappings
+from fanout.source_reader import RowState, read_row, read_rows
+
+POSTS = default_mappings().get("posts")
+SETTINGS = default_mappings().get("tenant_settings")
+
+
+def post(key: int) -> Change:
+    return Change("posts", (("id", key),), "update", 1)
+
+
+def setting(tenant: str, name: str) -> Change:
+    return Change("tenant_settings", (("tenant", tenant), ("setting_key", name)), "update", 1)
+
+
+def insert_posts(conn: Any, titles: list[str]) -> list[int]:
+    keys = []
+    with conn.cursor() as cur:
+        for title in titles:
+            cur.execute("INSERT INTO posts (title, body, author) VALUES (%s, 'b', 'a')", (title,))
+            keys.append(int(cur.lastrowid))
+    return keys
+
+
+def test_given_present_and_absent_keys_when_read_together_then_rows_absences_and_one_locked_version(
+    db_settings: Any,
+) -> None:
+    # Given three committed rows and a key that does not exist
+    conn = connect(db_settings)
+    keys = insert_posts(conn, ["a", "b", "c"])
+    # When all four are read in one batch
+    states = read_rows(conn, POSTS, [post(k) for k in keys] + [post(999_999)])
+    # Then each present key gets its row, the absent one is absent, and the versions are DB-clock instants
+    assert [s.row["title"] if isinstance(s, RowState) and s.row else None for s in states] == ["a", "b", "c", None]
+    assert all(isinstance(s, RowState) and s.version > 0 for s in states)
+    assert len({s.version for s in states[:3] if isinstance(s, RowState)}) == 1  # one clock read under the locks
+    later = read_row(conn, POSTS, post(keys[0]))
+    assert isinstance(states[0], RowState) and later.version > states[0].version
+
+
+def test_given_a_row_held_by_an_open_writer_when_read_in_a_batch_then_the_committed_outcome_not_a_delete(
+    db_settings: Any,
+) -> None:
+    # Given two rows, one updated in a transaction that stays open for a while
+    conn = connect(db_settings)
+    free, held = insert_posts(conn, ["free", "before"])
+    writer = connect(db_settings, autocommit=False)
+    with writer.cursor() as cur:
+        cur.execute("UPDATE posts SET title = 'after' WHERE id = %s", (held,))
+    out: dict[str, Any] = {}
+
+    def read() -> None:
+        reader = connect(db_settings)
+        started = time.monotonic()
+        out["states"] = read_rows(reader, POSTS, [post(free), post(held)])
+        out["waited"] = time.monotonic() - started
+        reader.close()
+
+    # When a batch reads both while the writer is open, and the writer then commits
+    thread = threading.Thread(target=read)
+    thread.start()
+    time.sleep(0.5)
+    writer.commit()
+    thread.join(10)
+    writer.close()
+    # Then the free row was not held up by the locked one, and the locked one is the committed update
+    states = out["states"]
+    assert states[0].row["title"] == "free"
+    assert states[1].row is not None and states[1].row["title"] == "after"
+    assert out["waited"] >= 0.4  # the skipped key was read alone, waiting for the writer
+
+
+def test_given_a_case_only_spelling_when_read_in_a_batch_then_only_the_exact_key_is_present(db_settings: Any) -> None:
+    # Given a row stored as ('ACME', 'theme') under a case-insensitive collation
+    conn = connect(db_settings)
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO tenant_settings (tenant, setting_key, value) VALUES ('ACME', 'theme', JSON_OBJECT('n', 1))"
+        )
+    # When both spellings are read in one batch
+    upper, lower = read_rows(conn, SETTINGS, [setting("ACME", "theme"), setting("acme", "theme")])
+    # Then the stored spelling is present and the other is absent (its document is deleted, not overwritten)
+    assert isinstance(upper, RowState) and upper.row is not None and upper.row["tenant"] == "ACME"
+    assert isinstance(lower, RowState) and lower.row is None
+
+
+def test_given_more_keys_than_one_read_takes_when_read_then_chunked_and_all_returned(
+    db_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given more rows than one statement may name
+    monkeypatch.setattr(source_reader, "MAX_KEYS_PER_READ", 4)
+    conn = connect(db_settings)
+    keys = insert_posts(conn, [f"p{i}" for i in range(10)])
+    # When they are read together
+    states = read_rows(conn, POSTS, [post(k) for k in keys])
+    # Then every row comes back, in order
+    assert [s.row["title"] for s in states if isinstance(s, RowState) and s.row] == [f"p{i}" for i in range(10)]
