@@ -91,6 +91,7 @@ def _backfill(deps: Maintenance, event: dict[str, Any], context: Any) -> dict[st
         deps.read_row,
         deps.sinks,
         deps.reject,
+        read_rows=deps.read_rows,
         batch_size=int(event.get("batch_size", 500)),
         rate=event.get("rate"),
         should_continue=lambda: context.get_remaining_time_in_millis() > TIME_MARGIN_MS,

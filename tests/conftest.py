@@ -88,6 +88,22 @@ def db_settings(mariadb: dict[str, Any], fresh_database: str) -> Any:
     )
 
 
+@pytest.fixture
+def db_env(monkeypatch: pytest.MonkeyPatch, db_settings: Any) -> Any:
+    """``db_settings`` as the environment the functions and the CLI read (DB_HOST, ...; no secret, no parser ARN)."""
+    for key, value in {
+        "DB_HOST": db_settings.host,
+        "DB_PORT": str(db_settings.port),
+        "DB_USER": db_settings.user,
+        "DB_PASSWORD": db_settings.password,
+        "DB_NAME": db_settings.name,
+    }.items():
+        monkeypatch.setenv(key, value)
+    for key in ("DB_SECRET_ARN", "PARSER_FUNCTION_ARN"):
+        monkeypatch.delenv(key, raising=False)
+    return db_settings
+
+
 @pytest.fixture(scope="session")
 def opensearch_endpoint() -> Iterator[str]:
     given = os.environ.get("OPENSEARCH_ENDPOINT")

@@ -23,6 +23,7 @@ import pytest
 from fanout.cli import main
 from fanout.fallback_sweeper import lock_name
 from fanout.trigger_sql import FALLBACK_TABLE
+from local.stack import source_connection
 from tests.conftest import aws_client
 from tests.e2e.test_pipeline import agreed, document, item, stack, wait_until
 
@@ -30,15 +31,7 @@ __all__ = ["stack"]  # the deployed-stack fixture, shared with test_pipeline
 
 
 def db(env: dict[str, str]) -> pymysql.connections.Connection:
-    return pymysql.connect(
-        host=env["DB_HOST"],
-        port=int(env["DB_PORT"]),
-        user=env["DB_USER"],
-        password=env["DB_PASSWORD"],
-        database=env["DB_NAME"],
-        charset="utf8mb4",
-        autocommit=True,
-    )
+    return source_connection(env)  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from fanout.mapping import default_mappings
 from fanout.sinks.opensearch_sink import make_client
 from fanout.stack_resources import StackResources
 from fanout.verify import compare_row
+from local.stack import source_connection
 from tests.conftest import aws_client, aws_resource
 from tests.e2e.test_pipeline import key_change, wait_until
 
@@ -31,18 +32,8 @@ POSTS = default_mappings().get("posts")
 
 @pytest.fixture(scope="module")
 def ops(deployed_stack: dict[str, str]) -> Iterator[dict[str, Any]]:
-    import pymysql
-
     env = deployed_stack
-    conn = pymysql.connect(
-        host=env["DB_HOST"],
-        port=int(env["DB_PORT"]),
-        user=env["DB_USER"],
-        password=env["DB_PASSWORD"],
-        database=env["DB_NAME"],
-        charset="utf8mb4",
-        autocommit=True,
-    )
+    conn = source_connection(env)
     resources = StackResources.from_env(env)
     sqs = aws_client(env, "sqs")
     yield {

@@ -20,6 +20,7 @@ from fanout.documents import dynamodb_key, opensearch_document_id
 from fanout.mapping import default_mappings
 from fanout.sinks.opensearch_sink import make_client
 from fanout.verify import compare_row, fetch_sink_state
+from local.stack import source_connection
 from tests.conftest import aws_resource
 
 MAPPINGS = default_mappings()
@@ -39,23 +40,10 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = WAIT_SECOND
 
 @pytest.fixture(scope="module")
 def stack(deployed_stack: dict[str, str]) -> Iterator[dict[str, Any]]:
-    import pymysql
-
     env = deployed_stack
 
     def connection(autocommit: bool) -> Any:
-        conn = pymysql.connect(
-            host=env["DB_HOST"],
-            port=int(env["DB_PORT"]),
-            user=env["DB_USER"],
-            password=env["DB_PASSWORD"],
-            database=env["DB_NAME"],
-            charset="utf8mb4",
-            autocommit=autocommit,
-        )
-        with conn.cursor() as cur:
-            cur.execute("SET time_zone = '+00:00'")
-        return conn
+        return source_connection(env, autocommit=autocommit)
 
     db = connection(autocommit=True)
     yield {

@@ -27,16 +27,16 @@ from fanout.mapping import Mappings, TableMapping, default_mappings
 from fanout.reconcile import SinkReaders, reconcile
 from fanout.sinks.dynamodb_sink import DynamoDBSink
 from fanout.sinks.opensearch_sink import OpenSearchSink
-from fanout.source_reader import RowState, read_row
+from fanout.source_reader import RowState, read_row, read_rows
 from tests.conftest import aws_resource
 from tests.integration.support import create_replica_table
 
 ROOT = Path(__file__).resolve().parents[2]
 # The "large table" of the issue (100_000 rows). Until the batched fetch path lands, backfill is
-# per-row: ~210 rows/s through both sinks on this shared 2-core machine (bench/results/
-# backfill_reconcile.md), so 100_000 rows would take ~8 minutes; 5_000 keeps this test near 30 s.
-# Raise it once the batched fetch path is merged.
-LARGE_TABLE_ROWS = 5_000
+# The issue asks for 100_000 rows. With the batched fetch path a backfill runs at ~640 rows/s here
+# (bench/results/backfill_reconcile.md), but this test at 100_000 did not finish in 15 minutes: the run
+# grows worse than linearly (not yet diagnosed; see the closing note). 20_000 keeps it near a minute.
+LARGE_TABLE_ROWS = 20_000
 
 
 def apply_checkpoint_migration(settings: DatabaseSettings) -> None:
@@ -68,6 +68,14 @@ class Harness:
             if self.fail_after is not None and self.fetches > self.fail_after:
                 raise RuntimeError("simulated crash of the backfill")
             return read_row(self.reader, mapping, change)
+
+    def read_rows(self, mapping: TableMapping, changes: Any) -> list[RowState | Exception]:
+        """The fetch path's batched read (one locking query per page), counted per key like read_row."""
+        with self.lock:
+            self.fetches += len(changes)
+            if self.fail_after is not None and self.fetches > self.fail_after:
+                raise RuntimeError("simulated crash of the backfill")
+            return read_rows(self.reader, mapping, changes)
 
     def mapping(self, table: str) -> TableMapping:
         mapping = self.mappings.get(table)
@@ -155,8 +163,8 @@ def test_backfill_of_a_large_table_reaches_both_sinks_and_reconcile_finds_no_dri
     assert not before.agrees
 
     # When both tables are backfilled
-    posts = backfill(h, "posts", batch_size=250)
-    settings = backfill(h, "tenant_settings", batch_size=4)
+    posts = backfill(h, "posts", batch_size=500, read_rows=h.read_rows)
+    settings = backfill(h, "tenant_settings", batch_size=4, read_rows=h.read_rows)
 
     # Then every row was fetched once, the jobs are done, and a full reconcile finds no drift
     assert (posts.status, posts.rows_done, settings.status, settings.rows_done) == (

@@ -12,21 +12,6 @@ from tests.conftest import ROOT
 PARSER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-test-parser"
 
 
-@pytest.fixture
-def db_env(monkeypatch: pytest.MonkeyPatch, db_settings: Any) -> Any:
-    for key, value in {
-        "DB_HOST": db_settings.host,
-        "DB_PORT": str(db_settings.port),
-        "DB_USER": db_settings.user,
-        "DB_PASSWORD": db_settings.password,
-        "DB_NAME": db_settings.name,
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("DB_SECRET_ARN", raising=False)
-    monkeypatch.delenv("PARSER_FUNCTION_ARN", raising=False)
-    return db_settings
-
-
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])

@@ -17,18 +17,11 @@ ROLE = "arn:aws:iam::123456789012:role/fanout-AuroraInvokeRole-ABC"
 
 
 @pytest.fixture
-def db_env(monkeypatch: pytest.MonkeyPatch, db_settings: Any) -> Any:
-    for key, value in {
-        "DB_HOST": db_settings.host,
-        "DB_PORT": str(db_settings.port),
-        "DB_USER": db_settings.user,
-        "DB_PASSWORD": db_settings.password,
-        "DB_NAME": db_settings.name,
-    }.items():
-        monkeypatch.setenv(key, value)
-    for key in ("DB_SECRET_ARN", "PARSER_FUNCTION_ARN", "DEAD_LETTER_QUEUE_URL", "FANOUT_MAPPING_FILE"):
+def db_env(db_env: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The shared fixture (tests/conftest.py), with no queue or mapping override from the caller's shell."""
+    for key in ("DEAD_LETTER_QUEUE_URL", "FANOUT_MAPPING_FILE"):
         monkeypatch.delenv(key, raising=False)
-    return db_settings
+    return db_env
 
 
 def test_generate_writes_the_next_migration_and_migrate_applies_it(

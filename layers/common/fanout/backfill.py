@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .change import Change, ChangeValidationError, KeyValue, parse_change_message
-from .fetcher import ReadRow, Reject, apply_changes
+from .fetcher import ReadRow, ReadRows, Reject, apply_changes
 from .mapping import Mappings, TableMapping
 from .observability import log
 from .sinks import Sink
@@ -325,10 +325,12 @@ def run_backfill(
     restart: bool = False,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    read_rows: ReadRows | None = None,
 ) -> BackfillResult:
     """Run (or resume) one backfill job until the table is done, ``max_pages`` pages were copied in this
     run, or ``should_continue()`` says stop (Lambda time). ``conn`` is an autocommit connection for the
-    key pages and the checkpoint; ``read_row`` does the fetch path's locking reads."""
+    key pages and the checkpoint; ``read_row`` (and, given, ``read_rows``: one locking query per page)
+    does the fetch path's locking reads."""
     mapping = mappings.get(job.table)
     if mapping is None:
         raise BackfillError(f"{job.table!r} is not a mapped table (tables.json)")
@@ -367,7 +369,8 @@ def run_backfill(
             _save_checkpoint(conn, checkpoint)
             break
         changes, rejected = key_changes(mapping, mappings, keys, correlation_id, reject)
-        report = apply_changes(changes, mappings, read_row, sinks, reject)  # FetchFailed: not checkpointed
+        # FetchFailed: not checkpointed
+        report = apply_changes(changes, mappings, read_row, sinks, reject, read_rows=read_rows)
         for outcome in report.outcomes:
             name = f"{outcome['sink']}:{outcome['outcome']}"
             result.outcomes[name] = result.outcomes.get(name, 0) + 1

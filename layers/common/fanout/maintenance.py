@@ -8,6 +8,7 @@ source pages) and the fetch path's own, for its short locking reads.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .change import Change
@@ -19,7 +20,7 @@ from .rejects import QueueRejectRecorder
 from .sinks import Sink
 from .sinks.dynamodb_sink import DynamoDBSink
 from .sinks.opensearch_sink import OpenSearchSink, make_client
-from .source_reader import RowState, read_row
+from .source_reader import RowState, read_row, read_rows
 
 
 class Maintenance:
@@ -48,13 +49,11 @@ class Maintenance:
         return self.database.get()
 
     def read_row(self, mapping: TableMapping, change: Change) -> RowState:
-        import pymysql
+        # as the fetcher: a lost connection is replaced and the (idempotent) read repeated once
+        return self.fetch_database.call(lambda conn: read_row(conn, mapping, change))
 
-        try:
-            return read_row(self.fetch_database.get(), mapping, change)
-        except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
-            self.fetch_database.close()
-            raise
+    def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> list[RowState | Exception]:
+        return self.fetch_database.call(lambda conn: read_rows(conn, mapping, changes))
 
     def close(self) -> None:
         self.database.close()

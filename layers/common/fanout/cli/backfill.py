@@ -94,6 +94,7 @@ def _run_backfill(args: argparse.Namespace) -> tuple[int, str]:
                     deps.read_row,
                     deps.sinks,
                     deps.reject,
+                    read_rows=deps.read_rows,
                     batch_size=args.batch_size,
                     rate=args.rate,
                     restart=args.restart,
