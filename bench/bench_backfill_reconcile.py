@@ -34,38 +34,24 @@ from fanout.reconcile import SinkReaders, reconcile  # noqa: E402
 from fanout.sinks.dynamodb_sink import DynamoDBSink  # noqa: E402
 from fanout.sinks.opensearch_sink import OpenSearchSink, make_client  # noqa: E402
 from fanout.source_reader import read_row, read_rows  # noqa: E402
-from local.stack import LocalConfig, ensure_mariadb, ensure_ministack, ensure_opensearch  # noqa: E402
+from local.stack import LocalConfig, create_replica_table, ensure_mariadb, ensure_ministack, ensure_opensearch  # noqa: E402
 
 ROWS = int(os.environ.get("BENCH_BACKFILL_ROWS", "5000"))
 
 
 def main() -> int:
-    import boto3
 
     cfg = LocalConfig.from_env()
     ensure_mariadb(cfg)
     ensure_ministack(cfg)
     ensure_opensearch(cfg)
-    aws = cfg.aws_env()
     db_name = f"fanout_bench_{uuid.uuid4().hex[:6]}"
     admin = connect(DatabaseSettings(cfg.db_host, cfg.db_port, "mysql", cfg.db_user, cfg.db_password))
     with admin.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{db_name}`")
     settings = DatabaseSettings(cfg.db_host, cfg.db_port, db_name, cfg.db_user, cfg.db_password)
     conn, reader = connect(settings), connect(settings)
-    dynamodb = boto3.resource(
-        "dynamodb",
-        endpoint_url=aws["AWS_ENDPOINT_URL"],
-        region_name=cfg.region,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    table = dynamodb.create_table(
-        TableName=db_name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-    )
+    dynamodb, table = create_replica_table(cfg, db_name)
     opensearch = make_client(cfg.opensearch_endpoint)
     posts = default_mappings().get("posts")
     assert posts is not None

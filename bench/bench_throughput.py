@@ -60,7 +60,7 @@ from fanout.sinks import Outcome  # noqa: E402
 from fanout.sinks.dynamodb_sink import DynamoDBSink  # noqa: E402
 from fanout.sinks.opensearch_sink import OpenSearchSink, make_client  # noqa: E402
 from fanout.source_reader import RowState, read_row, read_rows  # noqa: E402
-from local.stack import LocalConfig, ensure_mariadb, ensure_ministack, ensure_opensearch  # noqa: E402
+from local.stack import LocalConfig, create_replica_table, ensure_mariadb, ensure_ministack, ensure_opensearch  # noqa: E402
 
 ROWS = 5000
 BATCH = 100  # changes per queued fetcher invocation in the throughput runs (FetchBatchSize)
@@ -414,7 +414,6 @@ def import_times() -> dict[str, float]:
 
 
 def setup(cfg: LocalConfig) -> tuple[World, str]:
-    import boto3
 
     db_name = f"fanout_bench_{uuid.uuid4().hex[:6]}"
     admin = connect(DatabaseSettings(cfg.db_host, cfg.db_port, "mysql", cfg.db_user, cfg.db_password))
@@ -428,20 +427,7 @@ def setup(cfg: LocalConfig) -> tuple[World, str]:
             "INSERT INTO posts (title, body, author) VALUES (%s, %s, %s)",
             [(f"post {i}", "body " * 40, "bench") for i in range(ROWS)],
         )
-    aws = cfg.aws_env()
-    dynamodb = boto3.resource(
-        "dynamodb",
-        endpoint_url=aws["AWS_ENDPOINT_URL"],
-        region_name=cfg.region,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    table = dynamodb.create_table(
-        TableName=db_name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-    )
+    dynamodb, table = create_replica_table(cfg, db_name)
     count_dynamodb(dynamodb.meta.client)
     opensearch = make_client(cfg.opensearch_endpoint)
     count_opensearch(opensearch)

@@ -316,6 +316,29 @@ def aws_client(cfg: LocalConfig, service: str):  # type: ignore[no-untyped-def]
     )
 
 
+def create_replica_table(cfg: LocalConfig, name: str):  # type: ignore[no-untyped-def]
+    """A throwaway DynamoDB table on ministack with the ReplicaTable's key schema (benchmarks).
+
+    Returns ``(dynamodb resource, table)``; the caller deletes the table.
+    """
+    import boto3
+
+    dynamodb = boto3.resource(
+        "dynamodb",
+        endpoint_url=cfg.aws_endpoint,
+        region_name=cfg.region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    table = dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+    )
+    return dynamodb, table
+
+
 def ensure_aws_resources(cfg: LocalConfig) -> str:
     """The artifacts bucket and the database secret; returns the secret's ARN."""
     s3 = aws_client(cfg, "s3")
