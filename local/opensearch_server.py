@@ -18,6 +18,10 @@ Deliberate simplifications:
   hits strictly after them in the sort order (documented rules: a ``sort`` is required, one value
   per sort key, ``from`` must be 0 or -1); values are compared as given, after the same
   coercion the sort applies (numbers, keyword strings, ``_id``);
+* a search whose query pins ``_id``s (``ids``, alone or in a ``bool`` must/filter) evaluates only
+  those documents, and one sorted on ``_id`` alone walks an ``_id``-ordered list from its
+  ``search_after`` point: same hits, at the cost of the page rather than of the whole index
+  (reconcile pages through every document of a 100k-document index this way);
 * search body keys and queries outside ``SEARCH_KEYS``/``QUERIES`` are rejected with a 400
   rather than silently ignored.
 
@@ -37,9 +41,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import bisect
 import copy
 import datetime as dt
 import functools
+import itertools
 import json
 import re
 import signal
@@ -48,6 +54,7 @@ import threading
 import time
 import unicodedata
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -466,6 +473,24 @@ class Index:
         self.docs: dict[str, Doc] = {}
         self.tombstones: dict[str, Tombstone] = {}
         self.next_seq_no = 0
+        self._sorted_ids: list[str] | None = None  # every _id in _id order, built by the first _id sort
+
+    def ids_in_order(self) -> list[str]:
+        """Every document ``_id``, in ``_id`` order (what a sort on ``_id`` walks). Built once, then
+        kept in step by the writes, so paging a big index by ``_id`` costs a page, not an index."""
+        if self._sorted_ids is None:
+            self._sorted_ids = sorted(self.docs)
+        return self._sorted_ids
+
+    def _track_id(self, doc_id: str, present: bool) -> None:
+        if self._sorted_ids is None:
+            return
+        at = bisect.bisect_left(self._sorted_ids, doc_id)
+        there = at < len(self._sorted_ids) and self._sorted_ids[at] == doc_id
+        if present and not there:
+            self._sorted_ids.insert(at, doc_id)
+        elif there and not present:
+            del self._sorted_ids[at]
 
     def update_settings(self, settings: dict) -> None:
         """Store settings as given (normalised); ``null`` resets one to its default."""
@@ -565,6 +590,8 @@ class Index:
         seq_no = self._take_seq_no()
         self.docs[doc_id] = Doc(copy.deepcopy(source), version, seq_no)
         self.tombstones.pop(doc_id, None)
+        if not existed:
+            self._track_id(doc_id, present=True)
         return (
             (200, self._result(doc_id, version, "updated", seq_no))
             if existed
@@ -576,6 +603,8 @@ class Index:
         (or becomes the external one) and a tombstone keeps it for ``index.gc_deletes``."""
         version = self._next_version(doc_id, params)
         found = self.docs.pop(doc_id, None) is not None
+        if found:
+            self._track_id(doc_id, present=False)
         seq_no = self._take_seq_no()
         self.tombstones[doc_id] = Tombstone(version, seq_no, time.monotonic())
         return (
@@ -640,9 +669,37 @@ class QueryEvaluator:
     def __init__(self, query: object, mapping: Mapping) -> None:
         self.query = {"match_all": {}} if query is None else query
         self.mapping = mapping
+        self._id_sets: dict[int, set[str]] = {}  # per ids clause (by identity): its values as a set
 
     def score(self, doc_id: str, source: dict) -> float | None:
         return self._eval(self.query, doc_id, source)
+
+    def matches_everything(self) -> bool:
+        return self.query == {"match_all": {}}
+
+    def pinned_ids(self) -> set[str] | None:
+        """The only ``_id``s that can match when the query pins them (an ``ids`` query, or a ``bool``
+        with one in ``must``/``filter``), else ``None``. Lets a search evaluate those documents
+        instead of the whole index; the query is still evaluated on each of them."""
+        return self._pinned(self.query)
+
+    def _pinned(self, query: object) -> set[str] | None:
+        if not isinstance(query, dict) or len(query) != 1:
+            return None
+        kind, clause = next(iter(query.items()))
+        if kind == "ids" and isinstance(clause, dict):
+            return self._id_set(clause)
+        if kind == "bool" and isinstance(clause, dict):
+            required = _as_list(clause.get("must")) + _as_list(clause.get("filter"))
+            sets = [pinned for q in required if (pinned := self._pinned(q)) is not None]
+            return set.intersection(*sets) if sets else None
+        return None
+
+    def _id_set(self, clause: dict) -> set[str]:
+        values = self._id_sets.get(id(clause))
+        if values is None:
+            values = self._id_sets[id(clause)] = {str(v) for v in _as_list(clause.get("values"))}
+        return values
 
     def _eval(self, query: object, doc_id: str, source: dict) -> float | None:
         if not isinstance(query, dict) or len(query) != 1:
@@ -672,7 +729,7 @@ class QueryEvaluator:
         return 1.0
 
     def _ids(self, clause: dict, doc_id: str, source: dict) -> float | None:
-        return 1.0 if doc_id in {str(v) for v in _as_list(clause.get("values"))} else None
+        return 1.0 if doc_id in self._id_set(clause) else None
 
     def _term(self, clause: dict, doc_id: str, source: dict) -> float | None:
         name, value = _one_field("term", clause)
@@ -822,21 +879,67 @@ def _source_spec(spec: object) -> tuple[list[str], list[str], bool]:
     return [str(s) for s in _as_list(spec)], [], True
 
 
+Match = tuple["Index", str, float]  # (index, doc_id, score)
+
+
+def _matches(indices: list[Index], query: object) -> Iterator[Match]:
+    """Every matching document, index by index in index order (the order of their last write)."""
+    for index in indices:
+        evaluator = QueryEvaluator(query, index.mapping)
+        pinned = evaluator.pinned_ids()
+        if pinned is None:
+            candidates: Iterable[tuple[str, Doc]] = index.docs.items()
+        else:  # only the named documents can match: look them up instead of evaluating the index
+            candidates = sorted(
+                ((doc_id, index.docs[doc_id]) for doc_id in pinned if doc_id in index.docs),
+                key=lambda item: item[1].seq_no,
+            )
+        for doc_id, doc in candidates:
+            if (score := evaluator.score(doc_id, doc.source)) is not None:
+                yield index, doc_id, score
+
+
+def _id_order_page(
+    index: Index, query: object, key: SortKey, after: list | None, wanted: int
+) -> Iterator[tuple[list, Match]]:
+    """The first ``wanted`` hits of a search sorted on ``_id`` alone, walking the index in ``_id``
+    order from the ``search_after`` point: the same hits as sorting every match, at the cost of
+    the page. Only for queries that do not pin ids (those are cheap to sort)."""
+    evaluator = QueryEvaluator(query, index.mapping)
+    ordered = index.ids_in_order()
+    if key.descending:
+        end = len(ordered) if after is None else bisect.bisect_left(ordered, str(after[0]))
+        walk: Iterable[str] = (ordered[i] for i in range(end - 1, -1, -1))
+    else:
+        begin = 0 if after is None else bisect.bisect_right(ordered, str(after[0]))
+        walk = itertools.islice(ordered, begin, None)
+    found = 0
+    for doc_id in walk:
+        if found >= wanted:
+            return
+        if (score := evaluator.score(doc_id, index.docs[doc_id].source)) is not None:
+            found += 1
+            yield [doc_id], (index, doc_id, score)
+
+
+def _count_matches(indices: list[Index], query: object, limit: int | None) -> int:
+    """How many documents match, counting no further than ``limit + 1`` (enough to say "gte")."""
+    if all(QueryEvaluator(query, index.mapping).matches_everything() for index in indices):
+        return sum(len(index.docs) for index in indices)
+    stop = None if limit is None else limit + 1
+    return sum(1 for _ in itertools.islice(_matches(indices, query), stop))
+
+
 def run_search(indices: list[Index], body: dict, params: dict, count_only: bool = False) -> dict:
     """``_search`` (hits sorted by score, or by ``sort``, then by index order) or ``_count``."""
     started = time.monotonic()
     for key in set(body) - ({"query"} if count_only else SEARCH_KEYS):
         raise bad_request(f"[{key}] is not supported by this local OpenSearch stand-in", "parsing_exception")
-    matches = []  # (index, doc_id, score)
-    for index in indices:
-        evaluator = QueryEvaluator(body.get("query"), index.mapping)
-        for doc_id, doc in index.docs.items():
-            if (score := evaluator.score(doc_id, doc.source)) is not None:
-                matches.append((index, doc_id, score))
+    query = body.get("query")
     shards = sum(index.shards for index in indices)
     shards_header = {"total": shards, "successful": shards, "skipped": 0, "failed": 0}
     if count_only:
-        return {"count": len(matches), "_shards": shards_header}
+        return {"count": sum(1 for _ in _matches(indices, query)), "_shards": shards_header}
     try:
         size, start = int(params.get("size", body.get("size", 10))), int(params.get("from", body.get("from", 0)))
     except (TypeError, ValueError):
@@ -853,19 +956,30 @@ def run_search(indices: list[Index], body: dict, params: dict, count_only: bool 
         if not isinstance(after, list) or len(after) != len(keys):
             count = len(after) if isinstance(after, list) else 1
             raise bad_request(f"search_after has {count} value(s) but sort has {len(keys)}.")
-    if keys:
-        rows = [([k.value(*m) for k in keys], n) for n, m in enumerate(matches)]
-        rows.sort(key=functools.cmp_to_key(lambda a, b: _compare(keys, a, b)))
-        if after is not None:
-            # strictly after the given values (ties excluded: the caller passes the last hit's values)
-            rows = [row for row in rows if _compare(keys, (row[0], 0), (after, 0)) > 0]
-    else:
-        rows = sorted(((None, n) for n in range(len(matches))), key=lambda row: -matches[row[1]][2])
+    track = body.get("track_total_hits", 10_000)
+    limit = None if track is True or track is False else int(track)
     scored = not keys or any(k.field == "_score" for k in keys)
+    by_id = [k.field for k in keys] == ["_id"] and len(indices) == 1
+    if by_id and QueryEvaluator(query, indices[0].mapping).pinned_ids() is None:
+        page = list(_id_order_page(indices[0], query, keys[0], after, start + size))[start:]
+        total = _count_matches(indices, query, limit) if track is not False else 0
+        max_score = None
+    else:
+        matches = list(_matches(indices, query))
+        if keys:
+            rows = [([k.value(*m) for k in keys], n) for n, m in enumerate(matches)]
+            rows.sort(key=functools.cmp_to_key(lambda a, b: _compare(keys, a, b)))
+            if after is not None:
+                # strictly after the given values (ties excluded: the caller passes the last hit's values)
+                rows = [row for row in rows if _compare(keys, (row[0], 0), (after, 0)) > 0]
+        else:
+            rows = sorted(((None, n) for n in range(len(matches))), key=lambda row: -matches[row[1]][2])
+        page = [(sort_values, matches[n]) for sort_values, n in rows[start : start + size]]
+        total = len(matches)
+        max_score = max((m[2] for m in matches), default=None) if scored else None
     includes, excludes, with_source = _source_spec(body.get("_source", True))
     hits = []
-    for sort_values, n in rows[start : start + size]:
-        index, doc_id, score = matches[n]
+    for sort_values, (index, doc_id, score) in page:
         hit: dict = {"_index": index.name, "_id": doc_id, "_score": score if scored else None}
         if with_source:
             hit["_source"] = filter_source(index.docs[doc_id].source, includes, excludes)
@@ -874,11 +988,10 @@ def run_search(indices: list[Index], body: dict, params: dict, count_only: bool 
         hits.append(hit)
 
     result: dict = {}
-    track = body.get("track_total_hits", 10_000)
     if track is not False:
-        limit = len(matches) if track is True else int(track)
-        result["total"] = {"value": min(len(matches), limit), "relation": "eq" if len(matches) <= limit else "gte"}
-    result["max_score"] = max((m[2] for m in matches), default=None) if scored else None
+        shown = total if limit is None else min(total, limit)
+        result["total"] = {"value": shown, "relation": "eq" if shown == total else "gte"}
+    result["max_score"] = max_score
     result["hits"] = hits
     took = int((time.monotonic() - started) * 1000)
     return {"took": took, "timed_out": False, "_shards": shards_header, "hits": result}

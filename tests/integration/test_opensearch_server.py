@@ -738,6 +738,7 @@ def test_search_after_pages_through_the_sorted_hits(client: OpenSearch, catalog:
         if not hits:
             break
         seen += [hit["_id"] for hit in hits]
+        assert len(seen) <= len(CATALOG), f"paging does not end: {seen}"
         after = hits[-1]["sort"]
     # Then every document comes exactly once, in _id order
     assert seen == ["1", "2", "3", "4", "5"]
@@ -747,6 +748,88 @@ def test_search_after_pages_through_the_sorted_hits(client: OpenSearch, catalog:
         (hit["sort"][0] for hit in cheaper["hits"]["hits"]), reverse=True
     )
     assert cheaper["hits"]["hits"] and all(hit["sort"][0] < 12.0 for hit in cheaper["hits"]["hits"])
+
+
+def page_by_id(
+    client: OpenSearch, index: str, query: dict, order: str, size: int, between_pages: Callable[[int], None]
+) -> list[str]:
+    """Every hit's _id, paging ``size`` at a time by ``_id`` with ``search_after``; ``between_pages(n)``
+    runs after page n (writes there are seen by the later pages, as without a point in time)."""
+    seen: list[str] = []
+    after: list[Any] | None = None
+    while True:
+        body: dict[str, Any] = {"query": query, "sort": [{"_id": order}], "size": size, "_source": False}
+        if after is not None:
+            body["search_after"] = after
+        hits = client.search(index=index, body={**body, "track_total_hits": False})["hits"]["hits"]
+        if not hits:
+            return seen
+        page = [hit["_id"] for hit in hits]
+        assert not set(page) & set(seen), f"page {page} repeats hits already seen"
+        assert [hit["sort"] for hit in hits] == [[doc_id] for doc_id in page]
+        seen += page
+        after = hits[-1]["sort"]
+        between_pages(len(seen) // size)
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_paging_by_id_sees_the_writes_made_between_pages(
+    client: OpenSearch, new_index: Callable[[], str], order: str
+) -> None:
+    # Given 30 documents (ids 00..58, even) with a number n
+    name = new_index()
+    docs = {f"{i:02d}": i for i in range(0, 60, 2)}
+    bulk = [line for doc_id, n in docs.items() for line in ({"index": {"_index": name, "_id": doc_id}}, {"n": n})]
+    assert client.bulk(body=bulk, refresh=True)["errors"] is False
+
+    def write(page: int) -> None:
+        # after page 1: one id appears on each side of the cursor, one ahead is deleted, one behind too
+        if page == 1:
+            for doc_id in ("01", "57"):
+                client.index(index=name, id=doc_id, body={"n": int(doc_id)}, refresh=True)
+            for doc_id in ("02", "56"):
+                client.delete(index=name, id=doc_id, refresh=True)
+
+    # When paging by _id, 7 at a time, with writes after the first page
+    seen = page_by_id(client, name, {"match_all": {}}, order, 7, write)
+    # Then each page continued strictly after the cursor in the index as it then was
+    first = sorted(docs, reverse=order == "desc")[:7]
+    rest = sorted((set(docs) | {"01", "57"}) - {"02", "56"}, reverse=order == "desc")
+    cursor = first[-1]
+    assert seen == first + [d for d in rest if (d > cursor if order == "asc" else d < cursor)]
+    # And a filtered query pages through exactly its matches
+    filtered = page_by_id(client, name, {"range": {"n": {"gte": 10, "lt": 40}}}, order, 4, lambda page: None)
+    assert filtered == sorted((d for d in rest if 10 <= int(d) < 40), reverse=order == "desc")
+
+
+def test_total_hits_of_an_id_sorted_search_count_every_match_up_to_the_limit(
+    client: OpenSearch, new_index: Callable[[], str]
+) -> None:
+    name = new_index()
+    bulk = [line for i in range(25) for line in ({"index": {"_index": name, "_id": str(i)}}, {"n": i})]
+    assert client.bulk(body=bulk, refresh=True)["errors"] is False
+    body: dict[str, Any] = {"query": {"range": {"n": {"gte": 5}}}, "sort": [{"_id": "asc"}], "size": 3}
+    # The total counts all 20 matches, not the page, and not only those after the cursor
+    assert client.search(index=name, body=body)["hits"]["total"] == {"value": 20, "relation": "eq"}
+    after = client.search(index=name, body={**body, "search_after": ["5"]})["hits"]
+    assert after["total"] == {"value": 20, "relation": "eq"} and [h["_id"] for h in after["hits"]] == ["6", "7", "8"]
+    # With a lower tracking limit the total stops there and says so
+    capped = client.search(index=name, body={**body, "track_total_hits": 12})["hits"]["total"]
+    assert capped == {"value": 12, "relation": "gte"}
+    everything = client.search(index=name, body={**body, "query": {"match_all": {}}, "track_total_hits": True})
+    assert everything["hits"]["total"] == {"value": 25, "relation": "eq"}
+
+
+def test_an_ids_query_inside_bool_finds_only_its_documents(client: OpenSearch, catalog: str) -> None:
+    # Given an ids clause in a bool filter beside another condition
+    query = {"bool": {"filter": [{"ids": {"values": ["1", "2", "3", "nope"]}}, {"term": {"maker.country": "JP"}}]}}
+    # Then both must hold: JP products among the listed ids
+    assert ids(search(client, catalog, query)) == {"2", "3"}
+    # And must_not ids excludes them from everything else
+    assert ids(search(client, catalog, {"bool": {"must_not": {"ids": {"values": ["1", "2"]}}}})) == {"3", "4", "5"}
+    # And two ids clauses intersect
+    both = {"bool": {"must": [{"ids": {"values": ["1", "2"]}}, {"ids": {"values": ["2", "3"]}}]}}
+    assert ids(search(client, catalog, both)) == {"2"}
 
 
 @pytest.mark.parametrize(
