@@ -176,7 +176,7 @@ class SinkReaders:
 
         if not ids:
             return {}
-        body = {"query": {"ids": {"values": list(ids)}}, "size": len(ids)}
+        body = {"query": {"ids": {"values": list(ids)}}, "size": len(ids), "track_total_hits": False}
         try:
             found = self.opensearch.search(index=mapping.opensearch_index, body=body)
         except NotFoundError:  # no index yet: nothing is there
@@ -205,7 +205,7 @@ class SinkReaders:
         after: list[Any] | None = None
         while True:
             body: dict[str, Any] = {"query": {"match_all": {}}, "size": page_size, "sort": [{"_id": "asc"}]}
-            body["_source"] = False
+            body.update(_source=False, track_total_hits=False)  # no count per page: it would cost a pass
             if after is not None:
                 body["search_after"] = after
             try:
@@ -218,18 +218,21 @@ class SinkReaders:
             after = hits[-1]["sort"]
 
     def live_items(self, mapping: TableMapping, page_size: int) -> Iterator[list[dict[str, Any]]]:
+        """The table's live items, ``page_size`` at a time. Scan pages are DynamoDB's own (up to
+        1 MB each, which bounds memory): a ``Limit`` would only multiply the requests, and a
+        table holding several source tables would return mostly-filtered, near-empty pages."""
         from boto3.dynamodb.conditions import Attr
 
         table = self.dynamodb.Table(self.table_name(mapping))
         options: dict[str, Any] = {
             "FilterExpression": Attr("_table").eq(mapping.table) & Attr("_deleted").eq(False),
             "ConsistentRead": True,
-            "Limit": page_size,
         }
         while True:
             page = table.scan(**options)
-            if page.get("Items"):
-                yield page["Items"]
+            items = page.get("Items", [])
+            for i in range(0, len(items), page_size):
+                yield items[i : i + page_size]
             if "LastEvaluatedKey" not in page:
                 return
             options["ExclusiveStartKey"] = page["LastEvaluatedKey"]
