@@ -45,8 +45,10 @@ import bisect
 import copy
 import datetime as dt
 import functools
+import hashlib
 import itertools
 import json
+import random
 import re
 import signal
 import socket
@@ -64,7 +66,7 @@ VERSION_ID = "136387827"  # the internal id of 2.17.0, shown as index.version.cr
 PRIMARY_TERM = 1
 DEFAULT_GC_DELETES = "60s"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-QUERIES = ("match_all", "term", "terms", "ids", "match", "bool", "range", "exists")
+QUERIES = ("match_all", "term", "terms", "ids", "match", "bool", "range", "exists", "function_score")
 SEARCH_KEYS = {"query", "size", "from", "sort", "_source", "track_total_hits", "search_after"}
 
 
@@ -670,6 +672,7 @@ class QueryEvaluator:
         self.query = {"match_all": {}} if query is None else query
         self.mapping = mapping
         self._id_sets: dict[int, set[str]] = {}  # per ids clause (by identity): its values as a set
+        self._search_seed = random.getrandbits(64)  # random_score without a seed: one draw per search
 
     def score(self, doc_id: str, source: dict) -> float | None:
         return self._eval(self.query, doc_id, source)
@@ -727,6 +730,29 @@ class QueryEvaluator:
 
     def _match_all(self, clause: object, doc_id: str, source: dict) -> float:
         return 1.0
+
+    def _function_score(self, clause: dict, doc_id: str, source: dict) -> float | None:
+        """``function_score`` with ``random_score``, the one function supported: a score uniform in
+        [0, 1), a function of ``seed`` and the document (same seed, same documents: same order; no
+        seed: a new draw per search), multiplied by the query's score (``boost_mode`` multiply,
+        the default) or replacing it (``replace``)."""
+        unknown = set(clause) - {"query", "random_score", "boost_mode"} if isinstance(clause, dict) else {"?"}
+        if unknown or not isinstance(clause.get("random_score"), dict):
+            raise bad_request(
+                "[function_score] only random_score (with query, boost_mode) is supported by this stand-in",
+                "parsing_exception",
+            )
+        mode = clause.get("boost_mode", "multiply")
+        if mode not in ("multiply", "replace"):
+            raise bad_request(f"[function_score] boost_mode [{mode}] is not supported by this stand-in")
+        score = self._eval(clause.get("query", {"match_all": {}}), doc_id, source)
+        if score is None:
+            return None
+        spec = clause["random_score"]
+        seed = self._search_seed if spec.get("seed") is None else spec["seed"]
+        digest = hashlib.blake2b(f"{seed}\x00{doc_id}".encode(), digest_size=8).digest()
+        drawn = int.from_bytes(digest, "big") / 2**64
+        return drawn if mode == "replace" else score * drawn
 
     def _ids(self, clause: dict, doc_id: str, source: dict) -> float | None:
         return 1.0 if doc_id in self._id_set(clause) else None

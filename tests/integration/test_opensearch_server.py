@@ -820,6 +820,34 @@ def test_total_hits_of_an_id_sorted_search_count_every_match_up_to_the_limit(
     assert everything["hits"]["total"] == {"value": 25, "relation": "eq"}
 
 
+def test_random_score_draws_a_reproducible_uniform_sample(client: OpenSearch, new_index: Callable[[], str]) -> None:
+    # Given 200 documents, half of them "even"
+    name = new_index()
+    bulk = [
+        line for i in range(200) for line in ({"index": {"_index": name, "_id": str(i)}}, {"n": i, "even": i % 2 == 0})
+    ]
+    assert client.bulk(body=bulk, refresh=True)["errors"] is False
+
+    def draw(seed: int | None, query: dict | None = None, size: int = 40) -> list[dict]:
+        random_score: dict[str, Any] = {} if seed is None else {"seed": seed, "field": "_seq_no"}
+        function_score = {"query": query or {"match_all": {}}, "random_score": random_score, "boost_mode": "replace"}
+        body = {"query": {"function_score": function_score}, "size": size, "_source": ["n"]}
+        return list(client.search(index=name, body=body)["hits"]["hits"])
+
+    # When the 40 top hits by a seeded random score are taken
+    first = draw(7)
+    # Then they come in score order, scores in [0, 1), spread over the whole index
+    scores = [hit["_score"] for hit in first]
+    assert scores == sorted(scores, reverse=True) and all(0 <= score < 1 for score in scores)
+    assert {hit["_source"]["n"] // 50 for hit in first} == {0, 1, 2, 3}
+    # And the same seed draws the same sample; another seed another one
+    assert [hit["_id"] for hit in draw(7)] == [hit["_id"] for hit in first]
+    assert [hit["_id"] for hit in draw(8)] != [hit["_id"] for hit in first]
+    # And the wrapped query still decides which documents match
+    evens = draw(None, {"term": {"even": True}}, size=200)
+    assert len(evens) == 100 and all(hit["_source"]["n"] % 2 == 0 for hit in evens)
+
+
 def test_an_ids_query_inside_bool_finds_only_its_documents(client: OpenSearch, catalog: str) -> None:
     # Given an ids clause in a bool filter beside another condition
     query = {"bool": {"filter": [{"ids": {"values": ["1", "2", "3", "nope"]}}, {"term": {"maker.country": "JP"}}]}}
