@@ -14,7 +14,13 @@ query) and DynamoDB (BatchGetItem, consistent); then each sink is scanned
 (OpenSearch ``search_after`` sorted by ``_id``; DynamoDB Scan pages filtered to
 the table's live items) and its keys, parsed back with the mapping's key
 formats (:mod:`fanout.sink_keys`), are checked against the source in batches.
-Sample mode compares a random sample of source rows (missing and stale only).
+Sample mode compares a random sample of source rows (missing and stale), and
+looks for orphans in a uniform random sample of each sink of about the same
+size: the top documents by a seeded ``random_score`` in OpenSearch, and one
+random segment of a DynamoDB parallel scan (``Segment``/``TotalSegments`` split
+the table by key hash). Orphans often come in key ranges (a bulk delete made
+with the kill switch on); a uniform sample finds such a cluster in proportion
+to its size, wherever it sits in the key order.
 
 ``repair`` hands every drifted key to :func:`fanout.fetcher.apply_changes`,
 the live fetch path: the row is re-read under a lock and written
@@ -22,7 +28,10 @@ version-gated, so a repair can never overwrite a newer live change; for an
 orphan the re-read finds no row and the sinks get a versioned delete
 (OpenSearch) and a tombstone (DynamoDB). A drift the repair could not clear (a
 sink holding a higher version, a sink key that is no key of the table) stays
-counted as unrepaired.
+counted as unrepaired. A sink entry whose id is no key of the table (written by
+hand, or under an older mapping's id format) cannot be re-read: repair deletes
+it directly, which no live change can race, as the fetch path never writes
+such an id.
 
 Reconcile while changes flow can see a row in flight (inserted, not yet
 fetched) as missing: that is reported like any drift; repairing it is
@@ -33,6 +42,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +66,7 @@ MISSING, STALE, ORPHAN = "missing", "stale", "orphan"
 KINDS = (MISSING, STALE, ORPHAN)
 MAX_EXAMPLES = 20  # per table, sink and kind: the report stays small on a big drift
 BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem keys per request
+MAX_RESULT_WINDOW = 10_000  # OpenSearch's default index.max_result_window: the most hits one search returns
 
 
 @dataclass
@@ -94,7 +106,6 @@ class ReconcileReport:
     repair: bool
     tables: dict[str, dict[str, SinkTally]] = field(default_factory=dict)
     source_rows: dict[str, int] = field(default_factory=dict)
-    orphans_checked: bool = True
     elapsed_s: float = 0.0
 
     def tally(self, table: str, sink: str) -> SinkTally:
@@ -127,7 +138,6 @@ class ReconcileReport:
             "agrees": self.agrees,
             "drift": self.drift,
             "unrepaired": self.unrepaired,
-            "orphans_checked": self.orphans_checked,
             "source_rows": self.source_rows,
             "elapsed_s": round(self.elapsed_s, 3),
             "source_rows_per_s": round(self.rows_per_s, 1),
@@ -146,8 +156,7 @@ class ReconcileReport:
                     line += f"; repaired {t.repaired}, unrepaired {t.unrepaired}"
                 lines.append(line)
         verdict = "source and sinks agree" if self.agrees else f"DRIFT: {self.unrepaired} difference(s) remain"
-        scope = "" if self.orphans_checked else " (sample: orphans not checked)"
-        lines.append(f"{verdict}{scope} [{self.mode}, {self.elapsed_s:.1f}s]")
+        lines.append(f"{verdict} [{self.mode}, {self.elapsed_s:.1f}s]")
         return "\n".join(lines)
 
 
@@ -217,10 +226,31 @@ class SinkReaders:
             yield [hit["_id"] for hit in hits]
             after = hits[-1]["sort"]
 
-    def live_items(self, mapping: TableMapping, page_size: int) -> Iterator[list[dict[str, Any]]]:
-        """The table's live items, ``page_size`` at a time. Scan pages are DynamoDB's own (up to
-        1 MB each, which bounds memory): a ``Limit`` would only multiply the requests, and a
-        table holding several source tables would return mostly-filtered, near-empty pages."""
+    def random_document_ids(self, mapping: TableMapping, size: int, page_size: int) -> Iterator[list[str]]:
+        """About ``size`` document ids drawn uniformly at random (a seeded ``random_score``), a page at a time."""
+        from opensearchpy.exceptions import NotFoundError
+
+        scored = {"query": {"match_all": {}}, "random_score": {"seed": random.getrandbits(31), "field": "_seq_no"}}
+        body = {
+            "query": {"function_score": {**scored, "boost_mode": "replace"}},
+            "size": min(size, MAX_RESULT_WINDOW),
+            "_source": False,
+            "track_total_hits": False,
+        }
+        try:
+            hits = self.opensearch.search(index=mapping.opensearch_index, body=body)["hits"]["hits"]
+        except NotFoundError:
+            return
+        for i in range(0, len(hits), page_size):
+            yield [hit["_id"] for hit in hits[i : i + page_size]]
+
+    def live_items(
+        self, mapping: TableMapping, page_size: int, segment: tuple[int, int] | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The table's live items, ``page_size`` at a time; with ``segment`` (n, total), only that segment
+        of a parallel scan. Scan pages are DynamoDB's own (up to 1 MB each, which bounds memory): a
+        ``Limit`` would only multiply the requests, and a table holding several source tables would
+        return mostly-filtered, near-empty pages."""
         from boto3.dynamodb.conditions import Attr
 
         table = self.dynamodb.Table(self.table_name(mapping))
@@ -228,6 +258,8 @@ class SinkReaders:
             "FilterExpression": Attr("_table").eq(mapping.table) & Attr("_deleted").eq(False),
             "ConsistentRead": True,
         }
+        if segment is not None:
+            options.update(Segment=segment[0], TotalSegments=segment[1])
         while True:
             page = table.scan(**options)
             items = page.get("Items", [])
@@ -386,26 +418,57 @@ def _compare_page(
     return drifted
 
 
+def _remove_foreign(readers: SinkReaders, mapping: TableMapping, sink: str, entry: Any) -> bool:
+    """Delete a sink entry whose id is no key of the table (``entry``: the document id, or the item)."""
+    from botocore.exceptions import ClientError
+    from opensearchpy.exceptions import NotFoundError
+
+    try:
+        if sink == OPENSEARCH:
+            readers.opensearch.delete(index=mapping.opensearch_index, id=entry)
+        else:
+            readers.dynamodb.Table(readers.table_name(mapping)).delete_item(
+                Key={a: entry[a] for a in mapping.dynamodb_key_attributes},
+                ConditionExpression="#t = :t",  # still this table's: never another table's item
+                ExpressionAttributeNames={"#t": "_table"},
+                ExpressionAttributeValues={":t": mapping.table},
+            )
+        return True
+    except NotFoundError:
+        return True  # gone already
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return True
+        log(logging.ERROR, "reconcile could not delete a foreign entry", table=mapping.table, sink=sink)
+        return False
+
+
+SinkEntry = tuple[Key | None, str, Any]  # (the table key it parses to, its id as shown, what deletes it)
+
+
 def _orphans(
     conn: Any,
     mapping: TableMapping,
     sink: str,
-    pages: Iterator[list[tuple[Key | None, str]]],
+    pages: Iterator[list[SinkEntry]],
     report: ReconcileReport,
     repairer: _Repairer | None,
+    readers: SinkReaders,
     on_page: Callable[[int], None],
 ) -> None:
     tally = report.tally(mapping.table, sink)
     seen = 0
     for page in pages:
-        parsed = [key for key, _ in page if key is not None]
+        parsed = [key for key, _, _ in page if key is not None]
         present = existing_keys(conn, mapping, parsed)
         drifted: dict[Key, set[str]] = {}
-        for key, sink_key in page:
+        for key, sink_key, entry in page:
             if key is None:
                 tally.add(ORPHAN, None, f"{sink} key {sink_key!r} is no key of {mapping.table}")
                 if repairer is not None:
-                    tally.unrepaired += 1  # nothing to re-read: left for the operator
+                    removed = _remove_foreign(readers, mapping, sink, entry)
+                    tally.repaired += removed
+                    tally.unrepaired += not removed
             elif key not in present:
                 tally.add(ORPHAN, list(key), f"in {sink} ({sink_key!r}) but not in the source")
                 drifted[key] = {sink}
@@ -431,8 +494,9 @@ def reconcile(
     clock: Callable[[], float] = time.monotonic,
 ) -> ReconcileReport:
     """Compare (and with ``repair``, fix) every mapped table, or ``tables``; ``sample``: that many random rows
-    per table instead of all (no orphan check). ``conn`` is an autocommit connection for the plain reads;
-    repairs go through ``read_row`` and ``sinks`` (the fetch path)."""
+    per table instead of all, and orphans looked for in a sample of each sink of about that size. ``conn`` is
+    an autocommit connection for the plain reads; repairs go through ``read_row`` and ``sinks`` (the fetch
+    path)."""
     from .backfill import estimated_rows
 
     names = list(tables) if tables else sorted(mappings.tables)
@@ -441,7 +505,7 @@ def reconcile(
             raise ValueError(f"{name!r} is not a mapped table (tables.json)")
     if repair and read_row is None:
         raise ValueError("repair needs the fetch path: pass read_row and sinks")
-    report = ReconcileReport(mode="sample" if sample else "full", repair=repair, orphans_checked=not sample)
+    report = ReconcileReport(mode="sample" if sample else "full", repair=repair)
     repairer = _Repairer(mappings, read_row, sinks, reject, report) if repair and read_row is not None else None
     started = clock()
 
@@ -465,13 +529,13 @@ def reconcile(
             done += len(rows)
             tell(name, "source", done, estimated)
         report.source_rows[name] = done
-        if sample:
-            continue
         if mapping.opensearch_enabled:
-            os_pages = (
-                [(opensearch_key(mapping, doc_id), doc_id) for doc_id in ids]
-                for ids in readers.document_ids(mapping, page_size)
+            id_pages = (
+                readers.random_document_ids(mapping, sample, page_size)
+                if sample
+                else readers.document_ids(mapping, page_size)
             )
+            os_pages = ([(opensearch_key(mapping, doc_id), doc_id, doc_id) for doc_id in ids] for ids in id_pages)
             _orphans(
                 conn,
                 mapping,
@@ -479,13 +543,18 @@ def reconcile(
                 os_pages,
                 report,
                 repairer,
+                readers,
                 functools.partial(tell, name, "opensearch", total=estimated),
             )
         if mapping.dynamodb_enabled:
+            segment = None
+            if sample:  # one random segment of a parallel scan holds about `sample` of the table's items
+                segments = max(1, math.ceil((estimated_rows(conn, mapping) or 0) / sample))
+                segment = (random.randrange(segments), segments)
             partition = mapping.dynamodb_partition_key.attribute
             ddb_pages = (
-                [(dynamodb_item_key(mapping, item), str(item.get(partition))) for item in items]
-                for items in readers.live_items(mapping, page_size)
+                [(dynamodb_item_key(mapping, item), str(item.get(partition)), item) for item in items]
+                for items in readers.live_items(mapping, page_size, segment)
             )
             _orphans(
                 conn,
@@ -494,6 +563,7 @@ def reconcile(
                 ddb_pages,
                 report,
                 repairer,
+                readers,
                 functools.partial(tell, name, "dynamodb", total=estimated),
             )
     report.elapsed_s = clock() - started

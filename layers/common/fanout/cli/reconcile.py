@@ -1,7 +1,7 @@
 """``fanout reconcile``: do the source and each sink agree? With --repair, make them agree.
 
     fanout reconcile                  every mapped table, every row (constant memory)
-    fanout reconcile posts --sample 1000   1000 random rows of posts (missing/stale only)
+    fanout reconcile posts --sample 1000   ~1000 random rows of posts, ~1000 entries of each sink for orphans
     fanout reconcile --repair         fix what differs through the live fetch path (orphans deleted)
     fanout reconcile --json           the report as JSON
 
@@ -71,7 +71,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("tables", nargs="*", metavar="TABLE", help="mapped table(s) (default: all)")
-    parser.add_argument("--sample", type=int, metavar="N", help="check N random rows per table instead of all")
+    parser.add_argument(
+        "--sample",
+        type=int,
+        metavar="N",
+        help="check about N random rows per table, and about N entries of each sink for orphans, instead of all",
+    )
     parser.add_argument("--repair", action="store_true", help="fix what differs through the fetch path")
     parser.add_argument("--batch-size", type=int, default=500, help="rows per page (default 500)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
