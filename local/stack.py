@@ -465,6 +465,7 @@ def write_stack_env(cfg: LocalConfig, outputs: dict[str, str], secret_arn: str) 
             "FETCHER_FUNCTION_NAME": outputs["FetcherFunctionName"],
             "MIGRATIONS_FUNCTION_NAME": outputs["MigrationsFunctionName"],
             "SWEEPER_FUNCTION_NAME": outputs["SweeperFunctionName"],
+            "MAINTENANCE_FUNCTION_NAME": outputs["MaintenanceFunctionName"],
             "AURORA_INVOKE_ROLE_ARN": outputs["AuroraInvokeRoleArn"],
             "DEAD_LETTER_QUEUE_URL": outputs["DeadLetterQueueUrl"],
             "DYNAMODB_TABLE": outputs["ReplicaTableName"],

@@ -4,12 +4,14 @@ Events::
 
     {"action": "reconcile", "sample": 1000, "tables": ["posts"], "repair": false}
     {"action": "backfill", "table": "posts", "from": [1], "to": [5000], "where": "status = %s",
-     "params": ["published"], "batch_size": 500, "rate": 2000}
+     "params": ["published"], "batch_size": 500, "rate": 2000, "pages_per_invocation": 100}
 
-A backfill copies pages until little time is left, then, if rows remain,
-invokes this function again asynchronously with the same event: the next
-invocation resumes from the checkpoint (fanout.backfill). Domain logic lives in
-the layer; this page wires it to the environment.
+A backfill copies pages until little time is left (or ``pages_per_invocation``
+pages are done: shorter invocations, e.g. to keep each one's load window
+small), then, if rows remain, invokes this function again asynchronously with
+the same event: the next invocation resumes from the checkpoint
+(fanout.backfill). Domain logic lives in the layer; this page wires it to the
+environment.
 """
 
 from __future__ import annotations
@@ -77,10 +79,19 @@ def _reconcile(deps: Maintenance, event: dict[str, Any]) -> dict[str, Any]:
     return report.as_dict()
 
 
+def _positive_int(event: dict[str, Any], name: str, default: int | None) -> int | None:
+    value = event.get(name, default)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise BadEvent(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
 def _backfill(deps: Maintenance, event: dict[str, Any], context: Any) -> dict[str, Any]:
     table = event.get("table")
     if not isinstance(table, str):
         raise BadEvent(f"table must be a mapped table's name, got {table!r}")
+    batch_size = _positive_int(event, "batch_size", 500)
+    assert batch_size is not None
     job = BackfillJob(
         table, KeyRange(_key(event, "from"), _key(event, "to")), event.get("where"), tuple(event.get("params") or ())
     )
@@ -92,8 +103,9 @@ def _backfill(deps: Maintenance, event: dict[str, Any], context: Any) -> dict[st
         deps.sinks,
         deps.reject,
         read_rows=deps.read_rows,
-        batch_size=int(event.get("batch_size", 500)),
+        batch_size=batch_size,
         rate=event.get("rate"),
+        max_pages=_positive_int(event, "pages_per_invocation", None),
         should_continue=lambda: context.get_remaining_time_in_millis() > TIME_MARGIN_MS,
     )
     if result.status != "done":  # continue in a fresh invocation, from the checkpoint
