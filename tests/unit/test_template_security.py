@@ -75,7 +75,7 @@ def grants(
         if with_extra_tables:
             expected |= {("dynamodb:PutItem", "Ref ExtraReplicaTableArns")}
     elif role == "MaintenanceRole":
-        sink_io = ("dynamodb:PutItem", "dynamodb:BatchGetItem", "dynamodb:Scan")
+        sink_io = ("dynamodb:PutItem", "dynamodb:BatchGetItem", "dynamodb:Scan", "dynamodb:DeleteItem")
         expected |= {secret, dlq} | {(a, "ReplicaTable.Arn") for a in sink_io}
         expected |= {
             (
