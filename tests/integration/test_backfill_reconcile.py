@@ -6,8 +6,13 @@ both real sinks), so what is proven here is what runs in production.
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -214,6 +219,66 @@ def test_a_backfill_killed_half_way_resumes_after_its_checkpoint(harness: Harnes
     assert h.reconcile().agrees
 
 
+def cli_environment(h: Harness, local_aws: dict[str, str], opensearch_endpoint: str, tmp_path: Path) -> dict[str, str]:
+    """What `fanout` needs to work on the harness's schema, sinks and (suffixed) index names."""
+    from tests.conftest import aws_client
+
+    mapping_file = tmp_path / "tables.json"
+    document = json.loads((ROOT / "layers" / "common" / "fanout" / "tables.json").read_text(encoding="utf-8"))
+    for name, table in document["tables"].items():
+        table["opensearch"]["index"] = h.mapping(name).opensearch_index
+    mapping_file.write_text(json.dumps(document), encoding="utf-8")
+    queue = aws_client(local_aws, "sqs").create_queue(QueueName=f"fanout-cli-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    return {
+        **local_aws,
+        "DB_HOST": h.settings.host,
+        "DB_PORT": str(h.settings.port),
+        "DB_NAME": h.settings.name,
+        "DB_USER": h.settings.user,
+        "DB_PASSWORD": h.settings.password,
+        "OPENSEARCH_ENDPOINT": opensearch_endpoint,
+        "DYNAMODB_TABLE": h.table.name,
+        "DEAD_LETTER_QUEUE_URL": queue,
+        "FANOUT_MAPPING_FILE": str(mapping_file),
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def test_a_backfill_process_killed_mid_run_resumes_without_redoing_a_page(
+    harness: Harness, local_aws: dict[str, str], opensearch_endpoint: str, tmp_path: Path
+) -> None:
+    h = harness
+    # Given 1000 posts and a `fanout backfill` process copying them at a bounded rate, 50 a page
+    insert_posts(h, 1000)
+    env = {**os.environ, **cli_environment(h, local_aws, opensearch_endpoint, tmp_path)}
+    command = [str(Path(sys.executable).parent / "fanout"), "backfill", "posts", "--batch-size", "50", "--rate", "250"]
+    job_id = BackfillJob("posts").job_id
+    process = subprocess.Popen([*command, "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # When it is killed (SIGKILL: no cleanup of any kind) once a few pages are done
+        deadline = time.monotonic() + 60
+        while (c := load_checkpoint(h.conn, h.mapping("posts"), job_id)) is None or c.rows_done < 200:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the backfill made no progress"
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait()
+    killed_at = load_checkpoint(h.conn, h.mapping("posts"), job_id)
+    assert killed_at is not None and killed_at.status == "running" and 200 <= killed_at.rows_done < 1000
+    assert killed_at.last_key == (killed_at.rows_done,)  # whole pages only: the checkpoint is the last done page
+
+    # And the same command runs again
+    again = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    resumed = json.loads(again.stdout)["jobs"][0]
+    # Then it starts after the last completed page, copies only the rest, and the sinks agree
+    assert resumed["resumed_from"] == list(killed_at.last_key)
+    assert (resumed["status"], resumed["rows_done"]) == ("done", 1000)
+    assert resumed["rows_this_run"] == 1000 - killed_at.rows_done
+    assert h.reconcile(tables=["posts"]).agrees
+
+
 def test_a_backfill_stopped_after_n_pages_continues_and_honours_range_and_filter(harness: Harness) -> None:
     h = harness
     # Given 100 posts, a third of them drafts
@@ -394,8 +459,6 @@ def test_the_commands_backfill_then_reconcile_with_json_and_exit_status(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import json
-
     from fanout.cli import main
     from tests.conftest import aws_client
 
