@@ -1,15 +1,17 @@
-"""Benchmark: backfill and reconcile rates (rows/s) on this machine, and their ratio to the raw fetch path.
+"""Benchmark: backfill and reconcile rates (rows/s) on this machine, and how they scale.
 
-One process run, one table of ROWS posts:
-  (a) backfill (keyset pages of 500 keys handed to fanout.fetcher.apply_changes: until the
-      batched fetch path lands, one locking re-read and two version-gated writes per row);
+One process run, two tables of posts, measured one after the other: ROWS (default 100,000,
+the issue's "large table") and a tenth of it. For each:
+  (a) backfill (keyset pages of 500 keys handed to fanout.fetcher.apply_changes, the batched
+      fetch path: one locking read per page, _bulk, parallel conditional puts);
   (b) full reconcile (source keyset pages + one OpenSearch ids query and BatchGetItem per page,
       then the orphan scans: OpenSearch search_after by _id and DynamoDB Scan);
-  (c) sampled reconcile of 1000 rows.
-Absolute numbers depend on this shared 2-core machine; the ratio reconcile/backfill is the
-portable result.
+  (c) sampled reconcile of 1000 rows (and about 1000 entries of each sink for orphans).
+Absolute numbers depend on this shared 2-core machine; the portable results are the ratios:
+reconcile/backfill speed, and the rate at ROWS over the rate at ROWS/10 (1.0 = linear).
 
     make bench              # writes bench/results/backfill_reconcile.{json,md}
+    BENCH_BACKFILL_ROWS=20000 .venv/bin/python bench/bench_backfill_reconcile.py
 """
 
 from __future__ import annotations
@@ -36,15 +38,11 @@ from fanout.sinks.opensearch_sink import OpenSearchSink, make_client  # noqa: E4
 from fanout.source_reader import read_row, read_rows  # noqa: E402
 from local.stack import LocalConfig, create_replica_table, ensure_mariadb, ensure_ministack, ensure_opensearch  # noqa: E402
 
-ROWS = int(os.environ.get("BENCH_BACKFILL_ROWS", "5000"))
+ROWS = int(os.environ.get("BENCH_BACKFILL_ROWS", "100000"))
 
 
-def main() -> int:
-
-    cfg = LocalConfig.from_env()
-    ensure_mariadb(cfg)
-    ensure_ministack(cfg)
-    ensure_opensearch(cfg)
+def measure(cfg: LocalConfig, rows: int) -> dict[str, float]:
+    """Backfill, full and sampled reconcile of a fresh table of ``rows`` posts; rates in rows/s."""
     db_name = f"fanout_bench_{uuid.uuid4().hex[:6]}"
     admin = connect(DatabaseSettings(cfg.db_host, cfg.db_port, "mysql", cfg.db_user, cfg.db_password))
     with admin.cursor() as cur:
@@ -64,7 +62,7 @@ def main() -> int:
                 "INSERT INTO posts (id, title, body, author, status) SELECT seq, CONCAT('post ', seq), "
                 "REPEAT('body ', 40), 'bench', 'published' FROM seq_1_to_%d"
             )
-            cur.execute(fill % ROWS)
+            cur.execute(fill % rows)
         sinks = [OpenSearchSink(opensearch), DynamoDBSink(table, tombstone_ttl_seconds=3600)]
         readers = SinkReaders(opensearch, dynamodb, table.name)
         started = time.monotonic()
@@ -77,9 +75,9 @@ def main() -> int:
             read_rows=lambda m, cs: read_rows(reader, m, cs),  # one locking query per page, as the fetcher
         )
         backfill_s = time.monotonic() - started
-        assert result.status == "done" and result.rows_done == ROWS
+        assert result.status == "done" and result.rows_done == rows
         full = reconcile(conn, mappings, readers)
-        assert full.agrees, full.summary()
+        assert full.agrees and full.source_rows["posts"] == rows, full.summary()
         sample = reconcile(conn, mappings, readers, sample=1000)
         assert sample.agrees, sample.summary()
     finally:
@@ -90,24 +88,49 @@ def main() -> int:
         conn.close()
         reader.close()
         admin.close()
-    results = {
-        "rows": ROWS,
-        "backfill_rows_per_s": round(ROWS / backfill_s, 1),
-        "reconcile_full_rows_per_s": round(ROWS / full.elapsed_s, 1),
+    return {
+        "rows": rows,
+        "backfill_rows_per_s": round(rows / backfill_s, 1),
+        "reconcile_full_rows_per_s": round(rows / full.elapsed_s, 1),
         "reconcile_sample_rows_per_s": round(sample.rows_per_s, 1),
         "reconcile_full_over_backfill": round(backfill_s / full.elapsed_s, 2),
+    }
+
+
+def main() -> int:
+    cfg = LocalConfig.from_env()
+    ensure_mariadb(cfg)
+    ensure_ministack(cfg)
+    ensure_opensearch(cfg)
+    small, large = measure(cfg, max(1, ROWS // 10)), measure(cfg, ROWS)
+    results = {
         "fetch_path": "batched: one locking read per page, _bulk, parallel conditional puts",
+        "small": small,
+        "large": large,
+        "backfill_rate_large_over_small": round(large["backfill_rows_per_s"] / small["backfill_rows_per_s"], 2),
+        "reconcile_rate_large_over_small": round(
+            large["reconcile_full_rows_per_s"] / small["reconcile_full_rows_per_s"], 2
+        ),
     }
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "backfill_reconcile.json").write_text(json.dumps(results, indent=2) + "\n")
+    rows = [
+        ("backfill", "backfill_rows_per_s"),
+        ("reconcile, full (incl. orphan scans)", "reconcile_full_rows_per_s"),
+        ("reconcile, sample of 1000 (incl. sampled orphans)", "reconcile_sample_rows_per_s"),
+    ]
+    table = "".join(f"| {label} | {small[key]} | {large[key]} |\n" for label, key in rows)
     (out / "backfill_reconcile.md").write_text(
-        f"# Backfill and reconcile ({ROWS} posts, both sinks, {results['fetch_path']})\n\n"
-        "| run | rows/s |\n|---|---|\n"
-        f"| backfill | {results['backfill_rows_per_s']} |\n"
-        f"| reconcile, full (incl. orphan scans) | {results['reconcile_full_rows_per_s']} |\n"
-        f"| reconcile, sample of 1000 | {results['reconcile_sample_rows_per_s']} |\n"
-        f"| **full reconcile / backfill speed** | **{results['reconcile_full_over_backfill']}×** |\n"
+        f"# Backfill and reconcile (posts, both sinks; {results['fetch_path']})\n\n"
+        "Rates in rows/s, measured one after the other in one run (`make bench`); a ratio of 1.0\n"
+        "between the sizes means the cost per row does not grow with the table.\n\n"
+        f"| run | {small['rows']:,} rows | {large['rows']:,} rows |\n|---|---|---|\n{table}"
+        f"| **full reconcile / backfill speed** | {small['reconcile_full_over_backfill']}× "
+        f"| {large['reconcile_full_over_backfill']}× |\n\n"
+        f"Rate at {large['rows']:,} rows over the rate at {small['rows']:,}: backfill "
+        f"**{results['backfill_rate_large_over_small']}**, full reconcile "
+        f"**{results['reconcile_rate_large_over_small']}**.\n"
     )
     print(json.dumps(results, indent=2))
     return 0
