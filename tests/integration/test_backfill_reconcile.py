@@ -458,25 +458,14 @@ def test_the_commands_backfill_then_reconcile_with_json_and_exit_status(
     opensearch_endpoint: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     from fanout.cli import main
-    from tests.conftest import aws_client
 
     h = harness
-    queue = aws_client(local_aws, "sqs").create_queue(QueueName=f"fanout-cli-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    for name, value in {
-        **local_aws,
-        "DB_HOST": h.settings.host,
-        "DB_PORT": str(h.settings.port),
-        "DB_NAME": h.settings.name,
-        "DB_USER": h.settings.user,
-        "DB_PASSWORD": h.settings.password,
-        "OPENSEARCH_ENDPOINT": opensearch_endpoint,
-        "DYNAMODB_TABLE": h.table.name,
-        "DEAD_LETTER_QUEUE_URL": queue,
-    }.items():
+    for name, value in cli_environment(h, local_aws, opensearch_endpoint, tmp_path).items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("fanout.maintenance.default_mappings", lambda: h.mappings)
+    monkeypatch.setattr("fanout.maintenance.default_mappings", lambda: h.mappings)  # loaded once per process
     insert_posts(h, 120)
 
     # When reconcile runs before any backfill, Then it exits 1 and the JSON names the missing rows
