@@ -27,8 +27,8 @@ the live fetch path: the row is re-read under a lock and written
 version-gated, so a repair can never overwrite a newer live change; for an
 orphan the re-read finds no row and the sinks get a versioned delete
 (OpenSearch) and a tombstone (DynamoDB). A drift the repair could not clear (a
-sink holding a higher version, a sink key that is no key of the table) stays
-counted as unrepaired. A sink entry whose id is no key of the table (written by
+sink holding a higher version, a failed write) stays counted as unrepaired. A
+sink entry whose id is no key of the table (written by
 hand, or under an older mapping's id format) cannot be re-read: repair deletes
 it directly, which no live change can race, as the fetch path never writes
 such an id.
