@@ -20,10 +20,9 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from fanout.backfill import BackfillJob, KeyRange, run_backfill
+from fanout.backfill import BackfillJob, KeyRange
 from fanout.maintenance import Maintenance
 from fanout.observability import ChangeMetric, instrumented_handler, record
-from fanout.reconcile import reconcile
 
 TIME_MARGIN_MS = 60_000  # stop taking pages this long before Lambda stops the function
 
@@ -57,33 +56,21 @@ def _key(event: dict[str, Any], name: str) -> tuple[Any, ...] | None:
     return tuple(value)
 
 
-def _reconcile(deps: Maintenance, event: dict[str, Any]) -> dict[str, Any]:
-    sample = event.get("sample")
-    if sample is not None and (not isinstance(sample, int) or sample < 1):
-        raise BadEvent(f"sample must be a positive integer, got {sample!r}")
-    report = reconcile(
-        deps.conn(),
-        deps.mappings,
-        deps.readers,
-        tables=event.get("tables") or None,
-        sample=sample,
-        repair=bool(event.get("repair", False)),
-        read_row=deps.read_row,
-        sinks=deps.sinks,
-        reject=deps.reject,
-    )
-    for table, sinks in report.tables.items():
-        for sink, tally in sinks.items():
-            remaining = tally.unrepaired if report.repair else tally.drift
-            record(ChangeMetric.DRIFT, table, sink, value=remaining)
-    return report.as_dict()
-
-
 def _positive_int(event: dict[str, Any], name: str, default: int | None) -> int | None:
     value = event.get(name, default)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise BadEvent(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def _reconcile(deps: Maintenance, event: dict[str, Any]) -> dict[str, Any]:
+    sample = _positive_int(event, "sample", None)
+    report = deps.reconcile(tables=event.get("tables") or None, sample=sample, repair=bool(event.get("repair", False)))
+    for table, sinks in report.tables.items():
+        for sink, tally in sinks.items():
+            remaining = tally.unrepaired if report.repair else tally.drift
+            record(ChangeMetric.DRIFT, table, sink, value=remaining)
+    return report.as_dict()
 
 
 def _backfill(deps: Maintenance, event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -95,14 +82,8 @@ def _backfill(deps: Maintenance, event: dict[str, Any], context: Any) -> dict[st
     job = BackfillJob(
         table, KeyRange(_key(event, "from"), _key(event, "to")), event.get("where"), tuple(event.get("params") or ())
     )
-    result = run_backfill(
-        deps.conn(),
-        deps.mappings,
+    result = deps.backfill(
         job,
-        deps.read_row,
-        deps.sinks,
-        deps.reject,
-        read_rows=deps.read_rows,
         batch_size=batch_size,
         rate=event.get("rate"),
         max_pages=_positive_int(event, "pages_per_invocation", None),

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .backfill import BackfillJob, BackfillResult, run_backfill
 from .change import Change
 from .config import DatabaseSettings, SinkSettings
 from .db import ConnectionHolder
 from .mapping import Mappings, TableMapping, check_dynamodb_tables, default_mappings
-from .reconcile import SinkReaders
+from .reconcile import ReconcileReport, SinkReaders, reconcile
 from .rejects import QueueRejectRecorder
 from .sinks import Sink
 from .sinks.dynamodb_sink import DynamoDBSink
@@ -54,6 +55,25 @@ class Maintenance:
 
     def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> list[RowState | Exception]:
         return self.fetch_database.call(lambda conn: read_rows(conn, mapping, changes))
+
+    def backfill(self, job: BackfillJob, **options: Any) -> BackfillResult:
+        """Run (or resume) ``job`` through this environment's fetch path; ``options`` as for ``run_backfill``."""
+        return run_backfill(
+            self.conn(), self.mappings, job, self.read_row, self.sinks, self.reject, read_rows=self.read_rows, **options
+        )
+
+    def reconcile(self, **options: Any) -> ReconcileReport:
+        """Compare source and sinks, repairs through this environment's fetch path; ``options`` as for
+        ``fanout.reconcile.reconcile``."""
+        return reconcile(
+            self.conn(),
+            self.mappings,
+            self.readers,
+            read_row=self.read_row,
+            sinks=self.sinks,
+            reject=self.reject,
+            **options,
+        )
 
     def close(self) -> None:
         self.database.close()

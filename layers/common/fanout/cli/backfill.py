@@ -62,7 +62,7 @@ def _backfill(args: argparse.Namespace) -> int:
 
 
 def _run_backfill(args: argparse.Namespace) -> tuple[int, str]:
-    from ..backfill import BackfillError, BackfillJob, KeyRange, run_backfill
+    from ..backfill import BackfillError, BackfillJob, KeyRange
     from ..fetcher import FetchFailed
     from ..maintenance import Maintenance
 
@@ -87,14 +87,8 @@ def _run_backfill(args: argparse.Namespace) -> tuple[int, str]:
             )
             job = BackfillJob(name, key_range, args.where, tuple(args.param or ()))
             try:
-                result = run_backfill(
-                    deps.conn(),
-                    deps.mappings,
+                result = deps.backfill(
                     job,
-                    deps.read_row,
-                    deps.sinks,
-                    deps.reject,
-                    read_rows=deps.read_rows,
                     batch_size=args.batch_size,
                     rate=args.rate,
                     restart=args.restart,

@@ -33,22 +33,15 @@ def _reconcile(args: argparse.Namespace) -> int:
 
 def _run_reconcile(args: argparse.Namespace) -> tuple[int, str]:
     from ..maintenance import Maintenance
-    from ..reconcile import reconcile
 
     deps = Maintenance(source="reconcile")
     progress = ProgressLine(quiet=args.json or args.quiet)
     try:
-        report = reconcile(
-            deps.conn(),
-            deps.mappings,
-            deps.readers,
+        report = deps.reconcile(
             tables=args.tables or None,
             sample=args.sample,
             page_size=args.batch_size,
             repair=args.repair,
-            read_row=deps.read_row,
-            sinks=deps.sinks,
-            reject=deps.reject,
             progress=lambda p: progress.update(
                 f"reconcile {p.table} ({p.phase})",
                 p.done,
