@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,20 +22,9 @@ from fanout.sinks.opensearch_sink import make_client
 from fanout.verify import compare_row, fetch_sink_state
 from local.stack import source_connection
 from tests.conftest import aws_resource
+from tests.e2e.test_pipeline import wait_until
 
 MAPPINGS = default_mappings()
-WAIT_SECONDS = 90.0
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float = WAIT_SECONDS) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from fanout.sinks import Outcome, RowRejected
 from fanout.sinks.dynamodb_sink import DynamoDBSink
 from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
 from fanout.source_reader import RowState
-from tests.conftest import aws_resource, template_resource
+from tests.integration.support import create_replica_table
 
 POSTS = default_mappings().get("posts")
 
@@ -55,19 +55,7 @@ def opensearch_sink(opensearch_endpoint: str, posts_mapping: Any) -> Any:
 @pytest.fixture
 def replica_table(local_aws: dict[str, str]) -> Any:
     """A DynamoDB table with exactly the key schema and TTL that template.yaml declares."""
-    spec = template_resource("ReplicaTable")
-    dynamodb = aws_resource(local_aws, "dynamodb")
-    table = dynamodb.create_table(
-        TableName=f"fanout-test-{uuid.uuid4().hex[:8]}",
-        BillingMode=spec["BillingMode"],
-        AttributeDefinitions=spec["AttributeDefinitions"],
-        KeySchema=spec["KeySchema"],
-    )
-    table.wait_until_exists()
-    ttl = spec["TimeToLiveSpecification"]
-    dynamodb.meta.client.update_time_to_live(
-        TableName=table.name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
-    )
+    table = create_replica_table(local_aws)
     yield table
     table.delete()
 
