@@ -20,7 +20,6 @@ import json
 import os
 import sys
 import time
-import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,17 +35,22 @@ from fanout.reconcile import SinkReaders, reconcile  # noqa: E402
 from fanout.sinks.dynamodb_sink import DynamoDBSink  # noqa: E402
 from fanout.sinks.opensearch_sink import OpenSearchSink, make_client  # noqa: E402
 from fanout.source_reader import read_row, read_rows  # noqa: E402
-from local.stack import LocalConfig, create_replica_table, ensure_mariadb, ensure_ministack, ensure_opensearch  # noqa: E402
+from local.stack import (  # noqa: E402
+    LocalConfig,
+    create_database,
+    create_replica_table,
+    drop_database,
+    ensure_mariadb,
+    ensure_ministack,
+    ensure_opensearch,
+)
 
 ROWS = int(os.environ.get("BENCH_BACKFILL_ROWS", "100000"))
 
 
 def measure(cfg: LocalConfig, rows: int) -> dict[str, float]:
     """Backfill, full and sampled reconcile of a fresh table of ``rows`` posts; rates in rows/s."""
-    db_name = f"fanout_bench_{uuid.uuid4().hex[:6]}"
-    admin = connect(DatabaseSettings(cfg.db_host, cfg.db_port, "mysql", cfg.db_user, cfg.db_password))
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{db_name}`")
+    db_name = create_database(cfg)
     settings = DatabaseSettings(cfg.db_host, cfg.db_port, db_name, cfg.db_user, cfg.db_password)
     conn, reader = connect(settings), connect(settings)
     dynamodb, table = create_replica_table(cfg, db_name)
@@ -83,11 +87,9 @@ def measure(cfg: LocalConfig, rows: int) -> dict[str, float]:
     finally:
         table.delete()
         opensearch.indices.delete(index=db_name.replace("_", "-"), ignore=[404])
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE `{db_name}`")
         conn.close()
         reader.close()
-        admin.close()
+        drop_database(cfg, db_name)
     return {
         "rows": rows,
         "backfill_rows_per_s": round(rows / backfill_s, 1),

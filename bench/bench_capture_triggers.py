@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from time import perf_counter
@@ -34,7 +33,7 @@ from fanout.db import connect  # noqa: E402
 from fanout.mapping import parse_mappings  # noqa: E402
 from fanout.migrations import render, split_statements  # noqa: E402
 from fanout.trigger_sql import FALLBACK_TABLE_SQL, capture_trigger  # noqa: E402
-from local.stack import LocalConfig, ensure_mariadb, run_sql_file  # noqa: E402
+from local.stack import LocalConfig, create_database, drop_database, ensure_mariadb, run_sql_file  # noqa: E402
 
 ROWS = 2000
 ROUNDS = 5
@@ -63,10 +62,7 @@ END"""
 def main() -> int:
     cfg = LocalConfig.from_env()
     ensure_mariadb(cfg)
-    db_name = f"fanout_bench_{uuid.uuid4().hex[:6]}"
-    admin = connect(DatabaseSettings(cfg.db_host, cfg.db_port, "mysql", cfg.db_user, cfg.db_password))
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{db_name}`")
+    db_name = create_database(cfg)
     conn = connect(DatabaseSettings(cfg.db_host, cfg.db_port, db_name, cfg.db_user, cfg.db_password))
     try:
         run_sql_file(conn, ROOT / "local" / "lambda_async_shim.sql")
@@ -111,9 +107,7 @@ def main() -> int:
                 cur.execute("TRUNCATE TABLE fanout_fallback_outbox")
     finally:
         conn.close()
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE `{db_name}`")
-        admin.close()
+        drop_database(cfg, db_name)
 
     medians = {name: statistics.median(values) for name, values in timings.items()}
     base = medians["no trigger"]

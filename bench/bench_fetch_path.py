@@ -18,7 +18,6 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +34,15 @@ from fanout.mapping import Mappings, default_mappings  # noqa: E402
 from fanout.sinks.dynamodb_sink import DynamoDBSink  # noqa: E402
 from fanout.sinks.opensearch_sink import OpenSearchSink, make_client  # noqa: E402
 from fanout.source_reader import read_row  # noqa: E402
-from local.stack import LocalConfig, create_replica_table, ensure_mariadb, ensure_ministack, ensure_opensearch  # noqa: E402
+from local.stack import (  # noqa: E402
+    LocalConfig,
+    create_database,
+    create_replica_table,
+    drop_database,
+    ensure_mariadb,
+    ensure_ministack,
+    ensure_opensearch,
+)
 
 ROWS = 300
 ROUNDS = 3
@@ -47,10 +54,7 @@ def main() -> int:
     ensure_mariadb(cfg)
     ensure_ministack(cfg)
     ensure_opensearch(cfg)
-    db_name = f"fanout_bench_{uuid.uuid4().hex[:6]}"
-    admin = connect(DatabaseSettings(cfg.db_host, cfg.db_port, "mysql", cfg.db_user, cfg.db_password))
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{db_name}`")
+    db_name = create_database(cfg)
     settings = DatabaseSettings(cfg.db_host, cfg.db_port, db_name, cfg.db_user, cfg.db_password)
     conn = connect(settings)
     with conn.cursor() as cur:
@@ -97,8 +101,7 @@ def main() -> int:
     finally:
         table.delete()
         opensearch.indices.delete(index=mapping.opensearch_index, ignore_unavailable=True)
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE `{db_name}`")
+        drop_database(cfg, db_name)
     medians = {name: statistics.median(values) for name, values in timings.items()}
     ratio = medians["fetch path"] / medians["raw parts"]
     result = {

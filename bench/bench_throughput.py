@@ -36,7 +36,6 @@ import sys
 import threading
 import time
 import tracemalloc
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -60,7 +59,15 @@ from fanout.sinks import Outcome  # noqa: E402
 from fanout.sinks.dynamodb_sink import DynamoDBSink  # noqa: E402
 from fanout.sinks.opensearch_sink import OpenSearchSink, make_client  # noqa: E402
 from fanout.source_reader import RowState, read_row, read_rows  # noqa: E402
-from local.stack import LocalConfig, create_replica_table, ensure_mariadb, ensure_ministack, ensure_opensearch  # noqa: E402
+from local.stack import (  # noqa: E402
+    LocalConfig,
+    create_database,
+    create_replica_table,
+    drop_database,
+    ensure_mariadb,
+    ensure_ministack,
+    ensure_opensearch,
+)
 
 ROWS = 5000
 BATCH = 100  # changes per queued fetcher invocation in the throughput runs (FetchBatchSize)
@@ -147,7 +154,6 @@ class World:
     settings: DatabaseSettings
     mappings: Mappings
     sinks: list[Any]
-    admin: Any
     writer: Any
     table: Any
     opensearch: Any
@@ -415,10 +421,7 @@ def import_times() -> dict[str, float]:
 
 def setup(cfg: LocalConfig) -> tuple[World, str]:
 
-    db_name = f"fanout_bench_{uuid.uuid4().hex[:6]}"
-    admin = connect(DatabaseSettings(cfg.db_host, cfg.db_port, "mysql", cfg.db_user, cfg.db_password))
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{db_name}`")
+    db_name = create_database(cfg)
     settings = DatabaseSettings(cfg.db_host, cfg.db_port, db_name, cfg.db_user, cfg.db_password)
     writer = connect(settings)
     with writer.cursor() as cur:
@@ -436,15 +439,14 @@ def setup(cfg: LocalConfig) -> tuple[World, str]:
     index = db_name.replace("_", "-")
     mapping = replace(posts, opensearch_index=index)
     sinks = [OpenSearchSink(opensearch), DynamoDBSink(table, tombstone_ttl_seconds=3600)]
-    world = World(settings, Mappings({"posts": mapping}), sinks, admin, writer, table, opensearch, index)
+    world = World(settings, Mappings({"posts": mapping}), sinks, writer, table, opensearch, index)
     return world, db_name
 
 
-def teardown(world: World, db_name: str) -> None:
+def teardown(cfg: LocalConfig, world: World, db_name: str) -> None:
     world.table.delete()
     world.opensearch.indices.delete(index=world.index, ignore_unavailable=True)
-    with world.admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE `{db_name}`")
+    drop_database(cfg, db_name)
 
 
 def ratio(a: float, b: float) -> float:
@@ -482,7 +484,7 @@ def main() -> int:
         result["raw_rates"] = raw_rates(world, conn, rng)
         result["import_ms"] = import_times()
     finally:
-        teardown(world, db_name)
+        teardown(cfg, world, db_name)
     slowest = min(result["raw_rates"].values())
     for runs in result["workloads"].values():
         runs["queued_fraction_of_slowest_component"] = round(runs["queued"]["changes_per_s"] / slowest, 2)

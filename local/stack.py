@@ -40,6 +40,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -314,6 +315,30 @@ def aws_client(cfg: LocalConfig, service: str):  # type: ignore[no-untyped-def]
         aws_access_key_id="test",
         aws_secret_access_key="test",
     )
+
+
+def _admin_execute(cfg: LocalConfig, statement: str) -> None:
+    import pymysql
+
+    conn = pymysql.connect(
+        host=cfg.db_host, port=cfg.db_port, user=cfg.db_user, password=cfg.db_password, autocommit=True
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        conn.close()
+
+
+def create_database(cfg: LocalConfig, prefix: str = "fanout_bench") -> str:
+    """A new, empty, uniquely named database on the local MariaDB (benchmarks); the caller drops it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:6]}"
+    _admin_execute(cfg, f"CREATE DATABASE `{name}`")
+    return name
+
+
+def drop_database(cfg: LocalConfig, name: str) -> None:
+    _admin_execute(cfg, f"DROP DATABASE `{name}`")
 
 
 def create_replica_table(cfg: LocalConfig, name: str):  # type: ignore[no-untyped-def]
