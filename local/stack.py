@@ -11,7 +11,9 @@
 | Lambda, SQS, DynamoDB,| ministack (pinned, own venv in .local/ministack-venv) on      |
 | S3, Secrets Manager,  | 127.0.0.1:$FANOUT_AWS_PORT (default 4566)                      |
 | CloudFormation        |                                                               |
-| OpenSearch Service    | local/opensearch_server.py on 127.0.0.1:$FANOUT_OPENSEARCH_PORT|
+| OpenSearch Service    | a real OpenSearch 2.19 node (local/opensearch.py) on          |
+|                       | 127.0.0.1:$FANOUT_OPENSEARCH_PORT (default 9200), or          |
+|                       | $OPENSEARCH_ENDPOINT when it is set                           |
 
 The app is deployed exactly as to AWS: ``sam build`` then ``sam deploy
 --config-env local`` with AWS_ENDPOINT_URL pointing at ministack; the
@@ -52,9 +54,10 @@ STACK_ENV = STATE_DIR / "stack.env"
 MINISTACK_BIN = STATE_DIR / "ministack-venv" / "bin" / "ministack"
 VENV_BIN = ROOT / ".venv" / "bin"
 
-sys.path.insert(0, str(ROOT / "layers" / "common"))
+sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 
 from fanout.migrations import split_statements  # noqa: E402
+from local import opensearch as local_opensearch  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,9 @@ class LocalConfig:
 
     @property
     def opensearch_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.opensearch_port}"
+        """``OPENSEARCH_ENDPOINT`` when the user gives one, else the local node's."""
+        given = os.environ.get("OPENSEARCH_ENDPOINT", "").rstrip("/")
+        return given or local_opensearch.endpoint(self.opensearch_port)
 
     def aws_env(self) -> dict[str, str]:
         """Environment for AWS SDK / CLI calls against the local stack."""
@@ -217,17 +222,12 @@ def base_env() -> dict[str, str]:
 
 
 def ensure_mariadb(cfg: LocalConfig) -> None:
+    """MariaDB up with root's empty-password TCP login; installed from Debian's packages when missing."""
     if port_open(cfg.db_port, cfg.db_host):
         return
-    if cfg.db_host not in ("127.0.0.1", "localhost"):
-        raise SystemExit(f"[local] MariaDB at {cfg.db_host}:{cfg.db_port} is not reachable")
-    say("MariaDB is not up; starting it")
-    mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
-    subprocess.run(
-        ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", mariadbd],
-        check=True,
-    )
-    wait_for("MariaDB", lambda: port_open(cfg.db_port, cfg.db_host), 60)
+    env = os.environ | {"FANOUT_DB_HOST": cfg.db_host, "FANOUT_DB_PORT": str(cfg.db_port)}
+    if subprocess.run(["bash", str(ROOT / "local" / "mariadb.sh")], env=env).returncode != 0:
+        raise SystemExit(f"[local] MariaDB at {cfg.db_host}:{cfg.db_port} is not available (see the lines above)")
 
 
 def ensure_ministack(cfg: LocalConfig) -> bool:
@@ -254,26 +254,31 @@ def ensure_ministack(cfg: LocalConfig) -> bool:
     return True
 
 
-def ensure_opensearch(cfg: LocalConfig) -> None:
-    if running_pid("opensearch") and http_ok(cfg.opensearch_endpoint + "/"):
-        return
+def ensure_opensearch(cfg: LocalConfig) -> str:
+    """A running OpenSearch; returns its endpoint.
+
+    ``OPENSEARCH_ENDPOINT`` set to anything but the local node's address (a container, an Amazon OpenSearch
+    Service domain) is used as it is. Otherwise the real single-node OpenSearch of local/opensearch.py is
+    started unless it runs already (one started by another checkout of the project is shared).
+    """
+    if cfg.opensearch_endpoint != local_opensearch.endpoint(cfg.opensearch_port):
+        if not http_ok(cfg.opensearch_endpoint + "/"):
+            raise SystemExit(f"[local] OPENSEARCH_ENDPOINT={cfg.opensearch_endpoint} does not answer")
+        return cfg.opensearch_endpoint
+    found = local_opensearch.info(cfg.opensearch_port)
+    if found is not None:
+        if found.get("version", {}).get("distribution") != "opensearch":
+            raise SystemExit(f"[local] port {cfg.opensearch_port} is taken by another program; set FANOUT_OPENSEARCH_PORT")
+        return cfg.opensearch_endpoint
     stop_process("opensearch")
     if port_open(cfg.opensearch_port):
         raise SystemExit(f"[local] port {cfg.opensearch_port} is taken by another program; set FANOUT_OPENSEARCH_PORT")
-    say(f"starting the OpenSearch-compatible server on {cfg.opensearch_endpoint}")
-    start_process(
-        "opensearch",
-        [
-            sys.executable,
-            str(ROOT / "local" / "opensearch_server.py"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(cfg.opensearch_port),
-        ],
-        base_env() | {"PYTHONUNBUFFERED": "1"},
-    )
-    wait_for("OpenSearch server", lambda: http_ok(cfg.opensearch_endpoint + "/"), 30, "opensearch")
+    argv, env = local_opensearch.command(cfg.opensearch_port)
+    say(f"starting OpenSearch {local_opensearch.VERSION} on {cfg.opensearch_endpoint}")
+    start_process("opensearch", argv, env)
+    found = local_opensearch.wait_until_ready(cfg.opensearch_port, alive=lambda: running_pid("opensearch") is not None)
+    say(f"OpenSearch {found['version']['number']} is up")
+    return cfg.opensearch_endpoint
 
 
 def run_sql_file(conn, path: Path) -> None:  # type: ignore[no-untyped-def]

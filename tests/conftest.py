@@ -3,8 +3,8 @@
 Fixtures start what a test needs or fail loudly; nothing is skipped:
 - ``fresh_database``: a new, uniquely named MariaDB schema with the demo
   ``posts`` table, dropped afterwards (MariaDB is started if it is down);
-- ``opensearch_endpoint``: ``$OPENSEARCH_ENDPOINT`` when set (a real
-  OpenSearch), else the project's OpenSearch-compatible server, in-process;
+- ``opensearch_endpoint``: a real OpenSearch, ``$OPENSEARCH_ENDPOINT`` when
+  set, else the local single-node OpenSearch (started by ``make up``'s code);
 - ``local_aws``: ministack on loopback (started by the same code as `make up`);
 - ``deployed_stack`` (e2e): the whole local stack, deployed (``local/stack.py up``).
 """
@@ -105,17 +105,12 @@ def db_env(monkeypatch: pytest.MonkeyPatch, db_settings: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def opensearch_endpoint() -> Iterator[str]:
-    given = os.environ.get("OPENSEARCH_ENDPOINT")
-    if given:
-        yield given.rstrip("/")
-        return
-    server_module = load_module("local/opensearch_server.py", "fanout_local_opensearch_server")
-    server = server_module.start_server("127.0.0.1", 0)
-    try:
-        yield server.url
-    finally:
-        server.shutdown()
+def opensearch_endpoint() -> str:
+    """A real OpenSearch: ``$OPENSEARCH_ENDPOINT`` when set, else the local node (started by the same code as
+    `make up`, left running like ministack)."""
+    from local.stack import LocalConfig, ensure_opensearch
+
+    return ensure_opensearch(LocalConfig.from_env())
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,215 @@
+"""A real OpenSearch node for the local stack and the tests (the stand-in for Amazon OpenSearch Service).
+
+    python local/opensearch.py fetch   # download (Maven Central, checksum-pinned) and unpack into .local/
+    python local/opensearch.py start   # start a single node on 127.0.0.1:$FANOUT_OPENSEARCH_PORT (9200)
+    python local/opensearch.py stop
+
+The node is OpenSearch's own minimal distribution, ``org.opensearch.distribution.integ-test-zip:opensearch``:
+the server and its HTTP/transport module, no bundled JDK, no security plugin, no other modules (so no
+painless scripts and no ingest pipelines, which fanout does not use). It runs on the machine's Java 17.
+The zip is kept in ``.local/opensearch/`` (a cache that survives ``make down``), and so is the node's data:
+what the sinks hold is still there after a restart.
+
+OpenSearch refuses to run as root. As root (CI, a fresh machine) the node runs in a user namespace
+in which it is an ordinary user (``unshare --user``): on disk it still acts as root, so it reads and
+writes a checkout in any directory root owns, without a system user or a change of permissions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VERSION = "2.19.6"  # the newest 2.x on Maven Central; 3.x needs Java 21
+ARTIFACT = f"org.opensearch.distribution.integ-test-zip:opensearch:{VERSION}:zip"
+ZIP_SHA256 = "71d6d8b1c637f3faecda0752b184b1cc526fc6eaad59ec1408c6327bb00b9293"
+CACHE = ROOT / ".local" / "opensearch"
+HOME = CACHE / f"opensearch-{VERSION}"
+DATA = CACHE / "data"
+LOGS = CACHE / "logs"
+# Heap for the node: room for the tests' indices, small beside MariaDB, ministack and the functions (24 GB).
+HEAP = os.environ.get("FANOUT_OPENSEARCH_HEAP", "768m")
+NOBODY_UID = 65534  # the user the node is inside its namespace when this runs as root
+
+
+class OpenSearchUnavailable(SystemExit):
+    """The local node cannot be fetched or started; the message says why and what to do."""
+
+
+def say(message: str) -> None:
+    print(f"[opensearch] {message}", flush=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch() -> Path:
+    """The unpacked distribution (downloaded once with Maven, checked against the pinned SHA-256)."""
+    if (HOME / "bin" / "opensearch").exists():
+        return HOME
+    CACHE.mkdir(parents=True, exist_ok=True)
+    archive = CACHE / f"opensearch-{VERSION}.zip"
+    if not archive.exists() or _sha256(archive) != ZIP_SHA256:
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise OpenSearchUnavailable(
+                "[opensearch] Maven (mvn) is needed to fetch OpenSearch from Maven Central: apt-get install maven, "
+                "or set OPENSEARCH_ENDPOINT to an OpenSearch you run yourself"
+            )
+        say(f"fetching {ARTIFACT} with Maven")
+        command = [
+            mvn, "-q", "-B", "dependency:copy", f"-Dartifact={ARTIFACT}",
+            f"-DoutputDirectory={CACHE}", "-Dmdep.overWriteReleases=true", "-Dmdep.stripVersion=false",
+        ]  # fmt: skip
+        result = subprocess.run(command, cwd=CACHE, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise OpenSearchUnavailable(f"[opensearch] Maven could not fetch {ARTIFACT}:\n{result.stdout}{result.stderr}")
+    actual = _sha256(archive)
+    if actual != ZIP_SHA256:
+        archive.unlink()
+        raise OpenSearchUnavailable(f"[opensearch] {archive.name} has SHA-256 {actual}, expected {ZIP_SHA256}")
+    staging = CACHE / f".unpacking-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    with zipfile.ZipFile(archive) as bundle:
+        bundle.extractall(staging)
+    for script in (staging / HOME.name / "bin").iterdir():  # zipfile drops the executable bits
+        script.chmod(0o755)
+    shutil.rmtree(HOME, ignore_errors=True)
+    (staging / HOME.name).rename(HOME)
+    staging.rmdir()
+    return HOME
+
+
+def java_home() -> Path:
+    """A Java 11-21 runtime for OpenSearch 2.19 (OPENSEARCH_JAVA_HOME, JAVA_HOME, or the java on PATH)."""
+    candidates = [os.environ.get("OPENSEARCH_JAVA_HOME"), os.environ.get("JAVA_HOME")]
+    java = shutil.which("java")
+    if java:
+        candidates.append(str(Path(java).resolve().parent.parent))
+    for candidate in filter(None, candidates):
+        binary = Path(candidate) / "bin" / "java"
+        if not binary.exists():
+            continue
+        probe = subprocess.run([str(binary), "-XshowSettings:properties", "-version"], capture_output=True, text=True)
+        for line in probe.stderr.splitlines():
+            if "java.specification.version" in line:
+                major = int(line.split("=")[1].strip().split(".")[0])
+                if 11 <= major <= 21:
+                    return Path(candidate)
+    raise OpenSearchUnavailable(
+        "[opensearch] OpenSearch 2.19 needs Java 11 to 21 and none was found (tried OPENSEARCH_JAVA_HOME, "
+        "JAVA_HOME, java on PATH): apt-get install openjdk-17-jre-headless, or set OPENSEARCH_ENDPOINT to an "
+        "OpenSearch you run yourself"
+    )
+
+
+def endpoint(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+def info(port: int) -> dict | None:  # type: ignore[type-arg]
+    """``GET /`` of the node on ``port``, or None if nothing answers there."""
+    try:
+        with urllib.request.urlopen(endpoint(port) + "/", timeout=2) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError, urllib.error.HTTPError):
+        return None
+
+
+def _write_config(port: int) -> Path:
+    config = CACHE / f"config-{port}"
+    if config.exists():
+        shutil.rmtree(config)
+    shutil.copytree(HOME / "config", config)
+    settings = {
+        "cluster.name": "fanout-local",
+        "node.name": "fanout-local",
+        "network.host": "127.0.0.1",
+        "http.port": port,
+        "transport.port": port + 100,
+        "discovery.type": "single-node",
+        "path.data": str(DATA / str(port)),
+        "path.logs": str(LOGS),
+        # a test box's disk may be nearly full: never turn indices read-only for it
+        "cluster.routing.allocation.disk.threshold_enabled": False,
+    }
+    (config / "opensearch.yml").write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in settings.items()))
+    return config
+
+
+def command(port: int) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment that start the node on ``port`` (as an ordinary user, see the module doc)."""
+    home = fetch()
+    config = _write_config(port)
+    (DATA / str(port)).mkdir(parents=True, exist_ok=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "OPENSEARCH_JAVA_HOME": str(java_home()),
+        "OPENSEARCH_PATH_CONF": str(config),
+        "OPENSEARCH_JAVA_OPTS": f"-Xms{HEAP} -Xmx{HEAP} -XX:ActiveProcessorCount=2",
+    }
+    argv = [str(home / "bin" / "opensearch")]
+    if os.geteuid() == 0:
+        unshare = shutil.which("unshare")
+        if unshare is None:
+            raise OpenSearchUnavailable("[opensearch] OpenSearch cannot run as root, and unshare (util-linux) is missing")
+        argv = [unshare, "--user", f"--map-user={NOBODY_UID}", f"--map-group={NOBODY_UID}", *argv]
+    return argv, env
+
+
+def wait_until_ready(port: int, timeout: float = 120.0, alive=lambda: True) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    """Wait for the node's cluster to be green or yellow; returns ``GET /``."""
+    deadline = time.monotonic() + timeout
+    health_url = endpoint(port) + "/_cluster/health?wait_for_status=yellow&timeout=1s"
+    while time.monotonic() < deadline:
+        if not alive():
+            raise OpenSearchUnavailable(f"[opensearch] the node exited while starting; see {LOGS}/fanout-local.log")
+        try:
+            with urllib.request.urlopen(health_url, timeout=3) as response:
+                if json.loads(response.read()).get("status") in ("green", "yellow"):
+                    found = info(port)
+                    if found:
+                        return found
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise OpenSearchUnavailable(f"[opensearch] the node did not become ready within {timeout:.0f}s; see {LOGS}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(ROOT))
+    from local.stack import LocalConfig, ensure_opensearch, stop_process
+
+    args = argv if argv is not None else sys.argv[1:]
+    if args == ["fetch"]:
+        print(fetch())
+        return 0
+    if args == ["start"]:
+        print(ensure_opensearch(LocalConfig.from_env()))
+        return 0
+    if args == ["stop"]:
+        stop_process("opensearch")
+        return 0
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
