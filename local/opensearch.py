@@ -6,7 +6,8 @@
 
 The node is OpenSearch's own minimal distribution, ``org.opensearch.distribution.integ-test-zip:opensearch``:
 the server and its HTTP/transport module, no bundled JDK, no security plugin, no other modules (so no
-painless scripts and no ingest pipelines, which fanout does not use). It runs on the machine's Java 17.
+painless scripts and no ingest pipelines, which fanout does not use), plus the ``mapper-extras`` module
+(``scaled_float``, which the README recommends for DECIMAL columns). It runs on the machine's Java 17.
 The zip is kept in ``.local/opensearch/`` (a cache that survives ``make down``), and so is the node's data:
 what the sinks hold is still there after a restart.
 
@@ -33,6 +34,16 @@ ROOT = Path(__file__).resolve().parent.parent
 VERSION = "2.19.6"  # the newest 2.x on Maven Central; 3.x needs Java 21
 ARTIFACT = f"org.opensearch.distribution.integ-test-zip:opensearch:{VERSION}:zip"
 ZIP_SHA256 = "71d6d8b1c637f3faecda0752b184b1cc526fc6eaad59ec1408c6327bb00b9293"
+# Modules Amazon OpenSearch Service has and the zip leaves out, where the docs recommend a type of theirs:
+# mapper-extras for `scaled_float` (DECIMAL columns). Name -> (artifact, jar SHA-256, plugin class, description).
+MODULES = {
+    "mapper-extras": (
+        f"org.opensearch.plugin:mapper-extras-client:{VERSION}",
+        "4a486870432b71a190dca3aaba91f1fba58837e4a4146b2982e8a938164a9a34",
+        "org.opensearch.index.mapper.MapperExtrasPlugin",
+        "Adds advanced field mappers",
+    ),
+}
 CACHE = ROOT / ".local" / "opensearch"
 HOME = CACHE / f"opensearch-{VERSION}"
 DATA = CACHE / "data"
@@ -58,31 +69,57 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch() -> Path:
-    """The unpacked distribution (downloaded once with Maven, checked against the pinned SHA-256)."""
-    if (HOME / "bin" / "opensearch").exists():
-        return HOME
-    CACHE.mkdir(parents=True, exist_ok=True)
-    archive = CACHE / f"opensearch-{VERSION}.zip"
-    if not archive.exists() or _sha256(archive) != ZIP_SHA256:
+def _maven_copy(artifact: str, file_name: str, sha256: str) -> Path:
+    """``artifact`` copied from Maven Central into the cache (once), checked against its pinned SHA-256."""
+    target = CACHE / file_name
+    if not target.exists() or _sha256(target) != sha256:
         mvn = shutil.which("mvn")
         if mvn is None:
             raise OpenSearchUnavailable(
                 "[opensearch] Maven (mvn) is needed to fetch OpenSearch from Maven Central: apt-get install maven, "
                 "or set OPENSEARCH_ENDPOINT to an OpenSearch you run yourself"
             )
-        say(f"fetching {ARTIFACT} with Maven")
+        say(f"fetching {artifact} with Maven")
         command = [
-            mvn, "-q", "-B", "dependency:copy", f"-Dartifact={ARTIFACT}",
+            mvn, "-q", "-B", "dependency:copy", f"-Dartifact={artifact}",
             f"-DoutputDirectory={CACHE}", "-Dmdep.overWriteReleases=true", "-Dmdep.stripVersion=false",
         ]  # fmt: skip
         result = subprocess.run(command, cwd=CACHE, capture_output=True, text=True)
         if result.returncode != 0:
-            raise OpenSearchUnavailable(f"[opensearch] Maven could not fetch {ARTIFACT}:\n{result.stdout}{result.stderr}")
-    actual = _sha256(archive)
-    if actual != ZIP_SHA256:
-        archive.unlink()
-        raise OpenSearchUnavailable(f"[opensearch] {archive.name} has SHA-256 {actual}, expected {ZIP_SHA256}")
+            raise OpenSearchUnavailable(
+                f"[opensearch] Maven could not fetch {artifact}:\n{result.stdout}{result.stderr}"
+            )
+    actual = _sha256(target)
+    if actual != sha256:
+        target.unlink()
+        raise OpenSearchUnavailable(f"[opensearch] {file_name} has SHA-256 {actual}, expected {sha256}")
+    return target
+
+
+def _install_modules() -> None:
+    for name, (artifact, sha256, classname, description) in MODULES.items():
+        folder = HOME / "modules" / name
+        if (folder / "plugin-descriptor.properties").exists():
+            continue
+        artifact_id, version = artifact.split(":")[1:3]
+        jar = _maven_copy(artifact, f"{artifact_id}-{version}.jar", sha256)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(jar, folder / jar.name)
+        descriptor = {
+            "name": name, "description": description, "version": VERSION, "classname": classname,
+            "java.version": "11", "opensearch.version": VERSION, "extended.plugins": "",
+            "has.native.controller": "false",
+        }  # fmt: skip
+        (folder / "plugin-descriptor.properties").write_text("".join(f"{k}={v}\n" for k, v in descriptor.items()))
+
+
+def fetch() -> Path:
+    """The unpacked distribution with its extra modules (fetched once with Maven, SHA-256 pinned)."""
+    if (HOME / "bin" / "opensearch").exists():
+        _install_modules()
+        return HOME
+    CACHE.mkdir(parents=True, exist_ok=True)
+    archive = _maven_copy(ARTIFACT, f"opensearch-{VERSION}.zip", ZIP_SHA256)
     staging = CACHE / f".unpacking-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     with zipfile.ZipFile(archive) as bundle:
@@ -92,6 +129,7 @@ def fetch() -> Path:
     shutil.rmtree(HOME, ignore_errors=True)
     (staging / HOME.name).rename(HOME)
     staging.rmdir()
+    _install_modules()
     return HOME
 
 
@@ -169,7 +207,9 @@ def command(port: int) -> tuple[list[str], dict[str, str]]:
     if os.geteuid() == 0:
         unshare = shutil.which("unshare")
         if unshare is None:
-            raise OpenSearchUnavailable("[opensearch] OpenSearch cannot run as root, and unshare (util-linux) is missing")
+            raise OpenSearchUnavailable(
+                "[opensearch] OpenSearch cannot run as root, and unshare (util-linux) is missing"
+            )
         argv = [unshare, "--user", f"--map-user={NOBODY_UID}", f"--map-group={NOBODY_UID}", *argv]
     return argv, env
 

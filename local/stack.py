@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -268,7 +267,9 @@ def ensure_opensearch(cfg: LocalConfig) -> str:
     found = local_opensearch.info(cfg.opensearch_port)
     if found is not None:
         if found.get("version", {}).get("distribution") != "opensearch":
-            raise SystemExit(f"[local] port {cfg.opensearch_port} is taken by another program; set FANOUT_OPENSEARCH_PORT")
+            raise SystemExit(
+                f"[local] port {cfg.opensearch_port} is taken by another program; set FANOUT_OPENSEARCH_PORT"
+            )
         return cfg.opensearch_endpoint
     stop_process("opensearch")
     if port_open(cfg.opensearch_port):
