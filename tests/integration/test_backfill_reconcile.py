@@ -376,6 +376,7 @@ def test_reconcile_finds_each_planted_drift_and_repair_removes_it(harness: Harne
     h.opensearch.index(index=posts.opensearch_index, id="not-a-key", body={"x": 1})  # no key of posts
     foreign_item = {"pk": "posts#x1", "_table": "posts", "_version": Decimal(1), "_deleted": False}
     h.table.put_item(Item=foreign_item)  # no key of posts either (its id is an integer)
+    h.opensearch.indices.refresh(index=f"{posts.opensearch_index},{settings.opensearch_index}")  # searchable now
 
     # Then reconcile reports each of them, and nothing else
     found = h.reconcile()

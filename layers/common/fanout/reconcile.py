@@ -181,16 +181,21 @@ class SinkReaders:
         return mapping.dynamodb_table or self.default_table
 
     def documents(self, mapping: TableMapping, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        from opensearchpy.exceptions import NotFoundError
-
+        """The live documents with these ids. ``_mget`` is real-time (a search sees a write only after the
+        index's next refresh, so a row written a moment ago would look missing)."""
         if not ids:
             return {}
-        body = {"query": {"ids": {"values": list(ids)}}, "size": len(ids), "track_total_hits": False}
-        try:
-            found = self.opensearch.search(index=mapping.opensearch_index, body=body)
-        except NotFoundError:  # no index yet: nothing is there
-            return {}
-        return {hit["_id"]: hit["_source"] for hit in found["hits"]["hits"]}
+        found = self.opensearch.mget(index=mapping.opensearch_index, body={"ids": list(ids)})
+        documents: dict[str, dict[str, Any]] = {}
+        for doc in found["docs"]:
+            error = doc.get("error")
+            if error is not None:
+                if (error.get("type") if isinstance(error, dict) else None) == "index_not_found_exception":
+                    continue  # no index yet: nothing is there
+                raise RuntimeError(f"OpenSearch could not read {mapping.opensearch_index}/{doc.get('_id')}: {error}")
+            if doc.get("found"):
+                documents[doc["_id"]] = doc["_source"]
+        return documents
 
     def items(self, mapping: TableMapping, keys: Sequence[dict[str, str]]) -> list[dict[str, Any]]:
         name = self.table_name(mapping)
@@ -470,8 +475,14 @@ def _orphans(
                     tally.repaired += removed
                     tally.unrepaired += not removed
             elif key not in present:
-                tally.add(ORPHAN, list(key), f"in {sink} ({sink_key!r}) but not in the source")
                 drifted[key] = {sink}
+        if sink == OPENSEARCH and drifted:  # a search lags deletes until the next refresh: confirm in real time
+            candidates = {entry: key for key, _, entry in page if key in drifted}
+            live = readers.documents(mapping, list(candidates))
+            drifted = {key: drifted[key] for entry, key in candidates.items() if entry in live}
+        for key, sink_key, _ in page:
+            if key in drifted:
+                tally.add(ORPHAN, list(key), f"in {sink} ({sink_key!r}) but not in the source")
         if repairer is not None:
             repairer.repair(mapping, drifted)
         seen += len(page)
