@@ -87,6 +87,9 @@ INDEX_MAPPINGS = {
         "c_bit": {"type": "long"},
         "c_binary": {"type": "binary"},
         "c_blob": {"type": "binary"},
+        # the README's advice for JSON whose shape varies: kept in _source, not indexed (a dynamically mapped
+        # "big": 12345678901234567890 would be a long, which the engine refuses above 2^63-1)
+        "c_json": {"type": "object", "enabled": False},
     }
 }
 

@@ -31,6 +31,7 @@ from . import Outcome, RowRejected, SinkError
 DEFAULT_GC_DELETES = "1h"
 DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
 PERMANENT_STATUSES = (400, 413)
+MAX_EXTERNAL_VERSION = 2**63 - 1  # external versions are Java longs: the engine refuses a whole _bulk beyond it
 MAX_BULK_ITEMS = 1000  # per _bulk request; the request's bytes are bounded by max_request_bytes too
 
 
@@ -90,6 +91,11 @@ class OpenSearchSink:
     ) -> tuple[str, dict[str, Any] | None, int]:
         """The document id, the body (None: a delete) and the body's size; RowRejected if it can never fit."""
         where = f"{mapping.opensearch_index}/{change.document_id}"
+        if not 0 <= state.version <= MAX_EXTERNAL_VERSION:  # a database clock gone wrong: refuse this row alone
+            raise RowRejected(
+                f"OpenSearch cannot hold {where}: version {state.version} is outside the engine's external "
+                "version range (0 to 2^63-1)"
+            )
         try:
             doc_id = opensearch_document_id(mapping, change)
             body = None if state.row is None else opensearch_document(mapping, state.row)

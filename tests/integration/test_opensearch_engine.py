@@ -1,0 +1,254 @@
+"""What the real OpenSearch engine refuses, and what fanout does then.
+
+The project once tested against a home-made imitation of OpenSearch that accepted all of the below. A real
+node (2.19, local/opensearch.py) refuses each with HTTP 400; each test shows the refusal and that fanout
+answers it as production must: the row is recorded in the dead-letter queue with the sink's reason, the
+other rows of the batch and the other sink are still written, and nothing is retried forever.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from opensearchpy.exceptions import RequestError
+
+from fanout.change import Change
+from fanout.db import connect
+from fanout.fetcher import apply_changes
+from fanout.mapping import OPENSEARCH_METADATA_FIELDS, Mappings, TableMapping, parse_mappings
+from fanout.reconcile import MAX_RESULT_WINDOW, SinkReaders
+from fanout.rejects import QueueRejectRecorder
+from fanout.sinks import Outcome, RowRejected
+from fanout.sinks.dynamodb_sink import DynamoDBSink
+from fanout.sinks.opensearch_sink import MAX_EXTERNAL_VERSION, OpenSearchSink, make_client
+from fanout.source_reader import RowState, read_row, read_rows
+from tests.conftest import aws_client
+from tests.integration.support import create_replica_table
+
+EDGES = """
+CREATE TABLE edges (
+    id INT NOT NULL PRIMARY KEY,
+    label VARCHAR(40) NULL,
+    doc JSON NULL,
+    big BIGINT UNSIGNED NULL
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4
+"""
+VERSION = 1_764_240_000_000_000
+
+
+@pytest.fixture(scope="module")
+def replica_table(local_aws: dict[str, str]) -> Iterator[Any]:
+    table = create_replica_table(local_aws)
+    yield table
+    table.delete()
+
+
+@pytest.fixture
+def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any, local_aws: dict[str, str]) -> Iterator[Any]:
+    sqs = aws_client(local_aws, "sqs")
+    queue = sqs.create_queue(QueueName=f"fanout-test-dlq-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    conn = connect(db_settings)
+    with conn.cursor() as cur:
+        cur.execute(EDGES)
+    mapping = replace(
+        parse_mappings({"tables": {"edges": {"primary_key": [{"column": "id"}], "json_columns": ["doc"]}}}).tables[
+            "edges"
+        ],
+        opensearch_index=f"edges-{uuid.uuid4().hex[:8]}",
+    )
+    client = make_client(opensearch_endpoint)
+    yield {
+        "db": conn,
+        "mapping": mapping,
+        "opensearch": client,
+        "table": replica_table,
+        "sqs": sqs,
+        "queue": queue,
+        "reject": QueueRejectRecorder(sqs, queue, source="fetcher"),
+        "sinks": [OpenSearchSink(client), DynamoDBSink(replica_table, tombstone_ttl_seconds=3600)],
+    }
+    client.indices.delete(index=mapping.opensearch_index, ignore=[404])
+    sqs.delete_queue(QueueUrl=queue)
+    conn.close()
+
+
+def insert(world: dict[str, Any], **columns: Any) -> Change:
+    names = ", ".join(f"`{name}`" for name in columns)
+    with world["db"].cursor() as cur:
+        cur.execute(f"INSERT INTO edges ({names}) VALUES ({', '.join(['%s'] * len(columns))})", tuple(columns.values()))
+    return Change("edges", (("id", columns["id"]),), "insert", VERSION, "req-engine")
+
+
+def dead_letters(world: dict[str, Any]) -> list[dict[str, Any]]:
+    got = world["sqs"].receive_message(QueueUrl=world["queue"], MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    return [json.loads(m["Body"]) for m in got.get("Messages", [])]
+
+
+def outcomes_by_key(
+    world: dict[str, Any], changes: list[Change], mapping: TableMapping | None = None
+) -> dict[tuple[str, str], str]:
+    """One fetcher invocation for the changes (one batch, the real reader); the outcome per (key, sink)."""
+    conn = world["db"]
+    mapping = mapping or world["mapping"]
+    report = apply_changes(
+        changes,
+        Mappings({mapping.table: mapping}),
+        lambda m, c: read_row(conn, m, c),
+        world["sinks"],
+        world["reject"],
+        read_rows=lambda m, cs: read_rows(conn, m, cs),
+    )
+    return {(o["key"], o["sink"]): o["outcome"] for o in report.outcomes}
+
+
+def test_the_engine_takes_the_tombstone_lifetime_the_sink_creates_indices_with(world: dict[str, Any]) -> None:
+    # When the sink creates its index
+    index = world["mapping"].opensearch_index
+    world["sinks"][0].ensure_index(index)
+
+    # Then the real engine kept index.gc_deletes as given (a setting it did not know would be a 400)
+    settings = world["opensearch"].indices.get_settings(index=index)[index]["settings"]["index"]
+    assert settings["gc_deletes"] == "1h"
+
+
+def test_an_external_version_of_2_63_is_refused_by_the_engine_and_rejected_for_its_row_only(
+    world: dict[str, Any],
+) -> None:
+    # Given the engine's own rule: external versions are Java longs
+    index = world["mapping"].opensearch_index
+    world["sinks"][0].ensure_index(index)
+    with pytest.raises(RequestError):
+        world["opensearch"].index(
+            index=index, id="probe", body={}, params={"version": 2**63, "version_type": "external_gte"}
+        )
+    assert MAX_EXTERNAL_VERSION == 2**63 - 1
+
+    # When one row of a bulk carries a version above it (a database clock gone wrong) beside a valid one
+    a, b = insert(world, id=1, label="a"), insert(world, id=2, label="b")
+    results = world["sinks"][0].apply_batch(
+        world["mapping"],
+        [(a, RowState({"id": 1, "label": "a"}, 2**63)), (b, RowState({"id": 2, "label": "b"}, VERSION))],
+    )
+
+    # Then only that row is refused (the engine would have refused the whole request), and the other is written
+    assert isinstance(results[0], RowRejected) and "2^63" in str(results[0])
+    assert results[1] is Outcome.WRITTEN
+    assert world["opensearch"].get(index=index, id="2")["_version"] == VERSION
+
+
+def test_a_column_named_like_a_metadata_field_is_dead_lettered_until_the_mapping_renames_it(
+    world: dict[str, Any],
+) -> None:
+    # Given the engine's rule: a document may not carry a metadata field such as `_id`
+    index = world["mapping"].opensearch_index
+    with pytest.raises(RequestError, match="metadata field"):
+        world["opensearch"].index(index=index, id="probe", body={"_id": "x"})
+    # and fanout's list of such names covers every one this engine refuses
+    candidates = OPENSEARCH_METADATA_FIELDS | {"_x", "_all", "_uid", "_parent", "_timestamp", "_ttl", "_score"}
+    refused = set()
+    for name in sorted(candidates):
+        try:
+            world["opensearch"].index(index=index, id="probe", body={name: 1})
+        except RequestError:
+            refused.add(name)
+    assert "_id" in refused and refused <= OPENSEARCH_METADATA_FIELDS
+    world["opensearch"].indices.delete(index=index)
+
+    # When a table with a column `_id` is replicated
+    with world["db"].cursor() as cur:
+        cur.execute("CREATE TABLE reserved (id INT NOT NULL PRIMARY KEY, `_id` VARCHAR(20) NULL) ENGINE = InnoDB")
+        cur.execute("INSERT INTO reserved VALUES (1, 'x')")
+    spec: dict[str, Any] = {"primary_key": [{"column": "id"}]}
+    mapping = replace(parse_mappings({"tables": {"reserved": spec}}).tables["reserved"], opensearch_index=index)
+    change = Change("reserved", (("id", 1),), "insert", VERSION, "req-engine")
+    outcomes = outcomes_by_key(world, [change], mapping)
+
+    # Then OpenSearch refused it with a reason that says what to do, DynamoDB took it, the DLQ has it once
+    assert outcomes == {("1", "opensearch"): "rejected", ("1", "dynamodb"): "written"}
+    [record] = dead_letters(world)
+    assert record["reason"].startswith("opensearch: ") and "rename or exclude it in the mapping" in record["reason"]
+
+    # And once the mapping renames the column, the row is written
+    spec["opensearch"] = {"rename": {"_id": "source_id"}}
+    renamed = replace(parse_mappings({"tables": {"reserved": spec}}).tables["reserved"], opensearch_index=index)
+    assert outcomes_by_key(world, [change], renamed)[("1", "opensearch")] == "written"
+    assert world["opensearch"].get(index=index, id="1")["_source"] == {"id": 1, "source_id": "x"}
+
+
+def test_a_json_column_whose_shape_changes_between_rows_is_dead_lettered_per_row(world: dict[str, Any]) -> None:
+    # Given an index that mapped `doc` as an object from a first row
+    first = insert(world, id=1, doc='{"x": 1}')
+    assert outcomes_by_key(world, [first])[("1", "opensearch")] == "written"
+
+    # When later rows carry a plain string there and a number where a string was mapped, beside a good row
+    shape = insert(world, id=2, doc='"just text"')
+    typed = insert(world, id=3, doc='{"x": "not a number"}')
+    good = insert(world, id=4, doc='{"x": 4}')
+    outcomes = outcomes_by_key(world, [shape, typed, good])
+
+    # Then each clashing row is refused alone, the good one written, DynamoDB (schemaless) took them all
+    assert {k: v for k, v in outcomes.items() if k[1] == "opensearch"} == {
+        ("2", "opensearch"): "rejected",
+        ("3", "opensearch"): "rejected",
+        ("4", "opensearch"): "written",
+    }
+    assert all(v == "written" for k, v in outcomes.items() if k[1] == "dynamodb")
+    reasons = sorted(record["reason"] for record in dead_letters(world))
+    assert len(reasons) == 2 and all("mapper_parsing_exception" in reason for reason in reasons)
+
+
+def test_an_empty_json_key_is_refused_by_both_sinks_and_recorded(world: dict[str, Any]) -> None:
+    # Given a JSON object with an empty key: OpenSearch refuses an empty field name, DynamoDB an empty map key
+    change = insert(world, id=1, doc='{"": 1}')
+
+    # When
+    outcomes = outcomes_by_key(world, [change])
+
+    # Then both sinks refused it and each reason is recorded
+    assert outcomes == {("1", "opensearch"): "rejected", ("1", "dynamodb"): "rejected"}
+    reasons = " | ".join(record["reason"] for record in dead_letters(world))
+    assert "opensearch: " in reasons and "dynamodb: " in reasons
+
+
+def test_bigint_unsigned_above_a_long_needs_an_unsigned_long_mapping(world: dict[str, Any]) -> None:
+    # Given dynamic mapping, which makes `big` a long
+    index = world["mapping"].opensearch_index
+    top = insert(world, id=1, big=2**64 - 1)
+
+    # When the largest BIGINT UNSIGNED arrives, the engine refuses it: the row is dead-lettered, DynamoDB has it
+    assert outcomes_by_key(world, [top]) == {("1", "opensearch"): "rejected", ("1", "dynamodb"): "written"}
+    [record] = dead_letters(world)
+    assert "mapper_parsing_exception" in record["reason"]
+
+    # And with the mapping the README recommends (unsigned_long), created before the sink writes, it is exact
+    world["opensearch"].indices.delete(index=index)
+    world["opensearch"].indices.create(
+        index=index, body={"mappings": {"properties": {"big": {"type": "unsigned_long"}}}}
+    )
+    world["sinks"][0] = OpenSearchSink(world["opensearch"])
+    assert outcomes_by_key(world, [top])[("1", "opensearch")] == "written"
+    assert world["opensearch"].get(index=index, id="1")["_source"]["big"] == 2**64 - 1
+
+
+def test_reconcile_never_asks_for_more_hits_than_the_result_window(world: dict[str, Any]) -> None:
+    # Given the engine's window: one search returns at most index.max_result_window (10,000) hits
+    index = world["mapping"].opensearch_index
+    world["sinks"][0].ensure_index(index)
+    with pytest.raises(RequestError, match="Result window is too large"):
+        world["opensearch"].search(index=index, body={"size": MAX_RESULT_WINDOW + 1})
+    for key in range(1, 4):
+        world["opensearch"].index(index=index, id=str(key), body={"id": key}, refresh=True)
+
+    # When reconcile samples more documents than the window holds, and pages through all ids
+    readers = SinkReaders(world["opensearch"], None, world["table"].name)  # only the OpenSearch readers
+    sampled = [doc_id for page in readers.random_document_ids(world["mapping"], 50_000, 500) for doc_id in page]
+    listed = [doc_id for page in readers.document_ids(world["mapping"], 2) for doc_id in page]
+
+    # Then the engine answered both (a request over the window would have raised)
+    assert sorted(sampled) == ["1", "2", "3"]
+    assert listed == ["1", "2", "3"]
