@@ -214,21 +214,33 @@ def command(port: int) -> tuple[list[str], dict[str, str]]:
     return argv, env
 
 
+def _get(port: int, path: str) -> dict | None:  # type: ignore[type-arg]
+    try:
+        with urllib.request.urlopen(endpoint(port) + path, timeout=5) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+
+
 def wait_until_ready(port: int, timeout: float = 120.0, alive=lambda: True) -> dict:  # type: ignore[no-untyped-def,type-arg]
-    """Wait for the node's cluster to be green or yellow; returns ``GET /``."""
+    """Wait until the node serves every index it holds; returns ``GET /``.
+
+    Green or yellow health is not enough after a restart: until the node has recovered its cluster state
+    from disk it reports a healthy cluster with no indices (and a global block), and then its shards
+    recover for a while (a request to one answers 503). So: no global block, health yellow or better, no
+    initializing shard.
+    """
     deadline = time.monotonic() + timeout
-    health_url = endpoint(port) + "/_cluster/health?wait_for_status=yellow&timeout=1s"
+    health = "/_cluster/health?wait_for_status=yellow&wait_for_no_initializing_shards=true&timeout=1s"
     while time.monotonic() < deadline:
         if not alive():
             raise OpenSearchUnavailable(f"[opensearch] the node exited while starting; see {LOGS}/fanout-local.log")
-        try:
-            with urllib.request.urlopen(health_url, timeout=3) as response:
-                if json.loads(response.read()).get("status") in ("green", "yellow"):
-                    found = info(port)
-                    if found:
-                        return found
-        except (OSError, ValueError):
-            pass
+        blocks = _get(port, "/_cluster/state/blocks")
+        state = _get(port, health) if blocks is not None and "global" not in blocks.get("blocks", {}) else None
+        if state and not state.get("timed_out") and state.get("status") in ("green", "yellow"):
+            found = info(port)
+            if found:
+                return found
         time.sleep(0.5)
     raise OpenSearchUnavailable(f"[opensearch] the node did not become ready within {timeout:.0f}s; see {LOGS}")
 

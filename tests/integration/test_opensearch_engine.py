@@ -9,6 +9,8 @@ other rows of the batch and the other sink are still written, and nothing is ret
 from __future__ import annotations
 
 import json
+import os
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,7 +21,8 @@ from opensearchpy.exceptions import RequestError
 
 from fanout.change import Change
 from fanout.db import connect
-from fanout.fetcher import apply_changes
+from fanout.documents import dynamodb_key
+from fanout.fetcher import FetchFailed, apply_changes
 from fanout.mapping import OPENSEARCH_METADATA_FIELDS, Mappings, TableMapping, parse_mappings
 from fanout.reconcile import MAX_RESULT_WINDOW, SinkReaders
 from fanout.rejects import QueueRejectRecorder
@@ -252,3 +255,35 @@ def test_reconcile_never_asks_for_more_hits_than_the_result_window(world: dict[s
     # Then the engine answered both (a request over the window would have raised)
     assert sorted(sampled) == ["1", "2", "3"]
     assert listed == ["1", "2", "3"]
+
+
+def test_a_frozen_node_fails_the_fetch_for_a_retry_and_the_retry_after_it_thaws_applies_it(
+    world: dict[str, Any], opensearch_endpoint: str
+) -> None:
+    from opensearchpy import OpenSearch
+
+    from local.stack import running_pid
+
+    pid = running_pid("opensearch")
+    assert pid is not None, "this test freezes the local node: it needs the one this checkout starts"
+    # Given a sink whose client waits 2 s for an answer (the deployed one: 10 s, 2 retries), an index in place
+    client = OpenSearch(hosts=[opensearch_endpoint], timeout=2, max_retries=0)
+    world["sinks"][0] = OpenSearchSink(client)
+    world["sinks"][0].ensure_index(world["mapping"].opensearch_index)
+    change = insert(world, id=1, label="written while frozen")
+
+    # When the node is frozen (SIGSTOP: it holds its connections and answers nothing) during a fetch
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(FetchFailed, match="opensearch"):
+            outcomes_by_key(world, [change])
+        # Then the fetch failed (to be retried), after DynamoDB was written all the same
+        item = world["table"].get_item(Key=dynamodb_key(world["mapping"], change), ConsistentRead=True)["Item"]
+        assert item["label"] == "written while frozen"
+    finally:
+        os.killpg(pid, signal.SIGCONT)
+
+    # And the retry once it thaws writes OpenSearch; a timeout is no rejection: the dead-letter queue is empty
+    assert outcomes_by_key(world, [change])[("1", "opensearch")] == "written"
+    assert client.get(index=world["mapping"].opensearch_index, id="1")["_source"]["label"] == "written while frozen"
+    assert dead_letters(world) == []
