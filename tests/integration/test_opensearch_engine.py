@@ -287,3 +287,32 @@ def test_a_frozen_node_fails_the_fetch_for_a_retry_and_the_retry_after_it_thaws_
     assert outcomes_by_key(world, [change])[("1", "opensearch")] == "written"
     assert client.get(index=world["mapping"].opensearch_index, id="1")["_source"]["label"] == "written while frozen"
     assert dead_letters(world) == []
+
+
+def test_an_index_the_sink_creates_gets_the_mappings_the_table_declares(world: dict[str, Any]) -> None:
+    # Given a mapping that declares its JSON column as not indexed (its shape varies between rows)
+    spec = {"primary_key": [{"column": "id"}], "json_columns": ["doc"]}
+    spec["opensearch"] = {"index_mappings": {"properties": {"doc": {"type": "object", "enabled": False}}}}
+    mapping = replace(
+        parse_mappings({"tables": {"edges": spec}}).tables["edges"], opensearch_index=f"decl-{uuid.uuid4().hex[:8]}"
+    )
+    changes = [
+        insert(world, id=1, doc='{"x": 1}'),
+        insert(world, id=2, doc='"text"'),
+        insert(world, id=3, doc="[1, 2]"),
+    ]
+
+    # When rows of three shapes are replicated into the index the sink creates
+    try:
+        outcomes = outcomes_by_key(world, changes, mapping)
+
+        # Then the engine took every one (under dynamic mapping it refuses two, as the test above shows)
+        assert set(outcomes.values()) == {"written"}
+        mappings = world["opensearch"].indices.get_mapping(index=mapping.opensearch_index)
+        assert mappings[mapping.opensearch_index]["mappings"]["properties"]["doc"] == {
+            "type": "object",
+            "enabled": False,
+        }
+        assert world["opensearch"].get(index=mapping.opensearch_index, id="2")["_source"]["doc"] == "text"
+    finally:
+        world["opensearch"].indices.delete(index=mapping.opensearch_index, ignore=[404])

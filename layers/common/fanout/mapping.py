@@ -19,7 +19,9 @@ A table's entry (every field but ``primary_key`` is optional)::
         "document_id": "{tenant}:{setting_key}",      # default: "{key}"
         "rename": {"description": "summary"},         # column -> field
         "exclude": ["secret_hash"],                   # columns left out of the document
-        "binary": "base64"                            # or "exclude"
+        "binary": "base64",                           # or "exclude"
+        "index_mappings": {"properties": {"value": {"type": "object", "enabled": false}}}
+                                                      # mappings of the index when the sink creates it
       },
       "dynamodb": {
         "enabled": true,
@@ -218,6 +220,7 @@ class TableMapping:
     opensearch_rename: tuple[tuple[str, str], ...] = ()  # (column, field)
     opensearch_exclude: frozenset[str] = frozenset()
     opensearch_binary: str = "base64"
+    opensearch_index_mappings: str = ""  # JSON text of the created index's mappings ("": dynamic mapping)
     dynamodb_table: str | None = None  # None: the stack's ReplicaTable (DYNAMODB_TABLE)
     dynamodb_partition_key: KeyAttribute = DEFAULT_PARTITION_KEY
     dynamodb_sort_key: KeyAttribute | None = None
@@ -388,7 +391,12 @@ def _parse_table(table: str, spec: Any) -> TableMapping:
     for name, sink in (("opensearch", opensearch), ("dynamodb", dynamodb)):
         if not isinstance(sink, dict):
             raise _fail(table, name, "must be an object")
-    _known_fields(table, "opensearch", opensearch, {"enabled", "index", "document_id", "rename", "exclude", "binary"})
+    _known_fields(
+        table,
+        "opensearch",
+        opensearch,
+        {"enabled", "index", "document_id", "rename", "exclude", "binary", "index_mappings"},
+    )
     _known_fields(
         table,
         "dynamodb",
@@ -424,6 +432,9 @@ def _parse_table(table: str, spec: Any) -> TableMapping:
         if column in os_exclude:
             raise _fail(table, f"opensearch.rename.{column}", "renames a column that opensearch.exclude leaves out")
     os_binary = _binary(table, "opensearch.binary", opensearch.get("binary", "base64"), OPENSEARCH_BINARY)
+    index_mappings = opensearch.get("index_mappings", {})
+    if not isinstance(index_mappings, dict) or not isinstance(index_mappings.get("properties", {}), dict):
+        raise _fail(table, "opensearch.index_mappings", "must be an object of OpenSearch mappings (with properties)")
 
     # DynamoDB
     dynamodb_on = dynamodb.get("enabled", True)
@@ -477,6 +488,7 @@ def _parse_table(table: str, spec: Any) -> TableMapping:
         opensearch_rename=os_rename,
         opensearch_exclude=os_exclude,
         opensearch_binary=os_binary,
+        opensearch_index_mappings=json.dumps(index_mappings, sort_keys=True) if index_mappings else "",
         dynamodb_table=ddb_table,
         dynamodb_partition_key=partition,
         dynamodb_sort_key=sort,

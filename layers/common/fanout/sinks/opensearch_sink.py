@@ -72,15 +72,19 @@ class OpenSearchSink:
     def enabled_for(self, mapping: TableMapping) -> bool:
         return mapping.opensearch_enabled
 
-    def ensure_index(self, index: str) -> None:
-        """Create the index (with a long enough tombstone lifetime) unless it exists."""
+    def ensure_index(self, index: str, mappings: str = "") -> None:
+        """Create the index unless it exists: a tombstone lifetime long enough for any retry, and the mapping's
+        ``index_mappings`` (JSON text; none: dynamic mapping). An existing index is never changed."""
         from opensearchpy.exceptions import RequestError
 
         if index in self._ready_indices:
             return
         if not self._client.indices.exists(index=index):
+            body: dict[str, Any] = {"settings": {"index": {"gc_deletes": self._gc_deletes}}}
+            if mappings:
+                body["mappings"] = json.loads(mappings)
             try:
-                self._client.indices.create(index=index, body={"settings": {"index": {"gc_deletes": self._gc_deletes}}})
+                self._client.indices.create(index=index, body=body)
             except RequestError as exc:  # created concurrently by another fetcher
                 if getattr(exc, "error", "") != "resource_already_exists_exception":
                     raise
@@ -131,7 +135,7 @@ class OpenSearchSink:
             pending.append((position, lines, size + 200))
         if pending:
             try:
-                self.ensure_index(index)
+                self.ensure_index(index, mapping.opensearch_index_mappings)
             except TransportError as exc:
                 error = SinkError(f"OpenSearch index {index} is not available: {exc}")
                 for position, _, _ in pending:
@@ -206,7 +210,7 @@ class OpenSearchSink:
         doc_id, body, _ = self._document(mapping, change, state)
         versioning = {"version": state.version, "version_type": "external_gte"}
         try:
-            self.ensure_index(index)
+            self.ensure_index(index, mapping.opensearch_index_mappings)
         except TransportError as exc:
             raise SinkError(f"OpenSearch index {index} is not available: {exc}") from exc
         try:
