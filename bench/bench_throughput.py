@@ -1,7 +1,7 @@
 """Benchmark: the original one-invoke-per-row design against the queued, batched fetch path.
 
 In one process run, on the same rows and the same change streams, against the real
-local servers (MariaDB, the project's OpenSearch server, DynamoDB on ministack):
+local servers (MariaDB, the real OpenSearch node, DynamoDB on ministack):
 
   per-row   the original design: per change one parser invoke, one fetcher invoke, one
             locking SELECT, one OpenSearch request and one DynamoDB write
@@ -505,7 +505,7 @@ def write_results(result: dict[str, Any]) -> None:
         "# Per-row design vs queued batches (one run, same rows and change streams)",
         "",
         f"{result['rows']} rows; throughput runs drain a backlog with one fetcher, queued batches of "
-        f"{result['queued_batch_size']}; real MariaDB, OpenSearch server and ministack DynamoDB, in process "
+        f"{result['queued_batch_size']}; real MariaDB, OpenSearch 2.19 and ministack DynamoDB, in process "
         "(see bench/bench_throughput.py for why).",
         "",
         "| workload | design | changes/s | fetcher invokes /1k | DB round trips /1k | OpenSearch req /1k "

@@ -3,7 +3,7 @@
 What the functions print lands in their CloudWatch Logs groups (ministack keeps
 them as Lambda does), so these tests read exactly what an operator would: the
 JSON log lines, the EMF metric blobs, the dead-letter queue and `fanout status`.
-A sink outage is a real one: the stack's OpenSearch server process is stopped.
+A sink outage is a real one: the stack's OpenSearch node (a real one) is stopped.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def test_a_change_logs_every_step_under_one_correlation_id_and_emits_its_lag(ops
 def stop_opensearch() -> None:
     from local.stack import stop_process
 
-    assert stop_process("opensearch"), "the local OpenSearch server was not running"
+    assert stop_process("opensearch"), "the local OpenSearch node was not running"
 
 
 def start_opensearch() -> None:

@@ -1,7 +1,7 @@
 """A row change travels through the deployed app on the local stack.
 
 MariaDB trigger → lambda_async shim → bridge → ParserFunction (async invoke)
-→ FetcherFunction (async invoke) → OpenSearch server + DynamoDB (ministack).
+→ FetcherFunction (async invoke) → OpenSearch (a real node) + DynamoDB (ministack).
 The stack is brought up and deployed by the session fixture, as `make up` does.
 """
 

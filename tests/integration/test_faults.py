@@ -2,7 +2,7 @@
 
 The fetcher is the deployed code (fetcher_fn/app.py, its dependencies built from
 the environment as in Lambda) over real services: MariaDB (a fresh schema), the
-project's OpenSearch server, DynamoDB and SQS on ministack. DynamoDB is reached
+real OpenSearch node, DynamoDB and SQS on ministack. DynamoDB is reached
 through :class:`FaultyEndpoint`, which can refuse connections or throttle; the
 database connection is killed with ``KILL`` from another session (what a server
 restart looks like to a client; the shared MariaDB itself is never restarted);
@@ -149,7 +149,7 @@ def pipeline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Pipeline]:
     suffix = uuid.uuid4().hex[:8]
-    # The bundled mapping, pointed at an index of this test's own (the OpenSearch server is shared by the session).
+    # The bundled mapping, pointed at an index of this test's own (the OpenSearch node is shared by the session).
     mapping = json.loads(DEFAULT_MAPPING_FILE.read_text(encoding="utf-8"))
     mapping["tables"]["posts"]["opensearch"]["index"] = f"posts-faults-{suffix}"
     (tmp_path / "tables.json").write_text(json.dumps(mapping), encoding="utf-8")

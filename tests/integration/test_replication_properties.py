@@ -20,7 +20,7 @@ agree (fanout.verify: the same document builders as the fetcher).
 
 Two runs: with faithful in-memory sinks (tests/unit/fakes.py: atomic
 conditional writes, external versioning with tombstones) for many examples,
-and with the real servers (the project's OpenSearch server, DynamoDB on
+and with the real servers (a real OpenSearch node, DynamoDB on
 ministack) for a few.
 """
 

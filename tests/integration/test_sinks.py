@@ -1,4 +1,4 @@
-"""The sinks against real servers: the project's OpenSearch server (or $OPENSEARCH_ENDPOINT)
+"""The sinks against real servers: a real OpenSearch node (or $OPENSEARCH_ENDPOINT)
 and DynamoDB on ministack, with the table built from template.yaml's definition.
 
 Each sink must keep the highest version it has seen: a late (lower-version)
