@@ -31,7 +31,6 @@ from fanout.sinks.dynamodb_sink import DynamoDBSink
 from fanout.sinks.opensearch_sink import MAX_EXTERNAL_VERSION, OpenSearchSink, make_client
 from fanout.source_reader import RowState, read_row, read_rows
 from tests.conftest import aws_client
-from tests.integration.support import create_replica_table
 
 EDGES = """
 CREATE TABLE edges (
@@ -42,13 +41,6 @@ CREATE TABLE edges (
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4
 """
 VERSION = 1_764_240_000_000_000
-
-
-@pytest.fixture(scope="module")
-def replica_table(local_aws: dict[str, str]) -> Iterator[Any]:
-    table = create_replica_table(local_aws)
-    yield table
-    table.delete()
 
 
 @pytest.fixture

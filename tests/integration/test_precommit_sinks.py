@@ -27,16 +27,9 @@ from fanout.mapping import default_mappings
 from fanout.sinks.dynamodb_sink import DynamoDBSink
 from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
 from fanout.verify import compare_row
-from tests.integration.support import FetchInThread, create_replica_table, fetch
+from tests.integration.support import FetchInThread, fetch
 
 HOLD_SECONDS = 0.6  # how long the writer keeps its transaction open while the fetcher runs
-
-
-@pytest.fixture(scope="module")
-def replica_table(local_aws: dict[str, str]) -> Iterator[Any]:
-    table = create_replica_table(local_aws)
-    yield table
-    table.delete()
 
 
 @pytest.fixture

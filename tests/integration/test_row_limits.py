@@ -31,7 +31,7 @@ from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
 from fanout.source_reader import read_row, read_rows
 from fanout.verify import compare_row
 from tests.conftest import aws_client, aws_resource
-from tests.integration.support import create_replica_table, fetch
+from tests.integration.support import fetch
 
 BLOBS = """
 CREATE TABLE blobs (
@@ -41,13 +41,6 @@ CREATE TABLE blobs (
     body LONGTEXT NOT NULL
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4
 """
-
-
-@pytest.fixture(scope="module")
-def replica_table(local_aws: dict[str, str]) -> Iterator[Any]:
-    table = create_replica_table(local_aws)
-    yield table
-    table.delete()
 
 
 @pytest.fixture
