@@ -308,3 +308,14 @@ def test_an_index_the_sink_creates_gets_the_mappings_the_table_declares(world: d
         assert world["opensearch"].get(index=mapping.opensearch_index, id="2")["_source"]["doc"] == "text"
     finally:
         world["opensearch"].indices.delete(index=mapping.opensearch_index, ignore=[404])
+
+
+def test_the_tests_talk_to_the_real_engine_at_the_pinned_version(opensearch_endpoint: str) -> None:
+    from local import opensearch as local_opensearch
+
+    # GET / of the endpoint every test and the demo use (unless OPENSEARCH_ENDPOINT names another real cluster)
+    answer = make_client(opensearch_endpoint).info()
+    assert answer["version"]["distribution"] == "opensearch"
+    if not os.environ.get("OPENSEARCH_ENDPOINT"):
+        assert answer["version"]["number"] == local_opensearch.VERSION == "2.19.6"
+        assert answer["version"]["build_type"] == "zip"
