@@ -1,4 +1,4 @@
-"""The batched locking re-read (read_rows) against a real MariaDB (DESIGN.md §2.1).
+"""The batched locking re-read (read_rows) against a real MariaDB (docs/architecture.md, "Versions and sinks").
 
 One SKIP LOCKED query reads every key it can without waiting; a key it did not
 return is locked or absent, and is read alone with the waiting read: a locked

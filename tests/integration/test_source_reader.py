@@ -1,4 +1,4 @@
-"""The locking re-read against a real MariaDB (DESIGN.md §2.1-2.2).
+"""The locking re-read against a real MariaDB (docs/architecture.md, "Versions and sinks").
 
 The trigger fires before COMMIT, so the fetcher can run while the writer's
 transaction is still open. These tests hold such a transaction open in one

@@ -1,4 +1,4 @@
-"""Re-reading a changed row from the source database (DESIGN.md §2.1-2.2).
+"""Re-reading a changed row from the source database (docs/architecture.md, "Versions and sinks").
 
 The trigger fired inside the writer's transaction, possibly before it
 committed. A *locking* read (``LOCK IN SHARE MODE``, accepted by MariaDB and by
@@ -101,7 +101,7 @@ def _exact_key(row: dict[str, Any], mapping: TableMapping) -> tuple[Any, ...]:
 def read_rows(
     conn: pymysql.connections.Connection, mapping: TableMapping, changes: Sequence[Change]
 ) -> list[RowState | Exception]:
-    """The committed state of every change's row, in order (DESIGN.md §2.1): one locking read per
+    """The committed state of every change's row, in order: one locking read per
     ``MAX_KEYS_PER_READ`` keys that never waits (SKIP LOCKED), then each key it did not return read alone
     with the waiting locking read of :func:`read_row`.
 

@@ -1,4 +1,4 @@
-"""DynamoDB sink: one item per row, version-gated by a conditional write (DESIGN.md §2.3).
+"""DynamoDB sink: one item per row, version-gated by a conditional write (docs/architecture.md, "Versions and sinks").
 
 An item is written only if it is new or its stored ``_version`` is not higher
 (``attribute_not_exists(<partition key>) OR _version <= :v``), so late or

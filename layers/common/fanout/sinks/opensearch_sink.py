@@ -1,4 +1,4 @@
-"""OpenSearch sink: one document per row, version-gated (DESIGN.md §2.3).
+"""OpenSearch sink: one document per row, version-gated (docs/architecture.md, "Versions and sinks").
 
 Writes use external versioning with ``version_type=external_gte``: a document
 is replaced only by a state read at the same or a later database instant, so a
