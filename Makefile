@@ -92,3 +92,4 @@ bench: install ## benchmarks (ratios, side by side in one run) -> bench/results/
 	$(PY) bench/bench_fetch_path.py
 	$(PY) bench/bench_capture_triggers.py
 	$(PY) bench/bench_backfill_reconcile.py
+	$(PY) bench/bench_dynamodb_batches.py
