@@ -170,13 +170,19 @@ def every_type_row(key: int) -> dict[str, Any]:
     )
 
 
-def test_the_batched_path_writes_items_identical_to_put_item(replica_table: Any, second_table: Any) -> None:
+@pytest.mark.parametrize(
+    ("batch_writes", "operations"),
+    [("transactions", ["TransactWriteItems"]), ("puts", ["PutItem"] * 32)],
+)
+def test_the_batched_path_writes_items_identical_to_put_item(
+    replica_table: Any, second_table: Any, batch_writes: str, operations: list[str]
+) -> None:
     # Given the same rows, states and clock for two sinks
     clock = lambda: 1_700_000_000.0  # noqa: E731
     items = [(change(k), RowState(every_type_row(k), 100 + k)) for k in range(1, 31)]
     items += [(change(k, "delete"), RowState(None, 500)) for k in (31, 32)]
     # When one writes them as a batch and the other row by row with PutItem
-    batched = DynamoDBSink(replica_table, tombstone_ttl_seconds=60, clock=clock)
+    batched = DynamoDBSink(replica_table, tombstone_ttl_seconds=60, clock=clock, batch_writes=batch_writes)
     alone = DynamoDBSink(second_table, tombstone_ttl_seconds=60, clock=clock)
     sent: list[str] = []
     replica_table.meta.client.meta.events.register(
@@ -184,8 +190,9 @@ def test_the_batched_path_writes_items_identical_to_put_item(replica_table: Any,
     )
     outcomes = batched.apply_batch(POSTS, items)
     assert [alone.apply(POSTS, c, s) for c, s in items] == outcomes == [Outcome.WRITTEN] * 30 + [Outcome.DELETED] * 2
-    # Then the batch took one request, and every stored item is the same, attribute by attribute and type by type
-    assert sent == ["DynamoDB_20120810.TransactWriteItems"]
+    # Then the batch took one transaction (or a PutItem a row), and every stored item is the same, attribute by
+    # attribute and type by type
+    assert sent == [f"DynamoDB_20120810.{operation}" for operation in operations]
     for k in range(1, 33):
         assert stored(replica_table, k) == stored(second_table, k)
     item = stored(replica_table, 1)

@@ -19,6 +19,9 @@ rejected; None: not applied, sent again without the others), and a whole-call
 ValidationException is split in halves until the offending row stands alone.
 Throttling and outages are retried with backoff, then reported as failures for
 the fetcher to retry. A batch of one is a plain ``PutItem`` (half the capacity).
+A transactional write costs two write units instead of one; ``batch_writes="puts"``
+(DYNAMODB_BATCH_WRITES) sends a batch as conditional PutItems instead, 8 in
+parallel: one request per row, one unit per KB.
 
 An item that can never be written is refused for that row (RowRejected): one
 above DynamoDB's 400 KB item limit (measured here, before sending, as
@@ -55,6 +58,9 @@ MAX_PARALLEL_WRITES = 8
 MAX_ATTEMPTS = 6
 BACKOFF_SECONDS = 0.05
 MAX_BACKOFF_SECONDS = 2.0
+# How a batch is written: TransactWriteItems (up to 100 rows a request, 2 write units a row per KB) or
+# conditional PutItems in parallel (a request and 1 unit a row per KB).
+BATCH_TRANSACTIONS, BATCH_PUTS = "transactions", "puts"
 # Whole-call errors worth a retry. Anything else is a failure of every row of the call.
 RETRYABLE_ERRORS = frozenset(
     {
@@ -89,7 +95,11 @@ class DynamoDBSink:
         clock: Callable[[], float] = time.time,
         tables: Callable[[str], Any] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        batch_writes: str = BATCH_TRANSACTIONS,
     ) -> None:
+        if batch_writes not in (BATCH_TRANSACTIONS, BATCH_PUTS):
+            raise ValueError(f"batch_writes must be {BATCH_TRANSACTIONS!r} or {BATCH_PUTS!r}, got {batch_writes!r}")
+        self._batch_writes = batch_writes
         self._table = table  # a boto3 DynamoDB Table resource: the stack's ReplicaTable
         self._tombstone_ttl = tombstone_ttl_seconds
         self._clock = clock
@@ -113,7 +123,7 @@ class DynamoDBSink:
 
     def apply(self, mapping: TableMapping, change: Change, state: RowState) -> Outcome:
         write = self._build(mapping, change, state, 0)
-        return self._put(mapping, self.table_for(mapping), write)
+        return self._put(mapping, self.table_for(mapping).put_item, write)
 
     def apply_batch(self, mapping: TableMapping, items: Sequence[tuple[Change, RowState]]) -> list[Outcome | Exception]:
         """Each row's conditional write, up to 100 a TransactWriteItems call; per row its Outcome or its
@@ -133,20 +143,32 @@ class DynamoDBSink:
         client = getattr(getattr(table, "meta", None), "client", None)
         if client is None or len(writes) < 2:  # a stand-in Table, or a single row: one PutItem each
             for write in writes:
-                results[write.position] = self._outcome_or_error(partial(self._put, mapping, table, write))
+                results[write.position] = self._outcome_or_error(partial(self._put, mapping, table.put_item, write))
+            return _complete(results)
+        if self._batch_writes == BATCH_PUTS:
+            put = partial(client.put_item, TableName=table.name)  # the client is thread-safe, the Table is not
+            submitted = [
+                (write, self._threads().submit(self._outcome_or_error, partial(self._put, mapping, put, write)))
+                for write in writes
+            ]
+            for write, pending in submitted:
+                results[write.position] = pending.result()
             return _complete(results)
         chunks = _transactions(mapping, writes)
         if len(chunks) == 1:
             results_of = [self._transact(client, table.name, mapping, chunks[0])]
         else:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=MAX_PARALLEL_WRITES, thread_name_prefix="dynamodb-sink")
-            futures = [self._pool.submit(self._transact, client, table.name, mapping, chunk) for chunk in chunks]
+            futures = [self._threads().submit(self._transact, client, table.name, mapping, chunk) for chunk in chunks]
             results_of = [future.result() for future in futures]
         for chunk_results in results_of:
             for position, outcome in chunk_results.items():
                 results[position] = outcome
         return _complete(results)
+
+    def _threads(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=MAX_PARALLEL_WRITES, thread_name_prefix="dynamodb-sink")
+        return self._pool
 
     # ----------------------------------------------------------------------- building
 
@@ -187,11 +209,12 @@ class DynamoDBSink:
         except Exception as exc:  # noqa: BLE001 - reported per row to the fetcher, which decides
             return exc
 
-    def _put(self, mapping: TableMapping, table: Any, write: _Write) -> Outcome:
+    def _put(self, mapping: TableMapping, put_item: Callable[..., Any], write: _Write) -> Outcome:
+        """One conditional PutItem (``put_item``: a Table's, or its client's bound to the table name)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            table.put_item(Item=write.item, **self._condition(mapping, write))
+            put_item(Item=write.item, **self._condition(mapping, write))
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":
