@@ -6,7 +6,8 @@
   answers the next ``n`` PutItem (and ``m`` TransactWriteItems) requests the way DynamoDB does when it throttles (HTTP
   400, ``com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException``, the
   documented low-level error shape, parsed by the real botocore client). ``before_put``
-  runs a hook before a PutItem is forwarded (e.g. to kill the process that sent it, and drop the write).
+  runs a hook before a write (PutItem, TransactWriteItems) is forwarded (e.g. to kill the
+  process that sent it, and drop the write).
 - :class:`LambdaAsyncDelivery`: delivers an event to a handler as Lambda's asynchronous
   invoke does: the first attempt plus ``MaximumRetryAttempts`` retries (read from
   template.yaml), then an on-failure record, in Lambda's format, to the dead-letter queue.
@@ -44,7 +45,8 @@ class FaultyEndpoint:
         self.port = 0
         self.operations: list[str] = []  # X-Amz-Target of every request that reached the endpoint
         self.throttled = 0
-        # Called with each PutItem's ordinal (1, 2, ...) before it is forwarded; True drops it unanswered.
+        # Called with each write's ordinal (PutItem or TransactWriteItems: 1, 2, ...) before it is forwarded;
+        # True drops it unanswered.
         self.before_put: Callable[[int], bool] | None = None
         self._puts = 0
         self._server: ThreadingHTTPServer | None = None
@@ -72,16 +74,19 @@ class FaultyEndpoint:
                     if throttle:
                         self._answer(400, {"x-amzn-RequestId": uuid.uuid4().hex}, json.dumps(THROTTLED).encode())
                         return
-                if operation.endswith(".PutItem"):
+                if operation.endswith((".PutItem", ".TransactWriteItems")):
                     with endpoint._lock:
                         endpoint._puts += 1
-                        ordinal, throttle = endpoint._puts, endpoint._throttle_left > 0
-                        if throttle:
-                            endpoint._throttle_left -= 1
-                            endpoint.throttled += 1
+                        ordinal = endpoint._puts
                     if endpoint.before_put is not None and endpoint.before_put(ordinal):
                         self.close_connection = True  # dropped: no answer, nothing forwarded
                         return
+                if operation.endswith(".PutItem"):
+                    with endpoint._lock:
+                        throttle = endpoint._throttle_left > 0
+                        if throttle:
+                            endpoint._throttle_left -= 1
+                            endpoint.throttled += 1
                     if throttle:
                         self._answer(400, {"x-amzn-RequestId": uuid.uuid4().hex}, json.dumps(THROTTLED).encode())
                         return
