@@ -92,3 +92,5 @@ bench: install ## benchmarks (ratios, side by side in one run) -> bench/results/
 	$(PY) bench/bench_fetch_path.py
 	$(PY) bench/bench_capture_triggers.py
 	$(PY) bench/bench_backfill_reconcile.py
+	$(PY) bench/bench_dynamodb_batches.py
+	$(PY) bench/bench_end_to_end.py

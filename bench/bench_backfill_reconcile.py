@@ -3,7 +3,7 @@
 One process run, two tables of posts, measured one after the other: ROWS (default 100,000,
 the issue's "large table") and a tenth of it. For each:
   (a) backfill (keyset pages of 500 keys handed to fanout.fetcher.apply_changes, the batched
-      fetch path: one locking read per page, _bulk, parallel conditional puts);
+      fetch path: one locking read per page, _bulk, conditional puts in TransactWriteItems);
   (b) full reconcile (source keyset pages + one OpenSearch ids query and BatchGetItem per page,
       then the orphan scans: OpenSearch search_after by _id and DynamoDB Scan);
   (c) sampled reconcile of 1000 rows (and about 1000 entries of each sink for orphans).
@@ -106,7 +106,7 @@ def main() -> int:
     ensure_opensearch(cfg)
     small, large = measure(cfg, max(1, ROWS // 10)), measure(cfg, ROWS)
     results = {
-        "fetch_path": "batched: one locking read per page, _bulk, parallel conditional puts",
+        "fetch_path": "batched: one locking read per page, _bulk, conditional puts in TransactWriteItems",
         "small": small,
         "large": large,
         "backfill_rate_large_over_small": round(large["backfill_rows_per_s"] / small["backfill_rows_per_s"], 2),

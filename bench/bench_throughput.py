@@ -8,8 +8,8 @@ local servers (MariaDB, the real OpenSearch node, DynamoDB on ministack):
             (fanout.fetcher.apply_changes on one change, the sinks' per-row ``apply``);
   queued    ours: per change one parser invoke and one SendMessageBatch entry; the fetcher
             takes up to BATCH changes a time (the SQS event source), coalesces keys, reads
-            them in one SKIP LOCKED query per table and writes with ``_bulk`` and parallel
-            conditional puts (fanout.fetcher.apply_changes with read_rows).
+            them in one SKIP LOCKED query per table and writes with ``_bulk`` and
+            conditional puts in TransactWriteItems (fanout.fetcher.apply_changes with read_rows).
 
 Both run in this process, the handlers' domain code called directly (the parser's
 ``handle_trigger_payload``, the fetcher's ``apply_changes``), with one fetcher at a time:

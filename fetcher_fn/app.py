@@ -53,6 +53,7 @@ class _Dependencies:
                 dynamodb.Table(sink_settings.dynamodb_table),
                 tombstone_ttl_seconds=sink_settings.tombstone_ttl_seconds,
                 tables=dynamodb.Table,
+                batch_writes=sink_settings.dynamodb_batch_writes,
             ),
         ]
         self.reject = QueueRejectRecorder(

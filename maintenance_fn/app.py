@@ -5,13 +5,19 @@ Events::
     {"action": "reconcile", "sample": 1000, "tables": ["posts"], "repair": false}
     {"action": "backfill", "table": "posts", "from": [1], "to": [5000], "where": "status = %s",
      "params": ["published"], "batch_size": 500, "rate": 2000, "pages_per_invocation": 100}
+    {"action": "backfill", "table": "posts", "workers": 4, "rate": 4000}
 
 A backfill copies pages until little time is left (or ``pages_per_invocation``
 pages are done: shorter invocations, e.g. to keep each one's load window
 small), then, if rows remain, invokes this function again asynchronously with
 the same event: the next invocation resumes from the checkpoint
-(fanout.backfill). Domain logic lives in the layer; this page wires it to the
-environment.
+(fanout.backfill). With ``workers`` the table is split into that many key
+ranges (the split is kept in the checkpoint table: sending the same event again
+finds the same ranges) and this function is invoked once per range, each range
+an ordinary backfill with its own checkpoint (``after``: the key it starts after)
+and its share of ``rate``; they run as concurrent invocations. Send it again
+only once those have stopped, to resume the ranges that are not done. Domain
+logic lives in the layer; this page wires it to the environment.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from functools import lru_cache
 from typing import Any
 
 from fanout.backfill import BackfillJob, KeyRange
+from fanout.backfill_parallel import plan
 from fanout.maintenance import Maintenance
 from fanout.observability import ChangeMetric, instrumented_handler, record
 
@@ -80,8 +87,14 @@ def _backfill(deps: Maintenance, event: dict[str, Any], context: Any) -> dict[st
     batch_size = _positive_int(event, "batch_size", 500)
     assert batch_size is not None
     job = BackfillJob(
-        table, KeyRange(_key(event, "from"), _key(event, "to")), event.get("where"), tuple(event.get("params") or ())
+        table,
+        KeyRange(_key(event, "from"), _key(event, "to"), _key(event, "after")),
+        event.get("where"),
+        tuple(event.get("params") or ()),
     )
+    workers = _positive_int(event, "workers", 1)
+    if workers is not None and workers > 1:
+        return _split(deps, event, job, workers, context)
     result = deps.backfill(
         job,
         batch_size=batch_size,
@@ -95,6 +108,29 @@ def _backfill(deps: Maintenance, event: dict[str, Any], context: Any) -> dict[st
             FunctionName=context.invoked_function_arn, InvocationType="Event", Payload=json.dumps(continued).encode()
         )
     return result.as_dict()
+
+
+def _split(deps: Maintenance, event: dict[str, Any], job: BackfillJob, workers: int, context: Any) -> dict[str, Any]:
+    """Plan the ranges and start one invocation per range (each continues itself until its range is done)."""
+    mapping = deps.mappings.get(job.table)
+    if mapping is None:
+        raise BadEvent(f"table must be a mapped table's name, got {job.table!r}")
+    ranges = plan(deps.conn(), mapping, job, workers, restart=bool(event.get("restart", False)))
+    rate = event.get("rate")
+    started = []
+    for part in ranges:
+        bounds = part.key_range
+        one = {k: v for k, v in event.items() if k not in ("workers", "from", "to", "after", "restart", "rate")}
+        for name, key in (("from", bounds.start), ("to", bounds.end), ("after", bounds.after)):
+            if key is not None:
+                one[name] = list(key)
+        if rate is not None:
+            one["rate"] = rate / len(ranges)
+        _lambda_client().invoke(
+            FunctionName=context.invoked_function_arn, InvocationType="Event", Payload=json.dumps(one).encode()
+        )
+        started.append({"job_id": part.job_id, **{k: one[k] for k in ("from", "to", "after") if k in one}})
+    return {"status": "started", "table": job.table, "workers": len(ranges), "ranges": started}
 
 
 @instrumented_handler(correlation_id=_correlation_id)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from fanout.backfill import BackfillJob, KeyRange, load_checkpoint
+from fanout.backfill_parallel import load_plan
 from fanout.change import Change
 from fanout.mapping import default_mappings
 from fanout.sinks.opensearch_sink import make_client
@@ -104,6 +105,39 @@ def test_a_backfill_continues_in_new_invocations_until_its_range_is_done(
     # And every row of the range is in both sinks, as the source has it
     disagreeing = [key for key in ids if not agrees(stack, key)]
     assert disagreeing == []
+
+
+def test_a_backfill_with_workers_runs_one_invocation_chain_per_range(
+    stack: dict[str, Any], uncaptured_posts: list[int]
+) -> None:
+    ids = uncaptured_posts
+    # When the maintenance function is asked to backfill the rows' range with 3 workers, two pages per invocation
+    event = {
+        "action": "backfill",
+        "table": "posts",
+        "from": [ids[0]],
+        "to": [ids[-1]],
+        "workers": 3,
+        "batch_size": BATCH,
+        "pages_per_invocation": PAGES_PER_INVOCATION,
+    }
+    started = invoke(stack, event)
+    # Then it plans three ranges and starts one invocation for each
+    assert (started["status"], started["workers"]) == ("started", 3), started
+    job = BackfillJob("posts", KeyRange((ids[0],), (ids[-1],)))
+    ranges = load_plan(stack["db"], POSTS, job, 3)
+    assert ranges is not None and [r.job_id for r in ranges] == [r["job_id"] for r in started["ranges"]]
+
+    # And every range finishes from its own checkpoint, in its own chain of invocations
+    def finished(job_id: str) -> bool:
+        checkpoint = load_checkpoint(stack["db"], POSTS, job_id)
+        return checkpoint is not None and checkpoint.status == "done"
+
+    for part in ranges:
+        wait_until(f"range {part.key_range} to finish", lambda part=part: finished(part.job_id), timeout=180)
+    points = [load_checkpoint(stack["db"], POSTS, part.job_id) for part in ranges]
+    assert sum(p.rows_done for p in points if p) == ROWS
+    assert [key for key in ids if not agrees(stack, key)] == []
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,12 @@
 
 - :class:`FaultyEndpoint`: an HTTP forwarder in front of an AWS endpoint (DynamoDB on
   ministack). ``cut()`` closes its port, so clients get *connection refused*, as from an
-  endpoint that is down; ``restore()`` listens on the same port again. ``throttle(n)``
-  answers the next ``n`` PutItem requests the way DynamoDB does when it throttles (HTTP
+  endpoint that is down; ``restore()`` listens on the same port again. ``throttle(n, m)``
+  answers the next ``n`` PutItem (and ``m`` TransactWriteItems) requests the way DynamoDB does when it throttles (HTTP
   400, ``com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException``, the
   documented low-level error shape, parsed by the real botocore client). ``before_put``
-  runs a hook before a PutItem is forwarded (e.g. to kill the process that sent it, and drop the write).
+  runs a hook before a write (PutItem, TransactWriteItems) is forwarded (e.g. to kill the
+  process that sent it, and drop the write).
 - :class:`LambdaAsyncDelivery`: delivers an event to a handler as Lambda's asynchronous
   invoke does: the first attempt plus ``MaximumRetryAttempts`` retries (read from
   template.yaml), then an on-failure record, in Lambda's format, to the dead-letter queue.
@@ -40,10 +41,12 @@ class FaultyEndpoint:
         self._target = (target.hostname or "127.0.0.1", target.port or 80)
         self._lock = threading.Lock()
         self._throttle_left = 0
+        self._throttle_transactions_left = 0
         self.port = 0
         self.operations: list[str] = []  # X-Amz-Target of every request that reached the endpoint
         self.throttled = 0
-        # Called with each PutItem's ordinal (1, 2, ...) before it is forwarded; True drops it unanswered.
+        # Called with each write's ordinal (PutItem or TransactWriteItems: 1, 2, ...) before it is forwarded;
+        # True drops it unanswered.
         self.before_put: Callable[[int], bool] | None = None
         self._puts = 0
         self._server: ThreadingHTTPServer | None = None
@@ -62,16 +65,28 @@ class FaultyEndpoint:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 operation = self.headers.get("X-Amz-Target", "")
                 endpoint.operations.append(operation)
-                if operation.endswith(".PutItem"):
+                if operation.endswith(".TransactWriteItems"):
+                    with endpoint._lock:
+                        throttle = endpoint._throttle_transactions_left > 0
+                        if throttle:
+                            endpoint._throttle_transactions_left -= 1
+                            endpoint.throttled += 1
+                    if throttle:
+                        self._answer(400, {"x-amzn-RequestId": uuid.uuid4().hex}, json.dumps(THROTTLED).encode())
+                        return
+                if operation.endswith((".PutItem", ".TransactWriteItems")):
                     with endpoint._lock:
                         endpoint._puts += 1
-                        ordinal, throttle = endpoint._puts, endpoint._throttle_left > 0
-                        if throttle:
-                            endpoint._throttle_left -= 1
-                            endpoint.throttled += 1
+                        ordinal = endpoint._puts
                     if endpoint.before_put is not None and endpoint.before_put(ordinal):
                         self.close_connection = True  # dropped: no answer, nothing forwarded
                         return
+                if operation.endswith(".PutItem"):
+                    with endpoint._lock:
+                        throttle = endpoint._throttle_left > 0
+                        if throttle:
+                            endpoint._throttle_left -= 1
+                            endpoint.throttled += 1
                     if throttle:
                         self._answer(400, {"x-amzn-RequestId": uuid.uuid4().hex}, json.dumps(THROTTLED).encode())
                         return
@@ -108,9 +123,10 @@ class FaultyEndpoint:
             self._server.server_close()
             self._server = None
 
-    def throttle(self, puts: int) -> None:
+    def throttle(self, puts: int, transactions: int = 0) -> None:
         with self._lock:
             self._throttle_left = puts
+            self._throttle_transactions_left = transactions
 
     def close(self) -> None:
         self.cut()

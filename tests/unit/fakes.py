@@ -258,13 +258,16 @@ class FakeOpenSearch:
             raise NotFoundError(404, "not_found", {"_index": index, "_id": id, "result": "not_found"})
         return {"_index": index, "_id": id, "_version": version, "result": "deleted"}
 
-    def bulk(self, *, body: list[dict[str, Any]]) -> dict[str, Any]:
-        """``_bulk``: each item applied as its own index/delete (recorded as such in ``calls``), answered
+    def bulk(self, *, body: bytes | list[dict[str, Any]]) -> dict[str, Any]:
+        """``_bulk`` (NDJSON bytes, as the sink sends it, or a list of lines): each item applied as its own
+        index/delete (recorded as such in ``calls``), answered
         per item with its status and error; only a whole-request failure (``fail_with``) raises."""
         if self.fail_with is not None and not isinstance(self.fail_with, (ConflictError, RequestError)):
             raise self.fail_with  # a connection error, 413, 429, 5xx: the whole request fails
         self.bulk_requests = getattr(self, "bulk_requests", 0) + 1
         items: list[dict[str, Any]] = []
+        if isinstance(body, bytes):
+            body = [json.loads(line) for line in body.splitlines() if line]
         lines = iter(body)
         for action_line in lines:
             ((action, meta),) = action_line.items()

@@ -120,6 +120,14 @@ def test_sink_settings_defaults() -> None:
     assert settings.dynamodb_table == "fanout-replica"
     assert settings.opensearch_auth == "none"
     assert settings.tombstone_ttl_seconds == 7 * 24 * 3600
+    assert settings.dynamodb_batch_writes == "transactions"
+
+
+def test_the_dynamodb_batch_form_is_one_of_two() -> None:
+    assert SinkSettings.from_env({**SINK_ENV, "DYNAMODB_BATCH_WRITES": "puts"}).dynamodb_batch_writes == "puts"
+    with pytest.raises(ConfigError, match="DYNAMODB_BATCH_WRITES") as caught:
+        SinkSettings.from_env({**SINK_ENV, "DYNAMODB_BATCH_WRITES": "partiql"})
+    assert "'partiql'" in str(caught.value)
 
 
 @pytest.mark.parametrize("auth", ["none", "sigv4"])

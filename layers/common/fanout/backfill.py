@@ -58,10 +58,12 @@ class BackfillError(RuntimeError):
 
 @dataclass(frozen=True)
 class KeyRange:
-    """Optional inclusive bounds on the whole primary key (in key order)."""
+    """Optional bounds on the whole primary key (in key order): ``start`` and ``end`` inclusive, ``after``
+    exclusive (instead of ``start``: the ranges of a parallel backfill begin after the previous one's end)."""
 
     start: Key | None = None
     end: Key | None = None
+    after: Key | None = None
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,16 @@ class BackfillJob:
     where_params: tuple[Any, ...] = ()
 
     def definition(self) -> dict[str, Any]:
-        return {
+        definition = {
             "table": self.table,
             "start": list(self.key_range.start) if self.key_range.start is not None else None,
             "end": list(self.key_range.end) if self.key_range.end is not None else None,
             "where": self.where,
             "where_params": [str(p) for p in self.where_params],
         }
+        if self.key_range.after is not None:  # only when set: the ids of jobs without it stay as they were
+            definition["after"] = list(self.key_range.after)
+        return definition
 
     @property
     def job_id(self) -> str:
@@ -179,14 +184,19 @@ def page_query(
     after: Key | None,
     limit: int,
     select: str | None = None,
+    offset: int = 0,
 ) -> tuple[str, list[Any]]:
-    """The keyset page query (no OFFSET, no lock) and its parameters."""
+    """The keyset page query (no lock) and its parameters. Pages never use ``offset``; splitting a table
+    into ranges does (fanout.backfill_parallel)."""
     columns = mapping.key_columns
     where: list[str] = []
     params: list[Any] = []
     if after is not None:
         where.append(after_key_sql(columns))
         params += key_bound_params(after)
+    elif job.key_range.after is not None:
+        where.append(after_key_sql(columns))
+        params += key_bound_params(job.key_range.after)
     elif job.key_range.start is not None:
         where.append(after_key_sql(columns, strict=False))
         params += key_bound_params(job.key_range.start)
@@ -201,6 +211,8 @@ def page_query(
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY " + ", ".join(_quote(c) for c in columns) + f" LIMIT {int(limit)}"
+    if offset:
+        sql += f" OFFSET {int(offset)}"
     return sql, params
 
 
@@ -221,7 +233,13 @@ def estimated_rows(conn: Any, mapping: TableMapping) -> int | None:
 def _key_from_json(mapping: TableMapping, text: str | None) -> Key | None:
     if text is None:
         return None
-    values = json.loads(text)
+    return key_from_list(mapping, json.loads(text))
+
+
+def key_from_list(mapping: TableMapping, values: list[Any] | None) -> Key | None:
+    """A key stored as a JSON list, typed by the mapping's key columns."""
+    if values is None:
+        return None
     return tuple(int(v) if k.type == "int" else str(v) for k, v in zip(mapping.primary_key, values, strict=True))
 
 
@@ -338,7 +356,10 @@ def run_backfill(
         raise BackfillError(f"batch size must be at least 1, got {batch_size}")
     if rate is not None and rate <= 0:
         raise BackfillError(f"rate must be positive rows/s, got {rate}")
-    for name, bound in (("start", job.key_range.start), ("end", job.key_range.end)):
+    if job.key_range.start is not None and job.key_range.after is not None:
+        raise BackfillError("a key range has a first key or a key it starts after, not both")
+    bounds = (("start", job.key_range.start), ("end", job.key_range.end), ("after", job.key_range.after))
+    for name, bound in bounds:
         if bound is not None and len(bound) != len(mapping.key_columns):
             raise BackfillError(f"key range {name} {list(bound)} must give all key columns {list(mapping.key_columns)}")
     if restart:

@@ -180,6 +180,9 @@ class SinkSettings:
     # Other DynamoDB tables the fetcher was granted (stack parameter ExtraReplicaTableArns), by name.
     extra_dynamodb_tables: tuple[str, ...] = ()
     opensearch_max_request_bytes: int = 10 * 1024 * 1024
+    # How the DynamoDB sink writes a batch: "transactions" (TransactWriteItems, few requests, 2 write units a
+    # row) or "puts" (conditional PutItems in parallel, a request and 1 write unit a row).
+    dynamodb_batch_writes: str = "transactions"
 
     @property
     def granted_dynamodb_tables(self) -> frozenset[str]:
@@ -191,6 +194,11 @@ class SinkSettings:
         auth = env.get("OPENSEARCH_AUTH", "none").strip() or "none"
         if auth not in ("none", "sigv4"):
             raise ConfigError(f"environment variable OPENSEARCH_AUTH must be 'none' or 'sigv4', got {auth!r}")
+        batch_writes = env.get("DYNAMODB_BATCH_WRITES", "transactions").strip() or "transactions"
+        if batch_writes not in ("transactions", "puts"):
+            raise ConfigError(
+                f"environment variable DYNAMODB_BATCH_WRITES must be 'transactions' or 'puts', got {batch_writes!r}"
+            )
         return cls(
             opensearch_endpoint=_required(env, "OPENSEARCH_ENDPOINT").rstrip("/"),
             dynamodb_table=_required(env, "DYNAMODB_TABLE"),
@@ -199,6 +207,7 @@ class SinkSettings:
             tombstone_ttl_seconds=_integer(env, "TOMBSTONE_TTL_SECONDS", 7 * 24 * 3600, minimum=60),
             extra_dynamodb_tables=_table_names(env, "DYNAMODB_EXTRA_TABLE_ARNS"),
             opensearch_max_request_bytes=_integer(env, "OPENSEARCH_MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024),
+            dynamodb_batch_writes=batch_writes,
         )
 
 

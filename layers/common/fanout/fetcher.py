@@ -195,8 +195,8 @@ def apply_changes(
 
     Changes are grouped by table and coalesced per key; with ``read_rows`` every key of a table is read
     in one locking query per chunk (fanout.source_reader.read_rows), otherwise ``read_row`` reads each
-    key. Sinks with ``apply_batch`` take the rows of a table together (OpenSearch ``_bulk``, parallel
-    DynamoDB writes); others one by one. Any number of changes is fine; failures are collected per key
+    key. Sinks with ``apply_batch`` take the rows of a table together (OpenSearch ``_bulk``, DynamoDB
+    TransactWriteItems); others one by one. Any number of changes is fine; failures are collected per key
     and raised together at the end (FetchFailed) after every key has been tried against every sink.
 
     ``reject`` records rows a sink can never take (the dead-letter queue); without it such a row is a

@@ -41,6 +41,7 @@ class Maintenance:
                 dynamodb.Table(settings.dynamodb_table),
                 tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
                 tables=dynamodb.Table,
+                batch_writes=settings.dynamodb_batch_writes,
             ),
         ]
         self.readers = SinkReaders(opensearch, dynamodb, settings.dynamodb_table)

@@ -5,12 +5,16 @@
     fanout backfill posts --from 1000 --to 5000   a key range (inclusive; a JSON list for composite keys)
     fanout backfill tenant_settings --where "tenant = %s" --param acme
     fanout backfill posts --restart               forget the checkpoint, start from the first key
+    fanout backfill posts --workers 4 --rate 4000 four key ranges at once, 4000 rows/s in all
 
 Rows are read in primary-key order with keyset pagination and each page is
 handed to the fetcher's code (locking re-read, version-gated writes), so it is
 safe while live changes flow. Progress is checkpointed after every page in
 fanout_backfill_checkpoint (migration V005): run the same command again after a
-crash and it resumes. The --where text is trusted operator SQL, put in
+crash and it resumes. With --workers N the table is split into N key ranges of
+equal row counts, each copied by its own thread with its own checkpoint; the
+split is kept, so running the same command again resumes every range after its
+own last page (--rate is the total for all of them). The --where text is trusted operator SQL, put in
 parentheses after the key conditions; give its values with --param (bound as
 %s parameters), never spliced into the text.
 
@@ -66,6 +70,8 @@ def _run_backfill(args: argparse.Namespace) -> tuple[int, str]:
     from ..fetcher import FetchFailed
     from ..maintenance import Maintenance
 
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     deps = Maintenance(source="backfill")
     names = sorted(deps.mappings.tables) if args.all else args.tables
     if not names:
@@ -86,6 +92,11 @@ def _run_backfill(args: argparse.Namespace) -> tuple[int, str]:
                 parse_key(args.key_to, types, "--to") if args.key_to else None,
             )
             job = BackfillJob(name, key_range, args.where, tuple(args.param or ()))
+            if args.workers > 1:
+                outcome = _run_parallel(deps, mapping, job, args)
+                results.append(outcome)
+                status = max(status, 1 if outcome["status"] == "failed" else 0)
+                continue
             try:
                 result = deps.backfill(
                     job,
@@ -109,7 +120,18 @@ def _run_backfill(args: argparse.Namespace) -> tuple[int, str]:
         return status, json.dumps({"jobs": results}, indent=2)
     lines = []
     for r in results:
-        if r["status"] == "failed":
+        if "ranges" in r:
+            lines.append(
+                f"{r['table']}: {r['status']}, {r['rows_done']} rows in total, {r['rows_this_run']} in this run "
+                f"({r['rows_per_s']} rows/s) by {r['workers']} workers"
+            )
+            for i, part in enumerate(r["ranges"]):
+                if part["status"] == "failed":
+                    lines.append(f"  range {i + 1}: FAILED ({part['error']}); run again to resume")
+                else:
+                    resumed = f", resumed after {part['resumed_from']}" if part["resumed_from"] is not None else ""
+                    lines.append(f"  range {i + 1}: {part['status']}, {part['rows_done']} rows{resumed}")
+        elif r["status"] == "failed":
             lines.append(f"{r['table']}: FAILED ({r['error']}); run again to resume")
         else:
             resumed = f", resumed after {r['resumed_from']}" if r["resumed_from"] is not None else ""
@@ -118,6 +140,67 @@ def _run_backfill(args: argparse.Namespace) -> tuple[int, str]:
                 f"({r['rows_per_s']} rows/s){resumed}"
             )
     return status, "\n".join(lines)
+
+
+def _run_parallel(deps: Any, mapping: Any, job: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """``job`` by ``--workers`` threads, each on its own connections and sinks, with a bar per range and one
+    for the total (tqdm, on stderr, when it is a terminal)."""
+    from ..backfill import BackfillError
+    from ..backfill_parallel import plan, run_parallel_backfill
+    from ..maintenance import Maintenance
+
+    ranges = plan(deps.conn(), mapping, job, args.workers, restart=args.restart)
+    others = [Maintenance(source="backfill") for _ in ranges[1:]]
+    bars = RangeBars(len(ranges), quiet=args.json or args.quiet)
+    try:
+        result = run_parallel_backfill(
+            deps.conn(),
+            mapping,
+            job,
+            [deps.backfill, *(other.backfill for other in others)],
+            rate=args.rate,
+            batch_size=args.batch_size,
+            progress=bars.update,
+        )
+    except BackfillError as exc:
+        return {"table": job.table, "job_id": job.job_id, "status": "failed", "error": str(exc)}
+    finally:
+        bars.close()
+        for other in others:
+            other.close()
+    return result.as_dict()
+
+
+class RangeBars:
+    """One progress bar per range and one for the total (rows done across runs, against the range's share
+    of the table's estimated rows)."""
+
+    def __init__(self, ranges: int, quiet: bool) -> None:
+        from tqdm import tqdm
+
+        self._enabled = not quiet and sys.stderr.isatty()
+        self._done = [0] * ranges
+        self._bars: list[Any] = []
+        if self._enabled:
+            self._total = tqdm(desc="total", unit="rows", position=0, file=sys.stderr, dynamic_ncols=True)
+            self._bars = [
+                tqdm(desc=f"range {i + 1}", unit="rows", position=i + 1, file=sys.stderr, dynamic_ncols=True)
+                for i in range(ranges)
+            ]
+
+    def update(self, index: int, progress: Any) -> None:
+        if not self._enabled:
+            return
+        step = progress.rows_done - self._done[index]
+        self._done[index] = progress.rows_done
+        self._bars[index].update(step)
+        self._total.update(step)
+
+    def close(self) -> None:
+        for bar in self._bars:
+            bar.close()
+        if self._enabled:
+            self._total.close()
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -135,6 +218,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser.add_argument("--param", action="append", metavar="VALUE", help="a value for a %%s in --where (repeat)")
     parser.add_argument("--batch-size", type=int, default=500, help="keys per page (default 500)")
     parser.add_argument("--rate", type=float, help="at most this many rows per second")
+    parser.add_argument("--workers", type=int, default=1, help="key ranges copied at once (default 1)")
     parser.add_argument("--restart", action="store_true", help="forget the checkpoint and start from the first key")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.add_argument("--json", action="store_true", help="machine-readable output")

@@ -13,6 +13,11 @@ smaller Amazon OpenSearch Service instance types, 100 MiB on larger ones; the
 sink checks ``max_request_bytes`` itself and maps an HTTP 413 the same way),
 or one OpenSearch answers with 400 (a value its mapping cannot parse, an id
 too long, ...). Everything else (connection errors, 429, 5xx) is retried.
+
+Batches go in ``_bulk`` requests of at most BULK_MAX_OPERATIONS operations and
+BULK_TARGET_BYTES bytes, capped by the domain's request limit: the sizes AWS and
+OpenSearch recommend (5-15 MiB, 1,000-5,000 operations). The bytes are the
+request's own (the NDJSON the sink sends), so the cap is exact.
 """
 
 from __future__ import annotations
@@ -29,10 +34,19 @@ from ..source_reader import RowState
 from . import Outcome, RowRejected, SinkError
 
 DEFAULT_GC_DELETES = "1h"
+# The domain's request limit (http.max_content_length): 10 MiB on the smaller Amazon OpenSearch Service
+# instance types. Configurable as OPENSEARCH_MAX_REQUEST_BYTES.
 DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
+# One _bulk request's size: AWS and OpenSearch recommend 5-15 MiB and 1,000-5,000 operations a request.
+BULK_TARGET_BYTES = 10 * 1024 * 1024
+BULK_MAX_OPERATIONS = 5000
 PERMANENT_STATUSES = (400, 413)
 MAX_EXTERNAL_VERSION = 2**63 - 1  # external versions are Java longs: the engine refuses a whole _bulk beyond it
-MAX_BULK_ITEMS = 1000  # per _bulk request; the request's bytes are bounded by max_request_bytes too
+
+
+def _ndjson(line: dict[str, Any]) -> bytes:
+    """One _bulk line as sent (opensearch-py sends a bytes body as it is)."""
+    return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
 def make_client(endpoint: str, auth: str = "none") -> Any:
@@ -62,11 +76,18 @@ class OpenSearchSink:
     name = "opensearch"
 
     def __init__(
-        self, client: Any, gc_deletes: str = DEFAULT_GC_DELETES, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+        self,
+        client: Any,
+        gc_deletes: str = DEFAULT_GC_DELETES,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        bulk_bytes: int = BULK_TARGET_BYTES,
+        bulk_operations: int = BULK_MAX_OPERATIONS,
     ) -> None:
         self._client = client
         self._gc_deletes = gc_deletes
         self._max_request_bytes = max_request_bytes
+        self._bulk_bytes = min(bulk_bytes, max_request_bytes)  # never above what the domain takes
+        self._bulk_operations = bulk_operations
         self._ready_indices: set[str] = set()
 
     def enabled_for(self, mapping: TableMapping) -> bool:
@@ -123,7 +144,7 @@ class OpenSearchSink:
 
         index = mapping.opensearch_index
         results: list[Outcome | Exception | None] = [None] * len(items)
-        pending: list[tuple[int, list[dict[str, Any]], int]] = []  # (position, bulk lines, bytes)
+        pending: list[tuple[int, bytes, bool]] = []  # (position, its bulk lines as sent, is a delete)
         for position, (change, state) in enumerate(items):
             try:
                 doc_id, body, size = self._document(mapping, change, state)
@@ -131,8 +152,15 @@ class OpenSearchSink:
                 results[position] = exc
                 continue
             meta = {"_index": index, "_id": doc_id, "version": state.version, "version_type": "external_gte"}
-            lines = [{"delete": meta}] if body is None else [{"index": meta}, body]
-            pending.append((position, lines, size + 200))
+            lines = _ndjson({"delete": meta}) if body is None else _ndjson({"index": meta}) + _ndjson(body)
+            if len(lines) > self._max_request_bytes:
+                results[position] = RowRejected(
+                    f"OpenSearch cannot hold {index}/{change.document_id}: its _bulk lines are {len(lines)} bytes, "
+                    f"above the {self._max_request_bytes}-byte request limit; exclude large columns "
+                    "(opensearch.exclude)"
+                )
+                continue
+            pending.append((position, lines, body is None))
         if pending:
             try:
                 self.ensure_index(index, mapping.opensearch_index_mappings)
@@ -141,29 +169,37 @@ class OpenSearchSink:
                 for position, _, _ in pending:
                     results[position] = error
                 pending = []
-        request: list[tuple[int, list[dict[str, Any]], int]] = []
-        for entry in pending:
-            if request and (
-                len(request) >= MAX_BULK_ITEMS or sum(e[2] for e in request) + entry[2] > self._max_request_bytes
-            ):
-                self._send_bulk(mapping, items, request, results)
-                request = []
-            request.append(entry)
-        if request:
+        for request in self.bulk_requests(pending):
             self._send_bulk(mapping, items, request, results)
         return [result if result is not None else SinkError("no bulk answer") for result in results]
+
+    def bulk_requests(self, pending: list[tuple[int, bytes, bool]]) -> list[list[tuple[int, bytes, bool]]]:
+        """The operations cut into _bulk requests: each at most ``bulk_operations`` operations and
+        ``min(bulk_bytes, max_request_bytes)`` bytes, in order."""
+        requests: list[list[tuple[int, bytes, bool]]] = []
+        request: list[tuple[int, bytes, bool]] = []
+        size = 0
+        for entry in pending:
+            if request and (len(request) >= self._bulk_operations or size + len(entry[1]) > self._bulk_bytes):
+                requests.append(request)
+                request, size = [], 0
+            request.append(entry)
+            size += len(entry[1])
+        if request:
+            requests.append(request)
+        return requests
 
     def _send_bulk(
         self,
         mapping: TableMapping,
         items: Sequence[tuple[Change, RowState]],
-        request: list[tuple[int, list[dict[str, Any]], int]],
+        request: list[tuple[int, bytes, bool]],
         results: list[Outcome | Exception | None],
     ) -> None:
         from opensearchpy.exceptions import TransportError
 
         index = mapping.opensearch_index
-        body = [line for _, lines, _ in request for line in lines]
+        body = b"".join(lines for _, lines, _ in request)
         try:
             response = self._client.bulk(body=body)
         except TransportError as exc:
@@ -182,8 +218,8 @@ class OpenSearchSink:
                 else:
                     results[position] = SinkError(f"OpenSearch _bulk failed for {index}: {exc}")
             return
-        for (position, lines, _), answer in zip(request, response.get("items", []), strict=False):
-            action = "delete" if "delete" in lines[0] else "index"
+        for (position, _, is_delete), answer in zip(request, response.get("items", []), strict=False):
+            action = "delete" if is_delete else "index"
             item = answer.get(action, {})
             status = int(item.get("status", 500))
             where = f"{index}/{items[position][0].document_id}"
