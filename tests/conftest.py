@@ -158,3 +158,13 @@ def deployed_stack() -> dict[str, str]:
     from local.stack import up
 
     return up()
+
+
+@pytest.fixture(scope="module")
+def replica_table(local_aws: dict[str, str]) -> Iterator[Any]:
+    """A DynamoDB table on ministack with the key schema and TTL template.yaml declares, for one test module."""
+    from tests.integration.support import create_replica_table
+
+    table = create_replica_table(local_aws)
+    yield table
+    table.delete()
