@@ -185,7 +185,9 @@ def summarize(
                 entry.lags.setdefault(str(line.fields.get("sink", "")), []).append((line.timestamp_ms, float(lag)))
     letters = list(dead_letters)
     for letter in letters:
-        for table in letter.tables or (UNKNOWN_TABLE,):
+        # A dead letter names whatever its payload said: only mapped tables get a line of their own.
+        named = {table if table in status else UNKNOWN_TABLE for table in letter.tables} or {UNKNOWN_TABLE}
+        for table in named:
             of(table).dead_letters += 1
     return {
         "generated_at": _iso(now_ms),

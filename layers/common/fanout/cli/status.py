@@ -19,6 +19,7 @@ from typing import Any
 
 from ..dead_letters import DeadLetterQueue
 from ..mapping import default_mappings
+from ..operator_text import shown
 from ..replication_status import log_lines, read_log_events, summarize
 from .stack_options import add_stack_options, client, duration, stack_resources
 
@@ -61,21 +62,22 @@ def render(report: dict[str, Any]) -> str:
     for table, entry in report["tables"].items():
         counts = entry["counts"]
         out.append(
-            f"{table}: received {counts['received']}, applied {counts['applied']}, "
+            f"{shown(table)}: received {counts['received']}, applied {counts['applied']}, "
             f"stale {counts['stale_skipped']}, failed {counts['failed']}, rejected {counts['rejected']}, "
             f"dead letters {entry['dead_letters']}"
         )
         last = entry["last_applied"]
         if last:
             out.append(
-                f"  last applied  {last['at']}  {last['sink']} key={last['key']} version={last['version']} "
-                f"lag={_ms(last['lag_ms'])} correlation_id={last['correlation_id']}"
+                f"  last applied  {last['at']}  {shown(last['sink'])} key={shown(last['key'])} "
+                f"version={shown(last['version'])} lag={_ms(last['lag_ms'])} "
+                f"correlation_id={shown(last['correlation_id'])}"
             )
         else:
             out.append("  last applied  none in the window")
         for sink, lag in entry["lag_ms"].items():
             out.append(
-                f"  lag {sink:<11} last {_ms(lag['last'])}  p50 {_ms(lag['p50'])}  p99 {_ms(lag['p99'])}  "
+                f"  lag {shown(sink):<11} last {_ms(lag['last'])}  p50 {_ms(lag['p50'])}  p99 {_ms(lag['p99'])}  "
                 f"max {_ms(lag['max'])}  ({lag['samples']} writes)"
             )
     return "\n".join(out)
