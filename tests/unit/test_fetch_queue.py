@@ -113,11 +113,11 @@ def test_the_parser_handler_forwards_as_the_fetch_mode_says(
 # --------------------------------------------------------------------------- hostile SQS-shaped events
 
 MALFORMED_SQS_EVENTS = {
-    "sqs_records_not_a_list.json": "Records: must be a non-empty list of SQS records",
-    "sqs_records_not_objects.json": "Records[0]: must be an SQS record (an object)",
-    "sqs_records_empty.json": "Records: must be a non-empty list of SQS records",
-    "sqs_record_without_message_id.json": "Records[1].messageId: must be a non-empty string",
-    "sqs_record_null_body.json": "Records[1].body: must be a string",
+    "fetcher_sqs_records_not_a_list.json": "Records: must be a non-empty list of SQS records",
+    "fetcher_sqs_records_not_objects.json": "Records[0]: must be an SQS record (an object)",
+    "fetcher_sqs_records_empty.json": "Records: must be a non-empty list of SQS records",
+    "fetcher_sqs_record_without_message_id.json": "Records[1].messageId: must be a non-empty string",
+    "fetcher_sqs_record_null_body.json": "Records[1].body: must be a string",
 }
 
 
@@ -145,7 +145,7 @@ def test_records_that_share_a_message_id_are_all_applied_and_a_failure_reports_t
     world = World()
     world.source.set("posts", (1,), row(1, "one"), version=10)
     world.source.set("posts", (2,), row(2, "two"), version=10)
-    event = load_event("sqs_duplicate_message_ids.json")
+    event = load_event("fetcher_sqs_duplicate_message_ids.json")
     # When it is handled
     response = handle_queue_batch(
         event, FakeContext(), world.mappings, world.source.read_row, world.sinks, RecordingReject()
@@ -230,7 +230,7 @@ def test_redriving_a_malformed_sqs_event_leaves_one_dead_letter_however_often_it
 ) -> None:
     # Given an SQS-shaped event whose first record carries an invalid change and whose second has a null body,
     # dead-lettered as a failed invoke of the fetcher
-    event = load_event("sqs_record_null_body.json")
+    event = load_event("fetcher_sqs_record_null_body.json")
     event["Records"][0]["body"] = json.dumps({"changes": [{"v": 1}]})
     dlq = InMemoryDeadLetterQueue()
     failed = dict(MINISTACK_RECORD, requestPayload=event)

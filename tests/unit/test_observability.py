@@ -280,12 +280,14 @@ def test_a_change_is_followed_by_one_correlation_id_and_leaves_a_lag_metric(
 
     # Then every step logged a line carrying the parser's request id
     entries = lines(capsys.readouterr().out)
-    steps = [(e["message"], e.get("sink")) for e in log_lines(entries) if e.get("correlation_id") == "req-observed-1"]
-    assert steps == [
-        ("change accepted", None),
-        ("change applied", "opensearch"),
-        ("change applied", "dynamodb"),
-    ]
+    steps = [e for e in log_lines(entries) if e.get("correlation_id") == "req-observed-1"]
+    assert [e["message"] for e in steps] == ["change accepted", "changes applied"]  # one INFO line per batch
+    batch = steps[1]
+    assert batch["correlation_ids"] == ["req-observed-1"]
+    assert {sink: counts["applied"] for sink, counts in batch["tables"]["posts"].items()} == {
+        "opensearch": 1,
+        "dynamodb": 1,
+    }
     # ...the fetcher's lines too, although its own request id differs
     fetcher_lines = [e for e in log_lines(entries) if e.get("function_request_id") == "req-observed-1-f"]
     assert fetcher_lines and {e["correlation_id"] for e in fetcher_lines} == {"req-observed-1"}

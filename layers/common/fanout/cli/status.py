@@ -6,8 +6,10 @@
 
 Lag is the time from the trigger (the change in the source database) to the
 write in each sink, as the fetcher measured it. Counts are log lines in the
-window (a change Lambda retried counts once per attempt). The dead-letter
-queue is read without consuming it.
+window (a change Lambda retried counts once per attempt), read newest first:
+when a window holds more than --max-events log events per function, the
+report says so and from when on it is complete. The dead-letter queue is
+read without consuming it.
 """
 
 from __future__ import annotations
@@ -29,20 +31,22 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     now_ms = int(time.time() * 1000)
     start_ms = now_ms - int(args.since * 1000)
     logs = client("logs")
-    events = []
-    for group in (resources.parser_log_group, resources.fetcher_log_group):
-        events += read_log_events(logs, group, start_ms, now_ms, args.max_events)
+    windows = {
+        function: read_log_events(logs, group, start_ms, now_ms, args.max_events)
+        for function, group in (("parser", resources.parser_log_group), ("fetcher", resources.fetcher_log_group))
+    }
     queue = DeadLetterQueue(client("sqs"), resources.dead_letter_queue_url, resources)
     depth = queue.depth()
     letters = queue.hold_all(hold_seconds=30) if depth.visible else []
     queue.release(letters)
     return summarize(
-        log_lines(events),
+        log_lines(event for window in windows.values() for event in window.events),
         letters,
         depth,
         default_mappings().tables,
         window_seconds=args.since,
         now_ms=now_ms,
+        windows=windows,
     )
 
 
@@ -57,8 +61,13 @@ def render(report: dict[str, Any]) -> str:
     out = [
         f"fanout status at {report['generated_at']} (last {report['window_seconds'] / 60:g} min)",
         f"dead-letter queue: {dlq['depth']} message(s)" + (" -> fanout dlq list" if dlq["depth"] else ""),
-        "",
     ]
+    for function, cut in report.get("truncated", {}).items():
+        out.append(
+            f"TRUNCATED: the {function}'s log held more than {cut['events_read']} events in the window; counts and "
+            f"lag cover only {cut['complete_from']} on (newest first). Shorten --since or raise --max-events."
+        )
+    out.append("")
     for table, entry in report["tables"].items():
         counts = entry["counts"]
         out.append(
