@@ -302,6 +302,20 @@ def test_a_change_is_followed_by_one_correlation_id_and_leaves_a_lag_metric(
     assert metric_values(blobs, "ColdStart", function_name="fanout-test") == [1.0]  # once per environment
 
 
+def test_log_lines_leave_off_what_is_the_same_on_every_line_of_a_log_group(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a change through both handlers
+    pipeline = Pipeline(monkeypatch)
+    pipeline.source.set("posts", (1,), {"id": 1, "title": "t", "body": "b"}, version=100)
+    pipeline.run({**load_event("update.json"), "ts": round(time.time(), 6)}, "req-lean")
+    # Then no line repeats the function's name, ARN or memory (the log group and REPORT lines say them),
+    # and each still names its invocation
+    entries = log_lines(lines(capsys.readouterr().out))
+    assert entries and all(not set(e) & {"function_name", "function_arn", "function_memory_size"} for e in entries)
+    assert all(e["function_request_id"] for e in entries)
+
+
 def test_a_failing_sink_counts_as_a_failure_and_its_rate_is_the_average(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -46,6 +46,7 @@ SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "").strip() or "fanout"
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or "fanout"
 MAX_PAYLOAD_CHARS = 8192  # a trigger payload names a key; anything bigger names no table
 TRACED_MODULES = ("pymysql", "botocore", "requests", "httplib")
+CONSTANT_CONTEXT_KEYS = ("function_name", "function_memory_size", "function_arn")  # left off log lines
 
 
 class _CurrentStdout(logging.StreamHandler):  # type: ignore[type-arg]
@@ -151,8 +152,25 @@ _UNITS = {ChangeMetric.LAG: MetricUnit.Milliseconds}
 _detail: dict[tuple[str, str], EphemeralMetrics] = {}
 
 
+_publishing = True
+
+
+@contextmanager
+def metrics_unpublished() -> Iterator[None]:
+    """No metrics recorded inside (the operator CLI: off Lambda nothing turns EMF blobs into metrics, and
+    Powertools prints a blob every 100 values, which filled a backfill's output)."""
+    global _publishing
+    previous, _publishing = _publishing, False
+    try:
+        yield
+    finally:
+        _publishing = previous
+
+
 def record(metric: ChangeMetric, table: str, sink: str = "", value: float = 1.0) -> None:
     """Add one value of ``metric`` for ``table`` (and ``sink``), published when the handler returns."""
+    if not _publishing:
+        return
     unit = _UNITS.get(metric, MetricUnit.Count)
     metrics.add_metric(name=metric.value, unit=unit, value=value)
     detail = _detail.get((table, sink))
@@ -187,6 +205,9 @@ def instrumented_handler(correlation_id: Callable[[Any, Any], str]) -> Callable[
         @functools.wraps(handler)
         def with_correlation_id(event: Any, context: Any) -> Any:
             enable_tracing()
+            # The same on every line of a log group (its name says which function; REPORT lines the memory):
+            # ~150 bytes a line that CloudWatch Logs would ingest for nothing (bench/results/log_volume.md).
+            logger.remove_keys(list(CONSTANT_CONTEXT_KEYS))
             logger.set_correlation_id(correlation_id(event, context))
             try:
                 return handler(event, context)
