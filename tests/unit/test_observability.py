@@ -316,6 +316,42 @@ def test_log_lines_leave_off_what_is_the_same_on_every_line_of_a_log_group(
     assert all(e["function_request_id"] for e in entries)
 
 
+def test_each_table_and_sink_has_one_blob_that_also_publishes_at_stack_level(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a change through both handlers (warm environments: no cold-start blob)
+    from aws_lambda_powertools.metrics.provider import cold_start
+
+    monkeypatch.setattr(cold_start, "is_cold_start", False)
+    pipeline = Pipeline(monkeypatch)
+    pipeline.source.set("posts", (1,), {"id": 1, "title": "t", "body": "b"}, version=100)
+    pipeline.run({**load_event("update.json"), "ts": round(time.time(), 6)}, "req-blobs")
+    # Then the parser wrote one blob (posts) and the fetcher one per sink, each with both dimension sets
+    blobs = emf_blobs(lines(capsys.readouterr().out))
+    assert [(b.get("table"), b.get("sink")) for b in blobs] == [
+        ("posts", None),
+        ("posts", "opensearch"),
+        ("posts", "dynamodb"),
+    ]
+    for blob in blobs:
+        [directive] = blob["_aws"]["CloudWatchMetrics"]
+        assert ["service"] in directive["Dimensions"]
+    assert metric_values(blobs, "ChangesApplied") == [1.0, 1.0]  # stack level: what the alarms read
+
+
+def test_more_than_a_blobs_worth_of_values_is_published_whole_at_both_levels(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # When 250 lags are recorded for one table and sink (a blob holds at most 100 values of a metric)
+    for i in range(250):
+        record(ChangeMetric.LAG, "posts", "opensearch", value=float(i))
+    flush_metrics()
+    # Then every value is published per table and sink and at stack level, none twice
+    blobs = emf_blobs(lines(capsys.readouterr().out))
+    assert metric_values(blobs, "ReplicationLag", table="posts", sink="opensearch") == [float(i) for i in range(250)]
+    assert metric_values(blobs, "ReplicationLag") == [float(i) for i in range(250)]
+
+
 def test_a_failing_sink_counts_as_a_failure_and_its_rate_is_the_average(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
