@@ -5,6 +5,8 @@ database, the sinks and AWS. Direct mode: raising (FetchFailed) makes Lambda
 retry the event and, once retries are spent, send it to the dead-letter queue.
 Queued mode (an SQS batch): the answer lists the records to retry
 (partial batch response); the queue's redrive policy dead-letters them.
+Invalid input is recorded in the dead-letter queue once, by the attempt
+that is not retried.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from fanout.db import ConnectionHolder
 from fanout.fetcher import apply_changes, parse_fetcher_event
 from fanout.mapping import TableMapping, check_dynamodb_tables, default_mappings
 from fanout.observability import instrumented_handler
-from fanout.rejects import QueueRejectRecorder
+from fanout.rejects import HeldRejects, QueueRejectRecorder
 from fanout.sinks import Sink
 from fanout.sinks.dynamodb_sink import DynamoDBSink
 from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
@@ -79,8 +81,9 @@ def _correlation_id(event: Any, context: Any) -> str:
     a queued batch logs each change's own id beside it)."""
     records = event.get("Records") if isinstance(event, dict) else None
     if isinstance(records, list) and records and isinstance(records[0], dict):
+        body = records[0].get("body")
         try:
-            event = json.loads(records[0].get("body", ""))
+            event = json.loads(body) if isinstance(body, str) else None
         except ValueError:
             event = None
     changes = event.get("changes") if isinstance(event, dict) else None
@@ -101,7 +104,11 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         return handle_queue_batch(
             event, context, mappings, deps.read_row, deps.sinks, deps.reject, read_rows=deps.read_rows
         )
-    changes, rejected = parse_fetcher_event(event, mappings, deps.reject, context.aws_request_id)
-    report = apply_changes(changes, mappings, deps.read_row, deps.sinks, deps.reject, read_rows=deps.read_rows)
+    # Rejections wait for the outcome: a failed event is retried whole (then dead-lettered whole), and
+    # recording them on every attempt wrote one dead letter per retry.
+    held = HeldRejects()
+    changes, rejected = parse_fetcher_event(event, mappings, held, context.aws_request_id)
+    report = apply_changes(changes, mappings, deps.read_row, deps.sinks, held, read_rows=deps.read_rows)
+    held.record_with(deps.reject)
     report.rejected = rejected
     return report.as_dict()

@@ -3,6 +3,10 @@
     python local/stack.py up      # start services, deploy the app, start the bridge
     python local/stack.py down    # stop what `up` started (MariaDB is left running)
     python local/stack.py status  # what is running, and where
+    python local/stack.py restart bridge|ministack|opensearch   # one piece, no redeploy
+
+State outlives `down`: MariaDB's rows, OpenSearch's data (.local/opensearch/data) and
+ministack's (.local/ministack-state: saved when it stops, loaded when it starts).
 
 | Production            | Here                                                          |
 |-----------------------|---------------------------------------------------------------|
@@ -51,6 +55,7 @@ RUN_DIR = STATE_DIR / "run"
 LOG_DIR = STATE_DIR / "logs"
 STACK_ENV = STATE_DIR / "stack.env"
 MINISTACK_BIN = STATE_DIR / "ministack-venv" / "bin" / "ministack"
+MINISTACK_STATE = STATE_DIR / "ministack-state"
 VENV_BIN = ROOT / ".venv" / "bin"
 
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
@@ -247,6 +252,10 @@ def ensure_ministack(cfg: LocalConfig) -> bool:
         "SFTP_ENABLED": "0",
         "MINISTACK_REGION": cfg.region,
         "PYTHONUNBUFFERED": "1",
+        # ministack keeps its state in memory: saved here when it stops (SIGTERM), loaded when it starts,
+        # so the sinks and the deployed stack outlive `make down` as MariaDB's rows do.
+        "PERSIST_STATE": "1",
+        "STATE_DIR": str(MINISTACK_STATE),
     }
     start_process("ministack", [str(MINISTACK_BIN)], env)
     wait_for("ministack", lambda: http_ok(health), 60, "ministack")
@@ -555,7 +564,8 @@ def up() -> dict[str, str]:
     STATE_DIR.mkdir(exist_ok=True)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     ensure_mariadb(cfg)
-    ensure_ministack(cfg)
+    had_state = (MINISTACK_STATE / "dynamodb.json").exists()
+    restarted = ensure_ministack(cfg)
     ensure_opensearch(cfg)
     prepare_database(cfg)
     secret_arn = ensure_aws_resources(cfg)
@@ -563,6 +573,8 @@ def up() -> dict[str, str]:
     fix_event_source_mappings(cfg)
     values = write_stack_env(cfg, outputs, secret_arn)
     ensure_bridge(cfg, restart=True)
+    if restarted:
+        _say_whether_the_sinks_kept_up(cfg, had_state)
     say(f"up in {time.monotonic() - started:.0f}s; endpoints and names in {STACK_ENV.relative_to(ROOT)}:")
     for key in (
         "AWS_ENDPOINT_URL",
@@ -577,6 +589,53 @@ def up() -> dict[str, str]:
     ):
         print(f"  {key}={values[key]}")
     return values
+
+
+def _source_rows(cfg: LocalConfig) -> int:
+    """Rows in the demo's source tables (MariaDB keeps them across `make down`)."""
+    import pymysql
+
+    conn = pymysql.connect(
+        host=cfg.db_host, port=cfg.db_port, user=cfg.db_user, password=cfg.db_password, database=cfg.db_name
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT COALESCE(SUM(table_rows), 0) FROM information_schema.tables"
+                " WHERE table_schema = %s AND table_name IN ('posts', 'tenant_settings')",
+                (cfg.db_name,),
+            )
+            (count,) = cur.fetchone()
+            return int(count)
+    finally:
+        conn.close()
+
+
+def _say_whether_the_sinks_kept_up(cfg: LocalConfig, had_state: bool) -> None:
+    """ministack saves its state when it stops and loads it when it starts; killed, it saves nothing."""
+    fix = "set -a; . .local/stack.env; set +a; .venv/bin/fanout reconcile --repair"
+    if not had_state and _source_rows(cfg):
+        say(f"ministack started without saved state while MariaDB kept its rows: the sinks lack them. Fix: {fix}")
+    elif had_state:
+        say(
+            f"ministack restored its state from {MINISTACK_STATE.relative_to(ROOT)} (saved when it stopped); "
+            f"had it been killed instead, the sinks may lag MariaDB: `fanout reconcile` shows it, this fixes it: {fix}"
+        )
+
+
+def restart(piece: str) -> None:
+    """Restart one piece of a running stack, without a redeploy (its state and the others' are kept)."""
+    cfg = LocalConfig.from_env()
+    if piece == "bridge":
+        ensure_bridge(cfg, restart=True)
+    elif piece == "opensearch":
+        stop_process("opensearch")
+        ensure_opensearch(cfg)  # its data lives in .local/opensearch/data
+    else:
+        stop_process("ministack")  # SIGTERM: it saves its state first
+        ensure_ministack(cfg)
+        fix_event_source_mappings(cfg)
+    say(f"restarted {piece}")
 
 
 def down() -> None:
@@ -600,8 +659,14 @@ def status() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "restart"])
+    parser.add_argument("piece", nargs="?", choices=["bridge", "ministack", "opensearch"], help="for restart")
     args = parser.parse_args(argv)
+    if args.command == "restart":
+        if args.piece is None:
+            parser.error("restart needs the piece: bridge, ministack or opensearch")
+        restart(args.piece)
+        return 0
     if args.command == "up":
         up()
         return 0

@@ -90,31 +90,34 @@ def test_a_change_logs_every_step_under_one_correlation_id_and_emits_its_lag(ops
     # Given / When a row is inserted
     key = insert_post(ops, f"observed {uuid.uuid4().hex[:8]}")
 
-    # Then the fetcher logs each sink write with the correlation id the parser logged on acceptance
+    # Then the fetcher logs its batch (one INFO line) with the correlation id the parser logged on acceptance
     def applied() -> list[tuple[dict[str, Any], dict[str, Any]]]:
         lines = json_lines(log_events(ops, ops["env"]["FETCHER_LOG_GROUP"]))
-        return [(e, f) for e, f in lines if f.get("message") == "change applied" and f.get("key") == str(key)]
+        return [
+            (e, f)
+            for e, f in lines
+            if f.get("message") == "changes applied"
+            and f.get("last_applied", {}).get("posts", {}).get("key") == str(key)
+        ]
 
-    writes = wait_until("both sink writes in the fetcher's log", lambda: len(applied()) >= 2 and applied())
-    correlation_ids = {f["correlation_id"] for _, f in writes}
-    assert len(correlation_ids) == 1
-    [correlation_id] = correlation_ids
+    [(event, batch)] = wait_until("the batch line in the fetcher's log", applied)
+    [correlation_id] = batch["correlation_ids"]
     parser_lines = json_lines(log_events(ops, ops["env"]["PARSER_LOG_GROUP"]))
     accepted = [f for _, f in parser_lines if f.get("message") == "change accepted" and f.get("key") == str(key)]
     assert [f["correlation_id"] for f in accepted] == [correlation_id]
     assert accepted[0]["function_request_id"] == correlation_id  # the parser's own request id
-    assert {f["sink"] for _, f in writes} == {"opensearch", "dynamodb"}
-    assert all(f["function_request_id"] != correlation_id for _, f in writes)  # another function, same id
+    written = batch["tables"]["posts"]
+    assert {sink: counts["applied"] for sink, counts in written.items()} == {"opensearch": 1, "dynamodb": 1}
+    assert batch["function_request_id"] != correlation_id  # another function, same id
 
     # and the same invocation wrote the lag of each write as an EMF metric, per table and sink
-    event, line = writes[0]
     stream = ops["logs"].filter_log_events(
         logGroupName=ops["env"]["FETCHER_LOG_GROUP"], logStreamNames=[event["logStreamName"]]
     )["events"]
     blobs = [f for _, f in json_lines(stream) if "_aws" in f and f.get("table") == "posts"]
     lag_by_sink = {b["sink"]: b["ReplicationLag"] for b in blobs if "ReplicationLag" in b}
-    for _, write in writes:
-        assert round(lag_by_sink[write["sink"]][-1], 1) == write["lag_ms"]
+    for sink, counts in written.items():
+        assert round(lag_by_sink[sink][-1]) == counts["lag_ms"][-1]
     [directive] = blobs[0]["_aws"]["CloudWatchMetrics"]
     assert directive["Namespace"] == "fanout"
     assert ["table", "sink", "service"] in directive["Dimensions"]

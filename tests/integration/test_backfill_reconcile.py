@@ -476,10 +476,19 @@ def test_the_commands_backfill_then_reconcile_with_json_and_exit_status(
 
     # When posts 1..60 are backfilled, and then the rest (the same job resumes only for the same range)
     assert main(["backfill", "posts", "--to", "60", "--batch-size", "8", "--json"]) == 0
-    first = json.loads(capsys.readouterr().out)["jobs"][0]  # the report alone: no metric blobs on stdout
+    captured = capsys.readouterr()
+    first = json.loads(captured.out)["jobs"][0]  # the report alone: no metric blobs on stdout
     assert (first["status"], first["rows_done"]) == ("done", 60)
+    # (and on stderr one log line per page of 8, not one per row and sink, and no metric blobs)
+    logged = [json.loads(line) for line in captured.err.splitlines() if line.startswith("{")]
+    assert [line["message"] for line in logged].count("changes applied") == 8
+    assert len(logged) <= 8 + 4 and not [line for line in logged if "_aws" in line]
     assert main(["backfill", "posts", "--quiet"]) == 0
-    assert "posts: done, 120 rows in total" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "posts: done, 120 rows in total" in captured.out
+    assert captured.err == ""  # --quiet: only warnings and errors would be logged
+    main(["reconcile", "posts", "--repair", "--quiet"])  # (whatever it finds: its repairs are logged too)
+    assert capsys.readouterr().err == ""
 
     # Then reconcile agrees and exits 0, with a human summary
     assert main(["reconcile", "posts"]) == 0

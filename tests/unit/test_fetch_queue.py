@@ -6,12 +6,17 @@ import json
 from typing import Any
 
 import pytest
-from fakes import FakeContext, FakeSQSClient, RecordingReject, load_app
-from test_fetcher import World, row
+from fakes import FakeContext, FakeSQSClient, RecordingReject, load_app, load_event
+from test_dead_letters import MINISTACK_RECORD, RESOURCES, sqs_message
+from test_fetcher import FetcherDependencies, World, load_fetcher_app, row
 
 from fanout.change import Change
 from fanout.config import ConfigError, ParserSettings
+from fanout.dead_letters import DeadLetter, InvokeResult, Kind, parse_dead_letter, redrive
 from fanout.fetch_queue import QueueForwarder, handle_queue_batch
+from fanout.fetcher import FetchFailed
+from fanout.mapping import default_mappings
+from fanout.rejects import message_body, rejection_record
 from fanout.source_reader import SourceReadError
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/fetch"
@@ -103,3 +108,150 @@ def test_the_parser_handler_forwards_as_the_fetch_mode_says(
     app = load_app("parser_fn/app.py", f"parser_app_{mode}")
     forward, _ = app._dependencies()
     assert type(forward).__name__ == forwarder
+
+
+# --------------------------------------------------------------------------- hostile SQS-shaped events
+
+MALFORMED_SQS_EVENTS = {
+    "fetcher_sqs_records_not_a_list.json": "Records: must be a non-empty list of SQS records",
+    "fetcher_sqs_records_not_objects.json": "Records[0]: must be an SQS record (an object)",
+    "fetcher_sqs_records_empty.json": "Records: must be a non-empty list of SQS records",
+    "fetcher_sqs_record_without_message_id.json": "Records[1].messageId: must be a non-empty string",
+    "fetcher_sqs_record_null_body.json": "Records[1].body: must be a string",
+}
+
+
+@pytest.mark.parametrize(("name", "reason"), MALFORMED_SQS_EVENTS.items())
+def test_a_malformed_sqs_event_is_rejected_once_with_its_reason_and_nothing_is_applied(
+    name: str, reason: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the fetcher handler wired to the in-memory world (rows 1 and 2 exist)
+    world = World()
+    world.source.set("posts", (1,), row(1, "one"), version=10)
+    world.source.set("posts", (2,), row(2, "two"), version=10)
+    deps = FetcherDependencies(world)
+    app = load_fetcher_app()
+    monkeypatch.setattr(app, "_dependencies", lambda: deps)
+    # When an event shaped like an SQS batch but not one is invoked
+    result = app.handler(load_event(name), FakeContext(aws_request_id="req-hostile"))
+    # Then it is answered, not raised (no retry), with one rejection naming the field, and nothing written
+    assert result == {"batchItemFailures": [], "rejected": 1, "reason": reason}
+    assert [(r.reason, r.correlation_id) for r in deps.reject.rejections] == [(reason, "req-hostile")]
+    assert world.source.reads == []
+
+
+def test_records_that_share_a_message_id_are_all_applied_and_a_failure_reports_the_id() -> None:
+    # Given rows 1 and 2, and a batch holding both changes under one message id
+    world = World()
+    world.source.set("posts", (1,), row(1, "one"), version=10)
+    world.source.set("posts", (2,), row(2, "two"), version=10)
+    event = load_event("fetcher_sqs_duplicate_message_ids.json")
+    # When it is handled
+    response = handle_queue_batch(
+        event, FakeContext(), world.mappings, world.source.read_row, world.sinks, RecordingReject()
+    )
+    # Then neither change was dropped
+    assert response == {"batchItemFailures": []}
+    assert world.titles(1) == ("one", "one") and world.titles(2) == ("two", "two")
+    # And when the second one's read fails, the shared id is retried (not silently acknowledged)
+    world.source.fail("posts", (2,), SourceReadError("lock wait timeout"))
+    world.source.set("posts", (1,), row(1, "one again"), version=20)
+    response = handle_queue_batch(
+        event, FakeContext(), world.mappings, world.source.read_row, world.sinks, RecordingReject()
+    )
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+
+
+def test_a_record_with_an_invalid_change_that_is_retried_is_recorded_only_when_it_is_not_retried_any_more() -> None:
+    # Given a record carrying an invalid change and a change whose read fails, and a valid record
+    world = World()
+    world.source.set("posts", (3,), row(3, "three"), version=10)
+    world.source.fail("posts", (2,), SourceReadError("lock wait timeout"))
+    reject = RecordingReject()
+    event = sqs_event({"changes": [{"v": 1}, post(2, "b").to_message()]}, {"changes": [post(3, "c").to_message()]})
+    # When the batch is delivered three times (the record retried each time)
+    for _ in range(3):
+        response = handle_queue_batch(event, FakeContext(), world.mappings, world.source.read_row, world.sinks, reject)
+        assert response == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    # Then no rejection was recorded yet: the record is retried (and dead-lettered whole, invalid change included)
+    assert reject.rejections == []
+    # And when its read succeeds at last, the invalid change is recorded once
+    del world.source.failures[("posts", (2,))]
+    world.source.set("posts", (2,), row(2, "two"), version=10)
+    response = handle_queue_batch(event, FakeContext(), world.mappings, world.source.read_row, world.sinks, reject)
+    assert response == {"batchItemFailures": []}
+    assert len(reject.rejections) == 1 and reject.rejections[0].reason.startswith("changes[0].")
+
+
+def test_a_direct_event_retried_by_lambda_records_its_invalid_change_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the handler, a valid change whose read fails and an invalid one in the same event
+    world = World()
+    world.source.fail("posts", (1,), SourceReadError("lock wait timeout"))
+    deps = FetcherDependencies(world)
+    app = load_fetcher_app()
+    monkeypatch.setattr(app, "_dependencies", lambda: deps)
+    event = load_event("fetcher_update.json")
+    event["changes"].append({"v": 1})
+    # When Lambda tries it three times, each failing
+    for _ in range(3):
+        with pytest.raises(FetchFailed):
+            app.handler(event, FakeContext(aws_request_id="req-retried"))
+    # Then nothing was recorded (the on-failure record carries the whole event) ...
+    assert deps.reject.rejections == []
+    # ... and the attempt that succeeds (a redrive) records the invalid change once
+    del world.source.failures[("posts", (1,))]
+    world.source.set("posts", (1,), row(1, "one"), version=10)
+    result = app.handler(event, FakeContext(aws_request_id="req-retried"))
+    assert result["rejected"] == 1 and len(deps.reject.rejections) == 1
+
+
+class InMemoryDeadLetterQueue:
+    """The dead-letter queue as a redrive and the fetcher's reject both see it: a list of records."""
+
+    def __init__(self) -> None:
+        self.bodies: list[str] = []
+
+    def letters(self) -> list[DeadLetter]:
+        return [parse_dead_letter(sqs_message(body, f"m-{i}"), RESOURCES) for i, body in enumerate(self.bodies)]
+
+    def reject(self, reason: str, payload: Any, correlation_id: str) -> None:
+        self.bodies.append(message_body(rejection_record("fetcher", reason, payload, correlation_id)))
+
+    def delete(self, letter: DeadLetter) -> None:
+        self.bodies.remove(letter.body)
+
+    def keep_with_error(self, letter: DeadLetter, error: str) -> None:
+        self.bodies.remove(letter.body)
+        self.bodies.append(letter.body)
+
+
+def test_redriving_a_malformed_sqs_event_leaves_one_dead_letter_however_often_it_is_redriven(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given an SQS-shaped event whose first record carries an invalid change and whose second has a null body,
+    # dead-lettered as a failed invoke of the fetcher
+    event = load_event("fetcher_sqs_record_null_body.json")
+    event["Records"][0]["body"] = json.dumps({"changes": [{"v": 1}]})
+    dlq = InMemoryDeadLetterQueue()
+    failed = dict(MINISTACK_RECORD, requestPayload=event)
+    dlq.bodies.append(json.dumps(failed))
+    # and redrive invoking the real handler, whose rejections land in the same queue
+    world = World()
+    deps = FetcherDependencies(world)
+    deps.reject = dlq.reject  # type: ignore[assignment]
+    app = load_fetcher_app()
+    monkeypatch.setattr(app, "_dependencies", lambda: deps)
+
+    def invoke(function: str, payload: Any) -> InvokeResult:
+        try:
+            return InvokeResult(True, json.loads(json.dumps(app.handler(payload, FakeContext()))))
+        except Exception as exc:  # noqa: BLE001 - what Lambda reports as a function error
+            return InvokeResult(False, None, f"{type(exc).__name__}: {exc}")
+
+    # When it is redriven three times
+    for _ in range(3):
+        redrive(dlq.letters(), dlq, invoke, default_mappings(), RESOURCES)  # type: ignore[arg-type]
+        # Then the queue holds one record: the event's rejection, with the field that is wrong
+        assert len(dlq.bodies) == 1
+    [letter] = dlq.letters()
+    assert (letter.kind, letter.reason) == (Kind.REJECTED, "Records[1].body: must be a string")

@@ -446,7 +446,11 @@ def test_any_fetcher_event_runs_only_the_mappings_statements_with_keys_as_parame
         assert line.get("key") in accepted["key"] | {None}
         assert line.get("correlation_id") in accepted["correlation_id"] | {"req-hostile", None}
         assert set(line.get("correlation_ids", [])) <= accepted["correlation_id"]  # a coalesced key's changes
-        ignored = set(accepted) | {"correlation_ids"}
+        for last in line.get("last_applied", {}).values():  # the batch line's last write of each table
+            assert (last["key"], last["correlation_id"]) in {
+                (k, c) for k in accepted["key"] for c in accepted["correlation_id"]
+            }
+        ignored = set(accepted) | {"correlation_ids", "last_applied"}
         assert CANARY not in json.dumps({k: v for k, v in line.items() if k not in ignored})
     # and only the fixed statements ran, each key value a bound parameter of a validated type
     assert {sql for sql, _ in conn.statements} <= allowed_statements(KEYED)

@@ -280,12 +280,14 @@ def test_a_change_is_followed_by_one_correlation_id_and_leaves_a_lag_metric(
 
     # Then every step logged a line carrying the parser's request id
     entries = lines(capsys.readouterr().out)
-    steps = [(e["message"], e.get("sink")) for e in log_lines(entries) if e.get("correlation_id") == "req-observed-1"]
-    assert steps == [
-        ("change accepted", None),
-        ("change applied", "opensearch"),
-        ("change applied", "dynamodb"),
-    ]
+    steps = [e for e in log_lines(entries) if e.get("correlation_id") == "req-observed-1"]
+    assert [e["message"] for e in steps] == ["change accepted", "changes applied"]  # one INFO line per batch
+    batch = steps[1]
+    assert batch["correlation_ids"] == ["req-observed-1"]
+    assert {sink: counts["applied"] for sink, counts in batch["tables"]["posts"].items()} == {
+        "opensearch": 1,
+        "dynamodb": 1,
+    }
     # ...the fetcher's lines too, although its own request id differs
     fetcher_lines = [e for e in log_lines(entries) if e.get("function_request_id") == "req-observed-1-f"]
     assert fetcher_lines and {e["correlation_id"] for e in fetcher_lines} == {"req-observed-1"}
@@ -298,6 +300,56 @@ def test_a_change_is_followed_by_one_correlation_id_and_leaves_a_lag_metric(
         assert 2000.0 <= lag < 60_000.0
         assert metric_values(blobs, "ChangesFailed", table="posts", sink=sink) == [0.0]
     assert metric_values(blobs, "ColdStart", function_name="fanout-test") == [1.0]  # once per environment
+
+
+def test_log_lines_leave_off_what_is_the_same_on_every_line_of_a_log_group(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a change through both handlers
+    pipeline = Pipeline(monkeypatch)
+    pipeline.source.set("posts", (1,), {"id": 1, "title": "t", "body": "b"}, version=100)
+    pipeline.run({**load_event("update.json"), "ts": round(time.time(), 6)}, "req-lean")
+    # Then no line repeats the function's name, ARN or memory (the log group and REPORT lines say them),
+    # and each still names its invocation
+    entries = log_lines(lines(capsys.readouterr().out))
+    assert entries and all(not set(e) & {"function_name", "function_arn", "function_memory_size"} for e in entries)
+    assert all(e["function_request_id"] for e in entries)
+
+
+def test_each_table_and_sink_has_one_blob_that_also_publishes_at_stack_level(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a change through both handlers (warm environments: no cold-start blob)
+    from aws_lambda_powertools.metrics.provider import cold_start
+
+    monkeypatch.setattr(cold_start, "is_cold_start", False)
+    pipeline = Pipeline(monkeypatch)
+    pipeline.source.set("posts", (1,), {"id": 1, "title": "t", "body": "b"}, version=100)
+    pipeline.run({**load_event("update.json"), "ts": round(time.time(), 6)}, "req-blobs")
+    # Then the parser wrote one blob (posts) and the fetcher one per sink, each with both dimension sets
+    blobs = emf_blobs(lines(capsys.readouterr().out))
+    assert [(b.get("table"), b.get("sink")) for b in blobs] == [
+        ("posts", None),
+        ("posts", "opensearch"),
+        ("posts", "dynamodb"),
+    ]
+    for blob in blobs:
+        [directive] = blob["_aws"]["CloudWatchMetrics"]
+        assert ["service"] in directive["Dimensions"]
+    assert metric_values(blobs, "ChangesApplied") == [1.0, 1.0]  # stack level: what the alarms read
+
+
+def test_more_than_a_blobs_worth_of_values_is_published_whole_at_both_levels(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # When 250 lags are recorded for one table and sink (a blob holds at most 100 values of a metric)
+    for i in range(250):
+        record(ChangeMetric.LAG, "posts", "opensearch", value=float(i))
+    flush_metrics()
+    # Then every value is published per table and sink and at stack level, none twice
+    blobs = emf_blobs(lines(capsys.readouterr().out))
+    assert metric_values(blobs, "ReplicationLag", table="posts", sink="opensearch") == [float(i) for i in range(250)]
+    assert metric_values(blobs, "ReplicationLag") == [float(i) for i in range(250)]
 
 
 def test_a_failing_sink_counts_as_a_failure_and_its_rate_is_the_average(

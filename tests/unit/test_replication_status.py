@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+import pytest
 from test_dead_letters import AWS_RECORD, RESOURCES, rejected, sqs_message
+from test_fetcher import World, change, row
 
+from fanout import observability
+from fanout.cli.status import render
 from fanout.dead_letters import QueueDepth, parse_dead_letter
-from fanout.replication_status import FILTER_PATTERN, log_lines, percentile, summarize
+from fanout.fetcher import apply_changes
+from fanout.replication_status import FILTER_PATTERN, log_lines, percentile, read_log_events, summarize
 
 T0 = 1764240000000
 
@@ -98,3 +104,115 @@ def test_percentiles_are_nearest_rank() -> None:
 def test_the_filter_pattern_names_every_message_counted() -> None:
     for message in ("change applied", "stale change skipped", "sink write failed", "read failed", "change accepted"):
         assert f'$.message = "{message}"' in FILTER_PATTERN
+
+
+# --------------------------------------------------------------------------- reading the window newest first
+
+
+class CappedLogs:
+    """FilterLogEvents as the local stack answers it: oldest first, times inclusive, at most 10,000 events
+    an answer and no nextToken (AWS pages on with one; the reading must be right for both)."""
+
+    class exceptions:  # noqa: N801 - boto3's spelling
+        class ResourceNotFoundException(Exception):
+            pass
+
+    def __init__(self, timestamps: list[int]) -> None:
+        self.events = [
+            {"timestamp": t, "message": json.dumps({"message": "change accepted", "table": "posts", "n": i})}
+            for i, t in enumerate(sorted(timestamps))
+        ]
+        self.calls = 0
+
+    def filter_log_events(self, **request: Any) -> dict[str, Any]:
+        self.calls += 1
+        inside = [e for e in self.events if request["startTime"] <= e["timestamp"] <= request["endTime"]]
+        return {"events": inside[: min(request.get("limit", 10_000), 10_000)]}
+
+
+def test_a_busy_window_is_read_newest_first_and_says_it_was_truncated() -> None:
+    # Given 25,000 log events over ten minutes (more than one local answer holds, more than the cap)
+    logs = CappedLogs([T0 + i * 24 for i in range(25_000)])
+    # When the window is read with a cap of 20,000 events
+    window = read_log_events(logs, "/fanout/fetcher", T0, T0 + 600_000, max_events=20_000)
+    # Then the newest 20,000 were read, in time order, and the window says it is complete only from there
+    assert len(window.events) == 20_000
+    assert window.events[-1] == logs.events[-1] and window.events[0] == logs.events[5_000]
+    assert window.truncated and window.complete_from_ms == logs.events[5_000]["timestamp"]
+    # and the report says so
+    report = summarize(
+        log_lines(window.events),
+        [],
+        QueueDepth(0, 0, 0),
+        ["posts"],
+        window_seconds=600,
+        now_ms=T0 + 600_000,
+        windows={"fetcher": window},
+    )
+    assert report["truncated"] == {"fetcher": {"complete_from": "2025-11-27T10:42:00.000Z", "events_read": 20_000}}
+    assert "TRUNCATED: the fetcher's log held more than 20000 events" in render(report)
+
+
+def test_a_window_under_the_cap_is_read_whole_even_where_one_answer_would_be_cut() -> None:
+    # Given 15,000 events in one second (one answer of the local stack holds 10,000)
+    logs = CappedLogs([T0 + (i % 1000) for i in range(15_000)])
+    window = read_log_events(logs, "/fanout/parser", T0 - 3_600_000, T0 + 1000, max_events=20_000)
+    assert (len(window.events), window.truncated) == (15_000, False)
+    assert sorted(json.loads(e["message"])["n"] for e in window.events) == list(range(15_000))
+    report = summarize(
+        log_lines(window.events),
+        [],
+        QueueDepth(0, 0, 0),
+        ["posts"],
+        window_seconds=3600,
+        now_ms=T0,
+        windows={"parser": window},
+    )
+    assert report["truncated"] == {} and "TRUNCATED" not in render(report)
+    assert report["tables"]["posts"]["counts"]["received"] == 15_000
+
+
+# --------------------------------------------------------------------------- what the fetcher logs, as status reads it
+
+
+def test_a_batch_logs_one_info_line_and_status_reads_counts_lags_and_the_last_write_from_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given ten rows, one of them already newer in the sinks
+    world = World()
+    for i in range(1, 11):
+        world.source.set("posts", (i,), row(i, f"title {i}"), version=10)
+    apply_changes([change(1)], world.mappings, world.source.read_row, world.sinks)
+    world.source.set("posts", (1,), row(1, "older"), version=5)
+    capsys.readouterr()
+    # When the fetcher applies a batch of ten changes
+    apply_changes([change(i) for i in range(1, 11)], world.mappings, world.source.read_row, world.sinks)
+    # Then it wrote one log line at INFO, not one per change and sink
+    written = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert [(line["level"], line["message"]) for line in written] == [("INFO", "changes applied")]
+    # and status counts from it exactly what the per-change lines said
+    events = [{"timestamp": T0, "message": json.dumps(line)} for line in written]
+    report = summarize(log_lines(events), [], QueueDepth(0, 0, 0), ["posts"], window_seconds=60, now_ms=T0)
+    posts = report["tables"]["posts"]
+    assert posts["counts"] == {"received": 0, "applied": 18, "stale_skipped": 2, "failed": 0, "rejected": 0}
+    assert {sink: lag["samples"] for sink, lag in posts["lag_ms"].items()} == {"dynamodb": 9, "opensearch": 9}
+    assert (posts["last_applied"]["key"], posts["last_applied"]["version"]) == ("10", 10)
+    assert posts["last_applied"]["sink"] in ("opensearch", "dynamodb")
+
+
+def test_per_change_lines_are_debug_detail_and_not_counted_twice(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given the logger at DEBUG (LOG_LEVEL=DEBUG, or an invocation POWERTOOLS_LOGGER_SAMPLE_RATE sampled)
+    world = World()
+    world.source.set("posts", (1,), row(1, "t"), version=10)
+    previous = observability.logger.log_level
+    observability.logger.setLevel(logging.DEBUG)
+    try:
+        apply_changes([change(1)], world.mappings, world.source.read_row, world.sinks)
+    finally:
+        observability.logger.setLevel(previous)
+    written = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    # Then each write has its detail line, and status still counts each write once
+    assert sorted(line["message"] for line in written) == ["change applied", "change applied", "changes applied"]
+    events = [{"timestamp": T0, "message": json.dumps(line)} for line in written]
+    report = summarize(log_lines(events), [], QueueDepth(0, 0, 0), ["posts"], window_seconds=60, now_ms=T0)
+    assert report["tables"]["posts"]["counts"]["applied"] == 2

@@ -10,9 +10,10 @@ Built on Powertools for AWS Lambda (Python):
 - **Metrics**: CloudWatch embedded metric format (Powertools ``Metrics``),
   namespace ``$POWERTOOLS_METRICS_NAMESPACE`` (``fanout``), written to stdout
   and turned into metrics by CloudWatch Logs, no API call on the data path.
-  Each value is published twice: at stack level (dimension ``service`` only:
-  what the dashboard and the alarms read) and per table and sink (dimensions
-  ``service``, ``table``, ``sink``: for drilling in). See :class:`ChangeMetric`.
+  Each value is published twice, from one blob per table and sink declaring two
+  dimension sets: stack level (``service`` only: what the dashboard and the
+  alarms read) and ``service``, ``table``, ``sink`` (for drilling in). See
+  :class:`ChangeMetric`.
 - **Traces**: AWS X-Ray through Powertools ``Tracer`` (aws-xray-sdk), with
   pymysql, botocore (boto3), requests and http.client (opensearch-py's urllib3
   transport) patched. Only inside Lambda with an X-Ray daemon
@@ -31,6 +32,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -46,6 +48,7 @@ SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "").strip() or "fanout"
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or "fanout"
 MAX_PAYLOAD_CHARS = 8192  # a trigger payload names a key; anything bigger names no table
 TRACED_MODULES = ("pymysql", "botocore", "requests", "httplib")
+CONSTANT_CONTEXT_KEYS = ("function_name", "function_memory_size", "function_arn")  # left off log lines
 
 
 class _CurrentStdout(logging.StreamHandler):  # type: ignore[type-arg]
@@ -75,7 +78,7 @@ def _tracing_possible() -> bool:
 
 
 tracer = Tracer(service=SERVICE, disabled=not _tracing_possible(), auto_patch=False)
-metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)  # the cold-start metric; the rest: record()
 _patched = False
 
 
@@ -151,10 +154,30 @@ _UNITS = {ChangeMetric.LAG: MetricUnit.Milliseconds}
 _detail: dict[tuple[str, str], EphemeralMetrics] = {}
 
 
+_publishing = True
+
+
+@contextmanager
+def metrics_unpublished() -> Iterator[None]:
+    """No metrics recorded inside (the operator CLI: off Lambda nothing turns EMF blobs into metrics, and
+    Powertools prints a blob every 100 values, which filled a backfill's output)."""
+    global _publishing
+    previous, _publishing = _publishing, False
+    try:
+        yield
+    finally:
+        _publishing = previous
+
+
+STACK_LEVEL = ["service"]  # the dimension set the alarms and the dashboard's main graphs read
+MAX_VALUES = 100  # Powertools prints a blob by itself at 100 values of a metric: flushed just before, here
+
+
 def record(metric: ChangeMetric, table: str, sink: str = "", value: float = 1.0) -> None:
     """Add one value of ``metric`` for ``table`` (and ``sink``), published when the handler returns."""
+    if not _publishing:
+        return
     unit = _UNITS.get(metric, MetricUnit.Count)
-    metrics.add_metric(name=metric.value, unit=unit, value=value)
     detail = _detail.get((table, sink))
     if detail is None:
         detail = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
@@ -162,15 +185,32 @@ def record(metric: ChangeMetric, table: str, sink: str = "", value: float = 1.0)
         if sink:
             detail.add_dimension(name="sink", value=sink)
         _detail[(table, sink)] = detail
+    if len(detail.metric_set.get(metric.value, {}).get("Value", ())) >= MAX_VALUES - 1:
+        _print_blob(detail)
     detail.add_metric(name=metric.value, unit=unit, value=value)
 
 
+def _print_blob(detail: EphemeralMetrics) -> None:
+    """One EMF blob publishing its values twice: per table (and sink), and at stack level.
+
+    A blob may declare several dimension sets; declaring ``[service]`` beside ``[table, sink,
+    service]`` replaces the separate stack-level blob each invocation wrote (~200-370 bytes
+    ingested per invocation, bench/results/log_volume.md). CloudWatch aggregates the
+    stack-level values of every blob, so sums, averages and percentiles are the same.
+    """
+    blob = detail.serialize_metric_set()
+    for directive in blob["_aws"]["CloudWatchMetrics"]:
+        directive["Dimensions"].append(list(STACK_LEVEL))
+    print(json.dumps(blob, separators=(",", ":")))
+    detail.metric_set.clear()
+
+
 def flush_metrics() -> None:
-    """Write the per-table blobs (the stack-level ones are written by ``metrics.log_metrics``)."""
+    """Write the per-table blobs, each also at stack level (``metrics.log_metrics`` writes the cold start)."""
     try:
         for detail in _detail.values():
             if detail.metric_set:
-                detail.flush_metrics()
+                _print_blob(detail)
     finally:
         _detail.clear()
 
@@ -180,6 +220,19 @@ def flush_metrics() -> None:
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
+def _without_the_empty_set_warning(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """``metrics`` carries only the cold start (record()'s blobs publish the stack level themselves), so
+    Powertools would warn on every invocation that it has no application metrics: not news."""
+
+    @functools.wraps(handler)
+    def call(event: Any, context: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+            return handler(event, context)
+
+    return call
+
+
 def instrumented_handler(correlation_id: Callable[[Any, Any], str]) -> Callable[[Handler], Handler]:
     """Logger context + correlation id, metric flush (with the cold-start metric), tracing, for a handler."""
 
@@ -187,6 +240,9 @@ def instrumented_handler(correlation_id: Callable[[Any, Any], str]) -> Callable[
         @functools.wraps(handler)
         def with_correlation_id(event: Any, context: Any) -> Any:
             enable_tracing()
+            # The same on every line of a log group (its name says which function; REPORT lines the memory):
+            # ~150 bytes a line that CloudWatch Logs would ingest for nothing (bench/results/log_volume.md).
+            logger.remove_keys(list(CONSTANT_CONTEXT_KEYS))
             logger.set_correlation_id(correlation_id(event, context))
             try:
                 return handler(event, context)
@@ -194,7 +250,7 @@ def instrumented_handler(correlation_id: Callable[[Any, Any], str]) -> Callable[
                 flush_metrics()
 
         wrapped: Any = logger.inject_lambda_context(clear_state=True)(with_correlation_id)
-        wrapped = metrics.log_metrics(wrapped, capture_cold_start_metric=True)
+        wrapped = _without_the_empty_set_warning(metrics.log_metrics(wrapped, capture_cold_start_metric=True))
         wrapped = tracer.capture_lambda_handler(wrapped, capture_response=False)
         return functools.wraps(handler)(wrapped)  # type: ignore[return-value]
 

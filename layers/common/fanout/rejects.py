@@ -97,3 +97,28 @@ class QueueRejectRecorder:
                 "fanout-rejected-by": {"DataType": "String", "StringValue": self._source},
             },
         )
+
+
+class HeldRejects:
+    """Rejections held until the attempt's outcome is known: recorded (:meth:`record_with`) or dropped.
+
+    An attempt that fails is retried with the same input, which rejects the same
+    part again: recording on every attempt wrote one dead letter per retry. The
+    input that is retried, or dead-lettered whole once retries are spent, still
+    carries what was rejected, so holding the rejection loses nothing.
+    """
+
+    def __init__(self) -> None:
+        self.held: list[tuple[str, Any, str]] = []
+
+    def __call__(self, reason: str, payload: Any, correlation_id: str) -> None:
+        self.held.append((reason, payload, correlation_id))
+
+    def __len__(self) -> int:
+        return len(self.held)
+
+    def record_with(self, reject: Any) -> None:
+        """Record every held rejection with ``reject`` (raises as it does: the attempt then fails)."""
+        while self.held:
+            reject(*self.held[0])
+            self.held.pop(0)

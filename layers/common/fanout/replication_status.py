@@ -35,10 +35,13 @@ SINK_FAILED = "sink write failed"
 READ_FAILED = "read failed"
 REJECTED = ("change rejected", "event rejected")
 ACCEPTED = "change accepted"
-MESSAGES = (APPLIED, STALE, SINK_FAILED, READ_FAILED, ACCEPTED, *REJECTED)
+BATCH = "changes applied"  # the fetcher's one INFO line per batch (fanout.fetcher.BatchSummary)
+# APPLIED and STALE are DEBUG lines now (or a sample of them); still read, from older deployments too.
+MESSAGES = (BATCH, APPLIED, STALE, SINK_FAILED, READ_FAILED, ACCEPTED, *REJECTED)
 # Narrows the scan in CloudWatch Logs; the local stack ignores JSON patterns, so lines are checked here too.
 FILTER_PATTERN = "{ " + " || ".join(f'$.message = "{m}"' for m in MESSAGES) + " }"
 UNKNOWN_TABLE = "_unknown"
+_LAST = "last applied"  # the last write a batch line names (not a count)
 
 
 @dataclass(frozen=True)
@@ -66,30 +69,108 @@ def log_lines(events: Iterable[dict[str, Any]]) -> Iterator[LogLine]:
             fields = json.loads(text)
         except ValueError:
             continue
-        if isinstance(fields, dict) and "_aws" not in fields and fields.get("message") in MESSAGES:
-            yield LogLine(int(event.get("timestamp", 0)), fields)
+        if not isinstance(fields, dict) or "_aws" in fields or fields.get("message") not in MESSAGES:
+            continue
+        timestamp = int(event.get("timestamp", 0))
+        if fields["message"] == BATCH:
+            yield from _batch_lines(timestamp, fields)
+        elif fields.get("level") != "DEBUG":  # a sampled invocation's per-change lines: its batch line counts
+            yield LogLine(timestamp, fields)
 
 
-def read_log_events(logs: Any, log_group: str, start_ms: int, end_ms: int, max_events: int) -> list[dict[str, Any]]:
-    """``FilterLogEvents`` over the window, following ``nextToken`` up to ``max_events``; a missing group is empty."""
+def _batch_lines(timestamp_ms: int, fields: dict[str, Any]) -> Iterator[LogLine]:
+    """A batch line as the per-change lines it stands for: one per applied write (with its lag) and stale skip.
+
+    Failures and rejections have lines of their own (WARNING/ERROR, per change): not counted from here.
+    """
+    tables = fields.get("tables")
+    last_applied = fields.get("last_applied")
+    last_applied = last_applied if isinstance(last_applied, dict) else {}
+    for table, sinks in tables.items() if isinstance(tables, dict) else ():
+        if not isinstance(sinks, dict):
+            continue
+        for sink, counts in sinks.items():
+            if not isinstance(counts, dict):
+                continue
+            lags = [lag for lag in counts.get("lag_ms") or [] if isinstance(lag, (int, float))]
+            for lag in lags:
+                yield LogLine(timestamp_ms, {"message": APPLIED, "table": table, "sink": sink, "lag_ms": lag})
+            stale = counts.get("stale")
+            for _ in range(stale if isinstance(stale, int) else 0):
+                yield LogLine(timestamp_ms, {"message": STALE, "table": table, "sink": sink})
+        last = last_applied.get(table)
+        if isinstance(last, dict):  # the batch's last write of the table: what "last applied" shows
+            yield LogLine(timestamp_ms, {**last, "message": _LAST, "table": table})
+
+
+# The most events one FilterLogEvents answer holds (AWS pages on with nextToken; the local stack's
+# CloudWatch stops there without one): an answer this full may have been cut, so its slice is halved.
+PAGE_EVENTS = 10_000
+FIRST_SLICE_MS = 60_000
+
+
+@dataclass(frozen=True)
+class LogWindow:
+    """The log events read for a window, newest first, and how far back they are complete."""
+
+    events: list[dict[str, Any]]
+    truncated: bool  # the cap was reached: events older than ``complete_from_ms`` were not read
+    complete_from_ms: int
+
+
+def _read_slice(logs: Any, request: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Every event of one time slice (following nextToken), in time order; None if the group does not exist."""
     events: list[dict[str, Any]] = []
-    request: dict[str, Any] = {
-        "logGroupName": log_group,
-        "startTime": start_ms,
-        "endTime": end_ms,
-        "filterPattern": FILTER_PATTERN,
-    }
-    while len(events) < max_events:
+    request = dict(request)
+    while True:
         try:
             response = logs.filter_log_events(**request)
         except logs.exceptions.ResourceNotFoundException:
-            return events  # nothing was logged yet
-        events.extend(response.get("events", []))
+            return None  # nothing was logged yet
+        page = response.get("events", [])
+        events.extend(page)
         token = response.get("nextToken")
         if not token:
-            break
+            return events
         request["nextToken"] = token
-    return events[:max_events]
+
+
+def read_log_events(logs: Any, log_group: str, start_ms: int, end_ms: int, max_events: int) -> LogWindow:
+    """``FilterLogEvents`` over the window, newest events first, up to ``max_events``.
+
+    FilterLogEvents answers oldest first, so reading a busy window from its start and stopping at a cap
+    kept the oldest events and dropped the newest (a stale "last applied", undercounts, no warning). The
+    window is read in time slices from its end backwards instead; a slice whose answer is full is halved
+    (the local stack cuts an answer at 10,000 events without a next token). When the cap is reached the
+    window says so, and from when on it is complete.
+    """
+    base = {"logGroupName": log_group, "filterPattern": FILTER_PATTERN}
+    newest_first: list[list[dict[str, Any]]] = []
+    kept = 0
+    end = end_ms  # inclusive, like FilterLogEvents' endTime
+    slice_ms = FIRST_SLICE_MS
+    while end >= start_ms:
+        begin = max(start_ms, end - slice_ms + 1)
+        chunk = _read_slice(logs, {**base, "startTime": begin, "endTime": end, "limit": PAGE_EVENTS})
+        if chunk is None:
+            break
+        if len(chunk) >= PAGE_EVENTS and end > begin:  # possibly cut: read it in halves, newest first
+            slice_ms = max(1, (end - begin + 1) // 2)
+            continue
+        room = max_events - kept
+        if len(chunk) > room:  # the cap: keep the newest, say from when on the window is complete
+            newest = chunk[len(chunk) - room :] if room > 0 else []
+            newest_first.append(newest)
+            complete_from = int(newest[0].get("timestamp", end)) if newest else end + 1
+            return LogWindow([e for c in reversed(newest_first) for e in c], True, complete_from)
+        newest_first.append(chunk)
+        kept += len(chunk)
+        if len(chunk) >= PAGE_EVENTS:  # a full answer for one millisecond: cut, and it cannot be halved
+            return LogWindow([e for c in reversed(newest_first) for e in c], True, end + 1)
+        end = begin - 1
+        if len(chunk) < PAGE_EVENTS // 4:
+            slice_ms *= 2
+    return LogWindow([e for c in reversed(newest_first) for e in c], False, start_ms)
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -160,8 +241,12 @@ def summarize(
     *,
     window_seconds: float,
     now_ms: int,
+    windows: dict[str, LogWindow] | None = None,
 ) -> dict[str, Any]:
-    """The status report (``fanout status --json``): per table, and the dead-letter queue."""
+    """The status report (``fanout status --json``): per table, and the dead-letter queue.
+
+    ``windows`` (per function) say whether its log was read whole; a truncated one is reported with the
+    time from which its counts are complete."""
     status = {t: TableStatus(t) for t in tables}
 
     def of(table: str) -> TableStatus:
@@ -177,19 +262,29 @@ def summarize(
             entry.failed += 1
         elif line.message == STALE:
             entry.stale_skipped += 1
+        elif line.message == _LAST:
+            entry.last_applied = line
         elif line.message == APPLIED:
             entry.applied += 1
-            entry.last_applied = line
+            if line.fields.get("key") is not None:  # a per-change line names its write
+                entry.last_applied = line
             lag = line.fields.get("lag_ms")
             if isinstance(lag, (int, float)) and not isinstance(lag, bool):
                 entry.lags.setdefault(str(line.fields.get("sink", "")), []).append((line.timestamp_ms, float(lag)))
     letters = list(dead_letters)
     for letter in letters:
-        for table in letter.tables or (UNKNOWN_TABLE,):
+        # A dead letter names whatever its payload said: only mapped tables get a line of their own.
+        named = {table if table in status else UNKNOWN_TABLE for table in letter.tables} or {UNKNOWN_TABLE}
+        for table in named:
             of(table).dead_letters += 1
     return {
         "generated_at": _iso(now_ms),
         "window_seconds": window_seconds,
+        "truncated": {
+            function: {"complete_from": _iso(window.complete_from_ms), "events_read": len(window.events)}
+            for function, window in sorted((windows or {}).items())
+            if window.truncated
+        },
         "dead_letter_queue": {
             "depth": depth.total,
             "visible": depth.visible,

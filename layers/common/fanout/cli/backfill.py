@@ -26,13 +26,11 @@ DEAD_LETTER_QUEUE_URL (rows a sink can never take are recorded there).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import sys
 from typing import Any
 
 from ..config import ConfigError
-from .progress import ProgressLine
+from .progress import ProgressLine, command_logs
 
 
 def parse_key(text: str, key_types: list[str], what: str) -> tuple[Any, ...]:
@@ -57,9 +55,7 @@ def parse_key(text: str, key_types: list[str], what: str) -> tuple[Any, ...]:
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    # The structured log lines go to stdout in Lambda; here they go to stderr, beside the progress line,
-    # so that stdout carries only the report (--json stays parseable).
-    with contextlib.redirect_stdout(sys.stderr):
+    with command_logs(quiet=args.quiet):
         outcome = _run_backfill(args)
     print(outcome[1])
     return outcome[0]
@@ -220,6 +216,6 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser.add_argument("--rate", type=float, help="at most this many rows per second")
     parser.add_argument("--workers", type=int, default=1, help="key ranges copied at once (default 1)")
     parser.add_argument("--restart", action="store_true", help="forget the checkpoint and start from the first key")
-    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument("--quiet", action="store_true", help="no progress line; log only warnings and errors")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(run=_backfill)

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..dead_letters import DeadLetter, DeadLetterQueue, Filter, Kind, Outcome, lambda_invoker, redrive
 from ..mapping import default_mappings
+from ..operator_text import shown
 from .stack_options import add_stack_options, client, duration, stack_resources
 
 HOLD_SECONDS = 300  # longer than a fetcher invocation (60 s timeout) times the records replayed at once
@@ -58,11 +59,13 @@ def _age(seconds: float) -> str:
 
 
 def _line(letter: DeadLetter) -> str:
-    tables = ",".join(letter.tables) or "-"
+    """Two lines per letter; everything in them but the kind and the age comes from the record: escaped."""
+    tables = ",".join(shown(table) for table in letter.tables) or "-"
     redriven = f"  redriven {letter.redrive_count}x" if letter.redrive_count else ""
-    reason = letter.last_redrive_error or letter.reason
+    reason = shown(letter.last_redrive_error or letter.reason)
+    source = shown(letter.source) or "-"
     return (
-        f"{letter.message_id}  {_age(letter.age_seconds()):>6}  {letter.kind.value:<13} {letter.source or '-':<8} "
+        f"{shown(letter.message_id)}  {_age(letter.age_seconds()):>6}  {letter.kind.value:<13} {source:<8} "
         f"{tables:<12}{redriven}\n    {reason}"
     )
 
@@ -87,7 +90,7 @@ def _show(args: argparse.Namespace) -> int:
     queue.release(letters)
     found = [letter for letter in letters if letter.message_id == args.message_id]
     if not found:
-        print(f"fanout dlq show: no message {args.message_id} in the queue (in flight elsewhere, or gone)")
+        print(f"fanout dlq show: no message {shown(args.message_id)} in the queue (in flight elsewhere, or gone)")
         return 1
     detail = found[0].detail()
     if args.json:
@@ -111,9 +114,9 @@ def _redrive(args: argparse.Namespace) -> int:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:
         for r in results:
-            target = f" -> {r.function}" if r.function else ""
-            detail = f"\n    {r.detail}" if r.detail else ""
-            print(f"{r.letter.message_id}  {r.outcome.value}{target}{detail}")
+            target = f" -> {shown(r.function)}" if r.function else ""
+            detail = f"\n    {shown(r.detail)}" if r.detail else ""
+            print(f"{shown(r.letter.message_id)}  {r.outcome.value}{target}{detail}")
         counts: dict[str, int] = {}
         for r in results:
             counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1

@@ -1,13 +1,32 @@
-"""A progress line with an ETA on stderr (stdlib only), for the long-running commands.
+"""A progress line with an ETA on stderr (stdlib only), for the long-running commands, and their log output.
 
 Quiet when stderr is not a terminal (logs, CI) or when asked (``--json``, ``--quiet``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 import time
+from collections.abc import Iterator
 from typing import IO
+
+
+@contextlib.contextmanager
+def command_logs(quiet: bool) -> Iterator[None]:
+    """The fetch path's log lines on stderr, so stdout carries only the report (--json stays parseable);
+    with ``quiet`` only its warnings and errors. No metric blobs: off Lambda nothing reads them."""
+    from ..observability import logger, metrics_unpublished
+
+    level = logger.log_level
+    with contextlib.redirect_stdout(sys.stderr), metrics_unpublished():
+        if quiet:
+            logger.setLevel(max(level, logging.WARNING))
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
 
 
 def format_duration(seconds: float) -> str:

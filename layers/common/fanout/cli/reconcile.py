@@ -15,17 +15,13 @@ reported once; run again to confirm.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import sys
 
-from .progress import ProgressLine
+from .progress import ProgressLine, command_logs
 
 
 def _reconcile(args: argparse.Namespace) -> int:
-    # The structured log lines go to stdout in Lambda; here they go to stderr, beside the progress line,
-    # so that stdout carries only the report (--json stays parseable).
-    with contextlib.redirect_stdout(sys.stderr):
+    with command_logs(quiet=args.quiet):
         outcome = _run_reconcile(args)
     print(outcome[1])
     return outcome[0]
@@ -72,6 +68,6 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     )
     parser.add_argument("--repair", action="store_true", help="fix what differs through the fetch path")
     parser.add_argument("--batch-size", type=int, default=500, help="rows per page (default 500)")
-    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument("--quiet", action="store_true", help="no progress line; log only warnings and errors")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(run=_reconcile)

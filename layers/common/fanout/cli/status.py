@@ -6,8 +6,10 @@
 
 Lag is the time from the trigger (the change in the source database) to the
 write in each sink, as the fetcher measured it. Counts are log lines in the
-window (a change Lambda retried counts once per attempt). The dead-letter
-queue is read without consuming it.
+window (a change Lambda retried counts once per attempt), read newest first:
+when a window holds more than --max-events log events per function, the
+report says so and from when on it is complete. The dead-letter queue is
+read without consuming it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from ..dead_letters import DeadLetterQueue
 from ..mapping import default_mappings
+from ..operator_text import shown
 from ..replication_status import log_lines, read_log_events, summarize
 from .stack_options import add_stack_options, client, duration, stack_resources
 
@@ -28,20 +31,22 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     now_ms = int(time.time() * 1000)
     start_ms = now_ms - int(args.since * 1000)
     logs = client("logs")
-    events = []
-    for group in (resources.parser_log_group, resources.fetcher_log_group):
-        events += read_log_events(logs, group, start_ms, now_ms, args.max_events)
+    windows = {
+        function: read_log_events(logs, group, start_ms, now_ms, args.max_events)
+        for function, group in (("parser", resources.parser_log_group), ("fetcher", resources.fetcher_log_group))
+    }
     queue = DeadLetterQueue(client("sqs"), resources.dead_letter_queue_url, resources)
     depth = queue.depth()
     letters = queue.hold_all(hold_seconds=30) if depth.visible else []
     queue.release(letters)
     return summarize(
-        log_lines(events),
+        log_lines(event for window in windows.values() for event in window.events),
         letters,
         depth,
         default_mappings().tables,
         window_seconds=args.since,
         now_ms=now_ms,
+        windows=windows,
     )
 
 
@@ -56,26 +61,32 @@ def render(report: dict[str, Any]) -> str:
     out = [
         f"fanout status at {report['generated_at']} (last {report['window_seconds'] / 60:g} min)",
         f"dead-letter queue: {dlq['depth']} message(s)" + (" -> fanout dlq list" if dlq["depth"] else ""),
-        "",
     ]
+    for function, cut in report.get("truncated", {}).items():
+        out.append(
+            f"TRUNCATED: the {function}'s log held more than {cut['events_read']} events in the window; counts and "
+            f"lag cover only {cut['complete_from']} on (newest first). Shorten --since or raise --max-events."
+        )
+    out.append("")
     for table, entry in report["tables"].items():
         counts = entry["counts"]
         out.append(
-            f"{table}: received {counts['received']}, applied {counts['applied']}, "
+            f"{shown(table)}: received {counts['received']}, applied {counts['applied']}, "
             f"stale {counts['stale_skipped']}, failed {counts['failed']}, rejected {counts['rejected']}, "
             f"dead letters {entry['dead_letters']}"
         )
         last = entry["last_applied"]
         if last:
             out.append(
-                f"  last applied  {last['at']}  {last['sink']} key={last['key']} version={last['version']} "
-                f"lag={_ms(last['lag_ms'])} correlation_id={last['correlation_id']}"
+                f"  last applied  {last['at']}  {shown(last['sink'])} key={shown(last['key'])} "
+                f"version={shown(last['version'])} lag={_ms(last['lag_ms'])} "
+                f"correlation_id={shown(last['correlation_id'])}"
             )
         else:
             out.append("  last applied  none in the window")
         for sink, lag in entry["lag_ms"].items():
             out.append(
-                f"  lag {sink:<11} last {_ms(lag['last'])}  p50 {_ms(lag['p50'])}  p99 {_ms(lag['p99'])}  "
+                f"  lag {shown(sink):<11} last {_ms(lag['last'])}  p50 {_ms(lag['p50'])}  p99 {_ms(lag['p99'])}  "
                 f"max {_ms(lag['max'])}  ({lag['samples']} writes)"
             )
     return "\n".join(out)

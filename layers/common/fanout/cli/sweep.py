@@ -17,6 +17,7 @@ import argparse
 import json
 
 from ..config import DatabaseSettings
+from ..operator_text import shown
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -36,7 +37,7 @@ def _sweep(args: argparse.Namespace) -> int:
             oldest = status.oldest.isoformat(sep=" ", timespec="seconds") if status.oldest else "-"
             print(f"waiting: {status.waiting}  oldest: {oldest}  failing: {status.failing}")
             for row_id, attempts, error in status.errors:
-                print(f"  row {row_id}: {attempts} attempt(s), last error: {error}")
+                print(f"  row {row_id}: {attempts} attempt(s), last error: {shown(error)}")
         return 0
     import boto3
 
