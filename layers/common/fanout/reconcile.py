@@ -466,23 +466,21 @@ def _orphans(
     for page in pages:
         parsed = [key for key, _, _ in page if key is not None]
         present = existing_keys(conn, mapping, parsed)
+        suspects = [entry for entry in page if entry[0] is None or entry[0] not in present]
+        if sink == OPENSEARCH and suspects:  # a search lags deletes until the next refresh: confirm in real time
+            live = readers.documents(mapping, [doc_id for _, _, doc_id in suspects])
+            suspects = [entry for entry in suspects if entry[2] in live]
         drifted: dict[Key, set[str]] = {}
-        for key, sink_key, entry in page:
+        for key, sink_key, entry in suspects:
             if key is None:
                 tally.add(ORPHAN, None, f"{sink} key {sink_key!r} is no key of {mapping.table}")
                 if repairer is not None:
                     removed = _remove_foreign(readers, mapping, sink, entry)
                     tally.repaired += removed
                     tally.unrepaired += not removed
-            elif key not in present:
-                drifted[key] = {sink}
-        if sink == OPENSEARCH and drifted:  # a search lags deletes until the next refresh: confirm in real time
-            candidates = {entry: key for key, _, entry in page if key in drifted}
-            live = readers.documents(mapping, list(candidates))
-            drifted = {key: drifted[key] for entry, key in candidates.items() if entry in live}
-        for key, sink_key, _ in page:
-            if key in drifted:
+            else:
                 tally.add(ORPHAN, list(key), f"in {sink} ({sink_key!r}) but not in the source")
+                drifted[key] = {sink}
         if repairer is not None:
             repairer.repair(mapping, drifted)
         seen += len(page)
