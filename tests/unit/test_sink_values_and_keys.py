@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from fanout.change import Change, parse_trigger_payload
 from fanout.documents import (
@@ -152,3 +154,28 @@ def test_a_composite_key_longer_than_dynamodbs_key_limits_is_bounded_per_attribu
     # and reconcile parses the item back to the source key
     assert dynamodb_item_key(PAIRS, item) == (a, b)
     assert len(opensearch_document_id(PAIRS, change).encode()) <= 512
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=512), st.text(min_size=1, max_size=512))
+def test_bounded_ids_read_back_to_their_key_and_never_collide(one: str, other: str) -> None:
+    # Given any two string keys (long or short, any characters but lone surrogates)
+    assume(one != other and all(_is_text(k) for k in (one, other)))
+    first, second = cjk_change(one), cjk_change(other)
+
+    # Then their ids differ, fit OpenSearch, and each reads back to its own key only
+    id_one, id_two = opensearch_document_id(CJK, first), opensearch_document_id(CJK, second)
+    assert id_one != id_two
+    assert len(id_one.encode()) <= 512
+    assert opensearch_key(CJK, id_one, first.document_id) == (one,)
+    if id_one != first.document_id:  # bounded: the id alone, or with another row's full key, is no key
+        assert opensearch_key(CJK, id_one, None) is None
+        assert opensearch_key(CJK, id_one, second.document_id) is None
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -447,8 +447,8 @@ def _compare_page(
                 tally.checked += 1
                 try:
                     doc = docs.get(opensearch_document_id(mapping, change))
-                    refusal = opensearch_refusal(mapping, row)
-                    problem = "" if refusal else opensearch_problem(mapping, row, doc)
+                    problem = opensearch_problem(mapping, row, doc)
+                    refusal = opensearch_refusal(mapping, row) if problem else ""  # only a differing row
                 except Exception as exc:  # noqa: BLE001 - one row must not stop the check
                     tally.add(UNCHECKED, list(key), f"could not compare: {describe_error(exc)}")
                     continue
@@ -472,9 +472,9 @@ def _compare_page(
             for key, change, row in keyed:
                 tally.checked += 1
                 try:
-                    refusal = dynamodb_refusal(mapping, change, row, version)
-                    item = None if refusal else by_key.get(tuple(sink_keys[key][a] for a in attributes))
-                    problem = "" if refusal else dynamodb_problem(row, item, mapping)
+                    item = by_key.get(tuple(sink_keys[key][a] for a in attributes)) if key in sink_keys else None
+                    problem = dynamodb_problem(row, item, mapping)
+                    refusal = dynamodb_refusal(mapping, change, row, version) if problem else ""
                 except Exception as exc:  # noqa: BLE001 - one row must not stop the check
                     tally.add(UNCHECKED, list(key), f"could not compare: {describe_error(exc)}")
                     continue
