@@ -276,3 +276,33 @@ def test_a_row_dynamodb_can_never_take_is_reported_refused_and_repair_adds_no_de
     # and the dead-letter queue still holds the one record of the fetch
     letters = world.dead_letters()
     assert len(letters) == 1 and "400 KB" in letters[0]["reason"]
+
+
+class FailingOnce(SinkReaders):
+    """The real readers, but the first BatchGetItem of the run fails (DynamoDB unreachable for a moment)."""
+
+    failed = False
+
+    def items(self, mapping: Any, keys: Any) -> list[dict[str, Any]]:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("DynamoDB endpoint unreachable")
+        return super().items(mapping, keys)
+
+
+def test_a_page_reconcile_cannot_read_is_counted_unchecked_and_the_run_goes_on(world: World) -> None:
+    # Given five rows in agreement
+    insert_wide(world)
+    world.opensearch.indices.refresh(index=world.mappings.tables["wide_numbers"].opensearch_index)
+
+    # When reconcile runs in pages of two and the first DynamoDB read fails
+    readers = FailingOnce(world.opensearch, world.dynamodb, world.table.name)
+    report = reconcile(world.conn, world.mappings, readers, tables=["wide_numbers"], page_size=2)
+
+    # Then the rows of that page are counted as unchecked, with the reason, and the others are checked
+    dynamodb = report.tables["wide_numbers"]["dynamodb"]
+    assert (dynamodb.checked, dynamodb.unchecked, dynamodb.drift) == (5, 2, 0), report.summary()
+    assert [e["key"] for e in dynamodb.examples["unchecked"]] == [[1], [2]]
+    assert "unreachable" in dynamodb.examples["unchecked"][0]["detail"]
+    assert report.tables["wide_numbers"]["opensearch"].checked == 5
+    assert not report.agrees and "2 unchecked" in report.summary()

@@ -13,6 +13,11 @@ smaller Amazon OpenSearch Service instance types, 100 MiB on larger ones; the
 sink checks ``max_request_bytes`` itself and maps an HTTP 413 the same way),
 or one OpenSearch answers with 400 (a value its mapping cannot parse, an id
 too long, ...). Everything else (connection errors, 429, 5xx) is retried.
+
+Numbers: a JSON column's numbers reach the sink as Decimal; the client
+:func:`make_client` builds writes them with all their digits and reads them back
+exactly (:class:`ExactJSONSerializer`). A plain opensearch-py client would turn
+them into floats: give the sink (and reconcile) a client from :func:`make_client`.
 """
 
 from __future__ import annotations
