@@ -306,3 +306,26 @@ def test_a_page_reconcile_cannot_read_is_counted_unchecked_and_the_run_goes_on(w
     assert "unreachable" in dynamodb.examples["unchecked"][0]["detail"]
     assert report.tables["wide_numbers"]["opensearch"].checked == 5
     assert not report.agrees and "2 unchecked" in report.summary()
+
+
+def test_a_row_the_index_refuses_during_a_repair_is_reported_refused_without_a_new_dead_letter(world: World) -> None:
+    # Given an index whose mapping refuses the row's text (the note field is an integer there), and the
+    # row fetched once: OpenSearch refused it (HTTP 400), one dead letter
+    index = world.mappings.tables["cjk_keys"].opensearch_index
+    world.opensearch.indices.create(index=index, body={"mappings": {"properties": {"note": {"type": "integer"}}}})
+    world.execute("INSERT INTO cjk_keys VALUES ('k', 'not a number')")
+    assert world.replicate(change("cjk_keys", name="k")) == {"opensearch": "rejected", "dynamodb": "written"}
+
+    # When reconcile runs (it cannot know the index will refuse it: missing), then repairs twice
+    found = world.reconcile(["cjk_keys"]).tables["cjk_keys"]["opensearch"]
+    repairs = [world.reconcile(["cjk_keys"], repair=True) for _ in range(2)]
+
+    # Then each repair reports the row as refused with OpenSearch's reason, not as unrepaired
+    assert found.missing == 1
+    for run in repairs:
+        opensearch = run.tables["cjk_keys"]["opensearch"]
+        assert (opensearch.refused, opensearch.repaired, opensearch.unrepaired) == (1, 0, 0), run.summary()
+        assert "mapper_parsing_exception" in opensearch.examples["refused"][0]["detail"]
+        assert not run.agrees
+    # and the dead-letter queue holds only the fetch's record
+    assert len(world.dead_letters()) == 1
