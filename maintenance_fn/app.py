@@ -75,7 +75,8 @@ def _reconcile(deps: Maintenance, event: dict[str, Any]) -> dict[str, Any]:
     report = deps.reconcile(tables=event.get("tables") or None, sample=sample, repair=bool(event.get("repair", False)))
     for table, sinks in report.tables.items():
         for sink, tally in sinks.items():
-            remaining = tally.unrepaired if report.repair else tally.drift
+            # refused and unchecked rows are not repairable drift, but the sink does not agree with the source
+            remaining = (tally.unrepaired if report.repair else tally.drift) + tally.refused + tally.unchecked
             record(ChangeMetric.DRIFT, table, sink, value=remaining)
     return report.as_dict()
 

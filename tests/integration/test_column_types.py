@@ -99,7 +99,7 @@ class Case:
     column: str
     sql: str  # the value as SQL (with %s for params)
     params: tuple[Any, ...]
-    opensearch: Any  # the exact JSON value in the document
+    opensearch: Any  # the exact JSON value in the document (read with make_client: a fraction is a Decimal)
     dynamodb: Any  # the exact attribute value boto3 reads back
 
     @property
@@ -124,8 +124,8 @@ CASES = [
     ),
     # DynamoDB keeps the number exactly but not its scale: it trims trailing zeros (1.10 reads back as 1.1)
     Case("c_decimal_money", "'-1234567890.10'", (), "-1234567890.10", Decimal("-1234567890.1")),
-    Case("c_float", "1.1", (), 1.1, Decimal("1.1")),
-    Case("c_double", "1e300", (), 1e300, "1E+300"),
+    Case("c_float", "1.1", (), Decimal("1.1"), Decimal("1.1")),
+    Case("c_double", "1e300", (), Decimal("1E+300"), "1E+300"),
     Case("c_date", "'2026-02-28'", (), "2026-02-28", "2026-02-28"),
     # DATETIME has no zone: written as stored, whatever the session zone
     Case("c_datetime", "'2026-11-27 10:00:00.123456'", (), "2026-11-27T10:00:00.123456", "2026-11-27T10:00:00.123456"),
@@ -142,7 +142,7 @@ CASES = [
         "c_json",
         "%s",
         ('{"a": 1.5, "b": [1, "two", null, true], "c": {"d": "é😀"}, "big": 12345678901234567890, "e": ""}',),
-        {"a": 1.5, "b": [1, "two", None, True], "c": {"d": "é😀"}, "big": 12345678901234567890, "e": ""},
+        {"a": Decimal("1.5"), "b": [1, "two", None, True], "c": {"d": "é😀"}, "big": 12345678901234567890, "e": ""},
         {
             "a": Decimal("1.5"),
             "b": [Decimal(1), "two", None, True],
@@ -158,7 +158,7 @@ CASES = [
 EXTRA_CASES = [  # a second value for the types with more than one edge worth showing
     Case("c_set", "''", (), [], []),
     Case("c_time", "'12:34:56'", (), "12:34:56", "12:34:56"),
-    Case("c_double", "0.1", (), 0.1, Decimal("0.1")),
+    Case("c_double", "0.1", (), Decimal("0.1"), Decimal("0.1")),
     Case("c_json", "'[]'", (), [], []),
 ]
 

@@ -169,6 +169,6 @@ def test_every_storable_mysql_number_can_be_written_to_dynamodb(value: Any) -> N
     # Given a value a MySQL DECIMAL(65,30) / DOUBLE column can hold
     item = dynamodb_item(POSTS, CHANGE, {"id": 42, "amount": value}, version=1)
 
-    # When boto3 serialises the item for PutItem (DynamoDB numbers: 38 digits, |x| < 1e126)
+    # When boto3 serialises the item for PutItem (N: 38 digits, 1E-130 <= |x| < 1E+38; else the exact S)
     # Then it does not fail: a failure here repeats on every retry, so the row never replicates
     TypeSerializer().serialize(item["amount"])

@@ -117,7 +117,7 @@ def test_a_row_the_mapping_cannot_place_is_unrepresentable(
             dynamodb_item(mapping, change, row, 1)
 
 
-def test_keys_that_render_empty_or_too_long_are_unrepresentable() -> None:
+def test_keys_that_render_empty_are_unrepresentable_and_too_long_ones_bounded() -> None:
     mapping = only({"dynamodb": {"table": "own", "partition_key": {"attribute": "id", "value": "{id}"}}})
     string_key = parse_mappings(
         {
@@ -133,10 +133,11 @@ def test_keys_that_render_empty_or_too_long_are_unrepresentable() -> None:
     assert dynamodb_key(mapping, Change("t", (("id", 0),), "update", 1)) == {"id": "0"}
     with pytest.raises(UnrepresentableRow, match="would be empty"):
         dynamodb_key(string_key, Change("t", (("name", ""),), "update", 1))
-    with pytest.raises(UnrepresentableRow, match="2048"):
-        dynamodb_key(string_key, Change("t", (("name", "é" * 700),), "update", 1))  # 700 chars, 4200 encoded
-    with pytest.raises(UnrepresentableRow, match="512"):
-        opensearch_document_id(string_key, Change("t", (("name", "x" * 513),), "update", 1))
+    # 700 chars, 4200 encoded: above DynamoDB's 2048 bytes, so bounded (prefix + SHA-256), not refused
+    [long_key] = dynamodb_key(string_key, Change("t", (("name", "é" * 700),), "update", 1)).values()
+    assert len(long_key.encode()) <= 2048 and long_key.startswith("%C3%A9") and "{v1-sha256:" in long_key
+    long_id = opensearch_document_id(string_key, Change("t", (("name", "x" * 513),), "update", 1))
+    assert len(long_id) == 512 and long_id.startswith("x" * 400) and long_id.endswith("}")
 
 
 @pytest.mark.parametrize(

@@ -78,7 +78,9 @@ def test_every_option_is_parsed_into_the_table_mapping() -> None:
     assert mapping.dynamodb_sort_key is not None and mapping.dynamodb_sort_key.value.text == "setting#{slug}"
     assert mapping.dynamodb_attributes == ("title", "doc", "secret")
     assert mapping.dynamodb_attribute("title") == "name" and mapping.dynamodb_binary == "base64"
-    assert mapping.dynamodb_reserved_attributes == {"tenant_id", "sk", "_table", "_version", "_deleted", "_ttl"}
+    assert mapping.dynamodb_reserved_attributes == {
+        "tenant_id", "sk", "_table", "_version", "_deleted", "_ttl", "_fanout_key"
+    }  # fmt: skip
 
 
 def test_the_bundled_mapping_declares_a_composite_string_key_table() -> None:

@@ -34,11 +34,16 @@ integer field ``long``, which holds BIGINT but not BIGINT UNSIGNED above
 2^63-1: map such a column as ``unsigned_long`` (OpenSearch 2.8+) in an index
 you create beforehand (the sink never changes an existing index).
 
-(2) DynamoDB numbers hold 38 significant digits within ±1E+126, and DynamoDB
-trims trailing zeros (DECIMAL 1.10 reads back as 1.1: the value, not the
-scale; OpenSearch's string keeps the scale). A value beyond that (a
-DECIMAL(65,30) with many digits, a DOUBLE of 1e300) is stored as a string of
-its exact digits rather than rounded, or refused on every retry.
+(2) DynamoDB numbers hold 38 significant digits, magnitudes from 1E-130 to
+9.9999999999999999999999999999999999999E+125, and DynamoDB trims trailing zeros
+(DECIMAL 1.10 reads back as 1.1: the value, not the scale; OpenSearch's string
+keeps the scale). DynamoDB hands a number back as plain digits, and boto3's
+resource layer refuses more than 38 of them (``decimal.Rounded``): an N of 1E+38
+or more would make the whole item unreadable with ``Table.get_item``. So a
+number is N only if it has at most 38 significant digits and a magnitude from
+1E-130 up to (not including) 1E+38; any other number (a DECIMAL(65,30) with
+many digits, a DOUBLE of 1e38 or 1e-131) is stored as S, the exact digits
+(``str(Decimal)``), rather than rounded or refused.
 
 (3) The fetcher's session runs in UTC (``time_zone = '+00:00'``). TIMESTAMP
 values are UTC and written with ``Z``. DATETIME values carry no zone: they
@@ -52,9 +57,17 @@ sql_mode allows them, arrive as strings and are written as such.
 since 2020; a key attribute may not be empty, so a key format that renders
 empty is refused for that row (see below).
 
+Keys: an id longer than the sink allows (OpenSearch ``_id``: 512 bytes; a
+DynamoDB partition key: 2048, a sort key: 1024) is replaced by a bounded one,
+:func:`bounded_sink_id`: the start of the id, then ``{v1-sha256:<hex>}``, the
+SHA-256 of the whole id. A rendered id never contains a brace, so a bounded id
+cannot equal another row's plain id, and two bounded ids are equal only if the
+ids are. The full id is kept in the document or item, in ``_fanout_key``
+(OpenSearch: the id as text; DynamoDB: a map from key attribute to its full
+value), which is how reconcile reads such a key back.
+
 What cannot be stored is refused per row with :class:`UnrepresentableRow`
-(an item above DynamoDB's 400 KB, a document id above OpenSearch's 512 bytes,
-a column the mapping did not expect that collides with a reserved name, a JSON
+(an item above DynamoDB's 400 KB, a column the mapping did not expect that collides with a reserved name, a JSON
 object key that is empty, ...). The fetcher records such a row in the
 dead-letter queue and still writes the other sink; it does not retry it.
 """
@@ -63,12 +76,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 from decimal import Decimal
 from typing import Any
 
 from .change import Change
-from .mapping import OPENSEARCH_METADATA_FIELDS, TableMapping, default_key_text
+from .mapping import FULL_KEY_FIELD, OPENSEARCH_METADATA_FIELDS, TableMapping, default_key_text
 from .source_values import JsonText
 
 Row = dict[str, Any]
@@ -77,6 +91,12 @@ MAX_DOCUMENT_ID_BYTES = 512  # OpenSearch's _id limit
 MAX_PARTITION_KEY_BYTES = 2048  # DynamoDB's limits on key attribute values
 MAX_SORT_KEY_BYTES = 1024
 MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's item size limit
+# DynamoDB's numbers (see (2) above): at most 38 significant digits, magnitudes from 1E-130 ...
+DYNAMODB_NUMBER_DIGITS = 38
+DYNAMODB_MIN_EXPONENT = -130
+# ... up to 9.99...E+125 in DynamoDB, but boto3 reads back at most 38 plain digits: below 1E+38.
+READABLE_MAX_EXPONENT = DYNAMODB_NUMBER_DIGITS - 1
+BOUNDED_ID_VERSION = "v1-sha256"  # the marker of a bounded id: "{v1-sha256:<64 hex digits>}"
 
 
 class UnrepresentableRow(ValueError):
@@ -130,16 +150,20 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return sorted(value)
     if isinstance(value, JsonText):
-        return _parse_json(value)
+        # numbers as Decimal: a JSON number keeps its digits (the sink's serializer writes them as they are)
+        return _parse_json(value, parse_float=Decimal)
     raise TypeError(f"no JSON form for a value of type {type(value).__name__}")
 
 
 def _dynamodb_number(value: Decimal) -> Decimal | str:
+    """N (the Decimal) when DynamoDB stores it exactly and boto3 reads it back, else the exact digits (S)."""
     from boto3.dynamodb.types import DYNAMODB_CONTEXT
 
     try:
-        DYNAMODB_CONTEXT.create_decimal(value)  # traps rounding, overflow and underflow
+        DYNAMODB_CONTEXT.create_decimal(value)  # boto3 writes only what fits 38 digits exactly
     except ArithmeticError:
+        return str(value)
+    if value and not DYNAMODB_MIN_EXPONENT <= value.adjusted() <= READABLE_MAX_EXPONENT:
         return str(value)
     return value
 
@@ -183,16 +207,36 @@ def to_dynamodb_value(value: Any) -> Any:
 # --------------------------------------------------------------------------- OpenSearch
 
 
+def bounded_sink_id(rendered: str, limit: int) -> str:
+    """``rendered`` if it fits ``limit`` UTF-8 bytes, else its start and ``{v1-sha256:<hex of all of it>}``."""
+    data = rendered.encode("utf-8")
+    if len(data) <= limit:
+        return rendered
+    suffix = "{" + BOUNDED_ID_VERSION + ":" + hashlib.sha256(data).hexdigest() + "}"
+    return data[: limit - len(suffix)].decode("utf-8", "ignore") + suffix
+
+
+def is_bounded_id(sink_id: str) -> bool:
+    return "{" + BOUNDED_ID_VERSION + ":" in sink_id
+
+
+def opensearch_full_id(mapping: TableMapping, change: Change) -> str:
+    """The row's id by the mapping's ``opensearch.document_id`` format (default ``{key}``), whatever its length."""
+    return mapping.opensearch_document_id.render(change.table, change.key)
+
+
 def opensearch_document_id(mapping: TableMapping, change: Change) -> str:
-    """The row's document id, by the mapping's ``opensearch.document_id`` format (default ``{key}``)."""
-    doc_id = mapping.opensearch_document_id.render(change.table, change.key)
-    if len(doc_id.encode("utf-8")) > MAX_DOCUMENT_ID_BYTES:
-        raise UnrepresentableRow(f"document id {doc_id[:60]!r}... is longer than OpenSearch's 512 bytes")
-    return doc_id
+    """The row's document id: its full id, bounded to OpenSearch's 512 bytes (:func:`bounded_sink_id`)."""
+    return bounded_sink_id(opensearch_full_id(mapping, change), MAX_DOCUMENT_ID_BYTES)
+
+
+def _row_change(mapping: TableMapping, row: Row) -> Change:
+    return Change(mapping.table, tuple((c, row[c]) for c in mapping.key_columns), "update", 1)
 
 
 def opensearch_document(mapping: TableMapping, row: Row) -> dict[str, Any]:
-    """The document indexed in OpenSearch for a row: renamed, without excluded columns."""
+    """The document indexed in OpenSearch for a row: renamed, without excluded columns; with the full id
+    in ``_fanout_key`` when the document id is a bounded one."""
     document: dict[str, Any] = {}
     for column, value in row.items():
         if column in mapping.opensearch_exclude:
@@ -200,12 +244,15 @@ def opensearch_document(mapping: TableMapping, row: Row) -> dict[str, Any]:
         if isinstance(value, (bytes, bytearray)) and mapping.opensearch_binary == "exclude":
             continue
         name = mapping.opensearch_field(column)
-        if name in document or name in OPENSEARCH_METADATA_FIELDS:
+        if name in document or name in OPENSEARCH_METADATA_FIELDS or name == FULL_KEY_FIELD:
             raise UnrepresentableRow(
                 f"column {column!r} of {mapping.table} would be the OpenSearch field {name!r}, which is "
                 "taken or reserved; rename or exclude it in the mapping"
             )
         document[name] = to_json_value(value)
+    full_id = opensearch_full_id(mapping, _row_change(mapping, row))
+    if bounded_sink_id(full_id, MAX_DOCUMENT_ID_BYTES) != full_id:
+        document[FULL_KEY_FIELD] = full_id
     return document
 
 
@@ -217,19 +264,39 @@ def dynamodb_partition_key(change: Change) -> str:
     return f"{change.table}#{default_key_text(change.key_values)}"
 
 
-def dynamodb_key(mapping: TableMapping, change: Change) -> dict[str, str]:
-    """The row's DynamoDB key attributes, by the mapping's key formats."""
-    key: dict[str, str] = {}
-    limits = [(mapping.dynamodb_partition_key, MAX_PARTITION_KEY_BYTES, "partition")]
+def dynamodb_key_limits(mapping: TableMapping) -> list[tuple[str, int]]:
+    """Each key attribute of the mapping with DynamoDB's limit on its value, in bytes."""
+    limits = [(mapping.dynamodb_partition_key.attribute, MAX_PARTITION_KEY_BYTES)]
     if mapping.dynamodb_sort_key is not None:
-        limits.append((mapping.dynamodb_sort_key, MAX_SORT_KEY_BYTES, "sort"))
-    for attribute, limit, kind in limits:
+        limits.append((mapping.dynamodb_sort_key.attribute, MAX_SORT_KEY_BYTES))
+    return limits
+
+
+def _dynamodb_full_key(mapping: TableMapping, change: Change) -> dict[str, str]:
+    key: dict[str, str] = {}
+    formats = [(mapping.dynamodb_partition_key, "partition")]
+    if mapping.dynamodb_sort_key is not None:
+        formats.append((mapping.dynamodb_sort_key, "sort"))
+    for attribute, kind in formats:
         value = attribute.value.render(change.table, change.key)
         if not value:
             raise UnrepresentableRow(f"the {kind} key {attribute.attribute!r} would be empty, which DynamoDB refuses")
-        if len(value.encode("utf-8")) > limit:
-            raise UnrepresentableRow(f"the {kind} key {attribute.attribute!r} is longer than DynamoDB's {limit} bytes")
         key[attribute.attribute] = value
+    return key
+
+
+def dynamodb_key(mapping: TableMapping, change: Change) -> dict[str, str]:
+    """The row's DynamoDB key attributes, by the mapping's key formats, each bounded to DynamoDB's limit."""
+    full = _dynamodb_full_key(mapping, change)
+    return {attribute: bounded_sink_id(full[attribute], limit) for attribute, limit in dynamodb_key_limits(mapping)}
+
+
+def _key_attributes(mapping: TableMapping, change: Change) -> dict[str, Any]:
+    """The key attributes, and ``_fanout_key`` (every key attribute's full value) when one is bounded."""
+    full = _dynamodb_full_key(mapping, change)
+    key: dict[str, Any] = dynamodb_key(mapping, change)
+    if key != full:
+        key[FULL_KEY_FIELD] = full
     return key
 
 
@@ -259,14 +326,14 @@ def dynamodb_attributes(mapping: TableMapping, row: Row) -> dict[str, Any]:
 def dynamodb_item(mapping: TableMapping, change: Change, row: Row, version: int) -> dict[str, Any]:
     """The DynamoDB item for a present row: its projected columns, its key and our bookkeeping."""
     item = dynamodb_attributes(mapping, row)
-    item.update(dynamodb_key(mapping, change))
+    item.update(_key_attributes(mapping, change))
     item.update({"_table": mapping.table, "_version": Decimal(version), "_deleted": False})
     return item
 
 
 def dynamodb_tombstone(mapping: TableMapping, change: Change, version: int, expires_at: int) -> dict[str, Any]:
     """The item left for a deleted row, so that a stale upsert cannot resurrect it."""
-    item: dict[str, Any] = dict(dynamodb_key(mapping, change))
+    item: dict[str, Any] = _key_attributes(mapping, change)
     item.update({"_table": mapping.table, "_version": Decimal(version), "_deleted": True, "_ttl": Decimal(expires_at)})
     return item
 
@@ -295,3 +362,32 @@ def _value_size(value: Any) -> int:
 def dynamodb_item_size(item: dict[str, Any]) -> int:
     """An item's size as DynamoDB counts it (attribute names plus values; "Item sizes and formats")."""
     return sum(len(name.encode("utf-8")) + _value_size(value) for name, value in item.items())
+
+
+def check_item_size(item: dict[str, Any]) -> int:
+    """The item's size; UnrepresentableRow above DynamoDB's 400 KB, as DynamoDB would refuse it, before sending."""
+    size = dynamodb_item_size(item)
+    if size > MAX_ITEM_BYTES:
+        raise UnrepresentableRow(
+            f"the item is {size} bytes, above the {MAX_ITEM_BYTES}-byte (400 KB) item limit; project fewer "
+            "columns (dynamodb.attributes) or exclude binaries (dynamodb.binary)"
+        )
+    return size
+
+
+def dynamodb_refusal(mapping: TableMapping, change: Change, row: Row, version: int) -> str:
+    """Why DynamoDB can never take this row as the mapping shapes it ("" if it can): what the sink refuses."""
+    try:
+        check_item_size(dynamodb_item(mapping, change, row, version))
+    except (UnrepresentableRow, TypeError) as exc:  # TypeError: a value with no DynamoDB form
+        return str(exc)
+    return ""
+
+
+def opensearch_refusal(mapping: TableMapping, row: Row) -> str:
+    """Why no OpenSearch document can be built for this row ("" if one can; the index may still refuse it)."""
+    try:
+        opensearch_document(mapping, row)
+    except (UnrepresentableRow, TypeError) as exc:
+        return str(exc)
+    return ""

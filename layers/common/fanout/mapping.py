@@ -70,8 +70,10 @@ from urllib.parse import quote
 
 ACTIONS = ("insert", "update", "delete")
 KEY_TYPES = ("int", "string")
+# Where a document or item keeps its full key when its id is a bounded one (fanout.documents.bounded_sink_id).
+FULL_KEY_FIELD = "_fanout_key"
 # Item attributes the DynamoDB sink owns (besides the key attributes); a replicated column may not use them.
-BOOKKEEPING_ATTRIBUTES = frozenset({"_table", "_version", "_deleted", "_ttl"})
+BOOKKEEPING_ATTRIBUTES = frozenset({"_table", "_version", "_deleted", "_ttl", FULL_KEY_FIELD})
 DEFAULT_PARTITION_ATTRIBUTE = "pk"
 RESERVED_ITEM_ATTRIBUTES = BOOKKEEPING_ATTRIBUTES | {DEFAULT_PARTITION_ATTRIBUTE}  # in the default table
 OPENSEARCH_BINARY = ("base64", "exclude")
@@ -426,7 +428,7 @@ def _parse_table(table: str, spec: Any) -> TableMapping:
         table, "opensearch.rename", opensearch.get("rename", {}), columns, _FIELD_NAME, "OpenSearch field name"
     )
     for column, target in os_rename:
-        if target in OPENSEARCH_METADATA_FIELDS:
+        if target in OPENSEARCH_METADATA_FIELDS or target == FULL_KEY_FIELD:
             raise _fail(table, f"opensearch.rename.{column}", f"{target!r} is an OpenSearch metadata field")
     for column, _ in os_rename:
         if column in os_exclude:
@@ -503,7 +505,7 @@ def _parse_table(table: str, spec: Any) -> TableMapping:
         _check_output_names(table, field, outputs, mapping.dynamodb_reserved_attributes)
     if opensearch_on and columns is not None:
         outputs = [(c, mapping.opensearch_field(c)) for c in columns if c not in os_exclude]
-        _check_output_names(table, "opensearch.rename", outputs, OPENSEARCH_METADATA_FIELDS)
+        _check_output_names(table, "opensearch.rename", outputs, OPENSEARCH_METADATA_FIELDS | {FULL_KEY_FIELD})
     return mapping
 
 

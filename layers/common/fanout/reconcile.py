@@ -8,6 +8,16 @@ Three kinds of drift, per table and sink:
   builders (renames, exclusions, projections, key formats, conversions);
 - **orphan**: the sink holds a live row the source does not have.
 
+Two more counts are not drift, and no repair can clear them:
+
+- **refused**: a source row the sink can never take as the mapping shapes it
+  (an item above DynamoDB's 400 KB, a value with no form in the sink, or a
+  write the sink refused during the repair), with the reason. The fetcher
+  recorded it in the dead-letter queue when it met it; reconcile reports it on
+  every run but neither repairs it nor records it again;
+- **unchecked**: a source row whose comparison failed (a sink read failed, a
+  value could not be compared), with the reason: nothing is skipped silently.
+
 Full mode streams both sides in constant memory: source rows in keyset pages
 (plain, non-locking reads), each page looked up in OpenSearch (an ``ids``
 query) and DynamoDB (BatchGetItem, consistent); then each sink is scanned
@@ -51,19 +61,22 @@ from typing import Any
 
 from .backfill import Key, after_key_sql, key_bound_params, key_changes
 from .change import Change
-from .documents import UnrepresentableRow, dynamodb_key, opensearch_document_id
+from .documents import dynamodb_key, dynamodb_refusal, opensearch_document_id, opensearch_refusal
 from .fetcher import FetchFailed, ReadRow, Reject, apply_changes
-from .mapping import Mappings, TableMapping
+from .mapping import FULL_KEY_FIELD, Mappings, TableMapping
 from .observability import log
+from .redaction import describe_error
 from .sink_keys import dynamodb_item_key, opensearch_key
 from .sinks import Outcome, Sink
+from .sinks.dynamodb_sink import read_numbers_exactly
 from .source_reader import _quote
 from .source_values import typed_row
 from .verify import dynamodb_problem, opensearch_problem
 
 OPENSEARCH, DYNAMODB = "opensearch", "dynamodb"
 MISSING, STALE, ORPHAN = "missing", "stale", "orphan"
-KINDS = (MISSING, STALE, ORPHAN)
+REFUSED, UNCHECKED = "refused", "unchecked"  # reported beside the drift, never repaired
+KINDS = (MISSING, STALE, ORPHAN, REFUSED, UNCHECKED)
 MAX_EXAMPLES = 20  # per table, sink and kind: the report stays small on a big drift
 BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem keys per request
 MAX_RESULT_WINDOW = 10_000  # OpenSearch's default index.max_result_window: the most hits one search returns
@@ -75,6 +88,8 @@ class SinkTally:
     missing: int = 0
     stale: int = 0
     orphan: int = 0
+    refused: int = 0
+    unchecked: int = 0
     repaired: int = 0
     unrepaired: int = 0
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in KINDS})
@@ -94,6 +109,8 @@ class SinkTally:
             "missing": self.missing,
             "stale": self.stale,
             "orphan": self.orphan,
+            "refused": self.refused,
+            "unchecked": self.unchecked,
             "repaired": self.repaired,
             "unrepaired": self.unrepaired,
             "examples": {k: v for k, v in self.examples.items() if v},
@@ -122,9 +139,18 @@ class ReconcileReport:
         return sum(t.unrepaired for sinks in self.tables.values() for t in sinks.values())
 
     @property
+    def refused(self) -> int:
+        return sum(t.refused for sinks in self.tables.values() for t in sinks.values())
+
+    @property
+    def unchecked(self) -> int:
+        return sum(t.unchecked for sinks in self.tables.values() for t in sinks.values())
+
+    @property
     def agrees(self) -> bool:
-        """Everything agrees now: nothing found, or everything found was repaired."""
-        return self.unrepaired == 0
+        """Everything agrees now: nothing found, or everything found was repaired; and no row was refused
+        by a sink or left unchecked."""
+        return self.unrepaired == 0 and self.refused == 0 and self.unchecked == 0
 
     @property
     def rows_per_s(self) -> float:
@@ -138,6 +164,8 @@ class ReconcileReport:
             "agrees": self.agrees,
             "drift": self.drift,
             "unrepaired": self.unrepaired,
+            "refused": self.refused,
+            "unchecked": self.unchecked,
             "source_rows": self.source_rows,
             "elapsed_s": round(self.elapsed_s, 3),
             "source_rows_per_s": round(self.rows_per_s, 1),
@@ -152,10 +180,16 @@ class ReconcileReport:
                     f"{table} -> {sink}: {t.checked} checked, {t.missing} missing, {t.stale} stale, "
                     f"{t.orphan} orphan{'s' if t.orphan != 1 else ''}"
                 )
+                line += f", {t.refused} refused" if t.refused else ""
+                line += f", {t.unchecked} unchecked" if t.unchecked else ""
                 if self.repair:
                     line += f"; repaired {t.repaired}, unrepaired {t.unrepaired}"
                 lines.append(line)
         verdict = "source and sinks agree" if self.agrees else f"DRIFT: {self.unrepaired} difference(s) remain"
+        if self.refused:
+            verdict += f"; {self.refused} row(s) refused by a sink (see the reasons; fix the mapping, then backfill)"
+        if self.unchecked:
+            verdict += f"; {self.unchecked} row(s) could not be checked"
         lines.append(f"{verdict} [{self.mode}, {self.elapsed_s:.1f}s]")
         return "\n".join(lines)
 
@@ -173,8 +207,10 @@ class SinkReaders:
     """Batched reads of what the sinks hold, with the clients reconcile is given."""
 
     def __init__(self, opensearch: Any, dynamodb: Any, default_table: str) -> None:
-        self.opensearch = opensearch  # opensearch-py client
-        self.dynamodb = dynamodb  # boto3 DynamoDB service resource
+        # opensearch-py client reading JSON numbers exactly (fanout.sinks.opensearch_sink.make_client)
+        self.opensearch = opensearch
+        # boto3 DynamoDB service resource, made to read an N of any length (one such item must not fail a page)
+        self.dynamodb = read_numbers_exactly(dynamodb)
         self.default_table = default_table
 
     def table_name(self, mapping: TableMapping) -> str:
@@ -213,13 +249,14 @@ class SinkReaders:
                 raise RuntimeError(f"DynamoDB kept {len(request[name]['Keys'])} keys of {name} unprocessed")
         return items
 
-    def document_ids(self, mapping: TableMapping, page_size: int) -> Iterator[list[str]]:
+    def document_ids(self, mapping: TableMapping, page_size: int) -> Iterator[list[tuple[str, Any]]]:
+        """Every document's (id, full key kept for a bounded id or None), a page at a time, in id order."""
         from opensearchpy.exceptions import NotFoundError
 
         after: list[Any] | None = None
         while True:
             body: dict[str, Any] = {"query": {"match_all": {}}, "size": page_size, "sort": [{"_id": "asc"}]}
-            body.update(_source=False, track_total_hits=False)  # no count per page: it would cost a pass
+            body.update(_source=[FULL_KEY_FIELD], track_total_hits=False)  # no count per page: it would cost a pass
             if after is not None:
                 body["search_after"] = after
             try:
@@ -228,10 +265,10 @@ class SinkReaders:
                 return
             if not hits:
                 return
-            yield [hit["_id"] for hit in hits]
+            yield [_id_and_full_key(hit) for hit in hits]
             after = hits[-1]["sort"]
 
-    def random_document_ids(self, mapping: TableMapping, size: int, page_size: int) -> Iterator[list[str]]:
+    def random_document_ids(self, mapping: TableMapping, size: int, page_size: int) -> Iterator[list[tuple[str, Any]]]:
         """About ``size`` document ids drawn uniformly at random (a seeded ``random_score``), a page at a time."""
         from opensearchpy.exceptions import NotFoundError
 
@@ -239,7 +276,7 @@ class SinkReaders:
         body = {
             "query": {"function_score": {**scored, "boost_mode": "replace"}},
             "size": min(size, MAX_RESULT_WINDOW),
-            "_source": False,
+            "_source": [FULL_KEY_FIELD],
             "track_total_hits": False,
         }
         try:
@@ -247,7 +284,7 @@ class SinkReaders:
         except NotFoundError:
             return
         for i in range(0, len(hits), page_size):
-            yield [hit["_id"] for hit in hits[i : i + page_size]]
+            yield [_id_and_full_key(hit) for hit in hits[i : i + page_size]]
 
     def live_items(
         self, mapping: TableMapping, page_size: int, segment: tuple[int, int] | None = None
@@ -273,6 +310,10 @@ class SinkReaders:
             if "LastEvaluatedKey" not in page:
                 return
             options["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _id_and_full_key(hit: dict[str, Any]) -> tuple[str, Any]:
+    return hit["_id"], (hit.get("_source") or {}).get(FULL_KEY_FIELD)
 
 
 def _change(mapping: TableMapping, key: Key) -> Change:
@@ -353,8 +394,18 @@ class _Repairer:
             return
         changes, _ = key_changes(mapping, self.mappings, list(drifted), "reconcile-repair", self.reject)
         outcomes: dict[tuple[str, str], str] = {}
+        refusals: dict[tuple[str, str], str] = {}
+
+        def refused(reason: str, payload: Any, correlation_id: str) -> None:
+            # A row a sink refuses now was refused (and recorded) when the fetcher met it: reconcile reports
+            # it on every run instead of adding a dead letter each time.
+            sink, _, detail = reason.partition(": ")
+            for message in payload.get("changes", []) if isinstance(payload, dict) else []:
+                key = tuple(message.get("pk", {}).get(c) for c in mapping.key_columns)
+                refusals[(_change(mapping, key).document_id, sink)] = detail
+
         try:
-            fetched = apply_changes(changes, self.mappings, self.read_row, self.sinks, self.reject)
+            fetched = apply_changes(changes, self.mappings, self.read_row, self.sinks, refused)
             for o in fetched.outcomes:
                 outcomes[(str(o["key"]), str(o["sink"]))] = str(o["outcome"])
         except FetchFailed as exc:
@@ -364,7 +415,9 @@ class _Repairer:
             for sink in sinks:
                 tally = self.report.tally(mapping.table, sink)
                 cleared = outcomes.get((document_id, sink)) in (Outcome.WRITTEN.value, Outcome.DELETED.value)
-                if cleared:
+                if (document_id, sink) in refusals:
+                    tally.add(REFUSED, list(key), f"refused when repaired: {refusals[(document_id, sink)]}")
+                elif cleared:
                     tally.repaired += 1
                 else:
                     tally.unrepaired += 1
@@ -376,51 +429,86 @@ def _compare_page(
     readers: SinkReaders,
     report: ReconcileReport,
 ) -> dict[Key, set[str]]:
+    """Compare a page of source rows with each sink; the keys to repair, with the sinks that differ.
+
+    Every row is counted once per sink: checked and in agreement, drift (missing, stale), refused (the sink
+    can never take it: not repaired) or unchecked (with the reason). A failed read of the sink leaves its
+    whole page unchecked, never the rest of the run.
+    """
     drifted: dict[Key, set[str]] = {}
     keyed: list[tuple[Key, Change, dict[str, Any]]] = []
     for row in rows:
         key = tuple(row[c] for c in mapping.key_columns)
         keyed.append((key, _change(mapping, key), row))
+    version = int(time.time() * 1_000_000)  # sizes an item as the fetcher's would be (a version of today)
     if mapping.opensearch_enabled:
         tally = report.tally(mapping.table, OPENSEARCH)
-        ids: dict[Key, str] = {}
-        for key, change, _ in keyed:
-            try:
-                ids[key] = opensearch_document_id(mapping, change)
-            except UnrepresentableRow:
-                continue  # the fetcher records such rows in the dead-letter queue; nothing to compare
-        docs = readers.documents(mapping, list(ids.values()))
-        for key, _, row in keyed:
-            if key not in ids:
-                continue
-            tally.checked += 1
-            doc = docs.get(ids[key])
-            problem = opensearch_problem(mapping, row, doc)
-            if problem:
-                tally.add(MISSING if doc is None else STALE, list(key), problem)
-                drifted.setdefault(key, set()).add(OPENSEARCH)
+        try:
+            docs = readers.documents(mapping, [opensearch_document_id(mapping, change) for _, change, _ in keyed])
+        except Exception as exc:  # noqa: BLE001 - reported as this page's unchecked rows
+            _unchecked(mapping, OPENSEARCH, tally, keyed, exc)
+        else:
+            for key, change, row in keyed:
+                tally.checked += 1
+                try:
+                    doc = docs.get(opensearch_document_id(mapping, change))
+                    problem = opensearch_problem(mapping, row, doc)
+                    refusal = opensearch_refusal(mapping, row) if problem else ""  # only a differing row
+                except Exception as exc:  # noqa: BLE001 - one row must not stop the check
+                    tally.add(UNCHECKED, list(key), f"could not compare: {describe_error(exc)}")
+                    continue
+                if refusal:
+                    tally.add(REFUSED, list(key), f"OpenSearch cannot hold it: {refusal}")
+                elif problem:
+                    tally.add(MISSING if doc is None else STALE, list(key), problem)
+                    drifted.setdefault(key, set()).add(OPENSEARCH)
     if mapping.dynamodb_enabled:
         tally = report.tally(mapping.table, DYNAMODB)
-        sink_keys: dict[Key, dict[str, str]] = {}
-        for key, change, _ in keyed:
-            try:
-                sink_keys[key] = dynamodb_key(mapping, change)
-            except UnrepresentableRow:
-                continue
-        found = readers.items(mapping, list(sink_keys.values()))
         attributes = sorted(mapping.dynamodb_key_attributes)
-        by_key = {tuple(item.get(a) for a in attributes): item for item in found}
-        for key, _, row in keyed:
-            if key not in sink_keys:
-                continue
-            tally.checked += 1
-            item = by_key.get(tuple(sink_keys[key][a] for a in attributes))
-            problem = dynamodb_problem(row, item, mapping)
-            if problem:
-                live = item is not None and not item.get("_deleted", False)
-                tally.add(STALE if live else MISSING, list(key), problem)
-                drifted.setdefault(key, set()).add(DYNAMODB)
+        try:
+            sink_keys = {
+                key: dynamodb_key(mapping, change) for key, change, row in keyed if not _empty_key(mapping, change)
+            }
+            found = readers.items(mapping, list(sink_keys.values()))
+        except Exception as exc:  # noqa: BLE001 - reported as this page's unchecked rows
+            _unchecked(mapping, DYNAMODB, tally, keyed, exc)
+        else:
+            by_key = {tuple(item.get(a) for a in attributes): item for item in found}
+            for key, change, row in keyed:
+                tally.checked += 1
+                try:
+                    item = by_key.get(tuple(sink_keys[key][a] for a in attributes)) if key in sink_keys else None
+                    problem = dynamodb_problem(row, item, mapping)
+                    refusal = dynamodb_refusal(mapping, change, row, version) if problem else ""
+                except Exception as exc:  # noqa: BLE001 - one row must not stop the check
+                    tally.add(UNCHECKED, list(key), f"could not compare: {describe_error(exc)}")
+                    continue
+                if refusal:
+                    tally.add(REFUSED, list(key), f"DynamoDB cannot hold it: {refusal}")
+                elif problem:
+                    live = item is not None and not item.get("_deleted", False)
+                    tally.add(STALE if live else MISSING, list(key), problem)
+                    drifted.setdefault(key, set()).add(DYNAMODB)
     return drifted
+
+
+def _empty_key(mapping: TableMapping, change: Change) -> bool:
+    """A key that renders empty: the sink refuses the row (reported as refused), there is nothing to look up."""
+    try:
+        dynamodb_key(mapping, change)
+    except ValueError:
+        return True
+    return False
+
+
+def _unchecked(
+    mapping: TableMapping, sink: str, tally: SinkTally, keyed: list[tuple[Key, Change, dict[str, Any]]], exc: Exception
+) -> None:
+    log(logging.ERROR, "reconcile could not read a page from a sink", table=mapping.table, sink=sink,
+        rows=len(keyed), error=describe_error(exc))  # fmt: skip
+    for key, _, _ in keyed:
+        tally.checked += 1
+        tally.add(UNCHECKED, list(key), f"could not read {sink}: {describe_error(exc)}")
 
 
 def _remove_foreign(readers: SinkReaders, mapping: TableMapping, sink: str, entry: Any) -> bool:
@@ -544,7 +632,10 @@ def reconcile(
                 if sample
                 else readers.document_ids(mapping, page_size)
             )
-            os_pages = ([(opensearch_key(mapping, doc_id), doc_id, doc_id) for doc_id in ids] for ids in id_pages)
+            os_pages = (
+                [(opensearch_key(mapping, doc_id, full_key), doc_id, doc_id) for doc_id, full_key in ids]
+                for ids in id_pages
+            )
             _orphans(
                 conn,
                 mapping,

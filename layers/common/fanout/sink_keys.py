@@ -6,6 +6,10 @@ and placeholders are separated by characters an encoded value cannot contain.
 So a format is read back with a regular expression in which each placeholder
 matches the encoded alphabet only; ``{table}`` must be the table itself.
 
+A bounded id (a key longer than the sink's id, :func:`fanout.documents.bounded_sink_id`)
+is read back from the full id kept beside it (``_fanout_key``): it is this
+table's key only if that full id parses and bounds to exactly the stored id.
+
 A sink key that does not parse is not a key of this table's mapping: reconcile
 reports it as an orphan it cannot repair through the fetch path.
 """
@@ -17,7 +21,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from .change import KeyValue
-from .mapping import KEY_SEPARATOR, KeyFormat, TableMapping, encode_key_value
+from .documents import MAX_DOCUMENT_ID_BYTES, bounded_sink_id, dynamodb_key_limits, is_bounded_id
+from .mapping import FULL_KEY_FIELD, KEY_SEPARATOR, KeyFormat, TableMapping, encode_key_value
 
 _ENCODED = r"[A-Za-z0-9_.~%-]*"
 _ENCODED_WITH_SEPARATOR = r"[A-Za-z0-9_.~%|-]*"
@@ -85,14 +90,31 @@ def parse_sink_key(mapping: TableMapping, rendered: list[tuple[KeyFormat, str]])
     return key
 
 
-def opensearch_key(mapping: TableMapping, doc_id: str) -> tuple[KeyValue, ...] | None:
-    return parse_sink_key(mapping, [(mapping.opensearch_document_id, doc_id)])
+def _full_id(stored: Any, full: Any, limit: int) -> str | None:
+    """The full id a stored (possibly bounded) id stands for, or None if ``full`` does not bound to it."""
+    if not isinstance(stored, str):
+        return None
+    if not is_bounded_id(stored):
+        return stored
+    return full if isinstance(full, str) and bounded_sink_id(full, limit) == stored else None
+
+
+def opensearch_key(mapping: TableMapping, doc_id: str, full_id: Any = None) -> tuple[KeyValue, ...] | None:
+    """The source key of a document id; ``full_id``: the document's ``_fanout_key`` (for a bounded id)."""
+    text = _full_id(doc_id, full_id, MAX_DOCUMENT_ID_BYTES)
+    return None if text is None else parse_sink_key(mapping, [(mapping.opensearch_document_id, text)])
 
 
 def dynamodb_item_key(mapping: TableMapping, item: dict[str, Any]) -> tuple[KeyValue, ...] | None:
-    rendered = [(mapping.dynamodb_partition_key.value, item.get(mapping.dynamodb_partition_key.attribute))]
+    full = item.get(FULL_KEY_FIELD)
+    full = full if isinstance(full, dict) else {}
+    formats = {mapping.dynamodb_partition_key.attribute: mapping.dynamodb_partition_key.value}
     if mapping.dynamodb_sort_key is not None:
-        rendered.append((mapping.dynamodb_sort_key.value, item.get(mapping.dynamodb_sort_key.attribute)))
-    if not all(isinstance(text, str) for _, text in rendered):
-        return None
-    return parse_sink_key(mapping, [(f, str(t)) for f, t in rendered])
+        formats[mapping.dynamodb_sort_key.attribute] = mapping.dynamodb_sort_key.value
+    rendered: list[tuple[KeyFormat, str]] = []
+    for attribute, limit in dynamodb_key_limits(mapping):
+        text = _full_id(item.get(attribute), full.get(attribute), limit)
+        if text is None:
+            return None
+        rendered.append((formats[attribute], text))
+    return parse_sink_key(mapping, rendered)

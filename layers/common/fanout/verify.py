@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from .change import Change
@@ -58,6 +59,18 @@ def _differing(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
     return sorted(k for k in expected.keys() | actual.keys() if expected.get(k, ...) != actual.get(k, ...))
 
 
+def _exact_numbers(value: Any) -> Any:
+    """A JSON value with every float as the Decimal of its shortest form, so that a float column's 1.1 equals
+    the document's 1.1 read back exactly (a Decimal), and a JSON decimal that lost digits does not."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _exact_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_exact_numbers(v) for v in value]
+    return value
+
+
 def opensearch_problem(mapping: TableMapping, source: dict[str, Any] | None, doc: dict[str, Any] | None) -> str:
     if source is None:
         return "" if doc is None else "present in OpenSearch but deleted in the source"
@@ -67,7 +80,7 @@ def opensearch_problem(mapping: TableMapping, source: dict[str, Any] | None, doc
         expected = opensearch_document(mapping, source)
     except UnrepresentableRow as exc:
         return f"the source row cannot be an OpenSearch document: {exc}"
-    differing = _differing(expected, doc)
+    differing = _differing(_exact_numbers(expected), _exact_numbers(doc))
     return f"OpenSearch differs in {differing}" if differing else ""
 
 

@@ -25,8 +25,13 @@ parallel: one request per row, one unit per KB.
 
 An item that can never be written is refused for that row (RowRejected): one
 above DynamoDB's 400 KB item limit (measured here, before sending, as
-DynamoDB counts it), one whose key renders empty or too long, or one DynamoDB
-answers with ValidationException.
+DynamoDB counts it), one whose key renders empty, or one DynamoDB answers with
+ValidationException. A key longer than DynamoDB's limits is bounded, not
+refused (fanout.documents.bounded_sink_id).
+
+Reading back: :func:`read_numbers_exactly` makes a boto3 resource read any N,
+however many digits (boto3 alone raises ``decimal.Rounded`` above 38 plain
+digits, which an item written by someone else, or by an older fanout, may hold). Throttling and outages are retried.
 """
 
 from __future__ import annotations
@@ -36,11 +41,14 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer
+
 from ..change import Change
-from ..documents import MAX_ITEM_BYTES, UnrepresentableRow, dynamodb_item, dynamodb_item_size, dynamodb_tombstone
+from ..documents import UnrepresentableRow, check_item_size, dynamodb_item, dynamodb_tombstone
 from ..mapping import TableMapping
 from ..source_reader import RowState
 from . import Outcome, RowRejected, SinkError
@@ -182,14 +190,9 @@ class DynamoDBSink:
             else:
                 item = dynamodb_item(mapping, change, state.row, state.version)
                 done = Outcome.WRITTEN
+            size = check_item_size(item)
         except (UnrepresentableRow, TypeError) as exc:  # TypeError: a value with no DynamoDB form
             raise RowRejected(f"DynamoDB cannot hold {where}: {exc}") from exc
-        size = dynamodb_item_size(item)
-        if size > MAX_ITEM_BYTES:
-            raise RowRejected(
-                f"DynamoDB cannot hold {where}: the item is {size} bytes, above the {MAX_ITEM_BYTES}-byte (400 KB) "
-                "item limit; project fewer columns (dynamodb.attributes) or exclude binaries (dynamodb.binary)"
-            )
         return _Write(position, item, size, done, where)
 
     @staticmethod
@@ -328,3 +331,27 @@ def _fail(results: Results, writes: list[_Write], message: str) -> Results:
 def _complete(results: list[Outcome | Exception | None]) -> list[Outcome | Exception]:
     assert all(result is not None for result in results), "every row of the batch has an outcome"
     return [result for result in results if result is not None]
+
+
+class ExactNumberDeserializer(TypeDeserializer):
+    """boto3's TypeDeserializer, but an N becomes the Decimal of all its digits (no 38-digit context)."""
+
+    def _deserialize_n(self, value: str) -> Decimal:
+        return Decimal(value)
+
+
+def read_numbers_exactly(resource: Any) -> Any:
+    """Make a boto3 DynamoDB resource (and every Table and client it hands out) read numbers of any length.
+
+    The resource's client deserialises responses in an ``after-call`` handler; this one replaces it with
+    the same transformation and an exact deserializer. Values boto3 already read are read the same way.
+    """
+    from boto3.dynamodb.transform import TransformationInjector
+
+    events = resource.meta.client.meta.events
+    injector = TransformationInjector(deserializer=ExactNumberDeserializer())
+    events.unregister("after-call.dynamodb", unique_id="dynamodb-attr-value-output")
+    events.register(
+        "after-call.dynamodb", injector.inject_attribute_value_output, unique_id="dynamodb-attr-value-output"
+    )
+    return resource

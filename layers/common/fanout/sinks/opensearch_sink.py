@@ -18,13 +18,22 @@ Batches go in ``_bulk`` requests of at most BULK_MAX_OPERATIONS operations and
 BULK_TARGET_BYTES bytes, capped by the domain's request limit: the sizes AWS and
 OpenSearch recommend (5-15 MiB, 1,000-5,000 operations). The bytes are the
 request's own (the NDJSON the sink sends), so the cap is exact.
+
+Numbers: a JSON column's numbers reach the sink as Decimal; the client
+:func:`make_client` builds writes them with all their digits and reads them back
+exactly (:class:`ExactJSONSerializer`). A plain opensearch-py client would turn
+them into floats: give the sink (and reconcile) a client from :func:`make_client`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
+
+import simplejson
+from opensearchpy.serializer import JSONSerializer
 
 from ..change import Change
 from ..documents import UnrepresentableRow, opensearch_document, opensearch_document_id
@@ -44,16 +53,54 @@ PERMANENT_STATUSES = (400, 413)
 MAX_EXTERNAL_VERSION = 2**63 - 1  # external versions are Java longs: the engine refuses a whole _bulk beyond it
 
 
+class ExactJSONSerializer(JSONSerializer):
+    """opensearch-py's JSON serializer, but a Decimal is written as a JSON number with all its digits and
+    a JSON number with a fraction or exponent is read back as a Decimal.
+
+    opensearch-py turns a Decimal into a float (and reads numbers as floats), so a JSON column's
+    3.141592653589793238462643383279 would reach the index as 3.141592653589793. OpenSearch keeps the
+    ``_source`` text as sent; the indexed value is what the field's mapping makes of it (a ``double``
+    rounds to 17 digits for search and sorting, the document still returns every digit).
+    """
+
+    def dumps(self, data: Any) -> Any:
+        if isinstance(data, str):
+            return data
+        try:
+            return simplejson.dumps(
+                data, default=self.default, use_decimal=True, ensure_ascii=False, separators=(",", ":")
+            )
+        except (ValueError, TypeError) as exc:
+            from opensearchpy.exceptions import SerializationError
+
+            raise SerializationError(data, exc) from exc
+
+    def loads(self, s: str) -> Any:
+        try:
+            return json.loads(s, parse_float=Decimal)
+        except (ValueError, TypeError) as exc:
+            from opensearchpy.exceptions import SerializationError
+
+            raise SerializationError(s, exc) from exc
+
+
 def _ndjson(line: dict[str, Any]) -> bytes:
-    """One _bulk line as sent (opensearch-py sends a bytes body as it is)."""
-    return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    """One _bulk line as sent, numbers exact (opensearch-py sends a bytes body as it is)."""
+    return str(ExactJSONSerializer().dumps(line)).encode("utf-8") + b"\n"
+
+
+def document_bytes(body: dict[str, Any]) -> int:
+    """The size of a document as the sink's client sends it."""
+    return len(ExactJSONSerializer().dumps(body).encode("utf-8"))
 
 
 def make_client(endpoint: str, auth: str = "none") -> Any:
-    """An opensearch-py client for the endpoint (SigV4-signed for Amazon OpenSearch Service)."""
+    """An opensearch-py client for the endpoint (SigV4-signed for Amazon OpenSearch Service), with exact
+    JSON numbers both ways (:class:`ExactJSONSerializer`): the sink and reconcile need that."""
     from opensearchpy import OpenSearch, RequestsHttpConnection
 
     options: dict[str, Any] = {
+        "serializer": ExactJSONSerializer(),
         "hosts": [endpoint],
         "timeout": 10,
         "max_retries": 2,
@@ -128,7 +175,7 @@ class OpenSearchSink:
             raise RowRejected(f"OpenSearch cannot hold {where}: {exc}") from exc
         size = 0
         if body is not None:
-            size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+            size = document_bytes(body)
             if size > self._max_request_bytes:
                 raise RowRejected(
                     f"OpenSearch cannot hold {where}: the document is {size} bytes, above the "
