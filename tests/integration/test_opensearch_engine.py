@@ -30,7 +30,7 @@ from fanout.sinks import Outcome, RowRejected
 from fanout.sinks.dynamodb_sink import DynamoDBSink
 from fanout.sinks.opensearch_sink import MAX_EXTERNAL_VERSION, OpenSearchSink, make_client
 from fanout.source_reader import RowState, read_row, read_rows
-from tests.conftest import aws_client
+from tests.conftest import aws_client, aws_resource
 
 EDGES = """
 CREATE TABLE edges (
@@ -62,6 +62,7 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any, local_
         "mapping": mapping,
         "opensearch": client,
         "table": replica_table,
+        "dynamodb": aws_resource(local_aws, "dynamodb"),
         "sqs": sqs,
         "queue": queue,
         "reject": QueueRejectRecorder(sqs, queue, source="fetcher"),
@@ -240,9 +241,9 @@ def test_reconcile_never_asks_for_more_hits_than_the_result_window(world: dict[s
         world["opensearch"].index(index=index, id=str(key), body={"id": key}, refresh=True)
 
     # When reconcile samples more documents than the window holds, and pages through all ids
-    readers = SinkReaders(world["opensearch"], None, world["table"].name)  # only the OpenSearch readers
-    sampled = [doc_id for page in readers.random_document_ids(world["mapping"], 50_000, 500) for doc_id in page]
-    listed = [doc_id for page in readers.document_ids(world["mapping"], 2) for doc_id in page]
+    readers = SinkReaders(world["opensearch"], world["dynamodb"], world["table"].name)
+    sampled = [doc_id for page in readers.random_document_ids(world["mapping"], 50_000, 500) for doc_id, _ in page]
+    listed = [doc_id for page in readers.document_ids(world["mapping"], 2) for doc_id, _ in page]
 
     # Then the engine answered both (a request over the window would have raised)
     assert sorted(sampled) == ["1", "2", "3"]

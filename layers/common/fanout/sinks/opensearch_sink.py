@@ -64,7 +64,7 @@ class ExactJSONSerializer(JSONSerializer):
     """
 
     def dumps(self, data: Any) -> Any:
-        if isinstance(data, str):
+        if isinstance(data, (str, bytes)):  # already serialised (the sink sends _bulk bodies as bytes)
             return data
         try:
             return simplejson.dumps(
