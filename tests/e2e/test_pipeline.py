@@ -65,12 +65,16 @@ def key_change(key: int) -> Change:
 
 
 def document(stack: dict[str, Any], key: int) -> dict[str, Any] | None:
-    from opensearchpy.exceptions import NotFoundError
+    from opensearchpy.exceptions import NotFoundError, TransportError
 
     try:
         return stack["opensearch"].get(index=POSTS.opensearch_index, id=str(key))["_source"]
     except NotFoundError:
         return None
+    except TransportError as exc:
+        if exc.status_code == 503:  # the fetcher is creating the index: its shard is not started yet
+            return None
+        raise
 
 
 def item(stack: dict[str, Any], key: int) -> dict[str, Any] | None:
