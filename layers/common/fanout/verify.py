@@ -9,6 +9,7 @@ disagree.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -25,6 +26,8 @@ from .documents import (
 from .mapping import BOOKKEEPING_ATTRIBUTES, TableMapping
 from .source_reader import has_exact_key, select_row_sql
 from .source_values import typed_row
+
+SHARD_START_ATTEMPTS = 50  # 0.2 s apart: a new index's shard starts within a second or two
 
 BOOKKEEPING = BOOKKEEPING_ATTRIBUTES | {"pk"}
 
@@ -115,16 +118,23 @@ def fetch_sink_state(
     mapping: TableMapping, change: Change, opensearch_client: Any, table_for: TableFor
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """What OpenSearch (``_source``) and DynamoDB (the item) hold for the change's key (None: nothing)."""
-    from opensearchpy.exceptions import NotFoundError
+    from opensearchpy.exceptions import NotFoundError, TransportError
 
     doc: dict[str, Any] | None = None
     if mapping.opensearch_enabled:
-        try:
-            doc = opensearch_client.get(index=mapping.opensearch_index, id=opensearch_document_id(mapping, change))[
-                "_source"
-            ]
-        except NotFoundError:
-            doc = None
+        doc_id = opensearch_document_id(mapping, change)
+        for attempt in range(SHARD_START_ATTEMPTS):
+            try:
+                doc = opensearch_client.get(index=mapping.opensearch_index, id=doc_id)["_source"]
+                break
+            except NotFoundError:
+                doc = None
+                break
+            except TransportError as exc:
+                # an index just created (or recovering after a restart) answers 503 until its shard starts
+                if exc.status_code != 503 or attempt == SHARD_START_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2)
     item = None
     if mapping.dynamodb_enabled:
         key = dynamodb_key(mapping, change)
