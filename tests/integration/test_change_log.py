@@ -401,3 +401,65 @@ def test_status_shows_depth_and_the_age_of_the_oldest_row(sessions: Any) -> None
 
     assert status.depth == 4
     assert status.oldest is not None and status.oldest_age_seconds is not None and status.oldest_age_seconds >= 0
+
+
+# --------------------------------------------------------------------------- the handlers
+
+
+def test_a_ring_makes_the_parser_handler_drain_and_an_old_format_payload_is_still_handed_on(
+    sessions: Any, db_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fanout.parser import LambdaForwarder
+    from fanout.rejects import QueueRejectRecorder
+    from tests.unit.fakes import FakeContext, FakeLambdaClient, FakeSQSClient, load_app, load_event
+
+    app_module = load_app("parser_fn/app.py", "parser_app_change_log")
+    lambda_client, sqs = FakeLambdaClient(), FakeSQSClient()
+    monkeypatch.setattr(
+        app_module,
+        "_dependencies",
+        lambda: (LambdaForwarder(lambda_client, "fetcher"), QueueRejectRecorder(sqs, "https://dlq", source="parser")),
+    )
+    monkeypatch.delenv("AWS_XRAY_DAEMON_ADDRESS", raising=False)
+    app = sessions()
+    insert_posts(app, 3)
+    context = FakeContext(aws_request_id="req-ring-1")
+    context.get_remaining_time_in_millis = lambda: 60_000  # type: ignore[attr-defined]
+
+    # When the parser is rung (events/ring.json is what a trigger sends)
+    try:
+        drained = app_module.handler(load_event("ring.json"), context)
+        # And an invoke of the per-row triggers (format version 1) arrives, in flight during an upgrade
+        legacy = app_module.handler(load_event("update.json"), FakeContext(aws_request_id="req-old-1"))
+    finally:
+        app_module._database().close()
+        app_module._database.cache_clear()
+
+    # Then the ring drained the log into one fetcher invoke, and the old payload went on as before
+    assert drained["claimed"] == 3 and drained["forwarded"] == 3
+    assert legacy == {"accepted": 1, "rejected": 0, "reason": ""}
+    first, second = (json.loads(call["Payload"])["changes"] for call in lambda_client.invocations)
+    assert [m["pk"] for m in first] == [{"id": 1}, {"id": 2}, {"id": 3}]
+    assert {m["correlation_id"] for m in first} == {"req-ring-1"}
+    assert [m["pk"] for m in second] == [{"id": 1}]
+    assert log_depth(app) == 0
+
+
+def test_the_sweeper_rings_the_parser_only_while_rows_wait(sessions: Any, source: Any) -> None:
+    from fanout.change_log import ring_if_waiting
+    from tests.unit.fakes import FakeLambdaClient
+
+    app, conn = sessions(), sessions()
+    lambda_client = FakeLambdaClient()
+
+    empty = ring_if_waiting(conn, lambda_client, "the-parser")
+    # A drainer holding the lock (alive or a dead session) does not stop the sweeper's ring
+    execute(sessions(), "SELECT GET_LOCK(%s, 0)", drain_lock_name(source.name))
+    insert_posts(app, 2)
+    waiting = ring_if_waiting(conn, lambda_client, "the-parser")
+
+    assert empty is not None and empty.depth == 0
+    assert waiting is not None and waiting.depth == 2
+    [call] = lambda_client.invocations
+    assert call["FunctionName"] == "the-parser" and call["InvocationType"] == "Event"
+    assert is_ring(json.loads(call["Payload"]))
