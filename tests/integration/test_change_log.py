@@ -463,3 +463,16 @@ def test_the_sweeper_rings_the_parser_only_while_rows_wait(sessions: Any, source
     [call] = lambda_client.invocations
     assert call["FunctionName"] == "the-parser" and call["InvocationType"] == "Event"
     assert is_ring(json.loads(call["Payload"]))
+
+
+def test_fanout_status_reports_the_change_log_depth_and_oldest_age(sessions: Any, db_env: Any) -> None:
+    from fanout.cli.status import _change_log_line, change_log
+
+    app = sessions()
+    insert_posts(app, 3)
+
+    entry = change_log()
+
+    assert entry["depth"] == 3 and entry["oldest_age_seconds"] >= 0
+    assert _change_log_line(entry).startswith("change log: 3 row(s) waiting, oldest ")
+    assert change_log({"DB_HOST": ""})["error"].startswith("not read: ")
