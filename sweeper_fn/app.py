@@ -57,8 +57,6 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
     deps = _dependencies()
     try:
-        if deps.settings.parser_function:
-            ring_if_waiting(deps.database.get(), deps.lambda_client, deps.settings.parser_function)
         report = sweep(
             deps.database.get(),
             deps.lambda_client,
@@ -66,6 +64,8 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             max_rows=deps.settings.max_rows,
             time_left=lambda: context.get_remaining_time_in_millis() > TIME_MARGIN_MS,
         )
+        if deps.settings.parser_function and not report.busy:  # one sweeper at a time rings, too
+            ring_if_waiting(deps.database.get(), deps.lambda_client, deps.settings.parser_function)
     except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
         deps.database.close()  # the next run opens a fresh connection
         raise

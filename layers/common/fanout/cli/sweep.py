@@ -9,7 +9,8 @@ and rings the parser when rows wait in the change log (V006 on). Use this comman
 drain the fallback table by hand (after fixing the Aurora grants, say) or to look.
 Needs DB_HOST, DB_NAME, DB_USER/DB_PASSWORD or DB_SECRET_ARN, and for a run also
 DEAD_LETTER_QUEUE_URL (where payloads Lambda refuses are recorded) and the AWS
-credentials and region to invoke the parser.
+credentials and region to invoke the parser; with PARSER_FUNCTION_NAME set, a run
+also rings the parser when rows wait in the change log, as the SweeperFunction does.
 """
 
 from __future__ import annotations
@@ -47,19 +48,25 @@ def _sweep(args: argparse.Namespace) -> int:
         return 0
     import boto3
 
+    from ..change_log import ring_if_waiting
     from ..rejects import QueueRejectRecorder
 
     sweeper = SweeperSettings.from_env()
     conn = connect(settings)
     try:
+        lambda_client = boto3.client("lambda")
         report = sweep(
             conn,
-            boto3.client("lambda"),
+            lambda_client,
             QueueRejectRecorder(boto3.client("sqs"), sweeper.dead_letter_queue_url, source="sweeper"),
             max_rows=args.max_rows or sweeper.max_rows,
         )
+        ring = sweeper.parser_function and not report.busy
+        log_status = ring_if_waiting(conn, lambda_client, sweeper.parser_function) if ring else None
     finally:
         conn.close()
+    if log_status is not None and log_status.depth and not args.json:
+        print(f"change log: {log_status.depth} row(s) waiting; the parser was rung to drain them")
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
