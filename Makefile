@@ -92,3 +92,5 @@ bench: install ## benchmarks (ratios, side by side in one run) -> bench/results/
 	$(PY) bench/bench_fetch_path.py
 	$(PY) bench/bench_capture_triggers.py
 	$(PY) bench/bench_backfill_reconcile.py
+	$(PY) local/stack.py up
+	$(PY) bench/bench_capture.py  # through the deployed local stack: per-row vs change log

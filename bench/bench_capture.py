@@ -39,6 +39,9 @@ from local.stack import source_connection  # noqa: E402
 SHIM_DELAY_MS = 35
 DEFAULT_SIZES = (1, 100, 1000)
 SETTLE_TIMEOUT_SECONDS = 600
+SESSIONS = 8
+SESSION_ROWS = 400  # rows per multi-session run
+STEADY_RATE = 50.0  # rows/s in all, for the steady run
 DESIGNS = {"per-row": 4, "change log": 6}  # the migration whose triggers each design runs
 OUTBOX = "fanout_lambda_async_outbox"
 
@@ -164,6 +167,85 @@ def run_size(conn: Any, sinks: Sinks, n: int) -> dict[str, Any]:
     return out
 
 
+def arrivals(sinks: Sinks, committed: dict[int, float], title: str) -> dict[int, float]:
+    """When each key was first seen in both sinks (polled every 0.2 s, 100 keys per request)."""
+    seen: dict[int, float] = {}
+    started = time.monotonic()
+    while len(seen) < len(committed):
+        if time.monotonic() - started > SETTLE_TIMEOUT_SECONDS:
+            raise RuntimeError(f"the sinks did not settle within {SETTLE_TIMEOUT_SECONDS}s")
+        now = time.time()
+        pending = [k for k in committed if k not in seen]
+        for start in range(0, len(pending), 100):
+            seen.update({k: now for k in _both(sinks, pending[start : start + 100], title)})
+        time.sleep(0.2)
+    return seen
+
+
+def _both(sinks: Sinks, keys: list[int], title: str) -> set[int]:
+    docs = sinks.opensearch.mget(index="posts", body={"ids": [str(k) for k in keys]})["docs"]
+    in_search = {int(d["_id"]) for d in docs if d.get("found") and d["_source"].get("title") == title}
+    answer = sinks.dynamodb.batch_get_item(
+        RequestItems={sinks.table: {"Keys": [{"pk": f"posts#{k}"} for k in keys], "ConsistentRead": True}}
+    )
+    in_items = {
+        int(i["pk"].split("#", 1)[1])
+        for i in answer["Responses"].get(sinks.table, [])
+        if i.get("title") == title and not i.get("_deleted")
+    }
+    return in_search & in_items
+
+
+def sessions_run(env: dict[str, str], sinks: Sinks, rows: int, rate: float | None) -> dict[str, Any]:
+    """Single-row autocommit INSERTs from SESSIONS sessions, at ``rate`` rows/s in all (None: flat out)."""
+    import threading
+
+    title = f"bench sessions {uuid.uuid4().hex[:8]}"
+    committed: dict[int, float] = {}
+    lock = threading.Lock()
+    per_session = rows // SESSIONS
+    conns = [source_connection(env) for _ in range(SESSIONS)]
+    for conn in conns:
+        with conn.cursor() as cur:
+            cur.execute("SET @fanout_shim_delay_ms = %s", (SHIM_DELAY_MS,))
+    before = calls_so_far(conns[0])
+    start = time.monotonic()
+
+    def write(index: int, conn: Any) -> None:
+        for n in range(per_session):
+            if rate is not None:  # session i writes at rate/SESSIONS, offset so the sessions interleave
+                due = start + (n * SESSIONS + index) / rate
+                time.sleep(max(0.0, due - time.monotonic()))
+            with conn.cursor() as cur:
+                cur.execute("INSERT INTO posts (title, body, author) VALUES (%s, 'b', 'bench')", (title,))
+                key = int(cur.lastrowid)
+            with lock:
+                committed[key] = time.time()
+
+    threads = [threading.Thread(target=write, args=(i, c)) for i, c in enumerate(conns)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    calls = calls_so_far(conns[0]) - before
+    seen = arrivals(sinks, committed, title)
+    for conn in conns:
+        with conn.cursor() as cur:
+            cur.execute("SET @fanout_disable = 1")
+            cur.execute("DELETE FROM posts WHERE title = %s", (title,))
+        conn.close()
+    lags = sorted(seen[k] - committed[k] for k in committed)
+
+    def pct(q: float) -> float:
+        return lags[min(len(lags) - 1, int(q * len(lags)))]
+
+    return {
+        "rows": len(committed),
+        "calls_per_1000_rows": round(calls * 1000 / len(committed), 1),
+        "commit_to_both_sinks_s": {"p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99)},
+    }
+
+
 def untriggered(conn: Any, n: int) -> dict[str, float]:
     """The same statements with the kill switch on: what the application pays without capture."""
     title = f"bench plain {uuid.uuid4().hex[:8]}"
@@ -184,6 +266,9 @@ def untriggered(conn: Any, n: int) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="rows per statement")
+    parser.add_argument("--session-rows", type=int, default=SESSION_ROWS, help="rows per multi-session run (0: none)")
+    parser.add_argument("--designs", default=",".join(DESIGNS), help="which designs to run (default: both)")
+    parser.add_argument("--name", default="capture", help="results file name: bench/results/<name>.{json,md}")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     env = stack_env()
@@ -196,22 +281,31 @@ def main() -> int:
         for n in sizes:
             results["no_triggers"][str(n)] = untriggered(conn, n)
         for design, version in DESIGNS.items():
+            if design not in args.designs.split(","):
+                continue
             install(conn, version, env["PARSER_FUNCTION_ARN"])
             results["designs"][design] = {}
             for n in sizes:
                 results["designs"][design][str(n)] = run_size(conn, sinks, n)
                 print(design, n, json.dumps(results["designs"][design][str(n)]), flush=True)
+            if args.session_rows:
+                for name, rate in (("steady", STEADY_RATE), ("burst", None)):
+                    outcome = sessions_run(env, sinks, args.session_rows, rate)
+                    results["designs"][design][f"sessions {name}"] = outcome
+                    print(design, name, json.dumps(outcome), flush=True)
     finally:
         install(conn, 6, env["PARSER_FUNCTION_ARN"])  # the stack's own design, whatever happened
         conn.close()
-    write(results)
+    write(results, args.name)
     return 0
 
 
-def write(results: dict[str, Any]) -> None:
+def write(results: dict[str, Any], name: str) -> None:
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "capture.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    if len(results["designs"]) < len(DESIGNS):
+        return  # one design alone: the figures are in the JSON, there is nothing to put side by side
     per_row, log = results["designs"]["per-row"], results["designs"]["change log"]
     lines = [
         f"# Capture: per-row lambda_async vs the change log (deployed local stack, shim at {SHIM_DELAY_MS} ms a call)",
@@ -230,6 +324,24 @@ def write(results: dict[str, Any]) -> None:
                 f"| {a['to_sinks_s']:.1f} | {b['to_sinks_s']:.1f} "
                 f"| {a['to_sinks_s'] / max(b['to_sinks_s'], 1e-3):.1f}× |"
             )
+    if "sessions burst" in per_row:
+        lines += [
+            "",
+            f"{SESSIONS} sessions, single-row autocommit INSERTs ({per_row['sessions burst']['rows']} rows a run):",
+            "",
+            "| run | calls / 1,000 rows per-row | change log | p50 / p95 / p99 COMMIT→both sinks s per-row "
+            "| change log |",
+            "|---|---|---|---|---|",
+        ]
+        for name in ("steady", "burst"):
+            a, b = per_row[f"sessions {name}"], log[f"sessions {name}"]
+            la, lb = a["commit_to_both_sinks_s"], b["commit_to_both_sinks_s"]
+            label = f"steady {STEADY_RATE:g}/s" if name == "steady" else "as fast as they go"
+            lines.append(
+                f"| {label} | {a['calls_per_1000_rows']:g} | {b['calls_per_1000_rows']:g} "
+                f"| {la['p50']:.2f} / {la['p95']:.2f} / {la['p99']:.2f} "
+                f"| {lb['p50']:.2f} / {lb['p95']:.2f} / {lb['p99']:.2f} |"
+            )
     lines += [
         "",
         "calls: lambda_async calls the statement made. statement s: the statement and its COMMIT, with the shim",
@@ -237,7 +349,7 @@ def write(results: dict[str, Any]) -> None:
         "COMMIT→both sinks: until OpenSearch and DynamoDB both hold every row's new state (polled every 0.2 s).",
         "Ratio: per-row over change log. ministack starts a process per Lambda invoke, which weighs on both designs.",
     ]
-    (out / "capture.md").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
