@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from fanout.change_log import drain, is_ring
+from fanout.change_log import DEFAULT_IDLE_SECONDS, drain, is_ring
 from fanout.config import DatabaseSettings, ParserSettings
 from fanout.db import ConnectionHolder
 from fanout.mapping import default_mappings
@@ -65,6 +65,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
                 forward,
                 reject,
                 correlation_id=context.aws_request_id,
+                idle_seconds=DEFAULT_IDLE_SECONDS,
                 time_left=lambda: context.get_remaining_time_in_millis() > TIME_MARGIN_MS,
             )
         except (pymysql.err.OperationalError, pymysql.err.InterfaceError):

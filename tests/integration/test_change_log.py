@@ -476,3 +476,25 @@ def test_fanout_status_reports_the_change_log_depth_and_oldest_age(sessions: Any
     assert entry["depth"] == 3 and entry["oldest_age_seconds"] >= 0
     assert _change_log_line(entry).startswith("change log: 3 row(s) waiting, oldest ")
     assert change_log({"DB_HOST": ""})["error"].startswith("not read: ")
+
+
+def test_a_lingering_drainer_takes_a_stream_of_writes_without_a_ring_each(sessions: Any, source: Any) -> None:
+    app, observer, conn = sessions(), sessions(), sessions()
+    recorder = Recorder()
+    stop = threading.Event()
+    lock = drain_lock_name(source.name)
+    # Given a drainer that keeps the lock while the log is empty (the rung parser's linger)
+    running = DrainInThread(conn, recorder, idle_seconds=60, time_left=lambda: not stop.is_set())
+    wait_until("the drainer to hold the lock", lambda: rows(observer, "SELECT IS_FREE_LOCK(%s)", lock)[0][0] == 0)
+
+    # When single-row writes keep coming
+    for _ in range(5):
+        insert_posts(app, 1)
+    wait_until("the drainer to take them", lambda: len(recorder.forwarded) == 5)
+    stop.set()
+    running.result()
+
+    # Then none of them rang, and all were handed on
+    assert rings(observer) == []
+    assert [k[1][0] for k in recorder.keys()] == [1, 2, 3, 4, 5]
+    assert log_depth(observer) == 0

@@ -45,6 +45,8 @@ from .trigger_sql import CHANGE_LOG_TABLE, RING_FORMAT_VERSION, drain_lock_name
 
 DEFAULT_BATCH_ROWS = 500
 DEFAULT_WAIT_SECONDS = 1  # a waiting claim's innodb_lock_wait_timeout: how long one wait for a writer lasts
+DEFAULT_IDLE_SECONDS = 2.0  # the rung parser: how long it keeps draining an empty log before it ends
+IDLE_POLL_SECONDS = 0.05  # how often a lingering drainer looks (the latency a row pays while one lingers)
 DEFAULT_MAX_SECONDS = 60.0  # without a time_left, how long a drain may keep waiting for an open writer
 _ER_LOCK_WAIT_TIMEOUT = 1205
 _ER_LOCK_DEADLOCK = 1213
@@ -217,11 +219,14 @@ def drain(
     correlation_id: str = "",
     batch_rows: int = DEFAULT_BATCH_ROWS,
     wait_seconds: int = DEFAULT_WAIT_SECONDS,
+    idle_seconds: float = 0.0,
     time_left: Callable[[], bool] | None = None,
 ) -> DrainReport:
     """Drain the change log of ``conn``'s schema (``conn``: a connection of its own, in autocommit mode).
 
-    ``time_left`` is asked before each batch and each wait; when it says no, the
+    ``idle_seconds``: how long the lock holder keeps the lock once the log is empty,
+    looking for new rows (the parser: ``DEFAULT_IDLE_SECONDS``), so that a stream of
+    small writes needs few rings. ``time_left`` is asked before each batch and each wait; when it says no, the
     drain ends and what is left waits for the next ring or the sweeper (default:
     ``DEFAULT_MAX_SECONDS`` from now). Hand-off and database errors propagate after
     the open batch is rolled back (its rows stay).
@@ -239,7 +244,7 @@ def drain(
     report.held_lock = holding
     try:
         try:
-            report.stopped = _run(drainer, conn, lock, holding, time_left)
+            report.stopped = _run(drainer, conn, lock, holding, time_left, idle_seconds)
         finally:
             with suppress(pymysql.err.Error):  # a lost connection has released it already
                 _release(conn, lock)
@@ -254,8 +259,29 @@ def drain(
     return report
 
 
+def _linger(drainer: _Drainer, idle_seconds: float, time_left: Callable[[], bool]) -> bool:
+    """Keep the lock a while with the log empty, looking every ``IDLE_POLL_SECONDS``; True if rows came.
+
+    While the lock is held no statement rings, so a steady stream of small writes is
+    drained by one long-lived drainer instead of ringing once per write.
+    """
+    deadline = time.monotonic() + idle_seconds
+    while time.monotonic() < deadline and time_left():
+        time.sleep(IDLE_POLL_SECONDS)
+        rows = drainer.claim(wait=False)
+        if rows:
+            drainer.hand_off(rows)
+            return True
+    return False
+
+
 def _run(
-    drainer: _Drainer, conn: pymysql.connections.Connection, lock: str, holding: bool, time_left: Callable[[], bool]
+    drainer: _Drainer,
+    conn: pymysql.connections.Connection,
+    lock: str,
+    holding: bool,
+    time_left: Callable[[], bool],
+    idle_seconds: float,
 ) -> str:
     """The drain loop (docs/architecture.md); returns why it stopped early, or ``""``."""
     out_of_time = "out of time; the rest waits for the next ring or the sweeper"
@@ -277,6 +303,8 @@ def _run(
         if rows:
             drainer.hand_off(rows)
             continue
+        if _linger(drainer, idle_seconds, time_left):
+            continue  # rows came while idling: their statements did not ring, this drainer takes them
         _release(conn, lock)  # step 3: the log is empty; statements ring again from here on
         holding = False
         rows = drainer.claim(wait=True)  # rows whose statements saw the lock held were written before the release
