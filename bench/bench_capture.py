@@ -284,6 +284,7 @@ def main() -> int:
             if design not in args.designs.split(","):
                 continue
             install(conn, version, env["PARSER_FUNCTION_ARN"])
+            run_size(conn, sinks, 1)  # warm-up, not kept: the first invokes after a deploy start cold
             results["designs"][design] = {}
             for n in sizes:
                 results["designs"][design][str(n)] = run_size(conn, sinks, n)
