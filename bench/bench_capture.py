@@ -334,10 +334,10 @@ def write(results: dict[str, Any], name: str) -> None:
             "| change log |",
             "|---|---|---|---|---|",
         ]
-        for name in ("steady", "burst"):
-            a, b = per_row[f"sessions {name}"], log[f"sessions {name}"]
+        for run in ("steady", "burst"):
+            a, b = per_row[f"sessions {run}"], log[f"sessions {run}"]
             la, lb = a["commit_to_both_sinks_s"], b["commit_to_both_sinks_s"]
-            label = f"steady {STEADY_RATE:g}/s" if name == "steady" else "as fast as they go"
+            label = f"steady {STEADY_RATE:g}/s" if run == "steady" else "as fast as they go"
             lines.append(
                 f"| {label} | {a['calls_per_1000_rows']:g} | {b['calls_per_1000_rows']:g} "
                 f"| {la['p50']:.2f} / {la['p95']:.2f} / {la['p99']:.2f} "
