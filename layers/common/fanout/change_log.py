@@ -180,8 +180,16 @@ class _Drainer:
             merged = coalesce(changes)
             if merged:
                 self.forward(merged)
-                for change in merged:
+                for change in merged:  # the same line the parser logs for a per-row payload
                     record(ChangeMetric.RECEIVED, change.table)
+                    log(
+                        logging.INFO,
+                        "change accepted",
+                        correlation_id=self.correlation_id,
+                        table=change.table,
+                        key=change.document_id,
+                        action=change.action,
+                    )
             # One row at a time, by primary key: `DELETE ... WHERE id IN (...)` may be planned as a scan, and a
             # DELETE scan waits on the rows another drainer holds (no semi-consistent read for DELETE), which
             # deadlocked two drainers on MariaDB 10.11 (tests/integration/test_change_log.py).
