@@ -5,10 +5,10 @@ autocommit INSERTs (what an application does) into identical tables that differ 
 in their AFTER INSERT trigger:
   (a) no trigger;
   (b) the V001 trigger: lambda_async only, no protection;
-  (c) the generated trigger (V003 onwards), lambda_async succeeding;
+  (c) the generated trigger (V006 onwards: change log, one ring per statement), ringing;
   (d) the generated trigger with the session's kill switch on (@fanout_disable = 1);
-  (e) the generated trigger with lambda_async failing, so the change is parked in the
-      fallback table (what Aurora would do while Lambda is unreachable).
+  (e) the generated trigger with lambda_async failing (what Aurora would do while Lambda
+      is unreachable): the change is still logged.
 and reports each as a ratio to (a) and (c) to (b). The shim's "invoke" is a local
 table insert, so this measures the trigger's own SQL, not Aurora's network call to
 Lambda. Absolute numbers depend on this shared 2-core machine; the ratios are the result.
@@ -32,7 +32,7 @@ from fanout.config import DatabaseSettings  # noqa: E402
 from fanout.db import connect  # noqa: E402
 from fanout.mapping import parse_mappings  # noqa: E402
 from fanout.migrations import render, split_statements  # noqa: E402
-from fanout.trigger_sql import FALLBACK_TABLE_SQL, capture_trigger  # noqa: E402
+from fanout.trigger_sql import CHANGE_LOG_TABLE_SQL, capture_trigger  # noqa: E402
 from local.stack import LocalConfig, create_database, drop_database, ensure_mariadb, run_sql_file  # noqa: E402
 
 ROWS = 2000
@@ -67,12 +67,12 @@ def main() -> int:
     try:
         run_sql_file(conn, ROOT / "local" / "lambda_async_shim.sql")
         with conn.cursor() as cur:
-            cur.execute(FALLBACK_TABLE_SQL)
+            cur.execute(CHANGE_LOG_TABLE_SQL)
             for name in ("plain", "v001", "generated"):
                 cur.execute(TABLE_SQL.format(name=name))
             cur.execute(V001_INSERT_TRIGGER.format(name="v001", arn=ARN))
             mapping = parse_mappings({"tables": {"generated": {"primary_key": [{"column": "id"}]}}}).tables["generated"]
-            [trigger] = split_statements(render(capture_trigger(mapping, "insert", 3), {"parser_function_arn": ARN}))
+            [trigger] = split_statements(render(capture_trigger(mapping, "insert", 6), {"parser_function_arn": ARN}))
             cur.execute(trigger)
 
         def inserts(table: str, session_sql: str = "") -> Callable[[], None]:
@@ -92,7 +92,7 @@ def main() -> int:
             "V001 trigger": inserts("v001"),
             "generated trigger": inserts("generated"),
             "generated, kill switch on": inserts("generated", "SET @fanout_disable = 1"),
-            "generated, invoke failing (fallback)": inserts("generated", "SET @fanout_shim_fail = 1"),
+            "generated, ring failing": inserts("generated", "SET @fanout_shim_fail = 1"),
         }
         timings: dict[str, list[float]] = {name: [] for name in variants}
         for run in variants.values():  # warm-up
@@ -104,7 +104,7 @@ def main() -> int:
                 timings[name].append((perf_counter() - started) / ROWS * 1000)
             with conn.cursor() as cur:  # keep the outboxes from growing between rounds (not timed)
                 cur.execute("TRUNCATE TABLE fanout_lambda_async_outbox")
-                cur.execute("TRUNCATE TABLE fanout_fallback_outbox")
+                cur.execute("TRUNCATE TABLE fanout_change_log")
     finally:
         conn.close()
         drop_database(cfg, db_name)

@@ -1,6 +1,9 @@
-"""Parser handler: receives what a trigger's lambda_async sent, hands valid changes to the fetcher.
+"""Parser handler: a trigger's ring drains the change log; an old per-row payload is validated and handed on.
 
-Domain logic lives in the layer (fanout.parser); this page wires it to AWS.
+Domain logic lives in the layer (fanout.change_log, fanout.parser); this page wires it to AWS.
+Two event shapes arrive: the ring of the change-log triggers (format version 2, V006 on),
+which makes this invocation a drainer, and the per-row payload of the earlier triggers
+(format version 1), still accepted so that invokes in flight during an upgrade are not lost.
 """
 
 from __future__ import annotations
@@ -8,11 +11,15 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from fanout.config import ParserSettings
+from fanout.change_log import DEFAULT_IDLE_SECONDS, drain, is_ring
+from fanout.config import DatabaseSettings, ParserSettings
+from fanout.db import ConnectionHolder
 from fanout.mapping import default_mappings
 from fanout.observability import instrumented_handler
 from fanout.parser import Forward, LambdaForwarder, handle_trigger_payload
 from fanout.rejects import QueueRejectRecorder
+
+TIME_MARGIN_MS = 5_000  # stop taking batches and waiting for writers this long before Lambda stops the function
 
 
 @lru_cache(maxsize=1)
@@ -33,6 +40,12 @@ def _dependencies() -> tuple[Forward, QueueRejectRecorder]:
     return forward, QueueRejectRecorder(sqs, settings.dead_letter_queue_url, source="parser")
 
 
+@lru_cache(maxsize=1)
+def _database() -> ConnectionHolder:
+    """The drainer's connection, opened on the first ring (re-read from the secret when a login is refused)."""
+    return ConnectionHolder(DatabaseSettings.from_env(), reload=DatabaseSettings.from_env)
+
+
 def _correlation_id(event: Any, context: Any) -> str:
     """A change is known by the request id of the parser invocation that received it."""
     return str(context.aws_request_id)
@@ -41,5 +54,23 @@ def _correlation_id(event: Any, context: Any) -> str:
 @instrumented_handler(correlation_id=_correlation_id)
 def handler(event: Any, context: Any) -> dict[str, Any]:
     forward, reject = _dependencies()
+    if is_ring(event):
+        import pymysql
+
+        database = _database()
+        try:
+            report = drain(
+                database.get(),
+                default_mappings(),
+                forward,
+                reject,
+                correlation_id=context.aws_request_id,
+                idle_seconds=DEFAULT_IDLE_SECONDS,
+                time_left=lambda: context.get_remaining_time_in_millis() > TIME_MARGIN_MS,
+            )
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
+            database.close()  # Lambda retries the ring on a fresh connection; the rows are still in the log
+            raise
+        return report.as_dict()
     result = handle_trigger_payload(event, default_mappings(), forward, reject, context.aws_request_id)
     return result.as_dict()

@@ -1,4 +1,9 @@
-"""Sweeper handler: on a schedule, hands the changes the triggers parked in the fallback table to the parser.
+"""Sweeper handler: on a schedule, the safety net of capture.
+
+It rings the parser when rows wait in the change log (fanout.change_log.ring_if_waiting:
+a lost ring, a writer that outlived its drainer), so that no change waits longer than
+one period, and publishes the log's depth and oldest age. It also still hands the
+payloads the per-row triggers (before V006) parked in the fallback table to the parser.
 
 Domain logic lives in the layer (fanout.fallback_sweeper); this page wires it to
 the database and AWS. A run that could not deliver everything raises, so the
@@ -10,6 +15,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from fanout.change_log import ring_if_waiting
 from fanout.config import DatabaseSettings
 from fanout.db import ConnectionHolder
 from fanout.fallback_sweeper import SweeperSettings, sweep
@@ -58,6 +64,8 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             max_rows=deps.settings.max_rows,
             time_left=lambda: context.get_remaining_time_in_millis() > TIME_MARGIN_MS,
         )
+        if deps.settings.parser_function and not report.busy:  # one sweeper at a time rings, too
+            ring_if_waiting(deps.database.get(), deps.lambda_client, deps.settings.parser_function)
     except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
         deps.database.close()  # the next run opens a fresh connection
         raise

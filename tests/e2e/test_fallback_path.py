@@ -1,13 +1,13 @@
-"""When lambda_async fails, writes still succeed and still reach both sinks: the fallback path, end to end.
+"""When lambda_async fails, writes still succeed and still reach both sinks: the sweeper's ring, end to end.
 
 The writing session sets ``@fanout_shim_fail = 1``, so the shim fails the way Aurora's
-native function does when Lambda cannot be reached (ERROR 1873). The triggers park
-each change in ``fanout_fallback_outbox``; the deployed SweeperFunction (or
-``fanout sweep``) hands them to the parser, and the pipeline does the rest.
+native function does when Lambda cannot be reached (ERROR 1873). The triggers still log
+each change in ``fanout_change_log`` (their ring fails); the deployed SweeperFunction (or
+``fanout sweep``) rings the parser, which drains the log, and the pipeline does the rest.
 
 The sweeper also runs every minute on its schedule. While a test writes and looks at
-the parked rows it holds the sweepers' lock, so a scheduled run cannot drain them
-under its feet; the assertions after the sweep are on the end state, whoever swept.
+the logged rows it holds the sweepers' lock, so a scheduled run cannot ring under its
+feet; the assertions after the sweep are on the end state, whoever swept.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 
 from fanout.cli import main
 from fanout.fallback_sweeper import lock_name
-from fanout.trigger_sql import FALLBACK_TABLE
+from fanout.trigger_sql import CHANGE_LOG_TABLE
 from local.stack import source_connection
 from tests.conftest import aws_client
 from tests.e2e.test_pipeline import agreed, document, item, stack, wait_until
@@ -61,9 +61,9 @@ def release(holder: pymysql.connections.Connection, schema: str) -> None:
 
 
 def parked_keys(conn: pymysql.connections.Connection, keys: list[int]) -> list[tuple[str, int]]:
-    """(action, key) of the parked changes for ``keys``, oldest first."""
+    """(action, key) of the changes for ``keys`` waiting in the change log, oldest first."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT payload FROM {FALLBACK_TABLE} ORDER BY id")
+        cur.execute(f"SELECT payload FROM {CHANGE_LOG_TABLE} ORDER BY id")
         payloads = [json.loads(p) for (p,) in cur.fetchall()]
     return [(p["action"], p["pk"]["id"]) for p in payloads if p["table"] == "posts" and p["pk"]["id"] in keys]
 
@@ -100,7 +100,7 @@ def assert_replicated(stack: dict[str, Any], kept: int, deleted: int, title: str
     assert document(stack, deleted) is None
 
 
-def test_writes_succeed_and_reach_both_sinks_through_the_fallback_and_the_sweeper_function(
+def test_writes_succeed_and_reach_both_sinks_through_the_sweeper_functions_ring(
     stack: dict[str, Any],
     writer: pymysql.connections.Connection,
     sweepers_held_off: pymysql.connections.Connection,
@@ -111,7 +111,7 @@ def test_writes_succeed_and_reach_both_sinks_through_the_fallback_and_the_sweepe
     # When the application writes while every lambda_async fails
     kept, deleted, title = write_while_lambda_is_down(writer, cleanup)
 
-    # Then its statements succeeded, and the changes wait in the fallback table
+    # Then its statements succeeded, and the changes wait in the change log
     with writer.cursor() as cur:
         cur.execute("SELECT title, status FROM posts WHERE id IN (%s, %s)", (kept, deleted))
         assert cur.fetchall() == ((title, "published"),)
@@ -134,7 +134,7 @@ def test_writes_succeed_and_reach_both_sinks_through_the_fallback_and_the_sweepe
     assert parked_keys(writer, [kept, deleted]) == []
 
 
-def test_fanout_sweep_drains_the_fallback_table_from_the_command_line(
+def test_fanout_sweep_rings_the_parser_from_the_command_line(
     stack: dict[str, Any],
     writer: pymysql.connections.Connection,
     sweepers_held_off: pymysql.connections.Connection,
@@ -147,7 +147,7 @@ def test_fanout_sweep_drains_the_fallback_table_from_the_command_line(
     assert len(parked_keys(writer, [kept, deleted])) == 4
     for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "DB_HOST"):
         monkeypatch.setenv(key, stack["env"][key])
-    for key in ("DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME", "DEAD_LETTER_QUEUE_URL"):
+    for key in ("DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME", "DEAD_LETTER_QUEUE_URL", "PARSER_FUNCTION_NAME"):
         monkeypatch.setenv(key, stack["env"][key])
     monkeypatch.delenv("DB_SECRET_ARN", raising=False)
 

@@ -1,4 +1,4 @@
-"""The generated capture triggers against MariaDB: payloads, the fallback table and the kill switch.
+"""The generated capture triggers against MariaDB: the change log's payloads, the ring and the kill switch.
 
 Each test gets a fresh schema with the demo tables and the local lambda_async shim
 (the stand-in for Aurora's native function, which a session can make fail with
@@ -22,7 +22,7 @@ from fanout.config import DatabaseSettings
 from fanout.db import connect
 from fanout.mapping import Mappings, default_mappings, parse_mappings
 from fanout.migrations import MigrationRunner
-from fanout.trigger_sql import FALLBACK_TABLE, trigger_name, write_capture_migration
+from fanout.trigger_sql import CHANGE_LOG_TABLE, trigger_name, write_capture_migration
 from local.stack import run_sql_file
 from tests.conftest import ROOT
 
@@ -69,14 +69,13 @@ def execute(conn: pymysql.connections.Connection, sql: str, *args: Any) -> int:
 
 
 def outbox(conn: pymysql.connections.Connection) -> list[dict[str, Any]]:
-    """What the triggers handed to lambda_async (the shim's outbox), oldest first."""
+    """What the triggers handed to lambda_async (the shim's outbox: the rings), oldest first."""
     return [json.loads(p) for (p,) in rows(conn, f"SELECT payload FROM {OUTBOX} ORDER BY id")]
 
 
-def fallback(conn: pymysql.connections.Connection) -> list[tuple[str, dict[str, Any], str]]:
-    """The fallback table: (function ARN, payload, invoke error), oldest first."""
-    found = rows(conn, f"SELECT function_arn, payload, invoke_error FROM {FALLBACK_TABLE} ORDER BY id")
-    return [(arn, json.loads(payload), error) for arn, payload, error in found]
+def logged(conn: pymysql.connections.Connection) -> list[dict[str, Any]]:
+    """The change log's payloads as ``conn`` sees them, oldest first."""
+    return [json.loads(p) for (p,) in rows(conn, f"SELECT payload FROM {CHANGE_LOG_TABLE} ORDER BY id")]
 
 
 def db_now(conn: pymysql.connections.Connection) -> float:
@@ -107,7 +106,7 @@ def triggers_on(conn: pymysql.connections.Connection, schema: str) -> dict[str, 
 # --------------------------------------------------------------------------- the shipped migrations
 
 
-def test_the_shipped_migrations_leave_one_fallback_trigger_per_captured_action(
+def test_the_shipped_migrations_leave_one_trigger_per_captured_action(
     source: DatabaseSettings, session: pymysql.connections.Connection
 ) -> None:
     # Then the newest generation's triggers (one per captured action of every mapped table)
@@ -135,8 +134,8 @@ def test_insert_update_rekey_and_delete_send_format_1_payloads_the_parser_accept
     execute(session, "UPDATE posts SET id = %s WHERE id = %s", key + 1000, key)
     execute(session, "DELETE FROM posts WHERE id = %s", key + 1000)
 
-    # Then each change sent exactly one payload, with exactly the fields of format 1
-    payloads = outbox(session)
+    # Then each change logged exactly one payload, with exactly the fields of format 1, and each statement rang
+    payloads = logged(session)
     assert without_ts(payloads) == [
         {"v": 1, "action": "insert", "table": "posts", "pk": {"id": key}},
         {"v": 1, "action": "update", "table": "posts", "pk": {"id": key}, "old_pk": {"id": key}},
@@ -147,10 +146,10 @@ def test_insert_update_rekey_and_delete_send_format_1_payloads_the_parser_accept
     # And the parser takes every one of them (the re-key also names the old row)
     changes = [parse_trigger_payload(json.dumps(p), default_mappings()) for p in payloads]
     assert [len(c) for c in changes] == [1, 1, 2, 1]
-    assert fallback(session) == []
+    assert len(outbox(session)) == 4
 
 
-def test_a_failing_invoke_leaves_the_write_intact_and_parks_the_payload(
+def test_a_failing_ring_leaves_the_write_intact_and_the_change_logged(
     session: pymysql.connections.Connection,
 ) -> None:
     # Given lambda_async fails in this session, as Aurora's does when Lambda cannot be reached (ERROR 1873)
@@ -166,44 +165,40 @@ def test_a_failing_invoke_leaves_the_write_intact_and_parks_the_payload(
     assert rows(session, "SELECT title, status FROM posts WHERE id = %s", key) == [
         ("written while Lambda is down", "published")
     ]
-    # And nothing was invoked, but every change waits in the fallback table, with the reason
+    # And nothing rang, but every change waits in the change log for the sweeper's ring
     assert outbox(session) == []
-    parked = fallback(session)
-    assert [arn for arn, _, _ in parked] == [ARN] * 4
-    assert without_ts([payload for _, payload, _ in parked]) == [
+    assert without_ts(logged(session)) == [
         {"v": 1, "action": "insert", "table": "posts", "pk": {"id": key}},
         {"v": 1, "action": "update", "table": "posts", "pk": {"id": key}, "old_pk": {"id": key}},
         {"v": 1, "action": "insert", "table": "posts", "pk": {"id": other}},
         {"v": 1, "action": "delete", "table": "posts", "pk": {"id": other}},
     ]
-    assert all(error == "lambda_async shim: invoke failed (simulated)" for _, _, error in parked)
-    assert all(parse_trigger_payload(json.dumps(p), default_mappings()) for _, p, _ in parked)
+    assert rows(session, "SELECT @fanout_ring_error")[0][0] == "lambda_async shim: invoke failed (simulated)"
 
 
-def test_a_parked_change_lives_and_dies_with_its_transaction(
+def test_a_logged_change_lives_and_dies_with_its_transaction(
     source: DatabaseSettings, session: pymysql.connections.Connection
 ) -> None:
-    # Given a failing invoke, and another session watching the fallback table
-    execute(session, "SET @fanout_shim_fail = 1")
+    # Given another session watching the change log
     watcher = connect(source)
     try:
         # When a transaction writes and rolls back
         session.begin()
         insert_post(session, "rolled back")
-        assert len(fallback(session)) == 1  # the writer sees its own row
-        assert fallback(watcher) == []  # nobody else does before COMMIT
+        assert len(logged(session)) == 1  # the writer sees its own row
+        assert logged(watcher) == []  # nobody else does before COMMIT
         session.rollback()
 
-        # Then its parked change is gone: the change never happened
-        assert fallback(watcher) == []
+        # Then its logged change is gone: the change never happened
+        assert logged(watcher) == []
 
         # When a transaction writes and commits
         session.begin()
         key = insert_post(session, "committed")
         session.commit()
 
-        # Then its parked change is there for the sweeper
-        assert [payload["pk"] for _, payload, _ in fallback(watcher)] == [{"id": key}]
+        # Then its change is there for the drainer
+        assert [payload["pk"] for payload in logged(watcher)] == [{"id": key}]
     finally:
         watcher.close()
 
@@ -220,9 +215,9 @@ def test_the_kill_switch_sends_and_parks_nothing_for_its_session_only(
     execute(session, "UPDATE posts SET title = 'bulk edited' WHERE id = %s", key)
     execute(session, "DELETE FROM posts WHERE id = %s", key)
 
-    # Then no invoke happened and nothing was parked
+    # Then nothing rang and nothing was logged
     assert outbox(session) == []
-    assert fallback(session) == []
+    assert logged(session) == []
 
     # And another session at the same time is captured as usual
     other = connect(source)
@@ -230,12 +225,13 @@ def test_the_kill_switch_sends_and_parks_nothing_for_its_session_only(
         other_key = insert_post(other, "not bulk")
     finally:
         other.close()
-    assert without_ts(outbox(session)) == [{"v": 1, "action": "insert", "table": "posts", "pk": {"id": other_key}}]
+    assert without_ts(logged(session)) == [{"v": 1, "action": "insert", "table": "posts", "pk": {"id": other_key}}]
+    assert len(outbox(session)) == 1
 
     # And switching it off again restores capture in the bulk session
     execute(session, "SET @fanout_disable = NULL, @fanout_shim_fail = NULL")
     again = insert_post(session, "after the bulk job")
-    assert outbox(session)[-1]["pk"] == {"id": again}
+    assert logged(session)[-1]["pk"] == {"id": again}
 
 
 # --------------------------------------------------------------------------- generated from other mappings
@@ -277,8 +273,8 @@ def test_a_generated_migration_for_a_reserved_word_composite_key_table_works(
         execute(conn, "UPDATE `order` SET `key` = 2 WHERE shop = 'zoë''s'")
         execute(conn, "DELETE FROM `order` WHERE shop = 'zoë''s'")
 
-        # Then only the captured actions were sent, the keys as objects in mapping order
-        payloads = outbox(conn)
+        # Then only the captured actions were logged, the keys as objects in mapping order
+        payloads = logged(conn)
         assert without_ts(payloads) == [
             {
                 "v": 1,
@@ -313,11 +309,11 @@ def test_a_later_migration_replaces_the_triggers_and_drops_what_is_no_longer_cap
     assert triggers_on(session, source.name) == {
         "posts": sorted(trigger_name("posts", action, version) for action in ("update", "delete"))
     }
-    # And an insert sends nothing, while an update is sent once (not once per generation)
+    # And an insert logs nothing, while an update is logged once (not once per generation)
     key = insert_post(session)
-    assert outbox(session) == []
+    assert logged(session) == []
     execute(session, "UPDATE posts SET title = 'x' WHERE id = %s", key)
-    assert without_ts(outbox(session)) == [
+    assert without_ts(logged(session)) == [
         {"v": 1, "action": "update", "table": "posts", "pk": {"id": key}, "old_pk": {"id": key}}
     ]
 

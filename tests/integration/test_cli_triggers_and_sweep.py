@@ -59,7 +59,7 @@ def test_generate_names_a_bad_mapping(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_sweep_status_shows_the_parked_changes(db_env: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    # Given the shipped migrations and two changes parked while lambda_async failed
+    # Given the shipped migrations and two changes written while lambda_async failed
     from fanout.db import connect
     from local.stack import run_sql_file
 
@@ -74,11 +74,14 @@ def test_sweep_status_shows_the_parked_changes(db_env: Any, capsys: pytest.Captu
         conn.close()
     capsys.readouterr()
 
-    # When / Then
+    # When / Then the change-log triggers parked nothing (a failed ring leaves the change in the log)
     assert main(["sweep", "--status"]) == 0
-    assert capsys.readouterr().out.startswith("waiting: 2  oldest: ")
+    out = capsys.readouterr().out
+    assert out.startswith("waiting: 0  oldest: -")
+    assert "change log: 2 row(s) waiting, oldest " in out
     assert main(["sweep", "--status", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["waiting"] == 2
+    status = json.loads(capsys.readouterr().out)
+    assert status["waiting"] == 0 and status["change_log"]["depth"] == 2
 
 
 def test_sweep_without_a_dead_letter_queue_is_a_clear_error(db_env: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -70,14 +70,23 @@ def source(db_settings: DatabaseSettings) -> Iterator[pymysql.connections.Connec
 
 
 def park(conn: pymysql.connections.Connection, count: int) -> list[int]:
-    """Insert ``count`` posts while lambda_async fails, so the triggers park them; their keys."""
+    """Insert ``count`` posts and park their payloads as the per-row triggers (up to V004) did; their keys.
+
+    The change-log triggers (V006 on) park nothing; what the earlier ones parked is still swept until none is left.
+    """
     keys = []
     with conn.cursor() as cur:
-        cur.execute("SET @fanout_shim_fail = 1")
+        cur.execute("SET @fanout_disable = 1")
         for n in range(count):
             cur.execute("INSERT INTO posts (title, body, author) VALUES (%s, 'b', 'a')", (f"parked {n}",))
-            keys.append(int(cur.lastrowid))
-        cur.execute("SET @fanout_shim_fail = NULL")
+            key = int(cur.lastrowid)
+            payload = {"v": 1, "action": "insert", "table": "posts", "pk": {"id": key}, "ts": 1764240000.5}
+            cur.execute(
+                f"INSERT INTO {FALLBACK_TABLE} (function_arn, payload, invoke_error) VALUES (%s, %s, %s)",
+                (ARN, json.dumps(payload), "lambda_async shim: invoke failed (simulated)"),
+            )
+            keys.append(key)
+        cur.execute("SET @fanout_disable = NULL")
     return keys
 
 

@@ -6,9 +6,10 @@ case-insensitive collation: ``('t', 'a')`` and ``('T', 'A')`` are one row to
 MariaDB, and a key change may change only the case), each committed or rolled
 back. They run against MariaDB with the project's own capture triggers
 (db/migrations, applied as the post-deploy hook applies them) and the local
-``lambda_async`` shim, so the change events are exactly what the triggers
-emit: before COMMIT, and kept after ROLLBACK. Each event goes through the
-parser's validation, then is delivered shuffled, duplicated and partly held
+``lambda_async`` shim, so the changes are exactly what the triggers log in
+the change log; a drainer (fanout.change_log.drain, as the rung parser runs
+it) drains it concurrently with the writer, and once more at the end (the
+sweeper's ring). Each change is then delivered shuffled, duplicated and partly held
 back until the end, to several fetcher threads, each with its own database
 connection (apply_changes with the real locking reader), *while the writer is
 still writing*; a fetcher sometimes stalls between its read and its writes, so
@@ -39,7 +40,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fanout.change import Change, parse_trigger_payload
+from fanout.change import Change
+from fanout.change_log import drain
 from fanout.config import DatabaseSettings
 from fanout.db import connect
 from fanout.fetcher import FetchFailed, apply_changes
@@ -244,18 +246,30 @@ def worker(
 def run_history(harness: Harness, mappings: Mappings, history: list[Any], tenant: str, deliveries: Deliveries) -> None:
     """Play the transactions as the application would, handing every trigger event to the deliveries at once."""
     spellings = (tenant, tenant.upper())
-    with harness.outbox.cursor() as cur:
-        cur.execute("SELECT COALESCE(MAX(id), 0) FROM fanout_lambda_async_outbox")
-        seen = int(cur.fetchone()[0])
+    drainer = connect(harness.settings)
+    writing = threading.Event()
+    writing.set()
+    failures: list[BaseException] = []
+
+    def forward(changes: Sequence[Change]) -> None:
+        for change in changes:  # the drainer validated them as the parser does (parse_trigger_payload)
+            deliveries.add(change)
+
+    def drain_while_writing() -> None:
+        # The rung parser: drains the change log concurrently with the writer, again and again.
+        try:
+            while writing.is_set():
+                drain(drainer, mappings, forward, deliveries_reject, time_left=writing.is_set)
+                time.sleep(0.01)
+        except BaseException as exc:  # surfaced by the test thread
+            failures.append(exc)
+
+    deliveries_reject = Recorded()
+    draining = threading.Thread(target=drain_while_writing, daemon=True)
+    draining.start()
 
     def dispatch() -> None:
-        nonlocal seen
-        with harness.outbox.cursor() as cur:
-            cur.execute("SELECT id, payload FROM fanout_lambda_async_outbox WHERE id > %s ORDER BY id", (seen,))
-            for row_id, payload in cur.fetchall():
-                seen = int(row_id)
-                for change in parse_trigger_payload(payload, mappings):  # the parser's validation
-                    deliveries.add(change)
+        pass  # the triggers' rings only wake a drainer; the drainer above is always awake
 
     def key(choice: KeyChoice) -> tuple[str, str]:
         return spellings[choice[0]], choice[1]
@@ -296,6 +310,14 @@ def run_history(harness: Harness, mappings: Mappings, history: list[Any], tenant
         except pymysql.err.OperationalError:  # deadlock / lock wait timeout: InnoDB ended the transaction
             writer.rollback()
         dispatch()
+    writing.clear()
+    draining.join(60)
+    assert not draining.is_alive(), "the drainer did not finish"
+    drain(drainer, mappings, forward, deliveries_reject)  # the sweeper's ring: whatever is left
+    drainer.close()
+    if failures:
+        raise failures[0]
+    assert deliveries_reject.records == [], deliveries_reject.records
 
 
 def replicate_history(harness: Harness, sinks: Sinks, history: list[Any], rng: random.Random) -> list[str]:

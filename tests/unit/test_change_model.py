@@ -82,6 +82,7 @@ REJECTED_EVENTS = {
     "unknown_table.json": "table",
 }
 NOT_TRIGGER_PAYLOADS = {"env.json"}  # sam local environment, not an event
+RINGS = {"ring.json"}  # a change-log trigger's ring: it names no row, it makes the parser drain
 
 
 def test_every_trigger_event_file_has_an_expectation_here() -> None:
@@ -89,8 +90,19 @@ def test_every_trigger_event_file_has_an_expectation_here() -> None:
     names = {p.name for p in EVENTS.glob("*.json")}
     trigger_files = {n for n in names if n not in NOT_TRIGGER_PAYLOADS and not n.startswith("fetcher_")}
 
-    # Then each is either expected to parse or expected to be rejected below
-    assert trigger_files == set(ACCEPTED_EVENTS) | set(REJECTED_EVENTS)
+    # Then each is either expected to parse, expected to be rejected below, or a ring
+    assert trigger_files == set(ACCEPTED_EVENTS) | set(REJECTED_EVENTS) | RINGS
+
+
+def test_the_ring_file_is_a_ring_and_no_per_row_payload() -> None:
+    from fanout.change_log import is_ring
+
+    ring = load_event("ring.json")
+
+    assert is_ring(ring)
+    assert not any(is_ring(load_event(name)) for name in ACCEPTED_EVENTS)
+    with pytest.raises(ChangeValidationError, match="unsupported format version"):
+        parse_trigger_payload(ring, default_mappings())
 
 
 @pytest.mark.parametrize("name", sorted(ACCEPTED_EVENTS))

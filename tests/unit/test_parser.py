@@ -274,3 +274,19 @@ def test_parser_settings_read_both_variables() -> None:
     settings = ParserSettings.from_env({"FETCHER_FUNCTION_NAME": FETCHER, "DEAD_LETTER_QUEUE_URL": DLQ_URL})
 
     assert (settings.fetcher_function_name, settings.dead_letter_queue_url) == (FETCHER, DLQ_URL)
+
+
+def test_a_drained_batch_goes_to_the_fetcher_in_invokes_of_at_most_100_changes() -> None:
+    # Given 250 changes, as a drainer hands them on in one call (an async invoke takes at most 256 KB)
+    from fanout.change import Change
+    from fanout.parser import DIRECT_CHANGES_PER_INVOKE
+
+    client = FakeLambdaClient(status_code=202)
+    changes = [Change("posts", (("id", key),), "update", 1_764_240_000_000_000) for key in range(250)]
+
+    # When
+    LambdaForwarder(client, FETCHER)(changes)
+
+    # Then
+    sizes = [len(json.loads(call["Payload"])["changes"]) for call in client.invocations]
+    assert DIRECT_CHANGES_PER_INVOKE == 100 and sizes == [100, 100, 50]

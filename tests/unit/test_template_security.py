@@ -54,7 +54,7 @@ def grants(
     secret = ("secretsmanager:GetSecretValue", "Ref DbSecretArn")
     dlq = ("sqs:SendMessage", "DeadLetterQueue.Arn")
     if role == "ParserRole":
-        expected |= {dlq}
+        expected |= {secret, dlq}  # the secret: it drains the change log
         # queued: SendMessageBatch to the fetch queue; direct: one async invoke of the fetcher per change
         expected |= (
             {("sqs:SendMessage", "FetchQueue.Arn")} if queued else {("lambda:InvokeFunction", "FetcherFunction.Arn")}
@@ -92,7 +92,7 @@ def grants(
         expected |= {secret, dlq, ("lambda:InvokeFunction", "ParserFunction.Arn")}
     else:
         expected |= {secret}
-    if when_in_vpc and role != "ParserRole":
+    if when_in_vpc:
         expected |= {(a, ANYWHERE) for a in VPC_DESCRIBE} | {(a, ACCOUNT_REGION_EC2) for a in VPC_MANAGE}
     return expected
 
@@ -264,7 +264,7 @@ def test_no_secret_in_an_environment_variable_or_an_output(transformed: dict[str
         assert "DbSecretArn" not in json.dumps(output) and not SECRET_NAME.search(name), name
 
 
-@pytest.mark.parametrize("function", ["FetcherFunction", "SweeperFunction", "MigrationsFunction"])
+@pytest.mark.parametrize("function", ["ParserFunction", "FetcherFunction", "SweeperFunction", "MigrationsFunction"])
 def test_every_function_that_reaches_the_database_uses_tls_and_the_vpc_it_is_given(
     transformed: dict[str, Any], function: str
 ) -> None:
@@ -278,4 +278,3 @@ def test_every_function_that_reaches_the_database_uses_tls_and_the_vpc_it_is_giv
         "SubnetIds": {"Ref": "SubnetIds"},
         "SecurityGroupIds": {"Ref": "SecurityGroupIds"},
     }
-    assert "VpcConfig" not in transformed["Resources"]["ParserFunction"]["Properties"]

@@ -13,9 +13,11 @@ import pytest
 from fanout.mapping import Mappings, parse_mappings
 from fanout.migrations import MigrationError, load_migrations, split_statements
 from fanout.trigger_sql import (
+    CHANGE_LOG_TABLE,
     FALLBACK_TABLE,
     capture_migration,
     capture_trigger,
+    drain_lock_name,
     live_triggers,
     trigger_name,
     write_capture_migration,
@@ -82,16 +84,22 @@ def test_the_update_trigger_sends_the_new_and_the_old_key_of_a_composite_key() -
     assert "old_pk" not in delete
 
 
-def test_every_trigger_has_the_kill_switch_and_the_fallback_around_the_invoke() -> None:
+def test_every_trigger_logs_the_change_then_rings_once_per_statement_unless_a_drainer_works() -> None:
     posts = mappings(BUNDLED["tables"]).tables["posts"]
 
-    body = capture_trigger(posts, "insert", 3)
+    body = capture_trigger(posts, "insert", 6)
 
     assert "IF COALESCE(@fanout_disable, 0) <> 1 THEN" in body
+    logged = body.index(f"INSERT INTO {CHANGE_LOG_TABLE} (payload) VALUES (JSON_OBJECT(")
+    once = body.index("IF NOT (@fanout_rung_at <=> CAST(NOW(6) AS CHAR)) THEN")
     handler = body.index("DECLARE CONTINUE HANDLER FOR SQLEXCEPTION")
-    invoke = body.index("SELECT lambda_async('${parser_function_arn}', fanout_payload)")
-    assert handler < body.index(f"INSERT INTO {FALLBACK_TABLE}") < invoke
-    assert body.count("'${parser_function_arn}'") == 2  # the invoke, and the fallback row's function
+    free = body.index("IF IS_FREE_LOCK(LEFT(CONCAT('fanout_drain:', DATABASE()), 64)) = 1 THEN")
+    ring = body.index("SELECT lambda_async('${parser_function_arn}', JSON_OBJECT(")
+    # The row is logged before the lock is looked at: the drainer's last look relies on that order.
+    assert logged < once < handler < free < ring
+    assert "'v', 2, 'ring', 'change_log', 'table', 'posts'," in body
+    assert FALLBACK_TABLE not in body
+    assert drain_lock_name("s" * 80) == ("fanout_drain:" + "s" * 80)[:64]
 
 
 def test_only_captured_actions_get_triggers_and_tables_are_in_name_order() -> None:
@@ -147,21 +155,20 @@ def test_live_triggers_replays_creates_and_drops_in_version_order(tmp_path: Path
     assert live_triggers(load_migrations(tmp_path)) == ["fanout_t_after_delete", "fanout_u_after_update"]
 
 
-def test_the_committed_v003_is_what_the_generator_writes_for_the_posts_mapping() -> None:
-    # Given the bundled posts table alone (V003 was generated when it was the only table) and V001 before it
-    posts_only = mappings({"posts": BUNDLED["tables"]["posts"]})
-    earlier = [m for m in load_migrations(MIGRATIONS) if m.version < 3]
+def test_the_committed_v006_is_what_the_generator_writes_for_the_bundled_mapping() -> None:
+    # Given the bundled mapping and the migrations before V006 (V001-V004 came from the per-row generation)
+    earlier = [m for m in load_migrations(MIGRATIONS) if m.version < 6]
 
     # When
-    generated = capture_migration(posts_only, 3, live_triggers(earlier))
+    generated = capture_migration(mappings(BUNDLED["tables"]), 6, live_triggers(earlier))
 
     # Then the file on disk is exactly that (an applied migration must never change, so neither may this)
-    committed = (MIGRATIONS / "V003__capture_triggers_with_fallback.sql").read_text(encoding="utf-8")
+    committed = (MIGRATIONS / "V006__capture_through_change_log.sql").read_text(encoding="utf-8")
     assert generated == committed
-    assert dropped_triggers(committed)[-3:] == [
-        "fanout_posts_after_insert",
-        "fanout_posts_after_update",
-        "fanout_posts_after_delete",
+    assert dropped_triggers(committed)[-6:] == [
+        f"fanout_{table}_after_{action}_v004"
+        for table in ("posts", "tenant_settings")
+        for action in ("insert", "update", "delete")
     ]
 
 

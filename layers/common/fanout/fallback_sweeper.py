@@ -62,6 +62,7 @@ class SweeperSettings:
 
     dead_letter_queue_url: str
     max_rows: int = DEFAULT_MAX_ROWS
+    parser_function: str = ""  # rung when rows wait in the change log (fanout.change_log.ring_if_waiting)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SweeperSettings:
@@ -76,7 +77,9 @@ class SweeperSettings:
             raise ConfigError(f"environment variable SWEEP_MAX_ROWS must be an integer, got {raw!r}") from None
         if max_rows < 1:
             raise ConfigError(f"environment variable SWEEP_MAX_ROWS must be >= 1, got {max_rows}")
-        return cls(dead_letter_queue_url=queue, max_rows=max_rows)
+        return cls(
+            dead_letter_queue_url=queue, max_rows=max_rows, parser_function=env.get("PARSER_FUNCTION_NAME", "").strip()
+        )
 
 
 @dataclass

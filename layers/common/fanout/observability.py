@@ -134,6 +134,13 @@ class ChangeMetric(StrEnum):
     DRIFT = "ReplicationDrift"  # reconcile: rows that differ between the source and a sink (after any repair)
 
 
+class StackMetric(StrEnum):
+    """What is published at stack level only (no table dimension)."""
+
+    CHANGE_LOG_DEPTH = "ChangeLogDepth"  # sweeper: rows waiting in the change log
+    CHANGE_LOG_AGE = "ChangeLogOldestAgeSeconds"  # sweeper: age of the oldest of them (0 when empty)
+
+
 UNKNOWN_TABLE = "_unknown"  # the table dimension of input that names no mapped table
 
 
@@ -203,6 +210,12 @@ def _print_blob(detail: EphemeralMetrics) -> None:
         directive["Dimensions"].append(list(STACK_LEVEL))
     print(json.dumps(blob, separators=(",", ":")))
     detail.metric_set.clear()
+
+
+def record_stack(metric: StackMetric, value: float) -> None:
+    """Add one value of a stack-level ``metric``, published when the handler returns."""
+    unit = MetricUnit.Seconds if metric is StackMetric.CHANGE_LOG_AGE else MetricUnit.Count
+    metrics.add_metric(name=metric.value, unit=unit, value=value)
 
 
 def flush_metrics() -> None:

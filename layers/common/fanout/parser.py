@@ -19,6 +19,7 @@ from .mapping import Mappings
 from .observability import ChangeMetric, log, metric_table, record, traced
 
 Forward = Callable[[Sequence[Change]], None]
+DIRECT_CHANGES_PER_INVOKE = 100
 Reject = Callable[[str, Any, str], None]
 
 
@@ -78,11 +79,15 @@ class LambdaForwarder:
         self._function_name = function_name
 
     def __call__(self, changes: Sequence[Change]) -> None:
-        response = self._lambda.invoke(
-            FunctionName=self._function_name,
-            InvocationType="Event",
-            Payload=json.dumps(fetcher_event(changes)).encode("utf-8"),
-        )
-        status = response.get("StatusCode")
-        if status != 202:
-            raise RuntimeError(f"async invoke of {self._function_name} answered {status}, expected 202")
+        # A drained batch may hold hundreds of changes; an async invoke takes at most 256 KB, and a change
+        # message with the longest keys is about 1.2 KB.
+        for start in range(0, len(changes), DIRECT_CHANGES_PER_INVOKE):
+            chunk = changes[start : start + DIRECT_CHANGES_PER_INVOKE]
+            response = self._lambda.invoke(
+                FunctionName=self._function_name,
+                InvocationType="Event",
+                Payload=json.dumps(fetcher_event(chunk)).encode("utf-8"),
+            )
+            status = response.get("StatusCode")
+            if status != 202:
+                raise RuntimeError(f"async invoke of {self._function_name} answered {status}, expected 202")

@@ -1,33 +1,31 @@
 """Capture-trigger SQL, generated from the table mapping (``fanout migrations generate``).
 
 Users never hand-write trigger SQL: for every mapped table and every action it
-captures, this module writes an ``AFTER <action>`` trigger that sends the payload
-of format version 1 (see ``db/migrations/V001__posts_capture_triggers.sql`` and
-docs/architecture.md) to the parser with ``lambda_async`` — and that can never
-break the statement that fired it:
+captures, this module writes an ``AFTER <action>`` trigger that appends the change
+(the payload of format version 1, docs/architecture.md) to the change log,
+``fanout_change_log``, and *rings* the parser with ``lambda_async`` at most once
+per statement — and never while a drainer holds the drain lock. The parser then
+drains the log (:mod:`fanout.change_log`). The trigger cannot break the
+statement that fired it through the ring:
 
 * **Kill switch.** When the session has ``SET @fanout_disable = 1``, the trigger
-  does nothing at all (no invoke, no fallback row). Bulk jobs set it; the backfill
+  does nothing at all (no log row, no ring). Bulk jobs set it; the backfill
   replicates what they changed.
-* **Fallback.** The invoke runs in a block with ``DECLARE CONTINUE HANDLER FOR
-  SQLEXCEPTION``: if ``lambda_async`` fails (Aurora's ERROR 1873 when Lambda is
-  unreachable or refuses, a missing ``AWS_LAMBDA_ACCESS`` grant, no such function
-  on a plain MySQL), the handler writes the very payload it could not send to the
-  fallback table, with the error, and the application's statement carries on. The
-  sweeper (``fanout.fallback_sweeper``) later hands each row to the parser.
-
-The fallback table is InnoDB, so transactional, unlike the local shim's outbox:
-a fallback row is part of the application's transaction. If that transaction
-rolls back, the change did not happen and its fallback row goes with it; if it
-commits, the row becomes visible to the sweeper only then, so the fetcher's
-re-read never has to wait for the writer. (``lambda_async`` itself cannot be
-rolled back, which is why the shim's outbox must not be transactional.) The only
-way a trigger can still fail the application's statement is if the fallback row
-cannot be written either — the database then cannot write the application's own
-row much longer — and failing loudly beats losing the change silently.
+* **Transactional capture.** The log is InnoDB, written in the application's own
+  transaction: a ROLLBACK leaves nothing, nothing is visible before COMMIT, and a
+  change is captured even when Lambda is unreachable. Only if the log row cannot
+  be written does the statement fail — loudly, rather than lose the change.
+* **The ring** (``lambda_async`` of ``{"v": 2, "ring": "change_log", ...}``) runs
+  under ``DECLARE CONTINUE HANDLER FOR SQLEXCEPTION``: a failed ring (Aurora's
+  ERROR 1873, a missing grant) only leaves the row for the next drainer or the
+  sweeper. It is sent for the statement's first row only (``@fanout_rung_at``
+  holds the statement's ``NOW(6)``, constant within a statement) and only when
+  ``IS_FREE_LOCK`` says no drainer is at work: a read of the server's lock table,
+  no row lock, no snapshot. The log row is written *before* that check, which is
+  what the drainer's last look after releasing the lock relies on.
 
 Each generated migration creates its triggers under names that carry its version
-(``fanout_posts_after_insert_v003``) and only then drops the triggers that earlier
+(``fanout_posts_after_insert_v006``) and only then drops the triggers that earlier
 migrations created (found by reading those files). For a moment both fire, which
 the pipeline tolerates (every delivery is at-least-once), but there is never a
 moment with no trigger at all — ``DROP`` then ``CREATE`` of one name would let a
@@ -36,7 +34,9 @@ and for tables no longer mapped, are among those dropped.
 
 The output depends only on the mapping (``table``, ``primary_key``, ``capture``),
 the version and the trigger names of the earlier migrations: the same inputs give
-the same file, byte for byte.
+the same file, byte for byte. (Migrations up to V004 were written by the per-row
+generation of this module, which sent every row with ``lambda_async``; they stay as
+they were applied.)
 """
 
 from __future__ import annotations
@@ -49,9 +49,15 @@ from pathlib import Path
 from .mapping import ACTIONS, Mappings, TableMapping
 from .migrations import Migration, MigrationError, load_migrations, split_statements
 
+CHANGE_LOG_TABLE = "fanout_change_log"
+# The per-row generation's table for payloads lambda_async could not send; still swept until empty.
 FALLBACK_TABLE = "fanout_fallback_outbox"
+# The user-level lock a working drainer holds; the triggers ring only while it is free.
+DRAIN_LOCK_PREFIX = "fanout_drain:"
+RING_FORMAT_VERSION = 2
 TRIGGER_PREFIX = "fanout_"
 KILL_SWITCH = "@fanout_disable"
+RUNG_AT = "@fanout_rung_at"  # the NOW(6) of the last statement that considered ringing, per session
 DEFAULT_DESCRIPTION = "capture_triggers"
 PARSER_ARN_PLACEHOLDER = "${parser_function_arn}"
 _MAX_IDENTIFIER = 64  # MySQL's limit for trigger names
@@ -65,18 +71,22 @@ _CREATE_TRIGGER = re.compile(
 )
 _DROP_TRIGGER = re.compile(r"DROP\s+TRIGGER\s+(?:IF\s+EXISTS\s+)?`?(" + TRIGGER_PREFIX + r"[\w$]+)`?", re.IGNORECASE)
 
-FALLBACK_TABLE_SQL = f"""\
-CREATE TABLE IF NOT EXISTS {FALLBACK_TABLE} (
+CHANGE_LOG_TABLE_SQL = f"""\
+CREATE TABLE IF NOT EXISTS {CHANGE_LOG_TABLE} (
     id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
-    function_arn VARCHAR(512) NOT NULL,
     payload JSON NOT NULL,
-    invoke_error TEXT NULL,
     created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-    sweep_attempts INT UNSIGNED NOT NULL DEFAULT 0,
-    sweep_error TEXT NULL,
-    PRIMARY KEY (id),
-    KEY {FALLBACK_TABLE}_sweep_order (sweep_attempts, id)
+    PRIMARY KEY (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;"""
+
+
+def drain_lock_name(schema: str) -> str:
+    """The drain lock of ``schema`` (MySQL refuses user-level lock names over 64 characters)."""
+    return (DRAIN_LOCK_PREFIX + schema)[:_MAX_IDENTIFIER]
+
+
+# The same name, computed by the trigger for the schema it lives in.
+_DRAIN_LOCK_SQL = f"LEFT(CONCAT('{DRAIN_LOCK_PREFIX}', DATABASE()), {_MAX_IDENTIFIER})"
 
 
 def quote_identifier(name: str) -> str:
@@ -121,28 +131,30 @@ def _payload_fields(mapping: TableMapping, action: str) -> list[str]:
 def capture_trigger(mapping: TableMapping, action: str, version: int) -> str:
     """The ``CREATE TRIGGER`` statement for one table and action (placeholder not yet filled in)."""
     name = trigger_name(mapping.table, action, version)
-    i1, i2, i3, i4 = (_INDENT * n for n in range(1, 5))
+    i1, i2, i3, i4, i5 = (_INDENT * n for n in range(1, 6))
     payload = f"\n{i3}".join(_payload_fields(mapping, action))
     arn = f"'{PARSER_ARN_PLACEHOLDER}'"
     return (
-        f"CREATE TRIGGER {name} AFTER {action.upper()} ON {quote_identifier(mapping.table)} FOR EACH ROW\n"
+        f"CREATE TRIGGER {name} AFTER {action.upper()} ON {quote_identifier(mapping.table)} FOR EACH ROW\n"  # noqa: S608 - validated mapping names
         f"BEGIN\n"
-        f"{i1}DECLARE fanout_payload JSON;\n"
         f"{i1}IF COALESCE({KILL_SWITCH}, 0) <> 1 THEN\n"
-        f"{i2}SET fanout_payload = JSON_OBJECT(\n"
+        f"{i2}INSERT INTO {CHANGE_LOG_TABLE} (payload) VALUES (JSON_OBJECT(\n"
         f"{i3}{payload}\n"
-        f"{i2});\n"
-        f"{i2}BEGIN\n"
-        # TEXT: in strict mode a VARCHAR shorter than the error message would itself fail.
-        f"{i3}DECLARE fanout_error TEXT;\n"
-        f"{i3}DECLARE CONTINUE HANDLER FOR SQLEXCEPTION\n"
+        f"{i2}));\n"
+        f"{i2}IF NOT ({RUNG_AT} <=> CAST(NOW(6) AS CHAR)) THEN\n"
+        f"{i3}SET {RUNG_AT} = CAST(NOW(6) AS CHAR);\n"
         f"{i3}BEGIN\n"
-        f"{i4}GET DIAGNOSTICS CONDITION 1 fanout_error = MESSAGE_TEXT;\n"
-        f"{i4}INSERT INTO {FALLBACK_TABLE} (function_arn, payload, invoke_error)\n"
-        f"{i4}VALUES ({arn}, fanout_payload, fanout_error);\n"
+        # A ring that fails only leaves the row for the next drainer or the sweeper.
+        f"{i4}DECLARE CONTINUE HANDLER FOR SQLEXCEPTION\n"
+        f"{i5}GET DIAGNOSTICS CONDITION 1 @fanout_ring_error = MESSAGE_TEXT;\n"
+        f"{i4}IF IS_FREE_LOCK({_DRAIN_LOCK_SQL}) = 1 THEN\n"
+        f"{i5}SELECT lambda_async({arn}, JSON_OBJECT(\n"
+        f"{i5}{_INDENT}'v', {RING_FORMAT_VERSION}, 'ring', 'change_log', 'table', '{mapping.table}',\n"
+        f"{i5}{_INDENT}'ts', UNIX_TIMESTAMP(SYSDATE(6))\n"
+        f"{i5})) INTO @fanout_invoke_result;\n"
+        f"{i4}END IF;\n"
         f"{i3}END;\n"
-        f"{i3}SELECT lambda_async({arn}, fanout_payload) INTO @fanout_invoke_result;\n"
-        f"{i2}END;\n"
+        f"{i2}END IF;\n"
         f"{i1}END IF;\n"
         f"END;"
     )
@@ -169,7 +181,7 @@ def live_triggers(migrations: Iterable[Migration]) -> list[str]:
 
 
 def capture_migration(mappings: Mappings, version: int, previous_triggers: Sequence[str] = ()) -> str:
-    """The whole migration: fallback table, new triggers, then the previous triggers dropped."""
+    """The whole migration: change-log table, new triggers, then the previous triggers dropped."""
     tables = [mappings.tables[name] for name in sorted(mappings.tables)]
     created: list[str] = []
     summary: list[str] = []
@@ -184,22 +196,23 @@ def capture_migration(mappings: Mappings, version: int, previous_triggers: Seque
             blocks.append(f"DROP TRIGGER IF EXISTS {name};\n\n{capture_trigger(mapping, action, version)}")
     stale = [name for name in previous_triggers if name not in created]
     header = [
-        f"-- V{version:03d}: capture triggers for the tables in the mapping, with fallback and kill switch.",
+        f"-- V{version:03d}: capture triggers for the tables in the mapping: change log, one ring per statement.",
         "-- Generated by `fanout migrations generate`; do not edit. To change what is captured, change",
         "-- the mapping (layers/common/fanout/tables.json) and generate a new migration.",
         "--",
         "-- Tables and the actions they capture:",
         *summary,
         "--",
-        "-- Each trigger sends {v, action, table, pk, old_pk (updates only), ts} to the parser with",
-        "-- lambda_async, unless the session has SET @fanout_disable = 1 (bulk jobs; the backfill",
-        "-- replicates what they change). A failing invoke never fails the application's statement:",
-        f"-- the payload is written to {FALLBACK_TABLE} instead (InnoDB, so a rolled-back change",
-        "-- leaves no row) and the sweeper hands it to the parser later. New triggers are created",
-        "-- before the earlier ones are dropped, so no write goes uncaptured in between.",
-        "-- ${parser_function_arn} is filled in by the migration runner. See docs/migrations.md.",
+        "-- Each trigger appends {v, action, table, pk, old_pk (updates only), ts} to",
+        f"-- {CHANGE_LOG_TABLE} (InnoDB: in the application's transaction, gone on ROLLBACK), unless",
+        "-- the session has SET @fanout_disable = 1 (bulk jobs; the backfill replicates what they",
+        "-- change). The statement's first row then rings the parser with lambda_async, unless a",
+        "-- drainer holds the drain lock; a failing ring never fails the statement (the sweeper",
+        "-- drains what no ring announced). New triggers are created before the earlier ones are",
+        "-- dropped, so no write goes uncaptured in between.",
+        "-- ${parser_function_arn} is filled in by the migration runner. See docs/architecture.md.",
     ]
-    parts = ["\n".join(header), FALLBACK_TABLE_SQL, *blocks]
+    parts = ["\n".join(header), CHANGE_LOG_TABLE_SQL, *blocks]
     if stale:
         parts.append(
             "-- The triggers earlier migrations created, now replaced by the ones above (or no longer captured).\n"

@@ -5,11 +5,13 @@
     fanout status --stack-name fanout-prod --json
 
 Lag is the time from the trigger (the change in the source database) to the
-write in each sink, as the fetcher measured it. Counts are log lines in the
-window (a change Lambda retried counts once per attempt), read newest first:
-when a window holds more than --max-events log events per function, the
-report says so and from when on it is complete. The dead-letter queue is
-read without consuming it.
+write in each sink, as the fetcher measured it. The change log's depth and the
+age of its oldest row are read from the database when its settings are in the
+environment (DB_HOST ... or DB_SECRET_ARN), with a plain read that locks nothing.
+Counts are log lines in the window (a change Lambda retried counts once per
+attempt), read newest first: when a window holds more than --max-events log
+events per function, the report says so and from when on it is complete. The
+dead-letter queue is read without consuming it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,29 @@ from ..replication_status import log_lines, read_log_events, summarize
 from .stack_options import add_stack_options, client, duration, stack_resources
 
 
+def change_log(env: Any = None) -> dict[str, Any]:
+    """The change log's depth and oldest age, or why they could not be read."""
+    import pymysql
+
+    from ..change_log import change_log_status
+    from ..config import ConfigError, DatabaseSettings
+    from ..db import connect
+
+    try:
+        conn = connect(DatabaseSettings.from_env(env))
+    except (ConfigError, pymysql.err.Error) as exc:
+        return {"error": f"not read: {exc}"}
+    try:
+        status = change_log_status(conn)
+    except pymysql.err.Error as exc:
+        return {"error": f"not read: {exc}"}
+    finally:
+        conn.close()
+    if status is None:
+        return {"error": "no change log (migration V006 not applied)"}
+    return {"depth": status.depth, "oldest": status.oldest, "oldest_age_seconds": status.oldest_age_seconds}
+
+
 def collect(args: argparse.Namespace) -> dict[str, Any]:
     resources = stack_resources(args)
     now_ms = int(time.time() * 1000)
@@ -39,7 +64,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     depth = queue.depth()
     letters = queue.hold_all(hold_seconds=30) if depth.visible else []
     queue.release(letters)
-    return summarize(
+    report = summarize(
         log_lines(event for window in windows.values() for event in window.events),
         letters,
         depth,
@@ -48,6 +73,8 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         now_ms=now_ms,
         windows=windows,
     )
+    report["change_log"] = change_log()
+    return report
 
 
 def _ms(value: Any) -> str:
@@ -56,11 +83,20 @@ def _ms(value: Any) -> str:
     return f"{value / 1000:.1f}s" if value >= 1000 else f"{value:.0f}ms"
 
 
+def _change_log_line(entry: dict[str, Any]) -> str:
+    if "error" in entry:
+        return f"change log: {entry['error']}"
+    age = entry.get("oldest_age_seconds")
+    return f"change log: {entry.get('depth', 0)} row(s) waiting" + (f", oldest {age:.1f}s" if age is not None else "")
+
+
 def render(report: dict[str, Any]) -> str:
     dlq = report["dead_letter_queue"]
     out = [
         f"fanout status at {report['generated_at']} (last {report['window_seconds'] / 60:g} min)",
         f"dead-letter queue: {dlq['depth']} message(s)" + (" -> fanout dlq list" if dlq["depth"] else ""),
+        _change_log_line(report.get("change_log", {})),
+        "",
     ]
     for function, cut in report.get("truncated", {}).items():
         out.append(

@@ -1,14 +1,16 @@
 """``fanout sweep``: drain the fallback table into the pipeline, as the scheduled sweeper does.
 
     fanout sweep            one run: hand every parked change to the parser, delete what Lambda accepted
-    fanout sweep --status   how many changes wait, since when, and why the failing ones failed
+    fanout sweep --status   how many changes wait (fallback table and change log), since when, and why
 
-When lambda_async fails inside a capture trigger, the change is parked in the
-fanout_fallback_outbox table; the SweeperFunction drains it every minute. Use this
-command to drain it by hand (after fixing the Aurora grants, say) or to look at it.
+The per-row triggers (up to V004) parked a change in the fanout_fallback_outbox table
+when lambda_async failed; the SweeperFunction drains what is left of it every minute,
+and rings the parser when rows wait in the change log (V006 on). Use this command to
+drain the fallback table by hand (after fixing the Aurora grants, say) or to look.
 Needs DB_HOST, DB_NAME, DB_USER/DB_PASSWORD or DB_SECRET_ARN, and for a run also
 DEAD_LETTER_QUEUE_URL (where payloads Lambda refuses are recorded) and the AWS
-credentials and region to invoke the parser.
+credentials and region to invoke the parser; with PARSER_FUNCTION_NAME set, a run
+also rings the parser when rows wait in the change log, as the SweeperFunction does.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..operator_text import shown
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from ..change_log import change_log_status
     from ..db import connect
     from ..fallback_sweeper import SweeperSettings, fallback_status, sweep
 
@@ -29,31 +32,42 @@ def _sweep(args: argparse.Namespace) -> int:
         conn = connect(settings)
         try:
             status = fallback_status(conn)
+            log_status = change_log_status(conn)
         finally:
             conn.close()
         if args.json:
-            print(json.dumps(status.__dict__, default=str, indent=2))
+            as_json = {**status.__dict__, "change_log": log_status and log_status.__dict__}
+            print(json.dumps(as_json, default=str, indent=2))
         else:
             oldest = status.oldest.isoformat(sep=" ", timespec="seconds") if status.oldest else "-"
             print(f"waiting: {status.waiting}  oldest: {oldest}  failing: {status.failing}")
             for row_id, attempts, error in status.errors:
                 print(f"  row {row_id}: {attempts} attempt(s), last error: {shown(error)}")
+            if log_status is not None:
+                age = f"{log_status.oldest_age_seconds:.1f}s" if log_status.oldest_age_seconds is not None else "-"
+                print(f"change log: {log_status.depth} row(s) waiting, oldest {age}")
         return 0
     import boto3
 
+    from ..change_log import ring_if_waiting
     from ..rejects import QueueRejectRecorder
 
     sweeper = SweeperSettings.from_env()
     conn = connect(settings)
     try:
+        lambda_client = boto3.client("lambda")
         report = sweep(
             conn,
-            boto3.client("lambda"),
+            lambda_client,
             QueueRejectRecorder(boto3.client("sqs"), sweeper.dead_letter_queue_url, source="sweeper"),
             max_rows=args.max_rows or sweeper.max_rows,
         )
+        ring = sweeper.parser_function and not report.busy
+        log_status = ring_if_waiting(conn, lambda_client, sweeper.parser_function) if ring else None
     finally:
         conn.close()
+    if log_status is not None and log_status.depth and not args.json:
+        print(f"change log: {log_status.depth} row(s) waiting; the parser was rung to drain them")
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:

@@ -1,0 +1,372 @@
+"""The drainer: hands the committed rows of the change log to the fetcher, then deletes them.
+
+The capture triggers append every change to ``fanout_change_log`` in the
+application's transaction and ring the parser once per statement while no
+drainer holds the drain lock (:mod:`fanout.trigger_sql`). :func:`drain` is what
+the rung parser, the scheduled sweeper and ``fanout sweep`` run. The design, its
+edges and why it is safe are in docs/architecture.md ("Capture through the
+change log"); in short:
+
+1. **Claim** committed rows no other drainer holds, in id order, in batches
+   (``FOR UPDATE SKIP LOCKED``: a row its writer has not committed is locked, so
+   skipped); coalesce them per key; hand them to the fetcher; delete them and
+   commit. A failed hand-off rolls back, so the rows stay. Repeat while rows come.
+2. **Wait out writers** (the lock holder only): the same claim without ``SKIP
+   LOCKED`` waits, at most ``wait_seconds``, for the transactions whose rows are
+   not committed yet (the ringing one among them).
+3. **Release the lock, then look once more**: a statement that found the lock
+   held wrote its row before it looked, so before the release; the last waiting
+   claim finds it.
+
+The drainer's session runs at READ COMMITTED, so its locking reads take record
+locks only (no gap locks an application's insert into the log could wait for),
+and the only rows it ever locks are log rows, which applications only insert:
+it never holds a lock an application transaction could need, waiting or not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import pymysql
+import pymysql.connections
+
+from .change import Change, ChangeValidationError, parse_trigger_payload
+from .mapping import Mappings
+from .observability import ChangeMetric, StackMetric, log, record, record_stack
+from .trigger_sql import CHANGE_LOG_TABLE, RING_FORMAT_VERSION, drain_lock_name
+
+DEFAULT_BATCH_ROWS = 500
+DEFAULT_WAIT_SECONDS = 1  # a waiting claim's innodb_lock_wait_timeout: how long one wait for a writer lasts
+DEFAULT_IDLE_SECONDS = 2.0  # the rung parser: how long it keeps draining an empty log before it ends
+IDLE_POLL_SECONDS = 0.05  # how often a lingering drainer looks (the latency a row pays while one lingers)
+DEFAULT_MAX_SECONDS = 60.0  # without a time_left, how long a drain may keep waiting for an open writer
+_ER_LOCK_WAIT_TIMEOUT = 1205
+_ER_LOCK_DEADLOCK = 1213
+_ER_NO_SUCH_TABLE = 1146
+
+Forward = Callable[[Sequence[Change]], None]
+Reject = Callable[[str, Any, str], None]
+
+
+@dataclass
+class DrainReport:
+    """What one drain did."""
+
+    claimed: int = 0  # log rows taken and deleted
+    forwarded: int = 0  # changes handed to the fetcher (after coalescing per key)
+    rejected: int = 0  # log rows that were no valid change: recorded in the DLQ and deleted
+    batches: int = 0
+    waits_timed_out: int = 0  # waits for a writer that ended with the writer still open
+    held_lock: bool = False  # this drainer held the drain lock (and so waited for writers)
+    stopped: str = ""  # why the drain ended with work possibly left, if it did
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ChangeLogStatus:
+    """What waits in the change log."""
+
+    depth: int
+    oldest: datetime | None
+    oldest_age_seconds: float | None
+
+
+def is_ring(event: Any) -> bool:
+    """Whether an invoke is a trigger's ring (format version 2) rather than a per-row payload (version 1)."""
+    return isinstance(event, dict) and event.get("v") == RING_FORMAT_VERSION and event.get("ring") == "change_log"
+
+
+def coalesce(changes: Sequence[Change]) -> list[Change]:
+    """One change per (table, key), in first-seen order, with the earliest change time (for lag).
+
+    The re-read decides what the row is now, so one read serves all of a key's changes.
+    """
+    merged: dict[tuple[str, tuple[Any, ...]], Change] = {}
+    for change in changes:
+        ident = (change.table, change.key)
+        seen = merged.get(ident)
+        if seen is None:
+            merged[ident] = change
+        elif change.changed_at_us < seen.changed_at_us:
+            merged[ident] = replace(seen, changed_at_us=change.changed_at_us)
+    return list(merged.values())
+
+
+def _current_schema(conn: pymysql.connections.Connection) -> str:
+    with conn.cursor() as cur:
+        cur.execute("SELECT DATABASE()")
+        row = cur.fetchone()
+    if row is None or row[0] is None:
+        raise RuntimeError("the database connection has no current schema to drain")
+    return str(row[0])
+
+
+def _try_lock(conn: pymysql.connections.Connection, name: str) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT GET_LOCK(%s, 0)", (name,))  # never waits
+        row = cur.fetchone()
+    return row is not None and row[0] == 1
+
+
+def _release(conn: pymysql.connections.Connection, name: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute("DO RELEASE_LOCK(%s)", (name,))
+
+
+class _Drainer:
+    def __init__(
+        self,
+        conn: pymysql.connections.Connection,
+        mappings: Mappings,
+        forward: Forward,
+        reject: Reject,
+        correlation_id: str,
+        batch_rows: int,
+    ) -> None:
+        self.conn = conn
+        self.mappings = mappings
+        self.forward = forward
+        self.reject = reject
+        self.correlation_id = correlation_id
+        self.batch_rows = batch_rows
+        self.report = DrainReport()
+
+    def claim(self, *, wait: bool) -> list[tuple[int, str]] | None:
+        """Open a transaction holding the first committed log rows; ``None`` if a wait for a writer timed out."""
+        sql = f"SELECT id, payload FROM {CHANGE_LOG_TABLE} ORDER BY id LIMIT %s FOR UPDATE"  # noqa: S608
+        if not wait:
+            sql += " SKIP LOCKED"
+        self.conn.begin()
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(sql, (self.batch_rows,))
+                rows = [(int(i), str(p)) for i, p in cur.fetchall()]
+        except pymysql.err.OperationalError as exc:
+            self.conn.rollback()
+            if exc.args and exc.args[0] in (_ER_LOCK_WAIT_TIMEOUT, _ER_LOCK_DEADLOCK):
+                self.report.waits_timed_out += 1
+                return None
+            raise
+        except BaseException:
+            self.conn.rollback()
+            raise
+        if not rows:
+            self.conn.commit()
+        return rows
+
+    def hand_off(self, rows: Sequence[tuple[int, str]]) -> None:
+        """Forward the claimed rows' changes, then delete the rows and commit; roll back on any failure."""
+        try:
+            changes: list[Change] = []
+            rejected = 0
+            for row_id, payload in rows:
+                try:
+                    changes.extend(parse_trigger_payload(payload, self.mappings, self.correlation_id))
+                except ChangeValidationError as exc:
+                    # Recorded once, then deleted with the batch: retrying a row that can never be valid cannot help.
+                    self.reject(f"change log row {row_id}: {exc}", payload, f"change-log:{row_id}")
+                    log(logging.WARNING, "change log row rejected", row=row_id, field=exc.log_field, reason=exc.reason)
+                    rejected += 1
+            merged = coalesce(changes)
+            if merged:
+                self.forward(merged)
+                for change in merged:  # the same line the parser logs for a per-row payload
+                    record(ChangeMetric.RECEIVED, change.table)
+                    log(
+                        logging.INFO,
+                        "change accepted",
+                        correlation_id=self.correlation_id,
+                        table=change.table,
+                        key=change.document_id,
+                        action=change.action,
+                    )
+            # One row at a time, by primary key: `DELETE ... WHERE id IN (...)` may be planned as a scan, and a
+            # DELETE scan waits on the rows another drainer holds (no semi-consistent read for DELETE), which
+            # deadlocked two drainers on MariaDB 10.11 (tests/integration/test_change_log.py).
+            with self.conn.cursor() as cur:
+                cur.executemany(
+                    f"DELETE FROM {CHANGE_LOG_TABLE} WHERE id = %s",  # noqa: S608 - a constant name
+                    [(row_id,) for row_id, _ in rows],
+                )
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        self.report.batches += 1
+        self.report.claimed += len(rows)
+        self.report.rejected += rejected
+        self.report.forwarded += len(merged)
+
+    def drain_committed(self, time_left: Callable[[], bool]) -> bool:
+        """Step 1 until nothing committed is left; False if time ran out first."""
+        while True:
+            if not time_left():
+                return False
+            rows = self.claim(wait=False)
+            if not rows:
+                return True
+            self.hand_off(rows)
+
+
+def drain(
+    conn: pymysql.connections.Connection,
+    mappings: Mappings,
+    forward: Forward,
+    reject: Reject,
+    *,
+    correlation_id: str = "",
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    wait_seconds: int = DEFAULT_WAIT_SECONDS,
+    idle_seconds: float = 0.0,
+    time_left: Callable[[], bool] | None = None,
+) -> DrainReport:
+    """Drain the change log of ``conn``'s schema (``conn``: a connection of its own, in autocommit mode).
+
+    ``idle_seconds``: how long the lock holder keeps the lock once the log is empty,
+    looking for new rows (the parser: ``DEFAULT_IDLE_SECONDS``), so that a stream of
+    small writes needs few rings. ``time_left`` is asked before each batch and each wait; when it says no, the
+    drain ends and what is left waits for the next ring or the sweeper (default:
+    ``DEFAULT_MAX_SECONDS`` from now). Hand-off and database errors propagate after
+    the open batch is rolled back (its rows stay).
+    """
+    if time_left is None:
+        deadline = time.monotonic() + DEFAULT_MAX_SECONDS
+        time_left = lambda: time.monotonic() < deadline  # noqa: E731
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        cur.execute("SET SESSION innodb_lock_wait_timeout = %s", (wait_seconds,))
+    lock = drain_lock_name(_current_schema(conn))
+    drainer = _Drainer(conn, mappings, forward, reject, correlation_id, batch_rows)
+    report = drainer.report
+    holding = _try_lock(conn, lock)
+    report.held_lock = holding
+    try:
+        try:
+            report.stopped = _run(drainer, conn, lock, holding, time_left, idle_seconds)
+        finally:
+            with suppress(pymysql.err.Error):  # a lost connection has released it already
+                _release(conn, lock)
+    except pymysql.err.ProgrammingError as exc:
+        if exc.args and exc.args[0] == _ER_NO_SUCH_TABLE:  # the migration that creates the log has not run yet
+            report.stopped = f"{CHANGE_LOG_TABLE} does not exist (no change-log migration applied yet)"
+            return report
+        raise
+    level = logging.INFO if not report.stopped else logging.WARNING
+    if report.claimed or report.stopped:
+        log(level, "change log drained", correlation_id=correlation_id, **report.as_dict())
+    return report
+
+
+def _linger(drainer: _Drainer, idle_seconds: float, time_left: Callable[[], bool]) -> bool:
+    """Keep the lock a while with the log empty, looking every ``IDLE_POLL_SECONDS``; True if rows came.
+
+    While the lock is held no statement rings, so a steady stream of small writes is
+    drained by one long-lived drainer instead of ringing once per write.
+    """
+    deadline = time.monotonic() + idle_seconds
+    while time.monotonic() < deadline and time_left():
+        time.sleep(IDLE_POLL_SECONDS)
+        rows = drainer.claim(wait=False)
+        if rows:
+            drainer.hand_off(rows)
+            return True
+    return False
+
+
+def _run(
+    drainer: _Drainer,
+    conn: pymysql.connections.Connection,
+    lock: str,
+    holding: bool,
+    time_left: Callable[[], bool],
+    idle_seconds: float,
+) -> str:
+    """The drain loop (docs/architecture.md); returns why it stopped early, or ``""``."""
+    out_of_time = "out of time; the rest waits for the next ring or the sweeper"
+    while True:
+        if not drainer.drain_committed(time_left):
+            return out_of_time
+        if not holding:
+            # Another drainer holds the lock: it waits out the writers, including the ones behind the rows
+            # skipped here (they wrote before its release). Nothing more to do.
+            if not _try_lock(conn, lock):
+                return ""
+            holding = drainer.report.held_lock = True
+            continue
+        if not time_left():
+            return out_of_time
+        rows = drainer.claim(wait=True)  # step 2: wait for the writers of rows not yet committed
+        if rows is None:
+            continue  # a writer is still open: take what else was committed meanwhile, then wait again
+        if rows:
+            drainer.hand_off(rows)
+            continue
+        if _linger(drainer, idle_seconds, time_left):
+            continue  # rows came while idling: their statements did not ring, this drainer takes them
+        _release(conn, lock)  # step 3: the log is empty; statements ring again from here on
+        holding = False
+        rows = drainer.claim(wait=True)  # rows whose statements saw the lock held were written before the release
+        if rows is None or rows:
+            if rows:
+                drainer.hand_off(rows)
+            if not _try_lock(conn, lock):
+                return ""  # a newer drainer holds it now and waits out the rest
+            holding = True
+            continue
+        return ""
+
+
+def change_log_status(conn: pymysql.connections.Connection) -> ChangeLogStatus | None:
+    """How many changes wait in the log, and since when (a plain read: it locks nothing); None before V006."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"SELECT COUNT(*), MIN(created_at), TIMESTAMPDIFF(MICROSECOND, MIN(created_at), NOW(6))"  # noqa: S608
+                f" FROM {CHANGE_LOG_TABLE}"
+            )
+            row = cur.fetchone()
+    except pymysql.err.ProgrammingError as exc:
+        if exc.args and exc.args[0] == _ER_NO_SUCH_TABLE:
+            return None
+        raise
+    if row is None:
+        return ChangeLogStatus(0, None, None)
+    age = None if row[2] is None else int(row[2]) / 1_000_000
+    return ChangeLogStatus(depth=int(row[0]), oldest=row[1], oldest_age_seconds=age)
+
+
+def ring_if_waiting(
+    conn: pymysql.connections.Connection, lambda_client: Any, parser_function: str
+) -> ChangeLogStatus | None:
+    """The sweeper's safety net: ring the parser when rows wait in the log, whoever else is at work.
+
+    A ring that was lost or failed, a writer that outlived its drainer, a drainer whose
+    connection still holds the lock: in every case committed rows wait, and a ring makes
+    a drainer take them (one that finds the lock held still drains what is committed).
+    Published as metrics, the log's depth and its oldest row's age feed the dashboard and
+    the change-log alarm.
+    """
+    status = change_log_status(conn)
+    if status is None:
+        return None
+    record_stack(StackMetric.CHANGE_LOG_DEPTH, status.depth)
+    record_stack(StackMetric.CHANGE_LOG_AGE, status.oldest_age_seconds or 0.0)
+    if status.depth:
+        ring = {"v": RING_FORMAT_VERSION, "ring": "change_log", "table": "", "ts": time.time()}
+        response = lambda_client.invoke(
+            FunctionName=parser_function, InvocationType="Event", Payload=json.dumps(ring).encode("utf-8")
+        )
+        if response.get("StatusCode") != 202:
+            raise RuntimeError(f"ring of {parser_function} answered {response.get('StatusCode')}, expected 202")
+        log(logging.INFO, "change log waiting; parser rung", depth=status.depth, age=status.oldest_age_seconds)
+    return status

@@ -1,0 +1,500 @@
+"""The change log against MariaDB: what the triggers log and ring, and the drainer's edges.
+
+Each test gets a fresh schema with the demo tables and the local lambda_async shim,
+migrated with db/migrations exactly as the post-deploy hook does. The rings land in
+the shim's outbox (non-transactional, as Aurora's invokes survive a ROLLBACK); the
+drainer hands its changes to a recording forwarder. Races are driven by real
+sessions and observed through InnoDB's own lock-wait table, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pymysql
+import pytest
+
+import fanout.change_log as change_log_module
+from fanout.change import Change
+from fanout.change_log import change_log_status, drain, is_ring
+from fanout.config import DatabaseSettings
+from fanout.db import connect
+from fanout.mapping import default_mappings
+from fanout.migrations import MigrationRunner
+from fanout.trigger_sql import CHANGE_LOG_TABLE, drain_lock_name
+from local.stack import run_sql_file
+from tests.conftest import ROOT
+
+ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-change-log-test-parser"
+OUTBOX = "fanout_lambda_async_outbox"
+WAIT_SECONDS = 30
+
+
+@pytest.fixture
+def source(db_settings: DatabaseSettings) -> Iterator[DatabaseSettings]:
+    conn = connect(db_settings)
+    try:
+        run_sql_file(conn, ROOT / "local" / "lambda_async_shim.sql")
+    finally:
+        conn.close()
+    MigrationRunner(
+        lambda: connect(db_settings), ROOT / "db" / "migrations", {"parser_function_arn": ARN}, applied_by="test"
+    ).migrate()
+    yield db_settings
+
+
+@pytest.fixture
+def sessions(source: DatabaseSettings) -> Iterator[Callable[[], pymysql.connections.Connection]]:
+    """Opens application sessions (and drainer connections); closes them after the test."""
+    opened: list[pymysql.connections.Connection] = []
+
+    def open_session() -> pymysql.connections.Connection:
+        conn = connect(source)
+        opened.append(conn)
+        return conn
+
+    yield open_session
+    for conn in opened:
+        try:
+            conn.close()
+        except pymysql.err.Error:
+            pass
+
+
+class Recorder:
+    """A forwarder and a reject recorder that keep what they were given (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.forwarded: list[Change] = []
+        self.rejected: list[tuple[str, Any, str]] = []
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def forward(self, changes: Sequence[Change]) -> None:
+        with self._lock:
+            self.calls += 1
+            self.forwarded.extend(changes)
+
+    def reject(self, reason: str, payload: Any, correlation_id: str) -> None:
+        with self._lock:
+            self.rejected.append((reason, payload, correlation_id))
+
+    def keys(self) -> list[tuple[str, tuple[Any, ...]]]:
+        return [(c.table, c.key_values) for c in self.forwarded]
+
+
+def rows(conn: pymysql.connections.Connection, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return list(cur.fetchall())
+
+
+def execute(conn: pymysql.connections.Connection, sql: str, *args: Any) -> int:
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return int(cur.lastrowid or 0)
+
+
+def rings(conn: pymysql.connections.Connection) -> list[dict[str, Any]]:
+    return [json.loads(p) for (p,) in rows(conn, f"SELECT payload FROM {OUTBOX} ORDER BY id")]
+
+
+def log_depth(conn: pymysql.connections.Connection) -> int:
+    return int(rows(conn, f"SELECT COUNT(*) FROM {CHANGE_LOG_TABLE}")[0][0])
+
+
+def insert_posts(conn: pymysql.connections.Connection, count: int, title: str = "t") -> None:
+    values = ", ".join(["(%s, 'b', 'a')"] * count)
+    execute(conn, f"INSERT INTO posts (title, body, author) VALUES {values}", *([title] * count))
+
+
+def lock_waits(conn: pymysql.connections.Connection) -> int:
+    return int(rows(conn, "SELECT COUNT(*) FROM information_schema.INNODB_LOCK_WAITS")[0][0])
+
+
+def wait_until(what: str, check: Callable[[], Any]) -> Any:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        # Not faster: polled every 50 ms, MariaDB's INNODB_TRX / INNODB_LOCK_WAITS cache was never refreshed.
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class DrainInThread:
+    """``drain`` on its own connection in a thread; ``result()`` joins it and re-raises its error."""
+
+    def __init__(
+        self,
+        conn: pymysql.connections.Connection,
+        recorder: Recorder,
+        forward: Callable[[Sequence[Change]], None] | None = None,
+        **options: Any,
+    ) -> None:
+        self.report: Any = None
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self.report = drain(conn, default_mappings(), forward or recorder.forward, recorder.reject, **options)
+            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def result(self) -> Any:
+        self.thread.join(WAIT_SECONDS)
+        assert not self.thread.is_alive(), "the drainer did not end"
+        if self.error is not None:
+            raise self.error
+        return self.report
+
+
+# --------------------------------------------------------------------------- the triggers
+
+
+def test_a_multi_row_statement_logs_every_row_and_rings_once(sessions: Any) -> None:
+    app = sessions()
+
+    insert_posts(app, 3)
+
+    assert log_depth(app) == 3
+    sent = rings(app)
+    assert len(sent) == 1
+    assert is_ring(sent[0]) and sent[0]["table"] == "posts"
+
+
+def test_each_statement_rings_and_the_application_keeps_its_own_insert_id(sessions: Any) -> None:
+    app = sessions()
+
+    first = execute(app, "INSERT INTO posts (title, body, author) VALUES ('a', 'b', 'c')")
+    second = execute(app, "INSERT INTO posts (title, body, author) VALUES ('a', 'b', 'c')")
+    execute(app, "UPDATE posts SET title = 'x'")
+
+    assert (first, second) == (1, 2)  # LAST_INSERT_ID is the application's row, not the log's
+    assert rows(app, "SELECT LAST_INSERT_ID()")[0][0] == 2
+    assert len(rings(app)) == 3
+    assert log_depth(app) == 4
+
+
+def test_no_ring_while_a_drainer_holds_the_lock_but_the_change_is_logged(sessions: Any, source: Any) -> None:
+    app, drainer = sessions(), sessions()
+    execute(drainer, "SELECT GET_LOCK(%s, 0)", drain_lock_name(source.name))
+
+    insert_posts(app, 2)
+    execute(app, "UPDATE posts SET title = 'y'")
+
+    assert rings(app) == []
+    assert log_depth(app) == 4
+
+
+def test_a_rolled_back_transaction_leaves_nothing_to_drain(sessions: Any) -> None:
+    app, conn = sessions(), sessions()
+    recorder = Recorder()
+    app.begin()
+    insert_posts(app, 5)
+    app.rollback()
+
+    report = drain(conn, default_mappings(), recorder.forward, recorder.reject)
+
+    assert log_depth(app) == 0
+    assert len(rings(app)) == 1  # the ring, like Aurora's invoke, survives the rollback
+    assert recorder.forwarded == [] and report.claimed == 0
+
+
+def test_the_kill_switch_logs_and_rings_nothing(sessions: Any) -> None:
+    app = sessions()
+    execute(app, "SET @fanout_disable = 1")
+
+    insert_posts(app, 2)
+
+    assert log_depth(app) == 0 and rings(app) == []
+
+
+def test_a_failing_ring_never_fails_the_statement_and_the_change_stays_logged(sessions: Any) -> None:
+    app = sessions()
+    execute(app, "SET @fanout_shim_fail = 1")
+
+    insert_posts(app, 2)
+
+    assert log_depth(app) == 2 and rings(app) == []
+    assert "simulated" in rows(app, "SELECT @fanout_ring_error")[0][0]
+
+
+# --------------------------------------------------------------------------- the drainer
+
+
+def test_drain_coalesces_per_key_hands_off_and_deletes(sessions: Any) -> None:
+    app, conn = sessions(), sessions()
+    recorder = Recorder()
+    insert_posts(app, 3)
+    execute(app, "UPDATE posts SET title = 'z' WHERE id = 2")
+    execute(app, "DELETE FROM posts WHERE id = 3")
+
+    report = drain(conn, default_mappings(), recorder.forward, recorder.reject, batch_rows=500)
+
+    assert sorted(recorder.keys()) == [("posts", (1,)), ("posts", (2,)), ("posts", (3,))]
+    assert report.claimed == 5 and report.forwarded == 3
+    assert log_depth(app) == 0
+    assert change_log_status(app).depth == 0
+
+
+def test_drain_takes_batches_in_id_order(sessions: Any) -> None:
+    app, conn = sessions(), sessions()
+    recorder = Recorder()
+    insert_posts(app, 25)
+
+    report = drain(conn, default_mappings(), recorder.forward, recorder.reject, batch_rows=10)
+
+    assert recorder.calls == 3 and report.batches == 3
+    assert [k[1][0] for k in recorder.keys()] == list(range(1, 26))
+
+
+def test_a_primary_key_change_hands_off_the_new_and_the_old_key(sessions: Any) -> None:
+    app, conn = sessions(), sessions()
+    insert_posts(app, 1)
+    drain(conn, default_mappings(), Recorder().forward, Recorder().reject)
+    recorder = Recorder()
+
+    execute(app, "UPDATE posts SET id = 1001 WHERE id = 1")
+    drain(conn, default_mappings(), recorder.forward, recorder.reject)
+
+    assert sorted(recorder.keys()) == [("posts", (1,)), ("posts", (1001,))]
+
+
+def test_a_log_row_that_is_no_valid_change_is_recorded_once_and_deleted(sessions: Any) -> None:
+    app, conn = sessions(), sessions()
+    recorder = Recorder()
+    payload = json.dumps({"v": 1, "action": "insert", "table": "nope", "pk": {"id": 1}, "ts": 1764240000.1})
+    execute(app, f"INSERT INTO {CHANGE_LOG_TABLE} (payload) VALUES (%s)", payload)
+    insert_posts(app, 1)
+
+    drain(conn, default_mappings(), recorder.forward, recorder.reject)
+
+    assert len(recorder.rejected) == 1 and "not a mapped table" in recorder.rejected[0][0]
+    assert recorder.keys() == [("posts", (1,))]
+    assert log_depth(app) == 0
+
+
+def test_the_drainer_waits_for_the_ringing_transaction_and_never_blocks_other_writers(sessions: Any) -> None:
+    app, other, observer, conn = sessions(), sessions(), sessions(), sessions()
+    recorder = Recorder()
+    # Given a writer whose statement rang and whose transaction is still open
+    app.begin()
+    insert_posts(app, 2, title="held")
+    assert len(rings(observer)) == 1
+
+    # When the rung drainer starts, it waits for that writer
+    running = DrainInThread(conn, recorder)
+    wait_until("the drainer to wait for the open writer", lambda: lock_waits(observer) > 0)
+    # Then other sessions write meanwhile without waiting (their lock wait timeout would fail them)
+    execute(other, "SET SESSION innodb_lock_wait_timeout = 1")
+    insert_posts(other, 1, title="other")
+    assert rings(observer)[1:] == []  # no ring: the drainer holds the lock
+    # And once the writer commits, the drainer hands off all of it
+    app.commit()
+    report = running.result()
+
+    assert sorted(recorder.keys()) == [("posts", (1,)), ("posts", (2,)), ("posts", (3,))]
+    assert report.held_lock
+    assert log_depth(observer) == 0
+
+
+def test_a_commit_just_as_the_drainer_releases_its_lock_is_still_drained(
+    sessions: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, observer, conn = sessions(), sessions(), sessions()
+    recorder = Recorder()
+    real_release = change_log_module._release
+    written = threading.Event()
+
+    def write_then_release(connection: pymysql.connections.Connection, name: str) -> None:
+        # Given a writer whose statement runs in the last instant the drainer holds its lock
+        if not written.is_set():
+            app.begin()
+            insert_posts(app, 1, title="late")
+            written.set()
+        real_release(connection, name)
+
+    monkeypatch.setattr(change_log_module, "_release", write_then_release)
+
+    # When the drainer finds the log empty and releases its lock
+    running = DrainInThread(conn, recorder)
+    wait_until("the late writer", written.is_set)
+    # Then that statement did not ring, and the drainer's last look waits for it
+    assert rings(observer) == []
+    wait_until("the drainer's last look to wait for the writer", lambda: lock_waits(observer) > 0)
+    app.commit()
+    running.result()
+
+    assert recorder.keys() == [("posts", (1,))]
+    assert log_depth(observer) == 0
+
+
+def test_two_drainers_at_once_hand_off_each_row_exactly_once(sessions: Any) -> None:
+    app = sessions()
+    recorder = Recorder()
+    for _ in range(20):
+        insert_posts(app, 50)
+
+    def slow_forward(changes: Sequence[Change]) -> None:
+        time.sleep(0.01)  # keeps a batch claimed while the other drainer runs (a pace, not an assertion)
+        recorder.forward(changes)
+
+    drainers = [DrainInThread(sessions(), recorder, slow_forward, batch_rows=40) for _ in range(2)]
+    reports = [d.result() for d in drainers]
+
+    keys = [k[1][0] for k in recorder.keys()]
+    assert sorted(keys) == list(range(1, 1001))  # every row once: SKIP LOCKED never hands a row to both
+    assert sum(r.claimed for r in reports) == 1000
+    assert log_depth(app) == 0
+
+
+def test_a_drainer_killed_mid_batch_deletes_nothing_and_the_next_one_redelivers(sessions: Any) -> None:
+    app, killer, conn = sessions(), sessions(), sessions()
+    insert_posts(app, 30)
+    drainer_id = conn.thread_id()
+    delivered = Recorder()
+
+    def forward_then_die(changes: Sequence[Change]) -> None:
+        delivered.forward(changes)  # the hand-off happened ...
+        execute(killer, f"KILL CONNECTION {int(drainer_id)}")  # ... and the drainer dies before its DELETE
+
+    with pytest.raises(pymysql.err.Error):
+        drain(conn, default_mappings(), forward_then_die, delivered.reject, batch_rows=10)
+
+    # Then nothing was deleted: the killed transaction rolled back, the lock went with the connection
+    assert log_depth(app) == 30
+    assert [k[1][0] for k in delivered.keys()] == list(range(1, 11))
+    # And the next drainer hands everything off (the first ten twice: the fetcher's version gate absorbs it)
+    again = Recorder()
+    drain(sessions(), default_mappings(), again.forward, again.reject)
+    assert [k[1][0] for k in again.keys()] == list(range(1, 31))
+    assert log_depth(app) == 0
+
+
+def test_a_failed_hand_off_leaves_the_rows_for_the_next_drainer(sessions: Any) -> None:
+    app, conn = sessions(), sessions()
+    insert_posts(app, 3)
+
+    def broken(changes: Sequence[Change]) -> None:
+        raise RuntimeError("queue unreachable")
+
+    with pytest.raises(RuntimeError, match="unreachable"):
+        drain(conn, default_mappings(), broken, Recorder().reject)
+
+    assert log_depth(app) == 3
+    assert rows(app, "SELECT IS_FREE_LOCK(%s)", drain_lock_name(app.db.decode()))[0][0] == 1
+
+
+def test_status_shows_depth_and_the_age_of_the_oldest_row(sessions: Any) -> None:
+    app = sessions()
+    insert_posts(app, 4)
+
+    status = change_log_status(app)
+
+    assert status.depth == 4
+    assert status.oldest is not None and status.oldest_age_seconds is not None and status.oldest_age_seconds >= 0
+
+
+# --------------------------------------------------------------------------- the handlers
+
+
+def test_a_ring_makes_the_parser_handler_drain_and_an_old_format_payload_is_still_handed_on(
+    sessions: Any, db_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fanout.parser import LambdaForwarder
+    from fanout.rejects import QueueRejectRecorder
+    from tests.unit.fakes import FakeContext, FakeLambdaClient, FakeSQSClient, load_app, load_event
+
+    app_module = load_app("parser_fn/app.py", "parser_app_change_log")
+    lambda_client, sqs = FakeLambdaClient(), FakeSQSClient()
+    monkeypatch.setattr(
+        app_module,
+        "_dependencies",
+        lambda: (LambdaForwarder(lambda_client, "fetcher"), QueueRejectRecorder(sqs, "https://dlq", source="parser")),
+    )
+    monkeypatch.delenv("AWS_XRAY_DAEMON_ADDRESS", raising=False)
+    app = sessions()
+    insert_posts(app, 3)
+    context = FakeContext(aws_request_id="req-ring-1")
+    context.get_remaining_time_in_millis = lambda: 60_000  # type: ignore[attr-defined]
+
+    # When the parser is rung (events/ring.json is what a trigger sends)
+    try:
+        drained = app_module.handler(load_event("ring.json"), context)
+        # And an invoke of the per-row triggers (format version 1) arrives, in flight during an upgrade
+        legacy = app_module.handler(load_event("update.json"), FakeContext(aws_request_id="req-old-1"))
+    finally:
+        app_module._database().close()
+        app_module._database.cache_clear()
+
+    # Then the ring drained the log into one fetcher invoke, and the old payload went on as before
+    assert drained["claimed"] == 3 and drained["forwarded"] == 3
+    assert legacy == {"accepted": 1, "rejected": 0, "reason": ""}
+    first, second = (json.loads(call["Payload"])["changes"] for call in lambda_client.invocations)
+    assert [m["pk"] for m in first] == [{"id": 1}, {"id": 2}, {"id": 3}]
+    assert {m["correlation_id"] for m in first} == {"req-ring-1"}
+    assert [m["pk"] for m in second] == [{"id": 1}]
+    assert log_depth(app) == 0
+
+
+def test_the_sweeper_rings_the_parser_only_while_rows_wait(sessions: Any, source: Any) -> None:
+    from fanout.change_log import ring_if_waiting
+    from tests.unit.fakes import FakeLambdaClient
+
+    app, conn = sessions(), sessions()
+    lambda_client = FakeLambdaClient()
+
+    empty = ring_if_waiting(conn, lambda_client, "the-parser")
+    # A drainer holding the lock (alive or a dead session) does not stop the sweeper's ring
+    execute(sessions(), "SELECT GET_LOCK(%s, 0)", drain_lock_name(source.name))
+    insert_posts(app, 2)
+    waiting = ring_if_waiting(conn, lambda_client, "the-parser")
+
+    assert empty is not None and empty.depth == 0
+    assert waiting is not None and waiting.depth == 2
+    [call] = lambda_client.invocations
+    assert call["FunctionName"] == "the-parser" and call["InvocationType"] == "Event"
+    assert is_ring(json.loads(call["Payload"]))
+
+
+def test_fanout_status_reports_the_change_log_depth_and_oldest_age(sessions: Any, db_env: Any) -> None:
+    from fanout.cli.status import _change_log_line, change_log
+
+    app = sessions()
+    insert_posts(app, 3)
+
+    entry = change_log()
+
+    assert entry["depth"] == 3 and entry["oldest_age_seconds"] >= 0
+    assert _change_log_line(entry).startswith("change log: 3 row(s) waiting, oldest ")
+    assert change_log({"DB_HOST": ""})["error"].startswith("not read: ")
+
+
+def test_a_lingering_drainer_takes_a_stream_of_writes_without_a_ring_each(sessions: Any, source: Any) -> None:
+    app, observer, conn = sessions(), sessions(), sessions()
+    recorder = Recorder()
+    stop = threading.Event()
+    lock = drain_lock_name(source.name)
+    # Given a drainer that keeps the lock while the log is empty (the rung parser's linger)
+    running = DrainInThread(conn, recorder, idle_seconds=60, time_left=lambda: not stop.is_set())
+    wait_until("the drainer to hold the lock", lambda: rows(observer, "SELECT IS_FREE_LOCK(%s)", lock)[0][0] == 0)
+
+    # When single-row writes keep coming
+    for _ in range(5):
+        insert_posts(app, 1)
+    wait_until("the drainer to take them", lambda: len(recorder.forwarded) == 5)
+    stop.set()
+    running.result()
+
+    # Then none of them rang, and all were handed on
+    assert rings(observer) == []
+    assert [k[1][0] for k in recorder.keys()] == [1, 2, 3, 4, 5]
+    assert log_depth(observer) == 0
