@@ -64,7 +64,7 @@ def test_status_shows_a_forged_table_name_neither_as_a_table_nor_raw() -> None:
     # Then the forged name is counted as naming no mapped table, and every line is one of the report's own
     assert sorted(report["tables"]) == ["_unknown", "posts"]
     assert report["tables"]["_unknown"]["dead_letters"] == 1
-    assert_plain(text, lines=3 + 3 + 2)  # header (3), posts (3: counts, last applied, one lag), _unknown (2)
+    assert_plain(text, lines=4 + 3 + 2)  # header (4, with the change log), posts (3: counts, last, lag), _unknown (2)
     assert "key=posts\\x0afake_table" in text
 
 

@@ -96,7 +96,6 @@ def render(report: dict[str, Any]) -> str:
         f"fanout status at {report['generated_at']} (last {report['window_seconds'] / 60:g} min)",
         f"dead-letter queue: {dlq['depth']} message(s)" + (" -> fanout dlq list" if dlq["depth"] else ""),
         _change_log_line(report.get("change_log", {})),
-        "",
     ]
     for function, cut in report.get("truncated", {}).items():
         out.append(
