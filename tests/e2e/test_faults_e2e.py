@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from fanout.trigger_sql import CHANGE_LOG_TABLE, drain_lock_name
 from local.stack import LocalConfig, ensure_bridge, running_pid
 from tests.conftest import aws_client
 from tests.e2e.test_pipeline import agreed, stack, wait_until
@@ -52,6 +53,18 @@ def insert(stack: dict[str, Any], rows: list[int], n: int, label: str) -> list[i
     return new
 
 
+def no_drainer(stack: dict[str, Any]) -> bool:
+    with stack["db"].cursor() as cur:
+        cur.execute("SELECT IS_FREE_LOCK(%s)", (drain_lock_name(stack["env"]["DB_NAME"]),))
+        return bool(cur.fetchone()[0])
+
+
+def waiting_in_change_log(stack: dict[str, Any]) -> int:
+    with stack["db"].cursor() as cur:
+        cur.execute(f"SELECT COUNT(*) FROM {CHANGE_LOG_TABLE}")  # noqa: S608 - a constant
+        return int(cur.fetchone()[0])
+
+
 def waiting_in_outbox(stack: dict[str, Any]) -> int:
     with stack["db"].cursor() as cur:
         cur.execute(f"SELECT COUNT(*) FROM {OUTBOX}")  # noqa: S608 - a constant
@@ -65,9 +78,11 @@ def test_the_bridge_killed_mid_burst_and_restarted_loses_no_change(stack: dict[s
         # Given a burst of writes being delivered
         first = insert(stack, rows, 4, "burst")
 
-        # When the bridge crashes in the middle of it, and the application goes on writing
+        # When the bridge crashes in the middle of it, and, once no drainer is at work (a drainer rung before
+        # the crash lingers a while and would take the new rows without a ring), the application goes on writing
         os.killpg(pid, signal.SIGKILL)
         wait_until("the bridge to be gone", lambda: running_pid("bridge") is None, timeout=10)
+        wait_until("no drainer at work", lambda: no_drainer(stack))
         second = insert(stack, rows, 2, "while down")
         with stack["db"].cursor() as cur:
             for key in first[:1]:
@@ -77,7 +92,9 @@ def test_the_bridge_killed_mid_burst_and_restarted_loses_no_change(stack: dict[s
             for key in first[1:2]:
                 cur.execute("DELETE FROM posts WHERE id = %s", (key,))
 
-        # Then those changes wait in the outbox (nothing delivers them, nothing drops them)
+        # Then those changes wait in the change log and their statements' rings in the outbox (nothing delivers
+        # them, nothing drops them): one ring per statement, none lost
+        assert waiting_in_change_log(stack) >= len(second) + 1 + 1
         assert waiting_in_outbox(stack) >= len(second) + 1 + 1
     finally:
         # When the bridge is restarted
@@ -86,7 +103,10 @@ def test_the_bridge_killed_mid_burst_and_restarted_loses_no_change(stack: dict[s
     # Then every change arrives: each row is in both sinks as in MariaDB, each deleted row in neither
     for key in rows:
         wait_until(f"row {key} to agree in both sinks", lambda key=key: agreed(stack, key))
-    wait_until("the outbox to be drained", lambda: waiting_in_outbox(stack) == 0)
+    wait_until(
+        "the outbox and the change log to be drained",
+        lambda: waiting_in_outbox(stack) + waiting_in_change_log(stack) == 0,
+    )
 
 
 FUNCTIONS = ("PARSER", "FETCHER", "SWEEPER", "MIGRATIONS")

@@ -102,8 +102,13 @@ def test_a_change_logs_every_step_under_one_correlation_id_and_emits_its_lag(ops
 
     [(event, batch)] = wait_until("the batch line in the fetcher's log", applied)
     [correlation_id] = batch["correlation_ids"]
-    parser_lines = json_lines(log_events(ops, ops["env"]["PARSER_LOG_GROUP"]))
-    accepted = [f for _, f in parser_lines if f.get("message") == "change accepted" and f.get("key") == str(key)]
+
+    # (a drainer may still be lingering after handing the change on: its lines arrive when its invocation ends)
+    def accepted_lines() -> list[dict[str, Any]]:
+        parser_lines = json_lines(log_events(ops, ops["env"]["PARSER_LOG_GROUP"]))
+        return [f for _, f in parser_lines if f.get("message") == "change accepted" and f.get("key") == str(key)]
+
+    accepted = wait_until("the parser's acceptance in its log", accepted_lines)
     assert [f["correlation_id"] for f in accepted] == [correlation_id]
     assert accepted[0]["function_request_id"] == correlation_id  # the parser's own request id
     written = batch["tables"]["posts"]
