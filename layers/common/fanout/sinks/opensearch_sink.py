@@ -84,14 +84,14 @@ class ExactJSONSerializer(JSONSerializer):
             raise SerializationError(s, exc) from exc
 
 
+def _encoded(value: dict[str, Any]) -> bytes:
+    """A JSON object as the sink's client sends it, numbers exact."""
+    return str(ExactJSONSerializer().dumps(value)).encode("utf-8")
+
+
 def _ndjson(line: dict[str, Any]) -> bytes:
-    """One _bulk line as sent, numbers exact (opensearch-py sends a bytes body as it is)."""
-    return str(ExactJSONSerializer().dumps(line)).encode("utf-8") + b"\n"
-
-
-def document_bytes(body: dict[str, Any]) -> int:
-    """The size of a document as the sink's client sends it."""
-    return len(ExactJSONSerializer().dumps(body).encode("utf-8"))
+    """One _bulk line as sent (opensearch-py sends a bytes body as it is)."""
+    return _encoded(line) + b"\n"
 
 
 def make_client(endpoint: str, auth: str = "none") -> Any:
@@ -160,8 +160,9 @@ class OpenSearchSink:
 
     def _document(
         self, mapping: TableMapping, change: Change, state: RowState
-    ) -> tuple[str, dict[str, Any] | None, int]:
-        """The document id, the body (None: a delete) and the body's size; RowRejected if it can never fit."""
+    ) -> tuple[str, dict[str, Any] | None, bytes]:
+        """The document id, the body (None: a delete) and the body as sent (b"" for a delete); RowRejected
+        if it can never fit."""
         where = f"{mapping.opensearch_index}/{change.document_id}"
         if not 0 <= state.version <= MAX_EXTERNAL_VERSION:  # a database clock gone wrong: refuse this row alone
             raise RowRejected(
@@ -173,15 +174,16 @@ class OpenSearchSink:
             body = None if state.row is None else opensearch_document(mapping, state.row)
         except (UnrepresentableRow, TypeError) as exc:  # TypeError: a value with no JSON form
             raise RowRejected(f"OpenSearch cannot hold {where}: {exc}") from exc
-        size = 0
+        encoded = b""
         if body is not None:
-            size = document_bytes(body)
+            encoded = _encoded(body)
+            size = len(encoded)
             if size > self._max_request_bytes:
                 raise RowRejected(
                     f"OpenSearch cannot hold {where}: the document is {size} bytes, above the "
                     f"{self._max_request_bytes}-byte request limit; exclude large columns (opensearch.exclude)"
                 )
-        return doc_id, body, size
+        return doc_id, body, encoded
 
     def apply_batch(self, mapping: TableMapping, items: Sequence[tuple[Change, RowState]]) -> list[Outcome | Exception]:
         """All rows in ``_bulk`` requests, each item with its own external_gte version; per row its Outcome
@@ -194,12 +196,12 @@ class OpenSearchSink:
         pending: list[tuple[int, bytes, bool]] = []  # (position, its bulk lines as sent, is a delete)
         for position, (change, state) in enumerate(items):
             try:
-                doc_id, body, size = self._document(mapping, change, state)
+                doc_id, body, encoded = self._document(mapping, change, state)
             except RowRejected as exc:
                 results[position] = exc
                 continue
             meta = {"_index": index, "_id": doc_id, "version": state.version, "version_type": "external_gte"}
-            lines = _ndjson({"delete": meta}) if body is None else _ndjson({"index": meta}) + _ndjson(body)
+            lines = _ndjson({"delete": meta}) if body is None else _ndjson({"index": meta}) + encoded + b"\n"
             if len(lines) > self._max_request_bytes:
                 results[position] = RowRejected(
                     f"OpenSearch cannot hold {index}/{change.document_id}: its _bulk lines are {len(lines)} bytes, "
