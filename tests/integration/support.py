@@ -5,6 +5,7 @@ Plain functions, so each test module decides its fixtures' scope.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from fanout.source_reader import read_row, read_rows
 from tests.conftest import aws_resource, template_resource
 
 ROOT = Path(__file__).resolve().parents[2]
+SHIM_OUTBOX = "fanout_lambda_async_outbox"  # the local lambda_async shim's table: one row per call (a ring)
 PARSER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-local-parser"
 
 
@@ -117,3 +119,22 @@ class FetchInThread:
             raise self.error
         assert self.report is not None
         return self.report
+
+
+def rows(conn: Any, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """All rows of one query on an open connection."""
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return list(cur.fetchall())
+
+
+def execute(conn: Any, sql: str, *args: Any) -> int:
+    """One statement on an open connection; its LAST_INSERT_ID (0 if none)."""
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return int(cur.lastrowid or 0)
+
+
+def shim_calls(conn: Any) -> list[dict[str, Any]]:
+    """What the triggers handed to lambda_async (the shim's outbox: the rings), oldest first."""
+    return [json.loads(p) for (p,) in rows(conn, f"SELECT payload FROM {SHIM_OUTBOX} ORDER BY id")]  # noqa: S608

@@ -25,9 +25,9 @@ from fanout.migrations import MigrationRunner
 from fanout.trigger_sql import CHANGE_LOG_TABLE, trigger_name, write_capture_migration
 from local.stack import run_sql_file
 from tests.conftest import ROOT
+from tests.integration.support import execute, rows, shim_calls
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-triggers-test-parser"
-OUTBOX = "fanout_lambda_async_outbox"
 PAYLOAD_FIELDS = {"v", "action", "table", "pk", "ts"}
 
 
@@ -54,23 +54,6 @@ def session(source: DatabaseSettings) -> Iterator[pymysql.connections.Connection
     conn = connect(source)
     yield conn
     conn.close()
-
-
-def rows(conn: pymysql.connections.Connection, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        return list(cur.fetchall())
-
-
-def execute(conn: pymysql.connections.Connection, sql: str, *args: Any) -> int:
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        return int(cur.lastrowid or 0)
-
-
-def outbox(conn: pymysql.connections.Connection) -> list[dict[str, Any]]:
-    """What the triggers handed to lambda_async (the shim's outbox: the rings), oldest first."""
-    return [json.loads(p) for (p,) in rows(conn, f"SELECT payload FROM {OUTBOX} ORDER BY id")]
 
 
 def logged(conn: pymysql.connections.Connection) -> list[dict[str, Any]]:
@@ -146,7 +129,7 @@ def test_insert_update_rekey_and_delete_send_format_1_payloads_the_parser_accept
     # And the parser takes every one of them (the re-key also names the old row)
     changes = [parse_trigger_payload(json.dumps(p), default_mappings()) for p in payloads]
     assert [len(c) for c in changes] == [1, 1, 2, 1]
-    assert len(outbox(session)) == 4
+    assert len(shim_calls(session)) == 4
 
 
 def test_a_failing_ring_leaves_the_write_intact_and_the_change_logged(
@@ -166,7 +149,7 @@ def test_a_failing_ring_leaves_the_write_intact_and_the_change_logged(
         ("written while Lambda is down", "published")
     ]
     # And nothing rang, but every change waits in the change log for the sweeper's ring
-    assert outbox(session) == []
+    assert shim_calls(session) == []
     assert without_ts(logged(session)) == [
         {"v": 1, "action": "insert", "table": "posts", "pk": {"id": key}},
         {"v": 1, "action": "update", "table": "posts", "pk": {"id": key}, "old_pk": {"id": key}},
@@ -216,7 +199,7 @@ def test_the_kill_switch_sends_and_parks_nothing_for_its_session_only(
     execute(session, "DELETE FROM posts WHERE id = %s", key)
 
     # Then nothing rang and nothing was logged
-    assert outbox(session) == []
+    assert shim_calls(session) == []
     assert logged(session) == []
 
     # And another session at the same time is captured as usual
@@ -226,7 +209,7 @@ def test_the_kill_switch_sends_and_parks_nothing_for_its_session_only(
     finally:
         other.close()
     assert without_ts(logged(session)) == [{"v": 1, "action": "insert", "table": "posts", "pk": {"id": other_key}}]
-    assert len(outbox(session)) == 1
+    assert len(shim_calls(session)) == 1
 
     # And switching it off again restores capture in the bulk session
     execute(session, "SET @fanout_disable = NULL, @fanout_shim_fail = NULL")

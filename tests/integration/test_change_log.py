@@ -28,9 +28,9 @@ from fanout.migrations import MigrationRunner
 from fanout.trigger_sql import CHANGE_LOG_TABLE, drain_lock_name
 from local.stack import run_sql_file
 from tests.conftest import ROOT
+from tests.integration.support import execute, rows, shim_calls
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-change-log-test-parser"
-OUTBOX = "fanout_lambda_async_outbox"
 WAIT_SECONDS = 30
 
 
@@ -85,22 +85,6 @@ class Recorder:
 
     def keys(self) -> list[tuple[str, tuple[Any, ...]]]:
         return [(c.table, c.key_values) for c in self.forwarded]
-
-
-def rows(conn: pymysql.connections.Connection, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        return list(cur.fetchall())
-
-
-def execute(conn: pymysql.connections.Connection, sql: str, *args: Any) -> int:
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        return int(cur.lastrowid or 0)
-
-
-def rings(conn: pymysql.connections.Connection) -> list[dict[str, Any]]:
-    return [json.loads(p) for (p,) in rows(conn, f"SELECT payload FROM {OUTBOX} ORDER BY id")]
 
 
 def log_depth(conn: pymysql.connections.Connection) -> int:
@@ -165,7 +149,7 @@ def test_a_multi_row_statement_logs_every_row_and_rings_once(sessions: Any) -> N
     insert_posts(app, 3)
 
     assert log_depth(app) == 3
-    sent = rings(app)
+    sent = shim_calls(app)
     assert len(sent) == 1
     assert is_ring(sent[0]) and sent[0]["table"] == "posts"
 
@@ -179,7 +163,7 @@ def test_each_statement_rings_and_the_application_keeps_its_own_insert_id(sessio
 
     assert (first, second) == (1, 2)  # LAST_INSERT_ID is the application's row, not the log's
     assert rows(app, "SELECT LAST_INSERT_ID()")[0][0] == 2
-    assert len(rings(app)) == 3
+    assert len(shim_calls(app)) == 3
     assert log_depth(app) == 4
 
 
@@ -190,7 +174,7 @@ def test_no_ring_while_a_drainer_holds_the_lock_but_the_change_is_logged(session
     insert_posts(app, 2)
     execute(app, "UPDATE posts SET title = 'y'")
 
-    assert rings(app) == []
+    assert shim_calls(app) == []
     assert log_depth(app) == 4
 
 
@@ -204,7 +188,7 @@ def test_a_rolled_back_transaction_leaves_nothing_to_drain(sessions: Any) -> Non
     report = drain(conn, default_mappings(), recorder.forward, recorder.reject)
 
     assert log_depth(app) == 0
-    assert len(rings(app)) == 1  # the ring, like Aurora's invoke, survives the rollback
+    assert len(shim_calls(app)) == 1  # the ring, like Aurora's invoke, survives the rollback
     assert recorder.forwarded == [] and report.claimed == 0
 
 
@@ -214,7 +198,7 @@ def test_the_kill_switch_logs_and_rings_nothing(sessions: Any) -> None:
 
     insert_posts(app, 2)
 
-    assert log_depth(app) == 0 and rings(app) == []
+    assert log_depth(app) == 0 and shim_calls(app) == []
 
 
 def test_a_failing_ring_never_fails_the_statement_and_the_change_stays_logged(sessions: Any) -> None:
@@ -223,7 +207,7 @@ def test_a_failing_ring_never_fails_the_statement_and_the_change_stays_logged(se
 
     insert_posts(app, 2)
 
-    assert log_depth(app) == 2 and rings(app) == []
+    assert log_depth(app) == 2 and shim_calls(app) == []
     assert "simulated" in rows(app, "SELECT @fanout_ring_error")[0][0]
 
 
@@ -288,7 +272,7 @@ def test_the_drainer_waits_for_the_ringing_transaction_and_never_blocks_other_wr
     # Given a writer whose statement rang and whose transaction is still open
     app.begin()
     insert_posts(app, 2, title="held")
-    assert len(rings(observer)) == 1
+    assert len(shim_calls(observer)) == 1
 
     # When the rung drainer starts, it waits for that writer
     running = DrainInThread(conn, recorder)
@@ -296,7 +280,7 @@ def test_the_drainer_waits_for_the_ringing_transaction_and_never_blocks_other_wr
     # Then other sessions write meanwhile without waiting (their lock wait timeout would fail them)
     execute(other, "SET SESSION innodb_lock_wait_timeout = 1")
     insert_posts(other, 1, title="other")
-    assert rings(observer)[1:] == []  # no ring: the drainer holds the lock
+    assert shim_calls(observer)[1:] == []  # no ring: the drainer holds the lock
     # And once the writer commits, the drainer hands off all of it
     app.commit()
     report = running.result()
@@ -328,7 +312,7 @@ def test_a_commit_just_as_the_drainer_releases_its_lock_is_still_drained(
     running = DrainInThread(conn, recorder)
     wait_until("the late writer", written.is_set)
     # Then that statement did not ring, and the drainer's last look waits for it
-    assert rings(observer) == []
+    assert shim_calls(observer) == []
     wait_until("the drainer's last look to wait for the writer", lambda: lock_waits(observer) > 0)
     app.commit()
     running.result()
@@ -495,6 +479,6 @@ def test_a_lingering_drainer_takes_a_stream_of_writes_without_a_ring_each(sessio
     running.result()
 
     # Then none of them rang, and all were handed on
-    assert rings(observer) == []
+    assert shim_calls(observer) == []
     assert [k[1][0] for k in recorder.keys()] == [1, 2, 3, 4, 5]
     assert log_depth(observer) == 0
