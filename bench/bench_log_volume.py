@@ -99,6 +99,7 @@ def measure(code_root: Path) -> dict[str, Any]:
         ensure_mariadb,
         ensure_ministack,
         ensure_opensearch,
+        source_connection,
     )
 
     # local.stack puts this checkout's layer first on the path (and imports fanout from it): the handlers
@@ -118,16 +119,7 @@ def measure(code_root: Path) -> dict[str, Any]:
     index = f"posts-{db_name.replace('_', '-')}"
     mapping_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"{db_name}-tables.json"
     try:
-        import pymysql
-
-        conn = pymysql.connect(
-            host=cfg.db_host,
-            port=cfg.db_port,
-            user=cfg.db_user,
-            password=cfg.db_password,
-            database=db_name,
-            autocommit=True,
-        )
+        conn = source_connection(cfg.db_env() | {"DB_NAME": db_name})
         with conn.cursor() as cur:
             cur.execute((ROOT / "local" / "demo_schema.sql").read_text().split(";")[0])
             cur.executemany(
@@ -189,14 +181,7 @@ def measure(code_root: Path) -> dict[str, Any]:
             queued_bytes, queued_lines = queued_bytes + size, queued_lines + count
         result["fetcher_queued_10"] = {"bytes": queued_bytes / CHANGES, "lines": queued_lines / CHANGES}
         # the operator commands with --quiet, on the same rows: what they print (stdout and stderr) per row
-        conn = pymysql.connect(
-            host=cfg.db_host,
-            port=cfg.db_port,
-            user=cfg.db_user,
-            password=cfg.db_password,
-            database=db_name,
-            autocommit=True,
-        )
+        conn = source_connection(cfg.db_env() | {"DB_NAME": db_name})
         with conn.cursor() as cur:
             cur.execute((ROOT / "db" / "migrations" / "V005__backfill_checkpoint.sql").read_text())
         conn.close()
