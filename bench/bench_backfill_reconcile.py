@@ -2,7 +2,7 @@
 
 One process run, two tables of posts, measured one after the other: ROWS (default 100,000,
 the issue's "large table") and a tenth of it. For each:
-  (a) backfill (keyset pages of 500 keys handed to fanout.fetcher.apply_changes, the batched
+  (a) backfill (keyset pages of 500 keys handed to fanout.pipeline.fetcher.apply_changes, the batched
       fetch path: one locking read per page, _bulk, conditional puts in TransactWriteItems);
   (b) full reconcile (source keyset pages + one OpenSearch ids query and BatchGetItem per page,
       then the orphan scans: OpenSearch search_after by _id and DynamoDB Scan);
@@ -27,14 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 os.environ.setdefault("LOG_LEVEL", "WARNING")  # before fanout is imported: logging would dominate
 
-from fanout.backfill import BackfillJob, run_backfill  # noqa: E402
 from fanout.config import DatabaseSettings  # noqa: E402
-from fanout.db import connect  # noqa: E402
-from fanout.mapping import Mappings, default_mappings  # noqa: E402
-from fanout.reconcile import SinkReaders, reconcile  # noqa: E402
-from fanout.sinks.dynamodb_sink import DynamoDBSink  # noqa: E402
-from fanout.sinks.opensearch_sink import OpenSearchSink, make_client  # noqa: E402
-from fanout.source_reader import read_row, read_rows  # noqa: E402
+from fanout.model.mapping import Mappings, default_mappings  # noqa: E402
+from fanout.operations.backfill import BackfillJob, run_backfill  # noqa: E402
+from fanout.operations.reconcile import SinkReaders, reconcile  # noqa: E402
+from fanout.sinks.dynamodb import DynamoDBSink  # noqa: E402
+from fanout.sinks.opensearch import OpenSearchSink, make_client  # noqa: E402
+from fanout.source.connection import connect  # noqa: E402
+from fanout.source.reader import read_row, read_rows  # noqa: E402
 from local.stack import (  # noqa: E402
     LocalConfig,
     create_database,

@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 
-from fanout.migrations import load_migrations, render, split_statements  # noqa: E402
+from fanout.capture.migrations import load_migrations, render, split_statements  # noqa: E402
 from local.stack import source_connection  # noqa: E402
 
 SHIM_DELAY_MS = 35
@@ -81,7 +81,7 @@ class Sinks:
     def __init__(self, env: dict[str, str]) -> None:
         import boto3
 
-        from fanout.sinks.opensearch_sink import make_client
+        from fanout.sinks.opensearch import make_client
 
         self.opensearch = make_client(env["OPENSEARCH_ENDPOINT"])
         self.dynamodb = boto3.resource(

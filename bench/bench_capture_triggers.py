@@ -28,11 +28,11 @@ from time import perf_counter
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 
+from fanout.capture.migrations import render, split_statements  # noqa: E402
+from fanout.capture.triggers import CHANGE_LOG_TABLE_SQL, capture_trigger  # noqa: E402
 from fanout.config import DatabaseSettings  # noqa: E402
-from fanout.db import connect  # noqa: E402
-from fanout.mapping import parse_mappings  # noqa: E402
-from fanout.migrations import render, split_statements  # noqa: E402
-from fanout.trigger_sql import CHANGE_LOG_TABLE_SQL, capture_trigger  # noqa: E402
+from fanout.model.mapping import parse_mappings  # noqa: E402
+from fanout.source.connection import connect  # noqa: E402
 from local.stack import LocalConfig, create_database, drop_database, ensure_mariadb, run_sql_file  # noqa: E402
 
 ROWS = 2000

@@ -8,7 +8,7 @@ backfill writes them), side by side:
       the sink's apply_batch (TransactWriteItems of up to 100 conditional Puts); DynamoDB requests
       per 1,000 changes counted from botocore's sends, write units per 1,000 changes from the items'
       sizes by DynamoDB's rule (1 unit per KB for PutItem, 2 for a transactional write);
-  (b) the backfill (both sinks, the batched fetch path, fanout.backfill / fanout.backfill_parallel)
+  (b) the backfill (both sinks, the batched fetch path, fanout.operations.backfill{,_parallel})
       with 1 and with WORKERS workers, against one plain boto3 client's conditional PutItem calls
       and against WORKERS clients sending the same conditional writes as TransactWriteItems of 100
       and nothing else (what this DynamoDB takes in the batched form, driven alone).
@@ -37,16 +37,16 @@ sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 os.environ.setdefault("LOG_LEVEL", "WARNING")  # before fanout is imported: logging would dominate
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "fanout-bench")
 
-from fanout.backfill import BackfillJob, run_backfill  # noqa: E402
-from fanout.backfill_parallel import run_parallel_backfill  # noqa: E402
-from fanout.change import Change  # noqa: E402
 from fanout.config import DatabaseSettings  # noqa: E402
-from fanout.db import connect  # noqa: E402
-from fanout.documents import dynamodb_item, dynamodb_item_size  # noqa: E402
-from fanout.mapping import Mappings, TableMapping, default_mappings  # noqa: E402
-from fanout.sinks.dynamodb_sink import CONDITION, MAX_TRANSACTION_ITEMS, DynamoDBSink  # noqa: E402
-from fanout.sinks.opensearch_sink import OpenSearchSink, make_client  # noqa: E402
-from fanout.source_reader import RowState, read_row, read_rows  # noqa: E402
+from fanout.model.change import Change  # noqa: E402
+from fanout.model.mapping import Mappings, TableMapping, default_mappings  # noqa: E402
+from fanout.operations.backfill import BackfillJob, run_backfill  # noqa: E402
+from fanout.operations.backfill_parallel import run_parallel_backfill  # noqa: E402
+from fanout.sinks.documents import dynamodb_item, dynamodb_item_size  # noqa: E402
+from fanout.sinks.dynamodb import CONDITION, MAX_TRANSACTION_ITEMS, DynamoDBSink  # noqa: E402
+from fanout.sinks.opensearch import OpenSearchSink, make_client  # noqa: E402
+from fanout.source.connection import connect  # noqa: E402
+from fanout.source.reader import RowState, read_row, read_rows  # noqa: E402
 from local.stack import (  # noqa: E402
     LocalConfig,
     create_database,

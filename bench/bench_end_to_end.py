@@ -29,11 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
-from fanout.change import Change  # noqa: E402
-from fanout.documents import dynamodb_key, opensearch_document_id  # noqa: E402
-from fanout.mapping import Mappings, default_mappings  # noqa: E402
-from fanout.reconcile import SinkReaders, reconcile  # noqa: E402
-from fanout.sinks.opensearch_sink import make_client  # noqa: E402
+from fanout.model.change import Change  # noqa: E402
+from fanout.model.mapping import Mappings, default_mappings  # noqa: E402
+from fanout.operations.reconcile import SinkReaders, reconcile  # noqa: E402
+from fanout.sinks.documents import dynamodb_key, opensearch_document_id  # noqa: E402
+from fanout.sinks.opensearch import make_client  # noqa: E402
 from local.stack import read_stack_env, source_connection, up  # noqa: E402
 
 ROWS = int(os.environ.get("BENCH_E2E_ROWS", "300"))

@@ -4,7 +4,7 @@ In one process run and on the same rows, it times
   (a) raw parts: a plain primary-key SELECT, one OpenSearch index request and one
       DynamoDB PutItem, back to back (the floor for a one-row-at-a-time design);
   (b) the fetcher's apply path: locking re-read with database-clock versions and
-      version-gated writes to both sinks (fanout.fetcher.apply_changes).
+      version-gated writes to both sinks (fanout.pipeline.fetcher.apply_changes).
 and reports (b)/(a): the overhead of correctness (locks, versions, conditions).
 Absolute numbers depend on this shared 2-core machine; the ratio is the result.
 
@@ -25,15 +25,15 @@ sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 # Before fanout is imported (the logger takes its level then): one log line per write would dominate the timing.
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
-from fanout.change import Change  # noqa: E402
 from fanout.config import DatabaseSettings  # noqa: E402
-from fanout.db import connect  # noqa: E402
-from fanout.documents import dynamodb_item, opensearch_document  # noqa: E402
-from fanout.fetcher import apply_changes  # noqa: E402
-from fanout.mapping import Mappings, default_mappings  # noqa: E402
-from fanout.sinks.dynamodb_sink import DynamoDBSink  # noqa: E402
-from fanout.sinks.opensearch_sink import OpenSearchSink, make_client  # noqa: E402
-from fanout.source_reader import read_row  # noqa: E402
+from fanout.model.change import Change  # noqa: E402
+from fanout.model.mapping import Mappings, default_mappings  # noqa: E402
+from fanout.pipeline.fetcher import apply_changes  # noqa: E402
+from fanout.sinks.documents import dynamodb_item, opensearch_document  # noqa: E402
+from fanout.sinks.dynamodb import DynamoDBSink  # noqa: E402
+from fanout.sinks.opensearch import OpenSearchSink, make_client  # noqa: E402
+from fanout.source.connection import connect  # noqa: E402
+from fanout.source.reader import read_row  # noqa: E402
 from local.stack import (  # noqa: E402
     LocalConfig,
     create_database,

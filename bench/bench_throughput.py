@@ -5,11 +5,11 @@ local servers (MariaDB, the real OpenSearch node, DynamoDB on ministack):
 
   per-row   the original design: per change one parser invoke, one fetcher invoke, one
             locking SELECT, one OpenSearch request and one DynamoDB write
-            (fanout.fetcher.apply_changes on one change, the sinks' per-row ``apply``);
+            (fanout.pipeline.fetcher.apply_changes on one change, the sinks' per-row ``apply``);
   queued    ours: per change one parser invoke and one SendMessageBatch entry; the fetcher
             takes up to BATCH changes a time (the SQS event source), coalesces keys, reads
             them in one SKIP LOCKED query per table and writes with ``_bulk`` and
-            conditional puts in TransactWriteItems (fanout.fetcher.apply_changes with read_rows).
+            conditional puts in TransactWriteItems (fanout.pipeline.fetcher.apply_changes with read_rows).
 
 Both run in this process, the handlers' domain code called directly (the parser's
 ``handle_trigger_payload``, the fetcher's ``apply_changes``), with one fetcher at a time:
@@ -49,16 +49,16 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "fanout-bench")
 
 import pymysql  # noqa: E402
 
-from fanout.change import Change  # noqa: E402
 from fanout.config import DatabaseSettings  # noqa: E402
-from fanout.db import ConnectionHolder, connect  # noqa: E402
-from fanout.fetcher import apply_changes  # noqa: E402
-from fanout.mapping import Mappings, default_mappings  # noqa: E402
-from fanout.parser import handle_trigger_payload  # noqa: E402
+from fanout.model.change import Change  # noqa: E402
+from fanout.model.mapping import Mappings, default_mappings  # noqa: E402
+from fanout.pipeline.fetcher import apply_changes  # noqa: E402
+from fanout.pipeline.parser import handle_trigger_payload  # noqa: E402
 from fanout.sinks import Outcome  # noqa: E402
-from fanout.sinks.dynamodb_sink import DynamoDBSink  # noqa: E402
-from fanout.sinks.opensearch_sink import OpenSearchSink, make_client  # noqa: E402
-from fanout.source_reader import RowState, read_row, read_rows  # noqa: E402
+from fanout.sinks.dynamodb import DynamoDBSink  # noqa: E402
+from fanout.sinks.opensearch import OpenSearchSink, make_client  # noqa: E402
+from fanout.source.connection import ConnectionHolder, connect  # noqa: E402
+from fanout.source.reader import RowState, read_row, read_rows  # noqa: E402
 from local.stack import (  # noqa: E402
     LocalConfig,
     create_database,

@@ -1,7 +1,7 @@
 """Post-deploy hook: a CloudFormation custom resource that migrates the source database.
 
 On Create and Update it applies ``migrations/`` (shipped beside this file) with
-:class:`fanout.migrations.MigrationRunner`, filling ``${parser_function_arn}`` from the
+:class:`fanout.capture.migrations.MigrationRunner`, filling ``${parser_function_arn}`` from the
 ``ParserFunctionArn`` property. On Delete it leaves the database alone, unless
 ``RemoveTriggersOnDelete`` is ``"true"``: then it drops every trigger of the schema whose
 name starts with ``fanout_`` (the naming rule for triggers in ``migrations/``) and the
@@ -25,9 +25,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from fanout.capture.migrations import MigrationReport, MigrationRunner
 from fanout.config import DatabaseSettings
-from fanout.db import connect
-from fanout.migrations import MigrationReport, MigrationRunner
+from fanout.source.connection import connect
 
 logger = logging.getLogger("fanout.post_deploy_hook")
 logger.setLevel(logging.INFO)

@@ -1,6 +1,6 @@
 """Fetcher handler: re-reads each changed row from MySQL and writes it to OpenSearch and DynamoDB.
 
-Domain logic lives in the layer (fanout.fetcher); this page wires it to the
+Domain logic lives in the layer (fanout.pipeline.fetcher); this page wires it to the
 database, the sinks and AWS. Direct mode: raising (FetchFailed) makes Lambda
 retry the event and, once retries are spent, send it to the dead-letter queue.
 Queued mode (an SQS batch): the answer lists the records to retry
@@ -16,17 +16,17 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from fanout.change import CORRELATION_ID, Change
 from fanout.config import DatabaseSettings, SinkSettings
-from fanout.db import ConnectionHolder
-from fanout.fetcher import apply_changes, parse_fetcher_event
-from fanout.mapping import TableMapping, check_dynamodb_tables, default_mappings
+from fanout.model.change import CORRELATION_ID, Change
+from fanout.model.mapping import TableMapping, check_dynamodb_tables, default_mappings
 from fanout.observability import instrumented_handler
-from fanout.rejects import HeldRejects, QueueRejectRecorder
+from fanout.pipeline.fetcher import apply_changes, parse_fetcher_event
+from fanout.pipeline.rejects import HeldRejects, QueueRejectRecorder
 from fanout.sinks import Sink
-from fanout.sinks.dynamodb_sink import DynamoDBSink
-from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
-from fanout.source_reader import RowState, read_row, read_rows
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.source.connection import ConnectionHolder
+from fanout.source.reader import RowState, read_row, read_rows
 
 
 class _Dependencies:
@@ -99,7 +99,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     deps = _dependencies()
     mappings = default_mappings()
     if isinstance(event, dict) and "Records" in event:  # FetchMode=queued: a batch from the fetch queue
-        from fanout.fetch_queue import handle_queue_batch
+        from fanout.pipeline.fetch_queue import handle_queue_batch
 
         return handle_queue_batch(
             event, context, mappings, deps.read_row, deps.sinks, deps.reject, read_rows=deps.read_rows

@@ -34,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "layers" / "common"))
 
 from fanout.config import DatabaseSettings  # noqa: E402
-from fanout.db import connect  # noqa: E402
+from fanout.source.connection import connect  # noqa: E402
 
 OUTBOX = "fanout_lambda_async_outbox"
 PERMANENT_ERRORS = {

@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "layers" / "common"))
 sys.path.insert(0, str(ROOT))
 
-from fanout.change import Change  # noqa: E402
-from fanout.mapping import default_mappings  # noqa: E402
-from fanout.verify import RowComparison, compare_row  # noqa: E402
+from fanout.model.change import Change  # noqa: E402
+from fanout.model.mapping import default_mappings  # noqa: E402
+from fanout.operations.verify import RowComparison, compare_row  # noqa: E402
 from local.stack import read_stack_env, source_connection  # noqa: E402
 
 TIMEOUT_SECONDS = float(os.environ.get("DEMO_TIMEOUT_SECONDS", "90"))
@@ -125,7 +125,7 @@ def main() -> int:
         print("no .local/stack.env: run `make up` first", file=sys.stderr)
         return 2
     os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
-    from fanout.sinks.opensearch_sink import make_client
+    from fanout.sinks.opensearch import make_client
 
     mappings = default_mappings()
     conn = source_connection(env)

@@ -11,7 +11,7 @@ A backfill copies pages until little time is left (or ``pages_per_invocation``
 pages are done: shorter invocations, e.g. to keep each one's load window
 small), then, if rows remain, invokes this function again asynchronously with
 the same event: the next invocation resumes from the checkpoint
-(fanout.backfill). With ``workers`` the table is split into that many key
+(fanout.operations.backfill). With ``workers`` the table is split into that many key
 ranges (the split is kept in the checkpoint table: sending the same event again
 finds the same ranges) and this function is invoked once per range, each range
 an ordinary backfill with its own checkpoint (``after``: the key it starts after)
@@ -26,10 +26,10 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from fanout.backfill import BackfillJob, KeyRange
-from fanout.backfill_parallel import plan
-from fanout.maintenance import Maintenance
 from fanout.observability import ChangeMetric, instrumented_handler, record
+from fanout.operations.backfill import BackfillJob, KeyRange
+from fanout.operations.backfill_parallel import plan
+from fanout.operations.maintenance import Maintenance
 
 TIME_MARGIN_MS = 60_000  # stop taking pages this long before Lambda stops the function
 

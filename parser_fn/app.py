@@ -1,6 +1,6 @@
 """Parser handler: a trigger's ring drains the change log; an old per-row payload is validated and handed on.
 
-Domain logic lives in the layer (fanout.change_log, fanout.parser); this page wires it to AWS.
+Domain logic lives in the layer (fanout.capture.change_log, fanout.pipeline.parser); this page wires it to AWS.
 Two event shapes arrive: the ring of the change-log triggers (format version 2, V006 on),
 which makes this invocation a drainer, and the per-row payload of the earlier triggers
 (format version 1), still accepted so that invokes in flight during an upgrade are not lost.
@@ -11,13 +11,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from fanout.change_log import DEFAULT_IDLE_SECONDS, drain, is_ring
+from fanout.capture.change_log import DEFAULT_IDLE_SECONDS, drain, is_ring
 from fanout.config import DatabaseSettings, ParserSettings
-from fanout.db import ConnectionHolder
-from fanout.mapping import default_mappings
+from fanout.model.mapping import default_mappings
 from fanout.observability import instrumented_handler
-from fanout.parser import Forward, LambdaForwarder, handle_trigger_payload
-from fanout.rejects import QueueRejectRecorder
+from fanout.pipeline.parser import Forward, LambdaForwarder, handle_trigger_payload
+from fanout.pipeline.rejects import QueueRejectRecorder
+from fanout.source.connection import ConnectionHolder
 
 TIME_MARGIN_MS = 5_000  # stop taking batches and waiting for writers this long before Lambda stops the function
 
@@ -31,8 +31,8 @@ def _dependencies() -> tuple[Forward, QueueRejectRecorder]:
     default_mappings()  # validate the mapping at cold start, failing loudly
     sqs = boto3.client("sqs")
     forward: Forward
-    if settings.fetch_mode == "queued":  # FetchMode=queued: batches for the fetcher (fanout.fetch_queue)
-        from fanout.fetch_queue import QueueForwarder
+    if settings.fetch_mode == "queued":  # FetchMode=queued: batches for the fetcher (fanout.pipeline.fetch_queue)
+        from fanout.pipeline.fetch_queue import QueueForwarder
 
         forward = QueueForwarder(sqs, settings.fetch_queue_url)
     else:

@@ -1,11 +1,11 @@
 """Sweeper handler: on a schedule, the safety net of capture.
 
-It rings the parser when rows wait in the change log (fanout.change_log.ring_if_waiting:
+It rings the parser when rows wait in the change log (fanout.capture.change_log.ring_if_waiting:
 a lost ring, a writer that outlived its drainer), so that no change waits longer than
 one period, and publishes the log's depth and oldest age. It also still hands the
 payloads the per-row triggers (before V006) parked in the fallback table to the parser.
 
-Domain logic lives in the layer (fanout.fallback_sweeper); this page wires it to
+Domain logic lives in the layer (fanout.capture.sweeper); this page wires it to
 the database and AWS. A run that could not deliver everything raises, so the
 function's Errors metric shows it; the rows stay for the next run.
 """
@@ -15,12 +15,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from fanout.change_log import ring_if_waiting
+from fanout.capture.change_log import ring_if_waiting
+from fanout.capture.sweeper import SweeperSettings, sweep
 from fanout.config import DatabaseSettings
-from fanout.db import ConnectionHolder
-from fanout.fallback_sweeper import SweeperSettings, sweep
 from fanout.observability import instrumented_handler
-from fanout.rejects import QueueRejectRecorder
+from fanout.pipeline.rejects import QueueRejectRecorder
+from fanout.source.connection import ConnectionHolder
 
 TIME_MARGIN_MS = 10_000  # stop taking rows this long before Lambda stops the function
 

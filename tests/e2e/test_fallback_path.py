@@ -20,9 +20,9 @@ from typing import Any
 import pymysql
 import pytest
 
+from fanout.capture.sweeper import lock_name
+from fanout.capture.triggers import CHANGE_LOG_TABLE
 from fanout.cli import main
-from fanout.fallback_sweeper import lock_name
-from fanout.trigger_sql import CHANGE_LOG_TABLE
 from local.stack import source_connection
 from tests.conftest import aws_client
 from tests.e2e.test_pipeline import agreed, document, item, stack, wait_until

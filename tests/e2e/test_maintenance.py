@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from fanout.backfill import BackfillJob, KeyRange, load_checkpoint
-from fanout.backfill_parallel import load_plan
-from fanout.change import Change
-from fanout.mapping import default_mappings
-from fanout.sinks.opensearch_sink import make_client
-from fanout.verify import compare_row
+from fanout.model.change import Change
+from fanout.model.mapping import default_mappings
+from fanout.operations.backfill import BackfillJob, KeyRange, load_checkpoint
+from fanout.operations.backfill_parallel import load_plan
+from fanout.operations.verify import compare_row
+from fanout.sinks.opensearch import make_client
 from local.stack import source_connection
 from tests.conftest import aws_client, aws_resource
 from tests.e2e.test_pipeline import wait_until

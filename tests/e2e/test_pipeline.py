@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from fanout.change import Change
-from fanout.mapping import default_mappings
-from fanout.sinks.opensearch_sink import make_client
-from fanout.verify import compare_row
+from fanout.model.change import Change
+from fanout.model.mapping import default_mappings
+from fanout.operations.verify import compare_row
+from fanout.sinks.opensearch import make_client
 from local.stack import source_connection
 from tests.conftest import EVENTS, aws_client, aws_resource
 

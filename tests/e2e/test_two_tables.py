@@ -3,7 +3,7 @@
 excluded columns, its own key formats), captured by the generated triggers of V004.
 
 MariaDB triggers → lambda_async shim → bridge → ParserFunction → FetcherFunction → OpenSearch
-server + DynamoDB (ministack); agreement is judged by fanout.verify with the bundled mapping.
+server + DynamoDB (ministack); agreement is judged by fanout.operations.verify with the bundled mapping.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from fanout.change import Change
-from fanout.documents import dynamodb_key, opensearch_document_id
-from fanout.mapping import default_mappings
-from fanout.sinks.opensearch_sink import make_client
-from fanout.verify import compare_row, fetch_sink_state
+from fanout.model.change import Change
+from fanout.model.mapping import default_mappings
+from fanout.operations.verify import compare_row, fetch_sink_state
+from fanout.sinks.documents import dynamodb_key, opensearch_document_id
+from fanout.sinks.opensearch import make_client
 from local.stack import source_connection
 from tests.conftest import aws_resource
 from tests.e2e.test_pipeline import wait_until

@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT / "tests"), str(ROOT / "tests" / "unit")]
 
 with atheris.instrument_imports(include=["fanout"]):
-    from fanout.mapping import parse_mappings
-    from fanout.parser import handle_trigger_payload
-    from fanout.rejects import QueueRejectRecorder
+    from fanout.model.mapping import parse_mappings
+    from fanout.pipeline.parser import handle_trigger_payload
+    from fanout.pipeline.rejects import QueueRejectRecorder
 
 from fakes import FakeSQSClient, RecordingForward  # noqa: E402 - after the path set-up
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fanout.change import Change
 from fanout.config import DatabaseSettings
-from fanout.db import connect
-from fanout.fetcher import FetchReport, apply_changes
-from fanout.mapping import Mappings, TableMapping
-from fanout.source_reader import read_row, read_rows
+from fanout.model.change import Change
+from fanout.model.mapping import Mappings, TableMapping
+from fanout.pipeline.fetcher import FetchReport, apply_changes
+from fanout.source.connection import connect
+from fanout.source.reader import read_row, read_rows
 from tests.conftest import aws_resource, template_resource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +46,7 @@ def create_replica_table(local_aws: dict[str, str], name: str | None = None) -> 
 
 def install_capture_triggers(settings: DatabaseSettings) -> None:
     """The lambda_async shim (local stand-in) and the project's migrations, applied as the hook applies them."""
-    from fanout.migrations import MigrationRunner
+    from fanout.capture.migrations import MigrationRunner
     from local.stack import run_sql_file
 
     conn = connect(settings)

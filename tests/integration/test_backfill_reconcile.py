@@ -1,6 +1,6 @@
 """Backfill and reconcile on real parts: MariaDB, a real OpenSearch node, DynamoDB on ministack.
 
-Both go through the live fetch path (fanout.fetcher.apply_changes with the real locking reader and
+Both go through the live fetch path (fanout.pipeline.fetcher.apply_changes with the real locking reader and
 both real sinks), so what is proven here is what runs in production.
 """
 
@@ -23,16 +23,16 @@ from typing import Any
 import pytest
 from opensearchpy import OpenSearch
 
-from fanout.backfill import BackfillJob, KeyRange, load_checkpoint, run_backfill
-from fanout.change import Change
 from fanout.config import DatabaseSettings
-from fanout.db import connect
-from fanout.fetcher import FetchFailed, apply_changes
-from fanout.mapping import Mappings, TableMapping, default_mappings
-from fanout.reconcile import SinkReaders, reconcile
-from fanout.sinks.dynamodb_sink import DynamoDBSink
-from fanout.sinks.opensearch_sink import OpenSearchSink
-from fanout.source_reader import RowState, read_row, read_rows
+from fanout.model.change import Change
+from fanout.model.mapping import Mappings, TableMapping, default_mappings
+from fanout.operations.backfill import BackfillJob, KeyRange, load_checkpoint, run_backfill
+from fanout.operations.reconcile import SinkReaders, reconcile
+from fanout.pipeline.fetcher import FetchFailed, apply_changes
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink
+from fanout.source.connection import connect
+from fanout.source.reader import RowState, read_row, read_rows
 from tests.conftest import aws_resource
 from tests.integration.support import create_replica_table
 
@@ -466,7 +466,7 @@ def test_the_commands_backfill_then_reconcile_with_json_and_exit_status(
     h = harness
     for name, value in cli_environment(h, local_aws, opensearch_endpoint, tmp_path).items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("fanout.maintenance.default_mappings", lambda: h.mappings)  # loaded once per process
+    monkeypatch.setattr("fanout.operations.maintenance.default_mappings", lambda: h.mappings)  # loaded once per process
     insert_posts(h, 120)
 
     # When reconcile runs before any backfill, Then it exits 1 and the JSON names the missing rows

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from fanout import source_reader
-from fanout.change import Change
-from fanout.db import connect
-from fanout.mapping import default_mappings
-from fanout.source_reader import RowState, read_row, read_rows
+from fanout.model.change import Change
+from fanout.model.mapping import default_mappings
+from fanout.source import reader as source_reader
+from fanout.source.connection import connect
+from fanout.source.reader import RowState, read_row, read_rows
 
 POSTS = default_mappings().get("posts")
 SETTINGS = default_mappings().get("tenant_settings")

@@ -17,12 +17,12 @@ from typing import Any
 import pymysql
 import pytest
 
-from fanout.change import parse_trigger_payload
+from fanout.capture.migrations import MigrationRunner
+from fanout.capture.triggers import CHANGE_LOG_TABLE, trigger_name, write_capture_migration
 from fanout.config import DatabaseSettings
-from fanout.db import connect
-from fanout.mapping import Mappings, default_mappings, parse_mappings
-from fanout.migrations import MigrationRunner
-from fanout.trigger_sql import CHANGE_LOG_TABLE, trigger_name, write_capture_migration
+from fanout.model.change import parse_trigger_payload
+from fanout.model.mapping import Mappings, default_mappings, parse_mappings
+from fanout.source.connection import connect
 from local.stack import run_sql_file
 from tests.conftest import ROOT
 from tests.integration.support import execute, rows, shim_calls
@@ -94,8 +94,8 @@ def test_the_shipped_migrations_leave_one_trigger_per_captured_action(
 ) -> None:
     # Then the newest generation's triggers (one per captured action of every mapped table)
     # are the only ones left: each generated migration dropped the triggers of the ones before
-    from fanout.mapping import default_mappings
-    from fanout.migrations import load_migrations
+    from fanout.capture.migrations import load_migrations
+    from fanout.model.mapping import default_mappings
 
     # (the newest migration that creates triggers: others, such as V005's checkpoint table, do not)
     latest = max(m.version for m in load_migrations(ROOT / "db" / "migrations") if "CREATE TRIGGER" in m.sql)

@@ -18,14 +18,14 @@ from typing import Any
 import pymysql
 import pytest
 
-import fanout.change_log as change_log_module
-from fanout.change import Change
-from fanout.change_log import change_log_status, drain, is_ring
+import fanout.capture.change_log as change_log_module
+from fanout.capture.change_log import change_log_status, drain, is_ring
+from fanout.capture.migrations import MigrationRunner
+from fanout.capture.triggers import CHANGE_LOG_TABLE, drain_lock_name
 from fanout.config import DatabaseSettings
-from fanout.db import connect
-from fanout.mapping import default_mappings
-from fanout.migrations import MigrationRunner
-from fanout.trigger_sql import CHANGE_LOG_TABLE, drain_lock_name
+from fanout.model.change import Change
+from fanout.model.mapping import default_mappings
+from fanout.source.connection import connect
 from local.stack import run_sql_file
 from tests.conftest import ROOT
 from tests.integration.support import execute, rows, shim_calls
@@ -393,8 +393,8 @@ def test_status_shows_depth_and_the_age_of_the_oldest_row(sessions: Any) -> None
 def test_a_ring_makes_the_parser_handler_drain_and_an_old_format_payload_is_still_handed_on(
     sessions: Any, db_env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fanout.parser import LambdaForwarder
-    from fanout.rejects import QueueRejectRecorder
+    from fanout.pipeline.parser import LambdaForwarder
+    from fanout.pipeline.rejects import QueueRejectRecorder
     from tests.unit.fakes import FakeContext, FakeLambdaClient, FakeSQSClient, load_app, load_event
 
     app_module = load_app("parser_fn/app.py", "parser_app_change_log")
@@ -430,7 +430,7 @@ def test_a_ring_makes_the_parser_handler_drain_and_an_old_format_payload_is_stil
 
 
 def test_the_sweeper_rings_the_parser_only_while_rows_wait(sessions: Any, source: Any) -> None:
-    from fanout.change_log import ring_if_waiting
+    from fanout.capture.change_log import ring_if_waiting
     from tests.unit.fakes import FakeLambdaClient
 
     app, conn = sessions(), sessions()

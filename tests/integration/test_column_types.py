@@ -4,8 +4,8 @@ One table holds a column of each type; each test writes one row whose only
 non-NULL column is the type under test (with its edge values), runs the fetch
 path (apply_changes with the locking reader, the OpenSearch sink on the
 project's server and the DynamoDB sink on ministack), and checks the exact
-value each sink stored against the documented mapping (fanout/documents.py,
-README "Type mapping"), then that fanout.verify agrees.
+value each sink stored against the documented mapping (fanout/sinks/documents.py,
+README "Type mapping"), then that fanout.operations.verify agrees.
 
 The index is created beforehand with the explicit mapping the README
 recommends (unsigned_long, double, date_nanos, ...): that is how a production
@@ -25,14 +25,14 @@ from typing import Any
 import pymysql
 import pytest
 
-from fanout.change import Change
 from fanout.config import DatabaseSettings
-from fanout.db import connect
-from fanout.documents import dynamodb_key, opensearch_document_id
-from fanout.mapping import TableMapping, parse_mappings
-from fanout.sinks.dynamodb_sink import DynamoDBSink
-from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
-from fanout.verify import compare_row
+from fanout.model.change import Change
+from fanout.model.mapping import TableMapping, parse_mappings
+from fanout.operations.verify import compare_row
+from fanout.sinks.documents import dynamodb_key, opensearch_document_id
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.source.connection import connect
 from tests.integration.support import create_replica_table, fetch
 
 TEXT = 'emoji 😀, CJK 漢字, "quotes", back\\slash, it\'s, tab\there\nnew line'

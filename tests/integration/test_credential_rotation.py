@@ -11,7 +11,7 @@ import pymysql
 import pytest
 
 from fanout.config import DatabaseSettings
-from fanout.db import ConnectionHolder
+from fanout.source.connection import ConnectionHolder
 
 
 @pytest.fixture

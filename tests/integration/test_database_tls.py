@@ -6,7 +6,7 @@ free port, with a throw-away CA and a server certificate issued for
 ``localhost`` (not for 127.0.0.1). It is stopped by its pid afterwards.
 
 Connections are opened exactly as the functions open them: settings from the
-environment (``DatabaseSettings.from_env``) and ``fanout.db.connect``.
+environment (``DatabaseSettings.from_env``) and ``fanout.source.connection.connect``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pymysql
 import pytest
 
 from fanout.config import ConfigError, DatabaseSettings
-from fanout.db import connect
+from fanout.source.connection import connect
 
 USER, PASSWORD, SCHEMA = "fanout_tls", "tls-test-password", "fanout_tls"
 

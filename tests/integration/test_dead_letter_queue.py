@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from fanout.dead_letters import FIRST_SENT_AT, REDRIVE_COUNT, REDRIVE_ERROR, DeadLetterQueue, Kind
-from fanout.rejects import QueueRejectRecorder
-from fanout.stack_resources import StackResources
+from fanout.operations.dead_letters import FIRST_SENT_AT, REDRIVE_COUNT, REDRIVE_ERROR, DeadLetterQueue, Kind
+from fanout.operations.stack_resources import StackResources
+from fanout.pipeline.rejects import QueueRejectRecorder
 from tests.conftest import aws_client
 
 

@@ -19,12 +19,12 @@ from boto3.dynamodb.types import Binary
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from fanout.change import Change
-from fanout.mapping import default_mappings
+from fanout.model.change import Change
+from fanout.model.mapping import default_mappings
 from fanout.sinks import Outcome, RowRejected, SinkError
-from fanout.sinks.dynamodb_sink import MAX_ATTEMPTS, MAX_TRANSACTION_ITEMS, DynamoDBSink
-from fanout.source_reader import RowState
-from fanout.source_values import JsonText
+from fanout.sinks.dynamodb import MAX_ATTEMPTS, MAX_TRANSACTION_ITEMS, DynamoDBSink
+from fanout.source.reader import RowState
+from fanout.source.values import JsonText
 from tests.conftest import aws_resource
 from tests.integration.fault_injection import FaultyEndpoint
 from tests.integration.support import create_replica_table

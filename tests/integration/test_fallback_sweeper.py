@@ -16,11 +16,11 @@ import pymysql
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from fanout.capture.migrations import MigrationRunner
+from fanout.capture.sweeper import fallback_status, lock_name, sweep
+from fanout.capture.triggers import FALLBACK_TABLE
 from fanout.config import DatabaseSettings
-from fanout.db import connect
-from fanout.fallback_sweeper import fallback_status, lock_name, sweep
-from fanout.migrations import MigrationRunner
-from fanout.trigger_sql import FALLBACK_TABLE
+from fanout.source.connection import connect
 from local.stack import run_sql_file
 from tests.conftest import ROOT
 

@@ -39,15 +39,15 @@ from typing import Any
 import pymysql
 import pytest
 
-from fanout.change import Change, parse_trigger_payload
-from fanout.dead_letters import DeadLetterQueue, InvokeResult, redrive
-from fanout.dead_letters import Outcome as RedriveOutcome
-from fanout.documents import dynamodb_partition_key
-from fanout.mapping import DEFAULT_MAPPING_FILE, Mappings, default_mappings
-from fanout.parser import fetcher_event
-from fanout.sinks.opensearch_sink import make_client
-from fanout.stack_resources import StackResources
-from fanout.verify import compare_row
+from fanout.model.change import Change, parse_trigger_payload
+from fanout.model.mapping import DEFAULT_MAPPING_FILE, Mappings, default_mappings
+from fanout.operations.dead_letters import DeadLetterQueue, InvokeResult, redrive
+from fanout.operations.dead_letters import Outcome as RedriveOutcome
+from fanout.operations.stack_resources import StackResources
+from fanout.operations.verify import compare_row
+from fanout.pipeline.parser import fetcher_event
+from fanout.sinks.documents import dynamodb_partition_key
+from fanout.sinks.opensearch import make_client
 from tests.conftest import ROOT, aws_client, aws_resource, load_module, template_resource
 from tests.integration.fault_injection import Context, FaultyEndpoint, LambdaAsyncDelivery
 

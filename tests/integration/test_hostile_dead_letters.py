@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from fanout.dead_letters import DeadLetterQueue, Kind, plan_redrive
-from fanout.mapping import default_mappings
-from fanout.rejects import QueueRejectRecorder
-from fanout.stack_resources import StackResources
+from fanout.model.mapping import default_mappings
+from fanout.operations.dead_letters import DeadLetterQueue, Kind, plan_redrive
+from fanout.operations.stack_resources import StackResources
+from fanout.pipeline.rejects import QueueRejectRecorder
 from tests.conftest import aws_client
 
 HOSTILE = [

@@ -15,9 +15,9 @@ from typing import Any
 import pymysql
 import pytest
 
-from fanout.change import parse_trigger_payload
-from fanout.mapping import parse_mappings
-from fanout.source_reader import read_row
+from fanout.model.change import parse_trigger_payload
+from fanout.model.mapping import parse_mappings
+from fanout.source.reader import read_row
 
 MAPPINGS = parse_mappings(
     {

@@ -13,9 +13,9 @@ from typing import Any
 import pymysql
 import pytest
 
+from fanout.capture.migrations import HISTORY_TABLE, MigrationError, MigrationReport, MigrationRunner
 from fanout.config import DatabaseSettings
-from fanout.db import connect
-from fanout.migrations import HISTORY_TABLE, MigrationError, MigrationReport, MigrationRunner
+from fanout.source.connection import connect
 
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:fanout-parser-test"
 

@@ -1,6 +1,6 @@
 """OpenSearch _bulk requests cut by bytes and by operations, against the real OpenSearch node.
 
-The sink's limits are the named constants in fanout.sinks.opensearch_sink (BULK_TARGET_BYTES,
+The sink's limits are the named constants in fanout.sinks.opensearch (BULK_TARGET_BYTES,
 BULK_MAX_OPERATIONS) capped by the domain's request limit (OPENSEARCH_MAX_REQUEST_BYTES); here they are
 set small so the boundaries are cheap to reach, and the requests that reach the node are measured.
 """
@@ -13,17 +13,17 @@ from typing import Any
 
 import pytest
 
-from fanout.change import Change
-from fanout.mapping import default_mappings
+from fanout.model.change import Change
+from fanout.model.mapping import default_mappings
 from fanout.sinks import Outcome, RowRejected
-from fanout.sinks.opensearch_sink import (
+from fanout.sinks.opensearch import (
     BULK_MAX_OPERATIONS,
     BULK_TARGET_BYTES,
     DEFAULT_MAX_REQUEST_BYTES,
     OpenSearchSink,
     make_client,
 )
-from fanout.source_reader import RowState
+from fanout.source.reader import RowState
 
 POSTS = default_mappings().get("posts")
 

@@ -21,11 +21,11 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 
-from fanout.change import Change
-from fanout.mapping import default_mappings
+from fanout.model.change import Change
+from fanout.model.mapping import default_mappings
 from fanout.sinks import Outcome
-from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
-from fanout.source_reader import RowState
+from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.source.reader import RowState
 
 ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, REGION = (
     "AKIDFANOUTTEST",

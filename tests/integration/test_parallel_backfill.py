@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fanout.backfill import BackfillJob, load_checkpoint, run_backfill
-from fanout.backfill_parallel import load_plan, plan, run_parallel_backfill
-from fanout.db import connect
-from fanout.sinks.dynamodb_sink import DynamoDBSink
-from fanout.sinks.opensearch_sink import OpenSearchSink
-from fanout.source_reader import read_row, read_rows
+from fanout.operations.backfill import BackfillJob, load_checkpoint, run_backfill
+from fanout.operations.backfill_parallel import load_plan, plan, run_parallel_backfill
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink
+from fanout.source.connection import connect
+from fanout.source.reader import read_row, read_rows
 from tests.integration import test_backfill_reconcile as backfill_tests
 from tests.integration.test_backfill_reconcile import Harness, cli_environment, insert_posts, insert_settings
 
@@ -31,7 +31,7 @@ def agrees(h: Harness) -> bool:
 
 def keys_of(h: Harness, job: BackfillJob) -> list[tuple[Any, ...]]:
     """Every key a range job covers, read with the job's own page query."""
-    from fanout.backfill import page_query
+    from fanout.operations.backfill import page_query
 
     sql, params = page_query(h.mapping(job.table), job, None, 10**9)
     with h.conn.cursor() as cur:

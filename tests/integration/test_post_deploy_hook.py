@@ -16,9 +16,9 @@ import pymysql
 import pytest
 
 from db import hook
+from fanout.capture.migrations import HISTORY_TABLE, MigrationError, MigrationReport
 from fanout.config import DatabaseSettings
-from fanout.db import connect
-from fanout.migrations import HISTORY_TABLE, MigrationError, MigrationReport
+from fanout.source.connection import connect
 
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:fanout-parser-test"
 LOG_STREAM = "2026/01/01/[$LATEST]0123456789abcdef"

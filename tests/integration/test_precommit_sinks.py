@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from fanout.change import Change
-from fanout.db import connect
-from fanout.documents import dynamodb_key, opensearch_document_id
-from fanout.mapping import default_mappings
-from fanout.sinks.dynamodb_sink import DynamoDBSink
-from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
-from fanout.verify import compare_row
+from fanout.model.change import Change
+from fanout.model.mapping import default_mappings
+from fanout.operations.verify import compare_row
+from fanout.sinks.documents import dynamodb_key, opensearch_document_id
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.source.connection import connect
 from tests.integration.support import FetchInThread, fetch
 
 HOLD_SECONDS = 0.6  # how long the writer keeps its transaction open while the fetcher runs

@@ -7,7 +7,7 @@ MariaDB, and a key change may change only the case), each committed or rolled
 back. They run against MariaDB with the project's own capture triggers
 (db/migrations, applied as the post-deploy hook applies them) and the local
 ``lambda_async`` shim, so the changes are exactly what the triggers log in
-the change log; a drainer (fanout.change_log.drain, as the rung parser runs
+the change log; a drainer (fanout.capture.change_log.drain, as the rung parser runs
 it) drains it concurrently with the writer, and once more at the end (the
 sweeper's ring). Each change is then delivered shuffled, duplicated and partly held
 back until the end, to several fetcher threads, each with its own database
@@ -17,7 +17,7 @@ an older state can reach a sink after a newer one. A fetch that fails (lock
 wait timeout) is delivered again, as Lambda retries it.
 
 At the end, for every spelling of every key, the source row and both sinks
-agree (fanout.verify: the same document builders as the fetcher).
+agree (fanout.operations.verify: the same document builders as the fetcher).
 
 Two runs: with faithful in-memory sinks (tests/unit/fakes.py: atomic
 conditional writes, external versioning with tombstones) for many examples,
@@ -40,16 +40,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fanout.change import Change
-from fanout.change_log import drain
+from fanout.capture.change_log import drain
 from fanout.config import DatabaseSettings
-from fanout.db import connect
-from fanout.fetcher import FetchFailed, apply_changes
-from fanout.mapping import Mappings, TableMapping, default_mappings
-from fanout.sinks.dynamodb_sink import DynamoDBSink
-from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
-from fanout.source_reader import read_row, read_rows
-from fanout.verify import dynamodb_problem, fetch_sink_state, opensearch_problem, read_source_row
+from fanout.model.change import Change
+from fanout.model.mapping import Mappings, TableMapping, default_mappings
+from fanout.operations.verify import dynamodb_problem, fetch_sink_state, opensearch_problem, read_source_row
+from fanout.pipeline.fetcher import FetchFailed, apply_changes
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.source.connection import connect
+from fanout.source.reader import read_row, read_rows
 from tests.conftest import ROOT, aws_resource, template_resource
 from tests.integration.support import Recorded, create_replica_table, install_capture_triggers
 from tests.unit.fakes import FakeDynamoDBTable, FakeOpenSearch

@@ -20,16 +20,16 @@ from typing import Any
 
 import pytest
 
-from fanout.change import Change
-from fanout.db import connect
-from fanout.documents import dynamodb_key, opensearch_document_id
-from fanout.fetcher import apply_changes, parse_fetcher_event
-from fanout.mapping import Mappings, parse_mappings
-from fanout.rejects import QueueRejectRecorder
-from fanout.sinks.dynamodb_sink import DynamoDBSink
-from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
-from fanout.source_reader import read_row, read_rows
-from fanout.verify import compare_row
+from fanout.model.change import Change
+from fanout.model.mapping import Mappings, parse_mappings
+from fanout.operations.verify import compare_row
+from fanout.pipeline.fetcher import apply_changes, parse_fetcher_event
+from fanout.pipeline.rejects import QueueRejectRecorder
+from fanout.sinks.documents import dynamodb_key, opensearch_document_id
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.source.connection import connect
+from fanout.source.reader import read_row, read_rows
 from tests.conftest import aws_client, aws_resource
 from tests.integration.support import fetch
 
@@ -206,7 +206,7 @@ def test_a_mapping_can_send_rows_to_its_own_dynamodb_table_with_a_sort_key(
 
 
 def _bundled_spec(table: str) -> dict[str, Any]:
-    from fanout.mapping import DEFAULT_MAPPING_FILE
+    from fanout.model.mapping import DEFAULT_MAPPING_FILE
 
     return dict(json.loads(DEFAULT_MAPPING_FILE.read_text(encoding="utf-8"))["tables"][table])
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from fanout.change import Change
-from fanout.mapping import default_mappings
+from fanout.model.change import Change
+from fanout.model.mapping import default_mappings
 from fanout.sinks import Outcome, RowRejected
-from fanout.sinks.dynamodb_sink import DynamoDBSink
-from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
-from fanout.source_reader import RowState
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.source.reader import RowState
 from tests.integration.support import create_replica_table
 
 POSTS = default_mappings().get("posts")

@@ -14,10 +14,10 @@ from typing import Any
 import pymysql
 import pytest
 
-from fanout.change import Change
-from fanout.db import connect
-from fanout.mapping import default_mappings
-from fanout.source_reader import RowState, SourceReadError, read_row
+from fanout.model.change import Change
+from fanout.model.mapping import default_mappings
+from fanout.source.connection import connect
+from fanout.source.reader import RowState, SourceReadError, read_row
 
 POSTS = default_mappings().get("posts")
 HOLD_SECONDS = 0.6

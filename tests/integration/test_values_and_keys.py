@@ -21,16 +21,16 @@ from typing import Any
 
 import pytest
 
-from fanout.change import Change, parse_trigger_payload
 from fanout.config import DatabaseSettings
-from fanout.db import connect
-from fanout.documents import FULL_KEY_FIELD, dynamodb_key, opensearch_document_id
-from fanout.mapping import Mappings, parse_mappings
-from fanout.reconcile import ReconcileReport, SinkReaders, reconcile
-from fanout.rejects import QueueRejectRecorder
-from fanout.sinks.dynamodb_sink import DynamoDBSink
-from fanout.sinks.opensearch_sink import OpenSearchSink, make_client
-from fanout.source_reader import read_row
+from fanout.model.change import Change, parse_trigger_payload
+from fanout.model.mapping import Mappings, parse_mappings
+from fanout.operations.reconcile import ReconcileReport, SinkReaders, reconcile
+from fanout.pipeline.rejects import QueueRejectRecorder
+from fanout.sinks.documents import FULL_KEY_FIELD, dynamodb_key, opensearch_document_id
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.source.connection import connect
+from fanout.source.reader import read_row
 from tests.conftest import aws_client, aws_resource
 from tests.integration.support import create_replica_table, fetch
 

@@ -25,9 +25,9 @@ from botocore.exceptions import ClientError
 from conftest import EVENTS, ROOT
 from opensearchpy.exceptions import ConflictError, NotFoundError, RequestError
 
-from fanout.change import Change
-from fanout.mapping import TableMapping
-from fanout.source_reader import RowState
+from fanout.model.change import Change
+from fanout.model.mapping import TableMapping
+from fanout.source.reader import RowState
 
 
 def load_app(relative_path: str, module_name: str) -> ModuleType:
@@ -349,7 +349,7 @@ class FakeSQSClient:
     """``send_message`` records messages and, like SQS, refuses one bigger than the queue's maximum
     or holding a character outside the set SQS accepts.
 
-    The default maximum is 256 KiB, the cap ``fanout.rejects`` is written for.
+    The default maximum is 256 KiB, the cap ``fanout.pipeline.rejects`` is written for.
     """
 
     def __init__(self, max_message_bytes: int = 256 * 1024) -> None:

@@ -11,7 +11,7 @@ from fakes import EVENTS, load_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fanout.change import (
+from fanout.model.change import (
     BIGINT_MIN,
     BIGINT_UNSIGNED_MAX,
     MAX_PAYLOAD_BYTES,
@@ -21,8 +21,8 @@ from fanout.change import (
     parse_change_message,
     parse_trigger_payload,
 )
-from fanout.documents import dynamodb_key, opensearch_document_id
-from fanout.mapping import Mappings, default_mappings, parse_mappings
+from fanout.model.mapping import Mappings, default_mappings, parse_mappings
+from fanout.sinks.documents import dynamodb_key, opensearch_document_id
 
 POSTS = default_mappings()
 CORRELATION_ID = "req-0001"
@@ -95,7 +95,7 @@ def test_every_trigger_event_file_has_an_expectation_here() -> None:
 
 
 def test_the_ring_file_is_a_ring_and_no_per_row_payload() -> None:
-    from fanout.change_log import is_ring
+    from fanout.capture.change_log import is_ring
 
     ring = load_event("ring.json")
 

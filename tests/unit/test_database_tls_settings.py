@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fanout.config import BUNDLED_CA, ConfigError, DatabaseSettings
-from fanout.db import tls_options
+from fanout.source.connection import tls_options
 
 BASE = {"DB_NAME": "app", "DB_USER": "fanout", "DB_PASSWORD": "pw"}
 

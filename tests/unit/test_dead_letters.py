@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from fakes import load_event
 
-from fanout.dead_letters import (
+from fanout.model.mapping import default_mappings
+from fanout.operations.dead_letters import (
     FIRST_SENT_AT,
     REDRIVE_COUNT,
     REDRIVE_ERROR,
@@ -22,9 +23,8 @@ from fanout.dead_letters import (
     plan_redrive,
     redrive,
 )
-from fanout.mapping import default_mappings
-from fanout.rejects import message_body, rejection_record
-from fanout.stack_resources import StackResources, function_name_of
+from fanout.operations.stack_resources import StackResources, function_name_of
+from fanout.pipeline.rejects import message_body, rejection_record
 
 MAPPINGS = default_mappings()
 RESOURCES = StackResources(

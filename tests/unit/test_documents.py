@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 
-from fanout.change import Change
-from fanout.documents import (
+from fanout.model.change import Change
+from fanout.model.mapping import default_mappings
+from fanout.sinks.documents import (
     dynamodb_item,
     dynamodb_tombstone,
     opensearch_document,
     to_dynamodb_value,
     to_json_value,
 )
-from fanout.mapping import default_mappings
 
 POSTS = default_mappings().tables["posts"]
 CHANGE = Change("posts", (("id", 42),), "update", 1764240000123456, "req-1")

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 
-from fanout.change import Change
-from fanout.documents import (
+from fanout.model.change import Change
+from fanout.model.mapping import TableMapping, parse_mappings
+from fanout.sinks.documents import (
     UnrepresentableRow,
     dynamodb_item,
     dynamodb_item_size,
@@ -21,8 +22,7 @@ from fanout.documents import (
     to_dynamodb_value,
     to_json_value,
 )
-from fanout.mapping import TableMapping, parse_mappings
-from fanout.source_values import JsonText
+from fanout.source.values import JsonText
 
 SETTINGS = parse_mappings(
     {

@@ -1,4 +1,4 @@
-"""Queued fetch mode (fanout.fetch_queue): the parser's forwarder and the fetcher's SQS batch handling."""
+"""Queued fetch mode (fanout.pipeline.fetch_queue): the parser's forwarder and the fetcher's SQS batch handling."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from fakes import FakeContext, FakeSQSClient, RecordingReject, load_app, load_ev
 from test_dead_letters import MINISTACK_RECORD, RESOURCES, sqs_message
 from test_fetcher import FetcherDependencies, World, load_fetcher_app, row
 
-from fanout.change import Change
 from fanout.config import ConfigError, ParserSettings
-from fanout.dead_letters import DeadLetter, InvokeResult, Kind, parse_dead_letter, redrive
-from fanout.fetch_queue import QueueForwarder, handle_queue_batch
-from fanout.fetcher import FetchFailed
-from fanout.mapping import default_mappings
-from fanout.rejects import message_body, rejection_record
-from fanout.source_reader import SourceReadError
+from fanout.model.change import Change
+from fanout.model.mapping import default_mappings
+from fanout.operations.dead_letters import DeadLetter, InvokeResult, Kind, parse_dead_letter, redrive
+from fanout.pipeline.fetch_queue import QueueForwarder, handle_queue_batch
+from fanout.pipeline.fetcher import FetchFailed
+from fanout.pipeline.rejects import message_body, rejection_record
+from fanout.source.reader import SourceReadError
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/fetch"
 

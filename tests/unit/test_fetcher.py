@@ -26,15 +26,15 @@ from fakes import (
 )
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
-from fanout.change import Change
 from fanout.config import ConfigError
-from fanout.documents import opensearch_document
-from fanout.fetcher import FetchFailed, apply_changes, parse_fetcher_event
-from fanout.mapping import Mappings, default_mappings, parse_mappings
+from fanout.model.change import Change
+from fanout.model.mapping import Mappings, default_mappings, parse_mappings
+from fanout.pipeline.fetcher import FetchFailed, apply_changes, parse_fetcher_event
 from fanout.sinks import Outcome
-from fanout.sinks.dynamodb_sink import DynamoDBSink
-from fanout.sinks.opensearch_sink import DEFAULT_GC_DELETES, OpenSearchSink
-from fanout.source_reader import SourceReadError
+from fanout.sinks.documents import opensearch_document
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import DEFAULT_GC_DELETES, OpenSearchSink
+from fanout.source.reader import SourceReadError
 
 POSTS = default_mappings()
 NOW = 1764240000.0

@@ -14,12 +14,12 @@ from conftest import template_resource
 from fakes import FakeDynamoDBTable, FakeOpenSearch, FakeSource, RecordingReject, client_error
 from opensearchpy.exceptions import RequestError, TransportError
 
-from fanout.change import Change
 from fanout.config import ConfigError, SinkSettings
-from fanout.fetcher import FetchFailed, apply_changes, parse_fetcher_event
-from fanout.mapping import Mappings, parse_mappings
-from fanout.sinks.dynamodb_sink import DynamoDBSink
-from fanout.sinks.opensearch_sink import OpenSearchSink
+from fanout.model.change import Change
+from fanout.model.mapping import Mappings, parse_mappings
+from fanout.pipeline.fetcher import FetchFailed, apply_changes, parse_fetcher_event
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink
 
 MAPPINGS = parse_mappings({"tables": {"notes": {"primary_key": [{"column": "id"}]}}})
 CHANGE = Change("notes", (("id", 1),), "update", 1_764_240_000_000_000, "req-7")
@@ -194,7 +194,7 @@ def test_the_fetcher_refuses_at_cold_start_a_mapping_naming_a_table_it_was_not_g
     import boto3
     from fakes import load_app
 
-    from fanout.mapping import MappingError, default_mappings
+    from fanout.model.mapping import MappingError, default_mappings
 
     path = tmp_path / "tables.json"
     path.write_text(
@@ -239,7 +239,7 @@ def test_the_fetcher_refuses_at_cold_start_a_mapping_naming_a_table_it_was_not_g
 
 def test_a_value_with_no_form_in_either_sink_is_rejected_by_both_not_retried_for_ever() -> None:
     # Given a JSON column holding NaN (Python's json accepts it; neither JSON nor DynamoDB has it)
-    from fanout.source_values import JsonText
+    from fanout.source.values import JsonText
 
     world = World(parse_mappings({"tables": {"notes": {"primary_key": [{"column": "id"}], "json_columns": ["j"]}}}))
     world.source.set("notes", (1,), {"id": 1, "j": JsonText('{"x": NaN}')}, version=10)

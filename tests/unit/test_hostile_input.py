@@ -43,15 +43,15 @@ from hypothesis import strategies as st
 from opensearchpy.exceptions import RequestError
 from pymysql.constants import FIELD_TYPE
 
-from fanout.change import MAX_PAYLOAD_BYTES, ChangeValidationError, parse_trigger_payload
-from fanout.fetcher import FetchFailed, apply_changes, parse_fetcher_event
-from fanout.mapping import Mappings, default_mappings, parse_mappings
-from fanout.parser import LambdaForwarder
+from fanout.model.change import MAX_PAYLOAD_BYTES, ChangeValidationError, parse_trigger_payload
+from fanout.model.mapping import Mappings, default_mappings, parse_mappings
+from fanout.pipeline.fetcher import FetchFailed, apply_changes, parse_fetcher_event
+from fanout.pipeline.parser import LambdaForwarder
+from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.redaction import describe_error
-from fanout.rejects import QueueRejectRecorder
-from fanout.sinks.dynamodb_sink import DynamoDBSink
-from fanout.sinks.opensearch_sink import OpenSearchSink
-from fanout.source_reader import _CLOCK_SQL, read_row, select_row_sql
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink
+from fanout.source.reader import _CLOCK_SQL, read_row, select_row_sql
 
 POSTS = default_mappings()
 # A string-keyed and a composite-keyed table: injection strings can then be *valid* keys.

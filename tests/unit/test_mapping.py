@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fanout.mapping import DEFAULT_MAPPING_FILE, KeyColumn, MappingError, load_mappings, parse_mappings
+from fanout.model.mapping import DEFAULT_MAPPING_FILE, KeyColumn, MappingError, load_mappings, parse_mappings
 
 
 def valid_spec() -> dict[str, Any]:

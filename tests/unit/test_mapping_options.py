@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fanout.mapping import (
+from fanout.model.mapping import (
     DEFAULT_MAPPING_FILE,
     MappingError,
     check_dynamodb_tables,

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from fanout.migrations import MigrationError, MigrationRunner, checksum_of, load_migrations, render, split_statements
+from fanout.capture.migrations import (
+    MigrationError,
+    MigrationRunner,
+    checksum_of,
+    load_migrations,
+    render,
+    split_statements,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:fanout-parser-dev"

@@ -31,7 +31,7 @@ from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from fanout import observability
 from fanout.config import ParserSettings
-from fanout.mapping import default_mappings
+from fanout.model.mapping import default_mappings
 from fanout.observability import (
     NAMESPACE,
     SERVICE,
@@ -44,10 +44,10 @@ from fanout.observability import (
     record,
     traced,
 )
-from fanout.parser import LambdaForwarder
-from fanout.rejects import QueueRejectRecorder
-from fanout.sinks.dynamodb_sink import DynamoDBSink
-from fanout.sinks.opensearch_sink import OpenSearchSink
+from fanout.pipeline.parser import LambdaForwarder
+from fanout.pipeline.rejects import QueueRejectRecorder
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink
 
 MAPPINGS = default_mappings()
 

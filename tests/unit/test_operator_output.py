@@ -11,9 +11,9 @@ from test_replication_status import T0, event
 
 from fanout.cli.dlq import _line
 from fanout.cli.status import render
-from fanout.dead_letters import QueueDepth
-from fanout.operator_text import shown
-from fanout.replication_status import log_lines, summarize
+from fanout.operations.dead_letters import QueueDepth
+from fanout.operations.operator_text import shown
+from fanout.operations.status import log_lines, summarize
 
 FORGED = "posts\nfake_table: received 999, applied 999\r\x1b[2K\u202eevil\u2028x"
 

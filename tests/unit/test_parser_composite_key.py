@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fakes import RecordingForward, RecordingReject, load_event
 
-from fanout.change import parse_change_message
-from fanout.mapping import default_mappings
-from fanout.parser import handle_trigger_payload
+from fanout.model.change import parse_change_message
+from fanout.model.mapping import default_mappings
+from fanout.pipeline.parser import handle_trigger_payload
 
 MAPPINGS = default_mappings()
 

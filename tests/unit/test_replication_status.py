@@ -12,9 +12,9 @@ from test_fetcher import World, change, row
 
 from fanout import observability
 from fanout.cli.status import render
-from fanout.dead_letters import QueueDepth, parse_dead_letter
-from fanout.fetcher import apply_changes
-from fanout.replication_status import FILTER_PATTERN, log_lines, percentile, read_log_events, summarize
+from fanout.operations.dead_letters import QueueDepth, parse_dead_letter
+from fanout.operations.status import FILTER_PATTERN, log_lines, percentile, read_log_events, summarize
+from fanout.pipeline.fetcher import apply_changes
 
 T0 = 1764240000000
 

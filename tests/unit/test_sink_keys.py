@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fanout.change import Change
-from fanout.documents import dynamodb_key, opensearch_document_id
-from fanout.mapping import default_mappings
-from fanout.sink_keys import dynamodb_item_key, opensearch_key
+from fanout.model.change import Change
+from fanout.model.mapping import default_mappings
+from fanout.model.sink_keys import dynamodb_item_key, opensearch_key
+from fanout.sinks.documents import dynamodb_key, opensearch_document_id
 
 MAPPINGS = default_mappings()
 POSTS = MAPPINGS.tables["posts"]

@@ -14,8 +14,10 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from fanout.change import Change, parse_trigger_payload
-from fanout.documents import (
+from fanout.model.change import Change, parse_trigger_payload
+from fanout.model.mapping import parse_mappings
+from fanout.model.sink_keys import dynamodb_item_key, opensearch_key
+from fanout.sinks.documents import (
     FULL_KEY_FIELD,
     dynamodb_item,
     dynamodb_key,
@@ -24,10 +26,8 @@ from fanout.documents import (
     to_dynamodb_value,
     to_json_value,
 )
-from fanout.mapping import parse_mappings
-from fanout.sink_keys import dynamodb_item_key, opensearch_key
-from fanout.sinks.opensearch_sink import ExactJSONSerializer
-from fanout.source_values import JsonText
+from fanout.sinks.opensearch import ExactJSONSerializer
+from fanout.source.values import JsonText
 
 MAPPINGS = parse_mappings(
     {

@@ -8,10 +8,10 @@ from typing import Any
 
 from pymysql.constants import FIELD_TYPE, FLAG
 
-from fanout.change import Change
-from fanout.mapping import parse_mappings
-from fanout.source_reader import has_exact_key
-from fanout.source_values import JsonText, typed_row
+from fanout.model.change import Change
+from fanout.model.mapping import parse_mappings
+from fanout.source.reader import has_exact_key
+from fanout.source.values import JsonText, typed_row
 
 MAPPING = parse_mappings({"tables": {"t": {"primary_key": [{"column": "id"}], "json_columns": ["maria_json"]}}}).tables[
     "t"

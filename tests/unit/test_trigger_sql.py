@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fanout.mapping import Mappings, parse_mappings
-from fanout.migrations import MigrationError, load_migrations, split_statements
-from fanout.trigger_sql import (
+from fanout.capture.migrations import MigrationError, load_migrations, split_statements
+from fanout.capture.triggers import (
     CHANGE_LOG_TABLE,
     FALLBACK_TABLE,
     capture_migration,
@@ -22,6 +21,7 @@ from fanout.trigger_sql import (
     trigger_name,
     write_capture_migration,
 )
+from fanout.model.mapping import Mappings, parse_mappings
 
 REPO = Path(__file__).resolve().parents[2]
 MIGRATIONS = REPO / "db" / "migrations"

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from opensearchpy.exceptions import TransportError
 
-from fanout.change import Change
-from fanout.mapping import parse_mappings
-from fanout.verify import fetch_sink_state
+from fanout.model.change import Change
+from fanout.model.mapping import parse_mappings
+from fanout.operations.verify import fetch_sink_state
 
 MAPPING = parse_mappings(
     {"tables": {"posts": {"primary_key": [{"column": "id"}], "dynamodb": {"enabled": False}}}}

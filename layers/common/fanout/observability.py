@@ -42,7 +42,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 if TYPE_CHECKING:
-    from .mapping import Mappings
+    from fanout.model.mapping import Mappings
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "").strip() or "fanout"
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or "fanout"

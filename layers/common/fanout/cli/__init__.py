@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..config import ConfigError
-from . import aurora_setup, backfill, dlq, generate, migrate, reconcile, status, sweep
+from fanout.cli import aurora_setup, backfill, dlq, generate, migrate, reconcile, status, sweep
+from fanout.config import ConfigError
 
 COMMANDS = (migrate, generate, sweep, aurora_setup, status, dlq, backfill, reconcile)
 

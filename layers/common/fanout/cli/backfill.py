@@ -30,8 +30,8 @@ import json
 import sys
 from typing import Any
 
-from ..config import ConfigError
-from .progress import ProgressLine, command_logs
+from fanout.cli.progress import ProgressLine, command_logs
+from fanout.config import ConfigError
 
 
 def parse_key(text: str, key_types: list[str], what: str) -> tuple[Any, ...]:
@@ -63,9 +63,9 @@ def _backfill(args: argparse.Namespace) -> int:
 
 
 def _run_backfill(args: argparse.Namespace) -> tuple[int, str]:
-    from ..backfill import BackfillError, BackfillJob, KeyRange
-    from ..fetcher import FetchFailed
-    from ..maintenance import Maintenance
+    from fanout.operations.backfill import BackfillError, BackfillJob, KeyRange
+    from fanout.operations.maintenance import Maintenance
+    from fanout.pipeline.fetcher import FetchFailed
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
@@ -142,9 +142,9 @@ def _run_backfill(args: argparse.Namespace) -> tuple[int, str]:
 def _run_parallel(deps: Any, mapping: Any, job: Any, args: argparse.Namespace) -> dict[str, Any]:
     """``job`` by ``--workers`` threads, each on its own connections and sinks, with a bar per range and one
     for the total (tqdm, on stderr, when it is a terminal)."""
-    from ..backfill import BackfillError
-    from ..backfill_parallel import plan, run_parallel_backfill
-    from ..maintenance import Maintenance
+    from fanout.operations.backfill import BackfillError
+    from fanout.operations.backfill_parallel import plan, run_parallel_backfill
+    from fanout.operations.maintenance import Maintenance
 
     ranges = plan(deps.conn(), mapping, job, args.workers, restart=args.restart)
     others = [Maintenance(source="backfill") for _ in ranges[1:]]

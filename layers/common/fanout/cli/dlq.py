@@ -22,10 +22,10 @@ import argparse
 import json
 from typing import Any
 
-from ..dead_letters import DeadLetter, DeadLetterQueue, Filter, Kind, Outcome, lambda_invoker, redrive
-from ..mapping import default_mappings
-from ..operator_text import shown
-from .stack_options import add_stack_options, client, duration, stack_resources
+from fanout.cli.stack_options import add_stack_options, client, duration, stack_resources
+from fanout.model.mapping import default_mappings
+from fanout.operations.dead_letters import DeadLetter, DeadLetterQueue, Filter, Kind, Outcome, lambda_invoker, redrive
+from fanout.operations.operator_text import shown
 
 HOLD_SECONDS = 300  # longer than a fetcher invocation (60 s timeout) times the records replayed at once
 

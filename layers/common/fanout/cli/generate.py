@@ -17,13 +17,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..config import ConfigError
+from fanout.config import ConfigError
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from ..mapping import MappingError, load_mappings
-    from ..migrations import MigrationError, load_migrations
-    from ..trigger_sql import DEFAULT_DESCRIPTION, capture_migration, live_triggers, write_capture_migration
+    from fanout.capture.migrations import MigrationError, load_migrations
+    from fanout.capture.triggers import DEFAULT_DESCRIPTION, capture_migration, live_triggers, write_capture_migration
+    from fanout.model.mapping import MappingError, load_mappings
 
     directory = Path(args.dir)
     if not directory.is_dir():
@@ -47,7 +47,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from .migrate import _default_migrations_dir
+    from fanout.cli.migrate import _default_migrations_dir
 
     migrations = commands.add_parser("migrations", help="work on the migration files (generate)")
     actions = migrations.add_subparsers(dest="migrations_command", required=True, metavar="ACTION")

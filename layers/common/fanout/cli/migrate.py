@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, DatabaseSettings
+from fanout.config import ConfigError, DatabaseSettings
 
 
 def _default_migrations_dir() -> str:
@@ -29,8 +29,8 @@ def _default_migrations_dir() -> str:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from ..db import connect
-    from ..migrations import MigrationError, MigrationRunner
+    from fanout.capture.migrations import MigrationError, MigrationRunner
+    from fanout.source.connection import connect
 
     settings = DatabaseSettings.from_env()
     directory = Path(args.dir)

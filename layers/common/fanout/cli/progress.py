@@ -17,7 +17,7 @@ from typing import IO
 def command_logs(quiet: bool) -> Iterator[None]:
     """The fetch path's log lines on stderr, so stdout carries only the report (--json stays parseable);
     with ``quiet`` only its warnings and errors. No metric blobs: off Lambda nothing reads them."""
-    from ..observability import logger, metrics_unpublished
+    from fanout.observability import logger, metrics_unpublished
 
     level = logger.log_level
     with contextlib.redirect_stdout(sys.stderr), metrics_unpublished():

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .progress import ProgressLine, command_logs
+from fanout.cli.progress import ProgressLine, command_logs
 
 
 def _reconcile(args: argparse.Namespace) -> int:
@@ -28,7 +28,7 @@ def _reconcile(args: argparse.Namespace) -> int:
 
 
 def _run_reconcile(args: argparse.Namespace) -> tuple[int, str]:
-    from ..maintenance import Maintenance
+    from fanout.operations.maintenance import Maintenance
 
     deps = Maintenance(source="reconcile")
     progress = ProgressLine(quiet=args.json or args.quiet)

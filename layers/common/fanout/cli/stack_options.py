@@ -6,8 +6,8 @@ import argparse
 import re
 from typing import Any
 
-from ..config import ConfigError
-from ..stack_resources import StackResources, resolve
+from fanout.config import ConfigError
+from fanout.operations.stack_resources import StackResources, resolve
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

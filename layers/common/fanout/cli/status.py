@@ -21,20 +21,20 @@ import json
 import time
 from typing import Any
 
-from ..dead_letters import DeadLetterQueue
-from ..mapping import default_mappings
-from ..operator_text import shown
-from ..replication_status import log_lines, read_log_events, summarize
-from .stack_options import add_stack_options, client, duration, stack_resources
+from fanout.cli.stack_options import add_stack_options, client, duration, stack_resources
+from fanout.model.mapping import default_mappings
+from fanout.operations.dead_letters import DeadLetterQueue
+from fanout.operations.operator_text import shown
+from fanout.operations.status import log_lines, read_log_events, summarize
 
 
 def change_log(env: Any = None) -> dict[str, Any]:
     """The change log's depth and oldest age, or why they could not be read."""
     import pymysql
 
-    from ..change_log import change_log_status
-    from ..config import ConfigError, DatabaseSettings
-    from ..db import connect
+    from fanout.capture.change_log import change_log_status
+    from fanout.config import ConfigError, DatabaseSettings
+    from fanout.source.connection import connect
 
     try:
         conn = connect(DatabaseSettings.from_env(env))

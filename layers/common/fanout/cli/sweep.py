@@ -18,14 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..config import DatabaseSettings
-from ..operator_text import shown
+from fanout.config import DatabaseSettings
+from fanout.operations.operator_text import shown
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from ..change_log import change_log_status
-    from ..db import connect
-    from ..fallback_sweeper import SweeperSettings, fallback_status, sweep
+    from fanout.capture.change_log import change_log_status
+    from fanout.capture.sweeper import SweeperSettings, fallback_status, sweep
+    from fanout.source.connection import connect
 
     settings = DatabaseSettings.from_env()
     if args.status:
@@ -49,8 +49,8 @@ def _sweep(args: argparse.Namespace) -> int:
         return 0
     import boto3
 
-    from ..change_log import ring_if_waiting
-    from ..rejects import QueueRejectRecorder
+    from fanout.capture.change_log import ring_if_waiting
+    from fanout.pipeline.rejects import QueueRejectRecorder
 
     sweeper = SweeperSettings.from_env()
     conn = connect(settings)

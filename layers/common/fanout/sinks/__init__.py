@@ -11,9 +11,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Protocol
 
-from ..change import Change
-from ..mapping import TableMapping
-from ..source_reader import RowState
+from fanout.model.change import Change
+from fanout.model.mapping import TableMapping
+from fanout.source.reader import RowState
 
 
 class Outcome(StrEnum):

@@ -9,7 +9,7 @@ parser's invoke is retried (a duplicate change is harmless; the re-read makes
 them equivalent).
 
 Fetcher side (:func:`handle_queue_batch`): every record's changes go through
-:func:`fanout.fetcher.apply_changes` *together* (coalesced per key, one locking
+:func:`fanout.pipeline.fetcher.apply_changes` *together* (coalesced per key, one locking
 read per table chunk, ``_bulk`` and parallel writes); then Powertools'
 ``BatchProcessor`` reports, as a partial batch response, exactly the records
 whose keys failed. Those become visible again and are retried; after the
@@ -26,15 +26,23 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from .change import Change
-from .fetcher import FetchFailed, FetchReport, ReadRow, ReadRows, Reject, apply_changes, parse_fetcher_event
-from .mapping import Mappings
-from .observability import UNKNOWN_TABLE, ChangeMetric, log
-from .observability import record as record_metric
-from .parser import fetcher_event
-from .redaction import describe_error
-from .rejects import HeldRejects
-from .sinks import Sink
+from fanout.model.change import Change
+from fanout.model.mapping import Mappings
+from fanout.observability import UNKNOWN_TABLE, ChangeMetric, log
+from fanout.observability import record as record_metric
+from fanout.pipeline.fetcher import (
+    FetchFailed,
+    FetchReport,
+    ReadRow,
+    ReadRows,
+    Reject,
+    apply_changes,
+    parse_fetcher_event,
+)
+from fanout.pipeline.parser import fetcher_event
+from fanout.pipeline.rejects import HeldRejects
+from fanout.redaction import describe_error
+from fanout.sinks import Sink
 
 SEND_BATCH_ENTRIES = 10  # SendMessageBatch's limit
 

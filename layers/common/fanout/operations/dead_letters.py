@@ -2,7 +2,7 @@
 
 The queue receives three kinds of record:
 
-**Rejected input** (``fanout.rejects``), written by the parser or the fetcher::
+**Rejected input** (``fanout.pipeline.rejects``), written by the parser or the fetcher::
 
     {"fanout_rejected": true, "rejected_by": "parser", "reason": "pk.id: ...",
      "correlation_id": "...", "payload": "<the input, as JSON text>", "payload_truncated": false}
@@ -26,7 +26,7 @@ comes from the queue's ``SentTimestamp`` (both send it).
 
 **Queued changes** the fetch queue gave up on (FetchMode=queued: its redrive
 policy moves a message here after ``maxReceiveCount`` receives): the message
-itself, a fetcher event with one change (``fanout.fetch_queue``)::
+itself, a fetcher event with one change (``fanout.pipeline.fetch_queue``)::
 
     {"changes": [{"v": 1, "action": "update", "table": "posts", "pk": {"id": 42}, ...}]}
 
@@ -56,9 +56,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .change import ChangeValidationError, parse_change_message, parse_trigger_payload
-from .mapping import Mappings
-from .stack_resources import StackResources
+from fanout.model.change import ChangeValidationError, parse_change_message, parse_trigger_payload
+from fanout.model.mapping import Mappings
+from fanout.operations.stack_resources import StackResources
 
 REDRIVE_COUNT = "fanout-redrive-count"
 REDRIVE_ERROR = "fanout-redrive-error"

@@ -27,7 +27,7 @@ An item that can never be written is refused for that row (RowRejected): one
 above DynamoDB's 400 KB item limit (measured here, before sending, as
 DynamoDB counts it), one whose key renders empty, or one DynamoDB answers with
 ValidationException. A key longer than DynamoDB's limits is bounded, not
-refused (fanout.documents.bounded_sink_id).
+refused (fanout.sinks.documents.bounded_sink_id).
 
 Reading back: :func:`read_numbers_exactly` makes a boto3 resource read any N,
 however many digits (boto3 alone raises ``decimal.Rounded`` above 38 plain
@@ -47,11 +47,11 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from ..change import Change
-from ..documents import UnrepresentableRow, check_item_size, dynamodb_item, dynamodb_tombstone
-from ..mapping import TableMapping
-from ..source_reader import RowState
-from . import Outcome, RowRejected, SinkError
+from fanout.model.change import Change
+from fanout.model.mapping import TableMapping
+from fanout.sinks import Outcome, RowRejected, SinkError
+from fanout.sinks.documents import UnrepresentableRow, check_item_size, dynamodb_item, dynamodb_tombstone
+from fanout.source.reader import RowState
 
 CONDITION = "attribute_not_exists(#pk) OR #version <= :version"
 # DynamoDB's limits for one TransactWriteItems call: 100 actions and 4 MB of items. The byte budget is half

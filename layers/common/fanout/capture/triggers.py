@@ -5,7 +5,7 @@ captures, this module writes an ``AFTER <action>`` trigger that appends the chan
 (the payload of format version 1, docs/architecture.md) to the change log,
 ``fanout_change_log``, and *rings* the parser with ``lambda_async`` at most once
 per statement — and never while a drainer holds the drain lock. The parser then
-drains the log (:mod:`fanout.change_log`). The trigger cannot break the
+drains the log (:mod:`fanout.capture.change_log`). The trigger cannot break the
 statement that fired it through the ring:
 
 * **Kill switch.** When the session has ``SET @fanout_disable = 1``, the trigger
@@ -46,8 +46,8 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .mapping import ACTIONS, Mappings, TableMapping
-from .migrations import Migration, MigrationError, load_migrations, split_statements
+from fanout.capture.migrations import Migration, MigrationError, load_migrations, split_statements
+from fanout.model.mapping import ACTIONS, Mappings, TableMapping
 
 CHANGE_LOG_TABLE = "fanout_change_log"
 # The per-row generation's table for payloads lambda_async could not send; still swept until empty.

@@ -11,17 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .backfill import BackfillJob, BackfillResult, run_backfill
-from .change import Change
-from .config import DatabaseSettings, SinkSettings
-from .db import ConnectionHolder
-from .mapping import Mappings, TableMapping, check_dynamodb_tables, default_mappings
-from .reconcile import ReconcileReport, SinkReaders, reconcile
-from .rejects import QueueRejectRecorder
-from .sinks import Sink
-from .sinks.dynamodb_sink import DynamoDBSink
-from .sinks.opensearch_sink import OpenSearchSink, make_client
-from .source_reader import RowState, read_row, read_rows
+from fanout.config import DatabaseSettings, SinkSettings
+from fanout.model.change import Change
+from fanout.model.mapping import Mappings, TableMapping, check_dynamodb_tables, default_mappings
+from fanout.operations.backfill import BackfillJob, BackfillResult, run_backfill
+from fanout.operations.reconcile import ReconcileReport, SinkReaders, reconcile
+from fanout.pipeline.rejects import QueueRejectRecorder
+from fanout.sinks import Sink
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.source.connection import ConnectionHolder
+from fanout.source.reader import RowState, read_row, read_rows
 
 
 class Maintenance:
@@ -65,7 +65,7 @@ class Maintenance:
 
     def reconcile(self, **options: Any) -> ReconcileReport:
         """Compare source and sinks, repairs through this environment's fetch path; ``options`` as for
-        ``fanout.reconcile.reconcile``."""
+        ``fanout.operations.reconcile.reconcile``."""
         return reconcile(
             self.conn(),
             self.mappings,

@@ -70,7 +70,7 @@ from urllib.parse import quote
 
 ACTIONS = ("insert", "update", "delete")
 KEY_TYPES = ("int", "string")
-# Where a document or item keeps its full key when its id is a bounded one (fanout.documents.bounded_sink_id).
+# Where a document or item keeps its full key when its id is a bounded one (fanout.sinks.documents.bounded_sink_id).
 FULL_KEY_FIELD = "_fanout_key"
 # Item attributes the DynamoDB sink owns (besides the key attributes); a replicated column may not use them.
 BOOKKEEPING_ATTRIBUTES = frozenset({"_table", "_version", "_deleted", "_ttl", FULL_KEY_FIELD})
@@ -96,7 +96,7 @@ _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _ENCODED_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.~-%")
 KEY_SEPARATOR = "|"
 
-DEFAULT_MAPPING_FILE = Path(__file__).with_name("tables.json")
+DEFAULT_MAPPING_FILE = Path(__file__).resolve().parent.parent / "tables.json"
 
 
 class MappingError(ValueError):

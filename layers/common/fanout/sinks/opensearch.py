@@ -35,12 +35,12 @@ from typing import Any
 import simplejson
 from opensearchpy.serializer import JSONSerializer
 
-from ..change import Change
-from ..documents import UnrepresentableRow, opensearch_document, opensearch_document_id
-from ..mapping import TableMapping
-from ..redaction import describe_item_error
-from ..source_reader import RowState
-from . import Outcome, RowRejected, SinkError
+from fanout.model.change import Change
+from fanout.model.mapping import TableMapping
+from fanout.redaction import describe_item_error
+from fanout.sinks import Outcome, RowRejected, SinkError
+from fanout.sinks.documents import UnrepresentableRow, opensearch_document, opensearch_document_id
+from fanout.source.reader import RowState
 
 DEFAULT_GC_DELETES = "1h"
 # The domain's request limit (http.max_content_length): 10 MiB on the smaller Amazon OpenSearch Service

@@ -1,7 +1,7 @@
 """The fallback sweeper: hands the changes the triggers could not send to the parser.
 
 When ``lambda_async`` fails inside a capture trigger, the trigger writes the payload
-it could not send to ``fanout_fallback_outbox`` instead (see :mod:`fanout.trigger_sql`).
+it could not send to ``fanout_fallback_outbox`` instead (see :mod:`fanout.capture.triggers`).
 The sweeper — a scheduled Lambda function and ``fanout sweep`` — drains that table:
 each row's payload goes to the row's function (the parser) with an asynchronous
 invoke, exactly as ``lambda_async`` would have sent it, and the row is deleted only
@@ -40,9 +40,9 @@ from typing import Any
 import pymysql
 import pymysql.connections
 
-from .config import ConfigError
-from .observability import log
-from .trigger_sql import FALLBACK_TABLE
+from fanout.capture.triggers import FALLBACK_TABLE
+from fanout.config import ConfigError
+from fanout.observability import log
 
 LOCK_NAME_PREFIX = "fanout_fallback_sweeper"
 _MAX_LOCK_NAME = 64
@@ -62,7 +62,7 @@ class SweeperSettings:
 
     dead_letter_queue_url: str
     max_rows: int = DEFAULT_MAX_ROWS
-    parser_function: str = ""  # rung when rows wait in the change log (fanout.change_log.ring_if_waiting)
+    parser_function: str = ""  # rung when rows wait in the change log (fanout.capture.change_log.ring_if_waiting)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SweeperSettings:

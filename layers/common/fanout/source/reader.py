@@ -30,9 +30,9 @@ from typing import Any
 
 import pymysql
 
-from .change import Change
-from .mapping import TableMapping
-from .source_values import typed_row
+from fanout.model.change import Change
+from fanout.model.mapping import TableMapping
+from fanout.source.values import typed_row
 
 # Microseconds since the epoch, exact (DECIMAL arithmetic), zone-independent.
 _CLOCK_SQL = "SELECT CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS UNSIGNED)"

@@ -12,7 +12,7 @@ Where the answers come from, and why there:
   keeps function logs, but turns no EMF into metrics), which the metrics API
   would not; the dashboard is the place for long ranges.
 - **Dead letters**: the queue itself (depth from its attributes; per table by
-  reading the messages, see ``fanout.dead_letters``).
+  reading the messages, see ``fanout.operations.dead_letters``).
 
 Counts are of log lines in the window: a change Lambda retried three times
 counts three failed attempts.
@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .dead_letters import DeadLetter, QueueDepth
+from fanout.operations.dead_letters import DeadLetter, QueueDepth
 
 APPLIED = "change applied"
 STALE = "stale change skipped"
@@ -35,7 +35,7 @@ SINK_FAILED = "sink write failed"
 READ_FAILED = "read failed"
 REJECTED = ("change rejected", "event rejected")
 ACCEPTED = "change accepted"
-BATCH = "changes applied"  # the fetcher's one INFO line per batch (fanout.fetcher.BatchSummary)
+BATCH = "changes applied"  # the fetcher's one INFO line per batch (fanout.pipeline.fetcher.BatchSummary)
 # APPLIED and STALE are DEBUG lines now (or a sample of them); still read, from older deployments too.
 MESSAGES = (BATCH, APPLIED, STALE, SINK_FAILED, READ_FAILED, ACCEPTED, *REJECTED)
 # Narrows the scan in CloudWatch Logs; the local stack ignores JSON patterns, so lines are checked here too.

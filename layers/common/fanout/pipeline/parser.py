@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .change import Change, ChangeValidationError, parse_trigger_payload
-from .mapping import Mappings
-from .observability import ChangeMetric, log, metric_table, record, traced
+from fanout.model.change import Change, ChangeValidationError, parse_trigger_payload
+from fanout.model.mapping import Mappings
+from fanout.observability import ChangeMetric, log, metric_table, record, traced
 
 Forward = Callable[[Sequence[Change]], None]
 DIRECT_CHANGES_PER_INVOKE = 100

@@ -1,7 +1,7 @@
 """Building what each sink stores from a row read from MySQL.
 
 The reader hands over Python values (pymysql's, plus the conversions in
-:mod:`fanout.source_values`). Each sink gets them in the form it can hold
+:mod:`fanout.source.values`). Each sink gets them in the form it can hold
 without losing information (README.md "Type mapping" has the same table, with
 the explicit OpenSearch mapping recommended for each type):
 
@@ -81,9 +81,9 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from .change import Change
-from .mapping import FULL_KEY_FIELD, OPENSEARCH_METADATA_FIELDS, TableMapping, default_key_text
-from .source_values import JsonText
+from fanout.model.change import Change
+from fanout.model.mapping import FULL_KEY_FIELD, OPENSEARCH_METADATA_FIELDS, TableMapping, default_key_text
+from fanout.source.values import JsonText
 
 Row = dict[str, Any]
 

@@ -25,7 +25,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
 
-from .mapping import ACTIONS, Mappings, TableMapping
+from fanout.model.mapping import ACTIONS, Mappings, TableMapping
 
 FORMAT_VERSION = 1
 MAX_STRING_KEY_LENGTH = 512
@@ -150,7 +150,7 @@ def _validate_key(mapping: TableMapping, raw: Any, field: str) -> tuple[tuple[st
                 # A lone surrogate (JSON allows "\\ud800") names no row MySQL can store, and cannot be encoded.
                 raise ChangeValidationError(where, "string key is not valid Unicode text (lone surrogate)")
         values.append((column.column, value))
-    # No bound on the encoded key here: an id longer than a sink takes is bounded by fanout.documents.
+    # No bound on the encoded key here: an id longer than a sink takes is bounded by fanout.sinks.documents.
     return tuple(values)
 
 

@@ -2,7 +2,7 @@
 
 The capture triggers append every change to ``fanout_change_log`` in the
 application's transaction and ring the parser once per statement while no
-drainer holds the drain lock (:mod:`fanout.trigger_sql`). :func:`drain` is what
+drainer holds the drain lock (:mod:`fanout.capture.triggers`). :func:`drain` is what
 the rung parser, the scheduled sweeper and ``fanout sweep`` run. The design, its
 edges and why it is safe are in docs/architecture.md ("Capture through the
 change log"); in short:
@@ -38,10 +38,10 @@ from typing import Any
 import pymysql
 import pymysql.connections
 
-from .change import Change, ChangeValidationError, parse_trigger_payload
-from .mapping import Mappings
-from .observability import ChangeMetric, StackMetric, log, record, record_stack
-from .trigger_sql import CHANGE_LOG_TABLE, RING_FORMAT_VERSION, drain_lock_name
+from fanout.capture.triggers import CHANGE_LOG_TABLE, RING_FORMAT_VERSION, drain_lock_name
+from fanout.model.change import Change, ChangeValidationError, parse_trigger_payload
+from fanout.model.mapping import Mappings
+from fanout.observability import ChangeMetric, StackMetric, log, record, record_stack
 
 DEFAULT_BATCH_ROWS = 500
 DEFAULT_WAIT_SECONDS = 1  # a waiting claim's innodb_lock_wait_timeout: how long one wait for a writer lasts

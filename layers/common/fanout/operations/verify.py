@@ -15,17 +15,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from .change import Change
-from .documents import (
+from fanout.model.change import Change
+from fanout.model.mapping import BOOKKEEPING_ATTRIBUTES, TableMapping
+from fanout.sinks.documents import (
     UnrepresentableRow,
     dynamodb_attributes,
     dynamodb_key,
     opensearch_document,
     opensearch_document_id,
 )
-from .mapping import BOOKKEEPING_ATTRIBUTES, TableMapping
-from .source_reader import has_exact_key, select_row_sql
-from .source_values import typed_row
+from fanout.source.reader import has_exact_key, select_row_sql
+from fanout.source.values import typed_row
 
 SHARD_START_ATTEMPTS = 50  # 0.2 s apart: a new index's shard starts within a second or two
 
@@ -96,7 +96,7 @@ def dynamodb_problem(
     if item is None or not live:
         return "missing from DynamoDB"
     if mapping is None:  # the default mapping shape: every column, as is
-        from .documents import to_dynamodb_value
+        from fanout.sinks.documents import to_dynamodb_value
 
         expected = {k: to_dynamodb_value(v) for k, v in source.items()}
         reserved = BOOKKEEPING

@@ -4,7 +4,7 @@ Three kinds of drift, per table and sink:
 
 - **missing**: a source row the sink does not hold (or holds as a tombstone);
 - **stale**: the sink holds the row with other content — the comparison is
-  :mod:`fanout.verify`'s, built from the mapping with the fetcher's own
+  :mod:`fanout.operations.verify`'s, built from the mapping with the fetcher's own
   builders (renames, exclusions, projections, key formats, conversions);
 - **orphan**: the sink holds a live row the source does not have.
 
@@ -23,7 +23,7 @@ Full mode streams both sides in constant memory: source rows in keyset pages
 query) and DynamoDB (BatchGetItem, consistent); then each sink is scanned
 (OpenSearch ``search_after`` sorted by ``_id``; DynamoDB Scan pages filtered to
 the table's live items) and its keys, parsed back with the mapping's key
-formats (:mod:`fanout.sink_keys`), are checked against the source in batches.
+formats (:mod:`fanout.model.sink_keys`), are checked against the source in batches.
 Sample mode compares a random sample of source rows (missing and stale), and
 looks for orphans in a uniform random sample of each sink of about the same
 size: the top documents by a seeded ``random_score`` in OpenSearch, and one
@@ -32,7 +32,7 @@ the table by key hash). Orphans often come in key ranges (a bulk delete made
 with the kill switch on); a uniform sample finds such a cluster in proportion
 to its size, wherever it sits in the key order.
 
-``repair`` hands every drifted key to :func:`fanout.fetcher.apply_changes`,
+``repair`` hands every drifted key to :func:`fanout.pipeline.fetcher.apply_changes`,
 the live fetch path: the row is re-read under a lock and written
 version-gated, so a repair can never overwrite a newer live change; for an
 orphan the re-read finds no row and the sinks get a versioned delete
@@ -59,19 +59,19 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backfill import Key, after_key_sql, key_bound_params, key_changes
-from .change import Change
-from .documents import dynamodb_key, dynamodb_refusal, opensearch_document_id, opensearch_refusal
-from .fetcher import FetchFailed, ReadRow, Reject, apply_changes
-from .mapping import FULL_KEY_FIELD, Mappings, TableMapping
-from .observability import log
-from .redaction import describe_error
-from .sink_keys import dynamodb_item_key, opensearch_key
-from .sinks import Outcome, Sink
-from .sinks.dynamodb_sink import read_numbers_exactly
-from .source_reader import _quote
-from .source_values import typed_row
-from .verify import dynamodb_problem, opensearch_problem
+from fanout.model.change import Change
+from fanout.model.mapping import FULL_KEY_FIELD, Mappings, TableMapping
+from fanout.model.sink_keys import dynamodb_item_key, opensearch_key
+from fanout.observability import log
+from fanout.operations.backfill import Key, after_key_sql, key_bound_params, key_changes
+from fanout.operations.verify import dynamodb_problem, opensearch_problem
+from fanout.pipeline.fetcher import FetchFailed, ReadRow, Reject, apply_changes
+from fanout.redaction import describe_error
+from fanout.sinks import Outcome, Sink
+from fanout.sinks.documents import dynamodb_key, dynamodb_refusal, opensearch_document_id, opensearch_refusal
+from fanout.sinks.dynamodb import read_numbers_exactly
+from fanout.source.reader import _quote
+from fanout.source.values import typed_row
 
 OPENSEARCH, DYNAMODB = "opensearch", "dynamodb"
 MISSING, STALE, ORPHAN = "missing", "stale", "orphan"
@@ -207,7 +207,7 @@ class SinkReaders:
     """Batched reads of what the sinks hold, with the clients reconcile is given."""
 
     def __init__(self, opensearch: Any, dynamodb: Any, default_table: str) -> None:
-        # opensearch-py client reading JSON numbers exactly (fanout.sinks.opensearch_sink.make_client)
+        # opensearch-py client reading JSON numbers exactly (fanout.sinks.opensearch.make_client)
         self.opensearch = opensearch
         # boto3 DynamoDB service resource, made to read an N of any length (one such item must not fail a page)
         self.dynamodb = read_numbers_exactly(dynamodb)
@@ -350,7 +350,7 @@ def source_pages(conn: Any, mapping: TableMapping, page_size: int) -> Iterator[l
 def sample_pages(conn: Any, mapping: TableMapping, size: int, page_size: int) -> Iterator[list[dict[str, Any]]]:
     """About ``size`` rows picked at random (each row with the same probability, from InnoDB's row
     estimate), without sorting the table; slightly biased to the start when the estimate is low."""
-    from .backfill import estimated_rows
+    from fanout.operations.backfill import estimated_rows
 
     total = estimated_rows(conn, mapping) or size
     probability = min(1.0, 1.2 * size / max(total, 1))
@@ -594,7 +594,7 @@ def reconcile(
     per table instead of all, and orphans looked for in a sample of each sink of about that size. ``conn`` is
     an autocommit connection for the plain reads; repairs go through ``read_row`` and ``sinks`` (the fetch
     path)."""
-    from .backfill import estimated_rows
+    from fanout.operations.backfill import estimated_rows
 
     names = list(tables) if tables else sorted(mappings.tables)
     for name in names:

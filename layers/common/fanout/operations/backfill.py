@@ -8,8 +8,8 @@ OFFSET)::
     ORDER BY <key> LIMIT <batch>
 
 That read is plain and non-locking (one autocommit statement: no transaction
-is held between pages). Each page's keys become :class:`~fanout.change.Change`
-objects handed to :func:`fanout.fetcher.apply_changes` — the very code live
+is held between pages). Each page's keys become :class:`~fanout.model.change.Change`
+objects handed to :func:`fanout.pipeline.fetcher.apply_changes` — the very code live
 changes go through: each row is re-read under its own short locking read, with
 the database clock as its version, and written version-gated. So a backfill is
 safe beside live changes: whichever state was read later wins in every sink.
@@ -38,12 +38,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .change import Change, ChangeValidationError, KeyValue, parse_change_message
-from .fetcher import ReadRow, ReadRows, Reject, apply_changes
-from .mapping import Mappings, TableMapping
-from .observability import log
-from .sinks import Sink
-from .source_reader import _quote
+from fanout.model.change import Change, ChangeValidationError, KeyValue, parse_change_message
+from fanout.model.mapping import Mappings, TableMapping
+from fanout.observability import log
+from fanout.pipeline.fetcher import ReadRow, ReadRows, Reject, apply_changes
+from fanout.sinks import Sink
+from fanout.source.reader import _quote
 
 CHECKPOINT_TABLE = "fanout_backfill_checkpoint"
 DEFAULT_BATCH_SIZE = 500
@@ -187,7 +187,7 @@ def page_query(
     offset: int = 0,
 ) -> tuple[str, list[Any]]:
     """The keyset page query (no lock) and its parameters. Pages never use ``offset``; splitting a table
-    into ranges does (fanout.backfill_parallel)."""
+    into ranges does (fanout.operations.backfill_parallel)."""
     columns = mapping.key_columns
     where: list[str] = []
     params: list[Any] = []

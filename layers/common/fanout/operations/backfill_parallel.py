@@ -1,6 +1,6 @@
 """Parallel backfill: one table split into key ranges, each an ordinary backfill job worked at once.
 
-A range is a :class:`~fanout.backfill.BackfillJob` with its own bounds, so it has
+A range is a :class:`~fanout.operations.backfill.BackfillJob` with its own bounds, so it has
 its own checkpoint row and resumes on its own, through the same fetch path as
 live changes (safe beside them, as one job is). The split is planned once and
 kept in the checkpoint table under the whole job's id and the number of
@@ -28,7 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .backfill import (
+from fanout.model.mapping import TableMapping
+from fanout.observability import log
+from fanout.operations.backfill import (
     CHECKPOINT_TABLE,
     DONE,
     RUNNING,
@@ -42,8 +44,6 @@ from .backfill import (
     page_query,
     reset_checkpoint,
 )
-from .mapping import TableMapping
-from .observability import log
 
 MAX_WORKERS = 32  # each worker holds two database connections (its key pages and its locking reads)
 

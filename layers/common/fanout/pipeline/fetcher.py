@@ -21,12 +21,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .change import Change, ChangeValidationError, parse_change_message
-from .mapping import Mappings, TableMapping
-from .observability import UNKNOWN_TABLE, ChangeMetric, log, metric_table, record, traced
-from .redaction import describe_error
-from .sinks import Outcome, RowRejected, Sink
-from .source_reader import RowState
+from fanout.model.change import Change, ChangeValidationError, parse_change_message
+from fanout.model.mapping import Mappings, TableMapping
+from fanout.observability import UNKNOWN_TABLE, ChangeMetric, log, metric_table, record, traced
+from fanout.redaction import describe_error
+from fanout.sinks import Outcome, RowRejected, Sink
+from fanout.source.reader import RowState
 
 ReadRow = Callable[[TableMapping, Change], RowState]
 # The states of many keys of one table, in order; an item is an exception when that key could not be read.
@@ -232,7 +232,7 @@ def apply_changes(
     """Re-read each changed row and write it to every enabled sink, in batches.
 
     Changes are grouped by table and coalesced per key; with ``read_rows`` every key of a table is read
-    in one locking query per chunk (fanout.source_reader.read_rows), otherwise ``read_row`` reads each
+    in one locking query per chunk (fanout.source.reader.read_rows), otherwise ``read_row`` reads each
     key. Sinks with ``apply_batch`` take the rows of a table together (OpenSearch ``_bulk``, DynamoDB
     TransactWriteItems); others one by one. Any number of changes is fine; failures are collected per key
     and raised together at the end (FetchFailed) after every key has been tried against every sink.

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .config import ConfigError
+from fanout.config import ConfigError
 
 # field -> (environment variable, stack Output)
 _SOURCES = {

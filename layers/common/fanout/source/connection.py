@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 import pymysql
 import pymysql.cursors
 
-from .config import DatabaseSettings
-from .observability import log
+from fanout.config import DatabaseSettings
+from fanout.observability import log
 
 T = TypeVar("T")
 

@@ -3,10 +3,10 @@
 pymysql decodes most column types to an unambiguous Python value (int,
 Decimal, float, str, bytes, date, datetime, timedelta). Four need the column's
 metadata, which only the reader has, so it converts them here, once, for the
-fetcher and for :mod:`fanout.verify` alike:
+fetcher and for :mod:`fanout.operations.verify` alike:
 
 - ``TIMESTAMP``: pymysql returns a naive datetime in the session time zone.
-  The session runs with ``time_zone = '+00:00'`` (:mod:`fanout.db`), so the
+  The session runs with ``time_zone = '+00:00'`` (:mod:`fanout.source.connection`), so the
   value is UTC and is made zone-aware. ``DATETIME`` has no zone and stays
   naive: it is replicated as stored.
 - ``BIT(n)``: bytes, big-endian; becomes the unsigned integer they spell.
@@ -26,7 +26,7 @@ from typing import Any
 
 from pymysql.constants import FIELD_TYPE, FLAG
 
-from .mapping import TableMapping
+from fanout.model.mapping import TableMapping
 
 
 @dataclass(frozen=True)

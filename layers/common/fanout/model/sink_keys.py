@@ -1,12 +1,12 @@
 """From a sink's key back to the source row's key (reconcile's orphan check).
 
 The mapping's key formats are built so that a rendered key maps back to
-exactly one source key (:mod:`fanout.mapping`): every value is percent-encoded,
+exactly one source key (:mod:`fanout.model.mapping`): every value is percent-encoded,
 and placeholders are separated by characters an encoded value cannot contain.
 So a format is read back with a regular expression in which each placeholder
 matches the encoded alphabet only; ``{table}`` must be the table itself.
 
-A bounded id (a key longer than the sink's id, :func:`fanout.documents.bounded_sink_id`)
+A bounded id (a key longer than the sink's id, :func:`fanout.sinks.documents.bounded_sink_id`)
 is read back from the full id kept beside it (``_fanout_key``): it is this
 table's key only if that full id parses and bounds to exactly the stored id.
 
@@ -20,9 +20,9 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
-from .change import KeyValue
-from .documents import MAX_DOCUMENT_ID_BYTES, bounded_sink_id, dynamodb_key_limits, is_bounded_id
-from .mapping import FULL_KEY_FIELD, KEY_SEPARATOR, KeyFormat, TableMapping, encode_key_value
+from fanout.model.change import KeyValue
+from fanout.model.mapping import FULL_KEY_FIELD, KEY_SEPARATOR, KeyFormat, TableMapping, encode_key_value
+from fanout.sinks.documents import MAX_DOCUMENT_ID_BYTES, bounded_sink_id, dynamodb_key_limits, is_bounded_id
 
 _ENCODED = r"[A-Za-z0-9_.~%-]*"
 _ENCODED_WITH_SEPARATOR = r"[A-Za-z0-9_.~%|-]*"

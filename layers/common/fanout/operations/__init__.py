@@ -1,0 +1,1 @@
+"""Operator work on a running pipeline: backfill, reconcile, dead letters, status, maintenance."""

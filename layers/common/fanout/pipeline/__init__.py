@@ -1,0 +1,1 @@
+"""The live data path between capture and sinks: the parser, the hand-off to the fetcher, the fetcher, rejects."""

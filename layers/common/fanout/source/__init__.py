@@ -1,0 +1,1 @@
+"""Reading the source database: connections, the locking re-read, value typing."""
