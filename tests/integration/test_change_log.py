@@ -21,7 +21,7 @@ import pytest
 import fanout.capture.change_log as change_log_module
 from fanout.capture.change_log import change_log_status, drain, is_ring
 from fanout.capture.migrations import MigrationRunner
-from fanout.capture.triggers import CHANGE_LOG_TABLE, drain_lock_name
+from fanout.capture.names import CHANGE_LOG_TABLE, drain_lock_name
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
