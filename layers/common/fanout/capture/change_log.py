@@ -41,7 +41,7 @@ import pymysql.connections
 from fanout.capture.names import CHANGE_LOG_TABLE, RING, RING_FORMAT_VERSION, drain_lock_name
 from fanout.model.change import Change, ChangeValidationError, parse_trigger_payload
 from fanout.model.mapping import Mappings
-from fanout.observability import ChangeMetric, StackMetric, log, record, record_stack
+from fanout.observability import StackMetric, log, record_accepted, record_stack
 from fanout.pipeline.rejects import Reject
 from fanout.source.locks import current_schema, release_lock, try_lock
 
@@ -71,15 +71,6 @@ class DrainReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class ChangeLogStatus:
-    """What waits in the change log."""
-
-    depth: int
-    oldest: datetime | None
-    oldest_age_seconds: float | None
 
 
 def is_ring(event: Any) -> bool:
@@ -161,15 +152,7 @@ class _Drainer:
             if merged:
                 self.forward(merged)
                 for change in merged:  # the same line the parser logs for a per-row payload
-                    record(ChangeMetric.RECEIVED, change.table)
-                    log(
-                        logging.INFO,
-                        "change accepted",
-                        correlation_id=self.correlation_id,
-                        table=change.table,
-                        key=change.document_id,
-                        action=change.action,
-                    )
+                    record_accepted(change, self.correlation_id)
             # One row at a time, by primary key: `DELETE ... WHERE id IN (...)` may be planned as a scan, and a
             # DELETE scan waits on the rows another drainer holds (no semi-consistent read for DELETE), which
             # deadlocked two drainers on MariaDB 10.11 (tests/integration/test_change_log.py).
@@ -307,6 +290,15 @@ def _run(
             holding = True
             continue
         return ""
+
+
+@dataclass(frozen=True)
+class ChangeLogStatus:
+    """What waits in the change log."""
+
+    depth: int
+    oldest: datetime | None
+    oldest_age_seconds: float | None
 
 
 def change_log_status(conn: pymysql.connections.Connection) -> ChangeLogStatus | None:
