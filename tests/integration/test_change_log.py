@@ -295,7 +295,7 @@ def test_a_commit_just_as_the_drainer_releases_its_lock_is_still_drained(
 ) -> None:
     app, observer, conn = sessions(), sessions(), sessions()
     recorder = Recorder()
-    real_release = change_log_module._release
+    real_release = change_log_module.release_lock
     written = threading.Event()
 
     def write_then_release(connection: pymysql.connections.Connection, name: str) -> None:
@@ -306,7 +306,7 @@ def test_a_commit_just_as_the_drainer_releases_its_lock_is_still_drained(
             written.set()
         real_release(connection, name)
 
-    monkeypatch.setattr(change_log_module, "_release", write_then_release)
+    monkeypatch.setattr(change_log_module, "release_lock", write_then_release)
 
     # When the drainer finds the log empty and releases its lock
     running = DrainInThread(conn, recorder)
