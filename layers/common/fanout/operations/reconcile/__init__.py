@@ -46,6 +46,10 @@ such an id.
 Reconcile while changes flow can see a row in flight (inserted, not yet
 fetched) as missing: that is reported like any drift; repairing it is
 harmless (versions decide), and a second run confirms.
+
+Here: the run, table by table. Beside it: ``report`` (tallies and verdict),
+``source_rows`` (the source side), ``orphans`` (the sink side), ``repair``; the sink
+reads are :mod:`fanout.sinks.readers`.
 """
 
 from __future__ import annotations
