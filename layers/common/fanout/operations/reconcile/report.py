@@ -82,15 +82,9 @@ class ReconcileReport:
         return rows / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
+        shown = ("mode", "repair", "agrees", "drift", "unrepaired", "refused", "unchecked", "source_rows")
         return {
-            "mode": self.mode,
-            "repair": self.repair,
-            "agrees": self.agrees,
-            "drift": self.drift,
-            "unrepaired": self.unrepaired,
-            "refused": self.refused,
-            "unchecked": self.unchecked,
-            "source_rows": self.source_rows,
+            **{name: getattr(self, name) for name in shown},
             "elapsed_s": round(self.elapsed_s, 3),
             "source_rows_per_s": round(self.rows_per_s, 1),
             "tables": {t: {s: tally.as_dict() for s, tally in sinks.items()} for t, sinks in self.tables.items()},
