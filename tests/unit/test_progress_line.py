@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from fanout.cli.progress import ProgressLine, format_duration
+from fanout_cli.progress import ProgressLine, format_duration
 
 
 class Terminal(io.StringIO):

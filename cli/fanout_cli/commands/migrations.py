@@ -47,7 +47,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from fanout.cli.migrate import _default_migrations_dir
+    from fanout_cli.commands.migrate import _default_migrations_dir
 
     migrations = commands.add_parser("migrations", help="work on the migration files (generate)")
     actions = migrations.add_subparsers(dest="migrations_command", required=True, metavar="ACTION")

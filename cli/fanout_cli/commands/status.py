@@ -21,11 +21,11 @@ import json
 import time
 from typing import Any
 
-from fanout.cli.stack_options import add_stack_options, client, duration, stack_resources
 from fanout.model.mapping import default_mappings
-from fanout.operations.dead_letters import DeadLetterQueue
-from fanout.operations.operator_text import shown
-from fanout.operations.status import log_lines, read_log_events, summarize
+from fanout_cli.dead_letters.queue import DeadLetterQueue
+from fanout_cli.operator_text import shown
+from fanout_cli.options import add_stack_options, client, duration, stack_resources
+from fanout_cli.replication_status import log_lines, read_log_events, summarize
 
 
 def change_log(env: Any = None) -> dict[str, Any]:

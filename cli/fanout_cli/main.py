@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fanout.cli import aurora_setup, backfill, dlq, generate, migrate, reconcile, status, sweep
 from fanout.config import ConfigError
+from fanout_cli.commands import aurora_setup, backfill, dlq, migrate, migrations, reconcile, status, sweep
 
-COMMANDS = (migrate, generate, sweep, aurora_setup, status, dlq, backfill, reconcile)
+COMMANDS = (migrate, migrations, sweep, aurora_setup, status, dlq, backfill, reconcile)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,10 +22,14 @@ import argparse
 import json
 from typing import Any
 
-from fanout.cli.stack_options import add_stack_options, client, duration, stack_resources
 from fanout.model.mapping import default_mappings
-from fanout.operations.dead_letters import DeadLetter, DeadLetterQueue, Filter, Kind, Outcome, lambda_invoker, redrive
-from fanout.operations.operator_text import shown
+from fanout_cli.dead_letters.invoke import lambda_invoker
+from fanout_cli.dead_letters.queue import DeadLetterQueue
+from fanout_cli.dead_letters.records import DeadLetter, Kind
+from fanout_cli.dead_letters.redrive import RedriveOutcome, redrive
+from fanout_cli.dead_letters.selection import Filter
+from fanout_cli.operator_text import shown
+from fanout_cli.options import add_stack_options, client, duration, stack_resources
 
 HOLD_SECONDS = 300  # longer than a fetcher invocation (60 s timeout) times the records replayed at once
 
@@ -44,11 +48,6 @@ def _filter(args: argparse.Namespace) -> Filter:
         older_than_seconds=args.older_than,
         newer_than_seconds=args.newer_than,
     )
-
-
-def _chosen(letters: list[DeadLetter], selection: Filter) -> list[DeadLetter]:
-    """The letters the filter selects, oldest first (replayed in the order they failed)."""
-    return sorted((letter for letter in letters if selection.matches(letter)), key=lambda letter: letter.sent_at_ms)
 
 
 def _age(seconds: float) -> str:
@@ -74,7 +73,7 @@ def _list(args: argparse.Namespace) -> int:
     queue, _ = _queue(args)
     letters = queue.hold_all(hold_seconds=30)
     queue.release(letters)
-    chosen = _chosen(letters, _filter(args))
+    chosen = _filter(args).select(letters)
     if args.json:
         print(json.dumps([letter.summary() for letter in chosen], indent=2))
     else:
@@ -105,7 +104,7 @@ def _redrive(args: argparse.Namespace) -> int:
     queue, resources = _queue(args)
     letters = queue.hold_all(hold_seconds=HOLD_SECONDS)
     try:
-        chosen = _chosen(letters, _filter(args))
+        chosen = _filter(args).select(letters)
         invoke = lambda_invoker(client("lambda", read_timeout=120, retries={"max_attempts": 0}))
         results = redrive(chosen, queue, invoke, default_mappings(), resources, dry_run=args.dry_run)
     finally:
@@ -122,7 +121,7 @@ def _redrive(args: argparse.Namespace) -> int:
             counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
         summary = ", ".join(f"{n} {o}" for o, n in counts.items()) or "nothing matched"
         print(f"{'dry run: ' if args.dry_run else ''}{summary}")
-    kept = {Outcome.KEPT, Outcome.WOULD_KEEP}
+    kept = {RedriveOutcome.KEPT, RedriveOutcome.WOULD_KEEP}
     return 1 if any(r.outcome in kept for r in results) else 0
 
 

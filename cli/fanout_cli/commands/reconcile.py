@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from fanout.cli.progress import ProgressLine, command_logs
+from fanout_cli.progress import ProgressLine, command_logs
 
 
 def _reconcile(args: argparse.Namespace) -> int:

@@ -30,8 +30,8 @@ import json
 import sys
 from typing import Any
 
-from fanout.cli.progress import ProgressLine, command_logs
 from fanout.config import ConfigError
+from fanout_cli.progress import ProgressLine, command_logs
 
 
 def parse_key(text: str, key_types: list[str], what: str) -> tuple[Any, ...]:

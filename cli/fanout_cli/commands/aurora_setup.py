@@ -16,7 +16,7 @@ import sys
 
 
 def _aurora_setup(args: argparse.Namespace) -> int:
-    from fanout.capture.aurora_setup import SetupError, aurora_lambda_setup, role_arn_from_stack
+    from fanout_cli.aurora_setup import SetupError, aurora_lambda_setup, role_arn_from_stack
 
     try:
         role_arn = args.role_arn

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from fanout.config import ConfigError
-from fanout.operations.stack_resources import StackResources, resolve
+from fanout_cli.stack_resources import StackResources, resolve
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

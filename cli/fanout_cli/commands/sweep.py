@@ -19,7 +19,7 @@ import argparse
 import json
 
 from fanout.config import DatabaseSettings
-from fanout.operations.operator_text import shown
+from fanout_cli.operator_text import shown
 
 
 def _sweep(args: argparse.Namespace) -> int:
