@@ -1,36 +1,49 @@
-"""The ``fanout`` command line: one module per command, registered here.
-
-Every command reads the same environment variables as the functions (DB_HOST,
-DB_NAME, DB_SECRET_ARN or DB_USER/DB_PASSWORD, AWS_ENDPOINT_URL, ...); for the
-local stack, `make up` writes them to .local/stack.env.
-"""
+"""The ``fanout`` command group, and :func:`main`, the entry point: the commands' exit status, 2 for a usage or
+configuration error."""
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+import click
 
 from fanout.config import ConfigError
 from fanout_cli.commands import aurora_setup, backfill, dlq, migrate, migrations, reconcile, status, sweep
 
-COMMANDS = (migrate, migrations, sweep, aurora_setup, status, dlq, backfill, reconcile)
+
+# no_args_is_help=False: a missing command is a usage error (exit status 2), not a help page with status 0.
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, no_args_is_help=False)
+def fanout() -> None:
+    """Replicate Aurora MySQL row changes into OpenSearch and DynamoDB.
+
+    Every command reads the same environment variables as the functions (DB_HOST, DB_NAME, DB_SECRET_ARN or
+    DB_USER/DB_PASSWORD, AWS_ENDPOINT_URL, ...); for the local stack, `make up` writes them to .local/stack.env.
+    """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fanout",
-        description="Replicate Aurora MySQL row changes into OpenSearch and DynamoDB.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        command.register(commands)
-    return parser
+for _command in (
+    migrate.command,
+    migrations.group,
+    sweep.command,
+    aurora_setup.command,
+    status.command,
+    dlq.group,
+    backfill.command,
+    reconcile.command,
+):
+    fanout.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run ``fanout`` on ``argv`` (default: the process's arguments) and return its exit status."""
     try:
-        return int(args.run(args))
+        return int(fanout.main(args=argv, prog_name="fanout", standalone_mode=False) or 0)
+    except click.ClickException as exc:  # a usage error: usage and reason on stderr
+        exc.show()
+        return exc.exit_code
+    except click.Abort:  # Ctrl-C, or end of input at a prompt
+        click.echo("Aborted!", err=True)
+        return 1
     except ConfigError as exc:
         print(f"fanout: {exc}", file=sys.stderr)
         return 2

@@ -1,37 +1,72 @@
-"""Options shared by the operator commands (``status``, ``dlq``): which stack, and durations."""
+"""What the commands share: which stack, ``--json``, durations, option checks, help text as written, AWS clients."""
 
 from __future__ import annotations
 
-import argparse
 import re
+from collections.abc import Callable
 from typing import Any
 
+import click
+
 from fanout.config import ConfigError
-from fanout_cli.stack_resources import StackResources, resolve
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def duration(text: str) -> float:
+class Duration(click.ParamType):
     """``90``, ``90s``, ``15m``, ``2h``, ``7d`` -> seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 90s, 15m, 2h, 7d)")
-    return float(match.group(1)) * _SECONDS[match.group(2)]
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        match = _DURATION.match(str(value))
+        if not match:
+            self.fail(f"not a duration: {value!r} (use e.g. 90s, 15m, 2h, 7d)", param, ctx)
+        return float(match.group(1)) * _SECONDS[match.group(2)]
 
 
-def add_stack_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+DURATION = Duration()
+
+
+def described(doc: str | None) -> str:
+    """A command's module docstring as its ``--help`` text, laid out as written (its examples are aligned by hand;
+    click rewraps every paragraph not marked with ``\\b``)."""
+    return "\n\n".join(f"\b\n{paragraph}" for paragraph in (doc or "").strip().split("\n\n"))
+
+
+def json_option[F: Callable[..., Any]](command: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="machine-readable output")(command)
+
+
+def stack_options[F: Callable[..., Any]](command: F) -> F:
+    """``--stack-name`` and ``--json``, for the commands that read a deployed stack (``status``, ``dlq``)."""
+    command = json_option(command)
+    return click.option(
         "--stack-name",
         help="read the resource names from this stack's CloudFormation Outputs "
         "(default: $FANOUT_STACK_NAME, else the environment, e.g. .local/stack.env)",
-    )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    )(command)
 
 
-def stack_resources(args: argparse.Namespace) -> StackResources:
-    return resolve(getattr(args, "stack_name", None))
+def at_most_one(**flags: Any) -> None:
+    """A usage error (exit status 2) when more than one of the mutually exclusive ``flags`` is given."""
+    given = [name for name, value in flags.items() if value]
+    if len(given) > 1:
+        raise click.UsageError(f"{_option(given[0])} is not allowed with {_option(given[1])}")
+
+
+def exactly_one(**options: Any) -> None:
+    """A usage error (exit status 2) unless exactly one of ``options`` is given."""
+    at_most_one(**options)
+    if not any(options.values()):
+        raise click.UsageError("one of " + ", ".join(_option(name) for name in options) + " is required")
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def client(service: str, **config: Any) -> Any:

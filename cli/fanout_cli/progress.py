@@ -1,6 +1,7 @@
-"""A progress line with an ETA on stderr (stdlib only), for the long-running commands, and their log output.
+"""What the long-running commands show while they work: tqdm progress bars on stderr, and the fetch path's log lines.
 
-Quiet when stderr is not a terminal (logs, CI) or when asked (``--json``, ``--quiet``).
+Bars are drawn only when stderr is a terminal (not in logs or CI) and not asked to be quiet (``--json``,
+``--quiet``): tqdm's ``disable=None``.
 """
 
 from __future__ import annotations
@@ -8,9 +9,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-import time
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any
+
+from tqdm import tqdm
 
 
 @contextlib.contextmanager
@@ -29,47 +31,57 @@ def command_logs(quiet: bool) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def format_duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+def _bar(label: str, total: int | None, quiet: bool, stream: IO[str] | None, position: int | None = None) -> Any:
+    return tqdm(
+        desc=label,
+        total=total,
+        unit="rows",
+        file=stream or sys.stderr,
+        disable=True if quiet else None,  # None: only on a terminal
+        dynamic_ncols=True,
+        position=position,
+    )
 
 
-class ProgressLine:
-    WIDTH = 24
+class ProgressBar:
+    """One bar at a time: rows done against the estimated total (if known), rate and time left; a new bar when
+    the label changes (the next table, or reconcile's next phase)."""
 
-    def __init__(self, stream: IO[str] | None = None, quiet: bool = False, min_interval: float = 0.2) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled = not quiet and self.stream.isatty()
-        self.min_interval = min_interval
-        self._last = 0.0
-        self._drawn = False
+    def __init__(self, quiet: bool = False, stream: IO[str] | None = None) -> None:
+        self._quiet = quiet
+        self._stream = stream
+        self._bar: Any = None
+        self._label = ""
 
-    @staticmethod
-    def render(label: str, done: int, total: int | None, elapsed: float, width: int = WIDTH) -> str:
-        rate = done / elapsed if elapsed > 0 else 0.0
-        if total and total > 0:
-            fraction = min(1.0, done / total)
-            filled = int(fraction * width)
-            bar = "#" * filled + "." * (width - filled)
-            left = max(0, total - done) / rate if rate > 0 else None
-            eta = format_duration(left) if left is not None else "?"
-            return f"{label} [{bar}] {fraction:4.0%} {done}/~{total} rows {rate:,.0f} rows/s ETA {eta}"
-        return f"{label} {done} rows {rate:,.0f} rows/s elapsed {format_duration(elapsed)}"
-
-    def update(self, label: str, done: int, total: int | None, elapsed: float) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if now - self._last < self.min_interval:
-            return
-        self._last = now
-        self.stream.write("\r\033[K" + self.render(label, done, total, elapsed))
-        self.stream.flush()
-        self._drawn = True
+    def update(self, label: str, done: int, total: int | None) -> None:
+        if self._bar is None or label != self._label:
+            self.finish()
+            self._bar, self._label = _bar(label, total, self._quiet, self._stream), label
+        # The total is the table's estimated row count: a bar past 100% would only say the estimate was low.
+        self._bar.total = max(total, done) if total else None
+        self._bar.update(done - self._bar.n)
 
     def finish(self) -> None:
-        if self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._drawn = False
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class RangeBars:
+    """``fanout backfill --workers N``: one bar per key range and one for the total (rows done across runs)."""
+
+    def __init__(self, ranges: int, quiet: bool, stream: IO[str] | None = None) -> None:
+        self._done = [0] * ranges
+        self._total = _bar("total", None, quiet, stream, position=0)
+        self._bars = [_bar(f"range {i + 1}", None, quiet, stream, position=i + 1) for i in range(ranges)]
+
+    def update(self, index: int, progress: Any) -> None:
+        step = progress.rows_done - self._done[index]
+        self._done[index] = progress.rows_done
+        self._bars[index].update(step)
+        self._total.update(step)
+
+    def close(self) -> None:
+        for bar in self._bars:
+            bar.close()
+        self._total.close()

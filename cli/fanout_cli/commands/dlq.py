@@ -18,9 +18,12 @@ Exit status: 0 when nothing was kept, 1 otherwise.
 
 from __future__ import annotations
 
-import argparse
+import functools
 import json
+from collections.abc import Callable
 from typing import Any
+
+import click
 
 from fanout.model.mapping import default_mappings
 from fanout_cli.dead_letters.invoke import lambda_invoker
@@ -29,25 +32,56 @@ from fanout_cli.dead_letters.records import DeadLetter, Kind
 from fanout_cli.dead_letters.redrive import RedriveOutcome, redrive
 from fanout_cli.dead_letters.selection import Filter
 from fanout_cli.operator_text import shown
-from fanout_cli.options import add_stack_options, client, duration, stack_resources
+from fanout_cli.options import DURATION, client, described, stack_options
+from fanout_cli.stack_resources import StackResources, resolve
 
 HOLD_SECONDS = 300  # longer than a fetcher invocation (60 s timeout) times the records replayed at once
 
 
-def _queue(args: argparse.Namespace) -> tuple[DeadLetterQueue, Any]:
-    resources = stack_resources(args)
+def _queue(stack_name: str | None) -> tuple[DeadLetterQueue, StackResources]:
+    resources = resolve(stack_name)
     return DeadLetterQueue(client("sqs"), resources.dead_letter_queue_url, resources), resources
 
 
-def _filter(args: argparse.Namespace) -> Filter:
-    return Filter(
-        tables=tuple(args.table or ()),
-        sources=tuple(args.source or ()),
-        kinds=tuple(Kind(k) for k in args.kind or ()),
-        ids=tuple(getattr(args, "id", None) or ()),
-        older_than_seconds=args.older_than,
-        newer_than_seconds=args.newer_than,
+def filter_options(command: Callable[..., int]) -> Callable[..., int]:
+    """The filters (--table, --source, --kind, --older-than, --newer-than, --id), given to ``command`` as one
+    ``selection``."""
+
+    @functools.wraps(command)
+    def with_selection(
+        *,
+        table: tuple[str, ...],
+        source: tuple[str, ...],
+        kind: tuple[str, ...],
+        older_than: float | None,
+        newer_than: float | None,
+        ids: tuple[str, ...],
+        **others: Any,
+    ) -> int:
+        selection = Filter(
+            tables=table,
+            sources=source,
+            kinds=tuple(Kind(k) for k in kind),
+            ids=ids,
+            older_than_seconds=older_than,
+            newer_than_seconds=newer_than,
+        )
+        return command(selection=selection, **others)
+
+    kinds = [k.value for k in Kind if k is not Kind.UNKNOWN]
+    options = (
+        click.option("--table", multiple=True, help="only records about this table (repeatable)"),
+        click.option(
+            "--source", multiple=True, type=click.Choice(["parser", "fetcher"]), help="rejected by / failed in"
+        ),
+        click.option("--kind", multiple=True, type=click.Choice(kinds)),
+        click.option("--older-than", type=DURATION, help="only records queued at least this long ago (e.g. 1h)"),
+        click.option("--newer-than", type=DURATION, help="only records queued at most this long ago (e.g. 2d)"),
+        click.option("--id", "ids", multiple=True, help="only this message id (repeatable)"),
     )
+    for option in reversed(options):
+        with_selection = option(with_selection)
+    return with_selection
 
 
 def _age(seconds: float) -> str:
@@ -69,12 +103,23 @@ def _line(letter: DeadLetter) -> str:
     )
 
 
-def _list(args: argparse.Namespace) -> int:
-    queue, _ = _queue(args)
+@click.group(
+    "dlq", help=described(__doc__), short_help="list, show and redrive the dead-letter queue", no_args_is_help=False
+)
+def group() -> None:
+    pass
+
+
+@group.command("list", short_help="what is in the queue")
+@stack_options
+@filter_options
+def list_letters(stack_name: str | None, as_json: bool, selection: Filter) -> int:
+    """What is in the queue, oldest first."""
+    queue, _ = _queue(stack_name)
     letters = queue.hold_all(hold_seconds=30)
     queue.release(letters)
-    chosen = _filter(args).select(letters)
-    if args.json:
+    chosen = selection.select(letters)
+    if as_json:
         print(json.dumps([letter.summary() for letter in chosen], indent=2))
     else:
         for letter in chosen:
@@ -83,16 +128,20 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(args: argparse.Namespace) -> int:
-    queue, _ = _queue(args)
+@group.command("show", short_help="one record in full")
+@stack_options
+@click.argument("message_id")
+def show(stack_name: str | None, as_json: bool, message_id: str) -> int:
+    """One record in full."""
+    queue, _ = _queue(stack_name)
     letters = queue.hold_all(hold_seconds=30)
     queue.release(letters)
-    found = [letter for letter in letters if letter.message_id == args.message_id]
+    found = [letter for letter in letters if letter.message_id == message_id]
     if not found:
-        print(f"fanout dlq show: no message {shown(args.message_id)} in the queue (in flight elsewhere, or gone)")
+        print(f"fanout dlq show: no message {shown(message_id)} in the queue (in flight elsewhere, or gone)")
         return 1
     detail = found[0].detail()
-    if args.json:
+    if as_json:
         print(json.dumps(detail, indent=2))
     else:
         print(_line(found[0]))
@@ -100,16 +149,21 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _redrive(args: argparse.Namespace) -> int:
-    queue, resources = _queue(args)
+@group.command("redrive", short_help="replay records through the normal path")
+@stack_options
+@filter_options
+@click.option("--dry-run", is_flag=True, help="say what would happen; change nothing")
+def redrive_letters(stack_name: str | None, as_json: bool, selection: Filter, dry_run: bool) -> int:
+    """Replay records through the normal path; what fails again stays in the queue with its error."""
+    queue, resources = _queue(stack_name)
     letters = queue.hold_all(hold_seconds=HOLD_SECONDS)
     try:
-        chosen = _filter(args).select(letters)
+        chosen = selection.select(letters)
         invoke = lambda_invoker(client("lambda", read_timeout=120, retries={"max_attempts": 0}))
-        results = redrive(chosen, queue, invoke, default_mappings(), resources, dry_run=args.dry_run)
+        results = redrive(chosen, queue, invoke, default_mappings(), resources, dry_run=dry_run)
     finally:
         queue.release(letters)  # the ones not chosen (deleted or re-sent ones are no longer held)
-    if args.json:
+    if as_json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:
         for r in results:
@@ -120,38 +174,6 @@ def _redrive(args: argparse.Namespace) -> int:
         for r in results:
             counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
         summary = ", ".join(f"{n} {o}" for o, n in counts.items()) or "nothing matched"
-        print(f"{'dry run: ' if args.dry_run else ''}{summary}")
+        print(f"{'dry run: ' if dry_run else ''}{summary}")
     kept = {RedriveOutcome.KEPT, RedriveOutcome.WOULD_KEEP}
     return 1 if any(r.outcome in kept for r in results) else 0
-
-
-def _add_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--table", action="append", help="only records about this table (repeatable)")
-    parser.add_argument("--source", action="append", choices=["parser", "fetcher"], help="rejected by / failed in")
-    parser.add_argument("--kind", action="append", choices=[k.value for k in Kind if k is not Kind.UNKNOWN])
-    parser.add_argument("--older-than", type=duration, help="only records queued at least this long ago (e.g. 1h)")
-    parser.add_argument("--newer-than", type=duration, help="only records queued at most this long ago (e.g. 2d)")
-    parser.add_argument("--id", action="append", help="only this message id (repeatable)")
-
-
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    dlq = commands.add_parser(
-        "dlq",
-        help="list, show and redrive the dead-letter queue",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    actions = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="what is in the queue")
-    add_stack_options(listing)
-    _add_filters(listing)
-    listing.set_defaults(run=_list)
-    show = actions.add_parser("show", help="one record in full")
-    add_stack_options(show)
-    show.add_argument("message_id")
-    show.set_defaults(run=_show)
-    again = actions.add_parser("redrive", help="replay records through the normal path")
-    add_stack_options(again)
-    _add_filters(again)
-    again.add_argument("--dry-run", action="store_true", help="say what would happen; change nothing")
-    again.set_defaults(run=_redrive)

@@ -13,54 +13,50 @@ the post-deploy hook applies once (see docs/migrations.md).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+import click
+
 from fanout.config import ConfigError
+from fanout_cli.commands.migrate import DIRECTORY_HELP, default_migrations_dir
+from fanout_cli.options import described
 
 
-def _generate(args: argparse.Namespace) -> int:
+@click.group("migrations", short_help="work on the migration files (generate)", no_args_is_help=False)
+def group() -> None:
+    """Work on the migration files (generate)."""
+
+
+@group.command(
+    "generate",
+    help=described(__doc__),
+    short_help="write the next migration with the capture triggers for the tables in the mapping",
+)
+@click.option("--dir", "directory", default=default_migrations_dir, help=DIRECTORY_HELP)
+@click.option("--mapping", help="table mapping file (default: $FANOUT_MAPPING_FILE or the bundled one)")
+@click.option("--name", help="description part of the file name (default: capture_triggers)")
+@click.option("--version", type=int, help="version number (default: one above the highest)")
+@click.option("--stdout", is_flag=True, help="print the migration instead of writing it")
+def generate(directory: str, mapping: str | None, name: str | None, version: int | None, stdout: bool) -> int:
     from fanout.capture.migrations import MigrationError, load_migrations
     from fanout.capture.triggers import DEFAULT_DESCRIPTION, capture_migration, live_triggers, write_capture_migration
     from fanout.model.mapping import MappingError, load_mappings
 
-    directory = Path(args.dir)
-    if not directory.is_dir():
-        raise ConfigError(f"migrations directory {directory} does not exist (use --dir)")
+    path = Path(directory)
+    if not path.is_dir():
+        raise ConfigError(f"migrations directory {path} does not exist (use --dir)")
     try:
-        mappings = load_mappings(args.mapping)
-        if args.stdout:
-            existing = load_migrations(directory)
-            version = args.version or max((m.version for m in existing), default=0) + 1
+        mappings = load_mappings(mapping)
+        if stdout:
+            existing = load_migrations(path)
+            version = version or max((m.version for m in existing), default=0) + 1
             earlier = [m for m in existing if m.version < version]
             sys.stdout.write(capture_migration(mappings, version, live_triggers(earlier)))
             return 0
-        path = write_capture_migration(
-            directory, mappings, description=args.name or DEFAULT_DESCRIPTION, version=args.version
-        )
+        written = write_capture_migration(path, mappings, description=name or DEFAULT_DESCRIPTION, version=version)
     except (MappingError, MigrationError, ValueError, FileExistsError) as exc:
         print(f"fanout migrations generate: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {path}")
+    print(f"wrote {written}")
     return 0
-
-
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from fanout_cli.commands.migrate import _default_migrations_dir
-
-    migrations = commands.add_parser("migrations", help="work on the migration files (generate)")
-    actions = migrations.add_subparsers(dest="migrations_command", required=True, metavar="ACTION")
-    generate = actions.add_parser(
-        "generate",
-        help="write the next migration with the capture triggers for the tables in the mapping",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    directory_help = "migrations directory (default: %(default)s)"
-    generate.add_argument("--dir", default=_default_migrations_dir(), help=directory_help)
-    generate.add_argument("--mapping", help="table mapping file (default: $FANOUT_MAPPING_FILE or the bundled one)")
-    generate.add_argument("--name", help="description part of the file name (default: capture_triggers)")
-    generate.add_argument("--version", type=int, help="version number (default: one above the highest)")
-    generate.add_argument("--stdout", action="store_true", help="print the migration instead of writing it")
-    generate.set_defaults(run=_generate)

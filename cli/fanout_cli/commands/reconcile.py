@@ -14,60 +14,58 @@ reported once; run again to confirm.
 
 from __future__ import annotations
 
-import argparse
 import json
 
-from fanout_cli.progress import ProgressLine, command_logs
+import click
+
+from fanout_cli.options import described, json_option
+from fanout_cli.progress import ProgressBar, command_logs
 
 
-def _reconcile(args: argparse.Namespace) -> int:
-    with command_logs(quiet=args.quiet):
-        outcome = _run_reconcile(args)
-    print(outcome[1])
-    return outcome[0]
+@click.command(
+    "reconcile",
+    help=described(__doc__),
+    short_help="compare source and sinks (missing, stale, orphans); --repair fixes them",
+)
+@click.argument("tables", nargs=-1, metavar="[TABLE]...")
+@click.option(
+    "--sample",
+    type=int,
+    metavar="N",
+    help="check about N random rows per table, and about N entries of each sink for orphans, instead of all",
+)
+@click.option("--repair", is_flag=True, help="fix what differs through the fetch path")
+@click.option("--batch-size", type=int, default=500, help="rows per page (default 500)")
+@click.option("--quiet", is_flag=True, help="no progress bar; log only warnings and errors")
+@json_option
+def command(
+    tables: tuple[str, ...], sample: int | None, repair: bool, batch_size: int, quiet: bool, as_json: bool
+) -> int:
+    with command_logs(quiet=quiet):
+        status, text = _reconcile(list(tables), sample, repair, batch_size, quiet=quiet or as_json, as_json=as_json)
+    print(text)
+    return status
 
 
-def _run_reconcile(args: argparse.Namespace) -> tuple[int, str]:
+def _reconcile(
+    tables: list[str], sample: int | None, repair: bool, batch_size: int, quiet: bool, as_json: bool
+) -> tuple[int, str]:
     from fanout.operations.maintenance import Maintenance
 
     deps = Maintenance(source="reconcile")
-    progress = ProgressLine(quiet=args.json or args.quiet)
+    progress = ProgressBar(quiet=quiet)
     try:
         report = deps.reconcile(
-            tables=args.tables or None,
-            sample=args.sample,
-            page_size=args.batch_size,
-            repair=args.repair,
+            tables=tables or None,
+            sample=sample,
+            page_size=batch_size,
+            repair=repair,
             progress=lambda p: progress.update(
-                f"reconcile {p.table} ({p.phase})",
-                p.done,
-                p.estimated_total if p.phase == "source" else None,
-                p.elapsed_s,
+                f"reconcile {p.table} ({p.phase})", p.done, p.estimated_total if p.phase == "source" else None
             ),
         )
     finally:
         progress.finish()
         deps.close()
-    text = json.dumps(report.as_dict(), indent=2, default=str) if args.json else report.summary()
+    text = json.dumps(report.as_dict(), indent=2, default=str) if as_json else report.summary()
     return (0 if report.agrees else 1), text
-
-
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = commands.add_parser(
-        "reconcile",
-        help="compare source and sinks (missing, stale, orphans); --repair fixes them",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("tables", nargs="*", metavar="TABLE", help="mapped table(s) (default: all)")
-    parser.add_argument(
-        "--sample",
-        type=int,
-        metavar="N",
-        help="check about N random rows per table, and about N entries of each sink for orphans, instead of all",
-    )
-    parser.add_argument("--repair", action="store_true", help="fix what differs through the fetch path")
-    parser.add_argument("--batch-size", type=int, default=500, help="rows per page (default 500)")
-    parser.add_argument("--quiet", action="store_true", help="no progress line; log only warnings and errors")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.set_defaults(run=_reconcile)
