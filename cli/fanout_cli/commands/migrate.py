@@ -30,7 +30,12 @@ def default_migrations_dir() -> str:
     return os.environ.get("FANOUT_MIGRATIONS_DIR", "db/migrations")
 
 
-DIRECTORY_HELP = "migrations directory (default: $FANOUT_MIGRATIONS_DIR or db/migrations)"
+directory_option = click.option(
+    "--dir",
+    "directory",
+    default=default_migrations_dir,
+    help="migrations directory (default: $FANOUT_MIGRATIONS_DIR or db/migrations)",
+)
 
 
 @click.command(
@@ -38,7 +43,7 @@ DIRECTORY_HELP = "migrations directory (default: $FANOUT_MIGRATIONS_DIR or db/mi
     help=described(__doc__),
     short_help="apply the capture-trigger migrations in db/migrations to the source database",
 )
-@click.option("--dir", "directory", default=default_migrations_dir, help=DIRECTORY_HELP)
+@directory_option
 @click.option("--parser-arn", help="ARN the triggers invoke (default: $PARSER_FUNCTION_ARN)")
 @click.option("--status", is_flag=True, help="show each migration's state; apply nothing")
 @click.option("--dry-run", is_flag=True, help="print the SQL that would run; apply nothing")

@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from fanout.config import ConfigError
-from fanout_cli.commands.migrate import DIRECTORY_HELP, default_migrations_dir
+from fanout_cli.commands.migrate import directory_option
 from fanout_cli.options import described
 
 
@@ -33,7 +33,7 @@ def group() -> None:
     help=described(__doc__),
     short_help="write the next migration with the capture triggers for the tables in the mapping",
 )
-@click.option("--dir", "directory", default=default_migrations_dir, help=DIRECTORY_HELP)
+@directory_option
 @click.option("--mapping", help="table mapping file (default: $FANOUT_MAPPING_FILE or the bundled one)")
 @click.option("--name", help="description part of the file name (default: capture_triggers)")
 @click.option("--version", type=int, help="version number (default: one above the highest)")
