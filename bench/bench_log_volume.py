@@ -210,9 +210,12 @@ def cli_output_bytes(code_root: Path, argv: list[str]) -> int:
     """Bytes ``fanout ARGV`` (of ``code_root``) writes to stdout and stderr, run as an operator would."""
     import subprocess
 
+    # The CLI is in cli/ (fanout_cli); a checkout from before it left the layer has it as fanout.cli.
+    paths = [str(code_root / "layers" / "common"), str(code_root / "cli")]
     program = (
-        f"import sys; sys.path.insert(0, {str(code_root / 'layers' / 'common')!r}); "
-        "from fanout.cli import main; sys.exit(main(sys.argv[1:]))"
+        f"import sys; sys.path[:0] = {paths!r}\n"
+        "try:\n    from fanout_cli.main import main\nexcept ImportError:\n    from fanout.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))"
     )
     done = subprocess.run(
         [sys.executable, "-c", program, *argv], capture_output=True, env=os.environ | {"PYTHONPATH": ""}, check=False

@@ -22,7 +22,7 @@ import pytest
 
 from fanout.capture.names import CHANGE_LOG_TABLE
 from fanout.capture.sweeper import lock_name
-from fanout.cli import main
+from fanout_cli.main import main
 from local.stack import source_connection
 from tests.conftest import aws_client
 from tests.e2e.test_pipeline import agreed, document, item, stack, wait_until

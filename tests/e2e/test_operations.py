@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from fanout.cli import main as fanout
 from fanout.model.mapping import default_mappings
-from fanout.operations.dead_letters import DeadLetterQueue
-from fanout.operations.stack_resources import StackResources
 from fanout.operations.verify import compare_row
 from fanout.sinks.opensearch import make_client
+from fanout_cli.dead_letters.queue import DeadLetterQueue
+from fanout_cli.main import main as fanout
+from fanout_cli.stack_resources import StackResources
 from local.stack import source_connection
 from tests.conftest import aws_client, aws_resource
 from tests.e2e.test_pipeline import key_change, wait_until

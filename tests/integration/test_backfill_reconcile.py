@@ -461,7 +461,7 @@ def test_the_commands_backfill_then_reconcile_with_json_and_exit_status(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
-    from fanout.cli import main
+    from fanout_cli.main import main
 
     h = harness
     for name, value in cli_environment(h, local_aws, opensearch_endpoint, tmp_path).items():

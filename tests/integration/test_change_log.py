@@ -450,7 +450,7 @@ def test_the_sweeper_rings_the_parser_only_while_rows_wait(sessions: Any, source
 
 
 def test_fanout_status_reports_the_change_log_depth_and_oldest_age(sessions: Any, db_env: Any) -> None:
-    from fanout.cli.status import _change_log_line, change_log
+    from fanout_cli.commands.status import _change_log_line, change_log
 
     app = sessions()
     insert_posts(app, 3)

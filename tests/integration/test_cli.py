@@ -6,17 +6,24 @@ from typing import Any
 
 import pytest
 
-from fanout.cli import main
+from fanout_cli.main import main
 from tests.conftest import ROOT
 
 PARSER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-test-parser"
 
 
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--help"])
-    assert exit_info.value.code == 0
+    assert main(["--help"]) == 0
     assert "migrate" in capsys.readouterr().out
+
+
+def test_a_usage_error_exits_2_with_the_reason_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "Missing command" in capsys.readouterr().err
+    assert main(["migrate", "--status", "--dry-run"]) == 2
+    assert "--status is not allowed with --dry-run" in capsys.readouterr().err
+    assert main(["status", "--since", "soon"]) == 2
+    assert "not a duration: 'soon'" in capsys.readouterr().err
 
 
 def test_migrate_status_dry_run_and_apply(db_env: Any, capsys: pytest.CaptureFixture[str]) -> None:

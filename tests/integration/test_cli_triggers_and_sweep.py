@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fanout.cli import main
+from fanout_cli.main import main
 from tests.conftest import ROOT
 
 PARSER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-cli-test-parser"

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from fanout.operations.dead_letters import FIRST_SENT_AT, REDRIVE_COUNT, REDRIVE_ERROR, DeadLetterQueue, Kind
-from fanout.operations.stack_resources import StackResources
 from fanout.pipeline.rejects import QueueRejectRecorder
+from fanout_cli.dead_letters.queue import DeadLetterQueue
+from fanout_cli.dead_letters.records import FIRST_SENT_AT, REDRIVE_COUNT, REDRIVE_ERROR, Kind
+from fanout_cli.stack_resources import StackResources
 from tests.conftest import aws_client
 
 

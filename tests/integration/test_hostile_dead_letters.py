@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 
 from fanout.model.mapping import default_mappings
-from fanout.operations.dead_letters import DeadLetterQueue, Kind, plan_redrive
-from fanout.operations.stack_resources import StackResources
 from fanout.pipeline.rejects import QueueRejectRecorder
+from fanout_cli.dead_letters.queue import DeadLetterQueue
+from fanout_cli.dead_letters.records import Kind
+from fanout_cli.dead_letters.redrive import plan_redrive
+from fanout_cli.stack_resources import StackResources
 from tests.conftest import aws_client
 
 HOSTILE = [

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from fanout.capture.aurora_setup import SetupError, aurora_lambda_setup, role_arn_from_stack
 from fanout.capture.sweeper import DEFAULT_MAX_ROWS, SweeperSettings
 from fanout.config import ConfigError
+from fanout_cli.aurora_setup import SetupError, aurora_lambda_setup, role_arn_from_stack
 
 ROLE = "arn:aws:iam::123456789012:role/fanout-prod-AuroraInvokeRole-1A2B3C"
 

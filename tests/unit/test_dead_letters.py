@@ -10,21 +10,19 @@ import pytest
 from fakes import load_event
 
 from fanout.model.mapping import default_mappings
-from fanout.operations.dead_letters import (
+from fanout.pipeline.rejects import message_body, rejection_record
+from fanout_cli.dead_letters.invoke import InvokeResult
+from fanout_cli.dead_letters.records import (
     FIRST_SENT_AT,
     REDRIVE_COUNT,
     REDRIVE_ERROR,
     DeadLetter,
-    Filter,
-    InvokeResult,
     Kind,
-    Outcome,
     parse_dead_letter,
-    plan_redrive,
-    redrive,
 )
-from fanout.operations.stack_resources import StackResources, function_name_of
-from fanout.pipeline.rejects import message_body, rejection_record
+from fanout_cli.dead_letters.redrive import RedriveOutcome, plan_redrive, redrive
+from fanout_cli.dead_letters.selection import Filter
+from fanout_cli.stack_resources import StackResources, function_name_of
 
 MAPPINGS = default_mappings()
 RESOURCES = StackResources(
@@ -260,9 +258,9 @@ def test_redrive_deletes_what_succeeds_and_keeps_what_fails_again_with_its_error
     # Then the failed fetch was re-invoked on the fetcher, with the original event, and kept with the new error
     assert invoke.calls == [("fanout-prod-fetcher", FETCHER_EVENT), ("fanout-prod-parser", load_event("update.json"))]
     assert [(r.letter.message_id, r.outcome) for r in results] == [
-        ("m-failed", Outcome.KEPT),
-        ("m-valid", Outcome.REPLAYED),
-        ("m-invalid", Outcome.KEPT),
+        ("m-failed", RedriveOutcome.KEPT),
+        ("m-valid", RedriveOutcome.REPLAYED),
+        ("m-invalid", RedriveOutcome.KEPT),
     ]
     assert queue.deleted == ["m-valid"]
     assert queue.kept[0] == ("m-failed", "FetchFailed: posts/1: opensearch failed")
@@ -275,7 +273,7 @@ def test_a_payload_the_deployed_parser_rejects_again_is_replaced_by_its_new_reco
 
     [result] = redrive([rejected("parser", load_event("update.json"))], queue, invoke, MAPPINGS, RESOURCES)  # type: ignore[arg-type]
 
-    assert (result.outcome, result.detail) == (Outcome.REJECTED_AGAIN, "table: not mapped")
+    assert (result.outcome, result.detail) == (RedriveOutcome.REJECTED_AGAIN, "table: not mapped")
     assert queue.deleted == ["m-1"]  # the parser recorded a fresh dead letter with its current reason
 
 
@@ -288,7 +286,7 @@ def test_an_invoke_that_raises_keeps_the_letter() -> None:
     letter = parse_dead_letter(sqs_message(json.dumps(AWS_RECORD)), RESOURCES)
     [result] = redrive([letter], queue, broken, MAPPINGS, RESOURCES)  # type: ignore[arg-type]
 
-    assert result.outcome is Outcome.KEPT and "endpoint unreachable" in result.detail
+    assert result.outcome is RedriveOutcome.KEPT and "endpoint unreachable" in result.detail
     assert queue.deleted == [] and queue.kept[0][0] == "m-1"
 
 
@@ -302,7 +300,7 @@ def test_a_dry_run_invokes_nothing_and_changes_nothing() -> None:
 
     results = redrive(letters, queue, invoke, MAPPINGS, RESOURCES, dry_run=True)  # type: ignore[arg-type]
 
-    assert [r.outcome for r in results] == [Outcome.WOULD_REPLAY, Outcome.WOULD_KEEP]
+    assert [r.outcome for r in results] == [RedriveOutcome.WOULD_REPLAY, RedriveOutcome.WOULD_KEEP]
     assert (invoke.calls, queue.deleted, queue.kept) == ([], [], [])
 
 

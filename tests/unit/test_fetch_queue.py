@@ -13,11 +13,13 @@ from test_fetcher import FetcherDependencies, World, load_fetcher_app, row
 from fanout.config import ConfigError, ParserSettings
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
-from fanout.operations.dead_letters import DeadLetter, InvokeResult, Kind, parse_dead_letter, redrive
 from fanout.pipeline.fetch_queue import QueueForwarder, handle_queue_batch
 from fanout.pipeline.fetcher import FetchFailed
 from fanout.pipeline.rejects import message_body, rejection_record
 from fanout.source.reader import SourceReadError
+from fanout_cli.dead_letters.invoke import InvokeResult
+from fanout_cli.dead_letters.records import DeadLetter, Kind, parse_dead_letter
+from fanout_cli.dead_letters.redrive import redrive
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/fetch"
 

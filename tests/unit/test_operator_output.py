@@ -9,11 +9,11 @@ import pytest
 from test_dead_letters import rejected
 from test_replication_status import T0, event
 
-from fanout.cli.dlq import _line
-from fanout.cli.status import render
-from fanout.operations.dead_letters import QueueDepth
-from fanout.operations.operator_text import shown
-from fanout.operations.status import log_lines, summarize
+from fanout_cli.commands.dlq import _line
+from fanout_cli.commands.status import render
+from fanout_cli.dead_letters.queue import QueueDepth
+from fanout_cli.operator_text import shown
+from fanout_cli.replication_status import log_lines, summarize
 
 FORGED = "posts\nfake_table: received 999, applied 999\r\x1b[2K\u202eevil\u2028x"
 

@@ -11,10 +11,11 @@ from test_dead_letters import AWS_RECORD, RESOURCES, rejected, sqs_message
 from test_fetcher import World, change, row
 
 from fanout import observability
-from fanout.cli.status import render
-from fanout.operations.dead_letters import QueueDepth, parse_dead_letter
-from fanout.operations.status import FILTER_PATTERN, log_lines, percentile, read_log_events, summarize
 from fanout.pipeline.fetcher import apply_changes
+from fanout_cli.commands.status import render
+from fanout_cli.dead_letters.queue import QueueDepth
+from fanout_cli.dead_letters.records import parse_dead_letter
+from fanout_cli.replication_status import FILTER_PATTERN, log_lines, percentile, read_log_events, summarize
 
 T0 = 1764240000000
 

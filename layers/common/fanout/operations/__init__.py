@@ -1,1 +1,1 @@
-"""Operator work on a running pipeline: backfill, reconcile, dead letters, status, maintenance."""
+"""Operator work on a running pipeline: backfill, reconcile, verify, maintenance (the CLI itself is in cli/)."""

@@ -12,7 +12,6 @@ DB_NAME and DB_USER/DB_PASSWORD or DB_SECRET_ARN); `make up` writes them to
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import json
 import os
@@ -21,36 +20,59 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import click
+
 from fanout.config import ConfigError, DatabaseSettings
+from fanout_cli.options import at_most_one, described, json_option
 
 
-def _default_migrations_dir() -> str:
+def default_migrations_dir() -> str:
     return os.environ.get("FANOUT_MIGRATIONS_DIR", "db/migrations")
 
 
-def _migrate(args: argparse.Namespace) -> int:
+directory_option = click.option(
+    "--dir",
+    "directory",
+    default=default_migrations_dir,
+    help="migrations directory (default: $FANOUT_MIGRATIONS_DIR or db/migrations)",
+)
+
+
+@click.command(
+    "migrate",
+    help=described(__doc__),
+    short_help="apply the capture-trigger migrations in db/migrations to the source database",
+)
+@directory_option
+@click.option("--parser-arn", help="ARN the triggers invoke (default: $PARSER_FUNCTION_ARN)")
+@click.option("--status", is_flag=True, help="show each migration's state; apply nothing")
+@click.option("--dry-run", is_flag=True, help="print the SQL that would run; apply nothing")
+@click.option("--repair", is_flag=True, help="forget failed migrations so they are retried")
+@json_option
+def command(directory: str, parser_arn: str | None, status: bool, dry_run: bool, repair: bool, as_json: bool) -> int:
     from fanout.capture.migration_scripts import MigrationError
     from fanout.capture.migrations import MigrationRunner
     from fanout.source.connection import connect
 
+    at_most_one(status=status, dry_run=dry_run, repair=repair)
     settings = DatabaseSettings.from_env()
-    directory = Path(args.dir)
-    if not directory.is_dir():
-        raise ConfigError(f"migrations directory {directory} does not exist (use --dir)")
+    path = Path(directory)
+    if not path.is_dir():
+        raise ConfigError(f"migrations directory {path} does not exist (use --dir)")
     placeholders = {}
-    parser_arn = args.parser_arn or os.environ.get("PARSER_FUNCTION_ARN", "")
+    parser_arn = parser_arn or os.environ.get("PARSER_FUNCTION_ARN", "")
     if parser_arn:
         placeholders["parser_function_arn"] = parser_arn
     runner = MigrationRunner(
         lambda: connect(settings),
-        directory,
+        path,
         placeholders,
         applied_by=f"cli:{getpass.getuser()}@{socket.gethostname()}",
     )
     try:
-        if args.status:
+        if status:
             states = runner.status()
-            if args.json:
+            if as_json:
                 print(json.dumps([_status_dict(s) for s in states], indent=2, default=str))
             else:
                 for s in states:
@@ -59,17 +81,17 @@ def _migrate(args: argparse.Namespace) -> int:
                     if s.error:
                         print(f"      error: {s.error}")
             return 1 if any(s.state in ("modified", "failed") for s in states) else 0
-        if args.repair:
+        if repair:
             repaired = runner.repair()
             print(f"forgot failed migration(s): {repaired}" if repaired else "no failed migrations")
             return 0
         if not parser_arn:
             raise ConfigError("the parser function ARN is needed: --parser-arn or PARSER_FUNCTION_ARN")
-        report = runner.migrate(dry_run=args.dry_run)
+        report = runner.migrate(dry_run=dry_run)
     except MigrationError as exc:
         print(f"fanout migrate: {exc}", file=sys.stderr)
         return 1
-    if args.json:
+    if as_json:
         print(json.dumps(report.__dict__, indent=2, default=str))
     elif report.dry_run:
         for version, statements in report.statements.items():
@@ -86,20 +108,3 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _status_dict(status: Any) -> dict[str, Any]:
     return {k: getattr(status, k) for k in status.__dataclass_fields__}
-
-
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    migrate = commands.add_parser(
-        "migrate",
-        help="apply the capture-trigger migrations in db/migrations to the source database",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    migrate.add_argument("--dir", default=_default_migrations_dir(), help="migrations directory (default: %(default)s)")
-    migrate.add_argument("--parser-arn", help="ARN the triggers invoke (default: $PARSER_FUNCTION_ARN)")
-    action = migrate.add_mutually_exclusive_group()
-    action.add_argument("--status", action="store_true", help="show each migration's state; apply nothing")
-    action.add_argument("--dry-run", action="store_true", help="print the SQL that would run; apply nothing")
-    action.add_argument("--repair", action="store_true", help="forget failed migrations so they are retried")
-    migrate.add_argument("--json", action="store_true", help="machine-readable output")
-    migrate.set_defaults(run=_migrate)

@@ -15,33 +15,43 @@ also rings the parser when rows wait in the change log, as the SweeperFunction d
 
 from __future__ import annotations
 
-import argparse
 import json
 
+import click
+
 from fanout.config import DatabaseSettings
-from fanout.operations.operator_text import shown
+from fanout_cli.operator_text import shown
+from fanout_cli.options import described, json_option
 
 
-def _sweep(args: argparse.Namespace) -> int:
+@click.command(
+    "sweep",
+    help=described(__doc__),
+    short_help="hand the changes parked in the fallback table to the parser",
+)
+@click.option("--status", is_flag=True, help="show what waits; deliver nothing")
+@click.option("--max-rows", type=int, help="rows to take in this run (default: $SWEEP_MAX_ROWS or 500)")
+@json_option
+def command(status: bool, max_rows: int | None, as_json: bool) -> int:
     from fanout.capture.change_log import change_log_status
     from fanout.capture.sweeper import SweeperSettings, fallback_status, sweep
     from fanout.source.connection import connect
 
     settings = DatabaseSettings.from_env()
-    if args.status:
+    if status:
         conn = connect(settings)
         try:
-            status = fallback_status(conn)
+            waiting = fallback_status(conn)
             log_status = change_log_status(conn)
         finally:
             conn.close()
-        if args.json:
-            as_json = {**status.__dict__, "change_log": log_status and log_status.__dict__}
-            print(json.dumps(as_json, default=str, indent=2))
+        if as_json:
+            status_json = {**waiting.__dict__, "change_log": log_status and log_status.__dict__}
+            print(json.dumps(status_json, default=str, indent=2))
         else:
-            oldest = status.oldest.isoformat(sep=" ", timespec="seconds") if status.oldest else "-"
-            print(f"waiting: {status.waiting}  oldest: {oldest}  failing: {status.failing}")
-            for row_id, attempts, error in status.errors:
+            oldest = waiting.oldest.isoformat(sep=" ", timespec="seconds") if waiting.oldest else "-"
+            print(f"waiting: {waiting.waiting}  oldest: {oldest}  failing: {waiting.failing}")
+            for row_id, attempts, error in waiting.errors:
                 print(f"  row {row_id}: {attempts} attempt(s), last error: {shown(error)}")
             if log_status is not None:
                 age = f"{log_status.oldest_age_seconds:.1f}s" if log_status.oldest_age_seconds is not None else "-"
@@ -60,15 +70,15 @@ def _sweep(args: argparse.Namespace) -> int:
             conn,
             lambda_client,
             QueueRejectRecorder(boto3.client("sqs"), sweeper.dead_letter_queue_url, source="sweeper"),
-            max_rows=args.max_rows or sweeper.max_rows,
+            max_rows=max_rows or sweeper.max_rows,
         )
         ring = sweeper.parser_function and not report.busy
         log_status = ring_if_waiting(conn, lambda_client, sweeper.parser_function) if ring else None
     finally:
         conn.close()
-    if log_status is not None and log_status.depth and not args.json:
+    if log_status is not None and log_status.depth and not as_json:
         print(f"change log: {log_status.depth} row(s) waiting; the parser was rung to drain them")
-    if args.json:
+    if as_json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         print(
@@ -78,16 +88,3 @@ def _sweep(args: argparse.Namespace) -> int:
             + (f"; stopped: {report.stopped}" if report.stopped else "")
         )
     return 1 if report.failed else 0
-
-
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    sweep = commands.add_parser(
-        "sweep",
-        help="hand the changes parked in the fallback table to the parser",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sweep.add_argument("--status", action="store_true", help="show what waits; deliver nothing")
-    sweep.add_argument("--max-rows", type=int, help="rows to take in this run (default: $SWEEP_MAX_ROWS or 500)")
-    sweep.add_argument("--json", action="store_true", help="machine-readable output")
-    sweep.set_defaults(run=_sweep)

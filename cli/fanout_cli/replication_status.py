@@ -12,7 +12,7 @@ Where the answers come from, and why there:
   keeps function logs, but turns no EMF into metrics), which the metrics API
   would not; the dashboard is the place for long ranges.
 - **Dead letters**: the queue itself (depth from its attributes; per table by
-  reading the messages, see ``fanout.operations.dead_letters``).
+  reading the messages, see ``fanout_cli.dead_letters``).
 
 Counts are of log lines in the window: a change Lambda retried three times
 counts three failed attempts.
@@ -27,7 +27,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from fanout.operations.dead_letters import DeadLetter, QueueDepth
+from fanout_cli.dead_letters.queue import QueueDepth
+from fanout_cli.dead_letters.records import DeadLetter
 
 APPLIED = "change applied"
 STALE = "stale change skipped"

@@ -16,16 +16,18 @@ dead-letter queue is read without consuming it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from typing import Any
 
-from fanout.cli.stack_options import add_stack_options, client, duration, stack_resources
+import click
+
 from fanout.model.mapping import default_mappings
-from fanout.operations.dead_letters import DeadLetterQueue
-from fanout.operations.operator_text import shown
-from fanout.operations.status import log_lines, read_log_events, summarize
+from fanout_cli.dead_letters.queue import DeadLetterQueue
+from fanout_cli.operator_text import shown
+from fanout_cli.options import DURATION, client, described, stack_options
+from fanout_cli.replication_status import log_lines, read_log_events, summarize
+from fanout_cli.stack_resources import resolve
 
 
 def change_log(env: Any = None) -> dict[str, Any]:
@@ -51,13 +53,13 @@ def change_log(env: Any = None) -> dict[str, Any]:
     return {"depth": status.depth, "oldest": status.oldest, "oldest_age_seconds": status.oldest_age_seconds}
 
 
-def collect(args: argparse.Namespace) -> dict[str, Any]:
-    resources = stack_resources(args)
+def collect(stack_name: str | None, since: float, max_events: int) -> dict[str, Any]:
+    resources = resolve(stack_name)
     now_ms = int(time.time() * 1000)
-    start_ms = now_ms - int(args.since * 1000)
+    start_ms = now_ms - int(since * 1000)
     logs = client("logs")
     windows = {
-        function: read_log_events(logs, group, start_ms, now_ms, args.max_events)
+        function: read_log_events(logs, group, start_ms, now_ms, max_events)
         for function, group in (("parser", resources.parser_log_group), ("fetcher", resources.fetcher_log_group))
     }
     queue = DeadLetterQueue(client("sqs"), resources.dead_letter_queue_url, resources)
@@ -69,7 +71,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         letters,
         depth,
         default_mappings().tables,
-        window_seconds=args.since,
+        window_seconds=since,
         now_ms=now_ms,
         windows=windows,
     )
@@ -127,20 +129,15 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _status(args: argparse.Namespace) -> int:
-    report = collect(args)
-    print(json.dumps(report, indent=2, default=str) if args.json else render(report))
+@click.command(
+    "status",
+    help=described(__doc__),
+    short_help="replication lag, last applied change, counts and dead letters, per table",
+)
+@stack_options
+@click.option("--since", type=DURATION, default="1h", help="window to report on (default: 1h)")
+@click.option("--max-events", type=int, default=20_000, help="log events read per function at most")
+def command(stack_name: str | None, as_json: bool, since: float, max_events: int) -> int:
+    report = collect(stack_name, since, max_events)
+    print(json.dumps(report, indent=2, default=str) if as_json else render(report))
     return 0
-
-
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    status = commands.add_parser(
-        "status",
-        help="replication lag, last applied change, counts and dead letters, per table",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_stack_options(status)
-    status.add_argument("--since", type=duration, default=3600.0, help="window to report on (default: 1h)")
-    status.add_argument("--max-events", type=int, default=20_000, help="log events read per function at most")
-    status.set_defaults(run=_status)

@@ -25,13 +25,15 @@ DEAD_LETTER_QUEUE_URL (rows a sink can never take are recorded there).
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
+from dataclasses import dataclass
 from typing import Any
 
-from fanout.cli.progress import ProgressLine, command_logs
+import click
+
 from fanout.config import ConfigError
+from fanout_cli.options import described, json_option
+from fanout_cli.progress import ProgressBar, RangeBars, command_logs
 
 
 def parse_key(text: str, key_types: list[str], what: str) -> tuple[Any, ...]:
@@ -55,27 +57,61 @@ def parse_key(text: str, key_types: list[str], what: str) -> tuple[Any, ...]:
     return tuple(typed)
 
 
-def _backfill(args: argparse.Namespace) -> int:
-    with command_logs(quiet=args.quiet):
-        outcome = _run_backfill(args)
-    print(outcome[1])
-    return outcome[0]
+@dataclass(frozen=True)
+class BackfillOptions:
+    tables: tuple[str, ...]
+    all_tables: bool
+    key_from: str | None
+    key_to: str | None
+    where: str | None
+    params: tuple[str, ...]
+    batch_size: int
+    rate: float | None
+    workers: int
+    restart: bool
+    quiet: bool
+    as_json: bool
 
 
-def _run_backfill(args: argparse.Namespace) -> tuple[int, str]:
+@click.command(
+    "backfill",
+    help=described(__doc__),
+    short_help="copy existing rows to the sinks (resumable, safe beside live changes)",
+)
+@click.argument("tables", nargs=-1, metavar="[TABLE]...")
+@click.option("--all", "all_tables", is_flag=True, help="every mapped table")
+@click.option("--from", "key_from", metavar="KEY", help="first key (inclusive)")
+@click.option("--to", "key_to", metavar="KEY", help="last key (inclusive)")
+@click.option("--where", metavar="SQL", help="extra condition (trusted SQL; values as %s with --param)")
+@click.option("--param", "params", multiple=True, metavar="VALUE", help="a value for a %s in --where (repeat)")
+@click.option("--batch-size", type=int, default=500, help="keys per page (default 500)")
+@click.option("--rate", type=float, help="at most this many rows per second")
+@click.option("--workers", type=int, default=1, help="key ranges copied at once (default 1)")
+@click.option("--restart", is_flag=True, help="forget the checkpoint and start from the first key")
+@click.option("--quiet", is_flag=True, help="no progress bars; log only warnings and errors")
+@json_option
+def command(**options: Any) -> int:
+    chosen = BackfillOptions(**options)
+    with command_logs(quiet=chosen.quiet):
+        status, text = _run_backfill(chosen)
+    print(text)
+    return status
+
+
+def _run_backfill(options: BackfillOptions) -> tuple[int, str]:
     from fanout.operations.backfill import BackfillError, BackfillJob, KeyRange
     from fanout.operations.maintenance import Maintenance
     from fanout.pipeline.fetcher import FetchFailed
 
-    if args.workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if options.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {options.workers}")
     deps = Maintenance(source="backfill")
-    names = sorted(deps.mappings.tables) if args.all else args.tables
+    names = sorted(deps.mappings.tables) if options.all_tables else options.tables
     if not names:
         raise ConfigError("name a table (or --all)")
-    if (args.key_from or args.key_to or args.where) and len(names) != 1:
+    if (options.key_from or options.key_to or options.where) and len(names) != 1:
         raise ConfigError("--from, --to and --where apply to one table: name exactly one")
-    progress = ProgressLine(quiet=args.json or args.quiet)
+    progress = ProgressBar(quiet=options.as_json or options.quiet)
     results: list[dict[str, Any]] = []
     status = 0
     try:
@@ -85,24 +121,22 @@ def _run_backfill(args: argparse.Namespace) -> tuple[int, str]:
                 raise ConfigError(f"{name!r} is not a mapped table (tables.json)")
             types = [k.type for k in mapping.primary_key]
             key_range = KeyRange(
-                parse_key(args.key_from, types, "--from") if args.key_from else None,
-                parse_key(args.key_to, types, "--to") if args.key_to else None,
+                parse_key(options.key_from, types, "--from") if options.key_from else None,
+                parse_key(options.key_to, types, "--to") if options.key_to else None,
             )
-            job = BackfillJob(name, key_range, args.where, tuple(args.param or ()))
-            if args.workers > 1:
-                outcome = _run_parallel(deps, mapping, job, args)
+            job = BackfillJob(name, key_range, options.where, options.params)
+            if options.workers > 1:
+                outcome = _run_parallel(deps, mapping, job, options)
                 results.append(outcome)
                 status = max(status, 1 if outcome["status"] == "failed" else 0)
                 continue
             try:
                 result = deps.backfill(
                     job,
-                    batch_size=args.batch_size,
-                    rate=args.rate,
-                    restart=args.restart,
-                    progress=lambda p: progress.update(
-                        f"backfill {p.table}", p.rows_done, p.estimated_total, p.elapsed_s
-                    ),
+                    batch_size=options.batch_size,
+                    rate=options.rate,
+                    restart=options.restart,
+                    progress=lambda p: progress.update(f"backfill {p.table}", p.rows_done, p.estimated_total),
                 )
             except (FetchFailed, BackfillError) as exc:
                 progress.finish()
@@ -113,7 +147,7 @@ def _run_backfill(args: argparse.Namespace) -> tuple[int, str]:
             results.append(result.as_dict())
     finally:
         deps.close()
-    if args.json:
+    if options.as_json:
         return status, json.dumps({"jobs": results}, indent=2)
     lines = []
     for r in results:
@@ -139,24 +173,24 @@ def _run_backfill(args: argparse.Namespace) -> tuple[int, str]:
     return status, "\n".join(lines)
 
 
-def _run_parallel(deps: Any, mapping: Any, job: Any, args: argparse.Namespace) -> dict[str, Any]:
+def _run_parallel(deps: Any, mapping: Any, job: Any, options: BackfillOptions) -> dict[str, Any]:
     """``job`` by ``--workers`` threads, each on its own connections and sinks, with a bar per range and one
     for the total (tqdm, on stderr, when it is a terminal)."""
     from fanout.operations.backfill import BackfillError
     from fanout.operations.backfill_parallel import plan, run_parallel_backfill
     from fanout.operations.maintenance import Maintenance
 
-    ranges = plan(deps.conn(), mapping, job, args.workers, restart=args.restart)
+    ranges = plan(deps.conn(), mapping, job, options.workers, restart=options.restart)
     others = [Maintenance(source="backfill") for _ in ranges[1:]]
-    bars = RangeBars(len(ranges), quiet=args.json or args.quiet)
+    bars = RangeBars(len(ranges), quiet=options.as_json or options.quiet)
     try:
         result = run_parallel_backfill(
             deps.conn(),
             mapping,
             job,
             [deps.backfill, *(other.backfill for other in others)],
-            rate=args.rate,
-            batch_size=args.batch_size,
+            rate=options.rate,
+            batch_size=options.batch_size,
             progress=bars.update,
         )
     except BackfillError as exc:
@@ -166,57 +200,3 @@ def _run_parallel(deps: Any, mapping: Any, job: Any, args: argparse.Namespace) -
         for other in others:
             other.close()
     return result.as_dict()
-
-
-class RangeBars:
-    """One progress bar per range and one for the total (rows done across runs, against the range's share
-    of the table's estimated rows)."""
-
-    def __init__(self, ranges: int, quiet: bool) -> None:
-        from tqdm import tqdm
-
-        self._enabled = not quiet and sys.stderr.isatty()
-        self._done = [0] * ranges
-        self._bars: list[Any] = []
-        if self._enabled:
-            self._total = tqdm(desc="total", unit="rows", position=0, file=sys.stderr, dynamic_ncols=True)
-            self._bars = [
-                tqdm(desc=f"range {i + 1}", unit="rows", position=i + 1, file=sys.stderr, dynamic_ncols=True)
-                for i in range(ranges)
-            ]
-
-    def update(self, index: int, progress: Any) -> None:
-        if not self._enabled:
-            return
-        step = progress.rows_done - self._done[index]
-        self._done[index] = progress.rows_done
-        self._bars[index].update(step)
-        self._total.update(step)
-
-    def close(self) -> None:
-        for bar in self._bars:
-            bar.close()
-        if self._enabled:
-            self._total.close()
-
-
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = commands.add_parser(
-        "backfill",
-        help="copy existing rows to the sinks (resumable, safe beside live changes)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("tables", nargs="*", metavar="TABLE", help="mapped table(s) to copy")
-    parser.add_argument("--all", action="store_true", help="every mapped table")
-    parser.add_argument("--from", dest="key_from", metavar="KEY", help="first key (inclusive)")
-    parser.add_argument("--to", dest="key_to", metavar="KEY", help="last key (inclusive)")
-    parser.add_argument("--where", metavar="SQL", help="extra condition (trusted SQL; values as %%s with --param)")
-    parser.add_argument("--param", action="append", metavar="VALUE", help="a value for a %%s in --where (repeat)")
-    parser.add_argument("--batch-size", type=int, default=500, help="keys per page (default 500)")
-    parser.add_argument("--rate", type=float, help="at most this many rows per second")
-    parser.add_argument("--workers", type=int, default=1, help="key ranges copied at once (default 1)")
-    parser.add_argument("--restart", action="store_true", help="forget the checkpoint and start from the first key")
-    parser.add_argument("--quiet", action="store_true", help="no progress line; log only warnings and errors")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.set_defaults(run=_backfill)

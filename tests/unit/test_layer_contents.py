@@ -1,0 +1,55 @@
+"""The Lambda layer ships only what the functions run: the operator CLI and its libraries stay out of it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# What the CLI alone needs: its own package and the libraries it uses for its command line and progress bars.
+CLI_ONLY = {"fanout_cli", "click", "typer", "tqdm", "rich"}
+
+
+def layer_dir() -> Path:
+    """The directory `sam build` packages as the layer (the template's ContentUri), not a path written here."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    template = yaml_parse((ROOT / "template.yaml").read_text(encoding="utf-8"))
+    return ROOT / template["Resources"]["CommonLayer"]["Properties"]["ContentUri"]
+
+
+def imported_packages(source: str) -> set[str]:
+    """Top-level packages a module imports, anywhere in it (imports inside functions count too)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_layer_holds_no_cli_package() -> None:
+    layer = layer_dir()
+    assert (layer / "fanout" / "__init__.py").is_file()  # the right directory
+    assert not (layer / "fanout" / "cli").exists()
+    assert not [path for path in layer.rglob("*") if path.name in CLI_ONLY]
+
+
+def test_no_layer_module_imports_the_cli_or_a_library_only_the_cli_uses() -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(imported_packages(path.read_text(encoding="utf-8")) & CLI_ONLY)
+        for path in layer_dir().rglob("*.py")
+    }
+    assert {path: names for path, names in offenders.items() if names} == {}
+
+
+def test_the_layer_requirements_leave_the_cli_libraries_out() -> None:
+    lines = (layer_dir() / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    required = {line.split("==")[0].strip().lower() for line in lines if line.strip() and not line.startswith("#")}
+    assert required & CLI_ONLY == set()
+
+
+def test_the_detector_sees_an_import_inside_a_function() -> None:
+    source = "import json\n\ndef bar():\n    from tqdm import tqdm\n    import click.testing\n"
+    assert imported_packages(source) == {"json", "tqdm", "click"}
