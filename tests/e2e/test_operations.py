@@ -25,8 +25,8 @@ from fanout.operations.stack_resources import StackResources
 from fanout.operations.verify import compare_row
 from fanout.sinks.opensearch import make_client
 from local.stack import source_connection
-from tests.conftest import aws_client, aws_resource
-from tests.e2e.test_pipeline import key_change, wait_until
+from tests.support.aws import aws_client, aws_resource
+from tests.support.e2e import key_change, wait_until
 
 POSTS = default_mappings().get("posts")
 

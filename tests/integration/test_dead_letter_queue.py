@@ -11,7 +11,7 @@ import pytest
 from fanout.operations.dead_letters import FIRST_SENT_AT, REDRIVE_COUNT, REDRIVE_ERROR, DeadLetterQueue, Kind
 from fanout.operations.stack_resources import StackResources
 from fanout.pipeline.rejects import QueueRejectRecorder
-from tests.conftest import aws_client
+from tests.support.aws import aws_client
 
 
 @pytest.fixture

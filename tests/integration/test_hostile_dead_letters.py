@@ -17,7 +17,7 @@ from fanout.model.mapping import default_mappings
 from fanout.operations.dead_letters import DeadLetterQueue, Kind, plan_redrive
 from fanout.operations.stack_resources import StackResources
 from fanout.pipeline.rejects import QueueRejectRecorder
-from tests.conftest import aws_client
+from tests.support.aws import aws_client
 
 HOSTILE = [
     "\ud800",

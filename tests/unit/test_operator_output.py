@@ -6,14 +6,14 @@ import json
 import unicodedata
 
 import pytest
-from test_dead_letters import rejected
-from test_replication_status import T0, event
 
 from fanout.cli.dlq import _line
 from fanout.cli.status import render
 from fanout.operations.dead_letters import QueueDepth
 from fanout.operations.operator_text import shown
 from fanout.operations.status import log_lines, summarize
+from tests.support.dead_letters import rejected
+from tests.support.log_events import T0, event
 
 FORGED = "posts\nfake_table: received 999, applied 999\r\x1b[2K\u202eevil\u2028x"
 

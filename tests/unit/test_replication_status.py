@@ -7,21 +7,15 @@ import logging
 from typing import Any
 
 import pytest
-from test_dead_letters import AWS_RECORD, RESOURCES, rejected, sqs_message
-from test_fetcher import World, change, row
 
 from fanout import observability
 from fanout.cli.status import render
 from fanout.operations.dead_letters import QueueDepth, parse_dead_letter
 from fanout.operations.status import FILTER_PATTERN, log_lines, percentile, read_log_events, summarize
 from fanout.pipeline.fetcher import apply_changes
-
-T0 = 1764240000000
-
-
-def event(offset_ms: int, **fields: Any) -> dict[str, Any]:
-    return {"timestamp": T0 + offset_ms, "message": json.dumps({"level": "INFO", **fields})}
-
+from tests.support.dead_letters import AWS_RECORD, RESOURCES, rejected, sqs_message
+from tests.support.log_events import T0, event
+from tests.support.world import World, change, row
 
 EVENTS = [
     {"timestamp": T0, "message": "START RequestId: 1 Version: $LATEST"},

@@ -7,9 +7,9 @@ import re
 from typing import Any
 
 import yaml
-from conftest import ROOT
 
 from fanout.observability import NAMESPACE, ChangeMetric
+from tests.support.files import ROOT
 
 
 def template() -> dict[str, Any]:

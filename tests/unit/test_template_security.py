@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import ROOT, load_module
+
+from tests.support.files import ROOT, load_module
 
 FUNCTIONS = {
     "ParserFunction": "ParserRole",
