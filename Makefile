@@ -88,12 +88,12 @@ clean: down ## remove build output and local state
 	rm -rf .aws-sam .local
 
 bench: install ## benchmarks (ratios, side by side in one run) -> bench/results/
-	$(PY) bench/bench_throughput.py
-	$(PY) bench/cost_model.py
-	$(PY) bench/bench_fetch_path.py
-	$(PY) bench/bench_capture_triggers.py
-	$(PY) bench/bench_backfill_reconcile.py
-	$(PY) bench/bench_dynamodb_batches.py
-	$(PY) bench/bench_end_to_end.py
+	$(PY) -m bench.bench_throughput
+	$(PY) -m bench.cost_model
+	$(PY) -m bench.bench_fetch_path
+	$(PY) -m bench.bench_capture_triggers
+	$(PY) -m bench.bench_backfill_reconcile
+	$(PY) -m bench.bench_dynamodb_batches
+	$(PY) -m bench.bench_end_to_end
 	$(PY) local/stack.py up
-	$(PY) bench/bench_capture.py  # through the deployed local stack: per-row vs change log
+	$(PY) -m bench.bench_capture  # through the deployed local stack: per-row vs change log
