@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from fanout.capture.migrations import load_migrations, render, split_statements
+from fanout.capture.migration_scripts import load_migrations, render, split_statements
 from local.stack import source_connection
 
 ROOT = Path(__file__).resolve().parent.parent

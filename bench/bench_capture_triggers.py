@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from time import perf_counter
 
-from fanout.capture.migrations import render, split_statements
+from fanout.capture.migration_scripts import render, split_statements
 from fanout.capture.triggers import CHANGE_LOG_TABLE_SQL, capture_trigger
 from fanout.config import DatabaseSettings
 from fanout.model.mapping import parse_mappings
