@@ -11,7 +11,7 @@ Absolute numbers depend on this shared 2-core machine; the portable results are 
 reconcile/backfill speed, and the rate at ROWS over the rate at ROWS/10 (1.0 = linear).
 
     make bench              # writes bench/results/backfill_reconcile.{json,md}
-    BENCH_BACKFILL_ROWS=20000 .venv/bin/python bench/bench_backfill_reconcile.py
+    BENCH_BACKFILL_ROWS=20000 .venv/bin/python -m bench.bench_backfill_reconcile
 """
 
 from __future__ import annotations
@@ -23,19 +23,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
-os.environ.setdefault("LOG_LEVEL", "WARNING")  # before fanout is imported: logging would dominate
-
-from fanout.config import DatabaseSettings  # noqa: E402
-from fanout.model.mapping import Mappings, default_mappings  # noqa: E402
-from fanout.operations.backfill import BackfillJob, run_backfill  # noqa: E402
-from fanout.operations.reconcile import SinkReaders, reconcile  # noqa: E402
-from fanout.sinks.dynamodb import DynamoDBSink  # noqa: E402
-from fanout.sinks.opensearch import OpenSearchSink, make_client  # noqa: E402
-from fanout.source.connection import connect  # noqa: E402
-from fanout.source.reader import read_row, read_rows  # noqa: E402
-from local.stack import (  # noqa: E402
+from fanout.config import DatabaseSettings
+from fanout.model.mapping import Mappings, default_mappings
+from fanout.operations.backfill import BackfillJob, run_backfill
+from fanout.operations.reconcile import SinkReaders, reconcile
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.source.connection import connect
+from fanout.source.reader import read_row, read_rows
+from local.stack import (
     LocalConfig,
     create_database,
     create_replica_table,
@@ -45,6 +41,7 @@ from local.stack import (  # noqa: E402
     ensure_opensearch,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 ROWS = int(os.environ.get("BENCH_BACKFILL_ROWS", "100000"))
 
 

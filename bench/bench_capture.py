@@ -17,7 +17,7 @@ lambda_async calls, the statement's time (and the same statement without trigger
 @fanout_disable = 1), and the time from COMMIT until both sinks hold every row's new
 state. Absolute numbers are this shared 2-core machine and ministack; compare the ratios.
 
-    .venv/bin/python bench/bench_capture.py [--sizes 1,100,1000]   # -> bench/results/capture.{json,md}
+    .venv/bin/python -m bench.bench_capture [--sizes 1,100,1000]   # -> bench/results/capture.{json,md}
 """
 
 from __future__ import annotations
@@ -30,12 +30,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from fanout.capture.migration_scripts import load_migrations, render, split_statements
+from local.stack import source_connection
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
-
-from fanout.capture.migration_scripts import load_migrations, render, split_statements  # noqa: E402
-from local.stack import source_connection  # noqa: E402
-
 SHIM_DELAY_MS = 35
 DEFAULT_SIZES = (1, 100, 1000)
 SETTLE_TIMEOUT_SECONDS = 600

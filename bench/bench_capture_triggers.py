@@ -25,16 +25,14 @@ from collections.abc import Callable
 from pathlib import Path
 from time import perf_counter
 
+from fanout.capture.migration_scripts import render, split_statements
+from fanout.capture.triggers import CHANGE_LOG_TABLE_SQL, capture_trigger
+from fanout.config import DatabaseSettings
+from fanout.model.mapping import parse_mappings
+from fanout.source.connection import connect
+from local.stack import LocalConfig, create_database, drop_database, ensure_mariadb, run_sql_file
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
-
-from fanout.capture.migration_scripts import render, split_statements  # noqa: E402
-from fanout.capture.triggers import CHANGE_LOG_TABLE_SQL, capture_trigger  # noqa: E402
-from fanout.config import DatabaseSettings  # noqa: E402
-from fanout.model.mapping import parse_mappings  # noqa: E402
-from fanout.source.connection import connect  # noqa: E402
-from local.stack import LocalConfig, create_database, drop_database, ensure_mariadb, run_sql_file  # noqa: E402
-
 ROWS = 2000
 ROUNDS = 5
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-bench-parser"

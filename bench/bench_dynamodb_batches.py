@@ -13,7 +13,7 @@ backfill writes them), side by side:
       and against WORKERS clients sending the same conditional writes as TransactWriteItems of 100
       and nothing else (what this DynamoDB takes in the batched form, driven alone).
 
-    BENCH_ROWS=2000 .venv/bin/python bench/bench_dynamodb_batches.py   # -> bench/results/dynamodb_batches.{json,md}
+    BENCH_ROWS=2000 .venv/bin/python -m bench.bench_dynamodb_batches   # -> bench/results/dynamodb_batches.{json,md}
 
 Absolute numbers depend on this shared 2-core machine (ministack is Python, on the same cores as
 everything else); the ratios, in the same run, are the result.
@@ -32,22 +32,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
-os.environ.setdefault("LOG_LEVEL", "WARNING")  # before fanout is imported: logging would dominate
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "fanout-bench")
-
-from fanout.config import DatabaseSettings  # noqa: E402
-from fanout.model.change import Change  # noqa: E402
-from fanout.model.mapping import Mappings, TableMapping, default_mappings  # noqa: E402
-from fanout.operations.backfill import BackfillJob, run_backfill  # noqa: E402
-from fanout.operations.backfill_parallel import run_parallel_backfill  # noqa: E402
-from fanout.sinks.documents import dynamodb_item, dynamodb_item_size  # noqa: E402
-from fanout.sinks.dynamodb import CONDITION, MAX_TRANSACTION_ITEMS, DynamoDBSink  # noqa: E402
-from fanout.sinks.opensearch import OpenSearchSink, make_client  # noqa: E402
-from fanout.source.connection import connect  # noqa: E402
-from fanout.source.reader import RowState, read_row, read_rows  # noqa: E402
-from local.stack import (  # noqa: E402
+from fanout.config import DatabaseSettings
+from fanout.model.change import Change
+from fanout.model.mapping import Mappings, TableMapping, default_mappings
+from fanout.operations.backfill import BackfillJob, run_backfill
+from fanout.operations.backfill_parallel import run_parallel_backfill
+from fanout.sinks.documents import dynamodb_item, dynamodb_item_size
+from fanout.sinks.dynamodb import CONDITION, MAX_TRANSACTION_ITEMS, DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.source.connection import connect
+from fanout.source.reader import RowState, read_row, read_rows
+from local.stack import (
     LocalConfig,
     create_database,
     create_replica_table,
@@ -57,6 +52,7 @@ from local.stack import (  # noqa: E402
     ensure_opensearch,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 ROWS = int(os.environ.get("BENCH_ROWS", "2000"))
 BATCH = 100  # changes per queued fetcher batch
 WORKERS = int(os.environ.get("BENCH_WORKERS", "4"))

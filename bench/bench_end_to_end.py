@@ -9,7 +9,7 @@ figure of the same design from bench/results/throughput.json (its "queued" unifo
 can be read side by side.
 
     make up                                                     # or let this script run `up`
-    BENCH_E2E_ROWS=300 .venv/bin/python bench/bench_end_to_end.py   # -> bench/results/end_to_end.{json,md}
+    BENCH_E2E_ROWS=300 .venv/bin/python -m bench.bench_end_to_end   # -> bench/results/end_to_end.{json,md}
 
 ministack starts a process per Lambda invocation and runs every function on this shared 2-core
 machine, so the figure measures this stack, not AWS's Lambda; it is the ceiling a user of the local
@@ -21,21 +21,17 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
+from fanout.model.change import Change
+from fanout.model.mapping import Mappings, default_mappings
+from fanout.operations.reconcile import SinkReaders, reconcile
+from fanout.sinks.documents import dynamodb_key, opensearch_document_id
+from fanout.sinks.opensearch import make_client
+from local.stack import read_stack_env, source_connection, up
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
-os.environ.setdefault("LOG_LEVEL", "WARNING")
-
-from fanout.model.change import Change  # noqa: E402
-from fanout.model.mapping import Mappings, default_mappings  # noqa: E402
-from fanout.operations.reconcile import SinkReaders, reconcile  # noqa: E402
-from fanout.sinks.documents import dynamodb_key, opensearch_document_id  # noqa: E402
-from fanout.sinks.opensearch import make_client  # noqa: E402
-from local.stack import read_stack_env, source_connection, up  # noqa: E402
-
 ROWS = int(os.environ.get("BENCH_E2E_ROWS", "300"))
 STATEMENT_ROWS = 50
 TIMEOUT_S = 900

@@ -14,27 +14,21 @@ Absolute numbers depend on this shared 2-core machine; the ratio is the result.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
-# Before fanout is imported (the logger takes its level then): one log line per write would dominate the timing.
-os.environ.setdefault("LOG_LEVEL", "WARNING")
-
-from fanout.config import DatabaseSettings  # noqa: E402
-from fanout.model.change import Change  # noqa: E402
-from fanout.model.mapping import Mappings, default_mappings  # noqa: E402
-from fanout.pipeline.fetcher import apply_changes  # noqa: E402
-from fanout.sinks.documents import dynamodb_item, opensearch_document  # noqa: E402
-from fanout.sinks.dynamodb import DynamoDBSink  # noqa: E402
-from fanout.sinks.opensearch import OpenSearchSink, make_client  # noqa: E402
-from fanout.source.connection import connect  # noqa: E402
-from fanout.source.reader import read_row  # noqa: E402
-from local.stack import (  # noqa: E402
+from fanout.config import DatabaseSettings
+from fanout.model.change import Change
+from fanout.model.mapping import Mappings, default_mappings
+from fanout.pipeline.fetcher import apply_changes
+from fanout.sinks.documents import dynamodb_item, opensearch_document
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.source.connection import connect
+from fanout.source.reader import read_row
+from local.stack import (
     LocalConfig,
     create_database,
     create_replica_table,
@@ -44,6 +38,7 @@ from local.stack import (  # noqa: E402
     ensure_opensearch,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 ROWS = 300
 ROUNDS = 3
 

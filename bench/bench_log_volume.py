@@ -11,8 +11,8 @@ Scenarios, per change: the parser (one invoke per trigger payload), the fetcher
 invoked directly (FetchMode=direct: one change per event) and the fetcher taking
 queued batches of 10 (FetchMode=queued, the default batch size).
 
-    .venv/bin/python bench/bench_log_volume.py --label after                 # this checkout
-    .venv/bin/python bench/bench_log_volume.py --label before --code-root D  # another checkout's code (D)
+    .venv/bin/python -m bench.bench_log_volume --label after                 # this checkout
+    .venv/bin/python -m bench.bench_log_volume --label before --code-root D  # another checkout's code (D)
 
 Each run adds its column to bench/results/log_volume.json and rewrites
 bench/results/log_volume.md with every column side by side.
@@ -89,7 +89,6 @@ def sqs_event(bodies: list[str]) -> dict[str, Any]:
 
 
 def measure(code_root: Path) -> dict[str, Any]:
-    sys.path[:0] = [str(code_root / "layers" / "common"), str(ROOT)]
     from local.stack import (
         LocalConfig,
         aws_client,

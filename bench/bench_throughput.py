@@ -42,24 +42,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
-os.environ.setdefault("LOG_LEVEL", "WARNING")  # before fanout is imported: a log line per write would dominate
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "fanout-bench")
+import pymysql
 
-import pymysql  # noqa: E402
-
-from fanout.config import DatabaseSettings  # noqa: E402
-from fanout.model.change import Change  # noqa: E402
-from fanout.model.mapping import Mappings, default_mappings  # noqa: E402
-from fanout.pipeline.fetcher import apply_changes  # noqa: E402
-from fanout.pipeline.parser import handle_trigger_payload  # noqa: E402
-from fanout.sinks import Outcome  # noqa: E402
-from fanout.sinks.dynamodb import DynamoDBSink  # noqa: E402
-from fanout.sinks.opensearch import OpenSearchSink, make_client  # noqa: E402
-from fanout.source.connection import ConnectionHolder, connect  # noqa: E402
-from fanout.source.reader import RowState, read_row, read_rows  # noqa: E402
-from local.stack import (  # noqa: E402
+from fanout.config import DatabaseSettings
+from fanout.model.change import Change
+from fanout.model.mapping import Mappings, default_mappings
+from fanout.pipeline.fetcher import apply_changes
+from fanout.pipeline.parser import handle_trigger_payload
+from fanout.sinks import Outcome
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.source.connection import ConnectionHolder, connect
+from fanout.source.reader import RowState, read_row, read_rows
+from local.stack import (
     LocalConfig,
     create_database,
     create_replica_table,
@@ -69,6 +64,7 @@ from local.stack import (  # noqa: E402
     ensure_opensearch,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 ROWS = 5000
 BATCH = 100  # changes per queued fetcher invocation in the throughput runs (FetchBatchSize)
 WORKLOADS = {"uniform": 2000, "hot-key": 2000, "burst": 10000}

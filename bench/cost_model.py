@@ -4,7 +4,7 @@ Reads bench/results/throughput.json (make bench writes it), prints the table doc
 and writes it to bench/results/cost.md. Prices and their sources are in docs/cost.md; they are
 parameters here so that the table can be recomputed when they change.
 
-    .venv/bin/python bench/cost_model.py
+    .venv/bin/python -m bench.cost_model
 """
 
 from __future__ import annotations

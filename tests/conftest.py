@@ -6,41 +6,25 @@ Fixtures start what a test needs or fail loudly; nothing is skipped:
 - ``opensearch_endpoint``: a real OpenSearch, ``$OPENSEARCH_ENDPOINT`` when
   set, else the local single-node OpenSearch (started by ``make up``'s code);
 - ``local_aws``: ministack on loopback (started by the same code as `make up`);
-- ``deployed_stack`` (e2e): the whole local stack, deployed (``local/stack.py up``).
+- ``deployed_stack`` and ``stack`` (tests/e2e/conftest.py): the whole local stack, deployed (``local/stack.py up``).
+
+Helpers the tests share are in tests/support/; ``pythonpath`` in pyproject.toml puts the repository root on
+the path, so tests import ``tests.support.<module>``, ``local.stack`` and ``db.hook``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT / "layers" / "common", ROOT):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-EVENTS = ROOT / "events"
 DB_HOST = os.environ.get("FANOUT_DB_HOST", "127.0.0.1")
 DB_PORT = int(os.environ.get("FANOUT_DB_PORT", "3306"))
 DB_USER = os.environ.get("FANOUT_DB_USER", "root")
 DB_PASSWORD = os.environ.get("FANOUT_DB_PASSWORD", "")
-
-
-def load_module(relative_path: str, name: str) -> Any:
-    """Import a file that is not on a package path (a handler's app.py, a local/ script)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / relative_path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")
@@ -123,47 +107,10 @@ def local_aws() -> dict[str, str]:
     return cfg.aws_env()
 
 
-def _aws_options(env: dict[str, str]) -> dict[str, str]:
-    return {
-        "endpoint_url": env["AWS_ENDPOINT_URL"],
-        "region_name": env["AWS_DEFAULT_REGION"],
-        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
-    }
-
-
-def aws_resource(env: dict[str, str], service: str) -> Any:
-    import boto3
-
-    return boto3.resource(service, **_aws_options(env))  # type: ignore[call-overload]
-
-
-def aws_client(env: dict[str, str], service: str) -> Any:
-    import boto3
-
-    return boto3.client(service, **_aws_options(env))  # type: ignore[call-overload]
-
-
-def template_resource(logical_id: str) -> dict[str, Any]:
-    """A resource's properties as declared in template.yaml (tests build from the template)."""
-    from samtranslator.yaml_helper import yaml_parse
-
-    template = yaml_parse((ROOT / "template.yaml").read_text(encoding="utf-8"))
-    return dict(template["Resources"][logical_id]["Properties"])
-
-
-@pytest.fixture(scope="session")
-def deployed_stack() -> dict[str, str]:
-    """The whole local stack, up and deployed with the current code (idempotent, like `make up`)."""
-    from local.stack import up
-
-    return up()
-
-
 @pytest.fixture(scope="module")
 def replica_table(local_aws: dict[str, str]) -> Iterator[Any]:
     """A DynamoDB table on ministack with the key schema and TTL template.yaml declares, for one test module."""
-    from tests.integration.support import create_replica_table
+    from tests.support.integration import create_replica_table
 
     table = create_replica_table(local_aws)
     yield table

@@ -24,10 +24,8 @@ from fanout.capture.names import CHANGE_LOG_TABLE
 from fanout.capture.sweeper import lock_name
 from fanout_cli.main import main
 from local.stack import source_connection
-from tests.conftest import aws_client
-from tests.e2e.test_pipeline import agreed, document, item, stack, wait_until
-
-__all__ = ["stack"]  # the deployed-stack fixture, shared with test_pipeline
+from tests.support.aws import aws_client
+from tests.support.e2e import agreed, document, item, wait_until
 
 
 def db(env: dict[str, str]) -> pymysql.connections.Connection:

@@ -22,8 +22,8 @@ from fanout.operations.backfill_parallel import load_plan
 from fanout.operations.verify import compare_row
 from fanout.sinks.opensearch import make_client
 from local.stack import source_connection
-from tests.conftest import aws_client, aws_resource
-from tests.e2e.test_pipeline import wait_until
+from tests.support.aws import aws_client, aws_resource
+from tests.support.e2e import wait_until
 
 POSTS = default_mappings().tables["posts"]
 ROWS, BATCH, PAGES_PER_INVOCATION = 150, 25, 2

@@ -25,8 +25,8 @@ from fanout_cli.dead_letters.queue import DeadLetterQueue
 from fanout_cli.main import main as fanout
 from fanout_cli.stack_resources import StackResources
 from local.stack import source_connection
-from tests.conftest import aws_client, aws_resource
-from tests.e2e.test_pipeline import key_change, wait_until
+from tests.support.aws import aws_client, aws_resource
+from tests.support.e2e import key_change, wait_until
 
 POSTS = default_mappings().get("posts")
 

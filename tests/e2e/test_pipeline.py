@@ -10,45 +10,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from fanout.model.change import Change
-from fanout.model.mapping import default_mappings
-from fanout.operations.verify import compare_row
-from fanout.sinks.opensearch import make_client
 from local.stack import source_connection
-from tests.conftest import EVENTS, aws_client, aws_resource
-
-POSTS = default_mappings().get("posts")
-WAIT_SECONDS = 90.0
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float = WAIT_SECONDS) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
-
-@pytest.fixture(scope="module")
-def stack(deployed_stack: dict[str, str]) -> dict[str, Any]:
-    env = deployed_stack
-    conn = source_connection(env)
-    return {
-        "env": env,
-        "db": conn,
-        "opensearch": make_client(env["OPENSEARCH_ENDPOINT"]),
-        "table": aws_resource(env, "dynamodb").Table(env["DYNAMODB_TABLE"]),
-        "lambda": aws_client(env, "lambda"),
-        "sqs": aws_client(env, "sqs"),
-    }
+from tests.support.e2e import agreed, document, item, wait_until
+from tests.support.files import EVENTS
 
 
 @pytest.fixture
@@ -58,32 +27,6 @@ def cleanup(stack: dict[str, Any]) -> Iterator[list[int]]:
     with stack["db"].cursor() as cur:
         for key in ids:
             cur.execute("DELETE FROM posts WHERE id = %s", (key,))
-
-
-def key_change(key: int) -> Change:
-    return Change("posts", (("id", key),), "update", 0)
-
-
-def document(stack: dict[str, Any], key: int) -> dict[str, Any] | None:
-    from opensearchpy.exceptions import NotFoundError, TransportError
-
-    try:
-        return stack["opensearch"].get(index=POSTS.opensearch_index, id=str(key))["_source"]
-    except NotFoundError:
-        return None
-    except TransportError as exc:
-        if exc.status_code == 503:  # the fetcher is creating the index: its shard is not started yet
-            return None
-        raise
-
-
-def item(stack: dict[str, Any], key: int) -> dict[str, Any] | None:
-    return stack["table"].get_item(Key={"pk": f"posts#{key}"}, ConsistentRead=True).get("Item")
-
-
-def agreed(stack: dict[str, Any], key: int) -> Any:
-    comparison = compare_row(stack["db"], POSTS, key_change(key), stack["opensearch"], stack["table"])
-    return comparison if comparison.agrees else None
 
 
 def test_insert_update_delete_reach_both_sinks(stack: dict[str, Any], cleanup: list[int]) -> None:

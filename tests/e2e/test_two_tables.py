@@ -21,8 +21,8 @@ from fanout.operations.verify import compare_row, fetch_sink_state
 from fanout.sinks.documents import dynamodb_key, opensearch_document_id
 from fanout.sinks.opensearch import make_client
 from local.stack import source_connection
-from tests.conftest import aws_resource
-from tests.e2e.test_pipeline import wait_until
+from tests.support.aws import aws_resource
+from tests.support.e2e import wait_until
 
 MAPPINGS = default_mappings()
 

@@ -23,14 +23,14 @@ from typing import Any
 import atheris
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT / "tests"), str(ROOT / "tests" / "unit")]
+sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]  # run as a script, by path
 
 with atheris.instrument_imports(include=["fanout"]):
     from fanout.model.mapping import parse_mappings
     from fanout.pipeline.parser import handle_trigger_payload
     from fanout.pipeline.rejects import QueueRejectRecorder
 
-from fakes import FakeSQSClient, RecordingForward  # noqa: E402 - after the path set-up
+from tests.support.fakes import FakeSQSClient, RecordingForward  # noqa: E402 - after the path set-up
 
 MAPPINGS = parse_mappings(
     {

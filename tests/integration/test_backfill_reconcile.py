@@ -13,140 +13,22 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from opensearchpy import OpenSearch
 
-from fanout.config import DatabaseSettings
 from fanout.model.change import Change
-from fanout.model.mapping import Mappings, TableMapping, default_mappings
 from fanout.operations.backfill import BackfillJob, KeyRange, load_checkpoint, run_backfill
-from fanout.operations.reconcile import SinkReaders, reconcile
 from fanout.pipeline.fetcher import FetchFailed, apply_changes
-from fanout.sinks.dynamodb import DynamoDBSink
-from fanout.sinks.opensearch import OpenSearchSink
 from fanout.source.connection import connect
-from fanout.source.reader import RowState, read_row, read_rows
-from tests.conftest import aws_resource
-from tests.integration.support import create_replica_table
+from fanout.source.reader import read_row
+from tests.support.backfill import Harness, cli_environment, insert_posts, insert_settings
 
-ROOT = Path(__file__).resolve().parents[2]
 # The issue's "large table". Backfill and reconcile are linear in it (bench/bench_backfill_reconcile.py
 # reports the rate at this size against a tenth of it); this test is the slowest of the suite.
 LARGE_TABLE_ROWS = 100_000
-
-
-def apply_checkpoint_migration(settings: DatabaseSettings) -> None:
-    conn = connect(settings)
-    try:
-        with conn.cursor() as cur:
-            cur.execute((ROOT / "db" / "migrations" / "V005__backfill_checkpoint.sql").read_text(encoding="utf-8"))
-    finally:
-        conn.close()
-
-
-@dataclass
-class Harness:
-    settings: DatabaseSettings
-    conn: Any  # autocommit: key pages, checkpoints, plain reads, test setup
-    reader: Any  # the fetch path's connection
-    mappings: Mappings
-    opensearch: OpenSearch
-    table: Any
-    sinks: list[Any]
-    readers: SinkReaders
-    fetches: int = 0
-    fail_after: int | None = None
-    lock: threading.Lock = threading.Lock()
-
-    def read_row(self, mapping: TableMapping, change: Change) -> RowState:
-        with self.lock:
-            self.fetches += 1
-            if self.fail_after is not None and self.fetches > self.fail_after:
-                raise RuntimeError("simulated crash of the backfill")
-            return read_row(self.reader, mapping, change)
-
-    def read_rows(self, mapping: TableMapping, changes: Any) -> list[RowState | Exception]:
-        """The fetch path's batched read (one locking query per page), counted per key like read_row."""
-        with self.lock:
-            self.fetches += len(changes)
-            if self.fail_after is not None and self.fetches > self.fail_after:
-                raise RuntimeError("simulated crash of the backfill")
-            return read_rows(self.reader, mapping, changes)
-
-    def mapping(self, table: str) -> TableMapping:
-        mapping = self.mappings.get(table)
-        assert mapping is not None
-        return mapping
-
-    def execute(self, sql: str, params: Any = None) -> None:
-        with self.conn.cursor() as cur:
-            cur.execute(sql, params)
-
-    def reconcile(self, **options: Any) -> Any:
-        return reconcile(self.conn, self.mappings, self.readers, page_size=200, **options)
-
-    def repair(self) -> Any:
-        return self.reconcile(repair=True, read_row=self.read_row, sinks=self.sinks)
-
-
-@pytest.fixture
-def harness(db_settings: DatabaseSettings, opensearch_endpoint: str, local_aws: dict[str, str]) -> Iterator[Harness]:
-    suffix = uuid.uuid4().hex[:8]
-    mappings = Mappings(
-        {
-            name: replace(m, opensearch_index=f"{m.opensearch_index}-{suffix}")
-            for name, m in default_mappings().tables.items()
-        }
-    )
-    apply_checkpoint_migration(db_settings)
-    table = create_replica_table(local_aws)
-    client = OpenSearch(opensearch_endpoint, timeout=30)
-    dynamodb = aws_resource(local_aws, "dynamodb")
-    conn, reader = connect(db_settings), connect(db_settings)
-    harness = Harness(
-        db_settings,
-        conn,
-        reader,
-        mappings,
-        client,
-        table,
-        [OpenSearchSink(client), DynamoDBSink(table, tombstone_ttl_seconds=3600)],
-        SinkReaders(client, dynamodb, table.name),
-    )
-    try:
-        yield harness
-    finally:
-        conn.close()
-        reader.close()
-        for m in mappings.tables.values():
-            client.indices.delete(index=m.opensearch_index, ignore=[404])
-        table.delete()
-
-
-def insert_posts(h: Harness, count: int, start: int = 1) -> None:
-    # MariaDB's SEQUENCE engine: one statement for any number of rows
-    h.execute(
-        "INSERT INTO posts (id, title, body, author, status) "
-        f"SELECT seq, CONCAT('title ', seq), CONCAT('body ', seq), 'ann', 'published' "
-        f"FROM seq_{int(start)}_to_{int(start + count - 1)}"
-    )
-
-
-def insert_settings(h: Harness, tenants: list[str], keys: int) -> None:
-    for tenant in tenants:
-        for k in range(keys):
-            h.execute(
-                "INSERT INTO tenant_settings (tenant, setting_key, value, description, secret_hash) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                (tenant, f"key {k}/x", '{"on": true}', f"setting {k}", b"\x00\x01"),
-            )
 
 
 def backfill(h: Harness, table: str, **options: Any) -> Any:
@@ -217,31 +99,6 @@ def test_a_backfill_killed_half_way_resumes_after_its_checkpoint(harness: Harnes
     assert h.fetches == 100
     assert (resumed.status, resumed.rows_done, resumed.rows_this_run) == ("done", 200, 100)
     assert h.reconcile().agrees
-
-
-def cli_environment(h: Harness, local_aws: dict[str, str], opensearch_endpoint: str, tmp_path: Path) -> dict[str, str]:
-    """What `fanout` needs to work on the harness's schema, sinks and (suffixed) index names."""
-    from tests.conftest import aws_client
-
-    mapping_file = tmp_path / "tables.json"
-    document = json.loads((ROOT / "layers" / "common" / "fanout" / "tables.json").read_text(encoding="utf-8"))
-    for name, table in document["tables"].items():
-        table["opensearch"]["index"] = h.mapping(name).opensearch_index
-    mapping_file.write_text(json.dumps(document), encoding="utf-8")
-    queue = aws_client(local_aws, "sqs").create_queue(QueueName=f"fanout-cli-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    return {
-        **local_aws,
-        "DB_HOST": h.settings.host,
-        "DB_PORT": str(h.settings.port),
-        "DB_NAME": h.settings.name,
-        "DB_USER": h.settings.user,
-        "DB_PASSWORD": h.settings.password,
-        "OPENSEARCH_ENDPOINT": opensearch_endpoint,
-        "DYNAMODB_TABLE": h.table.name,
-        "DEAD_LETTER_QUEUE_URL": queue,
-        "FANOUT_MAPPING_FILE": str(mapping_file),
-        "LOG_LEVEL": "WARNING",
-    }
 
 
 def test_a_backfill_process_killed_mid_run_resumes_without_redoing_a_page(

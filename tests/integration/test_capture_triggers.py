@@ -25,8 +25,8 @@ from fanout.model.change import parse_trigger_payload
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
 from fanout.source.connection import connect
 from local.stack import run_sql_file
-from tests.conftest import ROOT
-from tests.integration.support import execute, rows, shim_calls
+from tests.support.files import ROOT
+from tests.support.integration import execute, rows, shim_calls
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-triggers-test-parser"
 PAYLOAD_FIELDS = {"v", "action", "table", "pk", "ts"}

@@ -27,8 +27,8 @@ from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
 from fanout.source.connection import connect
 from local.stack import run_sql_file
-from tests.conftest import ROOT
-from tests.integration.support import execute, rows, shim_calls
+from tests.support.files import ROOT
+from tests.support.integration import execute, rows, shim_calls
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-change-log-test-parser"
 WAIT_SECONDS = 30
@@ -395,7 +395,7 @@ def test_a_ring_makes_the_parser_handler_drain_and_an_old_format_payload_is_stil
 ) -> None:
     from fanout.pipeline.parser import LambdaForwarder
     from fanout.pipeline.rejects import QueueRejectRecorder
-    from tests.unit.fakes import FakeContext, FakeLambdaClient, FakeSQSClient, load_app, load_event
+    from tests.support.fakes import FakeContext, FakeLambdaClient, FakeSQSClient, load_app, load_event
 
     app_module = load_app("parser_fn/app.py", "parser_app_change_log")
     lambda_client, sqs = FakeLambdaClient(), FakeSQSClient()
@@ -431,7 +431,7 @@ def test_a_ring_makes_the_parser_handler_drain_and_an_old_format_payload_is_stil
 
 def test_the_sweeper_rings_the_parser_only_while_rows_wait(sessions: Any, source: Any) -> None:
     from fanout.capture.change_log import ring_if_waiting
-    from tests.unit.fakes import FakeLambdaClient
+    from tests.support.fakes import FakeLambdaClient
 
     app, conn = sessions(), sessions()
     lambda_client = FakeLambdaClient()

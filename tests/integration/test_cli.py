@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from fanout_cli.main import main
-from tests.conftest import ROOT
+from tests.support.files import ROOT
 
 PARSER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-test-parser"
 

@@ -33,7 +33,7 @@ from fanout.sinks.documents import dynamodb_key, opensearch_document_id
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
-from tests.integration.support import create_replica_table, fetch
+from tests.support.integration import create_replica_table, fetch
 
 TEXT = 'emoji 😀, CJK 漢字, "quotes", back\\slash, it\'s, tab\there\nnew line'
 

@@ -12,7 +12,7 @@ from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout_cli.dead_letters.queue import DeadLetterQueue
 from fanout_cli.dead_letters.records import FIRST_SENT_AT, REDRIVE_COUNT, REDRIVE_ERROR, Kind
 from fanout_cli.stack_resources import StackResources
-from tests.conftest import aws_client
+from tests.support.aws import aws_client
 
 
 @pytest.fixture

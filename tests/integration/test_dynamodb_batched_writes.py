@@ -25,9 +25,9 @@ from fanout.sinks import Outcome, RowRejected, SinkError
 from fanout.sinks.dynamodb import MAX_ATTEMPTS, MAX_TRANSACTION_ITEMS, DynamoDBSink
 from fanout.source.reader import RowState
 from fanout.source.values import JsonText
-from tests.conftest import aws_resource
-from tests.integration.fault_injection import FaultyEndpoint
-from tests.integration.support import create_replica_table
+from tests.support.aws import aws_resource
+from tests.support.fault_injection import FaultyEndpoint
+from tests.support.integration import create_replica_table
 
 POSTS = default_mappings().get("posts")
 

@@ -49,8 +49,9 @@ from fanout_cli.dead_letters.invoke import InvokeResult
 from fanout_cli.dead_letters.queue import DeadLetterQueue
 from fanout_cli.dead_letters.redrive import RedriveOutcome, redrive
 from fanout_cli.stack_resources import StackResources
-from tests.conftest import ROOT, aws_client, aws_resource, load_module, template_resource
-from tests.integration.fault_injection import Context, FaultyEndpoint, LambdaAsyncDelivery
+from tests.support.aws import aws_client, aws_resource
+from tests.support.fault_injection import Context, FaultyEndpoint, LambdaAsyncDelivery
+from tests.support.files import ROOT, load_module, template_resource
 
 FETCHER_ARN = "arn:aws:lambda:us-east-1:000000000000:function:fanout-faults-fetcher"
 RETRIES = template_resource("FetcherFunction")["EventInvokeConfig"]["MaximumRetryAttempts"]
@@ -382,8 +383,8 @@ def test_a_lock_wait_timeout_through_every_retry_ends_in_the_dead_letter_queue_a
 CHILD = """
 import json, sys
 sys.path[:0] = [{layer!r}, {root!r}]
-from tests.conftest import load_module
-from tests.integration.fault_injection import Context
+from tests.support.files import load_module
+from tests.support.fault_injection import Context
 app = load_module("fetcher_fn/app.py", "fetcher_child")
 app.handler(json.load(open(sys.argv[1])), Context("child", {arn!r}))
 """

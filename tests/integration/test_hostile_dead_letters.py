@@ -19,7 +19,7 @@ from fanout_cli.dead_letters.queue import DeadLetterQueue
 from fanout_cli.dead_letters.records import Kind
 from fanout_cli.dead_letters.redrive import plan_redrive
 from fanout_cli.stack_resources import StackResources
-from tests.conftest import aws_client
+from tests.support.aws import aws_client
 
 HOSTILE = [
     "\ud800",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tests.conftest import aws_client, aws_resource
+from tests.support.aws import aws_client, aws_resource
 
 
 def test_the_local_aws_services_keep_their_data_when_ministack_is_restarted(local_aws: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ from fanout.sinks.opensearch import MAX_EXTERNAL_VERSION, OpenSearchSink, make_c
 from fanout.sinks.readers import MAX_RESULT_WINDOW, SinkReaders
 from fanout.source.connection import connect
 from fanout.source.reader import RowState, read_row, read_rows
-from tests.conftest import aws_client, aws_resource
+from tests.support.aws import aws_client, aws_resource
 
 EDGES = """
 CREATE TABLE edges (

@@ -11,16 +11,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fanout.operations.backfill import BackfillJob, load_checkpoint, run_backfill
 from fanout.operations.backfill_parallel import load_plan, plan, run_parallel_backfill
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
-from tests.integration import test_backfill_reconcile as backfill_tests
-from tests.integration.test_backfill_reconcile import Harness, cli_environment, insert_posts, insert_settings
+from tests.support.backfill import Harness, cli_environment, insert_posts, insert_settings
 
-world = backfill_tests.harness  # the backfill tests' fixture (schema, checkpoint table, sinks), under this name
+
+@pytest.fixture
+def world(harness: Harness) -> Harness:
+    """The backfill tests' harness (schema, checkpoint table, sinks; tests/integration/conftest.py), by this name."""
+    return harness
 
 
 def agrees(h: Harness) -> bool:

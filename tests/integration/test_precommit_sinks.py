@@ -27,7 +27,7 @@ from fanout.sinks.documents import dynamodb_key, opensearch_document_id
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
-from tests.integration.support import FetchInThread, fetch
+from tests.support.integration import FetchInThread, fetch
 
 HOLD_SECONDS = 0.6  # how long the writer keeps its transaction open while the fetcher runs
 

@@ -19,7 +19,7 @@ wait timeout) is delivered again, as Lambda retries it.
 At the end, for every spelling of every key, the source row and both sinks
 agree (fanout.operations.verify: the same document builders as the fetcher).
 
-Two runs: with faithful in-memory sinks (tests/unit/fakes.py: atomic
+Two runs: with faithful in-memory sinks (tests/support/fakes.py: atomic
 conditional writes, external versioning with tombstones) for many examples,
 and with the real servers (a real OpenSearch node, DynamoDB on
 ministack) for a few.
@@ -50,9 +50,10 @@ from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
-from tests.conftest import ROOT, aws_resource, template_resource
-from tests.integration.support import Recorded, create_replica_table, install_capture_triggers
-from tests.unit.fakes import FakeDynamoDBTable, FakeOpenSearch
+from tests.support.aws import aws_resource
+from tests.support.fakes import FakeDynamoDBTable, FakeOpenSearch
+from tests.support.files import ROOT, template_resource
+from tests.support.integration import Recorded, create_replica_table, install_capture_triggers
 
 WORKERS = 3
 SLUGS = ("a", "A", "b", "c", "c ")  # 'a'/'A' and 'c'/'c ' are one key to the collation, two to the sinks

@@ -30,8 +30,8 @@ from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
-from tests.conftest import aws_client, aws_resource
-from tests.integration.support import fetch
+from tests.support.aws import aws_client, aws_resource
+from tests.support.integration import fetch
 
 BLOBS = """
 CREATE TABLE blobs (

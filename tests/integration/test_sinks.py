@@ -21,7 +21,7 @@ from fanout.sinks import Outcome, RowRejected
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.reader import RowState
-from tests.integration.support import create_replica_table
+from tests.support.integration import create_replica_table
 
 POSTS = default_mappings().get("posts")
 

@@ -31,8 +31,8 @@ from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import read_row
-from tests.conftest import aws_client, aws_resource
-from tests.integration.support import create_replica_table, fetch
+from tests.support.aws import aws_client, aws_resource
+from tests.support.integration import create_replica_table, fetch
 
 TABLES = [
     "CREATE TABLE wide_numbers (id INT NOT NULL PRIMARY KEY, d DOUBLE NULL, j JSON NULL)",

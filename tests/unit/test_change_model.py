@@ -7,7 +7,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from fakes import EVENTS, load_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +22,7 @@ from fanout.model.change import (
 )
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
 from fanout.sinks.documents import dynamodb_key, opensearch_document_id
+from tests.support.fakes import EVENTS, load_event
 
 POSTS = default_mappings()
 CORRELATION_ID = "req-0001"

@@ -6,9 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from fakes import FakeContext, FakeSQSClient, RecordingReject, load_app, load_event
-from test_dead_letters import MINISTACK_RECORD, RESOURCES, sqs_message
-from test_fetcher import FetcherDependencies, World, load_fetcher_app, row
 
 from fanout.config import ConfigError, ParserSettings
 from fanout.model.change import Change
@@ -20,6 +17,9 @@ from fanout.source.reader import SourceReadError
 from fanout_cli.dead_letters.invoke import InvokeResult
 from fanout_cli.dead_letters.records import DeadLetter, Kind, parse_dead_letter
 from fanout_cli.dead_letters.redrive import redrive
+from tests.support.dead_letters import MINISTACK_RECORD, RESOURCES, sqs_message
+from tests.support.fakes import FakeContext, FakeSQSClient, RecordingReject, load_app, load_event
+from tests.support.world import FetcherDependencies, World, load_fetcher_app, row
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/fetch"
 

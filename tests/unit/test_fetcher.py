@@ -8,74 +8,28 @@ end to end within the process.
 from __future__ import annotations
 
 from decimal import Decimal
-from types import ModuleType
 from typing import Any
 
 import pytest
 from botocore.exceptions import EndpointConnectionError
-from conftest import template_resource
-from fakes import (
-    FakeContext,
-    FakeDynamoDBTable,
-    FakeOpenSearch,
-    FakeSource,
-    RecordingReject,
-    client_error,
-    load_app,
-    load_event,
-)
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from fanout.config import ConfigError
-from fanout.model.change import Change
-from fanout.model.mapping import Mappings, default_mappings, parse_mappings
+from fanout.model.mapping import parse_mappings
 from fanout.pipeline.fetcher import FetchFailed, apply_changes, parse_fetcher_event
 from fanout.sinks import Outcome
 from fanout.sinks.documents import opensearch_document
-from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import DEFAULT_GC_DELETES, OpenSearchSink
 from fanout.source.reader import SourceReadError
-
-POSTS = default_mappings()
-NOW = 1764240000.0
-TOMBSTONE_TTL = 3600
-
-
-def row(post_id: int, title: str) -> dict[str, Any]:
-    return {"id": post_id, "title": title, "body": "text", "author": None, "status": "draft", "updated_at": None}
-
-
-def change(post_id: int = 1, table: str = "posts", action: str = "update") -> Change:
-    return Change(table, (("id", post_id),), action, 1764240000000000, "req-fetch")
-
-
-class World:
-    """A source database, OpenSearch and DynamoDB, all in memory, and the real sinks over them."""
-
-    def __init__(self, mappings: Mappings = POSTS) -> None:
-        self.mappings = mappings
-        self.source = FakeSource()
-        self.opensearch = FakeOpenSearch()
-        self.table = FakeDynamoDBTable.from_template(template_resource("ReplicaTable"))
-        self.opensearch_sink = OpenSearchSink(self.opensearch)
-        self.dynamodb_sink = DynamoDBSink(self.table, tombstone_ttl_seconds=TOMBSTONE_TTL, clock=lambda: NOW)
-        self.sinks = [self.opensearch_sink, self.dynamodb_sink]
-
-    def apply(self, *changes: Change) -> dict[str, str]:
-        report = apply_changes(changes, self.mappings, self.source.read_row, self.sinks)
-        return {entry["sink"]: entry["outcome"] for entry in report.outcomes}
-
-    def document(self, post_id: int) -> dict[str, Any] | None:
-        return self.opensearch.document("posts", str(post_id))
-
-    def item(self, post_id: int) -> dict[str, Any] | None:
-        return self.table.items.get(f"posts#{post_id}")
-
-    def titles(self, post_id: int) -> tuple[str | None, str | None]:
-        """The title each sink holds for a post (None: no live row there)."""
-        document = self.document(post_id) or {}
-        item = self.item(post_id) or {}
-        return document.get("title"), None if item.get("_deleted") else item.get("title")
+from tests.support.fakes import (
+    FakeContext,
+    FakeDynamoDBTable,
+    FakeOpenSearch,
+    RecordingReject,
+    client_error,
+    load_event,
+)
+from tests.support.world import NOW, POSTS, TOMBSTONE_TTL, FetcherDependencies, World, change, load_fetcher_app, row
 
 
 @pytest.fixture
@@ -341,18 +295,6 @@ def test_the_tombstone_lifetime_is_configurable() -> None:
 
 
 # --------------------------------------------------------------------------- fetcher_fn/app.py
-
-
-def load_fetcher_app() -> ModuleType:
-    return load_app("fetcher_fn/app.py", "fetcher_app")
-
-
-class FetcherDependencies:
-    def __init__(self, world: World) -> None:
-        self.sinks = world.sinks
-        self.read_row = world.source.read_row
-        self.read_rows = None  # the in-memory source reads key by key
-        self.reject = RecordingReject()
 
 
 def test_the_fetcher_handler_applies_the_sample_event(world: World, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,8 +10,6 @@ import json
 from typing import Any
 
 import pytest
-from conftest import template_resource
-from fakes import FakeDynamoDBTable, FakeOpenSearch, FakeSource, RecordingReject, client_error
 from opensearchpy.exceptions import RequestError, TransportError
 
 from fanout.config import ConfigError, SinkSettings
@@ -20,6 +18,8 @@ from fanout.model.mapping import Mappings, parse_mappings
 from fanout.pipeline.fetcher import FetchFailed, apply_changes, parse_fetcher_event
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
+from tests.support.fakes import FakeDynamoDBTable, FakeOpenSearch, FakeSource, RecordingReject, client_error
+from tests.support.files import template_resource
 
 MAPPINGS = parse_mappings({"tables": {"notes": {"primary_key": [{"column": "id"}]}}})
 CHANGE = Change("notes", (("id", 1),), "update", 1_764_240_000_000_000, "req-7")
@@ -192,9 +192,9 @@ def test_the_fetcher_refuses_at_cold_start_a_mapping_naming_a_table_it_was_not_g
 ) -> None:
     # Given a mapping that sends rows to a DynamoDB table the stack did not grant (ExtraReplicaTableArns empty)
     import boto3
-    from fakes import load_app
 
     from fanout.model.mapping import MappingError, default_mappings
+    from tests.support.fakes import load_app
 
     path = tmp_path / "tables.json"
     path.write_text(

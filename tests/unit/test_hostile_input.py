@@ -28,16 +28,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from fakes import (
-    FakeContext,
-    FakeDynamoDBTable,
-    FakeLambdaClient,
-    FakeOpenSearch,
-    FakeSQSClient,
-    RecordingReject,
-    load_app,
-    load_event,
-)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opensearchpy.exceptions import RequestError
@@ -52,6 +42,16 @@ from fanout.redaction import describe_error
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
 from fanout.source.reader import _CLOCK_SQL, read_row, select_row_sql
+from tests.support.fakes import (
+    FakeContext,
+    FakeDynamoDBTable,
+    FakeLambdaClient,
+    FakeOpenSearch,
+    FakeSQSClient,
+    RecordingReject,
+    load_app,
+    load_event,
+)
 
 POSTS = default_mappings()
 # A string-keyed and a composite-keyed table: injection strings can then be *valid* keys.

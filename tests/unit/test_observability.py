@@ -15,18 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import template_resource
-from fakes import (
-    FakeContext,
-    FakeDynamoDBTable,
-    FakeLambdaClient,
-    FakeOpenSearch,
-    FakeSource,
-    FakeSQSClient,
-    RecordingReject,
-    load_app,
-    load_event,
-)
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from fanout import observability
@@ -48,6 +36,18 @@ from fanout.pipeline.parser import LambdaForwarder
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
+from tests.support.fakes import (
+    FakeContext,
+    FakeDynamoDBTable,
+    FakeLambdaClient,
+    FakeOpenSearch,
+    FakeSource,
+    FakeSQSClient,
+    RecordingReject,
+    load_app,
+    load_event,
+)
+from tests.support.files import template_resource
 
 MAPPINGS = default_mappings()
 

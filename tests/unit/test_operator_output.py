@@ -6,14 +6,14 @@ import json
 import unicodedata
 
 import pytest
-from test_dead_letters import rejected
-from test_replication_status import T0, event
 
 from fanout_cli.commands.dlq import _line
 from fanout_cli.commands.status import render
 from fanout_cli.dead_letters.queue import QueueDepth
 from fanout_cli.operator_text import shown
 from fanout_cli.replication_status import log_lines, summarize
+from tests.support.dead_letters import rejected
+from tests.support.log_events import T0, event
 
 FORGED = "posts\nfake_table: received 999, applied 999\r\x1b[2K\u202eevil\u2028x"
 

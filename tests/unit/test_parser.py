@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from fakes import (
+
+from fanout.config import ConfigError, ParserSettings
+from fanout.model.mapping import default_mappings
+from fanout.pipeline.fetcher import parse_fetcher_event
+from fanout.pipeline.parser import LambdaForwarder, handle_trigger_payload
+from fanout.pipeline.rejects import MAX_RECORDED_PAYLOAD_CHARS, QueueRejectRecorder
+from tests.support.fakes import (
     FakeContext,
     FakeLambdaClient,
     FakeSQSClient,
@@ -18,12 +24,6 @@ from fakes import (
     load_app,
     load_event,
 )
-
-from fanout.config import ConfigError, ParserSettings
-from fanout.model.mapping import default_mappings
-from fanout.pipeline.fetcher import parse_fetcher_event
-from fanout.pipeline.parser import LambdaForwarder, handle_trigger_payload
-from fanout.pipeline.rejects import MAX_RECORDED_PAYLOAD_CHARS, QueueRejectRecorder
 
 POSTS = default_mappings()
 CORRELATION_ID = "req-0001"

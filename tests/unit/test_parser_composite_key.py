@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from fakes import RecordingForward, RecordingReject, load_event
-
 from fanout.model.change import parse_change_message
 from fanout.model.mapping import default_mappings
 from fanout.pipeline.parser import handle_trigger_payload
+from tests.support.fakes import RecordingForward, RecordingReject, load_event
 
 MAPPINGS = default_mappings()
 

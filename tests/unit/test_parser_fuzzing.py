@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import EVENTS, ROOT
+from tests.support.files import EVENTS, ROOT
 
 HARNESS = ROOT / "tests" / "fuzz" / "fuzz_parser.py"
 RUNS = 40_000  # ~5 s here; -max_total_time bounds it on a slower machine

@@ -7,8 +7,6 @@ import logging
 from typing import Any
 
 import pytest
-from test_dead_letters import AWS_RECORD, RESOURCES, rejected, sqs_message
-from test_fetcher import World, change, row
 
 from fanout import observability
 from fanout.pipeline.fetcher import apply_changes
@@ -16,13 +14,9 @@ from fanout_cli.commands.status import render
 from fanout_cli.dead_letters.queue import QueueDepth
 from fanout_cli.dead_letters.records import parse_dead_letter
 from fanout_cli.replication_status import FILTER_PATTERN, log_lines, percentile, read_log_events, summarize
-
-T0 = 1764240000000
-
-
-def event(offset_ms: int, **fields: Any) -> dict[str, Any]:
-    return {"timestamp": T0 + offset_ms, "message": json.dumps({"level": "INFO", **fields})}
-
+from tests.support.dead_letters import AWS_RECORD, RESOURCES, rejected, sqs_message
+from tests.support.log_events import T0, event
+from tests.support.world import World, change, row
 
 EVENTS = [
     {"timestamp": T0, "message": "START RequestId: 1 Version: $LATEST"},

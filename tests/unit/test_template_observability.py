@@ -6,15 +6,25 @@ import json
 import re
 from typing import Any
 
-from conftest import ROOT
+import yaml
 
 from fanout.observability import NAMESPACE, ChangeMetric
+from tests.support.files import ROOT
 
 
 def template() -> dict[str, Any]:
     from samtranslator.yaml_helper import yaml_parse
 
     return dict(yaml_parse((ROOT / "template.yaml").read_text(encoding="utf-8")))
+
+
+def dashboard_body() -> list[Any]:
+    """The dashboard's ``Fn::Sub`` [body, variables], from the file the template includes with AWS::Include, read
+    as that transform reads it: plain YAML (no short-form tags such as ``!Ref``)."""
+    include = template()["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Transform"]
+    assert include["Name"] == "AWS::Include"
+    snippet = yaml.safe_load((ROOT / include["Parameters"]["Location"]).read_text(encoding="utf-8"))
+    return list(snippet["Fn::Sub"])
 
 
 def alarms() -> dict[str, dict[str, Any]]:
@@ -46,7 +56,7 @@ def test_the_stack_level_alarms_use_the_service_dimension_the_functions_set() ->
 
 
 def test_the_dashboard_is_json_and_shows_lag_throughput_errors_dead_letters_throttles_and_event_age() -> None:
-    body, variables = template()["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    body, variables = dashboard_body()
     rendered = re.sub(r"\$\{[^}]+\}", "X", body.replace("${LagThreshold}", "60000"))
 
     dashboard = json.loads(rendered)

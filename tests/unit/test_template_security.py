@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import ROOT, load_module
+
+from tests.support.files import ROOT, load_module
 
 FUNCTIONS = {
     "ParserFunction": "ParserRole",
@@ -133,9 +134,23 @@ def resource_name(resource: Any) -> str:
     return json.dumps(resource)
 
 
-def statements(role: dict[str, Any], conditions: dict[str, bool]) -> Iterator[dict[str, Any]]:
+def statements(
+    role: dict[str, Any], conditions: dict[str, bool], resources: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """The role's inline policies, then the stack's own managed policies it attaches."""
     for policy in resolve(role["Properties"].get("Policies", []), conditions):
         yield from policy["PolicyDocument"]["Statement"]
+    for arn in role["Properties"].get("ManagedPolicyArns", []):
+        yield from resolve(resources[arn["Ref"]]["Properties"]["PolicyDocument"], conditions)["Statement"]
+
+
+def is_the_stacks_own_policy(arn: Any, resources: dict[str, Any]) -> bool:
+    """A managed policy this template declares (a Ref to it), not an AWS managed policy's ARN."""
+    return (
+        isinstance(arn, dict)
+        and set(arn) == {"Ref"}
+        and resources.get(arn["Ref"], {}).get("Type") == "AWS::IAM::ManagedPolicy"
+    )
 
 
 def as_list(value: Any) -> list[Any]:
@@ -169,10 +184,12 @@ def test_each_function_has_its_own_role_granting_exactly_what_it_uses(
     assert resources[function]["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}
     properties = resources[role]["Properties"]
 
-    # Then it has no managed policy (AWSLambdaBasicExecutionRole allows logs on "*") and exactly these grants
-    assert "ManagedPolicyArns" not in properties and "PermissionsBoundary" not in properties
+    # Then it has no AWS managed policy (AWSLambdaBasicExecutionRole allows logs on "*"), only the stack's own,
+    # and exactly these grants
+    assert all(is_the_stacks_own_policy(arn, resources) for arn in properties.get("ManagedPolicyArns", []))
+    assert "PermissionsBoundary" not in properties
     found = set()
-    for statement in statements(resources[role], conditions):
+    for statement in statements(resources[role], conditions, resources):
         assert statement["Effect"] == "Allow"
         for action in as_list(statement["Action"]):
             for resource in as_list(statement["Resource"]):
@@ -200,14 +217,15 @@ def test_no_role_or_policy_in_the_stack_has_a_wildcard_action_or_an_unneeded_wil
             "IsQueuedFetch",
         )
     } | {"IsProd": True}
-    roles = {k: r for k, r in transformed["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
+    resources = transformed["Resources"]
+    roles = {k: r for k, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
     assert set(roles) == set(FUNCTIONS.values()) | {"AuroraInvokeRole"}  # SAM generated no role of its own
     for name, role in roles.items():
         assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"] in (
             "lambda.amazonaws.com",
             "rds.amazonaws.com",
         )
-        for statement in statements(role, every):
+        for statement in statements(role, every, resources):
             actions = as_list(statement["Action"])
             assert not any("*" in a for a in actions), (name, actions)
             if ANYWHERE in as_list(statement["Resource"]):
@@ -215,7 +233,8 @@ def test_no_role_or_policy_in_the_stack_has_a_wildcard_action_or_an_unneeded_wil
 
 
 def test_aurora_may_invoke_only_the_parser(transformed: dict[str, Any]) -> None:
-    [statement] = list(statements(transformed["Resources"]["AuroraInvokeRole"], {}))
+    resources = transformed["Resources"]
+    [statement] = list(statements(resources["AuroraInvokeRole"], {}, resources))
 
     assert (statement["Action"], statement["Resource"]) == (
         "lambda:InvokeFunction",

@@ -22,12 +22,12 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
-from conftest import EVENTS, ROOT
 from opensearchpy.exceptions import ConflictError, NotFoundError, RequestError
 
 from fanout.model.change import Change
 from fanout.model.mapping import TableMapping
 from fanout.source.reader import RowState
+from tests.support.files import EVENTS, ROOT
 
 
 def load_app(relative_path: str, module_name: str) -> ModuleType:

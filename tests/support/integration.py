@@ -19,7 +19,8 @@ from fanout.model.mapping import Mappings, TableMapping
 from fanout.pipeline.fetcher import FetchReport, apply_changes
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
-from tests.conftest import aws_resource, template_resource
+from tests.support.aws import aws_resource
+from tests.support.files import template_resource
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIM_OUTBOX = "fanout_lambda_async_outbox"  # the local lambda_async shim's table: one row per call (a ring)

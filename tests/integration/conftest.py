@@ -1,0 +1,54 @@
+"""Fixtures of the integration tests (real MariaDB, OpenSearch, ministack); the shared ones: tests/conftest.py."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+from opensearchpy import OpenSearch
+
+from fanout.config import DatabaseSettings
+from fanout.model.mapping import Mappings, default_mappings
+from fanout.operations.reconcile import SinkReaders
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink
+from fanout.source.connection import connect
+from tests.support.aws import aws_resource
+from tests.support.backfill import Harness, apply_checkpoint_migration
+from tests.support.integration import create_replica_table
+
+
+@pytest.fixture
+def harness(db_settings: DatabaseSettings, opensearch_endpoint: str, local_aws: dict[str, str]) -> Iterator[Harness]:
+    suffix = uuid.uuid4().hex[:8]
+    mappings = Mappings(
+        {
+            name: replace(m, opensearch_index=f"{m.opensearch_index}-{suffix}")
+            for name, m in default_mappings().tables.items()
+        }
+    )
+    apply_checkpoint_migration(db_settings)
+    table = create_replica_table(local_aws)
+    client = OpenSearch(opensearch_endpoint, timeout=30)
+    dynamodb = aws_resource(local_aws, "dynamodb")
+    conn, reader = connect(db_settings), connect(db_settings)
+    harness = Harness(
+        db_settings,
+        conn,
+        reader,
+        mappings,
+        client,
+        table,
+        [OpenSearchSink(client), DynamoDBSink(table, tombstone_ttl_seconds=3600)],
+        SinkReaders(client, dynamodb, table.name),
+    )
+    try:
+        yield harness
+    finally:
+        conn.close()
+        reader.close()
+        for m in mappings.tables.values():
+            client.indices.delete(index=m.opensearch_index, ignore=[404])
+        table.delete()

@@ -1,0 +1,68 @@
+"""The fetcher's world in memory: a source database, OpenSearch and DynamoDB (fakes) with the real sinks over
+them, sample rows and changes, and the fetcher handler (fetcher_fn/app.py) wired to that world."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from fanout.model.change import Change
+from fanout.model.mapping import Mappings, default_mappings
+from fanout.pipeline.fetcher import apply_changes
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink
+from tests.support.fakes import FakeDynamoDBTable, FakeOpenSearch, FakeSource, RecordingReject, load_app
+from tests.support.files import template_resource
+
+POSTS = default_mappings()
+NOW = 1764240000.0
+TOMBSTONE_TTL = 3600
+
+
+def row(post_id: int, title: str) -> dict[str, Any]:
+    return {"id": post_id, "title": title, "body": "text", "author": None, "status": "draft", "updated_at": None}
+
+
+def change(post_id: int = 1, table: str = "posts", action: str = "update") -> Change:
+    return Change(table, (("id", post_id),), action, 1764240000000000, "req-fetch")
+
+
+class World:
+    """A source database, OpenSearch and DynamoDB, all in memory, and the real sinks over them."""
+
+    def __init__(self, mappings: Mappings = POSTS) -> None:
+        self.mappings = mappings
+        self.source = FakeSource()
+        self.opensearch = FakeOpenSearch()
+        self.table = FakeDynamoDBTable.from_template(template_resource("ReplicaTable"))
+        self.opensearch_sink = OpenSearchSink(self.opensearch)
+        self.dynamodb_sink = DynamoDBSink(self.table, tombstone_ttl_seconds=TOMBSTONE_TTL, clock=lambda: NOW)
+        self.sinks = [self.opensearch_sink, self.dynamodb_sink]
+
+    def apply(self, *changes: Change) -> dict[str, str]:
+        report = apply_changes(changes, self.mappings, self.source.read_row, self.sinks)
+        return {entry["sink"]: entry["outcome"] for entry in report.outcomes}
+
+    def document(self, post_id: int) -> dict[str, Any] | None:
+        return self.opensearch.document("posts", str(post_id))
+
+    def item(self, post_id: int) -> dict[str, Any] | None:
+        return self.table.items.get(f"posts#{post_id}")
+
+    def titles(self, post_id: int) -> tuple[str | None, str | None]:
+        """The title each sink holds for a post (None: no live row there)."""
+        document = self.document(post_id) or {}
+        item = self.item(post_id) or {}
+        return document.get("title"), None if item.get("_deleted") else item.get("title")
+
+
+def load_fetcher_app() -> ModuleType:
+    return load_app("fetcher_fn/app.py", "fetcher_app")
+
+
+class FetcherDependencies:
+    def __init__(self, world: World) -> None:
+        self.sinks = world.sinks
+        self.read_row = world.source.read_row
+        self.read_rows = None  # the in-memory source reads key by key
+        self.reject = RecordingReject()
