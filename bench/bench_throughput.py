@@ -54,7 +54,7 @@ from fanout.model.change import Change  # noqa: E402
 from fanout.model.mapping import Mappings, default_mappings  # noqa: E402
 from fanout.pipeline.fetcher import apply_changes  # noqa: E402
 from fanout.pipeline.parser import handle_trigger_payload  # noqa: E402
-from fanout.sinks import Outcome  # noqa: E402
+from fanout.sinks import Outcome, apply_each  # noqa: E402
 from fanout.sinks.dynamodb import DynamoDBSink  # noqa: E402
 from fanout.sinks.opensearch import OpenSearchSink, make_client  # noqa: E402
 from fanout.source.connection import ConnectionHolder, connect  # noqa: E402
@@ -144,6 +144,9 @@ class PerRowSink:
 
     def apply(self, mapping: Any, change: Change, state: RowState) -> Outcome:
         return self._sink.apply(mapping, change, state)  # type: ignore[no-any-return]
+
+    def apply_batch(self, mapping: Any, items: Any) -> list[Outcome | Exception]:
+        return apply_each(self, mapping, items)
 
 
 # --------------------------------------------------------------------------- the two designs

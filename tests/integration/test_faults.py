@@ -39,13 +39,12 @@ from typing import Any
 import pymysql
 import pytest
 
-from fanout.model.change import Change, parse_trigger_payload
+from fanout.model.change import Change, fetcher_event, parse_trigger_payload
 from fanout.model.mapping import DEFAULT_MAPPING_FILE, Mappings, default_mappings
 from fanout.operations.dead_letters import DeadLetterQueue, InvokeResult, redrive
 from fanout.operations.dead_letters import Outcome as RedriveOutcome
 from fanout.operations.stack_resources import StackResources
 from fanout.operations.verify import compare_row
-from fanout.pipeline.parser import fetcher_event
 from fanout.sinks.documents import dynamodb_partition_key
 from fanout.sinks.opensearch import make_client
 from tests.conftest import ROOT, aws_client, aws_resource, load_module, template_resource

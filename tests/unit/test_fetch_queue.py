@@ -1,4 +1,4 @@
-"""Queued fetch mode (fanout.pipeline.fetch_queue): the parser's forwarder and the fetcher's SQS batch handling."""
+"""Queued fetch mode (fanout.pipeline.handoff): the parser's forwarder and the fetcher's SQS batch handling."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from fanout.config import ConfigError, ParserSettings
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
 from fanout.operations.dead_letters import DeadLetter, InvokeResult, Kind, parse_dead_letter, redrive
-from fanout.pipeline.fetch_queue import QueueForwarder, handle_queue_batch
 from fanout.pipeline.fetcher import FetchFailed
+from fanout.pipeline.handoff import QueueForwarder, handle_queue_batch
 from fanout.pipeline.rejects import message_body, rejection_record
 from fanout.source.reader import SourceReadError
 

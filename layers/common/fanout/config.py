@@ -13,10 +13,17 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 FETCH_MODES = ("queued", "direct")
+# A secret read is reused this long; a refused login reads it again at once (DatabaseSettings.reread_from_env).
+SECRET_MAX_AGE_SECONDS = 300
+DEFAULT_TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600
+# The domain's request limit (http.max_content_length): 10 MiB on the smaller Amazon OpenSearch Service
+# instance types. Configurable as OPENSEARCH_MAX_REQUEST_BYTES.
+DEFAULT_OPENSEARCH_MAX_REQUEST_BYTES = 10 * 1024 * 1024
 
 
 class ConfigError(RuntimeError):
@@ -71,14 +78,15 @@ def _tls(env: Mapping[str, str], host: str) -> tuple[str, str]:
     return mode, bundle
 
 
-def fetch_secret_from_secrets_manager(secret_arn: str) -> Mapping[str, Any]:
-    """Read a Secrets Manager secret in the RDS format ({"username", "password", ...})."""
-    import boto3  # lazy: only functions that use a secret pay for the import
+def fetch_secret_from_secrets_manager(secret_arn: str, *, force_fetch: bool = False) -> Mapping[str, Any]:
+    """Read a Secrets Manager secret in the RDS format ({"username", "password", ...}) with Powertools
+    Parameters: cached for SECRET_MAX_AGE_SECONDS, read from Secrets Manager again with ``force_fetch``."""
+    from aws_lambda_powertools.utilities import parameters  # lazy: only functions that use a secret pay for it
 
-    response = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)
+    text = parameters.get_secret(secret_arn, max_age=SECRET_MAX_AGE_SECONDS, force_fetch=force_fetch)
     try:
-        secret = json.loads(response["SecretString"])
-    except (KeyError, ValueError) as exc:
+        secret = json.loads(text)
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"secret {secret_arn} is not a JSON SecretString") from exc
     if not isinstance(secret, dict):
         raise ConfigError(f"secret {secret_arn} must hold a JSON object")
@@ -144,6 +152,12 @@ class DatabaseSettings:
             ca_bundle=ca_bundle,
         )
 
+    @classmethod
+    def reread_from_env(cls) -> DatabaseSettings:
+        """:meth:`from_env` with the secret read from Secrets Manager, not the cache: a login was refused,
+        so the secret may have been rotated."""
+        return cls.from_env(fetch_secret=partial(fetch_secret_from_secrets_manager, force_fetch=True))
+
 
 @dataclass(frozen=True)
 class ParserSettings:
@@ -176,10 +190,10 @@ class SinkSettings:
     dynamodb_table: str
     dead_letter_queue_url: str
     opensearch_auth: str = "none"  # "none" locally, "sigv4" for Amazon OpenSearch Service
-    tombstone_ttl_seconds: int = 7 * 24 * 3600
+    tombstone_ttl_seconds: int = DEFAULT_TOMBSTONE_TTL_SECONDS
     # Other DynamoDB tables the fetcher was granted (stack parameter ExtraReplicaTableArns), by name.
     extra_dynamodb_tables: tuple[str, ...] = ()
-    opensearch_max_request_bytes: int = 10 * 1024 * 1024
+    opensearch_max_request_bytes: int = DEFAULT_OPENSEARCH_MAX_REQUEST_BYTES
     # How the DynamoDB sink writes a batch: "transactions" (TransactWriteItems, few requests, 2 write units a
     # row) or "puts" (conditional PutItems in parallel, a request and 1 write unit a row).
     dynamodb_batch_writes: str = "transactions"
@@ -204,9 +218,11 @@ class SinkSettings:
             dynamodb_table=_required(env, "DYNAMODB_TABLE"),
             dead_letter_queue_url=_required(env, "DEAD_LETTER_QUEUE_URL"),
             opensearch_auth=auth,
-            tombstone_ttl_seconds=_integer(env, "TOMBSTONE_TTL_SECONDS", 7 * 24 * 3600, minimum=60),
+            tombstone_ttl_seconds=_integer(env, "TOMBSTONE_TTL_SECONDS", DEFAULT_TOMBSTONE_TTL_SECONDS, minimum=60),
             extra_dynamodb_tables=_table_names(env, "DYNAMODB_EXTRA_TABLE_ARNS"),
-            opensearch_max_request_bytes=_integer(env, "OPENSEARCH_MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024),
+            opensearch_max_request_bytes=_integer(
+                env, "OPENSEARCH_MAX_REQUEST_BYTES", DEFAULT_OPENSEARCH_MAX_REQUEST_BYTES, minimum=1024
+            ),
             dynamodb_batch_writes=batch_writes,
         )
 

@@ -42,6 +42,8 @@ from fanout.capture.triggers import CHANGE_LOG_TABLE, RING_FORMAT_VERSION, drain
 from fanout.model.change import Change, ChangeValidationError, parse_trigger_payload
 from fanout.model.mapping import Mappings
 from fanout.observability import ChangeMetric, StackMetric, log, record, record_stack
+from fanout.pipeline.handoff import Forward
+from fanout.pipeline.rejects import Reject
 
 DEFAULT_BATCH_ROWS = 500
 DEFAULT_WAIT_SECONDS = 1  # a waiting claim's innodb_lock_wait_timeout: how long one wait for a writer lasts
@@ -51,9 +53,6 @@ DEFAULT_MAX_SECONDS = 60.0  # without a time_left, how long a drain may keep wai
 _ER_LOCK_WAIT_TIMEOUT = 1205
 _ER_LOCK_DEADLOCK = 1213
 _ER_NO_SUCH_TABLE = 1146
-
-Forward = Callable[[Sequence[Change]], None]
-Reject = Callable[[str, Any, str], None]
 
 
 @dataclass

@@ -43,6 +43,7 @@ import pymysql.connections
 from fanout.capture.triggers import FALLBACK_TABLE
 from fanout.config import ConfigError
 from fanout.observability import log
+from fanout.pipeline.rejects import Reject
 
 LOCK_NAME_PREFIX = "fanout_fallback_sweeper"
 _MAX_LOCK_NAME = 64
@@ -52,8 +53,6 @@ DEFAULT_MAX_CONSECUTIVE_FAILURES = 3
 PAYLOAD_REFUSED = frozenset({"InvalidRequestContentException", "RequestTooLargeException"})
 _MAX_ERROR_CHARS = 2000
 _ER_NO_SUCH_TABLE = 1146
-
-Reject = Callable[[str, Any, str], None]
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ from typing import Any
 from fanout.model.change import Change, ChangeValidationError, KeyValue, parse_change_message
 from fanout.model.mapping import Mappings, TableMapping
 from fanout.observability import log
-from fanout.pipeline.fetcher import ReadRow, ReadRows, Reject, apply_changes
+from fanout.pipeline.fetcher import ReadRow, ReadRows, apply_changes
+from fanout.pipeline.rejects import Reject
 from fanout.sinks import Sink
 from fanout.source.reader import _quote
 

@@ -1,4 +1,4 @@
-"""What backfill and reconcile need, built from the environment: the same wiring as the fetcher's.
+"""What backfill and reconcile need, built from the environment: the fetcher's own wiring (fanout.pipeline.wiring).
 
 Used by the ``fanout backfill`` / ``fanout reconcile`` commands and by the
 maintenance Lambda (maintenance_fn). Two database connections: one
@@ -8,59 +8,37 @@ source pages) and the fetch path's own, for its short locking reads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from fanout.config import DatabaseSettings, SinkSettings
-from fanout.model.change import Change
-from fanout.model.mapping import Mappings, TableMapping, check_dynamodb_tables, default_mappings
+from fanout.model.mapping import Mappings
 from fanout.operations.backfill import BackfillJob, BackfillResult, run_backfill
 from fanout.operations.reconcile import ReconcileReport, SinkReaders, reconcile
-from fanout.pipeline.rejects import QueueRejectRecorder
-from fanout.sinks import Sink
-from fanout.sinks.dynamodb import DynamoDBSink
-from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.pipeline.wiring import FetchPath
 from fanout.source.connection import ConnectionHolder
-from fanout.source.reader import RowState, read_row, read_rows
 
 
 class Maintenance:
     def __init__(self, source: str) -> None:
-        import boto3
-
-        settings = SinkSettings.from_env()
-        self.mappings: Mappings = default_mappings()
-        check_dynamodb_tables(self.mappings, settings.granted_dynamodb_tables)
-        self.database = ConnectionHolder(DatabaseSettings.from_env(), reload=DatabaseSettings.from_env)
-        self.fetch_database = ConnectionHolder(DatabaseSettings.from_env(), reload=DatabaseSettings.from_env)
-        dynamodb = boto3.resource("dynamodb")
-        opensearch = make_client(settings.opensearch_endpoint, settings.opensearch_auth)
-        self.sinks: list[Sink] = [
-            OpenSearchSink(opensearch, max_request_bytes=settings.opensearch_max_request_bytes),
-            DynamoDBSink(
-                dynamodb.Table(settings.dynamodb_table),
-                tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
-                tables=dynamodb.Table,
-                batch_writes=settings.dynamodb_batch_writes,
-            ),
-        ]
-        self.readers = SinkReaders(opensearch, dynamodb, settings.dynamodb_table)
-        self.reject = QueueRejectRecorder(boto3.client("sqs"), settings.dead_letter_queue_url, source=source)
+        self.fetch = FetchPath(source)
+        self.mappings: Mappings = self.fetch.mappings
+        self.database = ConnectionHolder.from_env()
+        self.readers = SinkReaders(self.fetch.opensearch, self.fetch.dynamodb, self.fetch.settings.dynamodb_table)
 
     def conn(self) -> Any:
         return self.database.get()
 
-    def read_row(self, mapping: TableMapping, change: Change) -> RowState:
-        # as the fetcher: a lost connection is replaced and the (idempotent) read repeated once
-        return self.fetch_database.call(lambda conn: read_row(conn, mapping, change))
-
-    def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> list[RowState | Exception]:
-        return self.fetch_database.call(lambda conn: read_rows(conn, mapping, changes))
-
     def backfill(self, job: BackfillJob, **options: Any) -> BackfillResult:
         """Run (or resume) ``job`` through this environment's fetch path; ``options`` as for ``run_backfill``."""
+        fetch = self.fetch
         return run_backfill(
-            self.conn(), self.mappings, job, self.read_row, self.sinks, self.reject, read_rows=self.read_rows, **options
+            self.conn(),
+            self.mappings,
+            job,
+            fetch.read_row,
+            fetch.sinks,
+            fetch.reject,
+            read_rows=fetch.read_rows,
+            **options,
         )
 
     def reconcile(self, **options: Any) -> ReconcileReport:
@@ -70,12 +48,12 @@ class Maintenance:
             self.conn(),
             self.mappings,
             self.readers,
-            read_row=self.read_row,
-            sinks=self.sinks,
-            reject=self.reject,
+            read_row=self.fetch.read_row,
+            sinks=self.fetch.sinks,
+            reject=self.fetch.reject,
             **options,
         )
 
     def close(self) -> None:
         self.database.close()
-        self.fetch_database.close()
+        self.fetch.close()

@@ -65,7 +65,8 @@ from fanout.model.sink_keys import dynamodb_item_key, opensearch_key
 from fanout.observability import log
 from fanout.operations.backfill import Key, after_key_sql, key_bound_params, key_changes
 from fanout.operations.verify import dynamodb_problem, opensearch_problem
-from fanout.pipeline.fetcher import FetchFailed, ReadRow, Reject, apply_changes
+from fanout.pipeline.fetcher import FetchFailed, ReadRow, apply_changes
+from fanout.pipeline.rejects import Reject
 from fanout.redaction import describe_error
 from fanout.sinks import Outcome, Sink
 from fanout.sinks.documents import dynamodb_key, dynamodb_refusal, opensearch_document_id, opensearch_refusal

@@ -15,7 +15,11 @@ decodes back to exactly what was sent.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
+
+# Records input that can never succeed: (reason, the payload as received, correlation id).
+Reject = Callable[[str, Any, str], None]
 
 MAX_RECORDED_PAYLOAD_CHARS = 100_000
 MAX_MESSAGE_BYTES = 250 * 1024  # SQS's default message cap is 256 KiB; keep a margin for attributes
