@@ -24,6 +24,9 @@ DEFAULT_TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600
 # The domain's request limit (http.max_content_length): 10 MiB on the smaller Amazon OpenSearch Service
 # instance types. Configurable as OPENSEARCH_MAX_REQUEST_BYTES.
 DEFAULT_OPENSEARCH_MAX_REQUEST_BYTES = 10 * 1024 * 1024
+# How the DynamoDB sink writes a batch (DYNAMODB_BATCH_WRITES): TransactWriteItems (few requests, 2 write units a
+# row per KB) or conditional PutItems in parallel (a request and 1 write unit a row per KB).
+BATCH_TRANSACTIONS, BATCH_PUTS = "transactions", "puts"
 
 
 class ConfigError(RuntimeError):
@@ -194,9 +197,7 @@ class SinkSettings:
     # Other DynamoDB tables the fetcher was granted (stack parameter ExtraReplicaTableArns), by name.
     extra_dynamodb_tables: tuple[str, ...] = ()
     opensearch_max_request_bytes: int = DEFAULT_OPENSEARCH_MAX_REQUEST_BYTES
-    # How the DynamoDB sink writes a batch: "transactions" (TransactWriteItems, few requests, 2 write units a
-    # row) or "puts" (conditional PutItems in parallel, a request and 1 write unit a row).
-    dynamodb_batch_writes: str = "transactions"
+    dynamodb_batch_writes: str = BATCH_TRANSACTIONS
 
     @property
     def granted_dynamodb_tables(self) -> frozenset[str]:
@@ -208,10 +209,11 @@ class SinkSettings:
         auth = env.get("OPENSEARCH_AUTH", "none").strip() or "none"
         if auth not in ("none", "sigv4"):
             raise ConfigError(f"environment variable OPENSEARCH_AUTH must be 'none' or 'sigv4', got {auth!r}")
-        batch_writes = env.get("DYNAMODB_BATCH_WRITES", "transactions").strip() or "transactions"
-        if batch_writes not in ("transactions", "puts"):
+        batch_writes = env.get("DYNAMODB_BATCH_WRITES", "").strip() or BATCH_TRANSACTIONS
+        if batch_writes not in (BATCH_TRANSACTIONS, BATCH_PUTS):
             raise ConfigError(
-                f"environment variable DYNAMODB_BATCH_WRITES must be 'transactions' or 'puts', got {batch_writes!r}"
+                f"environment variable DYNAMODB_BATCH_WRITES must be {BATCH_TRANSACTIONS!r} or {BATCH_PUTS!r}, "
+                f"got {batch_writes!r}"
             )
         return cls(
             opensearch_endpoint=_required(env, "OPENSEARCH_ENDPOINT").rstrip("/"),
