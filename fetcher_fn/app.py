@@ -32,7 +32,4 @@ def _correlation_id(event: Any, context: Any) -> str:
 
 @instrumented_handler(correlation_id=_correlation_id)
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    deps = _dependencies()
-    return handle_fetcher_event(
-        event, context, default_mappings(), deps.read_row, deps.sinks, deps.reject, read_rows=deps.read_rows
-    )
+    return handle_fetcher_event(event, context, default_mappings(), _dependencies())

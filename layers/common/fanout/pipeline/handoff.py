@@ -32,6 +32,7 @@ from fanout.pipeline.rejects import HeldRejects, Reject
 
 if TYPE_CHECKING:  # the fetcher side's imports wait for the fetcher: the parser imports this module too
     from fanout.pipeline.fetcher import FetchReport, ReadRow, ReadRows
+    from fanout.pipeline.wiring import FetchPath
     from fanout.sinks import Sink
 
 Forward = Callable[[Sequence[Change]], None]
@@ -44,46 +45,48 @@ DIRECT_CHANGES_PER_INVOKE = 100
 # --------------------------------------------------------------------------- parser side
 
 
-class QueueForwarder:
-    """Hands changes to the fetch queue, one message per change."""
+class _Forwarder:
+    """Hands changes on in chunks of ``chunk_size`` (a chunk: one request), each sent by ``_send``."""
 
-    def __init__(self, sqs_client: Any, queue_url: str) -> None:
-        self._sqs = sqs_client
-        self._queue_url = queue_url
+    chunk_size = 1
 
-    def __call__(self, changes: Sequence[Change]) -> None:
-        for start in range(0, len(changes), SEND_BATCH_ENTRIES):
-            chunk = changes[start : start + SEND_BATCH_ENTRIES]
-            response = self._sqs.send_message_batch(
-                QueueUrl=self._queue_url,
-                Entries=[
-                    {"Id": str(i), "MessageBody": json.dumps(fetcher_event([change]))} for i, change in enumerate(chunk)
-                ],
-            )
-            failed = response.get("Failed") or []
-            if failed:
-                reasons = "; ".join(f"{f.get('Code')}: {f.get('Message')}" for f in failed)
-                raise RuntimeError(f"the fetch queue refused {len(failed)} of {len(chunk)} changes: {reasons}")
-
-
-class LambdaForwarder:
-    """Hands changes to the fetcher function with an asynchronous (Event) invoke."""
-
-    def __init__(self, lambda_client: Any, function_name: str) -> None:
-        self._lambda = lambda_client
-        self._function_name = function_name
+    def __init__(self, client: Any, target: str) -> None:
+        self._client = client
+        self._target = target  # the queue's URL, the function's name
 
     def __call__(self, changes: Sequence[Change]) -> None:
-        for start in range(0, len(changes), DIRECT_CHANGES_PER_INVOKE):
-            chunk = changes[start : start + DIRECT_CHANGES_PER_INVOKE]
-            response = self._lambda.invoke(
-                FunctionName=self._function_name,
-                InvocationType="Event",
-                Payload=json.dumps(fetcher_event(chunk)).encode("utf-8"),
-            )
-            status = response.get("StatusCode")
-            if status != 202:
-                raise RuntimeError(f"async invoke of {self._function_name} answered {status}, expected 202")
+        for start in range(0, len(changes), self.chunk_size):
+            self._send(changes[start : start + self.chunk_size])
+
+    def _send(self, chunk: Sequence[Change]) -> None:
+        raise NotImplementedError
+
+
+class QueueForwarder(_Forwarder):
+    """Hands changes to the fetch queue, one message per change, SEND_BATCH_ENTRIES a request."""
+
+    chunk_size = SEND_BATCH_ENTRIES
+
+    def _send(self, chunk: Sequence[Change]) -> None:
+        entries = [{"Id": str(i), "MessageBody": json.dumps(fetcher_event([change]))} for i, change in enumerate(chunk)]
+        response = self._client.send_message_batch(QueueUrl=self._target, Entries=entries)
+        failed = response.get("Failed") or []
+        if failed:
+            reasons = "; ".join(f"{f.get('Code')}: {f.get('Message')}" for f in failed)
+            raise RuntimeError(f"the fetch queue refused {len(failed)} of {len(chunk)} changes: {reasons}")
+
+
+class LambdaForwarder(_Forwarder):
+    """Hands changes to the fetcher function with an asynchronous (Event) invoke, DIRECT_CHANGES_PER_INVOKE each."""
+
+    chunk_size = DIRECT_CHANGES_PER_INVOKE
+
+    def _send(self, chunk: Sequence[Change]) -> None:
+        payload = json.dumps(fetcher_event(chunk)).encode("utf-8")
+        response = self._client.invoke(FunctionName=self._target, InvocationType="Event", Payload=payload)
+        status = response.get("StatusCode")
+        if status != 202:
+            raise RuntimeError(f"async invoke of {self._target} answered {status}, expected 202")
 
 
 # --------------------------------------------------------------------------- fetcher side
@@ -144,19 +147,11 @@ def parse_fetcher_event(
     return changes, rejected
 
 
-def handle_fetcher_event(
-    event: Any,
-    context: Any,
-    mappings: Mappings,
-    read_row: ReadRow,
-    sinks: Sequence[Sink],
-    reject: Reject,
-    *,
-    read_rows: ReadRows | None = None,
-) -> dict[str, Any]:
+def handle_fetcher_event(event: Any, context: Any, mappings: Mappings, deps: FetchPath) -> dict[str, Any]:
     """Either shape of fetcher event: an SQS batch (FetchMode=queued) or a direct invoke's event."""
     from fanout.pipeline.fetcher import apply_changes
 
+    read_row, read_rows, sinks, reject = deps.read_row, deps.read_rows, deps.sinks, deps.reject
     if isinstance(event, dict) and "Records" in event:
         return handle_queue_batch(event, context, mappings, read_row, sinks, reject, read_rows=read_rows)
     # Rejections wait for the outcome: a failed event is retried whole (then dead-lettered whole), and
