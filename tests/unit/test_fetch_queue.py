@@ -86,6 +86,21 @@ def test_a_batch_is_read_once_per_key_and_only_the_failed_records_are_retried() 
     assert len(reject.rejections) == 1 and "changes" in reject.rejections[0].reason
 
 
+def test_a_record_is_known_by_its_carried_correlation_id_only_if_the_pipeline_could_have_written_it() -> None:
+    # Given two records whose invalid changes carry a correlation id: one the parser writes, one forged
+    world = World()
+    reject = RecordingReject()
+    event = sqs_event(
+        {"changes": [{"v": 1, "correlation_id": "fallback:17"}]},
+        {"changes": [{"v": 1, "correlation_id": "forged\nline"}]},
+    )
+    # When the batch is handled
+    response = handle_queue_batch(event, FakeContext(), world.mappings, world.source.read_row, world.sinks, reject)
+    # Then the forged id is not repeated: that record is known by its message id (as the fetcher handler does)
+    assert response == {"batchItemFailures": []}
+    assert [r.correlation_id for r in reject.rejections] == ["fallback:17", "m1"]
+
+
 def test_parser_settings_name_the_fetch_mode_and_require_the_queue_when_queued() -> None:
     base = {"FETCHER_FUNCTION_NAME": "f", "DEAD_LETTER_QUEUE_URL": "d"}
     assert ParserSettings.from_env(base).fetch_mode == "direct"
