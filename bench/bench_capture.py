@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 
-from fanout.capture.migrations import load_migrations, render, split_statements  # noqa: E402
+from fanout.capture.migration_scripts import load_migrations, render, split_statements  # noqa: E402
 from local.stack import source_connection  # noqa: E402
 
 SHIM_DELAY_MS = 35

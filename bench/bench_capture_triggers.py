@@ -28,7 +28,7 @@ from time import perf_counter
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 
-from fanout.capture.migrations import render, split_statements  # noqa: E402
+from fanout.capture.migration_scripts import render, split_statements  # noqa: E402
 from fanout.capture.triggers import CHANGE_LOG_TABLE_SQL, capture_trigger  # noqa: E402
 from fanout.config import DatabaseSettings  # noqa: E402
 from fanout.model.mapping import parse_mappings  # noqa: E402

@@ -60,7 +60,7 @@ VENV_BIN = ROOT / ".venv" / "bin"
 
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 
-from fanout.capture.migrations import split_statements  # noqa: E402
+from fanout.capture.migration_scripts import split_statements  # noqa: E402
 from local import opensearch as local_opensearch  # noqa: E402
 
 

@@ -20,8 +20,8 @@ from typing import Any
 import pymysql
 import pytest
 
+from fanout.capture.names import CHANGE_LOG_TABLE
 from fanout.capture.sweeper import lock_name
-from fanout.capture.triggers import CHANGE_LOG_TABLE
 from fanout.cli import main
 from local.stack import source_connection
 from tests.conftest import aws_client

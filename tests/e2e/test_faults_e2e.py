@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from fanout.capture.triggers import CHANGE_LOG_TABLE, drain_lock_name
+from fanout.capture.names import CHANGE_LOG_TABLE, drain_lock_name
 from local.stack import LocalConfig, ensure_bridge, running_pid
 from tests.conftest import aws_client
 from tests.e2e.test_pipeline import agreed, stack, wait_until

@@ -18,7 +18,8 @@ import pymysql
 import pytest
 
 from fanout.capture.migrations import MigrationRunner
-from fanout.capture.triggers import CHANGE_LOG_TABLE, trigger_name, write_capture_migration
+from fanout.capture.names import CHANGE_LOG_TABLE
+from fanout.capture.triggers import trigger_name, write_capture_migration
 from fanout.config import DatabaseSettings
 from fanout.model.change import parse_trigger_payload
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
@@ -94,7 +95,7 @@ def test_the_shipped_migrations_leave_one_trigger_per_captured_action(
 ) -> None:
     # Then the newest generation's triggers (one per captured action of every mapped table)
     # are the only ones left: each generated migration dropped the triggers of the ones before
-    from fanout.capture.migrations import load_migrations
+    from fanout.capture.migration_scripts import load_migrations
     from fanout.model.mapping import default_mappings
 
     # (the newest migration that creates triggers: others, such as V005's checkpoint table, do not)

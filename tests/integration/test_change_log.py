@@ -21,7 +21,7 @@ import pytest
 import fanout.capture.change_log as change_log_module
 from fanout.capture.change_log import change_log_status, drain, is_ring
 from fanout.capture.migrations import MigrationRunner
-from fanout.capture.triggers import CHANGE_LOG_TABLE, drain_lock_name
+from fanout.capture.names import CHANGE_LOG_TABLE, drain_lock_name
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
@@ -295,7 +295,7 @@ def test_a_commit_just_as_the_drainer_releases_its_lock_is_still_drained(
 ) -> None:
     app, observer, conn = sessions(), sessions(), sessions()
     recorder = Recorder()
-    real_release = change_log_module._release
+    real_release = change_log_module.release_lock
     written = threading.Event()
 
     def write_then_release(connection: pymysql.connections.Connection, name: str) -> None:
@@ -306,7 +306,7 @@ def test_a_commit_just_as_the_drainer_releases_its_lock_is_still_drained(
             written.set()
         real_release(connection, name)
 
-    monkeypatch.setattr(change_log_module, "_release", write_then_release)
+    monkeypatch.setattr(change_log_module, "release_lock", write_then_release)
 
     # When the drainer finds the log empty and releases its lock
     running = DrainInThread(conn, recorder)

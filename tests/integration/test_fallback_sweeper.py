@@ -17,8 +17,8 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from fanout.capture.migrations import MigrationRunner
+from fanout.capture.names import FALLBACK_TABLE
 from fanout.capture.sweeper import fallback_status, lock_name, sweep
-from fanout.capture.triggers import FALLBACK_TABLE
 from fanout.config import DatabaseSettings
 from fanout.source.connection import connect
 from local.stack import run_sql_file

@@ -13,7 +13,8 @@ from typing import Any
 import pymysql
 import pytest
 
-from fanout.capture.migrations import HISTORY_TABLE, MigrationError, MigrationReport, MigrationRunner
+from fanout.capture.migration_scripts import MigrationError
+from fanout.capture.migrations import HISTORY_TABLE, MigrationReport, MigrationRunner
 from fanout.config import DatabaseSettings
 from fanout.source.connection import connect
 

@@ -31,9 +31,7 @@ def agrees(h: Harness) -> bool:
 
 def keys_of(h: Harness, job: BackfillJob) -> list[tuple[Any, ...]]:
     """Every key a range job covers, read with the job's own page query."""
-    from fanout.operations.backfill import page_query
-
-    sql, params = page_query(h.mapping(job.table), job, None, 10**9)
+    sql, params = job.page_query(h.mapping(job.table), None, 10**9)
     with h.conn.cursor() as cur:
         cur.execute(sql, params)
         return [tuple(r) for r in cur.fetchall()]

@@ -16,7 +16,8 @@ import pymysql
 import pytest
 
 from fanout.capture import post_deploy as hook
-from fanout.capture.migrations import HISTORY_TABLE, MigrationError, MigrationReport
+from fanout.capture.migration_scripts import MigrationError
+from fanout.capture.migrations import HISTORY_TABLE, MigrationReport
 from fanout.config import DatabaseSettings
 from fanout.source.connection import connect
 

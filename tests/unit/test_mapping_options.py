@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fanout.model.key_format import parse_key_format
 from fanout.model.mapping import (
     DEFAULT_MAPPING_FILE,
     MappingError,
     check_dynamodb_tables,
     load_mappings,
-    parse_key_format,
     parse_mappings,
 )
 

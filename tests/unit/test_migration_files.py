@@ -7,14 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fanout.capture.migrations import (
-    MigrationError,
-    MigrationRunner,
-    checksum_of,
-    load_migrations,
-    render,
-    split_statements,
-)
+from fanout.capture.migration_scripts import MigrationError, checksum_of, load_migrations, render, split_statements
+from fanout.capture.migrations import MigrationRunner
 
 REPO = Path(__file__).resolve().parents[2]
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:fanout-parser-dev"

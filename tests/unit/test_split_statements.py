@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fanout.capture.migrations import MigrationError, split_statements
+from fanout.capture.migration_scripts import MigrationError, split_statements
 
 
 def test_plain_statements_are_split_on_semicolons_and_trimmed() -> None:

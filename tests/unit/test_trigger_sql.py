@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from fanout.capture.migrations import MigrationError, load_migrations, split_statements
+from fanout.capture.migration_scripts import MigrationError, load_migrations, split_statements
+from fanout.capture.names import CHANGE_LOG_TABLE, FALLBACK_TABLE, drain_lock_name
 from fanout.capture.triggers import (
-    CHANGE_LOG_TABLE,
-    FALLBACK_TABLE,
     capture_migration,
     capture_trigger,
-    drain_lock_name,
     live_triggers,
     trigger_name,
     write_capture_migration,

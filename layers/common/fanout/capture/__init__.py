@@ -1,1 +1,1 @@
-"""Capture on the source database: trigger SQL, migrations, Aurora setup, the change log drainer and the sweeper."""
+"""Capture on the source database: trigger SQL, migrations, Aurora setup, the change log drainer, the sweeper."""

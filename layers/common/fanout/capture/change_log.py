@@ -38,12 +38,13 @@ from typing import Any
 import pymysql
 import pymysql.connections
 
-from fanout.capture.triggers import CHANGE_LOG_TABLE, RING_FORMAT_VERSION, drain_lock_name
+from fanout.capture.names import CHANGE_LOG_TABLE, RING, RING_FORMAT_VERSION, drain_lock_name
 from fanout.model.change import Change, ChangeValidationError, parse_trigger_payload
 from fanout.model.mapping import Mappings
-from fanout.observability import ChangeMetric, StackMetric, log, record, record_stack
+from fanout.observability import StackMetric, log, record_accepted, record_stack
 from fanout.pipeline.handoff import Forward
 from fanout.pipeline.rejects import Reject
+from fanout.source.locks import current_schema, release_lock, try_lock
 
 DEFAULT_BATCH_ROWS = 500
 DEFAULT_WAIT_SECONDS = 1  # a waiting claim's innodb_lock_wait_timeout: how long one wait for a writer lasts
@@ -71,18 +72,9 @@ class DrainReport:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class ChangeLogStatus:
-    """What waits in the change log."""
-
-    depth: int
-    oldest: datetime | None
-    oldest_age_seconds: float | None
-
-
 def is_ring(event: Any) -> bool:
     """Whether an invoke is a trigger's ring (format version 2) rather than a per-row payload (version 1)."""
-    return isinstance(event, dict) and event.get("v") == RING_FORMAT_VERSION and event.get("ring") == "change_log"
+    return isinstance(event, dict) and event.get("v") == RING_FORMAT_VERSION and event.get("ring") == RING
 
 
 def coalesce(changes: Sequence[Change]) -> list[Change]:
@@ -99,27 +91,6 @@ def coalesce(changes: Sequence[Change]) -> list[Change]:
         elif change.changed_at_us < seen.changed_at_us:
             merged[ident] = replace(seen, changed_at_us=change.changed_at_us)
     return list(merged.values())
-
-
-def _current_schema(conn: pymysql.connections.Connection) -> str:
-    with conn.cursor() as cur:
-        cur.execute("SELECT DATABASE()")
-        row = cur.fetchone()
-    if row is None or row[0] is None:
-        raise RuntimeError("the database connection has no current schema to drain")
-    return str(row[0])
-
-
-def _try_lock(conn: pymysql.connections.Connection, name: str) -> bool:
-    with conn.cursor() as cur:
-        cur.execute("SELECT GET_LOCK(%s, 0)", (name,))  # never waits
-        row = cur.fetchone()
-    return row is not None and row[0] == 1
-
-
-def _release(conn: pymysql.connections.Connection, name: str) -> None:
-    with conn.cursor() as cur:
-        cur.execute("DO RELEASE_LOCK(%s)", (name,))
 
 
 class _Drainer:
@@ -180,15 +151,7 @@ class _Drainer:
             if merged:
                 self.forward(merged)
                 for change in merged:  # the same line the parser logs for a per-row payload
-                    record(ChangeMetric.RECEIVED, change.table)
-                    log(
-                        logging.INFO,
-                        "change accepted",
-                        correlation_id=self.correlation_id,
-                        table=change.table,
-                        key=change.document_id,
-                        action=change.action,
-                    )
+                    record_accepted(change, self.correlation_id)
             # One row at a time, by primary key: `DELETE ... WHERE id IN (...)` may be planned as a scan, and a
             # DELETE scan waits on the rows another drainer holds (no semi-consistent read for DELETE), which
             # deadlocked two drainers on MariaDB 10.11 (tests/integration/test_change_log.py).
@@ -244,17 +207,20 @@ def drain(
     with conn.cursor() as cur:
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         cur.execute("SET SESSION innodb_lock_wait_timeout = %s", (wait_seconds,))
-    lock = drain_lock_name(_current_schema(conn))
+    schema = current_schema(conn)
+    if schema is None:
+        raise RuntimeError("the database connection has no current schema to drain")
+    lock = drain_lock_name(schema)
     drainer = _Drainer(conn, mappings, forward, reject, correlation_id, batch_rows)
     report = drainer.report
-    holding = _try_lock(conn, lock)
+    holding = try_lock(conn, lock)
     report.held_lock = holding
     try:
         try:
             report.stopped = _run(drainer, conn, lock, holding, time_left, idle_seconds)
         finally:
             with suppress(pymysql.err.Error):  # a lost connection has released it already
-                _release(conn, lock)
+                release_lock(conn, lock)
     except pymysql.err.ProgrammingError as exc:
         if exc.args and exc.args[0] == _ER_NO_SUCH_TABLE:  # the migration that creates the log has not run yet
             report.stopped = f"{CHANGE_LOG_TABLE} does not exist (no change-log migration applied yet)"
@@ -298,7 +264,7 @@ def _run(
         if not holding:
             # Another drainer holds the lock: it waits out the writers, including the ones behind the rows
             # skipped here (they wrote before its release). Nothing more to do.
-            if not _try_lock(conn, lock):
+            if not try_lock(conn, lock):
                 return ""
             holding = drainer.report.held_lock = True
             continue
@@ -312,17 +278,26 @@ def _run(
             continue
         if _linger(drainer, idle_seconds, time_left):
             continue  # rows came while idling: their statements did not ring, this drainer takes them
-        _release(conn, lock)  # step 3: the log is empty; statements ring again from here on
+        release_lock(conn, lock)  # step 3: the log is empty; statements ring again from here on
         holding = False
         rows = drainer.claim(wait=True)  # rows whose statements saw the lock held were written before the release
         if rows is None or rows:
             if rows:
                 drainer.hand_off(rows)
-            if not _try_lock(conn, lock):
+            if not try_lock(conn, lock):
                 return ""  # a newer drainer holds it now and waits out the rest
             holding = True
             continue
         return ""
+
+
+@dataclass(frozen=True)
+class ChangeLogStatus:
+    """What waits in the change log."""
+
+    depth: int
+    oldest: datetime | None
+    oldest_age_seconds: float | None
 
 
 def change_log_status(conn: pymysql.connections.Connection) -> ChangeLogStatus | None:
@@ -361,7 +336,7 @@ def ring_if_waiting(
     record_stack(StackMetric.CHANGE_LOG_DEPTH, status.depth)
     record_stack(StackMetric.CHANGE_LOG_AGE, status.oldest_age_seconds or 0.0)
     if status.depth:
-        ring = {"v": RING_FORMAT_VERSION, "ring": "change_log", "table": "", "ts": time.time()}
+        ring = {"v": RING_FORMAT_VERSION, "ring": RING, "table": "", "ts": time.time()}
         response = lambda_client.invoke(
             FunctionName=parser_function, InvocationType="Event", Payload=json.dumps(ring).encode("utf-8")
         )

@@ -40,13 +40,13 @@ from typing import Any
 import pymysql
 import pymysql.connections
 
-from fanout.capture.triggers import FALLBACK_TABLE
+from fanout.capture.names import FALLBACK_TABLE
 from fanout.config import ConfigError
 from fanout.observability import log
 from fanout.pipeline.rejects import Reject
+from fanout.source import locks
 
 LOCK_NAME_PREFIX = "fanout_fallback_sweeper"
-_MAX_LOCK_NAME = 64
 DEFAULT_MAX_ROWS = 500
 DEFAULT_MAX_CONSECUTIVE_FAILURES = 3
 # Errors that say the payload itself is unacceptable: retrying the same bytes cannot help.
@@ -107,7 +107,7 @@ class FallbackStatus:
 
 
 def lock_name(schema: str) -> str:
-    return f"{LOCK_NAME_PREFIX}:{schema}"[:_MAX_LOCK_NAME]
+    return locks.lock_name(LOCK_NAME_PREFIX, schema)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -120,15 +120,6 @@ def _error_code(exc: BaseException) -> str:
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", ""))
     return ""
-
-
-def _current_schema(conn: pymysql.connections.Connection) -> str:
-    with conn.cursor() as cur:
-        cur.execute("SELECT DATABASE()")
-        row = cur.fetchone()
-    if row is None or row[0] is None:
-        raise ConfigError("the database connection has no current schema to sweep")
-    return str(row[0])
 
 
 def _count(conn: pymysql.connections.Connection) -> int:
@@ -159,11 +150,11 @@ def sweep(
     the rest waits for the next one.
     """
     report = SweepReport()
-    name = lock_name(_current_schema(conn))
-    with conn.cursor() as cur:
-        cur.execute("SELECT GET_LOCK(%s, 0)", (name,))
-        row = cur.fetchone()
-    if row is None or row[0] != 1:
+    schema = locks.current_schema(conn)
+    if schema is None:
+        raise ConfigError("the database connection has no current schema to sweep")
+    name = lock_name(schema)
+    if not locks.try_lock(conn, name):
         report.busy = True
         log(logging.INFO, "fallback sweep skipped: another sweep is running", lock=name)
         return report
@@ -204,8 +195,8 @@ def sweep(
         if report.remaining and not report.stopped and len(rows) >= max_rows:
             report.stopped = f"the run's bound of {max_rows} rows was reached"
     finally:
-        with suppress(pymysql.err.Error), conn.cursor() as cur:
-            cur.execute("DO RELEASE_LOCK(%s)", (name,))
+        with suppress(pymysql.err.Error):
+            locks.release_lock(conn, name)
     level = logging.WARNING if report.failed or report.rejected else logging.INFO
     log(level, "fallback sweep finished", **report.as_dict())
     return report

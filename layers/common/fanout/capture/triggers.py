@@ -46,15 +46,12 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from fanout.capture.migrations import Migration, MigrationError, load_migrations, split_statements
+from fanout.capture.migration_scripts import Migration, MigrationError, load_migrations, split_statements
+from fanout.capture.names import CHANGE_LOG_TABLE, DRAIN_LOCK, RING, RING_FORMAT_VERSION
 from fanout.model.mapping import ACTIONS, Mappings, TableMapping
+from fanout.source.locks import MAX_LOCK_NAME
+from fanout.source.sql import quote_identifier
 
-CHANGE_LOG_TABLE = "fanout_change_log"
-# The per-row generation's table for payloads lambda_async could not send; still swept until empty.
-FALLBACK_TABLE = "fanout_fallback_outbox"
-# The user-level lock a working drainer holds; the triggers ring only while it is free.
-DRAIN_LOCK_PREFIX = "fanout_drain:"
-RING_FORMAT_VERSION = 2
 TRIGGER_PREFIX = "fanout_"
 KILL_SWITCH = "@fanout_disable"
 RUNG_AT = "@fanout_rung_at"  # the NOW(6) of the last statement that considered ringing, per session
@@ -80,18 +77,8 @@ CREATE TABLE IF NOT EXISTS {CHANGE_LOG_TABLE} (
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;"""
 
 
-def drain_lock_name(schema: str) -> str:
-    """The drain lock of ``schema`` (MySQL refuses user-level lock names over 64 characters)."""
-    return (DRAIN_LOCK_PREFIX + schema)[:_MAX_IDENTIFIER]
-
-
-# The same name, computed by the trigger for the schema it lives in.
-_DRAIN_LOCK_SQL = f"LEFT(CONCAT('{DRAIN_LOCK_PREFIX}', DATABASE()), {_MAX_IDENTIFIER})"
-
-
-def quote_identifier(name: str) -> str:
-    """A backtick-quoted identifier (mapping names are validated; quoting keeps reserved words safe)."""
-    return "`" + name.replace("`", "``") + "`"
+# The drain lock's name (fanout.capture.names.drain_lock_name), computed by the trigger for the schema it lives in.
+_DRAIN_LOCK_SQL = f"LEFT(CONCAT('{DRAIN_LOCK}:', DATABASE()), {MAX_LOCK_NAME})"
 
 
 def trigger_name(table: str, action: str, version: int) -> str:
@@ -149,7 +136,7 @@ def capture_trigger(mapping: TableMapping, action: str, version: int) -> str:
         f"{i5}GET DIAGNOSTICS CONDITION 1 @fanout_ring_error = MESSAGE_TEXT;\n"
         f"{i4}IF IS_FREE_LOCK({_DRAIN_LOCK_SQL}) = 1 THEN\n"
         f"{i5}SELECT lambda_async({arn}, JSON_OBJECT(\n"
-        f"{i5}{_INDENT}'v', {RING_FORMAT_VERSION}, 'ring', 'change_log', 'table', '{mapping.table}',\n"
+        f"{i5}{_INDENT}'v', {RING_FORMAT_VERSION}, 'ring', '{RING}', 'table', '{mapping.table}',\n"
         f"{i5}{_INDENT}'ts', UNIX_TIMESTAMP(SYSDATE(6))\n"
         f"{i5})) INTO @fanout_invoke_result;\n"
         f"{i4}END IF;\n"

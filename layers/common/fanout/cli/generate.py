@@ -21,7 +21,7 @@ from fanout.config import ConfigError
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from fanout.capture.migrations import MigrationError, load_migrations
+    from fanout.capture.migration_scripts import MigrationError, load_migrations
     from fanout.capture.triggers import DEFAULT_DESCRIPTION, capture_migration, live_triggers, write_capture_migration
     from fanout.model.mapping import MappingError, load_mappings
 

@@ -29,7 +29,8 @@ def _default_migrations_dir() -> str:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from fanout.capture.migrations import MigrationError, MigrationRunner
+    from fanout.capture.migration_scripts import MigrationError
+    from fanout.capture.migrations import MigrationRunner
     from fanout.source.connection import connect
 
     settings = DatabaseSettings.from_env()

@@ -1,1 +1,1 @@
-"""The change model: what a trigger says changed, the table mapping, and how keys become sink keys."""
+"""The change model: what a trigger says changed, the table mapping, key formats, how keys become sink keys."""

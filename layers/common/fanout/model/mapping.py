@@ -1,5 +1,9 @@
 """The table mapping: which source tables are replicated, and how.
 
+(About 440 lines, on purpose: the file format described here, its types and the entry
+validation that names table and field are read together; the key-format language and the
+generic field checks are apart, in key_format and mapping_fields.)
+
 One JSON file (``tables.json`` beside this module, or the path in
 ``FANOUT_MAPPING_FILE``) declares every replicated table. It is validated when
 loaded; an error names the table and the field. SQL identifiers used anywhere
@@ -35,14 +39,9 @@ A table's entry (every field but ``primary_key`` is optional)::
     }
 
 Key formats (``document_id``, ``partition_key.value``, ``sort_key.value``) are
-templates: ``{<key column>}`` is that key value, ``{key}`` all key values in
-key order joined by ``|``, ``{table}`` the source table's name (these two win
-over key columns so named); each value is
-percent-encoded (``urllib.parse.quote(str(v), safe="")``), so a value can never
-contain a separator. A format must name every key column (``{key}`` names them
-all), and two placeholders must be separated by a character the first one can
-never contain (anything but letters, digits, ``_.~-%``, and ``|`` after
-``{key}``), so that a sink key maps back to exactly one source key.
+templates of the key-format language (:mod:`fanout.model.key_format`): ``{<key column>}``,
+``{key}`` (all key values joined by ``|``) and ``{table}``, each value percent-encoded. A
+format must name every key column (``{key}`` names them all).
 
 JSON columns: MySQL reports a JSON column's type, so it is detected; MariaDB's
 JSON is a LONGTEXT alias that looks like any text column, so list it in
@@ -61,12 +60,22 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+
+from fanout.model.key_format import ENCODED_ALPHABET, KeyFormat, covered_key_columns, parse_key_format
+from fanout.model.mapping_fields import (
+    FieldError,
+    check_output_names,
+    choice,
+    column_list,
+    identifier,
+    known_fields,
+    renames,
+)
 
 ACTIONS = ("insert", "update", "delete")
 KEY_TYPES = ("int", "string")
@@ -79,7 +88,6 @@ RESERVED_ITEM_ATTRIBUTES = BOOKKEEPING_ATTRIBUTES | {DEFAULT_PARTITION_ATTRIBUTE
 OPENSEARCH_BINARY = ("base64", "exclude")
 DYNAMODB_BINARY = ("binary", "base64", "exclude")
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
 _INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,254}$")
 # A field name for OpenSearch: no dots (they are read as object paths), not a metadata field.
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_$@][A-Za-z0-9_$@-]{0,254}$")
@@ -91,10 +99,6 @@ OPENSEARCH_METADATA_FIELDS = frozenset(
 )  # fmt: skip
 _DYNAMODB_TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
-_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-# What urllib.parse.quote(value, safe="") can produce: unreserved characters and %XX escapes.
-_ENCODED_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.~-%")
-KEY_SEPARATOR = "|"
 
 DEFAULT_MAPPING_FILE = Path(__file__).resolve().parent.parent / "tables.json"
 
@@ -107,91 +111,6 @@ class MappingError(ValueError):
 class KeyColumn:
     column: str
     type: str  # "int" or "string"
-
-
-def encode_key_value(value: Any) -> str:
-    return quote(str(value), safe="")
-
-
-def default_key_text(values: Iterable[Any]) -> str:
-    """``{key}``: every key value percent-encoded, joined by ``|`` (the default document id)."""
-    return KEY_SEPARATOR.join(encode_key_value(v) for v in values)
-
-
-@dataclass(frozen=True)
-class KeyFormat:
-    """A validated key template, e.g. ``"{table}#{key}"`` or ``"{tenant}:{slug}"``."""
-
-    text: str
-    parts: tuple[tuple[bool, str], ...]  # (is_placeholder, literal text or placeholder name)
-
-    @property
-    def placeholders(self) -> frozenset[str]:
-        return frozenset(name for is_placeholder, name in self.parts if is_placeholder)
-
-    def render(self, table: str, key: tuple[tuple[str, Any], ...]) -> str:
-        values = dict(key)
-        out = []
-        for is_placeholder, name in self.parts:
-            if not is_placeholder:
-                out.append(name)
-            elif name == "key":
-                out.append(default_key_text(values.values()))
-            elif name == "table":
-                out.append(encode_key_value(table))
-            else:
-                out.append(encode_key_value(values[name]))
-        return "".join(out)
-
-
-def parse_key_format(text: Any, allowed: Iterable[str], fail: Callable[[str], MappingError]) -> KeyFormat:
-    """Parse and check a key template; ``fail(message)`` builds the error naming the field."""
-    if not isinstance(text, str) or not text or len(text) > 256:
-        raise fail(f"{text!r} must be a non-empty template string of at most 256 characters")
-    allowed = set(allowed)
-    parts: list[tuple[bool, str]] = []
-    position = 0
-    for match in _PLACEHOLDER.finditer(text):
-        if match.start() > position:
-            parts.append((False, text[position : match.start()]))
-        name = match.group(1)
-        if name not in allowed:
-            raise fail(f"placeholder {{{name}}} in {text!r} is not one of {sorted('{' + a + '}' for a in allowed)}")
-        parts.append((True, name))
-        position = match.end()
-    if position < len(text):
-        parts.append((False, text[position:]))
-    for is_placeholder, literal in parts:
-        if not is_placeholder and ("{" in literal or "}" in literal):
-            raise fail(f"{text!r} has an unmatched brace")
-    previous: str | None = None
-    for is_placeholder, name in parts:
-        if is_placeholder:
-            if previous is not None:
-                raise fail(
-                    f"{{{previous}}} and {{{name}}} in {text!r} need a separator between them that "
-                    "an encoded value cannot contain (e.g. ':', '#', '/')"
-                )
-            previous = name
-        elif previous is not None:
-            alphabet = _ENCODED_ALPHABET | ({KEY_SEPARATOR} if previous == "key" else set())
-            if not set(name) - alphabet:
-                raise fail(
-                    f"the separator {name!r} after {{{previous}}} in {text!r} is made of characters an encoded "
-                    "value can contain; use e.g. ':', '#' or '/'"
-                )
-            previous = None
-    return KeyFormat(text, tuple(parts))
-
-
-def _covered_key_columns(formats: Iterable[KeyFormat], key_columns: tuple[str, ...]) -> set[str]:
-    covered: set[str] = set()
-    for key_format in formats:
-        if "key" in key_format.placeholders:
-            covered.update(key_columns)
-        # {key} and {table} always mean the special values, even for a key column so named
-        covered.update((key_format.placeholders - {"key", "table"}) & set(key_columns))
-    return covered
 
 
 @dataclass(frozen=True)
@@ -271,211 +190,149 @@ def _fail(table: str, field: str, message: str) -> MappingError:
     return MappingError(f"table mapping for {table!r}, field {field!r}: {message}")
 
 
-def _identifier(table: str, field: str, value: Any) -> str:
-    if not isinstance(value, str) or not _IDENTIFIER.match(value):
-        raise _fail(table, field, f"{value!r} is not a plain SQL identifier ([A-Za-z_][A-Za-z0-9_$]*, at most 64)")
-    return value
-
-
-def _known_fields(table: str, where: str, spec: dict[str, Any], known: set[str]) -> None:
-    unknown = sorted(set(spec) - known)
-    if unknown:
-        name = f"{where}.{unknown[0]}" if where else unknown[0]
-        raise _fail(table, name, f"unknown field (known: {', '.join(sorted(known))})")
-
-
-def _column_list(table: str, field: str, value: Any, columns: tuple[str, ...] | None) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise _fail(table, field, "must be a list of column names")
-    names = tuple(_identifier(table, f"{field}[{i}]", c) for i, c in enumerate(value))
-    if len(set(names)) != len(names):
-        raise _fail(table, field, "lists a column twice")
-    if columns is not None:
-        unread = [c for c in names if c not in columns]
-        if unread:
-            raise _fail(table, field, f"{unread} are not among the columns read ('columns')")
-    return names
-
-
-def _renames(
-    table: str, field: str, value: Any, columns: tuple[str, ...] | None, name_pattern: re.Pattern[str], what: str
-) -> tuple[tuple[str, str], ...]:
-    if not isinstance(value, dict):
-        raise _fail(table, field, 'must be an object {"column": "new name"}')
-    pairs: list[tuple[str, str]] = []
-    for column, target in value.items():
-        _identifier(table, f"{field}.{column}", column)
-        if columns is not None and column not in columns:
-            raise _fail(table, f"{field}.{column}", "is not among the columns read ('columns')")
-        if not isinstance(target, str) or not name_pattern.match(target):
-            raise _fail(table, f"{field}.{column}", f"{target!r} is not a valid {what}")
-        pairs.append((column, target))
-    targets = [t for _, t in pairs]
-    if len(set(targets)) != len(targets):
-        raise _fail(table, field, "renames two columns to the same name")
-    return tuple(pairs)
-
-
-def _check_output_names(table: str, field: str, names: list[tuple[str, str]], reserved: frozenset[str]) -> None:
-    """``names``: (column, output name) for every column a sink will get; none may collide or be reserved."""
-    seen: dict[str, str] = {}
-    for column, name in names:
-        if name in reserved:
-            raise _fail(table, field, f"column {column!r} would be written as {name!r}, a name the sink reserves")
-        if name in seen:
-            raise _fail(table, field, f"columns {seen[name]!r} and {column!r} would both be written as {name!r}")
-        seen[name] = column
-
-
-def _binary(table: str, field: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise _fail(table, field, f"{value!r} is not one of {list(choices)}")
-    return str(value)
-
-
-def _key_attribute(
-    table: str, field: str, value: Any, allowed: set[str], default: KeyAttribute | None
-) -> KeyAttribute | None:
+def _key_attribute(field: str, value: Any, allowed: set[str], default: KeyAttribute | None) -> KeyAttribute | None:
     if value is None:
         return default
     if not isinstance(value, dict):
-        raise _fail(table, field, 'must be an object {"attribute": ..., "value": ...}')
-    _known_fields(table, field, value, {"attribute", "value"})
+        raise FieldError(field, 'must be an object {"attribute": ..., "value": ...}')
+    known_fields(field, value, {"attribute", "value"})
     attribute = value.get("attribute", default.attribute if default else None)
     if not isinstance(attribute, str) or not _ATTRIBUTE_NAME.match(attribute) or attribute in BOOKKEEPING_ATTRIBUTES:
-        raise _fail(table, f"{field}.attribute", f"{attribute!r} is not a usable DynamoDB attribute name")
+        raise FieldError(f"{field}.attribute", f"{attribute!r} is not a usable DynamoDB attribute name")
     text = value.get("value", default.value.text if default else None)
-    key_format = parse_key_format(text, allowed, lambda m: _fail(table, f"{field}.value", m))
+    key_format = parse_key_format(text, allowed, lambda m: FieldError(f"{field}.value", m))
     return KeyAttribute(attribute, key_format)
 
 
 def _parse_table(table: str, spec: Any) -> TableMapping:
-    _identifier(table, "<table name>", table)
+    try:
+        return _parse_entry(table, spec)
+    except FieldError as exc:  # the one place an error gets the table's name
+        raise _fail(table, exc.field, exc.message) from None
+
+
+def _parse_entry(table: str, spec: Any) -> TableMapping:
+    identifier("<table name>", table)
     if not isinstance(spec, dict):
-        raise _fail(table, "<table>", "must be an object")
-    _known_fields(table, "", spec, {"primary_key", "capture", "columns", "json_columns", "opensearch", "dynamodb"})
+        raise FieldError("<table>", "must be an object")
+    known_fields("", spec, {"primary_key", "capture", "columns", "json_columns", "opensearch", "dynamodb"})
 
     raw_key = spec.get("primary_key")
     if not isinstance(raw_key, list) or not raw_key:
-        raise _fail(table, "primary_key", "must be a non-empty list of {column, type}")
+        raise FieldError("primary_key", "must be a non-empty list of {column, type}")
     key: list[KeyColumn] = []
     for i, item in enumerate(raw_key):
         field = f"primary_key[{i}]"
         if not isinstance(item, dict):
-            raise _fail(table, field, "must be an object {column, type}")
-        column = _identifier(table, f"{field}.column", item.get("column"))
+            raise FieldError(field, "must be an object {column, type}")
+        column = identifier(f"{field}.column", item.get("column"))
         key_type = item.get("type", "int")
         if key_type not in KEY_TYPES:
-            raise _fail(table, f"{field}.type", f"{key_type!r} is not one of {KEY_TYPES}")
+            raise FieldError(f"{field}.type", f"{key_type!r} is not one of {KEY_TYPES}")
         key.append(KeyColumn(column, key_type))
     key_columns = tuple(k.column for k in key)
     if len(set(key_columns)) != len(key):
-        raise _fail(table, "primary_key", "lists a column twice")
+        raise FieldError("primary_key", "lists a column twice")
 
     capture = spec.get("capture", list(ACTIONS))
     if not isinstance(capture, list) or not capture or any(a not in ACTIONS for a in capture):
-        raise _fail(table, "capture", f"must be a non-empty list drawn from {ACTIONS}, got {capture!r}")
+        raise FieldError("capture", f"must be a non-empty list drawn from {ACTIONS}, got {capture!r}")
 
     columns = spec.get("columns")
     if columns is not None:
         if not isinstance(columns, list) or not columns:
-            raise _fail(table, "columns", "must be a non-empty list of column names (or absent for all)")
-        columns = tuple(_identifier(table, f"columns[{i}]", c) for i, c in enumerate(columns))
+            raise FieldError("columns", "must be a non-empty list of column names (or absent for all)")
+        columns = tuple(identifier(f"columns[{i}]", c) for i, c in enumerate(columns))
         if len(set(columns)) != len(columns):
-            raise _fail(table, "columns", "lists a column twice")
+            raise FieldError("columns", "lists a column twice")
         missing = [c for c in key_columns if c not in columns]
         if missing:
-            raise _fail(table, "columns", f"must include the primary key column(s) {missing}")
-    json_columns = frozenset(_column_list(table, "json_columns", spec.get("json_columns", []), columns))
+            raise FieldError("columns", f"must include the primary key column(s) {missing}")
+    json_columns = frozenset(column_list("json_columns", spec.get("json_columns", []), columns))
 
     opensearch = spec.get("opensearch", {})
     dynamodb = spec.get("dynamodb", {})
     for name, sink in (("opensearch", opensearch), ("dynamodb", dynamodb)):
         if not isinstance(sink, dict):
-            raise _fail(table, name, "must be an object")
-    _known_fields(
-        table,
+            raise FieldError(name, "must be an object")
+    known_fields(
         "opensearch",
         opensearch,
         {"enabled", "index", "document_id", "rename", "exclude", "binary", "index_mappings"},
     )
-    _known_fields(
-        table,
+    known_fields(
         "dynamodb",
         dynamodb,
         {"enabled", "table", "partition_key", "sort_key", "attributes", "rename", "binary"},
     )
     for name, sink in (("opensearch", opensearch), ("dynamodb", dynamodb)):
         if not isinstance(sink.get("enabled", True), bool):
-            raise _fail(table, f"{name}.enabled", "must be true or false")
+            raise FieldError(f"{name}.enabled", "must be true or false")
 
     # OpenSearch
     index = opensearch.get("index", table.lower())
     opensearch_on = opensearch.get("enabled", True)
     if opensearch_on and (not isinstance(index, str) or not _INDEX_NAME.match(index)):
-        raise _fail(table, "opensearch.index", f"{index!r} is not a valid OpenSearch index name")
+        raise FieldError("opensearch.index", f"{index!r} is not a valid OpenSearch index name")
     id_names = set(key_columns) | {"key", "table"}
     document_id = DEFAULT_DOCUMENT_ID
     if "document_id" in opensearch:
         document_id = parse_key_format(
-            opensearch["document_id"], id_names, lambda m: _fail(table, "opensearch.document_id", m)
+            opensearch["document_id"], id_names, lambda m: FieldError("opensearch.document_id", m)
         )
-        uncovered = set(key_columns) - _covered_key_columns([document_id], key_columns)
+        uncovered = set(key_columns) - covered_key_columns([document_id], key_columns)
         if uncovered:
-            raise _fail(table, "opensearch.document_id", f"must name every key column; missing {sorted(uncovered)}")
-    os_exclude = frozenset(_column_list(table, "opensearch.exclude", opensearch.get("exclude", []), columns))
-    os_rename = _renames(
-        table, "opensearch.rename", opensearch.get("rename", {}), columns, _FIELD_NAME, "OpenSearch field name"
+            raise FieldError("opensearch.document_id", f"must name every key column; missing {sorted(uncovered)}")
+    os_exclude = frozenset(column_list("opensearch.exclude", opensearch.get("exclude", []), columns))
+    os_rename = renames(
+        "opensearch.rename", opensearch.get("rename", {}), columns, _FIELD_NAME, "OpenSearch field name"
     )
     for column, target in os_rename:
         if target in OPENSEARCH_METADATA_FIELDS or target == FULL_KEY_FIELD:
-            raise _fail(table, f"opensearch.rename.{column}", f"{target!r} is an OpenSearch metadata field")
+            raise FieldError(f"opensearch.rename.{column}", f"{target!r} is an OpenSearch metadata field")
     for column, _ in os_rename:
         if column in os_exclude:
-            raise _fail(table, f"opensearch.rename.{column}", "renames a column that opensearch.exclude leaves out")
-    os_binary = _binary(table, "opensearch.binary", opensearch.get("binary", "base64"), OPENSEARCH_BINARY)
+            raise FieldError(f"opensearch.rename.{column}", "renames a column that opensearch.exclude leaves out")
+    os_binary = choice("opensearch.binary", opensearch.get("binary", "base64"), OPENSEARCH_BINARY)
     index_mappings = opensearch.get("index_mappings", {})
     if not isinstance(index_mappings, dict) or not isinstance(index_mappings.get("properties", {}), dict):
-        raise _fail(table, "opensearch.index_mappings", "must be an object of OpenSearch mappings (with properties)")
+        raise FieldError("opensearch.index_mappings", "must be an object of OpenSearch mappings (with properties)")
 
     # DynamoDB
     dynamodb_on = dynamodb.get("enabled", True)
     ddb_table = dynamodb.get("table")
     if ddb_table is not None and (not isinstance(ddb_table, str) or not _DYNAMODB_TABLE.match(ddb_table)):
-        raise _fail(table, "dynamodb.table", f"{ddb_table!r} is not a valid DynamoDB table name (or null)")
-    partition = _key_attribute(
-        table, "dynamodb.partition_key", dynamodb.get("partition_key"), id_names, DEFAULT_PARTITION_KEY
-    )
+        raise FieldError("dynamodb.table", f"{ddb_table!r} is not a valid DynamoDB table name (or null)")
+    partition = _key_attribute("dynamodb.partition_key", dynamodb.get("partition_key"), id_names, DEFAULT_PARTITION_KEY)
     assert partition is not None
-    sort = _key_attribute(table, "dynamodb.sort_key", dynamodb.get("sort_key"), id_names, None)
+    sort = _key_attribute("dynamodb.sort_key", dynamodb.get("sort_key"), id_names, None)
     if sort is not None and sort.attribute == partition.attribute:
-        raise _fail(table, "dynamodb.sort_key.attribute", "must differ from the partition key attribute")
+        raise FieldError("dynamodb.sort_key.attribute", "must differ from the partition key attribute")
     formats = [partition.value] + ([sort.value] if sort else [])
-    uncovered = set(key_columns) - _covered_key_columns(formats, key_columns)
+    uncovered = set(key_columns) - covered_key_columns(formats, key_columns)
     if uncovered:
-        raise _fail(table, "dynamodb.partition_key", f"the key formats must name every key column; missing "
-                    f"{sorted(uncovered)}")  # fmt: skip
+        missing = sorted(uncovered)
+        raise FieldError("dynamodb.partition_key", f"the key formats must name every key column; missing {missing}")
     if ddb_table is None:
         if partition.attribute != DEFAULT_PARTITION_ATTRIBUTE or sort is not None:
-            raise _fail(
-                table,
+            raise FieldError(
                 "dynamodb.partition_key" if partition.attribute != DEFAULT_PARTITION_ATTRIBUTE else "dynamodb.sort_key",
                 "the default ReplicaTable's key is the partition key 'pk' alone; name a table of your own "
                 "('dynamodb.table') for other key attributes",
             )
     attributes = dynamodb.get("attributes")
     if attributes is not None:
-        attributes = _column_list(table, "dynamodb.attributes", attributes, columns)
+        attributes = column_list("dynamodb.attributes", attributes, columns)
         if not attributes:
-            raise _fail(table, "dynamodb.attributes", "must list at least one column (or be absent for all)")
-    ddb_rename = _renames(
-        table, "dynamodb.rename", dynamodb.get("rename", {}), columns, _ATTRIBUTE_NAME, "DynamoDB attribute name"
+            raise FieldError("dynamodb.attributes", "must list at least one column (or be absent for all)")
+    ddb_rename = renames(
+        "dynamodb.rename", dynamodb.get("rename", {}), columns, _ATTRIBUTE_NAME, "DynamoDB attribute name"
     )
     if attributes is not None:
         for column, _ in ddb_rename:
             if column not in attributes:
-                raise _fail(table, f"dynamodb.rename.{column}", "renames a column dynamodb.attributes leaves out")
-    ddb_binary = _binary(table, "dynamodb.binary", dynamodb.get("binary", "binary"), DYNAMODB_BINARY)
+                raise FieldError(f"dynamodb.rename.{column}", "renames a column dynamodb.attributes leaves out")
+    ddb_binary = choice("dynamodb.binary", dynamodb.get("binary", "binary"), DYNAMODB_BINARY)
 
     mapping = TableMapping(
         table=table,
@@ -502,10 +359,10 @@ def _parse_table(table: str, spec: Any) -> TableMapping:
     if dynamodb_on and projected is not None:
         field = "dynamodb.attributes" if attributes is not None else ("dynamodb.rename" if ddb_rename else "columns")
         outputs = [(c, mapping.dynamodb_attribute(c)) for c in projected]
-        _check_output_names(table, field, outputs, mapping.dynamodb_reserved_attributes)
+        check_output_names(field, outputs, mapping.dynamodb_reserved_attributes)
     if opensearch_on and columns is not None:
         outputs = [(c, mapping.opensearch_field(c)) for c in columns if c not in os_exclude]
-        _check_output_names(table, "opensearch.rename", outputs, OPENSEARCH_METADATA_FIELDS | {FULL_KEY_FIELD})
+        check_output_names("opensearch.rename", outputs, OPENSEARCH_METADATA_FIELDS | {FULL_KEY_FIELD})
     return mapping
 
 
@@ -524,7 +381,7 @@ def _check_shared_dynamodb_tables(mappings: dict[str, TableMapping]) -> None:
                 len(parts) >= 2
                 and parts[0] == (True, "table")
                 and not parts[1][0]
-                and bool(set(parts[1][1][:1]) - _ENCODED_ALPHABET)
+                and bool(set(parts[1][1][:1]) - ENCODED_ALPHABET)
             )
             if not prefixed:
                 others = sorted(m.table for m in sharing if m is not mapping)

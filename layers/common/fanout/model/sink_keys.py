@@ -21,7 +21,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from fanout.model.change import KeyValue
-from fanout.model.mapping import FULL_KEY_FIELD, KEY_SEPARATOR, KeyFormat, TableMapping, encode_key_value
+from fanout.model.key_format import KEY_SEPARATOR, KeyFormat, encode_key_value
+from fanout.model.mapping import FULL_KEY_FIELD, TableMapping
 from fanout.sinks.documents import MAX_DOCUMENT_ID_BYTES, bounded_sink_id, dynamodb_key_limits, is_bounded_id
 
 _ENCODED = r"[A-Za-z0-9_.~%-]*"

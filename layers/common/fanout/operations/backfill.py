@@ -1,13 +1,10 @@
 """Backfill: copy existing rows of a mapped table to the sinks through the live fetch path.
 
 Triggers only see changes made after they exist; a backfill replays the rest.
-It walks the table in primary-key order with *keyset* pagination (never
-OFFSET)::
+It walks the table in primary-key order with keyset pages (:mod:`fanout.source.keyset`,
+never OFFSET), within the job's key range and filter.
 
-    SELECT <key columns> FROM t WHERE (<key>) > (<last key>) [AND range] [AND (filter)]
-    ORDER BY <key> LIMIT <batch>
-
-That read is plain and non-locking (one autocommit statement: no transaction
+Each page read is plain and non-locking (one autocommit statement: no transaction
 is held between pages). Each page's keys become :class:`~fanout.model.change.Change`
 objects handed to :func:`fanout.pipeline.fetcher.apply_changes` — the very code live
 changes go through: each row is re-read under its own short locking read, with
@@ -38,33 +35,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fanout.model.change import Change, ChangeValidationError, KeyValue, parse_change_message
 from fanout.model.mapping import Mappings, TableMapping
 from fanout.observability import log
 from fanout.pipeline.fetcher import ReadRow, ReadRows, apply_changes
 from fanout.pipeline.rejects import Reject
 from fanout.sinks import Sink
-from fanout.source.reader import _quote
+from fanout.source.keyset import (
+    Key,
+    UnreplicableKey,
+    estimated_rows,
+    key_changes,
+    key_from_list,
+    page_query,
+)
+from fanout.source.keyset import KeyRange as KeyRange  # part of a job's definition: callers name it with the job
 
 CHECKPOINT_TABLE = "fanout_backfill_checkpoint"
 DEFAULT_BATCH_SIZE = 500
 RUNNING, DONE = "running", "done"
 
-Key = tuple[KeyValue, ...]
-
 
 class BackfillError(RuntimeError):
     """The backfill cannot run as asked (unknown table, bad key range, no checkpoint table)."""
-
-
-@dataclass(frozen=True)
-class KeyRange:
-    """Optional bounds on the whole primary key (in key order): ``start`` and ``end`` inclusive, ``after``
-    exclusive (instead of ``start``: the ranges of a parallel backfill begin after the previous one's end)."""
-
-    start: Key | None = None
-    end: Key | None = None
-    after: Key | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +77,11 @@ class BackfillJob:
         if self.key_range.after is not None:  # only when set: the ids of jobs without it stay as they were
             definition["after"] = list(self.key_range.after)
         return definition
+
+    def page_query(self, mapping: TableMapping, after: Key | None, limit: int, **options: Any) -> tuple[str, list[Any]]:
+        """This job's keyset page after ``after``: :func:`fanout.source.keyset.page_query` with its range and filter."""
+        bounds, where, params = self.key_range, self.where, self.where_params
+        return page_query(mapping, after, limit, bounds=bounds, where=where, where_params=params, **options)
 
     @property
     def job_id(self) -> str:
@@ -147,87 +144,6 @@ class BackfillResult:
         }
 
 
-# --------------------------------------------------------------------------- SQL
-
-
-def after_key_sql(columns: Sequence[str], strict: bool = True) -> str:
-    """``(a, b) > (%s, %s)`` spelled out (``a > %s OR (a = %s AND b > %s)``), which every range
-    optimizer uses; its parameters are :func:`after_key_params`."""
-    clauses = []
-    for i, column in enumerate(columns):
-        last = i == len(columns) - 1
-        op = (">" if strict else ">=") if last else ">"
-        equal = [f"{_quote(c)} = %s" for c in columns[:i]]
-        clauses.append("(" + " AND ".join([*equal, f"{_quote(column)} {op} %s"]) + ")")
-    return "(" + " OR ".join(clauses) + ")"
-
-
-def before_key_sql(columns: Sequence[str]) -> str:
-    """``(a, b) <= (%s, %s)``, spelled out like :func:`after_key_sql`."""
-    clauses = []
-    for i, column in enumerate(columns):
-        last = i == len(columns) - 1
-        equal = [f"{_quote(c)} = %s" for c in columns[:i]]
-        clauses.append("(" + " AND ".join([*equal, f"{_quote(column)} {'<=' if last else '<'} %s"]) + ")")
-    return "(" + " OR ".join(clauses) + ")"
-
-
-def key_bound_params(key: Key) -> list[Any]:
-    params: list[Any] = []
-    for i in range(len(key)):
-        params.extend(key[: i + 1])
-    return params
-
-
-def page_query(
-    mapping: TableMapping,
-    job: BackfillJob,
-    after: Key | None,
-    limit: int,
-    select: str | None = None,
-    offset: int = 0,
-) -> tuple[str, list[Any]]:
-    """The keyset page query (no lock) and its parameters. Pages never use ``offset``; splitting a table
-    into ranges does (fanout.operations.backfill_parallel)."""
-    columns = mapping.key_columns
-    where: list[str] = []
-    params: list[Any] = []
-    if after is not None:
-        where.append(after_key_sql(columns))
-        params += key_bound_params(after)
-    elif job.key_range.after is not None:
-        where.append(after_key_sql(columns))
-        params += key_bound_params(job.key_range.after)
-    elif job.key_range.start is not None:
-        where.append(after_key_sql(columns, strict=False))
-        params += key_bound_params(job.key_range.start)
-    if job.key_range.end is not None:
-        where.append(before_key_sql(columns))
-        params += key_bound_params(job.key_range.end)
-    if job.where:
-        where.append(f"({job.where})")
-        params += list(job.where_params)
-    listed = select or ", ".join(_quote(c) for c in columns)
-    sql = f"SELECT {listed} FROM {_quote(mapping.table)}"  # noqa: S608 - identifiers from the mapping
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY " + ", ".join(_quote(c) for c in columns) + f" LIMIT {int(limit)}"
-    if offset:
-        sql += f" OFFSET {int(offset)}"
-    return sql, params
-
-
-def estimated_rows(conn: Any, mapping: TableMapping) -> int | None:
-    """InnoDB's row estimate (no scan): good enough for an ETA."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
-            (mapping.table,),
-        )
-        found = cur.fetchone()
-    return int(found[0]) if found and found[0] is not None else None
-
-
 # --------------------------------------------------------------------------- checkpoint
 
 
@@ -235,13 +151,6 @@ def _key_from_json(mapping: TableMapping, text: str | None) -> Key | None:
     if text is None:
         return None
     return key_from_list(mapping, json.loads(text))
-
-
-def key_from_list(mapping: TableMapping, values: list[Any] | None) -> Key | None:
-    """A key stored as a JSON list, typed by the mapping's key columns."""
-    if values is None:
-        return None
-    return tuple(int(v) if k.type == "int" else str(v) for k, v in zip(mapping.primary_key, values, strict=True))
 
 
 def load_checkpoint(conn: Any, mapping: TableMapping, job_id: str) -> Checkpoint | None:
@@ -271,15 +180,16 @@ def reset_checkpoint(conn: Any, job_id: str) -> None:
         cur.execute(f"DELETE FROM {CHECKPOINT_TABLE} WHERE job_id = %s", (job_id,))  # noqa: S608
 
 
-def _start_checkpoint(conn: Any, job: BackfillJob) -> None:
+def start_checkpoint(conn: Any, job_id: str, table: str, definition: dict[str, Any]) -> None:
+    """The job's checkpoint row, unless it exists (then a run resumes from it)."""
     with conn.cursor() as cur:
         cur.execute(
             f"INSERT IGNORE INTO {CHECKPOINT_TABLE} (job_id, source_table, job_definition) VALUES (%s, %s, %s)",  # noqa: S608
-            (job.job_id, job.table, json.dumps(job.definition())),
+            (job_id, table, json.dumps(definition)),
         )
 
 
-def _save_checkpoint(conn: Any, checkpoint: Checkpoint) -> None:
+def save_checkpoint(conn: Any, checkpoint: Checkpoint) -> None:
     last = json.dumps(list(checkpoint.last_key)) if checkpoint.last_key is not None else None
     with conn.cursor() as cur:
         cur.execute(
@@ -298,34 +208,6 @@ def _save_checkpoint(conn: Any, checkpoint: Checkpoint) -> None:
 
 
 # --------------------------------------------------------------------------- the run
-
-
-def key_changes(
-    mapping: TableMapping, mappings: Mappings, keys: Sequence[Key], correlation_id: str, reject: Reject | None
-) -> tuple[list[Change], int]:
-    """Changes for source keys, validated as the fetcher validates its input (a key no sink can take is
-    recorded with ``reject``, not retried)."""
-    now_us = int(time.time() * 1_000_000)
-    changes: list[Change] = []
-    rejected = 0
-    for key in keys:
-        message = {
-            "v": 1,
-            "action": "update",
-            "table": mapping.table,
-            "pk": dict(zip(mapping.key_columns, key, strict=True)),
-            "ts_us": now_us,
-            "correlation_id": correlation_id,
-        }
-        try:
-            changes.append(parse_change_message(message, mappings))
-        except ChangeValidationError as exc:
-            rejected += 1
-            log(logging.WARNING, "backfill key rejected", table=mapping.table, key=str(key), reason=str(exc))
-            if reject is None:
-                raise BackfillError(f"{mapping.table} key {key!r} cannot be replicated: {exc}") from exc
-            reject(f"backfill: {exc}", message, correlation_id)
-    return changes, rejected
 
 
 def run_backfill(
@@ -365,7 +247,7 @@ def run_backfill(
             raise BackfillError(f"key range {name} {list(bound)} must give all key columns {list(mapping.key_columns)}")
     if restart:
         reset_checkpoint(conn, job.job_id)
-    _start_checkpoint(conn, job)
+    start_checkpoint(conn, job.job_id, job.table, job.definition())
     checkpoint = load_checkpoint(conn, mapping, job.job_id)
     assert checkpoint is not None
     resumed_from = checkpoint.last_key
@@ -382,15 +264,18 @@ def run_backfill(
             break
         if not should_continue():
             break
-        sql, params = page_query(mapping, job, checkpoint.last_key, batch_size)
+        sql, params = job.page_query(mapping, checkpoint.last_key, batch_size)
         with conn.cursor() as cur:
             cur.execute(sql, params)
             keys: list[Key] = [tuple(row) for row in cur.fetchall()]
         if not keys:
             checkpoint.status = DONE
-            _save_checkpoint(conn, checkpoint)
+            save_checkpoint(conn, checkpoint)
             break
-        changes, rejected = key_changes(mapping, mappings, keys, correlation_id, reject)
+        try:
+            changes, rejected = key_changes(mapping, mappings, keys, correlation_id, reject)
+        except UnreplicableKey as exc:  # no reject to record it with: the run stops, saying which key
+            raise BackfillError(str(exc)) from exc
         # FetchFailed: not checkpointed
         report = apply_changes(changes, mappings, read_row, sinks, reject, read_rows=read_rows)
         for outcome in report.outcomes:
@@ -402,7 +287,7 @@ def run_backfill(
         checkpoint.pages_done += 1
         if len(keys) < batch_size:
             checkpoint.status = DONE  # a short page is the last one
-        _save_checkpoint(conn, checkpoint)
+        save_checkpoint(conn, checkpoint)
         result.rows_this_run += len(keys)
         result.pages_this_run += 1
         elapsed = clock() - started

@@ -38,12 +38,12 @@ from fanout.operations.backfill import (
     BackfillJob,
     BackfillProgress,
     BackfillResult,
-    Key,
-    KeyRange,
-    key_from_list,
-    page_query,
+    Checkpoint,
     reset_checkpoint,
+    save_checkpoint,
+    start_checkpoint,
 )
+from fanout.source.keyset import Key, KeyRange, key_from_list
 
 MAX_WORKERS = 32  # each worker holds two database connections (its key pages and its locking reads)
 
@@ -88,7 +88,7 @@ def plan_id(job: BackfillJob, workers: int) -> str:
 def split_points(conn: Any, mapping: TableMapping, job: BackfillJob, parts: int) -> list[Key]:
     """Up to ``parts - 1`` keys that cut the job's key range (its filter aside) into equal row counts."""
     whole = BackfillJob(job.table, job.key_range)  # the filter would need the table's rows, not its index
-    count_sql, params = page_query(mapping, whole, None, 2**62, select="COUNT(*)")
+    count_sql, params = whole.page_query(mapping, None, 2**62, select="COUNT(*)")
     with conn.cursor() as cur:
         cur.execute(count_sql.rsplit(" ORDER BY ", 1)[0], params)
         total = int(cur.fetchone()[0])
@@ -96,7 +96,7 @@ def split_points(conn: Any, mapping: TableMapping, job: BackfillJob, parts: int)
     points: list[Key] = []
     after: Key | None = None
     while step > 0 and len(points) < parts - 1:
-        sql, params = page_query(mapping, whole, after, 1, offset=step - 1)
+        sql, params = whole.page_query(mapping, after, 1, offset=step - 1)
         with conn.cursor() as cur:
             cur.execute(sql, params)
             found = cur.fetchone()
@@ -152,24 +152,11 @@ def plan(conn: Any, mapping: TableMapping, job: BackfillJob, workers: int, resta
         return planned
     ranges = ranges_between(job, split_points(conn, mapping, job, workers))
     definition = {**job.definition(), "workers": workers, "ranges": [r.definition() for r in ranges]}
-    with conn.cursor() as cur:  # INSERT IGNORE: a plan stored meanwhile by another run wins, and is used
-        cur.execute(
-            f"INSERT IGNORE INTO {CHECKPOINT_TABLE} (job_id, source_table, job_definition) VALUES (%s, %s, %s)",  # noqa: S608
-            (plan_id(job, workers), job.table, json.dumps(definition)),
-        )
+    start_checkpoint(conn, plan_id(job, workers), job.table, definition)  # a plan stored meanwhile wins, and is used
     stored = load_plan(conn, mapping, job, workers)
     assert stored is not None
     log(logging.INFO, "backfill planned", job=plan_id(job, workers), ranges=str([r.definition() for r in stored]))
     return stored
-
-
-def _finish_plan(conn: Any, job_id: str, status: str, rows_done: int) -> None:
-    with conn.cursor() as cur:
-        cur.execute(
-            f"UPDATE {CHECKPOINT_TABLE} SET job_status = %s, rows_done = %s, updated_at = CURRENT_TIMESTAMP(6), "  # noqa: S608
-            "finished_at = IF(%s = 'done', CURRENT_TIMESTAMP(6), NULL) WHERE job_id = %s",
-            (status, rows_done, status, job_id),
-        )
 
 
 def run_parallel_backfill(
@@ -211,5 +198,6 @@ def run_parallel_backfill(
     else:
         status = RUNNING
     rows = sum(r.rows_done for r in results if r is not None)
-    _finish_plan(conn, plan_id(job, workers), DONE if status == DONE else RUNNING, rows)
+    # The plan's row keeps no key of its own (its ranges do): the whole job's status and rows.
+    save_checkpoint(conn, Checkpoint(plan_id(job, workers), None, rows, 0, DONE if status == DONE else RUNNING))
     return ParallelResult(plan_id(job, workers), job.table, status, ranges, results, errors)

@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-# Records input that can never succeed: (reason, the payload as received, correlation id).
+# How rejected input is recorded: reject(reason, payload, correlation_id).
 Reject = Callable[[str, Any, str], None]
 
 MAX_RECORDED_PAYLOAD_CHARS = 100_000

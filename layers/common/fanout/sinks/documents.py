@@ -82,7 +82,8 @@ from decimal import Decimal
 from typing import Any
 
 from fanout.model.change import Change
-from fanout.model.mapping import FULL_KEY_FIELD, OPENSEARCH_METADATA_FIELDS, TableMapping, default_key_text
+from fanout.model.key_format import default_key_text
+from fanout.model.mapping import FULL_KEY_FIELD, OPENSEARCH_METADATA_FIELDS, TableMapping
 from fanout.source.values import JsonText
 
 Row = dict[str, Any]

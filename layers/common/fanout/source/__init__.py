@@ -1,1 +1,1 @@
-"""Reading the source database: connections, the locking re-read, value typing."""
+"""Reading the source database: connections, the re-read, value typing, keyset pages, quoting, user-level locks."""

@@ -32,6 +32,7 @@ import pymysql
 
 from fanout.model.change import Change
 from fanout.model.mapping import TableMapping
+from fanout.source.sql import column_list, quote_identifier, selected_columns
 from fanout.source.values import typed_row
 
 # Microseconds since the epoch, exact (DECIMAL arithmetic), zone-independent.
@@ -55,16 +56,11 @@ class RowState:
         return self.row is not None
 
 
-def _quote(identifier: str) -> str:
-    # Identifiers come from the validated mapping only; quoting is belt and braces.
-    return "`" + identifier.replace("`", "``") + "`"
-
-
 def select_row_sql(mapping: TableMapping) -> str:
-    columns = "*" if mapping.columns is None else ", ".join(_quote(c) for c in mapping.columns)
-    where = " AND ".join(f"{_quote(c)} = %s" for c in mapping.key_columns)
+    where = " AND ".join(f"{quote_identifier(c)} = %s" for c in mapping.key_columns)
     # Identifiers come from the validated mapping; key values are bound parameters.
-    return f"SELECT {columns} FROM {_quote(mapping.table)} WHERE {where} LOCK IN SHARE MODE"  # noqa: S608
+    table = quote_identifier(mapping.table)
+    return f"SELECT {selected_columns(mapping)} FROM {table} WHERE {where} LOCK IN SHARE MODE"  # noqa: S608
 
 
 def has_exact_key(row: dict[str, Any], change: Change) -> bool:
@@ -87,11 +83,11 @@ def _skip_locked_clause(conn: pymysql.connections.Connection) -> str:
 
 def select_rows_sql(mapping: TableMapping, count: int, lock_clause: str) -> str:
     """All rows of ``count`` keys in one statement; rows locked by a writer are skipped, not waited for."""
-    columns = "*" if mapping.columns is None else ", ".join(_quote(c) for c in mapping.columns)
-    key = "(" + ", ".join(_quote(c) for c in mapping.key_columns) + ")"
+    key = f"({column_list(mapping.key_columns)})"
     one = "(" + ", ".join(["%s"] * len(mapping.key_columns)) + ")"
     # Identifiers come from the validated mapping; key values are bound parameters.
-    return f"SELECT {columns} FROM {_quote(mapping.table)} WHERE {key} IN ({', '.join([one] * count)}) {lock_clause}"  # noqa: S608
+    table = quote_identifier(mapping.table)
+    return f"SELECT {selected_columns(mapping)} FROM {table} WHERE {key} IN ({', '.join([one] * count)}) {lock_clause}"  # noqa: S608
 
 
 def _exact_key(row: dict[str, Any], mapping: TableMapping) -> tuple[Any, ...]:
