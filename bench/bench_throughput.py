@@ -49,7 +49,7 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.pipeline.fetcher import apply_changes
 from fanout.pipeline.parser import handle_trigger_payload
-from fanout.sinks import Outcome
+from fanout.sinks import Outcome, apply_each
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import ConnectionHolder, connect
@@ -140,6 +140,9 @@ class PerRowSink:
 
     def apply(self, mapping: Any, change: Change, state: RowState) -> Outcome:
         return self._sink.apply(mapping, change, state)  # type: ignore[no-any-return]
+
+    def apply_batch(self, mapping: Any, items: Any) -> list[Outcome | Exception]:
+        return apply_each(self, mapping, items)
 
 
 # --------------------------------------------------------------------------- the two designs

@@ -12,10 +12,11 @@ from functools import lru_cache
 from typing import Any
 
 from fanout.capture.change_log import DEFAULT_IDLE_SECONDS, drain, is_ring
-from fanout.config import DatabaseSettings, ParserSettings
+from fanout.config import ParserSettings
 from fanout.model.mapping import default_mappings
 from fanout.observability import instrumented_handler
-from fanout.pipeline.parser import Forward, LambdaForwarder, handle_trigger_payload
+from fanout.pipeline.handoff import Forward, LambdaForwarder, QueueForwarder
+from fanout.pipeline.parser import handle_trigger_payload
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.source.connection import ConnectionHolder
 
@@ -31,9 +32,7 @@ def _dependencies() -> tuple[Forward, QueueRejectRecorder]:
     default_mappings()  # validate the mapping at cold start, failing loudly
     sqs = boto3.client("sqs")
     forward: Forward
-    if settings.fetch_mode == "queued":  # FetchMode=queued: batches for the fetcher (fanout.pipeline.fetch_queue)
-        from fanout.pipeline.fetch_queue import QueueForwarder
-
+    if settings.fetch_mode == "queued":  # FetchMode=queued: batches for the fetcher (fanout.pipeline.handoff)
         forward = QueueForwarder(sqs, settings.fetch_queue_url)
     else:
         forward = LambdaForwarder(boto3.client("lambda"), settings.fetcher_function_name)
@@ -43,7 +42,7 @@ def _dependencies() -> tuple[Forward, QueueRejectRecorder]:
 @lru_cache(maxsize=1)
 def _database() -> ConnectionHolder:
     """The drainer's connection, opened on the first ring (re-read from the secret when a login is refused)."""
-    return ConnectionHolder(DatabaseSettings.from_env(), reload=DatabaseSettings.from_env)
+    return ConnectionHolder.from_env()
 
 
 def _correlation_id(event: Any, context: Any) -> str:

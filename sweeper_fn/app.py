@@ -17,7 +17,6 @@ from typing import Any
 
 from fanout.capture.change_log import ring_if_waiting
 from fanout.capture.sweeper import SweeperSettings, sweep
-from fanout.config import DatabaseSettings
 from fanout.observability import instrumented_handler
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.source.connection import ConnectionHolder
@@ -35,7 +34,7 @@ class _Dependencies:
         from botocore.config import Config
 
         self.settings = SweeperSettings.from_env()
-        self.database = ConnectionHolder(DatabaseSettings.from_env())
+        self.database = ConnectionHolder.from_env()
         # Fail fast on an unreachable endpoint: the row stays, and the next run is a minute away.
         config = Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 2})
         self.lambda_client = boto3.client("lambda", config=config)

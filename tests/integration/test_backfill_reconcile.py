@@ -323,7 +323,7 @@ def test_the_commands_backfill_then_reconcile_with_json_and_exit_status(
     h = harness
     for name, value in cli_environment(h, local_aws, opensearch_endpoint, tmp_path).items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("fanout.operations.maintenance.default_mappings", lambda: h.mappings)  # loaded once per process
+    monkeypatch.setattr("fanout.pipeline.wiring.default_mappings", lambda: h.mappings)  # loaded once per process
     insert_posts(h, 120)
 
     # When reconcile runs before any backfill, Then it exits 1 and the JSON names the missing rows

@@ -393,7 +393,7 @@ def test_status_shows_depth_and_the_age_of_the_oldest_row(sessions: Any) -> None
 def test_a_ring_makes_the_parser_handler_drain_and_an_old_format_payload_is_still_handed_on(
     sessions: Any, db_env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fanout.pipeline.parser import LambdaForwarder
+    from fanout.pipeline.handoff import LambdaForwarder
     from fanout.pipeline.rejects import QueueRejectRecorder
     from tests.support.fakes import FakeContext, FakeLambdaClient, FakeSQSClient, load_app, load_event
 

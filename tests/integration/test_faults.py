@@ -39,10 +39,9 @@ from typing import Any
 import pymysql
 import pytest
 
-from fanout.model.change import Change, parse_trigger_payload
+from fanout.model.change import Change, fetcher_event, parse_trigger_payload
 from fanout.model.mapping import DEFAULT_MAPPING_FILE, Mappings, default_mappings
 from fanout.operations.verify import compare_row
-from fanout.pipeline.parser import fetcher_event
 from fanout.sinks.documents import dynamodb_partition_key
 from fanout.sinks.opensearch import make_client
 from fanout_cli.dead_letters.invoke import InvokeResult

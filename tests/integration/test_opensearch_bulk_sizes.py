@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
+from fanout.config import DEFAULT_OPENSEARCH_MAX_REQUEST_BYTES
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
 from fanout.sinks import Outcome, RowRejected
 from fanout.sinks.opensearch import (
     BULK_MAX_OPERATIONS,
     BULK_TARGET_BYTES,
-    DEFAULT_MAX_REQUEST_BYTES,
     OpenSearchSink,
     make_client,
 )
@@ -66,7 +66,7 @@ def operation_bytes(client: Any, mapping: Any, items: list[tuple[Change, RowStat
 
 def test_the_limits_are_the_recommended_ones() -> None:
     assert 5 * 2**20 <= BULK_TARGET_BYTES <= 15 * 2**20 and 1000 <= BULK_MAX_OPERATIONS <= 5000
-    assert BULK_TARGET_BYTES <= DEFAULT_MAX_REQUEST_BYTES
+    assert BULK_TARGET_BYTES <= DEFAULT_OPENSEARCH_MAX_REQUEST_BYTES
 
 
 def test_a_request_holds_exactly_as_many_operations_as_fit_the_byte_limit(world: Any) -> None:

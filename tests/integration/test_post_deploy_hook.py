@@ -15,7 +15,7 @@ from typing import Any
 import pymysql
 import pytest
 
-from db import hook
+from fanout.capture import post_deploy as hook
 from fanout.capture.migration_scripts import MigrationError
 from fanout.capture.migrations import HISTORY_TABLE, MigrationReport
 from fanout.config import DatabaseSettings

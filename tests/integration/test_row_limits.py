@@ -23,7 +23,8 @@ import pytest
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, parse_mappings
 from fanout.operations.verify import compare_row
-from fanout.pipeline.fetcher import apply_changes, parse_fetcher_event
+from fanout.pipeline.fetcher import apply_changes
+from fanout.pipeline.handoff import parse_fetcher_event
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.sinks.documents import dynamodb_key, opensearch_document_id
 from fanout.sinks.dynamodb import DynamoDBSink

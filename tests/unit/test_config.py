@@ -152,3 +152,39 @@ def test_sink_settings_name_a_missing_variable(missing: str) -> None:
 def test_a_tombstone_ttl_under_a_minute_is_refused() -> None:
     with pytest.raises(ConfigError, match="TOMBSTONE_TTL_SECONDS"):
         SinkSettings.from_env({**SINK_ENV, "TOMBSTONE_TTL_SECONDS": "59"})
+
+
+class FakeSecretsManagerClient:
+    """The one Secrets Manager call Powertools' SecretsProvider makes, answering the current secret value."""
+
+    def __init__(self, password: str) -> None:
+        self.password = password
+        self.calls = 0
+
+    def get_secret_value(self, **request: Any) -> dict[str, Any]:
+        assert request == {"SecretId": SECRET_ARN}
+        self.calls += 1
+        return {"SecretString": f'{{"username": "admin", "password": "{self.password}"}}'}
+
+
+def test_the_secret_is_cached_and_a_refused_login_reads_it_past_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given Powertools' secrets provider over a Secrets Manager that answers the first password
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
+
+    client = FakeSecretsManagerClient("first")
+    monkeypatch.setitem(DEFAULT_PROVIDERS, "secrets", parameters.SecretsProvider(boto3_client=client))  # type: ignore[arg-type]
+    env = {k: v for k, v in DB_ENV.items() if k not in ("DB_USER", "DB_PASSWORD")}
+    for name, value in {**env, "DB_SECRET_ARN": SECRET_ARN}.items():
+        monkeypatch.setenv(name, value)
+
+    # When the settings are read twice, the secret is rotated, and a refused login reads them again
+    first = DatabaseSettings.from_env()
+    again = DatabaseSettings.from_env()
+    client.password = "second"
+    cached = DatabaseSettings.from_env()
+    reread = DatabaseSettings.reread_from_env()
+
+    # Then Secrets Manager was asked once until the re-read, which asked it again and got the new password
+    assert [s.password for s in (first, again, cached, reread)] == ["first", "first", "first", "second"]
+    assert client.calls == 2

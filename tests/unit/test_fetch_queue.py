@@ -1,4 +1,4 @@
-"""Queued fetch mode (fanout.pipeline.fetch_queue): the parser's forwarder and the fetcher's SQS batch handling."""
+"""Queued fetch mode (fanout.pipeline.handoff): the parser's forwarder and the fetcher's SQS batch handling."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from fanout.config import ConfigError, ParserSettings
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
-from fanout.pipeline.fetch_queue import QueueForwarder, handle_queue_batch
 from fanout.pipeline.fetcher import FetchFailed
+from fanout.pipeline.handoff import QueueForwarder, handle_queue_batch
 from fanout.pipeline.rejects import message_body, rejection_record
 from fanout.source.reader import SourceReadError
 from fanout_cli.dead_letters.invoke import InvokeResult
@@ -86,6 +86,21 @@ def test_a_batch_is_read_once_per_key_and_only_the_failed_records_are_retried() 
     assert [c.key_values for c in world.source.reads].count((1,)) == 1
     assert world.titles(1) == ("one", "one") and world.titles(3) == ("three", "three")
     assert len(reject.rejections) == 1 and "changes" in reject.rejections[0].reason
+
+
+def test_a_record_is_known_by_its_carried_correlation_id_only_if_the_pipeline_could_have_written_it() -> None:
+    # Given two records whose invalid changes carry a correlation id: one the parser writes, one forged
+    world = World()
+    reject = RecordingReject()
+    event = sqs_event(
+        {"changes": [{"v": 1, "correlation_id": "fallback:17"}]},
+        {"changes": [{"v": 1, "correlation_id": "forged\nline"}]},
+    )
+    # When the batch is handled
+    response = handle_queue_batch(event, FakeContext(), world.mappings, world.source.read_row, world.sinks, reject)
+    # Then the forged id is not repeated: that record is known by its message id (as the fetcher handler does)
+    assert response == {"batchItemFailures": []}
+    assert [r.correlation_id for r in reject.rejections] == ["fallback:17", "m1"]
 
 
 def test_parser_settings_name_the_fetch_mode_and_require_the_queue_when_queued() -> None:

@@ -16,7 +16,8 @@ from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from fanout.config import ConfigError
 from fanout.model.mapping import parse_mappings
-from fanout.pipeline.fetcher import FetchFailed, apply_changes, parse_fetcher_event
+from fanout.pipeline.fetcher import FetchFailed, apply_changes
+from fanout.pipeline.handoff import parse_fetcher_event
 from fanout.sinks import Outcome
 from fanout.sinks.documents import opensearch_document
 from fanout.sinks.opensearch import DEFAULT_GC_DELETES, OpenSearchSink

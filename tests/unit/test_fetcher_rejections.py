@@ -15,7 +15,8 @@ from opensearchpy.exceptions import RequestError, TransportError
 from fanout.config import ConfigError, SinkSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, parse_mappings
-from fanout.pipeline.fetcher import FetchFailed, apply_changes, parse_fetcher_event
+from fanout.pipeline.fetcher import FetchFailed, apply_changes
+from fanout.pipeline.handoff import parse_fetcher_event
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
 from tests.support.fakes import FakeDynamoDBTable, FakeOpenSearch, FakeSource, RecordingReject, client_error

@@ -35,8 +35,8 @@ from pymysql.constants import FIELD_TYPE
 
 from fanout.model.change import MAX_PAYLOAD_BYTES, ChangeValidationError, parse_trigger_payload
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
-from fanout.pipeline.fetcher import FetchFailed, apply_changes, parse_fetcher_event
-from fanout.pipeline.parser import LambdaForwarder
+from fanout.pipeline.fetcher import FetchFailed, apply_changes
+from fanout.pipeline.handoff import LambdaForwarder, parse_fetcher_event
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.redaction import describe_error
 from fanout.sinks.dynamodb import DynamoDBSink

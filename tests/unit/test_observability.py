@@ -32,7 +32,7 @@ from fanout.observability import (
     record,
     traced,
 )
-from fanout.pipeline.parser import LambdaForwarder
+from fanout.pipeline.handoff import LambdaForwarder
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink

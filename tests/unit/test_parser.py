@@ -12,8 +12,8 @@ from botocore.exceptions import ClientError
 
 from fanout.config import ConfigError, ParserSettings
 from fanout.model.mapping import default_mappings
-from fanout.pipeline.fetcher import parse_fetcher_event
-from fanout.pipeline.parser import LambdaForwarder, handle_trigger_payload
+from fanout.pipeline.handoff import LambdaForwarder, parse_fetcher_event
+from fanout.pipeline.parser import handle_trigger_payload
 from fanout.pipeline.rejects import MAX_RECORDED_PAYLOAD_CHARS, QueueRejectRecorder
 from tests.support.fakes import (
     FakeContext,
@@ -279,7 +279,7 @@ def test_parser_settings_read_both_variables() -> None:
 def test_a_drained_batch_goes_to_the_fetcher_in_invokes_of_at_most_100_changes() -> None:
     # Given 250 changes, as a drainer hands them on in one call (an async invoke takes at most 256 KB)
     from fanout.model.change import Change
-    from fanout.pipeline.parser import DIRECT_CHANGES_PER_INVOKE
+    from fanout.pipeline.handoff import DIRECT_CHANGES_PER_INVOKE
 
     client = FakeLambdaClient(status_code=202)
     changes = [Change("posts", (("id", key),), "update", 1_764_240_000_000_000) for key in range(250)]

@@ -1,7 +1,8 @@
 """fanout: replicate Aurora MySQL row changes into OpenSearch and DynamoDB.
 
-Data path: trigger SQL (db/migrations) -> parser handler (parser_fn/app.py,
-fanout.pipeline.parser) -> change model (fanout.model.change) -> fetcher handler
+Data path (docs/architecture.md, "Data path, file by file"): trigger SQL (db/migrations)
+-> parser handler (parser_fn/app.py, fanout.capture.change_log) -> change model
+(fanout.model.change) -> hand-off (fanout.pipeline.handoff) -> fetcher handler
 (fetcher_fn/app.py, fanout.pipeline.fetcher, fanout.source.reader) -> sinks
 (fanout.sinks.opensearch, fanout.sinks.dynamodb).
 """

@@ -13,10 +13,20 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 FETCH_MODES = ("queued", "direct")
+# A secret read is reused this long; a refused login reads it again at once (DatabaseSettings.reread_from_env).
+SECRET_MAX_AGE_SECONDS = 300
+DEFAULT_TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600
+# The domain's request limit (http.max_content_length): 10 MiB on the smaller Amazon OpenSearch Service
+# instance types. Configurable as OPENSEARCH_MAX_REQUEST_BYTES.
+DEFAULT_OPENSEARCH_MAX_REQUEST_BYTES = 10 * 1024 * 1024
+# How the DynamoDB sink writes a batch (DYNAMODB_BATCH_WRITES): TransactWriteItems (few requests, 2 write units a
+# row per KB) or conditional PutItems in parallel (a request and 1 write unit a row per KB).
+BATCH_TRANSACTIONS, BATCH_PUTS = "transactions", "puts"
 
 
 class ConfigError(RuntimeError):
@@ -71,14 +81,15 @@ def _tls(env: Mapping[str, str], host: str) -> tuple[str, str]:
     return mode, bundle
 
 
-def fetch_secret_from_secrets_manager(secret_arn: str) -> Mapping[str, Any]:
-    """Read a Secrets Manager secret in the RDS format ({"username", "password", ...})."""
-    import boto3  # lazy: only functions that use a secret pay for the import
+def fetch_secret_from_secrets_manager(secret_arn: str, *, force_fetch: bool = False) -> Mapping[str, Any]:
+    """Read a Secrets Manager secret in the RDS format ({"username", "password", ...}) with Powertools
+    Parameters: cached for SECRET_MAX_AGE_SECONDS, read from Secrets Manager again with ``force_fetch``."""
+    from aws_lambda_powertools.utilities import parameters  # lazy: only functions that use a secret pay for it
 
-    response = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)
+    text = parameters.get_secret(secret_arn, max_age=SECRET_MAX_AGE_SECONDS, force_fetch=force_fetch)
     try:
-        secret = json.loads(response["SecretString"])
-    except (KeyError, ValueError) as exc:
+        secret = json.loads(text)
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"secret {secret_arn} is not a JSON SecretString") from exc
     if not isinstance(secret, dict):
         raise ConfigError(f"secret {secret_arn} must hold a JSON object")
@@ -144,6 +155,12 @@ class DatabaseSettings:
             ca_bundle=ca_bundle,
         )
 
+    @classmethod
+    def reread_from_env(cls) -> DatabaseSettings:
+        """:meth:`from_env` with the secret read from Secrets Manager, not the cache: a login was refused,
+        so the secret may have been rotated."""
+        return cls.from_env(fetch_secret=partial(fetch_secret_from_secrets_manager, force_fetch=True))
+
 
 @dataclass(frozen=True)
 class ParserSettings:
@@ -176,13 +193,11 @@ class SinkSettings:
     dynamodb_table: str
     dead_letter_queue_url: str
     opensearch_auth: str = "none"  # "none" locally, "sigv4" for Amazon OpenSearch Service
-    tombstone_ttl_seconds: int = 7 * 24 * 3600
+    tombstone_ttl_seconds: int = DEFAULT_TOMBSTONE_TTL_SECONDS
     # Other DynamoDB tables the fetcher was granted (stack parameter ExtraReplicaTableArns), by name.
     extra_dynamodb_tables: tuple[str, ...] = ()
-    opensearch_max_request_bytes: int = 10 * 1024 * 1024
-    # How the DynamoDB sink writes a batch: "transactions" (TransactWriteItems, few requests, 2 write units a
-    # row) or "puts" (conditional PutItems in parallel, a request and 1 write unit a row).
-    dynamodb_batch_writes: str = "transactions"
+    opensearch_max_request_bytes: int = DEFAULT_OPENSEARCH_MAX_REQUEST_BYTES
+    dynamodb_batch_writes: str = BATCH_TRANSACTIONS
 
     @property
     def granted_dynamodb_tables(self) -> frozenset[str]:
@@ -194,19 +209,22 @@ class SinkSettings:
         auth = env.get("OPENSEARCH_AUTH", "none").strip() or "none"
         if auth not in ("none", "sigv4"):
             raise ConfigError(f"environment variable OPENSEARCH_AUTH must be 'none' or 'sigv4', got {auth!r}")
-        batch_writes = env.get("DYNAMODB_BATCH_WRITES", "transactions").strip() or "transactions"
-        if batch_writes not in ("transactions", "puts"):
+        batch_writes = env.get("DYNAMODB_BATCH_WRITES", "").strip() or BATCH_TRANSACTIONS
+        if batch_writes not in (BATCH_TRANSACTIONS, BATCH_PUTS):
             raise ConfigError(
-                f"environment variable DYNAMODB_BATCH_WRITES must be 'transactions' or 'puts', got {batch_writes!r}"
+                f"environment variable DYNAMODB_BATCH_WRITES must be {BATCH_TRANSACTIONS!r} or {BATCH_PUTS!r}, "
+                f"got {batch_writes!r}"
             )
         return cls(
             opensearch_endpoint=_required(env, "OPENSEARCH_ENDPOINT").rstrip("/"),
             dynamodb_table=_required(env, "DYNAMODB_TABLE"),
             dead_letter_queue_url=_required(env, "DEAD_LETTER_QUEUE_URL"),
             opensearch_auth=auth,
-            tombstone_ttl_seconds=_integer(env, "TOMBSTONE_TTL_SECONDS", 7 * 24 * 3600, minimum=60),
+            tombstone_ttl_seconds=_integer(env, "TOMBSTONE_TTL_SECONDS", DEFAULT_TOMBSTONE_TTL_SECONDS, minimum=60),
             extra_dynamodb_tables=_table_names(env, "DYNAMODB_EXTRA_TABLE_ARNS"),
-            opensearch_max_request_bytes=_integer(env, "OPENSEARCH_MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024),
+            opensearch_max_request_bytes=_integer(
+                env, "OPENSEARCH_MAX_REQUEST_BYTES", DEFAULT_OPENSEARCH_MAX_REQUEST_BYTES, minimum=1024
+            ),
             dynamodb_batch_writes=batch_writes,
         )
 

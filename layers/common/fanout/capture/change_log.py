@@ -42,6 +42,7 @@ from fanout.capture.names import CHANGE_LOG_TABLE, RING, RING_FORMAT_VERSION, dr
 from fanout.model.change import Change, ChangeValidationError, parse_trigger_payload
 from fanout.model.mapping import Mappings
 from fanout.observability import StackMetric, log, record_accepted, record_stack
+from fanout.pipeline.handoff import Forward
 from fanout.pipeline.rejects import Reject
 from fanout.source.locks import current_schema, release_lock, try_lock
 
@@ -53,8 +54,6 @@ DEFAULT_MAX_SECONDS = 60.0  # without a time_left, how long a drain may keep wai
 _ER_LOCK_WAIT_TIMEOUT = 1205
 _ER_LOCK_DEADLOCK = 1213
 _ER_NO_SUCH_TABLE = 1146
-
-Forward = Callable[[Sequence[Change]], None]
 
 
 @dataclass

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -31,7 +32,8 @@ FORMAT_VERSION = 1
 MAX_STRING_KEY_LENGTH = 512
 MAX_PAYLOAD_BYTES = 8192  # a trigger payload names a key; anything bigger is not ours
 BIGINT_MIN, BIGINT_UNSIGNED_MAX = -(2**63), 2**64 - 1
-MAX_TIMESTAMP_SECONDS = 2**53 // 1_000_000  # microseconds must stay exact in a double (OpenSearch)
+MAX_TIMESTAMP_US = 2**53  # microseconds must stay exact in a double (OpenSearch)
+MAX_TIMESTAMP_SECONDS = MAX_TIMESTAMP_US // 1_000_000
 
 # What the pipeline itself puts there: Lambda request ids, "fallback:<row id>". It goes on every log line.
 CORRELATION_ID = re.compile(r"[!-~]{0,128}")
@@ -117,6 +119,11 @@ class Change:
             "ts_us": self.changed_at_us,
             "correlation_id": self.correlation_id,
         }
+
+
+def fetcher_event(changes: Sequence[Change]) -> dict[str, Any]:
+    """The event the fetcher takes (a direct invoke, a fetch-queue message, a dead letter's replay)."""
+    return {"changes": [change.to_message() for change in changes]}
 
 
 def document_id_of(values: tuple[KeyValue, ...]) -> str:
@@ -231,7 +238,7 @@ def parse_change_message(message: Any, mappings: Mappings) -> Change:
         raise ChangeValidationError(_field_name(extra[0]), "unknown field", log_field="<unknown field>")
     key = _validate_key(mapping, message.get("pk"), "pk")
     ts = message.get("ts_us")
-    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 < ts < 2**53:
+    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 < ts < MAX_TIMESTAMP_US:
         raise ChangeValidationError("ts_us", "must be microseconds since the epoch", _describe(ts))
     correlation_id = message.get("correlation_id", "")
     if not isinstance(correlation_id, str) or not CORRELATION_ID.fullmatch(correlation_id):

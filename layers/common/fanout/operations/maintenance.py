@@ -1,66 +1,50 @@
-"""What backfill and reconcile need, built from the environment: the same wiring as the fetcher's.
+"""What backfill and reconcile need, built from the environment: the fetcher's own wiring (fanout.pipeline.wiring).
 
 Used by the ``fanout backfill`` / ``fanout reconcile`` commands and by the
-maintenance Lambda (maintenance_fn). Two database connections: one
+maintenance Lambda (maintenance_fn, whose events :func:`handle_event` takes). Two database connections: one
 autocommit connection for the plain reads (key pages, checkpoints, reconcile's
 source pages) and the fetch path's own, for its short locking reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 
-from fanout.config import DatabaseSettings, SinkSettings
-from fanout.model.change import Change
-from fanout.model.mapping import Mappings, TableMapping, check_dynamodb_tables, default_mappings
-from fanout.operations.backfill import BackfillJob, BackfillResult, run_backfill
+from fanout.model.mapping import Mappings
+from fanout.observability import ChangeMetric, record
+from fanout.operations.backfill import BackfillJob, BackfillResult, KeyRange, run_backfill
+from fanout.operations.backfill_parallel import plan
 from fanout.operations.reconcile import ReconcileReport, SinkReaders, reconcile
-from fanout.pipeline.rejects import QueueRejectRecorder
-from fanout.sinks import Sink
-from fanout.sinks.dynamodb import DynamoDBSink
-from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.pipeline.wiring import FetchPath
 from fanout.source.connection import ConnectionHolder
-from fanout.source.reader import RowState, read_row, read_rows
+
+InvokeSelf = Callable[[dict[str, Any]], None]  # this function, invoked again asynchronously with an event
+TimeLeft = Callable[[], bool]  # whether there is time for another page
 
 
 class Maintenance:
     def __init__(self, source: str) -> None:
-        import boto3
-
-        settings = SinkSettings.from_env()
-        self.mappings: Mappings = default_mappings()
-        check_dynamodb_tables(self.mappings, settings.granted_dynamodb_tables)
-        self.database = ConnectionHolder(DatabaseSettings.from_env(), reload=DatabaseSettings.from_env)
-        self.fetch_database = ConnectionHolder(DatabaseSettings.from_env(), reload=DatabaseSettings.from_env)
-        dynamodb = boto3.resource("dynamodb")
-        opensearch = make_client(settings.opensearch_endpoint, settings.opensearch_auth)
-        self.sinks: list[Sink] = [
-            OpenSearchSink(opensearch, max_request_bytes=settings.opensearch_max_request_bytes),
-            DynamoDBSink(
-                dynamodb.Table(settings.dynamodb_table),
-                tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
-                tables=dynamodb.Table,
-                batch_writes=settings.dynamodb_batch_writes,
-            ),
-        ]
-        self.readers = SinkReaders(opensearch, dynamodb, settings.dynamodb_table)
-        self.reject = QueueRejectRecorder(boto3.client("sqs"), settings.dead_letter_queue_url, source=source)
+        self.fetch = FetchPath(source)
+        self.mappings: Mappings = self.fetch.mappings
+        self.database = ConnectionHolder.from_env()
+        self.readers = SinkReaders(self.fetch.opensearch, self.fetch.dynamodb, self.fetch.settings.dynamodb_table)
 
     def conn(self) -> Any:
         return self.database.get()
 
-    def read_row(self, mapping: TableMapping, change: Change) -> RowState:
-        # as the fetcher: a lost connection is replaced and the (idempotent) read repeated once
-        return self.fetch_database.call(lambda conn: read_row(conn, mapping, change))
-
-    def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> list[RowState | Exception]:
-        return self.fetch_database.call(lambda conn: read_rows(conn, mapping, changes))
-
     def backfill(self, job: BackfillJob, **options: Any) -> BackfillResult:
         """Run (or resume) ``job`` through this environment's fetch path; ``options`` as for ``run_backfill``."""
+        fetch = self.fetch
         return run_backfill(
-            self.conn(), self.mappings, job, self.read_row, self.sinks, self.reject, read_rows=self.read_rows, **options
+            self.conn(),
+            self.mappings,
+            job,
+            fetch.read_row,
+            fetch.sinks,
+            fetch.reject,
+            read_rows=fetch.read_rows,
+            **options,
         )
 
     def reconcile(self, **options: Any) -> ReconcileReport:
@@ -70,12 +54,107 @@ class Maintenance:
             self.conn(),
             self.mappings,
             self.readers,
-            read_row=self.read_row,
-            sinks=self.sinks,
-            reject=self.reject,
+            read_row=self.fetch.read_row,
+            sinks=self.fetch.sinks,
+            reject=self.fetch.reject,
             **options,
         )
 
     def close(self) -> None:
         self.database.close()
-        self.fetch_database.close()
+        self.fetch.close()
+
+
+class BadEvent(ValueError):
+    """The event is not a maintenance request; the message names the field."""
+
+
+def _key(event: dict[str, Any], name: str) -> tuple[Any, ...] | None:
+    value = event.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise BadEvent(f"{name} must be a list of key values, got {value!r}")
+    return tuple(value)
+
+
+def _positive_int(event: dict[str, Any], name: str, default: int | None) -> int | None:
+    value = event.get(name, default)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise BadEvent(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _reconcile(deps: Maintenance, event: dict[str, Any]) -> dict[str, Any]:
+    sample = _positive_int(event, "sample", None)
+    report = deps.reconcile(tables=event.get("tables") or None, sample=sample, repair=bool(event.get("repair", False)))
+    for table, sinks in report.tables.items():
+        for sink, tally in sinks.items():
+            # refused and unchecked rows are not repairable drift, but the sink does not agree with the source
+            remaining = (tally.unrepaired if report.repair else tally.drift) + tally.refused + tally.unchecked
+            record(ChangeMetric.DRIFT, table, sink, value=remaining)
+    return report.as_dict()
+
+
+def _backfill(deps: Maintenance, event: dict[str, Any], invoke_self: InvokeSelf, time_left: TimeLeft) -> dict[str, Any]:
+    table = event.get("table")
+    if not isinstance(table, str):
+        raise BadEvent(f"table must be a mapped table's name, got {table!r}")
+    batch_size = _positive_int(event, "batch_size", 500)
+    assert batch_size is not None
+    job = BackfillJob(
+        table,
+        KeyRange(_key(event, "from"), _key(event, "to"), _key(event, "after")),
+        event.get("where"),
+        tuple(event.get("params") or ()),
+    )
+    workers = _positive_int(event, "workers", 1)
+    if workers is not None and workers > 1:
+        return _split(deps, event, job, workers, invoke_self)
+    result = deps.backfill(
+        job,
+        batch_size=batch_size,
+        rate=event.get("rate"),
+        max_pages=_positive_int(event, "pages_per_invocation", None),
+        should_continue=time_left,
+    )
+    if result.status != "done":  # continue in a fresh invocation, from the checkpoint
+        continued = {k: v for k, v in event.items() if k != "restart"}
+        invoke_self(continued)
+    return result.as_dict()
+
+
+def _split(
+    deps: Maintenance, event: dict[str, Any], job: BackfillJob, workers: int, invoke_self: InvokeSelf
+) -> dict[str, Any]:
+    """Plan the ranges and start one invocation per range (each continues itself until its range is done)."""
+    mapping = deps.mappings.get(job.table)
+    if mapping is None:
+        raise BadEvent(f"table must be a mapped table's name, got {job.table!r}")
+    ranges = plan(deps.conn(), mapping, job, workers, restart=bool(event.get("restart", False)))
+    rate = event.get("rate")
+    started: list[dict[str, Any]] = []
+    for part in ranges:
+        bounds = part.key_range
+        one = {k: v for k, v in event.items() if k not in ("workers", "from", "to", "after", "restart", "rate")}
+        for name, key in (("from", bounds.start), ("to", bounds.end), ("after", bounds.after)):
+            if key is not None:
+                one[name] = list(key)
+        if rate is not None:
+            one["rate"] = rate / len(ranges)
+        invoke_self(one)
+        started.append({"job_id": part.job_id, **{k: one[k] for k in ("from", "to", "after") if k in one}})
+    return {"status": "started", "table": job.table, "workers": len(ranges), "ranges": started}
+
+
+def handle_event(
+    event: Any, dependencies: Callable[[], Maintenance], invoke_self: InvokeSelf, time_left: TimeLeft
+) -> dict[str, Any]:
+    """The maintenance function's event (maintenance_fn/app.py lists the forms); ``invoke_self`` starts this
+    function again asynchronously with an event, ``time_left`` says whether to take another page."""
+    if not isinstance(event, dict) or event.get("action") not in ("reconcile", "backfill"):
+        raise BadEvent('event must be an object with "action": "reconcile" or "backfill"')
+    deps = dependencies()
+    if event["action"] == "reconcile":
+        return _reconcile(deps, event)
+    return _backfill(deps, event, invoke_self, time_left)

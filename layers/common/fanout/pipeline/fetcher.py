@@ -21,9 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fanout.model.change import Change, ChangeValidationError, parse_change_message
+from fanout.model.change import Change, fetcher_event
 from fanout.model.mapping import Mappings, TableMapping
-from fanout.observability import UNKNOWN_TABLE, ChangeMetric, log, metric_table, record, traced
+from fanout.observability import ChangeMetric, log, record, traced
+from fanout.pipeline.rejects import Reject
 from fanout.redaction import describe_error
 from fanout.sinks import Outcome, RowRejected, Sink
 from fanout.source.reader import RowState
@@ -31,7 +32,6 @@ from fanout.source.reader import RowState
 ReadRow = Callable[[TableMapping, Change], RowState]
 # The states of many keys of one table, in order; an item is an exception when that key could not be read.
 ReadRows = Callable[[TableMapping, Sequence[Change]], Sequence[RowState | Exception]]
-Reject = Callable[[str, Any, str], None]
 SOURCE = "source"  # the "sink" dimension of a failed re-read
 
 
@@ -94,37 +94,6 @@ class BatchSummary:
         )
 
 
-def parse_fetcher_event(
-    event: Any, mappings: Mappings, reject: Reject, correlation_id: str
-) -> tuple[list[Change], int]:
-    """Validate the fetcher's event; invalid change messages are recorded, not retried."""
-    messages = event.get("changes") if isinstance(event, dict) else None
-    if not isinstance(messages, list):
-        reason = 'fetcher event must be an object with a "changes" list'
-        log(logging.WARNING, "event rejected", correlation_id=correlation_id, reason=reason)
-        reject(reason, event, correlation_id)
-        record(ChangeMetric.REJECTED, UNKNOWN_TABLE)
-        return [], 1
-    changes: list[Change] = []
-    rejected = 0
-    for i, message in enumerate(messages):
-        try:
-            changes.append(parse_change_message(message, mappings))
-        except ChangeValidationError as exc:
-            rejected += 1
-            log(
-                logging.WARNING,
-                "change rejected",
-                correlation_id=correlation_id,
-                table=metric_table(message, mappings),
-                field=f"changes[{i}].{exc.log_field}",
-                reason=exc.reason,
-            )
-            reject(f"changes[{i}].{exc}", message, correlation_id)
-            record(ChangeMetric.REJECTED, metric_table(message, mappings))
-    return changes, rejected
-
-
 def _record_rejection(change: Change, sink: Sink, exc: RowRejected, reject: Reject | None, report: FetchReport) -> None:
     reason = f"{sink.name}: {describe_error(exc)}"
     record(ChangeMetric.REJECTED, change.table, sink.name)
@@ -142,7 +111,7 @@ def _record_rejection(change: Change, sink: Sink, exc: RowRejected, reject: Reje
         report.failed_keys.add((change.table, change.key))
         return
     try:
-        reject(reason, {"changes": [change.to_message()]}, change.correlation_id)
+        reject(reason, fetcher_event([change]), change.correlation_id)
     except Exception as record_error:  # noqa: BLE001 - not recorded: retried as a failure instead
         where = f"{change.table}/{change.document_id}"
         report.failures.append(f"{where}: {reason} (and recording it failed: {record_error})")
@@ -204,20 +173,11 @@ def _read_all(
 
 
 def _write_all(sink: Sink, mapping: TableMapping, items: list[tuple[Change, RowState]]) -> list[Outcome | Exception]:
-    apply_batch = getattr(sink, "apply_batch", None)
     with traced(f"sink:{sink.name}", table=mapping.table, correlation_id=items[0][0].correlation_id):
-        if apply_batch is not None:
-            try:
-                return list(apply_batch(mapping, items))
-            except Exception as exc:  # noqa: BLE001 - the whole batch failed: each row is reported
-                return [exc] * len(items)
-        outcomes: list[Outcome | Exception] = []
-        for change, state in items:
-            try:
-                outcomes.append(sink.apply(mapping, change, state))
-            except Exception as exc:  # noqa: BLE001 - one row failing must not stop the others
-                outcomes.append(exc)
-        return outcomes
+        try:
+            return list(sink.apply_batch(mapping, items))
+        except Exception as exc:  # noqa: BLE001 - the whole batch failed: each row is reported
+            return [exc] * len(items)
 
 
 def apply_changes(
@@ -233,8 +193,8 @@ def apply_changes(
 
     Changes are grouped by table and coalesced per key; with ``read_rows`` every key of a table is read
     in one locking query per chunk (fanout.source.reader.read_rows), otherwise ``read_row`` reads each
-    key. Sinks with ``apply_batch`` take the rows of a table together (OpenSearch ``_bulk``, DynamoDB
-    TransactWriteItems); others one by one. Any number of changes is fine; failures are collected per key
+    key. Each sink takes the rows of a table together (``apply_batch``: OpenSearch ``_bulk``, DynamoDB
+    TransactWriteItems). Any number of changes is fine; failures are collected per key
     and raised together at the end (FetchFailed) after every key has been tried against every sink.
 
     ``reject`` records rows a sink can never take (the dead-letter queue); without it such a row is a

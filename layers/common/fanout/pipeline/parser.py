@@ -1,26 +1,22 @@
-"""Parser logic: validate a trigger payload and hand the change(s) to the fetcher.
+"""Parser logic for a per-row trigger payload (format version 1): validate it and hand the change(s) on.
 
-A valid payload becomes one asynchronous invoke of the fetcher (Lambda retries
-it and, on final failure, sends it to the dead-letter queue). An invalid one is
-recorded in the dead-letter queue with its reason and *not* raised: retrying
+A valid payload is handed to the fetcher by a forwarder (fanout.pipeline.handoff); a failing
+hand-off is raised, so Lambda retries the payload and, on final failure, dead-letters it. An
+invalid one is recorded in the dead-letter queue with its reason and *not* raised: retrying
 input that can never be valid would only delay the record of it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fanout.model.change import Change, ChangeValidationError, parse_trigger_payload
+from fanout.model.change import ChangeValidationError, parse_trigger_payload
 from fanout.model.mapping import Mappings
 from fanout.observability import ChangeMetric, log, metric_table, record, traced
-
-Forward = Callable[[Sequence[Change]], None]
-DIRECT_CHANGES_PER_INVOKE = 100
-Reject = Callable[[str, Any, str], None]
+from fanout.pipeline.handoff import Forward
+from fanout.pipeline.rejects import Reject
 
 
 @dataclass(frozen=True)
@@ -64,30 +60,3 @@ def handle_trigger_payload(
             action=change.action,
         )
     return ParseResult(accepted=len(changes), rejected=0)
-
-
-def fetcher_event(changes: Sequence[Change]) -> dict[str, Any]:
-    """The event the fetcher receives: a batch of change messages."""
-    return {"changes": [c.to_message() for c in changes]}
-
-
-class LambdaForwarder:
-    """Hands changes to the fetcher function with an asynchronous (Event) invoke."""
-
-    def __init__(self, lambda_client: Any, function_name: str) -> None:
-        self._lambda = lambda_client
-        self._function_name = function_name
-
-    def __call__(self, changes: Sequence[Change]) -> None:
-        # A drained batch may hold hundreds of changes; an async invoke takes at most 256 KB, and a change
-        # message with the longest keys is about 1.2 KB.
-        for start in range(0, len(changes), DIRECT_CHANGES_PER_INVOKE):
-            chunk = changes[start : start + DIRECT_CHANGES_PER_INVOKE]
-            response = self._lambda.invoke(
-                FunctionName=self._function_name,
-                InvocationType="Event",
-                Payload=json.dumps(fetcher_event(chunk)).encode("utf-8"),
-            )
-            status = response.get("StatusCode")
-            if status != 202:
-                raise RuntimeError(f"async invoke of {self._function_name} answered {status}, expected 202")

@@ -8,6 +8,7 @@ whichever arrives last, the highest version stays.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Protocol
 
@@ -36,8 +37,31 @@ class RowRejected(Exception):
 
 
 class Sink(Protocol):
+    """What the fetcher calls on a sink (fanout.pipeline.fetcher)."""
+
     name: str
 
     def enabled_for(self, mapping: TableMapping) -> bool: ...
 
-    def apply(self, mapping: TableMapping, change: Change, state: RowState) -> Outcome: ...
+    def apply(self, mapping: TableMapping, change: Change, state: RowState) -> Outcome:
+        """One row state, written (or found stale); raises RowRejected or SinkError."""
+        ...
+
+    def apply_batch(self, mapping: TableMapping, items: Sequence[tuple[Change, RowState]]) -> list[Outcome | Exception]:
+        """Rows of one table together; per row, in order, its Outcome or its exception (RowRejected: never
+        writable; anything else: retried), so one row failing spares the others. :func:`apply_each` is the
+        per-row form, for a sink with no batch request."""
+        ...
+
+
+def apply_each(
+    sink: Sink, mapping: TableMapping, items: Sequence[tuple[Change, RowState]]
+) -> list[Outcome | Exception]:
+    """``apply_batch`` for a sink that writes row by row: each row's ``apply``, one failing sparing the others."""
+    outcomes: list[Outcome | Exception] = []
+    for change, state in items:
+        try:
+            outcomes.append(sink.apply(mapping, change, state))
+        except Exception as exc:  # noqa: BLE001 - reported per row to the fetcher, which decides
+            outcomes.append(exc)
+    return outcomes

@@ -47,6 +47,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
+from fanout.config import BATCH_PUTS, BATCH_TRANSACTIONS
 from fanout.model.change import Change
 from fanout.model.mapping import TableMapping
 from fanout.sinks import Outcome, RowRejected, SinkError
@@ -66,9 +67,6 @@ MAX_PARALLEL_WRITES = 8
 MAX_ATTEMPTS = 6
 BACKOFF_SECONDS = 0.05
 MAX_BACKOFF_SECONDS = 2.0
-# How a batch is written: TransactWriteItems (up to 100 rows a request, 2 write units a row per KB) or
-# conditional PutItems in parallel (a request and 1 unit a row per KB).
-BATCH_TRANSACTIONS, BATCH_PUTS = "transactions", "puts"
 # Whole-call errors worth a retry. Anything else is a failure of every row of the call.
 RETRYABLE_ERRORS = frozenset(
     {

@@ -35,6 +35,7 @@ from typing import Any
 import simplejson
 from opensearchpy.serializer import JSONSerializer
 
+from fanout.config import DEFAULT_OPENSEARCH_MAX_REQUEST_BYTES
 from fanout.model.change import Change
 from fanout.model.mapping import TableMapping
 from fanout.redaction import describe_item_error
@@ -43,9 +44,6 @@ from fanout.sinks.documents import UnrepresentableRow, opensearch_document, open
 from fanout.source.reader import RowState
 
 DEFAULT_GC_DELETES = "1h"
-# The domain's request limit (http.max_content_length): 10 MiB on the smaller Amazon OpenSearch Service
-# instance types. Configurable as OPENSEARCH_MAX_REQUEST_BYTES.
-DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
 # One _bulk request's size: AWS and OpenSearch recommend 5-15 MiB and 1,000-5,000 operations a request.
 BULK_TARGET_BYTES = 10 * 1024 * 1024
 BULK_MAX_OPERATIONS = 5000
@@ -126,7 +124,7 @@ class OpenSearchSink:
         self,
         client: Any,
         gc_deletes: str = DEFAULT_GC_DELETES,
-        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        max_request_bytes: int = DEFAULT_OPENSEARCH_MAX_REQUEST_BYTES,
         bulk_bytes: int = BULK_TARGET_BYTES,
         bulk_operations: int = BULK_MAX_OPERATIONS,
     ) -> None:

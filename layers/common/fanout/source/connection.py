@@ -7,11 +7,12 @@ ping before use and re-opened when the server has closed it.
 Connections use TLS with certificate verification wherever the database is not
 on loopback (``DB_TLS``, ``DB_CA_BUNDLE``: fanout.config, docs/security.md).
 
-Credentials are read once per execution environment (from the secret in AWS).
-When the database secret is rotated, open connections keep working, but the
-next login with the cached password is refused: the holder then re-reads the
-settings once (``reload``, i.e. the secret) and logs in again, so a rotation
-needs no redeploy and no restart (docs/runbook.md, "Rotate the database secret").
+Credentials are read from the secret in AWS (Powertools Parameters, cached for
+a few minutes: fanout.config). When the database secret is rotated, open
+connections keep working, but the next login with the cached password is
+refused: the holder then re-reads the settings once (``reload``: the secret,
+fetched again past the cache) and logs in again, so a rotation needs no
+redeploy and no restart (docs/runbook.md, "Rotate the database secret").
 """
 
 from __future__ import annotations
@@ -99,6 +100,11 @@ class ConnectionHolder:
         self._settings = settings
         self._reload = reload
         self._conn: pymysql.connections.Connection | None = None
+
+    @classmethod
+    def from_env(cls) -> ConnectionHolder:
+        """The database the environment names; a refused login re-reads the secret, bypassing its cache."""
+        return cls(DatabaseSettings.from_env(), reload=DatabaseSettings.reread_from_env)
 
     def get(self) -> pymysql.connections.Connection:
         if self._conn is not None:

@@ -1,0 +1,71 @@
+"""The fetch path built from the environment, once: the fetcher, the maintenance function and the CLI use it.
+
+It holds the source database (re-read from the secret when a login is refused), both sinks, the
+reject recorder, and ``read_row`` / ``read_rows`` over the database; the AWS clients share one
+botocore Config (:func:`aws_config`), so every caller of the fetch path fails the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fanout.config import SinkSettings
+from fanout.model.change import Change
+from fanout.model.mapping import Mappings, TableMapping, check_dynamodb_tables, default_mappings
+from fanout.pipeline.rejects import QueueRejectRecorder
+from fanout.sinks import Sink
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.source.connection import ConnectionHolder
+from fanout.source.reader import RowState, read_row, read_rows
+
+
+def aws_config() -> Any:
+    """The botocore Config of the fetch path's AWS clients (DynamoDB, the dead-letter queue)."""
+    from botocore.config import Config
+
+    # Fail an attempt fast and leave the waiting to Lambda's retries: botocore's defaults for DynamoDB
+    # (10 attempts, exponential backoff, 60 s connect and read timeouts) kept one attempt against an
+    # unreachable endpoint busy for ~25 s of the function's 60 (tests/integration/test_faults.py).
+    return Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
+
+
+class FetchPath:
+    """Everything a fetch needs, reused across invocations of one execution environment."""
+
+    def __init__(self, source: str) -> None:
+        """``source`` names who records the rejects (``rejected_by`` in a dead letter): fetcher, maintenance, cli."""
+        import boto3
+
+        config = aws_config()
+        self.settings = SinkSettings.from_env()
+        # validate the mapping at cold start, failing loudly, and the DynamoDB tables it names
+        self.mappings: Mappings = default_mappings()
+        check_dynamodb_tables(self.mappings, self.settings.granted_dynamodb_tables)
+        self.database = ConnectionHolder.from_env()
+        self.opensearch = make_client(self.settings.opensearch_endpoint, self.settings.opensearch_auth)
+        self.dynamodb = boto3.resource("dynamodb", config=config)
+        self.sinks: list[Sink] = [
+            OpenSearchSink(self.opensearch, max_request_bytes=self.settings.opensearch_max_request_bytes),
+            DynamoDBSink(
+                self.dynamodb.Table(self.settings.dynamodb_table),
+                tombstone_ttl_seconds=self.settings.tombstone_ttl_seconds,
+                tables=self.dynamodb.Table,
+                batch_writes=self.settings.dynamodb_batch_writes,
+            ),
+        ]
+        self.reject = QueueRejectRecorder(
+            boto3.client("sqs", config=config), self.settings.dead_letter_queue_url, source=source
+        )
+
+    def read_row(self, mapping: TableMapping, change: Change) -> RowState:
+        # A connection found dead (restart, failover, KILL) is replaced and the read repeated once: it is idempotent.
+        return self.database.call(lambda conn: read_row(conn, mapping, change))
+
+    def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> list[RowState | Exception]:
+        # The batch read is as idempotent as the single one: the same once-more on a lost connection.
+        return self.database.call(lambda conn: read_rows(conn, mapping, changes))
+
+    def close(self) -> None:
+        self.database.close()

@@ -1,0 +1,78 @@
+"""One wiring of the fetch path (fanout.pipeline.wiring): the fetcher and the maintenance function build it alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+
+from fanout.model.mapping import default_mappings
+from fanout.operations.maintenance import Maintenance
+from tests.support.fakes import load_app
+
+ENV = {
+    "DB_HOST": "db.internal",
+    "DB_NAME": "fanout",
+    "DB_USER": "fetcher",
+    "DB_TLS": "off",
+    "OPENSEARCH_ENDPOINT": "http://opensearch.internal:9200",
+    "DYNAMODB_TABLE": "fanout-replica",
+    "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/fanout-dlq",
+    "AWS_DEFAULT_REGION": "eu-west-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+}
+
+
+class RecordingBoto3:
+    """boto3.client / boto3.resource, each call's service and botocore Config noted (the real object is built,
+    which opens no connection)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.configs: dict[str, Any] = {}
+
+    def __call__(self, service: str, *args: Any, **kwargs: Any) -> Any:
+        self.configs[service] = kwargs.get("config")
+        return self.real(service, *args, **kwargs)
+
+
+def fail_fast(config: Any) -> tuple[Any, ...]:
+    assert config is not None, "built without the fetch path's botocore Config"
+    return config.connect_timeout, config.read_timeout, config.retries
+
+
+def test_the_fetcher_and_the_maintenance_function_build_their_aws_clients_with_the_same_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the environment both functions run in, and boto3 noting how each client is built
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in ("DB_SECRET_ARN", "DYNAMODB_EXTRA_TABLE_ARNS", "OPENSEARCH_AUTH", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    default_mappings.cache_clear()
+    built: dict[str, RecordingBoto3] = {}
+    for role in ("fetcher", "maintenance"):
+        clients, resources = RecordingBoto3(boto3.client), RecordingBoto3(boto3.resource)
+        monkeypatch.setattr(boto3, "client", clients)
+        monkeypatch.setattr(boto3, "resource", resources)
+        # When each builds its fetch path
+        if role == "fetcher":
+            app = load_app("fetcher_fn/app.py", "fetcher_app_wiring")
+            app._dependencies()
+            app._dependencies.cache_clear()
+        else:
+            Maintenance(source="maintenance").close()
+        built[role] = clients
+        built[role + " resources"] = resources
+        monkeypatch.setattr(boto3, "client", clients.real)
+        monkeypatch.setattr(boto3, "resource", resources.real)
+
+    # Then DynamoDB and the dead-letter queue get the same fail-fast Config in both
+    built_with = [fail_fast(built[role + " resources"].configs["dynamodb"]) for role in ("fetcher", "maintenance")] + [
+        fail_fast(built[role].configs["sqs"]) for role in ("fetcher", "maintenance")
+    ]
+    assert all(config == built_with[0] for config in built_with)
+    connect_timeout, read_timeout, retries = built_with[0]
+    assert (connect_timeout, read_timeout, retries["mode"]) == (5, 10, "standard")
