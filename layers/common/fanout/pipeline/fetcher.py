@@ -56,6 +56,11 @@ class FetchReport:
     def as_dict(self) -> dict[str, Any]:
         return {"applied": self.outcomes, "rejected": self.rejected, "failures": self.failures}
 
+    def fail(self, change: Change, reason: str) -> None:
+        """The change is not applied: it is retried (queued mode: only its message)."""
+        self.failures.append(f"{change.table}/{change.document_id}: {reason}")
+        self.failed_keys.add((change.table, change.key))
+
 
 @dataclass
 class BatchSummary:
@@ -107,15 +112,12 @@ def _record_rejection(change: Change, sink: Sink, exc: RowRejected, reject: Reje
         reason=reason,
     )
     if reject is None:  # nowhere to record it: fail loudly rather than lose it
-        report.failures.append(f"{change.table}/{change.document_id}: {reason}")
-        report.failed_keys.add((change.table, change.key))
+        report.fail(change, reason)
         return
     try:
         reject(reason, fetcher_event([change]), change.correlation_id)
     except Exception as record_error:  # noqa: BLE001 - not recorded: retried as a failure instead
-        where = f"{change.table}/{change.document_id}"
-        report.failures.append(f"{where}: {reason} (and recording it failed: {record_error})")
-        report.failed_keys.add((change.table, change.key))
+        report.fail(change, f"{reason} (and recording it failed: {record_error})")
 
 
 @dataclass
@@ -227,23 +229,10 @@ def _apply_all(
         states = _read_all(mapping, pending, read_row, read_rows)
         readable: list[tuple[_Pending, RowState]] = []
         for item, state in zip(pending, states, strict=True):
-            change = item.change
             if isinstance(state, RowState):
                 readable.append((item, state))
                 continue
-            report.failures.append(f"{change.table}/{change.document_id}: read failed: {describe_error(state)}")
-            report.failed_keys.add((change.table, change.key))
-            report.summary.count(change.table, SOURCE, "failed")
-            record(ChangeMetric.FAILED, change.table, SOURCE)
-            log(
-                logging.ERROR,
-                "read failed",
-                correlation_id=item.correlation_id,
-                correlation_ids=item.correlation_ids,
-                table=change.table,
-                key=change.document_id,
-                error=describe_error(state),
-            )
+            _failed(report, item, SOURCE, "read failed", state)
         if not readable:
             continue
         for sink in sinks:
@@ -252,6 +241,25 @@ def _apply_all(
             outcomes = _write_all(sink, mapping, [(item.change, state) for item, state in readable])
             for (item, state), outcome in zip(readable, outcomes, strict=True):
                 _report_outcome(report, sink, item, state, outcome, reject)
+
+
+def _failed(report: FetchReport, item: _Pending, where: str, message: str, error: Exception) -> None:
+    """A read (``where`` is the source) or a sink write failed: counted, logged, and the change retried."""
+    change = item.change
+    report.fail(change, f"{'read' if where == SOURCE else where} failed: {describe_error(error)}")
+    report.summary.count(change.table, where, "failed")
+    record(ChangeMetric.FAILED, change.table, where)
+    sink = {} if where == SOURCE else {"sink": where}
+    log(
+        logging.ERROR,
+        message,
+        correlation_id=item.correlation_id,
+        correlation_ids=item.correlation_ids,
+        **sink,
+        table=change.table,
+        key=change.document_id,
+        error=describe_error(error),
+    )
 
 
 def _report_outcome(
@@ -277,20 +285,7 @@ def _report_outcome(
         report.outcomes.append(entry)
         return
     if isinstance(outcome, Exception):
-        report.failures.append(f"{change.table}/{change.document_id}: {sink.name} failed: {describe_error(outcome)}")
-        report.failed_keys.add((change.table, change.key))
-        report.summary.count(change.table, sink.name, "failed")
-        record(ChangeMetric.FAILED, change.table, sink.name)
-        log(
-            logging.ERROR,
-            "sink write failed",
-            correlation_id=item.correlation_id,
-            correlation_ids=item.correlation_ids,
-            sink=sink.name,
-            table=change.table,
-            key=change.document_id,
-            error=describe_error(outcome),
-        )
+        _failed(report, item, sink.name, "sink write failed", outcome)
         return
     lag_ms = max(0.0, time.time() * 1000 - change.changed_at_us / 1000)
     record(ChangeMetric.FAILED, change.table, sink.name, value=0)
