@@ -62,11 +62,14 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from fanout.model.composition import Composition
 
 ACTIONS = ("insert", "update", "delete")
 KEY_TYPES = ("int", "string")
@@ -229,6 +232,7 @@ class TableMapping:
     dynamodb_attributes: tuple[str, ...] | None = None  # None: every column read
     dynamodb_rename: tuple[tuple[str, str], ...] = ()  # (column, attribute)
     dynamodb_binary: str = "binary"
+    composition: Composition | None = None  # a document built from several tables (fanout.model.composition)
 
     @property
     def key_columns(self) -> tuple[str, ...]:
@@ -353,7 +357,9 @@ def _parse_table(table: str, spec: Any) -> TableMapping:
     _identifier(table, "<table name>", table)
     if not isinstance(spec, dict):
         raise _fail(table, "<table>", "must be an object")
-    _known_fields(table, "", spec, {"primary_key", "capture", "columns", "json_columns", "opensearch", "dynamodb"})
+    _known_fields(
+        table, "", spec, {"primary_key", "capture", "columns", "json_columns", "opensearch", "dynamodb", "document"}
+    )
 
     raw_key = spec.get("primary_key")
     if not isinstance(raw_key, list) or not raw_key:
@@ -506,6 +512,18 @@ def _parse_table(table: str, spec: Any) -> TableMapping:
     if opensearch_on and columns is not None:
         outputs = [(c, mapping.opensearch_field(c)) for c in columns if c not in os_exclude]
         _check_output_names(table, "opensearch.rename", outputs, OPENSEARCH_METADATA_FIELDS | {FULL_KEY_FIELD})
+    if "document" in spec:
+        from fanout.model.composition import parse_composition  # it builds on this module's errors
+
+        composition = parse_composition(table, spec["document"], key_columns, columns)
+        if composition.dynamodb_document and dynamodb_on:
+            _check_output_names(
+                table,
+                "document",
+                [(name, name) for name in sorted(composition.relation_names)],
+                mapping.dynamodb_reserved_attributes,
+            )
+        mapping = replace(mapping, composition=composition)
     return mapping
 
 
