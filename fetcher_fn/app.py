@@ -25,6 +25,7 @@ from fanout.pipeline.rejects import HeldRejects, QueueRejectRecorder
 from fanout.sinks import Sink
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.source.compose import resolve_roots
 from fanout.source.connection import ConnectionHolder
 from fanout.source.reader import RowState, read_row, read_rows
 
@@ -70,6 +71,10 @@ class _Dependencies:
         # The batch read is as idempotent as the single one: the same once-more on a lost connection.
         return self.database.call(lambda conn: read_rows(conn, mapping, changes))
 
+    def resolve_roots(self, mapping: TableMapping, change: Change) -> list[list[Change]]:
+        # The root documents a parent or link-target change touches, in pages (plain reads, no lock).
+        return self.database.call(lambda conn: list(resolve_roots(conn, mapping, change)))
+
 
 @lru_cache(maxsize=1)
 def _dependencies() -> _Dependencies:
@@ -102,13 +107,22 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         from fanout.pipeline.fetch_queue import handle_queue_batch
 
         return handle_queue_batch(
-            event, context, mappings, deps.read_row, deps.sinks, deps.reject, read_rows=deps.read_rows
+            event,
+            context,
+            mappings,
+            deps.read_row,
+            deps.sinks,
+            deps.reject,
+            read_rows=deps.read_rows,
+            resolve_roots=deps.resolve_roots,
         )
     # Rejections wait for the outcome: a failed event is retried whole (then dead-lettered whole), and
     # recording them on every attempt wrote one dead letter per retry.
     held = HeldRejects()
     changes, rejected = parse_fetcher_event(event, mappings, held, context.aws_request_id)
-    report = apply_changes(changes, mappings, deps.read_row, deps.sinks, held, read_rows=deps.read_rows)
+    report = apply_changes(
+        changes, mappings, deps.read_row, deps.sinks, held, read_rows=deps.read_rows, resolve_roots=deps.resolve_roots
+    )
     held.record_with(deps.reject)
     report.rejected = rejected
     return report.as_dict()

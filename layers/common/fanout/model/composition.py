@@ -134,8 +134,19 @@ class Composition:
     dynamodb_document: bool  # the DynamoDB item is the composed document (else the root row)
 
     @property
+    def relations(self) -> tuple[Parent | Children | ManyToMany, ...]:
+        """Every relation, in the order the document holds them: parents, children, many-to-many."""
+        return (*self.parents, *self.children, *self.many_to_many)
+
+    @property
     def relation_names(self) -> frozenset[str]:
-        return frozenset(r.name for r in (*self.parents, *self.children, *self.many_to_many))
+        return frozenset(r.name for r in self.relations)
+
+    def relation(self, name: str) -> Parent | Children | ManyToMany:
+        for relation in self.relations:
+            if relation.name == name:
+                return relation
+        raise KeyError(f"{self.root} has no relation {name!r}")
 
     def feeds(self) -> list[Feed]:
         """Every (table, relation) whose rows this document is built from, besides the root."""
@@ -393,3 +404,12 @@ class OverLimit:
             f"relation {self.relation!r} of {self.root} has {self.count} entries, above its limit of {self.limit} "
             "(beyond_limit: reject)"
         )
+
+
+class EmbeddedRow(dict[str, Any]):
+    """A related row inside a composed document (a parent, or a child or target object). Its own type, so
+    that a plain dict from anywhere else is still no sink value."""
+
+
+class EmbeddedList(list[Any]):
+    """A relation's list inside a composed document (children, or many-to-many values or objects)."""

@@ -41,6 +41,7 @@ from fanout.pipeline.fetcher import (
 )
 from fanout.pipeline.parser import fetcher_event
 from fanout.pipeline.rejects import HeldRejects
+from fanout.pipeline.related import ResolveRoots
 from fanout.redaction import describe_error
 from fanout.sinks import Sink
 
@@ -106,6 +107,7 @@ def handle_queue_batch(
     reject: Reject,
     *,
     read_rows: ReadRows | None = None,
+    resolve_roots: ResolveRoots | None = None,
 ) -> dict[str, Any]:
     """Apply every record's changes in one batch; answer with the records to retry (partial batch response).
 
@@ -145,6 +147,7 @@ def handle_queue_batch(
             sinks,
             reject,
             read_rows=read_rows,
+            resolve_roots=resolve_roots,
         )
     except FetchFailed as exc:
         report = exc.report
