@@ -70,6 +70,7 @@ from fanout.redaction import describe_error
 from fanout.sinks import Outcome, Sink
 from fanout.sinks.documents import dynamodb_key, dynamodb_refusal, opensearch_document_id, opensearch_refusal
 from fanout.sinks.dynamodb import read_numbers_exactly
+from fanout.source.compose import composed_page
 from fanout.source.reader import _quote
 from fanout.source.values import typed_row
 
@@ -341,7 +342,7 @@ def source_pages(conn: Any, mapping: TableMapping, page_size: int) -> Iterator[l
             rows = [typed_row(cur, found, mapping) for found in cur.fetchall()]
         if not rows:
             return
-        yield rows
+        yield rows if mapping.composition is None else composed_page(conn, mapping, rows)
         after = tuple(rows[-1][c] for c in mapping.key_columns)
         if len(rows) < page_size:
             return
@@ -359,6 +360,8 @@ def sample_pages(conn: Any, mapping: TableMapping, size: int, page_size: int) ->
     with conn.cursor() as cur:
         cur.execute(sql, (probability,))
         rows = [typed_row(cur, found, mapping) for found in cur.fetchall()]
+    if mapping.composition is not None:  # the composed documents of the sampled roots that pass the filter
+        rows = composed_page(conn, mapping, rows)
     for i in range(0, len(rows), page_size):
         yield rows[i : i + page_size]
 
@@ -373,6 +376,9 @@ def existing_keys(conn: Any, mapping: TableMapping, keys: Sequence[Key]) -> set[
     with conn.cursor() as cur:
         cur.execute(sql, [v for key in keys for v in key])
         stored = {tuple(row) for row in cur.fetchall()}
+    if mapping.composition is not None:  # a root that does not pass the filter has no document
+        roots = [dict(zip(mapping.key_columns, key, strict=True)) for key in keys if key in stored]
+        stored = {tuple(row[c] for c in mapping.key_columns) for row in composed_page(conn, mapping, roots)}
     return {key for key in keys if key in stored}
 
 

@@ -420,3 +420,18 @@ def _relation(composition: Composition, name: str) -> Parent | ManyToMany:
     if isinstance(relation, Children):
         raise ValueError(f"{composition.root}.{name} is a child list: its changes name their roots")
     return relation
+
+
+def composed_page(
+    conn: pymysql.connections.Connection, mapping: TableMapping, rows: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The composed documents of a page of root rows, read without a lock (one consistent snapshot per
+    chunk), for the checks that compare sinks with the source (reconcile, verify): roots that do not pass
+    the filter are left out, as they are absent from the sinks."""
+    changes = [Change(mapping.table, tuple((c, row[c]) for c in mapping.key_columns), "update", 1) for row in rows]
+    composed: list[dict[str, Any]] = []
+    for start in range(0, len(changes), MAX_ROOTS_PER_READ):
+        for state in _compose(conn, mapping, changes[start : start + MAX_ROOTS_PER_READ], lock=""):
+            if state.row is not None:
+                composed.append(state.row)
+    return composed
