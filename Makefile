@@ -94,5 +94,6 @@ bench: install ## benchmarks (ratios, side by side in one run) -> bench/results/
 	$(PY) bench/bench_backfill_reconcile.py
 	$(PY) bench/bench_dynamodb_batches.py
 	$(PY) bench/bench_end_to_end.py
+	$(PY) bench/bench_composed.py
 	$(PY) local/stack.py up
 	$(PY) bench/bench_capture.py  # through the deployed local stack: per-row vs change log

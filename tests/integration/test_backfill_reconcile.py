@@ -183,7 +183,7 @@ def test_backfill_of_a_large_table_reaches_both_sinks_and_reconcile_finds_no_dri
     assert report.tables["posts"]["opensearch"].checked == LARGE_TABLE_ROWS
     assert report.tables["posts"]["dynamodb"].checked == LARGE_TABLE_ROWS
     assert report.tables["tenant_settings"]["dynamodb"].checked == 10
-    assert report.source_rows == {"posts": LARGE_TABLE_ROWS, "tenant_settings": 10}
+    assert report.source_rows == {"posts": LARGE_TABLE_ROWS, "tenant_settings": 10, "articles": 0}
 
     # And running the finished job again does nothing
     again = backfill(h, "posts", batch_size=250)
