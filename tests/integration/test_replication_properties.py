@@ -337,14 +337,10 @@ def play_history(
     assert deliveries_reject.records == [], deliveries_reject.records
 
 
-def replicate_history(harness: Harness, sinks: Sinks, history: list[Any], rng: random.Random) -> list[str]:
-    """Run one example; return every disagreement between the source and the sinks (none expected).
-
-    ``rng`` (seeded by Hypothesis) decides duplication, holding back and delivery order; the threads'
-    interleaving is the machine's.
-    """
-    tenant = f"t{uuid.uuid4().hex[:10]}"
-    deliveries = Deliveries(rng)
+def deliver_while_writing(
+    harness: Harness, sinks: Sinks, deliveries: Deliveries, rng: random.Random, write: Callable[[Deliveries], None]
+) -> None:
+    """``write(deliveries)`` while the fetcher threads take the deliveries; every change applied at the end."""
     reject = Recorded()
     threads = [
         threading.Thread(
@@ -355,7 +351,7 @@ def replicate_history(harness: Harness, sinks: Sinks, history: list[Any], rng: r
     for thread in threads:
         thread.start()
     try:
-        run_history(harness, sinks.mappings, history, tenant, deliveries)
+        write(deliveries)
     finally:
         deliveries.finish_writing()
         for thread in threads:
@@ -365,6 +361,18 @@ def replicate_history(harness: Harness, sinks: Sinks, history: list[Any], rng: r
         raise deliveries.errors[0]
     assert deliveries.redelivered < MAX_REDELIVERIES, "fetches kept failing"
     assert reject.records == [], reject.records
+
+
+def replicate_history(harness: Harness, sinks: Sinks, history: list[Any], rng: random.Random) -> list[str]:
+    """Run one example; return every disagreement between the source and the sinks (none expected).
+
+    ``rng`` (seeded by Hypothesis) decides duplication, holding back and delivery order; the threads'
+    interleaving is the machine's.
+    """
+    tenant = f"t{uuid.uuid4().hex[:10]}"
+    deliver_while_writing(
+        harness, sinks, Deliveries(rng), rng, lambda d: run_history(harness, sinks.mappings, history, tenant, d)
+    )
 
     problems = []
     for spelling in (tenant, tenant.upper()):
@@ -511,29 +519,13 @@ def replicate_composed_history(
     """As replicate_history; ``late_share`` 0 holds nothing back, so that no late copy of a root's change can
     mend a document a related row's change failed to rebuild (the child-change path must do it)."""
     base = next(example_ids)
-    deliveries = Deliveries(rng, late_share)
-    reject = Recorded()
-    threads = [
-        threading.Thread(
-            target=worker, args=(harness, i, sinks, deliveries, reject, random.Random(rng.random())), daemon=True
-        )
-        for i in range(WORKERS)
-    ]
-    for thread in threads:
-        thread.start()
-    try:
+
+    def write(deliveries: Deliveries) -> None:
         play_history(
             harness, sinks.mappings, history, deliveries, lambda cur, op: cur.execute(*composed_statement(base, op))
         )
-    finally:
-        deliveries.finish_writing()
-        for thread in threads:
-            thread.join(60)
-    assert not any(t.is_alive() for t in threads), "a fetcher did not finish"
-    if deliveries.errors:
-        raise deliveries.errors[0]
-    assert deliveries.redelivered < MAX_REDELIVERIES, "fetches kept failing"
-    assert reject.records == [], reject.records
+
+    deliver_while_writing(harness, sinks, Deliveries(rng, late_share), rng, write)
 
     problems = []
     for article in ARTICLES:
