@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
-from fanout.model.composition import Feed, OrderBy, RowFilter
-from fanout.model.mapping import MappingError, parse_mappings
+from fanout.model.change import Change, ChangeValidationError, parse_change_message, parse_trigger_payload
+from fanout.model.composition import EmbeddedList, EmbeddedRow, Feed, OrderBy, OverLimit, RowFilter
+from fanout.model.mapping import MappingError, Mappings, parse_mappings
+from fanout.sinks.documents import UnrepresentableRow, dynamodb_attributes, opensearch_document
 
 
 def article_spec() -> dict[str, Any]:
@@ -118,3 +120,85 @@ def test_every_mistake_in_a_document_names_the_table_and_field(change: Any, fiel
     change(spec)
     message = error_of(spec)
     assert "'articles'" in message and f"field {field!r}" in message and says in message, message
+
+
+# --------------------------------------------------------------------------- payloads of feeding tables
+
+
+def article_mappings() -> Mappings:
+    return parse_mappings({"tables": {"articles": article_spec()}})
+
+
+def payload(table: str, action: str, refs: list[Any]) -> dict[str, Any]:
+    return {"v": 1, "action": action, "table": table, "refs": refs, "ts": 1764240000.5}
+
+
+def test_a_moved_child_names_both_roots_and_a_parent_change_goes_via_its_relation() -> None:
+    mappings = article_mappings()
+    moved = payload("comments", "update", [{"root": "articles", "via": "comments", "new": {"id": 2}, "old": {"id": 1}}])
+    assert [(c.table, c.key, c.via) for c in parse_trigger_payload(moved, mappings)] == [
+        ("articles", (("id", 2),), ""),
+        ("articles", (("id", 1),), ""),
+    ]
+    renamed = payload("authors", "update", [{"root": "articles", "via": "author", "new": {"id": 5}, "old": {"id": 5}}])
+    (change,) = parse_trigger_payload(renamed, mappings)
+    assert (change.table, change.key, change.via) == ("articles", (("id", 5),), "author")
+    # and the message to the fetcher carries the relation, validated against it
+    assert parse_change_message(change.to_message(), mappings) == change
+
+
+def test_a_null_reference_points_at_no_root() -> None:
+    orphan = payload("comments", "insert", [{"root": "articles", "via": "comments", "new": {"id": None}}])
+    assert parse_trigger_payload(orphan, article_mappings()) == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        (payload("users", "insert", [{"root": "articles", "via": "x", "new": {"id": 1}}]), "table"),
+        (payload("comments", "insert", []), "refs"),
+        (payload("comments", "insert", [{"root": "articles", "via": "tags", "new": {"id": 1}}]), "refs[0].via"),
+        (payload("comments", "update", [{"root": "articles", "via": "comments", "new": {"id": 1}}]), "refs[0]"),
+        (payload("comments", "insert", [{"root": "articles", "via": "comments", "new": {"id": "x"}}]),
+         "refs[0].new.id"),
+        (payload("authors", "insert", [{"root": "articles", "via": "author", "new": {"name": 1}}]), "refs[0].new"),
+        (payload("authors", "insert", [{"root": "articles", "via": "author", "new": {"id": [1]}}]),
+         "refs[0].new.id"),
+        ({**payload("tags", "delete", [{"root": "articles", "via": "tags", "old": {"id": 1}}]), "pk": {}}, "pk"),
+    ],
+)  # fmt: skip
+def test_a_bad_feeding_payload_is_rejected_naming_the_field(bad: dict[str, Any], field: str) -> None:
+    with pytest.raises(ChangeValidationError) as caught:
+        parse_trigger_payload(bad, article_mappings())
+    assert caught.value.field == field
+
+
+def test_a_change_via_a_relation_the_root_does_not_have_is_rejected() -> None:
+    message = Change("articles", (("id", 1),), "update", 1, via="comments").to_message()
+    with pytest.raises(ChangeValidationError, match="via"):
+        parse_change_message(message, article_mappings())
+
+
+def composed_row(comments: Any) -> dict[str, Any]:
+    return {
+        "id": 1, "title": "t", "status": "published", "author_id": 3,
+        "author": EmbeddedRow(name="Ann"), "comments": comments, "tags": EmbeddedList(["red"]),
+    }  # fmt: skip
+
+
+def test_sinks_get_relations_as_objects_and_lists_and_dynamodb_the_document_or_the_root() -> None:
+    mapping = article_mappings().tables["articles"]
+    row = composed_row(EmbeddedList([EmbeddedRow(body="hi")]))
+    assert opensearch_document(mapping, row)["comments"] == [{"body": "hi"}]
+    assert dynamodb_attributes(mapping, row)["author"] == {"name": "Ann"}  # "item": "document"
+    spec = article_spec()
+    spec["document"]["dynamodb"] = {"item": "root"}
+    root_only = parse_mappings({"tables": {"articles": spec}}).tables["articles"]
+    assert set(dynamodb_attributes(root_only, row)) == {"id", "title", "status", "author_id"}
+
+
+def test_a_list_beyond_its_limit_under_reject_cannot_be_written() -> None:
+    mapping = article_mappings().tables["articles"]
+    row = composed_row(OverLimit("articles", "comments", 6, 5))
+    with pytest.raises(UnrepresentableRow, match="6 entries, above its limit of 5"):
+        opensearch_document(mapping, row)
