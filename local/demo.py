@@ -7,7 +7,11 @@ changes the primary key of another and deletes a third; in `tenant_settings`
 three settings, updates one's JSON, renames another's key (case only: the
 same key to MySQL's collation, a new document to the sinks) and deletes the
 third. Then it waits until both sinks agree with the source for every touched
-key and prints the three side by side. Exits 0 only if they all agree.
+key and prints the three side by side. Then composed documents (`articles`,
+README.md "Composed documents"): an author with three articles, comments and
+tags; a search for the author's name finds the published ones; renaming the
+author updates every article; unpublishing one removes it. Exits 0 only if
+everything agrees.
 """
 
 from __future__ import annotations
@@ -159,13 +163,71 @@ def main() -> int:
     for name, (_, describe) in tables.items():
         print()
         print(render(results[name], name, mappings.tables[name].opensearch_index, env["DYNAMODB_TABLE"], describe))
-    if all(settled(r) for r in everything):
-        print(
-            f"\nall {len(everything)} keys of 2 tables agree in MariaDB, OpenSearch and DynamoDB after {elapsed:.1f}s"
-        )
-        return 0
-    print(f"\nsinks still disagree with the source after {elapsed:.0f}s; see .local/logs/", file=sys.stderr)
-    return 1
+    if not all(settled(r) for r in everything):
+        print(f"\nsinks still disagree with the source after {elapsed:.0f}s; see .local/logs/", file=sys.stderr)
+        return 1
+    print(f"\nall {len(everything)} keys of 2 tables agree in MariaDB, OpenSearch and DynamoDB after {elapsed:.1f}s")
+    return composed_demo(conn, opensearch, table, mappings.tables["articles"], run)
+
+
+def composed_demo(conn, opensearch, table, articles, run: str) -> int:  # type: ignore[no-untyped-def]
+    """Search documents built from several tables: found by the author's name, renamed, unpublished."""
+    index = articles.opensearch_index
+    name, renamed = f"Ada Lovelace {run}", f"Ada King {run}"
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO authors (name) VALUES (%s)", (name,))
+        author = cur.lastrowid
+        ids = []
+        for title, status in (("Notes on the engine", "published"), ("On numbers", "published"), ("Draft", "draft")):
+            cur.execute(
+                "INSERT INTO articles (title, body, status, author_id) VALUES (%s, 'b', %s, %s)",
+                (f"{title} [{run}]", status, author),
+            )
+            ids.append(cur.lastrowid)
+        cur.execute("INSERT INTO tags (name) VALUES (%s)", (f"history-{run}",))
+        cur.execute("INSERT INTO article_tags VALUES (%s, %s)", (ids[0], cur.lastrowid))
+        cur.execute("INSERT INTO comments (article_id, commenter, body) VALUES (%s, 'Charles', 'Splendid.')", (ids[0],))
+    print(f"\ncomposed documents: author {name!r} with articles {ids} (the last a draft), a tag and a comment")
+
+    def search(text: str) -> list[int]:
+        opensearch.indices.refresh(index=index)
+        query = {"query": {"match_phrase": {"author.name": text}}}
+        hits = opensearch.search(index=index, body=query)["hits"]["hits"]
+        return sorted(int(hit["_id"]) for hit in hits)
+
+    def agreed() -> bool:
+        changes = [Change("articles", (("id", i),), "update", 0) for i in ids]
+        return all(compare_row(conn, articles, c, opensearch, table).agrees for c in changes)
+
+    def wait(what: str, done) -> bool:  # type: ignore[no-untyped-def]
+        started = time.monotonic()
+        while time.monotonic() - started < TIMEOUT_SECONDS:
+            if agreed() and done():
+                print(f"  {what} ({time.monotonic() - started:.1f}s)")
+                return True
+            time.sleep(0.25)
+        print(f"  {what}: not after {TIMEOUT_SECONDS:.0f}s; see .local/logs/", file=sys.stderr)
+        return False
+
+    steps = [
+        (f"search {name!r} finds the published articles {ids[:2]}", lambda: search(name) == ids[:2]),
+    ]
+    if not wait(*steps[0]):
+        return 1
+    first = opensearch.get(index=index, id=str(ids[0]))["_source"]
+    print(f"  article {ids[0]}: author {first['author']}, tags {first['tags']}, comments {first['comments']}")
+    with conn.cursor() as cur:
+        cur.execute("UPDATE authors SET name = %s WHERE id = %s", (renamed, author))
+    if not wait(
+        f"renamed to {renamed!r}: the search finds both", lambda: search(renamed) == ids[:2] and not search(name)
+    ):
+        return 1
+    with conn.cursor() as cur:
+        cur.execute("UPDATE articles SET status = 'draft' WHERE id = %s", (ids[1],))
+    if not wait(f"article {ids[1]} unpublished: removed", lambda: search(renamed) == ids[:1]):
+        return 1
+    print("composed documents agree in MariaDB, OpenSearch and DynamoDB")
+    return 0
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def test_backfill_of_a_large_table_reaches_both_sinks_and_reconcile_finds_no_dri
     assert report.tables["posts"]["opensearch"].checked == LARGE_TABLE_ROWS
     assert report.tables["posts"]["dynamodb"].checked == LARGE_TABLE_ROWS
     assert report.tables["tenant_settings"]["dynamodb"].checked == 10
-    assert report.source_rows == {"posts": LARGE_TABLE_ROWS, "tenant_settings": 10}
+    assert report.source_rows == {"posts": LARGE_TABLE_ROWS, "tenant_settings": 10, "articles": 0}
 
     # And running the finished job again does nothing
     again = backfill(h, "posts", batch_size=250)
@@ -352,3 +352,51 @@ def test_the_commands_backfill_then_reconcile_with_json_and_exit_status(
     out = capsys.readouterr().out
     assert "posts -> opensearch: 120 checked, 0 missing, 0 stale, 0 orphans" in out
     assert "source and sinks agree" in out
+
+
+# --------------------------------------------------------------------------- composed documents
+
+
+def test_backfill_and_reconcile_compose_documents_and_repair_rebuilds_them(harness: Harness) -> None:
+    h = harness
+    # Given published and draft articles with an author, comments and tags, never replicated
+    h.execute("INSERT INTO authors (id, name) VALUES (1, 'Ann')")
+    h.execute(
+        "INSERT INTO articles (id, title, body, status, author_id) VALUES "
+        "(1, 'one', 'b', 'published', 1), (2, 'two', 'b', 'published', 1), (3, 'three', 'b', 'draft', 1)"
+    )
+    h.execute("INSERT INTO comments (id, article_id, commenter, body) VALUES (1, 1, 'c', 'first'), (2, 2, 'c', 'x')")
+    h.execute("INSERT INTO tags (id, name) VALUES (1, 'red')")
+    h.execute("INSERT INTO article_tags VALUES (1, 1)")
+
+    # When the root table is backfilled
+    job = backfill(h, "articles", batch_size=2, read_rows=h.read_rows)
+
+    # Then the published articles are composed documents; the draft is absent (a delete), and reconcile agrees
+    assert (job.status, job.rows_done) == ("done", 3)
+    articles = h.mapping("articles")
+    h.opensearch.indices.refresh(index=articles.opensearch_index)
+    doc = h.opensearch.get(index=articles.opensearch_index, id="1")["_source"]
+    assert doc["author"] == {"id": 1, "name": "Ann"} and doc["tags"] == ["red"]
+    assert [c["body"] for c in doc["comments"]] == ["first"]
+    assert not h.opensearch.exists(index=articles.opensearch_index, id="3")
+    report = h.reconcile(tables=["articles"])
+    assert report.agrees, report.summary()
+    assert report.tables["articles"]["opensearch"].checked == 2
+
+    # When related rows change without reaching the sinks, and an article is unpublished
+    h.execute("UPDATE comments SET body = 'edited' WHERE id = 1")
+    h.execute("UPDATE authors SET name = 'Ann B.' WHERE id = 1")
+    h.execute("UPDATE articles SET status = 'draft' WHERE id = 2")
+
+    # Then reconcile compares the composed shape: article 1 drifted, article 2 is an orphan in both sinks
+    report = h.reconcile(tables=["articles"])
+    assert not report.agrees
+    assert report.tables["articles"]["opensearch"].drift >= 2, report.summary()
+    # and repair rebuilds the composed document and removes the unpublished one
+    h.repair()
+    assert h.reconcile(tables=["articles"]).agrees
+    h.opensearch.indices.refresh(index=articles.opensearch_index)
+    doc = h.opensearch.get(index=articles.opensearch_index, id="1")["_source"]
+    assert doc["author"]["name"] == "Ann B." and doc["comments"][0]["body"] == "edited"
+    assert not h.opensearch.exists(index=articles.opensearch_index, id="2")

@@ -103,7 +103,17 @@ def test_the_shipped_migrations_leave_one_trigger_per_captured_action(
     assert triggers_on(session, source.name) == {
         table.table: sorted(trigger_name(table.table, action, latest) for action in table.capture)
         for table in default_mappings().tables.values()
-    }
+    } | feeding_trigger_names(default_mappings(), latest)
+
+
+def feeding_trigger_names(mappings: Mappings, version: int) -> dict[str, list[str]]:
+    """The triggers of the tables feeding composed documents (one per action), by table."""
+    from fanout.capture.composed_triggers import feeding_triggers
+
+    names: dict[str, list[str]] = {}
+    for table, _action, name, _sql, _summary in feeding_triggers(mappings, version):
+        names.setdefault(table, []).append(name)
+    return {table: sorted(found) for table, found in names.items()}
 
 
 def test_insert_update_rekey_and_delete_send_format_1_payloads_the_parser_accepts(
@@ -319,5 +329,5 @@ def test_the_bundled_mapping_generates_a_migration_the_demo_schema_takes(
     expected = {
         table: sorted(trigger_name(table, action, version) for action in mapping.capture)
         for table, mapping in mappings.tables.items()
-    }
+    } | feeding_trigger_names(mappings, version)
     assert triggers_on(session, source.name) == expected

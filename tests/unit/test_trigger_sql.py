@@ -24,6 +24,8 @@ from fanout.model.mapping import Mappings, parse_mappings
 REPO = Path(__file__).resolve().parents[2]
 MIGRATIONS = REPO / "db" / "migrations"
 BUNDLED = json.loads((REPO / "layers" / "common" / "fanout" / "tables.json").read_text(encoding="utf-8"))
+# The bundled mapping before composed documents (V007): what V006 was generated from.
+BUNDLED_BEFORE_DOCUMENTS = {name: spec for name, spec in BUNDLED["tables"].items() if "document" not in spec}
 
 ORDERS = {
     "primary_key": [{"column": "shop", "type": "string"}, {"column": "number", "type": "int"}],
@@ -158,7 +160,7 @@ def test_the_committed_v006_is_what_the_generator_writes_for_the_bundled_mapping
     earlier = [m for m in load_migrations(MIGRATIONS) if m.version < 6]
 
     # When
-    generated = capture_migration(mappings(BUNDLED["tables"]), 6, live_triggers(earlier))
+    generated = capture_migration(mappings(BUNDLED_BEFORE_DOCUMENTS), 6, live_triggers(earlier))
 
     # Then the file on disk is exactly that (an applied migration must never change, so neither may this)
     committed = (MIGRATIONS / "V006__capture_through_change_log.sql").read_text(encoding="utf-8")
@@ -168,6 +170,22 @@ def test_the_committed_v006_is_what_the_generator_writes_for_the_bundled_mapping
         for table in ("posts", "tenant_settings")
         for action in ("insert", "update", "delete")
     ]
+
+
+def test_the_committed_v007_is_what_the_generator_writes_for_the_bundled_mapping_with_documents() -> None:
+    # Given the bundled mapping (with the composed articles document) and the migrations before V007
+    earlier = [m for m in load_migrations(MIGRATIONS) if m.version < 7]
+
+    # When
+    generated = capture_migration(mappings(BUNDLED["tables"]), 7, live_triggers(earlier))
+
+    # Then the file on disk is exactly that, with a trigger per action on every table feeding the document
+    committed = (MIGRATIONS / "V007__capture_composed_documents.sql").read_text(encoding="utf-8")
+    assert generated == committed
+    for table in ("article_tags", "authors", "comments", "tags"):
+        for action in ("insert", "update", "delete"):
+            assert f"fanout_{table}_feeds_after_{action}_v007" in created_triggers(committed)
+    assert "fanout_posts_after_insert_v006" in dropped_triggers(committed)
 
 
 def test_the_generated_migration_splits_into_its_statements() -> None:
@@ -184,7 +202,7 @@ def test_write_takes_the_next_version_tolerates_gaps_and_never_overwrites(tmp_pa
     # Given V001 and V003 (V002 never shipped)
     (tmp_path / "V001__first.sql").write_text("SELECT 1;\n")
     (tmp_path / "V003__third.sql").write_text("SELECT 3;\n")
-    posts = mappings(BUNDLED["tables"])
+    posts = mappings(BUNDLED_BEFORE_DOCUMENTS)
 
     # When
     path = write_capture_migration(tmp_path, posts)
@@ -209,6 +227,30 @@ def test_generated_sql_is_sqlfluff_clean_for_keys_of_every_shape(tmp_path: Path)
             ["fanout_posts_after_insert"],
         )
     )
+
+    # When linted as CI lints db/migrations
+    result = subprocess.run(
+        [sys.executable, "-m", "sqlfluff", "lint", "--config", str(REPO / "pyproject.toml"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+
+    # Then
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_generated_triggers_of_tables_feeding_a_document_are_sqlfluff_clean(tmp_path: Path) -> None:
+    # Given a document fed by a parent and a link table (small enough for sqlfluff's 20 kB file limit)
+    article = dict(BUNDLED["tables"]["articles"])
+    article["document"] = {
+        "parents": article["document"]["parents"],
+        "many_to_many": [dict(article["document"]["many_to_many"][0], table="labels")],
+    }
+    sql = capture_migration(mappings({"articles": article}), 2, [])
+    assert len(sql.encode()) < 20_000
+    assert "fanout_authors_feeds_after_update_v002" in created_triggers(sql)
+    (tmp_path / "V002__generated.sql").write_text(sql)
 
     # When linted as CI lints db/migrations
     result = subprocess.run(

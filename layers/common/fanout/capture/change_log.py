@@ -82,9 +82,9 @@ def coalesce(changes: Sequence[Change]) -> list[Change]:
 
     The re-read decides what the row is now, so one read serves all of a key's changes.
     """
-    merged: dict[tuple[str, tuple[Any, ...]], Change] = {}
+    merged: dict[tuple[str, tuple[Any, ...], str], Change] = {}
     for change in changes:
-        ident = (change.table, change.key)
+        ident = (change.table, change.key, change.via)  # a change via a relation names another table's row
         seen = merged.get(ident)
         if seen is None:
             merged[ident] = change

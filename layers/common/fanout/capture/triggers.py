@@ -118,13 +118,20 @@ def _payload_fields(mapping: TableMapping, action: str) -> list[str]:
 def capture_trigger(mapping: TableMapping, action: str, version: int) -> str:
     """The ``CREATE TRIGGER`` statement for one table and action (placeholder not yet filled in)."""
     name = trigger_name(mapping.table, action, version)
+    return trigger_sql(name, mapping.table, action, _payload_fields(mapping, action))
+
+
+def trigger_sql(name: str, table: str, action: str, payload_fields: Sequence[str], only_if: str = "") -> str:
+    """A capture trigger: the payload's ``JSON_OBJECT`` lines into the change log, then the ring; with
+    ``only_if`` (a condition on OLD/NEW), nothing at all unless it holds."""
     i1, i2, i3, i4, i5 = (_INDENT * n for n in range(1, 6))
-    payload = f"\n{i3}".join(_payload_fields(mapping, action))
+    payload = f"\n{i3}".join(payload_fields)
     arn = f"'{PARSER_ARN_PLACEHOLDER}'"
+    condition = f"COALESCE({KILL_SWITCH}, 0) <> 1" + (f" AND {only_if}" if only_if else "")
     return (
-        f"CREATE TRIGGER {name} AFTER {action.upper()} ON {quote_identifier(mapping.table)} FOR EACH ROW\n"  # noqa: S608 - validated mapping names
+        f"CREATE TRIGGER {name} AFTER {action.upper()} ON {quote_identifier(table)} FOR EACH ROW\n"  # noqa: S608 - validated mapping names
         f"BEGIN\n"
-        f"{i1}IF COALESCE({KILL_SWITCH}, 0) <> 1 THEN\n"
+        f"{i1}IF {condition} THEN\n"
         f"{i2}INSERT INTO {CHANGE_LOG_TABLE} (payload) VALUES (JSON_OBJECT(\n"
         f"{i3}{payload}\n"
         f"{i2}));\n"
@@ -136,7 +143,7 @@ def capture_trigger(mapping: TableMapping, action: str, version: int) -> str:
         f"{i5}GET DIAGNOSTICS CONDITION 1 @fanout_ring_error = MESSAGE_TEXT;\n"
         f"{i4}IF IS_FREE_LOCK({_DRAIN_LOCK_SQL}) = 1 THEN\n"
         f"{i5}SELECT lambda_async({arn}, JSON_OBJECT(\n"
-        f"{i5}{_INDENT}'v', {RING_FORMAT_VERSION}, 'ring', '{RING}', 'table', '{mapping.table}',\n"
+        f"{i5}{_INDENT}'v', {RING_FORMAT_VERSION}, 'ring', '{RING}', 'table', '{table}',\n"
         f"{i5}{_INDENT}'ts', UNIX_TIMESTAMP(SYSDATE(6))\n"
         f"{i5})) INTO @fanout_invoke_result;\n"
         f"{i4}END IF;\n"
@@ -181,6 +188,13 @@ def capture_migration(mappings: Mappings, version: int, previous_triggers: Seque
             created.append(name)
             # Only a re-run after a partial failure finds it; the file is idempotent that way.
             blocks.append(f"DROP TRIGGER IF EXISTS {name};\n\n{capture_trigger(mapping, action, version)}")
+    from fanout.capture.composed_triggers import feeding_triggers  # it builds on trigger_sql above
+
+    for _table, _action, name, sql, described in feeding_triggers(mappings, version):
+        if described:
+            summary.append(described)
+        created.append(name)
+        blocks.append(f"DROP TRIGGER IF EXISTS {name};\n\n{sql}")
     stale = [name for name in previous_triggers if name not in created]
     header = [
         f"-- V{version:03d}: capture triggers for the tables in the mapping: change log, one ring per statement.",

@@ -99,6 +99,9 @@ class Change:
     action: str  # what the trigger saw; informational, the re-read decides
     changed_at_us: int  # trigger time, microseconds since the epoch (for lag)
     correlation_id: str = ""
+    # A composed document's parent or link-target relation: ``key`` is that row's referenced columns,
+    # and the fetcher resolves the roots it touches (fanout.model.related_change).
+    via: str = ""
 
     @property
     def key_values(self) -> tuple[KeyValue, ...]:
@@ -118,7 +121,7 @@ class Change:
             "pk": dict(self.key),
             "ts_us": self.changed_at_us,
             "correlation_id": self.correlation_id,
-        }
+        } | ({"via": self.via} if self.via else {})
 
 
 def fetcher_event(changes: Sequence[Change]) -> dict[str, Any]:
@@ -212,6 +215,10 @@ def parse_trigger_payload(payload: Any, mappings: Mappings, correlation_id: str 
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge int literals, deep nesting
             detail = getattr(exc, "msg", type(exc).__name__)
             raise ChangeValidationError("<payload>", f"is not valid JSON ({detail})") from None
+    if isinstance(payload, dict) and "refs" in payload:  # a table feeding composed documents
+        from fanout.model.related_change import parse_related_payload
+
+        return parse_related_payload(payload, mappings, correlation_id)
     payload, mapping, action = _common(payload, mappings)
     allowed = {"v", "action", "table", "pk", "old_pk", "ts"}
     extra = sorted(set(payload) - allowed, key=str)
@@ -233,10 +240,21 @@ def parse_trigger_payload(payload: Any, mappings: Mappings, correlation_id: str 
 def parse_change_message(message: Any, mappings: Mappings) -> Change:
     """Validate a change handed from the parser to the fetcher (see :meth:`Change.to_message`)."""
     message, mapping, action = _common(message, mappings)
-    extra = sorted(set(message) - {"v", "action", "table", "pk", "ts_us", "correlation_id"}, key=str)
+    extra = sorted(set(message) - {"v", "action", "table", "pk", "ts_us", "correlation_id", "via"}, key=str)
     if extra:
         raise ChangeValidationError(_field_name(extra[0]), "unknown field", log_field="<unknown field>")
-    key = _validate_key(mapping, message.get("pk"), "pk")
+    via = message.get("via", "")
+    if via:  # a change to a parent or link-target row of a composed document (fanout.model.related_change)
+        from fanout.model.related_change import referenced_columns, validate_reference
+
+        columns = None
+        if isinstance(via, str) and mapping.composition is not None:
+            columns = referenced_columns(mapping.composition, via)
+        if columns is None:
+            raise ChangeValidationError("via", f"is not a parent or many-to-many relation of {mapping.table!r}")
+        key = validate_reference(columns, message.get("pk"), "pk")
+    else:
+        key = _validate_key(mapping, message.get("pk"), "pk")
     ts = message.get("ts_us")
     if isinstance(ts, bool) or not isinstance(ts, int) or not 0 < ts < MAX_TIMESTAMP_US:
         raise ChangeValidationError("ts_us", "must be microseconds since the epoch", _describe(ts))
@@ -245,4 +263,4 @@ def parse_change_message(message: Any, mappings: Mappings) -> Change:
         raise ChangeValidationError(
             "correlation_id", "must be a string of at most 128 printable ASCII characters without spaces"
         )
-    return Change(mapping.table, key, action, ts, correlation_id)
+    return Change(mapping.table, key, action, ts, correlation_id, via=via)

@@ -61,10 +61,10 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fanout.model.key_format import ENCODED_ALPHABET, KeyFormat, covered_key_columns, parse_key_format
 from fanout.model.mapping_fields import (
@@ -76,6 +76,9 @@ from fanout.model.mapping_fields import (
     known_fields,
     renames,
 )
+
+if TYPE_CHECKING:
+    from fanout.model.composition import Composition
 
 ACTIONS = ("insert", "update", "delete")
 KEY_TYPES = ("int", "string")
@@ -148,6 +151,7 @@ class TableMapping:
     dynamodb_attributes: tuple[str, ...] | None = None  # None: every column read
     dynamodb_rename: tuple[tuple[str, str], ...] = ()  # (column, attribute)
     dynamodb_binary: str = "binary"
+    composition: Composition | None = None  # a document built from several tables (fanout.model.composition)
 
     @property
     def key_columns(self) -> tuple[str, ...]:
@@ -215,7 +219,7 @@ def _parse_entry(table: str, spec: Any) -> TableMapping:
     identifier("<table name>", table)
     if not isinstance(spec, dict):
         raise FieldError("<table>", "must be an object")
-    known_fields("", spec, {"primary_key", "capture", "columns", "json_columns", "opensearch", "dynamodb"})
+    known_fields("", spec, {"primary_key", "capture", "columns", "json_columns", "opensearch", "dynamodb", "document"})
 
     raw_key = spec.get("primary_key")
     if not isinstance(raw_key, list) or not raw_key:
@@ -363,6 +367,17 @@ def _parse_entry(table: str, spec: Any) -> TableMapping:
     if opensearch_on and columns is not None:
         outputs = [(c, mapping.opensearch_field(c)) for c in columns if c not in os_exclude]
         check_output_names("opensearch.rename", outputs, OPENSEARCH_METADATA_FIELDS | {FULL_KEY_FIELD})
+    if "document" in spec:
+        from fanout.model.composition import parse_composition  # it builds on this module's errors
+
+        composition = parse_composition(table, spec["document"], key_columns, columns)
+        if composition.dynamodb_document and dynamodb_on:
+            check_output_names(
+                "document",
+                [(name, name) for name in sorted(composition.relation_names)],
+                mapping.dynamodb_reserved_attributes,
+            )
+        mapping = replace(mapping, composition=composition)
     return mapping
 
 

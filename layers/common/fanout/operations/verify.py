@@ -48,6 +48,11 @@ class RowComparison:
 
 def read_source_row(conn: Any, mapping: TableMapping, change: Change) -> dict[str, Any] | None:
     """The row as the fetcher would see it (same columns, same conversions), without a lock."""
+    if mapping.composition is not None:  # the composed document (None: absent or filtered out)
+        from fanout.source.compose import composed_page
+
+        found_rows = composed_page(conn, mapping, [dict(change.key)])
+        return found_rows[0] if found_rows and has_exact_key(found_rows[0], change) else None
     sql = select_row_sql(mapping).replace(" LOCK IN SHARE MODE", "")
     with conn.cursor() as cur:
         cur.execute(sql, change.key_values)

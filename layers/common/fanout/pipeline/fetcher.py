@@ -25,6 +25,7 @@ from fanout.model.change import Change, fetcher_event
 from fanout.model.mapping import Mappings, TableMapping
 from fanout.observability import ChangeMetric, log, record, traced
 from fanout.pipeline.rejects import Reject
+from fanout.pipeline.related import ResolveRoots, apply_related, split_related
 from fanout.redaction import describe_error
 from fanout.sinks import Outcome, RowRejected, Sink
 from fanout.source.reader import RowState
@@ -190,6 +191,7 @@ def apply_changes(
     reject: Reject | None = None,
     *,
     read_rows: ReadRows | None = None,
+    resolve_roots: ResolveRoots | None = None,
 ) -> FetchReport:
     """Re-read each changed row and write it to every enabled sink, in batches.
 
@@ -200,13 +202,24 @@ def apply_changes(
     and raised together at the end (FetchFailed) after every key has been tried against every sink.
 
     ``reject`` records rows a sink can never take (the dead-letter queue); without it such a row is a
-    failure like any other.
+    failure like any other. A change via a composed document's relation is resolved to its roots with
+    ``resolve_roots`` (fanout.pipeline.related).
     """
     report = FetchReport()
     report.summary.changes = len(changes)
     report.summary.correlation_ids = list(dict.fromkeys(change.correlation_id for change in changes))
     try:
-        _apply_all(changes, mappings, read_row, sinks, reject, read_rows, report)
+        roots, related = split_related(changes)
+        _apply_all(roots, mappings, read_row, sinks, reject, read_rows, report)
+        if related:
+            apply_related(
+                related,
+                mappings,
+                resolve_roots,
+                lambda page: _apply_all(page, mappings, read_row, sinks, reject, read_rows, report),
+                report.failed_keys,
+                report.failures,
+            )
     finally:
         report.summary.log()
     if report.failures:

@@ -32,6 +32,7 @@ from fanout.pipeline.rejects import HeldRejects, Reject
 
 if TYPE_CHECKING:  # the fetcher side's imports wait for the fetcher: the parser imports this module too
     from fanout.pipeline.fetcher import FetchReport, ReadRow, ReadRows
+    from fanout.pipeline.related import ResolveRoots
     from fanout.pipeline.wiring import FetchPath
     from fanout.sinks import Sink
 
@@ -152,13 +153,16 @@ def handle_fetcher_event(event: Any, context: Any, mappings: Mappings, deps: Fet
     from fanout.pipeline.fetcher import apply_changes
 
     read_row, read_rows, sinks, reject = deps.read_row, deps.read_rows, deps.sinks, deps.reject
+    resolve_roots = deps.resolve_roots
     if isinstance(event, dict) and "Records" in event:
-        return handle_queue_batch(event, context, mappings, read_row, sinks, reject, read_rows=read_rows)
+        return handle_queue_batch(
+            event, context, mappings, read_row, sinks, reject, read_rows=read_rows, resolve_roots=resolve_roots
+        )
     # Rejections wait for the outcome: a failed event is retried whole (then dead-lettered whole), and
     # recording them on every attempt wrote one dead letter per retry.
     held = HeldRejects()
     changes, rejected = parse_fetcher_event(event, mappings, held, str(context.aws_request_id))
-    report = apply_changes(changes, mappings, read_row, sinks, held, read_rows=read_rows)
+    report = apply_changes(changes, mappings, read_row, sinks, held, read_rows=read_rows, resolve_roots=resolve_roots)
     held.record_with(reject)
     report.rejected = rejected
     return report.as_dict()
@@ -194,6 +198,7 @@ def handle_queue_batch(
     reject: Reject,
     *,
     read_rows: ReadRows | None = None,
+    resolve_roots: ResolveRoots | None = None,
 ) -> dict[str, Any]:
     """Apply every record's changes in one batch; answer with the records to retry (partial batch response).
 
@@ -234,6 +239,7 @@ def handle_queue_batch(
             sinks,
             reject,
             read_rows=read_rows,
+            resolve_roots=resolve_roots,
         )
     except FetchFailed as exc:
         report = exc.report

@@ -1,7 +1,7 @@
 """The fetch path built from the environment, once: the fetcher, the maintenance function and the CLI use it.
 
 It holds the source database (re-read from the secret when a login is refused), both sinks, the
-reject recorder, and ``read_row`` / ``read_rows`` over the database; the AWS clients share one
+reject recorder, and ``read_row`` / ``read_rows`` / ``resolve_roots`` over the database; the AWS clients share one
 botocore Config (:func:`aws_config`), so every caller of the fetch path fails the same way.
 """
 
@@ -17,6 +17,7 @@ from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.sinks import Sink
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.source.compose import resolve_roots
 from fanout.source.connection import ConnectionHolder
 from fanout.source.reader import RowState, read_row, read_rows
 
@@ -66,6 +67,10 @@ class FetchPath:
     def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> list[RowState | Exception]:
         # The batch read is as idempotent as the single one: the same once-more on a lost connection.
         return self.database.call(lambda conn: read_rows(conn, mapping, changes))
+
+    def resolve_roots(self, mapping: TableMapping, change: Change) -> list[list[Change]]:
+        # The root documents a parent or link-target change touches, in pages (plain reads, no lock).
+        return self.database.call(lambda conn: list(resolve_roots(conn, mapping, change)))
 
     def close(self) -> None:
         self.database.close()

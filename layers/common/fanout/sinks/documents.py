@@ -82,6 +82,7 @@ from decimal import Decimal
 from typing import Any
 
 from fanout.model.change import Change
+from fanout.model.composition import EmbeddedList, EmbeddedRow, OverLimit
 from fanout.model.key_format import default_key_text
 from fanout.model.mapping import FULL_KEY_FIELD, OPENSEARCH_METADATA_FIELDS, TableMapping
 from fanout.source.values import JsonText
@@ -153,6 +154,10 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, JsonText):
         # numbers as Decimal: a JSON number keeps its digits (the sink's serializer writes them as they are)
         return _parse_json(value, parse_float=Decimal)
+    if isinstance(
+        value, (EmbeddedRow, EmbeddedList, OverLimit)
+    ):  # a composed document's relations (fanout.source.compose)
+        return _composed(value, to_json_value)
     raise TypeError(f"no JSON form for a value of type {type(value).__name__}")
 
 
@@ -202,7 +207,20 @@ def to_dynamodb_value(value: Any) -> Any:
         return sorted(value)
     if isinstance(value, JsonText):
         return _dynamodb_json(_parse_json(value, parse_float=Decimal))
+    if isinstance(
+        value, (EmbeddedRow, EmbeddedList, OverLimit)
+    ):  # a composed document's relations (fanout.source.compose)
+        return _composed(value, to_dynamodb_value)
     return to_json_value(value)
+
+
+def _composed(value: EmbeddedRow | EmbeddedList | OverLimit, convert: Any) -> Any:
+    """A relation of a composed document: a parent as an object, a list of children or values."""
+    if isinstance(value, OverLimit):
+        raise UnrepresentableRow(value.reason)
+    if isinstance(value, EmbeddedRow):
+        return {name: convert(item) for name, item in value.items()}
+    return [convert(item) for item in value]
 
 
 # --------------------------------------------------------------------------- OpenSearch
@@ -305,7 +323,13 @@ def dynamodb_attributes(mapping: TableMapping, row: Row) -> dict[str, Any]:
     """The row's projected, renamed columns as DynamoDB attribute values."""
     reserved = mapping.dynamodb_reserved_attributes
     attributes: dict[str, Any] = {}
-    for column in mapping.dynamodb_attributes if mapping.dynamodb_attributes is not None else tuple(row):
+    names = mapping.dynamodb_attributes if mapping.dynamodb_attributes is not None else tuple(row)
+    if mapping.composition is not None:  # the root row's columns, and its relations if the item is the document
+        relations = mapping.composition.relation_names
+        names = tuple(n for n in names if n not in relations)
+        if mapping.composition.dynamodb_document:
+            names += tuple(n for n in row if n in relations)
+    for column in names:
         if column not in row:
             raise UnrepresentableRow(f"column {column!r} in dynamodb.attributes is not a column of {mapping.table}")
         value = row[column]

@@ -107,6 +107,10 @@ def read_rows(
     them. An item is an exception when that key could not be read now (retryable), so one locked key does
     not fail the others.
     """
+    if mapping.composition is not None:  # a document built from several tables: the composed read
+        from fanout.source.compose import compose_rows
+
+        return compose_rows(conn, mapping, changes)
     states: list[RowState | Exception | None] = [None] * len(changes)
     lock_clause = _skip_locked_clause(conn) if changes else ""
     for start in range(0, len(changes), MAX_KEYS_PER_READ):
@@ -152,6 +156,13 @@ def read_rows(
 
 def read_row(conn: pymysql.connections.Connection, mapping: TableMapping, change: Change) -> RowState:
     """Read the committed state of the changed row, waiting out an open writer (bounded)."""
+    if mapping.composition is not None:  # a document built from several tables: the composed read
+        from fanout.source.compose import compose_rows
+
+        state = compose_rows(conn, mapping, [change])[0]
+        if isinstance(state, Exception):
+            raise state
+        return state
     try:
         with conn.cursor() as cur:
             conn.begin()

@@ -20,6 +20,7 @@ from fanout.observability import log
 from fanout.operations.reconcile.repair import Repairer
 from fanout.operations.reconcile.report import OPENSEARCH, ORPHAN, ReconcileReport
 from fanout.sinks.readers import SinkReaders
+from fanout.source.compose import composed_page
 from fanout.source.keyset import Key, estimated_rows
 from fanout.source.sql import column_list, quote_identifier
 
@@ -60,6 +61,9 @@ def existing_keys(conn: Any, mapping: TableMapping, keys: Sequence[Key]) -> set[
     with conn.cursor() as cur:
         cur.execute(sql, [v for key in keys for v in key])
         stored = {tuple(row) for row in cur.fetchall()}
+    if mapping.composition is not None:  # a root that does not pass the filter has no document
+        roots = [dict(zip(mapping.key_columns, key, strict=True)) for key in keys if key in stored]
+        stored = {tuple(row[c] for c in mapping.key_columns) for row in composed_page(conn, mapping, roots)}
     return {key for key in keys if key in stored}
 
 

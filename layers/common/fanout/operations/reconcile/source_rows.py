@@ -29,6 +29,7 @@ from fanout.operations.verify import dynamodb_problem, opensearch_problem
 from fanout.redaction import describe_error
 from fanout.sinks.documents import dynamodb_key, dynamodb_refusal, opensearch_document_id, opensearch_refusal
 from fanout.sinks.readers import SinkReaders
+from fanout.source.compose import composed_page
 from fanout.source.keyset import Key, estimated_rows, key_change, page_query
 from fanout.source.sql import quote_identifier, selected_columns
 from fanout.source.values import typed_row
@@ -49,7 +50,7 @@ def source_pages(conn: Any, mapping: TableMapping, page_size: int) -> Iterator[R
             rows = [typed_row(cur, found, mapping) for found in cur.fetchall()]
         if not rows:
             return
-        yield rows
+        yield rows if mapping.composition is None else composed_page(conn, mapping, rows)
         after = tuple(rows[-1][c] for c in mapping.key_columns)
         if len(rows) < page_size:
             return
@@ -65,6 +66,8 @@ def sample_pages(conn: Any, mapping: TableMapping, size: int, page_size: int) ->
     with conn.cursor() as cur:
         cur.execute(sql, (probability,))
         rows = [typed_row(cur, found, mapping) for found in cur.fetchall()]
+    if mapping.composition is not None:  # the composed documents of the sampled roots that pass the filter
+        rows = composed_page(conn, mapping, rows)
     for i in range(0, len(rows), page_size):
         yield rows[i : i + page_size]
 

@@ -1,0 +1,239 @@
+"""Benchmark: composed documents beside single-table ones, and the fan-out of a parent change.
+
+In one process run, on the local MariaDB, OpenSearch node and ministack's DynamoDB:
+  (a) per document, the fetch path (apply_changes with the batched read, both sinks) for ``posts``
+      (one row) and for ``articles`` composed of an author, 5 comments and 3 tags: source statements
+      (the session's Com_select), document bytes (the OpenSearch JSON) and time, interleaved rounds;
+  (b) an author renamed, with 1, 100 and 10,000 published articles: the change via the ``author``
+      relation resolved to its roots and every article rebuilt; time until all are rebuilt, and per
+      document the source statements and sink requests (OpenSearch _bulk, DynamoDB calls).
+Absolute numbers depend on this shared 2-core machine; the ratios are the result.
+
+    make bench              # writes bench/results/composed.{json,md}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
+os.environ.setdefault("LOG_LEVEL", "WARNING")  # one log line per batch would dominate the timing
+
+from fanout.config import DatabaseSettings  # noqa: E402
+from fanout.model.change import Change  # noqa: E402
+from fanout.model.mapping import Mappings, default_mappings  # noqa: E402
+from fanout.pipeline.fetcher import apply_changes  # noqa: E402
+from fanout.sinks.documents import opensearch_document  # noqa: E402
+from fanout.sinks.dynamodb import DynamoDBSink  # noqa: E402
+from fanout.sinks.opensearch import OpenSearchSink, make_client  # noqa: E402
+from fanout.source.compose import resolve_roots  # noqa: E402
+from fanout.source.connection import connect  # noqa: E402
+from fanout.source.reader import read_row, read_rows  # noqa: E402
+from local.stack import (  # noqa: E402
+    LocalConfig,
+    create_database,
+    create_replica_table,
+    drop_database,
+    ensure_mariadb,
+    ensure_ministack,
+    ensure_opensearch,
+    run_sql_file,
+)
+
+DOCUMENTS = 300
+ROUNDS = 3
+FAN_OUT = (1, 100, 10_000)
+
+
+class Counted:
+    """Counts the calls a sink client makes (requests per document)."""
+
+    def __init__(self, inner: Any, names: tuple[str, ...]) -> None:
+        self._inner, self._names, self.calls = inner, names, 0
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._inner, name)
+        if name in self._names:
+
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                self.calls += 1
+                return value(*args, **kwargs)
+
+            return counted
+        return value
+
+
+def selects(conn: Any) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SHOW SESSION STATUS LIKE 'Com_select'")
+        return int(cur.fetchone()[1])
+
+
+def main() -> int:
+    cfg = LocalConfig.from_env()
+    ensure_mariadb(cfg)
+    ensure_ministack(cfg)
+    ensure_opensearch(cfg)
+    db_name = create_database(cfg)
+    settings = DatabaseSettings(cfg.db_host, cfg.db_port, db_name, cfg.db_user, cfg.db_password)
+    conn = connect(settings)
+    run_sql_file(conn, ROOT / "local" / "demo_schema.sql")
+    n = DOCUMENTS
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO authors (id, name) VALUES (1, 'Ann'), (2, 'Fan Out')")
+        cur.execute(
+            f"INSERT INTO posts (id, title, body, author, status) SELECT seq, CONCAT('post ', seq), "  # noqa: S608
+            f"REPEAT('body ', 40), 'Ann', 'published' FROM seq_1_to_{n}"
+        )
+        cur.execute(
+            f"INSERT INTO articles (id, title, body, status, author_id) SELECT seq, CONCAT('post ', seq), "  # noqa: S608
+            f"REPEAT('body ', 40), 'published', 1 FROM seq_1_to_{n}"
+        )
+        cur.execute(
+            "INSERT INTO comments (article_id, commenter, body, created_at) SELECT a.seq, 'c', "  # noqa: S608
+            f"CONCAT('comment ', c.seq), '2026-01-01' + INTERVAL c.seq DAY FROM seq_1_to_{n} a JOIN seq_1_to_5 c"
+        )
+        cur.execute("INSERT INTO tags (id, name) VALUES (1, 'red'), (2, 'green'), (3, 'blue')")
+        cur.execute(f"INSERT INTO article_tags SELECT a.seq, t.seq FROM seq_1_to_{n} a JOIN seq_1_to_3 t")  # noqa: S608
+        top = 10_000 + max(FAN_OUT)
+        cur.execute(
+            f"INSERT INTO articles (id, title, body, status, author_id) SELECT seq, CONCAT('fan ', seq), "  # noqa: S608
+            f"'b', 'published', NULL FROM seq_10001_to_{top}"
+        )
+    dynamodb, table = create_replica_table(cfg, db_name)
+    client = make_client(cfg.opensearch_endpoint)
+    index = db_name.replace("_", "-")
+    bundled = default_mappings().tables
+    mappings = Mappings(
+        {
+            "posts": replace(bundled["posts"], opensearch_index=f"{index}-posts"),
+            "articles": replace(bundled["articles"], opensearch_index=f"{index}-articles"),
+        }
+    )
+    bulk = Counted(client, ("bulk", "index", "delete"))
+    ddb_client = Counted(table.meta.client, ("transact_write_items", "put_item"))
+    counted_table = Counted(table, ("put_item",))
+    counted_table.meta = type("Meta", (), {"client": ddb_client})()  # the sink batches through the client
+    counted_table.name = table.name
+    sinks = [OpenSearchSink(bulk), DynamoDBSink(counted_table, tombstone_ttl_seconds=3600)]
+    now_us = int(time.time() * 1_000_000)
+
+    def fetch(changes: list[Change]) -> None:
+        apply_changes(
+            changes,
+            mappings,
+            lambda m, c: read_row(conn, m, c),
+            sinks,
+            read_rows=lambda m, cs: read_rows(conn, m, cs),
+            resolve_roots=lambda m, c: resolve_roots(conn, m, c),
+        )
+
+    per_table = {t: [Change(t, (("id", i + 1),), "update", now_us) for i in range(n)] for t in ("posts", "articles")}
+    result: dict[str, Any] = {"documents": n, "rounds": ROUNDS}
+    try:
+        for changes in per_table.values():
+            fetch(changes)  # warm: index creation, connections
+        timings: dict[str, list[float]] = {t: [] for t in per_table}
+        reads: dict[str, float] = {}
+        for _ in range(ROUNDS):  # interleaved, so drift on a shared machine hits both
+            for t, changes in per_table.items():
+                before = selects(conn)
+                started = time.perf_counter()
+                fetch(changes)
+                timings[t].append((time.perf_counter() - started) / n * 1000)
+                reads[t] = (selects(conn) - before) / n  # SHOW STATUS is not a Com_select
+        sizes = {}
+        for t in per_table:
+            from fanout.source.reader import read_row as one
+
+            state = one(conn, mappings.tables[t], per_table[t][0])
+            assert state.row is not None
+            sizes[t] = len(json.dumps(opensearch_document(mappings.tables[t], state.row), default=str).encode())
+        medians = {t: statistics.median(v) for t, v in timings.items()}
+        result["per_document"] = {
+            t: {"ms": round(medians[t], 3), "source_statements": round(reads[t], 3), "bytes": sizes[t]}
+            for t in per_table
+        }
+        result["composed_over_single"] = {
+            "time": round(medians["articles"] / medians["posts"], 2),
+            "source_statements": round(reads["articles"] / reads["posts"], 2),
+            "bytes": round(sizes["articles"] / sizes["posts"], 2),
+        }
+        fan_out = []
+        start = 10_001
+        for roots in FAN_OUT:
+            with conn.cursor() as cur:  # this author's articles: exactly ``roots`` of them
+                cur.execute("UPDATE articles SET author_id = NULL WHERE author_id = 2")
+                cur.execute("UPDATE articles SET author_id = 2 WHERE id BETWEEN %s AND %s", (start, start + roots - 1))
+                cur.execute("UPDATE authors SET name = %s WHERE id = 2", (f"renamed for {roots}",))
+            via = Change("articles", (("id", 2),), "update", now_us, via="author")
+            bulk.calls = ddb_client.calls = counted_table.calls = 0
+            before = selects(conn)
+            started = time.perf_counter()
+            fetch([via])
+            elapsed = time.perf_counter() - started
+            statements = selects(conn) - before
+            fan_out.append(
+                {
+                    "roots": roots,
+                    "seconds_until_all_rebuilt": round(elapsed, 3),
+                    "ms_per_document": round(elapsed / roots * 1000, 3),
+                    "source_statements_per_document": round(statements / roots, 3),
+                    "opensearch_requests_per_document": round(bulk.calls / roots, 4),
+                    "dynamodb_requests_per_document": round((ddb_client.calls + counted_table.calls) / roots, 4),
+                }
+            )
+        result["parent_change_fan_out"] = fan_out
+    finally:
+        table.delete()
+        for m in mappings.tables.values():
+            client.indices.delete(index=m.opensearch_index, ignore_unavailable=True)
+        drop_database(cfg, db_name)
+        del dynamodb
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "composed.json").write_text(json.dumps(result, indent=2) + "\n")
+    per = result["per_document"]
+    ratio = result["composed_over_single"]
+    lines = [
+        "# Composed documents beside single-table ones (`make bench`, bench/bench_composed.py)",
+        "",
+        f"{n} documents, median of {ROUNDS} interleaved rounds; an article = its row + author + 5 comments + 3 tags.",
+        "",
+        "| document | ms / document | source statements / document | OpenSearch bytes |",
+        "|---|---|---|---|",
+        f"| posts (one row) | {per['posts']['ms']:.2f} | {per['posts']['source_statements']:.3f} | "
+        f"{per['posts']['bytes']} |",
+        f"| articles (composed) | {per['articles']['ms']:.2f} | {per['articles']['source_statements']:.3f} | "
+        f"{per['articles']['bytes']} |",
+        f"| **composed / single** | **{ratio['time']}×** | **{ratio['source_statements']}×** | **{ratio['bytes']}×** |",
+        "",
+        "An author renamed: the change via `author` resolved to its articles (pages of 500, plain reads), "
+        "each rebuilt.",
+        "",
+        "| articles of the author | s until all rebuilt | ms / document | source statements / doc | "
+        "OpenSearch requests / doc | DynamoDB requests / doc |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {f['roots']} | {f['seconds_until_all_rebuilt']} | {f['ms_per_document']} | "
+            f"{f['source_statements_per_document']} | {f['opensearch_requests_per_document']} | "
+            f"{f['dynamodb_requests_per_document']} |"
+            for f in result["parent_change_fan_out"]
+        ),
+        "",
+    ]
+    (out / "composed.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

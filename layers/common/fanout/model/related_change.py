@@ -1,0 +1,115 @@
+"""Changes to tables that feed composed documents: which root documents they touch.
+
+A trigger on a table feeding a document (fanout.capture.composed_triggers) sends, in format version 1::
+
+    {"v": 1, "action": "update", "table": "comments", "ts": 1764240000.123456,
+     "refs": [{"root": "articles", "via": "comments", "new": {"id": 7}, "old": {"id": 3}}]}
+
+one ``ref`` per relation the table feeds; ``new`` (insert, update) and ``old`` (update, delete) are the
+values the row pointed to after and before. For a child or link row they are the root's key (a comment
+moved from article 3 to 7 rebuilds both); for a parent or link-target row they are the columns the
+relation points to, and the change goes to the fetcher *via* that relation, which resolves it to its
+roots (fanout.source.compose.resolve_roots). A null in a ref points nowhere and is dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fanout.model.change import (
+    BIGINT_MIN,
+    BIGINT_UNSIGNED_MAX,
+    MAX_STRING_KEY_LENGTH,
+    Change,
+    ChangeValidationError,
+    KeyValue,
+    _describe,
+    _field_name,
+    _is_utf8_text,
+    _validate_key,
+    _validate_timestamp,
+)
+from fanout.model.composition import Composition, Feed
+from fanout.model.mapping import ACTIONS, Mappings, TableMapping
+
+MAX_REFS = 32
+
+
+def feeds_of(mappings: Mappings, table: str) -> list[tuple[TableMapping, Feed]]:
+    """Every (root mapping, feed) through which ``table`` feeds a document."""
+    found: list[tuple[TableMapping, Feed]] = []
+    for mapping in mappings.tables.values():
+        if mapping.composition is not None:
+            found.extend((mapping, feed) for feed in mapping.composition.feeds() if feed.table == table)
+    return found
+
+
+def _ref_value(value: Any, where: str) -> KeyValue:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ChangeValidationError(where, "must be an integer or a string", _describe(value))
+    if isinstance(value, int) and not BIGINT_MIN <= value <= BIGINT_UNSIGNED_MAX:
+        raise ChangeValidationError(where, "integer is out of the BIGINT range", _describe(value))
+    if isinstance(value, str) and (len(value) > MAX_STRING_KEY_LENGTH or not _is_utf8_text(value)):
+        raise ChangeValidationError(where, f"must be valid text of at most {MAX_STRING_KEY_LENGTH} characters")
+    return value
+
+
+def validate_reference(columns: tuple[str, ...], raw: Any, field: str) -> tuple[tuple[str, KeyValue], ...]:
+    """The referenced columns' values (a parent's or a link target's), in the relation's column order."""
+    if not isinstance(raw, dict) or set(raw) != set(columns):
+        got = _describe(raw) if not isinstance(raw, dict) else str([_field_name(k) for k in list(raw)[:8]])
+        raise ChangeValidationError(field, f"must have exactly the columns {list(columns)}", got)
+    return tuple((column, _ref_value(raw[column], f"{field}.{column}")) for column in columns)
+
+
+def referenced_columns(composition: Composition, via: str) -> tuple[str, ...] | None:
+    """The columns a change *via* this relation names (None: no parent or many-to-many of that name)."""
+    for feed in composition.feeds():
+        if feed.relation == via and not feed.names_roots:
+            return feed.columns
+    return None
+
+
+def parse_related_payload(payload: dict[str, Any], mappings: Mappings, correlation_id: str = "") -> list[Change]:
+    """The changes a feeding table's payload stands for: root changes, and changes via a relation."""
+    version = payload.get("v")
+    if type(version) is not int or version != 1:
+        raise ChangeValidationError("v", "unsupported format version (expected 1)", _describe(version))
+    extra = sorted(set(payload) - {"v", "action", "table", "refs", "ts"}, key=str)
+    if extra:
+        raise ChangeValidationError(_field_name(extra[0]), "unknown field", log_field="<unknown field>")
+    table = payload.get("table")
+    if not isinstance(table, str):
+        raise ChangeValidationError("table", "must be a string", _describe(table))
+    feeds = feeds_of(mappings, table)
+    if not feeds:
+        raise ChangeValidationError("table", "feeds no document of the mapping", _describe(table))
+    action = payload.get("action")
+    if not isinstance(action, str) or action not in ACTIONS:
+        raise ChangeValidationError("action", f"must be one of {list(ACTIONS)}", _describe(action))
+    changed_at = _validate_timestamp(payload.get("ts"), "ts")
+    refs = payload.get("refs")
+    if not isinstance(refs, list) or not 1 <= len(refs) <= MAX_REFS:
+        raise ChangeValidationError("refs", f"must be a list of 1 to {MAX_REFS} references", _describe(refs))
+    sides = {"insert": ("new",), "update": ("new", "old"), "delete": ("old",)}[action]
+    changes: dict[tuple[str, str, tuple[tuple[str, KeyValue], ...]], Change] = {}
+    for i, ref in enumerate(refs):
+        where = f"refs[{i}]"
+        if not isinstance(ref, dict) or set(ref) != {"root", "via", *sides}:
+            raise ChangeValidationError(where, f"must be an object of root, via and {' and '.join(sides)}")
+        match = [(m, f) for m, f in feeds if m.table == ref["root"] and f.relation == ref["via"]]
+        if not match:
+            raise ChangeValidationError(f"{where}.via", f"{table!r} feeds no such relation", _describe(ref["via"]))
+        mapping, feed = match[0]
+        for side in sides:
+            raw = ref[side]
+            if isinstance(raw, dict) and any(value is None for value in raw.values()):
+                continue  # a null reference points at no row
+            if feed.names_roots:  # the root's key, in root key column names
+                key = _validate_key(mapping, raw, f"{where}.{side}")
+                change = Change(mapping.table, key, "update", changed_at, correlation_id)
+            else:
+                key = validate_reference(feed.columns, raw, f"{where}.{side}")
+                change = Change(mapping.table, key, "update", changed_at, correlation_id, via=feed.relation)
+            changes.setdefault((mapping.table, change.via, key), change)
+    return list(changes.values())

@@ -1,0 +1,216 @@
+"""Composed documents against MariaDB, a real OpenSearch node and DynamoDB on ministack.
+
+An ``articles`` document (the bundled mapping) holds its author (a parent), its comments (children,
+ordered) and its tags (many-to-many through ``article_tags``), and exists only while the article is
+published. Each relation kind is changed, and the changes are handed to the fetcher as the parser hands
+them (fanout.model.change.parse_trigger_payload of the payload the capture trigger writes): the sinks then
+hold the document composed from the committed rows.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pymysql
+import pytest
+
+from fanout.model.change import Change, parse_trigger_payload
+from fanout.model.mapping import Mappings, default_mappings
+from fanout.pipeline.fetcher import FetchReport, apply_changes
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.source.compose import compose_rows, resolve_roots
+from fanout.source.connection import connect
+from fanout.source.reader import read_row, read_rows
+
+TS = 1764240000.5
+
+
+@pytest.fixture
+def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any) -> Iterator[dict[str, Any]]:
+    articles = replace(default_mappings().tables["articles"], opensearch_index=f"articles-{uuid.uuid4().hex[:8]}")
+    mappings = Mappings({**default_mappings().tables, "articles": articles})
+    client = make_client(opensearch_endpoint)
+    writer = connect(db_settings)
+    reader = connect(db_settings)
+    sinks = [OpenSearchSink(client), DynamoDBSink(replica_table, tombstone_ttl_seconds=60)]
+
+    def fetch(changes: list[Change]) -> FetchReport:
+        return apply_changes(
+            changes,
+            mappings,
+            lambda m, c: read_row(reader, m, c),
+            sinks,
+            read_rows=lambda m, cs: read_rows(reader, m, cs),
+            resolve_roots=lambda m, c: resolve_roots(reader, m, c, page_size=2),
+        )
+
+    def sql(statement: str, *params: Any) -> int:
+        with writer.cursor() as cur:
+            cur.execute(statement, params)
+            return int(cur.lastrowid or 0)
+
+    def document(article: int) -> dict[str, Any] | None:
+        client.indices.refresh(index=articles.opensearch_index)
+        found = client.get(index=articles.opensearch_index, id=str(article), ignore=404)
+        return found.get("_source") if found.get("found") else None
+
+    def item(article: int) -> dict[str, Any]:
+        return dict(replica_table.get_item(Key={"pk": f"articles#{article}"}, ConsistentRead=True)["Item"])
+
+    yield {"fetch": fetch, "sql": sql, "document": document, "item": item, "mappings": mappings, "db": db_settings}
+    client.indices.delete(index=articles.opensearch_index, ignore_unavailable=True)
+    writer.close()
+    reader.close()
+
+
+def root(article: int) -> Change:
+    return Change("articles", (("id", article),), "update", 1)
+
+
+def feed(mappings: Mappings, table: str, action: str, refs: list[dict[str, Any]]) -> list[Change]:
+    """The changes the parser makes of a feeding table's trigger payload."""
+    return parse_trigger_payload({"v": 1, "action": action, "table": table, "refs": refs, "ts": TS}, mappings)
+
+
+def seed(world: dict[str, Any]) -> dict[str, int]:
+    sql = world["sql"]
+    ann = sql("INSERT INTO authors (name) VALUES ('Ann Author')")
+    bob = sql("INSERT INTO authors (name) VALUES ('Bob')")
+    first = sql("INSERT INTO articles (title, body, status, author_id) VALUES ('First', 'b', 'published', %s)", ann)
+    second = sql("INSERT INTO articles (title, body, status, author_id) VALUES ('Second', 'b', 'published', %s)", ann)
+    third = sql("INSERT INTO articles (title, body, status, author_id) VALUES ('Third', 'b', 'published', %s)", ann)
+    red = sql("INSERT INTO tags (name) VALUES ('red')")
+    blue = sql("INSERT INTO tags (name) VALUES ('blue')")
+    sql("INSERT INTO article_tags VALUES (%s, %s), (%s, %s), (%s, %s)", first, red, first, blue, second, red)
+    sql("INSERT INTO comments (article_id, commenter, body, created_at) VALUES (%s, 'c', 'later', '2026-01-02')", first)
+    c1 = sql("INSERT INTO comments (article_id, commenter, body, created_at) VALUES (%s, 'c', 'early', '2026-01-01')",
+             first)  # fmt: skip
+    world["fetch"]([root(first), root(second), root(third)])
+    return {"ann": ann, "bob": bob, "first": first, "second": second, "third": third, "red": red, "blue": blue,
+            "c1": c1}  # fmt: skip
+
+
+def test_a_document_holds_its_parent_children_and_tags_in_both_sinks(world: dict[str, Any]) -> None:
+    ids = seed(world)
+
+    doc = world["document"](ids["first"])
+    assert doc is not None
+    assert doc["title"] == "First" and doc["author"] == {"id": ids["ann"], "name": "Ann Author"}
+    assert [c["body"] for c in doc["comments"]] == ["early", "later"]  # ordered by created_at
+    assert doc["tags"] == ["blue", "red"]  # ordered by the target's field
+    assert world["document"](ids["third"])["comments"] == [] and world["document"](ids["third"])["tags"] == []
+    # DynamoDB gets the composed item ("dynamodb": {"item": "document"})
+    item = world["item"](ids["first"])
+    assert item["author"]["name"] == "Ann Author" and item["tags"] == ["blue", "red"]
+    assert [c["body"] for c in item["comments"]] == ["early", "later"]
+
+
+def test_a_comment_moved_between_articles_rebuilds_both(world: dict[str, Any]) -> None:
+    ids = seed(world)
+    world["sql"]("UPDATE comments SET article_id = %s WHERE id = %s", ids["second"], ids["c1"])
+
+    ref = {"root": "articles", "via": "comments", "new": {"id": ids["second"]}, "old": {"id": ids["first"]}}
+    changes = feed(world["mappings"], "comments", "update", [ref])
+    assert {c.key for c in changes} == {(("id", ids["first"]),), (("id", ids["second"]),)}
+    world["fetch"](changes)
+
+    assert [c["body"] for c in world["document"](ids["first"])["comments"]] == ["later"]
+    assert [c["body"] for c in world["document"](ids["second"])["comments"]] == ["early"]
+
+
+def test_renaming_an_author_rebuilds_every_article_of_theirs(world: dict[str, Any]) -> None:
+    ids = seed(world)
+    world["sql"]("UPDATE authors SET name = 'Ann Renamed' WHERE id = %s", ids["ann"])
+
+    ref = {"root": "articles", "via": "author", "new": {"id": ids["ann"]}, "old": {"id": ids["ann"]}}
+    changes = feed(world["mappings"], "authors", "update", [ref])
+    assert [(c.via, c.key) for c in changes] == [("author", (("id", ids["ann"]),))]
+    world["fetch"](changes)  # three roots, in pages of two
+
+    for article in (ids["first"], ids["second"], ids["third"]):
+        assert world["document"](article)["author"]["name"] == "Ann Renamed"
+    assert world["item"](ids["third"])["author"]["name"] == "Ann Renamed"
+
+
+def test_a_tag_renamed_or_unlinked_rebuilds_the_articles_it_tags(world: dict[str, Any]) -> None:
+    ids = seed(world)
+    world["sql"]("UPDATE tags SET name = 'crimson' WHERE id = %s", ids["red"])
+    renamed = {"root": "articles", "via": "tags", "new": {"id": ids["red"]}, "old": {"id": ids["red"]}}
+    world["fetch"](feed(world["mappings"], "tags", "update", [renamed]))
+    assert world["document"](ids["first"])["tags"] == ["blue", "crimson"]
+    assert world["document"](ids["second"])["tags"] == ["crimson"]
+
+    world["sql"]("DELETE FROM article_tags WHERE article_id = %s AND tag_id = %s", ids["first"], ids["blue"])
+    world["fetch"](feed(world["mappings"], "article_tags", "delete",
+                        [{"root": "articles", "via": "tags", "old": {"id": ids["first"]}}]))  # fmt: skip
+    assert world["document"](ids["first"])["tags"] == ["crimson"]
+
+
+def test_unpublishing_removes_the_document_and_republishing_brings_it_back(world: dict[str, Any]) -> None:
+    ids = seed(world)
+    world["sql"]("UPDATE articles SET status = 'draft' WHERE id = %s", ids["second"])
+    world["fetch"]([root(ids["second"])])
+    assert world["document"](ids["second"]) is None
+    assert world["item"](ids["second"])["_deleted"] is True
+
+    # a change to a related row of a filtered-out root does not bring it back
+    world["sql"]("UPDATE authors SET name = 'Ann Again' WHERE id = %s", ids["ann"])
+    renamed = {"root": "articles", "via": "author", "new": {"id": ids["ann"]}, "old": {"id": ids["ann"]}}
+    world["fetch"](feed(world["mappings"], "authors", "update", [renamed]))
+    assert world["document"](ids["second"]) is None
+
+    world["sql"]("UPDATE articles SET status = 'published' WHERE id = %s", ids["second"])
+    world["fetch"]([root(ids["second"])])
+    assert world["document"](ids["second"])["author"]["name"] == "Ann Again"
+    assert world["item"](ids["second"])["_deleted"] is False
+
+
+def test_an_article_without_an_author_has_a_null_author(world: dict[str, Any]) -> None:
+    article = world["sql"]("INSERT INTO articles (title, body, status) VALUES ('Anon', 'b', 'published')")
+    world["fetch"]([root(article)])
+    assert world["document"](article)["author"] is None
+
+
+def test_the_composed_read_waits_out_a_writer_without_holding_other_locks(world: dict[str, Any]) -> None:
+    # Given a writer holding an uncommitted change to a comment of the first article
+    ids = seed(world)
+    writer = connect(world["db"], autocommit=False)
+    with writer.cursor() as cur:
+        cur.execute("UPDATE comments SET body = 'edited' WHERE id = %s", (ids["c1"],))
+    composed: list[Any] = []
+    reader = connect(world["db"])
+    mapping = world["mappings"].tables["articles"]
+    thread = threading.Thread(target=lambda: composed.extend(compose_rows(reader, mapping, [root(ids["first"])])))
+    thread.start()
+    # When the composition is seen waiting for that lock (its waiting read, in a transaction of its own) ...
+    watcher = pymysql.connect(host=world["db"].host, port=world["db"].port, user=world["db"].user,
+                              password=world["db"].password, database=world["db"].name, autocommit=True)  # fmt: skip
+    waiting = []
+    for _ in range(500):
+        with watcher.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM information_schema.innodb_lock_waits")
+            waiting = [cur.fetchone()[0]]
+        if waiting[0]:
+            break
+        time.sleep(0.01)
+    # ... it holds no lock on the article row: another writer can update it meanwhile
+    other = connect(world["db"], autocommit=False)
+    with other.cursor() as cur:
+        cur.execute("SET SESSION innodb_lock_wait_timeout = 1")
+        cur.execute("UPDATE articles SET title = 'Retitled' WHERE id = %s", (ids["first"],))
+    other.commit()
+    writer.commit()
+    thread.join()
+    # Then the composition has the committed state of every row
+    assert waiting[0] >= 1
+    (state,) = composed
+    assert state.row["title"] == "Retitled"
+    assert [c["body"] for c in state.row["comments"]] == ["edited", "later"]
+    for conn in (writer, reader, watcher, other):
+        conn.close()
