@@ -40,6 +40,7 @@ from fanout.model.composition import (
 )
 from fanout.model.mapping import TableMapping
 from fanout.source.reader import RETRYABLE_MYSQL_ERRORS, RowState, SourceReadError, has_exact_key
+from fanout.source.sql import quote_identifier as q
 from fanout.source.values import typed_row
 
 _CLOCK_SQL = "SELECT CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS UNSIGNED)"
@@ -52,11 +53,6 @@ ROOTS_PER_PAGE = 500
 _LOCK_NOWAIT = {1205, 3572}  # MariaDB answers NOWAIT with 1205, MySQL 8 with ER_LOCK_NOWAIT
 _KEY = "__fanout_k"  # result columns carrying the root's key
 _PASSES = "__fanout_passes"
-
-
-def _quote(identifier: str) -> str:
-    # Identifiers come from the validated mapping only; quoting keeps reserved words safe.
-    return "`" + identifier.replace("`", "``") + "`"
 
 
 def _lock_clauses(conn: pymysql.connections.Connection) -> tuple[str, str]:
@@ -83,7 +79,7 @@ def _filter_sql(row_filter: RowFilter | None) -> tuple[str, tuple[Any, ...]]:
     """The filter as a boolean expression on ``r`` (values bound, never inlined)."""
     if row_filter is None:
         return "1", ()
-    column = f"r.{_quote(row_filter.column)}"
+    column = f"r.{q(row_filter.column)}"
     marks = ", ".join(["%s"] * len(row_filter.values))
     sql = {
         "=": f"{column} = %s",
@@ -97,22 +93,22 @@ def _filter_sql(row_filter: RowFilter | None) -> tuple[str, tuple[Any, ...]]:
 
 
 def _root_keys(mapping: TableMapping, count: int) -> str:
-    key = "(" + ", ".join(f"r.{_quote(c)}" for c in mapping.key_columns) + ")"
+    key = "(" + ", ".join(f"r.{q(c)}" for c in mapping.key_columns) + ")"
     one = "(" + ", ".join(["%s"] * len(mapping.key_columns)) + ")"
     return f"{key} IN ({', '.join([one] * count)})"
 
 
 def _key_select(mapping: TableMapping) -> str:
-    return ", ".join(f"r.{_quote(c)} AS {_KEY}{i}" for i, c in enumerate(mapping.key_columns))
+    return ", ".join(f"r.{q(c)} AS {_KEY}{i}" for i, c in enumerate(mapping.key_columns))
 
 
 def root_statement(mapping: TableMapping, keys: Sequence[tuple[Any, ...]]) -> _Statement:
     composition = mapping.composition
     assert composition is not None and mapping.columns is not None
     passes, params = _filter_sql(composition.filter)
-    columns = ", ".join(f"r.{_quote(c)}" for c in mapping.columns)
+    columns = ", ".join(f"r.{q(c)}" for c in mapping.columns)
     sql = (
-        f"SELECT {columns}, {passes} AS {_PASSES} FROM {_quote(mapping.table)} r "  # noqa: S608 - validated names
+        f"SELECT {columns}, {passes} AS {_PASSES} FROM {q(mapping.table)} r "  # noqa: S608 - validated names
         f"WHERE {_root_keys(mapping, len(keys))}"
     )
     return _Statement("", sql, (*params, *(v for key in keys for v in key)))
@@ -121,8 +117,8 @@ def root_statement(mapping: TableMapping, keys: Sequence[tuple[Any, ...]]) -> _S
 def _order(alias: str, order_by: Sequence[Any], fields: Sequence[str]) -> str:
     # The declared order, then every field: a total order on what the document shows, so equal rows
     # give equal lists whatever the engine's plan.
-    terms = [f"{alias}.{_quote(o.column)} {o.direction.upper()}" for o in order_by]
-    terms += [f"{alias}.{_quote(f)}" for f in fields]
+    terms = [f"{alias}.{q(o.column)} {o.direction.upper()}" for o in order_by]
+    terms += [f"{alias}.{q(f)}" for f in fields]
     return ", ".join(terms)
 
 
@@ -130,29 +126,27 @@ def relation_statement(
     mapping: TableMapping, relation: Parent | Children | ManyToMany, keys: Sequence[tuple[Any, ...]]
 ) -> _Statement:
     """One relation of every root in ``keys``, joined from the root rows (which are locked again: held)."""
-    root = f"{_quote(mapping.table)} r"
+    root = f"{q(mapping.table)} r"
     where = _root_keys(mapping, len(keys))
     key_order = ", ".join(f"{_KEY}{i}" for i in range(len(mapping.key_columns)))
     if isinstance(relation, Parent):
-        on = " AND ".join(f"p.{_quote(parent)} = r.{_quote(own)}" for own, parent in relation.on)
-        fields = ", ".join(f"p.{_quote(f)}" for f in relation.fields)
-        sql = (
-            f"SELECT {_key_select(mapping)}, {fields} FROM {root} JOIN {_quote(relation.table)} p ON {on} WHERE {where}"  # noqa: S608,E501
-        )
+        on = " AND ".join(f"p.{q(parent)} = r.{q(own)}" for own, parent in relation.on)
+        fields = ", ".join(f"p.{q(f)}" for f in relation.fields)
+        sql = f"SELECT {_key_select(mapping)}, {fields} FROM {root} JOIN {q(relation.table)} p ON {on} WHERE {where}"  # noqa: S608,E501
     elif isinstance(relation, Children):
-        on = " AND ".join(f"c.{_quote(child)} = r.{_quote(own)}" for own, child in relation.on)
-        fields = ", ".join(f"c.{_quote(f)}" for f in relation.fields)
+        on = " AND ".join(f"c.{q(child)} = r.{q(own)}" for own, child in relation.on)
+        fields = ", ".join(f"c.{q(f)}" for f in relation.fields)
         sql = (
-            f"SELECT {_key_select(mapping)}, {fields} FROM {root} JOIN {_quote(relation.table)} c ON {on} "  # noqa: S608
+            f"SELECT {_key_select(mapping)}, {fields} FROM {root} JOIN {q(relation.table)} c ON {on} "  # noqa: S608
             f"WHERE {where} ORDER BY {key_order}, {_order('c', relation.order_by, relation.fields)}"
         )
     else:
-        through = " AND ".join(f"l.{_quote(link)} = r.{_quote(own)}" for own, link in relation.through_on)
-        on = " AND ".join(f"t.{_quote(target)} = l.{_quote(link)}" for link, target in relation.on)
-        fields = ", ".join(f"t.{_quote(f)}" for f in relation.fields)
+        through = " AND ".join(f"l.{q(link)} = r.{q(own)}" for own, link in relation.through_on)
+        on = " AND ".join(f"t.{q(target)} = l.{q(link)}" for link, target in relation.on)
+        fields = ", ".join(f"t.{q(f)}" for f in relation.fields)
         sql = (
             f"SELECT {_key_select(mapping)}, {fields} FROM {root} "  # noqa: S608 - validated names
-            f"JOIN {_quote(relation.through)} l ON {through} JOIN {_quote(relation.table)} t ON {on} "
+            f"JOIN {q(relation.through)} l ON {through} JOIN {q(relation.table)} t ON {on} "
             f"WHERE {where} ORDER BY {key_order}, {_order('t', relation.order_by, relation.fields)}"
         )
     return _Statement(relation.name, sql, tuple(v for key in keys for v in key))
@@ -261,28 +255,28 @@ def waiting_statements(
     assert composition is not None
     # Each reads the columns the composition reads, so it meets the same index records (a covering index
     # alone would not see a lock on the clustered row).
-    root_where = " AND ".join(f"r.{_quote(c)} = %s" for c in mapping.key_columns)
+    root_where = " AND ".join(f"r.{q(c)} = %s" for c in mapping.key_columns)
     if not relation_name:
-        columns = ", ".join(f"r.{_quote(c)}" for c in mapping.columns or ())
-        return [(f"SELECT {columns} FROM {_quote(mapping.table)} r WHERE {root_where}", key, True)]  # noqa: S608
+        columns = ", ".join(f"r.{q(c)}" for c in mapping.columns or ())
+        return [(f"SELECT {columns} FROM {q(mapping.table)} r WHERE {root_where}", key, True)]  # noqa: S608
     relation = composition.relation(relation_name)
 
     def fields(alias: str) -> str:
-        return ", ".join(f"{alias}.{_quote(f)}" for f in relation.fields)
+        return ", ".join(f"{alias}.{q(f)}" for f in relation.fields)
 
     if isinstance(relation, Parent):
-        own = ", ".join(f"r.{_quote(o)}" for o, _ in relation.on)
-        match = " AND ".join(f"p.{_quote(p)} = %s" for _, p in relation.on)
+        own = ", ".join(f"r.{q(o)}" for o, _ in relation.on)
+        match = " AND ".join(f"p.{q(p)} = %s" for _, p in relation.on)
         return [
-            (f"SELECT {own} FROM {_quote(mapping.table)} r WHERE {root_where}", key, False),  # noqa: S608
-            (f"SELECT {fields('p')} FROM {_quote(relation.table)} p WHERE {match}", (), True),  # noqa: S608
+            (f"SELECT {own} FROM {q(mapping.table)} r WHERE {root_where}", key, False),  # noqa: S608
+            (f"SELECT {fields('p')} FROM {q(relation.table)} p WHERE {match}", (), True),  # noqa: S608
         ]
     if isinstance(relation, Children):
-        match = " AND ".join(f"c.{_quote(child)} = %s" for _, child in relation.on)
-        return [(f"SELECT {fields('c')} FROM {_quote(relation.table)} c WHERE {match}", key, True)]  # noqa: S608
-    through = " AND ".join(f"l.{_quote(link)} = %s" for _, link in relation.through_on)
-    on = " AND ".join(f"t.{_quote(target)} = l.{_quote(link)}" for link, target in relation.on)
-    joined = f"{_quote(relation.through)} l JOIN {_quote(relation.table)} t ON {on}"
+        match = " AND ".join(f"c.{q(child)} = %s" for _, child in relation.on)
+        return [(f"SELECT {fields('c')} FROM {q(relation.table)} c WHERE {match}", key, True)]  # noqa: S608
+    through = " AND ".join(f"l.{q(link)} = %s" for _, link in relation.through_on)
+    on = " AND ".join(f"t.{q(target)} = l.{q(link)}" for link, target in relation.on)
+    joined = f"{q(relation.through)} l JOIN {q(relation.table)} t ON {on}"
     sql = f"SELECT {fields('t')} FROM {joined} WHERE {through}"  # noqa: S608 - validated names
     return [(sql, key, True)]
 
@@ -382,16 +376,16 @@ def resolve_roots(
     assert composition is not None
     relation = _relation(composition, change.via)
     passes, filter_params = _filter_sql(composition.filter)
-    key = ", ".join(f"r.{_quote(c)}" for c in mapping.key_columns)
+    key = ", ".join(f"r.{q(c)}" for c in mapping.key_columns)
     marks = ", ".join(["%s"] * len(mapping.key_columns))
     values = tuple(value for _, value in change.key)
     if isinstance(relation, Parent):
-        joined = f"{_quote(mapping.table)} r"
-        match = " AND ".join(f"r.{_quote(own)} = %s" for own, _ in relation.on)
+        joined = f"{q(mapping.table)} r"
+        match = " AND ".join(f"r.{q(own)} = %s" for own, _ in relation.on)
     else:
-        through = " AND ".join(f"l.{_quote(link)} = r.{_quote(own)}" for own, link in relation.through_on)
-        joined = f"{_quote(mapping.table)} r JOIN {_quote(relation.through)} l ON {through}"
-        match = " AND ".join(f"l.{_quote(link)} = %s" for link, _ in relation.on)
+        through = " AND ".join(f"l.{q(link)} = r.{q(own)}" for own, link in relation.through_on)
+        joined = f"{q(mapping.table)} r JOIN {q(relation.through)} l ON {through}"
+        match = " AND ".join(f"l.{q(link)} = %s" for link, _ in relation.on)
     after: tuple[Any, ...] | None = None
     while True:
         sql = f"SELECT DISTINCT {key} FROM {joined} WHERE {match} AND {passes}"  # noqa: S608 - validated names
