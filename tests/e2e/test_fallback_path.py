@@ -20,7 +20,7 @@ from typing import Any
 import pymysql
 import pytest
 
-from fanout.capture.names import CHANGE_LOG_TABLE
+from fanout.capture.names import CHANGE_LOG_TABLE, drain_lock_name
 from fanout.capture.sweeper import lock_name
 from fanout_cli.main import main
 from local.stack import source_connection
@@ -44,18 +44,23 @@ def writer(stack: dict[str, Any]) -> Iterator[pymysql.connections.Connection]:
 
 @pytest.fixture
 def sweepers_held_off(stack: dict[str, Any]) -> Iterator[pymysql.connections.Connection]:
-    """Holds the sweepers' lock until released (or the test ends), so no sweep runs meanwhile."""
+    """Holds the sweepers' lock and the drain lease until released (or the test ends), so no sweep runs
+    meanwhile. Taking the lease waits out a drainer still lingering from an earlier test (it holds the lease
+    for a moment after its last batch and would otherwise claim this test's changes as they commit)."""
     conn = db(stack["env"])
+    schema = stack["env"]["DB_NAME"]
     with conn.cursor() as cur:
-        cur.execute("SELECT GET_LOCK(%s, 10)", (lock_name(stack["env"]["DB_NAME"]),))
-        assert cur.fetchone()[0] == 1
+        for name in (lock_name(schema), drain_lock_name(schema)):
+            cur.execute("SELECT GET_LOCK(%s, 10)", (name,))
+            assert cur.fetchone()[0] == 1, name
     yield conn
     conn.close()
 
 
 def release(holder: pymysql.connections.Connection, schema: str) -> None:
     with holder.cursor() as cur:
-        cur.execute("DO RELEASE_LOCK(%s)", (lock_name(schema),))
+        for name in (lock_name(schema), drain_lock_name(schema)):
+            cur.execute("DO RELEASE_LOCK(%s)", (name,))
 
 
 def parked_keys(conn: pymysql.connections.Connection, keys: list[int]) -> list[tuple[str, int]]:
