@@ -31,9 +31,8 @@ from fanout.config import DatabaseSettings  # noqa: E402
 from fanout.model.change import Change  # noqa: E402
 from fanout.model.mapping import Mappings, default_mappings  # noqa: E402
 from fanout.pipeline.fetcher import apply_changes  # noqa: E402
-from fanout.sinks.documents import opensearch_document  # noqa: E402
 from fanout.sinks.dynamodb import DynamoDBSink  # noqa: E402
-from fanout.sinks.opensearch import OpenSearchSink, make_client  # noqa: E402
+from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_document  # noqa: E402
 from fanout.source.compose import resolve_roots  # noqa: E402
 from fanout.source.connection import connect  # noqa: E402
 from fanout.source.reader import read_row, read_rows  # noqa: E402

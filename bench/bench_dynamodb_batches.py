@@ -37,8 +37,7 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping, default_mappings
 from fanout.operations.backfill import BackfillJob, run_backfill
 from fanout.operations.backfill_parallel import run_parallel_backfill
-from fanout.sinks.documents import dynamodb_item, dynamodb_item_size
-from fanout.sinks.dynamodb import CONDITION, MAX_TRANSACTION_ITEMS, DynamoDBSink
+from fanout.sinks.dynamodb import CONDITION, MAX_TRANSACTION_ITEMS, DynamoDBSink, dynamodb_item, dynamodb_item_size
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import RowState, read_row, read_rows

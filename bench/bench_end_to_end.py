@@ -26,8 +26,8 @@ from pathlib import Path
 
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
+from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
 from fanout.operations.reconcile import SinkReaders, reconcile
-from fanout.sinks.documents import dynamodb_key, opensearch_document_id
 from fanout.sinks.opensearch import make_client
 from local.stack import read_stack_env, source_connection, up
 

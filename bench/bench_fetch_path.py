@@ -23,9 +23,8 @@ from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.pipeline.fetcher import apply_changes
-from fanout.sinks.documents import dynamodb_item, opensearch_document
-from fanout.sinks.dynamodb import DynamoDBSink
-from fanout.sinks.opensearch import OpenSearchSink, make_client
+from fanout.sinks.dynamodb import DynamoDBSink, dynamodb_item
+from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_document
 from fanout.source.connection import connect
 from fanout.source.reader import read_row
 from local.stack import (

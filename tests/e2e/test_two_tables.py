@@ -17,8 +17,8 @@ import pytest
 
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
+from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
 from fanout.operations.verify import compare_row, fetch_sink_state
-from fanout.sinks.documents import dynamodb_key, opensearch_document_id
 from fanout.sinks.opensearch import make_client
 from local.stack import source_connection
 from tests.support.aws import aws_resource

@@ -4,7 +4,7 @@ One table holds a column of each type; each test writes one row whose only
 non-NULL column is the type under test (with its edge values), runs the fetch
 path (apply_changes with the locking reader, the OpenSearch sink on the
 project's server and the DynamoDB sink on ministack), and checks the exact
-value each sink stored against the documented mapping (fanout/sinks/documents.py,
+value each sink stored against the documented mapping (fanout/sinks/__init__.py,
 README "Type mapping"), then that fanout.operations.verify agrees.
 
 The index is created beforehand with the explicit mapping the README
@@ -28,8 +28,8 @@ import pytest
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import TableMapping, parse_mappings
+from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
 from fanout.operations.verify import compare_row
-from fanout.sinks.documents import dynamodb_key, opensearch_document_id
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect

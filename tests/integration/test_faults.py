@@ -41,8 +41,8 @@ import pytest
 
 from fanout.model.change import Change, fetcher_event, parse_trigger_payload
 from fanout.model.mapping import DEFAULT_MAPPING_FILE, Mappings, default_mappings
+from fanout.model.sink_keys import dynamodb_partition_key
 from fanout.operations.verify import compare_row
-from fanout.sinks.documents import dynamodb_partition_key
 from fanout.sinks.opensearch import make_client
 from fanout_cli.dead_letters.invoke import InvokeResult
 from fanout_cli.dead_letters.queue import DeadLetterQueue

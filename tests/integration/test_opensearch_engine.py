@@ -21,10 +21,10 @@ from opensearchpy.exceptions import RequestError
 
 from fanout.model.change import Change
 from fanout.model.mapping import OPENSEARCH_METADATA_FIELDS, Mappings, TableMapping, parse_mappings
+from fanout.model.sink_keys import dynamodb_key
 from fanout.pipeline.fetcher import FetchFailed, apply_changes
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.sinks import Outcome, RowRejected
-from fanout.sinks.documents import dynamodb_key
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import MAX_EXTERNAL_VERSION, OpenSearchSink, make_client
 from fanout.sinks.readers import MAX_RESULT_WINDOW, SinkReaders

@@ -22,8 +22,8 @@ import pytest
 
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
+from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
 from fanout.operations.verify import compare_row
-from fanout.sinks.documents import dynamodb_key, opensearch_document_id
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect

@@ -22,11 +22,11 @@ import pytest
 
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, parse_mappings
+from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
 from fanout.operations.verify import compare_row
 from fanout.pipeline.fetcher import apply_changes
 from fanout.pipeline.handoff import parse_fetcher_event
 from fanout.pipeline.rejects import QueueRejectRecorder
-from fanout.sinks.documents import dynamodb_key, opensearch_document_id
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect

@@ -23,10 +23,10 @@ import pytest
 
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change, parse_trigger_payload
-from fanout.model.mapping import Mappings, parse_mappings
+from fanout.model.mapping import FULL_KEY_FIELD, Mappings, parse_mappings
+from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
 from fanout.operations.reconcile import ReconcileReport, SinkReaders, reconcile
 from fanout.pipeline.rejects import QueueRejectRecorder
-from fanout.sinks.documents import FULL_KEY_FIELD, dynamodb_key, opensearch_document_id
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect

@@ -21,7 +21,7 @@ from fanout.model.change import (
     parse_trigger_payload,
 )
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
-from fanout.sinks.documents import dynamodb_key, opensearch_document_id
+from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
 from tests.support.fakes import EVENTS, load_event
 
 POSTS = default_mappings()

@@ -10,7 +10,9 @@ import pytest
 from fanout.model.change import Change, ChangeValidationError, parse_change_message, parse_trigger_payload
 from fanout.model.composition import EmbeddedList, EmbeddedRow, Feed, OrderBy, OverLimit, RowFilter
 from fanout.model.mapping import MappingError, Mappings, parse_mappings
-from fanout.sinks.documents import UnrepresentableRow, dynamodb_attributes, opensearch_document
+from fanout.model.sink_keys import UnrepresentableRow
+from fanout.sinks.dynamodb import dynamodb_attributes
+from fanout.sinks.opensearch import opensearch_document
 
 
 def article_spec() -> dict[str, Any]:

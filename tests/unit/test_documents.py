@@ -13,13 +13,8 @@ from boto3.dynamodb.types import TypeSerializer
 
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
-from fanout.sinks.documents import (
-    dynamodb_item,
-    dynamodb_tombstone,
-    opensearch_document,
-    to_dynamodb_value,
-    to_json_value,
-)
+from fanout.sinks.dynamodb import dynamodb_item, dynamodb_tombstone, to_dynamodb_value
+from fanout.sinks.opensearch import opensearch_document, to_json_value
 
 POSTS = default_mappings().tables["posts"]
 CHANGE = Change("posts", (("id", 42),), "update", 1764240000123456, "req-1")

@@ -11,18 +11,10 @@ from boto3.dynamodb.types import TypeSerializer
 
 from fanout.model.change import Change
 from fanout.model.mapping import TableMapping, parse_mappings
-from fanout.sinks.documents import (
-    UnrepresentableRow,
-    dynamodb_item,
-    dynamodb_item_size,
-    dynamodb_key,
-    dynamodb_tombstone,
-    opensearch_document,
-    opensearch_document_id,
-    to_dynamodb_value,
-    to_json_value,
-)
-from fanout.source.values import JsonText
+from fanout.model.sink_keys import UnrepresentableRow, dynamodb_key, opensearch_document_id
+from fanout.sinks.dynamodb import dynamodb_item, dynamodb_item_size, dynamodb_tombstone, to_dynamodb_value
+from fanout.sinks.opensearch import opensearch_document, to_json_value
+from fanout.source.reader import JsonText
 
 SETTINGS = parse_mappings(
     {

@@ -19,8 +19,7 @@ from fanout.model.mapping import parse_mappings
 from fanout.pipeline.fetcher import FetchFailed, apply_changes
 from fanout.pipeline.handoff import parse_fetcher_event
 from fanout.sinks import Outcome
-from fanout.sinks.documents import opensearch_document
-from fanout.sinks.opensearch import DEFAULT_GC_DELETES, OpenSearchSink
+from fanout.sinks.opensearch import DEFAULT_GC_DELETES, OpenSearchSink, opensearch_document
 from fanout.source.reader import SourceReadError
 from tests.support.fakes import (
     FakeContext,

@@ -41,7 +41,7 @@ from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.redaction import describe_error
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
-from fanout.source.reader import _CLOCK_SQL, read_row, select_row_sql
+from fanout.source.reader import CLOCK_SQL, read_row, select_row_sql
 from tests.support.fakes import (
     FakeContext,
     FakeDynamoDBTable,
@@ -343,9 +343,9 @@ def test_an_injection_string_is_a_valid_string_key_and_only_ever_a_bound_paramet
     # Then the key is a parameter of a statement built from the mapping alone
     assert state.row == {"name": key}
     assert conn.statements == [
-        (_CLOCK_SQL, None),
+        (CLOCK_SQL, None),
         ("SELECT * FROM `tags` WHERE `name` = %s LOCK IN SHARE MODE", (key,)),
-        (_CLOCK_SQL, None),
+        (CLOCK_SQL, None),
     ]
 
 
@@ -372,7 +372,7 @@ class RecordingCursor:
 
     def execute(self, sql: str, params: Any = None) -> None:
         self._conn.statements.append((sql, params))
-        if sql == _CLOCK_SQL:
+        if sql == CLOCK_SQL:
             self._result = [(1764240000123456,)]
             return
         table = sql.split("FROM `", 1)[1].split("`", 1)[0]
@@ -423,7 +423,7 @@ fetcher_events = st.one_of(anything, st.builds(lambda ms: {"changes": ms}, st.li
 
 
 def allowed_statements(mappings: Mappings) -> set[str]:
-    return {_CLOCK_SQL} | {select_row_sql(m) for m in mappings.tables.values()}
+    return {CLOCK_SQL} | {select_row_sql(m) for m in mappings.tables.values()}
 
 
 @FUZZ

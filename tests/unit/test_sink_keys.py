@@ -7,8 +7,7 @@ from hypothesis import strategies as st
 
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
-from fanout.model.sink_keys import dynamodb_item_key, opensearch_key
-from fanout.sinks.documents import dynamodb_key, opensearch_document_id
+from fanout.model.sink_keys import dynamodb_item_key, dynamodb_key, opensearch_document_id, opensearch_key
 
 MAPPINGS = default_mappings()
 POSTS = MAPPINGS.tables["posts"]

@@ -15,19 +15,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from fanout.model.change import Change, parse_trigger_payload
-from fanout.model.mapping import parse_mappings
-from fanout.model.sink_keys import dynamodb_item_key, opensearch_key
-from fanout.sinks.documents import (
-    FULL_KEY_FIELD,
-    dynamodb_item,
-    dynamodb_key,
-    opensearch_document,
-    opensearch_document_id,
-    to_dynamodb_value,
-    to_json_value,
-)
-from fanout.sinks.opensearch import ExactJSONSerializer
-from fanout.source.values import JsonText
+from fanout.model.mapping import FULL_KEY_FIELD, parse_mappings
+from fanout.model.sink_keys import dynamodb_item_key, dynamodb_key, opensearch_document_id, opensearch_key
+from fanout.sinks.dynamodb import dynamodb_item, to_dynamodb_value
+from fanout.sinks.opensearch import ExactJSONSerializer, opensearch_document, to_json_value
+from fanout.source.reader import JsonText
 
 MAPPINGS = parse_mappings(
     {

@@ -10,8 +10,7 @@ from pymysql.constants import FIELD_TYPE, FLAG
 
 from fanout.model.change import Change
 from fanout.model.mapping import parse_mappings
-from fanout.source.reader import has_exact_key
-from fanout.source.values import JsonText, typed_row
+from fanout.source.reader import JsonText, has_exact_key, typed_row
 
 MAPPING = parse_mappings({"tables": {"t": {"primary_key": [{"column": "id"}], "json_columns": ["maria_json"]}}}).tables[
     "t"

@@ -1,5 +1,8 @@
 """Composed documents: one document built from a root table and the tables around it (issue 16).
 
+(About 420 lines, one module on purpose: the declaration's format, its types and the validation that
+names table and field are read together, as in fanout.model.mapping.)
+
 Declared under a root table of the mapping as ``"document"``::
 
     "articles": {

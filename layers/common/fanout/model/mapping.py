@@ -82,7 +82,7 @@ if TYPE_CHECKING:
 
 ACTIONS = ("insert", "update", "delete")
 KEY_TYPES = ("int", "string")
-# Where a document or item keeps its full key when its id is a bounded one (fanout.sinks.documents.bounded_sink_id).
+# Where a document or item keeps its full key when its id is a bounded one (fanout.model.sink_keys.bounded_sink_id).
 FULL_KEY_FIELD = "_fanout_key"
 # Item attributes the DynamoDB sink owns (besides the key attributes); a replicated column may not use them.
 BOOKKEEPING_ATTRIBUTES = frozenset({"_table", "_version", "_deleted", "_ttl", FULL_KEY_FIELD})

@@ -1,13 +1,22 @@
-"""From a sink's key back to the source row's key (reconcile's orphan check).
+"""Sink keys, both ways: a source row's key as each sink's id or key, and a sink's key back to the source key.
 
-The mapping's key formats are built so that a rendered key maps back to
+Forward: the mapping's key formats render the row's key (``opensearch.document_id``, default ``{key}``;
+the DynamoDB partition and sort keys, default ``{table}#{key}``). An id longer than the sink allows
+(OpenSearch ``_id``: 512 bytes; a DynamoDB partition key: 2048, a sort key: 1024) is replaced by a
+bounded one, :func:`bounded_sink_id`: the start of the id, then ``{v1-sha256:<hex>}``, the SHA-256 of
+the whole id. A rendered id never contains a brace, so a bounded id cannot equal another row's plain id,
+and two bounded ids are equal only if the ids are. The full id is kept in the document or item, in
+``_fanout_key`` (OpenSearch: the id as text; DynamoDB: a map from key attribute to its full value),
+which is how reconcile reads such a key back. A DynamoDB key that renders empty is refused for that
+row (:class:`UnrepresentableRow`).
+
+Back (reconcile's orphan check): the mapping's key formats are built so that a rendered key maps back to
 exactly one source key (:mod:`fanout.model.mapping`): every value is percent-encoded,
 and placeholders are separated by characters an encoded value cannot contain.
 So a format is read back with a regular expression in which each placeholder
 matches the encoded alphabet only; ``{table}`` must be the table itself.
 
-A bounded id (a key longer than the sink's id, :func:`fanout.sinks.documents.bounded_sink_id`)
-is read back from the full id kept beside it (``_fanout_key``): it is this
+A bounded id is read back from the full id kept beside it (``_fanout_key``): it is this
 table's key only if that full id parses and bounds to exactly the stored id.
 
 A sink key that does not parse is not a key of this table's mapping: reconcile
@@ -16,14 +25,85 @@ reports it as an orphan it cannot repair through the fetch path.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 from urllib.parse import unquote
 
-from fanout.model.change import KeyValue
-from fanout.model.key_format import KEY_SEPARATOR, KeyFormat, encode_key_value
+from fanout.model.change import Change, KeyValue
+from fanout.model.key_format import KEY_SEPARATOR, KeyFormat, default_key_text, encode_key_value
 from fanout.model.mapping import FULL_KEY_FIELD, TableMapping
-from fanout.sinks.documents import MAX_DOCUMENT_ID_BYTES, bounded_sink_id, dynamodb_key_limits, is_bounded_id
+
+MAX_DOCUMENT_ID_BYTES = 512  # OpenSearch's _id limit
+MAX_PARTITION_KEY_BYTES = 2048  # DynamoDB's limits on key attribute values
+MAX_SORT_KEY_BYTES = 1024
+BOUNDED_ID_VERSION = "v1-sha256"  # the marker of a bounded id: "{v1-sha256:<64 hex digits>}"
+
+
+class UnrepresentableRow(ValueError):
+    """The row cannot be stored in a sink as the mapping says; retrying cannot help."""
+
+
+# --------------------------------------------------------------------------- source key -> sink key
+
+
+def bounded_sink_id(rendered: str, limit: int) -> str:
+    """``rendered`` if it fits ``limit`` UTF-8 bytes, else its start and ``{v1-sha256:<hex of all of it>}``."""
+    data = rendered.encode("utf-8")
+    if len(data) <= limit:
+        return rendered
+    suffix = "{" + BOUNDED_ID_VERSION + ":" + hashlib.sha256(data).hexdigest() + "}"
+    return data[: limit - len(suffix)].decode("utf-8", "ignore") + suffix
+
+
+def is_bounded_id(sink_id: str) -> bool:
+    return "{" + BOUNDED_ID_VERSION + ":" in sink_id
+
+
+def opensearch_full_id(mapping: TableMapping, change: Change) -> str:
+    """The row's id by the mapping's ``opensearch.document_id`` format (default ``{key}``), whatever its length."""
+    return mapping.opensearch_document_id.render(change.table, change.key)
+
+
+def opensearch_document_id(mapping: TableMapping, change: Change) -> str:
+    """The row's document id: its full id, bounded to OpenSearch's 512 bytes (:func:`bounded_sink_id`)."""
+    return bounded_sink_id(opensearch_full_id(mapping, change), MAX_DOCUMENT_ID_BYTES)
+
+
+def dynamodb_partition_key(change: Change) -> str:
+    """The default partition key value, ``<table>#<key>`` (the format ``{table}#{key}``)."""
+    return f"{change.table}#{default_key_text(change.key_values)}"
+
+
+def dynamodb_key_limits(mapping: TableMapping) -> list[tuple[str, int]]:
+    """Each key attribute of the mapping with DynamoDB's limit on its value, in bytes."""
+    limits = [(mapping.dynamodb_partition_key.attribute, MAX_PARTITION_KEY_BYTES)]
+    if mapping.dynamodb_sort_key is not None:
+        limits.append((mapping.dynamodb_sort_key.attribute, MAX_SORT_KEY_BYTES))
+    return limits
+
+
+def dynamodb_full_key(mapping: TableMapping, change: Change) -> dict[str, str]:
+    """The row's DynamoDB key attributes by the mapping's key formats, whatever their length."""
+    key: dict[str, str] = {}
+    formats = [(mapping.dynamodb_partition_key, "partition")]
+    if mapping.dynamodb_sort_key is not None:
+        formats.append((mapping.dynamodb_sort_key, "sort"))
+    for attribute, kind in formats:
+        value = attribute.value.render(change.table, change.key)
+        if not value:
+            raise UnrepresentableRow(f"the {kind} key {attribute.attribute!r} would be empty, which DynamoDB refuses")
+        key[attribute.attribute] = value
+    return key
+
+
+def dynamodb_key(mapping: TableMapping, change: Change) -> dict[str, str]:
+    """The row's DynamoDB key attributes, by the mapping's key formats, each bounded to DynamoDB's limit."""
+    full = dynamodb_full_key(mapping, change)
+    return {attribute: bounded_sink_id(full[attribute], limit) for attribute, limit in dynamodb_key_limits(mapping)}
+
+
+# --------------------------------------------------------------------------- sink key -> source key
 
 _ENCODED = r"[A-Za-z0-9_.~%-]*"
 _ENCODED_WITH_SEPARATOR = r"[A-Za-z0-9_.~%|-]*"

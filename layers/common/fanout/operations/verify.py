@@ -17,15 +17,10 @@ from typing import Any
 
 from fanout.model.change import Change
 from fanout.model.mapping import BOOKKEEPING_ATTRIBUTES, TableMapping
-from fanout.sinks.documents import (
-    UnrepresentableRow,
-    dynamodb_attributes,
-    dynamodb_key,
-    opensearch_document,
-    opensearch_document_id,
-)
-from fanout.source.reader import has_exact_key, select_row_sql
-from fanout.source.values import typed_row
+from fanout.model.sink_keys import UnrepresentableRow, dynamodb_key, opensearch_document_id
+from fanout.sinks.dynamodb import dynamodb_attributes, to_dynamodb_value
+from fanout.sinks.opensearch import opensearch_document
+from fanout.source.reader import has_exact_key, select_row_sql, typed_row
 
 SHARD_START_ATTEMPTS = 50  # 0.2 s apart: a new index's shard starts within a second or two
 
@@ -101,8 +96,6 @@ def dynamodb_problem(
     if item is None or not live:
         return "missing from DynamoDB"
     if mapping is None:  # the default mapping shape: every column, as is
-        from fanout.sinks.documents import to_dynamodb_value
-
         expected = {k: to_dynamodb_value(v) for k, v in source.items()}
         reserved = BOOKKEEPING
     else:

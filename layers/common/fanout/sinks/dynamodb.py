@@ -1,5 +1,8 @@
 """DynamoDB sink: one item per row, version-gated by a conditional write (docs/architecture.md, "Versions and sinks").
 
+(About 500 lines, one module on purpose: the item it builds, that item's measured size and its conditional
+write are one contract; what both sinks share is in fanout.sinks, ids and keys in fanout.model.sink_keys.)
+
 An item is written only if it is new or its stored ``_version`` is not higher
 (``attribute_not_exists(<partition key>) OR _version <= :v``), so late or
 duplicated changes lose to newer ones and retries are idempotent. A delete
@@ -27,15 +30,18 @@ An item that can never be written is refused for that row (RowRejected): one
 above DynamoDB's 400 KB item limit (measured here, before sending, as
 DynamoDB counts it), one whose key renders empty, or one DynamoDB answers with
 ValidationException. A key longer than DynamoDB's limits is bounded, not
-refused (fanout.sinks.documents.bounded_sink_id).
+refused (fanout.model.sink_keys.bounded_sink_id).
 
-Reading back: :func:`read_numbers_exactly` makes a boto3 resource read any N,
-however many digits (boto3 alone raises ``decimal.Rounded`` above 38 plain
-digits, which an item written by someone else, or by an older fanout, may hold). Throttling and outages are retried.
+The item (:func:`dynamodb_item`, :func:`dynamodb_tombstone`): the row's projected, renamed columns, each
+value in its DynamoDB form (:func:`to_dynamodb_value`, the table in :mod:`fanout.sinks`), the key
+attributes (and ``_fanout_key`` when one is bounded) and the bookkeeping ``_table``, ``_version``,
+``_deleted`` (a tombstone: ``_ttl``).
 """
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -45,15 +51,19 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
-
 from fanout.config import BATCH_PUTS, BATCH_TRANSACTIONS
 from fanout.model.change import Change
-from fanout.model.mapping import TableMapping
-from fanout.sinks import Outcome, RowRejected, SinkError
-from fanout.sinks.documents import UnrepresentableRow, check_item_size, dynamodb_item, dynamodb_tombstone
-from fanout.source.reader import RowState
+from fanout.model.mapping import FULL_KEY_FIELD, TableMapping
+from fanout.model.sink_keys import UnrepresentableRow, dynamodb_full_key, dynamodb_key
+from fanout.sinks import Outcome, Relation, RowRejected, SinkError, parsed_json, relation_value, temporal_text
+from fanout.source.reader import JsonText, RowState
 
+MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's item size limit
+# DynamoDB's numbers (note (2) of fanout.sinks): at most 38 significant digits, magnitudes from 1E-130 ...
+DYNAMODB_NUMBER_DIGITS = 38
+DYNAMODB_MIN_EXPONENT = -130
+# ... up to 9.99...E+125 in DynamoDB, but boto3 reads back at most 38 plain digits: below 1E+38.
+READABLE_MAX_EXPONENT = DYNAMODB_NUMBER_DIGITS - 1
 CONDITION = "attribute_not_exists(#pk) OR #version <= :version"
 # DynamoDB's limits for one TransactWriteItems call: 100 actions and 4 MB of items. The byte budget is half
 # the limit because the request's JSON (base64 binaries, type tags) is what some endpoints measure.
@@ -80,6 +90,164 @@ RETRYABLE_ERRORS = frozenset(
 )
 
 Results = dict[int, Outcome | Exception]  # a transaction's rows, by their place in the batch, to outcomes
+
+
+# --------------------------------------------------------------------------- the item
+
+
+def _dynamodb_number(value: Decimal) -> Decimal | str:
+    """N (the Decimal) when DynamoDB stores it exactly and boto3 reads it back, else the exact digits (S)."""
+    from boto3.dynamodb.types import DYNAMODB_CONTEXT
+
+    try:
+        DYNAMODB_CONTEXT.create_decimal(value)  # boto3 writes only what fits 38 digits exactly
+    except ArithmeticError:
+        return str(value)
+    if value and not DYNAMODB_MIN_EXPONENT <= value.adjusted() <= READABLE_MAX_EXPONENT:
+        return str(value)
+    return value
+
+
+def _dynamodb_json(value: Any) -> Any:
+    """A parsed JSON value (numbers as Decimal) as DynamoDB attribute values."""
+    if isinstance(value, dict):
+        if "" in value:
+            raise UnrepresentableRow("a JSON object has an empty key, which a DynamoDB map cannot hold")
+        return {k: _dynamodb_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dynamodb_json(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return _dynamodb_number(Decimal(value))
+    if isinstance(value, Decimal):
+        return _dynamodb_number(value)
+    raise TypeError(f"no DynamoDB form for a JSON value of type {type(value).__name__}")
+
+
+def to_dynamodb_value(value: Any) -> Any:
+    """A MySQL value as a boto3 DynamoDB resource-layer value (numbers as Decimal)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return _dynamodb_number(Decimal(value))
+    if isinstance(value, Decimal):
+        return _dynamodb_number(value)
+    if isinstance(value, float):
+        return _dynamodb_number(Decimal(repr(value)))
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, JsonText):
+        return _dynamodb_json(parsed_json(value))
+    if isinstance(value, Relation):
+        return relation_value(value, to_dynamodb_value)
+    if isinstance(value, (dt.date, dt.timedelta)):
+        return temporal_text(value)  # the OpenSearch document's text
+    raise TypeError(f"no JSON form for a value of type {type(value).__name__}")
+
+
+def _key_attributes(mapping: TableMapping, change: Change) -> dict[str, Any]:
+    """The key attributes, and ``_fanout_key`` (every key attribute's full value) when one is bounded."""
+    full = dynamodb_full_key(mapping, change)
+    key: dict[str, Any] = dynamodb_key(mapping, change)
+    if key != full:
+        key[FULL_KEY_FIELD] = full
+    return key
+
+
+def dynamodb_attributes(mapping: TableMapping, row: dict[str, Any]) -> dict[str, Any]:
+    """The row's projected, renamed columns as DynamoDB attribute values."""
+    reserved = mapping.dynamodb_reserved_attributes
+    attributes: dict[str, Any] = {}
+    names = mapping.dynamodb_attributes if mapping.dynamodb_attributes is not None else tuple(row)
+    if mapping.composition is not None:  # the root row's columns, and its relations if the item is the document
+        relations = mapping.composition.relation_names
+        names = tuple(n for n in names if n not in relations)
+        if mapping.composition.dynamodb_document:
+            names += tuple(n for n in row if n in relations)
+    for column in names:
+        if column not in row:
+            raise UnrepresentableRow(f"column {column!r} in dynamodb.attributes is not a column of {mapping.table}")
+        value = row[column]
+        if isinstance(value, (bytes, bytearray)):
+            if mapping.dynamodb_binary == "exclude":
+                continue
+            if mapping.dynamodb_binary == "base64":
+                value = base64.b64encode(bytes(value)).decode("ascii")
+        name = mapping.dynamodb_attribute(column)
+        if name in reserved or name in attributes:
+            raise UnrepresentableRow(
+                f"column {column!r} of {mapping.table} would be the DynamoDB attribute {name!r}, which is "
+                "taken or reserved; rename it or leave it out in the mapping"
+            )
+        attributes[name] = to_dynamodb_value(value)
+    return attributes
+
+
+def dynamodb_item(mapping: TableMapping, change: Change, row: dict[str, Any], version: int) -> dict[str, Any]:
+    """The DynamoDB item for a present row: its projected columns, its key and our bookkeeping."""
+    item = dynamodb_attributes(mapping, row)
+    item.update(_key_attributes(mapping, change))
+    item.update({"_table": mapping.table, "_version": Decimal(version), "_deleted": False})
+    return item
+
+
+def dynamodb_tombstone(mapping: TableMapping, change: Change, version: int, expires_at: int) -> dict[str, Any]:
+    """The item left for a deleted row, so that a stale upsert cannot resurrect it."""
+    item: dict[str, Any] = _key_attributes(mapping, change)
+    item.update({"_table": mapping.table, "_version": Decimal(version), "_deleted": True, "_ttl": Decimal(expires_at)})
+    return item
+
+
+def _number_size(value: Decimal) -> int:
+    digits = value.normalize().as_tuple().digits if value else (0,)
+    return (len(digits) + 1) // 2 + 1
+
+
+def _value_size(value: Any) -> int:
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if isinstance(value, (int, Decimal)):
+        return _number_size(Decimal(value))
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    if isinstance(value, dict):
+        return 3 + sum(len(k.encode("utf-8")) + _value_size(v) + 1 for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return 3 + sum(_value_size(v) + 1 for v in value)
+    raise TypeError(f"no DynamoDB size for a value of type {type(value).__name__}")
+
+
+def dynamodb_item_size(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB counts it (attribute names plus values; "Item sizes and formats")."""
+    return sum(len(name.encode("utf-8")) + _value_size(value) for name, value in item.items())
+
+
+def check_item_size(item: dict[str, Any]) -> int:
+    """The item's size; UnrepresentableRow above DynamoDB's 400 KB, as DynamoDB would refuse it, before sending."""
+    size = dynamodb_item_size(item)
+    if size > MAX_ITEM_BYTES:
+        raise UnrepresentableRow(
+            f"the item is {size} bytes, above the {MAX_ITEM_BYTES}-byte (400 KB) item limit; project fewer "
+            "columns (dynamodb.attributes) or exclude binaries (dynamodb.binary)"
+        )
+    return size
+
+
+def dynamodb_refusal(mapping: TableMapping, change: Change, row: dict[str, Any], version: int) -> str:
+    """Why DynamoDB can never take this row as the mapping shapes it ("" if it can): what the sink refuses."""
+    try:
+        check_item_size(dynamodb_item(mapping, change, row, version))
+    except (UnrepresentableRow, TypeError) as exc:  # TypeError: a value with no DynamoDB form
+        return str(exc)
+    return ""
+
+
+# --------------------------------------------------------------------------- the writer
 
 
 @dataclass(frozen=True)
@@ -329,27 +497,3 @@ def _fail(results: Results, writes: list[_Write], message: str) -> Results:
 def _complete(results: list[Outcome | Exception | None]) -> list[Outcome | Exception]:
     assert all(result is not None for result in results), "every row of the batch has an outcome"
     return [result for result in results if result is not None]
-
-
-class ExactNumberDeserializer(TypeDeserializer):
-    """boto3's TypeDeserializer, but an N becomes the Decimal of all its digits (no 38-digit context)."""
-
-    def _deserialize_n(self, value: str) -> Decimal:
-        return Decimal(value)
-
-
-def read_numbers_exactly(resource: Any) -> Any:
-    """Make a boto3 DynamoDB resource (and every Table and client it hands out) read numbers of any length.
-
-    The resource's client deserialises responses in an ``after-call`` handler; this one replaces it with
-    the same transformation and an exact deserializer. Values boto3 already read are read the same way.
-    """
-    from boto3.dynamodb.transform import TransformationInjector
-
-    events = resource.meta.client.meta.events
-    injector = TransformationInjector(deserializer=ExactNumberDeserializer())
-    events.unregister("after-call.dynamodb", unique_id="dynamodb-attr-value-output")
-    events.register(
-        "after-call.dynamodb", injector.inject_attribute_value_output, unique_id="dynamodb-attr-value-output"
-    )
-    return resource

@@ -14,6 +14,10 @@ sink checks ``max_request_bytes`` itself and maps an HTTP 413 the same way),
 or one OpenSearch answers with 400 (a value its mapping cannot parse, an id
 too long, ...). Everything else (connection errors, 429, 5xx) is retried.
 
+The document (:func:`opensearch_document`): the row's columns renamed, without excluded ones, each value
+in its JSON form (:func:`to_json_value`, the table in :mod:`fanout.sinks`); with the full id in
+``_fanout_key`` when the document id is a bounded one (:mod:`fanout.model.sink_keys`).
+
 Batches go in ``_bulk`` requests of at most BULK_MAX_OPERATIONS operations and
 BULK_TARGET_BYTES bytes, capped by the domain's request limit: the sizes AWS and
 OpenSearch recommend (5-15 MiB, 1,000-5,000 operations). The bytes are the
@@ -27,6 +31,8 @@ them into floats: give the sink (and reconcile) a client from :func:`make_client
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import json
 from collections.abc import Sequence
 from decimal import Decimal
@@ -37,11 +43,17 @@ from opensearchpy.serializer import JSONSerializer
 
 from fanout.config import DEFAULT_OPENSEARCH_MAX_REQUEST_BYTES
 from fanout.model.change import Change
-from fanout.model.mapping import TableMapping
+from fanout.model.mapping import FULL_KEY_FIELD, OPENSEARCH_METADATA_FIELDS, TableMapping
+from fanout.model.sink_keys import (
+    MAX_DOCUMENT_ID_BYTES,
+    UnrepresentableRow,
+    bounded_sink_id,
+    opensearch_document_id,
+    opensearch_full_id,
+)
 from fanout.redaction import describe_item_error
-from fanout.sinks import Outcome, RowRejected, SinkError
-from fanout.sinks.documents import UnrepresentableRow, opensearch_document, opensearch_document_id
-from fanout.source.reader import RowState
+from fanout.sinks import Outcome, Relation, RowRejected, SinkError, parsed_json, relation_value, temporal_text
+from fanout.source.reader import JsonText, RowState
 
 DEFAULT_GC_DELETES = "1h"
 # One _bulk request's size: AWS and OpenSearch recommend 5-15 MiB and 1,000-5,000 operations a request.
@@ -49,6 +61,66 @@ BULK_TARGET_BYTES = 10 * 1024 * 1024
 BULK_MAX_OPERATIONS = 5000
 PERMANENT_STATUSES = (400, 413)
 MAX_EXTERNAL_VERSION = 2**63 - 1  # external versions are Java longs: the engine refuses a whole _bulk beyond it
+
+
+# --------------------------------------------------------------------------- the document
+
+
+def to_json_value(value: Any) -> Any:
+    """A MySQL value as a JSON value for OpenSearch."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (dt.date, dt.timedelta)):
+        return temporal_text(value)
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, JsonText):
+        return parsed_json(value)  # numbers as Decimal: the sink's serializer writes them with all their digits
+    if isinstance(value, Relation):
+        return relation_value(value, to_json_value)
+    raise TypeError(f"no JSON form for a value of type {type(value).__name__}")
+
+
+def _row_change(mapping: TableMapping, row: dict[str, Any]) -> Change:
+    return Change(mapping.table, tuple((c, row[c]) for c in mapping.key_columns), "update", 1)
+
+
+def opensearch_document(mapping: TableMapping, row: dict[str, Any]) -> dict[str, Any]:
+    """The document indexed in OpenSearch for a row: renamed, without excluded columns; with the full id
+    in ``_fanout_key`` when the document id is a bounded one."""
+    document: dict[str, Any] = {}
+    for column, value in row.items():
+        if column in mapping.opensearch_exclude:
+            continue
+        if isinstance(value, (bytes, bytearray)) and mapping.opensearch_binary == "exclude":
+            continue
+        name = mapping.opensearch_field(column)
+        if name in document or name in OPENSEARCH_METADATA_FIELDS or name == FULL_KEY_FIELD:
+            raise UnrepresentableRow(
+                f"column {column!r} of {mapping.table} would be the OpenSearch field {name!r}, which is "
+                "taken or reserved; rename or exclude it in the mapping"
+            )
+        document[name] = to_json_value(value)
+    full_id = opensearch_full_id(mapping, _row_change(mapping, row))
+    if bounded_sink_id(full_id, MAX_DOCUMENT_ID_BYTES) != full_id:
+        document[FULL_KEY_FIELD] = full_id
+    return document
+
+
+def opensearch_refusal(mapping: TableMapping, row: dict[str, Any]) -> str:
+    """Why no OpenSearch document can be built for this row ("" if one can; the index may still refuse it)."""
+    try:
+        opensearch_document(mapping, row)
+    except (UnrepresentableRow, TypeError) as exc:
+        return str(exc)
+    return ""
+
+
+# --------------------------------------------------------------------------- the client
 
 
 class ExactJSONSerializer(JSONSerializer):

@@ -1,14 +1,21 @@
-"""Batched reads of what the sinks hold, for reconcile: documents and items by key, and every key a sink holds."""
+"""Batched reads of what the sinks hold, for reconcile: documents and items by key, and every key a sink holds.
+
+:func:`read_numbers_exactly` makes a boto3 resource read any N, however many digits (boto3 alone raises
+``decimal.Rounded`` above 38 plain digits, which an item written by someone else, or by an older fanout,
+may hold). Throttling and outages are retried.
+"""
 
 from __future__ import annotations
 
 import random
 import time
 from collections.abc import Iterator, Sequence
+from decimal import Decimal
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer
+
 from fanout.model.mapping import FULL_KEY_FIELD, TableMapping
-from fanout.sinks.dynamodb import read_numbers_exactly
 
 BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem keys per request
 MAX_RESULT_WINDOW = 10_000  # OpenSearch's default index.max_result_window: the most hits one search returns
@@ -125,3 +132,27 @@ class SinkReaders:
 
 def _id_and_full_key(hit: dict[str, Any]) -> tuple[str, Any]:
     return hit["_id"], (hit.get("_source") or {}).get(FULL_KEY_FIELD)
+
+
+class ExactNumberDeserializer(TypeDeserializer):
+    """boto3's TypeDeserializer, but an N becomes the Decimal of all its digits (no 38-digit context)."""
+
+    def _deserialize_n(self, value: str) -> Decimal:
+        return Decimal(value)
+
+
+def read_numbers_exactly(resource: Any) -> Any:
+    """Make a boto3 DynamoDB resource (and every Table and client it hands out) read numbers of any length.
+
+    The resource's client deserialises responses in an ``after-call`` handler; this one replaces it with
+    the same transformation and an exact deserializer. Values boto3 already read are read the same way.
+    """
+    from boto3.dynamodb.transform import TransformationInjector
+
+    events = resource.meta.client.meta.events
+    injector = TransformationInjector(deserializer=ExactNumberDeserializer())
+    events.unregister("after-call.dynamodb", unique_id="dynamodb-attr-value-output")
+    events.register(
+        "after-call.dynamodb", injector.inject_attribute_value_output, unique_id="dynamodb-attr-value-output"
+    )
+    return resource

@@ -1,5 +1,8 @@
 """The composed read: a root row and every row its document is built from, locked, with one version.
 
+(About 430 lines, one module on purpose: the locked composing read, its waiting retry, the unlocked
+pages reconcile compares and a parent's roots all build on the same relation joins and filter SQL.)
+
 docs/architecture.md, "Composed documents". For a chunk of root keys, one transaction at REPEATABLE READ
 runs one locking read per relation, each joined from the root rows (so matching follows the database's
 collations): the root rows, each parent, each child list, each link table with its targets. Every row
@@ -39,11 +42,9 @@ from fanout.model.composition import (
     RowFilter,
 )
 from fanout.model.mapping import TableMapping
-from fanout.source.reader import RETRYABLE_MYSQL_ERRORS, RowState, SourceReadError, has_exact_key
+from fanout.source.reader import CLOCK_SQL, RETRYABLE_MYSQL_ERRORS, RowState, SourceReadError, has_exact_key, typed_row
 from fanout.source.sql import quote_identifier as q
-from fanout.source.values import typed_row
 
-_CLOCK_SQL = "SELECT CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS UNSIGNED)"
 # Roots per composing transaction: bounds the statements' size and the locks one transaction holds.
 MAX_ROOTS_PER_READ = 100
 # Compositions of one root that may each meet a lock before the change is left to a retry.
@@ -209,7 +210,7 @@ def _compose(
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # next-key locks: no phantoms
         conn.begin()
         try:
-            cur.execute(_CLOCK_SQL)
+            cur.execute(CLOCK_SQL)
             before = int(cur.fetchone()[0])
             found = _run(cur, root_statement(mapping, [c.key_values for c in changes]), lock, mapping)
             passing: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -229,7 +230,7 @@ def _compose(
                     _attach(composition, passing, relation, rows, width)
             version = before
             if present:
-                cur.execute(_CLOCK_SQL)  # every row the documents were built from is still share-locked
+                cur.execute(CLOCK_SQL)  # every row the documents were built from is still share-locked
                 version = int(cur.fetchone()[0])
         finally:
             if conn.open:

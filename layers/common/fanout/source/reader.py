@@ -20,23 +20,41 @@ absent, and a key change from ``'acme'`` to ``'ACME'`` moves the document.
 Nothing here assumes one reader per row: any number of fetchers (and a
 backfill) may read the same row at once; each gets the state and the instant
 it read, and the sinks keep the highest instant, so they agree on the winner.
+
+What a value read from MySQL becomes before it is mapped to a sink: pymysql
+decodes most column types to an unambiguous Python value (int, Decimal, float,
+str, bytes, date, datetime, timedelta). Four need the column's metadata, which
+only the reader has, so it converts them here (:func:`typed_row`), once, for the
+fetcher, reconcile and :mod:`fanout.operations.verify` alike:
+
+- ``TIMESTAMP``: pymysql returns a naive datetime in the session time zone.
+  The session runs with ``time_zone = '+00:00'`` (:mod:`fanout.source.connection`), so the
+  value is UTC and is made zone-aware. ``DATETIME`` has no zone and stays
+  naive: it is replicated as stored.
+- ``BIT(n)``: bytes, big-endian; becomes the unsigned integer they spell.
+- ``SET``: the server sends ``"a,b"`` (a string with the SET flag); becomes
+  the frozenset of its members (``""`` is the empty set).
+- ``JSON``: text; becomes :class:`JsonText`, which each sink parses. MySQL
+  reports the JSON type; MariaDB's JSON is a LONGTEXT alias that reports as
+  text, so the mapping's ``json_columns`` names such columns.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pymysql
+from pymysql.constants import FIELD_TYPE, FLAG
 
 from fanout.model.change import Change
 from fanout.model.mapping import TableMapping
 from fanout.source.sql import column_list, quote_identifier, selected_columns
-from fanout.source.values import typed_row
 
 # Microseconds since the epoch, exact (DECIMAL arithmetic), zone-independent.
-_CLOCK_SQL = "SELECT CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS UNSIGNED)"
+CLOCK_SQL = "SELECT CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS UNSIGNED)"
 RETRYABLE_MYSQL_ERRORS = {1205: "lock wait timeout", 1213: "deadlock"}
 
 
@@ -54,6 +72,46 @@ class RowState:
     @property
     def exists(self) -> bool:
         return self.row is not None
+
+
+@dataclass(frozen=True)
+class JsonText:
+    """The text of a JSON column value, to be parsed by each sink into its own types."""
+
+    text: str
+
+
+def _flags(cursor: Any) -> list[int] | None:
+    # pymysql keeps the column flags (SET, ENUM, UNSIGNED, ...) on the result's
+    # field packets; the DB-API description has no place for them.
+    fields = getattr(getattr(cursor, "_result", None), "fields", None)
+    if not fields:
+        return None
+    return [int(getattr(f, "flags", 0)) for f in fields]
+
+
+def _typed(value: Any, type_code: int, flags: int, is_json: bool) -> Any:
+    if value is None:
+        return None
+    if is_json or type_code == FIELD_TYPE.JSON:
+        return JsonText(value.decode("utf-8") if isinstance(value, bytes) else str(value))
+    if type_code == FIELD_TYPE.BIT and isinstance(value, bytes):
+        return int.from_bytes(value, "big")
+    if type_code == FIELD_TYPE.TIMESTAMP and isinstance(value, dt.datetime):
+        return value.replace(tzinfo=dt.UTC)
+    if flags & FLAG.SET and isinstance(value, str):
+        return frozenset(value.split(",")) if value else frozenset()
+    return value
+
+
+def typed_row(cursor: Any, values: Sequence[Any], mapping: TableMapping) -> dict[str, Any]:
+    """The row the cursor just returned, as ``{column: value}`` with the conversions above."""
+    description = cursor.description
+    flags = _flags(cursor) or [0] * len(description)
+    return {
+        column[0]: _typed(value, column[1], flag, column[0] in mapping.json_columns)
+        for column, value, flag in zip(description, values, flags, strict=True)
+    }
 
 
 def select_row_sql(mapping: TableMapping) -> str:
@@ -128,7 +186,7 @@ def read_rows(
                     rows = [typed_row(cur, raw, mapping) for raw in found]
                     version = 0
                     if rows:
-                        cur.execute(_CLOCK_SQL)  # still holding every returned row's shared lock
+                        cur.execute(CLOCK_SQL)  # still holding every returned row's shared lock
                         version = int(cur.fetchone()[0])
                 finally:
                     conn.commit()  # releases the shared locks
@@ -167,14 +225,14 @@ def read_row(conn: pymysql.connections.Connection, mapping: TableMapping, change
         with conn.cursor() as cur:
             conn.begin()
             try:
-                cur.execute(_CLOCK_SQL)
+                cur.execute(CLOCK_SQL)
                 before = int(cur.fetchone()[0])
                 cur.execute(select_row_sql(mapping), change.key_values)
                 found = cur.fetchone()
                 if found is None:
                     return RowState(None, before)
                 row = typed_row(cur, found, mapping)
-                cur.execute(_CLOCK_SQL)  # still holding the shared lock
+                cur.execute(CLOCK_SQL)  # still holding the shared lock
                 version = int(cur.fetchone()[0])
                 # a row found only through the collation is another key's row: this key is absent
                 return RowState(row if has_exact_key(row, change) else None, version)

@@ -14,6 +14,7 @@ from typing import Any
 
 from fanout.model.change import Change
 from fanout.model.mapping import TableMapping
+from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
 from fanout.observability import log
 from fanout.operations.reconcile.report import (
     DYNAMODB,
@@ -27,12 +28,13 @@ from fanout.operations.reconcile.report import (
 )
 from fanout.operations.verify import dynamodb_problem, opensearch_problem
 from fanout.redaction import describe_error
-from fanout.sinks.documents import dynamodb_key, dynamodb_refusal, opensearch_document_id, opensearch_refusal
+from fanout.sinks.dynamodb import dynamodb_refusal
+from fanout.sinks.opensearch import opensearch_refusal
 from fanout.sinks.readers import SinkReaders
 from fanout.source.compose import composed_page
 from fanout.source.keyset import Key, estimated_rows, key_change, page_query
+from fanout.source.reader import typed_row
 from fanout.source.sql import quote_identifier, selected_columns
-from fanout.source.values import typed_row
 
 Rows = list[dict[str, Any]]
 Keyed = list[tuple[Key, Change, dict[str, Any]]]  # a page's rows with their key and change
