@@ -31,10 +31,11 @@ from fanout.config import DatabaseSettings  # noqa: E402
 from fanout.model.change import Change  # noqa: E402
 from fanout.model.mapping import Mappings, default_mappings  # noqa: E402
 from fanout.pipeline.fetcher import apply_changes  # noqa: E402
+from fanout.pipeline.related import FanOut  # noqa: E402
 from fanout.sinks.documents import opensearch_document  # noqa: E402
 from fanout.sinks.dynamodb import DynamoDBSink  # noqa: E402
 from fanout.sinks.opensearch import OpenSearchSink, make_client  # noqa: E402
-from fanout.source.compose import resolve_roots  # noqa: E402
+from fanout.source.compose import root_page  # noqa: E402
 from fanout.source.connection import connect  # noqa: E402
 from fanout.source.reader import read_row, read_rows  # noqa: E402
 from local.stack import (  # noqa: E402
@@ -133,7 +134,7 @@ def main() -> int:
             lambda m, c: read_row(conn, m, c),
             sinks,
             read_rows=lambda m, cs: read_rows(conn, m, cs),
-            resolve_roots=lambda m, c: resolve_roots(conn, m, c),
+            fan_out=FanOut(lambda m, c, n: root_page(conn, m, c, n)),
         )
 
     per_table = {t: [Change(t, (("id", i + 1),), "update", now_us) for i in range(n)] for t in ("posts", "articles")}

@@ -22,9 +22,10 @@ import pytest
 from fanout.model.change import Change, parse_trigger_payload
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.pipeline.fetcher import FetchReport, apply_changes
+from fanout.pipeline.related import FanOut
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.compose import compose_rows, resolve_roots
+from fanout.source.compose import compose_rows, root_page
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
 
@@ -47,7 +48,7 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any) -> Ite
             lambda m, c: read_row(reader, m, c),
             sinks,
             read_rows=lambda m, cs: read_rows(reader, m, cs),
-            resolve_roots=lambda m, c: resolve_roots(reader, m, c, page_size=2),
+            fan_out=FanOut(lambda m, c, n: root_page(reader, m, c, n), page_size=2),
         )
 
     def sql(statement: str, *params: Any) -> int:

@@ -46,9 +46,10 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping, default_mappings
 from fanout.operations.verify import dynamodb_problem, fetch_sink_state, opensearch_problem, read_source_row
 from fanout.pipeline.fetcher import FetchFailed, apply_changes
+from fanout.pipeline.related import FanOut
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.compose import resolve_roots
+from fanout.source.compose import root_page
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
 from tests.support.aws import aws_resource
@@ -237,7 +238,7 @@ def worker(
                 sinks.per_worker[index],
                 reject,
                 read_rows=slow_read_rows if batched else None,
-                resolve_roots=lambda m, c: list(resolve_roots(conn, m, c, page_size=2)),
+                fan_out=FanOut(lambda m, c, n: root_page(conn, m, c, n), page_size=2),
             )
         except FetchFailed:
             failed = deliveries.redelivered < MAX_REDELIVERIES
