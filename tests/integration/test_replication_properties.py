@@ -163,8 +163,14 @@ class Deliveries:
     def add(self, change: Change) -> None:
         with self.cond:
             for _ in range(self.rng.choice((1, 1, 2, 3))):  # duplicated
-                (self.late if self.rng.random() < self.late_share else self.bag).append(change)  # some held back
+                held_back = not self.writer_done and self.rng.random() < self.late_share  # some held back
+                (self.late if held_back else self.bag).append(change)
             self.cond.notify_all()
+
+    def hand_on(self, changes: Sequence[Change]) -> None:
+        """A fetcher's continuations: delivered like the parser's changes."""
+        for change in changes:
+            self.add(change)
 
     def finish_writing(self) -> None:
         with self.cond:
@@ -238,7 +244,9 @@ def worker(
                 sinks.per_worker[index],
                 reject,
                 read_rows=slow_read_rows if batched else None,
-                fan_out=FanOut(lambda m, c, n: root_page(conn, m, c, n), page_size=2),
+                # one page of two roots an invocation: a larger fan-out goes on as continuations, delivered
+                # (duplicated, shuffled, delayed) like every other change
+                fan_out=FanOut(lambda m, c, n: root_page(conn, m, c, n), deliveries.hand_on, pages=1, page_size=2),
             )
         except FetchFailed:
             failed = deliveries.redelivered < MAX_REDELIVERIES
