@@ -6,7 +6,8 @@ call); direct mode (:class:`LambdaForwarder`) invokes the fetcher asynchronously
 body is a fetcher event (``{"changes": [message, ...]}``, :func:`fanout.model.change.fetcher_event`),
 so a message that lands in the dead-letter queue is replayed by invoking the fetcher with it. A
 refused entry or invoke is raised: the parser's invoke is retried (a duplicate change is harmless;
-the re-read makes them equivalent).
+the re-read makes them equivalent). :func:`make_forwarder` builds the configured one, for the parser and for
+the fetcher's own continuations (a change via a composed document's relation with roots left to rebuild).
 
 Fetcher side (:func:`handle_fetcher_event`, for both event shapes): a direct event is applied
 whole, and raising (FetchFailed) makes Lambda retry it and, once retries are spent, dead-letter it.
