@@ -103,11 +103,11 @@ def test_a_fan_out_within_the_budget_hands_nothing_on() -> None:
     assert done.rebuilt == [1, 2, 3, 4, 5] and forward.batches == []
 
 
-def test_a_budget_spent_on_a_full_last_page_hands_on_a_continuation_that_finds_nothing() -> None:
-    # the page read cannot know there is no next page; the extra invocation reads one empty page
-    roots = Roots(author7=range(1, 7))
-    rebuilt, invocations = deliver_until_done(via_author(7), roots, pages=2, page_size=3)
-    assert rebuilt == [1, 2, 3, 4, 5, 6] and invocations == 2
+def test_a_fan_out_ending_exactly_on_the_budget_hands_nothing_on() -> None:
+    # each page read asks for one root more, which says whether another page follows
+    forward = RecordingForward()
+    done = Invocation(FanOut(Roots(author7=range(1, 7)), forward, pages=2, page_size=3)).run(via_author(7))
+    assert done.rebuilt == [1, 2, 3, 4, 5, 6] and forward.batches == []
 
 
 def test_the_budget_is_shared_by_every_change_via_a_relation_of_the_invocation() -> None:

@@ -85,7 +85,10 @@ def apply_related(
                         doing = "handing on its continuation"
                         fan_out.forward([cursor])
                     break
-                page = fan_out.resolve(mapping, cursor, fan_out.page_size)
+                # one root beyond the page says whether another page follows, so that a fan-out ending
+                # exactly on the budget hands on no continuation that would find nothing
+                found = fan_out.resolve(mapping, cursor, fan_out.page_size + 1)
+                page = found[: fan_out.page_size]
                 if pages_left is not None:
                     pages_left -= 1
                 if page:
@@ -95,7 +98,7 @@ def apply_related(
                         failures.append(f"{where}: {len(broken)} of its root documents failed")
                         failed_keys.add((change.table, change.key))
                         failed = True
-                if len(page) < fan_out.page_size:
+                if len(found) <= fan_out.page_size:
                     break
                 cursor = replace(change, after=page[-1].key)
         except Exception as exc:  # noqa: BLE001 - resolving or handing on failed: the change is retried
