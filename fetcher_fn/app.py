@@ -5,7 +5,8 @@ the records to retry (partial batch response); the queue's redrive policy dead-l
 them. Direct mode, one invoke's changes: raising (FetchFailed) makes Lambda retry the
 event and, once retries are spent, send it to the dead-letter queue. Either way invalid
 input is recorded in the dead-letter queue once, by the attempt that is not retried.
-The database, the sinks and the reject recorder come from fanout.pipeline.wiring.
+The database, the sinks, the reject recorder and the forwarder of continuations (a change via a composed
+document's relation with more roots than one invocation rebuilds) come from fanout.pipeline.wiring.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fanout.pipeline.wiring import FetchPath
 @lru_cache(maxsize=1)
 def _dependencies() -> FetchPath:
     """Built on the first invocation (checked config, validated mapping) and reused."""
-    return FetchPath(source="fetcher")
+    return FetchPath(source="fetcher", continuations=True)
 
 
 def _correlation_id(event: Any, context: Any) -> str:

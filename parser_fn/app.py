@@ -15,7 +15,7 @@ from fanout.capture.change_log import DEFAULT_IDLE_SECONDS, drain, is_ring
 from fanout.config import ParserSettings
 from fanout.model.mapping import default_mappings
 from fanout.observability import instrumented_handler
-from fanout.pipeline.handoff import Forward, LambdaForwarder, QueueForwarder
+from fanout.pipeline.handoff import Forward, make_forwarder
 from fanout.pipeline.parser import handle_trigger_payload
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.source.connection import ConnectionHolder
@@ -30,13 +30,8 @@ def _dependencies() -> tuple[Forward, QueueRejectRecorder]:
 
     settings = ParserSettings.from_env()
     default_mappings()  # validate the mapping at cold start, failing loudly
-    sqs = boto3.client("sqs")
-    forward: Forward
-    if settings.fetch_mode == "queued":  # FetchMode=queued: batches for the fetcher (fanout.pipeline.handoff)
-        forward = QueueForwarder(sqs, settings.fetch_queue_url)
-    else:
-        forward = LambdaForwarder(boto3.client("lambda"), settings.fetcher_function_name)
-    return forward, QueueRejectRecorder(sqs, settings.dead_letter_queue_url, source="parser")
+    forward = make_forwarder(settings.handoff)  # the fetch queue or the fetcher (fanout.pipeline.handoff)
+    return forward, QueueRejectRecorder(boto3.client("sqs"), settings.dead_letter_queue_url, source="parser")
 
 
 @lru_cache(maxsize=1)

@@ -17,7 +17,9 @@ import pytest
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
 from fanout.operations.verify import compare_row
+from fanout.pipeline.related import PAGES_PER_INVOCATION
 from fanout.sinks.opensearch import make_client
+from fanout.source.compose import ROOTS_PER_PAGE
 from local.stack import source_connection
 from tests.support.aws import aws_resource
 from tests.support.e2e import wait_until
@@ -97,3 +99,38 @@ def test_each_relation_kind_and_the_filter_reach_both_sinks(stack: dict[str, Any
     wait_until("the unpublished article gone", lambda: agreed(stack, second) and document(stack, second) is None)
     sql(stack, "UPDATE articles SET status = 'published' WHERE id = %s", second)
     wait_until("the republished article back", lambda: agreed(stack, second) and document(stack, second))
+
+
+def test_a_parent_with_more_roots_than_one_fetcher_invocation_reaches_them_all_through_a_continuation(
+    stack: dict[str, Any],
+) -> None:
+    # Given an author of one article more than a fetcher invocation rebuilds, written with capture off: their
+    # documents can only come from the author's change (the last one only from the continuation)
+    run = uuid.uuid4().hex[:8]
+    roots = PAGES_PER_INVOCATION * ROOTS_PER_PAGE + 1
+    author = sql(stack, "INSERT INTO authors (name) VALUES (%s)", f"Many {run}")
+    sql(stack, "SET @fanout_disable = 1")
+    try:
+        sql(stack, f"INSERT INTO articles (title, body, status, author_id) SELECT CONCAT('many ', seq), 'b', "
+                   f"'published', %s FROM seq_1_to_{roots}", author)  # fmt: skip  # noqa: S608
+        with stack["db"].cursor() as cur:
+            cur.execute("SELECT MIN(id), MAX(id) FROM articles WHERE author_id = %s", (author,))
+            first, last = cur.fetchone()
+    finally:
+        sql(stack, "SET @fanout_disable = NULL")
+
+    # When the author is renamed (one change via ``author``, through the fetch queue)
+    sql(stack, "UPDATE authors SET name = %s WHERE id = %s", f"Many Renamed {run}", author)
+
+    # Then every article reaches both sinks: the first invocation's pages and the continuation's
+    wait_until("the last article, rebuilt by the continuation",
+               lambda: agreed(stack, last) and (document(stack, last) or {}).get("author", {}).get("name")
+               == f"Many Renamed {run}")  # fmt: skip
+    assert agreed(stack, first)
+
+    def renamed() -> int:
+        stack["opensearch"].indices.refresh(index=ARTICLES.opensearch_index)
+        query = {"query": {"term": {"author.id": author}}}
+        return int(stack["opensearch"].count(index=ARTICLES.opensearch_index, body=query)["count"])
+
+    assert wait_until(f"{roots} articles of the author", lambda: renamed() == roots)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -21,10 +21,12 @@ import pytest
 
 from fanout.model.change import Change, parse_trigger_payload
 from fanout.model.mapping import Mappings, default_mappings
-from fanout.pipeline.fetcher import FetchReport, apply_changes
+from fanout.pipeline.fetcher import FetchFailed, FetchReport, apply_changes
+from fanout.pipeline.handoff import Forward
+from fanout.pipeline.related import FanOut
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.compose import compose_rows, resolve_roots
+from fanout.source.compose import compose_rows, root_page
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
 
@@ -40,14 +42,15 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any) -> Ite
     reader = connect(db_settings)
     sinks = [OpenSearchSink(client), DynamoDBSink(replica_table, tombstone_ttl_seconds=60)]
 
-    def fetch(changes: list[Change]) -> FetchReport:
+    def fetch(changes: list[Change], forward: Forward | None = None, pages: int = 1) -> FetchReport:
+        """One fetcher invocation; with ``forward``, at most ``pages`` pages of roots, the rest handed on."""
         return apply_changes(
             changes,
             mappings,
             lambda m, c: read_row(reader, m, c),
             sinks,
             read_rows=lambda m, cs: read_rows(reader, m, cs),
-            resolve_roots=lambda m, c: resolve_roots(reader, m, c, page_size=2),
+            fan_out=FanOut(lambda m, c, n: root_page(reader, m, c, n), forward, pages=pages, page_size=2),
         )
 
     def sql(statement: str, *params: Any) -> int:
@@ -175,6 +178,68 @@ def test_an_article_without_an_author_has_a_null_author(world: dict[str, Any]) -
     article = world["sql"]("INSERT INTO articles (title, body, status) VALUES ('Anon', 'b', 'published')")
     world["fetch"]([root(article)])
     assert world["document"](article)["author"] is None
+
+
+def deliver_with_continuations(world: dict[str, Any], change: Change, after_each: Callable[[], Any]) -> None:
+    """The change, then each continuation it hands on, one invocation each, as the fetch queue would deliver them."""
+    pending = [change]
+    while pending:
+        handed_on: list[Change] = []
+        world["fetch"]([pending.pop(0)], handed_on.extend)
+        after_each()
+        pending += handed_on
+
+
+def renamed_author_of(world: dict[str, Any], published: int) -> tuple[Change, list[int]]:
+    """An author of ``published`` articles (and a draft), their documents composed, then renamed to 'Renamed':
+    the change via ``author`` the parser makes of it, and the articles."""
+    sql = world["sql"]
+    author = sql("INSERT INTO authors (name) VALUES ('Prolific')")
+    articles = [sql("INSERT INTO articles (title, body, status, author_id) VALUES (%s, 'b', 'published', %s)",
+                    f"a{i}", author) for i in range(published)]  # fmt: skip
+    sql("INSERT INTO articles (title, body, status, author_id) VALUES ('draft', 'b', 'draft', %s)", author)
+    world["fetch"]([root(article) for article in articles])
+    sql("UPDATE authors SET name = 'Renamed' WHERE id = %s", author)
+    ref = {"root": "articles", "via": "author", "new": {"id": author}, "old": {"id": author}}
+    (change,) = feed(world["mappings"], "authors", "update", [ref])
+    return change, articles
+
+
+def test_a_parent_with_more_roots_than_an_invocation_rebuilds_them_all_through_continuations(
+    world: dict[str, Any],
+) -> None:
+    # Given an author of 7 published articles (and a draft), renamed, and invocations of one page of two roots
+    change, articles = renamed_author_of(world, 7)
+
+    # When the author's change is delivered, then each continuation it hands on
+    renamed_after: list[int] = []
+    deliver_with_continuations(world, change, lambda: renamed_after.append(
+        sum(world["document"](a)["author"]["name"] == "Renamed" for a in articles)))  # fmt: skip
+
+    # Then every article is rebuilt, two a time (4 invocations: the last page is not full)
+    assert renamed_after == [2, 4, 6, 7]
+    assert all(world["item"](a)["author"]["name"] == "Renamed" for a in articles)
+
+
+def test_a_continuation_that_cannot_be_handed_on_fails_the_change_instead_of_dropping_roots(
+    world: dict[str, Any],
+) -> None:
+    # Given an author of 5 articles, renamed
+    change, articles = renamed_author_of(world, 5)
+
+    def unreachable(changes: Sequence[Change]) -> None:
+        raise RuntimeError("the fetch queue is unreachable")
+
+    # When its invocation cannot hand the rest on
+    with pytest.raises(FetchFailed) as failed:
+        world["fetch"]([change], unreachable)
+
+    # Then the change itself failed (the queue retries it), with the first page rebuilt and the rest not dropped:
+    assert ("articles", change.key) in failed.value.report.failed_keys
+    assert [world["document"](a)["author"]["name"] for a in articles] == ["Renamed"] * 2 + ["Prolific"] * 3
+    # its retry, once the queue takes continuations again, ends with every article rebuilt
+    deliver_with_continuations(world, change, lambda: None)
+    assert [world["document"](a)["author"]["name"] for a in articles] == ["Renamed"] * 5
 
 
 def test_the_composed_read_waits_out_a_writer_without_holding_other_locks(world: dict[str, Any]) -> None:

@@ -180,6 +180,7 @@ def pipeline(
         "OPENSEARCH_AUTH": "none",
         "DYNAMODB_TABLE": table.name,
         "DEAD_LETTER_QUEUE_URL": dlq_url,
+        "FETCHER_FUNCTION_NAME": "fanout-test-fetcher",  # continuations of a large fan-out (none here)
         "FANOUT_MAPPING_FILE": str(tmp_path / "tables.json"),
         "POWERTOOLS_TRACE_DISABLED": "true",
     }

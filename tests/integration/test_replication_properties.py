@@ -46,9 +46,10 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping, default_mappings
 from fanout.operations.verify import dynamodb_problem, fetch_sink_state, opensearch_problem, read_source_row
 from fanout.pipeline.fetcher import FetchFailed, apply_changes
+from fanout.pipeline.related import FanOut
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.compose import resolve_roots
+from fanout.source.compose import root_page
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
 from tests.support.aws import aws_resource
@@ -162,8 +163,14 @@ class Deliveries:
     def add(self, change: Change) -> None:
         with self.cond:
             for _ in range(self.rng.choice((1, 1, 2, 3))):  # duplicated
-                (self.late if self.rng.random() < self.late_share else self.bag).append(change)  # some held back
+                held_back = not self.writer_done and self.rng.random() < self.late_share  # some held back
+                (self.late if held_back else self.bag).append(change)
             self.cond.notify_all()
+
+    def hand_on(self, changes: Sequence[Change]) -> None:
+        """A fetcher's continuations: delivered like the parser's changes."""
+        for change in changes:
+            self.add(change)
 
     def finish_writing(self) -> None:
         with self.cond:
@@ -237,7 +244,9 @@ def worker(
                 sinks.per_worker[index],
                 reject,
                 read_rows=slow_read_rows if batched else None,
-                resolve_roots=lambda m, c: list(resolve_roots(conn, m, c, page_size=2)),
+                # one page of two roots an invocation: a larger fan-out goes on as continuations, delivered
+                # (duplicated, shuffled, delayed) like every other change
+                fan_out=FanOut(lambda m, c, n: root_page(conn, m, c, n), deliveries.hand_on, pages=1, page_size=2),
             )
         except FetchFailed:
             failed = deliveries.redelivered < MAX_REDELIVERIES

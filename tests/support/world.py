@@ -65,5 +65,5 @@ class FetcherDependencies:
         self.sinks = world.sinks
         self.read_row = world.source.read_row
         self.read_rows = None  # the in-memory source reads key by key
-        self.resolve_roots = None  # no composed documents in the in-memory world
+        self.fan_out = None  # no composed documents in the in-memory world
         self.reject = RecordingReject()

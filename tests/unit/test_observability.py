@@ -228,7 +228,7 @@ class FetcherDependencies:
     read_row: Any
     reject: RecordingReject
     read_rows: Any = None  # the in-memory source reads key by key
-    resolve_roots: Any = None  # no composed documents in the in-memory world
+    fan_out: Any = None  # no composed documents in the in-memory world
 
 
 class Pipeline:

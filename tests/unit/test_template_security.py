@@ -70,6 +70,17 @@ def grants(
                 "sqs:ChangeMessageVisibility",
             )
             expected |= {(a, "FetchQueue.Arn") for a in consume}
+        # the rest of a large fan-out goes on as the parser hands changes on: to the queue, or to itself
+        expected |= (
+            {("sqs:SendMessage", "FetchQueue.Arn")}
+            if queued
+            else {
+                (
+                    "lambda:InvokeFunction",
+                    "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-fetcher",
+                )
+            }
+        )
         if with_domain:
             domain = "${OpenSearchDomainArn}/*"
             expected |= {(f"es:ESHttp{verb}", domain) for verb in ("Head", "Put", "Delete", "Post")}
@@ -246,7 +257,11 @@ def test_aurora_may_invoke_only_the_parser(transformed: dict[str, Any]) -> None:
     ("policy", "function", "allowed"),
     [
         ("ParserInvokers", "ParserFunction", ["AuroraInvokeRole.Arn", "SweeperRole.Arn"]),
-        ("FetcherInvokers", "FetcherFunction", ["ParserRole.Arn"]),
+        (
+            "FetcherInvokers",
+            "FetcherFunction",
+            ["ParserRole.Arn", "FetcherRole.Arn"],
+        ),  # itself: continuations (direct mode)
     ],
 )
 def test_only_the_pipeline_and_named_operators_may_invoke_the_parser_and_the_fetcher(

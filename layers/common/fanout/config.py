@@ -163,6 +163,27 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
+class HandoffSettings:
+    """Where changes are handed to the fetcher: the parser's changes, and the fetcher's own continuations."""
+
+    fetcher_function_name: str
+    fetch_mode: str = "direct"  # "queued": to FETCH_QUEUE_URL; "direct": an async invoke of the fetcher
+    fetch_queue_url: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> HandoffSettings:
+        env = os.environ if env is None else env
+        mode = env.get("FETCH_MODE", "direct").strip() or "direct"
+        if mode not in FETCH_MODES:
+            raise ConfigError(f"environment variable FETCH_MODE must be one of {', '.join(FETCH_MODES)}, got {mode!r}")
+        return cls(
+            fetcher_function_name=_required(env, "FETCHER_FUNCTION_NAME"),
+            fetch_mode=mode,
+            fetch_queue_url=_required(env, "FETCH_QUEUE_URL") if mode == "queued" else "",
+        )
+
+
+@dataclass(frozen=True)
 class ParserSettings:
     """What the parser needs: where to hand changes on, where to record rejects."""
 
@@ -171,17 +192,19 @@ class ParserSettings:
     fetch_mode: str = "direct"  # "queued": to FETCH_QUEUE_URL; "direct": an async invoke of the fetcher
     fetch_queue_url: str = ""
 
+    @property
+    def handoff(self) -> HandoffSettings:
+        return HandoffSettings(self.fetcher_function_name, self.fetch_mode, self.fetch_queue_url)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ParserSettings:
         env = os.environ if env is None else env
-        mode = env.get("FETCH_MODE", "direct").strip() or "direct"
-        if mode not in FETCH_MODES:
-            raise ConfigError(f"environment variable FETCH_MODE must be one of {', '.join(FETCH_MODES)}, got {mode!r}")
+        handoff = HandoffSettings.from_env(env)
         return cls(
-            fetcher_function_name=_required(env, "FETCHER_FUNCTION_NAME"),
+            fetcher_function_name=handoff.fetcher_function_name,
             dead_letter_queue_url=_required(env, "DEAD_LETTER_QUEUE_URL"),
-            fetch_mode=mode,
-            fetch_queue_url=_required(env, "FETCH_QUEUE_URL") if mode == "queued" else "",
+            fetch_mode=handoff.fetch_mode,
+            fetch_queue_url=handoff.fetch_queue_url,
         )
 
 

@@ -102,6 +102,9 @@ class Change:
     # A composed document's parent or link-target relation: ``key`` is that row's referenced columns,
     # and the fetcher resolves the roots it touches (fanout.model.related_change).
     via: str = ""
+    # A change via a relation handed on as a continuation: its roots after this root key are still to be
+    # rebuilt (empty: from the first; fanout.pipeline.related).
+    after: tuple[tuple[str, KeyValue], ...] = ()
 
     @property
     def key_values(self) -> tuple[KeyValue, ...]:
@@ -114,14 +117,18 @@ class Change:
 
     def to_message(self) -> dict[str, Any]:
         """The form handed from the parser to the fetcher (same field names as the trigger's)."""
-        return {
-            "v": FORMAT_VERSION,
-            "action": self.action,
-            "table": self.table,
-            "pk": dict(self.key),
-            "ts_us": self.changed_at_us,
-            "correlation_id": self.correlation_id,
-        } | ({"via": self.via} if self.via else {})
+        return (
+            {
+                "v": FORMAT_VERSION,
+                "action": self.action,
+                "table": self.table,
+                "pk": dict(self.key),
+                "ts_us": self.changed_at_us,
+                "correlation_id": self.correlation_id,
+            }
+            | ({"via": self.via} if self.via else {})
+            | ({"after": dict(self.after)} if self.after else {})
+        )
 
 
 def fetcher_event(changes: Sequence[Change]) -> dict[str, Any]:
@@ -160,7 +167,7 @@ def _validate_key(mapping: TableMapping, raw: Any, field: str) -> tuple[tuple[st
                 # A lone surrogate (JSON allows "\\ud800") names no row MySQL can store, and cannot be encoded.
                 raise ChangeValidationError(where, "string key is not valid Unicode text (lone surrogate)")
         values.append((column.column, value))
-    # No bound on the encoded key here: an id longer than a sink takes is bounded by fanout.sinks.documents.
+    # No bound on the encoded key here: an id longer than a sink takes is bounded by fanout.model.sink_keys.
     return tuple(values)
 
 
@@ -240,7 +247,8 @@ def parse_trigger_payload(payload: Any, mappings: Mappings, correlation_id: str 
 def parse_change_message(message: Any, mappings: Mappings) -> Change:
     """Validate a change handed from the parser to the fetcher (see :meth:`Change.to_message`)."""
     message, mapping, action = _common(message, mappings)
-    extra = sorted(set(message) - {"v", "action", "table", "pk", "ts_us", "correlation_id", "via"}, key=str)
+    allowed = {"v", "action", "table", "pk", "ts_us", "correlation_id", "via", "after"}
+    extra = sorted(set(message) - allowed, key=str)
     if extra:
         raise ChangeValidationError(_field_name(extra[0]), "unknown field", log_field="<unknown field>")
     via = message.get("via", "")
@@ -255,6 +263,11 @@ def parse_change_message(message: Any, mappings: Mappings) -> Change:
         key = validate_reference(columns, message.get("pk"), "pk")
     else:
         key = _validate_key(mapping, message.get("pk"), "pk")
+    after: tuple[tuple[str, KeyValue], ...] = ()
+    if "after" in message:  # a continuation's resume cursor: the last root key rebuilt (a root's key)
+        if not via:
+            raise ChangeValidationError("after", "only a change via a relation can carry a resume cursor")
+        after = _validate_key(mapping, message["after"], "after")
     ts = message.get("ts_us")
     if isinstance(ts, bool) or not isinstance(ts, int) or not 0 < ts < MAX_TIMESTAMP_US:
         raise ChangeValidationError("ts_us", "must be microseconds since the epoch", _describe(ts))
@@ -263,4 +276,4 @@ def parse_change_message(message: Any, mappings: Mappings) -> Change:
         raise ChangeValidationError(
             "correlation_id", "must be a string of at most 128 printable ASCII characters without spaces"
         )
-    return Change(mapping.table, key, action, ts, correlation_id, via=via)
+    return Change(mapping.table, key, action, ts, correlation_id, via=via, after=after)

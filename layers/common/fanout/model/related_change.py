@@ -9,7 +9,7 @@ one ``ref`` per relation the table feeds; ``new`` (insert, update) and ``old`` (
 values the row pointed to after and before. For a child or link row they are the root's key (a comment
 moved from article 3 to 7 rebuilds both); for a parent or link-target row they are the columns the
 relation points to, and the change goes to the fetcher *via* that relation, which resolves it to its
-roots (fanout.source.compose.resolve_roots). A null in a ref points nowhere and is dropped.
+roots (fanout.source.compose.root_page, fanout.pipeline.related). A null in a ref points nowhere and is dropped.
 """
 
 from __future__ import annotations

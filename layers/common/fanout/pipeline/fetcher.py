@@ -25,7 +25,7 @@ from fanout.model.change import Change, fetcher_event
 from fanout.model.mapping import Mappings, TableMapping
 from fanout.observability import ChangeMetric, log, record, traced
 from fanout.pipeline.rejects import Reject
-from fanout.pipeline.related import ResolveRoots, apply_related, split_related
+from fanout.pipeline.related import FanOut, apply_related, split_related
 from fanout.redaction import describe_error
 from fanout.sinks import Outcome, RowRejected, Sink
 from fanout.source.reader import RowState
@@ -191,7 +191,7 @@ def apply_changes(
     reject: Reject | None = None,
     *,
     read_rows: ReadRows | None = None,
-    resolve_roots: ResolveRoots | None = None,
+    fan_out: FanOut | None = None,
 ) -> FetchReport:
     """Re-read each changed row and write it to every enabled sink, in batches.
 
@@ -202,8 +202,8 @@ def apply_changes(
     and raised together at the end (FetchFailed) after every key has been tried against every sink.
 
     ``reject`` records rows a sink can never take (the dead-letter queue); without it such a row is a
-    failure like any other. A change via a composed document's relation is resolved to its roots with
-    ``resolve_roots`` (fanout.pipeline.related).
+    failure like any other. A change via a composed document's relation is resolved to its roots by
+    ``fan_out``, a bounded number of pages per call, the rest handed on (fanout.pipeline.related).
     """
     report = FetchReport()
     report.summary.changes = len(changes)
@@ -215,7 +215,7 @@ def apply_changes(
             apply_related(
                 related,
                 mappings,
-                resolve_roots,
+                fan_out,
                 lambda page: _apply_all(page, mappings, read_row, sinks, reject, read_rows, report),
                 report.failed_keys,
                 report.failures,

@@ -6,7 +6,8 @@ call); direct mode (:class:`LambdaForwarder`) invokes the fetcher asynchronously
 body is a fetcher event (``{"changes": [message, ...]}``, :func:`fanout.model.change.fetcher_event`),
 so a message that lands in the dead-letter queue is replayed by invoking the fetcher with it. A
 refused entry or invoke is raised: the parser's invoke is retried (a duplicate change is harmless;
-the re-read makes them equivalent).
+the re-read makes them equivalent). :func:`make_forwarder` builds the configured one, for the parser and for
+the fetcher's own continuations (a change via a composed document's relation with roots left to rebuild).
 
 Fetcher side (:func:`handle_fetcher_event`, for both event shapes): a direct event is applied
 whole, and raising (FetchFailed) makes Lambda retry it and, once retries are spent, dead-letter it.
@@ -25,6 +26,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from fanout.config import HandoffSettings
 from fanout.model.change import CORRELATION_ID, Change, ChangeValidationError, fetcher_event, parse_change_message
 from fanout.model.mapping import Mappings
 from fanout.observability import UNKNOWN_TABLE, ChangeMetric, log, metric_table, record
@@ -32,7 +34,7 @@ from fanout.pipeline.rejects import HeldRejects, Reject
 
 if TYPE_CHECKING:  # the fetcher side's imports wait for the fetcher: the parser imports this module too
     from fanout.pipeline.fetcher import FetchReport, ReadRow, ReadRows
-    from fanout.pipeline.related import ResolveRoots
+    from fanout.pipeline.related import FanOut
     from fanout.pipeline.wiring import FetchPath
     from fanout.sinks import Sink
 
@@ -88,6 +90,16 @@ class LambdaForwarder(_Forwarder):
         status = response.get("StatusCode")
         if status != 202:
             raise RuntimeError(f"async invoke of {self._target} answered {status}, expected 202")
+
+
+def make_forwarder(settings: HandoffSettings, config: Any = None) -> Forward:
+    """The forwarder of the configured fetch mode: the parser's, and the fetcher's for its continuations
+    (fanout.pipeline.related); ``config`` is the clients' botocore Config (None: botocore's defaults)."""
+    import boto3
+
+    if settings.fetch_mode == "queued":  # FetchMode=queued: batches for the fetcher
+        return QueueForwarder(boto3.client("sqs", config=config), settings.fetch_queue_url)
+    return LambdaForwarder(boto3.client("lambda", config=config), settings.fetcher_function_name)
 
 
 # --------------------------------------------------------------------------- fetcher side
@@ -153,16 +165,16 @@ def handle_fetcher_event(event: Any, context: Any, mappings: Mappings, deps: Fet
     from fanout.pipeline.fetcher import apply_changes
 
     read_row, read_rows, sinks, reject = deps.read_row, deps.read_rows, deps.sinks, deps.reject
-    resolve_roots = deps.resolve_roots
+    fan_out = deps.fan_out
     if isinstance(event, dict) and "Records" in event:
         return handle_queue_batch(
-            event, context, mappings, read_row, sinks, reject, read_rows=read_rows, resolve_roots=resolve_roots
+            event, context, mappings, read_row, sinks, reject, read_rows=read_rows, fan_out=fan_out
         )
     # Rejections wait for the outcome: a failed event is retried whole (then dead-lettered whole), and
     # recording them on every attempt wrote one dead letter per retry.
     held = HeldRejects()
     changes, rejected = parse_fetcher_event(event, mappings, held, str(context.aws_request_id))
-    report = apply_changes(changes, mappings, read_row, sinks, held, read_rows=read_rows, resolve_roots=resolve_roots)
+    report = apply_changes(changes, mappings, read_row, sinks, held, read_rows=read_rows, fan_out=fan_out)
     held.record_with(reject)
     report.rejected = rejected
     return report.as_dict()
@@ -198,7 +210,7 @@ def handle_queue_batch(
     reject: Reject,
     *,
     read_rows: ReadRows | None = None,
-    resolve_roots: ResolveRoots | None = None,
+    fan_out: FanOut | None = None,
 ) -> dict[str, Any]:
     """Apply every record's changes in one batch; answer with the records to retry (partial batch response).
 
@@ -239,7 +251,7 @@ def handle_queue_batch(
             sinks,
             reject,
             read_rows=read_rows,
-            resolve_roots=resolve_roots,
+            fan_out=fan_out,
         )
     except FetchFailed as exc:
         report = exc.report

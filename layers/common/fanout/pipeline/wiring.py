@@ -1,8 +1,10 @@
 """The fetch path built from the environment, once: the fetcher, the maintenance function and the CLI use it.
 
 It holds the source database (re-read from the secret when a login is refused), both sinks, the
-reject recorder, and ``read_row`` / ``read_rows`` / ``resolve_roots`` over the database; the AWS clients share one
-botocore Config (:func:`aws_config`), so every caller of the fetch path fails the same way.
+reject recorder, ``read_row`` / ``read_rows`` over the database, and the fan-out of changes via a composed
+document's relation (``fan_out``: a page of roots over the database and, for the fetcher, the forwarder that hands
+a continuation on); the AWS clients share one botocore Config (:func:`aws_config`), so every caller of the fetch
+path fails the same way.
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fanout.config import SinkSettings
+from fanout.config import HandoffSettings, SinkSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping, check_dynamodb_tables, default_mappings
+from fanout.pipeline.handoff import make_forwarder
 from fanout.pipeline.rejects import QueueRejectRecorder
+from fanout.pipeline.related import FanOut
 from fanout.sinks import Sink
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.compose import resolve_roots
+from fanout.source.compose import root_page
 from fanout.source.connection import ConnectionHolder
 from fanout.source.reader import RowState, read_row, read_rows
 
@@ -35,8 +39,12 @@ def aws_config() -> Any:
 class FetchPath:
     """Everything a fetch needs, reused across invocations of one execution environment."""
 
-    def __init__(self, source: str) -> None:
-        """``source`` names who records the rejects (``rejected_by`` in a dead letter): fetcher, maintenance, cli."""
+    def __init__(self, source: str, *, continuations: bool = False) -> None:
+        """``source`` names who records the rejects (``rejected_by`` in a dead letter): fetcher, maintenance, cli.
+
+        With ``continuations`` (the fetcher) a change via a relation rebuilds a bounded number of pages of roots
+        and hands the rest on to the fetcher (the hand-off's FETCH_MODE); without, every page is rebuilt at once.
+        """
         import boto3
 
         config = aws_config()
@@ -59,6 +67,8 @@ class FetchPath:
         self.reject = QueueRejectRecorder(
             boto3.client("sqs", config=config), self.settings.dead_letter_queue_url, source=source
         )
+        forward = make_forwarder(HandoffSettings.from_env(), config) if continuations else None
+        self.fan_out = FanOut(self.root_page, forward)
 
     def read_row(self, mapping: TableMapping, change: Change) -> RowState:
         # A connection found dead (restart, failover, KILL) is replaced and the read repeated once: it is idempotent.
@@ -68,9 +78,9 @@ class FetchPath:
         # The batch read is as idempotent as the single one: the same once-more on a lost connection.
         return self.database.call(lambda conn: read_rows(conn, mapping, changes))
 
-    def resolve_roots(self, mapping: TableMapping, change: Change) -> list[list[Change]]:
-        # The root documents a parent or link-target change touches, in pages (plain reads, no lock).
-        return self.database.call(lambda conn: list(resolve_roots(conn, mapping, change)))
+    def root_page(self, mapping: TableMapping, change: Change, page_size: int) -> list[Change]:
+        # A page of the root documents a parent or link-target change touches (a plain read, no lock).
+        return self.database.call(lambda conn: root_page(conn, mapping, change, page_size))
 
     def close(self) -> None:
         self.database.close()

@@ -24,7 +24,7 @@ delete): absent with the clock read before the locking read, filtered out with t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -366,20 +366,20 @@ def compose_rows(
     return [state for state in states if state is not None]
 
 
-def resolve_roots(
+def root_page(
     conn: pymysql.connections.Connection, mapping: TableMapping, change: Change, page_size: int = ROOTS_PER_PAGE
-) -> Iterator[list[Change]]:
-    """The roots a parent or link-target row (``change.via``, ``change.key``: the referenced columns) is part
-    of, in pages of ``page_size``, keyset-paged on the root key: plain reads, no lock (a root that points
-    elsewhere meanwhile is re-composed by its own change). Roots that do not pass the filter are skipped:
-    they are absent from the sinks, and becoming present is their own change."""
+) -> list[Change]:
+    """One page of the roots a parent or link-target row (``change.via``, ``change.key``: the referenced
+    columns) is part of: at most ``page_size`` root changes in root-key order, after ``change.after`` (empty:
+    from the first) — keyset paging, so the next page starts after this page's last root key. A plain read,
+    no lock (a root that points elsewhere meanwhile is re-composed by its own change). Roots that do not pass
+    the filter are skipped: they are absent from the sinks, and becoming present is their own change."""
     composition = mapping.composition
     assert composition is not None
     relation = _relation(composition, change.via)
     passes, filter_params = _filter_sql(composition.filter)
     key = ", ".join(f"r.{q(c)}" for c in mapping.key_columns)
     marks = ", ".join(["%s"] * len(mapping.key_columns))
-    values = tuple(value for _, value in change.key)
     if isinstance(relation, Parent):
         joined = f"{q(mapping.table)} r"
         match = " AND ".join(f"r.{q(own)} = %s" for own, _ in relation.on)
@@ -387,27 +387,20 @@ def resolve_roots(
         through = " AND ".join(f"l.{q(link)} = r.{q(own)}" for own, link in relation.through_on)
         joined = f"{q(mapping.table)} r JOIN {q(relation.through)} l ON {through}"
         match = " AND ".join(f"l.{q(link)} = %s" for link, _ in relation.on)
-    after: tuple[Any, ...] | None = None
-    while True:
-        sql = f"SELECT DISTINCT {key} FROM {joined} WHERE {match} AND {passes}"  # noqa: S608 - validated names
-        params: tuple[Any, ...] = (*values, *filter_params)
-        if after is not None:
-            sql += f" AND ({key}) > ({marks})"
-            params += after
-        sql += f" ORDER BY {key} LIMIT {int(page_size)}"
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            found = cur.fetchall()
-        if not found:
-            return
-        yield [
-            Change(mapping.table, tuple(zip(mapping.key_columns, row, strict=True)), "update",
-                   change.changed_at_us, change.correlation_id)
-            for row in found
-        ]  # fmt: skip
-        if len(found) < page_size:
-            return
-        after = tuple(found[-1])
+    sql = f"SELECT DISTINCT {key} FROM {joined} WHERE {match} AND {passes}"  # noqa: S608 - validated names
+    params: tuple[Any, ...] = (*(value for _, value in change.key), *filter_params)
+    if change.after:
+        sql += f" AND ({key}) > ({marks})"
+        params += tuple(value for _, value in change.after)
+    sql += f" ORDER BY {key} LIMIT {int(page_size)}"
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        found = cur.fetchall()
+    return [
+        Change(mapping.table, tuple(zip(mapping.key_columns, row, strict=True)), "update",
+               change.changed_at_us, change.correlation_id)
+        for row in found
+    ]  # fmt: skip
 
 
 def _relation(composition: Composition, name: str) -> Parent | ManyToMany:
