@@ -388,15 +388,54 @@ def replicate_history(harness: Harness, sinks: Sinks, history: list[Any], rng: r
     for spelling in (tenant, tenant.upper()):
         for slug in SLUGS:
             change = Change("tenant_settings", (("tenant", spelling), ("setting_key", slug)), "update", 1)
-            source = read_source_row(harness.check, sinks.mapping, change)
-            document, item = fetch_sink_state(sinks.mapping, change, sinks.opensearch, sinks.table_for)
-            for problem in (
-                opensearch_problem(sinks.mapping, source, document),
-                dynamodb_problem(source, item, sinks.mapping),
-            ):
-                if problem:
-                    problems.append(f"{change.document_id}: {problem} (source {source}, doc {document}, item {item})")
+            problems += sink_problems(harness, sinks, change, change.document_id)
     return problems
+
+
+def sink_problems(harness: Harness, sinks: Sinks, change: Change, label: str) -> list[str]:
+    """How each sink differs from the source for ``change``'s key (the row, or the document composed from it)."""
+    source = read_source_row(harness.check, sinks.mapping, change)
+    document, item = fetch_sink_state(sinks.mapping, change, sinks.opensearch, sinks.table_for)
+    return [
+        f"{label}: {problem} (source {source}, doc {document}, item {item})"
+        for problem in (
+            opensearch_problem(sinks.mapping, source, document),
+            dynamodb_problem(source, item, sinks.mapping),
+        )
+        if problem
+    ]
+
+
+def sinks_in_memory(table: str) -> Sinks:
+    """Both sinks over in-memory fakes that every worker writes to, as they all write one domain and one table."""
+    opensearch = FakeOpenSearch()
+    replica = FakeDynamoDBTable.from_template(template_resource("ReplicaTable"))
+    return Sinks(
+        per_worker=[
+            [OpenSearchSink(opensearch), DynamoDBSink(replica, tombstone_ttl_seconds=3600)] for _ in range(WORKERS)
+        ],
+        opensearch=opensearch,
+        table_for=lambda _mapping: replica,
+        mapping=default_mappings().tables[table],
+    )
+
+
+def sinks_on_servers(opensearch_endpoint: str, local_aws: dict[str, str], table: str) -> Iterator[Sinks]:
+    """Both sinks on the real servers, each worker with its own clients (as separate Lambda environments have)."""
+    index = f"property-{table}-{uuid.uuid4().hex[:8]}"
+    mapping = replace(default_mappings().tables[table], opensearch_index=index)
+    replica = create_replica_table(local_aws)
+    per_worker = [
+        [
+            OpenSearchSink(make_client(opensearch_endpoint)),
+            DynamoDBSink(aws_resource(local_aws, "dynamodb").Table(replica.name), tombstone_ttl_seconds=3600),
+        ]
+        for _ in range(WORKERS)
+    ]
+    client = make_client(opensearch_endpoint)
+    yield Sinks(per_worker=per_worker, opensearch=client, table_for=lambda _mapping: replica, mapping=mapping)
+    client.indices.delete(index=index, ignore=[404])
+    replica.delete()
 
 
 # --------------------------------------------------------------------------- the properties
@@ -404,16 +443,7 @@ def replicate_history(harness: Harness, sinks: Sinks, history: list[Any], rng: r
 
 @pytest.fixture(scope="module")
 def in_memory_sinks() -> Sinks:
-    opensearch = FakeOpenSearch()
-    table = FakeDynamoDBTable.from_template(template_resource("ReplicaTable"))
-    return Sinks(
-        per_worker=[
-            [OpenSearchSink(opensearch), DynamoDBSink(table, tombstone_ttl_seconds=3600)] for _ in range(WORKERS)
-        ],
-        opensearch=opensearch,
-        table_for=lambda _mapping: table,
-        mapping=default_mappings().tables["tenant_settings"],
-    )
+    return sinks_in_memory("tenant_settings")
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -426,19 +456,7 @@ def test_sinks_converge_on_the_source_with_in_memory_sinks(
 
 @pytest.fixture(scope="module")
 def real_sinks(opensearch_endpoint: str, local_aws: dict[str, str]) -> Iterator[Sinks]:
-    index = f"property-{uuid.uuid4().hex[:8]}"
-    mapping = replace(default_mappings().tables["tenant_settings"], opensearch_index=index)
-    table = create_replica_table(local_aws)
-    per_worker = []
-    for _ in range(WORKERS):  # each fetcher its own clients, as separate Lambda environments have
-        own_table = aws_resource(local_aws, "dynamodb").Table(table.name)
-        per_worker.append(
-            [OpenSearchSink(make_client(opensearch_endpoint)), DynamoDBSink(own_table, tombstone_ttl_seconds=3600)]
-        )
-    client = make_client(opensearch_endpoint)
-    yield Sinks(per_worker=per_worker, opensearch=client, table_for=lambda _mapping: table, mapping=mapping)
-    client.indices.delete(index=index, ignore=[404])
-    table.delete()
+    yield from sinks_on_servers(opensearch_endpoint, local_aws, "tenant_settings")
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -540,29 +558,13 @@ def replicate_composed_history(
     problems = []
     for article in ARTICLES:
         change = Change("articles", (("id", base + article),), "update", 1)
-        source = read_source_row(harness.check, sinks.mapping, change)  # composed directly from the source
-        document, item = fetch_sink_state(sinks.mapping, change, sinks.opensearch, sinks.table_for)
-        for problem in (
-            opensearch_problem(sinks.mapping, source, document),
-            dynamodb_problem(source, item, sinks.mapping),
-        ):
-            if problem:
-                problems.append(f"article {article}: {problem} (source {source}, doc {document}, item {item})")
+        problems += sink_problems(harness, sinks, change, f"article {article}")  # composed directly from the source
     return problems
 
 
 @pytest.fixture(scope="module")
 def in_memory_composed_sinks() -> Sinks:
-    opensearch = FakeOpenSearch()
-    table = FakeDynamoDBTable.from_template(template_resource("ReplicaTable"))
-    return Sinks(
-        per_worker=[
-            [OpenSearchSink(opensearch), DynamoDBSink(table, tombstone_ttl_seconds=3600)] for _ in range(WORKERS)
-        ],
-        opensearch=opensearch,
-        table_for=lambda _mapping: table,
-        mapping=default_mappings().tables["articles"],
-    )
+    return sinks_in_memory("articles")
 
 
 # Always tried first: one relation kind each, changed alone after its root's document was composed.
@@ -590,20 +592,7 @@ def test_composed_documents_converge_on_the_source_with_in_memory_sinks(
 
 @pytest.fixture(scope="module")
 def real_composed_sinks(opensearch_endpoint: str, local_aws: dict[str, str]) -> Iterator[Sinks]:
-    index = f"property-articles-{uuid.uuid4().hex[:8]}"
-    mapping = replace(default_mappings().tables["articles"], opensearch_index=index)
-    table = create_replica_table(local_aws)
-    per_worker = [
-        [
-            OpenSearchSink(make_client(opensearch_endpoint)),
-            DynamoDBSink(aws_resource(local_aws, "dynamodb").Table(table.name), tombstone_ttl_seconds=3600),
-        ]
-        for _ in range(WORKERS)
-    ]
-    client = make_client(opensearch_endpoint)
-    yield Sinks(per_worker=per_worker, opensearch=client, table_for=lambda _mapping: table, mapping=mapping)
-    client.indices.delete(index=index, ignore=[404])
-    table.delete()
+    yield from sinks_on_servers(opensearch_endpoint, local_aws, "articles")
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
