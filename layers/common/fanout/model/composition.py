@@ -47,7 +47,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from fanout.model.mapping import MappingError
+from fanout.model.mapping_fields import FieldError, column_list, identifier, known_fields
 
 FILTER_OPS = ("=", "!=", "in", "not in", "is null", "is not null")
 DIRECTIONS = ("asc", "desc")
@@ -57,7 +57,6 @@ DEFAULT_CHILD_LIMIT = 100
 MAX_CHILD_LIMIT = 10_000  # a document of more list entries is a search index's problem, not a cap
 MAX_FILTER_VALUES = 100
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
 # A relation becomes a field of the document: the same rule as a renamed column (no dots, no metadata).
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_$@][A-Za-z0-9_$@-]{0,254}$")
 
@@ -182,162 +181,145 @@ class Feed:
         return self.kind in ("child", "link")
 
 
-def _fail(table: str, field: str, message: str) -> MappingError:
-    return MappingError(f"table mapping for {table!r}, field {field!r}: {message}")
-
-
-def _identifier(table: str, field: str, value: Any) -> str:
-    if not isinstance(value, str) or not _IDENTIFIER.match(value):
-        raise _fail(table, field, f"{value!r} is not a plain SQL identifier ([A-Za-z_][A-Za-z0-9_$]*, at most 64)")
-    return value
-
-
-def _object(table: str, field: str, value: Any, known: set[str], required: set[str]) -> dict[str, Any]:
+def _object(field: str, value: Any, known: set[str], required: set[str]) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise _fail(table, field, "must be an object")
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise _fail(table, f"{field}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(known))})")
+        raise FieldError(field, "must be an object")
+    known_fields(field, value, known)
     missing = sorted(required - set(value))
     if missing:
-        raise _fail(table, f"{field}.{missing[0]}", "is required")
+        raise FieldError(f"{field}.{missing[0]}", "is required")
     return value
 
 
-def _identifiers(table: str, field: str, value: Any) -> tuple[str, ...]:
+def _identifiers(field: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
-        raise _fail(table, field, "must be a non-empty list of column names")
-    names = tuple(_identifier(table, f"{field}[{i}]", c) for i, c in enumerate(value))
-    if len(set(names)) != len(names):
-        raise _fail(table, field, "lists a column twice")
-    return names
+        raise FieldError(field, "must be a non-empty list of column names")
+    return column_list(field, value, None)
 
 
-def _join(table: str, field: str, value: Any) -> tuple[tuple[str, str], ...]:
+def _join(field: str, value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict) or not value:
-        raise _fail(table, field, 'must be a non-empty object {"this column": "that column"}')
-    return tuple(
-        (_identifier(table, f"{field}.{a}", a), _identifier(table, f"{field}.{a}", b)) for a, b in value.items()
-    )
+        raise FieldError(field, 'must be a non-empty object {"this column": "that column"}')
+    return tuple((identifier(f"{field}.{a}", a), identifier(f"{field}.{a}", b)) for a, b in value.items())
 
 
-def _root_key_join(table: str, field: str, value: Any, root_key: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+def _root_key_join(field: str, value: Any, root_key: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """A join from the root's primary key: every key column once, returned in the key's order."""
-    pairs = dict(_join(table, field, value))
+    pairs = dict(_join(field, value))
     if set(pairs) != set(root_key):
-        raise _fail(table, field, f"must map exactly the root's primary key columns {list(root_key)}")
+        raise FieldError(field, f"must map exactly the root's primary key columns {list(root_key)}")
     return tuple((column, pairs[column]) for column in root_key)
 
 
-def _order_and_limit(table: str, field: str, spec: dict[str, Any]) -> tuple[tuple[OrderBy, ...], int, str]:
+def _order_and_limit(field: str, spec: dict[str, Any]) -> tuple[tuple[OrderBy, ...], int, str]:
     raw = spec.get("order_by", [])
     if not isinstance(raw, list):
-        raise _fail(table, f"{field}.order_by", "must be a list of {column, direction}")
+        raise FieldError(f"{field}.order_by", "must be a list of {column, direction}")
     order: list[OrderBy] = []
     for i, item in enumerate(raw):
         where = f"{field}.order_by[{i}]"
-        item = _object(table, where, item, {"column", "direction"}, {"column"})
+        item = _object(where, item, {"column", "direction"}, {"column"})
         direction = item.get("direction", "asc")
         if direction not in DIRECTIONS:
-            raise _fail(table, f"{where}.direction", f"{direction!r} is not one of {list(DIRECTIONS)}")
-        order.append(OrderBy(_identifier(table, f"{where}.column", item["column"]), direction))
+            raise FieldError(f"{where}.direction", f"{direction!r} is not one of {list(DIRECTIONS)}")
+        order.append(OrderBy(identifier(f"{where}.column", item["column"]), direction))
     limit = spec.get("limit", DEFAULT_CHILD_LIMIT)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CHILD_LIMIT:
-        raise _fail(table, f"{field}.limit", f"{limit!r} must be an integer from 1 to {MAX_CHILD_LIMIT}")
+        raise FieldError(f"{field}.limit", f"{limit!r} must be an integer from 1 to {MAX_CHILD_LIMIT}")
     beyond = spec.get("beyond_limit", "truncate")
     if beyond not in BEYOND_LIMIT:
-        raise _fail(table, f"{field}.beyond_limit", f"{beyond!r} is not one of {list(BEYOND_LIMIT)}")
+        raise FieldError(f"{field}.beyond_limit", f"{beyond!r} is not one of {list(BEYOND_LIMIT)}")
     return tuple(order), limit, str(beyond)
 
 
-def _scalar(table: str, field: str, value: Any) -> Scalar:
+def _scalar(field: str, value: Any) -> Scalar:
     if not isinstance(value, (str, int, float, bool)) or (isinstance(value, str) and len(value) > 1024):
-        raise _fail(table, field, f"{value!r} must be a string (at most 1024 characters), number or boolean")
+        raise FieldError(field, f"{value!r} must be a string (at most 1024 characters), number or boolean")
     return value
 
 
-def _filter(table: str, spec: Any) -> RowFilter:
-    spec = _object(table, "document.filter", spec, {"column", "op", "value", "values"}, {"column", "op"})
-    column = _identifier(table, "document.filter.column", spec["column"])
+def _filter(spec: Any) -> RowFilter:
+    spec = _object("document.filter", spec, {"column", "op", "value", "values"}, {"column", "op"})
+    column = identifier("document.filter.column", spec["column"])
     op = spec["op"]
     if op not in FILTER_OPS:
-        raise _fail(table, "document.filter.op", f"{op!r} is not one of {list(FILTER_OPS)}")
+        raise FieldError("document.filter.op", f"{op!r} is not one of {list(FILTER_OPS)}")
     if op in ("is null", "is not null"):
         if "value" in spec or "values" in spec:
-            raise _fail(table, "document.filter", f"{op!r} takes no value")
+            raise FieldError("document.filter", f"{op!r} takes no value")
         return RowFilter(column, op, ())
     if op in ("in", "not in"):
         values = spec.get("values")
         if "value" in spec or not isinstance(values, list) or not 1 <= len(values) <= MAX_FILTER_VALUES:
-            raise _fail(table, "document.filter.values", f"{op!r} takes 'values': a list of 1 to "
+            raise FieldError("document.filter.values", f"{op!r} takes 'values': a list of 1 to "
                         f"{MAX_FILTER_VALUES} values")  # fmt: skip
-        return RowFilter(column, op, tuple(_scalar(table, f"document.filter.values[{i}]", v)
+        return RowFilter(column, op, tuple(_scalar(f"document.filter.values[{i}]", v)
                                             for i, v in enumerate(values)))  # fmt: skip
     if "values" in spec or "value" not in spec:
-        raise _fail(table, "document.filter.value", f"{op!r} takes one 'value'")
-    return RowFilter(column, op, (_scalar(table, "document.filter.value", spec["value"]),))
+        raise FieldError("document.filter.value", f"{op!r} takes one 'value'")
+    return RowFilter(column, op, (_scalar("document.filter.value", spec["value"]),))
 
 
 def parse_composition(table: str, spec: Any, root_key: tuple[str, ...], columns: tuple[str, ...] | None) -> Composition:
-    """Validate a root table's ``document`` declaration; errors name the table and the field."""
-    spec = _object(table, "document", spec, {"filter", "parents", "children", "many_to_many", "dynamodb"}, set())
+    """Validate a root table's ``document`` declaration; an error names the field (a :class:`FieldError`, which
+    the mapping's parser turns into a ``MappingError`` naming the table too, as for every other field)."""
+    spec = _object("document", spec, {"filter", "parents", "children", "many_to_many", "dynamodb"}, set())
     if columns is None:
-        raise _fail(table, "columns", "a document root must list its columns, so relations cannot collide with them")
+        raise FieldError("columns", "a document root must list its columns, so relations cannot collide with them")
     names: dict[str, str] = {column: "a column" for column in columns}
 
     def relation_name(field: str, value: Any) -> str:
         if not isinstance(value, str) or not _FIELD_NAME.match(value) or value.startswith("_"):
-            raise _fail(table, field, f"{value!r} is not a usable field name (no dots, not starting with '_')")
+            raise FieldError(field, f"{value!r} is not a usable field name (no dots, not starting with '_')")
         if value in names:
-            raise _fail(table, field, f"{value!r} is already {names[value]} of the document")
+            raise FieldError(field, f"{value!r} is already {names[value]} of the document")
         names[value] = "a relation"
         return value
 
     def related_table(field: str, value: Any) -> str:
-        name = _identifier(table, field, value)
+        name = identifier(field, value)
         if name == table:
-            raise _fail(table, field, "a document cannot relate its root table to itself")
+            raise FieldError(field, "a document cannot relate its root table to itself")
         return name
 
     def relation_list(field: str) -> list[Any]:
         value = spec.get(field, [])
         if not isinstance(value, list):
-            raise _fail(table, f"document.{field}", "must be a list")
+            raise FieldError(f"document.{field}", "must be a list")
         return value
 
     parents: list[Parent] = []
     for i, raw in enumerate(relation_list("parents")):
         where = f"document.parents[{i}]"
-        raw = _object(table, where, raw, {"name", "table", "on", "fields"}, {"name", "table", "on", "fields"})
-        on = _join(table, f"{where}.on", raw["on"])
+        raw = _object(where, raw, {"name", "table", "on", "fields"}, {"name", "table", "on", "fields"})
+        on = _join(f"{where}.on", raw["on"])
         unread = [root for root, _ in on if root not in columns]
         if unread:
-            raise _fail(table, f"{where}.on", f"root columns {unread} are not among the columns read ('columns')")
+            raise FieldError(f"{where}.on", f"root columns {unread} are not among the columns read ('columns')")
         parents.append(
             Parent(
                 relation_name(f"{where}.name", raw["name"]),
                 related_table(f"{where}.table", raw["table"]),
                 on,
-                _identifiers(table, f"{where}.fields", raw["fields"]),
+                _identifiers(f"{where}.fields", raw["fields"]),
             )
         )
     children: list[Children] = []
     for i, raw in enumerate(relation_list("children")):
         where = f"document.children[{i}]"
         raw = _object(
-            table,
             where,
             raw,
             {"name", "table", "on", "fields", "order_by", "limit", "beyond_limit"},
             {"name", "table", "on", "fields"},
         )
-        order, limit, beyond = _order_and_limit(table, where, raw)
+        order, limit, beyond = _order_and_limit(where, raw)
         children.append(
             Children(
                 relation_name(f"{where}.name", raw["name"]),
                 related_table(f"{where}.table", raw["table"]),
-                _root_key_join(table, f"{where}.on", raw["on"], root_key),
-                _identifiers(table, f"{where}.fields", raw["fields"]),
+                _root_key_join(f"{where}.on", raw["on"], root_key),
+                _identifiers(f"{where}.fields", raw["fields"]),
                 order,
                 limit,
                 beyond,
@@ -347,30 +329,29 @@ def parse_composition(table: str, spec: Any, root_key: tuple[str, ...], columns:
     for i, raw in enumerate(relation_list("many_to_many")):
         where = f"document.many_to_many[{i}]"
         raw = _object(
-            table,
             where,
             raw,
             {"name", "through", "through_on", "table", "on", "fields", "as", "order_by", "limit", "beyond_limit"},
             {"name", "through", "through_on", "table", "on", "fields"},
         )
-        order, limit, beyond = _order_and_limit(table, where, raw)
-        fields = _identifiers(table, f"{where}.fields", raw["fields"])
+        order, limit, beyond = _order_and_limit(where, raw)
+        fields = _identifiers(f"{where}.fields", raw["fields"])
         shape = raw.get("as", "values" if len(fields) == 1 else "objects")
         if shape not in ("values", "objects"):
-            raise _fail(table, f"{where}.as", f"{shape!r} is not one of ['values', 'objects']")
+            raise FieldError(f"{where}.as", f"{shape!r} is not one of ['values', 'objects']")
         if shape == "values" and len(fields) != 1:
-            raise _fail(table, f"{where}.fields", "a list of values takes exactly one field")
+            raise FieldError(f"{where}.fields", "a list of values takes exactly one field")
         through = related_table(f"{where}.through", raw["through"])
         target = related_table(f"{where}.table", raw["table"])
         if through == target:
-            raise _fail(table, f"{where}.through", "the link table must differ from the target table")
+            raise FieldError(f"{where}.through", "the link table must differ from the target table")
         links.append(
             ManyToMany(
                 relation_name(f"{where}.name", raw["name"]),
                 through,
-                _root_key_join(table, f"{where}.through_on", raw["through_on"], root_key),
+                _root_key_join(f"{where}.through_on", raw["through_on"], root_key),
                 target,
-                _join(table, f"{where}.on", raw["on"]),
+                _join(f"{where}.on", raw["on"]),
                 fields,
                 shape == "values",
                 order,
@@ -378,16 +359,16 @@ def parse_composition(table: str, spec: Any, root_key: tuple[str, ...], columns:
                 beyond,
             )
         )
-    row_filter = _filter(table, spec["filter"]) if "filter" in spec else None
-    dynamodb = _object(table, "document.dynamodb", spec.get("dynamodb", {}), {"item"}, set())
+    row_filter = _filter(spec["filter"]) if "filter" in spec else None
+    dynamodb = _object("document.dynamodb", spec.get("dynamodb", {}), {"item"}, set())
     item = dynamodb.get("item", "root")
     if item not in DYNAMODB_ITEMS:
-        raise _fail(table, "document.dynamodb.item", f"{item!r} is not one of {list(DYNAMODB_ITEMS)}")
+        raise FieldError("document.dynamodb.item", f"{item!r} is not one of {list(DYNAMODB_ITEMS)}")
     composition = Composition(
         table, root_key, row_filter, tuple(parents), tuple(children), tuple(links), item == "document"
     )
     if not composition.relation_names and row_filter is None:
-        raise _fail(table, "document", "declares no relation and no filter")
+        raise FieldError("document", "declares no relation and no filter")
     return composition
 
 

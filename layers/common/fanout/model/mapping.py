@@ -64,8 +64,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from fanout.model.composition import Composition, parse_composition
 from fanout.model.key_format import ENCODED_ALPHABET, KeyFormat, covered_key_columns, parse_key_format
 from fanout.model.mapping_fields import (
     FieldError,
@@ -76,9 +77,6 @@ from fanout.model.mapping_fields import (
     known_fields,
     renames,
 )
-
-if TYPE_CHECKING:
-    from fanout.model.composition import Composition
 
 ACTIONS = ("insert", "update", "delete")
 KEY_TYPES = ("int", "string")
@@ -368,8 +366,6 @@ def _parse_entry(table: str, spec: Any) -> TableMapping:
         outputs = [(c, mapping.opensearch_field(c)) for c in columns if c not in os_exclude]
         check_output_names("opensearch.rename", outputs, OPENSEARCH_METADATA_FIELDS | {FULL_KEY_FIELD})
     if "document" in spec:
-        from fanout.model.composition import parse_composition  # it builds on this module's errors
-
         composition = parse_composition(table, spec["document"], key_columns, columns)
         if composition.dynamodb_document and dynamodb_on:
             check_output_names(
