@@ -42,7 +42,15 @@ from fanout.model.composition import (
     RowFilter,
 )
 from fanout.model.mapping import TableMapping
-from fanout.source.reader import CLOCK_SQL, RETRYABLE_MYSQL_ERRORS, RowState, SourceReadError, has_exact_key, typed_row
+from fanout.source.reader import (
+    CLOCK_SQL,
+    RETRYABLE_MYSQL_ERRORS,
+    RowState,
+    SourceReadError,
+    has_exact_key,
+    share_lock,
+    typed_row,
+)
 from fanout.source.sql import quote_identifier as q
 
 # Roots per composing transaction: bounds the statements' size and the locks one transaction holds.
@@ -57,10 +65,8 @@ _PASSES = "__fanout_passes"
 
 
 def _lock_clauses(conn: pymysql.connections.Connection) -> tuple[str, str]:
-    """(never waiting, waiting): MariaDB takes NOWAIT after LOCK IN SHARE MODE, MySQL 8 after FOR SHARE."""
-    if "mariadb" in conn.get_server_info().lower():
-        return "LOCK IN SHARE MODE NOWAIT", "LOCK IN SHARE MODE"
-    return "FOR SHARE NOWAIT", "FOR SHARE"
+    """(never waiting, waiting) shared-lock clauses for this server."""
+    return share_lock(conn, "NOWAIT"), share_lock(conn)
 
 
 @dataclass(frozen=True)

@@ -134,9 +134,11 @@ def has_exact_key(row: dict[str, Any], change: Change) -> bool:
 MAX_KEYS_PER_READ = 500
 
 
-def _skip_locked_clause(conn: pymysql.connections.Connection) -> str:
-    """MariaDB (10.6+) takes SKIP LOCKED after LOCK IN SHARE MODE; MySQL 8 / Aurora MySQL 3 only after FOR SHARE."""
-    return "LOCK IN SHARE MODE SKIP LOCKED" if "mariadb" in conn.get_server_info().lower() else "FOR SHARE SKIP LOCKED"
+def share_lock(conn: pymysql.connections.Connection, option: str = "") -> str:
+    """A shared-lock clause, with ``option`` (``SKIP LOCKED``, ``NOWAIT``) where the server takes it: MariaDB
+    (10.6+) after LOCK IN SHARE MODE, MySQL 8 / Aurora MySQL 3 only after FOR SHARE."""
+    clause = "LOCK IN SHARE MODE" if "mariadb" in conn.get_server_info().lower() else "FOR SHARE"
+    return f"{clause} {option}" if option else clause
 
 
 def select_rows_sql(mapping: TableMapping, count: int, lock_clause: str) -> str:
@@ -170,7 +172,7 @@ def read_rows(
 
         return compose_rows(conn, mapping, changes)
     states: list[RowState | Exception | None] = [None] * len(changes)
-    lock_clause = _skip_locked_clause(conn) if changes else ""
+    lock_clause = share_lock(conn, "SKIP LOCKED") if changes else ""
     for start in range(0, len(changes), MAX_KEYS_PER_READ):
         chunk = changes[start : start + MAX_KEYS_PER_READ]
         by_key: dict[tuple[Any, ...], list[int]] = {}
