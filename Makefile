@@ -46,7 +46,7 @@ down: ## stop the local stack
 status: install ## show what of the local stack is running
 	$(PY) local/stack.py status
 
-demo: up ## the main job: change rows in MariaDB, watch them reach OpenSearch and DynamoDB
+demo: up ## the main job: change rows in MySQL, watch them reach OpenSearch and DynamoDB
 	$(PY) local/demo.py
 
 test: install ## run every test (unit, integration, e2e); starts what they need
@@ -55,7 +55,7 @@ test: install ## run every test (unit, integration, e2e); starts what they need
 test-unit: install ## unit tests only (no network)
 	$(PY) -m pytest tests/unit
 
-test-integration: install ## tests against MariaDB and the local AWS/OpenSearch servers
+test-integration: install ## tests against MySQL 8.0 and the local AWS/OpenSearch servers
 	$(PY) -m pytest tests/integration
 
 test-e2e: install ## row changes through the deployed app on the local stack

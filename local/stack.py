@@ -1,17 +1,17 @@
 """The local stack: everything the pipeline needs on one machine, without Docker.
 
-    python local/stack.py up      # start services, deploy the app, start the bridge
-    python local/stack.py down    # stop what `up` started (MariaDB is left running)
+    python local/stack.py up      # start services, deploy the app
+    python local/stack.py down    # stop what `up` started
     python local/stack.py status  # what is running, and where
     python local/stack.py restart bridge|ministack|opensearch   # one piece, no redeploy
 
-State outlives `down`: MariaDB's rows, OpenSearch's data (.local/opensearch/data) and
+State outlives `down`: MySQL's rows (.local/mysql/data), OpenSearch's data (.local/opensearch/data) and
 ministack's (.local/ministack-state: saved when it stops, loaded when it starts).
 
 | Production            | Here                                                          |
 |-----------------------|---------------------------------------------------------------|
-| Aurora MySQL          | MariaDB on 127.0.0.1:3306, started if it is not up            |
-| lambda_async          | a shim function + outbox table, and local/bridge.py           |
+| Aurora MySQL 3        | MySQL 8.0.31 (local/mysql.py) on 127.0.0.1:$FANOUT_DB_PORT    |
+| lambda_async          | a loadable function + local/lambda_async/bridge.py            |
 | Lambda, SQS, DynamoDB,| ministack (pinned, own venv in .local/ministack-venv) on      |
 | S3, Secrets Manager,  | 127.0.0.1:$FANOUT_AWS_PORT (default 4566)                      |
 | CloudFormation        |                                                               |
@@ -61,6 +61,7 @@ VENV_BIN = ROOT / ".venv" / "bin"
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 
 from fanout.capture.migration_scripts import split_statements  # noqa: E402
+from local import mysql as local_mysql  # noqa: E402
 from local import opensearch as local_opensearch  # noqa: E402
 
 
@@ -68,6 +69,7 @@ from local import opensearch as local_opensearch  # noqa: E402
 class LocalConfig:
     aws_port: int
     opensearch_port: int
+    lambda_async_port: int
     db_host: str
     db_port: int
     db_user: str
@@ -84,6 +86,7 @@ class LocalConfig:
         return cls(
             aws_port=int(env.get("FANOUT_AWS_PORT", "4566")),
             opensearch_port=int(env.get("FANOUT_OPENSEARCH_PORT", "9200")),
+            lambda_async_port=int(env.get("FANOUT_LAMBDA_ASYNC_PORT", "4599")),
             db_host=env.get("FANOUT_DB_HOST", "127.0.0.1"),
             db_port=int(env.get("FANOUT_DB_PORT", "3306")),
             db_user=env.get("FANOUT_DB_USER", "root"),
@@ -225,13 +228,61 @@ def base_env() -> dict[str, str]:
 # --------------------------------------------------------------------------- services
 
 
-def ensure_mariadb(cfg: LocalConfig) -> None:
-    """MariaDB up with root's empty-password TCP login; installed from Debian's packages when missing."""
-    if port_open(cfg.db_port, cfg.db_host):
+def ensure_lambda_async_bridge(cfg: LocalConfig, restart: bool = False) -> None:
+    """The process the lambda_async loadable function hands its calls to (local/lambda_async/bridge.py)."""
+    if running_pid("bridge") and port_open(cfg.lambda_async_port) and not restart:
         return
-    env = os.environ | {"FANOUT_DB_HOST": cfg.db_host, "FANOUT_DB_PORT": str(cfg.db_port)}
-    if subprocess.run(["bash", str(ROOT / "local" / "mariadb.sh")], env=env).returncode != 0:
-        raise SystemExit(f"[local] MariaDB at {cfg.db_host}:{cfg.db_port} is not available (see the lines above)")
+    stop_process("bridge")
+    if port_open(cfg.lambda_async_port):
+        raise SystemExit(
+            f"[local] port {cfg.lambda_async_port} is taken by another program; set FANOUT_LAMBDA_ASYNC_PORT"
+        )
+    say(f"starting the lambda_async bridge on 127.0.0.1:{cfg.lambda_async_port}")
+    start_process(
+        "bridge",
+        [sys.executable, str(ROOT / "local" / "lambda_async" / "bridge.py"), "--port", str(cfg.lambda_async_port)],
+        base_env() | cfg.aws_env() | {"PYTHONUNBUFFERED": "1"},
+    )
+    wait_for("the lambda_async bridge", lambda: port_open(cfg.lambda_async_port), 15, "bridge")
+
+
+def ensure_mysql(cfg: LocalConfig) -> None:
+    """MySQL 8.0 up on cfg.db_port with lambda_async installed (local/mysql.py); the bridge beside it.
+
+    A server already listening there is used only if it is MySQL 8.0 (ours or the user's own, given by
+    FANOUT_DB_*); anything else (a MariaDB left from an earlier setup, say) is refused with what to do.
+    """
+    if cfg.db_host not in ("127.0.0.1", "localhost"):
+        found = local_mysql.server_identity(cfg.db_host, cfg.db_port, cfg.db_user, cfg.db_password)
+        if found is None or not found.startswith("8.0."):
+            raise SystemExit(f"[local] {cfg.db_host}:{cfg.db_port} is not a MySQL 8.0 we can log in to ({found})")
+        return
+    ensure_lambda_async_bridge(cfg)
+    if not (running_pid("mysql") and port_open(cfg.db_port)):
+        stop_process("mysql", timeout=60)
+        if port_open(cfg.db_port):
+            found = local_mysql.server_identity(cfg.db_host, cfg.db_port, cfg.db_user, cfg.db_password)
+            if found is None or not found.startswith("8.0.") or "MariaDB" in found:
+                raise SystemExit(
+                    f"[local] port {cfg.db_port} is taken by {found or 'a program that is not MySQL'}; fanout needs "
+                    "MySQL 8.0 (Aurora MySQL 3): stop it, or set FANOUT_DB_PORT to start the project's own there"
+                )
+            say(f"using the MySQL {found} already on {cfg.db_host}:{cfg.db_port}")
+        else:
+            argv, env = local_mysql.command(cfg.db_port, cfg.lambda_async_port)
+            say(f"starting MySQL {local_mysql.VERSION} on {cfg.db_host}:{cfg.db_port}")
+            start_process("mysql", argv, env)
+            found = local_mysql.wait_until_ready(cfg.db_port, alive=lambda: running_pid("mysql") is not None)
+            say(f"MySQL {found} is up")
+    import pymysql
+
+    conn = pymysql.connect(
+        host=cfg.db_host, port=cfg.db_port, user=cfg.db_user, password=cfg.db_password, autocommit=True
+    )
+    try:
+        local_mysql.install_lambda_async(conn)
+    finally:
+        conn.close()
 
 
 def ensure_ministack(cfg: LocalConfig) -> bool:
@@ -253,7 +304,7 @@ def ensure_ministack(cfg: LocalConfig) -> bool:
         "MINISTACK_REGION": cfg.region,
         "PYTHONUNBUFFERED": "1",
         # ministack keeps its state in memory: saved here when it stops (SIGTERM), loaded when it starts,
-        # so the sinks and the deployed stack outlive `make down` as MariaDB's rows do.
+        # so the sinks and the deployed stack outlive `make down` as MySQL's rows do.
         "PERSIST_STATE": "1",
         "STATE_DIR": str(MINISTACK_STATE),
     }
@@ -298,7 +349,7 @@ def run_sql_file(conn, path: Path) -> None:  # type: ignore[no-untyped-def]
 
 
 def prepare_database(cfg: LocalConfig) -> None:
-    """The demo schema and the lambda_async shim (what Aurora has natively)."""
+    """The demo schema (lambda_async is global: ensure_mysql installs it)."""
     import pymysql
 
     conn = pymysql.connect(
@@ -314,7 +365,6 @@ def prepare_database(cfg: LocalConfig) -> None:
             cur.execute(f"CREATE DATABASE IF NOT EXISTS `{cfg.db_name}` CHARACTER SET utf8mb4")
             cur.execute(f"USE `{cfg.db_name}`")
         run_sql_file(conn, ROOT / "local" / "demo_schema.sql")
-        run_sql_file(conn, ROOT / "local" / "lambda_async_shim.sql")
     finally:
         conn.close()
 
@@ -346,7 +396,7 @@ def _admin_execute(cfg: LocalConfig, statement: str) -> None:
 
 
 def create_database(cfg: LocalConfig, prefix: str = "fanout_bench") -> str:
-    """A new, empty, uniquely named database on the local MariaDB (benchmarks); the caller drops it."""
+    """A new, empty, uniquely named database on the local MySQL (benchmarks); the caller drops it."""
     name = f"{prefix}_{uuid.uuid4().hex[:6]}"
     _admin_execute(cfg, f"CREATE DATABASE `{name}`")
     return name
@@ -441,7 +491,7 @@ def deploy(cfg: LocalConfig, secret_arn: str) -> dict[str, str]:
         "DbSecretArn": secret_arn,
         "OpenSearchEndpoint": cfg.opensearch_endpoint,
         "OpenSearchAuth": "none",
-        # MariaDB here has no TLS, and ministack has no AWS::Lambda::ResourcePolicy (docs/security.md).
+        # The local server's certificate is self-signed (not the RDS CA), and ministack has no AWS::Lambda::ResourcePolicy (docs/security.md).
         "DbTls": "off",
         "RestrictInvokers": "false",
         "RemoveTriggersOnDelete": "true",
@@ -473,21 +523,6 @@ def deploy(cfg: LocalConfig, secret_arn: str) -> dict[str, str]:
         raise SystemExit(f"[local] sam deploy failed; see {LOG_DIR / 'sam-deploy.log'}")
     stacks = aws_client(cfg, "cloudformation").describe_stacks(StackName=cfg.stack_name)["Stacks"]
     return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-
-
-def ensure_bridge(cfg: LocalConfig, restart: bool) -> None:
-    if running_pid("bridge") and not restart:
-        return
-    stop_process("bridge")
-    say("starting the lambda_async bridge")
-    start_process(
-        "bridge",
-        [sys.executable, str(ROOT / "local" / "bridge.py")],
-        base_env() | cfg.aws_env() | cfg.db_env() | {"PYTHONUNBUFFERED": "1"},
-    )
-    time.sleep(0.5)
-    if not running_pid("bridge"):
-        raise SystemExit(f"[local] the bridge exited at once; see {LOG_DIR / 'bridge.log'}")
 
 
 def write_stack_env(cfg: LocalConfig, outputs: dict[str, str], secret_arn: str) -> dict[str, str]:
@@ -563,7 +598,7 @@ def up() -> dict[str, str]:
     started = time.monotonic()
     STATE_DIR.mkdir(exist_ok=True)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    ensure_mariadb(cfg)
+    ensure_mysql(cfg)
     had_state = (MINISTACK_STATE / "dynamodb.json").exists()
     restarted = ensure_ministack(cfg)
     ensure_opensearch(cfg)
@@ -572,7 +607,7 @@ def up() -> dict[str, str]:
     outputs = deploy(cfg, secret_arn)
     fix_event_source_mappings(cfg)
     values = write_stack_env(cfg, outputs, secret_arn)
-    ensure_bridge(cfg, restart=True)
+    ensure_lambda_async_bridge(cfg, restart=True)
     if restarted:
         _say_whether_the_sinks_kept_up(cfg, had_state)
     say(f"up in {time.monotonic() - started:.0f}s; endpoints and names in {STACK_ENV.relative_to(ROOT)}:")
@@ -592,7 +627,7 @@ def up() -> dict[str, str]:
 
 
 def _source_rows(cfg: LocalConfig) -> int:
-    """Rows in the demo's source tables (MariaDB keeps them across `make down`)."""
+    """Rows in the demo's source tables (MySQL keeps them across `make down`)."""
     import pymysql
 
     conn = pymysql.connect(
@@ -615,11 +650,11 @@ def _say_whether_the_sinks_kept_up(cfg: LocalConfig, had_state: bool) -> None:
     """ministack saves its state when it stops and loads it when it starts; killed, it saves nothing."""
     fix = "set -a; . .local/stack.env; set +a; .venv/bin/fanout reconcile --repair"
     if not had_state and _source_rows(cfg):
-        say(f"ministack started without saved state while MariaDB kept its rows: the sinks lack them. Fix: {fix}")
+        say(f"ministack started without saved state while MySQL kept its rows: the sinks lack them. Fix: {fix}")
     elif had_state:
         say(
             f"ministack restored its state from {MINISTACK_STATE.relative_to(ROOT)} (saved when it stopped); "
-            f"had it been killed instead, the sinks may lag MariaDB: `fanout reconcile` shows it, this fixes it: {fix}"
+            f"had it been killed instead, the sinks may lag MySQL: `fanout reconcile` shows it, this fixes it: {fix}"
         )
 
 
@@ -627,7 +662,7 @@ def restart(piece: str) -> None:
     """Restart one piece of a running stack, without a redeploy (its state and the others' are kept)."""
     cfg = LocalConfig.from_env()
     if piece == "bridge":
-        ensure_bridge(cfg, restart=True)
+        ensure_lambda_async_bridge(cfg, restart=True)
     elif piece == "opensearch":
         stop_process("opensearch")
         ensure_opensearch(cfg)  # its data lives in .local/opensearch/data
@@ -639,8 +674,8 @@ def restart(piece: str) -> None:
 
 
 def down() -> None:
-    for name in ("bridge", "opensearch", "ministack"):
-        if stop_process(name):
+    for name in ("bridge", "opensearch", "ministack", "mysql"):
+        if stop_process(name, timeout=60 if name == "mysql" else 10):
             say(f"stopped {name}")
     STACK_ENV.unlink(missing_ok=True)
 
@@ -648,12 +683,12 @@ def down() -> None:
 def status() -> int:
     cfg = LocalConfig.from_env()
     ok = True
-    for name in ("ministack", "opensearch", "bridge"):
+    for name in ("ministack", "opensearch", "bridge", "mysql"):
         pid = running_pid(name)
         ok &= pid is not None
         print(f"{name:10} {f'running (pid {pid})' if pid else 'stopped'}")
     db = port_open(cfg.db_port, cfg.db_host)
-    print(f"{'mariadb':10} {'reachable' if db else 'unreachable'} at {cfg.db_host}:{cfg.db_port}")
+    print(f"{'database':10} {'reachable' if db else 'unreachable'} at {cfg.db_host}:{cfg.db_port}")
     return 0 if ok and db else 1
 
 

@@ -1,8 +1,8 @@
 """Shared test setup.
 
 Fixtures start what a test needs or fail loudly; nothing is skipped:
-- ``fresh_database``: a new, uniquely named MariaDB schema with the demo
-  ``posts`` table, dropped afterwards (MariaDB is started if it is down);
+- ``fresh_database``: a new, uniquely named MySQL 8.0 schema with the demo
+  tables, dropped afterwards (the project's MySQL and its lambda_async bridge are started if they are down);
 - ``opensearch_endpoint``: a real OpenSearch, ``$OPENSEARCH_ENDPOINT`` when
   set, else the local single-node OpenSearch (started by ``make up``'s code);
 - ``local_aws``: ministack on loopback (started by the same code as `make up`);
@@ -28,16 +28,16 @@ DB_PASSWORD = os.environ.get("FANOUT_DB_PASSWORD", "")
 
 
 @pytest.fixture(scope="session")
-def mariadb() -> dict[str, Any]:
-    """Connection parameters of a running MariaDB (started if it is down)."""
-    from local.stack import LocalConfig, ensure_mariadb
+def mysql() -> dict[str, Any]:
+    """Connection parameters of a running MySQL 8.0 with lambda_async (started if it is down)."""
+    from local.stack import LocalConfig, ensure_mysql
 
-    ensure_mariadb(LocalConfig.from_env())
+    ensure_mysql(LocalConfig.from_env())
     return {"host": DB_HOST, "port": DB_PORT, "user": DB_USER, "password": DB_PASSWORD}
 
 
 @pytest.fixture
-def fresh_database(mariadb: dict[str, Any]) -> Iterator[str]:
+def fresh_database(mysql: dict[str, Any]) -> Iterator[str]:
     """A new schema holding the demo `posts` table; dropped after the test."""
     import pymysql
 
@@ -45,7 +45,7 @@ def fresh_database(mariadb: dict[str, Any]) -> Iterator[str]:
     from local.stack import run_sql_file
 
     name = f"fanout_t_{uuid.uuid4().hex[:10]}"
-    conn = pymysql.connect(**mariadb, charset="utf8mb4", autocommit=True)
+    conn = pymysql.connect(**mysql, charset="utf8mb4", autocommit=True)
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
         cur.execute(f"USE `{name}`")
@@ -59,15 +59,15 @@ def fresh_database(mariadb: dict[str, Any]) -> Iterator[str]:
 
 
 @pytest.fixture
-def db_settings(mariadb: dict[str, Any], fresh_database: str) -> Any:
+def db_settings(mysql: dict[str, Any], fresh_database: str) -> Any:
     from fanout.config import DatabaseSettings
 
     return DatabaseSettings(
-        host=mariadb["host"],
-        port=mariadb["port"],
+        host=mysql["host"],
+        port=mysql["port"],
         name=fresh_database,
-        user=mariadb["user"],
-        password=mariadb["password"],
+        user=mysql["user"],
+        password=mysql["password"],
         lock_wait_timeout=5,
     )
 

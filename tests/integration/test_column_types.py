@@ -177,17 +177,17 @@ def mapping_document(binary_opensearch: str = "base64", binary_dynamodb: str = "
 
 
 @pytest.fixture(scope="module")
-def world(mariadb: dict[str, Any], opensearch_endpoint: str, local_aws: dict[str, str]) -> Iterator[dict[str, Any]]:
+def world(mysql: dict[str, Any], opensearch_endpoint: str, local_aws: dict[str, str]) -> Iterator[dict[str, Any]]:
     from dataclasses import replace
 
     schema = f"fanout_t_{uuid.uuid4().hex[:10]}"
-    admin = pymysql.connect(**mariadb, charset="utf8mb4", autocommit=True)
+    admin = pymysql.connect(**mysql, charset="utf8mb4", autocommit=True)
     with admin.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{schema}` CHARACTER SET utf8mb4")
         cur.execute(f"USE `{schema}`")
         cur.execute(ALL_TYPES)
     settings = DatabaseSettings(
-        host=mariadb["host"], port=mariadb["port"], name=schema, user=mariadb["user"], password=mariadb["password"]
+        host=mysql["host"], port=mysql["port"], name=schema, user=mysql["user"], password=mysql["password"]
     )
     client = make_client(opensearch_endpoint)
     index = f"all-types-{uuid.uuid4().hex[:8]}"
@@ -195,7 +195,7 @@ def world(mariadb: dict[str, Any], opensearch_endpoint: str, local_aws: dict[str
     mapping = replace(parse_mappings(mapping_document()).tables["all_types"], opensearch_index=index)
     table = create_replica_table(local_aws)
     # the writer's session is deliberately not UTC: TIMESTAMP values must still arrive as UTC
-    writer = pymysql.connect(**mariadb, database=schema, charset="utf8mb4", autocommit=True)
+    writer = pymysql.connect(**mysql, database=schema, charset="utf8mb4", autocommit=True)
     with writer.cursor() as cur:
         cur.execute("SET time_zone = '+02:00'")
     try:

@@ -15,10 +15,10 @@ from fanout.source.connection import ConnectionHolder
 
 
 @pytest.fixture
-def fetcher_user(mariadb: dict[str, Any], fresh_database: str) -> Iterator[tuple[str, Any]]:
+def fetcher_user(mysql: dict[str, Any], fresh_database: str) -> Iterator[tuple[str, Any]]:
     """A database user of its own (unique name, dropped afterwards) and an admin connection."""
     name = f"fanout_rot_{uuid.uuid4().hex[:8]}"
-    admin = pymysql.connect(**mariadb, autocommit=True)
+    admin = pymysql.connect(**mysql, autocommit=True)
     with admin.cursor() as cur:
         cur.execute("CREATE USER %s@'%%' IDENTIFIED BY 'first-password'", (name,))
         cur.execute(f"GRANT SELECT ON `{fresh_database}`.* TO %s@'%%'", (name,))

@@ -203,15 +203,15 @@ def test_a_certificate_from_another_ca_is_refused(tls_mariadb: dict[str, Any]) -
 
 
 def test_a_server_without_tls_is_refused_not_used_in_clear(
-    mariadb: dict[str, Any], tls_mariadb: dict[str, Any]
+    mysql: dict[str, Any], tls_mariadb: dict[str, Any]
 ) -> None:
     # Given the shared MariaDB, which offers no TLS (what a downgrading man in the middle would look like)
     settings = DatabaseSettings(
-        host=mariadb["host"],
-        port=mariadb["port"],
+        host=mysql["host"],
+        port=mysql["port"],
         name="mysql",
-        user=mariadb["user"],
-        password=mariadb["password"],
+        user=mysql["user"],
+        password=mysql["password"],
         tls="verify-ca",
         ca_bundle=tls_mariadb["ca"],
     )

@@ -85,16 +85,16 @@ histories = st.lists(transaction, min_size=1, max_size=6)
 
 
 @pytest.fixture(scope="module")
-def database(mariadb: dict[str, Any]) -> Iterator[DatabaseSettings]:
+def database(mysql: dict[str, Any]) -> Iterator[DatabaseSettings]:
     """A schema with the demo tables, the lambda_async shim and the project's capture triggers."""
     from local.stack import run_sql_file
 
     name = f"fanout_t_{uuid.uuid4().hex[:10]}"
-    admin = pymysql.connect(**mariadb, charset="utf8mb4", autocommit=True)
+    admin = pymysql.connect(**mysql, charset="utf8mb4", autocommit=True)
     with admin.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     settings_ = DatabaseSettings(
-        host=mariadb["host"], port=mariadb["port"], name=name, user=mariadb["user"], password=mariadb["password"]
+        host=mysql["host"], port=mysql["port"], name=name, user=mysql["user"], password=mysql["password"]
     )
     conn = connect(settings_)
     run_sql_file(conn, ROOT / "local" / "demo_schema.sql")

@@ -20,11 +20,22 @@ from fanout.pipeline.fetcher import FetchReport, apply_changes
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
 from tests.support.aws import aws_resource
+from local.lambda_async.bridge import Control
 from tests.support.files import template_resource
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIM_OUTBOX = "fanout_lambda_async_outbox"  # the local lambda_async shim's table: one row per call (a ring)
-PARSER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-local-parser"
+
+
+def parser_arn(database: str) -> str:
+    """The parser ARN a test schema's triggers ring: one per schema, so each test sees its own rings only."""
+    return f"arn:aws:lambda:us-east-1:123456789012:function:fanout-test-parser-{database}"
+
+
+def lambda_async_bridge() -> Control:
+    """The local lambda_async bridge (started with MySQL): per-ARN failure, delay, and the calls it received."""
+    from local.stack import LocalConfig
+
+    return Control(LocalConfig.from_env().lambda_async_port)
 
 
 def create_replica_table(local_aws: dict[str, str], name: str | None = None) -> Any:
@@ -46,17 +57,16 @@ def create_replica_table(local_aws: dict[str, str], name: str | None = None) -> 
 
 
 def install_capture_triggers(settings: DatabaseSettings) -> None:
-    """The lambda_async shim (local stand-in) and the project's migrations, applied as the hook applies them."""
-    from fanout.capture.migrations import MigrationRunner
-    from local.stack import run_sql_file
+    """The project's migrations, applied as the hook applies them, ringing this schema's own parser ARN.
 
-    conn = connect(settings)
-    try:
-        run_sql_file(conn, ROOT / "local" / "lambda_async_shim.sql")
-    finally:
-        conn.close()
+    The bridge only remembers those rings (no Lambda behind them): :func:`lambda_async_calls` reads them.
+    """
+    from fanout.capture.migrations import MigrationRunner
+
+    arn = parser_arn(settings.name)
+    lambda_async_bridge().configure(arn, deliver=False)
     runner = MigrationRunner(
-        lambda: connect(settings), ROOT / "db" / "migrations", {"parser_function_arn": PARSER_ARN}, applied_by="test"
+        lambda: connect(settings), ROOT / "db" / "migrations", {"parser_function_arn": arn}, applied_by="test"
     )
     runner.migrate()
 
@@ -136,6 +146,9 @@ def execute(conn: Any, sql: str, *args: Any) -> int:
         return int(cur.lastrowid or 0)
 
 
-def shim_calls(conn: Any) -> list[dict[str, Any]]:
-    """What the triggers handed to lambda_async (the shim's outbox: the rings), oldest first."""
-    return [json.loads(p) for (p,) in rows(conn, f"SELECT payload FROM {SHIM_OUTBOX} ORDER BY id")]  # noqa: S608
+def lambda_async_calls(conn: Any) -> list[dict[str, Any]]:
+    """What the triggers of ``conn``'s schema handed to lambda_async (the rings), oldest first, failed ones
+    excluded (a failed call reached no Lambda)."""
+    ((database,),) = rows(conn, "SELECT DATABASE()")
+    calls = lambda_async_bridge().calls(parser_arn(database))
+    return [json.loads(call["payload"]) for call in calls if call["outcome"].startswith("OK")]
