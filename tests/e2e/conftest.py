@@ -1,18 +1,20 @@
 """The e2e tests: a row change travels through the app deployed on the local stack.
 
-Every test here carries the ``e2e`` marker (``pytest -m "not e2e"`` leaves them out).
+Every test here carries the ``e2e`` marker (``pytest -m "not e2e"`` leaves them out). ``stack`` is the one
+fixture every module uses: the stack deployed with the current code (``local/stack.py up``, once per session)
+as a typed :class:`tests.support.e2e.Stack`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from fanout.sinks.opensearch import make_client
-from local.stack import source_connection
-from tests.support.aws import aws_client, aws_resource
+from local.config import StackEnv
+from local.stack import up
+from tests.support.e2e import Stack
 
 E2E = Path(__file__).resolve().parent
 
@@ -24,22 +26,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def deployed_stack() -> dict[str, str]:
+def deployed_stack() -> StackEnv:
     """The whole local stack, up and deployed with the current code (idempotent, like `make up`)."""
-    from local.stack import up
-
     return up()
 
 
 @pytest.fixture(scope="module")
-def stack(deployed_stack: dict[str, str]) -> dict[str, Any]:
-    env = deployed_stack
-    conn = source_connection(env)
-    return {
-        "env": env,
-        "db": conn,
-        "opensearch": make_client(env["OPENSEARCH_ENDPOINT"]),
-        "table": aws_resource(env, "dynamodb").Table(env["DYNAMODB_TABLE"]),
-        "lambda": aws_client(env, "lambda"),
-        "sqs": aws_client(env, "sqs"),
-    }
+def stack(deployed_stack: StackEnv) -> Iterator[Stack]:
+    connected = Stack.connect(deployed_stack)
+    yield connected
+    connected.close()

@@ -24,7 +24,7 @@ from fanout.config import DatabaseSettings
 from fanout.model.change import parse_trigger_payload
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
 from fanout.source.connection import connect
-from local.stack import run_sql_file
+from local.database import run_sql_file
 from tests.support.files import ROOT
 from tests.support.integration import execute, rows, shim_calls
 

@@ -26,7 +26,7 @@ from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
 from fanout.source.connection import connect
-from local.stack import run_sql_file
+from local.database import run_sql_file
 from tests.support.files import ROOT
 from tests.support.integration import execute, rows, shim_calls
 

@@ -61,7 +61,7 @@ def test_generate_names_a_bad_mapping(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_sweep_status_shows_the_parked_changes(db_env: Any, capsys: pytest.CaptureFixture[str]) -> None:
     # Given the shipped migrations and two changes written while lambda_async failed
     from fanout.source.connection import connect
-    from local.stack import run_sql_file
+    from local.database import run_sql_file
 
     assert main(["migrate", "--dir", str(ROOT / "db" / "migrations"), "--parser-arn", PARSER_ARN]) == 0
     conn = connect(db_env)

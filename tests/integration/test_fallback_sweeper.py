@@ -21,7 +21,7 @@ from fanout.capture.names import FALLBACK_TABLE
 from fanout.capture.sweeper import fallback_status, lock_name, sweep
 from fanout.config import DatabaseSettings
 from fanout.source.connection import connect
-from local.stack import run_sql_file
+from local.database import run_sql_file
 from tests.support.files import ROOT
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-sweeper-test-parser"

@@ -255,7 +255,7 @@ def test_a_frozen_node_fails_the_fetch_for_a_retry_and_the_retry_after_it_thaws_
 ) -> None:
     from opensearchpy import OpenSearch
 
-    from local.stack import running_pid
+    from local.processes import running_pid
 
     pid = running_pid("opensearch")
     assert pid is not None, "this test freezes the local node: it needs the one this checkout starts"

@@ -87,7 +87,7 @@ histories = st.lists(transaction, min_size=1, max_size=6)
 @pytest.fixture(scope="module")
 def database(mysql: dict[str, Any]) -> Iterator[DatabaseSettings]:
     """A schema with the demo tables, the lambda_async shim and the project's capture triggers."""
-    from local.stack import run_sql_file
+    from local.database import run_sql_file
 
     name = f"fanout_t_{uuid.uuid4().hex[:10]}"
     admin = pymysql.connect(**mysql, charset="utf8mb4", autocommit=True)

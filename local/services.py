@@ -1,0 +1,134 @@
+"""The local stack's services, each started unless it runs already: MySQL 8.0 with lambda_async and its bridge,
+ministack (the AWS APIs), OpenSearch.
+
+A port already taken by something that is not ours is refused with what to do, never silently shared (except a
+MySQL 8.0 or an OpenSearch node, which are what we would start).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from local import mysql as local_mysql
+from local import opensearch as local_opensearch
+from local.config import MINISTACK_BIN, MINISTACK_STATE, ROOT, LocalConfig, say
+from local.database import admin_connection
+from local.processes import base_env, http_ok, port_open, running_pid, start_process, stop_process, wait_for
+
+# Stopped in this order by `make down`: the bridge before the server whose calls it serves.
+SERVICES = ("bridge", "opensearch", "ministack", "mysql")
+
+
+def ensure_lambda_async_bridge(cfg: LocalConfig, restart: bool = False) -> None:
+    """The process the lambda_async loadable function hands its calls to (local/lambda_async/bridge.py)."""
+    if running_pid("bridge") and port_open(cfg.lambda_async_port) and not restart:
+        return
+    stop_process("bridge")
+    if port_open(cfg.lambda_async_port):
+        raise SystemExit(
+            f"[local] port {cfg.lambda_async_port} is taken by another program; set FANOUT_LAMBDA_ASYNC_PORT"
+        )
+    say(f"starting the lambda_async bridge on 127.0.0.1:{cfg.lambda_async_port}")
+    start_process(
+        "bridge",
+        [sys.executable, str(ROOT / "local" / "lambda_async" / "bridge.py"), "--port", str(cfg.lambda_async_port)],
+        base_env() | cfg.aws_env() | {"PYTHONUNBUFFERED": "1"},
+    )
+    wait_for("the lambda_async bridge", lambda: port_open(cfg.lambda_async_port), 15, "bridge")
+
+
+def ensure_mysql(cfg: LocalConfig) -> None:
+    """MySQL 8.0 up on cfg.db_port with lambda_async installed (local/mysql.py); the bridge beside it.
+
+    A server already listening there is used only if it is MySQL 8.0 (ours or the user's own, given by
+    FANOUT_DB_*); anything else (a MariaDB left from an earlier setup, say) is refused with what to do.
+    """
+    if cfg.db_host not in ("127.0.0.1", "localhost"):
+        found = local_mysql.server_identity(cfg.db_host, cfg.db_port, cfg.db_user, cfg.db_password)
+        if found is None or not found.startswith("8.0."):
+            raise SystemExit(f"[local] {cfg.db_host}:{cfg.db_port} is not a MySQL 8.0 we can log in to ({found})")
+        return
+    ensure_lambda_async_bridge(cfg)
+    if not (running_pid("mysql") and port_open(cfg.db_port)):
+        stop_process("mysql", timeout=60)
+        if port_open(cfg.db_port):
+            found = local_mysql.server_identity(cfg.db_host, cfg.db_port, cfg.db_user, cfg.db_password)
+            if found is None or not found.startswith("8.0.") or "MariaDB" in found:
+                raise SystemExit(
+                    f"[local] port {cfg.db_port} is taken by {found or 'a program that is not MySQL'}; fanout needs "
+                    "MySQL 8.0 (Aurora MySQL 3): stop it, or set FANOUT_DB_PORT to start the project's own there"
+                )
+            say(f"using the MySQL {found} already on {cfg.db_host}:{cfg.db_port}")
+        else:
+            argv, env = local_mysql.command(cfg.db_port, cfg.lambda_async_port)
+            say(f"starting MySQL {local_mysql.VERSION} on {cfg.db_host}:{cfg.db_port}")
+            start_process("mysql", argv, env)
+            found = local_mysql.wait_until_ready(cfg.db_port, alive=lambda: running_pid("mysql") is not None)
+            say(f"MySQL {found} is up")
+    conn = admin_connection(cfg)
+    try:
+        local_mysql.install_lambda_async(conn)
+    finally:
+        conn.close()
+
+
+def ensure_ministack(cfg: LocalConfig) -> bool:
+    """Start ministack unless it is running; True if it was (re)started (its state is in memory)."""
+    health = f"{cfg.aws_endpoint}/_ministack/health"
+    if running_pid("ministack") and http_ok(health):
+        return False
+    stop_process("ministack")
+    if port_open(cfg.aws_port):
+        raise SystemExit(f"[local] port {cfg.aws_port} is taken by another program; set FANOUT_AWS_PORT")
+    if not MINISTACK_BIN.exists():
+        raise SystemExit(f"[local] {MINISTACK_BIN} is missing: run `make install` first")
+    say(f"starting ministack on {cfg.aws_endpoint}")
+    env = base_env() | {
+        "BIND_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(cfg.aws_port),
+        "IOT_MTLS_ENABLED": "0",
+        "SFTP_ENABLED": "0",
+        "MINISTACK_REGION": cfg.region,
+        "PYTHONUNBUFFERED": "1",
+        # ministack keeps its state in memory: saved here when it stops (SIGTERM), loaded when it starts,
+        # so the sinks and the deployed stack outlive `make down` as MySQL's rows do.
+        "PERSIST_STATE": "1",
+        "STATE_DIR": str(MINISTACK_STATE),
+    }
+    start_process("ministack", [str(MINISTACK_BIN)], env)
+    wait_for("ministack", lambda: http_ok(health), 60, "ministack")
+    return True
+
+
+def ensure_opensearch(cfg: LocalConfig) -> str:
+    """A running OpenSearch; returns its endpoint.
+
+    ``OPENSEARCH_ENDPOINT`` set to anything but the local node's address (a container, an Amazon OpenSearch
+    Service domain) is used as it is. Otherwise the real single-node OpenSearch of local/opensearch.py is
+    started unless it runs already (one started by another checkout of the project is shared).
+    """
+    if cfg.opensearch_endpoint != local_opensearch.endpoint(cfg.opensearch_port):
+        if not http_ok(cfg.opensearch_endpoint + "/"):
+            raise SystemExit(f"[local] OPENSEARCH_ENDPOINT={cfg.opensearch_endpoint} does not answer")
+        return cfg.opensearch_endpoint
+    found = local_opensearch.info(cfg.opensearch_port)
+    if found is not None:
+        if found.get("version", {}).get("distribution") != "opensearch":
+            raise SystemExit(
+                f"[local] port {cfg.opensearch_port} is taken by another program; set FANOUT_OPENSEARCH_PORT"
+            )
+        return cfg.opensearch_endpoint
+    stop_process("opensearch")
+    if port_open(cfg.opensearch_port):
+        raise SystemExit(f"[local] port {cfg.opensearch_port} is taken by another program; set FANOUT_OPENSEARCH_PORT")
+    argv, env = local_opensearch.command(cfg.opensearch_port)
+    say(f"starting OpenSearch {local_opensearch.VERSION} on {cfg.opensearch_endpoint}")
+    start_process("opensearch", argv, env)
+    found = local_opensearch.wait_until_ready(cfg.opensearch_port, alive=lambda: running_pid("opensearch") is not None)
+    say(f"OpenSearch {found['version']['number']} is up")
+    return cfg.opensearch_endpoint
+
+
+def stop_services() -> list[str]:
+    """Stop every service this checkout started; returns the names of those that were running."""
+    return [name for name in SERVICES if stop_process(name, timeout=60 if name == "mysql" else 10)]
