@@ -8,74 +8,51 @@ same path a long backfill takes when Lambda's time runs short.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
 from fanout.operations.backfill import BackfillJob, KeyRange, load_checkpoint
 from fanout.operations.backfill_parallel import load_plan
-from fanout.operations.verify import compare_row
-from fanout.sinks.opensearch import make_client
-from local.stack import source_connection
-from tests.support.aws import aws_client, aws_resource
-from tests.support.e2e import wait_until
+from tests.support.e2e import Stack, post, wait_until
 
 POSTS = default_mappings().tables["posts"]
 ROWS, BATCH, PAGES_PER_INVOCATION = 150, 25, 2
 
 
-@pytest.fixture(scope="module")
-def stack(deployed_stack: dict[str, str]) -> Iterator[dict[str, Any]]:
-    env = deployed_stack
-    db = source_connection(env)
-    yield {
-        "env": env,
-        "db": db,
-        "lambda": aws_client(env, "lambda"),
-        "opensearch": make_client(env["OPENSEARCH_ENDPOINT"]),
-        "table": aws_resource(env, "dynamodb").Table(env["DYNAMODB_TABLE"]),
-    }
-    db.close()
-
-
 @pytest.fixture
-def uncaptured_posts(stack: dict[str, Any]) -> Iterator[list[int]]:
+def uncaptured_posts(stack: Stack) -> Iterator[list[int]]:
     """ROWS posts with ids of their own, inserted with capture switched off; deleted (captured) after."""
     first = random.randrange(10**9, 2 * 10**9)
     ids = list(range(first, first + ROWS))
-    with stack["db"].cursor() as cur:
+    with stack.db.cursor() as cur:
         cur.execute("SET @fanout_disable = 1")
-        cur.execute(
-            "INSERT INTO posts (id, title, body, author) SELECT seq, CONCAT('bulk ', seq), 'b', 'bulk job' "
-            f"FROM seq_{ids[0]}_to_{ids[-1]}"
-        )
-        cur.execute("SET @fanout_disable = NULL")
+        try:  # one multi-row INSERT (PyMySQL batches executemany's rows)
+            cur.executemany(
+                "INSERT INTO posts (id, title, body, author) VALUES (%s, %s, 'b', 'bulk job')",
+                [(key, f"bulk {key}") for key in ids],
+            )
+        finally:
+            cur.execute("SET @fanout_disable = NULL")
     yield ids
-    with stack["db"].cursor() as cur:
-        cur.execute("DELETE FROM posts WHERE id BETWEEN %s AND %s", (ids[0], ids[-1]))
+    stack.sql("DELETE FROM posts WHERE id BETWEEN %s AND %s", ids[0], ids[-1])
 
 
-def agrees(stack: dict[str, Any], key: int) -> bool:
-    change = Change("posts", (("id", key),), "update", 0)
-    return compare_row(stack["db"], POSTS, change, stack["opensearch"], stack["table"]).agrees
+def agrees(stack: Stack, key: int) -> bool:
+    return stack.agreed(post(key)) is not None
 
 
-def invoke(stack: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
-    response = stack["lambda"].invoke(
-        FunctionName=stack["env"]["MAINTENANCE_FUNCTION_NAME"], Payload=json.dumps(event).encode()
-    )
-    body = json.loads(response["Payload"].read())
+def invoke(stack: Stack, event: dict[str, Any]) -> dict[str, Any]:
+    response, body = stack.invoke(stack.env.maintenance_function_name, event)
     assert "FunctionError" not in response, body
     return dict(body)
 
 
 def test_a_backfill_continues_in_new_invocations_until_its_range_is_done(
-    stack: dict[str, Any], uncaptured_posts: list[int]
+    stack: Stack, uncaptured_posts: list[int]
 ) -> None:
     ids = uncaptured_posts
     # Given rows the triggers never saw
@@ -98,7 +75,7 @@ def test_a_backfill_continues_in_new_invocations_until_its_range_is_done(
     job = BackfillJob("posts", KeyRange((ids[0],), (ids[-1],)))
     done = wait_until(
         "the backfill to finish in later invocations",
-        lambda: (c := load_checkpoint(stack["db"], POSTS, job.job_id)) is not None and c.status == "done" and c,
+        lambda: (c := load_checkpoint(stack.db, POSTS, job.job_id)) is not None and c.status == "done" and c,
         timeout=120,
     )
     assert (done.rows_done, done.pages_done, done.last_key) == (ROWS, ROWS // BATCH, (ids[-1],))
@@ -107,9 +84,7 @@ def test_a_backfill_continues_in_new_invocations_until_its_range_is_done(
     assert disagreeing == []
 
 
-def test_a_backfill_with_workers_runs_one_invocation_chain_per_range(
-    stack: dict[str, Any], uncaptured_posts: list[int]
-) -> None:
+def test_a_backfill_with_workers_runs_one_invocation_chain_per_range(stack: Stack, uncaptured_posts: list[int]) -> None:
     ids = uncaptured_posts
     # When the maintenance function is asked to backfill the rows' range with 3 workers, two pages per invocation
     event = {
@@ -125,17 +100,17 @@ def test_a_backfill_with_workers_runs_one_invocation_chain_per_range(
     # Then it plans three ranges and starts one invocation for each
     assert (started["status"], started["workers"]) == ("started", 3), started
     job = BackfillJob("posts", KeyRange((ids[0],), (ids[-1],)))
-    ranges = load_plan(stack["db"], POSTS, job, 3)
+    ranges = load_plan(stack.db, POSTS, job, 3)
     assert ranges is not None and [r.job_id for r in ranges] == [r["job_id"] for r in started["ranges"]]
 
     # And every range finishes from its own checkpoint, in its own chain of invocations
     def finished(job_id: str) -> bool:
-        checkpoint = load_checkpoint(stack["db"], POSTS, job_id)
+        checkpoint = load_checkpoint(stack.db, POSTS, job_id)
         return checkpoint is not None and checkpoint.status == "done"
 
     for part in ranges:
         wait_until(f"range {part.key_range} to finish", lambda part=part: finished(part.job_id), timeout=180)
-    points = [load_checkpoint(stack["db"], POSTS, part.job_id) for part in ranges]
+    points = [load_checkpoint(stack.db, POSTS, part.job_id) for part in ranges]
     assert sum(p.rows_done for p in points if p) == ROWS
     assert [key for key in ids if not agrees(stack, key)] == []
 
@@ -149,12 +124,9 @@ def test_a_backfill_with_workers_runs_one_invocation_chain_per_range(
     ],
 )
 def test_a_malformed_maintenance_event_is_refused_with_the_field_named(
-    stack: dict[str, Any], event: dict[str, Any], reason: str
+    stack: Stack, event: dict[str, Any], reason: str
 ) -> None:
-    response = stack["lambda"].invoke(
-        FunctionName=stack["env"]["MAINTENANCE_FUNCTION_NAME"], Payload=json.dumps(event).encode()
-    )
-    error = json.loads(response["Payload"].read())
+    response, error = stack.invoke(stack.env.maintenance_function_name, event)
     # Lambda names the exception class; ministack 1.5.33 says "Runtime.HandlerError" for every one
     assert response.get("FunctionError") and error["errorType"] in ("BadEvent", "Runtime.HandlerError")
     assert reason in error["errorMessage"]

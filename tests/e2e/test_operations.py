@@ -13,45 +13,30 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from fanout.model.mapping import default_mappings
-from fanout.operations.verify import compare_row
-from fanout.sinks.opensearch import make_client
 from fanout_cli.dead_letters.queue import DeadLetterQueue
 from fanout_cli.main import main as fanout
 from fanout_cli.stack_resources import StackResources
-from local.stack import source_connection
-from tests.support.aws import aws_client, aws_resource
-from tests.support.e2e import key_change, wait_until
-
-POSTS = default_mappings().get("posts")
+from local.config import LocalConfig
+from local.processes import stop_process
+from local.services import ensure_opensearch
+from tests.support.e2e import Stack, post, wait_until
 
 
 @pytest.fixture(scope="module")
-def ops(deployed_stack: dict[str, str]) -> Iterator[dict[str, Any]]:
-    env = deployed_stack
-    conn = source_connection(env)
-    resources = StackResources.from_env(env)
-    sqs = aws_client(env, "sqs")
-    yield {
-        "env": env,
-        "db": conn,
-        "logs": aws_client(env, "logs"),
-        "dlq": DeadLetterQueue(sqs, env["DEAD_LETTER_QUEUE_URL"], resources),
-        "opensearch": make_client(env["OPENSEARCH_ENDPOINT"]),
-        "table": aws_resource(env, "dynamodb").Table(env["DYNAMODB_TABLE"]),
-    }
-    conn.close()
+def dlq(stack: Stack) -> DeadLetterQueue:
+    env = stack.env.environ()
+    return DeadLetterQueue(stack.client("sqs"), stack.env.dead_letter_queue_url, StackResources.from_env(env))
 
 
 @pytest.fixture
-def cli(ops: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., Any]:
+def cli(stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., Any]:
     """`fanout ...` in process, configured as an operator would be: `set -a; . .local/stack.env`."""
-    for name, value in ops["env"].items():
+    for name, value in stack.env.environ().items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("FANOUT_STACK_NAME", raising=False)
 
@@ -64,14 +49,12 @@ def cli(ops: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
     return run
 
 
-def insert_post(ops: dict[str, Any], title: str) -> int:
-    with ops["db"].cursor() as cur:
-        cur.execute("INSERT INTO posts (title, body, author) VALUES (%s, 'b', 'ops')", (title,))
-        return int(cur.lastrowid)
+def insert_post(stack: Stack, title: str) -> int:
+    return stack.sql("INSERT INTO posts (title, body, author) VALUES (%s, 'b', 'ops')", title)
 
 
-def log_events(ops: dict[str, Any], group: str) -> list[dict[str, Any]]:
-    return list(ops["logs"].filter_log_events(logGroupName=group).get("events", []))
+def log_events(stack: Stack, group: str) -> list[dict[str, Any]]:
+    return list(stack.client("logs").filter_log_events(logGroupName=group).get("events", []))
 
 
 def json_lines(events: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -82,17 +65,17 @@ def json_lines(events: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[
     return found
 
 
-def agreed(ops: dict[str, Any], key: int) -> bool:
-    return compare_row(ops["db"], POSTS, key_change(key), ops["opensearch"], ops["table"]).agrees
+def agreed(stack: Stack, key: int) -> bool:
+    return stack.agreed(post(key)) is not None
 
 
-def test_a_change_logs_every_step_under_one_correlation_id_and_emits_its_lag(ops: dict[str, Any]) -> None:
+def test_a_change_logs_every_step_under_one_correlation_id_and_emits_its_lag(stack: Stack) -> None:
     # Given / When a row is inserted
-    key = insert_post(ops, f"observed {uuid.uuid4().hex[:8]}")
+    key = insert_post(stack, f"observed {uuid.uuid4().hex[:8]}")
 
     # Then the fetcher logs its batch (one INFO line) with the correlation id the parser logged on acceptance
     def applied() -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        lines = json_lines(log_events(ops, ops["env"]["FETCHER_LOG_GROUP"]))
+        lines = json_lines(log_events(stack, stack.env.fetcher_log_group))
         return [
             (e, f)
             for e, f in lines
@@ -105,7 +88,7 @@ def test_a_change_logs_every_step_under_one_correlation_id_and_emits_its_lag(ops
 
     # (a drainer may still be lingering after handing the change on: its lines arrive when its invocation ends)
     def accepted_lines() -> list[dict[str, Any]]:
-        parser_lines = json_lines(log_events(ops, ops["env"]["PARSER_LOG_GROUP"]))
+        parser_lines = json_lines(log_events(stack, stack.env.parser_log_group))
         return [f for _, f in parser_lines if f.get("message") == "change accepted" and f.get("key") == str(key)]
 
     accepted = wait_until("the parser's acceptance in its log", accepted_lines)
@@ -116,8 +99,8 @@ def test_a_change_logs_every_step_under_one_correlation_id_and_emits_its_lag(ops
     assert batch["function_request_id"] != correlation_id  # another function, same id
 
     # and the same invocation wrote the lag of each write as an EMF metric, per table and sink
-    stream = ops["logs"].filter_log_events(
-        logGroupName=ops["env"]["FETCHER_LOG_GROUP"], logStreamNames=[event["logStreamName"]]
+    stream = stack.client("logs").filter_log_events(
+        logGroupName=stack.env.fetcher_log_group, logStreamNames=[event["logStreamName"]]
     )["events"]
     blobs = [f for _, f in json_lines(stream) if "_aws" in f and f.get("table") == "posts"]
     lag_by_sink = {b["sink"]: b["ReplicationLag"] for b in blobs if "ReplicationLag" in b}
@@ -129,32 +112,28 @@ def test_a_change_logs_every_step_under_one_correlation_id_and_emits_its_lag(ops
 
 
 def stop_opensearch() -> None:
-    from local.stack import stop_process
-
     assert stop_process("opensearch"), "the local OpenSearch node was not running"
 
 
 def start_opensearch() -> None:
-    from local.stack import LocalConfig, ensure_opensearch
-
     ensure_opensearch(LocalConfig.from_env())
 
 
 def test_a_change_that_failed_in_a_sink_is_redriven_from_the_dead_letter_queue(
-    ops: dict[str, Any], cli: Callable[..., Any]
+    stack: Stack, dlq: DeadLetterQueue, cli: Callable[..., Any]
 ) -> None:
     # Given an empty dead-letter queue and a replicated row
-    for letter in ops["dlq"].hold_all(hold_seconds=60):
-        ops["dlq"].delete(letter)
-    key = insert_post(ops, f"before the outage {uuid.uuid4().hex[:8]}")
-    wait_until("the row to be replicated", lambda: agreed(ops, key))
+    for letter in dlq.hold_all(hold_seconds=60):
+        dlq.delete(letter)
+    key = insert_post(stack, f"before the outage {uuid.uuid4().hex[:8]}")
+    wait_until("the row to be replicated", lambda: agreed(stack, key))
 
     # When OpenSearch goes down and the row changes
     stop_opensearch()
     try:
         title = f"during the outage {uuid.uuid4().hex[:8]}"
         changed_at = time.time()
-        with ops["db"].cursor() as cur:
+        with stack.db.cursor() as cur:
             cur.execute("UPDATE posts SET title = %s WHERE id = %s", (title, key))
 
         # Then, once its retries are spent (Lambda's async retries, or the fetch queue's receives), the fetch is
@@ -181,7 +160,7 @@ def test_a_change_that_failed_in_a_sink_is_redriven_from_the_dead_letter_queue(
         # and a redrive while the sink is still down leaves it there, with the new error
         code, results = cli("dlq", "redrive", "--id", letter["id"], "--json")
         assert code == 1
-        assert [(r["outcome"], r["function"]) for r in results] == [("kept", ops["env"]["FETCHER_FUNCTION_NAME"])]
+        assert [(r["outcome"], r["function"]) for r in results] == [("kept", stack.env.fetcher_function_name)]
         [kept] = ours()
         assert kept["redrive_count"] == 1 and "opensearch failed" in kept["last_redrive_error"]
 
@@ -200,8 +179,8 @@ def test_a_change_that_failed_in_a_sink_is_redriven_from_the_dead_letter_queue(
 
     # Then it was applied: both sinks hold the changed row, and the letter is gone from the queue
     assert code == 0 and [r["outcome"] for r in results] == ["replayed"]
-    assert agreed(ops, key)
-    assert ops["opensearch"].get(index="posts", id=str(key))["_source"]["title"] == title
+    assert agreed(stack, key)
+    assert stack.opensearch.get(index="posts", id=str(key))["_source"]["title"] == title
     assert ours() == []
 
     # and status shows the queue as it now is and a lag that spans the outage
