@@ -1,4 +1,4 @@
-"""The demo: change rows in MariaDB and watch them arrive in OpenSearch and DynamoDB.
+"""The demo: change rows in MySQL (8.0, Aurora MySQL 3's engine) and watch them arrive in OpenSearch and DynamoDB.
 
 Runs against the stack that `make up` started (it reads .local/stack.env).
 Two tables: in `posts` (integer key) it inserts three posts, updates one,
@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 from fanout.model.change import Change  # noqa: E402
 from fanout.model.mapping import default_mappings  # noqa: E402
 from fanout.operations.verify import RowComparison, compare_row  # noqa: E402
-from local.stack import read_stack_env, source_connection  # noqa: E402
+from local.config import StackEnv  # noqa: E402
+from local.database import source_connection  # noqa: E402
 
 TIMEOUT_SECONDS = float(os.environ.get("DEMO_TIMEOUT_SECONDS", "90"))
 
@@ -97,7 +98,7 @@ def describe_setting(row: dict) -> str:  # type: ignore[type-arg]
 
 
 def render(results: list[RowComparison], table_name: str, index: str, table: str, describe) -> str:  # type: ignore[no-untyped-def]
-    source_title = f"source (MariaDB {table_name})"
+    source_title = f"source (MySQL {table_name})"
     lines = [f"{'key':>24}  {source_title:<52} {'OpenSearch ' + index:<26} {'DynamoDB ' + table[:30]}"]
     for r in results:
         if r.source is None:
@@ -124,22 +125,22 @@ def render(results: list[RowComparison], table_name: str, index: str, table: str
 def main() -> int:
     import boto3
 
-    env = read_stack_env()
-    if not env:
+    env = StackEnv.read()
+    if env is None:
         print("no .local/stack.env: run `make up` first", file=sys.stderr)
         return 2
-    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
+    os.environ.update({k: v for k, v in env.environ().items() if k.startswith("AWS_")})
     from fanout.sinks.opensearch import make_client
 
     mappings = default_mappings()
     conn = source_connection(env)
-    opensearch = make_client(env["OPENSEARCH_ENDPOINT"])
-    table = boto3.resource("dynamodb").Table(env["DYNAMODB_TABLE"])
+    opensearch = make_client(env.opensearch_endpoint)
+    table = boto3.resource("dynamodb").Table(env.dynamodb_table)
 
     run = uuid.uuid4().hex[:6]
     started = time.monotonic()
     ids = make_changes(conn, run)
-    print(f"wrote to MariaDB: inserted 3 posts, updated {ids[0]}, moved {ids[1]} → {ids[2]}, deleted {ids[3]}")
+    print(f"wrote to MySQL: inserted 3 posts, updated {ids[0]}, moved {ids[1]} → {ids[2]}, deleted {ids[3]}")
     settings = make_setting_changes(conn, run)
     print(f"and to tenant_settings of {settings[0][0]!r}: inserted 3, updated 'theme', moved 'locale' → 'Locale', "
           "deleted 'beta: new editor'")  # fmt: skip
@@ -162,11 +163,11 @@ def main() -> int:
         time.sleep(0.25)
     for name, (_, describe) in tables.items():
         print()
-        print(render(results[name], name, mappings.tables[name].opensearch_index, env["DYNAMODB_TABLE"], describe))
+        print(render(results[name], name, mappings.tables[name].opensearch_index, env.dynamodb_table, describe))
     if not all(settled(r) for r in everything):
         print(f"\nsinks still disagree with the source after {elapsed:.0f}s; see .local/logs/", file=sys.stderr)
         return 1
-    print(f"\nall {len(everything)} keys of 2 tables agree in MariaDB, OpenSearch and DynamoDB after {elapsed:.1f}s")
+    print(f"\nall {len(everything)} keys of 2 tables agree in MySQL, OpenSearch and DynamoDB after {elapsed:.1f}s")
     return composed_demo(conn, opensearch, table, mappings.tables["articles"], run)
 
 
@@ -226,7 +227,7 @@ def composed_demo(conn, opensearch, table, articles, run: str) -> int:  # type: 
         cur.execute("UPDATE articles SET status = 'draft' WHERE id = %s", (ids[1],))
     if not wait(f"article {ids[1]} unpublished: removed", lambda: search(renamed) == ids[:1]):
         return 1
-    print("composed documents agree in MariaDB, OpenSearch and DynamoDB")
+    print("composed documents agree in MySQL, OpenSearch and DynamoDB")
     return 0
 
 
