@@ -23,6 +23,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from bench.harness import create_replica_table, local_services, number_table
 from fanout.config import DatabaseSettings
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.operations.backfill import BackfillJob, run_backfill
@@ -31,15 +32,8 @@ from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
-from local.stack import (
-    LocalConfig,
-    create_database,
-    create_replica_table,
-    drop_database,
-    ensure_mariadb,
-    ensure_ministack,
-    ensure_opensearch,
-)
+from local.config import LocalConfig
+from local.database import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = int(os.environ.get("BENCH_BACKFILL_ROWS", "100000"))
@@ -60,10 +54,10 @@ def measure(cfg: LocalConfig, rows: int) -> dict[str, float]:
             cur.execute((ROOT / "local" / "demo_schema.sql").read_text().split(";")[0])
             cur.execute((ROOT / "db" / "migrations" / "V005__backfill_checkpoint.sql").read_text())
             fill = (
-                "INSERT INTO posts (id, title, body, author, status) SELECT seq, CONCAT('post ', seq), "
-                "REPEAT('body ', 40), 'bench', 'published' FROM seq_1_to_%d"
+                "INSERT INTO posts (id, title, body, author, status) SELECT seq, CONCAT('post ', seq), "  # noqa: S608
+                f"REPEAT('body ', 40), 'bench', 'published' FROM {number_table(conn, rows)}"
             )
-            cur.execute(fill % rows)
+            cur.execute(fill)
         sinks = [OpenSearchSink(opensearch), DynamoDBSink(table, tombstone_ttl_seconds=3600)]
         readers = SinkReaders(opensearch, dynamodb, table.name)
         started = time.monotonic()
@@ -97,10 +91,7 @@ def measure(cfg: LocalConfig, rows: int) -> dict[str, float]:
 
 
 def main() -> int:
-    cfg = LocalConfig.from_env()
-    ensure_mariadb(cfg)
-    ensure_ministack(cfg)
-    ensure_opensearch(cfg)
+    cfg = local_services()
     small, large = measure(cfg, max(1, ROWS // 10)), measure(cfg, ROWS)
     results = {
         "fetch_path": "batched: one locking read per page, _bulk, conditional puts in TransactWriteItems",

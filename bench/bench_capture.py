@@ -1,6 +1,6 @@
 """Benchmark: per-row capture against the change log, through the deployed local stack.
 
-Both designs in one run, on the stack `make up` deployed (trigger -> lambda_async shim ->
+Both designs in one run, on the stack `make up` deployed (trigger -> lambda_async loadable function ->
 bridge -> parser on ministack -> fetch path -> OpenSearch and DynamoDB):
 
   per-row     the triggers of V004: one lambda_async call per row, one parser invoke each;
@@ -9,8 +9,9 @@ bridge -> parser on ministack -> fetch path -> OpenSearch and DynamoDB):
 
 The triggers of each design are installed on the stack's database from the committed
 migration files (rendered as the migration runner renders them), and V006's put back at
-the end. The shim spends ``SHIM_DELAY_MS`` (35 ms, Aurora's published figure) in each
-call, inside the statement, as Aurora does; the bridge delivers calls concurrently.
+the end. The bridge is told to spend Aurora's published 35 ms in each call to the parser's ARN
+(``Control.configure(arn, delay_ms=35)``), inside the statement, as Aurora does; it serves calls
+concurrently, as Aurora's sessions each make their own.
 
 For multi-row INSERT, UPDATE and DELETE statements of each size it reports: the
 lambda_async calls, the statement's time (and the same statement without triggers, with
@@ -25,32 +26,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-from fanout.capture.migration_scripts import load_migrations, render, split_statements
-from local.stack import source_connection
+import boto3
 
-ROOT = Path(__file__).resolve().parent.parent
-SHIM_DELAY_MS = 35
+from bench.harness import AURORA_LAMBDA_ASYNC_MS, ROOT, deployed_stack, lambda_async_bridge, write_results
+from fanout.capture.migration_scripts import load_migrations, render, split_statements
+from fanout.sinks.opensearch import make_client
+from local.config import StackEnv
+from local.database import source_connection
+from local.lambda_async.bridge import Control
+
 DEFAULT_SIZES = (1, 100, 1000)
 SETTLE_TIMEOUT_SECONDS = 600
 SESSIONS = 8
 SESSION_ROWS = 400  # rows per multi-session run
 STEADY_RATE = 50.0  # rows/s in all, for the steady run
 DESIGNS = {"per-row": 4, "change log": 6}  # the migration whose triggers each design runs
-OUTBOX = "fanout_lambda_async_outbox"
-
-
-def stack_env() -> dict[str, str]:
-    env: dict[str, str] = {}
-    for line in (ROOT / ".local" / "stack.env").read_text().splitlines():
-        if "=" in line:
-            name, value = line.split("=", 1)
-            env[name] = value
-    return env
 
 
 def install(conn: Any, version: int, arn: str) -> None:
@@ -65,31 +60,25 @@ def install(conn: Any, version: int, arn: str) -> None:
                 cur.execute(f"DROP TRIGGER IF EXISTS fanout_{table}_after_{action}_v{other:03d}")
 
 
-def calls_so_far(conn: Any) -> int:
-    """lambda_async calls made so far: the shim's outbox counter (the bridge deletes delivered rows)."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
-            (OUTBOX,),
-        )
-        return int(cur.fetchone()[0] or 1)
+BRIDGE: Control = lambda_async_bridge()
+
+
+def calls_so_far() -> int:
+    """lambda_async calls made so far: the bridge's count of the calls it served (this stack's alone)."""
+    return BRIDGE.ping()
 
 
 class Sinks:
-    def __init__(self, env: dict[str, str]) -> None:
-        import boto3
-
-        from fanout.sinks.opensearch import make_client
-
-        self.opensearch = make_client(env["OPENSEARCH_ENDPOINT"])
+    def __init__(self, env: StackEnv) -> None:
+        self.opensearch = make_client(env.opensearch_endpoint)
         self.dynamodb = boto3.resource(
             "dynamodb",
-            endpoint_url=env["AWS_ENDPOINT_URL"],
-            region_name=env["AWS_DEFAULT_REGION"],
+            endpoint_url=env.aws_endpoint_url,
+            region_name=env.aws_default_region,
             aws_access_key_id="test",
             aws_secret_access_key="test",
         )
-        self.table = env["DYNAMODB_TABLE"]
+        self.table = env.dynamodb_table
 
     def settled(self, keys: list[int], title: str | None) -> bool:
         """Whether both sinks hold every key with ``title`` (``None``: every key deleted)."""
@@ -143,25 +132,25 @@ def run_size(conn: Any, sinks: Sinks, n: int) -> dict[str, Any]:
     """INSERT, UPDATE and DELETE of ``n`` rows under the installed triggers, each settled in both sinks."""
     out: dict[str, Any] = {}
     title = f"bench {uuid.uuid4().hex[:8]}"
-    before = calls_so_far(conn)
+    before = calls_so_far()
     seconds, first = timed_statement(conn, insert_sql(n), tuple([title] * n))
     keys = list(range(first, first + n))
     out["insert"] = {
-        "calls": calls_so_far(conn) - before,
+        "calls": calls_so_far() - before,
         "statement_s": seconds,
         "to_sinks_s": sinks.wait(keys, title),
     }
     title2 = title + " edited"
-    before = calls_so_far(conn)
+    before = calls_so_far()
     seconds, _ = timed_statement(conn, "UPDATE posts SET title = %s WHERE title = %s", (title2, title))
     out["update"] = {
-        "calls": calls_so_far(conn) - before,
+        "calls": calls_so_far() - before,
         "statement_s": seconds,
         "to_sinks_s": sinks.wait(keys, title2),
     }
-    before = calls_so_far(conn)
+    before = calls_so_far()
     seconds, _ = timed_statement(conn, "DELETE FROM posts WHERE title = %s", (title2,))
-    out["delete"] = {"calls": calls_so_far(conn) - before, "statement_s": seconds, "to_sinks_s": sinks.wait(keys, None)}
+    out["delete"] = {"calls": calls_so_far() - before, "statement_s": seconds, "to_sinks_s": sinks.wait(keys, None)}
     return out
 
 
@@ -194,19 +183,14 @@ def _both(sinks: Sinks, keys: list[int], title: str) -> set[int]:
     return in_search & in_items
 
 
-def sessions_run(env: dict[str, str], sinks: Sinks, rows: int, rate: float | None) -> dict[str, Any]:
+def sessions_run(env: StackEnv, sinks: Sinks, rows: int, rate: float | None) -> dict[str, Any]:
     """Single-row autocommit INSERTs from SESSIONS sessions, at ``rate`` rows/s in all (None: flat out)."""
-    import threading
-
     title = f"bench sessions {uuid.uuid4().hex[:8]}"
     committed: dict[int, float] = {}
     lock = threading.Lock()
     per_session = rows // SESSIONS
     conns = [source_connection(env) for _ in range(SESSIONS)]
-    for conn in conns:
-        with conn.cursor() as cur:
-            cur.execute("SET @fanout_shim_delay_ms = %s", (SHIM_DELAY_MS,))
-    before = calls_so_far(conns[0])
+    before = calls_so_far()
     start = time.monotonic()
 
     def write(index: int, conn: Any) -> None:
@@ -225,7 +209,7 @@ def sessions_run(env: dict[str, str], sinks: Sinks, rows: int, rate: float | Non
         thread.start()
     for thread in threads:
         thread.join()
-    calls = calls_so_far(conns[0]) - before
+    calls = calls_so_far() - before
     seen = arrivals(sinks, committed, title)
     for conn in conns:
         with conn.cursor() as cur:
@@ -269,19 +253,20 @@ def main() -> int:
     parser.add_argument("--name", default="capture", help="results file name: bench/results/<name>.{json,md}")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    env = stack_env()
+    env = StackEnv.read() or deployed_stack()
     conn = source_connection(env, autocommit=False)
     sinks = Sinks(env)
-    results: dict[str, Any] = {"shim_delay_ms": SHIM_DELAY_MS, "sizes": sizes, "designs": {}, "no_triggers": {}}
-    with conn.cursor() as cur:
-        cur.execute("SET @fanout_shim_delay_ms = %s", (SHIM_DELAY_MS,))
+    results: dict[str, Any] = {
+        "lambda_async_delay_ms": AURORA_LAMBDA_ASYNC_MS, "sizes": sizes, "designs": {}, "no_triggers": {},
+    }  # fmt: skip
+    BRIDGE.configure(env.parser_function_arn, delay_ms=AURORA_LAMBDA_ASYNC_MS)
     try:
         for n in sizes:
             results["no_triggers"][str(n)] = untriggered(conn, n)
         for design, version in DESIGNS.items():
             if design not in args.designs.split(","):
                 continue
-            install(conn, version, env["PARSER_FUNCTION_ARN"])
+            install(conn, version, env.parser_function_arn)
             run_size(conn, sinks, 1)  # warm-up, not kept: the first invokes after a deploy start cold
             results["designs"][design] = {}
             for n in sizes:
@@ -293,21 +278,21 @@ def main() -> int:
                     results["designs"][design][f"sessions {name}"] = outcome
                     print(design, name, json.dumps(outcome), flush=True)
     finally:
-        install(conn, 6, env["PARSER_FUNCTION_ARN"])  # the stack's own design, whatever happened
+        install(conn, 6, env.parser_function_arn)  # the stack's own design, whatever happened
         conn.close()
+        BRIDGE.reset(env.parser_function_arn)
     write(results, args.name)
     return 0
 
 
 def write(results: dict[str, Any], name: str) -> None:
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     if len(results["designs"]) < len(DESIGNS):
+        write_results(name, results, f"# Capture: {', '.join(results['designs'])} alone; see {name}.json\n")
         return  # one design alone: the figures are in the JSON, there is nothing to put side by side
     per_row, log = results["designs"]["per-row"], results["designs"]["change log"]
     lines = [
-        f"# Capture: per-row lambda_async vs the change log (deployed local stack, shim at {SHIM_DELAY_MS} ms a call)",
+        "# Capture: per-row lambda_async vs the change log (deployed local stack on MySQL 8.0.31, lambda_async at "
+        f"{AURORA_LAMBDA_ASYNC_MS} ms a call)",
         "",
         "| statement | rows | calls per-row | calls change log | statement s per-row | statement s change log "
         "| × no triggers per-row | × no triggers change log | COMMIT→both sinks s per-row | change log | ratio |",
@@ -343,12 +328,12 @@ def write(results: dict[str, Any], name: str) -> None:
             )
     lines += [
         "",
-        "calls: lambda_async calls the statement made. statement s: the statement and its COMMIT, with the shim",
+        "calls: lambda_async calls the statement made. statement s: the statement and its COMMIT, with the bridge",
         "spending the delay in each call. × no triggers: against the same statement with @fanout_disable = 1.",
         "COMMIT→both sinks: until OpenSearch and DynamoDB both hold every row's new state (polled every 0.2 s).",
         "Ratio: per-row over change log. ministack starts a process per Lambda invoke, which weighs on both designs.",
     ]
-    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    write_results(name, results, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

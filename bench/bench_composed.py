@@ -1,6 +1,6 @@
 """Benchmark: composed documents beside single-table ones, and the fan-out of a parent change.
 
-In one process run, on the local MariaDB, OpenSearch node and ministack's DynamoDB:
+In one process run, on the local MySQL 8.0, OpenSearch node and ministack's DynamoDB:
   (a) per document, the fetch path (apply_changes with the batched read, both sinks) for ``posts``
       (one row) and for ``articles`` composed of an author, 5 comments and 3 tags: source statements
       (the session's Com_select), document bytes (the OpenSearch JSON) and time, interleaved rounds;
@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench.harness import create_replica_table, local_services, number_table
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
@@ -36,16 +37,7 @@ from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_docu
 from fanout.source.compose import root_page
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
-from local.stack import (
-    LocalConfig,
-    create_database,
-    create_replica_table,
-    drop_database,
-    ensure_mariadb,
-    ensure_ministack,
-    ensure_opensearch,
-    run_sql_file,
-)
+from local.database import create_database, drop_database, run_sql_file
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = 300
@@ -78,35 +70,37 @@ def selects(conn: Any) -> int:
 
 
 def main() -> int:
-    cfg = LocalConfig.from_env()
-    ensure_mariadb(cfg)
-    ensure_ministack(cfg)
-    ensure_opensearch(cfg)
+    cfg = local_services()
     db_name = create_database(cfg)
     settings = DatabaseSettings(cfg.db_host, cfg.db_port, db_name, cfg.db_user, cfg.db_password)
     conn = connect(settings)
     run_sql_file(conn, ROOT / "local" / "demo_schema.sql")
     n = DOCUMENTS
+    top = 10_000 + max(FAN_OUT)
+    number_table(conn, top)
     with conn.cursor() as cur:
         cur.execute("INSERT INTO authors (id, name) VALUES (1, 'Ann'), (2, 'Fan Out')")
         cur.execute(
             f"INSERT INTO posts (id, title, body, author, status) SELECT seq, CONCAT('post ', seq), "  # noqa: S608
-            f"REPEAT('body ', 40), 'Ann', 'published' FROM seq_1_to_{n}"
+            f"REPEAT('body ', 40), 'Ann', 'published' FROM numbers WHERE seq <= {n}"
         )
         cur.execute(
             f"INSERT INTO articles (id, title, body, status, author_id) SELECT seq, CONCAT('post ', seq), "  # noqa: S608
-            f"REPEAT('body ', 40), 'published', 1 FROM seq_1_to_{n}"
+            f"REPEAT('body ', 40), 'published', 1 FROM numbers WHERE seq <= {n}"
         )
         cur.execute(
             "INSERT INTO comments (article_id, commenter, body, created_at) SELECT a.seq, 'c', "  # noqa: S608
-            f"CONCAT('comment ', c.seq), '2026-01-01' + INTERVAL c.seq DAY FROM seq_1_to_{n} a JOIN seq_1_to_5 c"
+            f"CONCAT('comment ', c.seq), '2026-01-01' + INTERVAL c.seq DAY FROM numbers a JOIN numbers c "
+            f"ON c.seq <= 5 WHERE a.seq <= {n}"
         )
         cur.execute("INSERT INTO tags (id, name) VALUES (1, 'red'), (2, 'green'), (3, 'blue')")
-        cur.execute(f"INSERT INTO article_tags SELECT a.seq, t.seq FROM seq_1_to_{n} a JOIN seq_1_to_3 t")  # noqa: S608
-        top = 10_000 + max(FAN_OUT)
+        cur.execute(
+            "INSERT INTO article_tags SELECT a.seq, t.seq FROM numbers a JOIN numbers t "  # noqa: S608
+            f"ON t.seq <= 3 WHERE a.seq <= {n}"
+        )
         cur.execute(
             f"INSERT INTO articles (id, title, body, status, author_id) SELECT seq, CONCAT('fan ', seq), "  # noqa: S608
-            f"'b', 'published', NULL FROM seq_10001_to_{top}"
+            f"'b', 'published', NULL FROM numbers WHERE seq BETWEEN 10001 AND {top}"
         )
     dynamodb, table = create_replica_table(cfg, db_name)
     client = make_client(cfg.opensearch_endpoint)

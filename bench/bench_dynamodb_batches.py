@@ -32,6 +32,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bench.harness import create_replica_table, local_services, number_table
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping, default_mappings
@@ -41,15 +42,8 @@ from fanout.sinks.dynamodb import CONDITION, MAX_TRANSACTION_ITEMS, DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import RowState, read_row, read_rows
-from local.stack import (
-    LocalConfig,
-    create_database,
-    create_replica_table,
-    drop_database,
-    ensure_mariadb,
-    ensure_ministack,
-    ensure_opensearch,
-)
+from local.config import LocalConfig
+from local.database import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = int(os.environ.get("BENCH_ROWS", "2000"))
@@ -206,7 +200,7 @@ def backfill_rate(cfg: LocalConfig, workers: int, opensearch_too: bool = True) -
             cur.execute((ROOT / "db" / "migrations" / "V005__backfill_checkpoint.sql").read_text())
             cur.execute(
                 "INSERT INTO posts (id, title, body, author, status) SELECT seq, CONCAT('post ', seq), "  # noqa: S608
-                f"REPEAT('body ', 40), 'bench', 'published' FROM seq_1_to_{int(ROWS)}"
+                f"REPEAT('body ', 40), 'bench', 'published' FROM {number_table(conn, ROWS)}"
             )
 
         def runner() -> Any:
@@ -256,10 +250,7 @@ def ratio(a: float, b: float) -> float:
 
 
 def main() -> int:
-    cfg = LocalConfig.from_env()
-    ensure_mariadb(cfg)
-    ensure_ministack(cfg)
-    ensure_opensearch(cfg)
+    cfg = local_services()
     tag = f"fanout-bench-{os.getpid()}"
     result: dict[str, Any] = {"rows": ROWS, "queued_batch": BATCH, "workers": WORKERS}
     # The fetch path's EMF metric lines (printed, as in Lambda) stay out of the output; their cost stays in.

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.harness import create_replica_table, local_services
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
@@ -27,15 +28,7 @@ from fanout.sinks.dynamodb import DynamoDBSink, dynamodb_item
 from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_document
 from fanout.source.connection import connect
 from fanout.source.reader import read_row
-from local.stack import (
-    LocalConfig,
-    create_database,
-    create_replica_table,
-    drop_database,
-    ensure_mariadb,
-    ensure_ministack,
-    ensure_opensearch,
-)
+from local.database import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 300
@@ -44,10 +37,7 @@ ROUNDS = 3
 
 def main() -> int:
 
-    cfg = LocalConfig.from_env()
-    ensure_mariadb(cfg)
-    ensure_ministack(cfg)
-    ensure_opensearch(cfg)
+    cfg = local_services()
     db_name = create_database(cfg)
     settings = DatabaseSettings(cfg.db_host, cfg.db_port, db_name, cfg.db_user, cfg.db_password)
     conn = connect(settings)

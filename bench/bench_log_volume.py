@@ -1,7 +1,7 @@
 """Benchmark: how many bytes of logs each replicated change writes (what CloudWatch Logs ingests and bills).
 
 Runs the real parser and fetcher handlers in this process, wired by their own
-cold-start code to the local stack (MariaDB, the local OpenSearch node, ministack's
+cold-start code to the local stack (MySQL 8.0, the local OpenSearch node, ministack's
 SQS and DynamoDB), at the production log level (INFO), and counts what each
 invocation writes to stdout: the JSON log lines and the embedded-metric-format
 blobs. Lambda adds its own START/END/REPORT lines per invocation (not written by
@@ -89,27 +89,17 @@ def sqs_event(bodies: list[str]) -> dict[str, Any]:
 
 
 def measure(code_root: Path) -> dict[str, Any]:
-    from local.stack import (
-        LocalConfig,
-        aws_client,
-        create_database,
-        create_replica_table,
-        drop_database,
-        ensure_mariadb,
-        ensure_ministack,
-        ensure_opensearch,
-        source_connection,
-    )
+    # Imported here, not at the top: local.database imports fanout from this checkout's layer, and the handlers
+    # measured must import the code under test (``code_root``) instead, so fanout is unloaded after these.
+    from bench.harness import create_replica_table, local_services
+    from local.database import admin_connection, create_database, drop_database
+    from local.deploy import aws_client
 
-    # local.stack puts this checkout's layer first on the path (and imports fanout from it): the handlers
-    # measured must import the code under test instead.
     sys.path.insert(0, str(code_root / "layers" / "common"))
     for name in [m for m in sys.modules if m == "fanout" or m.startswith("fanout.")]:
         del sys.modules[name]
-    cfg = LocalConfig.from_env()
-    ensure_mariadb(cfg)
-    ensure_ministack(cfg)
-    endpoint = ensure_opensearch(cfg)
+    cfg = local_services()
+    endpoint = cfg.opensearch_endpoint
     db_name = create_database(cfg, prefix="fanout_logbench")
     _, table = create_replica_table(cfg, db_name)
     sqs = aws_client(cfg, "sqs")
@@ -118,7 +108,7 @@ def measure(code_root: Path) -> dict[str, Any]:
     index = f"posts-{db_name.replace('_', '-')}"
     mapping_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"{db_name}-tables.json"
     try:
-        conn = source_connection(cfg.db_env() | {"DB_NAME": db_name})
+        conn = admin_connection(cfg, db_name)
         with conn.cursor() as cur:
             cur.execute((ROOT / "local" / "demo_schema.sql").read_text().split(";")[0])
             cur.executemany(
@@ -180,7 +170,7 @@ def measure(code_root: Path) -> dict[str, Any]:
             queued_bytes, queued_lines = queued_bytes + size, queued_lines + count
         result["fetcher_queued_10"] = {"bytes": queued_bytes / CHANGES, "lines": queued_lines / CHANGES}
         # the operator commands with --quiet, on the same rows: what they print (stdout and stderr) per row
-        conn = source_connection(cfg.db_env() | {"DB_NAME": db_name})
+        conn = admin_connection(cfg, db_name)
         with conn.cursor() as cur:
             cur.execute((ROOT / "db" / "migrations" / "V005__backfill_checkpoint.sql").read_text())
         conn.close()

@@ -1,7 +1,7 @@
 """Benchmark: the original one-invoke-per-row design against the queued, batched fetch path.
 
 In one process run, on the same rows and the same change streams, against the real
-local servers (MariaDB, the real OpenSearch node, DynamoDB on ministack):
+local servers (MySQL 8.0, the real OpenSearch node, DynamoDB on ministack):
 
   per-row   the original design: per change one parser invoke, one fetcher invoke, one
             locking SELECT, one OpenSearch request and one DynamoDB write
@@ -44,6 +44,7 @@ from typing import Any
 
 import pymysql
 
+from bench.harness import create_replica_table, local_services
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
@@ -54,15 +55,8 @@ from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import ConnectionHolder, connect
 from fanout.source.reader import RowState, read_row, read_rows
-from local.stack import (
-    LocalConfig,
-    create_database,
-    create_replica_table,
-    drop_database,
-    ensure_mariadb,
-    ensure_ministack,
-    ensure_opensearch,
-)
+from local.config import LocalConfig
+from local.database import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 5000
@@ -371,7 +365,7 @@ def raw_rates(world: World, conn: Any, rng: random.Random) -> dict[str, float]:
         for key in keys:
             cur.execute("SELECT * FROM posts WHERE id = %s", (key,))
             cur.fetchall()
-    rates["mariadb_pk_reads_per_s"] = round(len(keys) / (time.perf_counter() - started), 1)
+    rates["mysql_pk_reads_per_s"] = round(len(keys) / (time.perf_counter() - started), 1)
     docs = 5000
     body: list[dict[str, Any]] = []
     for i in range(docs):
@@ -412,7 +406,7 @@ def raw_rates(world: World, conn: Any, rng: random.Random) -> dict[str, float]:
 
 
 # What the queued path uses of each component: single puts are the per-row path's form, not its.
-QUEUED_COMPONENTS = ("mariadb_pk_reads_per_s", "opensearch_bulk_docs_per_s", "dynamodb_transacted_items_per_s")
+QUEUED_COMPONENTS = ("mysql_pk_reads_per_s", "opensearch_bulk_docs_per_s", "dynamodb_transacted_items_per_s")
 
 
 def import_times() -> dict[str, float]:
@@ -472,10 +466,7 @@ def ratio(a: float, b: float) -> float:
 
 
 def main() -> int:
-    cfg = LocalConfig.from_env()
-    ensure_mariadb(cfg)
-    ensure_ministack(cfg)
-    ensure_opensearch(cfg)
+    cfg = local_services()
     world, db_name = setup(cfg)
     rng = random.Random(6)
     # The fetcher's EMF metric lines (printed, as in Lambda) stay out of the report; their cost stays in.
@@ -523,7 +514,7 @@ def write_results(result: dict[str, Any]) -> None:
         "# Per-row design vs queued batches (one run, same rows and change streams)",
         "",
         f"{result['rows']} rows; throughput runs drain a backlog with one fetcher, queued batches of "
-        f"{result['queued_batch_size']}; real MariaDB, OpenSearch 2.19 and ministack DynamoDB, in process "
+        f"{result['queued_batch_size']}; real MySQL 8.0.31, OpenSearch 2.19 and ministack DynamoDB, in process "
         "(see bench/bench_throughput.py for why).",
         "",
         "| workload | design | changes/s | fetcher invokes /1k | DB round trips /1k | OpenSearch req /1k "

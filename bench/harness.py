@@ -1,0 +1,97 @@
+"""What every benchmark sets up, in one place: the local services, throwaway schemas and replica tables of its
+own, the deployed stack (for the benchmarks that go through it), and the results files.
+
+The benchmarks run on the same local stack as the tests (local/services.py): MySQL 8.0 with the lambda_async
+loadable function and its bridge, ministack, OpenSearch. Each makes its own schema and DynamoDB table and
+drops them after; results go to bench/results/<name>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from local.config import LocalConfig, StackEnv
+from local.lambda_async.bridge import Control
+from local.services import ensure_ministack, ensure_mysql, ensure_opensearch
+from local.stack import up
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+POSTS_TABLE_SQL = (ROOT / "local" / "demo_schema.sql").read_text().split(";")[0]
+# Aurora's published cost of one lambda_async call (the bridge spends it per call when asked to).
+AURORA_LAMBDA_ASYNC_MS = 35
+
+
+def local_services() -> LocalConfig:
+    """MySQL 8.0 (with lambda_async and its bridge), ministack and OpenSearch running; their configuration."""
+    cfg = LocalConfig.from_env()
+    ensure_mysql(cfg)
+    ensure_ministack(cfg)
+    ensure_opensearch(cfg)
+    return cfg
+
+
+def deployed_stack() -> StackEnv:
+    """The app deployed with the current code on the local stack (`make up`, idempotent)."""
+    return up()
+
+
+def lambda_async_bridge(cfg: LocalConfig | None = None) -> Control:
+    """The bridge the lambda_async loadable function calls: per-ARN delay (Aurora's cost), failure, call counts."""
+    return Control((cfg or LocalConfig.from_env()).lambda_async_port)
+
+
+def create_replica_table(cfg: LocalConfig, name: str) -> tuple[Any, Any]:
+    """A throwaway DynamoDB table on ministack with the ReplicaTable's key schema: ``(dynamodb resource, table)``;
+    the caller deletes the table."""
+    dynamodb = boto3.resource(
+        "dynamodb",
+        endpoint_url=cfg.aws_endpoint,
+        region_name=cfg.region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    table = dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+    )
+    return dynamodb, table
+
+
+def insert_rows(conn: Any, statement: str, rows: Iterable[tuple[Any, ...]], chunk: int = 5000) -> None:
+    """``rows`` inserted with ``statement`` (an INSERT ... VALUES), ``chunk`` rows a multi-row statement
+    (PyMySQL batches executemany's rows; MySQL 8.0 has no sequence tables to SELECT them from)."""
+    batch: list[tuple[Any, ...]] = []
+    with conn.cursor() as cur:
+        for row in rows:
+            batch.append(row)
+            if len(batch) == chunk:
+                cur.executemany(statement, batch)
+                batch = []
+        if batch:
+            cur.executemany(statement, batch)
+
+
+def write_results(name: str, result: dict[str, Any], markdown: str) -> None:
+    """bench/results/<name>.json (the figures) and <name>.md (what the README and docs quote)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown if markdown.endswith("\n") else markdown + "\n")
+
+
+def number_table(conn: Any, upto: int, name: str = "numbers") -> str:
+    """A table ``name`` (column ``seq``) holding 1..``upto`` in the connection's schema, for INSERT ... SELECT fills:
+    MySQL 8.0 has no sequence tables (MariaDB's ``seq_1_to_N``), and a recursive CTE stops at 1,000 levels."""
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE IF NOT EXISTS `{name}` (seq INT UNSIGNED NOT NULL PRIMARY KEY)")
+        cur.execute(f"SELECT COALESCE(MAX(seq), 0) FROM `{name}`")  # noqa: S608 - a name of ours
+        have = int(cur.fetchone()[0])
+    insert_rows(conn, f"INSERT INTO `{name}` (seq) VALUES (%s)", ((i,) for i in range(have + 1, upto + 1)))  # noqa: S608
+    return name
