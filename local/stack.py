@@ -491,7 +491,8 @@ def deploy(cfg: LocalConfig, secret_arn: str) -> dict[str, str]:
         "DbSecretArn": secret_arn,
         "OpenSearchEndpoint": cfg.opensearch_endpoint,
         "OpenSearchAuth": "none",
-        # The local server's certificate is self-signed (not the RDS CA), and ministack has no AWS::Lambda::ResourcePolicy (docs/security.md).
+        # The local server's certificate is self-signed (not the RDS CA), and ministack has no
+        # AWS::Lambda::ResourcePolicy (docs/security.md).
         "DbTls": "off",
         "RestrictInvokers": "false",
         "RemoveTriggersOnDelete": "true",
