@@ -512,6 +512,10 @@ def least_privileged(
     admin = pymysql.connect(**mysql, autocommit=True)
     try:
         create_user(admin, name, password, documented_privileges(), fresh_database)
+        with admin.cursor() as cur:
+            cur.execute("SHOW GRANTS FOR %s@'%%'", (name,))
+            global_grant = cur.fetchone()
+        assert global_grant == (f"GRANT USAGE ON *.* TO `{name}`@`%`",)  # nothing global: no SUPER, no *_ADMIN
         settings = DatabaseSettings(
             host=mysql["host"], port=mysql["port"], name=fresh_database, user=name, password=password
         )
