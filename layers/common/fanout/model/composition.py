@@ -24,12 +24,15 @@ Declared under a root table of the mapping as ``"document"``::
 - ``parents`` (many-to-one): ``on`` maps root columns to the parent's columns; the parent's ``fields``
   are embedded as an object (null when no parent row matches).
 - ``children`` (one-to-many): ``on`` maps the root's primary key columns (all of them) to the child's
-  columns; a list of objects of ``fields``, ordered by ``order_by`` then by every field (a total order,
-  so the same rows always give the same list), at most ``limit`` long; beyond it ``truncate`` keeps the
-  first ``limit``, ``reject`` refuses the document (recorded like any row a sink cannot take).
+  columns; a list of objects of ``fields``, ordered by ``order_by`` then by every field, then by the
+  bytes of those columns (values a collation calls equal, 'Red' and 'red', tie before that): a total
+  order, so the same rows always give the same list (fanout.source.compose); at most ``limit`` long,
+  beyond it ``truncate`` keeps the first ``limit``, ``reject`` refuses the document (recorded like any
+  row a sink cannot take).
 - ``many_to_many``: ``through_on`` maps the root's primary key columns to the link table's; ``on`` maps
   the link's columns to the target's; ``as`` ``values`` (one field: a list of its values) or
-  ``objects``. Same ``order_by``/``limit``/``beyond_limit`` (ordered by the target's fields).
+  ``objects``. Same ``order_by``/``limit``/``beyond_limit`` (ordered by the target's fields, their bytes,
+  then the target's columns ``on`` names).
 - ``filter`` on the root: ``op`` one of :data:`FILTER_OPS`; the value(s) are bound as parameters, the
   column is a validated identifier: no SQL text comes from the mapping. A root that does not pass is
   absent from the sinks (a delete), so one that stops passing is removed and one that starts appears.
