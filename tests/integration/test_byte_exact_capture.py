@@ -44,6 +44,7 @@ CREATE TABLE kinds (
     ai_ci_no_pad VARCHAR(50) CHARACTER SET utf8mb4 COLLATE utf8mb4_0900_ai_ci NULL,
     as_cs_no_pad VARCHAR(50) CHARACTER SET utf8mb4 COLLATE utf8mb4_0900_as_cs NULL,
     bin_pad VARCHAR(50) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
+    bin_no_pad VARCHAR(50) CHARACTER SET utf8mb4 COLLATE utf8mb4_0900_bin NULL,
     latin1_ci VARCHAR(50) CHARACTER SET latin1 COLLATE latin1_swedish_ci NULL,
     fixed_char CHAR(10) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NULL,
     long_text TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NULL,
@@ -71,7 +72,8 @@ CREATE TABLE holders (
 ) ENGINE = InnoDB
 """
 READ = [
-    "unicode_ci", "ai_ci_no_pad", "as_cs_no_pad", "bin_pad", "latin1_ci", "fixed_char", "long_text", "a_json",
+    "unicode_ci", "ai_ci_no_pad", "as_cs_no_pad", "bin_pad", "bin_no_pad",
+    "latin1_ci", "fixed_char", "long_text", "a_json",
     "an_int", "a_decimal", "a_double", "a_datetime", "a_timestamp", "a_date", "a_time", "a_year", "an_enum", "a_set",
     "a_blob", "a_varbinary", "a_bit",
 ]  # fmt: skip
@@ -96,6 +98,7 @@ EDITS = [
     pytest.param("ai_ci_no_pad", "'hello'", "'hello '", id="no pad (0900_ai_ci): trailing space"),
     pytest.param("as_cs_no_pad", "'beta'", "'BETA'", id="case- and accent-sensitive (0900_as_cs): case"),
     pytest.param("bin_pad", "'x'", "'x '", id="binary collation, pad space (utf8mb4_bin): trailing space"),
+    pytest.param("bin_no_pad", "'x'", "'x '", id="binary collation, no pad (utf8mb4_0900_bin): trailing space"),
     pytest.param("latin1_ci", "'beta'", "'BETA'", id="single-byte charset (latin1_swedish_ci): case"),
     pytest.param("fixed_char", "'abc'", "'ABC'", id="CHAR: case"),
     pytest.param("long_text", "'hello'", "'hello  '", id="TEXT: trailing spaces"),
