@@ -43,6 +43,7 @@ def fresh_database(mysql: dict[str, Any]) -> Iterator[str]:
     import pymysql
 
     from local.database import DEMO_SCHEMA, run_sql_file
+    from tests.support.schemas import drop_database
 
     name = f"fanout_t_{uuid.uuid4().hex[:10]}"
     conn = pymysql.connect(**mysql, charset="utf8mb4", autocommit=True)
@@ -55,20 +56,6 @@ def fresh_database(mysql: dict[str, Any]) -> Iterator[str]:
     finally:
         drop_database(conn, name)
         conn.close()
-
-
-def drop_database(conn: Any, name: str) -> None:
-    """DROP DATABASE that cannot hang: a connection a failed test left open in the schema (holding a metadata
-    lock in an open transaction) is killed first, and the drop waits for metadata locks at most 30 s."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()", (name,))
-        for (connection_id,) in cur.fetchall():
-            try:
-                cur.execute(f"KILL {int(connection_id)}")
-            except Exception:  # noqa: BLE001 - it ended by itself meanwhile
-                pass
-        cur.execute("SET SESSION lock_wait_timeout = 30")
-        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 @pytest.fixture

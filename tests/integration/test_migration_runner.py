@@ -1,9 +1,8 @@
-"""MigrationRunner against a real MariaDB: each test gets its own schema, dropped afterwards."""
+"""MigrationRunner against the project's MySQL 8.0: each test gets its own schema, dropped afterwards."""
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,27 +16,20 @@ from fanout.capture.migration_scripts import MigrationError
 from fanout.capture.migrations import HISTORY_TABLE, MigrationReport, MigrationRunner
 from fanout.config import DatabaseSettings
 from fanout.source.connection import connect
-
-ARN = "arn:aws:lambda:eu-west-1:123456789012:function:fanout-parser-test"
+from tests.support.integration import lambda_async_bridge, parser_arn
+from tests.support.schemas import drop_database
 
 CREATE_TABLES = """\
--- Tables the triggers watch; lambda_calls records what the shim was asked to send.
+-- The table the trigger watches, and one it never touches.
 CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(50) NOT NULL);
-CREATE TABLE lambda_calls (
-    id INT AUTO_INCREMENT PRIMARY KEY,
-    arn VARCHAR(200) NOT NULL,
-    payload JSON NOT NULL
-);
+CREATE TABLE item_notes (id INT PRIMARY KEY, note TEXT);
 """
 
-LAMBDA_ASYNC_SHIM = """\
-/* A stand-in for Aurora's native lambda_async, for these tests only; it records the call. */
-CREATE FUNCTION lambda_async(p_arn VARCHAR(200), p_payload TEXT) RETURNS INT
-MODIFIES SQL DATA
-BEGIN
-    INSERT INTO lambda_calls (arn, payload) VALUES (p_arn, p_payload); -- one row per call
-    RETURN 1;
-END;
+# A plain DDL step between the tables and the trigger. (lambda_async is the server's: a global loadable function
+# locally, Aurora's native one in AWS; no migration defines it.)
+NAME_INDEX = """\
+/* Lookups by name; a ; inside a comment is not the end of the statement. */
+CREATE INDEX items_name ON items (name);
 """
 
 CAPTURE_TRIGGER = """\
@@ -60,29 +52,19 @@ END;
 # --------------------------------------------------------------------------- fixtures and helpers
 
 
-def server_settings(name: str = "") -> DatabaseSettings:
-    return DatabaseSettings(
-        host=os.environ.get("DB_HOST", "127.0.0.1"),
-        port=int(os.environ.get("DB_PORT", "3306")),
-        name=name,
-        user=os.environ.get("DB_USER", "root"),
-        password=os.environ.get("DB_PASSWORD", ""),
-    )
-
-
 @pytest.fixture
-def database() -> Iterator[DatabaseSettings]:
-    """A fresh, uniquely named schema."""
+def database(mysql: dict[str, Any]) -> Iterator[DatabaseSettings]:
+    """A fresh, uniquely named, empty schema on the project's MySQL."""
     name = f"fanout_t_{uuid.uuid4().hex[:8]}"
-    settings = server_settings()
-    admin = pymysql.connect(host=settings.host, port=settings.port, user=settings.user, password=settings.password)
+    admin = pymysql.connect(**mysql, autocommit=True)
     try:
         with admin.cursor() as cur:
             cur.execute(f"CREATE DATABASE `{name}`")
-        yield server_settings(name)
+        yield DatabaseSettings(
+            host=mysql["host"], port=mysql["port"], name=name, user=mysql["user"], password=mysql["password"]
+        )
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        drop_database(admin, name)
         admin.close()
 
 
@@ -101,7 +83,7 @@ def write(directory: Path, name: str, sql: str) -> Path:
 
 def write_standard_set(directory: Path) -> None:
     write(directory, "V001__create_tables.sql", CREATE_TABLES)
-    write(directory, "V002__lambda_async_shim.sql", LAMBDA_ASYNC_SHIM)
+    write(directory, "V002__items_name_index.sql", NAME_INDEX)
     write(directory, "V003__items_capture_trigger.sql", CAPTURE_TRIGGER)
 
 
@@ -109,7 +91,7 @@ def runner_for(settings: DatabaseSettings, directory: Path, lock_timeout: int = 
     return MigrationRunner(
         lambda: connect(settings),
         directory,
-        {"parser_function_arn": ARN},
+        {"parser_function_arn": parser_arn(settings.name)},  # one per schema: a test sees its own rings only
         applied_by="pytest",
         lock_timeout=lock_timeout,
     )
@@ -164,11 +146,11 @@ def test_a_fresh_database_reaches_the_latest_version(database: DatabaseSettings,
     rows = history(database)
     assert [(r[0], r[1], r[2], r[3], r[4]) for r in rows] == [
         (1, "create tables", 1, None, "pytest"),
-        (2, "lambda async shim", 1, None, "pytest"),
+        (2, "items name index", 1, None, "pytest"),
         (3, "items capture trigger", 1, None, "pytest"),
     ]
     assert all(r[5] >= 0 and r[6] is not None for r in rows)
-    assert {"items", "lambda_calls", HISTORY_TABLE} <= tables(database)
+    assert tables(database) == {"items", "item_notes", HISTORY_TABLE}
     assert list(trigger_bodies(database)) == ["fanout_items_after_update"]
     assert [s.state for s in runner_for(database, migrations_dir).status()] == ["applied"] * 3
 
@@ -352,13 +334,15 @@ def test_a_dry_run_applies_nothing_and_returns_the_rendered_sql(
     assert report.pending == [1, 2, 3]
     assert [len(report.statements[v]) for v in (1, 2, 3)] == [2, 1, 2]
     assert report.statements[3][0] == "DROP TRIGGER IF EXISTS fanout_items_after_update"
-    assert f"'{ARN}'" in report.statements[3][1]
+    assert f"'{parser_arn(database.name)}'" in report.statements[3][1]
     assert report.statements[3][1].rstrip().endswith("END")
     assert tables(database) == set()
 
 
 def test_the_placeholder_ends_up_in_the_trigger_body(database: DatabaseSettings, migrations_dir: Path) -> None:
-    # Given the trigger migration applied with the parser's ARN
+    # Given the trigger migration applied with the parser's ARN, whose calls the lambda_async bridge only remembers
+    arn = parser_arn(database.name)
+    lambda_async_bridge().configure(arn, deliver=False)
     write_standard_set(migrations_dir)
     runner_for(database, migrations_dir).migrate()
 
@@ -374,12 +358,11 @@ def test_the_placeholder_ends_up_in_the_trigger_body(database: DatabaseSettings,
 
     # Then the trigger body holds the ARN and called lambda_async with it, once
     body = trigger_bodies(database)["fanout_items_after_update"]
-    assert f"'{ARN}'" in body
+    assert f"'{arn}'" in body
     assert "${" not in body
-    calls = query(database, "SELECT arn, payload FROM lambda_calls")
-    assert len(calls) == 1
-    assert calls[0][0] == ARN
-    assert json.loads(calls[0][1]) == {"v": 1, "action": "update", "table": "items", "pk": {"id": 7}}
+    [call] = lambda_async_bridge().calls(arn)
+    assert call["outcome"] == "OK 202"
+    assert json.loads(call["payload"]) == {"v": 1, "action": "update", "table": "items", "pk": {"id": 7}}
 
 
 def test_a_lock_held_elsewhere_stops_the_run_with_a_clear_error(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
+import re
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,13 +17,18 @@ import pymysql
 import pytest
 
 from fanout.capture import post_deploy as hook
-from fanout.capture.migration_scripts import MigrationError
+from fanout.capture.migration_scripts import MigrationError, load_migrations
 from fanout.capture.migrations import HISTORY_TABLE, MigrationReport
 from fanout.config import DatabaseSettings
 from fanout.source.connection import connect
+from fanout_cli.main import main
+from tests.support.files import ROOT
+from tests.support.integration import lambda_async_bridge, lambda_async_calls, parser_arn
+from tests.support.schemas import create_user, drop_database, drop_user
 
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:fanout-parser-test"
 LOG_STREAM = "2026/01/01/[$LATEST]0123456789abcdef"
+MIGRATIONS = ROOT / "db" / "migrations"  # the hook ships them beside itself (db/hook.py)
 
 POSTS_TABLE = "CREATE TABLE posts (id INT PRIMARY KEY, title VARCHAR(100) NOT NULL);"
 POSTS_TRIGGERS = """\
@@ -148,24 +154,35 @@ class FakeMigrator:
 
 
 @pytest.fixture
-def database(monkeypatch: pytest.MonkeyPatch) -> Iterator[DatabaseSettings]:
-    """A fresh schema, named in the environment the way the function's configuration names it."""
+def database(mysql: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[DatabaseSettings]:
+    """A fresh, empty schema on the project's MySQL, named in the environment the way the function's configuration
+    names it."""
     name = f"fanout_t_{uuid.uuid4().hex[:8]}"
-    host, port = os.environ.get("DB_HOST", "127.0.0.1"), os.environ.get("DB_PORT", "3306")
-    user, password = os.environ.get("DB_USER", "root"), os.environ.get("DB_PASSWORD", "")
-    admin = pymysql.connect(host=host, port=int(port), user=user, password=password, autocommit=True)
+    admin = pymysql.connect(**mysql, autocommit=True)
     with admin.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{name}`")
-    for variable, value in {"DB_HOST": host, "DB_PORT": port, "DB_USER": user, "DB_PASSWORD": password}.items():
-        monkeypatch.setenv(variable, value)
-    monkeypatch.setenv("DB_NAME", name)
-    monkeypatch.delenv("DB_SECRET_ARN", raising=False)
+    settings = DatabaseSettings(
+        host=mysql["host"], port=mysql["port"], name=name, user=mysql["user"], password=mysql["password"]
+    )
+    use_database(monkeypatch, settings)
     try:
-        yield DatabaseSettings(host=host, port=int(port), name=name, user=user, password=password)
+        yield settings
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        drop_database(admin, name)
         admin.close()
+
+
+def use_database(monkeypatch: pytest.MonkeyPatch, settings: DatabaseSettings) -> None:
+    """Name ``settings`` in the environment, as the hook's function reads its database (no secret)."""
+    for variable, value in {
+        "DB_HOST": settings.host,
+        "DB_PORT": str(settings.port),
+        "DB_USER": settings.user,
+        "DB_PASSWORD": settings.password,
+        "DB_NAME": settings.name,
+    }.items():
+        monkeypatch.setenv(variable, value)
+    monkeypatch.delenv("DB_SECRET_ARN", raising=False)
 
 
 @pytest.fixture
@@ -468,3 +485,139 @@ def test_an_unreachable_url_gives_up_after_the_retries() -> None:
     # When / Then
     with pytest.raises(hook.ResponseDeliveryError, match="after 3 attempts"):
         hook.put_response(f"http://127.0.0.1:{port}/x", b"{}", backoff_s=0.01, timeout_s=1)
+
+
+# --------------------------------------------------------------------------- Aurora's privilege model
+#
+# Aurora's master user has no SUPER; with binary logging on, MySQL lets an account without SUPER create
+# triggers only if log_bin_trust_function_creators is 1 (a cluster parameter on Aurora). The project's MySQL
+# runs with binary logging on and the parameter at 1, as the deploy docs ask; these tests turn it off and
+# restore it.
+
+
+def documented_privileges() -> str:
+    """The privileges docs/security.md grants fanout's database user on the application's schema."""
+    text = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    [privileges] = re.findall(r"^GRANT ([A-Z_, ]+) ON `app`\.\* TO 'fanout'@'%';$", text, re.MULTILINE)
+    return str(privileges)
+
+
+@pytest.fixture
+def least_privileged(
+    mysql: dict[str, Any], fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DatabaseSettings]:
+    """An account holding exactly the documented privileges on a fresh demo schema, and nothing global, named in
+    the hook's environment; dropped afterwards."""
+    name, password = f"fanout_u_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin = pymysql.connect(**mysql, autocommit=True)
+    try:
+        create_user(admin, name, password, documented_privileges(), fresh_database)
+        with admin.cursor() as cur:
+            cur.execute("SHOW GRANTS FOR %s@'%%'", (name,))
+            global_grant = cur.fetchone()
+        assert global_grant == (f"GRANT USAGE ON *.* TO `{name}`@`%`",)  # nothing global: no SUPER, no *_ADMIN
+        settings = DatabaseSettings(
+            host=mysql["host"], port=mysql["port"], name=fresh_database, user=name, password=password
+        )
+        use_database(monkeypatch, settings)
+        yield settings
+    finally:
+        drop_user(admin, name)
+        admin.close()
+
+
+@contextmanager
+def trust_function_creators(mysql: dict[str, Any], on: bool) -> Iterator[None]:
+    """Set log_bin_trust_function_creators for the server (as the cluster parameter does); back to 1 afterwards,
+    the server's setting, which every other test relies on."""
+    admin = pymysql.connect(**mysql, autocommit=True)
+    try:
+        with admin.cursor() as cur:
+            cur.execute("SET GLOBAL log_bin_trust_function_creators = %s", (int(on),))
+            cur.execute("SELECT @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.log_bin_trust_function_creators")
+            assert cur.fetchone() == (1, "ROW", int(on))  # binary logging really is on
+        yield
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("SET GLOBAL log_bin_trust_function_creators = 1")
+        admin.close()
+
+
+def as_root(mysql: dict[str, Any], schema: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    conn = pymysql.connect(**mysql, database=schema, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def test_without_log_bin_trust_function_creators_the_hook_fails_naming_the_cluster_parameter_then_succeeds_once_set(
+    mysql: dict[str, Any], least_privileged: DatabaseSettings, response_server: ResponseServer
+) -> None:
+    # Given the hook connecting as an account with only the documented privileges (no SUPER), binary logging on
+    schema = least_privileged.name
+    arn = parser_arn(schema)
+    lambda_async_bridge().configure(arn, deliver=False)
+    properties = {"ParserFunctionArn": arn, "DatabaseName": schema}
+
+    # When CloudFormation creates the stack while log_bin_trust_function_creators is 0
+    with trust_function_creators(mysql, on=False):
+        hook.process_event(
+            cfn_event("Create", response_server.url, properties), FakeContext(), migrations_dir=MIGRATIONS
+        )
+
+    # Then it is told FAILED, the reason naming the parameter to set and where, and the server's error
+    [failed] = response_server.puts
+    assert failed.body["Status"] == "FAILED"
+    reason = failed.body["Reason"]
+    assert reason.startswith(
+        "the database refused to create a trigger: set log_bin_trust_function_creators = 1 in the DB cluster "
+        "parameter group"
+    )
+    assert "MySQL error 1419: You do not have the SUPER privilege and binary logging is enabled" in reason
+    assert "\n" not in reason
+    assert (
+        as_root(mysql, schema, "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s", schema)
+        == []
+    )
+    assert as_root(mysql, schema, f"SELECT COUNT(*) FROM {HISTORY_TABLE} WHERE success = 0") == [(0,)]
+
+    # When the parameter is set and the stack deployed again, nothing repaired, the same account connecting
+    hook.process_event(cfn_event("Create", response_server.url, properties), FakeContext(), migrations_dir=MIGRATIONS)
+
+    # Then every migration is applied
+    succeeded = response_server.puts[-1].body
+    assert succeeded["Status"] == "SUCCESS", succeeded["Reason"]
+    assert succeeded["Data"]["CurrentVersion"] == str(max(m.version for m in load_migrations(MIGRATIONS)))
+
+    # And a write by the application (another account) is captured by the triggers that account defined
+    as_root(mysql, schema, "INSERT INTO posts (id, title, body, author) VALUES (41, 'privileges', 'b', 'a')")
+    [(payload,)] = as_root(mysql, schema, "SELECT payload FROM fanout_change_log")
+    assert json.loads(payload)["pk"] == {"id": 41}
+    conn = connect(least_privileged)
+    try:
+        assert [call["table"] for call in lambda_async_calls(conn)] == ["posts"]  # the statement's ring
+    finally:
+        conn.close()
+
+
+def test_fanout_migrate_prints_the_cluster_parameter_to_set_on_one_line(
+    mysql: dict[str, Any], least_privileged: DatabaseSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the same account and log_bin_trust_function_creators = 0
+    arn = parser_arn(least_privileged.name)
+
+    # When an operator runs the migrations from the command line
+    with trust_function_creators(mysql, on=False):
+        status = main(["migrate", "--dir", str(MIGRATIONS), "--parser-arn", arn])
+
+    # Then it fails with the parameter to set, as one line
+    assert status == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "fanout migrate: the database refused to create a trigger: set log_bin_trust_function_creators = 1 in the "
+        "DB cluster parameter group"
+    )
+    assert err.count("\n") == 1 and err.endswith("\n")

@@ -76,10 +76,15 @@ ACCEPTED_EVENTS = {
         )
         for k in ("Locale", "locale")
     ],
+    "comment_without_article.json": [],  # the comments trigger's refs for a NULL article_id: no document
+    "comment_moved_off_its_article.json": [  # article_id 3 -> NULL: the article it left is rebuilt
+        Change("articles", (("id", 3),), "update", 1764240006000000, CORRELATION_ID)
+    ],
 }
 REJECTED_EVENTS = {
     "malformed.json": "pk.id",  # a string where the mapping declares an int key
     "unknown_table.json": "table",
+    "author_reference_not_an_integer.json": "refs[0].new.id",  # "7abc" for an integer column
 }
 NOT_TRIGGER_PAYLOADS = {"env.json"}  # sam local environment, not an event
 RINGS = {"ring.json"}  # a change-log trigger's ring: it names no row, it makes the parser drain

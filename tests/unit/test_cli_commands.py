@@ -89,3 +89,34 @@ def test_misuse_is_a_usage_error_that_names_the_reason(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("Usage: fanout ") and reason in err
+
+
+@pytest.fixture
+def no_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No database settings at all: a command that connected first would fail on those instead."""
+    for name in ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD", "DB_SECRET_ARN"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize("command", ["reconcile", "backfill"])
+def test_an_unknown_table_is_one_clean_line_naming_it_before_anything_connects(
+    no_database: None, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, "nosuchtable"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "fanout: 'nosuchtable' is not a mapped table (mapped: articles, posts, tenant_settings)\n"
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize(("command", "table", "feeds"), [
+    ("backfill", "authors", "articles.author (parent)"),
+    ("backfill", "article_tags", "articles.tags (link)"),
+    ("reconcile", "comments", "articles.comments (child)"),
+])  # fmt: skip
+def test_a_feeding_table_names_the_documents_it_feeds_and_the_command_to_run_instead(
+    no_database: None, command: str, table: str, feeds: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, table]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"fanout: {table!r} has no documents of its own: it feeds {feeds};")
+    assert line.endswith(f"run `fanout {command} articles` instead")

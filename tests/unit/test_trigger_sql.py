@@ -172,20 +172,57 @@ def test_the_committed_v006_is_what_the_generator_writes_for_the_bundled_mapping
     ]
 
 
-def test_the_committed_v007_is_what_the_generator_writes_for_the_bundled_mapping_with_documents() -> None:
+def collation_comparisons(sql: str) -> str:
+    """``sql`` with each byte-exact comparison written as V007's generator wrote it: under the collation."""
+    return re.sub(r"CAST\((OLD\.`\w+`) AS BINARY\) <=> CAST\((NEW\.`\w+`) AS BINARY\)", r"\1 <=> \2", sql)
+
+
+def test_the_committed_v007_differs_from_the_generator_only_in_comparing_under_the_collation() -> None:
     # Given the bundled mapping (with the composed articles document) and the migrations before V007
     earlier = [m for m in load_migrations(MIGRATIONS) if m.version < 7]
 
     # When
     generated = capture_migration(mappings(BUNDLED["tables"]), 7, live_triggers(earlier))
 
-    # Then the file on disk is exactly that, with a trigger per action on every table feeding the document
+    # Then the applied file is that, but for its changed-values condition (`OLD.c <=> NEW.c`, V008 replaces it)
     committed = (MIGRATIONS / "V007__capture_composed_documents.sql").read_text(encoding="utf-8")
-    assert generated == committed
+    assert generated != committed
+    assert collation_comparisons(generated) == committed
     for table in ("article_tags", "authors", "comments", "tags"):
         for action in ("insert", "update", "delete"):
             assert f"fanout_{table}_feeds_after_{action}_v007" in created_triggers(committed)
     assert "fanout_posts_after_insert_v006" in dropped_triggers(committed)
+
+
+def test_the_committed_v008_is_what_the_generator_writes_for_the_bundled_mapping_with_documents() -> None:
+    # Given the bundled mapping and the migrations before V008
+    earlier = [m for m in load_migrations(MIGRATIONS) if m.version < 8]
+
+    # When
+    generated = capture_migration(mappings(BUNDLED["tables"]), 8, live_triggers(earlier))
+
+    # Then the file on disk is exactly that: every V007 trigger replaced, updates of feeding tables compared byte
+    # for byte
+    committed = (MIGRATIONS / "V008__byte_exact_capture.sql").read_text(encoding="utf-8")
+    assert generated == committed
+    assert set(dropped_triggers(committed)) >= set(created_triggers(
+        (MIGRATIONS / "V007__capture_composed_documents.sql").read_text(encoding="utf-8")))  # fmt: skip
+    assert "CAST(OLD.`name` AS BINARY) <=> CAST(NEW.`name` AS BINARY)" in committed
+    assert re.search(r"OLD\.`\w+` <=>", committed) is None
+
+
+def test_an_update_of_a_feeding_table_is_skipped_only_when_every_column_read_is_the_same_byte_for_byte() -> None:
+    # Given the bundled mapping's triggers on the comments table (a child of articles)
+    from fanout.capture.composed_triggers import feeding_triggers
+
+    update = next(sql for table, action, _n, sql, _s in feeding_triggers(mappings(BUNDLED["tables"]), 8)
+                  if (table, action) == ("comments", "update"))  # fmt: skip
+
+    # Then its condition compares each column read (fields, join and order columns) as binary, NULL-safe
+    condition = update[update.index(" AND NOT (") : update.index(") THEN")]
+    compared = re.findall(r"CAST\(OLD\.`(\w+)` AS BINARY\) <=> CAST\(NEW\.`\1` AS BINARY\)", condition)
+    assert compared == ["article_id", "body", "commenter", "created_at", "id"]
+    assert condition.count("<=>") == len(compared)
 
 
 def test_the_generated_migration_splits_into_its_statements() -> None:

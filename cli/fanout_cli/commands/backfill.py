@@ -34,6 +34,7 @@ import click
 from fanout.config import ConfigError
 from fanout_cli.options import described, json_option
 from fanout_cli.progress import ProgressBar, RangeBars, command_logs
+from fanout_cli.table_names import check_root_tables
 
 
 def parse_key(text: str, key_types: list[str], what: str) -> tuple[Any, ...]:
@@ -99,16 +100,18 @@ def command(**options: Any) -> int:
 
 
 def _run_backfill(options: BackfillOptions) -> tuple[int, str]:
+    from fanout.model.mapping import default_mappings
     from fanout.operations.backfill import BackfillError, BackfillJob, KeyRange
     from fanout.operations.maintenance import Maintenance
     from fanout.pipeline.fetcher import FetchFailed
 
     if options.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {options.workers}")
+    if not options.all_tables and not options.tables:
+        raise ConfigError("name a table (or --all)")
+    check_root_tables(options.tables, default_mappings(), "backfill")  # before connecting: one clean line
     deps = Maintenance(source="backfill")
     names = sorted(deps.mappings.tables) if options.all_tables else options.tables
-    if not names:
-        raise ConfigError("name a table (or --all)")
     if (options.key_from or options.key_to or options.where) and len(names) != 1:
         raise ConfigError("--from, --to and --where apply to one table: name exactly one")
     progress = ProgressBar(quiet=options.as_json or options.quiet)

@@ -20,6 +20,7 @@ import click
 
 from fanout_cli.options import described, json_option
 from fanout_cli.progress import ProgressBar, command_logs
+from fanout_cli.table_names import check_root_tables
 
 
 @click.command(
@@ -50,8 +51,10 @@ def command(
 def _reconcile(
     tables: list[str], sample: int | None, repair: bool, batch_size: int, quiet: bool, as_json: bool
 ) -> tuple[int, str]:
+    from fanout.model.mapping import default_mappings
     from fanout.operations.maintenance import Maintenance
 
+    check_root_tables(tables, default_mappings(), "reconcile")  # before connecting: one clean line, no traceback
     deps = Maintenance(source="reconcile")
     progress = ProgressBar(quiet=quiet)
     try:

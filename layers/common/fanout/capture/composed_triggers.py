@@ -11,11 +11,13 @@ pointed to after (``new``) and before (``old``) the change (fanout.model.related
                                    'old', JSON_OBJECT('id', OLD.`article_id`)))
 
 An update that changes none of the columns any document reads from the table logs nothing: the
-documents cannot differ, and a parent's change can fan out to many roots.
+documents cannot differ, and a parent's change can fan out to many roots. "Changes" means byte for
+byte, not under the column's collation (fanout.capture.changed_values).
 """
 
 from __future__ import annotations
 
+from fanout.capture.changed_values import changed_values_condition
 from fanout.capture.triggers import trigger_name, trigger_sql
 from fanout.model.composition import Children, Composition, Feed, ManyToMany, Parent
 from fanout.model.mapping import ACTIONS, Mappings
@@ -84,12 +86,7 @@ def feeding_triggers(mappings: Mappings, version: int) -> list[tuple[str, str, s
                     f"{_INDENT})" + ("," if n < len(feeds[table]) - 1 else ""),
                 ]
             lines += ["),", "'ts', UNIX_TIMESTAMP(SYSDATE(6))"]
-            only_if = ""
-            if action == "update":  # one comparison a line: a wide table stays readable (and under 120 columns)
-                same = f"\n{_INDENT * 2}AND ".join(
-                    f"OLD.{quote_identifier(c)} <=> NEW.{quote_identifier(c)}" for c in read
-                )
-                only_if = f"NOT (\n{_INDENT * 2}{same}\n{_INDENT})"
+            only_if = changed_values_condition(read) if action == "update" else ""
             name = trigger_name(f"{table}{FEEDS_SUFFIX}", action, version)
             summary = f"--   {table} (feeds {described}): insert, update, delete" if i == 0 else ""
             out.append((table, action, name, trigger_sql(name, table, action, lines, only_if), summary))

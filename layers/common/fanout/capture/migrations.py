@@ -10,6 +10,11 @@ of its statements fails: the runner records the failure truthfully instead and r
 to go on until an operator has fixed the file and cleared the record with
 :meth:`MigrationRunner.repair`. Write migrations so they can be re-run after a partial
 failure (``DROP TRIGGER IF EXISTS`` before ``CREATE TRIGGER``, ``IF NOT EXISTS``).
+
+One failure is the server's configuration, not the file's: with binary logging on, MySQL lets
+a user without SUPER create triggers only when ``log_bin_trust_function_creators`` is 1, and
+Aurora gives no user SUPER. Errors 1418/1419 are therefore reported as the cluster parameter to
+set, and not recorded as a failed migration: the same file runs again once the parameter is on.
 """
 
 from __future__ import annotations
@@ -42,6 +47,14 @@ logger = logging.getLogger(__name__)
 HISTORY_TABLE = "fanout_schema_history"
 LOCK_NAME_PREFIX = "fanout_schema_migrations"
 _MAX_ERROR_CHARS = 8000  # what is kept of an error in the history table (a TEXT column)
+# ER_BINLOG_UNSAFE_ROUTINE, ER_BINLOG_CREATE_ROUTINE_NEED_SUPER: binary logging on, no SUPER, and
+# log_bin_trust_function_creators = 0.
+BINLOG_TRUST_ERRORS = frozenset({1418, 1419})
+BINLOG_TRUST_FIX = (
+    "the database refused to create a trigger: set log_bin_trust_function_creators = 1 in the DB cluster "
+    "parameter group (with binary logging on, only a user with SUPER may create triggers otherwise, and Aurora "
+    "gives no user SUPER), then deploy again or run `fanout migrate`; nothing needs repairing"
+)
 
 MigrationState = Literal["applied", "pending", "modified", "failed", "missing"]
 Connector = Callable[[], pymysql.connections.Connection]
@@ -81,6 +94,15 @@ class _HistoryRow:
     applied_at: datetime | None
     success: bool
     error: str | None
+
+
+class TriggersNotTrusted(MigrationError):
+    """The server refused a trigger because ``log_bin_trust_function_creators`` is off (errors 1418/1419)."""
+
+
+def binlog_trust_refusal(exc: BaseException) -> bool:
+    """Whether ``exc`` is the server refusing a trigger to a user without SUPER while binary logging is on."""
+    return isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in BINLOG_TRUST_ERRORS
 
 
 def _describe_error(exc: BaseException) -> str:
@@ -381,6 +403,13 @@ class MigrationRunner:
                 with conn.cursor() as cur:
                     cur.execute(statement)
             except pymysql.err.Error as exc:
+                if binlog_trust_refusal(exc):
+                    # One line (the hook's reason, the CLI's message). The statement changed nothing and the
+                    # migration is re-runnable (see the rules above), so it is not recorded as failed.
+                    raise TriggersNotTrusted(
+                        f"{BINLOG_TRUST_FIX} (migration V{migration.version} ({migration.path.name}), statement "
+                        f"{position} of {len(statements)}: {_describe_error(exc)})"
+                    ) from exc
                 duration_ms = int((time.monotonic() - started) * 1000)
                 excerpt = statement if len(statement) <= 500 else statement[:500] + "..."
                 error = f"statement {position} of {len(statements)} failed: {_describe_error(exc)}\n{excerpt}"

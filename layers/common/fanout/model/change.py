@@ -149,26 +149,27 @@ def _validate_key(mapping: TableMapping, raw: Any, field: str) -> tuple[tuple[st
         raise ChangeValidationError(
             field, f"must have exactly the key columns {list(expected)} of {mapping.table!r}", f"[{got}]"
         )
-    values: list[tuple[str, KeyValue]] = []
-    for column in mapping.primary_key:
-        value = raw[column.column]
-        where = f"{field}.{column.column}"
-        if column.type == "int":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ChangeValidationError(where, "must be an integer", _describe(value))
-            if not BIGINT_MIN <= value <= BIGINT_UNSIGNED_MAX:
-                raise ChangeValidationError(where, "integer is out of the BIGINT range", _describe(value))
-        else:
-            if not isinstance(value, str):
-                raise ChangeValidationError(where, "must be a string", _describe(value))
-            if len(value) > MAX_STRING_KEY_LENGTH:
-                raise ChangeValidationError(where, f"string key longer than {MAX_STRING_KEY_LENGTH} characters")
-            if not _is_utf8_text(value):
-                # A lone surrogate (JSON allows "\\ud800") names no row MySQL can store, and cannot be encoded.
-                raise ChangeValidationError(where, "string key is not valid Unicode text (lone surrogate)")
-        values.append((column.column, value))
+    values = [(c.column, key_value(raw[c.column], c.type, f"{field}.{c.column}")) for c in mapping.primary_key]
     # No bound on the encoded key here: an id longer than a sink takes is bounded by fanout.model.sink_keys.
     return tuple(values)
+
+
+def key_value(value: Any, key_type: str, where: str) -> KeyValue:
+    """One key (or referenced) column's value, of its declared type ("int" or "string") and within bounds."""
+    if key_type == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ChangeValidationError(where, "must be an integer", _describe(value))
+        if not BIGINT_MIN <= value <= BIGINT_UNSIGNED_MAX:
+            raise ChangeValidationError(where, "integer is out of the BIGINT range", _describe(value))
+        return value
+    if not isinstance(value, str):
+        raise ChangeValidationError(where, "must be a string", _describe(value))
+    if len(value) > MAX_STRING_KEY_LENGTH:
+        raise ChangeValidationError(where, f"string key longer than {MAX_STRING_KEY_LENGTH} characters")
+    if not _is_utf8_text(value):
+        # A lone surrogate (JSON allows "\\ud800") names no row MySQL can store, and cannot be encoded.
+        raise ChangeValidationError(where, "string key is not valid Unicode text (lone surrogate)")
+    return value
 
 
 def _validate_timestamp(raw: Any, field: str) -> int:

@@ -24,12 +24,15 @@ Declared under a root table of the mapping as ``"document"``::
 - ``parents`` (many-to-one): ``on`` maps root columns to the parent's columns; the parent's ``fields``
   are embedded as an object (null when no parent row matches).
 - ``children`` (one-to-many): ``on`` maps the root's primary key columns (all of them) to the child's
-  columns; a list of objects of ``fields``, ordered by ``order_by`` then by every field (a total order,
-  so the same rows always give the same list), at most ``limit`` long; beyond it ``truncate`` keeps the
-  first ``limit``, ``reject`` refuses the document (recorded like any row a sink cannot take).
+  columns; a list of objects of ``fields``, ordered by ``order_by`` then by every field, then by the
+  bytes of those columns (values a collation calls equal, 'Red' and 'red', tie before that): a total
+  order, so the same rows always give the same list (fanout.source.compose); at most ``limit`` long,
+  beyond it ``truncate`` keeps the first ``limit``, ``reject`` refuses the document (recorded like any
+  row a sink cannot take).
 - ``many_to_many``: ``through_on`` maps the root's primary key columns to the link table's; ``on`` maps
   the link's columns to the target's; ``as`` ``values`` (one field: a list of its values) or
-  ``objects``. Same ``order_by``/``limit``/``beyond_limit`` (ordered by the target's fields).
+  ``objects``. Same ``order_by``/``limit``/``beyond_limit`` (ordered by the target's fields, their bytes,
+  then the target's columns ``on`` names).
 - ``filter`` on the root: ``op`` one of :data:`FILTER_OPS`; the value(s) are bound as parameters, the
   column is a validated identifier: no SQL text comes from the mapping. A root that does not pass is
   absent from the sinks (a delete), so one that stops passing is removed and one that starts appears.
@@ -47,7 +50,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from fanout.model.mapping_fields import FieldError, column_list, identifier, known_fields
+from fanout.model.mapping_fields import KEY_TYPES, FieldError, column_list, identifier, known_fields
 
 FILTER_OPS = ("=", "!=", "in", "not in", "is null", "is not null")
 DIRECTIONS = ("asc", "desc")
@@ -78,11 +81,17 @@ class Parent:
     table: str
     on: tuple[tuple[str, str], ...]  # (root column, parent column)
     fields: tuple[str, ...]
+    referenced_types: tuple[str, ...] = ()  # the type of each referenced column ("int" when not declared)
 
     @property
     def referenced(self) -> tuple[str, ...]:
         """The parent's columns a root points to: what a parent change names."""
         return tuple(parent for _, parent in self.on)
+
+    @property
+    def typed_reference(self) -> tuple[tuple[str, str], ...]:
+        """(column, "int" or "string") of each referenced column: what a change via this relation must carry."""
+        return _typed(self.referenced, self.referenced_types)
 
 
 @dataclass(frozen=True)
@@ -118,11 +127,21 @@ class ManyToMany:
     order_by: tuple[OrderBy, ...]
     limit: int
     beyond_limit: str
+    referenced_types: tuple[str, ...] = ()  # the type of each referenced column ("int" when not declared)
 
     @property
     def referenced(self) -> tuple[str, ...]:
         """The target's columns a link row points to: what a target change names."""
         return tuple(target for _, target in self.on)
+
+    @property
+    def typed_reference(self) -> tuple[tuple[str, str], ...]:
+        """(column, "int" or "string") of each referenced column: what a change via this relation must carry."""
+        return _typed(self.referenced, self.referenced_types)
+
+
+def _typed(columns: tuple[str, ...], types: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple(zip(columns, types or ("int",) * len(columns), strict=True))
 
 
 @dataclass(frozen=True)
@@ -232,6 +251,22 @@ def _order_and_limit(field: str, spec: dict[str, Any]) -> tuple[tuple[OrderBy, .
     return tuple(order), limit, str(beyond)
 
 
+def _reference_types(field: str, value: Any, referenced: tuple[str, ...]) -> tuple[str, ...]:
+    """``{"<referenced column>": "int" | "string"}``, each column "int" unless declared (as a primary key column's
+    type): the type a change via the relation must give that column's value."""
+    if value is None:
+        return ("int",) * len(referenced)
+    if not isinstance(value, dict):
+        raise FieldError(field, 'must be an object {"referenced column": "int" or "string"}')
+    unknown = sorted(set(value) - set(referenced), key=str)
+    if unknown:
+        raise FieldError(field, f"{unknown[0]!r} is not one of the referenced columns {list(referenced)}")
+    for column, kind in value.items():
+        if kind not in KEY_TYPES:
+            raise FieldError(f"{field}.{column}", f"{kind!r} is not one of {list(KEY_TYPES)}")
+    return tuple(str(value.get(column, "int")) for column in referenced)
+
+
 def _scalar(field: str, value: Any) -> Scalar:
     if not isinstance(value, (str, int, float, bool)) or (isinstance(value, str) and len(value) > 1024):
         raise FieldError(field, f"{value!r} must be a string (at most 1024 characters), number or boolean")
@@ -291,7 +326,7 @@ def parse_composition(table: str, spec: Any, root_key: tuple[str, ...], columns:
     parents: list[Parent] = []
     for i, raw in enumerate(relation_list("parents")):
         where = f"document.parents[{i}]"
-        raw = _object(where, raw, {"name", "table", "on", "fields"}, {"name", "table", "on", "fields"})
+        raw = _object(where, raw, {"name", "table", "on", "fields", "types"}, {"name", "table", "on", "fields"})
         on = _join(f"{where}.on", raw["on"])
         unread = [root for root, _ in on if root not in columns]
         if unread:
@@ -302,6 +337,7 @@ def parse_composition(table: str, spec: Any, root_key: tuple[str, ...], columns:
                 related_table(f"{where}.table", raw["table"]),
                 on,
                 _identifiers(f"{where}.fields", raw["fields"]),
+                _reference_types(f"{where}.types", raw.get("types"), tuple(parent for _, parent in on)),
             )
         )
     children: list[Children] = []
@@ -331,7 +367,8 @@ def parse_composition(table: str, spec: Any, root_key: tuple[str, ...], columns:
         raw = _object(
             where,
             raw,
-            {"name", "through", "through_on", "table", "on", "fields", "as", "order_by", "limit", "beyond_limit"},
+            {"name", "through", "through_on", "table", "on", "fields", "as", "order_by", "limit", "beyond_limit"}
+            | {"types"},
             {"name", "through", "through_on", "table", "on", "fields"},
         )
         order, limit, beyond = _order_and_limit(where, raw)
@@ -345,18 +382,20 @@ def parse_composition(table: str, spec: Any, root_key: tuple[str, ...], columns:
         target = related_table(f"{where}.table", raw["table"])
         if through == target:
             raise FieldError(f"{where}.through", "the link table must differ from the target table")
+        on = _join(f"{where}.on", raw["on"])
         links.append(
             ManyToMany(
                 relation_name(f"{where}.name", raw["name"]),
                 through,
                 _root_key_join(f"{where}.through_on", raw["through_on"], root_key),
                 target,
-                _join(f"{where}.on", raw["on"]),
+                on,
                 fields,
                 shape == "values",
                 order,
                 limit,
                 beyond,
+                _reference_types(f"{where}.types", raw.get("types"), tuple(t for _, t in on)),
             )
         )
     row_filter = _filter(spec["filter"]) if "filter" in spec else None

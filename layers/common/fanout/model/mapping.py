@@ -69,6 +69,7 @@ from typing import Any
 from fanout.model.composition import Composition, parse_composition
 from fanout.model.key_format import ENCODED_ALPHABET, KeyFormat, covered_key_columns, parse_key_format
 from fanout.model.mapping_fields import (
+    KEY_TYPES,
     FieldError,
     check_output_names,
     choice,
@@ -79,7 +80,6 @@ from fanout.model.mapping_fields import (
 )
 
 ACTIONS = ("insert", "update", "delete")
-KEY_TYPES = ("int", "string")
 # Where a document or item keeps its full key when its id is a bounded one (fanout.model.sink_keys.bounded_sink_id).
 FULL_KEY_FIELD = "_fanout_key"
 # Item attributes the DynamoDB sink owns (besides the key attributes); a replicated column may not use them.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+KEY_TYPES = ("int", "string")  # a key column's type, and a referenced column's
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
 
 

@@ -17,19 +17,16 @@ from __future__ import annotations
 from typing import Any
 
 from fanout.model.change import (
-    BIGINT_MIN,
-    BIGINT_UNSIGNED_MAX,
-    MAX_STRING_KEY_LENGTH,
     Change,
     ChangeValidationError,
     KeyValue,
     _describe,
     _field_name,
-    _is_utf8_text,
     _validate_key,
     _validate_timestamp,
+    key_value,
 )
-from fanout.model.composition import Composition, Feed
+from fanout.model.composition import Composition, Feed, ManyToMany, Parent
 from fanout.model.mapping import ACTIONS, Mappings, TableMapping
 
 MAX_REFS = 32
@@ -44,29 +41,22 @@ def feeds_of(mappings: Mappings, table: str) -> list[tuple[TableMapping, Feed]]:
     return found
 
 
-def _ref_value(value: Any, where: str) -> KeyValue:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ChangeValidationError(where, "must be an integer or a string", _describe(value))
-    if isinstance(value, int) and not BIGINT_MIN <= value <= BIGINT_UNSIGNED_MAX:
-        raise ChangeValidationError(where, "integer is out of the BIGINT range", _describe(value))
-    if isinstance(value, str) and (len(value) > MAX_STRING_KEY_LENGTH or not _is_utf8_text(value)):
-        raise ChangeValidationError(where, f"must be valid text of at most {MAX_STRING_KEY_LENGTH} characters")
-    return value
-
-
-def validate_reference(columns: tuple[str, ...], raw: Any, field: str) -> tuple[tuple[str, KeyValue], ...]:
-    """The referenced columns' values (a parent's or a link target's), in the relation's column order."""
-    if not isinstance(raw, dict) or set(raw) != set(columns):
+def validate_reference(columns: tuple[tuple[str, str], ...], raw: Any, field: str) -> tuple[tuple[str, KeyValue], ...]:
+    """The referenced columns' values (a parent's or a link target's), in the relation's column order, each of
+    the column's declared type (``types`` of the relation, fanout.model.composition), as a root key's are."""
+    names = [column for column, _ in columns]
+    if not isinstance(raw, dict) or set(raw) != set(names):
         got = _describe(raw) if not isinstance(raw, dict) else str([_field_name(k) for k in list(raw)[:8]])
-        raise ChangeValidationError(field, f"must have exactly the columns {list(columns)}", got)
-    return tuple((column, _ref_value(raw[column], f"{field}.{column}")) for column in columns)
+        raise ChangeValidationError(field, f"must have exactly the columns {names}", got)
+    return tuple((column, key_value(raw[column], kind, f"{field}.{column}")) for column, kind in columns)
 
 
-def referenced_columns(composition: Composition, via: str) -> tuple[str, ...] | None:
-    """The columns a change *via* this relation names (None: no parent or many-to-many of that name)."""
-    for feed in composition.feeds():
-        if feed.relation == via and not feed.names_roots:
-            return feed.columns
+def referenced_columns(composition: Composition, via: str) -> tuple[tuple[str, str], ...] | None:
+    """(column, type) of the columns a change *via* this relation names (None: no parent or many-to-many of
+    that name)."""
+    relation = next((r for r in composition.relations if r.name == via), None)
+    if isinstance(relation, (Parent, ManyToMany)):
+        return relation.typed_reference
     return None
 
 
@@ -109,7 +99,10 @@ def parse_related_payload(payload: dict[str, Any], mappings: Mappings, correlati
                 key = _validate_key(mapping, raw, f"{where}.{side}")
                 change = Change(mapping.table, key, "update", changed_at, correlation_id)
             else:
-                key = validate_reference(feed.columns, raw, f"{where}.{side}")
+                assert mapping.composition is not None  # feeds_of found it there
+                typed = referenced_columns(mapping.composition, feed.relation)
+                assert typed is not None  # a parent or target feed names a parent or many-to-many relation
+                key = validate_reference(typed, raw, f"{where}.{side}")
                 change = Change(mapping.table, key, "update", changed_at, correlation_id, via=feed.relation)
             changes.setdefault((mapping.table, change.via, key), change)
     return list(changes.values())

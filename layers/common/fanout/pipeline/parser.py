@@ -47,6 +47,10 @@ def handle_trigger_payload(
         reject(str(exc), payload, correlation_id)
         record(ChangeMetric.REJECTED, table)
         return ParseResult(accepted=0, rejected=1, reason=str(exc))
+    if not changes:  # valid, and names no document: e.g. a comment whose article_id is NULL
+        log(logging.INFO, "change names no document", correlation_id=correlation_id,
+            table=metric_table(payload, mappings))  # fmt: skip
+        return ParseResult(accepted=0, rejected=0)
     with traced("forward", table=changes[0].table, correlation_id=correlation_id):
         forward(changes)
     for change in changes:

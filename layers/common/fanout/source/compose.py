@@ -121,11 +121,16 @@ def root_statement(mapping: TableMapping, keys: Sequence[tuple[Any, ...]]) -> _S
     return _Statement("", sql, (*params, *(v for key in keys for v in key)))
 
 
-def _order(alias: str, order_by: Sequence[Any], fields: Sequence[str]) -> str:
-    # The declared order, then every field: a total order on what the document shows, so equal rows
-    # give equal lists whatever the engine's plan.
-    terms = [f"{alias}.{q(o.column)} {o.direction.upper()}" for o in order_by]
-    terms += [f"{alias}.{q(f)}" for f in fields]
+def _order(alias: str, order_by: Sequence[Any], fields: Sequence[str], key: Sequence[str] = ()) -> str:
+    """A total order of a relation's rows, so the same rows give the same list whatever the plan: the declared
+    order, then every field (both under the collations, as users expect to read them), then the same columns
+    by their bytes (values a collation calls equal, such as 'Red' and 'red', or 'e' and 'é', tie before it),
+    then the related row's key where the relation names it. Rows equal byte for byte in every field are the
+    same entry of the document, whichever comes first."""
+    columns = [(o.column, f" {o.direction.upper()}") for o in order_by] + [(f, "") for f in fields]
+    terms = [f"{alias}.{q(column)}{direction}" for column, direction in columns]
+    terms += [f"CAST({alias}.{q(column)} AS BINARY){direction}" for column, direction in columns]
+    terms += [f"{alias}.{q(column)}" for column in key]
     return ", ".join(terms)
 
 
@@ -151,10 +156,11 @@ def relation_statement(
         through = " AND ".join(f"l.{q(link)} = r.{q(own)}" for own, link in relation.through_on)
         on = " AND ".join(f"t.{q(target)} = l.{q(link)}" for link, target in relation.on)
         fields = ", ".join(f"t.{q(f)}" for f in relation.fields)
+        order = _order("t", relation.order_by, relation.fields, relation.referenced)
         sql = (
             f"SELECT {_key_select(mapping)}, {fields} FROM {root} "  # noqa: S608 - validated names
             f"JOIN {q(relation.through)} l ON {through} JOIN {q(relation.table)} t ON {on} "
-            f"WHERE {where} ORDER BY {key_order}, {_order('t', relation.order_by, relation.fields)}"
+            f"WHERE {where} ORDER BY {key_order}, {order}"
         )
     return _Statement(relation.name, sql, tuple(v for key in keys for v in key))
 

@@ -1,0 +1,118 @@
+"""Payloads of tables feeding composed documents, as the parser and the fetcher receive them (events/ files).
+
+A reference that points at no row (a comment whose ``article_id`` is NULL) is valid and names no document;
+a reference's value is typed against its column, as a root key's is, so "7abc" is not 7 and
+"1 OR 1=1" is not an id.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from fanout.model.change import ChangeValidationError, parse_trigger_payload
+from fanout.model.mapping import MappingError, default_mappings, parse_mappings
+from fanout.pipeline.handoff import parse_fetcher_event
+from fanout.pipeline.parser import handle_trigger_payload
+from tests.support.fakes import RecordingForward, RecordingReject, load_event
+from tests.support.files import ROOT
+
+MAPPINGS = default_mappings()
+CORRELATION_ID = "req-0001"
+
+
+def test_a_comment_without_an_article_invoked_directly_is_accepted_and_names_no_document() -> None:
+    # Given the payload the comments trigger writes for a comment whose article_id is NULL, as a direct invoke
+    forward, reject = RecordingForward(), RecordingReject()
+
+    # When the parser takes it
+    result = handle_trigger_payload(load_event("comment_without_article.json"), MAPPINGS, forward, reject,
+                                    CORRELATION_ID)  # fmt: skip
+
+    # Then nothing is handed on and nothing is recorded as rejected: it is valid and changes no document
+    assert result.as_dict() == {"accepted": 0, "rejected": 0, "reason": ""}
+    assert forward.batches == [] and reject.rejections == []
+
+
+def test_a_comment_moved_off_its_article_rebuilds_the_article_it_left() -> None:
+    forward, reject = RecordingForward(), RecordingReject()
+
+    result = handle_trigger_payload(load_event("comment_moved_off_its_article.json"), MAPPINGS, forward, reject,
+                                    CORRELATION_ID)  # fmt: skip
+
+    assert (result.accepted, result.rejected) == (1, 0)
+    [[change]] = forward.batches
+    assert (change.table, change.key, change.via) == ("articles", (("id", 3),), "")
+
+
+def test_a_reference_that_is_not_of_its_columns_type_is_rejected_like_a_bad_root_key() -> None:
+    # Given an author's payload whose reference is the string "7abc" for an integer column
+    event = load_event("author_reference_not_an_integer.json")
+    forward, reject = RecordingForward(), RecordingReject()
+
+    # When the parser takes it
+    result = handle_trigger_payload(event, MAPPINGS, forward, reject, CORRELATION_ID)
+
+    # Then it is recorded with the reason a bad root key gets, and not handed on (MySQL would read it as 7)
+    assert forward.batches == []
+    [rejection] = reject.rejections
+    assert rejection.reason == "refs[0].new.id: must be an integer, got '7abc'"
+    assert (result.accepted, result.rejected) == (0, 1)
+
+
+def test_a_change_via_a_relation_carrying_sql_text_for_an_integer_is_rejected_by_the_fetcher() -> None:
+    # Given a fetcher event whose change via the author relation carries "1 OR 1=1" as the author's id
+    event = load_event("fetcher_via_reference_not_an_integer.json")
+    reject = RecordingReject()
+
+    # When the fetcher validates it
+    changes, rejected = parse_fetcher_event(event, MAPPINGS, reject, CORRELATION_ID)
+
+    # Then it is recorded with its reason and nothing is read
+    assert (changes, rejected) == ([], 1)
+    [rejection] = reject.rejections
+    assert rejection.reason == "changes[0].pk.id: must be an integer, got '1 OR 1=1'"
+
+
+def articles_with_author_types(types: Any) -> dict[str, Any]:
+    document = copy.deepcopy(load_bundled_articles())
+    document["document"]["parents"][0]["types"] = types
+    return {"tables": {"articles": document}}
+
+
+def load_bundled_articles() -> dict[str, Any]:
+    tables = json.loads((ROOT / "layers" / "common" / "fanout" / "tables.json").read_text(encoding="utf-8"))
+    return dict(tables["tables"]["articles"])
+
+
+def test_a_declared_string_reference_takes_strings_only() -> None:
+    # Given the author relation declared with a string key
+    mappings = parse_mappings(articles_with_author_types({"id": "string"}))
+
+    def renamed(value: Any) -> dict[str, Any]:
+        ref = {"root": "articles", "via": "author", "new": {"id": value}, "old": {"id": value}}
+        return {"v": 1, "action": "update", "table": "authors", "ts": 1764240000.5, "refs": [ref]}
+
+    # Then a string is a reference, an integer is not
+    (change,) = parse_trigger_payload(renamed("acme"), mappings)
+    assert (change.key, change.via) == ((("id", "acme"),), "author")
+    with pytest.raises(ChangeValidationError) as caught:
+        parse_trigger_payload(renamed(7), mappings)
+    assert (caught.value.field, caught.value.reason) == ("refs[0].new.id", "must be a string")
+
+
+@pytest.mark.parametrize(
+    ("types", "says"),
+    [
+        ({"name": "int"}, "document.parents[0].types: 'name' is not one of the referenced columns ['id']"),
+        ({"id": "uuid"}, "document.parents[0].types.id: 'uuid' is not one of ['int', 'string']"),
+        (["int"], "document.parents[0].types: must be an object"),
+    ],
+)
+def test_a_wrong_reference_type_declaration_names_the_field(types: Any, says: str) -> None:
+    with pytest.raises(MappingError) as caught:
+        parse_mappings(articles_with_author_types(types))
+    assert says.split(": ", 1)[1] in str(caught.value) and "parents[0].types" in str(caught.value)
