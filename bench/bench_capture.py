@@ -4,11 +4,12 @@ Both designs in one run, on the stack `make up` deployed (trigger -> lambda_asyn
 bridge -> parser on ministack -> fetch path -> OpenSearch and DynamoDB):
 
   per-row     the triggers of V004: one lambda_async call per row, one parser invoke each;
-  change log  the triggers of V006: the row is logged in the transaction, one ring per
+  change log  the newest migration's (V006 onwards): the row is logged in the transaction, one ring per
               statement (none while a drainer works), the rung parser drains the log.
 
 The triggers of each design are installed on the stack's database from the committed
-migration files (rendered as the migration runner renders them), and V006's put back at
+migration files (rendered as the migration runner renders them), every other version's dropped, and the
+newest migration's put back at
 the end. The bridge is told to spend Aurora's published 35 ms in each call to the parser's ARN
 (``Control.configure(arn, delay_ms=35)``), inside the statement, as Aurora does; it serves calls
 concurrently, as Aurora's sessions each make their own.
@@ -45,21 +46,32 @@ SETTLE_TIMEOUT_SECONDS = 600
 SESSIONS = 8
 SESSION_ROWS = 400  # rows per multi-session run
 STEADY_RATE = 50.0  # rows/s in all, for the steady run
-DESIGNS = {"per-row": 4, "change log": 6}  # the migration whose triggers each design runs
 
 
 def install(conn: Any, version: int, arn: str) -> None:
-    """Create the triggers of migration ``version`` (and drop the other design's), as the runner would."""
+    """Create the triggers of migration ``version`` as the runner would, then drop every other version's
+    capture triggers on the benched tables, so exactly one design captures them."""
     [migration] = [m for m in load_migrations(ROOT / "db" / "migrations") if m.version == version]
     with conn.cursor() as cur:
         for statement in split_statements(render(migration.sql, {"parser_function_arn": arn})):
             cur.execute(statement)
-        other = 6 if version == 4 else 4
-        for table in ("posts", "tenant_settings"):
-            for action in ("insert", "update", "delete"):
-                cur.execute(f"DROP TRIGGER IF EXISTS fanout_{table}_after_{action}_v{other:03d}")
+        cur.execute(
+            "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE() "
+            "AND event_object_table IN ('posts', 'tenant_settings') AND trigger_name LIKE 'fanout\\_%%' "
+            "AND trigger_name NOT LIKE %s",
+            (f"%\\_v{version:03d}",),
+        )
+        for (name,) in cur.fetchall():
+            cur.execute(f"DROP TRIGGER `{name}`")
 
 
+def latest_version() -> int:
+    """The stack's own design: the newest migration, which the post-deploy hook applied last."""
+    return max(m.version for m in load_migrations(ROOT / "db" / "migrations"))
+
+
+# The migration whose triggers each design runs: per-row's last (V004), and the change log's newest.
+DESIGNS = {"per-row": 4, "change log": latest_version()}
 BRIDGE: Control = lambda_async_bridge()
 
 
@@ -278,7 +290,7 @@ def main() -> int:
                     results["designs"][design][f"sessions {name}"] = outcome
                     print(design, name, json.dumps(outcome), flush=True)
     finally:
-        install(conn, 6, env.parser_function_arn)  # the stack's own design, whatever happened
+        install(conn, latest_version(), env.parser_function_arn)  # the stack's own design, whatever happened
         conn.close()
         BRIDGE.reset(env.parser_function_arn)
     write(results, args.name)
