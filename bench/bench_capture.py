@@ -9,10 +9,9 @@ bridge -> parser on ministack -> fetch path -> OpenSearch and DynamoDB):
 
 The triggers of each design are installed on the stack's database from the committed
 migration files (rendered as the migration runner renders them), every other version's dropped, and the
-newest migration's put back at
-the end. The bridge is told to spend Aurora's published 35 ms in each call to the parser's ARN
-(``Control.configure(arn, delay_ms=35)``), inside the statement, as Aurora does; it serves calls
-concurrently, as Aurora's sessions each make their own.
+newest migration's put back at the end. The bridge is told to spend Aurora's published 35 ms in each
+call to the parser's ARN (``Control.configure(arn, delay_ms=35)``), inside the statement, as Aurora
+does; it serves calls concurrently, as Aurora's sessions each make their own.
 
 For multi-row INSERT, UPDATE and DELETE statements of each size it reports: the
 lambda_async calls, the statement's time (and the same statement without triggers, with
