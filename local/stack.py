@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Run as a script (`python local/stack.py`): the repository and this checkout's layer come first on the path.
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 
+from local import opensearch as local_opensearch  # noqa: E402
 from local.config import MINISTACK_STATE, STACK_ENV, STATE_DIR, LocalConfig, StackEnv, say  # noqa: E402
 from local.database import demo_rows, prepare_database  # noqa: E402
 from local.deploy import deploy_app, fix_event_source_mappings  # noqa: E402
@@ -114,6 +115,9 @@ def status() -> int:
     ok = True
     for name in SERVICES:
         pid = running_pid(name)
+        if pid is None and name == "opensearch" and local_opensearch.info(cfg.opensearch_port) is not None:
+            print(f"{name:10} running at {cfg.opensearch_endpoint} (started by another checkout, shared)")
+            continue
         ok &= pid is not None
         print(f"{name:10} {f'running (pid {pid})' if pid else 'stopped'}")
     db = port_open(cfg.db_port, cfg.db_host)
