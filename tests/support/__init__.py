@@ -6,5 +6,6 @@
 - ``world``: the fetcher over an in-memory source and the real sinks over fakes (unit tests);
 - ``dead_letters``, ``log_events``: sample dead-letter records and CloudWatch Logs events (unit tests);
 - ``integration``, ``backfill``, ``fault_injection``: the fetch path, backfill and faults on real parts;
-- ``e2e``: waiting for and comparing rows on the deployed local stack.
+- ``waiting``: ``wait_until``, the one poll loop the tests share;
+- ``e2e``: the deployed local stack as one typed ``Stack`` (the e2e tests' fixture), and comparing rows on it.
 """
