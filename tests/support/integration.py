@@ -19,8 +19,8 @@ from fanout.model.mapping import Mappings, TableMapping
 from fanout.pipeline.fetcher import FetchReport, apply_changes
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
-from tests.support.aws import aws_resource
 from local.lambda_async.bridge import Control
+from tests.support.aws import aws_resource
 from tests.support.files import template_resource
 
 ROOT = Path(__file__).resolve().parents[2]
