@@ -27,6 +27,7 @@ from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
 from fanout.source.connection import connect
+from tests.support.e2e import wait_until
 from tests.support.integration import (
     execute,
     install_capture_triggers,
@@ -94,15 +95,6 @@ def log_depth(conn: pymysql.connections.Connection) -> int:
 def insert_posts(conn: pymysql.connections.Connection, count: int, title: str = "t") -> None:
     values = ", ".join(["(%s, 'b', 'a')"] * count)
     execute(conn, f"INSERT INTO posts (title, body, author) VALUES {values}", *([title] * count))
-
-
-def wait_until(what: str, check: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class DrainInThread:
@@ -275,7 +267,7 @@ def test_the_drainer_waits_for_the_ringing_transaction_and_never_blocks_other_wr
 
     # When the rung drainer starts, it waits for that writer
     running = DrainInThread(conn, recorder)
-    wait_until("the drainer to wait for the open writer", lambda: lock_waits(observer, source.name) > 0)
+    wait_until("the drainer to wait for the open writer", lambda: lock_waits(observer, source.name) > 0, WAIT_SECONDS)
     # Then other sessions write meanwhile without waiting (their lock wait timeout would fail them)
     execute(other, "SET SESSION innodb_lock_wait_timeout = 1")
     insert_posts(other, 1, title="other")
@@ -309,10 +301,12 @@ def test_a_commit_just_as_the_drainer_releases_its_lock_is_still_drained(
 
     # When the drainer finds the log empty and releases its lock
     running = DrainInThread(conn, recorder)
-    wait_until("the late writer", written.is_set)
+    wait_until("the late writer", written.is_set, WAIT_SECONDS)
     # Then that statement did not ring, and the drainer's last look waits for it
     assert lambda_async_calls(observer) == []
-    wait_until("the drainer's last look to wait for the writer", lambda: lock_waits(observer, source.name) > 0)
+    wait_until(
+        "the drainer's last look to wait for the writer", lambda: lock_waits(observer, source.name) > 0, WAIT_SECONDS
+    )
     app.commit()
     running.result()
 
@@ -468,12 +462,14 @@ def test_a_lingering_drainer_takes_a_stream_of_writes_without_a_ring_each(sessio
     lock = drain_lock_name(source.name)
     # Given a drainer that keeps the lock while the log is empty (the rung parser's linger)
     running = DrainInThread(conn, recorder, idle_seconds=60, time_left=lambda: not stop.is_set())
-    wait_until("the drainer to hold the lock", lambda: rows(observer, "SELECT IS_FREE_LOCK(%s)", lock)[0][0] == 0)
+    wait_until(
+        "the drainer to hold the lock", lambda: rows(observer, "SELECT IS_FREE_LOCK(%s)", lock)[0][0] == 0, WAIT_SECONDS
+    )
 
     # When single-row writes keep coming
     for _ in range(5):
         insert_posts(app, 1)
-    wait_until("the drainer to take them", lambda: len(recorder.forwarded) == 5)
+    wait_until("the drainer to take them", lambda: len(recorder.forwarded) == 5, WAIT_SECONDS)
     stop.set()
     running.result()
 
