@@ -5,8 +5,9 @@
     fanout migrations generate --name add_comments --version 7 --mapping my_tables.json
 
 The migration creates, for every table in the mapping and every action it captures,
-a trigger that sends the change to the parser (with the fallback table and the
-@fanout_disable kill switch), then drops the triggers earlier migrations created.
+a trigger that appends the change to the change log and rings the parser once a
+statement (with the @fanout_disable kill switch), then drops the triggers earlier
+migrations created.
 Nobody writes trigger SQL by hand; a mapping change becomes a new migration, which
 the post-deploy hook applies once (see docs/migrations.md).
 """
