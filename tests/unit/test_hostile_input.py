@@ -345,7 +345,7 @@ def test_an_injection_string_is_a_valid_string_key_and_only_ever_a_bound_paramet
     assert state.row == {"name": key}
     assert conn.statements == [
         (CLOCK_SQL, None),
-        ("SELECT * FROM `tags` WHERE `name` = %s LOCK IN SHARE MODE", (key,)),
+        ("SELECT * FROM `tags` WHERE `name` = %s FOR SHARE", (key,)),
         (CLOCK_SQL, None),
     ]
 

@@ -5,7 +5,7 @@ schema, with a checksum of the file, so an applied migration that is later edite
 refused instead of silently drifting from what the database holds. The files, their
 placeholders and how a script is split into statements: :mod:`fanout.capture.migration_scripts`.
 
-MySQL and MariaDB commit DDL implicitly, so a migration cannot be rolled back when one
+MySQL commits DDL implicitly, so a migration cannot be rolled back when one
 of its statements fails: the runner records the failure truthfully instead and refuses
 to go on until an operator has fixed the file and cleared the record with
 :meth:`MigrationRunner.repair`. Write migrations so they can be re-run after a partial
