@@ -24,6 +24,7 @@ from fanout.sinks.opensearch import make_client
 from local.stack import source_connection
 from tests.support.aws import aws_client, aws_resource
 from tests.support.e2e import wait_until
+from tests.support.sequences import numbers
 
 POSTS = default_mappings().tables["posts"]
 ROWS, BATCH, PAGES_PER_INVOCATION = 150, 25, 2
@@ -52,7 +53,7 @@ def uncaptured_posts(stack: dict[str, Any]) -> Iterator[list[int]]:
         cur.execute("SET @fanout_disable = 1")
         cur.execute(
             "INSERT INTO posts (id, title, body, author) SELECT seq, CONCAT('bulk ', seq), 'b', 'bulk job' "
-            f"FROM seq_{ids[0]}_to_{ids[-1]}"
+            f"FROM {numbers(ids[0], ids[-1])} s"
         )
         cur.execute("SET @fanout_disable = NULL")
     yield ids

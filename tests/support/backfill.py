@@ -19,6 +19,7 @@ from fanout.operations.reconcile import SinkReaders, reconcile
 from fanout.source.connection import connect
 from fanout.source.reader import RowState, read_row, read_rows
 from tests.support.files import ROOT
+from tests.support.sequences import numbers
 
 
 def apply_checkpoint_migration(settings: DatabaseSettings) -> None:
@@ -76,11 +77,10 @@ class Harness:
 
 
 def insert_posts(h: Harness, count: int, start: int = 1) -> None:
-    # MariaDB's SEQUENCE engine: one statement for any number of rows
     h.execute(
-        "INSERT INTO posts (id, title, body, author, status) "
+        "INSERT INTO posts (id, title, body, author, status) "  # noqa: S608 - numbers() is integers only
         f"SELECT seq, CONCAT('title ', seq), CONCAT('body ', seq), 'ann', 'published' "
-        f"FROM seq_{int(start)}_to_{int(start + count - 1)}"
+        f"FROM {numbers(start, start + count - 1)} s"
     )
 
 
