@@ -57,13 +57,19 @@ def harness(db_settings: DatabaseSettings, opensearch_endpoint: str, local_aws: 
 
 @pytest.fixture
 def sessions(db_settings: DatabaseSettings) -> Iterator[Callable[..., pymysql.connections.Connection]]:
-    """Opens connections to the test's schema (``sessions(autocommit=False)`` for a writer), each rolled back
-    and closed when the test ends, passed or failed: an open transaction left behind would keep its row
-    locks, and its metadata locks would hold up the schema's DROP."""
+    """Opens connections to the test's schema with the fetcher's session settings (``sessions(autocommit=False)``
+    for a writer; ``lock_wait_timeout`` to override the schema's), each rolled back and closed when the test
+    ends, passed or failed: an open transaction left behind would keep its row locks, and its metadata locks
+    would hold up the schema's DROP."""
     opened: list[pymysql.connections.Connection] = []
 
-    def open_session(*, autocommit: bool = True) -> pymysql.connections.Connection:
-        conn = connect(db_settings, autocommit=autocommit)
+    def open_session(
+        *, autocommit: bool = True, lock_wait_timeout: int | None = None
+    ) -> pymysql.connections.Connection:
+        settings = (
+            db_settings if lock_wait_timeout is None else replace(db_settings, lock_wait_timeout=lock_wait_timeout)
+        )
+        conn = connect(settings, autocommit=autocommit)
         opened.append(conn)
         return conn
 
