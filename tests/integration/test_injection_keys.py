@@ -1,4 +1,4 @@
-"""Key values are data, never SQL: injection strings as string keys against a real MariaDB.
+"""Key values are data, never SQL: injection strings as string keys against a real MySQL 8.0.
 
 The payload's key values reach the database only as parameters of the statement
 built from the validated mapping (source_reader.select_row_sql); pymysql escapes

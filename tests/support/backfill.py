@@ -1,4 +1,4 @@
-"""The backfill and reconcile tests' harness on real parts: MariaDB, a real OpenSearch node, DynamoDB on ministack
+"""The backfill and reconcile tests' harness on real parts: MySQL 8.0, a real OpenSearch node, DynamoDB on ministack
 (the ``harness`` fixture that builds one is in tests/integration/conftest.py)."""
 
 from __future__ import annotations
