@@ -231,7 +231,11 @@ def replicate(world: dict[str, Any], case: Case, mapping: TableMapping | None = 
     assert {o["outcome"] for o in report.outcomes} == {"written"}, report.outcomes
     document = world["opensearch"].get(index=mapping.opensearch_index, id=opensearch_document_id(mapping, change))
     item = world["table"].get_item(Key=dynamodb_key(mapping, change), ConsistentRead=True)["Item"]
-    comparison = compare_row(connect(world["settings"]), mapping, change, world["opensearch"], world["table"])
+    conn = connect(world["settings"])
+    try:
+        comparison = compare_row(conn, mapping, change, world["opensearch"], world["table"])
+    finally:
+        conn.close()
     assert comparison.agrees, (comparison.opensearch_problem, comparison.dynamodb_problem)
     return document["_source"], item
 
