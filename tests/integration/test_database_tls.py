@@ -179,7 +179,10 @@ class Downgrader:
         self.thread.start()
 
     def _serve_one(self) -> None:
-        client, _ = self.listener.accept()
+        try:
+            client, _ = self.listener.accept()
+        except OSError:  # closed before the client came
+            return
         with client, socket.create_connection(("127.0.0.1", self.upstream)) as server:
             header = server.recv(4, socket.MSG_WAITALL)
             greeting = bytearray(server.recv(int.from_bytes(header[:3], "little"), socket.MSG_WAITALL))
