@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from fanout.capture.migration_scripts import Migration, MigrationError, load_migrations, split_statements
@@ -183,8 +183,19 @@ def live_triggers(migrations: Iterable[Migration]) -> list[str]:
     return list(live)
 
 
-def capture_migration(mappings: Mappings, version: int, previous_triggers: Sequence[str] = ()) -> str:
-    """The whole migration: change-log table, new triggers, then the previous triggers dropped."""
+# (table, action, trigger name, CREATE TRIGGER statement, summary lines or ""): triggers another generator wrote
+GeneratedTrigger = tuple[str, str, str, str, str]
+
+
+def capture_migration(
+    mappings: Mappings,
+    version: int,
+    previous_triggers: Sequence[str] = (),
+    cascades: Sequence[GeneratedTrigger] = (),
+) -> str:
+    """The whole migration: change-log table, new triggers, then the previous triggers dropped.
+
+    ``cascades``: the foreign-key cascade triggers (fanout.capture.cascades), created after the others."""
     tables = [mappings.tables[name] for name in sorted(mappings.tables)]
     created: list[str] = []
     summary: list[str] = []
@@ -202,6 +213,12 @@ def capture_migration(mappings: Mappings, version: int, previous_triggers: Seque
     for _table, _action, name, sql, described in feeding_triggers(mappings, version):
         if described:
             summary.append(described)
+        created.append(name)
+        blocks.append(f"DROP TRIGGER IF EXISTS {name};\n\n{sql}")
+    if cascades:
+        summary.append("-- Foreign-key cascades, logged by a BEFORE trigger on the referenced table:")
+    for _table, _action, name, sql, described in cascades:
+        summary.append(described)
         created.append(name)
         blocks.append(f"DROP TRIGGER IF EXISTS {name};\n\n{sql}")
     stale = [name for name in previous_triggers if name not in created]
@@ -243,6 +260,7 @@ def write_capture_migration(
     *,
     description: str = DEFAULT_DESCRIPTION,
     version: int | None = None,
+    cascades: Callable[[int], Sequence[GeneratedTrigger]] = lambda _version: (),
 ) -> Path:
     """Write the next migration (``version``, default: one above the highest) into ``directory``.
 
@@ -260,7 +278,7 @@ def write_capture_migration(
         raise MigrationError(f"version {version} is below the highest existing version {highest}")
     earlier = [m for m in existing if m.version < version]
     path = directory / migration_file_name(version, description)
-    sql = capture_migration(mappings, version, live_triggers(earlier))
+    sql = capture_migration(mappings, version, live_triggers(earlier), cascades(version))
     with path.open("x", encoding="utf-8", newline="\n") as out:
         out.write(sql)
     return path
