@@ -102,7 +102,7 @@ def main(argv: Sequence[str] = ()) -> int:
             settings = DatabaseSettings(cfg.db_host, cfg.db_port, name, cfg.db_user, cfg.db_password)
             _install(settings, variant, work / f"{name}-{n}")
             conns[variant] = connect(settings)
-        for variant, conn in conns.items():  # warm-up
+        for conn in conns.values():  # warm-up
             _delete_cascading(conn, ROWS)
         for _ in range(ROUNDS):
             for variant, conn in conns.items():
