@@ -106,9 +106,7 @@ def _ensure_debian_libraries(mysqld: Path) -> None:
         return
     packages = [DEBIAN_LIBRARIES[name] for name in missing]
     if os.geteuid() != 0:
-        raise MySQLUnavailable(
-            f"[mysql] mysqld needs Debian's {' '.join(packages)}: sudo apt-get install {' '.join(packages)}"
-        )
+        raise MySQLUnavailable(f"[mysql] mysqld needs Debian's {' '.join(packages)}: sudo apt-get install {' '.join(packages)}")
     say(f"installing {' '.join(packages)} from Debian's packages")
     env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, capture_output=True)

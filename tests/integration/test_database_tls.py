@@ -202,7 +202,9 @@ def test_a_certificate_from_another_ca_is_refused(tls_mariadb: dict[str, Any]) -
     assert "certificate verify failed" in str(refused.value)
 
 
-def test_a_server_without_tls_is_refused_not_used_in_clear(mysql: dict[str, Any], tls_mariadb: dict[str, Any]) -> None:
+def test_a_server_without_tls_is_refused_not_used_in_clear(
+    mysql: dict[str, Any], tls_mariadb: dict[str, Any]
+) -> None:
     # Given the shared MariaDB, which offers no TLS (what a downgrading man in the middle would look like)
     settings = DatabaseSettings(
         host=mysql["host"],
