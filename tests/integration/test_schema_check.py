@@ -22,6 +22,7 @@ from fanout.capture.migrations import MigrationRunner
 from fanout.capture.triggers import write_capture_migration
 from fanout.config import DatabaseSettings
 from fanout.model.mapping import load_mappings
+from fanout.operations.maintenance import handle_event
 from fanout.source.connection import connect
 from fanout_cli.main import main
 from tests.support.integration import ROOT, execute, install_capture_triggers, parser_arn
@@ -208,3 +209,18 @@ def test_a_new_cascading_foreign_key_is_named_until_a_new_migration_covers_it(
 
     # Then it is covered
     assert check(capsys)[0] == 0
+
+
+def test_the_maintenance_function_runs_the_check_on_its_schedule(installed: Any) -> None:
+    class Dependencies:  # what the check needs of fanout.operations.maintenance.Maintenance
+        mappings = load_mappings(None)
+
+        def conn(self) -> Any:
+            return installed
+
+    def run() -> dict[str, Any]:
+        return handle_event({"action": "check"}, Dependencies, lambda payload: None, lambda: True)
+
+    assert run() == {"drifts": []}
+    execute(installed, "ALTER TABLE posts DROP COLUMN author")
+    assert [line.split(":")[0] for line in run()["drifts"]] == ["posts.author"]
