@@ -12,24 +12,10 @@ from fanout.capture.foreign_keys import ForeignKey, foreign_keys_from_rows
 from fanout.capture.migration_scripts import load_migrations, split_statements
 from fanout.capture.triggers import capture_migration, live_triggers
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
+from tests.support.foreign_keys import DEMO_KEYS, key
 
 REPO = Path(__file__).resolve().parents[2]
 MIGRATIONS = REPO / "db" / "migrations"
-
-
-def key(
-    table: str, column: str, referenced: str, on_delete: str = "CASCADE", on_update: str = "RESTRICT"
-) -> ForeignKey:
-    return ForeignKey(f"{table}_fk", table, (column,), referenced, ("id",), on_delete, on_update)
-
-
-# local/demo_schema.sql's foreign keys, as information_schema lists them
-DEMO_KEYS = [
-    key("article_tags", "article_id", "articles", on_update="NO ACTION"),
-    key("article_tags", "tag_id", "tags", on_update="NO ACTION"),
-    key("articles", "author_id", "authors", on_update="NO ACTION"),
-    key("comments", "article_id", "articles", on_update="NO ACTION"),
-]
 
 
 def plain(*tables: str) -> Mappings:

@@ -37,12 +37,13 @@ def created_trigger(statement: str) -> tuple[str, str, str] | None:
 
 def columns_read(table: str, body: str) -> dict[str, set[str]]:
     """The columns a trigger body on ``table`` reads, by table (NEW/OLD are ``table``; aliases as joined)."""
-    aliases = {"NEW": table, "OLD": table}
-    aliases |= {alias: unquote(joined) for joined, alias in _ALIAS.findall(body)}
     read: dict[str, set[str]] = {}
-    for alias, column in _REFERENCE.findall(body):
-        if alias in aliases:
-            read.setdefault(aliases[alias], set()).add(unquote(column))
+    for statement in body.split(";"):  # an alias names a table within its statement only
+        aliases = {"NEW": table, "OLD": table}
+        aliases |= {alias: unquote(joined) for joined, alias in _ALIAS.findall(statement)}
+        for alias, column in _REFERENCE.findall(statement):
+            if alias in aliases:
+                read.setdefault(aliases[alias], set()).add(unquote(column))
     return read
 
 
