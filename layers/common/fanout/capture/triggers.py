@@ -32,8 +32,9 @@ moment with no trigger at all — ``DROP`` then ``CREATE`` of one name would let
 write slip through uncaptured. Triggers for actions a table no longer captures,
 and for tables no longer mapped, are among those dropped.
 
-The output depends only on the mapping (``table``, ``primary_key``, ``capture``),
-the version and the trigger names of the earlier migrations: the same inputs give
+The output depends only on the mapping (``table``, ``primary_key``, ``capture``, documents),
+the cascade triggers handed in (fanout.capture.cascades, from the foreign keys), the version
+and the trigger names of the earlier migrations: the same inputs give
 the same file, byte for byte. (Migrations up to V004 were written by the per-row
 generation of this module, which sent every row with ``lambda_async``; they stay as
 they were applied.)
