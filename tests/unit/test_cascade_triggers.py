@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fanout.capture.cascades import MAX_CASCADE_DEPTH, cascade_trigger_name, cascade_triggers
 from fanout.capture.foreign_keys import ForeignKey, foreign_keys_from_rows
 from fanout.capture.migration_scripts import load_migrations, split_statements
@@ -128,3 +130,9 @@ def test_cascade_triggers_are_sqlfluff_clean(tmp_path: Path) -> None:
         cwd=REPO,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_foreign_key_naming_something_no_mapping_could_name_is_refused() -> None:
+    odd = ForeignKey("fk", "orders", ("customer_id",), "cust'omers", ("id",), "CASCADE", "RESTRICT")
+    with pytest.raises(ValueError, match="foreign key 'fk' names \"cust'omers\", which is not a plain identifier"):
+        cascade_triggers(plain("orders"), [odd], 8)

@@ -33,6 +33,7 @@ from fanout.capture.foreign_keys import CHANGING_ACTIONS, ForeignKey
 from fanout.capture.names import CHANGE_LOG_TABLE
 from fanout.capture.triggers import KILL_SWITCH, TRIGGER_PREFIX, payload_fields, ring_sql
 from fanout.model.mapping import Mappings
+from fanout.model.mapping_fields import IDENTIFIER
 from fanout.source.sql import quote_identifier
 
 MAX_CASCADE_DEPTH = 15  # InnoDB's limit: a deeper cascade fails the statement (error 3008)
@@ -186,6 +187,10 @@ def cascade_triggers(
 ) -> list[tuple[str, str, str, str, str]]:
     """(table, event, trigger name, CREATE TRIGGER statement, summary lines) for every referenced table whose
     deletes or updates cascade into captured rows; tables in name order, then delete, update."""
+    for key in foreign_keys:  # names go into SQL text: only what a mapping could name (quoted all the same)
+        for name in (key.table, key.referenced_table, *key.columns, *key.referenced_columns):
+            if not IDENTIFIER.match(name):
+                raise ValueError(f"foreign key {key.name!r} names {name!r}, which is not a plain identifier")
     out: list[tuple[str, str, str, str, str]] = []
     for table in sorted({key.referenced_table for key in foreign_keys}):
         for event in ("delete", "update"):
