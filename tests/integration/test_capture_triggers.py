@@ -18,6 +18,8 @@ from typing import Any
 import pymysql
 import pytest
 
+from fanout.capture.cascades import cascade_triggers
+from fanout.capture.composed_triggers import feeding_triggers
 from fanout.capture.migrations import MigrationRunner
 from fanout.capture.names import CHANGE_LOG_TABLE
 from fanout.capture.triggers import trigger_name, write_capture_migration
@@ -26,6 +28,7 @@ from fanout.model.change import parse_trigger_payload
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
 from fanout.source.connection import connect
 from tests.support.files import ROOT
+from tests.support.foreign_keys import DEMO_KEYS
 from tests.support.integration import execute, lambda_async_bridge, lambda_async_calls, parser_arn, rows
 
 PAYLOAD_FIELDS = {"v", "action", "table", "pk", "ts"}
@@ -106,18 +109,19 @@ def test_the_shipped_migrations_leave_one_trigger_per_captured_action(
 
     # (the newest migration that creates triggers: others, such as V005's checkpoint table, do not)
     latest = max(m.version for m in load_migrations(ROOT / "db" / "migrations") if "CREATE TRIGGER" in m.sql)
-    assert triggers_on(session, source.name) == {
-        table.table: sorted(trigger_name(table.table, action, latest) for action in table.capture)
-        for table in default_mappings().tables.values()
-    } | feeding_trigger_names(default_mappings(), latest)
+    assert triggers_on(session, source.name) == generated_trigger_names(default_mappings(), latest)
 
 
-def feeding_trigger_names(mappings: Mappings, version: int) -> dict[str, list[str]]:
-    """The triggers of the tables feeding composed documents (one per action), by table."""
-    from fanout.capture.composed_triggers import feeding_triggers
-
+def generated_trigger_names(mappings: Mappings, version: int) -> dict[str, list[str]]:
+    """Every trigger generation ``version`` creates, by table, each table's names sorted: one per captured
+    action of a mapped table, one per action of a table feeding composed documents, and one per cascading
+    action of a table the demo schema's foreign keys reference."""
     names: dict[str, list[str]] = {}
+    for table in mappings.tables.values():
+        names.setdefault(table.table, []).extend(trigger_name(table.table, a, version) for a in table.capture)
     for table, _action, name, _sql, _summary in feeding_triggers(mappings, version):
+        names.setdefault(table, []).append(name)
+    for table, _action, name, *_rest in cascade_triggers(mappings, DEMO_KEYS, version):
         names.setdefault(table, []).append(name)
     return {table: sorted(found) for table, found in names.items()}
 
@@ -332,15 +336,15 @@ def test_the_bundled_mapping_generates_a_migration_the_demo_schema_takes(
     directory = tmp_path / "migrations"
     shutil.copytree(ROOT / "db" / "migrations", directory)
     mappings: Mappings = default_mappings()
-    path = write_capture_migration(directory, mappings)
+    path = write_capture_migration(
+        directory,
+        mappings,
+        cascades=lambda v: cascade_triggers(mappings, DEMO_KEYS, v),  # the demo's foreign keys
+    )
     version = int(path.name[1:4])
 
     # When
     assert migrate(source, directory) == [version]
 
     # Then every mapped table has one trigger per captured action, of this version only
-    expected = {
-        table: sorted(trigger_name(table, action, version) for action in mapping.capture)
-        for table, mapping in mappings.tables.items()
-    } | feeding_trigger_names(mappings, version)
-    assert triggers_on(session, source.name) == expected
+    assert triggers_on(session, source.name) == generated_trigger_names(mappings, version)

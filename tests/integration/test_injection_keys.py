@@ -56,7 +56,7 @@ def conn(db_settings: Any) -> Any:
     )
     with connection.cursor() as cur:
         # the demo schema's tags and comments (composed documents) are not these: this test needs its own shapes
-        cur.execute("DROP TABLE IF EXISTS tags, comments")
+        cur.execute("DROP TABLE IF EXISTS article_tags, tags, comments")  # article_tags' foreign key names tags
         cur.execute("CREATE TABLE tags (name VARCHAR(512) COLLATE utf8mb4_bin PRIMARY KEY, note TEXT NOT NULL)")
         cur.execute("CREATE TABLE comments (tenant VARCHAR(64) NOT NULL, id BIGINT NOT NULL, PRIMARY KEY (tenant, id))")
         cur.executemany("INSERT INTO tags (name, note) VALUES (%s, %s)", [(k, f"note of {k}") for k in PRESENT])
