@@ -23,7 +23,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench.harness import create_replica_table, local_services, number_table
+from bench.harness import create_replica_table, local_services
 from fanout.config import DatabaseSettings
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.operations.backfill import BackfillJob, run_backfill
@@ -34,6 +34,7 @@ from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
 from local.config import LocalConfig
 from local.database import create_database, drop_database
+from tests.support.sequences import numbers
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = int(os.environ.get("BENCH_BACKFILL_ROWS", "100000"))
@@ -55,7 +56,7 @@ def measure(cfg: LocalConfig, rows: int) -> dict[str, float]:
             cur.execute((ROOT / "db" / "migrations" / "V005__backfill_checkpoint.sql").read_text())
             fill = (
                 "INSERT INTO posts (id, title, body, author, status) SELECT seq, CONCAT('post ', seq), "  # noqa: S608
-                f"REPEAT('body ', 40), 'bench', 'published' FROM {number_table(conn, rows)}"
+                f"REPEAT('body ', 40), 'bench', 'published' FROM {numbers(1, rows)} s"
             )
             cur.execute(fill)
         sinks = [OpenSearchSink(opensearch), DynamoDBSink(table, tombstone_ttl_seconds=3600)]

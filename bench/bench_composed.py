@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.harness import create_replica_table, local_services, number_table
+from bench.harness import create_replica_table, local_services
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
@@ -38,6 +38,7 @@ from fanout.source.compose import root_page
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
 from local.database import create_database, drop_database, run_sql_file
+from tests.support.sequences import numbers
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = 300
@@ -77,30 +78,28 @@ def main() -> int:
     run_sql_file(conn, ROOT / "local" / "demo_schema.sql")
     n = DOCUMENTS
     top = 10_000 + max(FAN_OUT)
-    number_table(conn, top)
     with conn.cursor() as cur:
         cur.execute("INSERT INTO authors (id, name) VALUES (1, 'Ann'), (2, 'Fan Out')")
         cur.execute(
             f"INSERT INTO posts (id, title, body, author, status) SELECT seq, CONCAT('post ', seq), "  # noqa: S608
-            f"REPEAT('body ', 40), 'Ann', 'published' FROM numbers WHERE seq <= {n}"
+            f"REPEAT('body ', 40), 'Ann', 'published' FROM {numbers(1, n)} s"
         )
         cur.execute(
             f"INSERT INTO articles (id, title, body, status, author_id) SELECT seq, CONCAT('post ', seq), "  # noqa: S608
-            f"REPEAT('body ', 40), 'published', 1 FROM numbers WHERE seq <= {n}"
+            f"REPEAT('body ', 40), 'published', 1 FROM {numbers(1, n)} s"
         )
         cur.execute(
             "INSERT INTO comments (article_id, commenter, body, created_at) SELECT a.seq, 'c', "  # noqa: S608
-            f"CONCAT('comment ', c.seq), '2026-01-01' + INTERVAL c.seq DAY FROM numbers a JOIN numbers c "
-            f"ON c.seq <= 5 WHERE a.seq <= {n}"
+            f"CONCAT('comment ', c.seq), '2026-01-01' + INTERVAL c.seq DAY FROM {numbers(1, n)} a "
+            f"JOIN {numbers(1, 5)} c"
         )
         cur.execute("INSERT INTO tags (id, name) VALUES (1, 'red'), (2, 'green'), (3, 'blue')")
         cur.execute(
-            "INSERT INTO article_tags SELECT a.seq, t.seq FROM numbers a JOIN numbers t "  # noqa: S608
-            f"ON t.seq <= 3 WHERE a.seq <= {n}"
+            f"INSERT INTO article_tags SELECT a.seq, t.seq FROM {numbers(1, n)} a JOIN {numbers(1, 3)} t"  # noqa: S608
         )
         cur.execute(
             f"INSERT INTO articles (id, title, body, status, author_id) SELECT seq, CONCAT('fan ', seq), "  # noqa: S608
-            f"'b', 'published', NULL FROM numbers WHERE seq BETWEEN 10001 AND {top}"
+            f"'b', 'published', NULL FROM {numbers(10_001, top)} s"
         )
     dynamodb, table = create_replica_table(cfg, db_name)
     client = make_client(cfg.opensearch_endpoint)

@@ -32,7 +32,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bench.harness import create_replica_table, local_services, number_table
+from bench.harness import create_replica_table, local_services
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping, default_mappings
@@ -44,6 +44,7 @@ from fanout.source.connection import connect
 from fanout.source.reader import RowState, read_row, read_rows
 from local.config import LocalConfig
 from local.database import create_database, drop_database
+from tests.support.sequences import numbers
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = int(os.environ.get("BENCH_ROWS", "2000"))
@@ -200,7 +201,7 @@ def backfill_rate(cfg: LocalConfig, workers: int, opensearch_too: bool = True) -
             cur.execute((ROOT / "db" / "migrations" / "V005__backfill_checkpoint.sql").read_text())
             cur.execute(
                 "INSERT INTO posts (id, title, body, author, status) SELECT seq, CONCAT('post ', seq), "  # noqa: S608
-                f"REPEAT('body ', 40), 'bench', 'published' FROM {number_table(conn, ROWS)}"
+                f"REPEAT('body ', 40), 'bench', 'published' FROM {numbers(1, ROWS)} s"
             )
 
         def runner() -> Any:

@@ -84,14 +84,3 @@ def write_results(name: str, result: dict[str, Any], markdown: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown if markdown.endswith("\n") else markdown + "\n")
-
-
-def number_table(conn: Any, upto: int, name: str = "numbers") -> str:
-    """A table ``name`` (column ``seq``) holding 1..``upto`` in the connection's schema, for INSERT ... SELECT fills:
-    MySQL 8.0 has no sequence tables (MariaDB's ``seq_1_to_N``), and a recursive CTE stops at 1,000 levels."""
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE TABLE IF NOT EXISTS `{name}` (seq INT UNSIGNED NOT NULL PRIMARY KEY)")
-        cur.execute(f"SELECT COALESCE(MAX(seq), 0) FROM `{name}`")  # noqa: S608 - a name of ours
-        have = int(cur.fetchone()[0])
-    insert_rows(conn, f"INSERT INTO `{name}` (seq) VALUES (%s)", ((i,) for i in range(have + 1, upto + 1)))  # noqa: S608
-    return name

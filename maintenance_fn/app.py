@@ -1,8 +1,9 @@
-"""Maintenance handler: reconcile on a schedule (drift as a metric) and backfills that outlive one invocation.
+"""Maintenance handler: reconcile and `fanout check` on a schedule (metrics) and backfills that outlive one invocation.
 
 Events::
 
     {"action": "reconcile", "sample": 1000, "tables": ["posts"], "repair": false}
+    {"action": "check"}     the mapping, the triggers and the live schema compared; drifts as SchemaDrift
     {"action": "backfill", "table": "posts", "from": [1], "to": [5000], "where": "status = %s",
      "params": ["published"], "batch_size": 500, "rate": 2000, "pages_per_invocation": 100}
     {"action": "backfill", "table": "posts", "workers": 4, "rate": 4000}

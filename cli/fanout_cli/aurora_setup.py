@@ -10,9 +10,10 @@ Two things, both outside the stack's reach (see docs/migrations.md):
 2. In AWS: the cluster must be allowed to assume the stack's ``AuroraInvokeRole``
    (output ``AuroraInvokeRoleArn``), associated with the feature name ``Lambda``.
 
-Until both are in place every invoke fails, and every change goes to the fallback
-table with the reason in ``invoke_error`` (``fanout sweep --status``) — the
-application's writes are not affected.
+Until both are in place every ring fails (the trigger takes the error), and the
+changes wait in the change log until the sweeper rings the parser, once a minute
+(``fanout sweep --status`` shows how many wait) — the application's writes are not
+affected.
 """
 
 from __future__ import annotations

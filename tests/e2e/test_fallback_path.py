@@ -23,7 +23,8 @@ import pytest
 from fanout.capture.names import CHANGE_LOG_TABLE, drain_lock_name
 from fanout.capture.sweeper import lock_name
 from fanout_cli.main import main
-from tests.support.e2e import Stack, post, wait_until
+from tests.support.e2e import Stack, post
+from tests.support.waiting import wait_until
 
 UNREACHABLE = "ServiceException: Lambda is unreachable (test)"
 

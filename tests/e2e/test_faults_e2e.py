@@ -26,7 +26,8 @@ from fanout.capture.names import CHANGE_LOG_TABLE, drain_lock_name
 from local.config import LocalConfig
 from local.processes import running_pid
 from local.services import ensure_lambda_async_bridge
-from tests.support.e2e import Stack, post, wait_until
+from tests.support.e2e import Stack, post
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture

@@ -17,7 +17,9 @@ import pytest
 from fanout.model.mapping import default_mappings
 from fanout.operations.backfill import BackfillJob, KeyRange, load_checkpoint
 from fanout.operations.backfill_parallel import load_plan
-from tests.support.e2e import Stack, post, wait_until
+from tests.support.e2e import Stack, post
+from tests.support.sequences import numbers
+from tests.support.waiting import wait_until
 
 POSTS = default_mappings().tables["posts"]
 ROWS, BATCH, PAGES_PER_INVOCATION = 150, 25, 2
@@ -30,10 +32,10 @@ def uncaptured_posts(stack: Stack) -> Iterator[list[int]]:
     ids = list(range(first, first + ROWS))
     with stack.db.cursor() as cur:
         cur.execute("SET @fanout_disable = 1")
-        try:  # one multi-row INSERT (PyMySQL batches executemany's rows)
-            cur.executemany(
-                "INSERT INTO posts (id, title, body, author) VALUES (%s, %s, 'b', 'bulk job')",
-                [(key, f"bulk {key}") for key in ids],
+        try:
+            cur.execute(
+                "INSERT INTO posts (id, title, body, author) SELECT seq, CONCAT('bulk ', seq), 'b', 'bulk job' "
+                f"FROM {numbers(ids[0], ids[-1])} s"
             )
         finally:
             cur.execute("SET @fanout_disable = NULL")

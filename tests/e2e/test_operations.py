@@ -24,7 +24,8 @@ from fanout_cli.stack_resources import StackResources
 from local.config import LocalConfig
 from local.processes import stop_process
 from local.services import ensure_opensearch
-from tests.support.e2e import Stack, post, wait_until
+from tests.support.e2e import Stack, post
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="module")

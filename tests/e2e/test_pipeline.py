@@ -14,8 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.e2e import Stack, post, wait_until
+from tests.support.e2e import Stack, post
 from tests.support.files import EVENTS
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ import uuid
 
 from fanout.model.mapping import default_mappings
 from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
-from tests.support.e2e import Stack, post, setting, wait_until
+from tests.support.e2e import Stack, post, setting
+from tests.support.waiting import wait_until
 
 MAPPINGS = default_mappings()
 

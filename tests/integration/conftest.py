@@ -1,11 +1,12 @@
-"""Fixtures of the integration tests (real MariaDB, OpenSearch, ministack); the shared ones: tests/conftest.py."""
+"""Fixtures of the integration tests (real MySQL 8.0, OpenSearch, ministack); the shared ones: tests/conftest.py."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
+import pymysql
 import pytest
 from opensearchpy import OpenSearch
 
@@ -52,3 +53,35 @@ def harness(db_settings: DatabaseSettings, opensearch_endpoint: str, local_aws: 
         for m in mappings.tables.values():
             client.indices.delete(index=m.opensearch_index, ignore=[404])
         table.delete()
+
+
+@pytest.fixture
+def sessions(db_settings: DatabaseSettings) -> Iterator[Callable[..., pymysql.connections.Connection]]:
+    """Opens connections to the test's schema with the fetcher's session settings (``sessions(autocommit=False)``
+    for a writer; ``lock_wait_timeout`` to override the schema's), each rolled back and closed when the test
+    ends, passed or failed: an open transaction left behind would keep its row locks, and its metadata locks
+    would hold up the schema's DROP."""
+    opened: list[pymysql.connections.Connection] = []
+
+    def open_session(
+        *, autocommit: bool = True, lock_wait_timeout: int | None = None
+    ) -> pymysql.connections.Connection:
+        settings = (
+            db_settings if lock_wait_timeout is None else replace(db_settings, lock_wait_timeout=lock_wait_timeout)
+        )
+        conn = connect(settings, autocommit=autocommit)
+        opened.append(conn)
+        return conn
+
+    try:
+        yield open_session
+    finally:
+        for conn in reversed(opened):
+            if not conn.open:
+                continue
+            try:
+                conn.rollback()
+            except pymysql.err.Error:
+                pass  # the connection was lost: the server has ended its transaction
+            if conn.open:
+                conn.close()

@@ -1,4 +1,4 @@
-"""Backfill and reconcile on real parts: MariaDB, a real OpenSearch node, DynamoDB on ministack.
+"""Backfill and reconcile on real parts: MySQL 8.0, a real OpenSearch node, DynamoDB on ministack.
 
 Both go through the live fetch path (fanout.pipeline.fetcher.apply_changes with the real locking reader and
 both real sinks), so what is proven here is what runs in production.

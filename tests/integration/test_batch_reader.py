@@ -1,4 +1,4 @@
-"""The batched locking re-read (read_rows) against a real MariaDB (docs/architecture.md, "Versions and sinks").
+"""The batched locking re-read (read_rows) against a real MySQL 8.0 (docs/architecture.md, "Versions and sinks").
 
 One SKIP LOCKED query reads every key it can without waiting; a key it did not
 return is locked or absent, and is read alone with the waiting read: a locked
@@ -8,19 +8,22 @@ row must come back as the writer's committed outcome, never as a delete.
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Callable
 from typing import Any
 
+import pymysql
 import pytest
 
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
 from fanout.source import reader as source_reader
-from fanout.source.connection import connect
 from fanout.source.reader import RowState, read_row, read_rows
+from tests.support.locks import row_locks_held, seen_waiting
 
 POSTS = default_mappings().get("posts")
 SETTINGS = default_mappings().get("tenant_settings")
+
+Sessions = Callable[..., pymysql.connections.Connection]
 
 
 def post(key: int) -> Change:
@@ -41,10 +44,10 @@ def insert_posts(conn: Any, titles: list[str]) -> list[int]:
 
 
 def test_given_present_and_absent_keys_when_read_together_then_rows_absences_and_one_locked_version(
-    db_settings: Any,
+    sessions: Sessions,
 ) -> None:
     # Given three committed rows and a key that does not exist
-    conn = connect(db_settings)
+    conn = sessions()
     keys = insert_posts(conn, ["a", "b", "c"])
     # When all four are read in one batch
     states = read_rows(conn, POSTS, [post(k) for k in keys] + [post(999_999)])
@@ -57,40 +60,40 @@ def test_given_present_and_absent_keys_when_read_together_then_rows_absences_and
 
 
 def test_given_a_row_held_by_an_open_writer_when_read_in_a_batch_then_the_committed_outcome_not_a_delete(
-    db_settings: Any,
+    sessions: Sessions,
 ) -> None:
-    # Given two rows, one updated in a transaction that stays open for a while
-    conn = connect(db_settings)
-    free, held = insert_posts(conn, ["free", "before"])
-    writer = connect(db_settings, autocommit=False)
+    # Given two rows, one updated in a transaction that stays open
+    free, held = insert_posts(sessions(), ["free", "before"])
+    writer, reader, watcher, other = sessions(autocommit=False), sessions(), sessions(), sessions(autocommit=False)
     with writer.cursor() as cur:
         cur.execute("UPDATE posts SET title = 'after' WHERE id = %s", (held,))
     out: dict[str, Any] = {}
-
-    def read() -> None:
-        reader = connect(db_settings)
-        started = time.monotonic()
-        out["states"] = read_rows(reader, POSTS, [post(free), post(held)])
-        out["waited"] = time.monotonic() - started
-        reader.close()
-
-    # When a batch reads both while the writer is open, and the writer then commits
-    thread = threading.Thread(target=read)
+    thread = threading.Thread(target=lambda: out.update(states=read_rows(reader, POSTS, [post(free), post(held)])))
     thread.start()
-    time.sleep(0.5)
-    writer.commit()
-    thread.join(10)
-    writer.close()
-    # Then the free row was not held up by the locked one, and the locked one is the committed update
+    try:
+        # When the batch is seen waiting: FOR SHARE SKIP LOCKED left the held row out, and it is read alone
+        waits = seen_waiting(watcher, reader.thread_id(), alive=thread.is_alive)
+        assert {table for table, _ in waits} == {"posts"}, waits
+        # ... holding no lock on the free row meanwhile: another writer updates it without waiting
+        # (innodb_lock_wait_timeout 1: 1205 if the batch had waited while holding what it had read)
+        assert row_locks_held(watcher, reader.thread_id()) == []
+        with other.cursor() as cur:
+            cur.execute("SET SESSION innodb_lock_wait_timeout = 1")
+            cur.execute("UPDATE posts SET title = 'free, edited' WHERE id = %s", (free,))
+        other.commit()
+        writer.commit()
+    finally:
+        writer.rollback()  # nothing left to undo once committed; on a failure, it lets the reader go
+        thread.join(timeout=60)
+    # Then the free row was read by the batch, and the locked one is the committed update, not a delete
     states = out["states"]
     assert states[0].row["title"] == "free"
     assert states[1].row is not None and states[1].row["title"] == "after"
-    assert out["waited"] >= 0.4  # the skipped key was read alone, waiting for the writer
 
 
-def test_given_a_case_only_spelling_when_read_in_a_batch_then_only_the_exact_key_is_present(db_settings: Any) -> None:
+def test_given_a_case_only_spelling_when_read_in_a_batch_then_only_the_exact_key_is_present(sessions: Sessions) -> None:
     # Given a row stored as ('ACME', 'theme') under a case-insensitive collation
-    conn = connect(db_settings)
+    conn = sessions()
     with conn.cursor() as cur:
         cur.execute(
             "INSERT INTO tenant_settings (tenant, setting_key, value) VALUES ('ACME', 'theme', JSON_OBJECT('n', 1))"
@@ -103,11 +106,11 @@ def test_given_a_case_only_spelling_when_read_in_a_batch_then_only_the_exact_key
 
 
 def test_given_more_keys_than_one_read_takes_when_read_then_chunked_and_all_returned(
-    db_settings: Any, monkeypatch: pytest.MonkeyPatch
+    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given more rows than one statement may name
     monkeypatch.setattr(source_reader, "MAX_KEYS_PER_READ", 4)
-    conn = connect(db_settings)
+    conn = sessions()
     keys = insert_posts(conn, [f"p{i}" for i in range(10)])
     # When they are read together
     states = read_rows(conn, POSTS, [post(k) for k in keys])

@@ -1,9 +1,10 @@
-"""The generated capture triggers against MariaDB: the change log's payloads, the ring and the kill switch.
+"""The generated capture triggers against MySQL 8.0: the change log's payloads, the ring and the kill switch.
 
-Each test gets a fresh schema with the demo tables and the local lambda_async shim
-(the stand-in for Aurora's native function, which a session can make fail with
-``SET @fanout_shim_fail = 1``), migrated with db/migrations exactly as the
-post-deploy hook does.
+Each test gets a fresh schema with the demo tables, migrated with db/migrations exactly as
+the post-deploy hook does, its triggers ringing a parser ARN of its own. ``lambda_async`` is
+the local stand-in for Aurora's native function (a loadable function handing each call to the
+bridge, which remembers it and can be told to fail the calls to one ARN, as Aurora's fail when
+Lambda cannot be reached).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 import pymysql
 import pytest
 
+from fanout.capture.cascades import cascade_triggers
+from fanout.capture.composed_triggers import feeding_triggers
 from fanout.capture.migrations import MigrationRunner
 from fanout.capture.names import CHANGE_LOG_TABLE
 from fanout.capture.triggers import trigger_name, write_capture_migration
@@ -24,27 +27,33 @@ from fanout.config import DatabaseSettings
 from fanout.model.change import parse_trigger_payload
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
 from fanout.source.connection import connect
-from local.database import run_sql_file
 from tests.support.files import ROOT
-from tests.support.integration import execute, rows, shim_calls
+from tests.support.foreign_keys import DEMO_KEYS
+from tests.support.integration import execute, lambda_async_bridge, lambda_async_calls, parser_arn, rows
 
-ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-triggers-test-parser"
 PAYLOAD_FIELDS = {"v", "action", "table", "pk", "ts"}
+LAMBDA_DOWN = "Network Connection. Unable to connect to endpoint (test)"
 
 
 def migrate(settings: DatabaseSettings, directory: Path) -> list[int]:
-    runner = MigrationRunner(lambda: connect(settings), directory, {"parser_function_arn": ARN}, applied_by="test")
+    """Apply ``directory`` as the hook does, the triggers ringing the schema's own parser ARN (only remembered)."""
+    arn = parser_arn(settings.name)
+    lambda_async_bridge().configure(arn, deliver=False)
+    runner = MigrationRunner(lambda: connect(settings), directory, {"parser_function_arn": arn}, applied_by="test")
     return runner.migrate().applied
 
 
 @pytest.fixture
-def source(db_settings: DatabaseSettings) -> Iterator[DatabaseSettings]:
-    """The demo schema with the shim, migrated with the project's db/migrations."""
-    conn = connect(db_settings)
-    try:
-        run_sql_file(conn, ROOT / "local" / "lambda_async_shim.sql")
-    finally:
-        conn.close()
+def rings(db_settings: DatabaseSettings) -> Iterator[str]:
+    """The parser ARN the schema's triggers ring; the bridge forgets its calls and settings afterwards."""
+    arn = parser_arn(db_settings.name)
+    yield arn
+    lambda_async_bridge().reset(arn)
+
+
+@pytest.fixture
+def source(db_settings: DatabaseSettings, rings: str) -> Iterator[DatabaseSettings]:
+    """The demo schema migrated with the project's db/migrations."""
     migrate(db_settings, ROOT / "db" / "migrations")
     yield db_settings
 
@@ -100,18 +109,19 @@ def test_the_shipped_migrations_leave_one_trigger_per_captured_action(
 
     # (the newest migration that creates triggers: others, such as V005's checkpoint table, do not)
     latest = max(m.version for m in load_migrations(ROOT / "db" / "migrations") if "CREATE TRIGGER" in m.sql)
-    assert triggers_on(session, source.name) == {
-        table.table: sorted(trigger_name(table.table, action, latest) for action in table.capture)
-        for table in default_mappings().tables.values()
-    } | feeding_trigger_names(default_mappings(), latest)
+    assert triggers_on(session, source.name) == generated_trigger_names(default_mappings(), latest)
 
 
-def feeding_trigger_names(mappings: Mappings, version: int) -> dict[str, list[str]]:
-    """The triggers of the tables feeding composed documents (one per action), by table."""
-    from fanout.capture.composed_triggers import feeding_triggers
-
+def generated_trigger_names(mappings: Mappings, version: int) -> dict[str, list[str]]:
+    """Every trigger generation ``version`` creates, by table, each table's names sorted: one per captured
+    action of a mapped table, one per action of a table feeding composed documents, and one per cascading
+    action of a table the demo schema's foreign keys reference."""
     names: dict[str, list[str]] = {}
+    for table in mappings.tables.values():
+        names.setdefault(table.table, []).extend(trigger_name(table.table, a, version) for a in table.capture)
     for table, _action, name, _sql, _summary in feeding_triggers(mappings, version):
+        names.setdefault(table, []).append(name)
+    for table, _action, name, *_rest in cascade_triggers(mappings, DEMO_KEYS, version):
         names.setdefault(table, []).append(name)
     return {table: sorted(found) for table, found in names.items()}
 
@@ -140,14 +150,14 @@ def test_insert_update_rekey_and_delete_send_format_1_payloads_the_parser_accept
     # And the parser takes every one of them (the re-key also names the old row)
     changes = [parse_trigger_payload(json.dumps(p), default_mappings()) for p in payloads]
     assert [len(c) for c in changes] == [1, 1, 2, 1]
-    assert len(shim_calls(session)) == 4
+    assert len(lambda_async_calls(session)) == 4
 
 
 def test_a_failing_ring_leaves_the_write_intact_and_the_change_logged(
-    session: pymysql.connections.Connection,
+    session: pymysql.connections.Connection, rings: str
 ) -> None:
-    # Given lambda_async fails in this session, as Aurora's does when Lambda cannot be reached (ERROR 1873)
-    execute(session, "SET @fanout_shim_fail = 1")
+    # Given lambda_async fails, as Aurora's does when Lambda cannot be reached (ERROR 1873)
+    lambda_async_bridge().configure(rings, fail=LAMBDA_DOWN)
 
     # When the application writes
     key = insert_post(session, "written while Lambda is down")
@@ -159,15 +169,17 @@ def test_a_failing_ring_leaves_the_write_intact_and_the_change_logged(
     assert rows(session, "SELECT title, status FROM posts WHERE id = %s", key) == [
         ("written while Lambda is down", "published")
     ]
-    # And nothing rang, but every change waits in the change log for the sweeper's ring
-    assert shim_calls(session) == []
+    # And no ring reached Lambda (each statement's call failed), but every change waits in the change log
+    # for the sweeper's ring
+    assert lambda_async_calls(session) == []
+    assert [call["outcome"] for call in lambda_async_bridge().calls(rings)] == [f"ERR {LAMBDA_DOWN}"] * 4
     assert without_ts(logged(session)) == [
         {"v": 1, "action": "insert", "table": "posts", "pk": {"id": key}},
         {"v": 1, "action": "update", "table": "posts", "pk": {"id": key}, "old_pk": {"id": key}},
         {"v": 1, "action": "insert", "table": "posts", "pk": {"id": other}},
         {"v": 1, "action": "delete", "table": "posts", "pk": {"id": other}},
     ]
-    assert rows(session, "SELECT @fanout_ring_error")[0][0] == "lambda_async shim: invoke failed (simulated)"
+    assert rows(session, "SELECT @fanout_ring_error")[0][0] == f"Lambda API returned error: {LAMBDA_DOWN}"
 
 
 def test_a_logged_change_lives_and_dies_with_its_transaction(
@@ -198,32 +210,33 @@ def test_a_logged_change_lives_and_dies_with_its_transaction(
 
 
 def test_the_kill_switch_sends_and_parks_nothing_for_its_session_only(
-    source: DatabaseSettings, session: pymysql.connections.Connection
+    source: DatabaseSettings, session: pymysql.connections.Connection, rings: str
 ) -> None:
     # Given a bulk job's session with the kill switch on (and an invoke that would fail, too)
     execute(session, "SET @fanout_disable = 1")
-    execute(session, "SET @fanout_shim_fail = 1")
+    lambda_async_bridge().configure(rings, fail=LAMBDA_DOWN)
 
     # When it writes
     key = insert_post(session, "bulk")
     execute(session, "UPDATE posts SET title = 'bulk edited' WHERE id = %s", key)
     execute(session, "DELETE FROM posts WHERE id = %s", key)
 
-    # Then nothing rang and nothing was logged
-    assert shim_calls(session) == []
+    # Then nothing rang (lambda_async was not even called) and nothing was logged
+    assert lambda_async_bridge().calls(rings) == []
     assert logged(session) == []
 
-    # And another session at the same time is captured as usual
+    # And another session at the same time is captured as usual (Lambda reachable again)
+    lambda_async_bridge().configure(rings, deliver=False)
     other = connect(source)
     try:
         other_key = insert_post(other, "not bulk")
     finally:
         other.close()
     assert without_ts(logged(session)) == [{"v": 1, "action": "insert", "table": "posts", "pk": {"id": other_key}}]
-    assert len(shim_calls(session)) == 1
+    assert len(lambda_async_calls(session)) == 1
 
     # And switching it off again restores capture in the bulk session
-    execute(session, "SET @fanout_disable = NULL, @fanout_shim_fail = NULL")
+    execute(session, "SET @fanout_disable = NULL")
     again = insert_post(session, "after the bulk job")
     assert logged(session)[-1]["pk"] == {"id": again}
 
@@ -242,13 +255,12 @@ CREATE TABLE `order` (
 
 
 def test_a_generated_migration_for_a_reserved_word_composite_key_table_works(
-    db_settings: DatabaseSettings, tmp_path: Path
+    db_settings: DatabaseSettings, rings: str, tmp_path: Path
 ) -> None:
     # Given a table named `order` keyed by (shop, `key`), capturing updates and deletes only
     conn = connect(db_settings)
     try:
         execute(conn, ORDERS_TABLE)
-        run_sql_file(conn, ROOT / "local" / "lambda_async_shim.sql")
         mappings = parse_mappings(
             {
                 "tables": {
@@ -267,7 +279,7 @@ def test_a_generated_migration_for_a_reserved_word_composite_key_table_works(
         execute(conn, "UPDATE `order` SET `key` = 2 WHERE shop = 'zoë''s'")
         execute(conn, "DELETE FROM `order` WHERE shop = 'zoë''s'")
 
-        # Then only the captured actions were logged, the keys as objects in mapping order
+        # Then only the captured actions were logged, the keys as objects
         payloads = logged(conn)
         assert without_ts(payloads) == [
             {
@@ -279,8 +291,13 @@ def test_a_generated_migration_for_a_reserved_word_composite_key_table_works(
             },
             {"v": 1, "action": "delete", "table": "order", "pk": {"shop": "zoë's", "key": 2}},
         ]
-        assert [list(p["pk"]) for p in payloads] == [["shop", "key"]] * 2
-        assert [len(parse_trigger_payload(json.dumps(p), mappings)) for p in payloads] == [2, 1]
+        # And the parser takes the key columns in the mapping's order, whatever order the payload keeps them in
+        # (MySQL's JSON type stores an object's keys shortest first: `key` before `shop`)
+        assert [list(p["pk"]) for p in payloads] == [["key", "shop"]] * 2
+        assert [[c.key for c in parse_trigger_payload(json.dumps(p), mappings)] for p in payloads] == [
+            [(("shop", "zoë's"), ("key", 2)), (("shop", "zoë's"), ("key", 1))],
+            [(("shop", "zoë's"), ("key", 2))],
+        ]
     finally:
         conn.close()
 
@@ -319,15 +336,15 @@ def test_the_bundled_mapping_generates_a_migration_the_demo_schema_takes(
     directory = tmp_path / "migrations"
     shutil.copytree(ROOT / "db" / "migrations", directory)
     mappings: Mappings = default_mappings()
-    path = write_capture_migration(directory, mappings)
+    path = write_capture_migration(
+        directory,
+        mappings,
+        cascades=lambda v: cascade_triggers(mappings, DEMO_KEYS, v),  # the demo's foreign keys
+    )
     version = int(path.name[1:4])
 
     # When
     assert migrate(source, directory) == [version]
 
     # Then every mapped table has one trigger per captured action, of this version only
-    expected = {
-        table: sorted(trigger_name(table, action, version) for action in mapping.capture)
-        for table, mapping in mappings.tables.items()
-    } | feeding_trigger_names(mappings, version)
-    assert triggers_on(session, source.name) == expected
+    assert triggers_on(session, source.name) == generated_trigger_names(mappings, version)

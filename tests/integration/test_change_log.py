@@ -1,10 +1,12 @@
-"""The change log against MariaDB: what the triggers log and ring, and the drainer's edges.
+"""The change log against MySQL 8.0: what the triggers log and ring, and the drainer's edges.
 
-Each test gets a fresh schema with the demo tables and the local lambda_async shim,
-migrated with db/migrations exactly as the post-deploy hook does. The rings land in
-the shim's outbox (non-transactional, as Aurora's invokes survive a ROLLBACK); the
-drainer hands its changes to a recording forwarder. Races are driven by real
-sessions and observed through InnoDB's own lock-wait table, never by sleeping.
+Each test gets a fresh schema with the demo tables, migrated with db/migrations exactly
+as the post-deploy hook does, its triggers ringing a parser ARN of its own. The rings
+reach the local lambda_async bridge, which remembers them (the call leaves inside the
+statement, so a ROLLBACK does not take it back, as with Aurora's invoke); the drainer
+hands its changes to a recording forwarder. Races are driven by real sessions and
+observed through InnoDB's own lock waits (performance_schema.data_lock_waits), never by
+sleeping.
 """
 
 from __future__ import annotations
@@ -20,31 +22,30 @@ import pytest
 
 import fanout.capture.change_log as change_log_module
 from fanout.capture.change_log import change_log_status, drain, is_ring
-from fanout.capture.migrations import MigrationRunner
 from fanout.capture.names import CHANGE_LOG_TABLE, drain_lock_name
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
 from fanout.source.connection import connect
-from local.database import run_sql_file
-from tests.support.files import ROOT
-from tests.support.integration import execute, rows, shim_calls
+from tests.support.integration import (
+    execute,
+    install_capture_triggers,
+    lambda_async_bridge,
+    lambda_async_calls,
+    lock_waits,
+    parser_arn,
+    rows,
+)
+from tests.support.waiting import wait_until
 
-ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-change-log-test-parser"
 WAIT_SECONDS = 30
 
 
 @pytest.fixture
 def source(db_settings: DatabaseSettings) -> Iterator[DatabaseSettings]:
-    conn = connect(db_settings)
-    try:
-        run_sql_file(conn, ROOT / "local" / "lambda_async_shim.sql")
-    finally:
-        conn.close()
-    MigrationRunner(
-        lambda: connect(db_settings), ROOT / "db" / "migrations", {"parser_function_arn": ARN}, applied_by="test"
-    ).migrate()
+    install_capture_triggers(db_settings)
     yield db_settings
+    lambda_async_bridge().reset(parser_arn(db_settings.name))
 
 
 @pytest.fixture
@@ -96,20 +97,6 @@ def insert_posts(conn: pymysql.connections.Connection, count: int, title: str = 
     execute(conn, f"INSERT INTO posts (title, body, author) VALUES {values}", *([title] * count))
 
 
-def lock_waits(conn: pymysql.connections.Connection) -> int:
-    return int(rows(conn, "SELECT COUNT(*) FROM information_schema.INNODB_LOCK_WAITS")[0][0])
-
-
-def wait_until(what: str, check: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        # Not faster: polled every 50 ms, MariaDB's INNODB_TRX / INNODB_LOCK_WAITS cache was never refreshed.
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 class DrainInThread:
     """``drain`` on its own connection in a thread; ``result()`` joins it and re-raises its error."""
 
@@ -149,7 +136,7 @@ def test_a_multi_row_statement_logs_every_row_and_rings_once(sessions: Any) -> N
     insert_posts(app, 3)
 
     assert log_depth(app) == 3
-    sent = shim_calls(app)
+    sent = lambda_async_calls(app)
     assert len(sent) == 1
     assert is_ring(sent[0]) and sent[0]["table"] == "posts"
 
@@ -163,7 +150,7 @@ def test_each_statement_rings_and_the_application_keeps_its_own_insert_id(sessio
 
     assert (first, second) == (1, 2)  # LAST_INSERT_ID is the application's row, not the log's
     assert rows(app, "SELECT LAST_INSERT_ID()")[0][0] == 2
-    assert len(shim_calls(app)) == 3
+    assert len(lambda_async_calls(app)) == 3
     assert log_depth(app) == 4
 
 
@@ -174,7 +161,7 @@ def test_no_ring_while_a_drainer_holds_the_lock_but_the_change_is_logged(session
     insert_posts(app, 2)
     execute(app, "UPDATE posts SET title = 'y'")
 
-    assert shim_calls(app) == []
+    assert lambda_async_calls(app) == []
     assert log_depth(app) == 4
 
 
@@ -188,7 +175,7 @@ def test_a_rolled_back_transaction_leaves_nothing_to_drain(sessions: Any) -> Non
     report = drain(conn, default_mappings(), recorder.forward, recorder.reject)
 
     assert log_depth(app) == 0
-    assert len(shim_calls(app)) == 1  # the ring, like Aurora's invoke, survives the rollback
+    assert len(lambda_async_calls(app)) == 1  # the ring, like Aurora's invoke, survives the rollback
     assert recorder.forwarded == [] and report.claimed == 0
 
 
@@ -198,17 +185,19 @@ def test_the_kill_switch_logs_and_rings_nothing(sessions: Any) -> None:
 
     insert_posts(app, 2)
 
-    assert log_depth(app) == 0 and shim_calls(app) == []
+    assert log_depth(app) == 0 and lambda_async_calls(app) == []
 
 
-def test_a_failing_ring_never_fails_the_statement_and_the_change_stays_logged(sessions: Any) -> None:
+def test_a_failing_ring_never_fails_the_statement_and_the_change_stays_logged(sessions: Any, source: Any) -> None:
     app = sessions()
-    execute(app, "SET @fanout_shim_fail = 1")
+    lambda_async_bridge().configure(parser_arn(source.name), fail="Network Connection. Unable to connect (test)")
 
     insert_posts(app, 2)
 
-    assert log_depth(app) == 2 and shim_calls(app) == []
-    assert "simulated" in rows(app, "SELECT @fanout_ring_error")[0][0]
+    assert log_depth(app) == 2 and lambda_async_calls(app) == []
+    assert rows(app, "SELECT @fanout_ring_error")[0][0] == (
+        "Lambda API returned error: Network Connection. Unable to connect (test)"
+    )
 
 
 # --------------------------------------------------------------------------- the drainer
@@ -266,21 +255,23 @@ def test_a_log_row_that_is_no_valid_change_is_recorded_once_and_deleted(sessions
     assert log_depth(app) == 0
 
 
-def test_the_drainer_waits_for_the_ringing_transaction_and_never_blocks_other_writers(sessions: Any) -> None:
+def test_the_drainer_waits_for_the_ringing_transaction_and_never_blocks_other_writers(
+    sessions: Any, source: Any
+) -> None:
     app, other, observer, conn = sessions(), sessions(), sessions(), sessions()
     recorder = Recorder()
     # Given a writer whose statement rang and whose transaction is still open
     app.begin()
     insert_posts(app, 2, title="held")
-    assert len(shim_calls(observer)) == 1
+    assert len(lambda_async_calls(observer)) == 1
 
     # When the rung drainer starts, it waits for that writer
     running = DrainInThread(conn, recorder)
-    wait_until("the drainer to wait for the open writer", lambda: lock_waits(observer) > 0)
+    wait_until("the drainer to wait for the open writer", lambda: lock_waits(observer, source.name) > 0, WAIT_SECONDS)
     # Then other sessions write meanwhile without waiting (their lock wait timeout would fail them)
     execute(other, "SET SESSION innodb_lock_wait_timeout = 1")
     insert_posts(other, 1, title="other")
-    assert shim_calls(observer)[1:] == []  # no ring: the drainer holds the lock
+    assert lambda_async_calls(observer)[1:] == []  # no ring: the drainer holds the lock
     # And once the writer commits, the drainer hands off all of it
     app.commit()
     report = running.result()
@@ -291,7 +282,7 @@ def test_the_drainer_waits_for_the_ringing_transaction_and_never_blocks_other_wr
 
 
 def test_a_commit_just_as_the_drainer_releases_its_lock_is_still_drained(
-    sessions: Any, monkeypatch: pytest.MonkeyPatch
+    sessions: Any, source: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app, observer, conn = sessions(), sessions(), sessions()
     recorder = Recorder()
@@ -310,10 +301,12 @@ def test_a_commit_just_as_the_drainer_releases_its_lock_is_still_drained(
 
     # When the drainer finds the log empty and releases its lock
     running = DrainInThread(conn, recorder)
-    wait_until("the late writer", written.is_set)
+    wait_until("the late writer", written.is_set, WAIT_SECONDS)
     # Then that statement did not ring, and the drainer's last look waits for it
-    assert shim_calls(observer) == []
-    wait_until("the drainer's last look to wait for the writer", lambda: lock_waits(observer) > 0)
+    assert lambda_async_calls(observer) == []
+    wait_until(
+        "the drainer's last look to wait for the writer", lambda: lock_waits(observer, source.name) > 0, WAIT_SECONDS
+    )
     app.commit()
     running.result()
 
@@ -469,16 +462,18 @@ def test_a_lingering_drainer_takes_a_stream_of_writes_without_a_ring_each(sessio
     lock = drain_lock_name(source.name)
     # Given a drainer that keeps the lock while the log is empty (the rung parser's linger)
     running = DrainInThread(conn, recorder, idle_seconds=60, time_left=lambda: not stop.is_set())
-    wait_until("the drainer to hold the lock", lambda: rows(observer, "SELECT IS_FREE_LOCK(%s)", lock)[0][0] == 0)
+    wait_until(
+        "the drainer to hold the lock", lambda: rows(observer, "SELECT IS_FREE_LOCK(%s)", lock)[0][0] == 0, WAIT_SECONDS
+    )
 
     # When single-row writes keep coming
     for _ in range(5):
         insert_posts(app, 1)
-    wait_until("the drainer to take them", lambda: len(recorder.forwarded) == 5)
+    wait_until("the drainer to take them", lambda: len(recorder.forwarded) == 5, WAIT_SECONDS)
     stop.set()
     running.result()
 
     # Then none of them rang, and all were handed on
-    assert shim_calls(observer) == []
+    assert lambda_async_calls(observer) == []
     assert [k[1][0] for k in recorder.keys()] == [1, 2, 3, 4, 5]
     assert log_depth(observer) == 0

@@ -1,4 +1,4 @@
-"""`fanout migrate` against MariaDB: the command line runs the same runner as the post-deploy hook."""
+"""`fanout migrate` against MySQL 8.0: the command line runs the same runner as the post-deploy hook."""
 
 from __future__ import annotations
 

@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
+from fanout.source.connection import connect
 from fanout_cli.main import main
 from tests.support.files import ROOT
+from tests.support.integration import lambda_async_bridge, parser_arn
 
 PARSER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-cli-test-parser"
 ROLE = "arn:aws:iam::123456789012:role/fanout-AuroraInvokeRole-ABC"
@@ -59,19 +61,17 @@ def test_generate_names_a_bad_mapping(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_sweep_status_shows_the_parked_changes(db_env: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    # Given the shipped migrations and two changes written while lambda_async failed
-    from fanout.source.connection import connect
-    from local.database import run_sql_file
-
-    assert main(["migrate", "--dir", str(ROOT / "db" / "migrations"), "--parser-arn", PARSER_ARN]) == 0
+    # Given the shipped migrations and two changes written while lambda_async failed (Lambda unreachable)
+    arn = parser_arn(db_env.name)
+    assert main(["migrate", "--dir", str(ROOT / "db" / "migrations"), "--parser-arn", arn]) == 0
+    lambda_async_bridge().configure(arn, fail="Network Connection. Unable to connect to endpoint (test)")
     conn = connect(db_env)
     try:
-        run_sql_file(conn, ROOT / "local" / "lambda_async_shim.sql")
         with conn.cursor() as cur:
-            cur.execute("SET @fanout_shim_fail = 1")
             cur.execute("INSERT INTO posts (title, body, author) VALUES ('a', 'b', 'c'), ('d', 'e', 'f')")
     finally:
         conn.close()
+        lambda_async_bridge().reset(arn)
     capsys.readouterr()
 
     # When / Then the change-log triggers parked nothing (a failed ring leaves the change in the log)

@@ -1,4 +1,4 @@
-"""Composed documents against MariaDB, a real OpenSearch node and DynamoDB on ministack.
+"""Composed documents against MySQL 8.0, a real OpenSearch node and DynamoDB on ministack.
 
 An ``articles`` document (the bundled mapping) holds its author (a parent), its comments (children,
 ordered) and its tags (many-to-many through ``article_tags``), and exists only while the article is
@@ -10,13 +10,11 @@ hold the document composed from the committed rows.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-import pymysql
 import pytest
 
 from fanout.model.change import Change, parse_trigger_payload
@@ -29,6 +27,7 @@ from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.compose import compose_rows, root_page
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
+from tests.support.locks import row_locks_held, seen_waiting
 
 TS = 1764240000.5
 
@@ -242,40 +241,35 @@ def test_a_continuation_that_cannot_be_handed_on_fails_the_change_instead_of_dro
     assert [world["document"](a)["author"]["name"] for a in articles] == ["Renamed"] * 5
 
 
-def test_the_composed_read_waits_out_a_writer_without_holding_other_locks(world: dict[str, Any]) -> None:
+def test_the_composed_read_waits_out_a_writer_without_holding_other_locks(
+    world: dict[str, Any], sessions: Callable[..., Any]
+) -> None:
     # Given a writer holding an uncommitted change to a comment of the first article
     ids = seed(world)
-    writer = connect(world["db"], autocommit=False)
+    writer, reader, watcher, other = sessions(autocommit=False), sessions(), sessions(), sessions(autocommit=False)
     with writer.cursor() as cur:
         cur.execute("UPDATE comments SET body = 'edited' WHERE id = %s", (ids["c1"],))
     composed: list[Any] = []
-    reader = connect(world["db"])
     mapping = world["mappings"].tables["articles"]
     thread = threading.Thread(target=lambda: composed.extend(compose_rows(reader, mapping, [root(ids["first"])])))
     thread.start()
-    # When the composition is seen waiting for that lock (its waiting read, in a transaction of its own) ...
-    watcher = pymysql.connect(host=world["db"].host, port=world["db"].port, user=world["db"].user,
-                              password=world["db"].password, database=world["db"].name, autocommit=True)  # fmt: skip
-    waiting = []
-    for _ in range(500):
-        with watcher.cursor() as cur:
-            cur.execute("SELECT COUNT(*) FROM information_schema.innodb_lock_waits")
-            waiting = [cur.fetchone()[0]]
-        if waiting[0]:
-            break
-        time.sleep(0.01)
-    # ... it holds no lock on the article row: another writer can update it meanwhile
-    other = connect(world["db"], autocommit=False)
-    with other.cursor() as cur:
-        cur.execute("SET SESSION innodb_lock_wait_timeout = 1")
-        cur.execute("UPDATE articles SET title = 'Retitled' WHERE id = %s", (ids["first"],))
-    other.commit()
-    writer.commit()
-    thread.join()
+    try:
+        # When the composition is seen waiting: FOR SHARE NOWAIT met the lock (3572), it rolled back, and it
+        # waits on that one relation alone, in a transaction of its own
+        waits = seen_waiting(watcher, reader.thread_id(), alive=thread.is_alive)
+        assert {table for table, _ in waits} == {"comments"}, waits
+        # ... it holds no lock on the article row (a waiting read in the composing transaction would): another
+        # writer can update it meanwhile, without waiting (innodb_lock_wait_timeout 1: 1205 if it had to)
+        assert [held for held in row_locks_held(watcher, reader.thread_id()) if held[0] != "comments"] == []
+        with other.cursor() as cur:
+            cur.execute("SET SESSION innodb_lock_wait_timeout = 1")
+            cur.execute("UPDATE articles SET title = 'Retitled' WHERE id = %s", (ids["first"],))
+        other.commit()
+        writer.commit()
+    finally:
+        writer.rollback()  # nothing left to undo once committed; on a failure, it lets the reader go
+        thread.join(timeout=60)
     # Then the composition has the committed state of every row
-    assert waiting[0] >= 1
     (state,) = composed
     assert state.row["title"] == "Retitled"
     assert [c["body"] for c in state.row["comments"]] == ["edited", "later"]
-    for conn in (writer, reader, watcher, other):
-        conn.close()

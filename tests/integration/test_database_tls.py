@@ -1,9 +1,11 @@
-"""TLS to the database, with certificate verification, against a real MariaDB.
+"""TLS to the database, with certificate verification, against a real MySQL 8.0.
 
-The shared MariaDB has no TLS, so this module starts its own, non-shared
-instance: a fresh data directory in a temporary directory, loopback only, on a
-free port, with a throw-away CA and a server certificate issued for
-``localhost`` (not for 127.0.0.1). It is stopped by its pid afterwards.
+The shared MySQL's TLS certificate is the self-signed one mysqld generates, naming no host, so this
+module starts its own, non-shared server from the same binaries (local/mysql.py): a fresh data
+directory in a temporary directory, loopback only, on a free port, with a throw-away CA and a server
+certificate issued for ``localhost`` (not for 127.0.0.1), and a user that must use TLS (``REQUIRE SSL``).
+It is stopped by its pid afterwards. A server that offers no TLS is that server seen through a man in
+the middle who strips TLS from its greeting (:class:`Downgrader`).
 
 Connections are opened exactly as the functions open them: settings from the
 environment (``DatabaseSettings.from_env``) and ``fanout.source.connection.connect``.
@@ -13,10 +15,10 @@ from __future__ import annotations
 
 import datetime
 import os
-import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,7 @@ import pytest
 
 from fanout.config import ConfigError, DatabaseSettings
 from fanout.source.connection import connect
+from local import mysql as local_mysql
 
 USER, PASSWORD, SCHEMA = "fanout_tls", "tls-test-password", "fanout_tls"
 
@@ -81,67 +84,123 @@ def write_ca_and_server_certificate(directory: Path, prefix: str, server_names: 
     return directory / f"{prefix}ca.pem"
 
 
-@pytest.fixture(scope="module")
-def tls_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A MariaDB of our own with TLS on, a user that must use it, and the CA that signed its certificate."""
-    mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
-    install = shutil.which("mariadb-install-db")
-    assert install and Path(mariadbd).exists(), "MariaDB server binaries are needed for the TLS test"
-    base = tmp_path_factory.mktemp("tls-mariadb")
-    ca = write_ca_and_server_certificate(base, "", ["localhost"])
-    other_ca = write_ca_and_server_certificate(base, "other-", ["localhost"])  # a CA that signed nothing of this server
-    subprocess.run(
-        [install, "--no-defaults", f"--datadir={base / 'data'}", "--user=root", "--skip-test-db"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+def start_mysqld(base: Path, ca: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """mysqld of the local stack's build on a fresh data directory under ``base``, with the given CA and the
+    server certificate beside it; returns the process and its port once root can log in on the socket."""
+    home = local_mysql.fetch()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "TZ": "UTC",
+        "LD_LIBRARY_PATH": str(home / "lib" / "private"),
+    }
+    mysqld = str(home / "bin" / "mysqld")
+    common = ["--no-defaults", "--user=root", f"--basedir={home}", f"--datadir={base / 'data'}"]
+    subprocess.run([mysqld, *common, "--initialize-insecure"], env=env, check=True, capture_output=True, timeout=120)
     port = free_port()
     server = subprocess.Popen(
         [
-            mariadbd,
-            "--no-defaults",
-            f"--datadir={base / 'data'}",
+            mysqld,
+            *common,
             f"--socket={base / 'mysqld.sock'}",
             f"--pid-file={base / 'mysqld.pid'}",
             f"--log-error={base / 'error.log'}",
             f"--port={port}",
             "--bind-address=127.0.0.1",
-            "--user=root",
+            "--mysqlx=OFF",
             "--skip-log-bin",
             "--innodb-buffer-pool-size=16M",
             f"--ssl-ca={ca}",
             f"--ssl-cert={base / 'server.pem'}",
             f"--ssl-key={base / 'server-key.pem'}",
         ],
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            pymysql.connect(unix_socket=str(base / "mysqld.sock"), user="root").close()
+            return server, port
+        except pymysql.err.OperationalError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                stop(server)
+                log = (base / "error.log").read_text(errors="replace")[-2000:]
+                raise AssertionError(f"the TLS MySQL did not start:\n{log}") from None
+            time.sleep(0.2)
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is not None:
+        return
+    os.killpg(server.pid, signal.SIGTERM)
     try:
-        admin = None
-        deadline = time.monotonic() + 60
-        while admin is None:
-            try:
-                admin = pymysql.connect(unix_socket=str(base / "mysqld.sock"), user="root", autocommit=True)
-            except pymysql.err.OperationalError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    log = (base / "error.log").read_text(errors="replace")[-2000:]
-                    raise AssertionError(f"the TLS MariaDB did not start:\n{log}") from None
-                time.sleep(0.2)
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{SCHEMA}`")
-            cur.execute(f"CREATE USER '{USER}'@'%%' IDENTIFIED BY %s REQUIRE SSL", (PASSWORD,))
-            cur.execute(f"GRANT SELECT ON `{SCHEMA}`.* TO '{USER}'@'%'")
-        admin.close()
+        server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def tls_mysql(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A MySQL 8.0 of our own with our certificate, a user that must use TLS, and the CA that signed it."""
+    base = tmp_path_factory.mktemp("tls-mysql")
+    ca = write_ca_and_server_certificate(base, "", ["localhost"])
+    other_ca = write_ca_and_server_certificate(base, "other-", ["localhost"])  # a CA that signed nothing of this server
+    server, port = start_mysqld(base, ca)
+    try:
+        admin = pymysql.connect(unix_socket=str(base / "mysqld.sock"), user="root", autocommit=True)
+        try:
+            with admin.cursor() as cur:
+                cur.execute(f"CREATE DATABASE `{SCHEMA}`")
+                cur.execute(f"CREATE USER '{USER}'@'%%' IDENTIFIED BY %s REQUIRE SSL", (PASSWORD,))
+                cur.execute(f"GRANT SELECT ON `{SCHEMA}`.* TO '{USER}'@'%'")
+        finally:
+            admin.close()
         yield {"port": port, "ca": str(ca), "other_ca": str(other_ca)}
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        stop(server)
+
+
+CLIENT_SSL = 0x0800  # the capability bit a MySQL server's greeting offers TLS with
+
+
+class Downgrader:
+    """A man in the middle on loopback who relays to ``port`` but clears the TLS offer from the server's
+    greeting, and keeps every byte the client sent: what a client that did not insist on TLS would give away."""
+
+    def __init__(self, port: int) -> None:
+        self.upstream = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.from_client = bytearray()
+        self.thread = threading.Thread(target=self._serve_one, daemon=True)
+        self.thread.start()
+
+    def _serve_one(self) -> None:
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
+            client, _ = self.listener.accept()
+        except OSError:  # closed before the client came
+            return
+        with client, socket.create_connection(("127.0.0.1", self.upstream)) as server:
+            header = server.recv(4, socket.MSG_WAITALL)
+            greeting = bytearray(server.recv(int.from_bytes(header[:3], "little"), socket.MSG_WAITALL))
+            flags_at = greeting.index(0, 1) + 1 + 4 + 8 + 1  # version, NUL, connection id, scramble, filler
+            flags = int.from_bytes(greeting[flags_at : flags_at + 2], "little") & ~CLIENT_SSL
+            greeting[flags_at : flags_at + 2] = flags.to_bytes(2, "little")
+            client.sendall(header + greeting)
+            client.settimeout(10)
+            try:
+                while chunk := client.recv(65536):
+                    self.from_client += chunk
+                    server.sendall(chunk)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(timeout=15)
 
 
 def settings_from_env(db: dict[str, Any], host: str, **env: str) -> DatabaseSettings:
@@ -155,9 +214,9 @@ def session_tls(conn: pymysql.connections.Connection) -> str:
         return str(cur.fetchone()[1])
 
 
-def test_verify_identity_connects_over_tls_to_the_name_on_the_certificate(tls_mariadb: dict[str, Any]) -> None:
+def test_verify_identity_connects_over_tls_to_the_name_on_the_certificate(tls_mysql: dict[str, Any]) -> None:
     # Given the functions' settings for a server whose certificate names "localhost"
-    settings = settings_from_env(tls_mariadb, "localhost", DB_TLS="verify-identity", DB_CA_BUNDLE=tls_mariadb["ca"])
+    settings = settings_from_env(tls_mysql, "localhost", DB_TLS="verify-identity", DB_CA_BUNDLE=tls_mysql["ca"])
 
     # When
     conn = connect(settings)
@@ -169,15 +228,15 @@ def test_verify_identity_connects_over_tls_to_the_name_on_the_certificate(tls_ma
         conn.close()
 
 
-def test_tls_is_verify_identity_by_default_for_a_database_that_is_not_on_loopback(tls_mariadb: dict[str, Any]) -> None:
-    settings = settings_from_env(tls_mariadb, "localhost.", DB_CA_BUNDLE=tls_mariadb["ca"])  # FQDN form: not loopback
+def test_tls_is_verify_identity_by_default_for_a_database_that_is_not_on_loopback(tls_mysql: dict[str, Any]) -> None:
+    settings = settings_from_env(tls_mysql, "localhost.", DB_CA_BUNDLE=tls_mysql["ca"])  # FQDN form: not loopback
 
-    assert (settings.tls, settings.ca_bundle) == ("verify-identity", tls_mariadb["ca"])
+    assert (settings.tls, settings.ca_bundle) == ("verify-identity", tls_mysql["ca"])
 
 
-def test_verify_identity_refuses_a_host_name_the_certificate_does_not_name(tls_mariadb: dict[str, Any]) -> None:
+def test_verify_identity_refuses_a_host_name_the_certificate_does_not_name(tls_mysql: dict[str, Any]) -> None:
     # Given the same server reached as 127.0.0.1, which its certificate does not name (a DNS alias would be the same)
-    settings = settings_from_env(tls_mariadb, "127.0.0.1", DB_TLS="verify-identity", DB_CA_BUNDLE=tls_mariadb["ca"])
+    settings = settings_from_env(tls_mysql, "127.0.0.1", DB_TLS="verify-identity", DB_CA_BUNDLE=tls_mysql["ca"])
 
     # When / Then
     with pytest.raises(pymysql.err.OperationalError) as refused:
@@ -185,16 +244,16 @@ def test_verify_identity_refuses_a_host_name_the_certificate_does_not_name(tls_m
     assert "doesn't match" in str(refused.value) or "mismatch" in str(refused.value).lower()
 
     # while verify-ca (the chain only) accepts it, still encrypted
-    conn = connect(settings_from_env(tls_mariadb, "127.0.0.1", DB_TLS="verify-ca", DB_CA_BUNDLE=tls_mariadb["ca"]))
+    conn = connect(settings_from_env(tls_mysql, "127.0.0.1", DB_TLS="verify-ca", DB_CA_BUNDLE=tls_mysql["ca"]))
     try:
         assert session_tls(conn).startswith("TLSv1.")
     finally:
         conn.close()
 
 
-def test_a_certificate_from_another_ca_is_refused(tls_mariadb: dict[str, Any]) -> None:
+def test_a_certificate_from_another_ca_is_refused(tls_mysql: dict[str, Any]) -> None:
     # Given a bundle that does not hold the CA that signed the server's certificate (an impostor's view)
-    settings = settings_from_env(tls_mariadb, "localhost", DB_TLS="verify-ca", DB_CA_BUNDLE=tls_mariadb["other_ca"])
+    settings = settings_from_env(tls_mysql, "localhost", DB_TLS="verify-ca", DB_CA_BUNDLE=tls_mysql["other_ca"])
 
     with pytest.raises(pymysql.err.OperationalError) as refused:
         connect(settings)
@@ -202,33 +261,30 @@ def test_a_certificate_from_another_ca_is_refused(tls_mariadb: dict[str, Any]) -
     assert "certificate verify failed" in str(refused.value)
 
 
-def test_a_server_without_tls_is_refused_not_used_in_clear(
-    mysql: dict[str, Any], tls_mariadb: dict[str, Any]
-) -> None:
-    # Given the shared MariaDB, which offers no TLS (what a downgrading man in the middle would look like)
-    settings = DatabaseSettings(
-        host=mysql["host"],
-        port=mysql["port"],
-        name="mysql",
-        user=mysql["user"],
-        password=mysql["password"],
-        tls="verify-ca",
-        ca_bundle=tls_mariadb["ca"],
+def test_a_server_without_tls_is_refused_not_used_in_clear(tls_mysql: dict[str, Any]) -> None:
+    # Given the server seen through a man in the middle who strips TLS from its greeting
+    downgrader = Downgrader(tls_mysql["port"])
+    settings = settings_from_env(
+        {"port": downgrader.port}, "localhost", DB_TLS="verify-ca", DB_CA_BUNDLE=tls_mysql["ca"]
     )
 
-    # When / Then the client refuses before it sends any credential
-    with pytest.raises(pymysql.err.OperationalError, match="SSL is required"):
-        connect(settings)
+    # When / Then the client refuses before it sends anything, the credentials least of all
+    try:
+        with pytest.raises(pymysql.err.OperationalError, match="SSL is required"):
+            connect(settings)
+    finally:
+        downgrader.close()
+    assert downgrader.from_client == b""
 
 
-def test_without_tls_a_user_that_requires_it_is_refused_by_the_server(tls_mariadb: dict[str, Any]) -> None:
+def test_without_tls_a_user_that_requires_it_is_refused_by_the_server(tls_mysql: dict[str, Any]) -> None:
     # (what `REQUIRE SSL` on the fanout user, or require_secure_transport on the cluster, adds: docs/security.md)
     with pytest.raises(pymysql.err.OperationalError) as refused:
-        connect(settings_from_env(tls_mariadb, "localhost", DB_TLS="off"))
+        connect(settings_from_env(tls_mysql, "localhost", DB_TLS="off"))
 
     assert refused.value.args[0] == 1045
 
 
-def test_a_missing_ca_bundle_stops_the_function_at_cold_start(tls_mariadb: dict[str, Any], tmp_path: Path) -> None:
+def test_a_missing_ca_bundle_stops_the_function_at_cold_start(tls_mysql: dict[str, Any], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="DB_CA_BUNDLE"):
-        settings_from_env(tls_mariadb, "localhost", DB_TLS="verify-identity", DB_CA_BUNDLE=str(tmp_path / "absent.pem"))
+        settings_from_env(tls_mysql, "localhost", DB_TLS="verify-identity", DB_CA_BUNDLE=str(tmp_path / "absent.pem"))

@@ -1,4 +1,4 @@
-"""The fallback sweeper against MariaDB: rows parked by the real triggers, Lambda played by a scripted client.
+"""The fallback sweeper against MySQL 8.0: rows parked by the real triggers, Lambda played by a scripted client.
 
 The invoke itself goes through the deployed stack in tests/e2e/test_fallback_path.py;
 here a client that answers like Lambda (202, or the real botocore errors) lets each
@@ -21,7 +21,6 @@ from fanout.capture.names import FALLBACK_TABLE
 from fanout.capture.sweeper import fallback_status, lock_name, sweep
 from fanout.config import DatabaseSettings
 from fanout.source.connection import connect
-from local.database import run_sql_file
 from tests.support.files import ROOT
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:fanout-sweeper-test-parser"
@@ -61,7 +60,6 @@ def client_error(code: str) -> ClientError:
 def source(db_settings: DatabaseSettings) -> Iterator[pymysql.connections.Connection]:
     """The demo schema migrated with db/migrations; a connection like the sweeper's own."""
     conn = connect(db_settings)
-    run_sql_file(conn, ROOT / "local" / "lambda_async_shim.sql")
     MigrationRunner(
         lambda: connect(db_settings), ROOT / "db" / "migrations", {"parser_function_arn": ARN}, "test"
     ).migrate()
@@ -83,7 +81,7 @@ def park(conn: pymysql.connections.Connection, count: int) -> list[int]:
             payload = {"v": 1, "action": "insert", "table": "posts", "pk": {"id": key}, "ts": 1764240000.5}
             cur.execute(
                 f"INSERT INTO {FALLBACK_TABLE} (function_arn, payload, invoke_error) VALUES (%s, %s, %s)",
-                (ARN, json.dumps(payload), "lambda_async shim: invoke failed (simulated)"),
+                (ARN, json.dumps(payload), "Lambda API returned error: Network Connection. (parked by the test)"),
             )
             keys.append(key)
         cur.execute("SET @fanout_disable = NULL")

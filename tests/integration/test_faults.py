@@ -1,11 +1,11 @@
 """Faults while changes flow: each dependency of the fetcher is cut and restored, and nothing is lost.
 
 The fetcher is the deployed code (fetcher_fn/app.py, its dependencies built from
-the environment as in Lambda) over real services: MariaDB (a fresh schema), the
+the environment as in Lambda) over real services: MySQL 8.0 (a fresh schema), the
 real OpenSearch node, DynamoDB and SQS on ministack. DynamoDB is reached
 through :class:`FaultyEndpoint`, which can refuse connections or throttle; the
 database connection is killed with ``KILL`` from another session (what a server
-restart looks like to a client; the shared MariaDB itself is never restarted);
+restart looks like to a client; the shared MySQL itself is never restarted);
 the fetcher process is killed with SIGKILL between its two sink writes. Events
 reach it as Lambda's async invoke delivers them (:class:`LambdaAsyncDelivery`:
 retries, then the dead-letter queue), and dead letters are replayed with the
@@ -51,6 +51,7 @@ from fanout_cli.stack_resources import StackResources
 from tests.support.aws import aws_client, aws_resource
 from tests.support.fault_injection import Context, FaultyEndpoint, LambdaAsyncDelivery
 from tests.support.files import ROOT, load_module, template_resource
+from tests.support.locks import lock_waits
 
 FETCHER_ARN = "arn:aws:lambda:us-east-1:000000000000:function:fanout-faults-fetcher"
 RETRIES = template_resource("FetcherFunction")["EventInvokeConfig"]["MaximumRetryAttempts"]
@@ -72,6 +73,9 @@ class Pipeline:
     deliver: LambdaAsyncDelivery
     rng: random.Random = field(default_factory=lambda: random.Random(8))
     keys: set[int] = field(default_factory=set)
+    # sessions in the test's schema that are not the fetcher's: there before it connected, or the test's writers
+    bystanders: set[int] = field(default_factory=set)
+    writers: list[pymysql.connections.Connection] = field(default_factory=list)
 
     @property
     def posts(self) -> Any:
@@ -102,6 +106,21 @@ class Pipeline:
                     cur.execute("DELETE FROM posts WHERE id = %s", (key,))
         self.keys.add(key)
         return self.event_for(key, action)
+
+    def open_writer(self) -> pymysql.connections.Connection:
+        """An application connection with a transaction of its own; rolled back and closed by the fixture."""
+        writer = pymysql.connect(**_connect_args(self))
+        self.writers.append(writer)
+        self.bystanders.add(writer.thread_id())
+        return writer
+
+    def sessions_in_schema(self) -> set[int]:
+        with self.admin.cursor() as cur:
+            cur.execute(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
+                (self.env["DB_NAME"],),
+            )
+            return {int(session_id) for (session_id,) in cur.fetchall()}
 
     def live_keys(self) -> set[int]:
         with self.source.cursor() as cur:
@@ -216,9 +235,14 @@ def pipeline(
         dynamodb=dynamodb,
         deliver=LambdaAsyncDelivery(app.handler, FETCHER_ARN, RETRIES, sqs, dlq_url),
     )
+    pipeline.bystanders = pipeline.sessions_in_schema()  # the fetcher has not connected yet
     try:
         yield pipeline
     finally:
+        for writer in pipeline.writers:
+            if writer.open:
+                writer.rollback()
+                writer.close()
         if app._dependencies.cache_info().currsize:
             app._dependencies().database.close()
         dynamodb.close()
@@ -274,23 +298,19 @@ def test_dynamodb_throttling_is_absorbed_by_retries_and_a_sustained_one_is_redri
 
 
 def fetcher_connection_id(pipeline: Pipeline, waiting_for_lock: bool) -> int:
-    """The fetcher's session, as another session sees it (SHOW PROCESSLIST)."""
+    """The fetcher's session, as another session sees it: the one session in the test's schema that is no
+    bystander (PROCESSLIST; a session just killed may linger a moment), and with ``waiting_for_lock`` one
+    that performance_schema shows waiting for a row lock."""
     deadline = time.monotonic() + 10
+    candidates: set[int] = set()
     while time.monotonic() < deadline:
-        with pipeline.admin.cursor() as cur:
-            cur.execute(
-                "SELECT ID, INFO FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
-                (pipeline.env["DB_NAME"],),
-            )
-            sessions = cur.fetchall()
-        mine = {pipeline.source.thread_id(), pipeline.admin.thread_id()}
-        for session_id, info in sessions:
-            if session_id in mine:
-                continue
-            if not waiting_for_lock or "LOCK IN SHARE MODE" in (info or ""):
-                return int(session_id)
+        candidates = pipeline.sessions_in_schema() - pipeline.bystanders
+        if waiting_for_lock:
+            candidates = {session for session in candidates if lock_waits(pipeline.admin, session)}
+        if len(candidates) == 1:
+            return candidates.pop()
         time.sleep(0.05)
-    raise AssertionError("the fetcher's database session was not found")
+    raise AssertionError(f"the fetcher's database session was not found (candidates: {sorted(candidates)})")
 
 
 def kill(pipeline: Pipeline, session_id: int) -> None:
@@ -313,7 +333,7 @@ def test_the_fetchers_database_connection_killed_while_idle_or_mid_read_loses_no
 
     # Given a row changed by a transaction still open, so the fetcher's locking read waits on it
     key = sorted(pipeline.live_keys())[0]
-    writer = pymysql.connect(**_connect_args(pipeline))
+    writer = pipeline.open_writer()
     with writer.cursor() as cur:
         cur.execute("UPDATE posts SET title = 'committed after the kill' WHERE id = %s", (key,))
     outcome: list[bool] = []
@@ -324,8 +344,7 @@ def test_the_fetchers_database_connection_killed_while_idle_or_mid_read_loses_no
     reading = fetcher_connection_id(pipeline, waiting_for_lock=True)
     kill(pipeline, reading)
     writer.commit()
-    writer.close()
-    delivery.join(timeout=30)
+    delivery.join(timeout=60)
 
     # Then the read was repeated on a new connection within the same attempt, found the committed row,
     # and both sinks agree with the source
@@ -358,7 +377,7 @@ def test_a_lock_wait_timeout_through_every_retry_ends_in_the_dead_letter_queue_a
     # Given a row held by an application transaction longer than the fetcher waits (DB_LOCK_WAIT_TIMEOUT=1)
     assert all(pipeline.deliver(pipeline.write()) for _ in range(3))
     key = sorted(pipeline.live_keys())[-1]
-    writer = pymysql.connect(**_connect_args(pipeline))
+    writer = pipeline.open_writer()
     with writer.cursor() as cur:
         cur.execute("UPDATE posts SET title = 'held, then committed' WHERE id = %s", (key,))
 
@@ -373,7 +392,6 @@ def test_a_lock_wait_timeout_through_every_retry_ends_in_the_dead_letter_queue_a
 
     # When the transaction commits and the queue is redriven
     writer.commit()
-    writer.close()
     assert pipeline.redrive() == [RedriveOutcome.REPLAYED]
 
     # Then

@@ -1,4 +1,4 @@
-"""Key values are data, never SQL: injection strings as string keys against a real MariaDB.
+"""Key values are data, never SQL: injection strings as string keys against a real MySQL 8.0.
 
 The payload's key values reach the database only as parameters of the statement
 built from the validated mapping (source_reader.select_row_sql); pymysql escapes
@@ -56,7 +56,7 @@ def conn(db_settings: Any) -> Any:
     )
     with connection.cursor() as cur:
         # the demo schema's tags and comments (composed documents) are not these: this test needs its own shapes
-        cur.execute("DROP TABLE IF EXISTS tags, comments")
+        cur.execute("DROP TABLE IF EXISTS article_tags, tags, comments")  # article_tags' foreign key names tags
         cur.execute("CREATE TABLE tags (name VARCHAR(512) COLLATE utf8mb4_bin PRIMARY KEY, note TEXT NOT NULL)")
         cur.execute("CREATE TABLE comments (tenant VARCHAR(64) NOT NULL, id BIGINT NOT NULL, PRIMARY KEY (tenant, id))")
         cur.executemany("INSERT INTO tags (name, note) VALUES (%s, %s)", [(k, f"note of {k}") for k in PRESENT])

@@ -1,4 +1,4 @@
-"""The local stack keeps its state across a restart, as MariaDB keeps its rows (local/stack.py)."""
+"""The local stack keeps its state across a restart, as MySQL keeps its rows (local/stack.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Parallel backfill against MariaDB, OpenSearch and DynamoDB on ministack: a table split into key ranges,
+"""Parallel backfill against MySQL 8.0, OpenSearch and DynamoDB on ministack: a table split into key ranges,
 each worked by its own worker with its own checkpoint, resumable range by range."""
 
 from __future__ import annotations

@@ -372,6 +372,43 @@ def test_a_failing_migration_answers_failed_with_the_reason(
     assert reason.endswith(f"(log stream: {LOG_STREAM})")
 
 
+def test_a_trigger_that_names_a_missing_column_is_refused_before_anything_runs(
+    database: DatabaseSettings, migrations_dir: Path, response_server: ResponseServer
+) -> None:
+    # Given the posts table and its triggers, deployed
+    hook.process_event(cfn_event("Create", response_server.url, {"ParserFunctionArn": ARN}), FakeContext(),
+                       migrations_dir=migrations_dir)  # fmt: skip
+    installed = triggers(database)
+    # And a migration whose trigger joins posts and reads a column it does not have (as a cascade trigger
+    # generated before a rename would): MySQL resolves such a column only when the trigger fires
+    (migrations_dir / "V003__stale_trigger.sql").write_text(
+        "CREATE TABLE IF NOT EXISTS kept (id INT PRIMARY KEY);\n\n"
+        "CREATE TRIGGER fanout_posts_cascade_before_delete_v003 BEFORE DELETE ON `posts` FOR EACH ROW\n"
+        "BEGIN\n"
+        "    INSERT INTO kept (id) SELECT fanout_d1.`post_id` FROM `posts` AS fanout_d1\n"
+        "    WHERE fanout_d1.`id` = OLD.`id`;\n"
+        "END;\n"
+    )
+
+    # When the hook runs for the update
+    hook.process_event(cfn_event("Update", response_server.url, {"ParserFunctionArn": ARN}, "fanout-migrations-x"),
+                       FakeContext(), migrations_dir=migrations_dir)  # fmt: skip
+
+    # Then CloudFormation is told why, naming the trigger and the column
+    put = response_server.puts[-1]
+    assert put.body["Status"] == "FAILED"
+    assert "V003 trigger fanout_posts_cascade_before_delete_v003 reads posts.post_id" in put.body["Reason"]
+    # And nothing of it ran
+    assert triggers(database) == installed
+    conn = connect(database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW TABLES LIKE 'kept'")
+            assert cur.fetchall() == ()
+    finally:
+        conn.close()
+
+
 def test_a_missing_parser_arn_answers_failed(
     database: DatabaseSettings, migrations_dir: Path, response_server: ResponseServer
 ) -> None:

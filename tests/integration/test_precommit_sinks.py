@@ -1,18 +1,18 @@
-"""Pre-commit invokes, end to end through the fetch path: MariaDB, the real reader, both real sinks.
+"""Pre-commit invokes, end to end through the fetch path: MySQL 8.0, the real reader, both real sinks.
 
 Aurora's lambda_async fires inside the writer's statement, before COMMIT, and
 a ROLLBACK does not take it back. Here a writer holds its transaction open
 while a fetcher (apply_changes with the locking reader, the OpenSearch sink on
 the project's server and the DynamoDB sink on ministack) runs for the changed
-key; then the writer commits or rolls back. Whatever it did, both sinks must
-end with the state the database kept. A reader that did not wait for the
-writer (a plain SELECT) fails every one of these: it would replicate the old
-value, a row that never existed, or a delete that never happened.
+key, and is seen waiting on the writer's row lock (performance_schema.data_lock_waits);
+then the writer commits or rolls back. Whatever it did, both sinks must end with
+the state the database kept. A reader that did not wait for the writer (a plain
+SELECT) fails every one of these: it is never seen waiting, and it would replicate
+the old value, a row that never existed, or a delete that never happened.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -27,9 +27,10 @@ from fanout.operations.verify import compare_row
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
-from tests.support.integration import FetchInThread, fetch
+from tests.support.integration import FetchInThread, fetch, lock_waits
+from tests.support.waiting import wait_until
 
-HOLD_SECONDS = 0.6  # how long the writer keeps its transaction open while the fetcher runs
+WAIT_SECONDS = 30.0
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any) -> Ite
         name: replace(default_mappings().tables[name], opensearch_index=f"precommit-{name.replace('_', '-')}-{suffix}")
         for name in ("posts", "tenant_settings")
     }
-    writer = connect(db_settings, autocommit=False)
+    writer, db = connect(db_settings, autocommit=False), connect(db_settings)
     yield {
         "settings": db_settings,
         "mappings": mappings,
@@ -49,9 +50,10 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any) -> Ite
         "opensearch": client,
         "table": replica_table,
         "writer": writer,
-        "db": connect(db_settings),
+        "db": db,
     }
     writer.close()
+    db.close()
     for mapping in mappings.values():
         client.indices.delete(index=mapping.opensearch_index, ignore=[404])
 
@@ -100,11 +102,16 @@ def committed_post(world: dict[str, Any], title: str) -> int:
     return key
 
 
-def fetch_while_open(world: dict[str, Any], table: str, change: Change) -> FetchInThread:
-    """Start a fetch for the key the open writer holds, and show it is waiting for the writer."""
+def fetch_while_open(world: dict[str, Any], table: str, change: Change, waiting: int = 1) -> FetchInThread:
+    """Start a fetch for the key the open writer holds, and show it waits on the writer's lock (the ``waiting``-th
+    lock wait in the schema: the writer is the only other session in it)."""
     running = FetchInThread(world["settings"], world["mappings"][table], change, world["sinks"])
-    time.sleep(HOLD_SECONDS)
-    assert running.is_waiting(), "the fetch must wait for the writer's open transaction"
+    wait_until(
+        "the fetch to wait for the writer's open transaction",
+        lambda: lock_waits(world["db"], world["settings"].name) >= waiting,
+        WAIT_SECONDS,
+    )
+    assert running.is_waiting()
     return running
 
 
@@ -218,7 +225,7 @@ def test_a_composite_string_key_change_read_before_commit_moves_the_row(world: d
         cur.execute("UPDATE tenant_settings SET setting_key = 'Theme' WHERE tenant = %s", (tenant,))
 
     # When both changes the trigger sends (new key, old key) are fetched while it is open, then it commits
-    running = [fetch_while_open(world, "tenant_settings", change) for change in (new, old)]
+    running = [fetch_while_open(world, "tenant_settings", change, n) for n, change in enumerate((new, old), 1)]
     world["writer"].commit()
     for fetching in running:
         fetching.result()

@@ -3,11 +3,11 @@
 Hypothesis generates transactions of inserts, updates, deletes and key changes
 on a few keys of ``tenant_settings`` (a composite string key, in a
 case-insensitive collation: ``('t', 'a')`` and ``('T', 'A')`` are one row to
-MariaDB, and a key change may change only the case), each committed or rolled
-back. They run against MariaDB with the project's own capture triggers
-(db/migrations, applied as the post-deploy hook applies them) and the local
-``lambda_async`` shim, so the changes are exactly what the triggers log in
-the change log; a drainer (fanout.capture.change_log.drain, as the rung parser runs
+MySQL, and a key change may change only the case), each committed or rolled
+back. They run against MySQL 8.0 with the project's own capture triggers
+(db/migrations, applied as the post-deploy hook applies them; their rings reach
+the local ``lambda_async`` bridge, which only remembers them), so the changes are
+exactly what the triggers log in the change log; a drainer (fanout.capture.change_log.drain, as the rung parser runs
 it) drains it concurrently with the writer, and once more at the end (the
 sweeper's ring). Each change is then delivered shuffled, duplicated and partly held
 back until the end, to several fetcher threads, each with its own database
@@ -55,7 +55,13 @@ from fanout.source.reader import read_row, read_rows
 from tests.support.aws import aws_resource
 from tests.support.fakes import FakeDynamoDBTable, FakeOpenSearch
 from tests.support.files import ROOT, template_resource
-from tests.support.integration import Recorded, create_replica_table, install_capture_triggers
+from tests.support.integration import (
+    Recorded,
+    create_replica_table,
+    install_capture_triggers,
+    lambda_async_bridge,
+    parser_arn,
+)
 
 WORKERS = 3
 SLUGS = ("a", "A", "b", "c", "c ")  # 'a'/'A' and 'c'/'c ' are one key to the collation, two to the sinks
@@ -86,7 +92,7 @@ histories = st.lists(transaction, min_size=1, max_size=6)
 
 @pytest.fixture(scope="module")
 def database(mysql: dict[str, Any]) -> Iterator[DatabaseSettings]:
-    """A schema with the demo tables, the lambda_async shim and the project's capture triggers."""
+    """A schema with the demo tables and the project's capture triggers."""
     from local.database import run_sql_file
 
     name = f"fanout_t_{uuid.uuid4().hex[:10]}"
@@ -103,6 +109,7 @@ def database(mysql: dict[str, Any]) -> Iterator[DatabaseSettings]:
     try:
         yield settings_
     finally:
+        lambda_async_bridge().reset(parser_arn(name))
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         admin.close()
@@ -126,7 +133,6 @@ class Sinks:
 class Harness:
     settings: DatabaseSettings
     writer: Any
-    outbox: Any
     readers: list[Any]
     check: Any
 
@@ -134,11 +140,10 @@ class Harness:
 @pytest.fixture(scope="module")
 def harness(database: DatabaseSettings) -> Iterator[Harness]:
     writer = connect(database, autocommit=False)
-    outbox = connect(database)
     readers = [connect(database) for _ in range(WORKERS)]
     check = connect(database)
-    yield Harness(database, writer, outbox, readers, check)
-    for conn in (writer, outbox, check, *readers):
+    yield Harness(database, writer, readers, check)
+    for conn in (writer, check, *readers):
         conn.close()
 
 
@@ -322,26 +327,29 @@ def play_history(
         pass  # the triggers' rings only wake a drainer; the drainer above is always awake
 
     writer = harness.writer
-    for operations, ending, hold, *pause in history:
-        try:
-            for op in operations:
-                with writer.cursor() as cur:
-                    try:
-                        execute(cur, op)
-                    except pymysql.err.IntegrityError:
-                        pass  # a duplicate key: the statement failed, the transaction goes on
-                dispatch()  # the trigger's invoke has left, before COMMIT
-            time.sleep(hold)
-            writer.commit() if ending == "commit" else writer.rollback()
-        except pymysql.err.OperationalError:  # deadlock / lock wait timeout: InnoDB ended the transaction
-            writer.rollback()
-        dispatch()
-        time.sleep(pause[0] if pause else 0)  # lets fetchers compose before the next transaction
-    writing.clear()
-    draining.join(60)
-    assert not draining.is_alive(), "the drainer did not finish"
-    drain(drainer, mappings, forward, deliveries_reject)  # the sweeper's ring: whatever is left
-    drainer.close()
+    try:
+        for operations, ending, hold, *pause in history:
+            try:
+                for op in operations:
+                    with writer.cursor() as cur:
+                        try:
+                            execute(cur, op)
+                        except pymysql.err.IntegrityError:
+                            pass  # a duplicate key: the statement failed, the transaction goes on
+                    dispatch()  # the trigger's invoke has left, before COMMIT
+                time.sleep(hold)
+                writer.commit() if ending == "commit" else writer.rollback()
+            except pymysql.err.OperationalError:  # deadlock / lock wait timeout: InnoDB ended the transaction
+                writer.rollback()
+            dispatch()
+            time.sleep(pause[0] if pause else 0)  # lets fetchers compose before the next transaction
+        writing.clear()
+        draining.join(60)
+        assert not draining.is_alive(), "the drainer did not finish"
+        drain(drainer, mappings, forward, deliveries_reject)  # the sweeper's ring: whatever is left
+    finally:
+        writing.clear()
+        drainer.close()
     if failures:
         raise failures[0]
     assert deliveries_reject.records == [], deliveries_reject.records

@@ -1,8 +1,9 @@
-"""Values and keys at the sinks' edges, through MariaDB, the fetch path, a real OpenSearch node and ministack.
+"""Values and keys at the sinks' edges, through MySQL 8.0, the fetch path, a real OpenSearch node and ministack.
 
 - numbers from 1e38 up to DynamoDB's bounds and beyond: readable by boto3, exact, and reconcile survives
   an item an older version wrote as N (issue 15);
-- a JSON decimal reaches OpenSearch with every digit, as it reaches DynamoDB;
+- a number with more digits than a double: JSON text in a TEXT column (``json_columns``) reaches both sinks
+  with every digit; MySQL's JSON type stores it as a double, so what fanout reads and writes is the double;
 - keys longer than a sink id (60 CJK characters in a VARCHAR(64), a composite key of two VARCHAR(255)):
   accepted, replicated under a bounded id that keeps the full key, checked and repaired by reconcile;
 - a row above DynamoDB's item size is reported by reconcile as refused, with its reason, and
@@ -35,13 +36,14 @@ from tests.support.aws import aws_client, aws_resource
 from tests.support.integration import create_replica_table, fetch
 
 TABLES = [
-    "CREATE TABLE wide_numbers (id INT NOT NULL PRIMARY KEY, d DOUBLE NULL, j JSON NULL)",
+    "CREATE TABLE wide_numbers (id INT NOT NULL PRIMARY KEY, d DOUBLE NULL, j JSON NULL, t TEXT NULL)",
     "CREATE TABLE cjk_keys (name VARCHAR(64) COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, note TEXT NULL)",
     "CREATE TABLE pair_keys (a VARCHAR(255) COLLATE utf8mb4_bin NOT NULL, b VARCHAR(255) COLLATE utf8mb4_bin "
     "NOT NULL, note TEXT NULL, PRIMARY KEY (a, b))",
     "CREATE TABLE big_rows (id INT NOT NULL PRIMARY KEY, data LONGBLOB NOT NULL)",
 ]
 PI = "3.141592653589793238462643383279"
+PI_DOUBLE = "3.141592653589793"  # what MySQL's JSON type keeps of PI: a double (shortest form)
 
 
 @dataclass
@@ -92,7 +94,7 @@ class World:
 def world(db_settings: DatabaseSettings, opensearch_endpoint: str, local_aws: dict[str, str]) -> Iterator[World]:
     suffix = uuid.uuid4().hex[:8]
     spec = {
-        "wide_numbers": {"primary_key": [{"column": "id"}], "json_columns": ["j"]},
+        "wide_numbers": {"primary_key": [{"column": "id"}], "json_columns": ["t"]},  # j: JSON type, detected
         "cjk_keys": {"primary_key": [{"column": "name", "type": "string"}]},
         "pair_keys": {"primary_key": [{"column": "a", "type": "string"}, {"column": "b", "type": "string"}]},
         "big_rows": {"primary_key": [{"column": "id"}], "opensearch": {"binary": "exclude"}},
@@ -128,18 +130,19 @@ def change(table: str, **key: Any) -> Change:
     return Change(table, tuple(key.items()), "insert", 1_764_240_000_000_000, "req-15")
 
 
-WIDE = {  # id: (DOUBLE, JSON, what DynamoDB holds for the DOUBLE)
-    1: (1e38, None, "1E+38"),
-    2: (1.5e100, None, "1.5E+100"),
-    3: (1e126, None, "1E+126"),
-    4: (1e-131, None, "1E-131"),
-    5: (None, f'{{"pi": {PI}, "big": 1e38, "n": 12}}', None),
+DOCUMENT = f'{{"pi": {PI}, "big": 1e38, "n": 12}}'
+WIDE = {  # id: (DOUBLE, JSON, JSON as TEXT, what DynamoDB holds for the DOUBLE)
+    1: (1e38, None, None, "1E+38"),
+    2: (1.5e100, None, None, "1.5E+100"),
+    3: (1e126, None, None, "1E+126"),
+    4: (1e-131, None, None, "1E-131"),
+    5: (None, DOCUMENT, DOCUMENT, None),
 }
 
 
 def insert_wide(world: World) -> None:
-    for key, (double, document, _) in WIDE.items():
-        world.execute("INSERT INTO wide_numbers VALUES (%s, %s, %s)", (key, double, document))
+    for key, (double, document, text, _) in WIDE.items():
+        world.execute("INSERT INTO wide_numbers VALUES (%s, %s, %s, %s)", (key, double, document, text))
         assert world.replicate(change("wide_numbers", id=key)) == {"opensearch": "written", "dynamodb": "written"}
 
 
@@ -149,11 +152,12 @@ def test_numbers_up_to_and_beyond_dynamodbs_bounds_are_written_readable_and_reco
     mapping = world.mappings.tables["wide_numbers"]
 
     # Then boto3's usual resource API reads every item (no decimal.Rounded), with the exact values
-    for key, (_, _, held) in WIDE.items():
+    for key, (_, _, _, held) in WIDE.items():
         item = world.table.get_item(Key=dynamodb_key(mapping, change("wide_numbers", id=key)), ConsistentRead=True)
         assert item["Item"].get("d") == held
     json_item = world.table.get_item(Key={"pk": "wide_numbers#5"}, ConsistentRead=True)["Item"]
-    assert json_item["j"] == {"pi": Decimal(PI), "big": "1E+38", "n": Decimal(12)}
+    assert json_item["t"] == {"pi": Decimal(PI), "big": "1E+38", "n": Decimal(12)}
+    assert json_item["j"] == {"pi": Decimal(PI_DOUBLE), "big": "1E+38", "n": Decimal(12)}
 
     # And reconcile checks every row of both sinks and finds them in agreement
     report = world.reconcile(["wide_numbers"])
@@ -190,28 +194,38 @@ def test_an_item_an_older_version_wrote_as_a_39_digit_number_does_not_blind_reco
     assert world.reconcile(["wide_numbers"]).agrees
 
 
-def test_a_json_decimal_reaches_opensearch_with_every_digit_and_reconcile_sees_lost_digits(world: World) -> None:
-    # Given a JSON column (MariaDB: text) holding a number with more digits than a double, replicated
+def test_json_text_keeps_every_digit_mysqls_json_type_a_doubles_and_reconcile_sees_lost_digits(world: World) -> None:
+    # Given a number with more digits than a double, written as JSON text into a TEXT column listed in
+    # json_columns and into a column of MySQL's JSON type, replicated
     insert_wide(world)
     mapping = world.mappings.tables["wide_numbers"]
 
-    # Then the document's source holds the number with all its digits, as the DynamoDB item does
+    # Then from the TEXT column, the document's source holds the number with all its digits, as the item does
     url = f"{world.endpoint}/{mapping.opensearch_index}/_doc/5"
     with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 - the local node
-        raw = answer.read().decode("utf-8")
-    assert f'"pi":{PI}' in raw.replace(" ", ""), raw
+        source = json.loads(answer.read(), parse_float=Decimal)["_source"]  # the stored text, digit by digit
+    assert str(source["t"]["pi"]) == PI, source
     item = world.table.get_item(Key={"pk": "wide_numbers#5"}, ConsistentRead=True)["Item"]
-    assert str(item["j"]["pi"]) == PI
-    assert world.opensearch.get(index=mapping.opensearch_index, id="5")["_source"]["j"]["pi"] == Decimal(PI)
+    assert str(item["t"]["pi"]) == PI
+    assert world.opensearch.get(index=mapping.opensearch_index, id="5")["_source"]["t"]["pi"] == Decimal(PI)
+
+    # And from the JSON column, both sinks hold the double MySQL stored: the digits were gone at the INSERT
+    with world.conn.cursor() as cur:
+        cur.execute("SELECT JSON_EXTRACT(j, '$.pi') FROM wide_numbers WHERE id = 5")
+        assert cur.fetchone()[0] == PI_DOUBLE
+    assert str(source["j"]["pi"]) == PI_DOUBLE, source
+    assert str(item["j"]["pi"]) == PI_DOUBLE
 
     # And when a document loses those digits (a float on the way), reconcile reports it as stale
-    damaged = json.dumps({"id": 5, "d": None, "j": {"pi": float(PI), "big": 1e38, "n": 12}})
+    damaged = json.dumps(
+        {"id": 5, "d": None, "j": {"pi": float(PI), "big": 1e38, "n": 12}, "t": {"pi": float(PI), "big": 1e38, "n": 12}}
+    )
     world.opensearch.index(
         index=mapping.opensearch_index, id="5", body=damaged, params={"version": 2**62, "version_type": "external"}
     )
     report = world.reconcile(["wide_numbers"])
     opensearch = report.tables["wide_numbers"]["opensearch"]
-    assert opensearch.stale == 1 and "['j']" in opensearch.examples["stale"][0]["detail"], report.summary()
+    assert opensearch.stale == 1 and "['t']" in opensearch.examples["stale"][0]["detail"], report.summary()
 
 
 def test_keys_longer_than_a_sink_id_are_replicated_under_a_bounded_id_and_reconciled(world: World) -> None:

@@ -1,4 +1,4 @@
-"""The backfill and reconcile tests' harness on real parts: MariaDB, a real OpenSearch node, DynamoDB on ministack
+"""The backfill and reconcile tests' harness on real parts: MySQL 8.0, a real OpenSearch node, DynamoDB on ministack
 (the ``harness`` fixture that builds one is in tests/integration/conftest.py)."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from fanout.operations.reconcile import SinkReaders, reconcile
 from fanout.source.connection import connect
 from fanout.source.reader import RowState, read_row, read_rows
 from tests.support.files import ROOT
+from tests.support.sequences import numbers
 
 
 def apply_checkpoint_migration(settings: DatabaseSettings) -> None:
@@ -76,11 +77,10 @@ class Harness:
 
 
 def insert_posts(h: Harness, count: int, start: int = 1) -> None:
-    # MariaDB's SEQUENCE engine: one statement for any number of rows
     h.execute(
-        "INSERT INTO posts (id, title, body, author, status) "
+        "INSERT INTO posts (id, title, body, author, status) "  # noqa: S608 - numbers() is integers only
         f"SELECT seq, CONCAT('title ', seq), CONCAT('body ', seq), 'ann', 'published' "
-        f"FROM seq_{int(start)}_to_{int(start + count - 1)}"
+        f"FROM {numbers(start, start + count - 1)} s"
     )
 
 

@@ -4,7 +4,6 @@ tests/e2e/conftest.py) and what the modules share to write rows, wait for them a
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,16 +16,8 @@ from local.config import LocalConfig, StackEnv
 from local.database import source_connection
 from local.lambda_async.bridge import Control
 from tests.support.aws import aws_client, aws_resource
-from tests.support.waiting import wait_until as _wait_until
 
 MAPPINGS = default_mappings()
-# A change crosses the deployed functions (and, for the sweeper's path, waits for a ring): more than a test of
-# one component waits.
-WAIT_SECONDS = 90.0
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float = WAIT_SECONDS) -> Any:
-    return _wait_until(what, check, timeout)
 
 
 def post(key: int) -> Change:

@@ -152,3 +152,17 @@ def lambda_async_calls(conn: Any) -> list[dict[str, Any]]:
     ((database,),) = rows(conn, "SELECT DATABASE()")
     calls = lambda_async_bridge().calls(parser_arn(database))
     return [json.loads(call["payload"]) for call in calls if call["outcome"].startswith("OK")]
+
+
+def lock_waits(conn: Any, schema: str) -> int:
+    """How many InnoDB lock requests on ``schema``'s tables wait right now (MySQL 8's
+    performance_schema.data_lock_waits: read live, no cache to go stale)."""
+    ((count,),) = rows(
+        conn,
+        "SELECT COUNT(*) FROM performance_schema.data_lock_waits w"
+        " JOIN performance_schema.data_locks l"
+        " ON l.ENGINE = w.ENGINE AND l.ENGINE_LOCK_ID = w.REQUESTING_ENGINE_LOCK_ID"
+        " WHERE l.OBJECT_SCHEMA = %s",
+        schema,
+    )
+    return int(count)

@@ -6,9 +6,10 @@ import time
 from collections.abc import Callable
 
 
-def wait_until[T](what: str, check: Callable[[], T], timeout: float = 30.0, interval: float = 0.25) -> T:
+def wait_until[T](what: str, check: Callable[[], T], timeout: float = 90.0, interval: float = 0.25) -> T:
     """Call ``check`` every ``interval`` seconds until it returns something truthy, and return that; fail the
-    test naming ``what`` (and the last value seen) after ``timeout`` seconds."""
+    test naming ``what`` (and the last value seen) after ``timeout`` seconds. The default suits a change that
+    crosses the deployed functions (e2e); a test of one component passes its own, shorter one."""
     deadline = time.monotonic() + timeout
     last: T | None = None
     while True:

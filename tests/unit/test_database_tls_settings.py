@@ -1,6 +1,6 @@
 """DB_TLS / DB_CA_BUNDLE: TLS to the database is on, and verified, unless the database is on loopback.
 
-tests/integration/test_database_tls.py shows the same settings against a real MariaDB with TLS.
+tests/integration/test_database_tls.py shows the same settings against a real MySQL 8.0 with TLS.
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ def test_doubles_beyond_the_readable_range_are_exact_strings(value: float) -> No
 
 
 def test_a_json_decimal_keeps_every_digit_in_both_sinks() -> None:
-    # Given a JSON column (MariaDB: text) holding a number with more digits than a double
+    # Given JSON text (a TEXT column listed in json_columns) holding a number with more digits than a double
     text = JsonText('{"pi": 3.141592653589793238462643383279, "n": 12345678901234567890, "x": 1.5}')
 
     # When it is mapped for OpenSearch and serialised as the sink's client sends it

@@ -12,7 +12,7 @@ from fanout.model.change import Change
 from fanout.model.mapping import parse_mappings
 from fanout.source.reader import JsonText, has_exact_key, typed_row
 
-MAPPING = parse_mappings({"tables": {"t": {"primary_key": [{"column": "id"}], "json_columns": ["maria_json"]}}}).tables[
+MAPPING = parse_mappings({"tables": {"t": {"primary_key": [{"column": "id"}], "json_columns": ["json_text"]}}}).tables[
     "t"
 ]
 
@@ -45,7 +45,7 @@ COLUMNS = [
     ("no_tags", FIELD_TYPE.STRING, FLAG.SET),
     ("state", FIELD_TYPE.STRING, FLAG.ENUM),
     ("mysql_json", FIELD_TYPE.JSON, 0),
-    ("maria_json", FIELD_TYPE.BLOB, 0),  # MariaDB's JSON is LONGTEXT: declared in the mapping
+    ("json_text", FIELD_TYPE.BLOB, 0),  # JSON in a TEXT column: declared in the mapping
     ("text", FIELD_TYPE.BLOB, 0),
     ("nothing", FIELD_TYPE.TIMESTAMP, 0),
 ]
@@ -76,7 +76,7 @@ def test_values_that_need_column_metadata_are_converted() -> None:
         "no_tags": frozenset(),
         "state": "published",
         "mysql_json": JsonText('{"a": 1}'),
-        "maria_json": JsonText("[1, 2]"),
+        "json_text": JsonText("[1, 2]"),
         "text": '{"not": "json, just text"}',
         "nothing": None,
     }

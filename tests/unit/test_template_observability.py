@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from fanout.observability import NAMESPACE, ChangeMetric
+from fanout.observability import NAMESPACE, ChangeMetric, StackMetric
 from tests.support.files import ROOT
 
 
@@ -39,6 +39,7 @@ def test_every_alarm_the_issue_asks_for_is_there_and_notifies_the_topic_only_whe
     assert (NAMESPACE, ChangeMetric.LAG.value) in watched
     assert (NAMESPACE, ChangeMetric.FAILED.value) in watched  # error rate
     assert ("AWS/Lambda", "Throttles") in watched
+    assert (NAMESPACE, StackMetric.SCHEMA_DRIFT.value) in watched  # fanout check, on the maintenance schedule
     for name, properties in found.items():
         actions = properties["AlarmActions"]["Fn::If"]
         assert actions[0] == "HasAlarmTopic" and actions[1] == [{"Ref": "AlarmTopicArn"}], name

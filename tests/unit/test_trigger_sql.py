@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fanout.capture.cascades import cascade_triggers
 from fanout.capture.migration_scripts import MigrationError, load_migrations, split_statements
 from fanout.capture.names import CHANGE_LOG_TABLE, FALLBACK_TABLE, drain_lock_name
 from fanout.capture.triggers import (
@@ -20,6 +21,7 @@ from fanout.capture.triggers import (
     write_capture_migration,
 )
 from fanout.model.mapping import Mappings, parse_mappings
+from tests.support.foreign_keys import DEMO_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 MIGRATIONS = REPO / "db" / "migrations"
@@ -198,12 +200,13 @@ def test_the_committed_v008_is_what_the_generator_writes_for_the_bundled_mapping
     # Given the bundled mapping and the migrations before V008
     earlier = [m for m in load_migrations(MIGRATIONS) if m.version < 8]
 
-    # When
-    generated = capture_migration(mappings(BUNDLED["tables"]), 8, live_triggers(earlier))
+    # When (with the demo schema's foreign keys, whose cascades V008 captures too)
+    bundled = mappings(BUNDLED["tables"])
+    generated = capture_migration(bundled, 8, live_triggers(earlier), cascade_triggers(bundled, DEMO_KEYS, 8))
 
     # Then the file on disk is exactly that: every V007 trigger replaced, updates of feeding tables compared byte
     # for byte
-    committed = (MIGRATIONS / "V008__byte_exact_capture.sql").read_text(encoding="utf-8")
+    committed = (MIGRATIONS / "V008__byte_exact_and_cascade_capture.sql").read_text(encoding="utf-8")
     assert generated == committed
     assert set(dropped_triggers(committed)) >= set(created_triggers(
         (MIGRATIONS / "V007__capture_composed_documents.sql").read_text(encoding="utf-8")))  # fmt: skip

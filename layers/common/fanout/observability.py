@@ -140,6 +140,7 @@ class StackMetric(StrEnum):
 
     CHANGE_LOG_DEPTH = "ChangeLogDepth"  # sweeper: rows waiting in the change log
     CHANGE_LOG_AGE = "ChangeLogOldestAgeSeconds"  # sweeper: age of the oldest of them (0 when empty)
+    SCHEMA_DRIFT = "SchemaDrift"  # maintenance: drifts `fanout check` names (fanout.operations.schema_check)
 
 
 UNKNOWN_TABLE = "_unknown"  # the table dimension of input that names no mapped table

@@ -154,7 +154,7 @@ class _Drainer:
                     record_accepted(change, self.correlation_id)
             # One row at a time, by primary key: `DELETE ... WHERE id IN (...)` may be planned as a scan, and a
             # DELETE scan waits on the rows another drainer holds (no semi-consistent read for DELETE), which
-            # deadlocked two drainers on MariaDB 10.11 (tests/integration/test_change_log.py).
+            # deadlocks two drainers (tests/integration/test_change_log.py).
             with self.conn.cursor() as cur:
                 cur.executemany(
                     f"DELETE FROM {CHANGE_LOG_TABLE} WHERE id = %s",  # noqa: S608 - a constant name

@@ -57,35 +57,45 @@ def _reference(composition: Composition, feed: Feed, row: str) -> str:
     return "JSON_OBJECT(" + ", ".join(f"'{name}', {row}.{quote_identifier(own)}" for name, own in pairs) + ")"
 
 
-def feeding_triggers(mappings: Mappings, version: int) -> list[tuple[str, str, str, str, str]]:
-    """(table, action, trigger name, CREATE TRIGGER statement, summary line or "") for every feeding table,
-    tables in name order, actions in ACTIONS order: the same mapping gives the same text."""
+def feeds_by_table(mappings: Mappings) -> dict[str, list[tuple[Composition, Feed]]]:
+    """Every feeding table (in name order) and the (document, feed) pairs it feeds."""
     feeds: dict[str, list[tuple[Composition, Feed]]] = {}
     for name in sorted(mappings.tables):
         composition = mappings.tables[name].composition
         if composition is not None:
             for feed in composition.feeds():
                 feeds.setdefault(feed.table, []).append((composition, feed))
+    return {table: feeds[table] for table in sorted(feeds)}
+
+
+def feeding_payload(table: str, feeds: list[tuple[Composition, Feed]], action: str) -> list[str]:
+    """The lines of a feeding table's payload ``JSON_OBJECT`` for ``action``, in terms of NEW and OLD."""
+    lines = [f"'v', 1, 'action', '{action}', 'table', '{table}',", "'refs', JSON_ARRAY("]
+    for n, (composition, feed) in enumerate(feeds):
+        sides = []
+        if action != "delete":
+            sides.append(f"'new', {_reference(composition, feed, 'NEW')}")
+        if action != "insert":
+            sides.append(f"'old', {_reference(composition, feed, 'OLD')}")
+        lines += [
+            f"{_INDENT}JSON_OBJECT(",
+            f"{_INDENT * 2}'root', '{composition.root}', 'via', '{feed.relation}',",
+            *(f"{_INDENT * 2}{side}," for side in sides[:-1]),
+            f"{_INDENT * 2}{sides[-1]}",
+            f"{_INDENT})" + ("," if n < len(feeds) - 1 else ""),
+        ]
+    return [*lines, "),", "'ts', UNIX_TIMESTAMP(SYSDATE(6))"]
+
+
+def feeding_triggers(mappings: Mappings, version: int) -> list[tuple[str, str, str, str, str]]:
+    """(table, action, trigger name, CREATE TRIGGER statement, summary line or "") for every feeding table,
+    tables in name order, actions in ACTIONS order: the same mapping gives the same text."""
     out: list[tuple[str, str, str, str, str]] = []
-    for table in sorted(feeds):
-        described = ", ".join(f"{c.root}.{f.relation} ({f.kind})" for c, f in feeds[table])
-        read = sorted({column for c, f in feeds[table] for column in columns_read(c, f)})
+    for table, feeds in feeds_by_table(mappings).items():
+        described = ", ".join(f"{c.root}.{f.relation} ({f.kind})" for c, f in feeds)
+        read = sorted({column for c, f in feeds for column in columns_read(c, f)})
         for i, action in enumerate(ACTIONS):
-            lines = [f"'v', 1, 'action', '{action}', 'table', '{table}',", "'refs', JSON_ARRAY("]
-            for n, (composition, feed) in enumerate(feeds[table]):
-                sides = []
-                if action != "delete":
-                    sides.append(f"'new', {_reference(composition, feed, 'NEW')}")
-                if action != "insert":
-                    sides.append(f"'old', {_reference(composition, feed, 'OLD')}")
-                lines += [
-                    f"{_INDENT}JSON_OBJECT(",
-                    f"{_INDENT * 2}'root', '{composition.root}', 'via', '{feed.relation}',",
-                    *(f"{_INDENT * 2}{side}," for side in sides[:-1]),
-                    f"{_INDENT * 2}{sides[-1]}",
-                    f"{_INDENT})" + ("," if n < len(feeds[table]) - 1 else ""),
-                ]
-            lines += ["),", "'ts', UNIX_TIMESTAMP(SYSDATE(6))"]
+            lines = feeding_payload(table, feeds, action)
             only_if = changed_values_condition(read) if action == "update" else ""
             name = trigger_name(f"{table}{FEEDS_SUFFIX}", action, version)
             summary = f"--   {table} (feeds {described}): insert, update, delete" if i == 0 else ""

@@ -5,7 +5,7 @@ schema, with a checksum of the file, so an applied migration that is later edite
 refused instead of silently drifting from what the database holds. The files, their
 placeholders and how a script is split into statements: :mod:`fanout.capture.migration_scripts`.
 
-MySQL and MariaDB commit DDL implicitly, so a migration cannot be rolled back when one
+MySQL commits DDL implicitly, so a migration cannot be rolled back when one
 of its statements fails: the runner records the failure truthfully instead and refuses
 to go on until an operator has fixed the file and cleared the record with
 :meth:`MigrationRunner.repair`. Write migrations so they can be re-run after a partial
@@ -39,6 +39,7 @@ from fanout.capture.migration_scripts import (
     split_statements,
     validate_placeholders,
 )
+from fanout.capture.trigger_columns import created_trigger, missing_columns
 from fanout.source import locks
 from fanout.source.sql import quote_identifier
 
@@ -103,6 +104,30 @@ class TriggersNotTrusted(MigrationError):
 def binlog_trust_refusal(exc: BaseException) -> bool:
     """Whether ``exc`` is the server refusing a trigger to a user without SUPER while binary logging is on."""
     return isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in BINLOG_TRUST_ERRORS
+
+
+def _refuse_triggers_on_missing_columns(
+    conn: pymysql.connections.Connection, schema: str, planned: Sequence[tuple[Migration, list[str]]]
+) -> None:
+    """Raise before anything runs if a trigger the pending migrations create reads a column (or a table) the
+    schema lacks: installed, it would fail every write to its table (1054 "Unknown column ... in 'NEW'")."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s", (schema,))
+        columns: dict[str, set[str]] = {}
+        for table, column in cur.fetchall():
+            columns.setdefault(str(table), set()).add(str(column))
+    refused = []
+    for migration, statements in planned:
+        for statement in statements:
+            created = created_trigger(statement)
+            if created is not None and (missing := missing_columns(created[1], created[2], columns)):
+                refused.append(f"V{migration.version:03d} trigger {created[0]} reads {', '.join(missing)}")
+    if refused:
+        raise MigrationError(
+            f"refusing to install triggers that name what schema {schema} lacks (every write to the table would fail):"
+            f" {'; '.join(refused)}. Restore the column, or change the mapping, generate a new migration"
+            " (fanout migrations generate) and deploy it in place of this one; `fanout check` lists every drift"
+        )
 
 
 def _describe_error(exc: BaseException) -> str:
@@ -200,6 +225,7 @@ class MigrationRunner:
             report.pending = [m.version for m in pending]
             # Render and split everything first, so a bad placeholder in V3 stops V2 too.
             planned = [(m, self._statements_of(m)) for m in pending]
+            _refuse_triggers_on_missing_columns(conn, schema, planned)
             if dry_run:
                 report.statements = {m.version: statements for m, statements in planned}
             else:

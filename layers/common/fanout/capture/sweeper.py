@@ -1,7 +1,10 @@
-"""The fallback sweeper: hands the changes the triggers could not send to the parser.
+"""The fallback sweeper: hands the changes the per-row triggers could not send to the parser.
 
-When ``lambda_async`` fails inside a capture trigger, the trigger writes the payload
-it could not send to ``fanout_fallback_outbox`` instead (see :mod:`fanout.capture.triggers`).
+When ``lambda_async`` failed inside one of the per-row capture triggers (V003, V004), the
+trigger wrote the payload it could not send to ``fanout_fallback_outbox`` instead (see
+:mod:`fanout.capture.triggers`). The change-log triggers (V006 on) park nothing: a failed
+ring (ERROR 1873, taken by the trigger's handler) leaves the change in the change log,
+which the sweeper's ring drains (:func:`fanout.capture.change_log.ring_if_waiting`).
 The sweeper — a scheduled Lambda function and ``fanout sweep`` — drains that table:
 each row's payload goes to the row's function (the parser) with an asynchronous
 invoke, exactly as ``lambda_async`` would have sent it, and the row is deleted only

@@ -32,8 +32,9 @@ moment with no trigger at all — ``DROP`` then ``CREATE`` of one name would let
 write slip through uncaptured. Triggers for actions a table no longer captures,
 and for tables no longer mapped, are among those dropped.
 
-The output depends only on the mapping (``table``, ``primary_key``, ``capture``),
-the version and the trigger names of the earlier migrations: the same inputs give
+The output depends only on the mapping (``table``, ``primary_key``, ``capture``, documents),
+the cascade triggers handed in (fanout.capture.cascades, from the foreign keys), the version
+and the trigger names of the earlier migrations: the same inputs give
 the same file, byte for byte. (Migrations up to V004 were written by the per-row
 generation of this module, which sent every row with ``lambda_async``; they stay as
 they were applied.)
@@ -43,7 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from fanout.capture.migration_scripts import Migration, MigrationError, load_migrations, split_statements
@@ -102,7 +103,7 @@ def _key_object(mapping: TableMapping, row: str) -> str:
     return f"JSON_OBJECT({pairs})"
 
 
-def _payload_fields(mapping: TableMapping, action: str) -> list[str]:
+def payload_fields(mapping: TableMapping, action: str) -> list[str]:
     """The lines of the payload's JSON_OBJECT, exactly the fields of format version 1."""
     row = "OLD" if action == "delete" else "NEW"
     fields = [
@@ -118,15 +119,14 @@ def _payload_fields(mapping: TableMapping, action: str) -> list[str]:
 def capture_trigger(mapping: TableMapping, action: str, version: int) -> str:
     """The ``CREATE TRIGGER`` statement for one table and action (placeholder not yet filled in)."""
     name = trigger_name(mapping.table, action, version)
-    return trigger_sql(name, mapping.table, action, _payload_fields(mapping, action))
+    return trigger_sql(name, mapping.table, action, payload_fields(mapping, action))
 
 
 def trigger_sql(name: str, table: str, action: str, payload_fields: Sequence[str], only_if: str = "") -> str:
     """A capture trigger: the payload's ``JSON_OBJECT`` lines into the change log, then the ring; with
     ``only_if`` (a condition on OLD/NEW), nothing at all unless it holds."""
-    i1, i2, i3, i4, i5 = (_INDENT * n for n in range(1, 6))
+    i1, i2, i3 = (_INDENT * n for n in range(1, 4))
     payload = f"\n{i3}".join(payload_fields)
-    arn = f"'{PARSER_ARN_PLACEHOLDER}'"
     condition = f"COALESCE({KILL_SWITCH}, 0) <> 1" + (f" AND {only_if}" if only_if else "")
     return (
         f"CREATE TRIGGER {name} AFTER {action.upper()} ON {quote_identifier(table)} FOR EACH ROW\n"  # noqa: S608 - validated mapping names
@@ -135,22 +135,32 @@ def trigger_sql(name: str, table: str, action: str, payload_fields: Sequence[str
         f"{i2}INSERT INTO {CHANGE_LOG_TABLE} (payload) VALUES (JSON_OBJECT(\n"
         f"{i3}{payload}\n"
         f"{i2}));\n"
-        f"{i2}IF NOT ({RUNG_AT} <=> CAST(NOW(6) AS CHAR)) THEN\n"
-        f"{i3}SET {RUNG_AT} = CAST(NOW(6) AS CHAR);\n"
-        f"{i3}BEGIN\n"
-        # A ring that fails only leaves the row for the next drainer or the sweeper.
-        f"{i4}DECLARE CONTINUE HANDLER FOR SQLEXCEPTION\n"
-        f"{i5}GET DIAGNOSTICS CONDITION 1 @fanout_ring_error = MESSAGE_TEXT;\n"
-        f"{i4}IF IS_FREE_LOCK({_DRAIN_LOCK_SQL}) = 1 THEN\n"
-        f"{i5}SELECT lambda_async({arn}, JSON_OBJECT(\n"
-        f"{i5}{_INDENT}'v', {RING_FORMAT_VERSION}, 'ring', '{RING}', 'table', '{table}',\n"
-        f"{i5}{_INDENT}'ts', UNIX_TIMESTAMP(SYSDATE(6))\n"
-        f"{i5})) INTO @fanout_invoke_result;\n"
-        f"{i4}END IF;\n"
-        f"{i3}END;\n"
-        f"{i2}END IF;\n"
+        f"{ring_sql(table, 2)}"
         f"{i1}END IF;\n"
         f"END;"
+    )
+
+
+def ring_sql(table: str, depth: int) -> str:
+    """The ring, at ``depth`` indents, each line ending in a newline: once per statement
+    (``@fanout_rung_at``), only when no drainer is at work, and a failure is only noted."""
+    i1, i2, i3, i4 = (_INDENT * (depth + n) for n in range(4))
+    arn = f"'{PARSER_ARN_PLACEHOLDER}'"
+    return (
+        f"{i1}IF NOT ({RUNG_AT} <=> CAST(NOW(6) AS CHAR)) THEN\n"
+        f"{i2}SET {RUNG_AT} = CAST(NOW(6) AS CHAR);\n"
+        f"{i2}BEGIN\n"
+        # A ring that fails only leaves the row for the next drainer or the sweeper.
+        f"{i3}DECLARE CONTINUE HANDLER FOR SQLEXCEPTION\n"
+        f"{i4}GET DIAGNOSTICS CONDITION 1 @fanout_ring_error = MESSAGE_TEXT;\n"
+        f"{i3}IF IS_FREE_LOCK({_DRAIN_LOCK_SQL}) = 1 THEN\n"
+        f"{i4}SELECT lambda_async({arn}, JSON_OBJECT(\n"
+        f"{i4}{_INDENT}'v', {RING_FORMAT_VERSION}, 'ring', '{RING}', 'table', '{table}',\n"
+        f"{i4}{_INDENT}'ts', UNIX_TIMESTAMP(SYSDATE(6))\n"
+        f"{i4})) INTO @fanout_invoke_result;\n"
+        f"{i3}END IF;\n"
+        f"{i2}END;\n"
+        f"{i1}END IF;\n"
     )
 
 
@@ -174,8 +184,19 @@ def live_triggers(migrations: Iterable[Migration]) -> list[str]:
     return list(live)
 
 
-def capture_migration(mappings: Mappings, version: int, previous_triggers: Sequence[str] = ()) -> str:
-    """The whole migration: change-log table, new triggers, then the previous triggers dropped."""
+# (table, action, trigger name, CREATE TRIGGER statement, summary lines or ""): triggers another generator wrote
+GeneratedTrigger = tuple[str, str, str, str, str]
+
+
+def capture_migration(
+    mappings: Mappings,
+    version: int,
+    previous_triggers: Sequence[str] = (),
+    cascades: Sequence[GeneratedTrigger] = (),
+) -> str:
+    """The whole migration: change-log table, new triggers, then the previous triggers dropped.
+
+    ``cascades``: the foreign-key cascade triggers (fanout.capture.cascades), created after the others."""
     tables = [mappings.tables[name] for name in sorted(mappings.tables)]
     created: list[str] = []
     summary: list[str] = []
@@ -193,6 +214,12 @@ def capture_migration(mappings: Mappings, version: int, previous_triggers: Seque
     for _table, _action, name, sql, described in feeding_triggers(mappings, version):
         if described:
             summary.append(described)
+        created.append(name)
+        blocks.append(f"DROP TRIGGER IF EXISTS {name};\n\n{sql}")
+    if cascades:
+        summary.append("-- Foreign-key cascades, logged by a BEFORE trigger on the referenced table:")
+    for _table, _action, name, sql, described in cascades:
+        summary.append(described)
         created.append(name)
         blocks.append(f"DROP TRIGGER IF EXISTS {name};\n\n{sql}")
     stale = [name for name in previous_triggers if name not in created]
@@ -234,6 +261,7 @@ def write_capture_migration(
     *,
     description: str = DEFAULT_DESCRIPTION,
     version: int | None = None,
+    cascades: Callable[[int], Sequence[GeneratedTrigger]] = lambda _version: (),
 ) -> Path:
     """Write the next migration (``version``, default: one above the highest) into ``directory``.
 
@@ -251,7 +279,7 @@ def write_capture_migration(
         raise MigrationError(f"version {version} is below the highest existing version {highest}")
     earlier = [m for m in existing if m.version < version]
     path = directory / migration_file_name(version, description)
-    sql = capture_migration(mappings, version, live_triggers(earlier))
+    sql = capture_migration(mappings, version, live_triggers(earlier), cascades(version))
     with path.open("x", encoding="utf-8", newline="\n") as out:
         out.write(sql)
     return path

@@ -16,7 +16,7 @@ A table's entry (every field but ``primary_key`` is optional)::
                       {"column": "setting_key", "type": "string"}],
       "capture": ["insert", "update", "delete"],      # default: all three
       "columns": ["tenant", "setting_key", ...],      # what is read; default: every column
-      "json_columns": ["value"],                      # parsed as JSON (needed on MariaDB, see below)
+      "json_columns": ["value"],                      # text columns parsed as JSON (see below)
       "opensearch": {
         "enabled": true,
         "index": "tenant-settings",                   # default: the table name, lower-cased
@@ -43,9 +43,12 @@ templates of the key-format language (:mod:`fanout.model.key_format`): ``{<key c
 ``{key}`` (all key values joined by ``|``) and ``{table}``, each value percent-encoded. A
 format must name every key column (``{key}`` names them all).
 
-JSON columns: MySQL reports a JSON column's type, so it is detected; MariaDB's
-JSON is a LONGTEXT alias that looks like any text column, so list it in
-``json_columns`` (harmless on MySQL).
+JSON columns: a column of MySQL's JSON type reports its type, so it is detected
+and needs no entry. ``json_columns`` is for text columns (TEXT, VARCHAR, ...)
+that hold JSON: their values are parsed like a JSON column's. The JSON type
+stores a number as a double (or a 64-bit integer), so a JSON number with more
+digits than a double keeps only a double's; a number that must keep every digit
+belongs in a DECIMAL column, or in a text column listed here.
 
 DynamoDB tables: ``table`` null writes to the ReplicaTable the stack creates
 (partition key ``pk``, no sort key). Another table must be granted to the

@@ -8,16 +8,19 @@ source pages) and the fetch path's own, for its short locking reads.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from fanout.model.mapping import Mappings
-from fanout.observability import ChangeMetric, record
+from fanout.observability import ChangeMetric, StackMetric, log, record, record_stack
 from fanout.operations.backfill import BackfillJob, BackfillResult, KeyRange, run_backfill
 from fanout.operations.backfill_parallel import plan
 from fanout.operations.reconcile import ReconcileReport, SinkReaders, reconcile
+from fanout.operations.schema_check import check_schema, read_live_schema
 from fanout.pipeline.wiring import FetchPath
 from fanout.source.connection import ConnectionHolder
+from fanout.source.locks import current_schema
 
 InvokeSelf = Callable[[dict[str, Any]], None]  # this function, invoked again asynchronously with an event
 TimeLeft = Callable[[], bool]  # whether there is time for another page
@@ -96,6 +99,19 @@ def _reconcile(deps: Maintenance, event: dict[str, Any]) -> dict[str, Any]:
     return report.as_dict()
 
 
+def _check(deps: Maintenance) -> dict[str, Any]:
+    """`fanout check` on the schedule: every drift logged (a warning each), their number as SchemaDrift."""
+    conn = deps.conn()
+    schema = current_schema(conn)
+    if schema is None:
+        raise BadEvent("the database connection names no schema (DB_NAME)")
+    drifts = [drift.line() for drift in check_schema(deps.mappings, read_live_schema(conn, schema))]
+    for line in drifts:
+        log(logging.WARNING, "schema drift", drift=line)
+    record_stack(StackMetric.SCHEMA_DRIFT, len(drifts))
+    return {"drifts": drifts}
+
+
 def _backfill(deps: Maintenance, event: dict[str, Any], invoke_self: InvokeSelf, time_left: TimeLeft) -> dict[str, Any]:
     table = event.get("table")
     if not isinstance(table, str):
@@ -152,9 +168,11 @@ def handle_event(
 ) -> dict[str, Any]:
     """The maintenance function's event (maintenance_fn/app.py lists the forms); ``invoke_self`` starts this
     function again asynchronously with an event, ``time_left`` says whether to take another page."""
-    if not isinstance(event, dict) or event.get("action") not in ("reconcile", "backfill"):
-        raise BadEvent('event must be an object with "action": "reconcile" or "backfill"')
+    if not isinstance(event, dict) or event.get("action") not in ("reconcile", "backfill", "check"):
+        raise BadEvent('event must be an object with "action": "reconcile", "backfill" or "check"')
     deps = dependencies()
     if event["action"] == "reconcile":
         return _reconcile(deps, event)
+    if event["action"] == "check":
+        return _check(deps)
     return _backfill(deps, event, invoke_self, time_left)

@@ -48,7 +48,7 @@ def read_source_row(conn: Any, mapping: TableMapping, change: Change) -> dict[st
 
         found_rows = composed_page(conn, mapping, [dict(change.key)])
         return found_rows[0] if found_rows and has_exact_key(found_rows[0], change) else None
-    sql = select_row_sql(mapping).replace(" LOCK IN SHARE MODE", "")
+    sql = select_row_sql(mapping, lock="")
     with conn.cursor() as cur:
         cur.execute(sql, change.key_values)
         found = cur.fetchone()

@@ -12,10 +12,10 @@ version, ``SYSDATE(6)``, is taken after the last read, while all those locks are
 committed later to any row the document was built from is captured and re-composed under a later clock.
 
 No read waits while holding locks an application transaction could need: every locking read of the
-composition is ``NOWAIT``. On a conflict the transaction is rolled back (releasing everything), that
-one statement is run for that one root as a *waiting* locking read in a transaction of its own (it
-waits the writer out, bounded by ``innodb_lock_wait_timeout``), committed at once, and the composition
-starts again (:data:`MAX_ATTEMPTS`; then a retryable error). The waiting read holds at most the rows of
+composition is ``FOR SHARE NOWAIT``. On a conflict (error 3572) the transaction is rolled back (releasing
+everything), that one statement is run for that one root as a *waiting* locking read in a transaction of its
+own (it waits the writer out, bounded by ``innodb_lock_wait_timeout``), committed at once, and the
+composition starts again (:data:`MAX_ATTEMPTS`; then a retryable error). The waiting read holds at most the rows of
 one relation of one root while it waits.
 
 A root that is absent, or present but not passing the mapping's filter, is absent from the sinks (a
@@ -45,10 +45,11 @@ from fanout.model.mapping import TableMapping
 from fanout.source.reader import (
     CLOCK_SQL,
     RETRYABLE_MYSQL_ERRORS,
+    SHARE,
+    SHARE_NOWAIT,
     RowState,
     SourceReadError,
     has_exact_key,
-    share_lock,
     typed_row,
 )
 from fanout.source.sql import quote_identifier as q
@@ -59,14 +60,9 @@ MAX_ROOTS_PER_READ = 100
 MAX_ATTEMPTS = 5
 # Roots a parent or link-target change resolves to per page (a plain read, keyset-paged).
 ROOTS_PER_PAGE = 500
-_LOCK_NOWAIT = {1205, 3572}  # MariaDB answers NOWAIT with 1205, MySQL 8 with ER_LOCK_NOWAIT
+ER_LOCK_NOWAIT = 3572  # a NOWAIT read met a row a writer holds (a lock-wait timeout stays 1205: retryable)
 _KEY = "__fanout_k"  # result columns carrying the root's key
 _PASSES = "__fanout_passes"
-
-
-def _lock_clauses(conn: pymysql.connections.Connection) -> tuple[str, str]:
-    """(never waiting, waiting) shared-lock clauses for this server."""
-    return share_lock(conn, "NOWAIT"), share_lock(conn)
 
 
 @dataclass(frozen=True)
@@ -174,7 +170,7 @@ def _run(cur: Any, statement: _Statement, lock: str, typing: TableMapping) -> li
     try:
         cur.execute(f"{statement.sql} {lock}", statement.params)
     except pymysql.err.OperationalError as exc:
-        if exc.args and exc.args[0] in _LOCK_NOWAIT and lock.endswith("NOWAIT"):
+        if exc.args and exc.args[0] == ER_LOCK_NOWAIT and lock == SHARE_NOWAIT:
             raise _LockBusy(statement) from exc
         raise
     return [typed_row(cur, raw, typing) for raw in cur.fetchall()]
@@ -294,9 +290,7 @@ def waiting_statements(
     return [(sql, key, True)]
 
 
-def _wait_out(
-    conn: pymysql.connections.Connection, mapping: TableMapping, relation: str, key: tuple[Any, ...], waiting: str
-) -> None:
+def _wait_out(conn: pymysql.connections.Connection, mapping: TableMapping, relation: str, key: tuple[Any, ...]) -> None:
     """Wait for the lock that stopped one relation of one root: a waiting read of that relation's rows alone
     (not the root's), in a transaction holding nothing else, committed at once."""
     with conn.cursor() as cur:
@@ -311,7 +305,7 @@ def _wait_out(
                         return  # the root or its reference is gone: nothing to wait for
                     found = tuple(row)
                     continue
-                cur.execute(f"{sql} {waiting}", params or found)
+                cur.execute(f"{sql} {SHARE}", params or found)
                 cur.fetchall()
         finally:
             if conn.open:
@@ -326,13 +320,12 @@ def _retryable(exc: pymysql.err.OperationalError, mapping: TableMapping) -> Sour
 
 
 def _compose_one(conn: pymysql.connections.Connection, mapping: TableMapping, change: Change) -> RowState:
-    nowait, waiting = _lock_clauses(conn)
     for _ in range(MAX_ATTEMPTS):
         try:
-            return _compose(conn, mapping, [change], nowait)[0]
+            return _compose(conn, mapping, [change], SHARE_NOWAIT)[0]
         except _LockBusy as busy:
             try:
-                _wait_out(conn, mapping, busy.statement.relation, change.key_values, waiting)
+                _wait_out(conn, mapping, busy.statement.relation, change.key_values)
             except pymysql.err.OperationalError as exc:
                 error = _retryable(exc, mapping)
                 if error is None:
@@ -354,12 +347,11 @@ def compose_rows(
     for index, change in enumerate(changes):
         distinct.setdefault(change.key, []).append(index)
     unique = [changes[indices[0]] for indices in distinct.values()]
-    nowait, _ = _lock_clauses(conn) if unique else ("", "")
     for start in range(0, len(unique), MAX_ROOTS_PER_READ):
         chunk = unique[start : start + MAX_ROOTS_PER_READ]
         results: list[RowState | Exception]
         try:
-            results = list(_compose(conn, mapping, chunk, nowait))
+            results = list(_compose(conn, mapping, chunk, SHARE_NOWAIT))
         except _LockBusy:  # some row is held by a writer: each root alone, waiting for its own lock
             results = []
             for change in chunk:

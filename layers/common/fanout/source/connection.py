@@ -1,4 +1,4 @@
-"""Connections to the source database (Aurora MySQL in AWS, MariaDB locally).
+"""Connections to the source database (Aurora MySQL 3 in AWS, MySQL 8.0 locally).
 
 One connection per execution environment is reused across invocations
 (connection reuse is most of a warm invocation's speed); it is checked with a
@@ -29,15 +29,16 @@ from fanout.observability import log
 
 T = TypeVar("T")
 
-# MySQL/MariaDB error codes that mean "these credentials are not (or no longer) valid".
+# MySQL error codes that mean "these credentials are not (or no longer) valid".
 ER_DBACCESS_DENIED_ERROR = 1044
 ER_ACCESS_DENIED_ERROR = 1045
 ACCESS_DENIED = frozenset({ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR})
 
 
 # Client and server error codes that mean "this connection is gone" (killed, server restarted, failed over):
-# CR_SERVER_GONE_ERROR, CR_SERVER_LOST, CR_SERVER_LOST_EXTENDED, ER_CONNECTION_KILLED (MariaDB).
-CONNECTION_LOST = frozenset({2006, 2013, 2055, 1927})
+# CR_SERVER_GONE_ERROR, CR_SERVER_LOST, CR_SERVER_LOST_EXTENDED. A connection killed by the server (KILL,
+# wait_timeout, a restart) reaches pymysql as 2013, idle or in the middle of a statement.
+CONNECTION_LOST = frozenset({2006, 2013, 2055})
 
 
 def is_access_denied(error: BaseException) -> bool:

@@ -1,9 +1,10 @@
 """Re-reading a changed row from the source database (docs/architecture.md, "Versions and sinks").
 
 The trigger fired inside the writer's transaction, possibly before it
-committed. A *locking* read (``LOCK IN SHARE MODE``, accepted by MariaDB and by
-MySQL 8 / Aurora MySQL 3) waits until that transaction ends and then returns the
-committed state: the new row, the old row after a ROLLBACK, or nothing.
+committed. A *locking* read (``FOR SHARE``) waits until that transaction ends
+and then returns the committed state: the new row, the old row after a ROLLBACK,
+or nothing. A plain read would not wait: at REPEATABLE READ or READ COMMITTED it
+returns the last committed row at once, before the writer's outcome is known.
 
 The version of what was read comes from the database clock: ``SYSDATE(6)``
 taken *while the shared lock is held* (no writer can change the row in that
@@ -34,9 +35,9 @@ fetcher, reconcile and :mod:`fanout.operations.verify` alike:
 - ``BIT(n)``: bytes, big-endian; becomes the unsigned integer they spell.
 - ``SET``: the server sends ``"a,b"`` (a string with the SET flag); becomes
   the frozenset of its members (``""`` is the empty set).
-- ``JSON``: text; becomes :class:`JsonText`, which each sink parses. MySQL
-  reports the JSON type; MariaDB's JSON is a LONGTEXT alias that reports as
-  text, so the mapping's ``json_columns`` names such columns.
+- ``JSON``: text; becomes :class:`JsonText`, which each sink parses. A JSON
+  column reports its type, so it is detected; the mapping's ``json_columns``
+  names text columns that hold JSON.
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ from fanout.source.sql import column_list, quote_identifier, selected_columns
 # Microseconds since the epoch, exact (DECIMAL arithmetic), zone-independent.
 CLOCK_SQL = "SELECT CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS UNSIGNED)"
 RETRYABLE_MYSQL_ERRORS = {1205: "lock wait timeout", 1213: "deadlock"}
+# The shared-lock clauses (MySQL 8.0 / Aurora MySQL 3). A waiting read waits out a writer, bounded by
+# innodb_lock_wait_timeout (then 1205); SKIP LOCKED leaves out rows a writer holds; NOWAIT fails at once
+# with 3572 (ER_LOCK_NOWAIT) on a row a writer holds.
+SHARE = "FOR SHARE"
+SHARE_SKIP_LOCKED = "FOR SHARE SKIP LOCKED"
+SHARE_NOWAIT = "FOR SHARE NOWAIT"
 
 
 class SourceReadError(RuntimeError):
@@ -114,11 +121,13 @@ def typed_row(cursor: Any, values: Sequence[Any], mapping: TableMapping) -> dict
     }
 
 
-def select_row_sql(mapping: TableMapping) -> str:
+def select_row_sql(mapping: TableMapping, lock: str = SHARE) -> str:
+    """One row by its key, with ``lock`` (the waiting shared lock; "" for a plain read)."""
     where = " AND ".join(f"{quote_identifier(c)} = %s" for c in mapping.key_columns)
     # Identifiers come from the validated mapping; key values are bound parameters.
     table = quote_identifier(mapping.table)
-    return f"SELECT {selected_columns(mapping)} FROM {table} WHERE {where} LOCK IN SHARE MODE"  # noqa: S608
+    sql = f"SELECT {selected_columns(mapping)} FROM {table} WHERE {where}"  # noqa: S608
+    return f"{sql} {lock}" if lock else sql
 
 
 def has_exact_key(row: dict[str, Any], change: Change) -> bool:
@@ -134,20 +143,14 @@ def has_exact_key(row: dict[str, Any], change: Change) -> bool:
 MAX_KEYS_PER_READ = 500
 
 
-def share_lock(conn: pymysql.connections.Connection, option: str = "") -> str:
-    """A shared-lock clause, with ``option`` (``SKIP LOCKED``, ``NOWAIT``) where the server takes it: MariaDB
-    (10.6+) after LOCK IN SHARE MODE, MySQL 8 / Aurora MySQL 3 only after FOR SHARE."""
-    clause = "LOCK IN SHARE MODE" if "mariadb" in conn.get_server_info().lower() else "FOR SHARE"
-    return f"{clause} {option}" if option else clause
-
-
-def select_rows_sql(mapping: TableMapping, count: int, lock_clause: str) -> str:
+def select_rows_sql(mapping: TableMapping, count: int) -> str:
     """All rows of ``count`` keys in one statement; rows locked by a writer are skipped, not waited for."""
     key = f"({column_list(mapping.key_columns)})"
     one = "(" + ", ".join(["%s"] * len(mapping.key_columns)) + ")"
     # Identifiers come from the validated mapping; key values are bound parameters.
     table = quote_identifier(mapping.table)
-    return f"SELECT {selected_columns(mapping)} FROM {table} WHERE {key} IN ({', '.join([one] * count)}) {lock_clause}"  # noqa: S608
+    keys = ", ".join([one] * count)
+    return f"SELECT {selected_columns(mapping)} FROM {table} WHERE {key} IN ({keys}) {SHARE_SKIP_LOCKED}"  # noqa: S608
 
 
 def _exact_key(row: dict[str, Any], mapping: TableMapping) -> tuple[Any, ...]:
@@ -172,7 +175,6 @@ def read_rows(
 
         return compose_rows(conn, mapping, changes)
     states: list[RowState | Exception | None] = [None] * len(changes)
-    lock_clause = share_lock(conn, "SKIP LOCKED") if changes else ""
     for start in range(0, len(changes), MAX_KEYS_PER_READ):
         chunk = changes[start : start + MAX_KEYS_PER_READ]
         by_key: dict[tuple[Any, ...], list[int]] = {}
@@ -183,7 +185,7 @@ def read_rows(
             with conn.cursor() as cur:
                 conn.begin()
                 try:
-                    cur.execute(select_rows_sql(mapping, len(chunk), lock_clause), params)
+                    cur.execute(select_rows_sql(mapping, len(chunk)), params)
                     found = cur.fetchall()
                     rows = [typed_row(cur, raw, mapping) for raw in found]
                     version = 0

@@ -10,6 +10,14 @@
 --   authors (feeds articles.author (parent)): insert, update, delete
 --   comments (feeds articles.comments (child)): insert, update, delete
 --   tags (feeds articles.tags (target)): insert, update, delete
+-- Foreign-key cascades, logged by a BEFORE trigger on the referenced table:
+--   articles, before delete (the engine fires no trigger for the rows it changes):
+--     article_tags(article_id) -> articles(id) ON DELETE CASCADE ON UPDATE NO ACTION
+--     comments(article_id) -> articles(id) ON DELETE CASCADE ON UPDATE NO ACTION
+--   authors, before delete (the engine fires no trigger for the rows it changes):
+--     articles(author_id) -> authors(id) ON DELETE CASCADE ON UPDATE NO ACTION
+--   tags, before delete (the engine fires no trigger for the rows it changes):
+--     article_tags(tag_id) -> tags(id) ON DELETE CASCADE ON UPDATE NO ACTION
 --
 -- Each trigger appends {v, action, table, pk, old_pk (updates only), ts} to
 -- fanout_change_log (InnoDB: in the application's transaction, gone on ROLLBACK), unless
@@ -651,6 +659,171 @@ BEGIN
                     )) INTO @fanout_invoke_result;
                 END IF;
             END;
+        END IF;
+    END IF;
+END;
+
+DROP TRIGGER IF EXISTS fanout_articles_cascade_before_delete_v008;
+
+CREATE TRIGGER fanout_articles_cascade_before_delete_v008 BEFORE DELETE ON `articles` FOR EACH ROW
+BEGIN
+    DECLARE fanout_logged BIGINT DEFAULT 0;
+    IF COALESCE(@fanout_disable, 0) <> 1 THEN
+        INSERT INTO fanout_change_log (payload)
+        SELECT
+            JSON_OBJECT(
+                'v', 1, 'action', 'delete', 'table', 'article_tags',
+                'refs', JSON_ARRAY(
+                    JSON_OBJECT(
+                        'root', 'articles', 'via', 'tags',
+                        'old', JSON_OBJECT('id', fanout_d1.`article_id`)
+                    )
+                ),
+                'ts', UNIX_TIMESTAMP(SYSDATE(6))
+            )
+        FROM `article_tags` AS fanout_d1
+        WHERE fanout_d1.`article_id` = OLD.`id`
+        FOR UPDATE;
+        SET fanout_logged = fanout_logged + ROW_COUNT();
+        INSERT INTO fanout_change_log (payload)
+        SELECT
+            JSON_OBJECT(
+                'v', 1, 'action', 'delete', 'table', 'comments',
+                'refs', JSON_ARRAY(
+                    JSON_OBJECT(
+                        'root', 'articles', 'via', 'comments',
+                        'old', JSON_OBJECT('id', fanout_d1.`article_id`)
+                    )
+                ),
+                'ts', UNIX_TIMESTAMP(SYSDATE(6))
+            )
+        FROM `comments` AS fanout_d1
+        WHERE fanout_d1.`article_id` = OLD.`id`
+        FOR UPDATE;
+        SET fanout_logged = fanout_logged + ROW_COUNT();
+        IF fanout_logged > 0 THEN
+            IF NOT (@fanout_rung_at <=> CAST(NOW(6) AS CHAR)) THEN
+                SET @fanout_rung_at = CAST(NOW(6) AS CHAR);
+                BEGIN
+                    DECLARE CONTINUE HANDLER FOR SQLEXCEPTION
+                        GET DIAGNOSTICS CONDITION 1 @fanout_ring_error = MESSAGE_TEXT;
+                    IF IS_FREE_LOCK(LEFT(CONCAT('fanout_drain:', DATABASE()), 64)) = 1 THEN
+                        SELECT lambda_async('${parser_function_arn}', JSON_OBJECT(
+                            'v', 2, 'ring', 'change_log', 'table', 'articles',
+                            'ts', UNIX_TIMESTAMP(SYSDATE(6))
+                        )) INTO @fanout_invoke_result;
+                    END IF;
+                END;
+            END IF;
+        END IF;
+    END IF;
+END;
+
+DROP TRIGGER IF EXISTS fanout_authors_cascade_before_delete_v008;
+
+CREATE TRIGGER fanout_authors_cascade_before_delete_v008 BEFORE DELETE ON `authors` FOR EACH ROW
+BEGIN
+    DECLARE fanout_logged BIGINT DEFAULT 0;
+    IF COALESCE(@fanout_disable, 0) <> 1 THEN
+        INSERT INTO fanout_change_log (payload)
+        SELECT
+            JSON_OBJECT(
+                'v', 1, 'action', 'delete', 'table', 'articles',
+                'pk', JSON_OBJECT('id', fanout_d1.`id`),
+                'ts', UNIX_TIMESTAMP(SYSDATE(6))
+            )
+        FROM `articles` AS fanout_d1
+        WHERE fanout_d1.`author_id` = OLD.`id`
+        FOR UPDATE;
+        SET fanout_logged = fanout_logged + ROW_COUNT();
+        INSERT INTO fanout_change_log (payload)
+        SELECT
+            JSON_OBJECT(
+                'v', 1, 'action', 'delete', 'table', 'article_tags',
+                'refs', JSON_ARRAY(
+                    JSON_OBJECT(
+                        'root', 'articles', 'via', 'tags',
+                        'old', JSON_OBJECT('id', fanout_d2.`article_id`)
+                    )
+                ),
+                'ts', UNIX_TIMESTAMP(SYSDATE(6))
+            )
+        FROM `articles` AS fanout_d1
+        INNER JOIN `article_tags` AS fanout_d2 ON fanout_d1.`id` = fanout_d2.`article_id`
+        WHERE fanout_d1.`author_id` = OLD.`id`
+        FOR UPDATE;
+        SET fanout_logged = fanout_logged + ROW_COUNT();
+        INSERT INTO fanout_change_log (payload)
+        SELECT
+            JSON_OBJECT(
+                'v', 1, 'action', 'delete', 'table', 'comments',
+                'refs', JSON_ARRAY(
+                    JSON_OBJECT(
+                        'root', 'articles', 'via', 'comments',
+                        'old', JSON_OBJECT('id', fanout_d2.`article_id`)
+                    )
+                ),
+                'ts', UNIX_TIMESTAMP(SYSDATE(6))
+            )
+        FROM `articles` AS fanout_d1
+        INNER JOIN `comments` AS fanout_d2 ON fanout_d1.`id` = fanout_d2.`article_id`
+        WHERE fanout_d1.`author_id` = OLD.`id`
+        FOR UPDATE;
+        SET fanout_logged = fanout_logged + ROW_COUNT();
+        IF fanout_logged > 0 THEN
+            IF NOT (@fanout_rung_at <=> CAST(NOW(6) AS CHAR)) THEN
+                SET @fanout_rung_at = CAST(NOW(6) AS CHAR);
+                BEGIN
+                    DECLARE CONTINUE HANDLER FOR SQLEXCEPTION
+                        GET DIAGNOSTICS CONDITION 1 @fanout_ring_error = MESSAGE_TEXT;
+                    IF IS_FREE_LOCK(LEFT(CONCAT('fanout_drain:', DATABASE()), 64)) = 1 THEN
+                        SELECT lambda_async('${parser_function_arn}', JSON_OBJECT(
+                            'v', 2, 'ring', 'change_log', 'table', 'authors',
+                            'ts', UNIX_TIMESTAMP(SYSDATE(6))
+                        )) INTO @fanout_invoke_result;
+                    END IF;
+                END;
+            END IF;
+        END IF;
+    END IF;
+END;
+
+DROP TRIGGER IF EXISTS fanout_tags_cascade_before_delete_v008;
+
+CREATE TRIGGER fanout_tags_cascade_before_delete_v008 BEFORE DELETE ON `tags` FOR EACH ROW
+BEGIN
+    DECLARE fanout_logged BIGINT DEFAULT 0;
+    IF COALESCE(@fanout_disable, 0) <> 1 THEN
+        INSERT INTO fanout_change_log (payload)
+        SELECT
+            JSON_OBJECT(
+                'v', 1, 'action', 'delete', 'table', 'article_tags',
+                'refs', JSON_ARRAY(
+                    JSON_OBJECT(
+                        'root', 'articles', 'via', 'tags',
+                        'old', JSON_OBJECT('id', fanout_d1.`article_id`)
+                    )
+                ),
+                'ts', UNIX_TIMESTAMP(SYSDATE(6))
+            )
+        FROM `article_tags` AS fanout_d1
+        WHERE fanout_d1.`tag_id` = OLD.`id`
+        FOR UPDATE;
+        SET fanout_logged = fanout_logged + ROW_COUNT();
+        IF fanout_logged > 0 THEN
+            IF NOT (@fanout_rung_at <=> CAST(NOW(6) AS CHAR)) THEN
+                SET @fanout_rung_at = CAST(NOW(6) AS CHAR);
+                BEGIN
+                    DECLARE CONTINUE HANDLER FOR SQLEXCEPTION
+                        GET DIAGNOSTICS CONDITION 1 @fanout_ring_error = MESSAGE_TEXT;
+                    IF IS_FREE_LOCK(LEFT(CONCAT('fanout_drain:', DATABASE()), 64)) = 1 THEN
+                        SELECT lambda_async('${parser_function_arn}', JSON_OBJECT(
+                            'v', 2, 'ring', 'change_log', 'table', 'tags',
+                            'ts', UNIX_TIMESTAMP(SYSDATE(6))
+                        )) INTO @fanout_invoke_result;
+                    END IF;
+                END;
+            END IF;
         END IF;
     END IF;
 END;
