@@ -234,7 +234,7 @@ def test_a_table_with_dynamodb_disabled_never_touches_dynamodb() -> None:
     # Then
     assert outcomes == {"opensearch": Outcome.DELETED.value}  # the last outcome per sink
     assert world.titles(1) == ("search only", None)
-    assert world.table.put_calls == []
+    assert world.table.put_calls == [] and world.table.transactions == [] and world.table.items == {}
 
 
 def test_the_report_says_what_each_sink_did_with_which_version(world: World) -> None:

@@ -76,4 +76,4 @@ def test_the_fetcher_and_the_maintenance_function_build_their_aws_clients_with_t
     ]
     assert all(config == built_with[0] for config in built_with)
     connect_timeout, read_timeout, retries = built_with[0]
-    assert (connect_timeout, read_timeout, retries["mode"]) == (5, 10, "standard")
+    assert (connect_timeout, read_timeout, retries) == (5, 5, {"mode": "standard", "total_max_attempts": 3})
