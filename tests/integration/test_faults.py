@@ -199,7 +199,7 @@ def pipeline(
         "OPENSEARCH_AUTH": "none",
         "DYNAMODB_TABLE": table.name,
         "DEAD_LETTER_QUEUE_URL": dlq_url,
-        "FETCHER_FUNCTION_NAME": "fanout-test-fetcher",  # continuations of a large fan-out (none here)
+        "FETCH_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/fetch",  # continuations (none here)
         "FANOUT_MAPPING_FILE": str(tmp_path / "tables.json"),
         "POWERTOOLS_TRACE_DISABLED": "true",
     }

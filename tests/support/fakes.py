@@ -44,6 +44,12 @@ def load_event(name: str) -> Any:
     return json.loads((EVENTS / name).read_text(encoding="utf-8"))
 
 
+def load_record_body(name: str) -> Any:
+    """The body of the one record of a fetcher scenario (an SQS batch): ``{"changes": [message, ...]}``."""
+    [record] = load_event(name)["Records"]
+    return json.loads(record["body"])
+
+
 def client_error(code: str, message: str, operation: str) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": message}}, operation)
 

@@ -15,7 +15,7 @@ from typing import Any
 from fanout.config import HandoffSettings, SinkSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping, check_dynamodb_tables, default_mappings
-from fanout.pipeline.handoff import make_forwarder
+from fanout.pipeline.forwarder import make_forwarder
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.pipeline.related import FanOut
 from fanout.sinks import Sink
@@ -45,7 +45,7 @@ class FetchPath:
         """``source`` names who records the rejects (``rejected_by`` in a dead letter): fetcher, maintenance, cli.
 
         With ``continuations`` (the fetcher) a change via a relation rebuilds a bounded number of pages of roots
-        and hands the rest on to the fetcher (the hand-off's FETCH_MODE); without, every page is rebuilt at once.
+        and hands the rest on through the fetch queue; without, every page is rebuilt at once.
         """
         import boto3
 
