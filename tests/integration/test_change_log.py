@@ -446,6 +446,30 @@ def test_the_sweeper_rings_the_parser_only_while_rows_wait(sessions: Any, source
     assert is_ring(json.loads(call["Payload"]))
 
 
+def test_one_sweep_at_a_time_rings_and_a_sweep_that_finds_another_under_way_does_nothing(
+    sessions: Any, source: Any
+) -> None:
+    from fanout.capture.change_log import sweep
+    from fanout.capture.names import sweep_lock_name
+    from tests.support.fakes import FakeLambdaClient
+
+    app, conn, other = sessions(), sessions(), sessions()
+    lambda_client = FakeLambdaClient()
+    insert_posts(app, 2)
+
+    # Given another sweep under way (it holds the sweep lock), When a sweep runs, Then it rings nothing
+    execute(other, "SELECT GET_LOCK(%s, 0)", sweep_lock_name(source.name))
+    busy = sweep(conn, lambda_client, "the-parser")
+    assert (busy.busy, busy.status, lambda_client.invocations) == (True, None, [])
+
+    # And once that sweep is done, the next one rings for the two waiting rows, and leaves the lock free
+    execute(other, "DO RELEASE_LOCK(%s)", sweep_lock_name(source.name))
+    done = sweep(conn, lambda_client, "the-parser")
+    assert not done.busy and done.status is not None and done.status.depth == 2
+    assert len(lambda_client.invocations) == 1
+    assert sweep(other, lambda_client, "the-parser").busy is False
+
+
 def test_fanout_status_reports_the_change_log_depth_and_oldest_age(sessions: Any, db_env: Any) -> None:
     from fanout_cli.commands.status import _change_log_line, change_log
 

@@ -81,7 +81,7 @@ def grants(role: str, when_in_vpc: bool, with_domain: bool, with_extra_tables: b
             domain = "${OpenSearchDomainArn}/*"
             expected |= {(f"es:ESHttp{verb}", domain) for verb in ("Get", "Head", "Post", "Put", "Delete")}
     elif role == "SweeperRole":
-        expected |= {secret, dlq, ("lambda:InvokeFunction", "ParserFunction.Arn")}
+        expected |= {secret, ("lambda:InvokeFunction", "ParserFunction.Arn")}
     else:
         expected |= {secret}
     if when_in_vpc:

@@ -194,6 +194,18 @@ class ParserSettings:
 
 
 @dataclass(frozen=True)
+class SweeperSettings:
+    """What the sweeper needs beyond the database: the parser it rings when rows wait in the change log."""
+
+    parser_function_name: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SweeperSettings:
+        env = os.environ if env is None else env
+        return cls(parser_function_name=_required(env, "PARSER_FUNCTION_NAME"))
+
+
+@dataclass(frozen=True)
 class SinkSettings:
     """Where the fetcher writes (and records what it must reject)."""
 

@@ -38,7 +38,7 @@ from typing import Any
 import pymysql
 import pymysql.connections
 
-from fanout.capture.names import CHANGE_LOG_TABLE, RING, RING_FORMAT_VERSION, drain_lock_name
+from fanout.capture.names import CHANGE_LOG_TABLE, RING, RING_FORMAT_VERSION, drain_lock_name, sweep_lock_name
 from fanout.model.change import Change, ChangeValidationError, parse_trigger_payload
 from fanout.model.mapping import Mappings
 from fanout.observability import ChangeMetric, StackMetric, log, metric_table, record, record_accepted, record_stack
@@ -367,3 +367,33 @@ def ring_if_waiting(
             raise RuntimeError(f"ring of {parser_function} answered {response.get('StatusCode')}, expected 202")
         log(logging.INFO, "change log waiting; parser rung", depth=status.depth, age=status.oldest_age_seconds)
     return status
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What one sweep did: nothing when another sweep held the lock (``busy``), else the log's status."""
+
+    busy: bool
+    status: ChangeLogStatus | None  # None: no change log in the schema (before V006), or busy
+
+    def as_dict(self) -> dict[str, Any]:
+        waiting = self.status
+        return {
+            "busy": self.busy,
+            "depth": None if waiting is None else waiting.depth,
+            "oldest_age_seconds": None if waiting is None else waiting.oldest_age_seconds,
+        }
+
+
+def sweep(conn: pymysql.connections.Connection, lambda_client: Any, parser_function: str) -> SweepResult:
+    """:func:`ring_if_waiting`, one sweep at a time per schema: a sweep that finds another under way (the
+    schedule's, an operator's) returns at once, so two sweeps never ring for the same rows."""
+    schema = current_schema(conn)
+    name = sweep_lock_name(schema or "")
+    if not try_lock(conn, name):
+        return SweepResult(busy=True, status=None)
+    try:
+        return SweepResult(busy=False, status=ring_if_waiting(conn, lambda_client, parser_function))
+    finally:
+        with suppress(pymysql.err.MySQLError):
+            release_lock(conn, name)
