@@ -95,7 +95,7 @@ def test_every_trigger_logs_the_change_then_rings_once_per_statement_unless_a_dr
     # The row is logged before the lock is looked at: the drainer's last look relies on that order.
     assert logged < once < handler < free < ring
     assert "'v', 2, 'ring', 'change_log', 'table', 'posts'," in body
-    assert "fanout_fallback_outbox" not in body  # the retired outbox (dropped by V009)
+    assert "fanout_fallback_outbox" not in body  # the retired outbox (V009)
     assert drain_lock_name("s" * 80) == ("fanout_drain:" + "s" * 80)[:64]
 
 
