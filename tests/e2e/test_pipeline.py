@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from fanout.capture.names import CHANGE_LOG_TABLE
 from local.stack import source_connection
 from tests.support.e2e import agreed, document, item, wait_until
 from tests.support.files import EVENTS
@@ -91,20 +92,33 @@ def test_a_rolled_back_insert_never_appears(stack: dict[str, Any]) -> None:
 
 
 def test_sample_events_through_the_deployed_parser(stack: dict[str, Any]) -> None:
-    """The events/ files, invoked as `sam local invoke -e` would, against the deployed function."""
-    response = stack["lambda"].invoke(
+    """The events/ files, invoked as `sam local invoke -e` would, against the deployed function: a ring drains
+    the change log; a per-row payload of the retired triggers is recorded, not handed on."""
+    ring = stack["lambda"].invoke(
+        FunctionName=stack["env"]["PARSER_FUNCTION_NAME"], Payload=(EVENTS / "ring.json").read_bytes()
+    )
+    assert "FunctionError" not in ring
+    assert {"claimed", "forwarded", "rejected"} <= set(json.loads(ring["Payload"].read()))
+    legacy = stack["lambda"].invoke(
         FunctionName=stack["env"]["PARSER_FUNCTION_NAME"], Payload=(EVENTS / "update.json").read_bytes()
     )
-    assert "FunctionError" not in response
-    assert json.loads(response["Payload"].read()) == {"accepted": 1, "rejected": 0, "reason": ""}
+    assert "FunctionError" not in legacy
+    assert json.loads(legacy["Payload"].read())["rejected"] == 1
 
 
-def test_a_malformed_payload_is_recorded_in_the_dead_letter_queue(stack: dict[str, Any]) -> None:
+def test_a_malformed_change_log_row_is_recorded_in_the_dead_letter_queue(stack: dict[str, Any]) -> None:
+    # Given a change-log row that is no valid change (the triggers never write one: a hand-made row)
     payload = json.loads((EVENTS / "malformed.json").read_text())
-    payload["ts"] = time.time()  # makes this run's record recognisable
-    marker = json.dumps(payload)
+    marker = uuid.uuid4().hex  # makes this run's record recognisable (MySQL's JSON column rewrites the text)
+    payload["pk"]["id"] += f" -- {marker}"
+    with stack["db"].cursor() as cur:
+        cur.execute(f"INSERT INTO {CHANGE_LOG_TABLE} (payload) VALUES (%s)", (json.dumps(payload),))  # noqa: S608
+    stack["db"].commit()
+    # When the parser is rung
     response = stack["lambda"].invoke(
-        FunctionName=stack["env"]["PARSER_FUNCTION_NAME"], InvocationType="Event", Payload=marker.encode()
+        FunctionName=stack["env"]["PARSER_FUNCTION_NAME"],
+        InvocationType="Event",
+        Payload=(EVENTS / "ring.json").read_bytes(),
     )
     assert response["StatusCode"] == 202
     queue = stack["env"]["DEAD_LETTER_QUEUE_URL"]
@@ -113,11 +127,12 @@ def test_a_malformed_payload_is_recorded_in_the_dead_letter_queue(stack: dict[st
         got = stack["sqs"].receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
         for message in got.get("Messages", []):
             body = json.loads(message["Body"])
-            if body.get("fanout_rejected") and json.loads(body["payload"]) == payload:
+            if body.get("fanout_rejected") and marker in body["payload"]:
                 stack["sqs"].delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
                 return body
         return None
 
+    # Then the drainer recorded it, with the field at fault, and deleted it from the log
     record = wait_until("the rejection record in the DLQ", find)
     assert record["rejected_by"] == "parser"
-    assert record["reason"].startswith("pk.id: must be an integer")
+    assert "pk.id: must be an integer" in record["reason"] and record["reason"].startswith("change log row ")
