@@ -26,7 +26,8 @@ from time import perf_counter
 
 from bench.harness import lambda_async_bridge, local_services, write_results
 from fanout.capture.migration_scripts import render, split_statements
-from fanout.capture.triggers import CHANGE_LOG_TABLE_SQL, capture_trigger
+from fanout.capture.trigger_sql import capture_trigger
+from fanout.capture.triggers import CHANGE_LOG_TABLE_SQL
 from fanout.config import DatabaseSettings
 from fanout.model.mapping import parse_mappings
 from fanout.source.connection import connect

@@ -30,7 +30,7 @@ from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.pipeline.fetcher import apply_changes
-from fanout.pipeline.handoff import Forward
+from fanout.pipeline.forwarder import Forward
 from fanout.pipeline.related import PAGES_PER_INVOCATION, FanOut
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_document

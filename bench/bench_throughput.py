@@ -12,7 +12,7 @@ local servers (MySQL 8.0, the real OpenSearch node, DynamoDB on ministack):
             conditional puts in TransactWriteItems (fanout.pipeline.fetcher.apply_changes with read_rows).
 
 Both run in this process, the handlers' domain code called directly (the parser's
-``handle_trigger_payload``, the fetcher's ``apply_changes``), with one fetcher at a time:
+``parse_trigger_payload``, the fetcher's ``apply_changes``), with one fetcher at a time:
 the deployed Lambdas on ministack would add ministack's own per-invoke process start
 (hundreds of ms on this 2-core machine, nothing like AWS's warm invoke) and measure
 ministack rather than the design. The fetch queue is an in-memory list whose requests
@@ -46,10 +46,9 @@ import pymysql
 
 from bench.harness import create_replica_table, local_services
 from fanout.config import DatabaseSettings
-from fanout.model.change import Change
+from fanout.model.change import Change, parse_trigger_payload
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.pipeline.fetcher import apply_changes
-from fanout.pipeline.parser import handle_trigger_payload
 from fanout.sinks import Outcome, apply_each
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
@@ -176,7 +175,8 @@ class Design:
 
     def submit(self, key: int, serial: int) -> None:
         COUNTS.add("parser_invocations")
-        handle_trigger_payload(payload(key, time.time()), self.world.mappings, self.forward, reject, str(serial))
+        # the parser's step: a change-log row's payload validated and handed on (the drainer's hand_on)
+        self.forward(parse_trigger_payload(payload(key, time.time()), self.world.mappings, str(serial)))
 
     def forward(self, changes: Sequence[Change]) -> None:
         raise NotImplementedError
@@ -205,7 +205,7 @@ class Design:
 class PerRow(Design):
     name = "per-row"
 
-    def forward(self, changes: Sequence[Change]) -> None:  # LambdaForwarder: one async invoke
+    def forward(self, changes: Sequence[Change]) -> None:  # the retired direct mode: one async invoke
         with self.cond:
             self.pending.append(list(changes))  # type: ignore[arg-type]
             self.cond.notify()

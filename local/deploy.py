@@ -87,8 +87,6 @@ def parameter_overrides(cfg: LocalConfig, secret_arn: str) -> dict[str, str]:
         "RestrictInvokers": "false",
         "RemoveTriggersOnDelete": "true",
         "LogLevel": "INFO",
-        # queued (the template's default) unless FANOUT_FETCH_MODE=direct asks for the original async invokes
-        "FetchMode": os.environ.get("FANOUT_FETCH_MODE", "queued"),
         # A failing queued change is retried every 3 s and dead-lettered after 3 receives, so the e2e tests see
         # the dead-letter queue within seconds (in AWS: >= the fetcher's timeout, 6x advised; the defaults).
         "FetchVisibilityTimeoutSeconds": "3",

@@ -1,9 +1,8 @@
-"""Parser handler: a trigger's ring drains the change log; an old per-row payload is validated and handed on.
+"""Parser handler: a trigger's ring drains the change log into the fetch queue.
 
 Domain logic lives in the layer (fanout.capture.change_log, fanout.pipeline.parser); this page wires it to AWS.
-Two event shapes arrive: the ring of the change-log triggers (format version 2, V006 on),
-which makes this invocation a drainer, and the per-row payload of the earlier triggers
-(format version 1), still accepted so that invokes in flight during an upgrade are not lost.
+One event shape: the ring of the change-log triggers (format version 2), which makes this invocation a
+drainer. Any other event is recorded in the dead-letter queue with the reason (fanout.pipeline.parser).
 """
 
 from __future__ import annotations
@@ -15,8 +14,8 @@ from fanout.capture.change_log import DEFAULT_IDLE_SECONDS, drain, is_ring
 from fanout.config import ParserSettings
 from fanout.model.mapping import default_mappings
 from fanout.observability import instrumented_handler
-from fanout.pipeline.handoff import Forward, make_forwarder
-from fanout.pipeline.parser import handle_trigger_payload
+from fanout.pipeline.forwarder import Forward, make_forwarder
+from fanout.pipeline.parser import reject_event
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.source.connection import ConnectionHolder
 
@@ -30,7 +29,7 @@ def _dependencies() -> tuple[Forward, QueueRejectRecorder]:
 
     settings = ParserSettings.from_env()
     default_mappings()  # validate the mapping at cold start, failing loudly
-    forward = make_forwarder(settings.handoff)  # the fetch queue or the fetcher (fanout.pipeline.handoff)
+    forward = make_forwarder(settings.handoff)  # the fetch queue (fanout.pipeline.forwarder)
     return forward, QueueRejectRecorder(boto3.client("sqs"), settings.dead_letter_queue_url, source="parser")
 
 
@@ -48,23 +47,22 @@ def _correlation_id(event: Any, context: Any) -> str:
 @instrumented_handler(correlation_id=_correlation_id)
 def handler(event: Any, context: Any) -> dict[str, Any]:
     forward, reject = _dependencies()
-    if is_ring(event):
-        import pymysql
+    if not is_ring(event):
+        return reject_event(event, reject, context.aws_request_id)
+    import pymysql
 
-        database = _database()
-        try:
-            report = drain(
-                database.get(),
-                default_mappings(),
-                forward,
-                reject,
-                correlation_id=context.aws_request_id,
-                idle_seconds=DEFAULT_IDLE_SECONDS,
-                time_left=lambda: context.get_remaining_time_in_millis() > TIME_MARGIN_MS,
-            )
-        except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
-            database.close()  # Lambda retries the ring on a fresh connection; the rows are still in the log
-            raise
-        return report.as_dict()
-    result = handle_trigger_payload(event, default_mappings(), forward, reject, context.aws_request_id)
-    return result.as_dict()
+    database = _database()
+    try:
+        report = drain(
+            database.get(),
+            default_mappings(),
+            forward,
+            reject,
+            correlation_id=context.aws_request_id,
+            idle_seconds=DEFAULT_IDLE_SECONDS,
+            time_left=lambda: context.get_remaining_time_in_millis() > TIME_MARGIN_MS,
+        )
+    except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
+        database.close()  # Lambda retries the ring on a fresh connection; the rows are still in the log
+        raise
+    return report.as_dict()

@@ -2,12 +2,7 @@
 
 It rings the parser when rows wait in the change log (fanout.capture.change_log.ring_if_waiting:
 a lost ring, a writer that outlived its drainer), so that no change waits longer than
-one period, and publishes the log's depth and oldest age. It also still hands the
-payloads the per-row triggers (before V006) parked in the fallback table to the parser.
-
-Domain logic lives in the layer (fanout.capture.sweeper); this page wires it to
-the database and AWS. A run that could not deliver everything raises, so the
-function's Errors metric shows it; the rows stay for the next run.
+one period, and publishes the log's depth and oldest age.
 """
 
 from __future__ import annotations
@@ -15,17 +10,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from fanout.capture.change_log import ring_if_waiting
-from fanout.capture.sweeper import SweeperSettings, sweep
+from fanout.capture.change_log import sweep
+from fanout.config import SweeperSettings
 from fanout.observability import instrumented_handler
-from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.source.connection import ConnectionHolder
-
-TIME_MARGIN_MS = 10_000  # stop taking rows this long before Lambda stops the function
-
-
-class FallbackSweepIncomplete(RuntimeError):
-    """Some rows could not be delivered; they wait for the next run."""
 
 
 class _Dependencies:
@@ -35,10 +23,9 @@ class _Dependencies:
 
         self.settings = SweeperSettings.from_env()
         self.database = ConnectionHolder.from_env()
-        # Fail fast on an unreachable endpoint: the row stays, and the next run is a minute away.
-        config = Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 2})
+        # Fail fast on an unreachable endpoint: the rows stay in the log, and the next run is a minute away.
+        config = Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 2})
         self.lambda_client = boto3.client("lambda", config=config)
-        self.reject = QueueRejectRecorder(boto3.client("sqs"), self.settings.dead_letter_queue_url, source="sweeper")
 
 
 @lru_cache(maxsize=1)
@@ -56,18 +43,8 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
     deps = _dependencies()
     try:
-        report = sweep(
-            deps.database.get(),
-            deps.lambda_client,
-            deps.reject,
-            max_rows=deps.settings.max_rows,
-            time_left=lambda: context.get_remaining_time_in_millis() > TIME_MARGIN_MS,
-        )
-        if deps.settings.parser_function and not report.busy:  # one sweeper at a time rings, too
-            ring_if_waiting(deps.database.get(), deps.lambda_client, deps.settings.parser_function)
+        result = sweep(deps.database.get(), deps.lambda_client, deps.settings.parser_function_name)
     except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
         deps.database.close()  # the next run opens a fresh connection
         raise
-    if report.failed:
-        raise FallbackSweepIncomplete(f"{report.failed} fallback row(s) not delivered: {report.as_dict()}")
-    return report.as_dict()
+    return result.as_dict()

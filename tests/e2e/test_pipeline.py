@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from fanout.capture.names import CHANGE_LOG_TABLE
 from tests.support.e2e import Stack, post
 from tests.support.files import EVENTS
 from tests.support.waiting import wait_until
@@ -85,17 +86,27 @@ def test_a_rolled_back_insert_never_appears(stack: Stack, cleanup: list[int]) ->
 
 
 def test_sample_events_through_the_deployed_parser(stack: Stack) -> None:
-    """The events/ files, invoked as `sam local invoke -e` would, against the deployed function."""
-    response, answer = stack.invoke(stack.env.parser_function_name, json.loads((EVENTS / "update.json").read_text()))
-    assert "FunctionError" not in response
-    assert answer == {"accepted": 1, "rejected": 0, "reason": ""}
+    """The events/ files, invoked as `sam local invoke -e` would, against the deployed function: a ring drains
+    the change log; a per-row payload of the retired triggers is recorded, not handed on."""
+    ring, drained = stack.invoke(stack.env.parser_function_name, json.loads((EVENTS / "ring.json").read_text()))
+    assert "FunctionError" not in ring
+    assert {"claimed", "forwarded", "rejected"} <= set(drained)
+    legacy, answer = stack.invoke(stack.env.parser_function_name, json.loads((EVENTS / "update.json").read_text()))
+    assert "FunctionError" not in legacy
+    assert answer["rejected"] == 1
 
 
-def test_a_malformed_payload_is_recorded_in_the_dead_letter_queue(stack: Stack) -> None:
+def test_a_malformed_change_log_row_is_recorded_in_the_dead_letter_queue(stack: Stack) -> None:
+    # Given a change-log row that is no valid change (the triggers never write one: a hand-made row)
     payload = json.loads((EVENTS / "malformed.json").read_text())
-    payload["ts"] = time.time()  # makes this run's record recognisable
+    marker = uuid.uuid4().hex  # makes this run's record recognisable (MySQL's JSON column rewrites the text)
+    payload["pk"]["id"] += f" -- {marker}"
+    stack.sql(f"INSERT INTO {CHANGE_LOG_TABLE} (payload) VALUES (%s)", json.dumps(payload))  # noqa: S608
+    # When the parser is rung
     response = stack.lambda_client.invoke(
-        FunctionName=stack.env.parser_function_name, InvocationType="Event", Payload=json.dumps(payload).encode()
+        FunctionName=stack.env.parser_function_name,
+        InvocationType="Event",
+        Payload=(EVENTS / "ring.json").read_bytes(),
     )
     assert response["StatusCode"] == 202
     sqs, queue = stack.client("sqs"), stack.env.dead_letter_queue_url
@@ -104,11 +115,12 @@ def test_a_malformed_payload_is_recorded_in_the_dead_letter_queue(stack: Stack) 
         got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
         for message in got.get("Messages", []):
             body = json.loads(message["Body"])
-            if body.get("fanout_rejected") and json.loads(body["payload"]) == payload:
+            if body.get("fanout_rejected") and marker in body["payload"]:
                 sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
                 return dict(body)
         return None
 
+    # Then the drainer recorded it, with the field at fault, and deleted it from the log
     record = wait_until("the rejection record in the DLQ", find)
     assert record["rejected_by"] == "parser"
-    assert record["reason"].startswith("pk.id: must be an integer")
+    assert "pk.id: must be an integer" in record["reason"] and record["reason"].startswith("change log row ")

@@ -5,8 +5,8 @@
 Each input becomes a trigger payload in one of four ways: raw bytes, text
 (undecodable bytes become lone surrogates), the JSON value the Lambda runtime
 would decode from it, or a valid payload with fuzzed field values. It goes
-through ``handle_trigger_payload`` with the real rejection recorder over a fake
-SQS that refuses what SQS refuses. Any exception is a crash, and so is an
+through the drainer's hand-on of a claimed change-log row (``hand_on``) with the real
+rejection recorder over a fake SQS that refuses what SQS refuses. Any exception is a crash, and so is an
 outcome other than "forwarded" or "rejected and recorded".
 tests/unit/test_parser_fuzzing.py runs this, bounded, in ``make test``; the
 seed corpus is the events/ files.
@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]  # run as a script, by path
 
 with atheris.instrument_imports(include=["fanout"]):
+    from fanout.capture.change_log import hand_on
     from fanout.model.mapping import parse_mappings
-    from fanout.pipeline.parser import handle_trigger_payload
     from fanout.pipeline.rejects import QueueRejectRecorder
 
 from tests.support.fakes import FakeSQSClient, RecordingForward  # noqa: E402 - after the path set-up
@@ -104,14 +104,14 @@ def payload_of(data: bytes) -> Any:
 def test_one_input(data: bytes) -> None:
     payload = payload_of(data)
     forward, sqs = RecordingForward(), FakeSQSClient()
-    result = handle_trigger_payload(payload, MAPPINGS, forward, QueueRejectRecorder(sqs, "dlq", "parser"), "fuzz")
-    if result.accepted:
+    forwarded, rejected = hand_on([(1, payload)], MAPPINGS, forward, QueueRejectRecorder(sqs, "dlq", "parser"), "fuzz")
+    if forwarded:
         if not (len(forward.batches) == 1 and not sqs.messages):
-            raise AssertionError(f"accepted but not forwarded exactly once: {result}")
+            raise AssertionError(f"accepted but not forwarded exactly once: {forwarded}")
         return
-    if not (result.rejected == 1 and len(sqs.messages) == 1 and not forward.batches):
-        raise AssertionError(f"rejected but not recorded exactly once: {result}")
-    if json.loads(sqs.messages[0]["MessageBody"])["reason"] != result.reason:  # (the fake SQS took the body)
+    if not (rejected == 1 and len(sqs.messages) == 1 and not forward.batches):
+        raise AssertionError(f"rejected but not recorded exactly once: {rejected}")
+    if not json.loads(sqs.messages[0]["MessageBody"])["reason"].startswith("change log row 1: "):
         raise AssertionError("the dead-letter record is not the record of this rejection")
 
 

@@ -383,19 +383,23 @@ def test_status_shows_depth_and_the_age_of_the_oldest_row(sessions: Any) -> None
 # --------------------------------------------------------------------------- the handlers
 
 
-def test_a_ring_makes_the_parser_handler_drain_and_an_old_format_payload_is_still_handed_on(
+def test_a_ring_makes_the_parser_handler_drain_into_the_fetch_queue_and_anything_else_is_recorded(
     sessions: Any, db_env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fanout.pipeline.handoff import LambdaForwarder
+    from fanout.pipeline.forwarder import QueueForwarder
+    from fanout.pipeline.parser import NOT_A_RING
     from fanout.pipeline.rejects import QueueRejectRecorder
-    from tests.support.fakes import FakeContext, FakeLambdaClient, FakeSQSClient, load_app, load_event
+    from tests.support.fakes import FakeContext, FakeSQSClient, load_app, load_event
 
     app_module = load_app("parser_fn/app.py", "parser_app_change_log")
-    lambda_client, sqs = FakeLambdaClient(), FakeSQSClient()
+    fetch_queue, sqs = FakeSQSClient(), FakeSQSClient()
     monkeypatch.setattr(
         app_module,
         "_dependencies",
-        lambda: (LambdaForwarder(lambda_client, "fetcher"), QueueRejectRecorder(sqs, "https://dlq", source="parser")),
+        lambda: (
+            QueueForwarder(fetch_queue, "https://fetch"),
+            QueueRejectRecorder(sqs, "https://dlq", source="parser"),
+        ),
     )
     monkeypatch.delenv("AWS_XRAY_DAEMON_ADDRESS", raising=False)
     app = sessions()
@@ -406,19 +410,19 @@ def test_a_ring_makes_the_parser_handler_drain_and_an_old_format_payload_is_stil
     # When the parser is rung (events/ring.json is what a trigger sends)
     try:
         drained = app_module.handler(load_event("ring.json"), context)
-        # And an invoke of the per-row triggers (format version 1) arrives, in flight during an upgrade
+        # And a per-row payload of the retired triggers arrives
         legacy = app_module.handler(load_event("update.json"), FakeContext(aws_request_id="req-old-1"))
     finally:
         app_module._database().close()
         app_module._database.cache_clear()
 
-    # Then the ring drained the log into one fetcher invoke, and the old payload went on as before
+    # Then the ring drained the log into the fetch queue, one message per change, and the old payload was recorded
     assert drained["claimed"] == 3 and drained["forwarded"] == 3
-    assert legacy == {"accepted": 1, "rejected": 0, "reason": ""}
-    first, second = (json.loads(call["Payload"])["changes"] for call in lambda_client.invocations)
-    assert [m["pk"] for m in first] == [{"id": 1}, {"id": 2}, {"id": 3}]
-    assert {m["correlation_id"] for m in first} == {"req-ring-1"}
-    assert [m["pk"] for m in second] == [{"id": 1}]
+    assert [b["changes"][0]["pk"] for b in fetch_queue.bodies()] == [{"id": 1}, {"id": 2}, {"id": 3}]
+    assert {b["changes"][0]["correlation_id"] for b in fetch_queue.bodies()} == {"req-ring-1"}
+    assert legacy == {"accepted": 0, "rejected": 1, "reason": NOT_A_RING}
+    [record] = sqs.bodies()
+    assert (record["reason"], record["correlation_id"]) == (NOT_A_RING, "req-old-1")
     assert log_depth(app) == 0
 
 
@@ -440,6 +444,30 @@ def test_the_sweeper_rings_the_parser_only_while_rows_wait(sessions: Any, source
     [call] = lambda_client.invocations
     assert call["FunctionName"] == "the-parser" and call["InvocationType"] == "Event"
     assert is_ring(json.loads(call["Payload"]))
+
+
+def test_one_sweep_at_a_time_rings_and_a_sweep_that_finds_another_under_way_does_nothing(
+    sessions: Any, source: Any
+) -> None:
+    from fanout.capture.change_log import sweep
+    from fanout.capture.names import sweep_lock_name
+    from tests.support.fakes import FakeLambdaClient
+
+    app, conn, other = sessions(), sessions(), sessions()
+    lambda_client = FakeLambdaClient()
+    insert_posts(app, 2)
+
+    # Given another sweep under way (it holds the sweep lock), When a sweep runs, Then it rings nothing
+    execute(other, "SELECT GET_LOCK(%s, 0)", sweep_lock_name(source.name))
+    busy = sweep(conn, lambda_client, "the-parser")
+    assert (busy.busy, busy.status, lambda_client.invocations) == (True, None, [])
+
+    # And once that sweep is done, the next one rings for the two waiting rows, and leaves the lock free
+    execute(other, "DO RELEASE_LOCK(%s)", sweep_lock_name(source.name))
+    done = sweep(conn, lambda_client, "the-parser")
+    assert not done.busy and done.status is not None and done.status.depth == 2
+    assert len(lambda_client.invocations) == 1
+    assert sweep(other, lambda_client, "the-parser").busy is False
 
 
 def test_fanout_status_reports_the_change_log_depth_and_oldest_age(sessions: Any, db_env: Any) -> None:

@@ -1,4 +1,4 @@
-"""`fanout migrations generate`, `fanout sweep --status` and `fanout aurora-setup` from the command line."""
+"""`fanout migrations generate`, `fanout sweep` and `fanout aurora-setup` from the command line."""
 
 from __future__ import annotations
 
@@ -60,7 +60,9 @@ def test_generate_names_a_bad_mapping(tmp_path: Path, capsys: pytest.CaptureFixt
     assert list(tmp_path.glob("V*.sql")) == []
 
 
-def test_sweep_status_shows_the_parked_changes(db_env: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sweep_status_shows_the_changes_waiting_in_the_change_log(
+    db_env: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Given the shipped migrations and two changes written while lambda_async failed (Lambda unreachable)
     arn = parser_arn(db_env.name)
     assert main(["migrate", "--dir", str(ROOT / "db" / "migrations"), "--parser-arn", arn]) == 0
@@ -74,19 +76,19 @@ def test_sweep_status_shows_the_parked_changes(db_env: Any, capsys: pytest.Captu
         lambda_async_bridge().reset(arn)
     capsys.readouterr()
 
-    # When / Then the change-log triggers parked nothing (a failed ring leaves the change in the log)
+    # When / Then both wait in the log (a failed ring leaves the change there), for the sweeper's ring
     assert main(["sweep", "--status"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("waiting: 0  oldest: -")
-    assert "change log: 2 row(s) waiting, oldest " in out
+    assert capsys.readouterr().out.startswith("change log: 2 row(s) waiting, oldest ")
     assert main(["sweep", "--status", "--json"]) == 0
-    status = json.loads(capsys.readouterr().out)
-    assert status["waiting"] == 0 and status["change_log"]["depth"] == 2
+    assert json.loads(capsys.readouterr().out)["change_log"]["depth"] == 2
 
 
-def test_sweep_without_a_dead_letter_queue_is_a_clear_error(db_env: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sweep_without_the_parser_to_ring_is_a_clear_error(
+    db_env: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PARSER_FUNCTION_NAME", raising=False)
     assert main(["sweep"]) == 2
-    assert "DEAD_LETTER_QUEUE_URL" in capsys.readouterr().err
+    assert "PARSER_FUNCTION_NAME" in capsys.readouterr().err
 
 
 def test_aurora_setup_prints_the_grants_and_the_role_association(capsys: pytest.CaptureFixture[str]) -> None:

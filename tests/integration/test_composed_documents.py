@@ -20,7 +20,7 @@ import pytest
 from fanout.model.change import Change, parse_trigger_payload
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.pipeline.fetcher import FetchFailed, FetchReport, apply_changes
-from fanout.pipeline.handoff import Forward
+from fanout.pipeline.forwarder import Forward
 from fanout.pipeline.related import FanOut
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
+import time
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -16,16 +18,18 @@ from typing import Any
 import boto3
 import pytest
 from boto3.dynamodb.types import Binary
-from botocore.config import Config
 from botocore.exceptions import ClientError
+from samtranslator.yaml_helper import yaml_parse
 
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
+from fanout.pipeline.wiring import aws_config
 from fanout.sinks import Outcome, RowRejected, SinkError
-from fanout.sinks.dynamodb import MAX_ATTEMPTS, MAX_TRANSACTION_ITEMS, DynamoDBSink
+from fanout.sinks.dynamodb import MAX_TRANSACTION_ITEMS, DynamoDBSink
 from fanout.source.reader import JsonText, RowState
 from tests.support.aws import aws_resource
 from tests.support.fault_injection import FaultyEndpoint
+from tests.support.files import ROOT
 from tests.support.integration import create_replica_table
 
 POSTS = default_mappings().get("posts")
@@ -235,17 +239,18 @@ def test_stale_rows_are_settled_and_the_rest_of_the_transaction_sent_again(repli
 
 
 def faulty_table(local_aws: dict[str, str], endpoint: FaultyEndpoint, name: str) -> Any:
+    """The table behind ``endpoint``, through a client configured as the fetch path's (its one retry policy)."""
     return boto3.resource(
         "dynamodb",
         endpoint_url=endpoint.url,
         region_name=local_aws["AWS_DEFAULT_REGION"],
         aws_access_key_id=local_aws["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=local_aws["AWS_SECRET_ACCESS_KEY"],
-        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),  # the sink's own retries only
+        config=aws_config(),
     ).Table(name)
 
 
-def test_a_throttled_transaction_is_retried_with_backoff_then_reported_failed(
+def test_a_throttled_transaction_is_retried_by_botocore_alone_then_reported_failed(
     local_aws: dict[str, str], replica_table: Any
 ) -> None:
     endpoint = FaultyEndpoint(local_aws["AWS_ENDPOINT_URL"])
@@ -255,17 +260,48 @@ def test_a_throttled_transaction_is_retried_with_backoff_then_reported_failed(
         batch = [(change(k), RowState(row(k, "t"), 10)) for k in range(5)]
         # Given DynamoDB throttling the next two transactions, When a batch is written,
         endpoint.throttle(puts=0, transactions=2)
-        # Then it is retried after backing off, and applied
+        # Then botocore retries the call, and it is applied
         assert sink.apply_batch(POSTS, batch) == [Outcome.WRITTEN] * 5
-        assert endpoint.throttled == 2 and len(waits) == 2 and all(w >= 0 for w in waits)
-        # Given DynamoDB throttling for longer than the sink retries, Then every row is a retryable failure
+        assert endpoint.throttled == 2
+        # Given DynamoDB throttling for longer than botocore retries, Then every row is a retryable failure
         endpoint.throttle(puts=0, transactions=1000)
         outcomes = sink.apply_batch(POSTS, [(c, RowState(row(k, "t2"), 20)) for k, (c, _) in enumerate(batch)])
         assert all(isinstance(o, SinkError) and "ProvisionedThroughputExceeded" in str(o) for o in outcomes)
-        assert endpoint.throttled == 2 + MAX_ATTEMPTS
+        # after botocore's three calls, not the sink's six times three: the sink never re-sent a whole call
+        assert endpoint.throttled == 2 + 3 and waits == []
         assert stored(replica_table, 0)["_version"] == Decimal(10)  # type: ignore[index]
     finally:
         endpoint.close()
+
+
+def test_an_endpoint_that_never_answers_fails_the_batch_well_inside_the_fetchers_timeout(
+    local_aws: dict[str, str],
+) -> None:
+    # Given a DynamoDB endpoint that accepts connections and never answers, and the fetcher's timeout
+    timeout = fetcher_timeout_seconds()
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as silent:  # never accepted, never read
+        table = boto3.resource(
+            "dynamodb",
+            endpoint_url=f"http://127.0.0.1:{silent.getsockname()[1]}",
+            region_name=local_aws["AWS_DEFAULT_REGION"],
+            aws_access_key_id=local_aws["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=local_aws["AWS_SECRET_ACCESS_KEY"],
+            config=aws_config(),
+        ).Table("replica")
+        sink = DynamoDBSink(table, 3600)
+        # When a batch is written
+        started = time.monotonic()
+        outcomes = sink.apply_batch(POSTS, [(change(k), RowState(row(k, "t"), 10)) for k in range(3)])
+        elapsed = time.monotonic() - started
+    # Then every row is a retryable failure, reported with more than half the invocation's time left
+    assert all(isinstance(o, SinkError) and "unavailable" in str(o) for o in outcomes)
+    assert elapsed < timeout / 2, f"{elapsed:.1f} s of the fetcher's {timeout} s"
+
+
+def fetcher_timeout_seconds() -> int:
+    template = yaml_parse((ROOT / "template.yaml").read_text(encoding="utf-8"))
+    declared = template["Resources"]["FetcherFunction"]["Properties"].get("Timeout")
+    return int(declared or template["Globals"]["Function"]["Timeout"])
 
 
 def test_a_batch_of_one_is_a_plain_put_item(replica_table: Any) -> None:

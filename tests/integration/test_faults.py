@@ -7,8 +7,8 @@ through :class:`FaultyEndpoint`, which can refuse connections or throttle; the
 database connection is killed with ``KILL`` from another session (what a server
 restart looks like to a client; the shared MySQL itself is never restarted);
 the fetcher process is killed with SIGKILL between its two sink writes. Events
-reach it as Lambda's async invoke delivers them (:class:`LambdaAsyncDelivery`:
-retries, then the dead-letter queue), and dead letters are replayed with the
+reach it as the fetch queue delivers them (:class:`QueueDelivery`: receives,
+then the dead-letter queue), and dead letters are replayed with the
 operators' redrive code (``fanout dlq redrive``).
 
 Each test ends the same way: every row of the source is in both sinks exactly as
@@ -49,12 +49,12 @@ from fanout_cli.dead_letters.queue import DeadLetterQueue
 from fanout_cli.dead_letters.redrive import RedriveOutcome, redrive
 from fanout_cli.stack_resources import StackResources
 from tests.support.aws import aws_client, aws_resource
-from tests.support.fault_injection import Context, FaultyEndpoint, LambdaAsyncDelivery
-from tests.support.files import ROOT, load_module, template_resource
+from tests.support.fault_injection import Context, FaultyEndpoint, QueueDelivery, queue_batch
+from tests.support.files import ROOT, load_module, template_parameter_default, template_resource
 from tests.support.locks import lock_waits
 
 FETCHER_ARN = "arn:aws:lambda:us-east-1:000000000000:function:fanout-faults-fetcher"
-RETRIES = template_resource("FetcherFunction")["EventInvokeConfig"]["MaximumRetryAttempts"]
+RECEIVES = int(template_parameter_default("FetchMaxReceiveCount"))
 
 
 @dataclass
@@ -70,7 +70,7 @@ class Pipeline:
     dlq: DeadLetterQueue
     resources: StackResources
     dynamodb: FaultyEndpoint
-    deliver: LambdaAsyncDelivery
+    deliver: QueueDelivery
     rng: random.Random = field(default_factory=lambda: random.Random(8))
     keys: set[int] = field(default_factory=set)
     # sessions in the test's schema that are not the fetcher's: there before it connected, or the test's writers
@@ -199,7 +199,7 @@ def pipeline(
         "OPENSEARCH_AUTH": "none",
         "DYNAMODB_TABLE": table.name,
         "DEAD_LETTER_QUEUE_URL": dlq_url,
-        "FETCHER_FUNCTION_NAME": "fanout-test-fetcher",  # continuations of a large fan-out (none here)
+        "FETCH_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/fetch",  # continuations (none here)
         "FANOUT_MAPPING_FILE": str(tmp_path / "tables.json"),
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
@@ -233,7 +233,7 @@ def pipeline(
         dlq=DeadLetterQueue(sqs, dlq_url, resources),
         resources=resources,
         dynamodb=dynamodb,
-        deliver=LambdaAsyncDelivery(app.handler, FETCHER_ARN, RETRIES, sqs, dlq_url),
+        deliver=QueueDelivery(app.handler, FETCHER_ARN, RECEIVES, sqs, dlq_url),
     )
     pipeline.bystanders = pipeline.sessions_in_schema()  # the fetcher has not connected yet
     try:
@@ -264,7 +264,7 @@ def test_dynamodb_unreachable_while_changes_flow_then_restored_loses_nothing(pip
 
     # Then each of those changes failed every attempt (OpenSearch was written, DynamoDB not) and was dead-lettered
     assert during == [False, False]
-    assert len(pipeline.deliver.failures) == 2 * (1 + RETRIES)
+    assert len(pipeline.deliver.failures) == 2 * RECEIVES
     assert all("dynamodb failed" in failure for failure in pipeline.deliver.failures)
 
     # When DynamoDB is back, changes flow again, and the dead letters are redriven
@@ -386,7 +386,7 @@ def test_a_lock_wait_timeout_through_every_retry_ends_in_the_dead_letter_queue_a
 
     # Then every attempt timed out waiting (a retryable error, never taken for a delete), and it was dead-lettered
     assert not delivered
-    assert len(pipeline.deliver.failures) == 1 + RETRIES
+    assert len(pipeline.deliver.failures) == RECEIVES
     assert all("lock wait timeout" in f for f in pipeline.deliver.failures)
     assert pipeline.opensearch.get(index=pipeline.posts.opensearch_index, id=str(key))["found"]
 
@@ -443,7 +443,7 @@ def test_a_fetcher_killed_between_its_sink_writes_is_retried_and_converges(pipel
     pipeline.keys.update(keys)
     changes = [c for k in keys for c in pipeline.event_for(k, "insert")["changes"]]
     event_file = tmp_path / "event.json"
-    event_file.write_text(json.dumps({"changes": changes}))
+    event_file.write_text(json.dumps(queue_batch({"changes": changes}, "m-killed")))
     writes = ("DynamoDB_20120810.PutItem", "DynamoDB_20120810.TransactWriteItems")
     before = sum(pipeline.dynamodb.operations.count(operation) for operation in writes)
 
@@ -460,7 +460,7 @@ def test_a_fetcher_killed_between_its_sink_writes_is_retried_and_converges(pipel
     assert in_opensearch == set(keys)
     assert in_dynamodb == set()
 
-    # When Lambda retries the event (a crashed runtime is a function error) in a fresh process
+    # When the queue delivers the message again (a crashed runtime fails the batch) to a fresh process
     assert run_fetcher_process(pipeline, event_file, kill_at_put=None) == 0
 
     # Then both sinks hold every row once, as in the source

@@ -25,7 +25,7 @@ from fanout.model.mapping import Mappings, parse_mappings
 from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
 from fanout.operations.verify import compare_row
 from fanout.pipeline.fetcher import apply_changes
-from fanout.pipeline.handoff import parse_fetcher_event
+from fanout.pipeline.queue_batch import parse_fetcher_event
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client

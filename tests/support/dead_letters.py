@@ -8,7 +8,7 @@ from typing import Any
 from fanout.pipeline.rejects import message_body, rejection_record
 from fanout_cli.dead_letters.records import DeadLetter, parse_dead_letter
 from fanout_cli.stack_resources import StackResources
-from tests.support.fakes import load_event
+from tests.support.fakes import load_record_body
 
 RESOURCES = StackResources(
     dead_letter_queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/fanout-dlq",
@@ -17,7 +17,7 @@ RESOURCES = StackResources(
     parser_log_group="/fanout/prod/fanout-prod/parser",
     fetcher_log_group="/fanout/prod/fanout-prod/fetcher",
 )
-FETCHER_EVENT = load_event("fetcher_update.json")
+FETCHER_EVENT = load_record_body("fetcher_update.json")  # a fetch-queue message: a dead letter's payload
 SENT_MS = 1764240000000
 
 # Lambda's on-failure destination record as AWS documents it (Lambda developer guide, "Capturing

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
@@ -42,6 +42,12 @@ def load_app(relative_path: str, module_name: str) -> ModuleType:
 def load_event(name: str) -> Any:
     """A scenario file from events/, read by path as `sam local invoke -e` reads it."""
     return json.loads((EVENTS / name).read_text(encoding="utf-8"))
+
+
+def load_record_body(name: str) -> Any:
+    """The body of the one record of a fetcher scenario (an SQS batch): ``{"changes": [message, ...]}``."""
+    [record] = load_event(name)["Records"]
+    return json.loads(record["body"])
 
 
 def client_error(code: str, message: str, operation: str) -> ClientError:
@@ -80,6 +86,9 @@ class FakeDynamoDBTable:
         self.fail_with: Exception | None = None
         self._serializer = TypeSerializer()
         self._lock = threading.Lock()
+        self.name = f"fake-{uuid.uuid4().hex[:8]}"
+        self.meta = SimpleNamespace(client=FakeDynamoDBClient(self))
+        self.transactions: list[list[dict[str, Any]]] = []  # every TransactWriteItems call's Puts
 
     @classmethod
     def from_template(cls, properties: dict[str, Any]) -> FakeDynamoDBTable:
@@ -106,32 +115,72 @@ class FakeDynamoDBTable:
         )
         if self.fail_with is not None:
             raise self.fail_with
+        stored_key = self._stored_key(Item, "PutItem")
+        with self._lock:
+            if not self._passes(stored_key, ConditionExpression, ExpressionAttributeNames, ExpressionAttributeValues):
+                raise client_error("ConditionalCheckFailedException", "The conditional request failed", "PutItem")
+            self.items[stored_key] = copy.deepcopy(Item)
+        return {}
+
+    def transact_write_items(self, puts: list[dict[str, Any]]) -> None:
+        """All the Puts or none, as TransactWriteItems: a whole-call ValidationException for an invalid item,
+        else TransactionCanceledException naming each Put's reason (ConditionalCheckFailed or None)."""
+        self.transactions.append(puts)
+        if self.fail_with is not None:
+            raise self.fail_with
+        keys = [self._stored_key(put["Item"], "TransactWriteItems") for put in puts]
+        if len(set(keys)) != len(keys):
+            raise client_error(
+                "ValidationException",
+                "Transaction request cannot include multiple operations on one item",
+                "TransactWriteItems",
+            )
+        with self._lock:
+            passes = [
+                self._passes(key, put.get("ConditionExpression"), put.get("ExpressionAttributeNames"),
+                             put.get("ExpressionAttributeValues"))
+                for key, put in zip(keys, puts, strict=True)
+            ]  # fmt: skip
+            if not all(passes):
+                error = client_error("TransactionCanceledException", "Transaction cancelled", "TransactWriteItems")
+                error.response["CancellationReasons"] = [
+                    {"Code": "None"}
+                    if ok
+                    else {"Code": "ConditionalCheckFailed", "Message": "The conditional request failed"}
+                    for ok in passes
+                ]
+                raise error
+            for key, put in zip(keys, puts, strict=True):
+                self.items[key] = copy.deepcopy(put["Item"])
+
+    def _passes(
+        self, stored_key: Any, expression: str | None, names: dict[str, str] | None, values: dict[str, Any] | None
+    ) -> bool:
+        if expression is None:
+            return True
+        return self._holds(expression, self.items.get(stored_key), names or {}, values or {})
+
+    def _stored_key(self, Item: dict[str, Any], operation: str) -> Any:  # noqa: N803 - boto3's spelling
+        """The item's key in ``items``, once it is checked as DynamoDB checks it before any write."""
         for value in Item.values():
             self._serializer.serialize(value)  # raises as boto3 would, before any request
         key = Item.get(self.key_attribute)
         if not isinstance(key, str) or not key:
-            raise client_error("ValidationException", "missing or empty partition key", "PutItem")
+            raise client_error("ValidationException", "missing or empty partition key", operation)
         if len(key.encode("utf-8")) > self.MAX_PARTITION_KEY_BYTES:
             raise client_error(
                 "ValidationException",
                 f"One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit "
                 f"of {self.MAX_PARTITION_KEY_BYTES} bytes",
-                "PutItem",
+                operation,
             )
         stored_key: Any = key
         if self.sort_attribute is not None:
             sort = Item.get(self.sort_attribute)
             if not isinstance(sort, str) or not sort:
-                raise client_error("ValidationException", "missing or empty sort key", "PutItem")
+                raise client_error("ValidationException", "missing or empty sort key", operation)
             stored_key = (key, sort)
-        with self._lock:
-            current = self.items.get(stored_key)
-            if ConditionExpression is not None and not self._holds(
-                ConditionExpression, current, ExpressionAttributeNames or {}, ExpressionAttributeValues or {}
-            ):
-                raise client_error("ConditionalCheckFailedException", "The conditional request failed", "PutItem")
-            self.items[stored_key] = copy.deepcopy(Item)
-        return {}
+        return stored_key
 
     def get_item(self, *, Key: dict[str, Any], ConsistentRead: bool = False) -> dict[str, Any]:
         stored_key: Any = Key[self.key_attribute]
@@ -177,6 +226,29 @@ class FakeDynamoDBTable:
             "=": left == right,
             "<>": left != right,
         }[op]
+
+
+class FakeDynamoDBClient:
+    """``Table.meta.client`` of a FakeDynamoDBTable: the calls the sink makes on a client, with the table name
+    they must carry, answered by the table (boto3's resource client, too, takes Python values)."""
+
+    def __init__(self, table: FakeDynamoDBTable) -> None:
+        self._table = table
+
+    def _check(self, table_name: str) -> None:
+        if table_name != self._table.name:
+            raise client_error("ResourceNotFoundException", f"no table {table_name!r}", "PutItem")
+
+    def put_item(self, *, TableName: str, **request: Any) -> dict[str, Any]:  # noqa: N803 - boto3's spelling
+        self._check(TableName)
+        return self._table.put_item(**request)
+
+    def transact_write_items(self, *, TransactItems: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        puts = [entry["Put"] for entry in TransactItems]
+        for put in puts:
+            self._check(put["TableName"])
+        self._table.transact_write_items([{k: v for k, v in put.items() if k != "TableName"} for put in puts])
+        return {}
 
 
 # --------------------------------------------------------------------------- OpenSearch

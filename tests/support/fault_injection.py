@@ -8,11 +8,11 @@
   documented low-level error shape, parsed by the real botocore client). ``before_put``
   runs a hook before a write (PutItem, TransactWriteItems) is forwarded (e.g. to kill the
   process that sent it, and drop the write).
-- :class:`LambdaAsyncDelivery`: delivers an event to a handler as Lambda's asynchronous
-  invoke does: the first attempt plus ``MaximumRetryAttempts`` retries (read from
-  template.yaml), then an on-failure record, in Lambda's format, to the dead-letter queue.
-  Lambda waits minutes between retries; here they follow at once (what is retried, and
-  how often, is what matters to the outcome). tests/e2e/test_operations.py shows the real
+- :class:`QueueDelivery`: delivers a message to a handler as the fetch queue's event source
+  does: received while the answer names it, at most ``FetchMaxReceiveCount`` times (read from
+  template.yaml), then moved to the dead-letter queue by the queue's redrive policy. The queue
+  waits out a visibility timeout between receives; here they follow at once (what is retried,
+  and how often, is what matters to the outcome). tests/e2e/test_operations.py shows the real
   thing on the deployed stack.
 """
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 import http.client
 import json
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -132,49 +131,54 @@ class FaultyEndpoint:
         self.cut()
 
 
-class LambdaAsyncDelivery:
-    """Lambda's async invoke of one function: retries, then the on-failure destination (an SQS queue)."""
+def queue_batch(body: Any, message_id: str, receive: int = 1) -> dict[str, Any]:
+    """An SQS event of one record carrying ``body``, as the fetch queue's event source delivers it."""
+    return {
+        "Records": [
+            {
+                "messageId": message_id,
+                "receiptHandle": f"{message_id}-{receive}",
+                "body": json.dumps(body),
+                "attributes": {"ApproximateReceiveCount": str(receive)},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+            }
+        ]
+    }
 
-    def __init__(self, handler: Callable[[Any, Any], Any], function_arn: str, retries: int, sqs: Any, dlq_url: str):
+
+class QueueDelivery:
+    """The fetch queue's delivery of one message to a handler: received until the answer no longer names it
+    (partial batch response) or ``max_receives`` is reached, then moved to the dead-letter queue (the body)."""
+
+    def __init__(
+        self, handler: Callable[[Any, Any], Any], function_arn: str, max_receives: int, sqs: Any, dlq_url: str
+    ):
         self._handler = handler
         self._function_arn = function_arn
-        self._retries = retries
+        self._max_receives = max_receives
         self._sqs = sqs
         self._dlq_url = dlq_url
         self.attempts = 0
         self.failures: list[str] = []
 
-    def __call__(self, event: Any) -> bool:
-        """Deliver ``event``; True if an attempt succeeded, False if it went to the dead-letter queue."""
-        error: BaseException | None = None
-        for _attempt in range(1 + self._retries):
+    def __call__(self, body: Any) -> bool:
+        """Deliver a message with ``body``; True if a receive succeeded, False if it went to the dead-letter queue."""
+        message_id = str(uuid.uuid4())
+        for receive in range(1, self._max_receives + 1):
             self.attempts += 1
-            request_id = str(uuid.uuid4())
             try:
-                self._handler(event, Context(request_id, self._function_arn))
-                return True
-            except Exception as exc:  # noqa: BLE001 - what Lambda sees as a function error
-                error = exc
+                answer = self._handler(
+                    queue_batch(body, message_id, receive), Context(str(uuid.uuid4()), self._function_arn)
+                )
+            except Exception as exc:  # noqa: BLE001 - what the event source sees as a failed batch
                 self.failures.append(f"{type(exc).__name__}: {exc}")
-        assert error is not None
-        self._sqs.send_message(QueueUrl=self._dlq_url, MessageBody=json.dumps(self._on_failure_record(event, error)))
+                continue
+            if not answer.get("batchItemFailures"):
+                return True
+            self.failures.append("; ".join(answer.get("failures") or ["the record failed"]))
+        self._sqs.send_message(QueueUrl=self._dlq_url, MessageBody=json.dumps(body))  # the redrive policy's move
         return False
-
-    def _on_failure_record(self, event: Any, error: BaseException) -> dict[str, Any]:
-        """The record Lambda sends to an SQS on-failure destination (AWS's format)."""
-        return {
-            "version": "1.0",
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-            "requestContext": {
-                "requestId": str(uuid.uuid4()),
-                "functionArn": f"{self._function_arn}:$LATEST",
-                "condition": "RetriesExhausted",
-                "approximateInvokeCount": 1 + self._retries,
-            },
-            "requestPayload": event,
-            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-            "responsePayload": {"errorMessage": str(error), "errorType": type(error).__name__, "stackTrace": []},
-        }
 
 
 class Context:

@@ -27,3 +27,11 @@ def template_resource(logical_id: str) -> dict[str, Any]:
 
     template = yaml_parse((ROOT / "template.yaml").read_text(encoding="utf-8"))
     return dict(template["Resources"][logical_id]["Properties"])
+
+
+def template_parameter_default(name: str) -> Any:
+    """A parameter's default as declared in template.yaml."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    template = yaml_parse((ROOT / "template.yaml").read_text(encoding="utf-8"))
+    return template["Parameters"][name]["Default"]

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from fanout.capture.sweeper import DEFAULT_MAX_ROWS, SweeperSettings
-from fanout.config import ConfigError
+from fanout.config import ConfigError, SweeperSettings
 from fanout_cli.aurora_setup import SetupError, aurora_lambda_setup, role_arn_from_stack
 
 ROLE = "arn:aws:iam::123456789012:role/fanout-prod-AuroraInvokeRole-1A2B3C"
@@ -65,13 +64,7 @@ def test_a_stack_without_the_output_is_named() -> None:
         role_arn_from_stack(FakeCloudFormation({}), "other")
 
 
-def test_sweeper_settings_need_the_dead_letter_queue() -> None:
-    with pytest.raises(ConfigError, match="DEAD_LETTER_QUEUE_URL"):
+def test_sweeper_settings_need_the_parser_to_ring() -> None:
+    with pytest.raises(ConfigError, match="PARSER_FUNCTION_NAME"):
         SweeperSettings.from_env({})
-    assert SweeperSettings.from_env({"DEAD_LETTER_QUEUE_URL": "https://q"}).max_rows == DEFAULT_MAX_ROWS
-
-
-@pytest.mark.parametrize("value", ["many", "0"])
-def test_a_bad_sweep_bound_is_named(value: str) -> None:
-    with pytest.raises(ConfigError, match=f"SWEEP_MAX_ROWS must .*{value}"):
-        SweeperSettings.from_env({"DEAD_LETTER_QUEUE_URL": "https://q", "SWEEP_MAX_ROWS": value})
+    assert SweeperSettings.from_env({"PARSER_FUNCTION_NAME": "fanout-parser"}).parser_function_name == "fanout-parser"

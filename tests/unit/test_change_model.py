@@ -22,7 +22,7 @@ from fanout.model.change import (
 )
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
 from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
-from tests.support.fakes import EVENTS, load_event
+from tests.support.fakes import EVENTS, load_event, load_record_body
 
 POSTS = default_mappings()
 CORRELATION_ID = "req-0001"
@@ -351,7 +351,7 @@ def test_to_message_round_trips_through_json_to_the_same_change(name: str) -> No
 
 
 def test_the_fetcher_sample_event_is_a_valid_message() -> None:
-    [message] = load_event("fetcher_update.json")["changes"]
+    [message] = load_record_body("fetcher_update.json")["changes"]
 
     change = parse_change_message(message, POSTS)
 
@@ -373,7 +373,7 @@ def test_the_fetcher_sample_event_is_a_valid_message() -> None:
     ],
 )
 def test_an_invalid_change_message_is_rejected_naming_the_field(overrides: dict[str, Any], field: str) -> None:
-    message = {**load_event("fetcher_update.json")["changes"][0], **overrides}
+    message = {**load_record_body("fetcher_update.json")["changes"][0], **overrides}
 
     with pytest.raises(ChangeValidationError) as caught:
         parse_change_message(message, POSTS)

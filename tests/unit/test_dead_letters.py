@@ -18,7 +18,7 @@ from fanout_cli.dead_letters.records import (
     Kind,
     parse_dead_letter,
 )
-from fanout_cli.dead_letters.redrive import RedriveOutcome, plan_redrive, redrive
+from fanout_cli.dead_letters.redrive import RedriveOutcome, fetch_batch, plan_redrive, redrive
 from fanout_cli.dead_letters.selection import Filter
 from fanout_cli.stack_resources import function_name_of
 from tests.support.dead_letters import (
@@ -129,26 +129,43 @@ def test_filters_select_by_table_source_kind_id_and_age() -> None:
 # --------------------------------------------------------------------------- planning a redrive
 
 
-def test_a_failed_invoke_is_replayed_on_the_function_that_failed_with_its_original_event() -> None:
-    letter = parse_dead_letter(sqs_message(json.dumps(AWS_RECORD)), RESOURCES)
+def test_a_failed_invoke_of_the_fetcher_is_replayed_on_it_as_a_batch_of_one_record() -> None:
+    letter = parse_dead_letter(sqs_message(json.dumps(AWS_RECORD), "m-failed"), RESOURCES)
 
     plan = plan_redrive(letter, MAPPINGS)
 
-    assert (plan.function_role, plan.payload) == ("fetcher", FETCHER_EVENT)
+    assert (plan.function_role, plan.payload) == ("fetcher", fetch_batch("m-failed", FETCHER_EVENT))
 
 
-def test_a_rejected_trigger_payload_that_is_now_valid_goes_back_to_the_parser() -> None:
-    plan = plan_redrive(rejected("parser", load_event("update.json")), MAPPINGS)
+def test_a_failed_ring_is_replayed_on_the_parser() -> None:
+    record = {
+        **MINISTACK_RECORD,
+        "requestContext": {**MINISTACK_RECORD["requestContext"], "functionArn": "fanout-prod-parser"},
+        "requestPayload": load_event("ring.json"),
+    }
 
-    assert (plan.function_role, plan.payload) == ("parser", load_event("update.json"))
+    plan = plan_redrive(parse_dead_letter(sqs_message(json.dumps(record)), RESOURCES), MAPPINGS)
+
+    assert (plan.function_role, plan.payload) == ("parser", load_event("ring.json"))
 
 
-def test_a_rejected_change_message_that_is_now_valid_goes_back_to_the_fetcher_as_an_event() -> None:
+def test_a_rejected_change_log_row_that_is_now_valid_goes_to_the_fetcher_as_its_changes() -> None:
+    # Given a change-log row the parser's drainer rejected, valid under the current mapping
+    plan = plan_redrive(rejected("parser", load_event("update_primary_key.json"), message_id="m-row"), MAPPINGS)
+
+    # Then its changes (the new key and the old) go to the fetcher, in the fetcher's one event shape
+    assert plan.function_role == "fetcher"
+    [record] = plan.payload["Records"]
+    assert record["messageId"] == "m-row"
+    assert [m["pk"] for m in json.loads(record["body"])["changes"]] == [{"id": 2}, {"id": 1}]
+
+
+def test_a_rejected_change_message_that_is_now_valid_goes_back_to_the_fetcher_as_a_batch() -> None:
     message = FETCHER_EVENT["changes"][0]
 
-    plan = plan_redrive(rejected("fetcher", message), MAPPINGS)
+    plan = plan_redrive(rejected("fetcher", message, message_id="m-msg"), MAPPINGS)
 
-    assert (plan.function_role, plan.payload) == ("fetcher", {"changes": [message]})
+    assert (plan.function_role, plan.payload) == ("fetcher", fetch_batch("m-msg", {"changes": [message]}))
 
 
 def test_a_payload_that_is_still_invalid_is_kept_with_the_reason() -> None:
@@ -199,33 +216,44 @@ def test_redrive_deletes_what_succeeds_and_keeps_what_fails_again_with_its_error
     invalid = rejected("parser", load_event("malformed.json"), message_id="m-invalid")
     queue = RecordingQueue()
     invoke = RecordingInvoke(
-        InvokeResult(False, {"errorType": "FetchFailed"}, "FetchFailed: posts/1: opensearch failed"),
-        InvokeResult(True, {"accepted": 1, "rejected": 0, "reason": ""}),
+        InvokeResult(True, {"batchItemFailures": [{"itemIdentifier": "m-failed"}], "failures": ["posts/1: boom"]}),
+        InvokeResult(True, {"batchItemFailures": []}),
     )
 
     # When
     results = redrive([failed, valid, invalid], queue, invoke, MAPPINGS, RESOURCES)  # type: ignore[arg-type]
 
-    # Then the failed fetch was re-invoked on the fetcher, with the original event, and kept with the new error
-    assert invoke.calls == [("fanout-prod-fetcher", FETCHER_EVENT), ("fanout-prod-parser", load_event("update.json"))]
+    # Then the failed fetch was sent to the fetcher again, as a batch of one, and kept: the fetcher failed it again
+    assert [function for function, _ in invoke.calls] == ["fanout-prod-fetcher", "fanout-prod-fetcher"]
+    assert invoke.calls[0][1] == fetch_batch("m-failed", FETCHER_EVENT)
     assert [(r.letter.message_id, r.outcome) for r in results] == [
         ("m-failed", RedriveOutcome.KEPT),
         ("m-valid", RedriveOutcome.REPLAYED),
         ("m-invalid", RedriveOutcome.KEPT),
     ]
     assert queue.deleted == ["m-valid"]
-    assert queue.kept[0] == ("m-failed", "FetchFailed: posts/1: opensearch failed")
+    assert queue.kept[0] == ("m-failed", "the fetcher failed it again: posts/1: boom")
     assert queue.kept[1][0] == "m-invalid" and queue.kept[1][1].startswith("still invalid: pk.id")
 
 
-def test_a_payload_the_deployed_parser_rejects_again_is_replaced_by_its_new_record() -> None:
+def test_a_fetcher_that_raises_keeps_the_letter_with_its_error() -> None:
+    letter = parse_dead_letter(sqs_message(json.dumps(AWS_RECORD), "m-failed"), RESOURCES)
     queue = RecordingQueue()
-    invoke = RecordingInvoke(InvokeResult(True, {"accepted": 0, "rejected": 1, "reason": "table: not mapped"}))
+    invoke = RecordingInvoke(InvokeResult(False, {"errorType": "KeyError"}, "KeyError: 'x'"))
+
+    [result] = redrive([letter], queue, invoke, MAPPINGS, RESOURCES)  # type: ignore[arg-type]
+
+    assert result.outcome is RedriveOutcome.KEPT and queue.kept == [("m-failed", "KeyError: 'x'")]
+
+
+def test_a_payload_the_deployed_fetcher_rejects_again_is_replaced_by_its_new_record() -> None:
+    queue = RecordingQueue()
+    invoke = RecordingInvoke(InvokeResult(True, {"batchItemFailures": [], "rejected": 1}))
 
     [result] = redrive([rejected("parser", load_event("update.json"))], queue, invoke, MAPPINGS, RESOURCES)  # type: ignore[arg-type]
 
-    assert (result.outcome, result.detail) == (RedriveOutcome.REJECTED_AGAIN, "table: not mapped")
-    assert queue.deleted == ["m-1"]  # the parser recorded a fresh dead letter with its current reason
+    assert result.outcome is RedriveOutcome.REJECTED_AGAIN
+    assert queue.deleted == ["m-1"]  # the fetcher recorded a fresh dead letter with its current reason
 
 
 def test_an_invoke_that_raises_keeps_the_letter() -> None:
@@ -265,7 +293,7 @@ def test_ages_are_measured_from_the_first_time_the_record_was_queued() -> None:
 def test_a_queued_change_the_fetch_queue_gave_up_on_is_replayed_on_the_fetcher_with_its_body() -> None:
     # Given the body of a fetch-queue message, moved here by the queue's redrive policy
     letter = parse_dead_letter(sqs_message(json.dumps(FETCHER_EVENT)), RESOURCES)
-    # Then it is understood as a queued change of the fetcher, and replayed by invoking the fetcher with it
+    # Then it is understood as a queued change of the fetcher, and replayed on the fetcher as a batch of one record
     assert (letter.kind, letter.source, letter.tables) == (Kind.QUEUED_CHANGE, "fetcher", ("posts",))
     plan = plan_redrive(letter, MAPPINGS)
-    assert (plan.function_role, plan.payload) == ("fetcher", FETCHER_EVENT)
+    assert (plan.function_role, plan.payload) == ("fetcher", fetch_batch(letter.message_id, FETCHER_EVENT))

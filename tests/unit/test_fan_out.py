@@ -11,10 +11,11 @@ import pytest
 
 from fanout.model.change import Change, ChangeValidationError, fetcher_event, parse_change_message
 from fanout.model.mapping import Mappings, TableMapping, default_mappings
-from fanout.pipeline.handoff import LambdaForwarder, QueueForwarder, handle_queue_batch
+from fanout.pipeline.forwarder import QueueForwarder
+from fanout.pipeline.queue_batch import handle_queue_batch
 from fanout.pipeline.related import FanOut, apply_related
 from fanout.source.reader import RowState
-from tests.support.fakes import FakeContext, FakeLambdaClient, FakeSQSClient, RecordingForward, RecordingReject
+from tests.support.fakes import FakeContext, FakeSQSClient, RecordingForward, RecordingReject
 
 MAPPINGS = default_mappings()  # the bundled mapping: "articles" is composed, "author" its parent relation
 TS = 1_764_240_000_000_000
@@ -229,13 +230,4 @@ def test_queued_a_continuation_the_queue_refuses_makes_the_record_retried() -> N
     sqs.refuse = {json.dumps(fetcher_event([via_author(7, after=3)]))}
     answer = queued_batch(FanOut(Roots(author7=range(1, 12)), QueueForwarder(sqs, QUEUE), pages=1, page_size=3),
                           via_author(7))  # fmt: skip
-    assert answer == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
-
-
-def test_direct_a_continuation_is_an_async_invoke_of_the_fetcher() -> None:
-    client = FakeLambdaClient()
-    forward = LambdaForwarder(client, "fanout-fetcher")
-    Invocation(FanOut(Roots(author7=range(1, 12)), forward, pages=1, page_size=3)).run(via_author(7))
-    (invoke,) = client.invocations
-    assert (invoke["FunctionName"], invoke["InvocationType"]) == ("fanout-fetcher", "Event")
-    assert json.loads(invoke["Payload"]) == fetcher_event([via_author(7, after=3)])
+    assert answer["batchItemFailures"] == [{"itemIdentifier": "m0"}]

@@ -1,4 +1,5 @@
-"""Payloads of tables feeding composed documents, as the parser and the fetcher receive them (events/ files).
+"""Payloads of tables feeding composed documents, as the drainer reads them from the change log and the fetcher
+receives them (events/ files).
 
 A reference that points at no row (a comment whose ``article_id`` is NULL) is valid and names no document;
 a reference's value is typed against its column, as a root key's is, so "7abc" is not 7 and
@@ -15,57 +16,39 @@ import pytest
 
 from fanout.model.change import ChangeValidationError, parse_trigger_payload
 from fanout.model.mapping import MappingError, default_mappings, parse_mappings
-from fanout.pipeline.handoff import parse_fetcher_event
-from fanout.pipeline.parser import handle_trigger_payload
-from tests.support.fakes import RecordingForward, RecordingReject, load_event
+from fanout.pipeline.queue_batch import parse_fetcher_event
+from tests.support.fakes import RecordingReject, load_event, load_record_body
 from tests.support.files import ROOT
 
 MAPPINGS = default_mappings()
 CORRELATION_ID = "req-0001"
 
 
-def test_a_comment_without_an_article_invoked_directly_is_accepted_and_names_no_document() -> None:
-    # Given the payload the comments trigger writes for a comment whose article_id is NULL, as a direct invoke
-    forward, reject = RecordingForward(), RecordingReject()
-
-    # When the parser takes it
-    result = handle_trigger_payload(load_event("comment_without_article.json"), MAPPINGS, forward, reject,
-                                    CORRELATION_ID)  # fmt: skip
-
-    # Then nothing is handed on and nothing is recorded as rejected: it is valid and changes no document
-    assert result.as_dict() == {"accepted": 0, "rejected": 0, "reason": ""}
-    assert forward.batches == [] and reject.rejections == []
+def test_a_comment_without_an_article_is_valid_and_names_no_document() -> None:
+    # Given the payload the comments trigger logs for a comment whose article_id is NULL
+    # When the drainer reads it, Then it is valid and changes no document: nothing is handed on, nothing rejected
+    assert parse_trigger_payload(load_event("comment_without_article.json"), MAPPINGS, CORRELATION_ID) == []
 
 
 def test_a_comment_moved_off_its_article_rebuilds_the_article_it_left() -> None:
-    forward, reject = RecordingForward(), RecordingReject()
+    [change] = parse_trigger_payload(load_event("comment_moved_off_its_article.json"), MAPPINGS, CORRELATION_ID)
 
-    result = handle_trigger_payload(load_event("comment_moved_off_its_article.json"), MAPPINGS, forward, reject,
-                                    CORRELATION_ID)  # fmt: skip
-
-    assert (result.accepted, result.rejected) == (1, 0)
-    [[change]] = forward.batches
     assert (change.table, change.key, change.via) == ("articles", (("id", 3),), "")
 
 
 def test_a_reference_that_is_not_of_its_columns_type_is_rejected_like_a_bad_root_key() -> None:
     # Given an author's payload whose reference is the string "7abc" for an integer column
     event = load_event("author_reference_not_an_integer.json")
-    forward, reject = RecordingForward(), RecordingReject()
 
-    # When the parser takes it
-    result = handle_trigger_payload(event, MAPPINGS, forward, reject, CORRELATION_ID)
-
-    # Then it is recorded with the reason a bad root key gets, and not handed on (MySQL would read it as 7)
-    assert forward.batches == []
-    [rejection] = reject.rejections
-    assert rejection.reason == "refs[0].new.id: must be an integer, got '7abc'"
-    assert (result.accepted, result.rejected) == (0, 1)
+    # When the drainer reads it, Then it is refused with the reason a bad root key gets (MySQL would read it as 7)
+    with pytest.raises(ChangeValidationError) as refused:
+        parse_trigger_payload(event, MAPPINGS, CORRELATION_ID)
+    assert str(refused.value) == "refs[0].new.id: must be an integer, got '7abc'"
 
 
 def test_a_change_via_a_relation_carrying_sql_text_for_an_integer_is_rejected_by_the_fetcher() -> None:
-    # Given a fetcher event whose change via the author relation carries "1 OR 1=1" as the author's id
-    event = load_event("fetcher_via_reference_not_an_integer.json")
+    # Given a fetch-queue message whose change via the author relation carries "1 OR 1=1" as the author's id
+    event = load_record_body("fetcher_via_reference_not_an_integer.json")
     reject = RecordingReject()
 
     # When the fetcher validates it

@@ -1,4 +1,5 @@
-"""Queued fetch mode (fanout.pipeline.handoff): the parser's forwarder and the fetcher's SQS batch handling."""
+"""The fetch queue: the parser's forwarder (fanout.pipeline.forwarder) and the fetcher's SQS batches
+(fanout.pipeline.queue_batch)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 from fanout.config import ConfigError, ParserSettings
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
-from fanout.pipeline.fetcher import FetchFailed
-from fanout.pipeline.handoff import QueueForwarder, handle_queue_batch
+from fanout.pipeline.forwarder import QueueForwarder
+from fanout.pipeline.queue_batch import handle_queue_batch
 from fanout.pipeline.rejects import message_body, rejection_record
 from fanout.source.reader import SourceReadError
 from fanout_cli.dead_letters.invoke import InvokeResult
@@ -82,7 +83,8 @@ def test_a_batch_is_read_once_per_key_and_only_the_failed_records_are_retried() 
     response = handle_queue_batch(event, FakeContext(), world.mappings, world.source.read_row, world.sinks, reject)
     # Then only post 2's message is retried, post 1 was read once, both sinks hold 1 and 3,
     # and the malformed body is recorded in the dead-letter queue (not retried)
-    assert response == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert response["batchItemFailures"] == [{"itemIdentifier": "m1"}] and response["rejected"] == 1
+    assert response["failures"] == ["posts/2: read failed: lock wait timeout"]  # for a redrive to show
     assert [c.key_values for c in world.source.reads].count((1,)) == 1
     assert world.titles(1) == ("one", "one") and world.titles(3) == ("three", "three")
     assert len(reject.rejections) == 1 and "changes" in reject.rejections[0].reason
@@ -99,32 +101,27 @@ def test_a_record_is_known_by_its_carried_correlation_id_only_if_the_pipeline_co
     # When the batch is handled
     response = handle_queue_batch(event, FakeContext(), world.mappings, world.source.read_row, world.sinks, reject)
     # Then the forged id is not repeated: that record is known by its message id (as the fetcher handler does)
-    assert response == {"batchItemFailures": []}
+    assert response == {"batchItemFailures": [], "rejected": 2}
     assert [r.correlation_id for r in reject.rejections] == ["fallback:17", "m1"]
 
 
-def test_parser_settings_name_the_fetch_mode_and_require_the_queue_when_queued() -> None:
-    base = {"FETCHER_FUNCTION_NAME": "f", "DEAD_LETTER_QUEUE_URL": "d"}
-    assert ParserSettings.from_env(base).fetch_mode == "direct"
-    assert ParserSettings.from_env({**base, "FETCH_MODE": "queued", "FETCH_QUEUE_URL": QUEUE}).fetch_queue_url == QUEUE
+def test_parser_settings_require_the_fetch_queue() -> None:
+    base = {"DEAD_LETTER_QUEUE_URL": "d"}
+    assert ParserSettings.from_env({**base, "FETCH_QUEUE_URL": QUEUE}).fetch_queue_url == QUEUE
     with pytest.raises(ConfigError, match="FETCH_QUEUE_URL"):
-        ParserSettings.from_env({**base, "FETCH_MODE": "queued"})
-    with pytest.raises(ConfigError, match="FETCH_MODE must be one of queued, direct, got 'sqs'"):
-        ParserSettings.from_env({**base, "FETCH_MODE": "sqs"})
+        ParserSettings.from_env(base)
 
 
-@pytest.mark.parametrize(("mode", "forwarder"), [("queued", "QueueForwarder"), ("direct", "LambdaForwarder")])
-def test_the_parser_handler_forwards_as_the_fetch_mode_says(
-    mode: str, forwarder: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FETCHER_FUNCTION_NAME", "fanout-test-fetcher")
+def test_the_parser_handler_forwards_to_the_fetch_queue(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/dlq")
-    monkeypatch.setenv("FETCH_MODE", mode)
     monkeypatch.setenv("FETCH_QUEUE_URL", QUEUE)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    app = load_app("parser_fn/app.py", f"parser_app_{mode}")
-    forward, _ = app._dependencies()
-    assert type(forward).__name__ == forwarder
+    app = load_app("parser_fn/app.py", "parser_app_queued")
+    try:
+        forward, _ = app._dependencies()
+    finally:
+        app._dependencies.cache_clear()
+    assert isinstance(forward, QueueForwarder)
 
 
 # --------------------------------------------------------------------------- hostile SQS-shaped events
@@ -176,7 +173,7 @@ def test_records_that_share_a_message_id_are_all_applied_and_a_failure_reports_t
     response = handle_queue_batch(
         event, FakeContext(), world.mappings, world.source.read_row, world.sinks, RecordingReject()
     )
-    assert response == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    assert response["batchItemFailures"] == [{"itemIdentifier": "m-1"}]
 
 
 def test_a_record_with_an_invalid_change_that_is_retried_is_recorded_only_when_it_is_not_retried_any_more() -> None:
@@ -189,37 +186,15 @@ def test_a_record_with_an_invalid_change_that_is_retried_is_recorded_only_when_i
     # When the batch is delivered three times (the record retried each time)
     for _ in range(3):
         response = handle_queue_batch(event, FakeContext(), world.mappings, world.source.read_row, world.sinks, reject)
-        assert response == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+        assert response["batchItemFailures"] == [{"itemIdentifier": "m0"}]
     # Then no rejection was recorded yet: the record is retried (and dead-lettered whole, invalid change included)
     assert reject.rejections == []
     # And when its read succeeds at last, the invalid change is recorded once
     del world.source.failures[("posts", (2,))]
     world.source.set("posts", (2,), row(2, "two"), version=10)
     response = handle_queue_batch(event, FakeContext(), world.mappings, world.source.read_row, world.sinks, reject)
-    assert response == {"batchItemFailures": []}
+    assert response == {"batchItemFailures": [], "rejected": 1}
     assert len(reject.rejections) == 1 and reject.rejections[0].reason.startswith("changes[0].")
-
-
-def test_a_direct_event_retried_by_lambda_records_its_invalid_change_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given the handler, a valid change whose read fails and an invalid one in the same event
-    world = World()
-    world.source.fail("posts", (1,), SourceReadError("lock wait timeout"))
-    deps = FetcherDependencies(world)
-    app = load_fetcher_app()
-    monkeypatch.setattr(app, "_dependencies", lambda: deps)
-    event = load_event("fetcher_update.json")
-    event["changes"].append({"v": 1})
-    # When Lambda tries it three times, each failing
-    for _ in range(3):
-        with pytest.raises(FetchFailed):
-            app.handler(event, FakeContext(aws_request_id="req-retried"))
-    # Then nothing was recorded (the on-failure record carries the whole event) ...
-    assert deps.reject.rejections == []
-    # ... and the attempt that succeeds (a redrive) records the invalid change once
-    del world.source.failures[("posts", (1,))]
-    world.source.set("posts", (1,), row(1, "one"), version=10)
-    result = app.handler(event, FakeContext(aws_request_id="req-retried"))
-    assert result["rejected"] == 1 and len(deps.reject.rejections) == 1
 
 
 class InMemoryDeadLetterQueue:

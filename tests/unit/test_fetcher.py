@@ -7,6 +7,7 @@ end to end within the process.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +18,7 @@ from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from fanout.config import ConfigError
 from fanout.model.mapping import parse_mappings
 from fanout.pipeline.fetcher import FetchFailed, apply_changes
-from fanout.pipeline.handoff import parse_fetcher_event
+from fanout.pipeline.queue_batch import parse_fetcher_event
 from fanout.sinks import Outcome
 from fanout.sinks.opensearch import DEFAULT_GC_DELETES, OpenSearchSink, opensearch_document
 from fanout.source.reader import SourceReadError
@@ -28,6 +29,7 @@ from tests.support.fakes import (
     RecordingReject,
     client_error,
     load_event,
+    load_record_body,
 )
 from tests.support.world import NOW, POSTS, TOMBSTONE_TTL, FetcherDependencies, World, change, load_fetcher_app, row
 
@@ -59,8 +61,8 @@ def test_an_event_without_a_changes_list_is_recorded_and_yields_nothing(event: A
 
 
 def test_an_invalid_message_is_recorded_and_the_valid_ones_are_kept() -> None:
-    # Given the sample fetcher event with a second, invalid message after the valid one
-    event = load_event("fetcher_update.json")
+    # Given the sample fetcher record's body with a second, invalid message after the valid one
+    event = load_record_body("fetcher_update.json")
     bad = {**event["changes"][0], "pk": {"id": "1 OR 1=1"}}
     event["changes"].append(bad)
     reject = RecordingReject()
@@ -234,7 +236,7 @@ def test_a_table_with_dynamodb_disabled_never_touches_dynamodb() -> None:
     # Then
     assert outcomes == {"opensearch": Outcome.DELETED.value}  # the last outcome per sink
     assert world.titles(1) == ("search only", None)
-    assert world.table.put_calls == []
+    assert world.table.put_calls == [] and world.table.transactions == [] and world.table.items == {}
 
 
 def test_the_report_says_what_each_sink_did_with_which_version(world: World) -> None:
@@ -305,16 +307,17 @@ def test_the_fetcher_handler_applies_the_sample_event(world: World, monkeypatch:
     monkeypatch.delenv("AWS_XRAY_DAEMON_ADDRESS", raising=False)
     world.source.set("posts", (1,), row(1, "from the handler"), version=100)
     event = load_event("fetcher_update.json")
-    event["changes"].append({"v": 1})  # and one message that can never be valid
+    body = load_record_body("fetcher_update.json")
+    body["changes"].append({"v": 1})  # and one message that can never be valid
+    event["Records"][0]["body"] = json.dumps(body)
 
     # When
     result = app.handler(event, FakeContext(aws_request_id="req-fetcher"))
 
-    # Then
-    applied = [(a["sink"], a["outcome"]) for a in result["applied"]]
-    assert applied == [("opensearch", "written"), ("dynamodb", "written")]
-    assert (result["rejected"], result["failures"]) == (1, [])
-    assert [r.correlation_id for r in deps.reject.rejections] == ["req-fetcher"]
+    # Then the valid change is written to both sinks, the invalid one recorded once, and no record retried
+    assert result == {"batchItemFailures": [], "rejected": 1}
+    assert world.titles(1) == ("from the handler", "from the handler")
+    assert [r.correlation_id for r in deps.reject.rejections] == ["sample-correlation-id"]
 
 
 class _FakeBoto3Factory:

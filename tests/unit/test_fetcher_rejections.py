@@ -16,7 +16,7 @@ from fanout.config import ConfigError, SinkSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, parse_mappings
 from fanout.pipeline.fetcher import FetchFailed, apply_changes
-from fanout.pipeline.handoff import parse_fetcher_event
+from fanout.pipeline.queue_batch import parse_fetcher_event
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
 from tests.support.fakes import FakeDynamoDBTable, FakeOpenSearch, FakeSource, RecordingReject, client_error

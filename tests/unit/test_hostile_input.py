@@ -23,8 +23,6 @@ import contextlib
 import io
 import json
 import sys
-from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -33,10 +31,12 @@ from hypothesis import strategies as st
 from opensearchpy.exceptions import RequestError
 from pymysql.constants import FIELD_TYPE
 
-from fanout.model.change import MAX_PAYLOAD_BYTES, ChangeValidationError, parse_trigger_payload
+from fanout.capture.change_log import changes_of_row
+from fanout.model.change import MAX_PAYLOAD_BYTES, Change, ChangeValidationError, parse_trigger_payload
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
+from fanout.observability import logger
 from fanout.pipeline.fetcher import FetchFailed, apply_changes
-from fanout.pipeline.handoff import LambdaForwarder, parse_fetcher_event
+from fanout.pipeline.queue_batch import parse_fetcher_event
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.redaction import describe_error
 from fanout.sinks.dynamodb import DynamoDBSink
@@ -45,7 +45,6 @@ from fanout.source.reader import CLOCK_SQL, read_row, select_row_sql
 from tests.support.fakes import (
     FakeContext,
     FakeDynamoDBTable,
-    FakeLambdaClient,
     FakeOpenSearch,
     FakeSQSClient,
     RecordingReject,
@@ -180,31 +179,27 @@ json_texts = st.one_of(
 trigger_payloads = st.one_of(near_valid(), anything, json_texts)
 
 
-# --------------------------------------------------------------------------- the parser handler over fakes
+# --------------------------------------------------------------------------- a change-log row through the drainer
+
+ROW_ID = 7
 
 
-class ParserUnderTest:
-    """parser_fn/app.py with its decorator, its dependencies built over fakes; logs captured per call."""
+class DrainerUnderTest:
+    """What the drainer does with one claimed log row (fanout.capture.change_log.changes_of_row), its reject
+    recorder over a fake queue; logs captured per call."""
 
-    def __init__(self, app: ModuleType) -> None:
-        self.app = app
-
-    def run(self, event: Any) -> tuple[dict[str, Any], FakeLambdaClient, FakeSQSClient, str, str]:
-        lambda_client, sqs = FakeLambdaClient(), FakeSQSClient()
-        deps = (LambdaForwarder(lambda_client, "fetcher"), QueueRejectRecorder(sqs, "dlq", source="parser"))
-        self.app._dependencies = lambda: deps
+    def run(self, payload: Any) -> tuple[list[Change] | None, FakeSQSClient, str, str]:
+        sqs = FakeSQSClient()
+        reject = QueueRejectRecorder(sqs, "dlq", source="parser")
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            result = self.app.handler(event, FakeContext(aws_request_id="req-hostile"))
-        return result, lambda_client, sqs, out.getvalue(), err.getvalue()
+            changes = changes_of_row(ROW_ID, payload, POSTS, reject, "req-hostile")
+        return changes, sqs, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
-def parser() -> Iterator[ParserUnderTest]:
-    app = load_app("parser_fn/app.py", "parser_app_hostile")
-    real = app._dependencies
-    yield ParserUnderTest(app)
-    app._dependencies = real
+def parser() -> DrainerUnderTest:
+    return DrainerUnderTest()
 
 
 def log_lines(out: str) -> list[dict[str, Any]]:
@@ -219,35 +214,34 @@ def same_json(a: Any, b: Any) -> bool:
     return json.dumps(a) == json.dumps(b)
 
 
-def check_parser_outcome(event: Any, parser: ParserUnderTest) -> dict[str, Any] | None:
-    """Run the handler and assert the invariants; return the dead-letter record, if any."""
+def check_parser_outcome(event: Any, parser: DrainerUnderTest) -> dict[str, Any] | None:
+    """Hand the row to the drainer and assert the invariants; return the dead-letter record, if any."""
     # When
-    result, lambda_client, sqs, out, err = parser.run(event)
+    changes, sqs, out, err = parser.run(event)
 
     # Then it returned (no exception) and the logs are intact JSON lines without payload values
     assert "Logging error" not in err and "Traceback" not in err, err[-2000:]
     lines = log_lines(out)
     assert CANARY not in out, [line for line in out.splitlines() if CANARY in line][:1]
 
-    # and the change was either handed on or rejected and recorded, never both, never neither
-    assert (result["accepted"] > 0) != (result["rejected"] > 0)
-    if result["accepted"]:
-        assert sqs.messages == []
-        [call] = lambda_client.invocations
-        for message in json.loads(call["Payload"])["changes"]:
-            assert set(message) == {"v", "action", "table", "pk", "ts_us", "correlation_id"}
+    # and the row's changes were either handed on or it was rejected and recorded, never both, never neither
+    if changes is not None:
+        assert changes and sqs.messages == []
+        for change in changes:
+            assert set(change.to_message()) == {"v", "action", "table", "pk", "ts_us", "correlation_id"}
         return None
-    assert lambda_client.invocations == []
     [message] = sqs.messages
     assert message["MessageBody"].isascii()
     record = json.loads(message["MessageBody"])
-    assert record["reason"] == result["reason"]
-    [rejected] = [line for line in lines if line.get("message") == "change rejected"]
+    [rejected] = [line for line in lines if line.get("message") == "change log row rejected"]
     assert rejected["reason"] and rejected["field"] and rejected["field"].isascii() and len(rejected["field"]) <= 64
+    assert record["reason"].startswith(f"change log row {ROW_ID}: ")
+    reason = record["reason"].removeprefix(f"change log row {ROW_ID}: ")
     if rejected["field"] == "<unknown field>":  # the name the sender chose is in the record only
-        assert record["reason"].endswith(": unknown field")
+        assert reason.endswith(": unknown field")
     else:
-        assert record["reason"].startswith(rejected["field"] + ": ")
+        assert reason.startswith(rejected["field"] + ": ")
+    record["reason"] = reason  # as the tests below compare it
     # and the record keeps the payload: exactly, unless it had to be cut or simplified to fit
     json_native = isinstance(event, dict | list | str | int | float | bool) or event is None
     if json_native and not record["payload_truncated"] and not record.get("payload_simplified"):
@@ -258,7 +252,7 @@ def check_parser_outcome(event: Any, parser: ParserUnderTest) -> dict[str, Any] 
 @FUZZ
 @given(trigger_payloads)
 def test_any_trigger_payload_is_forwarded_or_recorded_and_its_values_never_logged(
-    parser: ParserUnderTest, event: Any
+    parser: DrainerUnderTest, event: Any
 ) -> None:
     check_parser_outcome(event, parser)
 
@@ -266,7 +260,7 @@ def test_any_trigger_payload_is_forwarded_or_recorded_and_its_values_never_logge
 @pytest.mark.parametrize("text", EDGE_TEXT, ids=range(len(EDGE_TEXT)))
 @pytest.mark.parametrize("field", ["v", "action", "table", "pk", "pk.id", "ts", "old_pk", "<extra>"])
 def test_an_edge_case_string_in_any_field_is_rejected_and_recorded_exactly(
-    parser: ParserUnderTest, field: str, text: str
+    parser: DrainerUnderTest, field: str, text: str
 ) -> None:
     # Given a valid payload with one field replaced by an edge-case string
     payload: dict[str, Any] = {"v": 1, "action": "update", "table": "posts", "pk": {"id": 42}, "ts": 1764240000.5}
@@ -284,7 +278,7 @@ def test_an_edge_case_string_in_any_field_is_rejected_and_recorded_exactly(
     assert json.loads(record["payload"]) == payload  # lone surrogates and U+FFFF included
 
 
-def test_the_deepest_event_the_runtime_can_decode_is_rejected_and_recorded(parser: ParserUnderTest) -> None:
+def test_the_deepest_event_the_runtime_can_decode_is_rejected_and_recorded(parser: DrainerUnderTest) -> None:
     # Given an event nested as deeply as the JSON decoder that delivers events allows
     # (DEEPEST depends on the stack depth at collection, so its parity varies: the outer list fixes the shape)
     event = {"v": 1, "action": "update", "table": "posts", "pk": [nested(DEEPEST - 3)], "ts": 1764240000}
@@ -295,7 +289,7 @@ def test_the_deepest_event_the_runtime_can_decode_is_rejected_and_recorded(parse
 
 
 def test_a_payload_too_deep_to_encode_is_still_recorded_with_its_structure_simplified(
-    parser: ParserUnderTest,
+    parser: DrainerUnderTest,
 ) -> None:
     # Given a value nested past what json.dumps can encode (only a caller in the process can build one)
     event = {
@@ -313,7 +307,7 @@ def test_a_payload_too_deep_to_encode_is_still_recorded_with_its_structure_simpl
     assert json.loads(record["payload"])["v"] == 1
 
 
-def test_a_megabyte_event_is_rejected_and_recorded_truncated(parser: ParserUnderTest) -> None:
+def test_a_megabyte_event_is_rejected_and_recorded_truncated(parser: DrainerUnderTest) -> None:
     event = {"v": 1, "action": "update", "table": "posts", "pk": {"id": 1}, "ts": 1, "row": CANARY + "é" * 1_000_000}
 
     record = check_parser_outcome(event, parser)
@@ -322,7 +316,7 @@ def test_a_megabyte_event_is_rejected_and_recorded_truncated(parser: ParserUnder
     assert record["reason"] == "row: unknown field"
 
 
-def test_a_string_payload_past_the_size_cap_is_rejected_before_it_is_parsed(parser: ParserUnderTest) -> None:
+def test_a_string_payload_past_the_size_cap_is_rejected_before_it_is_parsed(parser: DrainerUnderTest) -> None:
     text = json.dumps({"v": 1, "action": "update", "table": "posts", "pk": {"id": 1}, "ts": 1})
     record = check_parser_outcome(text + " " * MAX_PAYLOAD_BYTES, parser)
     assert record is not None and "larger than" in record["reason"]
@@ -431,6 +425,8 @@ def allowed_statements(mappings: Mappings) -> set[str]:
 @given(fetcher_events)
 def test_any_fetcher_event_runs_only_the_mappings_statements_with_keys_as_parameters(event: Any) -> None:
     # Given the fetcher's parsing, the real re-read over a recording connection, and the real sinks over fakes
+    # (and no correlation id left on the logger by a handler an earlier test ran)
+    logger.set_correlation_id(None)
     reject, conn = RecordingReject(), RecordingConnection()
     sinks = [OpenSearchSink(FakeOpenSearch()), DynamoDBSink(FakeDynamoDBTable(), tombstone_ttl_seconds=3600)]
 

@@ -12,12 +12,14 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from fanout import observability
+from fanout.capture.change_log import DrainReport, hand_on
 from fanout.config import ParserSettings
 from fanout.model.mapping import default_mappings
 from fanout.observability import (
@@ -32,14 +34,13 @@ from fanout.observability import (
     record,
     traced,
 )
-from fanout.pipeline.handoff import LambdaForwarder
+from fanout.pipeline.forwarder import QueueForwarder
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
 from tests.support.fakes import (
     FakeContext,
     FakeDynamoDBTable,
-    FakeLambdaClient,
     FakeOpenSearch,
     FakeSource,
     FakeSQSClient,
@@ -232,21 +233,27 @@ class FetcherDependencies:
 
 
 class Pipeline:
-    """The parser and fetcher handlers, in process, over in-memory fakes of their clients."""
+    """The parser and fetcher handlers, in process, over in-memory fakes of their clients.
+
+    The parser's drain claims rows from MySQL; here the rows it claims are given (``rows``) and handed on by the
+    drainer's own step (fanout.capture.change_log.hand_on), under the real handler's instrumentation."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setenv("FETCHER_FUNCTION_NAME", "fanout-test-fetcher")
+        monkeypatch.setenv("FETCH_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/fetch")
         monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/dlq")
         self.parser = load_app("parser_fn/app.py", "parser_app_observed")
         self.fetcher = load_app("fetcher_fn/app.py", "fetcher_app_observed")
-        self.lambda_client = FakeLambdaClient()
+        self.fetch_queue = FakeSQSClient()
         self.sqs = FakeSQSClient()
+        self.rows: list[tuple[int, str]] = []
         settings = ParserSettings.from_env()
         parser_deps = (
-            LambdaForwarder(self.lambda_client, settings.fetcher_function_name),
+            QueueForwarder(self.fetch_queue, settings.fetch_queue_url),
             QueueRejectRecorder(self.sqs, settings.dead_letter_queue_url, source="parser"),
         )
         monkeypatch.setattr(self.parser, "_dependencies", lambda: parser_deps)
+        monkeypatch.setattr(self.parser, "_database", lambda: SimpleNamespace(get=lambda: None, close=lambda: None))
+        monkeypatch.setattr(self.parser, "drain", self.drain)
         self.source = FakeSource()
         self.opensearch = FakeOpenSearch()
         self.table = FakeDynamoDBTable.from_template(template_resource("ReplicaTable"))
@@ -258,11 +265,21 @@ class Pipeline:
         )
         monkeypatch.setattr(self.fetcher, "_dependencies", lambda: fetcher_deps)
 
+    def drain(self, conn: Any, mappings: Any, forward: Any, reject: Any, *, correlation_id: str, **_: Any) -> Any:
+        forwarded, rejected = hand_on(self.rows, mappings, forward, reject, correlation_id)
+        return DrainReport(claimed=len(self.rows), forwarded=forwarded, rejected=rejected)
+
+    def ring(self, payload: dict[str, Any], request_id: str) -> Any:
+        """A change-log row holding ``payload``, drained by the parser rung for it."""
+        self.rows = [(1, json.dumps(payload))]
+        return self.parser.handler(load_event("ring.json"), FakeContext(aws_request_id=request_id))
+
     def run(self, payload: dict[str, Any], request_id: str) -> Any:
-        """The trigger payload through the parser, then its async invoke through the fetcher."""
-        self.parser.handler(payload, FakeContext(aws_request_id=request_id))
-        [invoke] = self.lambda_client.invocations[-1:]
-        return self.fetcher.handler(json.loads(invoke["Payload"]), FakeContext(aws_request_id=f"{request_id}-f"))
+        """The change-log row through the parser, then its fetch-queue message through the fetcher."""
+        self.ring(payload, request_id)
+        [message] = self.fetch_queue.messages[-1:]
+        batch = {"Records": [{"messageId": "m-1", "receiptHandle": "r", "body": message["MessageBody"]}]}
+        return self.fetcher.handler(batch, FakeContext(aws_request_id=f"{request_id}-f"))
 
 
 def test_a_change_is_followed_by_one_correlation_id_and_leaves_a_lag_metric(
@@ -361,9 +378,9 @@ def test_a_failing_sink_counts_as_a_failure_and_its_rate_is_the_average(
     pipeline.source.set("posts", (1,), {"id": 1, "title": "t", "body": "b"}, version=100)
     pipeline.opensearch.fail_with = OpenSearchConnectionError("N/A", "Connection refused", OSError("refused"))
 
-    # When the change goes through (the fetcher raises, so Lambda retries it)
-    with pytest.raises(Exception, match="opensearch failed"):
-        pipeline.run({**load_event("update.json"), "ts": time.time()}, "req-observed-2")
+    # When the change goes through (the fetcher names its record, so the queue retries it)
+    answer = pipeline.run({**load_event("update.json"), "ts": time.time()}, "req-observed-2")
+    assert answer["batchItemFailures"] == [{"itemIdentifier": "m-1"}]
 
     # Then the metrics were still published, with the failure and the other sink's success
     entries = lines(capsys.readouterr().out)
@@ -382,10 +399,10 @@ def test_a_rejected_payload_is_counted_for_its_table(
 ) -> None:
     pipeline = Pipeline(monkeypatch)
 
-    pipeline.parser.handler(load_event("malformed.json"), FakeContext(aws_request_id="req-observed-3"))
+    pipeline.ring(load_event("malformed.json"), "req-observed-3")
 
     entries = lines(capsys.readouterr().out)
     assert metric_values(emf_blobs(entries), "ChangesRejected", table="posts") == [1.0]
-    [rejected] = [e for e in log_lines(entries) if e["message"] == "change rejected"]
-    assert (rejected["correlation_id"], rejected["table"]) == ("req-observed-3", "posts")
-    assert pipeline.lambda_client.invocations == []
+    [rejected] = [e for e in log_lines(entries) if e["message"] == "change log row rejected"]
+    assert (rejected["correlation_id"], rejected["table"], rejected["field"]) == ("req-observed-3", "posts", "pk.id")
+    assert pipeline.fetch_queue.messages == []

@@ -1,113 +1,23 @@
-"""The parser: valid payloads go on to the fetcher, invalid ones are recorded in the dead-letter queue."""
+"""The parser: a ring drains the change log (tests/integration/test_change_log.py); any other event is recorded."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from types import ModuleType
-from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
 from fanout.config import ConfigError, ParserSettings
-from fanout.model.mapping import default_mappings
-from fanout.pipeline.handoff import LambdaForwarder, parse_fetcher_event
-from fanout.pipeline.parser import handle_trigger_payload
+from fanout.pipeline.forwarder import QueueForwarder
+from fanout.pipeline.parser import NOT_A_RING
 from fanout.pipeline.rejects import MAX_RECORDED_PAYLOAD_CHARS, QueueRejectRecorder
-from tests.support.fakes import (
-    FakeContext,
-    FakeLambdaClient,
-    FakeSQSClient,
-    RecordingForward,
-    RecordingReject,
-    load_app,
-    load_event,
-)
+from tests.support.fakes import FakeContext, FakeSQSClient, load_app, load_event
 
-POSTS = default_mappings()
 CORRELATION_ID = "req-0001"
-FETCHER = "fanout-dev-FetcherFunction"
+FETCH_QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/fanout-fetch"
 DLQ_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/fanout-dlq"
-
-
-# --------------------------------------------------------------------------- handle_trigger_payload
-
-
-def test_a_valid_event_is_forwarded_and_nothing_is_rejected() -> None:
-    forward, reject = RecordingForward(), RecordingReject()
-
-    result = handle_trigger_payload(load_event("update_primary_key.json"), POSTS, forward, reject, CORRELATION_ID)
-
-    assert result.as_dict() == {"accepted": 2, "rejected": 0, "reason": ""}
-    [batch] = forward.batches  # one hand-over for both keys
-    assert [c.key_values for c in batch] == [(2,), (1,)]
-    assert all(c.correlation_id == CORRELATION_ID for c in batch)
-    assert reject.rejections == []
-
-
-@pytest.mark.parametrize(("name", "field"), [("malformed.json", "pk.id"), ("unknown_table.json", "table")])
-def test_an_invalid_event_is_recorded_with_its_reason_and_not_forwarded(name: str, field: str) -> None:
-    # Given an event that can never be valid
-    event = load_event(name)
-    forward, reject = RecordingForward(), RecordingReject()
-
-    # When (no exception: retrying it would only delay the record)
-    result = handle_trigger_payload(event, POSTS, forward, reject, CORRELATION_ID)
-
-    # Then
-    assert forward.batches == []
-    [rejection] = reject.rejections
-    assert rejection.reason.startswith(f"{field}: ")
-    assert rejection.payload == event
-    assert rejection.correlation_id == CORRELATION_ID
-    assert (result.accepted, result.rejected, result.reason) == (0, 1, rejection.reason)
-
-
-def test_a_forwarding_failure_is_raised_so_that_lambda_retries() -> None:
-    def unavailable(changes: Any) -> None:
-        raise ConnectionError("lambda endpoint unreachable")
-
-    reject = RecordingReject()
-    with pytest.raises(ConnectionError):
-        handle_trigger_payload(load_event("insert.json"), POSTS, unavailable, reject, CORRELATION_ID)
-    assert reject.rejections == []  # a valid change is never recorded as rejected
-
-
-# --------------------------------------------------------------------------- LambdaForwarder
-
-
-def test_lambda_forwarder_invokes_the_fetcher_asynchronously_with_a_valid_fetcher_event() -> None:
-    # Given
-    client = FakeLambdaClient(status_code=202)
-    changes = handle_and_collect("update_primary_key.json")
-
-    # When
-    LambdaForwarder(client, FETCHER)(changes)
-
-    # Then
-    [call] = client.invocations
-    assert call["FunctionName"] == FETCHER
-    assert call["InvocationType"] == "Event"
-    event = json.loads(call["Payload"])
-    reject = RecordingReject()
-    parsed, rejected = parse_fetcher_event(event, POSTS, reject, CORRELATION_ID)
-    assert (parsed, rejected, reject.rejections) == (changes, 0, [])
-
-
-@pytest.mark.parametrize("status", [200, 204, 400, 500, None])
-def test_lambda_forwarder_raises_unless_the_invoke_was_accepted(status: int | None) -> None:
-    client = FakeLambdaClient(status_code=status)
-
-    with pytest.raises(RuntimeError, match=FETCHER):
-        LambdaForwarder(client, FETCHER)(handle_and_collect("insert.json"))
-
-
-def handle_and_collect(name: str) -> list[Any]:
-    forward = RecordingForward()
-    handle_trigger_payload(load_event(name), POSTS, forward, RecordingReject(), CORRELATION_ID)
-    [batch] = forward.batches
-    return batch
 
 
 # --------------------------------------------------------------------------- QueueRejectRecorder
@@ -193,14 +103,14 @@ class ParserWorld:
 
     def __init__(self, app: ModuleType) -> None:
         self.app = app
-        self.lambda_client = FakeLambdaClient()
+        self.fetch_queue = FakeSQSClient()
         self.sqs = FakeSQSClient()
 
-    def dependencies(self) -> tuple[LambdaForwarder, QueueRejectRecorder]:
+    def dependencies(self) -> tuple[QueueForwarder, QueueRejectRecorder]:
         # The same construction as the handler's own, from the same settings, over fakes.
         settings = ParserSettings.from_env()
         return (
-            LambdaForwarder(self.lambda_client, settings.fetcher_function_name),
+            QueueForwarder(self.fetch_queue, settings.fetch_queue_url),
             QueueRejectRecorder(self.sqs, settings.dead_letter_queue_url, source="parser"),
         )
 
@@ -210,7 +120,7 @@ def parser(monkeypatch: pytest.MonkeyPatch) -> Iterator[ParserWorld]:
     app = load_parser_app()
     real_dependencies = app._dependencies
     world = ParserWorld(app)
-    monkeypatch.setenv("FETCHER_FUNCTION_NAME", FETCHER)
+    monkeypatch.setenv("FETCH_QUEUE_URL", FETCH_QUEUE_URL)
     monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", DLQ_URL)
     monkeypatch.delenv("AWS_XRAY_DAEMON_ADDRESS", raising=False)
     monkeypatch.setattr(app, "_dependencies", world.dependencies)
@@ -218,40 +128,31 @@ def parser(monkeypatch: pytest.MonkeyPatch) -> Iterator[ParserWorld]:
     real_dependencies.cache_clear()
 
 
-def test_the_parser_handler_forwards_a_valid_event(parser: ParserWorld) -> None:
-    context = FakeContext(aws_request_id="req-handler-1")
+@pytest.mark.parametrize("name", ["update.json", "malformed.json"])
+def test_an_event_that_is_no_ring_is_recorded_once_and_nothing_is_forwarded(parser: ParserWorld, name: str) -> None:
+    # Given a per-row payload of the retired triggers (valid or not): the parser takes only a ring
+    event = load_event(name)
 
-    result = parser.app.handler(load_event("update.json"), context)
+    # When (no exception: retrying it would only delay the record)
+    result = parser.app.handler(event, FakeContext(aws_request_id="req-handler-2"))
 
-    assert result == {"accepted": 1, "rejected": 0, "reason": ""}
-    [call] = parser.lambda_client.invocations
-    assert call["FunctionName"] == FETCHER
-    [message] = json.loads(call["Payload"])["changes"]
-    assert message["pk"] == {"id": 1}
-    assert message["correlation_id"] == "req-handler-1"
-    assert parser.sqs.messages == []
-
-
-def test_the_parser_handler_records_a_malformed_event_and_returns(parser: ParserWorld) -> None:
-    result = parser.app.handler(load_event("malformed.json"), FakeContext(aws_request_id="req-handler-2"))
-
-    assert (result["accepted"], result["rejected"]) == (0, 1)
-    assert result["reason"].startswith("pk.id: ")
-    assert parser.lambda_client.invocations == []
+    # Then it is recorded with the reason, and no change reaches the fetch queue
+    assert result == {"accepted": 0, "rejected": 1, "reason": NOT_A_RING}
+    assert parser.fetch_queue.messages == []
     [body] = parser.sqs.bodies()
-    assert body["reason"] == result["reason"]
-    assert body["correlation_id"] == "req-handler-2"
+    assert (body["reason"], body["correlation_id"]) == (NOT_A_RING, "req-handler-2")
+    assert json.loads(body["payload"]) == event
 
 
 def test_the_parser_handler_fails_loudly_without_its_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a cold start with no FETCHER_FUNCTION_NAME
+    # Given a cold start with no FETCH_QUEUE_URL
     app = load_parser_app()
-    monkeypatch.delenv("FETCHER_FUNCTION_NAME", raising=False)
+    monkeypatch.delenv("FETCH_QUEUE_URL", raising=False)
     monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", DLQ_URL)
 
     # When / Then the real dependency builder refuses before making any client
     try:
-        with pytest.raises(ConfigError, match="FETCHER_FUNCTION_NAME"):
+        with pytest.raises(ConfigError, match="FETCH_QUEUE_URL"):
             app._dependencies()
     finally:
         app._dependencies.cache_clear()
@@ -260,9 +161,9 @@ def test_the_parser_handler_fails_loudly_without_its_configuration(monkeypatch: 
 @pytest.mark.parametrize(
     ("env", "missing"),
     [
-        ({}, "FETCHER_FUNCTION_NAME"),
-        ({"FETCHER_FUNCTION_NAME": FETCHER}, "DEAD_LETTER_QUEUE_URL"),
-        ({"FETCHER_FUNCTION_NAME": "  ", "DEAD_LETTER_QUEUE_URL": DLQ_URL}, "FETCHER_FUNCTION_NAME"),
+        ({}, "DEAD_LETTER_QUEUE_URL"),
+        ({"DEAD_LETTER_QUEUE_URL": DLQ_URL}, "FETCH_QUEUE_URL"),
+        ({"FETCH_QUEUE_URL": "  ", "DEAD_LETTER_QUEUE_URL": DLQ_URL}, "FETCH_QUEUE_URL"),
     ],
 )
 def test_parser_settings_name_the_missing_variable(env: dict[str, str], missing: str) -> None:
@@ -271,22 +172,6 @@ def test_parser_settings_name_the_missing_variable(env: dict[str, str], missing:
 
 
 def test_parser_settings_read_both_variables() -> None:
-    settings = ParserSettings.from_env({"FETCHER_FUNCTION_NAME": FETCHER, "DEAD_LETTER_QUEUE_URL": DLQ_URL})
+    settings = ParserSettings.from_env({"FETCH_QUEUE_URL": FETCH_QUEUE_URL, "DEAD_LETTER_QUEUE_URL": DLQ_URL})
 
-    assert (settings.fetcher_function_name, settings.dead_letter_queue_url) == (FETCHER, DLQ_URL)
-
-
-def test_a_drained_batch_goes_to_the_fetcher_in_invokes_of_at_most_100_changes() -> None:
-    # Given 250 changes, as a drainer hands them on in one call (an async invoke takes at most 256 KB)
-    from fanout.model.change import Change
-    from fanout.pipeline.handoff import DIRECT_CHANGES_PER_INVOKE
-
-    client = FakeLambdaClient(status_code=202)
-    changes = [Change("posts", (("id", key),), "update", 1_764_240_000_000_000) for key in range(250)]
-
-    # When
-    LambdaForwarder(client, FETCHER)(changes)
-
-    # Then
-    sizes = [len(json.loads(call["Payload"])["changes"]) for call in client.invocations]
-    assert DIRECT_CHANGES_PER_INVOKE == 100 and sizes == [100, 100, 50]
+    assert (settings.fetch_queue_url, settings.dead_letter_queue_url) == (FETCH_QUEUE_URL, DLQ_URL)

@@ -40,9 +40,7 @@ VPC_MANAGE = {
 NO_RESOURCE_LEVEL = TRACES | VPC_DESCRIBE
 
 
-def grants(
-    role: str, when_in_vpc: bool, with_domain: bool, with_extra_tables: bool, queued: bool
-) -> set[tuple[str, str]]:
+def grants(role: str, when_in_vpc: bool, with_domain: bool, with_extra_tables: bool) -> set[tuple[str, str]]:
     """(action, resource) pairs each role should have, resources written as the template refers to them."""
     log_group = {
         "ParserRole": "ParserLogGroup",
@@ -56,31 +54,13 @@ def grants(
     dlq = ("sqs:SendMessage", "DeadLetterQueue.Arn")
     if role == "ParserRole":
         expected |= {secret, dlq}  # the secret: it drains the change log
-        # queued: SendMessageBatch to the fetch queue; direct: one async invoke of the fetcher per change
-        expected |= (
-            {("sqs:SendMessage", "FetchQueue.Arn")} if queued else {("lambda:InvokeFunction", "FetcherFunction.Arn")}
-        )
+        expected |= {("sqs:SendMessage", "FetchQueue.Arn")}  # SendMessageBatch to the fetch queue
     elif role == "FetcherRole":
         expected |= {secret, dlq, ("dynamodb:PutItem", "ReplicaTable.Arn")}
-        if queued:
-            consume = (
-                "sqs:ReceiveMessage",
-                "sqs:DeleteMessage",
-                "sqs:GetQueueAttributes",
-                "sqs:ChangeMessageVisibility",
-            )
-            expected |= {(a, "FetchQueue.Arn") for a in consume}
-        # the rest of a large fan-out goes on as the parser hands changes on: to the queue, or to itself
-        expected |= (
-            {("sqs:SendMessage", "FetchQueue.Arn")}
-            if queued
-            else {
-                (
-                    "lambda:InvokeFunction",
-                    "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-fetcher",
-                )
-            }
-        )
+        consume = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility")
+        expected |= {(a, "FetchQueue.Arn") for a in consume}
+        # the rest of a large fan-out goes on as the parser hands changes on: to the fetch queue, never to itself
+        expected |= {("sqs:SendMessage", "FetchQueue.Arn")}
         if with_domain:
             domain = "${OpenSearchDomainArn}/*"
             expected |= {(f"es:ESHttp{verb}", domain) for verb in ("Head", "Put", "Delete", "Post")}
@@ -101,7 +81,7 @@ def grants(
             domain = "${OpenSearchDomainArn}/*"
             expected |= {(f"es:ESHttp{verb}", domain) for verb in ("Get", "Head", "Post", "Put", "Delete")}
     elif role == "SweeperRole":
-        expected |= {secret, dlq, ("lambda:InvokeFunction", "ParserFunction.Arn")}
+        expected |= {secret, ("lambda:InvokeFunction", "ParserFunction.Arn")}
     else:
         expected |= {secret}
     if when_in_vpc:
@@ -175,9 +155,7 @@ CASES = [
         "HasExtraReplicaTables": extra,
         "RestrictInvokers": True,
         "HasInvokeOperators": ops,
-        "IsQueuedFetch": queued,
     }
-    for queued in (True, False)
     for vpc in (False, True)
     for domain in (False, True)
     for extra in (False, True)
@@ -210,7 +188,6 @@ def test_each_function_has_its_own_role_granting_exactly_what_it_uses(
         conditions["InVpc"],
         conditions["HasOpenSearchDomain"],
         conditions["HasExtraReplicaTables"],
-        conditions["IsQueuedFetch"],
     )
 
 
@@ -225,7 +202,6 @@ def test_no_role_or_policy_in_the_stack_has_a_wildcard_action_or_an_unneeded_wil
             "HasExtraReplicaTables",
             "RestrictInvokers",
             "HasInvokeOperators",
-            "IsQueuedFetch",
         )
     } | {"IsProd": True}
     resources = transformed["Resources"]
@@ -257,11 +233,8 @@ def test_aurora_may_invoke_only_the_parser(transformed: dict[str, Any]) -> None:
     ("policy", "function", "allowed"),
     [
         ("ParserInvokers", "ParserFunction", ["AuroraInvokeRole.Arn", "SweeperRole.Arn"]),
-        (
-            "FetcherInvokers",
-            "FetcherFunction",
-            ["ParserRole.Arn", "FetcherRole.Arn"],
-        ),  # itself: continuations (direct mode)
+        # nothing in the stack invokes the fetcher: its queue's event source mapping acts with its own role
+        ("FetcherInvokers", "FetcherFunction", ["FetcherRole.Arn"]),
     ],
 )
 def test_only_the_pipeline_and_named_operators_may_invoke_the_parser_and_the_fetcher(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fanout.capture.cascades import cascade_triggers
 from fanout.capture.trigger_columns import columns_read, created_trigger, missing_columns
-from fanout.capture.triggers import capture_trigger
+from fanout.capture.trigger_sql import capture_trigger
 from fanout.model.mapping import default_mappings
 from tests.support.foreign_keys import DEMO_KEYS
 

@@ -12,14 +12,9 @@ import pytest
 
 from fanout.capture.cascades import cascade_triggers
 from fanout.capture.migration_scripts import MigrationError, load_migrations, split_statements
-from fanout.capture.names import CHANGE_LOG_TABLE, FALLBACK_TABLE, drain_lock_name
-from fanout.capture.triggers import (
-    capture_migration,
-    capture_trigger,
-    live_triggers,
-    trigger_name,
-    write_capture_migration,
-)
+from fanout.capture.names import CHANGE_LOG_TABLE, drain_lock_name
+from fanout.capture.trigger_sql import capture_trigger, trigger_name
+from fanout.capture.triggers import capture_migration, live_triggers, write_capture_migration
 from fanout.model.mapping import Mappings, parse_mappings
 from tests.support.foreign_keys import DEMO_KEYS
 
@@ -100,7 +95,7 @@ def test_every_trigger_logs_the_change_then_rings_once_per_statement_unless_a_dr
     # The row is logged before the lock is looked at: the drainer's last look relies on that order.
     assert logged < once < handler < free < ring
     assert "'v', 2, 'ring', 'change_log', 'table', 'posts'," in body
-    assert FALLBACK_TABLE not in body
+    assert "fanout_fallback_outbox" not in body  # the retired outbox (V009)
     assert drain_lock_name("s" * 80) == ("fanout_drain:" + "s" * 80)[:64]
 
 

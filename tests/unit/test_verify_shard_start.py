@@ -9,7 +9,7 @@ from opensearchpy.exceptions import TransportError
 
 from fanout.model.change import Change
 from fanout.model.mapping import parse_mappings
-from fanout.operations.verify import fetch_sink_state
+from fanout.operations.verify import SHARD_START_ATTEMPTS, fetch_sink_state
 
 MAPPING = parse_mappings(
     {"tables": {"posts": {"primary_key": [{"column": "id"}], "dynamodb": {"enabled": False}}}}
@@ -32,13 +32,19 @@ class StartingIndex:
 
 
 def test_a_starting_shard_is_waited_for() -> None:
-    client = StartingIndex(starting=3)
-    assert fetch_sink_state(MAPPING, CHANGE, client, lambda _: None) == ({"id": 7}, None)
-    assert client.reads == 4
+    client, waits = StartingIndex(starting=3), []
+    assert fetch_sink_state(MAPPING, CHANGE, client, lambda _: None, sleep=waits.append) == ({"id": 7}, None)
+    assert client.reads == 4 and waits == [0.2] * 3
 
 
 def test_a_shard_that_never_starts_and_other_errors_are_raised() -> None:
+    waits: list[float] = []
     with pytest.raises(TransportError):
-        fetch_sink_state(MAPPING, CHANGE, StartingIndex(starting=10_000), lambda _: None)
+        fetch_sink_state(MAPPING, CHANGE, StartingIndex(starting=10_000), lambda _: None, sleep=waits.append)
+    assert len(waits) == SHARD_START_ATTEMPTS - 1  # ten seconds of waiting, none of it spent in the test
+    waits.clear()
     with pytest.raises(TransportError):  # a 500 is not a starting shard: no waiting
-        fetch_sink_state(MAPPING, CHANGE, StartingIndex(1, TransportError(500, "boom", "boom")), lambda _: None)
+        fetch_sink_state(
+            MAPPING, CHANGE, StartingIndex(1, TransportError(500, "boom", "boom")), lambda _: None, sleep=waits.append
+        )
+    assert waits == []

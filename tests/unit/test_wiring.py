@@ -19,7 +19,7 @@ ENV = {
     "OPENSEARCH_ENDPOINT": "http://opensearch.internal:9200",
     "DYNAMODB_TABLE": "fanout-replica",
     "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/fanout-dlq",
-    "FETCHER_FUNCTION_NAME": "fanout-fetcher",  # the fetcher hands continuations on to itself (direct mode)
+    "FETCH_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/fanout-fetch",  # for continuations
     "AWS_DEFAULT_REGION": "eu-west-1",
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -76,4 +76,4 @@ def test_the_fetcher_and_the_maintenance_function_build_their_aws_clients_with_t
     ]
     assert all(config == built_with[0] for config in built_with)
     connect_timeout, read_timeout, retries = built_with[0]
-    assert (connect_timeout, read_timeout, retries["mode"]) == (5, 10, "standard")
+    assert (connect_timeout, read_timeout, retries) == (5, 5, {"mode": "standard", "total_max_attempts": 3})

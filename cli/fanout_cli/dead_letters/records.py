@@ -24,9 +24,9 @@ always 3. So nothing here requires those fields: a record is a failed invoke
 when it has ``requestContext.functionArn`` and ``requestPayload``, and the time
 comes from the queue's ``SentTimestamp`` (both send it).
 
-**Queued changes** the fetch queue gave up on (FetchMode=queued: its redrive
+**Queued changes** the fetch queue gave up on (its redrive
 policy moves a message here after ``maxReceiveCount`` receives): the message
-itself, a fetcher event with one change (``fanout.pipeline.handoff``)::
+itself, a fetcher event with one change (``fanout.pipeline.forwarder``)::
 
     {"changes": [{"v": 1, "action": "update", "table": "posts", "pk": {"id": 42}, ...}]}
 """

@@ -2,8 +2,8 @@
 
 Data path (docs/architecture.md, "Data path, file by file"): trigger SQL (db/migrations)
 -> parser handler (parser_fn/app.py, fanout.capture.change_log) -> change model
-(fanout.model.change) -> hand-off (fanout.pipeline.handoff) -> fetcher handler
-(fetcher_fn/app.py, fanout.pipeline.fetcher, fanout.source.reader) -> sinks
+(fanout.model.change) -> fetch queue (fanout.pipeline.forwarder) -> fetcher handler
+(fetcher_fn/app.py, fanout.pipeline.queue_batch, fanout.pipeline.fetcher, fanout.source.reader) -> sinks
 (fanout.sinks.opensearch, fanout.sinks.dynamodb).
 """
 

@@ -17,7 +17,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-FETCH_MODES = ("queued", "direct")
 # A secret read is reused this long; a refused login reads it again at once (DatabaseSettings.reread_from_env).
 SECRET_MAX_AGE_SECONDS = 300
 DEFAULT_TOMBSTONE_TTL_SECONDS = 7 * 24 * 3600
@@ -164,48 +163,46 @@ class DatabaseSettings:
 
 @dataclass(frozen=True)
 class HandoffSettings:
-    """Where changes are handed to the fetcher: the parser's changes, and the fetcher's own continuations."""
+    """Where changes are handed to the fetcher (the fetch queue): the parser's changes, the fetcher's continuations."""
 
-    fetcher_function_name: str
-    fetch_mode: str = "direct"  # "queued": to FETCH_QUEUE_URL; "direct": an async invoke of the fetcher
-    fetch_queue_url: str = ""
+    fetch_queue_url: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandoffSettings:
         env = os.environ if env is None else env
-        mode = env.get("FETCH_MODE", "direct").strip() or "direct"
-        if mode not in FETCH_MODES:
-            raise ConfigError(f"environment variable FETCH_MODE must be one of {', '.join(FETCH_MODES)}, got {mode!r}")
-        return cls(
-            fetcher_function_name=_required(env, "FETCHER_FUNCTION_NAME"),
-            fetch_mode=mode,
-            fetch_queue_url=_required(env, "FETCH_QUEUE_URL") if mode == "queued" else "",
-        )
+        return cls(fetch_queue_url=_required(env, "FETCH_QUEUE_URL"))
 
 
 @dataclass(frozen=True)
 class ParserSettings:
     """What the parser needs: where to hand changes on, where to record rejects."""
 
-    fetcher_function_name: str
     dead_letter_queue_url: str
-    fetch_mode: str = "direct"  # "queued": to FETCH_QUEUE_URL; "direct": an async invoke of the fetcher
-    fetch_queue_url: str = ""
+    fetch_queue_url: str
 
     @property
     def handoff(self) -> HandoffSettings:
-        return HandoffSettings(self.fetcher_function_name, self.fetch_mode, self.fetch_queue_url)
+        return HandoffSettings(self.fetch_queue_url)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ParserSettings:
         env = os.environ if env is None else env
-        handoff = HandoffSettings.from_env(env)
         return cls(
-            fetcher_function_name=handoff.fetcher_function_name,
             dead_letter_queue_url=_required(env, "DEAD_LETTER_QUEUE_URL"),
-            fetch_mode=handoff.fetch_mode,
-            fetch_queue_url=handoff.fetch_queue_url,
+            fetch_queue_url=HandoffSettings.from_env(env).fetch_queue_url,
         )
+
+
+@dataclass(frozen=True)
+class SweeperSettings:
+    """What the sweeper needs beyond the database: the parser it rings when rows wait in the change log."""
+
+    parser_function_name: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SweeperSettings:
+        env = os.environ if env is None else env
+        return cls(parser_function_name=_required(env, "PARSER_FUNCTION_NAME"))
 
 
 @dataclass(frozen=True)

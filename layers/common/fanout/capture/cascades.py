@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from fanout.capture.composed_triggers import columns_read, feeding_payload, feeds_by_table
 from fanout.capture.foreign_keys import CHANGING_ACTIONS, ForeignKey
 from fanout.capture.names import CHANGE_LOG_TABLE
-from fanout.capture.triggers import KILL_SWITCH, TRIGGER_PREFIX, payload_fields, ring_sql
+from fanout.capture.trigger_sql import KILL_SWITCH, TRIGGER_PREFIX, payload_fields, ring_sql
 from fanout.model.mapping import Mappings
 from fanout.model.mapping_fields import IDENTIFIER
 from fanout.source.sql import quote_identifier

@@ -38,11 +38,11 @@ from typing import Any
 import pymysql
 import pymysql.connections
 
-from fanout.capture.names import CHANGE_LOG_TABLE, RING, RING_FORMAT_VERSION, drain_lock_name
+from fanout.capture.names import CHANGE_LOG_TABLE, RING, RING_FORMAT_VERSION, drain_lock_name, sweep_lock_name
 from fanout.model.change import Change, ChangeValidationError, parse_trigger_payload
 from fanout.model.mapping import Mappings
-from fanout.observability import StackMetric, log, record_accepted, record_stack
-from fanout.pipeline.handoff import Forward
+from fanout.observability import ChangeMetric, StackMetric, log, metric_table, record, record_accepted, record_stack
+from fanout.pipeline.forwarder import Forward
 from fanout.pipeline.rejects import Reject
 from fanout.source.locks import current_schema, release_lock, try_lock
 
@@ -73,8 +73,45 @@ class DrainReport:
 
 
 def is_ring(event: Any) -> bool:
-    """Whether an invoke is a trigger's ring (format version 2) rather than a per-row payload (version 1)."""
+    """Whether an invoke is a trigger's ring (format version 2), the parser's one event shape."""
     return isinstance(event, dict) and event.get("v") == RING_FORMAT_VERSION and event.get("ring") == RING
+
+
+def changes_of_row(
+    row_id: int, payload: Any, mappings: Mappings, reject: Reject, correlation_id: str
+) -> list[Change] | None:
+    """The changes a claimed log row stands for, or None when it can never be valid: then it is recorded once
+    (the reason beside the payload) and deleted with its batch, since retrying it cannot help. Its values are
+    never logged: a log line names the field and the reason only."""
+    try:
+        return parse_trigger_payload(payload, mappings, correlation_id)
+    except ChangeValidationError as exc:
+        table = metric_table(payload, mappings)
+        reject(f"change log row {row_id}: {exc}", payload, f"change-log:{row_id}")
+        log(logging.WARNING, "change log row rejected", row=row_id, table=table, field=exc.log_field, reason=exc.reason)
+        record(ChangeMetric.REJECTED, table)
+        return None
+
+
+def hand_on(
+    rows: Sequence[tuple[int, Any]], mappings: Mappings, forward: Forward, reject: Reject, correlation_id: str
+) -> tuple[int, int]:
+    """Hand the changes of claimed log rows (id, payload) to the fetch queue, coalesced per key; rows that can
+    never be valid are recorded (:func:`changes_of_row`). Raises as ``forward`` does. (forwarded, rejected)."""
+    changes: list[Change] = []
+    rejected = 0
+    for row_id, payload in rows:
+        found = changes_of_row(row_id, payload, mappings, reject, correlation_id)
+        if found is None:
+            rejected += 1
+        else:
+            changes.extend(found)
+    merged = coalesce(changes)
+    if merged:
+        forward(merged)
+        for change in merged:
+            record_accepted(change, correlation_id)
+    return len(merged), rejected
 
 
 def coalesce(changes: Sequence[Change]) -> list[Change]:
@@ -137,21 +174,7 @@ class _Drainer:
     def hand_off(self, rows: Sequence[tuple[int, str]]) -> None:
         """Forward the claimed rows' changes, then delete the rows and commit; roll back on any failure."""
         try:
-            changes: list[Change] = []
-            rejected = 0
-            for row_id, payload in rows:
-                try:
-                    changes.extend(parse_trigger_payload(payload, self.mappings, self.correlation_id))
-                except ChangeValidationError as exc:
-                    # Recorded once, then deleted with the batch: retrying a row that can never be valid cannot help.
-                    self.reject(f"change log row {row_id}: {exc}", payload, f"change-log:{row_id}")
-                    log(logging.WARNING, "change log row rejected", row=row_id, field=exc.log_field, reason=exc.reason)
-                    rejected += 1
-            merged = coalesce(changes)
-            if merged:
-                self.forward(merged)
-                for change in merged:  # the same line the parser logs for a per-row payload
-                    record_accepted(change, self.correlation_id)
+            forwarded, rejected = hand_on(rows, self.mappings, self.forward, self.reject, self.correlation_id)
             # One row at a time, by primary key: `DELETE ... WHERE id IN (...)` may be planned as a scan, and a
             # DELETE scan waits on the rows another drainer holds (no semi-consistent read for DELETE), which
             # deadlocks two drainers (tests/integration/test_change_log.py).
@@ -167,7 +190,7 @@ class _Drainer:
         self.report.batches += 1
         self.report.claimed += len(rows)
         self.report.rejected += rejected
-        self.report.forwarded += len(merged)
+        self.report.forwarded += forwarded
 
     def drain_committed(self, time_left: Callable[[], bool]) -> bool:
         """Step 1 until nothing committed is left; False if time ran out first."""
@@ -344,3 +367,33 @@ def ring_if_waiting(
             raise RuntimeError(f"ring of {parser_function} answered {response.get('StatusCode')}, expected 202")
         log(logging.INFO, "change log waiting; parser rung", depth=status.depth, age=status.oldest_age_seconds)
     return status
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What one sweep did: nothing when another sweep held the lock (``busy``), else the log's status."""
+
+    busy: bool
+    status: ChangeLogStatus | None  # None: no change log in the schema (before V006), or busy
+
+    def as_dict(self) -> dict[str, Any]:
+        waiting = self.status
+        return {
+            "busy": self.busy,
+            "depth": None if waiting is None else waiting.depth,
+            "oldest_age_seconds": None if waiting is None else waiting.oldest_age_seconds,
+        }
+
+
+def sweep(conn: pymysql.connections.Connection, lambda_client: Any, parser_function: str) -> SweepResult:
+    """:func:`ring_if_waiting`, one sweep at a time per schema: a sweep that finds another under way (the
+    schedule's, an operator's) returns at once, so two sweeps never ring for the same rows."""
+    schema = current_schema(conn)
+    name = sweep_lock_name(schema or "")
+    if not try_lock(conn, name):
+        return SweepResult(busy=True, status=None)
+    try:
+        return SweepResult(busy=False, status=ring_if_waiting(conn, lambda_client, parser_function))
+    finally:
+        with suppress(pymysql.err.MySQLError):
+            release_lock(conn, name)

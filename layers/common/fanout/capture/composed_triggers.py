@@ -3,7 +3,7 @@
 Every parent, child, link and link-target table of a document gets an ``AFTER`` trigger per action,
 named ``fanout_<table>_feeds_after_<action>_v<version>`` (apart from the triggers of a table that is
 also mapped on its own), with the same change-log insert and ring as every capture trigger
-(fanout.capture.triggers.trigger_sql). Its payload names, per relation the table feeds, what the row
+(fanout.capture.trigger_sql.trigger_sql). Its payload names, per relation the table feeds, what the row
 pointed to after (``new``) and before (``old``) the change (fanout.model.related_change)::
 
     'refs', JSON_ARRAY(JSON_OBJECT('root', 'articles', 'via', 'comments',
@@ -18,7 +18,7 @@ byte, not under the column's collation (fanout.capture.changed_values).
 from __future__ import annotations
 
 from fanout.capture.changed_values import changed_values_condition
-from fanout.capture.triggers import trigger_name, trigger_sql
+from fanout.capture.trigger_sql import trigger_name, trigger_sql
 from fanout.model.composition import Children, Composition, Feed, ManyToMany, Parent
 from fanout.model.mapping import ACTIONS, Mappings
 from fanout.source.sql import quote_identifier

@@ -42,25 +42,18 @@ they were applied.)
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from fanout.capture.composed_triggers import feeding_triggers
 from fanout.capture.migration_scripts import Migration, MigrationError, load_migrations, split_statements
-from fanout.capture.names import CHANGE_LOG_TABLE, DRAIN_LOCK, RING, RING_FORMAT_VERSION
-from fanout.model.mapping import ACTIONS, Mappings, TableMapping
-from fanout.source.locks import MAX_LOCK_NAME
-from fanout.source.sql import quote_identifier
+from fanout.capture.names import CHANGE_LOG_TABLE
+from fanout.capture.trigger_sql import TRIGGER_PREFIX, capture_trigger, trigger_name
+from fanout.model.mapping import ACTIONS, Mappings
 
-TRIGGER_PREFIX = "fanout_"
-KILL_SWITCH = "@fanout_disable"
-RUNG_AT = "@fanout_rung_at"  # the NOW(6) of the last statement that considered ringing, per session
 DEFAULT_DESCRIPTION = "capture_triggers"
-PARSER_ARN_PLACEHOLDER = "${parser_function_arn}"
-_MAX_IDENTIFIER = 64  # MySQL's limit for trigger names
 _DESCRIPTION = re.compile(r"\w+")
-_INDENT = "    "
 
 # The names of triggers an earlier migration created or dropped (plain or backtick-quoted).
 _CREATE_TRIGGER = re.compile(
@@ -76,92 +69,6 @@ CREATE TABLE IF NOT EXISTS {CHANGE_LOG_TABLE} (
     created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     PRIMARY KEY (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;"""
-
-
-# The drain lock's name (fanout.capture.names.drain_lock_name), computed by the trigger for the schema it lives in.
-_DRAIN_LOCK_SQL = f"LEFT(CONCAT('{DRAIN_LOCK}:', DATABASE()), {MAX_LOCK_NAME})"
-
-
-def trigger_name(table: str, action: str, version: int) -> str:
-    """``fanout_<table>_after_<action>_v<version>``, shortened with a hash of the table if over 64 characters."""
-    if action not in ACTIONS:
-        raise ValueError(f"action {action!r} is not one of {ACTIONS}")
-    suffix = f"_after_{action}_v{version:03d}"
-    name = f"{TRIGGER_PREFIX}{table}{suffix}"
-    if len(name) <= _MAX_IDENTIFIER:
-        return name
-    digest = hashlib.sha256(table.encode("utf-8")).hexdigest()[:8]
-    room = _MAX_IDENTIFIER - len(TRIGGER_PREFIX) - len(suffix) - len(digest) - 1
-    if room < 1:
-        raise ValueError(f"version {version} is too large for a trigger name")
-    return f"{TRIGGER_PREFIX}{table[:room]}_{digest}{suffix}"
-
-
-def _key_object(mapping: TableMapping, row: str) -> str:
-    """``JSON_OBJECT('id', NEW.`id`)``: the key as an object, in the mapping's key order."""
-    pairs = ", ".join(f"'{column}', {row}.{quote_identifier(column)}" for column in mapping.key_columns)
-    return f"JSON_OBJECT({pairs})"
-
-
-def payload_fields(mapping: TableMapping, action: str) -> list[str]:
-    """The lines of the payload's JSON_OBJECT, exactly the fields of format version 1."""
-    row = "OLD" if action == "delete" else "NEW"
-    fields = [
-        f"'v', 1, 'action', '{action}', 'table', '{mapping.table}',",
-        f"'pk', {_key_object(mapping, row)},",
-    ]
-    if action == "update":  # the old key, so a primary-key change deletes the old row from the sinks
-        fields.append(f"'old_pk', {_key_object(mapping, 'OLD')},")
-    fields.append("'ts', UNIX_TIMESTAMP(SYSDATE(6))")
-    return fields
-
-
-def capture_trigger(mapping: TableMapping, action: str, version: int) -> str:
-    """The ``CREATE TRIGGER`` statement for one table and action (placeholder not yet filled in)."""
-    name = trigger_name(mapping.table, action, version)
-    return trigger_sql(name, mapping.table, action, payload_fields(mapping, action))
-
-
-def trigger_sql(name: str, table: str, action: str, payload_fields: Sequence[str], only_if: str = "") -> str:
-    """A capture trigger: the payload's ``JSON_OBJECT`` lines into the change log, then the ring; with
-    ``only_if`` (a condition on OLD/NEW), nothing at all unless it holds."""
-    i1, i2, i3 = (_INDENT * n for n in range(1, 4))
-    payload = f"\n{i3}".join(payload_fields)
-    condition = f"COALESCE({KILL_SWITCH}, 0) <> 1" + (f" AND {only_if}" if only_if else "")
-    return (
-        f"CREATE TRIGGER {name} AFTER {action.upper()} ON {quote_identifier(table)} FOR EACH ROW\n"  # noqa: S608 - validated mapping names
-        f"BEGIN\n"
-        f"{i1}IF {condition} THEN\n"
-        f"{i2}INSERT INTO {CHANGE_LOG_TABLE} (payload) VALUES (JSON_OBJECT(\n"
-        f"{i3}{payload}\n"
-        f"{i2}));\n"
-        f"{ring_sql(table, 2)}"
-        f"{i1}END IF;\n"
-        f"END;"
-    )
-
-
-def ring_sql(table: str, depth: int) -> str:
-    """The ring, at ``depth`` indents, each line ending in a newline: once per statement
-    (``@fanout_rung_at``), only when no drainer is at work, and a failure is only noted."""
-    i1, i2, i3, i4 = (_INDENT * (depth + n) for n in range(4))
-    arn = f"'{PARSER_ARN_PLACEHOLDER}'"
-    return (
-        f"{i1}IF NOT ({RUNG_AT} <=> CAST(NOW(6) AS CHAR)) THEN\n"
-        f"{i2}SET {RUNG_AT} = CAST(NOW(6) AS CHAR);\n"
-        f"{i2}BEGIN\n"
-        # A ring that fails only leaves the row for the next drainer or the sweeper.
-        f"{i3}DECLARE CONTINUE HANDLER FOR SQLEXCEPTION\n"
-        f"{i4}GET DIAGNOSTICS CONDITION 1 @fanout_ring_error = MESSAGE_TEXT;\n"
-        f"{i3}IF IS_FREE_LOCK({_DRAIN_LOCK_SQL}) = 1 THEN\n"
-        f"{i4}SELECT lambda_async({arn}, JSON_OBJECT(\n"
-        f"{i4}{_INDENT}'v', {RING_FORMAT_VERSION}, 'ring', '{RING}', 'table', '{table}',\n"
-        f"{i4}{_INDENT}'ts', UNIX_TIMESTAMP(SYSDATE(6))\n"
-        f"{i4})) INTO @fanout_invoke_result;\n"
-        f"{i3}END IF;\n"
-        f"{i2}END;\n"
-        f"{i1}END IF;\n"
-    )
 
 
 def live_triggers(migrations: Iterable[Migration]) -> list[str]:
@@ -209,8 +116,6 @@ def capture_migration(
             created.append(name)
             # Only a re-run after a partial failure finds it; the file is idempotent that way.
             blocks.append(f"DROP TRIGGER IF EXISTS {name};\n\n{capture_trigger(mapping, action, version)}")
-    from fanout.capture.composed_triggers import feeding_triggers  # it builds on trigger_sql above
-
     for _table, _action, name, sql, described in feeding_triggers(mappings, version):
         if described:
             summary.append(described)

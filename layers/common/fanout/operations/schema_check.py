@@ -28,7 +28,7 @@ from fanout.capture.foreign_keys import CHANGING_ACTIONS, ForeignKey, read_forei
 from fanout.capture.migration_scripts import split_statements
 from fanout.capture.trigger_columns import columns_read as trigger_reads
 from fanout.capture.trigger_columns import created_trigger, missing_columns
-from fanout.capture.triggers import PARSER_ARN_PLACEHOLDER, TRIGGER_PREFIX, capture_trigger, trigger_name
+from fanout.capture.trigger_sql import PARSER_ARN_PLACEHOLDER, TRIGGER_PREFIX, capture_trigger, trigger_name
 from fanout.model.mapping import ACTIONS, Mappings, TableMapping
 
 _VERSION = re.compile(r"_v(\d+)$")

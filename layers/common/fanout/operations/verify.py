@@ -18,6 +18,7 @@ from typing import Any
 from fanout.model.change import Change
 from fanout.model.mapping import BOOKKEEPING_ATTRIBUTES, TableMapping
 from fanout.model.sink_keys import UnrepresentableRow, dynamodb_key, opensearch_document_id
+from fanout.retry import Sleep, attempts
 from fanout.sinks.dynamodb import dynamodb_attributes, to_dynamodb_value
 from fanout.sinks.opensearch import opensearch_document
 from fanout.source.reader import has_exact_key, select_row_sql, typed_row
@@ -113,7 +114,7 @@ TableFor = Callable[[TableMapping], Any]
 
 
 def fetch_sink_state(
-    mapping: TableMapping, change: Change, opensearch_client: Any, table_for: TableFor
+    mapping: TableMapping, change: Change, opensearch_client: Any, table_for: TableFor, sleep: Sleep = time.sleep
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """What OpenSearch (``_source``) and DynamoDB (the item) hold for the change's key (None: nothing)."""
     from opensearchpy.exceptions import NotFoundError, TransportError
@@ -121,7 +122,7 @@ def fetch_sink_state(
     doc: dict[str, Any] | None = None
     if mapping.opensearch_enabled:
         doc_id = opensearch_document_id(mapping, change)
-        for attempt in range(SHARD_START_ATTEMPTS):
+        for attempt in attempts(SHARD_START_ATTEMPTS, first_wait=0.2, most_wait=0.2, sleep=sleep, jitter=False):
             try:
                 doc = opensearch_client.get(index=mapping.opensearch_index, id=doc_id)["_source"]
                 break
@@ -132,7 +133,6 @@ def fetch_sink_state(
                 # an index just created (or recovering after a restart) answers 503 until its shard starts
                 if exc.status_code != 503 or attempt == SHARD_START_ATTEMPTS - 1:
                     raise
-                time.sleep(0.2)
     item = None
     if mapping.dynamodb_enabled:
         key = dynamodb_key(mapping, change)

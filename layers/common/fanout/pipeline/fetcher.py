@@ -39,7 +39,7 @@ SOURCE = "source"  # the "sink" dimension of a failed re-read
 class FetchFailed(RuntimeError):
     """Some changes could not be applied; raising makes Lambda retry the event.
 
-    ``report`` says which keys failed (``failed_keys``): the queued mode retries only their messages."""
+    ``report`` says which keys failed (``failed_keys``): the fetch queue retries only their messages."""
 
     def __init__(self, message: str, report: FetchReport | None = None) -> None:
         super().__init__(message)
@@ -58,7 +58,7 @@ class FetchReport:
         return {"applied": self.outcomes, "rejected": self.rejected, "failures": self.failures}
 
     def fail(self, change: Change, reason: str) -> None:
-        """The change is not applied: it is retried (queued mode: only its message)."""
+        """The change is not applied: it is retried (only its message of the batch)."""
         self.failures.append(f"{change.table}/{change.document_id}: {reason}")
         self.failed_keys.add((change.table, change.key))
 

@@ -5,8 +5,8 @@ The roots are found with a plain read in keyset pages on the root key (fanout.so
 each page is applied like any batch of root changes (one composed locking read per chunk, one sink batch).
 One invocation resolves at most :attr:`FanOut.pages` pages over all its changes via a relation; a change
 with roots left when that budget is spent is handed on as a *continuation*: the same change carrying a
-resume cursor (``Change.after``, the last root key rebuilt), through the normal hand-off (the fetch queue,
-or an async invoke of the fetcher), so each invocation does bounded work whatever the fan-out.
+resume cursor (``Change.after``, the last root key rebuilt), through the normal hand-off (the fetch queue),
+so each invocation does bounded work whatever the fan-out.
 
 When any root of a page fails, or the continuation cannot be handed on, the via change itself is reported
 failed, so it is retried from its own cursor (a root already rebuilt is written again as a no-op or found
@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping
-from fanout.pipeline.handoff import Forward
+from fanout.pipeline.forwarder import Forward
 from fanout.redaction import describe_error
 from fanout.source.compose import ROOTS_PER_PAGE
 

@@ -15,7 +15,7 @@ from typing import Any
 from fanout.config import HandoffSettings, SinkSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping, check_dynamodb_tables, default_mappings
-from fanout.pipeline.handoff import make_forwarder
+from fanout.pipeline.forwarder import make_forwarder
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.pipeline.related import FanOut
 from fanout.sinks import Sink
@@ -30,10 +30,12 @@ def aws_config() -> Any:
     """The botocore Config of the fetch path's AWS clients (DynamoDB, the dead-letter queue)."""
     from botocore.config import Config
 
-    # Fail an attempt fast and leave the waiting to Lambda's retries: botocore's defaults for DynamoDB
-    # (10 attempts, exponential backoff, 60 s connect and read timeouts) kept one attempt against an
-    # unreachable endpoint busy for ~25 s of the function's 60 (tests/integration/test_faults.py).
-    return Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
+    # The one retry policy of the fetch path: botocore's standard mode retries a call (throttling, 5xx, a
+    # timeout) three times, Lambda or the queue retries the invocation, and the sinks re-send only rows a
+    # call answered in part (fanout.retry). Each attempt fails fast: botocore's defaults for DynamoDB (10
+    # attempts, 60 s connect and read timeouts) kept a call to an endpoint that never answers busy beyond
+    # the function's 60 s; three attempts of 5 s are ~15 s (tests/integration/test_dynamodb_batched_writes.py).
+    return Config(connect_timeout=5, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 3})
 
 
 class FetchPath:
@@ -43,7 +45,7 @@ class FetchPath:
         """``source`` names who records the rejects (``rejected_by`` in a dead letter): fetcher, maintenance, cli.
 
         With ``continuations`` (the fetcher) a change via a relation rebuilds a bounded number of pages of roots
-        and hands the rest on to the fetcher (the hand-off's FETCH_MODE); without, every page is rebuilt at once.
+        and hands the rest on through the fetch queue; without, every page is rebuilt at once.
         """
         import boto3
 

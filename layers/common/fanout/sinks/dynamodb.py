@@ -20,8 +20,8 @@ A transaction is all or nothing, so failures are isolated: a cancelled call
 names each row's reason (ConditionalCheckFailed: stale; ValidationError:
 rejected; None: not applied, sent again without the others), and a whole-call
 ValidationException is split in halves until the offending row stands alone.
-Throttling and outages are retried with backoff, then reported as failures for
-the fetcher to retry. A batch of one is a plain ``PutItem`` (half the capacity).
+Throttling and outages of a whole call are botocore's to retry, then reported as
+failures for the fetcher to retry. A batch of one is a plain ``PutItem`` (half the capacity).
 A transactional write costs two write units instead of one; ``batch_writes="puts"``
 (DYNAMODB_BATCH_WRITES) sends a batch as conditional PutItems instead, 8 in
 parallel: one request per row, one unit per KB.
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +54,7 @@ from fanout.config import BATCH_PUTS, BATCH_TRANSACTIONS
 from fanout.model.change import Change
 from fanout.model.mapping import FULL_KEY_FIELD, TableMapping
 from fanout.model.sink_keys import UnrepresentableRow, dynamodb_full_key, dynamodb_key
+from fanout.retry import attempts
 from fanout.sinks import Outcome, Relation, RowRejected, SinkError, parsed_json, relation_value, temporal_text
 from fanout.source.reader import JsonText, RowState
 
@@ -72,22 +72,13 @@ MAX_TRANSACTION_BYTES = 2 * 1024 * 1024
 # Calls in flight at once for a batch. Bounded so a batch cannot exhaust the client's connection pool
 # (botocore's default max_pool_connections is 10).
 MAX_PARALLEL_WRITES = 8
-# A transaction retried after throttling, an outage or a conflict: this many calls in all, with full-jitter
-# exponential backoff from BACKOFF_SECONDS, before its rows are reported failed (and retried by the queue).
-MAX_ATTEMPTS = 6
+# Rows of a cancelled transaction re-sent when their own reason was transient (a conflict with another
+# writer, per-row throttling): this many sends in all, with full-jitter backoff from BACKOFF_SECONDS, before
+# they are reported failed (and retried by the queue). Whole calls are retried by botocore's standard mode
+# (fanout.pipeline.wiring.aws_config), never here: the sink retrying them too multiplied the calls.
+MAX_RESENDS = 6
 BACKOFF_SECONDS = 0.05
 MAX_BACKOFF_SECONDS = 2.0
-# Whole-call errors worth a retry. Anything else is a failure of every row of the call.
-RETRYABLE_ERRORS = frozenset(
-    {
-        "ThrottlingException",
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-        "TransactionInProgressException",
-    }
-)
 
 Results = dict[int, Outcome | Exception]  # a transaction's rows, by their place in the batch, to outcomes
 
@@ -314,8 +305,8 @@ class DynamoDBSink:
             except RowRejected as exc:
                 results[position] = exc
         table = self.table_for(mapping)
-        client = getattr(getattr(table, "meta", None), "client", None)
-        if client is None or len(writes) < 2:  # a stand-in Table, or a single row: one PutItem each
+        client = table.meta.client
+        if len(writes) < 2:  # a single row: one PutItem, half a transaction's capacity
             for write in writes:
                 results[write.position] = self._outcome_or_error(partial(self._put, mapping, table.put_item, write))
             return _complete(results)
@@ -396,13 +387,28 @@ class DynamoDBSink:
         return write.done
 
     def _transact(self, client: Any, table_name: str, mapping: TableMapping, writes: list[_Write]) -> Results:
-        """One transaction's rows to their outcomes, isolating the rows that fail it."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        """One transaction's rows to their outcomes, isolating the rows that fail it.
 
+        Rows a cancelled call spared (reason None) are sent again at once without the rows that settled;
+        rows cancelled for a transient reason of their own are sent again after a backoff, MAX_RESENDS sends
+        in all. A whole-call error has been through botocore's retries already: its rows fail here.
+        """
         results: Results = {}
         pending = list(writes)
-        attempt = 0
         last_error = ""
+        for _ in attempts(MAX_RESENDS, first_wait=BACKOFF_SECONDS, most_wait=MAX_BACKOFF_SECONDS, sleep=self._sleep):
+            pending, last_error = self._send(client, table_name, mapping, pending, results)
+            if not pending:
+                return results
+        return _fail(results, pending, f"DynamoDB did not take the rows after {MAX_RESENDS} sends: {last_error}")
+
+    def _send(
+        self, client: Any, table_name: str, mapping: TableMapping, pending: list[_Write], results: Results
+    ) -> tuple[list[_Write], str]:
+        """Send ``pending`` until every row settles or some are cancelled for a transient reason: those are
+        returned with the reason, to be sent again after a backoff (every other row's outcome is in ``results``)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         while pending:
             try:
                 client.transact_write_items(
@@ -413,55 +419,45 @@ class DynamoDBSink:
                 )
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
-                if code == "TransactionCanceledException":
-                    reasons = exc.response.get("CancellationReasons") or []
-                    if len(reasons) != len(pending):
-                        reasons = [{"Code": "Unknown"}] * len(pending)  # no per-row answer: retry them all
-                    retry: list[_Write] = []
-                    transient = False
-                    for write, reason in zip(pending, reasons, strict=True):
-                        reason_code = reason.get("Code") or "None"
-                        if reason_code == "ConditionalCheckFailed":
-                            results[write.position] = Outcome.STALE
-                        elif reason_code == "ValidationError":
-                            results[write.position] = RowRejected(
-                                f"DynamoDB refused {write.where}: {reason.get('Message', reason_code)}"
-                            )
-                        else:  # None: not applied because another row cancelled; else a conflict or throttling
-                            retry.append(write)
-                            if reason_code != "None":
-                                transient = True
-                                last_error = f"{reason_code}: {reason.get('Message', '')}"
-                    settled = len(retry) < len(pending)
-                    pending = retry
-                    if settled and not transient:
-                        continue  # a row settled: send the others at once
-                    last_error = last_error or "the transaction was cancelled with no row at fault"
-                elif code == "ValidationException":
+                if code == "ValidationException":
                     if len(pending) == 1:
                         results[pending[0].position] = RowRejected(f"DynamoDB refused {pending[0].where}: {exc}")
-                        return results
+                        return [], ""
                     half = len(pending) // 2  # one row spoils the call: split until it stands alone
                     results.update(self._transact(client, table_name, mapping, pending[:half]))
                     results.update(self._transact(client, table_name, mapping, pending[half:]))
-                    return results
-                elif code in RETRYABLE_ERRORS:
-                    last_error = f"{code}: {exc}"
-                else:
-                    return _fail(results, pending, f"DynamoDB rejected the batch: {code}: {exc}")
+                    return [], ""
+                if code != "TransactionCanceledException":
+                    _fail(results, pending, f"DynamoDB rejected the batch: {code}: {exc}")
+                    return [], ""
+                reasons = exc.response.get("CancellationReasons") or []
+                if len(reasons) != len(pending):
+                    reasons = [{"Code": "Unknown"}] * len(pending)  # no per-row answer: send them all again
+                again: list[_Write] = []
+                transient = ""
+                for write, reason in zip(pending, reasons, strict=True):
+                    reason_code = reason.get("Code") or "None"
+                    if reason_code == "ConditionalCheckFailed":
+                        results[write.position] = Outcome.STALE
+                    elif reason_code == "ValidationError":
+                        results[write.position] = RowRejected(
+                            f"DynamoDB refused {write.where}: {reason.get('Message', reason_code)}"
+                        )
+                    else:  # None: not applied because another row cancelled; else a conflict or throttling
+                        again.append(write)
+                        if reason_code != "None":
+                            transient = f"{reason_code}: {reason.get('Message', '')}"
+                if transient or len(again) == len(pending):
+                    return again, transient or "the transaction was cancelled with no row at fault"
+                pending = again  # a row settled: send the others at once
             except BotoCoreError as exc:
-                last_error = f"DynamoDB unavailable: {exc}"
+                _fail(results, pending, f"DynamoDB unavailable: {exc}")
+                return [], ""
             else:
                 for write in pending:
                     results[write.position] = write.done
-                return results
-            if not pending:
-                break
-            attempt += 1
-            if attempt >= MAX_ATTEMPTS:
-                return _fail(results, pending, f"DynamoDB did not take the rows after {attempt} calls: {last_error}")
-            self._sleep(random.uniform(0, min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2**attempt)))
-        return results
+                return [], ""
+        return [], ""
 
 
 def _transactions(mapping: TableMapping, writes: list[_Write]) -> list[list[_Write]]:

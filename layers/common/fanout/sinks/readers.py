@@ -8,7 +8,6 @@ may hold). Throttling and outages are retried.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 
 from fanout.model.mapping import FULL_KEY_FIELD, TableMapping
+from fanout.retry import attempts
 
 BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem keys per request
 MAX_RESULT_WINDOW = 10_000  # OpenSearch's default index.max_result_window: the most hits one search returns
@@ -56,13 +56,12 @@ class SinkReaders:
         items: list[dict[str, Any]] = []
         for i in range(0, len(keys), BATCH_GET_LIMIT):
             request: dict[str, Any] = {name: {"Keys": list(keys[i : i + BATCH_GET_LIMIT]), "ConsistentRead": True}}
-            for attempt in range(10):
+            for _ in attempts(10, first_wait=0.05, most_wait=2.0, jitter=False):
                 answer = self.dynamodb.batch_get_item(RequestItems=request)
                 items += answer.get("Responses", {}).get(name, [])
                 request = answer.get("UnprocessedKeys") or {}
                 if not request:
                     break
-                time.sleep(min(2.0, 0.05 * 2**attempt))
             if request:
                 raise RuntimeError(f"DynamoDB kept {len(request[name]['Keys'])} keys of {name} unprocessed")
         return items

@@ -1,0 +1,179 @@
+"""The fetcher's entry: an SQS batch from the fetch queue, the one event shape the fetcher takes.
+
+The batch is applied *together* (coalesced per key, one locking read per table chunk, ``_bulk`` and
+parallel writes, fanout.pipeline.fetcher); the answer names exactly the records whose keys failed
+(partial batch response), which become visible again and are retried until the queue's redrive
+policy dead-letters them. Invalid changes are recorded in the dead-letter queue with their reason
+once, by the attempt that is not retried; an event that is not an SQS batch at all is rejected
+whole (:func:`sqs_event_problem`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSEvent
+
+from fanout.model.change import CORRELATION_ID, Change, ChangeValidationError, parse_change_message
+from fanout.model.mapping import Mappings
+from fanout.observability import UNKNOWN_TABLE, ChangeMetric, log, metric_table, record
+from fanout.pipeline.fetcher import FetchFailed, FetchReport, ReadRow, ReadRows, apply_changes
+from fanout.pipeline.rejects import HeldRejects, Reject
+from fanout.pipeline.related import FanOut
+from fanout.sinks import Sink
+
+MAX_ANSWERED_FAILURES = 10  # failure reasons in the answer (the log has them all)
+
+
+def _json_body(body: Any) -> Any:
+    try:
+        return json.loads(body) if isinstance(body, str) else None
+    except (ValueError, RecursionError):
+        return None
+
+
+def correlation_id_of(event: Any, default: str) -> str:
+    """The correlation id an SQS batch carries (its first record's first change's; a record's body: its first change's),
+    or ``default`` when it carries none the pipeline could have written (CORRELATION_ID).
+
+    Read before the event is validated, so held to the same rule: it goes on every log line.
+    """
+    records = event.get("Records") if isinstance(event, dict) else None
+    if isinstance(records, list) and records and isinstance(records[0], dict):
+        event = _json_body(records[0].get("body"))
+    changes = event.get("changes") if isinstance(event, dict) else None
+    first = changes[0] if isinstance(changes, list) and changes and isinstance(changes[0], dict) else {}
+    carried = first.get("correlation_id")
+    if isinstance(carried, str) and carried and CORRELATION_ID.fullmatch(carried):
+        return carried
+    return default
+
+
+def parse_fetcher_event(
+    event: Any, mappings: Mappings, reject: Reject, correlation_id: str
+) -> tuple[list[Change], int]:
+    """Validate one record's body (``{"changes": [message, ...]}``); invalid messages are recorded, not retried."""
+    messages = event.get("changes") if isinstance(event, dict) else None
+    if not isinstance(messages, list):
+        reason = 'fetcher event must be an object with a "changes" list'
+        log(logging.WARNING, "event rejected", correlation_id=correlation_id, reason=reason)
+        reject(reason, event, correlation_id)
+        record(ChangeMetric.REJECTED, UNKNOWN_TABLE)
+        return [], 1
+    changes: list[Change] = []
+    rejected = 0
+    for i, message in enumerate(messages):
+        try:
+            changes.append(parse_change_message(message, mappings))
+        except ChangeValidationError as exc:
+            rejected += 1
+            log(
+                logging.WARNING,
+                "change rejected",
+                correlation_id=correlation_id,
+                table=metric_table(message, mappings),
+                field=f"changes[{i}].{exc.log_field}",
+                reason=exc.reason,
+            )
+            reject(f"changes[{i}].{exc}", message, correlation_id)
+            record(ChangeMetric.REJECTED, metric_table(message, mappings))
+    return changes, rejected
+
+
+def sqs_event_problem(event: dict[str, Any]) -> str | None:
+    """Why ``event`` is not an SQS batch (the field and the rule), or None when it is one.
+
+    Checked before anything is read or recorded: Lambda's SQS event source never sends such an event, so
+    it comes from a direct invoke and is rejected whole, once, rather than crashing the
+    handler and being retried.
+    """
+    records = event.get("Records")
+    if not isinstance(records, list) or not records:
+        return "Records: must be a non-empty list of SQS records"
+    for i, record_ in enumerate(records):
+        if not isinstance(record_, dict):
+            return f"Records[{i}]: must be an SQS record (an object)"
+        message_id = record_.get("messageId")
+        if not isinstance(message_id, str) or not message_id:
+            return f"Records[{i}].messageId: must be a non-empty string"
+        if not isinstance(record_.get("body"), str):
+            return f"Records[{i}].body: must be a string"
+    return None
+
+
+def handle_queue_batch(
+    event: dict[str, Any],
+    context: Any,
+    mappings: Mappings,
+    read_row: ReadRow,
+    sinks: Sequence[Sink],
+    reject: Reject,
+    *,
+    read_rows: ReadRows | None = None,
+    fan_out: FanOut | None = None,
+) -> dict[str, Any]:
+    """Apply every record's changes in one batch; answer with the records to retry (partial batch response).
+
+    A record's invalid changes are recorded only once the record is not retried: a retried record would
+    reject them again on each receive, and the record the redrive policy dead-letters still holds them.
+    Records that share a message id (never from SQS itself) are one record: all their changes are applied,
+    and the id is retried if any of them failed.
+    """
+    problem = sqs_event_problem(event)
+    if problem is not None:
+        request_id = str(getattr(context, "aws_request_id", ""))
+        log(logging.WARNING, "event rejected", correlation_id=request_id, reason=problem)
+        reject(problem, event, request_id)
+        record(ChangeMetric.REJECTED, UNKNOWN_TABLE)
+        return {"batchItemFailures": [], "rejected": 1, "reason": problem}
+
+    changes_of: dict[str, list[Change]] = {}
+    held_of: dict[str, HeldRejects] = {}
+    for message in SQSEvent(event).records:
+        try:
+            body: Any = message.json_body
+        except ValueError:
+            body = message.body
+        held = held_of.setdefault(message.message_id, HeldRejects())
+        changes, _ = parse_fetcher_event(body, mappings, held, correlation_id_of(body, message.message_id))
+        changes_of.setdefault(message.message_id, []).extend(changes)
+
+    report: FetchReport
+    try:
+        report = apply_changes(
+            [change for changes in changes_of.values() for change in changes],
+            mappings,
+            read_row,
+            sinks,
+            reject,
+            read_rows=read_rows,
+            fan_out=fan_out,
+        )
+    except FetchFailed as exc:
+        report = exc.report
+    failing: list[str] = []
+    rejected = 0
+    for message_id, changes in changes_of.items():
+        if any((c.table, c.key) in report.failed_keys for c in changes):
+            failing.append(message_id)
+            continue
+        recorded = len(held_of[message_id])
+        try:
+            held_of[message_id].record_with(reject)
+        except Exception:  # noqa: BLE001 - not recorded: the record is retried instead
+            failing.append(message_id)
+            continue
+        rejected += recorded
+    # Answered here, not by Powertools' BatchProcessor: it handles records one by one, and this batch is
+    # read and written as one (keys coalesced, one locking read per table chunk, _bulk). ``rejected`` (the
+    # invalid changes recorded in the dead-letter queue) and ``failures`` (why keys failed), when there are
+    # any, are for `fanout dlq redrive`; Lambda reads only batchItemFailures.
+    answer: dict[str, Any] = {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failing]}
+    if rejected:
+        answer["rejected"] = rejected
+    if report.failures:
+        answer["failures"] = report.failures[:MAX_ANSWERED_FAILURES]
+    return answer
