@@ -28,7 +28,7 @@ from bench.harness import lambda_async_bridge, write_results
 from fanout.capture.cascades import cascade_triggers
 from fanout.capture.foreign_keys import read_foreign_keys
 from fanout.capture.migrations import MigrationRunner
-from fanout.capture.triggers import capture_migration
+from fanout.capture.trigger_migration import capture_migration
 from fanout.config import DatabaseSettings
 from fanout.model.mapping import default_mappings
 from fanout.source.connection import connect

@@ -21,15 +21,16 @@ import pytest
 from fanout.capture.cascades import cascade_triggers
 from fanout.capture.foreign_keys import read_foreign_keys
 from fanout.capture.migrations import MigrationRunner
-from fanout.capture.triggers import capture_migration
+from fanout.capture.trigger_migration import capture_migration
 from fanout.config import DatabaseSettings
-from fanout.model.change import Change, parse_trigger_payload
+from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
+from fanout.model.payloads import parse_trigger_payload
 from fanout.pipeline.fetcher import apply_changes
 from fanout.pipeline.related import FanOut
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.compose import root_page
+from fanout.source.composition_read import root_page
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
 from tests.support.integration import (

@@ -17,14 +17,15 @@ from typing import Any
 
 import pytest
 
-from fanout.model.change import Change, parse_trigger_payload
+from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
+from fanout.model.payloads import parse_trigger_payload
 from fanout.pipeline.fetcher import FetchFailed, FetchReport, apply_changes
 from fanout.pipeline.handoff import Forward
 from fanout.pipeline.related import FanOut
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.compose import compose_rows, root_page
+from fanout.source.composition_read import compose_rows, root_page
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
 from tests.support.locks import row_locks_held, seen_waiting

@@ -19,7 +19,7 @@ import pytest
 from fanout.capture.cascades import cascade_triggers
 from fanout.capture.foreign_keys import read_foreign_keys
 from fanout.capture.migrations import MigrationRunner
-from fanout.capture.triggers import write_capture_migration
+from fanout.capture.trigger_migration import write_capture_migration
 from fanout.config import DatabaseSettings
 from fanout.model.mapping import load_mappings
 from fanout.operations.maintenance import handle_event

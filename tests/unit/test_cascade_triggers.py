@@ -12,7 +12,7 @@ import pytest
 from fanout.capture.cascades import MAX_CASCADE_DEPTH, cascade_trigger_name, cascade_triggers
 from fanout.capture.foreign_keys import ForeignKey, foreign_keys_from_rows
 from fanout.capture.migration_scripts import load_migrations, split_statements
-from fanout.capture.triggers import capture_migration, live_triggers
+from fanout.capture.trigger_migration import capture_migration, live_triggers
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
 from tests.support.foreign_keys import DEMO_KEYS, key
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from fanout.model.change import Change, ChangeValidationError, fetcher_event, parse_change_message
+from fanout.model.change import Change, ChangeValidationError
 from fanout.model.mapping import Mappings, TableMapping, default_mappings
+from fanout.model.payloads import fetcher_event, parse_change_message
 from fanout.pipeline.handoff import LambdaForwarder, QueueForwarder, handle_queue_batch
 from fanout.pipeline.related import FanOut, apply_related
-from fanout.source.reader import RowState
+from fanout.source.rows import RowState
 from tests.support.fakes import FakeContext, FakeLambdaClient, FakeSQSClient, RecordingForward, RecordingReject
 
 MAPPINGS = default_mappings()  # the bundled mapping: "articles" is composed, "author" its parent relation

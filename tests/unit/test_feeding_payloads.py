@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from fanout.model.change import ChangeValidationError, parse_trigger_payload
+from fanout.model.change import ChangeValidationError
 from fanout.model.mapping import MappingError, default_mappings, parse_mappings
+from fanout.model.payloads import parse_trigger_payload
 from fanout.pipeline.handoff import parse_fetcher_event
 from fanout.pipeline.parser import handle_trigger_payload
 from tests.support.fakes import RecordingForward, RecordingReject, load_event

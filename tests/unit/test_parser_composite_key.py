@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fanout.model.change import parse_change_message
 from fanout.model.mapping import default_mappings
+from fanout.model.payloads import parse_change_message
 from fanout.pipeline.parser import handle_trigger_payload
 from tests.support.fakes import RecordingForward, RecordingReject, load_event
 

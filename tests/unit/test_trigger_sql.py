@@ -13,13 +13,8 @@ import pytest
 from fanout.capture.cascades import cascade_triggers
 from fanout.capture.migration_scripts import MigrationError, load_migrations, split_statements
 from fanout.capture.names import CHANGE_LOG_TABLE, FALLBACK_TABLE, drain_lock_name
-from fanout.capture.triggers import (
-    capture_migration,
-    capture_trigger,
-    live_triggers,
-    trigger_name,
-    write_capture_migration,
-)
+from fanout.capture.trigger_migration import capture_migration, live_triggers, write_capture_migration
+from fanout.capture.triggers import capture_trigger, trigger_name
 from fanout.model.mapping import Mappings, parse_mappings
 from tests.support.foreign_keys import DEMO_KEYS
 

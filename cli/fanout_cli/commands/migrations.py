@@ -58,7 +58,12 @@ def generate(
 ) -> int:
     from fanout.capture.cascades import cascade_triggers
     from fanout.capture.migration_scripts import MigrationError, load_migrations
-    from fanout.capture.triggers import DEFAULT_DESCRIPTION, capture_migration, live_triggers, write_capture_migration
+    from fanout.capture.trigger_migration import (
+        DEFAULT_DESCRIPTION,
+        capture_migration,
+        live_triggers,
+        write_capture_migration,
+    )
     from fanout.model.mapping import MappingError, load_mappings
 
     path = Path(directory)

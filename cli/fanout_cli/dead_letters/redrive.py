@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from fanout.model.change import ChangeValidationError, parse_change_message, parse_trigger_payload
+from fanout.model.change import ChangeValidationError
 from fanout.model.mapping import Mappings
+from fanout.model.payloads import parse_change_message, parse_trigger_payload
 from fanout_cli.dead_letters.invoke import Invoke, InvokeResult
 from fanout_cli.dead_letters.queue import DeadLetterQueue
 from fanout_cli.dead_letters.records import MAX_ERROR_CHARS, DeadLetter, Kind

@@ -1,4 +1,5 @@
-"""Capture-trigger SQL, generated from the table mapping (``fanout migrations generate``).
+"""Capture-trigger SQL, generated from the table mapping (``fanout migrations generate``); the migration file
+that puts it together with the feeding and cascade triggers is written by :mod:`fanout.capture.trigger_migration`.
 
 Users never hand-write trigger SQL: for every mapped table and every action it
 captures, this module writes an ``AFTER <action>`` trigger that appends the change
@@ -43,31 +44,19 @@ they were applied.)
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
-from fanout.capture.migration_scripts import Migration, MigrationError, load_migrations, split_statements
 from fanout.capture.names import CHANGE_LOG_TABLE, DRAIN_LOCK, RING, RING_FORMAT_VERSION
-from fanout.model.mapping import ACTIONS, Mappings, TableMapping
+from fanout.model.mapping import ACTIONS, TableMapping
 from fanout.source.locks import MAX_LOCK_NAME
 from fanout.source.sql import quote_identifier
 
 TRIGGER_PREFIX = "fanout_"
 KILL_SWITCH = "@fanout_disable"
 RUNG_AT = "@fanout_rung_at"  # the NOW(6) of the last statement that considered ringing, per session
-DEFAULT_DESCRIPTION = "capture_triggers"
 PARSER_ARN_PLACEHOLDER = "${parser_function_arn}"
 _MAX_IDENTIFIER = 64  # MySQL's limit for trigger names
-_DESCRIPTION = re.compile(r"\w+")
 _INDENT = "    "
-
-# The names of triggers an earlier migration created or dropped (plain or backtick-quoted).
-_CREATE_TRIGGER = re.compile(
-    r"CREATE\s+(?:DEFINER\s*=\s*\S+\s+)?TRIGGER\s+(?:IF\s+NOT\s+EXISTS\s+)?`?(" + TRIGGER_PREFIX + r"[\w$]+)`?",
-    re.IGNORECASE,
-)
-_DROP_TRIGGER = re.compile(r"DROP\s+TRIGGER\s+(?:IF\s+EXISTS\s+)?`?(" + TRIGGER_PREFIX + r"[\w$]+)`?", re.IGNORECASE)
 
 CHANGE_LOG_TABLE_SQL = f"""\
 CREATE TABLE IF NOT EXISTS {CHANGE_LOG_TABLE} (
@@ -162,124 +151,3 @@ def ring_sql(table: str, depth: int) -> str:
         f"{i2}END;\n"
         f"{i1}END IF;\n"
     )
-
-
-def live_triggers(migrations: Iterable[Migration]) -> list[str]:
-    """The fanout triggers that exist after ``migrations`` have run, in the order they were created.
-
-    Each file's ``CREATE TRIGGER`` and ``DROP TRIGGER`` statements are replayed in
-    version order, statement by statement.
-    """
-    live: dict[str, None] = {}
-    for migration in sorted(migrations, key=lambda m: m.version):
-        try:
-            statements = split_statements(migration.sql)
-        except MigrationError as exc:
-            raise MigrationError(f"{migration.path.name}: {exc}") from None
-        for statement in statements:  # each starts at its first keyword (comments are not kept)
-            if (created := _CREATE_TRIGGER.match(statement)) is not None:
-                live[created.group(1)] = None
-            elif (dropped := _DROP_TRIGGER.match(statement)) is not None:
-                live.pop(dropped.group(1), None)
-    return list(live)
-
-
-# (table, action, trigger name, CREATE TRIGGER statement, summary lines or ""): triggers another generator wrote
-GeneratedTrigger = tuple[str, str, str, str, str]
-
-
-def capture_migration(
-    mappings: Mappings,
-    version: int,
-    previous_triggers: Sequence[str] = (),
-    cascades: Sequence[GeneratedTrigger] = (),
-) -> str:
-    """The whole migration: change-log table, new triggers, then the previous triggers dropped.
-
-    ``cascades``: the foreign-key cascade triggers (fanout.capture.cascades), created after the others."""
-    tables = [mappings.tables[name] for name in sorted(mappings.tables)]
-    created: list[str] = []
-    summary: list[str] = []
-    blocks: list[str] = []
-    for mapping in tables:
-        actions = [a for a in ACTIONS if a in mapping.capture]
-        summary.append(f"--   {mapping.table}: {', '.join(actions)} (key: {', '.join(mapping.key_columns)})")
-        for action in actions:
-            name = trigger_name(mapping.table, action, version)
-            created.append(name)
-            # Only a re-run after a partial failure finds it; the file is idempotent that way.
-            blocks.append(f"DROP TRIGGER IF EXISTS {name};\n\n{capture_trigger(mapping, action, version)}")
-    from fanout.capture.composed_triggers import feeding_triggers  # it builds on trigger_sql above
-
-    for _table, _action, name, sql, described in feeding_triggers(mappings, version):
-        if described:
-            summary.append(described)
-        created.append(name)
-        blocks.append(f"DROP TRIGGER IF EXISTS {name};\n\n{sql}")
-    if cascades:
-        summary.append("-- Foreign-key cascades, logged by a BEFORE trigger on the referenced table:")
-    for _table, _action, name, sql, described in cascades:
-        summary.append(described)
-        created.append(name)
-        blocks.append(f"DROP TRIGGER IF EXISTS {name};\n\n{sql}")
-    stale = [name for name in previous_triggers if name not in created]
-    header = [
-        f"-- V{version:03d}: capture triggers for the tables in the mapping: change log, one ring per statement.",
-        "-- Generated by `fanout migrations generate`; do not edit. To change what is captured, change",
-        "-- the mapping (layers/common/fanout/tables.json) and generate a new migration.",
-        "--",
-        "-- Tables and the actions they capture:",
-        *summary,
-        "--",
-        "-- Each trigger appends {v, action, table, pk, old_pk (updates only), ts} to",
-        f"-- {CHANGE_LOG_TABLE} (InnoDB: in the application's transaction, gone on ROLLBACK), unless",
-        "-- the session has SET @fanout_disable = 1 (bulk jobs; the backfill replicates what they",
-        "-- change). The statement's first row then rings the parser with lambda_async, unless a",
-        "-- drainer holds the drain lock; a failing ring never fails the statement (the sweeper",
-        "-- drains what no ring announced). New triggers are created before the earlier ones are",
-        "-- dropped, so no write goes uncaptured in between.",
-        "-- ${parser_function_arn} is filled in by the migration runner. See docs/architecture.md.",
-    ]
-    parts = ["\n".join(header), CHANGE_LOG_TABLE_SQL, *blocks]
-    if stale:
-        parts.append(
-            "-- The triggers earlier migrations created, now replaced by the ones above (or no longer captured).\n"
-            + "\n".join(f"DROP TRIGGER IF EXISTS {name};" for name in stale)
-        )
-    return "\n\n".join(parts) + "\n"
-
-
-def migration_file_name(version: int, description: str = DEFAULT_DESCRIPTION) -> str:
-    if _DESCRIPTION.fullmatch(description) is None:
-        raise ValueError(f"description {description!r} may only contain letters, digits and _")
-    return f"V{version:03d}__{description}.sql"
-
-
-def write_capture_migration(
-    directory: str | Path,
-    mappings: Mappings,
-    *,
-    description: str = DEFAULT_DESCRIPTION,
-    version: int | None = None,
-    cascades: Callable[[int], Sequence[GeneratedTrigger]] = lambda _version: (),
-) -> Path:
-    """Write the next migration (``version``, default: one above the highest) into ``directory``.
-
-    Refuses to overwrite a file or to reuse a version: an applied migration must never change.
-    """
-    directory = Path(directory)
-    existing = load_migrations(directory)
-    highest = max((m.version for m in existing), default=0)
-    version = highest + 1 if version is None else version
-    if version < 1:
-        raise MigrationError(f"version {version} must be at least 1")
-    if any(m.version == version for m in existing):
-        raise MigrationError(f"version {version} already exists in {directory}; migrations are never rewritten")
-    if version < highest:
-        raise MigrationError(f"version {version} is below the highest existing version {highest}")
-    earlier = [m for m in existing if m.version < version]
-    path = directory / migration_file_name(version, description)
-    sql = capture_migration(mappings, version, live_triggers(earlier), cascades(version))
-    with path.open("x", encoding="utf-8", newline="\n") as out:
-        out.write(sql)
-    return path

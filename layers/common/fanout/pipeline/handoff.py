@@ -27,8 +27,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fanout.config import HandoffSettings
-from fanout.model.change import CORRELATION_ID, Change, ChangeValidationError, fetcher_event, parse_change_message
+from fanout.model.change import CORRELATION_ID, Change, ChangeValidationError
 from fanout.model.mapping import Mappings
+from fanout.model.payloads import fetcher_event, parse_change_message
 from fanout.observability import UNKNOWN_TABLE, ChangeMetric, log, metric_table, record
 from fanout.pipeline.rejects import HeldRejects, Reject
 

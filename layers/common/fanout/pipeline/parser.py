@@ -12,8 +12,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from fanout.model.change import ChangeValidationError, parse_trigger_payload
+from fanout.model.change import ChangeValidationError
 from fanout.model.mapping import Mappings
+from fanout.model.payloads import parse_trigger_payload
 from fanout.observability import ChangeMetric, log, metric_table, record, traced
 from fanout.pipeline.handoff import Forward
 from fanout.pipeline.rejects import Reject
