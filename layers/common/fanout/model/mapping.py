@@ -81,28 +81,35 @@ from fanout.model.mapping_fields import (
     known_fields,
     renames,
 )
+from fanout.model.mapping_schema import ACTIONS as ACTIONS  # the actions a trigger captures: named with the mapping
+from fanout.model.mapping_schema import (
+    ATTRIBUTE_NAME,
+    DYNAMODB_BINARY,
+    DYNAMODB_TABLE,
+    FIELD_NAME,
+    INDEX_NAME,
+    OPENSEARCH_BINARY,
+    schema_problem,
+)
 
-ACTIONS = ("insert", "update", "delete")
 # Where a document or item keeps its full key when its id is a bounded one (fanout.model.sink_keys.bounded_sink_id).
 FULL_KEY_FIELD = "_fanout_key"
 # Item attributes the DynamoDB sink owns (besides the key attributes); a replicated column may not use them.
 BOOKKEEPING_ATTRIBUTES = frozenset({"_table", "_version", "_deleted", "_ttl", FULL_KEY_FIELD})
 DEFAULT_PARTITION_ATTRIBUTE = "pk"
 RESERVED_ITEM_ATTRIBUTES = BOOKKEEPING_ATTRIBUTES | {DEFAULT_PARTITION_ATTRIBUTE}  # in the default table
-OPENSEARCH_BINARY = ("base64", "exclude")
-DYNAMODB_BINARY = ("binary", "base64", "exclude")
 
-_INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,254}$")
+_INDEX_NAME = re.compile(INDEX_NAME)
 # A field name for OpenSearch: no dots (they are read as object paths), not a metadata field.
-_FIELD_NAME = re.compile(r"^[A-Za-z0-9_$@][A-Za-z0-9_$@-]{0,254}$")
+_FIELD_NAME = re.compile(FIELD_NAME)
 OPENSEARCH_METADATA_FIELDS = frozenset(
     {
         "_id", "_index", "_source", "_routing", "_field_names", "_ignored", "_seq_no", "_primary_term",
         "_version", "_doc_count", "_type", "_size", "_meta", "_tier", "_nested_path", "_data_stream_timestamp",
     }
 )  # fmt: skip
-_DYNAMODB_TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
-_ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
+_DYNAMODB_TABLE = re.compile(DYNAMODB_TABLE)
+_ATTRIBUTE_NAME = re.compile(ATTRIBUTE_NAME)
 
 DEFAULT_MAPPING_FILE = Path(__file__).resolve().parent.parent / "tables.json"
 
@@ -413,6 +420,12 @@ def parse_mappings(document: Any) -> Mappings:
         raise MappingError('the mapping must be an object with a "tables" object')
     if not document["tables"]:
         raise MappingError("the mapping declares no tables")
+    problem = schema_problem(document)  # every field's shape (tables.schema.json); what follows needs more
+    if problem is not None:
+        table, field, reason = problem
+        raise (
+            MappingError(f"table mapping: field {field!r}: {reason}") if table is None else _fail(table, field, reason)
+        )
     tables = {name: _parse_table(name, spec) for name, spec in document["tables"].items()}
     _check_shared_dynamodb_tables(tables)
     return Mappings(tables)
