@@ -64,7 +64,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -139,7 +139,55 @@ DEFAULT_PARTITION_KEY = KeyAttribute(
 
 
 @dataclass(frozen=True)
+class OpenSearchSection:
+    """A table's ``opensearch`` section, typed and with its defaults filled in."""
+
+    enabled: bool
+    index: str
+    document_id: KeyFormat = DEFAULT_DOCUMENT_ID
+    rename: tuple[tuple[str, str], ...] = ()  # (column, field)
+    exclude: frozenset[str] = frozenset()
+    binary: str = "base64"  # one of OPENSEARCH_BINARY
+    index_mappings: str = ""  # JSON text of the created index's mappings ("": dynamic mapping)
+
+    def field(self, column: str) -> str:
+        return dict(self.rename).get(column, column)
+
+
+@dataclass(frozen=True)
+class DynamoDBSection:
+    """A table's ``dynamodb`` section, typed and with its defaults filled in."""
+
+    enabled: bool
+    table: str | None = None  # None: the stack's ReplicaTable (DYNAMODB_TABLE)
+    partition_key: KeyAttribute = DEFAULT_PARTITION_KEY
+    sort_key: KeyAttribute | None = None
+    attributes: tuple[str, ...] | None = None  # None: every column read
+    rename: tuple[tuple[str, str], ...] = ()  # (column, attribute)
+    binary: str = "binary"  # one of DYNAMODB_BINARY
+
+    @property
+    def key_attributes(self) -> frozenset[str]:
+        names = {self.partition_key.attribute}
+        if self.sort_key is not None:
+            names.add(self.sort_key.attribute)
+        return frozenset(names)
+
+    @property
+    def reserved_attributes(self) -> frozenset[str]:
+        """Attribute names a column may not take in this table's items."""
+        return BOOKKEEPING_ATTRIBUTES | self.key_attributes
+
+    def attribute(self, column: str) -> str:
+        return dict(self.rename).get(column, column)
+
+
+@dataclass(frozen=True)
 class TableMapping:
+    """One table's entry. The sinks' settings are read as the typed sections ``opensearch`` and ``dynamodb``;
+    the flat ``opensearch_*`` and ``dynamodb_*`` fields they are built from stay the constructor's arguments,
+    so ``dataclasses.replace(mapping, opensearch_index=...)`` (tests, benchmarks) keeps both in step."""
+
     table: str
     primary_key: tuple[KeyColumn, ...]
     capture: frozenset[str]
@@ -160,6 +208,32 @@ class TableMapping:
     dynamodb_rename: tuple[tuple[str, str], ...] = ()  # (column, attribute)
     dynamodb_binary: str = "binary"
     composition: Composition | None = None  # a document built from several tables (fanout.model.composition)
+    opensearch: OpenSearchSection = field(init=False, repr=False, compare=False)
+    dynamodb: DynamoDBSection = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        sections = {
+            "opensearch": OpenSearchSection(
+                enabled=self.opensearch_enabled,
+                index=self.opensearch_index,
+                document_id=self.opensearch_document_id,
+                rename=self.opensearch_rename,
+                exclude=self.opensearch_exclude,
+                binary=self.opensearch_binary,
+                index_mappings=self.opensearch_index_mappings,
+            ),
+            "dynamodb": DynamoDBSection(
+                enabled=self.dynamodb_enabled,
+                table=self.dynamodb_table,
+                partition_key=self.dynamodb_partition_key,
+                sort_key=self.dynamodb_sort_key,
+                attributes=self.dynamodb_attributes,
+                rename=self.dynamodb_rename,
+                binary=self.dynamodb_binary,
+            ),
+        }
+        for name, section in sections.items():
+            object.__setattr__(self, name, section)  # frozen: set once, here
 
     @property
     def key_columns(self) -> tuple[str, ...]:
@@ -167,21 +241,18 @@ class TableMapping:
 
     @property
     def dynamodb_key_attributes(self) -> frozenset[str]:
-        names = {self.dynamodb_partition_key.attribute}
-        if self.dynamodb_sort_key is not None:
-            names.add(self.dynamodb_sort_key.attribute)
-        return frozenset(names)
+        return self.dynamodb.key_attributes
 
     @property
     def dynamodb_reserved_attributes(self) -> frozenset[str]:
         """Attribute names a column may not take in this table's items."""
-        return BOOKKEEPING_ATTRIBUTES | self.dynamodb_key_attributes
+        return self.dynamodb.reserved_attributes
 
     def opensearch_field(self, column: str) -> str:
-        return dict(self.opensearch_rename).get(column, column)
+        return self.opensearch.field(column)
 
     def dynamodb_attribute(self, column: str) -> str:
-        return dict(self.dynamodb_rename).get(column, column)
+        return self.dynamodb.attribute(column)
 
 
 @dataclass(frozen=True)
