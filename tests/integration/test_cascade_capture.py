@@ -4,7 +4,7 @@ The engine fires no trigger for a row it deletes or updates by ``ON DELETE CASCA
 ``ON UPDATE CASCADE``; the generated ``BEFORE`` triggers on the referenced tables log those rows (with the
 payload the dependent table's own trigger writes). Each test writes as an application does, takes what the
 statement logged in ``fanout_change_log``, hands it to the fetcher as the parser would
-(fanout.model.change.parse_trigger_payload), and looks at both sinks: no repair, no hand-made change.
+(fanout.model.payloads.parse_trigger_payload), and looks at both sinks: no repair, no hand-made change.
 """
 
 from __future__ import annotations

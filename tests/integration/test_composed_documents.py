@@ -3,7 +3,7 @@
 An ``articles`` document (the bundled mapping) holds its author (a parent), its comments (children,
 ordered) and its tags (many-to-many through ``article_tags``), and exists only while the article is
 published. Each relation kind is changed, and the changes are handed to the fetcher as the parser hands
-them (fanout.model.change.parse_trigger_payload of the payload the capture trigger writes): the sinks then
+them (fanout.model.payloads.parse_trigger_payload of the payload the capture trigger writes): the sinks then
 hold the document composed from the committed rows.
 """
 

@@ -79,7 +79,7 @@ def parse_change_message(message: Any, mappings: Mappings) -> Change:
     if extra:
         raise ChangeValidationError(field_name(extra[0]), "unknown field", log_field="<unknown field>")
     via = message.get("via", "")
-    if via:  # a change to a parent or link-target row of a composed document (fanout.model.related_change)
+    if via:  # a change to a parent or link-target row of a composed document (fanout.model.composition_payload)
         columns = None
         if isinstance(via, str) and mapping.composition is not None:
             columns = referenced_columns(mapping.composition, via)

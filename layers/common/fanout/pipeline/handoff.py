@@ -3,7 +3,7 @@
 Parser side: a forwarder takes validated changes. Queued mode (:class:`QueueForwarder`, the
 default) sends one message per change to the fetch queue with ``SendMessageBatch`` (10 entries a
 call); direct mode (:class:`LambdaForwarder`) invokes the fetcher asynchronously. Either way the
-body is a fetcher event (``{"changes": [message, ...]}``, :func:`fanout.model.change.fetcher_event`),
+body is a fetcher event (``{"changes": [message, ...]}``, :func:`fanout.model.payloads.fetcher_event`),
 so a message that lands in the dead-letter queue is replayed by invoking the fetcher with it. A
 refused entry or invoke is raised: the parser's invoke is retried (a duplicate change is harmless;
 the re-read makes them equivalent). :func:`make_forwarder` builds the configured one, for the parser and for
