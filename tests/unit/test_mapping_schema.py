@@ -18,7 +18,7 @@ def test_the_schema_file_is_what_the_loader_checks_against(tmp_path: Path) -> No
     fresh = tmp_path / "tables.schema.json"
     main(["mapping_schema", str(fresh)])
 
-    # Then the committed file is byte for byte that (else: python -m fanout.model.mapping_schema)
+    # Then the committed file is byte for byte that (else: make schema)
     assert SCHEMA_FILE.read_text(encoding="utf-8") == fresh.read_text(encoding="utf-8")
 
 
