@@ -19,7 +19,7 @@ import pymysql
 import pytest
 
 from fanout.capture.cascades import cascade_triggers
-from fanout.capture.composed_triggers import feeding_triggers
+from fanout.capture.composition_triggers import feeding_triggers
 from fanout.capture.migrations import MigrationRunner
 from fanout.capture.names import CHANGE_LOG_TABLE
 from fanout.capture.trigger_migration import write_capture_migration

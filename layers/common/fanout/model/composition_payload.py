@@ -1,6 +1,6 @@
 """Changes to tables that feed composed documents: which root documents they touch.
 
-A trigger on a table feeding a document (fanout.capture.composed_triggers) sends, in format version 1::
+A trigger on a table feeding a document (fanout.capture.composition_triggers) sends, in format version 1::
 
     {"v": 1, "action": "update", "table": "comments", "ts": 1764240000.123456,
      "refs": [{"root": "articles", "via": "comments", "new": {"id": 7}, "old": {"id": 3}}]}
