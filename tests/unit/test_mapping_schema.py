@@ -91,3 +91,15 @@ def test_each_sink_section_is_typed_with_its_defaults_and_follows_a_replaced_fie
     renamed = replace(settings, opensearch_index="elsewhere", dynamodb_table="other-table")
     assert (renamed.opensearch.index, renamed.dynamodb.table) == ("elsewhere", "other-table")
     assert renamed.opensearch.rename == settings.opensearch.rename
+
+
+def test_of_several_problems_the_first_by_path_is_reported_list_items_by_index() -> None:
+    # Given a key whose 3rd and 11th columns are both wrong (as text, "10" sorts before "2")
+    key = [{"column": f"c{i}"} for i in range(11)]
+    key[2] = {"column": "c2", "type": "uuid"}
+    key[10] = {"column": "c10", "type": "uuid"}
+    document = {"tables": {"wide": {"primary_key": key}}}
+
+    # When / Then the 3rd is reported, every time
+    with pytest.raises(MappingError, match=r"field 'primary_key\[2\]\.type': 'uuid' is not one of"):
+        parse_mappings(document)

@@ -203,14 +203,18 @@ def _explain(error: Any) -> tuple[list[str | int], str]:
 
 
 def schema_problem(document: Any) -> tuple[str | None, str, str] | None:
-    """The first problem :data:`SCHEMA` finds in a mapping document (in document order), as (table or None,
-    field, reason); None when there is none."""
+    """The problem :data:`SCHEMA` finds in a mapping document at the first field path (tables, then fields, by
+    name; list items by index), so a file always reports the same one first: (table or None, field, reason).
+    None when there is none."""
     from jsonschema.validators import Draft202012Validator  # ~35 ms: only loading a mapping uses it
 
     errors = list(Draft202012Validator(SCHEMA).iter_errors(document))
     if not errors:
         return None
-    path, reason = min((_explain(error) for error in errors), key=lambda found: [str(p) for p in found[0]])
+    path, reason = min(
+        (_explain(error) for error in errors),
+        key=lambda found: [(0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in found[0]],
+    )
     if len(path) < 2 or path[0] != "tables":
         return None, _field(path) or "<mapping>", reason
     table_name_refused = len(path) == 2 and reason.startswith(f"{path[1]!r} is not a plain SQL identifier")
