@@ -12,7 +12,7 @@ CHECKOV_VENV := .local/checkov-venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(dir $(PYTHON312)):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: bench help install up down status demo test test-unit test-integration test-e2e lint validate scan build clean
+.PHONY: bench help install up down status demo test test-unit test-integration test-e2e lint validate scan schema build clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ test-integration: install ## tests against MySQL 8.0 and the local AWS/OpenSearc
 
 test-e2e: install ## row changes through the deployed app on the local stack
 	$(PY) -m pytest tests/e2e
+
+schema: install ## write layers/common/fanout/tables.schema.json from fanout/model/mapping_schema.py (a unit test checks it)
+	$(PY) -m fanout.model.mapping_schema
 
 build: install ## sam build
 	sam build

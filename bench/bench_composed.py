@@ -34,7 +34,7 @@ from fanout.pipeline.forwarder import Forward
 from fanout.pipeline.related import PAGES_PER_INVOCATION, FanOut
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_document
-from fanout.source.compose import root_page
+from fanout.source.composition_read import root_page
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
 from local.database import create_database, drop_database, run_sql_file

@@ -41,7 +41,8 @@ from fanout.operations.backfill_parallel import run_parallel_backfill
 from fanout.sinks.dynamodb import CONDITION, MAX_TRANSACTION_ITEMS, DynamoDBSink, dynamodb_item, dynamodb_item_size
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
-from fanout.source.reader import RowState, read_row, read_rows
+from fanout.source.reader import read_row, read_rows
+from fanout.source.rows import RowState
 from local.config import LocalConfig
 from local.database import create_database, drop_database
 from tests.support.sequences import numbers

@@ -46,14 +46,16 @@ import pymysql
 
 from bench.harness import create_replica_table, local_services
 from fanout.config import DatabaseSettings
-from fanout.model.change import Change, parse_trigger_payload
+from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
+from fanout.model.payloads import parse_trigger_payload
 from fanout.pipeline.fetcher import apply_changes
 from fanout.sinks import Outcome, apply_each
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import ConnectionHolder, connect
-from fanout.source.reader import RowState, read_row, read_rows
+from fanout.source.reader import read_row, read_rows
+from fanout.source.rows import RowState
 from local.config import LocalConfig
 from local.database import create_database, drop_database
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from fanout.config import ConfigError
+from fanout.model.composition_payload import feeds_of
 from fanout.model.mapping import Mappings
-from fanout.model.related_change import feeds_of
 
 
 def check_root_tables(names: Iterable[str], mappings: Mappings, command: str) -> None:

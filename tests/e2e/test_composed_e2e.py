@@ -13,7 +13,7 @@ from typing import Any
 
 from fanout.model.mapping import default_mappings
 from fanout.pipeline.related import PAGES_PER_INVOCATION
-from fanout.source.compose import ROOTS_PER_PAGE
+from fanout.source.composition_read import ROOTS_PER_PAGE
 from tests.support.e2e import Stack, article
 from tests.support.sequences import numbers
 from tests.support.waiting import wait_until

@@ -17,7 +17,8 @@ import pytest
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
 from fanout.source import reader as source_reader
-from fanout.source.reader import RowState, read_row, read_rows
+from fanout.source.reader import read_row, read_rows
+from fanout.source.rows import RowState
 from tests.support.locks import row_locks_held, seen_waiting
 
 POSTS = default_mappings().get("posts")

@@ -24,13 +24,14 @@ from fanout.capture.migrations import MigrationRunner
 from fanout.capture.names import CHANGE_LOG_TABLE
 from fanout.capture.triggers import write_capture_migration
 from fanout.config import DatabaseSettings
-from fanout.model.change import Change, parse_trigger_payload
+from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
+from fanout.model.payloads import parse_trigger_payload
 from fanout.pipeline.fetcher import apply_changes
 from fanout.pipeline.related import FanOut
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.compose import root_page
+from fanout.source.composition_read import root_page
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
 from tests.support.integration import execute, install_capture_triggers, lambda_async_bridge, parser_arn, rows

@@ -19,14 +19,14 @@ import pymysql
 import pytest
 
 from fanout.capture.cascades import cascade_triggers
-from fanout.capture.composed_triggers import feeding_triggers
+from fanout.capture.composition_triggers import feeding_triggers
 from fanout.capture.migrations import MigrationRunner
 from fanout.capture.names import CHANGE_LOG_TABLE
 from fanout.capture.trigger_sql import trigger_name
 from fanout.capture.triggers import write_capture_migration
 from fanout.config import DatabaseSettings
-from fanout.model.change import parse_trigger_payload
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
+from fanout.model.payloads import parse_trigger_payload
 from fanout.source.connection import connect
 from tests.support.files import ROOT
 from tests.support.foreign_keys import DEMO_KEYS

@@ -4,7 +4,7 @@ The engine fires no trigger for a row it deletes or updates by ``ON DELETE CASCA
 ``ON UPDATE CASCADE``; the generated ``BEFORE`` triggers on the referenced tables log those rows (with the
 payload the dependent table's own trigger writes). Each test writes as an application does, takes what the
 statement logged in ``fanout_change_log``, hands it to the fetcher as the parser would
-(fanout.model.change.parse_trigger_payload), and looks at both sinks: no repair, no hand-made change.
+(fanout.model.payloads.parse_trigger_payload), and looks at both sinks: no repair, no hand-made change.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from fanout.capture.foreign_keys import read_foreign_keys
 from fanout.capture.migrations import MigrationRunner
 from fanout.capture.triggers import capture_migration
 from fanout.config import DatabaseSettings
-from fanout.model.change import Change, parse_trigger_payload
+from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
+from fanout.model.payloads import parse_trigger_payload
 from fanout.pipeline.fetcher import apply_changes
 from fanout.pipeline.related import FanOut
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.compose import root_page
+from fanout.source.composition_read import root_page
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
 from tests.support.integration import (

@@ -3,7 +3,7 @@
 An ``articles`` document (the bundled mapping) holds its author (a parent), its comments (children,
 ordered) and its tags (many-to-many through ``article_tags``), and exists only while the article is
 published. Each relation kind is changed, and the changes are handed to the fetcher as the parser hands
-them (fanout.model.change.parse_trigger_payload of the payload the capture trigger writes): the sinks then
+them (fanout.model.payloads.parse_trigger_payload of the payload the capture trigger writes): the sinks then
 hold the document composed from the committed rows.
 """
 
@@ -17,14 +17,15 @@ from typing import Any
 
 import pytest
 
-from fanout.model.change import Change, parse_trigger_payload
+from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
+from fanout.model.payloads import parse_trigger_payload
 from fanout.pipeline.fetcher import FetchFailed, FetchReport, apply_changes
 from fanout.pipeline.forwarder import Forward
 from fanout.pipeline.related import FanOut
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.compose import compose_rows, root_page
+from fanout.source.composition_read import compose_rows, root_page
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
 from tests.support.locks import row_locks_held, seen_waiting

@@ -26,7 +26,7 @@ from fanout.model.mapping import default_mappings
 from fanout.pipeline.wiring import aws_config
 from fanout.sinks import Outcome, RowRejected, SinkError
 from fanout.sinks.dynamodb import MAX_TRANSACTION_ITEMS, DynamoDBSink
-from fanout.source.reader import JsonText, RowState
+from fanout.source.rows import JsonText, RowState
 from tests.support.aws import aws_resource
 from tests.support.fault_injection import FaultyEndpoint
 from tests.support.files import ROOT

@@ -39,8 +39,9 @@ from typing import Any
 import pymysql
 import pytest
 
-from fanout.model.change import Change, fetcher_event, parse_trigger_payload
+from fanout.model.change import Change
 from fanout.model.mapping import DEFAULT_MAPPING_FILE, Mappings, default_mappings
+from fanout.model.payloads import fetcher_event, parse_trigger_payload
 from fanout.model.sink_keys import dynamodb_partition_key
 from fanout.operations.verify import compare_row
 from fanout.sinks.opensearch import make_client

@@ -15,8 +15,8 @@ from typing import Any
 import pymysql
 import pytest
 
-from fanout.model.change import parse_trigger_payload
 from fanout.model.mapping import parse_mappings
+from fanout.model.payloads import parse_trigger_payload
 from fanout.source.reader import read_row
 
 MAPPINGS = parse_mappings(

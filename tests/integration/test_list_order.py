@@ -2,7 +2,7 @@
 
 Values a collation calls equal ('Red'/'red', 'e'/'é'/'E' under utf8mb4_unicode_ci) tie under ``order_by`` and
 under the fields; the composed read breaks the tie by their bytes, then by the related row's key
-(fanout.source.compose). The rows are inserted so that the engine's own order of the ties (by key) is the
+(fanout.source.composition_read). The rows are inserted so that the engine's own order of the ties (by key) is the
 reverse of the byte order: a read without the tie-break returns them in another order than the documented one.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, parse_mappings
 from fanout.operations.backfill import BackfillJob, run_backfill
-from fanout.source.compose import compose_rows
+from fanout.source.composition_read import compose_rows
 from fanout.source.connection import connect
 from tests.support.backfill import Harness
 

@@ -23,7 +23,7 @@ from fanout.sinks.opensearch import (
     OpenSearchSink,
     make_client,
 )
-from fanout.source.reader import RowState
+from fanout.source.rows import RowState
 
 POSTS = default_mappings().get("posts")
 

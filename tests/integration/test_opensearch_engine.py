@@ -29,7 +29,8 @@ from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import MAX_EXTERNAL_VERSION, OpenSearchSink, make_client
 from fanout.sinks.readers import MAX_RESULT_WINDOW, SinkReaders
 from fanout.source.connection import connect
-from fanout.source.reader import RowState, read_row, read_rows
+from fanout.source.reader import read_row, read_rows
+from fanout.source.rows import RowState
 from tests.support.aws import aws_client, aws_resource
 
 EDGES = """

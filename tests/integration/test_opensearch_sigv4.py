@@ -25,7 +25,7 @@ from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
 from fanout.sinks import Outcome
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.reader import RowState
+from fanout.source.rows import RowState
 
 ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, REGION = (
     "AKIDFANOUTTEST",

@@ -49,7 +49,7 @@ from fanout.pipeline.fetcher import FetchFailed, apply_changes
 from fanout.pipeline.related import FanOut
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.compose import root_page
+from fanout.source.composition_read import root_page
 from fanout.source.connection import connect
 from fanout.source.reader import read_row, read_rows
 from tests.support.aws import aws_resource

@@ -20,7 +20,7 @@ from fanout.model.mapping import default_mappings
 from fanout.sinks import Outcome, RowRejected
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.reader import RowState
+from fanout.source.rows import RowState
 from tests.support.integration import create_replica_table
 
 POSTS = default_mappings().get("posts")

@@ -25,7 +25,8 @@ import pytest
 
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
-from fanout.source.reader import RowState, SourceReadError, read_row
+from fanout.source.reader import read_row
+from fanout.source.rows import RowState, SourceReadError
 from tests.support.locks import seen_waiting
 
 POSTS = default_mappings().get("posts")

@@ -23,8 +23,9 @@ from typing import Any
 import pytest
 
 from fanout.config import DatabaseSettings
-from fanout.model.change import Change, parse_trigger_payload
+from fanout.model.change import Change
 from fanout.model.mapping import FULL_KEY_FIELD, Mappings, parse_mappings
+from fanout.model.payloads import parse_trigger_payload
 from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
 from fanout.operations.reconcile import ReconcileReport, SinkReaders, reconcile
 from fanout.pipeline.rejects import QueueRejectRecorder

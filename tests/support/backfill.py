@@ -17,7 +17,8 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping
 from fanout.operations.reconcile import SinkReaders, reconcile
 from fanout.source.connection import connect
-from fanout.source.reader import RowState, read_row, read_rows
+from fanout.source.reader import read_row, read_rows
+from fanout.source.rows import RowState
 from tests.support.files import ROOT
 from tests.support.sequences import numbers
 

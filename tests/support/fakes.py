@@ -26,7 +26,7 @@ from opensearchpy.exceptions import ConflictError, NotFoundError, RequestError
 
 from fanout.model.change import Change
 from fanout.model.mapping import TableMapping
-from fanout.source.reader import RowState
+from fanout.source.rows import RowState
 from tests.support.files import EVENTS, ROOT
 
 

@@ -10,17 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fanout.model.change import (
-    BIGINT_MIN,
-    BIGINT_UNSIGNED_MAX,
-    MAX_PAYLOAD_BYTES,
-    MAX_STRING_KEY_LENGTH,
-    Change,
-    ChangeValidationError,
-    parse_change_message,
-    parse_trigger_payload,
-)
+from fanout.model.change import BIGINT_MIN, BIGINT_UNSIGNED_MAX, MAX_STRING_KEY_LENGTH, Change, ChangeValidationError
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
+from fanout.model.payloads import MAX_PAYLOAD_BYTES, parse_change_message, parse_trigger_payload
 from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
 from tests.support.fakes import EVENTS, load_event, load_record_body
 

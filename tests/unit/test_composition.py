@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from fanout.model.change import Change, ChangeValidationError, parse_change_message, parse_trigger_payload
+from fanout.model.change import Change, ChangeValidationError
 from fanout.model.composition import EmbeddedList, EmbeddedRow, Feed, OrderBy, OverLimit, RowFilter
 from fanout.model.mapping import MappingError, Mappings, parse_mappings
+from fanout.model.payloads import parse_change_message, parse_trigger_payload
 from fanout.model.sink_keys import UnrepresentableRow
 from fanout.sinks.dynamodb import dynamodb_attributes
 from fanout.sinks.opensearch import opensearch_document

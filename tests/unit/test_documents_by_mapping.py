@@ -14,7 +14,7 @@ from fanout.model.mapping import TableMapping, parse_mappings
 from fanout.model.sink_keys import UnrepresentableRow, dynamodb_key, opensearch_document_id
 from fanout.sinks.dynamodb import dynamodb_item, dynamodb_item_size, dynamodb_tombstone, to_dynamodb_value
 from fanout.sinks.opensearch import opensearch_document, to_json_value
-from fanout.source.reader import JsonText
+from fanout.source.rows import JsonText
 
 SETTINGS = parse_mappings(
     {

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from fanout.model.change import Change, ChangeValidationError, fetcher_event, parse_change_message
+from fanout.model.change import Change, ChangeValidationError
 from fanout.model.mapping import Mappings, TableMapping, default_mappings
+from fanout.model.payloads import fetcher_event, parse_change_message
 from fanout.pipeline.forwarder import QueueForwarder
 from fanout.pipeline.queue_batch import handle_queue_batch
 from fanout.pipeline.related import FanOut, apply_related

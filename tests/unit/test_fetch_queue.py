@@ -14,7 +14,7 @@ from fanout.model.mapping import default_mappings
 from fanout.pipeline.forwarder import QueueForwarder
 from fanout.pipeline.queue_batch import handle_queue_batch
 from fanout.pipeline.rejects import message_body, rejection_record
-from fanout.source.reader import SourceReadError
+from fanout.source.rows import SourceReadError
 from fanout_cli.dead_letters.invoke import InvokeResult
 from fanout_cli.dead_letters.records import DeadLetter, Kind, parse_dead_letter
 from fanout_cli.dead_letters.redrive import redrive

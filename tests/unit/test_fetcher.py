@@ -21,7 +21,7 @@ from fanout.pipeline.fetcher import FetchFailed, apply_changes
 from fanout.pipeline.queue_batch import parse_fetcher_event
 from fanout.sinks import Outcome
 from fanout.sinks.opensearch import DEFAULT_GC_DELETES, OpenSearchSink, opensearch_document
-from fanout.source.reader import SourceReadError
+from fanout.source.rows import SourceReadError
 from tests.support.fakes import (
     FakeContext,
     FakeDynamoDBTable,

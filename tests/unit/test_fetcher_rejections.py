@@ -240,7 +240,7 @@ def test_the_fetcher_refuses_at_cold_start_a_mapping_naming_a_table_it_was_not_g
 
 def test_a_value_with_no_form_in_either_sink_is_rejected_by_both_not_retried_for_ever() -> None:
     # Given a JSON column holding NaN (Python's json accepts it; neither JSON nor DynamoDB has it)
-    from fanout.source.reader import JsonText
+    from fanout.source.rows import JsonText
 
     world = World(parse_mappings({"tables": {"notes": {"primary_key": [{"column": "id"}], "json_columns": ["j"]}}}))
     world.source.set("notes", (1,), {"id": 1, "j": JsonText('{"x": NaN}')}, version=10)

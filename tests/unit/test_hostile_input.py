@@ -32,8 +32,9 @@ from opensearchpy.exceptions import RequestError
 from pymysql.constants import FIELD_TYPE
 
 from fanout.capture.change_log import changes_of_row
-from fanout.model.change import MAX_PAYLOAD_BYTES, Change, ChangeValidationError, parse_trigger_payload
+from fanout.model.change import Change, ChangeValidationError
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
+from fanout.model.payloads import MAX_PAYLOAD_BYTES, parse_trigger_payload
 from fanout.observability import logger
 from fanout.pipeline.fetcher import FetchFailed, apply_changes
 from fanout.pipeline.queue_batch import parse_fetcher_event
@@ -41,7 +42,8 @@ from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.redaction import describe_error
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
-from fanout.source.reader import CLOCK_SQL, read_row, select_row_sql
+from fanout.source.reader import read_row
+from fanout.source.rows import CLOCK_SQL, select_row_sql
 from tests.support.fakes import (
     FakeContext,
     FakeDynamoDBTable,

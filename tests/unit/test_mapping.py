@@ -73,7 +73,7 @@ def with_change(path: str, value: Any) -> dict[str, Any]:
         (with_change("primary_key", [{"column": "id"}, {"column": "id", "type": "string"}]), "primary_key"),
         (with_change("primary_key", ["id"]), "primary_key[0]"),
         ({**valid_spec(), "colums": ["id"]}, "colums"),
-        (with_change("capture", ["insert", "upsert"]), "capture"),
+        (with_change("capture", ["insert", "upsert"]), "capture[1]"),
         (with_change("capture", []), "capture"),
         (with_change("capture", "update"), "capture"),
         (with_change("columns", ["title", "body"]), "columns"),

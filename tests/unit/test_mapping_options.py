@@ -115,7 +115,7 @@ def settings_key(tenant: str, setting_key: str) -> tuple[tuple[str, Any], ...]:
         (changed("opensearch.rename", ["title"]), "opensearch.rename"),
         (changed("opensearch.binary", "hex"), "opensearch.binary"),
         (changed("opensearch.index_mappings", ["doc"]), "opensearch.index_mappings"),
-        (changed("opensearch.index_mappings", {"properties": []}), "opensearch.index_mappings"),
+        (changed("opensearch.index_mappings", {"properties": []}), "opensearch.index_mappings.properties"),
         (changed("opensearch.typo", 1), "opensearch.typo"),
         (changed("json_columns", ["nope"]), "json_columns"),
         (changed("dynamodb.table", "a"), "dynamodb.table"),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fanout.model.change import parse_change_message, parse_trigger_payload
 from fanout.model.mapping import default_mappings
+from fanout.model.payloads import parse_change_message, parse_trigger_payload
 from tests.support.fakes import load_event
 
 MAPPINGS = default_mappings()

@@ -14,12 +14,13 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from fanout.model.change import Change, parse_trigger_payload
+from fanout.model.change import Change
 from fanout.model.mapping import FULL_KEY_FIELD, parse_mappings
+from fanout.model.payloads import parse_trigger_payload
 from fanout.model.sink_keys import dynamodb_item_key, dynamodb_key, opensearch_document_id, opensearch_key
 from fanout.sinks.dynamodb import dynamodb_item, to_dynamodb_value
 from fanout.sinks.opensearch import ExactJSONSerializer, opensearch_document, to_json_value
-from fanout.source.reader import JsonText
+from fanout.source.rows import JsonText
 
 MAPPINGS = parse_mappings(
     {

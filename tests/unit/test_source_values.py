@@ -10,7 +10,7 @@ from pymysql.constants import FIELD_TYPE, FLAG
 
 from fanout.model.change import Change
 from fanout.model.mapping import parse_mappings
-from fanout.source.reader import JsonText, has_exact_key, typed_row
+from fanout.source.rows import JsonText, has_exact_key, typed_row
 
 MAPPING = parse_mappings({"tables": {"t": {"primary_key": [{"column": "id"}], "json_columns": ["json_text"]}}}).tables[
     "t"

@@ -211,7 +211,7 @@ def test_the_committed_v008_is_what_the_generator_writes_for_the_bundled_mapping
 
 def test_an_update_of_a_feeding_table_is_skipped_only_when_every_column_read_is_the_same_byte_for_byte() -> None:
     # Given the bundled mapping's triggers on the comments table (a child of articles)
-    from fanout.capture.composed_triggers import feeding_triggers
+    from fanout.capture.composition_triggers import feeding_triggers
 
     update = next(sql for table, action, _n, sql, _s in feeding_triggers(mappings(BUNDLED["tables"]), 8)
                   if (table, action) == ("comments", "update"))  # fmt: skip

@@ -28,8 +28,9 @@ from enum import StrEnum
 from typing import Any
 
 from fanout.capture.change_log import is_ring
-from fanout.model.change import ChangeValidationError, fetcher_event, parse_change_message, parse_trigger_payload
+from fanout.model.change import ChangeValidationError
 from fanout.model.mapping import Mappings
+from fanout.model.payloads import fetcher_event, parse_change_message, parse_trigger_payload
 from fanout_cli.dead_letters.invoke import Invoke, InvokeResult
 from fanout_cli.dead_letters.queue import DeadLetterQueue
 from fanout_cli.dead_letters.records import MAX_ERROR_CHARS, DeadLetter, Kind

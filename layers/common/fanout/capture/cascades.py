@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from fanout.capture.composed_triggers import columns_read, feeding_payload, feeds_by_table
+from fanout.capture.composition_triggers import columns_read, feeding_payload, feeds_by_table
 from fanout.capture.foreign_keys import CHANGING_ACTIONS, ForeignKey
 from fanout.capture.names import CHANGE_LOG_TABLE
 from fanout.capture.trigger_sql import KILL_SWITCH, TRIGGER_PREFIX, payload_fields, ring_sql

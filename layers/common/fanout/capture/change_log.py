@@ -39,8 +39,9 @@ import pymysql
 import pymysql.connections
 
 from fanout.capture.names import CHANGE_LOG_TABLE, RING, RING_FORMAT_VERSION, drain_lock_name, sweep_lock_name
-from fanout.model.change import Change, ChangeValidationError, parse_trigger_payload
+from fanout.model.change import Change, ChangeValidationError
 from fanout.model.mapping import Mappings
+from fanout.model.payloads import parse_trigger_payload
 from fanout.observability import ChangeMetric, StackMetric, log, metric_table, record, record_accepted, record_stack
 from fanout.pipeline.forwarder import Forward
 from fanout.pipeline.rejects import Reject

@@ -1,7 +1,7 @@
 """The SQL of one capture trigger: its name, its payload's ``JSON_OBJECT`` lines, the change-log insert and the ring.
 
 The building blocks every generated trigger shares (fanout.capture.triggers writes the migration from them,
-fanout.capture.composed_triggers the triggers of tables feeding composed documents, fanout.capture.cascades
+fanout.capture.composition_triggers the triggers of tables feeding composed documents, fanout.capture.cascades
 the foreign-key cascade triggers). Kept apart from the migration writer so that those modules import these
 blocks, and the writer imports them, with no import going back.
 """

@@ -46,7 +46,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from fanout.capture.composed_triggers import feeding_triggers
+from fanout.capture.composition_triggers import feeding_triggers
 from fanout.capture.migration_scripts import Migration, MigrationError, load_migrations, split_statements
 from fanout.capture.names import CHANGE_LOG_TABLE
 from fanout.capture.trigger_sql import TRIGGER_PREFIX, capture_trigger, trigger_name

@@ -1,4 +1,4 @@
-"""The change model: what a trigger says happened, validated and normalised.
+"""The change model: one row to re-read, and the validation of its key and time.
 
 A trigger sends (format version 1)::
 
@@ -10,17 +10,16 @@ microseconds, whatever the session time zone. ``old_pk`` is set by UPDATE
 triggers when the primary key itself changed; the parser then emits a second
 change for the old key (re-read, it is absent: a delete).
 
-Nothing in a payload is trusted for data: the fetcher re-reads the row. The
-payload only names *which* row to re-read, so it is validated strictly against
+The payloads and messages themselves are read by :mod:`fanout.model.payloads` (the wire formats), a feeding
+table's by :mod:`fanout.model.composition_payload`. Nothing in a payload is trusted for data: the fetcher
+re-reads the row. The payload only names *which* row to re-read, so it is validated strictly against
 the table mapping: known table, captured action, exactly the key columns, each
 of its declared type and within bounds.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -30,7 +29,6 @@ from fanout.model.mapping import ACTIONS, Mappings, TableMapping
 
 FORMAT_VERSION = 1
 MAX_STRING_KEY_LENGTH = 512
-MAX_PAYLOAD_BYTES = 8192  # a trigger payload names a key; anything bigger is not ours
 BIGINT_MIN, BIGINT_UNSIGNED_MAX = -(2**63), 2**64 - 1
 MAX_TIMESTAMP_US = 2**53  # microseconds must stay exact in a double (OpenSearch)
 MAX_TIMESTAMP_SECONDS = MAX_TIMESTAMP_US // 1_000_000
@@ -61,7 +59,7 @@ class ChangeValidationError(ValueError):
 MAX_DESCRIBED_CHARS = 80
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
     """A short, printable description of a payload value (never unbounded, never a crash)."""
     if isinstance(value, dict):  # a container is described, not printed: its size and depth are the sender's
         return f"an object of {len(value)} field(s)"
@@ -84,7 +82,7 @@ def _is_utf8_text(value: str) -> bool:
     return True
 
 
-def _field_name(name: Any) -> str:
+def field_name(name: Any) -> str:
     """A payload's own field name, made safe to print (escaped, bounded): the sender chose it."""
     text = ascii(name) if not isinstance(name, str) else ascii(name)[1:-1]
     return text if len(text) <= 64 else text[:61] + "..."
@@ -100,7 +98,7 @@ class Change:
     changed_at_us: int  # trigger time, microseconds since the epoch (for lag)
     correlation_id: str = ""
     # A composed document's parent or link-target relation: ``key`` is that row's referenced columns,
-    # and the fetcher resolves the roots it touches (fanout.model.related_change).
+    # and the fetcher resolves the roots it touches (fanout.model.composition_payload).
     via: str = ""
     # A change via a relation handed on as a continuation: its roots after this root key are still to be
     # rebuilt (empty: from the first; fanout.pipeline.related).
@@ -131,21 +129,16 @@ class Change:
         )
 
 
-def fetcher_event(changes: Sequence[Change]) -> dict[str, Any]:
-    """The event the fetcher takes (a direct invoke, a fetch-queue message, a dead letter's replay)."""
-    return {"changes": [change.to_message() for change in changes]}
-
-
 def document_id_of(values: tuple[KeyValue, ...]) -> str:
     return "|".join(quote(str(v), safe="") for v in values)
 
 
-def _validate_key(mapping: TableMapping, raw: Any, field: str) -> tuple[tuple[str, KeyValue], ...]:
+def validate_key(mapping: TableMapping, raw: Any, field: str) -> tuple[tuple[str, KeyValue], ...]:
     if not isinstance(raw, dict):
-        raise ChangeValidationError(field, "must be an object of key columns", _describe(raw))
+        raise ChangeValidationError(field, "must be an object of key columns", describe(raw))
     expected = mapping.key_columns
     if set(raw) != set(expected):
-        got = ", ".join(_field_name(name) for name in sorted(raw, key=str)[:8]) + (" ..." if len(raw) > 8 else "")
+        got = ", ".join(field_name(name) for name in sorted(raw, key=str)[:8]) + (" ..." if len(raw) > 8 else "")
         raise ChangeValidationError(
             field, f"must have exactly the key columns {list(expected)} of {mapping.table!r}", f"[{got}]"
         )
@@ -158,12 +151,12 @@ def key_value(value: Any, key_type: str, where: str) -> KeyValue:
     """One key (or referenced) column's value, of its declared type ("int" or "string") and within bounds."""
     if key_type == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ChangeValidationError(where, "must be an integer", _describe(value))
+            raise ChangeValidationError(where, "must be an integer", describe(value))
         if not BIGINT_MIN <= value <= BIGINT_UNSIGNED_MAX:
-            raise ChangeValidationError(where, "integer is out of the BIGINT range", _describe(value))
+            raise ChangeValidationError(where, "integer is out of the BIGINT range", describe(value))
         return value
     if not isinstance(value, str):
-        raise ChangeValidationError(where, "must be a string", _describe(value))
+        raise ChangeValidationError(where, "must be a string", describe(value))
     if len(value) > MAX_STRING_KEY_LENGTH:
         raise ChangeValidationError(where, f"string key longer than {MAX_STRING_KEY_LENGTH} characters")
     if not _is_utf8_text(value):
@@ -172,109 +165,35 @@ def key_value(value: Any, key_type: str, where: str) -> KeyValue:
     return value
 
 
-def _validate_timestamp(raw: Any, field: str) -> int:
+def validate_timestamp(raw: Any, field: str) -> int:
     if isinstance(raw, bool) or not isinstance(raw, (int, float, str, Decimal)):
-        raise ChangeValidationError(field, "must be seconds since the epoch", _describe(raw))
+        raise ChangeValidationError(field, "must be seconds since the epoch", describe(raw))
     try:
         # Through str so that a float such as 1764240000.123456 keeps its digits.
         seconds = Decimal(str(raw))
     except (InvalidOperation, ValueError, ArithmeticError):
-        raise ChangeValidationError(field, "must be seconds since the epoch", _describe(raw)) from None
+        raise ChangeValidationError(field, "must be seconds since the epoch", describe(raw)) from None
     if not seconds.is_finite() or not 0 < seconds < MAX_TIMESTAMP_SECONDS:
-        raise ChangeValidationError(field, "timestamp is out of range", _describe(raw))
+        raise ChangeValidationError(field, "timestamp is out of range", describe(raw))
     return int(seconds * 1_000_000)
 
 
-def _common(payload: Any, mappings: Mappings) -> tuple[dict[str, Any], TableMapping, str]:
+def common_fields(payload: Any, mappings: Mappings) -> tuple[dict[str, Any], TableMapping, str]:
     if not isinstance(payload, dict):
         raise ChangeValidationError("<payload>", f"must be a JSON object, got {type(payload).__name__}")
     version = payload.get("v")
     if type(version) is not int or version != FORMAT_VERSION:
-        raise ChangeValidationError("v", f"unsupported format version (expected {FORMAT_VERSION})", _describe(version))
+        raise ChangeValidationError("v", f"unsupported format version (expected {FORMAT_VERSION})", describe(version))
     table = payload.get("table")
     if not isinstance(table, str):
-        raise ChangeValidationError("table", "must be a string", _describe(table))
+        raise ChangeValidationError("table", "must be a string", describe(table))
     mapping = mappings.get(table)
     if mapping is None:
-        raise ChangeValidationError("table", "is not a mapped table", _describe(table))
+        raise ChangeValidationError("table", "is not a mapped table", describe(table))
     action = payload.get("action")
     if not isinstance(action, str) or action.lower() not in ACTIONS:
-        raise ChangeValidationError("action", f"must be one of {list(ACTIONS)}", _describe(action))
+        raise ChangeValidationError("action", f"must be one of {list(ACTIONS)}", describe(action))
     action = action.lower()
     if action not in mapping.capture:
         raise ChangeValidationError("action", f"{action!r} is not captured for table {table!r}")
     return payload, mapping, action
-
-
-def parse_trigger_payload(payload: Any, mappings: Mappings, correlation_id: str = "") -> list[Change]:
-    """Validate a trigger payload; return the change(s) it stands for.
-
-    An UPDATE that changed the primary key yields two changes: the new key and
-    the old one (whose re-read will find nothing, and so delete it).
-    """
-    if isinstance(payload, (str, bytes)):
-        size = len(payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload)
-        if size > MAX_PAYLOAD_BYTES:
-            raise ChangeValidationError("<payload>", f"larger than {MAX_PAYLOAD_BYTES} bytes")
-        try:
-            payload = json.loads(payload)
-        except UnicodeDecodeError:
-            raise ChangeValidationError("<payload>", "is not UTF-8 text") from None
-        except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge int literals, deep nesting
-            detail = getattr(exc, "msg", type(exc).__name__)
-            raise ChangeValidationError("<payload>", f"is not valid JSON ({detail})") from None
-    if isinstance(payload, dict) and "refs" in payload:  # a table feeding composed documents
-        from fanout.model.related_change import parse_related_payload
-
-        return parse_related_payload(payload, mappings, correlation_id)
-    payload, mapping, action = _common(payload, mappings)
-    allowed = {"v", "action", "table", "pk", "old_pk", "ts"}
-    extra = sorted(set(payload) - allowed, key=str)
-    if extra:
-        raise ChangeValidationError(_field_name(extra[0]), "unknown field", log_field="<unknown field>")
-    key = _validate_key(mapping, payload.get("pk"), "pk")
-    changed_at = _validate_timestamp(payload.get("ts"), "ts")
-    changes = [Change(mapping.table, key, action, changed_at, correlation_id)]
-    old = payload.get("old_pk")
-    if old is not None:
-        if action != "update":
-            raise ChangeValidationError("old_pk", f"only an update can carry old_pk, not {action!r}")
-        old_key = _validate_key(mapping, old, "old_pk")
-        if old_key != key:
-            changes.append(Change(mapping.table, old_key, "update", changed_at, correlation_id))
-    return changes
-
-
-def parse_change_message(message: Any, mappings: Mappings) -> Change:
-    """Validate a change handed from the parser to the fetcher (see :meth:`Change.to_message`)."""
-    message, mapping, action = _common(message, mappings)
-    allowed = {"v", "action", "table", "pk", "ts_us", "correlation_id", "via", "after"}
-    extra = sorted(set(message) - allowed, key=str)
-    if extra:
-        raise ChangeValidationError(_field_name(extra[0]), "unknown field", log_field="<unknown field>")
-    via = message.get("via", "")
-    if via:  # a change to a parent or link-target row of a composed document (fanout.model.related_change)
-        from fanout.model.related_change import referenced_columns, validate_reference
-
-        columns = None
-        if isinstance(via, str) and mapping.composition is not None:
-            columns = referenced_columns(mapping.composition, via)
-        if columns is None:
-            raise ChangeValidationError("via", f"is not a parent or many-to-many relation of {mapping.table!r}")
-        key = validate_reference(columns, message.get("pk"), "pk")
-    else:
-        key = _validate_key(mapping, message.get("pk"), "pk")
-    after: tuple[tuple[str, KeyValue], ...] = ()
-    if "after" in message:  # a continuation's resume cursor: the last root key rebuilt (a root's key)
-        if not via:
-            raise ChangeValidationError("after", "only a change via a relation can carry a resume cursor")
-        after = _validate_key(mapping, message["after"], "after")
-    ts = message.get("ts_us")
-    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 < ts < MAX_TIMESTAMP_US:
-        raise ChangeValidationError("ts_us", "must be microseconds since the epoch", _describe(ts))
-    correlation_id = message.get("correlation_id", "")
-    if not isinstance(correlation_id, str) or not CORRELATION_ID.fullmatch(correlation_id):
-        raise ChangeValidationError(
-            "correlation_id", "must be a string of at most 128 printable ASCII characters without spaces"
-        )
-    return Change(mapping.table, key, action, ts, correlation_id, via=via, after=after)

@@ -26,7 +26,7 @@ Declared under a root table of the mapping as ``"document"``::
 - ``children`` (one-to-many): ``on`` maps the root's primary key columns (all of them) to the child's
   columns; a list of objects of ``fields``, ordered by ``order_by`` then by every field, then by the
   bytes of those columns (values a collation calls equal, 'Red' and 'red', tie before that): a total
-  order, so the same rows always give the same list (fanout.source.compose); at most ``limit`` long,
+  order, so the same rows always give the same list (fanout.source.composition_read); at most ``limit`` long,
   beyond it ``truncate`` keeps the first ``limit``, ``reject`` refuses the document (recorded like any
   row a sink cannot take).
 - ``many_to_many``: ``through_on`` maps the root's primary key columns to the link table's; ``on`` maps

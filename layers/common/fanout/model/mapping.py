@@ -1,42 +1,12 @@
 """The table mapping: which source tables are replicated, and how.
 
-(About 440 lines, on purpose: the file format described here, its types and the entry
-validation that names table and field are read together; the key-format language and the
-generic field checks are apart, in key_format and mapping_fields.)
-
-One JSON file (``tables.json`` beside this module, or the path in
-``FANOUT_MAPPING_FILE``) declares every replicated table. It is validated when
-loaded; an error names the table and the field. SQL identifiers used anywhere
-in the data path come only from this validated mapping, never from a payload.
-
-A table's entry (every field but ``primary_key`` is optional)::
-
-    "tenant_settings": {
-      "primary_key": [{"column": "tenant", "type": "string"},
-                      {"column": "setting_key", "type": "string"}],
-      "capture": ["insert", "update", "delete"],      # default: all three
-      "columns": ["tenant", "setting_key", ...],      # what is read; default: every column
-      "json_columns": ["value"],                      # text columns parsed as JSON (see below)
-      "opensearch": {
-        "enabled": true,
-        "index": "tenant-settings",                   # default: the table name, lower-cased
-        "document_id": "{tenant}:{setting_key}",      # default: "{key}"
-        "rename": {"description": "summary"},         # column -> field
-        "exclude": ["secret_hash"],                   # columns left out of the document
-        "binary": "base64",                           # or "exclude"
-        "index_mappings": {"properties": {"value": {"type": "object", "enabled": false}}}
-                                                      # mappings of the index when the sink creates it
-      },
-      "dynamodb": {
-        "enabled": true,
-        "table": null,                                # default: the stack's ReplicaTable
-        "partition_key": {"attribute": "pk", "value": "{table}#{key}"},
-        "sort_key": null,                             # or {"attribute": "sk", "value": "{setting_key}"}
-        "attributes": ["tenant", "setting_key", "value"],   # projected columns; default: all read
-        "rename": {},                                 # column -> attribute
-        "binary": "binary"                            # B attribute, or "base64" (S), or "exclude"
-      }
-    }
+One JSON file (``tables.json`` beside this package, or the path in ``FANOUT_MAPPING_FILE``) declares every
+replicated table. Its format is the JSON Schema ``tables.schema.json`` beside it (generated from
+:mod:`fanout.model.mapping_schema`; every field described in README.md, "Replicating a table"). It is validated
+when loaded: first against that schema, then here for what a schema cannot say; an error names the table and the
+field. SQL identifiers used anywhere in the data path come only from this validated mapping, never from a payload.
+The result is typed: a :class:`TableMapping` per table, with its sinks' settings in :class:`OpenSearchSection`
+and :class:`DynamoDBSection`.
 
 Key formats (``document_id``, ``partition_key.value``, ``sort_key.value``) are
 templates of the key-format language (:mod:`fanout.model.key_format`): ``{<key column>}``,
@@ -64,7 +34,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -72,37 +42,36 @@ from typing import Any
 from fanout.model.composition import Composition, parse_composition
 from fanout.model.key_format import ENCODED_ALPHABET, KeyFormat, covered_key_columns, parse_key_format
 from fanout.model.mapping_fields import (
-    KEY_TYPES,
     FieldError,
     check_output_names,
-    choice,
     column_list,
-    identifier,
-    known_fields,
     renames,
 )
+from fanout.model.mapping_schema import ACTIONS as ACTIONS  # the actions a trigger captures: named with the mapping
+from fanout.model.mapping_schema import (
+    ATTRIBUTE_NAME,
+    FIELD_NAME,
+    INDEX_NAME,
+    schema_problem,
+)
 
-ACTIONS = ("insert", "update", "delete")
 # Where a document or item keeps its full key when its id is a bounded one (fanout.model.sink_keys.bounded_sink_id).
 FULL_KEY_FIELD = "_fanout_key"
 # Item attributes the DynamoDB sink owns (besides the key attributes); a replicated column may not use them.
 BOOKKEEPING_ATTRIBUTES = frozenset({"_table", "_version", "_deleted", "_ttl", FULL_KEY_FIELD})
 DEFAULT_PARTITION_ATTRIBUTE = "pk"
 RESERVED_ITEM_ATTRIBUTES = BOOKKEEPING_ATTRIBUTES | {DEFAULT_PARTITION_ATTRIBUTE}  # in the default table
-OPENSEARCH_BINARY = ("base64", "exclude")
-DYNAMODB_BINARY = ("binary", "base64", "exclude")
 
-_INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,254}$")
+_INDEX_NAME = re.compile(INDEX_NAME)
 # A field name for OpenSearch: no dots (they are read as object paths), not a metadata field.
-_FIELD_NAME = re.compile(r"^[A-Za-z0-9_$@][A-Za-z0-9_$@-]{0,254}$")
+_FIELD_NAME = re.compile(FIELD_NAME)
 OPENSEARCH_METADATA_FIELDS = frozenset(
     {
         "_id", "_index", "_source", "_routing", "_field_names", "_ignored", "_seq_no", "_primary_term",
         "_version", "_doc_count", "_type", "_size", "_meta", "_tier", "_nested_path", "_data_stream_timestamp",
     }
 )  # fmt: skip
-_DYNAMODB_TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
-_ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
+_ATTRIBUTE_NAME = re.compile(ATTRIBUTE_NAME)
 
 DEFAULT_MAPPING_FILE = Path(__file__).resolve().parent.parent / "tables.json"
 
@@ -132,7 +101,55 @@ DEFAULT_PARTITION_KEY = KeyAttribute(
 
 
 @dataclass(frozen=True)
+class OpenSearchSection:
+    """A table's ``opensearch`` section, typed and with its defaults filled in."""
+
+    enabled: bool
+    index: str
+    document_id: KeyFormat = DEFAULT_DOCUMENT_ID
+    rename: tuple[tuple[str, str], ...] = ()  # (column, field)
+    exclude: frozenset[str] = frozenset()
+    binary: str = "base64"  # one of fanout.model.mapping_schema.OPENSEARCH_BINARY
+    index_mappings: str = ""  # JSON text of the created index's mappings ("": dynamic mapping)
+
+    def field(self, column: str) -> str:
+        return dict(self.rename).get(column, column)
+
+
+@dataclass(frozen=True)
+class DynamoDBSection:
+    """A table's ``dynamodb`` section, typed and with its defaults filled in."""
+
+    enabled: bool
+    table: str | None = None  # None: the stack's ReplicaTable (DYNAMODB_TABLE)
+    partition_key: KeyAttribute = DEFAULT_PARTITION_KEY
+    sort_key: KeyAttribute | None = None
+    attributes: tuple[str, ...] | None = None  # None: every column read
+    rename: tuple[tuple[str, str], ...] = ()  # (column, attribute)
+    binary: str = "binary"  # one of fanout.model.mapping_schema.DYNAMODB_BINARY
+
+    @property
+    def key_attributes(self) -> frozenset[str]:
+        names = {self.partition_key.attribute}
+        if self.sort_key is not None:
+            names.add(self.sort_key.attribute)
+        return frozenset(names)
+
+    @property
+    def reserved_attributes(self) -> frozenset[str]:
+        """Attribute names a column may not take in this table's items."""
+        return BOOKKEEPING_ATTRIBUTES | self.key_attributes
+
+    def attribute(self, column: str) -> str:
+        return dict(self.rename).get(column, column)
+
+
+@dataclass(frozen=True)
 class TableMapping:
+    """One table's entry. The sinks' settings are read as the typed sections ``opensearch`` and ``dynamodb``;
+    the flat ``opensearch_*`` and ``dynamodb_*`` fields they are built from stay the constructor's arguments,
+    so ``dataclasses.replace(mapping, opensearch_index=...)`` (tests, benchmarks) keeps both in step."""
+
     table: str
     primary_key: tuple[KeyColumn, ...]
     capture: frozenset[str]
@@ -153,6 +170,32 @@ class TableMapping:
     dynamodb_rename: tuple[tuple[str, str], ...] = ()  # (column, attribute)
     dynamodb_binary: str = "binary"
     composition: Composition | None = None  # a document built from several tables (fanout.model.composition)
+    opensearch: OpenSearchSection = field(init=False, repr=False, compare=False)
+    dynamodb: DynamoDBSection = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        sections = {
+            "opensearch": OpenSearchSection(
+                enabled=self.opensearch_enabled,
+                index=self.opensearch_index,
+                document_id=self.opensearch_document_id,
+                rename=self.opensearch_rename,
+                exclude=self.opensearch_exclude,
+                binary=self.opensearch_binary,
+                index_mappings=self.opensearch_index_mappings,
+            ),
+            "dynamodb": DynamoDBSection(
+                enabled=self.dynamodb_enabled,
+                table=self.dynamodb_table,
+                partition_key=self.dynamodb_partition_key,
+                sort_key=self.dynamodb_sort_key,
+                attributes=self.dynamodb_attributes,
+                rename=self.dynamodb_rename,
+                binary=self.dynamodb_binary,
+            ),
+        }
+        for name, section in sections.items():
+            object.__setattr__(self, name, section)  # frozen: set once, here
 
     @property
     def key_columns(self) -> tuple[str, ...]:
@@ -160,21 +203,18 @@ class TableMapping:
 
     @property
     def dynamodb_key_attributes(self) -> frozenset[str]:
-        names = {self.dynamodb_partition_key.attribute}
-        if self.dynamodb_sort_key is not None:
-            names.add(self.dynamodb_sort_key.attribute)
-        return frozenset(names)
+        return self.dynamodb.key_attributes
 
     @property
     def dynamodb_reserved_attributes(self) -> frozenset[str]:
         """Attribute names a column may not take in this table's items."""
-        return BOOKKEEPING_ATTRIBUTES | self.dynamodb_key_attributes
+        return self.dynamodb.reserved_attributes
 
     def opensearch_field(self, column: str) -> str:
-        return dict(self.opensearch_rename).get(column, column)
+        return self.opensearch.field(column)
 
     def dynamodb_attribute(self, column: str) -> str:
-        return dict(self.dynamodb_rename).get(column, column)
+        return self.dynamodb.attribute(column)
 
 
 @dataclass(frozen=True)
@@ -196,14 +236,12 @@ def _fail(table: str, field: str, message: str) -> MappingError:
 
 
 def _key_attribute(field: str, value: Any, allowed: set[str], default: KeyAttribute | None) -> KeyAttribute | None:
+    """A key attribute the schema has shaped (an object of attribute and value, or null)."""
     if value is None:
         return default
-    if not isinstance(value, dict):
-        raise FieldError(field, 'must be an object {"attribute": ..., "value": ...}')
-    known_fields(field, value, {"attribute", "value"})
     attribute = value.get("attribute", default.attribute if default else None)
-    if not isinstance(attribute, str) or not _ATTRIBUTE_NAME.match(attribute) or attribute in BOOKKEEPING_ATTRIBUTES:
-        raise FieldError(f"{field}.attribute", f"{attribute!r} is not a usable DynamoDB attribute name")
+    if attribute in BOOKKEEPING_ATTRIBUTES:
+        raise FieldError(f"{field}.attribute", f"{attribute!r} is an attribute the sink keeps for itself")
     text = value.get("value", default.value.text if default else None)
     key_format = parse_key_format(text, allowed, lambda m: FieldError(f"{field}.value", m))
     return KeyAttribute(attribute, key_format)
@@ -216,68 +254,30 @@ def _parse_table(table: str, spec: Any) -> TableMapping:
         raise _fail(table, exc.field, exc.message) from None
 
 
-def _parse_entry(table: str, spec: Any) -> TableMapping:
-    identifier("<table name>", table)
-    if not isinstance(spec, dict):
-        raise FieldError("<table>", "must be an object")
-    known_fields("", spec, {"primary_key", "capture", "columns", "json_columns", "opensearch", "dynamodb", "document"})
-
-    raw_key = spec.get("primary_key")
-    if not isinstance(raw_key, list) or not raw_key:
-        raise FieldError("primary_key", "must be a non-empty list of {column, type}")
-    key: list[KeyColumn] = []
-    for i, item in enumerate(raw_key):
-        field = f"primary_key[{i}]"
-        if not isinstance(item, dict):
-            raise FieldError(field, "must be an object {column, type}")
-        column = identifier(f"{field}.column", item.get("column"))
-        key_type = item.get("type", "int")
-        if key_type not in KEY_TYPES:
-            raise FieldError(f"{field}.type", f"{key_type!r} is not one of {KEY_TYPES}")
-        key.append(KeyColumn(column, key_type))
+def _parse_entry(table: str, spec: dict[str, Any]) -> TableMapping:
+    """One table's entry, already of the schema's shape (tables.schema.json): what a schema cannot say."""
+    key = [KeyColumn(item["column"], item.get("type", "int")) for item in spec["primary_key"]]
     key_columns = tuple(k.column for k in key)
     if len(set(key_columns)) != len(key):
         raise FieldError("primary_key", "lists a column twice")
-
     capture = spec.get("capture", list(ACTIONS))
-    if not isinstance(capture, list) or not capture or any(a not in ACTIONS for a in capture):
-        raise FieldError("capture", f"must be a non-empty list drawn from {ACTIONS}, got {capture!r}")
 
     columns = spec.get("columns")
     if columns is not None:
-        if not isinstance(columns, list) or not columns:
-            raise FieldError("columns", "must be a non-empty list of column names (or absent for all)")
-        columns = tuple(identifier(f"columns[{i}]", c) for i, c in enumerate(columns))
+        columns = tuple(columns)
         if len(set(columns)) != len(columns):
             raise FieldError("columns", "lists a column twice")
         missing = [c for c in key_columns if c not in columns]
         if missing:
             raise FieldError("columns", f"must include the primary key column(s) {missing}")
     json_columns = frozenset(column_list("json_columns", spec.get("json_columns", []), columns))
-
     opensearch = spec.get("opensearch", {})
     dynamodb = spec.get("dynamodb", {})
-    for name, sink in (("opensearch", opensearch), ("dynamodb", dynamodb)):
-        if not isinstance(sink, dict):
-            raise FieldError(name, "must be an object")
-    known_fields(
-        "opensearch",
-        opensearch,
-        {"enabled", "index", "document_id", "rename", "exclude", "binary", "index_mappings"},
-    )
-    known_fields(
-        "dynamodb",
-        dynamodb,
-        {"enabled", "table", "partition_key", "sort_key", "attributes", "rename", "binary"},
-    )
-    for name, sink in (("opensearch", opensearch), ("dynamodb", dynamodb)):
-        if not isinstance(sink.get("enabled", True), bool):
-            raise FieldError(f"{name}.enabled", "must be true or false")
 
     # OpenSearch
     index = opensearch.get("index", table.lower())
     opensearch_on = opensearch.get("enabled", True)
-    if opensearch_on and (not isinstance(index, str) or not _INDEX_NAME.match(index)):
+    if opensearch_on and not _INDEX_NAME.match(index):  # a table name's lower case may still not be one
         raise FieldError("opensearch.index", f"{index!r} is not a valid OpenSearch index name")
     id_names = set(key_columns) | {"key", "table"}
     document_id = DEFAULT_DOCUMENT_ID
@@ -298,16 +298,12 @@ def _parse_entry(table: str, spec: Any) -> TableMapping:
     for column, _ in os_rename:
         if column in os_exclude:
             raise FieldError(f"opensearch.rename.{column}", "renames a column that opensearch.exclude leaves out")
-    os_binary = choice("opensearch.binary", opensearch.get("binary", "base64"), OPENSEARCH_BINARY)
+    os_binary = opensearch.get("binary", "base64")
     index_mappings = opensearch.get("index_mappings", {})
-    if not isinstance(index_mappings, dict) or not isinstance(index_mappings.get("properties", {}), dict):
-        raise FieldError("opensearch.index_mappings", "must be an object of OpenSearch mappings (with properties)")
 
     # DynamoDB
     dynamodb_on = dynamodb.get("enabled", True)
     ddb_table = dynamodb.get("table")
-    if ddb_table is not None and (not isinstance(ddb_table, str) or not _DYNAMODB_TABLE.match(ddb_table)):
-        raise FieldError("dynamodb.table", f"{ddb_table!r} is not a valid DynamoDB table name (or null)")
     partition = _key_attribute("dynamodb.partition_key", dynamodb.get("partition_key"), id_names, DEFAULT_PARTITION_KEY)
     assert partition is not None
     sort = _key_attribute("dynamodb.sort_key", dynamodb.get("sort_key"), id_names, None)
@@ -328,8 +324,6 @@ def _parse_entry(table: str, spec: Any) -> TableMapping:
     attributes = dynamodb.get("attributes")
     if attributes is not None:
         attributes = column_list("dynamodb.attributes", attributes, columns)
-        if not attributes:
-            raise FieldError("dynamodb.attributes", "must list at least one column (or be absent for all)")
     ddb_rename = renames(
         "dynamodb.rename", dynamodb.get("rename", {}), columns, _ATTRIBUTE_NAME, "DynamoDB attribute name"
     )
@@ -337,7 +331,7 @@ def _parse_entry(table: str, spec: Any) -> TableMapping:
         for column, _ in ddb_rename:
             if column not in attributes:
                 raise FieldError(f"dynamodb.rename.{column}", "renames a column dynamodb.attributes leaves out")
-    ddb_binary = choice("dynamodb.binary", dynamodb.get("binary", "binary"), DYNAMODB_BINARY)
+    ddb_binary = dynamodb.get("binary", "binary")
 
     mapping = TableMapping(
         table=table,
@@ -413,6 +407,12 @@ def parse_mappings(document: Any) -> Mappings:
         raise MappingError('the mapping must be an object with a "tables" object')
     if not document["tables"]:
         raise MappingError("the mapping declares no tables")
+    problem = schema_problem(document)  # every field's shape (tables.schema.json); what follows needs more
+    if problem is not None:
+        table, field, reason = problem
+        raise (
+            MappingError(f"table mapping: field {field!r}: {reason}") if table is None else _fail(table, field, reason)
+        )
     tables = {name: _parse_table(name, spec) for name, spec in document["tables"].items()}
     _check_shared_dynamodb_tables(tables)
     return Mappings(tables)

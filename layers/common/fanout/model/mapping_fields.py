@@ -76,9 +76,3 @@ def check_output_names(field: str, names: list[tuple[str, str]], reserved: froze
         if name in seen:
             raise FieldError(field, f"columns {seen[name]!r} and {column!r} would both be written as {name!r}")
         seen[name] = column
-
-
-def choice(field: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise FieldError(field, f"{value!r} is not one of {list(choices)}")
-    return str(value)

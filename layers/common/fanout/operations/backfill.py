@@ -35,6 +35,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pymysql
+
 from fanout.model.mapping import Mappings, TableMapping
 from fanout.observability import log
 from fanout.pipeline.fetcher import ReadRow, ReadRows, apply_changes
@@ -154,8 +156,6 @@ def _key_from_json(mapping: TableMapping, text: str | None) -> Key | None:
 
 
 def load_checkpoint(conn: Any, mapping: TableMapping, job_id: str) -> Checkpoint | None:
-    import pymysql
-
     try:
         with conn.cursor() as cur:
             cur.execute(

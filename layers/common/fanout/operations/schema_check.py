@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fanout.capture.cascades import cascade_triggers
-from fanout.capture.composed_triggers import columns_read, feeding_triggers, feeds_by_table
+from fanout.capture.composition_triggers import columns_read, feeding_triggers, feeds_by_table
 from fanout.capture.foreign_keys import CHANGING_ACTIONS, ForeignKey, read_foreign_keys
 from fanout.capture.migration_scripts import split_statements
 from fanout.capture.trigger_columns import columns_read as trigger_reads

@@ -21,7 +21,8 @@ from fanout.model.sink_keys import UnrepresentableRow, dynamodb_key, opensearch_
 from fanout.retry import Sleep, attempts
 from fanout.sinks.dynamodb import dynamodb_attributes, to_dynamodb_value
 from fanout.sinks.opensearch import opensearch_document
-from fanout.source.reader import has_exact_key, select_row_sql, typed_row
+from fanout.source.composition_read import composed_page
+from fanout.source.rows import has_exact_key, select_row_sql, typed_row
 
 SHARD_START_ATTEMPTS = 50  # 0.2 s apart: a new index's shard starts within a second or two
 
@@ -45,8 +46,6 @@ class RowComparison:
 def read_source_row(conn: Any, mapping: TableMapping, change: Change) -> dict[str, Any] | None:
     """The row as the fetcher would see it (same columns, same conversions), without a lock."""
     if mapping.composition is not None:  # the composed document (None: absent or filtered out)
-        from fanout.source.compose import composed_page
-
         found_rows = composed_page(conn, mapping, [dict(change.key)])
         return found_rows[0] if found_rows and has_exact_key(found_rows[0], change) else None
     sql = select_row_sql(mapping, lock="")

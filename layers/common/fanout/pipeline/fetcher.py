@@ -21,14 +21,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fanout.model.change import Change, fetcher_event
+from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping
+from fanout.model.payloads import fetcher_event
 from fanout.observability import ChangeMetric, log, record, traced
 from fanout.pipeline.rejects import Reject
 from fanout.pipeline.related import FanOut, apply_related, split_related
 from fanout.redaction import describe_error
 from fanout.sinks import Outcome, RowRejected, Sink
-from fanout.source.reader import RowState
+from fanout.source.rows import RowState
 
 ReadRow = Callable[[TableMapping, Change], RowState]
 # The states of many keys of one table, in order; an item is an exception when that key could not be read.

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fanout.config import HandoffSettings
-from fanout.model.change import Change, fetcher_event
+from fanout.model.change import Change
+from fanout.model.payloads import fetcher_event
 
 Forward = Callable[[Sequence[Change]], None]
 SEND_BATCH_ENTRIES = 10  # SendMessageBatch's limit

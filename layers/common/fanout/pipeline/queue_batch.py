@@ -17,8 +17,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSEvent
 
-from fanout.model.change import CORRELATION_ID, Change, ChangeValidationError, parse_change_message
+from fanout.model.change import CORRELATION_ID, Change, ChangeValidationError
 from fanout.model.mapping import Mappings
+from fanout.model.payloads import parse_change_message
 from fanout.observability import UNKNOWN_TABLE, ChangeMetric, log, metric_table, record
 from fanout.pipeline.fetcher import FetchFailed, FetchReport, ReadRow, ReadRows, apply_changes
 from fanout.pipeline.rejects import HeldRejects, Reject

@@ -1,7 +1,7 @@
 """The fetcher's side of composed documents: a change *via* a parent or link-target relation becomes the
 root documents it touches, rebuilt page by page, a bounded number of pages per invocation.
 
-The roots are found with a plain read in keyset pages on the root key (fanout.source.compose.root_page);
+The roots are found with a plain read in keyset pages on the root key (fanout.source.composition_read.root_page);
 each page is applied like any batch of root changes (one composed locking read per chunk, one sink batch).
 One invocation resolves at most :attr:`FanOut.pages` pages over all its changes via a relation; a change
 with roots left when that budget is spent is handed on as a *continuation*: the same change carrying a
@@ -22,7 +22,7 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping
 from fanout.pipeline.forwarder import Forward
 from fanout.redaction import describe_error
-from fanout.source.compose import ROOTS_PER_PAGE
+from fanout.source.composition_read import ROOTS_PER_PAGE
 
 # One page of the roots a change via a relation touches: at most ``page_size`` root changes, in root-key
 # order, after ``change.after`` (an exception: the change failed).

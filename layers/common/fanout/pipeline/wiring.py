@@ -21,9 +21,10 @@ from fanout.pipeline.related import FanOut
 from fanout.sinks import Sink
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.compose import root_page
+from fanout.source.composition_read import root_page
 from fanout.source.connection import ConnectionHolder
-from fanout.source.reader import RowState, read_row, read_rows
+from fanout.source.reader import read_row, read_rows
+from fanout.source.rows import RowState
 
 
 def aws_config() -> Any:

@@ -81,7 +81,7 @@ from fanout.model.change import Change
 from fanout.model.composition import EmbeddedList, EmbeddedRow, OverLimit
 from fanout.model.mapping import TableMapping
 from fanout.model.sink_keys import UnrepresentableRow
-from fanout.source.reader import JsonText, RowState
+from fanout.source.rows import JsonText, RowState
 
 
 class Outcome(StrEnum):
@@ -170,7 +170,7 @@ def parsed_json(value: JsonText) -> Any:
         raise UnrepresentableRow(f"a JSON column holds text that is not JSON ({exc})") from None
 
 
-Relation = EmbeddedRow | EmbeddedList | OverLimit  # a composed document's relations (fanout.source.compose)
+Relation = EmbeddedRow | EmbeddedList | OverLimit  # a composed document's relations (fanout.source.composition_read)
 
 
 def relation_value(value: Relation, convert: Any) -> Any:

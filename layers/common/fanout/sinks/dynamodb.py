@@ -56,7 +56,7 @@ from fanout.model.mapping import FULL_KEY_FIELD, TableMapping
 from fanout.model.sink_keys import UnrepresentableRow, dynamodb_full_key, dynamodb_key
 from fanout.retry import attempts
 from fanout.sinks import Outcome, Relation, RowRejected, SinkError, parsed_json, relation_value, temporal_text
-from fanout.source.reader import JsonText, RowState
+from fanout.source.rows import JsonText, RowState
 
 MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's item size limit
 # DynamoDB's numbers (note (2) of fanout.sinks): at most 38 significant digits, magnitudes from 1E-130 ...

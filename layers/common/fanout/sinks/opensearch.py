@@ -53,7 +53,7 @@ from fanout.model.sink_keys import (
 )
 from fanout.redaction import describe_item_error
 from fanout.sinks import Outcome, Relation, RowRejected, SinkError, parsed_json, relation_value, temporal_text
-from fanout.source.reader import JsonText, RowState
+from fanout.source.rows import JsonText, RowState
 
 DEFAULT_GC_DELETES = "1h"
 # One _bulk request's size: AWS and OpenSearch recommend 5-15 MiB and 1,000-5,000 operations a request.

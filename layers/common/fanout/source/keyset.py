@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fanout.model.change import Change, ChangeValidationError, KeyValue, parse_change_message
+from fanout.model.change import Change, ChangeValidationError, KeyValue
 from fanout.model.mapping import Mappings, TableMapping
+from fanout.model.payloads import parse_change_message
 from fanout.observability import log
 from fanout.pipeline.rejects import Reject
 from fanout.source.sql import column_list, quote_identifier

@@ -20,7 +20,7 @@ from fanout.observability import log
 from fanout.operations.reconcile.repair import Repairer
 from fanout.operations.reconcile.report import OPENSEARCH, ORPHAN, ReconcileReport
 from fanout.sinks.readers import SinkReaders
-from fanout.source.compose import composed_page
+from fanout.source.composition_read import composed_page
 from fanout.source.keyset import Key, estimated_rows
 from fanout.source.sql import column_list, quote_identifier
 

@@ -31,9 +31,9 @@ from fanout.redaction import describe_error
 from fanout.sinks.dynamodb import dynamodb_refusal
 from fanout.sinks.opensearch import opensearch_refusal
 from fanout.sinks.readers import SinkReaders
-from fanout.source.compose import composed_page
+from fanout.source.composition_read import composed_page
 from fanout.source.keyset import Key, estimated_rows, key_change, page_query
-from fanout.source.reader import typed_row
+from fanout.source.rows import typed_row
 from fanout.source.sql import quote_identifier, selected_columns
 
 Rows = list[dict[str, Any]]

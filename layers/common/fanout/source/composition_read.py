@@ -42,7 +42,7 @@ from fanout.model.composition import (
     RowFilter,
 )
 from fanout.model.mapping import TableMapping
-from fanout.source.reader import (
+from fanout.source.rows import (
     CLOCK_SQL,
     RETRYABLE_MYSQL_ERRORS,
     SHARE,

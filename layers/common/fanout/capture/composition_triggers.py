@@ -4,7 +4,7 @@ Every parent, child, link and link-target table of a document gets an ``AFTER`` 
 named ``fanout_<table>_feeds_after_<action>_v<version>`` (apart from the triggers of a table that is
 also mapped on its own), with the same change-log insert and ring as every capture trigger
 (fanout.capture.trigger_sql.trigger_sql). Its payload names, per relation the table feeds, what the row
-pointed to after (``new``) and before (``old``) the change (fanout.model.related_change)::
+pointed to after (``new``) and before (``old``) the change (fanout.model.composition_payload)::
 
     'refs', JSON_ARRAY(JSON_OBJECT('root', 'articles', 'via', 'comments',
                                    'new', JSON_OBJECT('id', NEW.`article_id`),
