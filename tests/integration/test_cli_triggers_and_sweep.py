@@ -56,7 +56,9 @@ def test_generate_names_a_bad_mapping(tmp_path: Path, capsys: pytest.CaptureFixt
 
     assert main(["migrations", "generate", "--dir", str(tmp_path), "--mapping", str(mapping)]) == 1
 
-    assert "table mapping for 'posts', field 'capture'" in capsys.readouterr().err
+    # one line naming the table, the field down to the list item, and the value at fault
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "table mapping for 'posts', field 'capture[0]': 'upsert'" in err
     assert list(tmp_path.glob("V*.sql")) == []
 
 
