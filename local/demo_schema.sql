@@ -27,8 +27,10 @@ CREATE TABLE IF NOT EXISTS tenant_settings (
 -- Composed documents (README.md "Composed documents"): an article's search document
 -- holds its author's name, its tags and its comments, and only published articles
 -- are searchable. `posts` above stays the single-table demo. The foreign keys
--- cascade: the engine fires no trigger for the rows it deletes that way, so the
--- generated cascade triggers on the referenced tables log them (docs/architecture.md).
+-- cascade or set NULL: the engine fires no trigger for the rows it changes that
+-- way, so the generated cascade triggers on the referenced tables log them
+-- (docs/architecture.md). A comment's author_id is the commenting author, if any:
+-- deleting that author keeps the comment and sets it to NULL.
 CREATE TABLE IF NOT EXISTS authors (
     id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     name VARCHAR(100) NOT NULL,
@@ -53,17 +55,31 @@ CREATE TABLE IF NOT EXISTS comments (
     id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     article_id BIGINT UNSIGNED NULL,
     commenter VARCHAR(100) NOT NULL,
+    author_id BIGINT UNSIGNED NULL,
     body TEXT NOT NULL,
     created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     PRIMARY KEY (id),
     KEY comments_article (article_id, created_at),
-    CONSTRAINT comments_article_fk FOREIGN KEY (article_id) REFERENCES articles (id) ON DELETE CASCADE
+    KEY comments_author (author_id),
+    CONSTRAINT comments_article_fk FOREIGN KEY (article_id) REFERENCES articles (id) ON DELETE CASCADE,
+    CONSTRAINT comments_author_fk FOREIGN KEY (author_id) REFERENCES authors (id) ON DELETE SET NULL
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+-- Tag groups feed no document: deleting one cascades to its tags, and from them to their article links,
+-- three levels down from a table fanout does not capture.
+CREATE TABLE IF NOT EXISTS tag_groups (
+    id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+    name VARCHAR(64) NOT NULL,
+    PRIMARY KEY (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 CREATE TABLE IF NOT EXISTS tags (
     id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     name VARCHAR(64) NOT NULL,
-    PRIMARY KEY (id)
+    group_id BIGINT UNSIGNED NULL,
+    PRIMARY KEY (id),
+    KEY tags_group (group_id),
+    CONSTRAINT tags_group_fk FOREIGN KEY (group_id) REFERENCES tag_groups (id) ON DELETE CASCADE
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 CREATE TABLE IF NOT EXISTS article_tags (

@@ -16,6 +16,9 @@
 --     comments(article_id) -> articles(id) ON DELETE CASCADE ON UPDATE NO ACTION
 --   authors, before delete (the engine fires no trigger for the rows it changes):
 --     articles(author_id) -> authors(id) ON DELETE CASCADE ON UPDATE NO ACTION
+--     comments(author_id) -> authors(id) ON DELETE SET NULL ON UPDATE NO ACTION
+--   tag_groups, before delete (the engine fires no trigger for the rows it changes):
+--     tags(group_id) -> tag_groups(id) ON DELETE CASCADE ON UPDATE NO ACTION
 --   tags, before delete (the engine fires no trigger for the rows it changes):
 --     article_tags(tag_id) -> tags(id) ON DELETE CASCADE ON UPDATE NO ACTION
 --
@@ -503,6 +506,7 @@ CREATE TRIGGER fanout_comments_feeds_after_update_v008 AFTER UPDATE ON `comments
 BEGIN
     IF COALESCE(@fanout_disable, 0) <> 1 AND NOT (
         CAST(OLD.`article_id` AS BINARY) <=> CAST(NEW.`article_id` AS BINARY)
+        AND CAST(OLD.`author_id` AS BINARY) <=> CAST(NEW.`author_id` AS BINARY)
         AND CAST(OLD.`body` AS BINARY) <=> CAST(NEW.`body` AS BINARY)
         AND CAST(OLD.`commenter` AS BINARY) <=> CAST(NEW.`commenter` AS BINARY)
         AND CAST(OLD.`created_at` AS BINARY) <=> CAST(NEW.`created_at` AS BINARY)
@@ -770,6 +774,23 @@ BEGIN
         WHERE fanout_d1.`author_id` = OLD.`id`
         FOR UPDATE;
         SET fanout_logged = fanout_logged + ROW_COUNT();
+        INSERT INTO fanout_change_log (payload)
+        SELECT
+            JSON_OBJECT(
+                'v', 1, 'action', 'update', 'table', 'comments',
+                'refs', JSON_ARRAY(
+                    JSON_OBJECT(
+                        'root', 'articles', 'via', 'comments',
+                        'new', JSON_OBJECT('id', fanout_d1.`article_id`),
+                        'old', JSON_OBJECT('id', fanout_d1.`article_id`)
+                    )
+                ),
+                'ts', UNIX_TIMESTAMP(SYSDATE(6))
+            )
+        FROM `comments` AS fanout_d1
+        WHERE fanout_d1.`author_id` = OLD.`id`
+        FOR UPDATE;
+        SET fanout_logged = fanout_logged + ROW_COUNT();
         IF fanout_logged > 0 THEN
             IF NOT (@fanout_rung_at <=> CAST(NOW(6) AS CHAR)) THEN
                 SET @fanout_rung_at = CAST(NOW(6) AS CHAR);
@@ -779,6 +800,63 @@ BEGIN
                     IF IS_FREE_LOCK(LEFT(CONCAT('fanout_drain:', DATABASE()), 64)) = 1 THEN
                         SELECT lambda_async('${parser_function_arn}', JSON_OBJECT(
                             'v', 2, 'ring', 'change_log', 'table', 'authors',
+                            'ts', UNIX_TIMESTAMP(SYSDATE(6))
+                        )) INTO @fanout_invoke_result;
+                    END IF;
+                END;
+            END IF;
+        END IF;
+    END IF;
+END;
+
+DROP TRIGGER IF EXISTS fanout_tag_groups_cascade_before_delete_v008;
+
+CREATE TRIGGER fanout_tag_groups_cascade_before_delete_v008 BEFORE DELETE ON `tag_groups` FOR EACH ROW
+BEGIN
+    DECLARE fanout_logged BIGINT DEFAULT 0;
+    IF COALESCE(@fanout_disable, 0) <> 1 THEN
+        INSERT INTO fanout_change_log (payload)
+        SELECT
+            JSON_OBJECT(
+                'v', 1, 'action', 'delete', 'table', 'tags',
+                'refs', JSON_ARRAY(
+                    JSON_OBJECT(
+                        'root', 'articles', 'via', 'tags',
+                        'old', JSON_OBJECT('id', fanout_d1.`id`)
+                    )
+                ),
+                'ts', UNIX_TIMESTAMP(SYSDATE(6))
+            )
+        FROM `tags` AS fanout_d1
+        WHERE fanout_d1.`group_id` = OLD.`id`
+        FOR UPDATE;
+        SET fanout_logged = fanout_logged + ROW_COUNT();
+        INSERT INTO fanout_change_log (payload)
+        SELECT
+            JSON_OBJECT(
+                'v', 1, 'action', 'delete', 'table', 'article_tags',
+                'refs', JSON_ARRAY(
+                    JSON_OBJECT(
+                        'root', 'articles', 'via', 'tags',
+                        'old', JSON_OBJECT('id', fanout_d2.`article_id`)
+                    )
+                ),
+                'ts', UNIX_TIMESTAMP(SYSDATE(6))
+            )
+        FROM `tags` AS fanout_d1
+        INNER JOIN `article_tags` AS fanout_d2 ON fanout_d1.`id` = fanout_d2.`tag_id`
+        WHERE fanout_d1.`group_id` = OLD.`id`
+        FOR UPDATE;
+        SET fanout_logged = fanout_logged + ROW_COUNT();
+        IF fanout_logged > 0 THEN
+            IF NOT (@fanout_rung_at <=> CAST(NOW(6) AS CHAR)) THEN
+                SET @fanout_rung_at = CAST(NOW(6) AS CHAR);
+                BEGIN
+                    DECLARE CONTINUE HANDLER FOR SQLEXCEPTION
+                        GET DIAGNOSTICS CONDITION 1 @fanout_ring_error = MESSAGE_TEXT;
+                    IF IS_FREE_LOCK(LEFT(CONCAT('fanout_drain:', DATABASE()), 64)) = 1 THEN
+                        SELECT lambda_async('${parser_function_arn}', JSON_OBJECT(
+                            'v', 2, 'ring', 'change_log', 'table', 'tag_groups',
                             'ts', UNIX_TIMESTAMP(SYSDATE(6))
                         )) INTO @fanout_invoke_result;
                     END IF;

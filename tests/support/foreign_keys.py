@@ -18,4 +18,6 @@ DEMO_KEYS = [
     key("article_tags", "tag_id", "tags", on_update="NO ACTION"),
     key("articles", "author_id", "authors", on_update="NO ACTION"),
     key("comments", "article_id", "articles", on_update="NO ACTION"),
+    key("comments", "author_id", "authors", on_delete="SET NULL", on_update="NO ACTION"),
+    key("tags", "group_id", "tag_groups", on_update="NO ACTION"),
 ]

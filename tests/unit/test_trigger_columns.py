@@ -22,7 +22,7 @@ def test_a_cascade_trigger_reads_the_columns_of_every_table_it_joins() -> None:
     assert columns_read(table, body) == {
         "authors": {"id"},
         "articles": {"id", "author_id"},
-        "comments": {"article_id"},
+        "comments": {"article_id", "author_id"},  # deleted with the articles; set to NULL for the author
         "article_tags": {"article_id"},
     }
 
