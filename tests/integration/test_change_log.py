@@ -26,7 +26,6 @@ from fanout.capture.names import CHANGE_LOG_TABLE, drain_lock_name
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
-from fanout.source.connection import connect
 from tests.support.integration import (
     execute,
     install_capture_triggers,
@@ -49,21 +48,12 @@ def source(db_settings: DatabaseSettings) -> Iterator[DatabaseSettings]:
 
 
 @pytest.fixture
-def sessions(source: DatabaseSettings) -> Iterator[Callable[[], pymysql.connections.Connection]]:
-    """Opens application sessions (and drainer connections); closes them after the test."""
-    opened: list[pymysql.connections.Connection] = []
-
-    def open_session() -> pymysql.connections.Connection:
-        conn = connect(source)
-        opened.append(conn)
-        return conn
-
-    yield open_session
-    for conn in opened:
-        try:
-            conn.close()
-        except pymysql.err.Error:
-            pass
+def sessions(
+    source: DatabaseSettings, sessions: Callable[..., pymysql.connections.Connection]
+) -> Callable[..., pymysql.connections.Connection]:
+    """The shared ``sessions`` (tests/integration/conftest.py: each rolled back and closed after the test), opened
+    once the capture triggers are installed."""
+    return sessions
 
 
 class Recorder:

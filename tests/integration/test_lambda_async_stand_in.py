@@ -71,21 +71,12 @@ def source(db_settings: DatabaseSettings, bridge: Control) -> Iterator[DatabaseS
 
 
 @pytest.fixture
-def sessions(source: DatabaseSettings) -> Iterator[Callable[[], pymysql.connections.Connection]]:
-    """Opens sessions on the source schema; closes them after the test."""
-    opened: list[pymysql.connections.Connection] = []
-
-    def open_session() -> pymysql.connections.Connection:
-        conn = connect(source)
-        opened.append(conn)
-        return conn
-
-    yield open_session
-    for conn in opened:
-        try:
-            conn.close()
-        except pymysql.err.Error:
-            pass
+def sessions(
+    source: DatabaseSettings, sessions: Callable[..., pymysql.connections.Connection]
+) -> Callable[..., pymysql.connections.Connection]:
+    """The shared ``sessions`` (tests/integration/conftest.py: each rolled back and closed after the test), opened
+    once the capture triggers are installed."""
+    return sessions
 
 
 class Statement:
