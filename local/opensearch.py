@@ -19,7 +19,6 @@ writes a checkout in any directory root owns, without a system user or a change 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -30,6 +29,11 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
+
+# Run as a script (`python local/opensearch.py fetch`) as well as imported: the repository comes first on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from local.maven import copy_artifact  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = "2.19.6"  # the newest 2.x on Maven Central; 3.x needs Java 21
@@ -62,39 +66,12 @@ def say(message: str) -> None:
     print(f"[opensearch] {message}", flush=True)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _maven_copy(artifact: str, file_name: str, sha256: str) -> Path:
     """``artifact`` copied from Maven Central into the cache (once), checked against its pinned SHA-256."""
-    target = CACHE / file_name
-    if not target.exists() or _sha256(target) != sha256:
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise OpenSearchUnavailable(
-                "[opensearch] Maven (mvn) is needed to fetch OpenSearch from Maven Central: apt-get install maven, "
-                "or set OPENSEARCH_ENDPOINT to an OpenSearch you run yourself"
-            )
-        say(f"fetching {artifact} with Maven")
-        command = [
-            mvn, "-q", "-B", "dependency:copy", f"-Dartifact={artifact}",
-            f"-DoutputDirectory={CACHE}", "-Dmdep.overWriteReleases=true", "-Dmdep.stripVersion=false",
-        ]  # fmt: skip
-        result = subprocess.run(command, cwd=CACHE, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise OpenSearchUnavailable(
-                f"[opensearch] Maven could not fetch {artifact}:\n{result.stdout}{result.stderr}"
-            )
-    actual = _sha256(target)
-    if actual != sha256:
-        target.unlink()
-        raise OpenSearchUnavailable(f"[opensearch] {file_name} has SHA-256 {actual}, expected {sha256}")
-    return target
+    return copy_artifact(
+        artifact, CACHE, file_name, sha256,
+        error=OpenSearchUnavailable, alternative="set OPENSEARCH_ENDPOINT to an OpenSearch you run yourself",
+    )  # fmt: skip
 
 
 def _install_modules() -> None:
