@@ -18,6 +18,7 @@ from fanout.config import DatabaseSettings
 from fanout.source.connection import connect
 from tests.support.integration import lambda_async_bridge, parser_arn
 from tests.support.schemas import drop_database
+from tests.support.waiting import wait_until
 
 CREATE_TABLES = """\
 -- The table the trigger watches, and one it never touches.
@@ -383,8 +384,20 @@ def test_a_lock_held_elsewhere_stops_the_run_with_a_clear_error(
     finally:
         holder.close()
 
-    # And once the holder is gone the lock is free again
+    # And once the holder is gone the lock is free again (the server frees it when it has processed the
+    # disconnect, a moment after the client closed: waited for, not assumed)
+    wait_until("the closed holder's lock to be freed", lambda: lock_is_free(database), timeout=10)
     assert runner_for(database, migrations_dir, lock_timeout=0).migrate().applied == [1, 2, 3]
+
+
+def lock_is_free(database: DatabaseSettings) -> bool:
+    conn = connect(database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT IS_FREE_LOCK(%s)", (MigrationRunner.lock_name(database.name),))
+            return bool(cur.fetchone()[0])
+    finally:
+        conn.close()
 
 
 def test_the_lock_is_released_after_a_failed_run(database: DatabaseSettings, migrations_dir: Path) -> None:
