@@ -61,8 +61,8 @@ def test_the_fetcher_and_the_maintenance_function_build_their_aws_clients_with_t
         # When each builds its fetch path
         if role == "fetcher":
             app = load_app("fetcher_fn/app.py", "fetcher_app_wiring")
-            app._dependencies()
-            app._dependencies.cache_clear()
+            app._fetcher()
+            app._fetcher.cache_clear()
         else:
             Maintenance(source="maintenance").close()
         built[role] = clients
