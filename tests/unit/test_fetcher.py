@@ -78,7 +78,7 @@ def test_an_invalid_message_is_recorded_and_the_valid_ones_are_kept() -> None:
     assert rejection.payload == bad
 
 
-# --------------------------------------------------------------------------- apply_changes
+# --------------------------------------------------------------------------- Fetcher.apply
 
 
 def test_a_present_row_is_written_to_both_sinks(world: World) -> None:
