@@ -32,7 +32,7 @@ from fanout.pipeline.fetcher import Fetcher
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
-from fanout.source.row_source import DatabaseSource
+from fanout.source.reader import DatabaseSource
 from local.config import LocalConfig
 from local.database import create_database, drop_database
 from tests.support.sequences import numbers

@@ -35,7 +35,7 @@ from fanout.pipeline.related import PAGES_PER_INVOCATION
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_document
 from fanout.source.connection import connect
-from fanout.source.row_source import DatabaseSource
+from fanout.source.reader import DatabaseSource
 from local.database import create_database, drop_database, run_sql_file
 from tests.support.sequences import numbers
 

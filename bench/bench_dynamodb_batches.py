@@ -42,7 +42,7 @@ from fanout.pipeline.fetcher import Fetcher
 from fanout.sinks.dynamodb import CONDITION, MAX_TRANSACTION_ITEMS, DynamoDBSink, dynamodb_item, dynamodb_item_size
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
-from fanout.source.row_source import DatabaseSource
+from fanout.source.reader import DatabaseSource
 from fanout.source.rows import RowState
 from local.config import LocalConfig
 from local.database import create_database, drop_database

@@ -27,7 +27,7 @@ from fanout.pipeline.fetcher import Fetcher
 from fanout.sinks.dynamodb import DynamoDBSink, dynamodb_item
 from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_document
 from fanout.source.connection import connect
-from fanout.source.row_source import DatabaseSource
+from fanout.source.reader import DatabaseSource
 from local.database import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -54,7 +54,7 @@ from fanout.sinks import Outcome, apply_each
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import ConnectionHolder, connect
-from fanout.source.row_source import DatabaseSource
+from fanout.source.reader import DatabaseSource
 from fanout.source.rows import RowState
 from local.config import LocalConfig
 from local.database import create_database, drop_database

@@ -23,7 +23,7 @@ from fanout.model.change import Change
 from fanout.operations.backfill import BackfillJob, KeyRange, load_checkpoint, run_backfill
 from fanout.pipeline.fetcher import Fetcher, FetchFailed
 from fanout.source.connection import connect
-from fanout.source.row_source import DatabaseSource
+from fanout.source.reader import DatabaseSource
 from tests.support.backfill import Harness, cli_environment, insert_posts, insert_settings
 
 # The "large table". Backfill and reconcile are linear in it (bench/bench_backfill_reconcile.py

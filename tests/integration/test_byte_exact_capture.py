@@ -31,7 +31,7 @@ from fanout.pipeline.fetcher import Fetcher
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
-from fanout.source.row_source import DatabaseSource
+from fanout.source.reader import DatabaseSource
 from tests.support.integration import execute, install_capture_triggers, lambda_async_bridge, parser_arn, rows
 
 # One column per collation kind and type family; `untouched` is read by no document.

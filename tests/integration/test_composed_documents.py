@@ -26,7 +26,7 @@ from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.composition_read import compose_rows
 from fanout.source.connection import connect
-from fanout.source.row_source import DatabaseSource
+from fanout.source.reader import DatabaseSource
 from tests.support.locks import row_locks_held, seen_waiting
 
 TS = 1764240000.5

@@ -29,7 +29,7 @@ from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import MAX_EXTERNAL_VERSION, OpenSearchSink, make_client
 from fanout.sinks.readers import MAX_RESULT_WINDOW, SinkReaders
 from fanout.source.connection import connect
-from fanout.source.row_source import DatabaseSource
+from fanout.source.reader import DatabaseSource
 from fanout.source.rows import RowState
 from tests.support.aws import aws_client, aws_resource
 

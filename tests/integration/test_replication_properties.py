@@ -49,7 +49,7 @@ from fanout.pipeline.fetcher import Fetcher, FetchFailed
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
-from fanout.source.row_source import DatabaseSource, OneConnection
+from fanout.source.reader import DatabaseSource, OneConnection
 from fanout.source.rows import RowState
 from tests.support.aws import aws_resource
 from tests.support.fakes import FakeDynamoDBTable, FakeOpenSearch

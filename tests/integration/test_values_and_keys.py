@@ -33,7 +33,7 @@ from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
-from fanout.source.row_source import DatabaseSource
+from fanout.source.reader import DatabaseSource
 from tests.support.aws import aws_client, aws_resource
 from tests.support.integration import create_replica_table, fetch
 

@@ -18,7 +18,7 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping
 from fanout.pipeline.fetcher import Fetcher, FetchReport
 from fanout.source.connection import connect
-from fanout.source.row_source import DatabaseSource
+from fanout.source.reader import DatabaseSource
 from local.lambda_async.bridge import Control
 from tests.support.aws import aws_resource
 from tests.support.files import template_resource

@@ -42,8 +42,7 @@ from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.redaction import describe_error
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
-from fanout.source.reader import read_row, select_rows_sql
-from fanout.source.row_source import DatabaseSource
+from fanout.source.reader import DatabaseSource, read_row, select_rows_sql
 from fanout.source.rows import CLOCK_SQL, select_row_sql
 from tests.support.fakes import (
     FakeContext,

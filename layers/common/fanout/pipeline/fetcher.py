@@ -32,7 +32,7 @@ from fanout.pipeline.related import PAGES_PER_INVOCATION, FanOut, apply_related,
 from fanout.redaction import describe_error
 from fanout.sinks import Outcome, RowRejected, Sink
 from fanout.source.composition_read import ROOTS_PER_PAGE
-from fanout.source.row_source import RowSource
+from fanout.source.reader import RowSource
 from fanout.source.rows import RowState
 
 SOURCE = "source"  # the "sink" dimension of a failed re-read

@@ -23,7 +23,7 @@ from fanout.model.mapping import Mappings
 from fanout.pipeline.forwarder import Forward
 from fanout.redaction import describe_error
 from fanout.source.composition_read import ROOTS_PER_PAGE
-from fanout.source.row_source import RowSource
+from fanout.source.reader import RowSource
 
 FailedKeys = set[tuple[str, tuple[tuple[str, object], ...]]]
 

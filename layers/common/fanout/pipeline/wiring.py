@@ -19,7 +19,7 @@ from fanout.sinks import Sink
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import ConnectionHolder
-from fanout.source.row_source import DatabaseSource
+from fanout.source.reader import DatabaseSource
 
 
 def aws_config() -> Any:
