@@ -35,7 +35,7 @@ from fanout.pipeline.related import PAGES_PER_INVOCATION
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_document
 from fanout.source.connection import connect
-from fanout.source.reader import DatabaseSource
+from fanout.source.reader import DatabaseSource, RowState
 from local.database import create_database, drop_database, run_sql_file
 from tests.support.sequences import numbers
 
@@ -137,10 +137,8 @@ def main() -> int:
                 reads[t] = (selects(conn) - before) / n  # SHOW STATUS is not a Com_select
         sizes = {}
         for t in per_table:
-            from fanout.source.reader import read_row as one
-
-            state = one(conn, mappings.tables[t], per_table[t][0])
-            assert state.row is not None
+            [state] = DatabaseSource.over(conn).read_rows(mappings.tables[t], per_table[t][:1])
+            assert isinstance(state, RowState) and state.row is not None
             sizes[t] = len(json.dumps(opensearch_document(mappings.tables[t], state.row), default=str).encode())
         medians = {t: statistics.median(v) for t, v in timings.items()}
         result["per_document"] = {

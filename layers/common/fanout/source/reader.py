@@ -126,12 +126,11 @@ def read_rows(
 
 
 def read_row(conn: pymysql.connections.Connection, mapping: TableMapping, change: Change) -> RowState:
-    """Read the committed state of the changed row, waiting out an open writer (bounded)."""
-    if mapping.composition is not None:  # a document built from several tables: the composed read
-        state = compose_rows(conn, mapping, [change])[0]
-        if isinstance(state, Exception):
-            raise state
-        return state
+    """Read the committed state of the changed row of a plain table, waiting out an open writer (bounded).
+
+    :func:`read_rows` calls it for each key its batch did not return; it is not a second way in: whether a
+    table is read plainly or composed is decided by :func:`read_rows` alone."""
+    assert mapping.composition is None, "a composed document is read by read_rows (compose_rows)"
     try:
         with conn.cursor() as cur:
             conn.begin()
