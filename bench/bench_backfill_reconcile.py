@@ -2,7 +2,7 @@
 
 One process run, two tables of posts, measured one after the other: ROWS (default 100,000,
 the issue's "large table") and a tenth of it. For each:
-  (a) backfill (keyset pages of 500 keys handed to fanout.pipeline.fetcher.apply_changes, the batched
+  (a) backfill (keyset pages of 500 keys handed to fanout.pipeline.fetcher.Fetcher.apply, the batched
       fetch path: one locking read per page, _bulk, conditional puts in TransactWriteItems);
   (b) full reconcile (source keyset pages + one OpenSearch ids query and BatchGetItem per page,
       then the orphan scans: OpenSearch search_after by _id and DynamoDB Scan);
@@ -28,10 +28,11 @@ from fanout.config import DatabaseSettings
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.operations.backfill import BackfillJob, run_backfill
 from fanout.operations.reconcile import SinkReaders, reconcile
+from fanout.pipeline.fetcher import Fetcher
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
-from fanout.source.reader import read_row, read_rows
+from fanout.source.reader import DatabaseSource
 from local.config import LocalConfig
 from local.database import create_database, drop_database
 from tests.support.sequences import numbers
@@ -62,14 +63,8 @@ def measure(cfg: LocalConfig, rows: int) -> dict[str, float]:
         sinks = [OpenSearchSink(opensearch), DynamoDBSink(table, tombstone_ttl_seconds=3600)]
         readers = SinkReaders(opensearch, dynamodb, table.name)
         started = time.monotonic()
-        result = run_backfill(
-            conn,
-            mappings,
-            BackfillJob("posts"),
-            lambda m, c: read_row(reader, m, c),
-            sinks,
-            read_rows=lambda m, cs: read_rows(reader, m, cs),  # one locking query per page, as the fetcher
-        )
+        # one locking query per page, as the fetcher
+        result = run_backfill(conn, BackfillJob("posts"), Fetcher(mappings, DatabaseSource.over(reader), sinks))
         backfill_s = time.monotonic() - started
         assert result.status == "done" and result.rows_done == rows
         full = reconcile(conn, mappings, readers)

@@ -1,7 +1,7 @@
 """Benchmark: composed documents beside single-table ones, and the fan-out of a parent change.
 
 In one process run, on the local MySQL 8.0, OpenSearch node and ministack's DynamoDB:
-  (a) per document, the fetch path (apply_changes with the batched read, both sinks) for ``posts``
+  (a) per document, the fetch path (Fetcher.apply: the batched read, both sinks) for ``posts``
       (one row) and for ``articles`` composed of an author, 5 comments and 3 tags: source statements
       (the session's Com_select), document bytes (the OpenSearch JSON) and time, interleaved rounds;
   (b) an author renamed, with 1, 100 and 10,000 published articles: the change via the ``author``
@@ -29,14 +29,13 @@ from bench.harness import create_replica_table, local_services
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
-from fanout.pipeline.fetcher import apply_changes
+from fanout.pipeline.fetcher import Fetcher
 from fanout.pipeline.forwarder import Forward
-from fanout.pipeline.related import PAGES_PER_INVOCATION, FanOut
+from fanout.pipeline.related import PAGES_PER_INVOCATION
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_document
-from fanout.source.composition_read import root_page
 from fanout.source.connection import connect
-from fanout.source.reader import read_row, read_rows
+from fanout.source.reader import DatabaseSource, RowState
 from local.database import create_database, drop_database, run_sql_file
 from tests.support.sequences import numbers
 
@@ -120,14 +119,7 @@ def main() -> int:
     now_us = int(time.time() * 1_000_000)
 
     def fetch(changes: list[Change], forward: Forward | None = None) -> None:
-        apply_changes(
-            changes,
-            mappings,
-            lambda m, c: read_row(conn, m, c),
-            sinks,
-            read_rows=lambda m, cs: read_rows(conn, m, cs),
-            fan_out=FanOut(lambda m, c, n: root_page(conn, m, c, n), forward),
-        )
+        Fetcher(mappings, DatabaseSource.over(conn), sinks, forward=forward).apply(changes)
 
     per_table = {t: [Change(t, (("id", i + 1),), "update", now_us) for i in range(n)] for t in ("posts", "articles")}
     result: dict[str, Any] = {"documents": n, "rounds": ROUNDS}
@@ -145,10 +137,8 @@ def main() -> int:
                 reads[t] = (selects(conn) - before) / n  # SHOW STATUS is not a Com_select
         sizes = {}
         for t in per_table:
-            from fanout.source.reader import read_row as one
-
-            state = one(conn, mappings.tables[t], per_table[t][0])
-            assert state.row is not None
+            [state] = DatabaseSource.over(conn).read_rows(mappings.tables[t], per_table[t][:1])
+            assert isinstance(state, RowState) and state.row is not None
             sizes[t] = len(json.dumps(opensearch_document(mappings.tables[t], state.row), default=str).encode())
         medians = {t: statistics.median(v) for t, v in timings.items()}
         result["per_document"] = {

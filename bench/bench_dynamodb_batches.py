@@ -38,10 +38,11 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping, default_mappings
 from fanout.operations.backfill import BackfillJob, run_backfill
 from fanout.operations.backfill_parallel import run_parallel_backfill
+from fanout.pipeline.fetcher import Fetcher
 from fanout.sinks.dynamodb import CONDITION, MAX_TRANSACTION_ITEMS, DynamoDBSink, dynamodb_item, dynamodb_item_size
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
-from fanout.source.reader import read_row, read_rows
+from fanout.source.reader import DatabaseSource
 from fanout.source.rows import RowState
 from local.config import LocalConfig
 from local.database import create_database, drop_database
@@ -213,15 +214,7 @@ def backfill_rate(cfg: LocalConfig, workers: int, opensearch_too: bool = True) -
                 sinks.insert(0, OpenSearchSink(make_client(cfg.opensearch_endpoint)))
 
             def run(job: BackfillJob, **options: Any) -> Any:
-                return run_backfill(
-                    own,
-                    mappings,
-                    job,
-                    lambda m, c: read_row(reader, m, c),
-                    sinks,
-                    read_rows=lambda m, cs: read_rows(reader, m, cs),
-                    **options,
-                )
+                return run_backfill(own, job, Fetcher(mappings, DatabaseSource.over(reader), sinks), **options)
 
             return run
 

@@ -4,7 +4,7 @@ In one process run and on the same rows, it times
   (a) raw parts: a plain primary-key SELECT, one OpenSearch index request and one
       DynamoDB PutItem, back to back (the floor for a one-row-at-a-time design);
   (b) the fetcher's apply path: locking re-read with database-clock versions and
-      version-gated writes to both sinks (fanout.pipeline.fetcher.apply_changes).
+      version-gated writes to both sinks (fanout.pipeline.fetcher.Fetcher).
 and reports (b)/(a): the overhead of correctness (locks, versions, conditions).
 Absolute numbers depend on this shared 2-core machine; the ratio is the result.
 
@@ -23,11 +23,11 @@ from bench.harness import create_replica_table, local_services
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
-from fanout.pipeline.fetcher import apply_changes
+from fanout.pipeline.fetcher import Fetcher
 from fanout.sinks.dynamodb import DynamoDBSink, dynamodb_item
 from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_document
 from fanout.source.connection import connect
-from fanout.source.reader import read_row
+from fanout.source.reader import DatabaseSource
 from local.database import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,8 +70,10 @@ def main() -> int:
             )
             table.put_item(Item=dynamodb_item(mapping, change, row, 1))
 
+    fetcher = Fetcher(mappings, DatabaseSource.over(conn), sinks)
+
     def fetch_path() -> None:
-        apply_changes(changes, mappings, lambda m, c: read_row(conn, m, c), sinks)
+        fetcher.apply(changes)
 
     timings: dict[str, list[float]] = {"raw parts": [], "fetch path": []}
     try:

@@ -5,14 +5,14 @@ local servers (MySQL 8.0, the real OpenSearch node, DynamoDB on ministack):
 
   per-row   the original design: per change one parser invoke, one fetcher invoke, one
             locking SELECT, one OpenSearch request and one DynamoDB write
-            (fanout.pipeline.fetcher.apply_changes on one change, the sinks' per-row ``apply``);
+            (fanout.pipeline.fetcher.Fetcher.apply on one change, the sinks' per-row ``apply``);
   queued    ours: per change one parser invoke and one SendMessageBatch entry; the fetcher
             takes up to BATCH changes a time (the SQS event source), coalesces keys, reads
             them in one SKIP LOCKED query per table and writes with ``_bulk`` and
-            conditional puts in TransactWriteItems (fanout.pipeline.fetcher.apply_changes with read_rows).
+            conditional puts in TransactWriteItems (fanout.pipeline.fetcher.Fetcher.apply on a batch).
 
 Both run in this process, the handlers' domain code called directly (the parser's
-``parse_trigger_payload``, the fetcher's ``apply_changes``), with one fetcher at a time:
+``parse_trigger_payload``, the fetcher's ``Fetcher.apply``), with one fetcher at a time:
 the deployed Lambdas on ministack would add ministack's own per-invoke process start
 (hundreds of ms on this 2-core machine, nothing like AWS's warm invoke) and measure
 ministack rather than the design. The fetch queue is an in-memory list whose requests
@@ -49,12 +49,12 @@ from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.model.payloads import parse_trigger_payload
-from fanout.pipeline.fetcher import apply_changes
+from fanout.pipeline.fetcher import Fetcher
 from fanout.sinks import Outcome, apply_each
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import ConnectionHolder, connect
-from fanout.source.reader import read_row, read_rows
+from fanout.source.reader import DatabaseSource
 from fanout.source.rows import RowState
 from local.config import LocalConfig
 from local.database import create_database, drop_database
@@ -222,7 +222,7 @@ class PerRow(Design):
         COUNTS.add("fetcher_invocations")
         w = self.world
         per_row = [PerRowSink(s) for s in w.sinks]
-        apply_changes(changes, w.mappings, lambda m, c: read_row(self.database.get(), m, c), per_row, reject)
+        Fetcher(w.mappings, DatabaseSource(self.database), per_row, reject=reject).apply(changes)
 
 
 class Queued(Design):
@@ -250,14 +250,7 @@ class Queued(Design):
     def fetch(self, changes: list[Change]) -> None:
         COUNTS.add("fetcher_invocations")
         w = self.world
-        apply_changes(
-            changes,
-            w.mappings,
-            lambda m, c: read_row(self.database.get(), m, c),
-            w.sinks,
-            reject,
-            read_rows=lambda m, cs: read_rows(self.database.get(), m, cs),
-        )
+        Fetcher(w.mappings, DatabaseSource(self.database), w.sinks, reject=reject).apply(changes)
 
 
 # --------------------------------------------------------------------------- runs

@@ -3,8 +3,9 @@
 One event shape: an SQS batch from the fetch queue (fanout.pipeline.queue_batch). The answer lists
 the records to retry (partial batch response); the queue's redrive policy dead-letters them.
 Invalid input is recorded in the dead-letter queue once, by the attempt that is not retried.
-The database, the sinks, the reject recorder and the forwarder of continuations (a change via a composed
-document's relation with more roots than one invocation rebuilds) come from fanout.pipeline.wiring.
+The fetcher (fanout.pipeline.fetcher.Fetcher: the database, the sinks, the reject recorder and the forwarder of
+continuations, for a change via a composed document's relation with more roots than one invocation rebuilds) is
+built by fanout.pipeline.wiring.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from fanout.model.mapping import default_mappings
 from fanout.observability import instrumented_handler
+from fanout.pipeline.fetcher import Fetcher
 from fanout.pipeline.queue_batch import correlation_id_of, handle_queue_batch
 from fanout.pipeline.wiring import FetchPath
 
 
 @lru_cache(maxsize=1)
-def _dependencies() -> FetchPath:
+def _fetcher() -> Fetcher:
     """Built on the first invocation (checked config, validated mapping) and reused."""
-    return FetchPath(source="fetcher", continuations=True)
+    return FetchPath(source="fetcher", continuations=True).fetcher
 
 
 def _correlation_id(event: Any, context: Any) -> str:
@@ -31,14 +32,4 @@ def _correlation_id(event: Any, context: Any) -> str:
 
 @instrumented_handler(correlation_id=_correlation_id)
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    deps = _dependencies()
-    return handle_queue_batch(
-        event,
-        context,
-        default_mappings(),
-        deps.read_row,
-        deps.sinks,
-        deps.reject,
-        read_rows=deps.read_rows,
-        fan_out=deps.fan_out,
-    )
+    return handle_queue_batch(event, context, _fetcher())

@@ -1,6 +1,6 @@
 """Backfill and reconcile on real parts: MySQL 8.0, a real OpenSearch node, DynamoDB on ministack.
 
-Both go through the live fetch path (fanout.pipeline.fetcher.apply_changes with the real locking reader and
+Both go through the live fetch path (fanout.pipeline.fetcher.Fetcher with the real locking reader and
 both real sinks), so what is proven here is what runs in production.
 """
 
@@ -21,9 +21,9 @@ import pytest
 
 from fanout.model.change import Change
 from fanout.operations.backfill import BackfillJob, KeyRange, load_checkpoint, run_backfill
-from fanout.pipeline.fetcher import FetchFailed, apply_changes
+from fanout.pipeline.fetcher import Fetcher, FetchFailed
 from fanout.source.connection import connect
-from fanout.source.reader import read_row
+from fanout.source.reader import DatabaseSource
 from tests.support.backfill import Harness, cli_environment, insert_posts, insert_settings
 
 # The issue's "large table". Backfill and reconcile are linear in it (bench/bench_backfill_reconcile.py
@@ -32,7 +32,7 @@ LARGE_TABLE_ROWS = 100_000
 
 
 def backfill(h: Harness, table: str, **options: Any) -> Any:
-    return run_backfill(h.conn, h.mappings, BackfillJob(table), h.read_row, h.sinks, **options)
+    return run_backfill(h.conn, BackfillJob(table), h.fetcher(), **options)
 
 
 # --------------------------------------------------------------------------- backfill
@@ -48,8 +48,8 @@ def test_backfill_of_a_large_table_reaches_both_sinks_and_reconcile_finds_no_dri
     assert not before.agrees
 
     # When both tables are backfilled
-    posts = backfill(h, "posts", batch_size=500, read_rows=h.read_rows)
-    settings = backfill(h, "tenant_settings", batch_size=4, read_rows=h.read_rows)
+    posts = backfill(h, "posts", batch_size=500)
+    settings = backfill(h, "tenant_settings", batch_size=4)
 
     # Then every row was fetched once, the jobs are done, and a full reconcile finds no drift
     assert (posts.status, posts.rows_done, settings.status, settings.rows_done) == (
@@ -143,9 +143,9 @@ def test_a_backfill_stopped_after_n_pages_continues_and_honours_range_and_filter
     h.execute("UPDATE posts SET status = 'draft' WHERE id % 3 = 0")
     job = BackfillJob("posts", KeyRange((11,), (60,)), where="status = %s", where_params=("published",))
     # When a run stops after 2 pages (as a Lambda running out of time does) and is run again
-    first = run_backfill(h.conn, h.mappings, job, h.read_row, h.sinks, batch_size=10, max_pages=2)
+    first = run_backfill(h.conn, job, h.fetcher(), batch_size=10, max_pages=2)
     assert (first.status, first.rows_this_run, first.last_key) == ("running", 20, (40,))
-    second = run_backfill(h.conn, h.mappings, job, h.read_row, h.sinks, batch_size=10)
+    second = run_backfill(h.conn, job, h.fetcher(), batch_size=10)
     # Then exactly the published posts 11..60 were copied, each once
     expected = [i for i in range(11, 61) if i % 3 != 0]
     assert second.status == "done" and second.rows_done == len(expected) == h.fetches
@@ -164,6 +164,7 @@ def test_a_backfill_beside_a_live_writer_leaves_no_stale_row(harness: Harness) -
     def writer() -> None:
         rng = random.Random(5)
         conn, reader = connect(h.settings), connect(h.settings)
+        live = Fetcher(h.mappings, DatabaseSource.over(reader), h.sinks)  # as the live fetcher would
         try:
             n = 0
             while not stop.is_set():
@@ -179,7 +180,7 @@ def test_a_backfill_beside_a_live_writer_leaves_no_stale_row(harness: Harness) -
                             (key, f"live {n}"),
                         )
                 change = Change("posts", (("id", key),), "update", 1)
-                apply_changes([change], h.mappings, lambda m, c: read_row(reader, m, c), h.sinks)
+                live.apply([change])
         except BaseException as exc:  # handed to the test thread
             errors.append(exc)
         finally:
@@ -294,7 +295,7 @@ def test_a_sampled_reconcile_finds_a_share_of_the_orphans_of_a_bigger_table(harn
     h = harness
     # Given 2000 rows in agreement and 100 orphans (a 20th of the sinks' entries)
     insert_posts(h, 2000)
-    backfill(h, "posts", batch_size=500, read_rows=h.read_rows)
+    backfill(h, "posts", batch_size=500)
     plant_orphans(h, list(range(5001, 5101)))
     # When 200 rows are sampled
     report = h.reconcile(sample=200, tables=["posts"])
@@ -370,7 +371,7 @@ def test_backfill_and_reconcile_compose_documents_and_repair_rebuilds_them(harne
     h.execute("INSERT INTO article_tags VALUES (1, 1)")
 
     # When the root table is backfilled
-    job = backfill(h, "articles", batch_size=2, read_rows=h.read_rows)
+    job = backfill(h, "articles", batch_size=2)
 
     # Then the published articles are composed documents; the draft is absent (a delete), and reconcile agrees
     assert (job.status, job.rows_done) == ("done", 3)

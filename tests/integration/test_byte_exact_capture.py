@@ -27,13 +27,11 @@ from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
 from fanout.model.payloads import parse_trigger_payload
-from fanout.pipeline.fetcher import apply_changes
-from fanout.pipeline.related import FanOut
+from fanout.pipeline.fetcher import Fetcher
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.composition_read import root_page
 from fanout.source.connection import connect
-from fanout.source.reader import read_row, read_rows
+from fanout.source.reader import DatabaseSource
 from tests.support.integration import execute, install_capture_triggers, lambda_async_bridge, parser_arn, rows
 
 # One column per collation kind and type family; `untouched` is read by no document.
@@ -198,9 +196,9 @@ def articles(db_settings: DatabaseSettings, opensearch_endpoint: str, replica_ta
         pending = list(changes)
         while pending:
             handed_on: list[Change] = []
-            fan_out = FanOut(lambda m, c, n: root_page(reader, m, c, n), handed_on.extend, pages=1, page_size=2)
-            apply_changes([pending.pop(0)], mappings, lambda m, c: read_row(reader, m, c), sinks,
-                          read_rows=lambda m, cs: read_rows(reader, m, cs), fan_out=fan_out)  # fmt: skip
+            fetcher = Fetcher(mappings, DatabaseSource.over(reader), sinks, forward=handed_on.extend, pages=1,
+                              page_size=2)  # fmt: skip
+            fetcher.apply([pending.pop(0)])
             pending += handed_on
 
     def drain() -> None:

@@ -26,13 +26,11 @@ from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
 from fanout.model.payloads import parse_trigger_payload
-from fanout.pipeline.fetcher import apply_changes
-from fanout.pipeline.related import FanOut
+from fanout.pipeline.fetcher import Fetcher
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.composition_read import root_page
 from fanout.source.connection import connect
-from fanout.source.reader import read_row, read_rows
+from fanout.source.reader import DatabaseSource
 from tests.support.integration import (
     execute,
     install_capture_triggers,
@@ -71,14 +69,8 @@ class Replication:
         changes: list[Change] = []
         for payload in payloads:
             changes += parse_trigger_payload(json.dumps(payload), self.mappings)
-        apply_changes(
-            changes,
-            self.mappings,
-            lambda m, c: read_row(self.reader, m, c),
-            self.sinks,
-            read_rows=lambda m, cs: read_rows(self.reader, m, cs),
-            fan_out=FanOut(lambda m, c, n: root_page(self.reader, m, c, n), None, pages=100, page_size=50),
-        )
+        source = DatabaseSource.over(self.reader)
+        Fetcher(self.mappings, source, self.sinks, pages=100, page_size=50).apply(changes)
         return payloads
 
     def document(self, table: str, key: Any) -> dict[str, Any] | None:

@@ -2,7 +2,7 @@
 
 One table holds a column of each type; each test writes one row whose only
 non-NULL column is the type under test (with its edge values), runs the fetch
-path (apply_changes with the locking reader, the OpenSearch sink on the
+path (the Fetcher over the locking reader, the OpenSearch sink on the
 project's server and the DynamoDB sink on ministack), and checks the exact
 value each sink stored against the documented mapping (fanout/sinks/__init__.py,
 README "Type mapping"), then that fanout.operations.verify agrees.

@@ -20,14 +20,13 @@ import pytest
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.model.payloads import parse_trigger_payload
-from fanout.pipeline.fetcher import FetchFailed, FetchReport, apply_changes
+from fanout.pipeline.fetcher import Fetcher, FetchFailed, FetchReport
 from fanout.pipeline.forwarder import Forward
-from fanout.pipeline.related import FanOut
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.composition_read import compose_rows, root_page
+from fanout.source.composition_read import compose_rows
 from fanout.source.connection import connect
-from fanout.source.reader import read_row, read_rows
+from fanout.source.reader import DatabaseSource
 from tests.support.locks import row_locks_held, seen_waiting
 
 TS = 1764240000.5
@@ -44,14 +43,8 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any) -> Ite
 
     def fetch(changes: list[Change], forward: Forward | None = None, pages: int = 1) -> FetchReport:
         """One fetcher invocation; with ``forward``, at most ``pages`` pages of roots, the rest handed on."""
-        return apply_changes(
-            changes,
-            mappings,
-            lambda m, c: read_row(reader, m, c),
-            sinks,
-            read_rows=lambda m, cs: read_rows(reader, m, cs),
-            fan_out=FanOut(lambda m, c, n: root_page(reader, m, c, n), forward, pages=pages, page_size=2),
-        )
+        source = DatabaseSource.over(reader)
+        return Fetcher(mappings, source, sinks, forward=forward, pages=pages, page_size=2).apply(changes)
 
     def sql(statement: str, *params: Any) -> int:
         with writer.cursor() as cur:

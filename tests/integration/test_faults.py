@@ -244,8 +244,8 @@ def pipeline(
             if writer.open:
                 writer.rollback()
                 writer.close()
-        if app._dependencies.cache_info().currsize:
-            app._dependencies().database.close()
+        if app._fetcher.cache_info().currsize:
+            app._fetcher().source.close()
         dynamodb.close()
         pipeline.source.close()
         pipeline.admin.close()

@@ -79,8 +79,7 @@ def test_reconcile_over_collation_equal_lists_is_clean_run_after_run(harness: Ha
     # Given the articles replicated by the fetch path (a backfill, pages of 5 roots)
     h = harness
     seed(h)
-    job = run_backfill(h.conn, h.mappings, BackfillJob("articles"), h.read_row, h.sinks, batch_size=5,
-                       read_rows=h.read_rows)  # fmt: skip
+    job = run_backfill(h.conn, BackfillJob("articles"), h.fetcher(), batch_size=5)
     assert (job.status, job.rows_done) == ("done", ARTICLES)
 
     # When reconcile compares them, 20 times

@@ -22,14 +22,14 @@ from opensearchpy.exceptions import RequestError
 from fanout.model.change import Change
 from fanout.model.mapping import OPENSEARCH_METADATA_FIELDS, Mappings, TableMapping, parse_mappings
 from fanout.model.sink_keys import dynamodb_key
-from fanout.pipeline.fetcher import FetchFailed, apply_changes
+from fanout.pipeline.fetcher import Fetcher, FetchFailed
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.sinks import Outcome, RowRejected
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import MAX_EXTERNAL_VERSION, OpenSearchSink, make_client
 from fanout.sinks.readers import MAX_RESULT_WINDOW, SinkReaders
 from fanout.source.connection import connect
-from fanout.source.reader import read_row, read_rows
+from fanout.source.reader import DatabaseSource
 from fanout.source.rows import RowState
 from tests.support.aws import aws_client, aws_resource
 
@@ -92,14 +92,9 @@ def outcomes_by_key(
     """One fetcher invocation for the changes (one batch, the real reader); the outcome per (key, sink)."""
     conn = world["db"]
     mapping = mapping or world["mapping"]
-    report = apply_changes(
-        changes,
-        Mappings({mapping.table: mapping}),
-        lambda m, c: read_row(conn, m, c),
-        world["sinks"],
-        world["reject"],
-        read_rows=lambda m, cs: read_rows(conn, m, cs),
-    )
+    fetcher = Fetcher(Mappings({mapping.table: mapping}), DatabaseSource.over(conn), world["sinks"],
+                      reject=world["reject"])  # fmt: skip
+    report = fetcher.apply(changes)
     return {(o["key"], o["sink"]): o["outcome"] for o in report.outcomes}
 
 

@@ -2,7 +2,7 @@
 
 Aurora's lambda_async fires inside the writer's statement, before COMMIT, and
 a ROLLBACK does not take it back. Here a writer holds its transaction open
-while a fetcher (apply_changes with the locking reader, the OpenSearch sink on
+while a fetcher (the Fetcher over the locking reader, the OpenSearch sink on
 the project's server and the DynamoDB sink on ministack) runs for the changed
 key, and is seen waiting on the writer's row lock (performance_schema.data_lock_waits);
 then the writer commits or rolls back. Whatever it did, both sinks must end with

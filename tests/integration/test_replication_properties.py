@@ -11,7 +11,7 @@ exactly what the triggers log in the change log; a drainer (fanout.capture.chang
 it) drains it concurrently with the writer, and once more at the end (the
 sweeper's ring). Each change is then delivered shuffled, duplicated and partly held
 back until the end, to several fetcher threads, each with its own database
-connection (apply_changes with the real locking reader), *while the writer is
+connection (the Fetcher over the real locking reader), *while the writer is
 still writing*; a fetcher sometimes stalls between its read and its writes, so
 an older state can reach a sink after a newer one. A fetch that fails (lock
 wait timeout) is delivered again, as Lambda retries it.
@@ -45,13 +45,12 @@ from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping, default_mappings
 from fanout.operations.verify import dynamodb_problem, fetch_sink_state, opensearch_problem, read_source_row
-from fanout.pipeline.fetcher import FetchFailed, apply_changes
-from fanout.pipeline.related import FanOut
+from fanout.pipeline.fetcher import Fetcher, FetchFailed
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.composition_read import root_page
 from fanout.source.connection import connect
-from fanout.source.reader import read_row, read_rows
+from fanout.source.reader import DatabaseSource, OneConnection
+from fanout.source.rows import RowState
 from tests.support.aws import aws_resource
 from tests.support.fakes import FakeDynamoDBTable, FakeOpenSearch
 from tests.support.files import ROOT, template_resource
@@ -226,33 +225,30 @@ def worker(
         if rng.random() < 0.3:  # a fetcher stalls between its read and its writes (GC, network, CPU)
             time.sleep(rng.choice((0.001, 0.005, 0.02)))
 
-    def slow_read(mapping: TableMapping, change: Change) -> Any:
-        state = read_row(conn, mapping, change)
-        stall()
-        return state
+    class SlowSource(DatabaseSource):
+        def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> list[RowState | Exception]:
+            states = super().read_rows(mapping, changes)
+            stall()
+            return states
 
-    def slow_read_rows(mapping: TableMapping, changes: Sequence[Change]) -> Any:
-        states = read_rows(conn, mapping, changes)
-        stall()
-        return states
-
-    # Half the fetchers take batches (the queued mode: one SKIP LOCKED read per batch, bulk writes),
-    # half one change at a time (the direct mode); both must converge on the source.
+    # one page of two roots an invocation: a larger fan-out goes on as continuations, delivered (duplicated,
+    # shuffled, delayed) like every other change
+    fetcher = Fetcher(
+        sinks.mappings,
+        SlowSource(OneConnection(conn)),
+        sinks.per_worker[index],
+        reject=reject,
+        forward=deliveries.hand_on,
+        pages=1,
+        page_size=2,
+    )
+    # Half the fetchers take batches (one SKIP LOCKED read per batch, bulk writes), half one change at a time
+    # (a batch of one); both must converge on the source.
     batched = index % 2 == 0
     while batch := deliveries.take_many(rng.choice((1, 2, 4, 8)) if batched else 1):
         failed = False
         try:
-            apply_changes(
-                batch,
-                sinks.mappings,
-                slow_read,
-                sinks.per_worker[index],
-                reject,
-                read_rows=slow_read_rows if batched else None,
-                # one page of two roots an invocation: a larger fan-out goes on as continuations, delivered
-                # (duplicated, shuffled, delayed) like every other change
-                fan_out=FanOut(lambda m, c, n: root_page(conn, m, c, n), deliveries.hand_on, pages=1, page_size=2),
-            )
+            fetcher.apply(batch)
         except FetchFailed:
             failed = deliveries.redelivered < MAX_REDELIVERIES
         except BaseException as exc:  # surfaced by the test thread

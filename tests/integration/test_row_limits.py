@@ -24,13 +24,13 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings, parse_mappings
 from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
 from fanout.operations.verify import compare_row
-from fanout.pipeline.fetcher import apply_changes
+from fanout.pipeline.fetcher import Fetcher
 from fanout.pipeline.queue_batch import parse_fetcher_event
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
-from fanout.source.reader import read_row, read_rows
+from fanout.source.reader import DatabaseSource
 from tests.support.aws import aws_client, aws_resource
 from tests.support.integration import fetch
 
@@ -107,14 +107,7 @@ def test_a_row_above_the_dynamodb_item_limit_is_recorded_and_opensearch_still_wr
     changes, rejected = parse_fetcher_event(json.loads(record["payload"]), mappings, world["reject"], "redrive")
     assert rejected == 0 and changes == [blob_change(1)]
     conn = connect(world["settings"])
-    apply_changes(
-        changes,
-        mappings,
-        lambda m, c: read_row(conn, m, c),
-        sinks,
-        world["reject"],
-        read_rows=lambda m, cs: read_rows(conn, m, cs),
-    )
+    Fetcher(mappings, DatabaseSource.over(conn), sinks, reject=world["reject"]).apply(changes)
     item = world["table"].get_item(Key=dynamodb_key(world["mapping"], blob_change(1)), ConsistentRead=True)["Item"]
     assert item["data"].value == b"fits now"
     assert compare_row(world["db"], world["mapping"], blob_change(1), world["opensearch"], world["table"]).agrees

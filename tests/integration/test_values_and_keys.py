@@ -28,11 +28,12 @@ from fanout.model.mapping import FULL_KEY_FIELD, Mappings, parse_mappings
 from fanout.model.payloads import parse_trigger_payload
 from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
 from fanout.operations.reconcile import ReconcileReport, SinkReaders, reconcile
+from fanout.pipeline.fetcher import Fetcher
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
-from fanout.source.reader import read_row
+from fanout.source.reader import DatabaseSource
 from tests.support.aws import aws_client, aws_resource
 from tests.support.integration import create_replica_table, fetch
 
@@ -83,7 +84,9 @@ class World:
             self.opensearch.indices.refresh(index=self.mappings.tables[name].opensearch_index, ignore=[404])
         readers = SinkReaders(self.opensearch, self.dynamodb, self.table.name)
         if options.get("repair"):
-            options.update(read_row=lambda m, c: read_row(self.conn, m, c), sinks=self.sinks, reject=self.reject)
+            options.update(
+                fetcher=Fetcher(self.mappings, DatabaseSource.over(self.conn), self.sinks, reject=self.reject)
+            )
         return reconcile(self.conn, self.mappings, readers, tables=tables, page_size=50, **options)
 
     def dead_letters(self) -> list[dict[str, Any]]:

@@ -16,8 +16,11 @@ from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping
 from fanout.operations.reconcile import SinkReaders, reconcile
+from fanout.pipeline.fetcher import Fetcher
+from fanout.pipeline.rejects import Reject
+from fanout.source.composition_read import root_page
 from fanout.source.connection import connect
-from fanout.source.reader import read_row, read_rows
+from fanout.source.reader import read_rows
 from fanout.source.rows import RowState
 from tests.support.files import ROOT
 from tests.support.sequences import numbers
@@ -46,20 +49,21 @@ class Harness:
     fail_after: int | None = None
     lock: threading.Lock = threading.Lock()
 
-    def read_row(self, mapping: TableMapping, change: Change) -> RowState:
-        with self.lock:
-            self.fetches += 1
-            if self.fail_after is not None and self.fetches > self.fail_after:
-                raise RuntimeError("simulated crash of the backfill")
-            return read_row(self.reader, mapping, change)
-
     def read_rows(self, mapping: TableMapping, changes: Any) -> list[RowState | Exception]:
-        """The fetch path's batched read (one locking query per page), counted per key like read_row."""
+        """The fetch path's batched read (one locking query per page), counted per key."""
         with self.lock:
             self.fetches += len(changes)
             if self.fail_after is not None and self.fetches > self.fail_after:
                 raise RuntimeError("simulated crash of the backfill")
             return read_rows(self.reader, mapping, changes)
+
+    def root_page(self, mapping: TableMapping, change: Change, page_size: int) -> list[Change]:
+        with self.lock:
+            return root_page(self.reader, mapping, change, page_size)
+
+    def fetcher(self, reject: Reject | None = None) -> Fetcher:
+        """The fetch path over this harness: its counted reads as the source, its sinks."""
+        return Fetcher(self.mappings, self, self.sinks, reject=reject)
 
     def mapping(self, table: str) -> TableMapping:
         mapping = self.mappings.get(table)
@@ -74,7 +78,7 @@ class Harness:
         return reconcile(self.conn, self.mappings, self.readers, page_size=200, **options)
 
     def repair(self) -> Any:
-        return self.reconcile(repair=True, read_row=self.read_row, sinks=self.sinks)
+        return self.reconcile(repair=True, fetcher=self.fetcher())
 
 
 def insert_posts(h: Harness, count: int, start: int = 1) -> None:

@@ -497,6 +497,19 @@ class FakeSource:
             raise failure
         return self.states[(change.table, change.key_values)]
 
+    def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> list[RowState | Exception]:
+        """Key by key, as the real batch read reports: a key that cannot be read is its exception."""
+        states: list[RowState | Exception] = []
+        for change in changes:
+            try:
+                states.append(self.read_row(mapping, change))
+            except Exception as exc:  # noqa: BLE001 - that key's item, as fanout.source.reader.read_rows gives
+                states.append(exc)
+        return states
+
+    def root_page(self, mapping: TableMapping, change: Change, page_size: int) -> list[Change]:
+        raise RuntimeError("the in-memory source holds no composed documents")
+
 
 @dataclass
 class Rejection:

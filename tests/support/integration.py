@@ -16,9 +16,9 @@ from typing import Any
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping
-from fanout.pipeline.fetcher import FetchReport, apply_changes
+from fanout.pipeline.fetcher import Fetcher, FetchReport
 from fanout.source.connection import connect
-from fanout.source.reader import read_row, read_rows
+from fanout.source.reader import DatabaseSource
 from local.lambda_async.bridge import Control
 from tests.support.aws import aws_resource
 from tests.support.files import template_resource
@@ -93,14 +93,8 @@ def fetch(
     """One fetcher invocation for one change: its own connection, the real reader, the given sinks."""
     conn = connect(settings)
     try:
-        return apply_changes(
-            [change],
-            Mappings({mapping.table: mapping}),
-            lambda m, c: read_row(conn, m, c),
-            sinks,
-            reject,
-            read_rows=lambda m, cs: read_rows(conn, m, cs),  # as the fetcher handler reads
-        )
+        fetcher = Fetcher(Mappings({mapping.table: mapping}), DatabaseSource.over(conn), sinks, reject=reject)
+        return fetcher.apply([change])
     finally:
         conn.close()
 

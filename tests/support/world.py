@@ -8,10 +8,11 @@ from typing import Any
 
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
-from fanout.pipeline.fetcher import apply_changes
+from fanout.pipeline.fetcher import Fetcher
+from fanout.pipeline.rejects import Reject
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
-from tests.support.fakes import FakeDynamoDBTable, FakeOpenSearch, FakeSource, RecordingReject, load_app
+from tests.support.fakes import FakeDynamoDBTable, FakeOpenSearch, FakeSource, load_app
 from tests.support.files import template_resource
 
 POSTS = default_mappings()
@@ -39,8 +40,12 @@ class World:
         self.dynamodb_sink = DynamoDBSink(self.table, tombstone_ttl_seconds=TOMBSTONE_TTL, clock=lambda: NOW)
         self.sinks = [self.opensearch_sink, self.dynamodb_sink]
 
+    def fetcher(self, reject: Reject | None = None) -> Fetcher:
+        """The fetch path over this world, as fanout.pipeline.wiring builds it over the real clients."""
+        return Fetcher(self.mappings, self.source, self.sinks, reject=reject)
+
     def apply(self, *changes: Change) -> dict[str, str]:
-        report = apply_changes(changes, self.mappings, self.source.read_row, self.sinks)
+        report = self.fetcher().apply(changes)
         return {entry["sink"]: entry["outcome"] for entry in report.outcomes}
 
     def document(self, post_id: int) -> dict[str, Any] | None:
@@ -58,12 +63,3 @@ class World:
 
 def load_fetcher_app() -> ModuleType:
     return load_app("fetcher_fn/app.py", "fetcher_app")
-
-
-class FetcherDependencies:
-    def __init__(self, world: World) -> None:
-        self.sinks = world.sinks
-        self.read_row = world.source.read_row
-        self.read_rows = None  # the in-memory source reads key by key
-        self.fan_out = None  # no composed documents in the in-memory world
-        self.reject = RecordingReject()

@@ -20,7 +20,7 @@ from fanout_cli.dead_letters.records import DeadLetter, Kind, parse_dead_letter
 from fanout_cli.dead_letters.redrive import redrive
 from tests.support.dead_letters import MINISTACK_RECORD, RESOURCES, sqs_message
 from tests.support.fakes import FakeContext, FakeSQSClient, RecordingReject, load_app, load_event
-from tests.support.world import FetcherDependencies, World, load_fetcher_app, row
+from tests.support.world import World, load_fetcher_app, row
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/fetch"
 
@@ -80,7 +80,7 @@ def test_a_batch_is_read_once_per_key_and_only_the_failed_records_are_retried() 
         "not json",
         {"changes": [post(3, "d").to_message()]},
     )
-    response = handle_queue_batch(event, FakeContext(), world.mappings, world.source.read_row, world.sinks, reject)
+    response = handle_queue_batch(event, FakeContext(), world.fetcher(reject))
     # Then only post 2's message is retried, post 1 was read once, both sinks hold 1 and 3,
     # and the malformed body is recorded in the dead-letter queue (not retried)
     assert response["batchItemFailures"] == [{"itemIdentifier": "m1"}] and response["rejected"] == 1
@@ -99,7 +99,7 @@ def test_a_record_is_known_by_its_carried_correlation_id_only_if_the_pipeline_co
         {"changes": [{"v": 1, "correlation_id": "forged\nline"}]},
     )
     # When the batch is handled
-    response = handle_queue_batch(event, FakeContext(), world.mappings, world.source.read_row, world.sinks, reject)
+    response = handle_queue_batch(event, FakeContext(), world.fetcher(reject))
     # Then the forged id is not repeated: that record is known by its message id (as the fetcher handler does)
     assert response == {"batchItemFailures": [], "rejected": 2}
     assert [r.correlation_id for r in reject.rejections] == ["fallback:17", "m1"]
@@ -143,14 +143,15 @@ def test_a_malformed_sqs_event_is_rejected_once_with_its_reason_and_nothing_is_a
     world = World()
     world.source.set("posts", (1,), row(1, "one"), version=10)
     world.source.set("posts", (2,), row(2, "two"), version=10)
-    deps = FetcherDependencies(world)
+    reject = RecordingReject()
+    fetcher = world.fetcher(reject)
     app = load_fetcher_app()
-    monkeypatch.setattr(app, "_dependencies", lambda: deps)
+    monkeypatch.setattr(app, "_fetcher", lambda: fetcher)
     # When an event shaped like an SQS batch but not one is invoked
     result = app.handler(load_event(name), FakeContext(aws_request_id="req-hostile"))
     # Then it is answered, not raised (no retry), with one rejection naming the field, and nothing written
     assert result == {"batchItemFailures": [], "rejected": 1, "reason": reason}
-    assert [(r.reason, r.correlation_id) for r in deps.reject.rejections] == [(reason, "req-hostile")]
+    assert [(r.reason, r.correlation_id) for r in reject.rejections] == [(reason, "req-hostile")]
     assert world.source.reads == []
 
 
@@ -161,18 +162,14 @@ def test_records_that_share_a_message_id_are_all_applied_and_a_failure_reports_t
     world.source.set("posts", (2,), row(2, "two"), version=10)
     event = load_event("fetcher_sqs_duplicate_message_ids.json")
     # When it is handled
-    response = handle_queue_batch(
-        event, FakeContext(), world.mappings, world.source.read_row, world.sinks, RecordingReject()
-    )
+    response = handle_queue_batch(event, FakeContext(), world.fetcher(RecordingReject()))
     # Then neither change was dropped
     assert response == {"batchItemFailures": []}
     assert world.titles(1) == ("one", "one") and world.titles(2) == ("two", "two")
     # And when the second one's read fails, the shared id is retried (not silently acknowledged)
     world.source.fail("posts", (2,), SourceReadError("lock wait timeout"))
     world.source.set("posts", (1,), row(1, "one again"), version=20)
-    response = handle_queue_batch(
-        event, FakeContext(), world.mappings, world.source.read_row, world.sinks, RecordingReject()
-    )
+    response = handle_queue_batch(event, FakeContext(), world.fetcher(RecordingReject()))
     assert response["batchItemFailures"] == [{"itemIdentifier": "m-1"}]
 
 
@@ -185,14 +182,14 @@ def test_a_record_with_an_invalid_change_that_is_retried_is_recorded_only_when_i
     event = sqs_event({"changes": [{"v": 1}, post(2, "b").to_message()]}, {"changes": [post(3, "c").to_message()]})
     # When the batch is delivered three times (the record retried each time)
     for _ in range(3):
-        response = handle_queue_batch(event, FakeContext(), world.mappings, world.source.read_row, world.sinks, reject)
+        response = handle_queue_batch(event, FakeContext(), world.fetcher(reject))
         assert response["batchItemFailures"] == [{"itemIdentifier": "m0"}]
     # Then no rejection was recorded yet: the record is retried (and dead-lettered whole, invalid change included)
     assert reject.rejections == []
     # And when its read succeeds at last, the invalid change is recorded once
     del world.source.failures[("posts", (2,))]
     world.source.set("posts", (2,), row(2, "two"), version=10)
-    response = handle_queue_batch(event, FakeContext(), world.mappings, world.source.read_row, world.sinks, reject)
+    response = handle_queue_batch(event, FakeContext(), world.fetcher(reject))
     assert response == {"batchItemFailures": [], "rejected": 1}
     assert len(reject.rejections) == 1 and reject.rejections[0].reason.startswith("changes[0].")
 
@@ -229,10 +226,9 @@ def test_redriving_a_malformed_sqs_event_leaves_one_dead_letter_however_often_it
     dlq.bodies.append(json.dumps(failed))
     # and redrive invoking the real handler, whose rejections land in the same queue
     world = World()
-    deps = FetcherDependencies(world)
-    deps.reject = dlq.reject  # type: ignore[assignment]
+    fetcher = world.fetcher(dlq.reject)
     app = load_fetcher_app()
-    monkeypatch.setattr(app, "_dependencies", lambda: deps)
+    monkeypatch.setattr(app, "_fetcher", lambda: fetcher)
 
     def invoke(function: str, payload: Any) -> InvokeResult:
         try:

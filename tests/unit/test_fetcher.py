@@ -17,7 +17,7 @@ from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from fanout.config import ConfigError
 from fanout.model.mapping import parse_mappings
-from fanout.pipeline.fetcher import FetchFailed, apply_changes
+from fanout.pipeline.fetcher import FetchFailed
 from fanout.pipeline.queue_batch import parse_fetcher_event
 from fanout.sinks import Outcome
 from fanout.sinks.opensearch import DEFAULT_GC_DELETES, OpenSearchSink, opensearch_document
@@ -31,7 +31,7 @@ from tests.support.fakes import (
     load_event,
     load_record_body,
 )
-from tests.support.world import NOW, POSTS, TOMBSTONE_TTL, FetcherDependencies, World, change, load_fetcher_app, row
+from tests.support.world import NOW, POSTS, TOMBSTONE_TTL, World, change, load_fetcher_app, row
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def test_an_invalid_message_is_recorded_and_the_valid_ones_are_kept() -> None:
     assert rejection.payload == bad
 
 
-# --------------------------------------------------------------------------- apply_changes
+# --------------------------------------------------------------------------- Fetcher.apply
 
 
 def test_a_present_row_is_written_to_both_sinks(world: World) -> None:
@@ -242,7 +242,7 @@ def test_a_table_with_dynamodb_disabled_never_touches_dynamodb() -> None:
 def test_the_report_says_what_each_sink_did_with_which_version(world: World) -> None:
     world.source.set("posts", (1,), row(1, "a"), version=100)
 
-    report = apply_changes([change(1)], POSTS, world.source.read_row, world.sinks)
+    report = world.fetcher().apply([change(1)])
 
     assert report.as_dict() == {
         "applied": [
@@ -302,8 +302,9 @@ def test_the_tombstone_lifetime_is_configurable() -> None:
 def test_the_fetcher_handler_applies_the_sample_event(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given the handler wired to the in-memory world
     app = load_fetcher_app()
-    deps = FetcherDependencies(world)
-    monkeypatch.setattr(app, "_dependencies", lambda: deps)
+    reject = RecordingReject()
+    fetcher = world.fetcher(reject)
+    monkeypatch.setattr(app, "_fetcher", lambda: fetcher)
     monkeypatch.delenv("AWS_XRAY_DAEMON_ADDRESS", raising=False)
     world.source.set("posts", (1,), row(1, "from the handler"), version=100)
     event = load_event("fetcher_update.json")
@@ -317,7 +318,7 @@ def test_the_fetcher_handler_applies_the_sample_event(world: World, monkeypatch:
     # Then the valid change is written to both sinks, the invalid one recorded once, and no record retried
     assert result == {"batchItemFailures": [], "rejected": 1}
     assert world.titles(1) == ("from the handler", "from the handler")
-    assert [r.correlation_id for r in deps.reject.rejections] == ["sample-correlation-id"]
+    assert [r.correlation_id for r in reject.rejections] == ["sample-correlation-id"]
 
 
 class _FakeBoto3Factory:
@@ -353,6 +354,6 @@ def test_the_fetcher_fails_with_a_config_error_naming_a_missing_dead_letter_queu
     # When / Then the cold start fails loudly, naming the variable, like every other setting
     try:
         with pytest.raises(ConfigError, match="DEAD_LETTER_QUEUE_URL"):
-            app._dependencies()
+            app._fetcher()
     finally:
-        app._dependencies.cache_clear()
+        app._fetcher.cache_clear()

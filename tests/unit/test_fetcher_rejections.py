@@ -15,7 +15,7 @@ from opensearchpy.exceptions import RequestError, TransportError
 from fanout.config import ConfigError, SinkSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, parse_mappings
-from fanout.pipeline.fetcher import FetchFailed, apply_changes
+from fanout.pipeline.fetcher import Fetcher, FetchFailed
 from fanout.pipeline.queue_batch import parse_fetcher_event
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
@@ -44,7 +44,7 @@ class World:
 
     def apply(self, reject: Any = "default") -> dict[str, str]:
         chosen = self.reject if reject == "default" else reject
-        report = apply_changes([CHANGE], self.mappings, self.source.read_row, self.sinks, chosen)
+        report = Fetcher(self.mappings, self.source, self.sinks, reject=chosen).apply([CHANGE])
         return {o["sink"]: o["outcome"] for o in report.outcomes}
 
 
@@ -232,9 +232,9 @@ def test_the_fetcher_refuses_at_cold_start_a_mapping_naming_a_table_it_was_not_g
     # When / Then the cold start fails loudly, naming the table and the field
     try:
         with pytest.raises(MappingError, match=r"'notes', field 'dynamodb.table': 'not-granted' is not granted"):
-            app._dependencies()
+            app._fetcher()
     finally:
-        app._dependencies.cache_clear()
+        app._fetcher.cache_clear()
         default_mappings.cache_clear()
 
 

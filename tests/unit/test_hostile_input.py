@@ -36,13 +36,13 @@ from fanout.model.change import Change, ChangeValidationError
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
 from fanout.model.payloads import MAX_PAYLOAD_BYTES, parse_trigger_payload
 from fanout.observability import logger
-from fanout.pipeline.fetcher import FetchFailed, apply_changes
+from fanout.pipeline.fetcher import Fetcher, FetchFailed
 from fanout.pipeline.queue_batch import parse_fetcher_event
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.redaction import describe_error
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
-from fanout.source.reader import read_row
+from fanout.source.reader import DatabaseSource, read_row, select_rows_sql
 from fanout.source.rows import CLOCK_SQL, select_row_sql
 from tests.support.fakes import (
     FakeContext,
@@ -383,6 +383,10 @@ class RecordingCursor:
     def fetchone(self) -> tuple[Any, ...] | None:
         return self._result.pop(0) if self._result else None
 
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        result, self._result = self._result, []
+        return result
+
 
 class RecordingConnection:
     """A pymysql connection that records every statement and its parameters, and answers from a dict of rows."""
@@ -419,8 +423,14 @@ hostile_messages = st.one_of(
 fetcher_events = st.one_of(anything, st.builds(lambda ms: {"changes": ms}, st.lists(hostile_messages, max_size=5)))
 
 
-def allowed_statements(mappings: Mappings) -> set[str]:
-    return {CLOCK_SQL} | {select_row_sql(m) for m in mappings.tables.values()}
+def single_reads(mappings: Mappings) -> set[str]:
+    return {select_row_sql(m) for m in mappings.tables.values()}
+
+
+def allowed_statements(mappings: Mappings, most_keys: int = 5) -> set[str]:
+    """The clock, each table's single read and its batch read of up to ``most_keys`` keys."""
+    batches = {select_rows_sql(m, n) for m in mappings.tables.values() for n in range(1, most_keys + 1)}
+    return {CLOCK_SQL} | single_reads(mappings) | batches
 
 
 @FUZZ
@@ -435,7 +445,7 @@ def test_any_fetcher_event_runs_only_the_mappings_statements_with_keys_as_parame
     # When
     with contextlib.redirect_stdout(io.StringIO()) as out:
         changes, rejected = parse_fetcher_event(event, KEYED, reject, "req-hostile")
-        apply_changes(changes, KEYED, lambda mapping, change: read_row(conn, mapping, change), sinks)
+        Fetcher(KEYED, DatabaseSource.over(conn), sinks).apply(changes)
 
     # Then every invalid message was recorded, and no payload value was logged but an accepted change's key
     # and correlation id (validated; they name the row and the change in the log lines, docs/security.md)
@@ -457,8 +467,10 @@ def test_any_fetcher_event_runs_only_the_mappings_statements_with_keys_as_parame
         assert CANARY not in sql
         if params is not None:
             assert all(isinstance(p, int | str) and not isinstance(p, bool) for p in params)
-    # (one read per distinct key: duplicates of a key in one event are coalesced)
-    assert len([s for s, p in conn.statements if p is not None]) == len({(c.table, c.key) for c in changes})
+    # (one waiting read per distinct key, none found by the batch read: duplicates of a key in one event are
+    # coalesced)
+    singles = single_reads(KEYED)
+    assert len([s for s, p in conn.statements if s in singles]) == len({(c.table, c.key) for c in changes})
 
 
 def test_a_forged_correlation_id_does_not_reach_the_fetchers_log_lines() -> None:
@@ -492,12 +504,11 @@ def test_a_sink_error_that_quotes_the_row_is_logged_and_raised_without_it() -> N
 
     # When the fetch fails
     with contextlib.redirect_stdout(io.StringIO()) as out, pytest.raises(FetchFailed) as caught:
-        apply_changes(
-            [change],
+        Fetcher(
             POSTS,
-            lambda mapping, c: read_row(conn, mapping, c),
+            DatabaseSource.over(conn),
             [OpenSearchSink(opensearch), DynamoDBSink(FakeDynamoDBTable(), tombstone_ttl_seconds=3600)],
-        )
+        ).apply([change])
 
     # Then neither the log line nor the raised error (Lambda logs it, and records it on failure) has the value,
     # but both say what failed and why, in a way an operator can act on

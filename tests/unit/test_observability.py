@@ -11,7 +11,6 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -34,6 +33,7 @@ from fanout.observability import (
     record,
     traced,
 )
+from fanout.pipeline.fetcher import Fetcher
 from fanout.pipeline.forwarder import QueueForwarder
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.sinks.dynamodb import DynamoDBSink
@@ -223,15 +223,6 @@ def test_the_table_dimension_is_a_mapped_table_or_unknown(payload: Any, table: s
 # --------------------------------------------------------------------------- through both handlers
 
 
-@dataclass
-class FetcherDependencies:
-    sinks: list[Any]
-    read_row: Any
-    reject: RecordingReject
-    read_rows: Any = None  # the in-memory source reads key by key
-    fan_out: Any = None  # no composed documents in the in-memory world
-
-
 class Pipeline:
     """The parser and fetcher handlers, in process, over in-memory fakes of their clients.
 
@@ -258,12 +249,13 @@ class Pipeline:
         self.opensearch = FakeOpenSearch()
         self.table = FakeDynamoDBTable.from_template(template_resource("ReplicaTable"))
 
-        fetcher_deps = FetcherDependencies(
-            sinks=[OpenSearchSink(self.opensearch), DynamoDBSink(self.table, tombstone_ttl_seconds=3600)],
-            read_row=self.source.read_row,
+        fetcher = Fetcher(
+            default_mappings(),
+            self.source,
+            [OpenSearchSink(self.opensearch), DynamoDBSink(self.table, tombstone_ttl_seconds=3600)],
             reject=RecordingReject(),
         )
-        monkeypatch.setattr(self.fetcher, "_dependencies", lambda: fetcher_deps)
+        monkeypatch.setattr(self.fetcher, "_fetcher", lambda: fetcher)
 
     def drain(self, conn: Any, mappings: Any, forward: Any, reject: Any, *, correlation_id: str, **_: Any) -> Any:
         forwarded, rejected = hand_on(self.rows, mappings, forward, reject, correlation_id)

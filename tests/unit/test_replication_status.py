@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from fanout import observability
-from fanout.pipeline.fetcher import apply_changes
 from fanout_cli.commands.status import render
 from fanout_cli.dead_letters.queue import QueueDepth
 from fanout_cli.dead_letters.records import parse_dead_letter
@@ -177,11 +176,11 @@ def test_a_batch_logs_one_info_line_and_status_reads_counts_lags_and_the_last_wr
     world = World()
     for i in range(1, 11):
         world.source.set("posts", (i,), row(i, f"title {i}"), version=10)
-    apply_changes([change(1)], world.mappings, world.source.read_row, world.sinks)
+    world.fetcher().apply([change(1)])
     world.source.set("posts", (1,), row(1, "older"), version=5)
     capsys.readouterr()
     # When the fetcher applies a batch of ten changes
-    apply_changes([change(i) for i in range(1, 11)], world.mappings, world.source.read_row, world.sinks)
+    world.fetcher().apply([change(i) for i in range(1, 11)])
     # Then it wrote one log line at INFO, not one per change and sink
     written = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert [(line["level"], line["message"]) for line in written] == [("INFO", "changes applied")]
@@ -202,7 +201,7 @@ def test_per_change_lines_are_debug_detail_and_not_counted_twice(capsys: pytest.
     previous = observability.logger.log_level
     observability.logger.setLevel(logging.DEBUG)
     try:
-        apply_changes([change(1)], world.mappings, world.source.read_row, world.sinks)
+        world.fetcher().apply([change(1)])
     finally:
         observability.logger.setLevel(previous)
     written = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]

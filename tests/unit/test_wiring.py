@@ -9,6 +9,10 @@ import pytest
 
 from fanout.model.mapping import default_mappings
 from fanout.operations.maintenance import Maintenance
+from fanout.pipeline.fetcher import Fetcher
+from fanout.pipeline.forwarder import QueueForwarder
+from fanout.pipeline.rejects import QueueRejectRecorder
+from fanout.source.reader import DatabaseSource
 from tests.support.fakes import load_app
 
 ENV = {
@@ -61,8 +65,8 @@ def test_the_fetcher_and_the_maintenance_function_build_their_aws_clients_with_t
         # When each builds its fetch path
         if role == "fetcher":
             app = load_app("fetcher_fn/app.py", "fetcher_app_wiring")
-            app._dependencies()
-            app._dependencies.cache_clear()
+            app._fetcher()
+            app._fetcher.cache_clear()
         else:
             Maintenance(source="maintenance").close()
         built[role] = clients
@@ -77,3 +81,31 @@ def test_the_fetcher_and_the_maintenance_function_build_their_aws_clients_with_t
     assert all(config == built_with[0] for config in built_with)
     connect_timeout, read_timeout, retries = built_with[0]
     assert (connect_timeout, read_timeout, retries) == (5, 5, {"mode": "standard", "total_max_attempts": 3})
+
+
+def test_the_fetcher_and_maintenance_each_get_one_fetcher_and_only_the_fetchers_hands_continuations_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the environment both functions run in
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in ("DB_SECRET_ARN", "DYNAMODB_EXTRA_TABLE_ARNS", "OPENSEARCH_AUTH", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    default_mappings.cache_clear()
+    app = load_app("fetcher_fn/app.py", "fetcher_app_one_object")
+    # When each builds its fetch path
+    try:
+        fetcher = app._fetcher()
+    finally:
+        app._fetcher.cache_clear()
+    maintenance = Maintenance(source="maintenance")
+    maintenance.close()
+    # Then each is one Fetcher over the database, both sinks and the dead-letter queue's recorder
+    for built in (fetcher, maintenance.fetch.fetcher):
+        assert isinstance(built, Fetcher)
+        assert isinstance(built.source, DatabaseSource)
+        assert [sink.name for sink in built.sinks] == ["opensearch", "dynamodb"]
+        assert isinstance(built.reject, QueueRejectRecorder)
+    # and only the fetcher's hands a composed document's remaining roots on to the fetch queue
+    assert isinstance(fetcher.fan_out.forward, QueueForwarder)
+    assert maintenance.fetch.fetcher.fan_out.forward is None

@@ -1,9 +1,9 @@
 """fanout: replicate Aurora MySQL row changes into OpenSearch and DynamoDB.
 
-Data path (docs/architecture.md, "Data path, file by file"): trigger SQL (db/migrations)
+Data path (docs/architecture.md, "One change, trigger to sinks"): trigger SQL (db/migrations)
 -> parser handler (parser_fn/app.py, fanout.capture.change_log) -> change model
 (fanout.model.change) -> fetch queue (fanout.pipeline.forwarder) -> fetcher handler
-(fetcher_fn/app.py, fanout.pipeline.queue_batch, fanout.pipeline.fetcher, fanout.source.reader) -> sinks
+(fetcher_fn/app.py, fanout.pipeline.queue_batch, fanout.pipeline.fetcher.Fetcher, fanout.source.reader) -> sinks
 (fanout.sinks.opensearch, fanout.sinks.dynamodb).
 """
 

@@ -6,7 +6,7 @@ never OFFSET), within the job's key range and filter.
 
 Each page read is plain and non-locking (one autocommit statement: no transaction
 is held between pages). Each page's keys become :class:`~fanout.model.change.Change`
-objects handed to :func:`fanout.pipeline.fetcher.apply_changes` — the very code live
+objects handed to :meth:`fanout.pipeline.fetcher.Fetcher.apply` — the very code live
 changes go through: each row is re-read under its own short locking read, with
 the database clock as its version, and written version-gated. So a backfill is
 safe beside live changes: whichever state was read later wins in every sink.
@@ -31,17 +31,15 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pymysql
 
-from fanout.model.mapping import Mappings, TableMapping
+from fanout.model.mapping import TableMapping
 from fanout.observability import log
-from fanout.pipeline.fetcher import ReadRow, ReadRows, apply_changes
-from fanout.pipeline.rejects import Reject
-from fanout.sinks import Sink
+from fanout.pipeline.fetcher import Fetcher
 from fanout.source.keyset import (
     Key,
     UnreplicableKey,
@@ -212,11 +210,8 @@ def save_checkpoint(conn: Any, checkpoint: Checkpoint) -> None:
 
 def run_backfill(
     conn: Any,
-    mappings: Mappings,
     job: BackfillJob,
-    read_row: ReadRow,
-    sinks: Sequence[Sink],
-    reject: Reject | None = None,
+    fetcher: Fetcher,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     rate: float | None = None,
@@ -226,12 +221,12 @@ def run_backfill(
     restart: bool = False,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-    read_rows: ReadRows | None = None,
 ) -> BackfillResult:
     """Run (or resume) one backfill job until the table is done, ``max_pages`` pages were copied in this
     run, or ``should_continue()`` says stop (Lambda time). ``conn`` is an autocommit connection for the
-    key pages and the checkpoint; ``read_row`` (and, given, ``read_rows``: one locking query per page)
-    does the fetch path's locking reads."""
+    key pages and the checkpoint; each page goes through ``fetcher`` (one locking read per page, the sinks,
+    its reject recorder)."""
+    mappings, reject = fetcher.mappings, fetcher.reject
     mapping = mappings.get(job.table)
     if mapping is None:
         raise BackfillError(f"{job.table!r} is not a mapped table (tables.json)")
@@ -277,7 +272,7 @@ def run_backfill(
         except UnreplicableKey as exc:  # no reject to record it with: the run stops, saying which key
             raise BackfillError(str(exc)) from exc
         # FetchFailed: not checkpointed
-        report = apply_changes(changes, mappings, read_row, sinks, reject, read_rows=read_rows)
+        report = fetcher.apply(changes)
         for outcome in report.outcomes:
             name = f"{outcome['sink']}:{outcome['outcome']}"
             result.outcomes[name] = result.outcomes.get(name, 0) + 1

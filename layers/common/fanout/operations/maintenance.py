@@ -38,17 +38,7 @@ class Maintenance:
 
     def backfill(self, job: BackfillJob, **options: Any) -> BackfillResult:
         """Run (or resume) ``job`` through this environment's fetch path; ``options`` as for ``run_backfill``."""
-        fetch = self.fetch
-        return run_backfill(
-            self.conn(),
-            self.mappings,
-            job,
-            fetch.read_row,
-            fetch.sinks,
-            fetch.reject,
-            read_rows=fetch.read_rows,
-            **options,
-        )
+        return run_backfill(self.conn(), job, self.fetch.fetcher, **options)
 
     def reconcile(self, **options: Any) -> ReconcileReport:
         """Compare source and sinks, repairs through this environment's fetch path; ``options`` as for
@@ -57,9 +47,7 @@ class Maintenance:
             self.conn(),
             self.mappings,
             self.readers,
-            read_row=self.fetch.read_row,
-            sinks=self.fetch.sinks,
-            reject=self.fetch.reject,
+            fetcher=self.fetch.fetcher,
             **options,
         )
 

@@ -15,9 +15,10 @@ written.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,15 +26,15 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping
 from fanout.model.payloads import fetcher_event
 from fanout.observability import ChangeMetric, log, record, traced
+from fanout.pipeline.forwarder import Forward
 from fanout.pipeline.rejects import Reject
-from fanout.pipeline.related import FanOut, apply_related, split_related
+from fanout.pipeline.related import PAGES_PER_INVOCATION, FanOut, apply_related, split_related
 from fanout.redaction import describe_error
 from fanout.sinks import Outcome, RowRejected, Sink
+from fanout.source.composition_read import ROOTS_PER_PAGE
+from fanout.source.reader import RowSource
 from fanout.source.rows import RowState
 
-ReadRow = Callable[[TableMapping, Change], RowState]
-# The states of many keys of one table, in order; an item is an exception when that key could not be read.
-ReadRows = Callable[[TableMapping, Sequence[Change]], Sequence[RowState | Exception]]
 SOURCE = "source"  # the "sink" dimension of a failed re-read
 
 
@@ -66,7 +67,7 @@ class FetchReport:
 
 @dataclass
 class BatchSummary:
-    """What one call of :func:`apply_changes` did, logged as one INFO line (``changes applied``).
+    """What one call of :meth:`Fetcher.apply` did, logged as one INFO line (``changes applied``).
 
     Per-change lines are DEBUG: at INFO each change wrote two lines of ~600 bytes, and CloudWatch Logs
     bills every byte it ingests (bench/results/log_volume.md). The line keeps what ``fanout status``
@@ -156,24 +157,13 @@ def coalesce(changes: Sequence[Change]) -> dict[str, list[_Pending]]:
     return {table: list(keys.values()) for table, keys in by_table.items()}
 
 
-def _read_all(
-    mapping: TableMapping, pending: list[_Pending], read_row: ReadRow, read_rows: ReadRows | None
-) -> list[RowState | Exception]:
+def _read_all(source: RowSource, mapping: TableMapping, pending: list[_Pending]) -> list[RowState | Exception]:
     changes = [p.change for p in pending]
-    if read_rows is not None:
-        try:
-            with traced("read_rows", table=mapping.table, correlation_id=pending[0].correlation_id):
-                return list(read_rows(mapping, changes))
-        except Exception as exc:  # noqa: BLE001 - every key of the table failed: each is reported
-            return [exc] * len(changes)
-    states: list[RowState | Exception] = []
-    for change in changes:
-        try:
-            with traced("read_row", table=change.table, correlation_id=change.correlation_id):
-                states.append(read_row(mapping, change))
-        except Exception as exc:  # noqa: BLE001 - reported per key below
-            states.append(exc)
-    return states
+    try:
+        with traced("read_rows", table=mapping.table, correlation_id=pending[0].correlation_id):
+            return list(source.read_rows(mapping, changes))
+    except Exception as exc:  # noqa: BLE001 - every key of the table failed: each is reported
+        return [exc] * len(changes)
 
 
 def _write_all(sink: Sink, mapping: TableMapping, items: list[tuple[Change, RowState]]) -> list[Outcome | Exception]:
@@ -184,77 +174,90 @@ def _write_all(sink: Sink, mapping: TableMapping, items: list[tuple[Change, RowS
             return [exc] * len(items)
 
 
-def apply_changes(
-    changes: Sequence[Change],
-    mappings: Mappings,
-    read_row: ReadRow,
-    sinks: Sequence[Sink],
-    reject: Reject | None = None,
-    *,
-    read_rows: ReadRows | None = None,
-    fan_out: FanOut | None = None,
-) -> FetchReport:
-    """Re-read each changed row and write it to every enabled sink, in batches.
+class Fetcher:
+    """The fetch path: re-read each changed row and write it to every enabled sink, in batches.
 
-    Changes are grouped by table and coalesced per key; with ``read_rows`` every key of a table is read
-    in one locking query per chunk (fanout.source.reader.read_rows), otherwise ``read_row`` reads each
-    key. Each sink takes the rows of a table together (``apply_batch``: OpenSearch ``_bulk``, DynamoDB
-    TransactWriteItems). Any number of changes is fine; failures are collected per key
-    and raised together at the end (FetchFailed) after every key has been tried against every sink.
-
-    ``reject`` records rows a sink can never take (the dead-letter queue); without it such a row is a
-    failure like any other. A change via a composed document's relation is resolved to its roots by
-    ``fan_out``, a bounded number of pages per call, the rest handed on (fanout.pipeline.related).
+    Built once from its collaborators (fanout.pipeline.wiring for the functions; tests pass fakes): the mapping,
+    the source database (``source``: the locking batch read, and the pages of roots of a change via a relation),
+    the sinks, the recorder of rows a sink can never take (``reject``: the dead-letter queue; without it such a
+    row is a failure like any other) and the forwarder of continuations (``forward``: the fetch queue; without
+    it, maintenance and the CLI, every page of roots is rebuilt in one call). The fetcher's entry, backfill and
+    reconcile's repair all call :meth:`apply`.
     """
-    report = FetchReport()
-    report.summary.changes = len(changes)
-    report.summary.correlation_ids = list(dict.fromkeys(change.correlation_id for change in changes))
-    try:
-        roots, related = split_related(changes)
-        _apply_all(roots, mappings, read_row, sinks, reject, read_rows, report)
-        if related:
-            apply_related(
-                related,
-                mappings,
-                fan_out,
-                lambda page: _apply_all(page, mappings, read_row, sinks, reject, read_rows, report),
-                report.failed_keys,
-                report.failures,
-            )
-    finally:
-        report.summary.log()
-    if report.failures:
-        raise FetchFailed("; ".join(report.failures), report)
-    return report
 
+    def __init__(
+        self,
+        mappings: Mappings,
+        source: RowSource,
+        sinks: Sequence[Sink],
+        *,
+        reject: Reject | None = None,
+        forward: Forward | None = None,
+        pages: int = PAGES_PER_INVOCATION,
+        page_size: int = ROOTS_PER_PAGE,
+    ) -> None:
+        self.mappings = mappings
+        self.source = source
+        self.sinks = list(sinks)
+        self.reject = reject
+        self.fan_out = FanOut(source, forward, pages, page_size)
 
-def _apply_all(
-    changes: Sequence[Change],
-    mappings: Mappings,
-    read_row: ReadRow,
-    sinks: Sequence[Sink],
-    reject: Reject | None,
-    read_rows: ReadRows | None,
-    report: FetchReport,
-) -> None:
-    for table, pending in coalesce(changes).items():
-        mapping = mappings.get(table)
-        assert mapping is not None, "changes are validated against the mapping"
-        states = _read_all(mapping, pending, read_row, read_rows)
-        readable: list[tuple[_Pending, RowState]] = []
-        for item, state in zip(pending, states, strict=True):
-            if isinstance(state, RowState):
-                readable.append((item, state))
+    def with_reject(self, reject: Reject | None) -> Fetcher:
+        """The same fetch path, recording the rows a sink can never take with ``reject`` instead."""
+        other = copy.copy(self)
+        other.reject = reject
+        return other
+
+    def apply(self, changes: Sequence[Change]) -> FetchReport:
+        """Apply ``changes`` (any number; one is a batch of one) and report per key.
+
+        Changes are grouped by table and coalesced per key; every key of a table is read in one locking query
+        per chunk (fanout.source.reader.read_rows), and each sink takes the rows of a table together
+        (``apply_batch``: OpenSearch ``_bulk``, DynamoDB TransactWriteItems). Failures are collected per key and
+        raised together at the end (FetchFailed) after every key has been tried against every sink. A change
+        via a composed document's relation is resolved to its roots a bounded number of pages per call, the
+        rest handed on (fanout.pipeline.related).
+        """
+        report = FetchReport()
+        report.summary.changes = len(changes)
+        report.summary.correlation_ids = list(dict.fromkeys(change.correlation_id for change in changes))
+        try:
+            roots, related = split_related(changes)
+            self._apply_all(roots, report)
+            if related:
+                apply_related(
+                    related,
+                    self.mappings,
+                    self.fan_out,
+                    lambda page: self._apply_all(page, report),
+                    report.failed_keys,
+                    report.failures,
+                )
+        finally:
+            report.summary.log()
+        if report.failures:
+            raise FetchFailed("; ".join(report.failures), report)
+        return report
+
+    def _apply_all(self, changes: Sequence[Change], report: FetchReport) -> None:
+        for table, pending in coalesce(changes).items():
+            mapping = self.mappings.get(table)
+            assert mapping is not None, "changes are validated against the mapping"
+            states = _read_all(self.source, mapping, pending)
+            readable: list[tuple[_Pending, RowState]] = []
+            for item, state in zip(pending, states, strict=True):
+                if isinstance(state, RowState):
+                    readable.append((item, state))
+                    continue
+                _failed(report, item, SOURCE, "read failed", state)
+            if not readable:
                 continue
-            _failed(report, item, SOURCE, "read failed", state)
-        if not readable:
-            continue
-        for sink in sinks:
-            if not sink.enabled_for(mapping):
-                continue
-            outcomes = _write_all(sink, mapping, [(item.change, state) for item, state in readable])
-            for (item, state), outcome in zip(readable, outcomes, strict=True):
-                _report_outcome(report, sink, item, state, outcome, reject)
+            for sink in self.sinks:
+                if not sink.enabled_for(mapping):
+                    continue
+                outcomes = _write_all(sink, mapping, [(item.change, state) for item, state in readable])
+                for (item, state), outcome in zip(readable, outcomes, strict=True):
+                    _report_outcome(report, sink, item, state, outcome, self.reject)
 
 
 def _failed(report: FetchReport, item: _Pending, where: str, message: str, error: Exception) -> None:

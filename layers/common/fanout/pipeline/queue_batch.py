@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSEvent
@@ -21,10 +20,8 @@ from fanout.model.change import CORRELATION_ID, Change, ChangeValidationError
 from fanout.model.mapping import Mappings
 from fanout.model.payloads import parse_change_message
 from fanout.observability import UNKNOWN_TABLE, ChangeMetric, log, metric_table, record
-from fanout.pipeline.fetcher import FetchFailed, FetchReport, ReadRow, ReadRows, apply_changes
+from fanout.pipeline.fetcher import Fetcher, FetchFailed, FetchReport
 from fanout.pipeline.rejects import HeldRejects, Reject
-from fanout.pipeline.related import FanOut
-from fanout.sinks import Sink
 
 MAX_ANSWERED_FAILURES = 10  # failure reasons in the answer (the log has them all)
 
@@ -105,24 +102,18 @@ def sqs_event_problem(event: dict[str, Any]) -> str | None:
     return None
 
 
-def handle_queue_batch(
-    event: dict[str, Any],
-    context: Any,
-    mappings: Mappings,
-    read_row: ReadRow,
-    sinks: Sequence[Sink],
-    reject: Reject,
-    *,
-    read_rows: ReadRows | None = None,
-    fan_out: FanOut | None = None,
-) -> dict[str, Any]:
-    """Apply every record's changes in one batch; answer with the records to retry (partial batch response).
+def handle_queue_batch(event: dict[str, Any], context: Any, fetcher: Fetcher) -> dict[str, Any]:
+    """Apply every record's changes in one batch with ``fetcher``; answer with the records to retry (partial
+    batch response). Invalid input is recorded with the fetcher's reject recorder.
 
     A record's invalid changes are recorded only once the record is not retried: a retried record would
     reject them again on each receive, and the record the redrive policy dead-letters still holds them.
     Records that share a message id (never from SQS itself) are one record: all their changes are applied,
     and the id is retried if any of them failed.
     """
+    mappings, reject = fetcher.mappings, fetcher.reject
+    if reject is None:
+        raise ValueError("the fetcher's entry records invalid input: its fetcher needs a reject recorder")
     problem = sqs_event_problem(event)
     if problem is not None:
         request_id = str(getattr(context, "aws_request_id", ""))
@@ -144,15 +135,7 @@ def handle_queue_batch(
 
     report: FetchReport
     try:
-        report = apply_changes(
-            [change for changes in changes_of.values() for change in changes],
-            mappings,
-            read_row,
-            sinks,
-            reject,
-            read_rows=read_rows,
-            fan_out=fan_out,
-        )
+        report = fetcher.apply([change for changes in changes_of.values() for change in changes])
     except FetchFailed as exc:
         report = exc.report
     failing: list[str] = []

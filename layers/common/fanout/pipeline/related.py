@@ -19,14 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from fanout.model.change import Change
-from fanout.model.mapping import Mappings, TableMapping
+from fanout.model.mapping import Mappings
 from fanout.pipeline.forwarder import Forward
 from fanout.redaction import describe_error
 from fanout.source.composition_read import ROOTS_PER_PAGE
+from fanout.source.reader import RowSource
 
-# One page of the roots a change via a relation touches: at most ``page_size`` root changes, in root-key
-# order, after ``change.after`` (an exception: the change failed).
-ResolvePage = Callable[[TableMapping, Change, int], list[Change]]
 FailedKeys = set[tuple[str, tuple[tuple[str, object], ...]]]
 
 # Pages of roots one invocation rebuilds (2,000 roots): 1-2 ms a document on the local stack
@@ -37,12 +35,13 @@ PAGES_PER_INVOCATION = 4
 
 @dataclass(frozen=True)
 class FanOut:
-    """How changes via a relation are resolved: ``resolve`` reads a page, ``forward`` hands a continuation on.
+    """How changes via a relation are resolved: ``source`` reads a page of roots (``root_page``), ``forward`` hands
+    a continuation on.
 
     Without ``forward`` (maintenance, the CLI, tools) there is no budget: every page is rebuilt in the call.
     """
 
-    resolve: ResolvePage
+    source: RowSource
     forward: Forward | None = None
     pages: int = PAGES_PER_INVOCATION
     page_size: int = ROOTS_PER_PAGE
@@ -60,14 +59,14 @@ def split_related(changes: Sequence[Change]) -> tuple[list[Change], list[Change]
 def apply_related(
     related: Sequence[Change],
     mappings: Mappings,
-    fan_out: FanOut | None,
+    fan_out: FanOut,
     apply_roots: Callable[[list[Change]], None],
     failed_keys: FailedKeys,
     failures: list[str],
 ) -> None:
     """Resolve each change via a relation to its roots and ``apply_roots`` them, page by page, within the
     invocation's page budget; what is left is handed on as a continuation."""
-    pages_left = fan_out.pages if fan_out is not None and fan_out.forward is not None else None
+    pages_left = fan_out.pages if fan_out.forward is not None else None
     for change in dict.fromkeys(related):  # equal changes via one relation resolve to the same roots
         mapping = mappings.get(change.table)
         assert mapping is not None, "changes are validated against the mapping"
@@ -75,8 +74,6 @@ def apply_related(
         failed = False
         doing = "resolving its root documents"
         try:
-            if fan_out is None:
-                raise RuntimeError("this fetcher cannot resolve related changes (no resolver)")
             cursor = change
             while True:
                 if pages_left == 0:
@@ -87,7 +84,7 @@ def apply_related(
                     break
                 # one root beyond the page says whether another page follows, so that a fan-out ending
                 # exactly on the budget hands on no continuation that would find nothing
-                found = fan_out.resolve(mapping, cursor, fan_out.page_size + 1)
+                found = fan_out.source.root_page(mapping, cursor, fan_out.page_size + 1)
                 page = found[: fan_out.page_size]
                 if pages_left is not None:
                     pages_left -= 1

@@ -1,30 +1,25 @@
 """The fetch path built from the environment, once: the fetcher, the maintenance function and the CLI use it.
 
-It holds the source database (re-read from the secret when a login is refused), both sinks, the
-reject recorder, ``read_row`` / ``read_rows`` over the database, and the fan-out of changes via a composed
-document's relation (``fan_out``: a page of roots over the database and, for the fetcher, the forwarder that hands
-a continuation on); the AWS clients share one botocore Config (:func:`aws_config`), so every caller of the fetch
-path fails the same way.
+It builds the one :class:`fanout.pipeline.fetcher.Fetcher` (``FetchPath.fetcher``) from the source database
+(re-read from the secret when a login is refused), both sinks, the reject recorder and, for the fetcher, the
+forwarder that hands a continuation on; the clients stay reachable for reconcile's sink readers. The AWS clients
+share one botocore Config (:func:`aws_config`), so every caller of the fetch path fails the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from fanout.config import HandoffSettings, SinkSettings
-from fanout.model.change import Change
-from fanout.model.mapping import Mappings, TableMapping, check_dynamodb_tables, default_mappings
+from fanout.model.mapping import Mappings, check_dynamodb_tables, default_mappings
+from fanout.pipeline.fetcher import Fetcher
 from fanout.pipeline.forwarder import make_forwarder
 from fanout.pipeline.rejects import QueueRejectRecorder
-from fanout.pipeline.related import FanOut
 from fanout.sinks import Sink
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.composition_read import root_page
 from fanout.source.connection import ConnectionHolder
-from fanout.source.reader import read_row, read_rows
-from fanout.source.rows import RowState
+from fanout.source.reader import DatabaseSource
 
 
 def aws_config() -> Any:
@@ -40,7 +35,7 @@ def aws_config() -> Any:
 
 
 class FetchPath:
-    """Everything a fetch needs, reused across invocations of one execution environment."""
+    """The fetcher and the clients it was built from, reused across invocations of one execution environment."""
 
     def __init__(self, source: str, *, continuations: bool = False) -> None:
         """``source`` names who records the rejects (``rejected_by`` in a dead letter): fetcher, maintenance, cli.
@@ -71,19 +66,9 @@ class FetchPath:
             boto3.client("sqs", config=config), self.settings.dead_letter_queue_url, source=source
         )
         forward = make_forwarder(HandoffSettings.from_env(), config) if continuations else None
-        self.fan_out = FanOut(self.root_page, forward)
-
-    def read_row(self, mapping: TableMapping, change: Change) -> RowState:
-        # A connection found dead (restart, failover, KILL) is replaced and the read repeated once: it is idempotent.
-        return self.database.call(lambda conn: read_row(conn, mapping, change))
-
-    def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> list[RowState | Exception]:
-        # The batch read is as idempotent as the single one: the same once-more on a lost connection.
-        return self.database.call(lambda conn: read_rows(conn, mapping, changes))
-
-    def root_page(self, mapping: TableMapping, change: Change, page_size: int) -> list[Change]:
-        # A page of the root documents a parent or link-target change touches (a plain read, no lock).
-        return self.database.call(lambda conn: root_page(conn, mapping, change, page_size))
+        self.fetcher = Fetcher(
+            self.mappings, DatabaseSource(self.database), self.sinks, reject=self.reject, forward=forward
+        )
 
     def close(self) -> None:
         self.database.close()

@@ -22,19 +22,22 @@ Nothing here assumes one reader per row: any number of fetchers (and a
 backfill) may read the same row at once; each gets the state and the instant
 it read, and the sinks keep the highest instant, so they agree on the winner.
 
-The rows it returns and the typing of their values: :mod:`fanout.source.rows`.
+The rows it returns and the typing of their values: :mod:`fanout.source.rows`. What the fetcher
+(fanout.pipeline.fetcher.Fetcher) reads through is a :class:`RowSource`: :class:`DatabaseSource` over MySQL
+(tests pass an in-memory one). A single read is a batch of one, and whether a table's rows are read plainly or
+composed from several tables is decided in one place, :func:`read_rows`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import pymysql
 
 from fanout.model.change import Change
 from fanout.model.mapping import TableMapping
-from fanout.source.composition_read import compose_rows
+from fanout.source.composition_read import compose_rows, root_page
 from fanout.source.rows import (
     CLOCK_SQL,
     RETRYABLE_MYSQL_ERRORS,
@@ -123,12 +126,11 @@ def read_rows(
 
 
 def read_row(conn: pymysql.connections.Connection, mapping: TableMapping, change: Change) -> RowState:
-    """Read the committed state of the changed row, waiting out an open writer (bounded)."""
-    if mapping.composition is not None:  # a document built from several tables: the composed read
-        state = compose_rows(conn, mapping, [change])[0]
-        if isinstance(state, Exception):
-            raise state
-        return state
+    """Read the committed state of the changed row of a plain table, waiting out an open writer (bounded).
+
+    :func:`read_rows` calls it for each key its batch did not return; it is not a second way in: whether a
+    table is read plainly or composed is decided by :func:`read_rows` alone."""
+    assert mapping.composition is None, "a composed document is read by read_rows (compose_rows)"
     try:
         with conn.cursor() as cur:
             conn.begin()
@@ -154,3 +156,64 @@ def read_row(conn: pymysql.connections.Connection, mapping: TableMapping, change
                 f"{RETRYABLE_MYSQL_ERRORS[code]} reading {mapping.table} key {change.document_id}; will retry"
             ) from exc
         raise
+
+
+# --------------------------------------------------------------------------- what the fetcher reads through
+
+T = TypeVar("T")
+
+
+class RowSource(Protocol):
+    def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> Sequence[RowState | Exception]:
+        """The committed state of every change's row, in order; an item is an exception when that key could not
+        be read now (retryable)."""
+        ...
+
+    def root_page(self, mapping: TableMapping, change: Change, page_size: int) -> list[Change]:
+        """At most ``page_size`` root changes a change via a relation touches, in root-key order after
+        ``change.after``."""
+        ...
+
+
+class Connections(Protocol):
+    """Runs a piece of work on a live connection (fanout.source.connection.ConnectionHolder)."""
+
+    def call(self, work: Callable[[pymysql.connections.Connection], T]) -> T: ...
+
+    def close(self) -> None: ...
+
+
+class OneConnection:
+    """One connection the caller owns and closes (tests, benchmarks, tools)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def call(self, work: Callable[[Any], T]) -> T:
+        return work(self._conn)
+
+    def close(self) -> None:
+        """The caller closes its connection."""
+
+
+class DatabaseSource:
+    """The source database through ``connections``: a ConnectionHolder replaces a connection found dead (restart,
+    failover, KILL) and repeats the read once, which is idempotent."""
+
+    def __init__(self, connections: Connections) -> None:
+        self._connections = connections
+
+    @classmethod
+    def over(cls, conn: Any) -> DatabaseSource:
+        """Reads on ``conn``, which the caller keeps and closes."""
+        return cls(OneConnection(conn))
+
+    def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> list[RowState | Exception]:
+        return self._connections.call(lambda conn: read_rows(conn, mapping, changes))
+
+    def close(self) -> None:
+        self._connections.close()
+
+    def root_page(self, mapping: TableMapping, change: Change, page_size: int) -> list[Change]:
+        # a plain read, no lock: the roots are then read like any root change
+        return self._connections.call(lambda conn: root_page(conn, mapping, change, page_size))

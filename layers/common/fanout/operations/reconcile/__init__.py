@@ -32,7 +32,7 @@ the table by key hash). Orphans often come in key ranges (a bulk delete made
 with the kill switch on); a uniform sample finds such a cluster in proportion
 to its size, wherever it sits in the key order.
 
-``repair`` hands every drifted key to :func:`fanout.pipeline.fetcher.apply_changes`,
+``repair`` hands every drifted key to :meth:`fanout.pipeline.fetcher.Fetcher.apply`,
 the live fetch path: the row is re-read under a lock and written
 version-gated, so a repair can never overwrite a newer live change; for an
 orphan the re-read finds no row and the sinks get a versioned delete
@@ -66,9 +66,7 @@ from fanout.operations.reconcile.orphans import dynamodb_entries, opensearch_ent
 from fanout.operations.reconcile.repair import Repairer
 from fanout.operations.reconcile.report import DYNAMODB, OPENSEARCH, ReconcileProgress, ReconcileReport
 from fanout.operations.reconcile.source_rows import compare_page, sample_pages, source_pages
-from fanout.pipeline.fetcher import ReadRow
-from fanout.pipeline.rejects import Reject
-from fanout.sinks import Sink
+from fanout.pipeline.fetcher import Fetcher
 from fanout.sinks.readers import SinkReaders
 from fanout.source.keyset import estimated_rows
 
@@ -85,24 +83,21 @@ def reconcile(
     sample: int | None = None,
     page_size: int = 500,
     repair: bool = False,
-    read_row: ReadRow | None = None,
-    sinks: Sequence[Sink] = (),
-    reject: Reject | None = None,
+    fetcher: Fetcher | None = None,
     progress: Callable[[ReconcileProgress], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> ReconcileReport:
     """Compare (and with ``repair``, fix) every mapped table, or ``tables``; ``sample``: that many random rows
     per table instead of all, and orphans looked for in a sample of each sink of about that size. ``conn`` is
-    an autocommit connection for the plain reads; repairs go through ``read_row`` and ``sinks`` (the fetch
-    path)."""
+    an autocommit connection for the plain reads; repairs go through ``fetcher`` (the fetch path)."""
     names = list(tables) if tables else sorted(mappings.tables)
     for name in names:
         if mappings.get(name) is None:
             raise ValueError(f"{name!r} is not a mapped table (tables.json)")
-    if repair and read_row is None:
-        raise ValueError("repair needs the fetch path: pass read_row and sinks")
+    if repair and fetcher is None:
+        raise ValueError("repair needs the fetch path: pass the fetcher")
     report = ReconcileReport(mode="sample" if sample else "full", repair=repair)
-    repairer = Repairer(mappings, read_row, sinks, reject, report) if repair and read_row is not None else None
+    repairer = Repairer(fetcher, report) if repair and fetcher is not None else None
     started = clock()
 
     def tell(table: str, phase: str, done: int, total: int | None = None) -> None:

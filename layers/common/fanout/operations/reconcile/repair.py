@@ -3,48 +3,45 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
-from fanout.model.mapping import Mappings, TableMapping
+from fanout.model.mapping import TableMapping
 from fanout.observability import log
 from fanout.operations.reconcile.report import REFUSED, ReconcileReport
-from fanout.pipeline.fetcher import FetchFailed, ReadRow, apply_changes
-from fanout.pipeline.rejects import Reject
-from fanout.sinks import Outcome, Sink
+from fanout.pipeline.fetcher import Fetcher, FetchFailed
+from fanout.sinks import Outcome
 from fanout.source.keyset import Key, key_change, key_changes
 
 
 class Repairer:
     """Hands drifted keys to the fetch path and counts, per sink, what it cleared."""
 
-    def __init__(
-        self,
-        mappings: Mappings,
-        read_row: ReadRow,
-        sinks: Sequence[Sink],
-        reject: Reject | None,
-        report: ReconcileReport,
-    ) -> None:
-        self.mappings, self.read_row, self.sinks, self.reject, self.report = mappings, read_row, sinks, reject, report
+    def __init__(self, fetcher: Fetcher, report: ReconcileReport) -> None:
+        self.fetcher, self.report = fetcher, report
+        # A row a sink refuses now was refused (and recorded) when the fetcher met it: reconcile reports it on
+        # every run instead of adding a dead letter each time, so repairs go through the same fetcher with a
+        # recorder that only notes the refusal (see repair).
+        self.refusals: dict[tuple[str, str], str] = {}
+        self.repairing: TableMapping | None = None
+        self.quiet = fetcher.with_reject(self.refused)
+
+    def refused(self, reason: str, payload: Any, correlation_id: str) -> None:
+        mapping = self.repairing
+        assert mapping is not None
+        sink, _, detail = reason.partition(": ")
+        for message in payload.get("changes", []) if isinstance(payload, dict) else []:
+            key = tuple(message.get("pk", {}).get(c) for c in mapping.key_columns)
+            self.refusals[(key_change(mapping, key).document_id, sink)] = detail
 
     def repair(self, mapping: TableMapping, drifted: dict[Key, set[str]]) -> None:
         if not drifted:
             return
-        changes, _ = key_changes(mapping, self.mappings, list(drifted), "reconcile-repair", self.reject)
+        changes, _ = key_changes(mapping, self.fetcher.mappings, list(drifted), "reconcile-repair", self.fetcher.reject)
         outcomes: dict[tuple[str, str], str] = {}
-        refusals: dict[tuple[str, str], str] = {}
-
-        def refused(reason: str, payload: Any, correlation_id: str) -> None:
-            # A row a sink refuses now was refused (and recorded) when the fetcher met it: reconcile reports
-            # it on every run instead of adding a dead letter each time.
-            sink, _, detail = reason.partition(": ")
-            for message in payload.get("changes", []) if isinstance(payload, dict) else []:
-                key = tuple(message.get("pk", {}).get(c) for c in mapping.key_columns)
-                refusals[(key_change(mapping, key).document_id, sink)] = detail
-
+        self.refusals, self.repairing = {}, mapping
+        refusals = self.refusals
         try:
-            fetched = apply_changes(changes, self.mappings, self.read_row, self.sinks, refused)
+            fetched = self.quiet.apply(changes)
             for o in fetched.outcomes:
                 outcomes[(str(o["key"]), str(o["sink"]))] = str(o["outcome"])
         except FetchFailed as exc:
