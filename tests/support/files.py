@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,3 +36,13 @@ def template_parameter_default(name: str) -> Any:
 
     template = yaml_parse((ROOT / "template.yaml").read_text(encoding="utf-8"))
     return template["Parameters"][name]["Default"]
+
+
+def sqlfluff_lint(directory: Path) -> subprocess.CompletedProcess[str]:
+    """sqlfluff on ``directory`` with the project's configuration, as `make lint` runs it on db/migrations."""
+    return subprocess.run(
+        [sys.executable, "-m", "sqlfluff", "lint", "--config", str(ROOT / "pyproject.toml"), str(directory)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )

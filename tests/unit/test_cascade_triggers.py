@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from fanout.capture.foreign_keys import ForeignKey, foreign_keys_from_rows
 from fanout.capture.migration_scripts import load_migrations, split_statements
 from fanout.capture.triggers import capture_migration, live_triggers
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
+from tests.support.files import sqlfluff_lint
 from tests.support.foreign_keys import DEMO_KEYS, key
 
 REPO = Path(__file__).resolve().parents[2]
@@ -123,12 +122,7 @@ def test_cascade_triggers_are_sqlfluff_clean(tmp_path: Path) -> None:
     assert len(sql.encode()) < 20_000
     (tmp_path / "V002__cascades.sql").write_text(sql)
 
-    result = subprocess.run(
-        [sys.executable, "-m", "sqlfluff", "lint", "--config", str(REPO / "pyproject.toml"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    result = sqlfluff_lint(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from fanout.capture.names import CHANGE_LOG_TABLE, drain_lock_name
 from fanout.capture.trigger_sql import capture_trigger, trigger_name
 from fanout.capture.triggers import capture_migration, live_triggers, write_capture_migration
 from fanout.model.mapping import Mappings, parse_mappings
+from tests.support.files import sqlfluff_lint
 from tests.support.foreign_keys import DEMO_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -273,12 +272,7 @@ def test_generated_sql_is_sqlfluff_clean_for_keys_of_every_shape(tmp_path: Path)
     )
 
     # When linted as CI lints db/migrations
-    result = subprocess.run(
-        [sys.executable, "-m", "sqlfluff", "lint", "--config", str(REPO / "pyproject.toml"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    result = sqlfluff_lint(tmp_path)
 
     # Then
     assert result.returncode == 0, result.stdout + result.stderr
@@ -297,12 +291,7 @@ def test_generated_triggers_of_tables_feeding_a_document_are_sqlfluff_clean(tmp_
     (tmp_path / "V002__generated.sql").write_text(sql)
 
     # When linted as CI lints db/migrations
-    result = subprocess.run(
-        [sys.executable, "-m", "sqlfluff", "lint", "--config", str(REPO / "pyproject.toml"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    result = sqlfluff_lint(tmp_path)
 
     # Then
     assert result.returncode == 0, result.stdout + result.stderr
