@@ -48,15 +48,21 @@ def fail_fast(config: Any) -> tuple[Any, ...]:
     return config.connect_timeout, config.read_timeout, config.retries
 
 
-def test_the_fetcher_and_the_maintenance_function_build_their_aws_clients_with_the_same_config(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Given the environment both functions run in, and boto3 noting how each client is built
+@pytest.fixture
+def function_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment the fetcher and maintenance functions run in, and the mapping read afresh."""
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     for name in ("DB_SECRET_ARN", "DYNAMODB_EXTRA_TABLE_ARNS", "OPENSEARCH_AUTH", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     default_mappings.cache_clear()
+
+
+@pytest.mark.usefixtures("function_env")
+def test_the_fetcher_and_the_maintenance_function_build_their_aws_clients_with_the_same_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the environment both functions run in (function_env), and boto3 noting how each client is built
     built: dict[str, RecordingBoto3] = {}
     for role in ("fetcher", "maintenance"):
         clients, resources = RecordingBoto3(boto3.client), RecordingBoto3(boto3.resource)
@@ -83,15 +89,11 @@ def test_the_fetcher_and_the_maintenance_function_build_their_aws_clients_with_t
     assert (connect_timeout, read_timeout, retries) == (5, 5, {"mode": "standard", "total_max_attempts": 3})
 
 
+@pytest.mark.usefixtures("function_env")
 def test_the_fetcher_and_maintenance_each_get_one_fetcher_and_only_the_fetchers_hands_continuations_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Given the environment both functions run in
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
-    for name in ("DB_SECRET_ARN", "DYNAMODB_EXTRA_TABLE_ARNS", "OPENSEARCH_AUTH", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    default_mappings.cache_clear()
+    # Given the environment both functions run in (function_env)
     app = load_app("fetcher_fn/app.py", "fetcher_app_one_object")
     # When each builds its fetch path
     try:
