@@ -44,7 +44,8 @@ class Consumer:
                 envelope = json.loads(message["Body"], parse_float=Decimal)
                 detail = envelope["detail"]
                 assert envelope["source"] == "fanout"
-                assert envelope["detail-type"] == f"{detail['table']} {'deleted' if detail['action'] == 'delete' else 'upserted'}"
+                done = "deleted" if detail["action"] == "delete" else "upserted"
+                assert envelope["detail-type"] == f"{detail['table']} {done}"
                 key = json.dumps(detail["key"], sort_keys=True)
                 self.events.setdefault((detail["table"], key), []).append(detail)
             self.sqs.delete_message_batch(

@@ -17,7 +17,8 @@ the rest; events for one key may arrive out of order (Lambda runs fetchers side 
 again); a duplicate has the same version. EventBridge takes no condition, so this sink never answers STALE:
 every applied change is published, and ordering is the consumer's, by version.
 
-``PutEvents`` takes at most 10 entries and 256 KB a request. A request answers per entry: an entry that failed
+``PutEvents`` takes at most 10 entries and 256 KB a request; the requests of a batch are sent
+MAX_PARALLEL_REQUESTS at once (bench/results/events.md). A request answers per entry: an entry that failed
 with a retryable ``ErrorCode`` (ThrottlingException, InternalFailure) is sent again, alone of the others that
 succeeded, after a full-jitter backoff (:func:`fanout.retry.attempts`, MAX_SENDS sends in all); one that failed
 with any other code (AccessDenied, MalformedDetail, ...) is not retried. Either way, an event that is not
@@ -31,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +56,8 @@ RETRYABLE_CODES = frozenset({"ThrottlingException", "InternalFailure", "Internal
 MAX_SENDS = 6
 BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 2.0
+# Requests of one batch in flight at once, as the DynamoDB sink's writes (below botocore's 10 pooled connections).
+MAX_PARALLEL_REQUESTS = 8
 
 
 def _json(value: Any) -> str:
@@ -136,9 +140,10 @@ class EventBridgeSink:
     name = "eventbridge"
 
     def __init__(self, client: Any, bus_name: str, sleep: Callable[[float], None] = time.sleep) -> None:
-        self._client = client
+        self._client = client  # boto3 clients are thread-safe: the requests of a batch share it
         self._bus_name = bus_name
         self._sleep = sleep
+        self._pool: ThreadPoolExecutor | None = None  # created on the first batch of several requests, reused
 
     def enabled_for(self, mapping: TableMapping) -> bool:
         return mapping.eventbridge.enabled
@@ -164,8 +169,14 @@ class EventBridgeSink:
                 continue
             done = Outcome.DELETED if state.row is None else Outcome.WRITTEN
             events.append(_Event(position, entry, entry_size(entry), done, where))
-        for request in requests(events):
-            self._publish(request, results)
+        chunks = requests(events)
+        if len(chunks) == 1:
+            self._publish(chunks[0], results)
+        elif chunks:  # each request fills its own rows' places in ``results``
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(MAX_PARALLEL_REQUESTS, thread_name_prefix="eventbridge-sink")
+            for future in [self._pool.submit(self._publish, chunk, results) for chunk in chunks]:
+                future.result()
         published = sum(1 for result in results if isinstance(result, Outcome))
         if published:
             record(ChangeMetric.EVENTS_PUBLISHED, mapping.table, self.name, value=published)
