@@ -29,6 +29,7 @@ a reload does not flood the bus's consumers with rows they already hold.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -117,6 +118,11 @@ def _run_backfill(options: BackfillOptions) -> tuple[int, str]:
         raise ConfigError(f"--workers must be at least 1, got {options.workers}")
     if not options.all_tables and not options.tables:
         raise ConfigError("name a table (or --all)")
+    if options.events and not os.environ.get("EVENT_BUS_NAME", "").strip():
+        raise ConfigError(
+            "--events publishes on the stack's event bus: set EVENT_BUS_NAME (stack output EventBusName; "
+            ".local/stack.env has it)"
+        )
     check_root_tables(options.tables, default_mappings(), "backfill")  # before connecting: one clean line
     deps = Maintenance(source="backfill")
     names = sorted(deps.mappings.tables) if options.all_tables else options.tables
