@@ -389,3 +389,19 @@ def test_status_shows_events_published_and_failed_per_table(capsys: pytest.Captu
     assert report["tables"]["notes"]["events"] == {"published": 2, "failed": 1}
     assert report["tables"]["notes"]["counts"]["applied"] == 3 + 3 + 2
     assert "  events        published 2, failed 1" in render(report).splitlines()
+
+
+def test_a_request_refused_whole_is_sent_entry_by_entry_so_only_the_entry_at_fault_is_rejected() -> None:
+    world = World()
+    for key in (1, 2, 3):
+        world.source.set("notes", (key,), note(key), version=10)
+    world.events.fail_calls(client_error("ValidationException", "Total size of the entries is over the limit", "x"))
+    world.events.fail_calls(client_error("ValidationException", "this entry is invalid", "PutEvents"))  # entry 1
+
+    report = world.fetcher.apply([change(1), change(2), change(3)])
+
+    assert [keys_of(request) for request in world.events.requests] == [[1, 2, 3], [1], [2], [3]]
+    outcomes = {o["key"]: o["outcome"] for o in report.outcomes if o["sink"] == "eventbridge"}
+    assert outcomes == {"1": "rejected", "2": "written", "3": "written"}
+    [rejection] = world.reject.rejections
+    assert "this entry is invalid" in rejection.reason

@@ -21,10 +21,12 @@ every applied change is published, and ordering is the consumer's, by version.
 MAX_PARALLEL_REQUESTS at once (bench/results/events.md). A request answers per entry: an entry that failed
 with a retryable ``ErrorCode`` (ThrottlingException, InternalFailure) is sent again, alone of the others that
 succeeded, after a full-jitter backoff (:func:`fanout.retry.attempts`, MAX_SENDS sends in all); one that failed
-with any other code (AccessDenied, MalformedDetail, ...) is not retried. Either way, an event that is not
-published is the row's RowRejected: the fetcher records the change in the dead-letter queue naming this sink
-(``eventbridge: ...``; replayed with ``fanout dlq redrive``) and still writes the other sinks. A whole call that
-fails (after botocore's retries) is a SinkError for its rows: the fetch queue retries those changes.
+with any other code (AccessDenied, MalformedDetail, ...) is not retried; a request refused whole
+(ValidationException) is sent again entry by entry, so that only the entry at fault is refused. Either way, an
+event that is not published is the row's RowRejected: the fetcher records the change in the dead-letter queue
+naming this sink (``eventbridge: ...``; replayed with ``fanout dlq redrive``) and still writes the other sinks.
+A whole call that fails otherwise (after botocore's retries) is a SinkError for its rows: the fetch queue
+retries those changes.
 """
 
 from __future__ import annotations
@@ -192,7 +194,14 @@ class EventBridgeSink:
         for _ in attempts(MAX_SENDS, first_wait=BACKOFF_SECONDS, most_wait=MAX_BACKOFF_SECONDS, sleep=self._sleep):
             try:
                 response = self._client.put_events(Entries=[event.entry for event in pending])
-            except (ClientError, BotoCoreError) as exc:  # after botocore's own retries: the queue retries them
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "ValidationException":  # the request as a whole
+                    self._refused(pending, results, exc)
+                    return
+                for event in pending:  # after botocore's own retries: the queue retries them
+                    results[event.position] = SinkError(f"EventBridge PutEvents failed for {event.where}: {exc}")
+                return
+            except BotoCoreError as exc:
                 for event in pending:
                     results[event.position] = SinkError(f"EventBridge PutEvents failed for {event.where}: {exc}")
                 return
@@ -218,3 +227,12 @@ class EventBridgeSink:
             results[event.position] = RowRejected(
                 f"EventBridge did not publish the event of {event.where} after {MAX_SENDS} sends: {last_error}"
             )
+
+    def _refused(self, request: list[_Event], results: list[Outcome | Exception | None], error: Exception) -> None:
+        """A request refused whole (ValidationException): each entry is sent alone, so that only the entry at
+        fault is rejected; alone and refused, it is (no retry can make it valid)."""
+        if len(request) == 1:
+            results[request[0].position] = RowRejected(f"EventBridge refused the event of {request[0].where}: {error}")
+            return
+        for event in request:
+            self._publish([event], results)
