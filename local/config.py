@@ -118,6 +118,7 @@ class StackEnv:
     parser_log_group: str
     fetcher_log_group: str
     dashboard_name: str
+    event_bus_name: str
 
     def environ(self) -> dict[str, str]:
         """The KEY=value pairs, as the file holds them and the functions and the CLI read them."""

@@ -91,6 +91,9 @@ def parameter_overrides(cfg: LocalConfig, secret_arn: str) -> dict[str, str]:
         # the dead-letter queue within seconds (in AWS: >= the fetcher's timeout, 6x advised; the defaults).
         "FetchVisibilityTimeoutSeconds": "3",
         "FetchMaxReceiveCount": "3",
+        # ministack's CloudFormation has no AWS::Events::Archive: the archive is made with the API instead
+        # (ensure_event_archive; docs/runbook.md, "Replaying change events").
+        "ArchiveChangeEvents": "disabled",
     }
 
 
@@ -130,6 +133,25 @@ def fix_event_source_mappings(cfg: LocalConfig) -> None:
             lam.update_event_source_mapping(UUID=esm["UUID"], ScalingConfig={"MaximumConcurrency": int(limit)})
 
 
+def ensure_event_archive(cfg: LocalConfig, outputs: dict[str, str]) -> None:
+    """ministack gap: its CloudFormation does not provision AWS::Events::Archive (the template's EventArchive),
+    while its EventBridge API archives and replays. Create the same archive (name, pattern, retention) there."""
+    events = aws_client(cfg, "events")
+    name = f"{cfg.stack_name}-changes"
+    try:
+        events.describe_archive(ArchiveName=name)
+        return
+    except events.exceptions.ResourceNotFoundException:
+        pass
+    events.create_archive(
+        ArchiveName=name,
+        EventSourceArn=outputs["EventBusArn"],
+        Description="fanout change events, kept for replay to a new consumer",
+        EventPattern='{"source": ["fanout"]}',
+        RetentionDays=30,
+    )
+
+
 def stack_env(cfg: LocalConfig, outputs: dict[str, str], secret_arn: str) -> StackEnv:
     """The endpoints and deployed names for .local/stack.env."""
     return StackEnv.from_environ(
@@ -153,6 +175,7 @@ def stack_env(cfg: LocalConfig, outputs: dict[str, str], secret_arn: str) -> Sta
             "PARSER_LOG_GROUP": outputs["ParserLogGroupName"],
             "FETCHER_LOG_GROUP": outputs["FetcherLogGroupName"],
             "DASHBOARD_NAME": outputs["DashboardName"],
+            "EVENT_BUS_NAME": outputs["EventBusName"],
         }
     )
 
@@ -162,6 +185,7 @@ def deploy_app(cfg: LocalConfig) -> StackEnv:
     secret_arn = ensure_aws_resources(cfg)
     outputs = deploy(cfg, secret_arn)
     fix_event_source_mappings(cfg)
+    ensure_event_archive(cfg, outputs)
     env = stack_env(cfg, outputs, secret_arn)
     env.write()
     return env

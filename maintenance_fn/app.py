@@ -7,6 +7,7 @@ Events::
     {"action": "backfill", "table": "posts", "from": [1], "to": [5000], "where": "status = %s",
      "params": ["published"], "batch_size": 500, "rate": 2000, "pages_per_invocation": 100}
     {"action": "backfill", "table": "posts", "workers": 4, "rate": 4000}
+    {"action": "backfill", "table": "posts", "events": true}   also publishes each row's change event (default: not)
 
 A backfill copies pages until little time is left (or ``pages_per_invocation``
 pages are done: shorter invocations, e.g. to keep each one's load window

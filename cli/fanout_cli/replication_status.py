@@ -11,6 +11,8 @@ Where the answers come from, and why there:
   same moment. Logs work the same in AWS and on the local stack (ministack
   keeps function logs, but turns no EMF into metrics), which the metrics API
   would not; the dashboard is the place for long ranges.
+- **Change events**: the batch line's counts for the ``eventbridge`` sink: its applied writes are events
+  published, its failed and rejected ones events not published (retried, or dead-lettered).
 - **Dead letters**: the queue itself (depth from its attributes; per table by
   reading the messages, see ``fanout_cli.dead_letters``).
 
@@ -43,6 +45,8 @@ MESSAGES = (BATCH, APPLIED, STALE, SINK_FAILED, READ_FAILED, ACCEPTED, *REJECTED
 FILTER_PATTERN = "{ " + " || ".join(f'$.message = "{m}"' for m in MESSAGES) + " }"
 UNKNOWN_TABLE = "_unknown"
 _LAST = "last applied"  # the last write a batch line names (not a count)
+_EVENTS_FAILED = "events failed"  # change events a batch line counts as not published (failed or dead-lettered)
+EVENTS_SINK = "eventbridge"  # the sink whose applied writes are published change events (fanout.sinks.eventbridge)
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,10 @@ def _batch_lines(timestamp_ms: int, fields: dict[str, Any]) -> Iterator[LogLine]
             stale = counts.get("stale")
             for _ in range(stale if isinstance(stale, int) else 0):
                 yield LogLine(timestamp_ms, {"message": STALE, "table": table, "sink": sink})
+            if sink == EVENTS_SINK:  # events not published: retried by the queue, or dead-lettered
+                failed = sum(n for n in (counts.get("failed"), counts.get("rejected")) if isinstance(n, int))
+                for _ in range(failed):
+                    yield LogLine(timestamp_ms, {"message": _EVENTS_FAILED, "table": table, "sink": sink})
         last = last_applied.get(table)
         if isinstance(last, dict):  # the batch's last write of the table: what "last applied" shows
             yield LogLine(timestamp_ms, {**last, "message": _LAST, "table": table})
@@ -194,6 +202,8 @@ class TableStatus:
     failed: int = 0
     rejected: int = 0
     dead_letters: int = 0
+    events_published: int = 0
+    events_failed: int = 0
     last_applied: LogLine | None = None
     lags: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # sink -> [(time, lag_ms)]
 
@@ -230,6 +240,7 @@ class TableStatus:
                 "failed": self.failed,
                 "rejected": self.rejected,
             },
+            "events": {"published": self.events_published, "failed": self.events_failed},
             "dead_letters": self.dead_letters,
         }
 
@@ -265,8 +276,12 @@ def summarize(
             entry.stale_skipped += 1
         elif line.message == _LAST:
             entry.last_applied = line
+        elif line.message == _EVENTS_FAILED:
+            entry.events_failed += 1
         elif line.message == APPLIED:
             entry.applied += 1
+            if line.fields.get("sink") == EVENTS_SINK:
+                entry.events_published += 1
             if line.fields.get("key") is not None:  # a per-change line names its write
                 entry.last_applied = line
             lag = line.fields.get("lag_ms")

@@ -99,7 +99,11 @@ def test_a_change_logs_every_step_under_one_correlation_id_and_emits_its_lag(sta
     assert [f["correlation_id"] for f in accepted] == [correlation_id]
     assert accepted[0]["function_request_id"] == correlation_id  # the parser's own request id
     written = batch["tables"]["posts"]
-    assert {sink: counts["applied"] for sink, counts in written.items()} == {"opensearch": 1, "dynamodb": 1}
+    assert {sink: counts["applied"] for sink, counts in written.items()} == {
+        "opensearch": 1,
+        "dynamodb": 1,
+        "eventbridge": 1,  # posts publishes its change events (tables.json)
+    }
     assert batch["function_request_id"] != correlation_id  # another function, same id
 
     # and the same invocation wrote the lag of each write as an EMF metric, per table and sink

@@ -14,7 +14,7 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import ModuleType, SimpleNamespace
@@ -26,6 +26,7 @@ from opensearchpy.exceptions import ConflictError, NotFoundError, RequestError
 
 from fanout.model.change import Change
 from fanout.model.mapping import TableMapping
+from fanout.sinks.eventbridge import MAX_ENTRIES, MAX_REQUEST_BYTES, entry_size
 from fanout.source.rows import RowState
 from tests.support.files import EVENTS, ROOT
 
@@ -546,3 +547,64 @@ class FakeContext:
     function_name: str = "fanout-test"
     memory_limit_in_mb: int = 256
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:fanout-test"
+
+
+# --------------------------------------------------------------------------- EventBridge
+
+
+class FakeEventBridge:
+    """An EventBridge client's ``put_events`` as the service answers it: a request of more than 10 entries or
+    256 KB (entries counted as EventBridge counts them) is refused whole (ValidationException); otherwise each
+    entry is answered in order, an EventId or an ErrorCode. A Detail that is not a JSON object is
+    MalformedDetail, a bus that does not exist ResourceNotFoundException, as the service answers.
+
+    Faults are per entry: ``fail_entries`` makes the next sends answer the entries whose Detail satisfies a
+    predicate with a code (ThrottlingException, AccessDeniedException, ...); ``fail_calls`` fails whole calls.
+    Every request is kept (``requests``), every published event in ``published``."""
+
+    def __init__(self, buses: Sequence[str] = ("fanout-changes",)) -> None:
+        self.buses = set(buses)
+        self.requests: list[list[dict[str, Any]]] = []
+        self.published: list[dict[str, Any]] = []
+        self.entry_faults: list[tuple[Callable[[dict[str, Any]], bool], str, int]] = []  # (which, code, times)
+        self.faults_used: dict[tuple[int, str], int] = {}  # (fault, the entry's Detail) -> sends it failed
+        self.call_faults: list[Exception] = []
+
+    def fail_entries(self, which: Callable[[dict[str, Any]], bool], code: str, times: int = 1) -> None:
+        """The next ``times`` sends of each entry whose parsed Detail ``which`` selects fail with ``code``."""
+        self.entry_faults.append((which, code, times))
+
+    def fail_calls(self, *errors: Exception) -> None:
+        self.call_faults.extend(errors)
+
+    def put_events(self, *, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto3's spelling
+        self.requests.append([dict(entry) for entry in Entries])
+        if self.call_faults:
+            raise self.call_faults.pop(0)
+        if not 1 <= len(Entries) <= MAX_ENTRIES:
+            raise client_error("ValidationException", "Entries must have length between 1 and 10", "PutEvents")
+        if sum(entry_size(entry) for entry in Entries) > MAX_REQUEST_BYTES:
+            raise client_error(
+                "ValidationException", "Total size of the entries in the request is over the limit", "PutEvents"
+            )
+        answers: list[dict[str, Any]] = []
+        for entry in Entries:
+            answers.append(self._answer(entry))
+        return {"FailedEntryCount": sum(1 for a in answers if "ErrorCode" in a), "Entries": answers}
+
+    def _answer(self, entry: dict[str, Any]) -> dict[str, Any]:
+        if entry.get("EventBusName", "default") not in self.buses:
+            return {"ErrorCode": "ResourceNotFoundException", "ErrorMessage": "Event bus does not exist."}
+        try:
+            detail = json.loads(entry["Detail"])
+        except (KeyError, ValueError):
+            return {"ErrorCode": "MalformedDetail", "ErrorMessage": "Detail is malformed."}
+        if not isinstance(detail, dict):
+            return {"ErrorCode": "MalformedDetail", "ErrorMessage": "Detail is malformed."}
+        for index, (which, code, times) in enumerate(self.entry_faults):
+            used = self.faults_used.get((index, entry["Detail"]), 0)
+            if used < times and which(detail):
+                self.faults_used[(index, entry["Detail"])] = used + 1
+                return {"ErrorCode": code, "ErrorMessage": f"injected {code}"}
+        self.published.append({**entry, "Detail": detail})
+        return {"EventId": f"event-{len(self.published)}"}

@@ -8,6 +8,8 @@
   documented low-level error shape, parsed by the real botocore client). ``before_put``
   runs a hook before a write (PutItem, TransactWriteItems) is forwarded (e.g. to kill the
   process that sent it, and drop the write).
+- :class:`PartialPutEvents`: an HTTP forwarder in front of EventBridge that answers chosen entries of a
+  ``PutEvents`` request as failed (per-entry ``ErrorCode``, as EventBridge does) and forwards the rest.
 - :class:`QueueDelivery`: delivers a message to a handler as the fetch queue's event source
   does: received while the answer names it, at most ``FetchMaxReceiveCount`` times (read from
   template.yaml), then moved to the dead-letter queue by the queue's redrive policy. The queue
@@ -192,3 +194,97 @@ class Context:
 
     def get_remaining_time_in_millis(self) -> int:
         return 60_000
+
+
+class PartialPutEvents:
+    """An HTTP forwarder in front of EventBridge (ministack) that fails chosen entries of ``PutEvents``.
+
+    ``fail(which, code, times)``: for the next ``times`` requests that carry an entry whose parsed Detail
+    ``which`` selects, those entries are taken out of the request before it is forwarded (they never reach the
+    bus) and answered in their places with ``code``, as EventBridge answers a partly failed request (HTTP 200,
+    ``FailedEntryCount``, per-entry ``ErrorCode``), to the real botocore client. ``requests`` keeps every
+    PutEvents request's entries as the client sent them."""
+
+    def __init__(self, target_url: str) -> None:
+        target = urlsplit(target_url)
+        self._target = (target.hostname or "127.0.0.1", target.port or 80)
+        self._lock = threading.Lock()
+        self._faults: list[tuple[Callable[[dict[str, Any]], bool], str, int]] = []
+        self.requests: list[list[dict[str, Any]]] = []
+        endpoint = self
+
+        class Forward(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's spelling
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                failed: dict[int, str] = {}
+                if self.headers.get("X-Amz-Target", "").endswith(".PutEvents"):
+                    request = json.loads(body)
+                    entries = request["Entries"]
+                    with endpoint._lock:
+                        endpoint.requests.append(entries)
+                        failed = endpoint._failing(entries)
+                    request["Entries"] = [e for i, e in enumerate(entries) if i not in failed]
+                    if not request["Entries"]:
+                        self._answer(200, {}, endpoint._merge(len(entries), failed, []))
+                        return
+                    body = json.dumps(request).encode()
+                    headers = {k: v for k, v in headers.items() if k.lower() != "content-length"}  # http.client's
+                conn = http.client.HTTPConnection(*endpoint._target, timeout=30)
+                conn.request("POST", self.path, body, headers)
+                response = conn.getresponse()
+                payload = response.read()
+                conn.close()
+                if failed and response.status == 200:
+                    forwarded = json.loads(payload)["Entries"]
+                    payload = endpoint._merge(len(failed) + len(forwarded), failed, forwarded)
+                passed = {k: v for k, v in response.getheaders() if k.lower() == "x-amzn-requestid"}
+                self._answer(response.status, passed, payload)
+
+            def _answer(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def fail(self, which: Callable[[dict[str, Any]], bool], code: str, times: int = 1) -> None:
+        with self._lock:
+            self._faults.append((which, code, times))
+
+    def _failing(self, entries: list[dict[str, Any]]) -> dict[int, str]:
+        """The places of this request's entries to fail, with their codes (a fault counts once per request)."""
+        failed: dict[int, str] = {}
+        for index, (which, code, times) in enumerate(self._faults):
+            chosen = [i for i, e in enumerate(entries) if i not in failed and which(json.loads(e["Detail"]))]
+            if times > 0 and chosen:
+                failed.update(dict.fromkeys(chosen, code))
+                self._faults[index] = (which, code, times - 1)
+        return failed
+
+    @staticmethod
+    def _merge(total: int, failed: dict[int, str], forwarded: list[dict[str, Any]]) -> bytes:
+        answers = iter(forwarded)
+        entries = [
+            {"ErrorCode": failed[i], "ErrorMessage": f"injected {failed[i]}"} if i in failed else next(answers)
+            for i in range(total)
+        ]
+        count = sum(1 for e in entries if "ErrorCode" in e)
+        return json.dumps({"FailedEntryCount": count, "Entries": entries}).encode()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

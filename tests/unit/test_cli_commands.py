@@ -120,3 +120,12 @@ def test_a_feeding_table_names_the_documents_it_feeds_and_the_command_to_run_ins
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"fanout: {table!r} has no documents of its own: it feeds {feeds};")
     assert line.endswith(f"run `fanout {command} articles` instead")
+
+
+def test_a_backfill_asked_to_publish_events_without_a_bus_is_one_clean_line_before_anything_connects(
+    no_database: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("EVENT_BUS_NAME", raising=False)
+    assert main(["backfill", "posts", "--events"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("fanout: --events publishes on the stack's event bus: set EVENT_BUS_NAME")

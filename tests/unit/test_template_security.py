@@ -52,11 +52,12 @@ def grants(role: str, when_in_vpc: bool, with_domain: bool, with_extra_tables: b
     expected = {(a, f"{log_group}.Arn") for a in LOGS} | {(a, ANYWHERE) for a in TRACES}
     secret = ("secretsmanager:GetSecretValue", "Ref DbSecretArn")
     dlq = ("sqs:SendMessage", "DeadLetterQueue.Arn")
+    events = ("events:PutEvents", "EventBus.Arn")  # change events, on the stack's own bus only
     if role == "ParserRole":
         expected |= {secret, dlq}  # the secret: it drains the change log
         expected |= {("sqs:SendMessage", "FetchQueue.Arn")}  # SendMessageBatch to the fetch queue
     elif role == "FetcherRole":
-        expected |= {secret, dlq, ("dynamodb:PutItem", "ReplicaTable.Arn")}
+        expected |= {secret, dlq, events, ("dynamodb:PutItem", "ReplicaTable.Arn")}
         consume = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility")
         expected |= {(a, "FetchQueue.Arn") for a in consume}
         # the rest of a large fan-out goes on as the parser hands changes on: to the fetch queue, never to itself
@@ -68,7 +69,7 @@ def grants(role: str, when_in_vpc: bool, with_domain: bool, with_extra_tables: b
             expected |= {("dynamodb:PutItem", "Ref ExtraReplicaTableArns")}
     elif role == "MaintenanceRole":
         sink_io = ("dynamodb:PutItem", "dynamodb:BatchGetItem", "dynamodb:Scan", "dynamodb:DeleteItem")
-        expected |= {secret, dlq} | {(a, "ReplicaTable.Arn") for a in sink_io}
+        expected |= {secret, dlq, events} | {(a, "ReplicaTable.Arn") for a in sink_io}
         expected |= {
             (
                 "lambda:InvokeFunction",

@@ -7,7 +7,7 @@ from typing import Any
 import boto3
 import pytest
 
-from fanout.model.mapping import default_mappings
+from fanout.model.mapping import MappingError, default_mappings
 from fanout.operations.maintenance import Maintenance
 from fanout.pipeline.fetcher import Fetcher
 from fanout.pipeline.forwarder import QueueForwarder
@@ -24,6 +24,7 @@ ENV = {
     "DYNAMODB_TABLE": "fanout-replica",
     "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/fanout-dlq",
     "FETCH_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/fanout-fetch",  # for continuations
+    "EVENT_BUS_NAME": "fanout-changes",  # the stack's EventBus
     "AWS_DEFAULT_REGION": "eu-west-1",
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -80,9 +81,9 @@ def test_the_fetcher_and_the_maintenance_function_build_their_aws_clients_with_t
         monkeypatch.setattr(boto3, "client", clients.real)
         monkeypatch.setattr(boto3, "resource", resources.real)
 
-    # Then DynamoDB and the dead-letter queue get the same fail-fast Config in both
+    # Then DynamoDB, the event bus and the dead-letter queue get the same fail-fast Config in both
     built_with = [fail_fast(built[role + " resources"].configs["dynamodb"]) for role in ("fetcher", "maintenance")] + [
-        fail_fast(built[role].configs["sqs"]) for role in ("fetcher", "maintenance")
+        fail_fast(built[role].configs[service]) for role in ("fetcher", "maintenance") for service in ("sqs", "events")
     ]
     assert all(config == built_with[0] for config in built_with)
     connect_timeout, read_timeout, retries = built_with[0]
@@ -106,8 +107,25 @@ def test_the_fetcher_and_maintenance_each_get_one_fetcher_and_only_the_fetchers_
     for built in (fetcher, maintenance.fetch.fetcher):
         assert isinstance(built, Fetcher)
         assert isinstance(built.source, DatabaseSource)
-        assert [sink.name for sink in built.sinks] == ["opensearch", "dynamodb"]
+        assert [sink.name for sink in built.sinks] == ["opensearch", "dynamodb", "eventbridge"]
         assert isinstance(built.reject, QueueRejectRecorder)
     # and only the fetcher's hands a composed document's remaining roots on to the fetch queue
     assert isinstance(fetcher.fan_out.forward, QueueForwarder)
     assert maintenance.fetch.fetcher.fan_out.forward is None
+
+
+@pytest.mark.usefixtures("function_env")
+def test_a_backfill_leaves_the_event_bus_out_unless_asked_and_refuses_to_publish_without_a_bus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    maintenance = Maintenance(source="backfill")
+    maintenance.close()
+    assert [sink.name for sink in maintenance.fetch.without_events().sinks] == ["opensearch", "dynamodb"]
+    maintenance.fetch.require_events()  # the bundled mapping publishes posts' events, and there is a bus
+
+    monkeypatch.delenv("EVENT_BUS_NAME")
+    without_bus = Maintenance(source="backfill")
+    without_bus.close()
+    assert [sink.name for sink in without_bus.fetch.fetcher.sinks] == ["opensearch", "dynamodb"]
+    with pytest.raises(MappingError, match="field 'eventbridge.enabled'.*EVENT_BUS_NAME"):
+        without_bus.fetch.require_events()

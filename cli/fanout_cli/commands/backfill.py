@@ -6,6 +6,7 @@
     fanout backfill tenant_settings --where "tenant = %s" --param acme
     fanout backfill posts --restart               forget the checkpoint, start from the first key
     fanout backfill posts --workers 4 --rate 4000 four key ranges at once, 4000 rows/s in all
+    fanout backfill posts --events                also publish each row's change event (default: not)
 
 Rows are read in primary-key order with keyset pagination and each page is
 handed to the fetcher's code (locking re-read, version-gated writes), so it is
@@ -20,13 +21,17 @@ parentheses after the key conditions; give its values with --param (bound as
 
 Exit status: 0 when every job is done, 1 when one failed (run again to resume).
 Needs the fetcher's environment: DB_*, OPENSEARCH_ENDPOINT, DYNAMODB_TABLE,
-DEAD_LETTER_QUEUE_URL (rows a sink can never take are recorded there).
+DEAD_LETTER_QUEUE_URL (rows a sink can never take are recorded there); with
+--events also EVENT_BUS_NAME. Without --events no change event is published, so
+a reload does not flood the bus's consumers with rows they already hold.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import click
@@ -71,6 +76,7 @@ class BackfillOptions:
     workers: int
     restart: bool
     quiet: bool
+    events: bool
     as_json: bool
 
 
@@ -90,6 +96,9 @@ class BackfillOptions:
 @click.option("--workers", type=int, default=1, help="key ranges copied at once (default 1)")
 @click.option("--restart", is_flag=True, help="forget the checkpoint and start from the first key")
 @click.option("--quiet", is_flag=True, help="no progress bars; log only warnings and errors")
+@click.option(
+    "--events", is_flag=True, help="also publish each row's change event on the bus (default: not, to spare consumers)"
+)
 @json_option
 def command(**options: Any) -> int:
     chosen = BackfillOptions(**options)
@@ -109,6 +118,11 @@ def _run_backfill(options: BackfillOptions) -> tuple[int, str]:
         raise ConfigError(f"--workers must be at least 1, got {options.workers}")
     if not options.all_tables and not options.tables:
         raise ConfigError("name a table (or --all)")
+    if options.events and not os.environ.get("EVENT_BUS_NAME", "").strip():
+        raise ConfigError(
+            "--events publishes on the stack's event bus: set EVENT_BUS_NAME (stack output EventBusName; "
+            ".local/stack.env has it)"
+        )
     check_root_tables(options.tables, default_mappings(), "backfill")  # before connecting: one clean line
     deps = Maintenance(source="backfill")
     names = sorted(deps.mappings.tables) if options.all_tables else options.tables
@@ -136,6 +150,7 @@ def _run_backfill(options: BackfillOptions) -> tuple[int, str]:
             try:
                 result = deps.backfill(
                     job,
+                    events=options.events,
                     batch_size=options.batch_size,
                     rate=options.rate,
                     restart=options.restart,
@@ -191,7 +206,7 @@ def _run_parallel(deps: Any, mapping: Any, job: Any, options: BackfillOptions) -
             deps.conn(),
             mapping,
             job,
-            [deps.backfill, *(other.backfill for other in others)],
+            [partial(runner.backfill, events=options.events) for runner in (deps, *others)],
             rate=options.rate,
             batch_size=options.batch_size,
             progress=bars.update,

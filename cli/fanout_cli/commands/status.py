@@ -112,6 +112,9 @@ def render(report: dict[str, Any]) -> str:
             f"stale {counts['stale_skipped']}, failed {counts['failed']}, rejected {counts['rejected']}, "
             f"dead letters {entry['dead_letters']}"
         )
+        events = entry.get("events") or {}
+        if events.get("published") or events.get("failed"):
+            out.append(f"  events        published {events['published']}, failed {events['failed']}")
         last = entry["last_applied"]
         if last:
             out.append(

@@ -218,6 +218,8 @@ class SinkSettings:
     extra_dynamodb_tables: tuple[str, ...] = ()
     opensearch_max_request_bytes: int = DEFAULT_OPENSEARCH_MAX_REQUEST_BYTES
     dynamodb_batch_writes: str = BATCH_TRANSACTIONS
+    # The stack's EventBus (EVENT_BUS_NAME): where the tables whose mapping turns events on publish them.
+    event_bus_name: str = ""
 
     @property
     def granted_dynamodb_tables(self) -> frozenset[str]:
@@ -246,6 +248,7 @@ class SinkSettings:
                 env, "OPENSEARCH_MAX_REQUEST_BYTES", DEFAULT_OPENSEARCH_MAX_REQUEST_BYTES, minimum=1024
             ),
             dynamodb_batch_writes=batch_writes,
+            event_bus_name=env.get("EVENT_BUS_NAME", "").strip(),
         )
 
 

@@ -133,6 +133,8 @@ class ChangeMetric(StrEnum):
     FAILED = "ChangesFailed"
     LAG = "ReplicationLag"  # fetcher: trigger time -> applied in a sink, milliseconds
     DRIFT = "ReplicationDrift"  # reconcile: rows that differ between the source and a sink (after any repair)
+    EVENTS_PUBLISHED = "EventsPublished"  # fetcher: change events put on the event bus (fanout.sinks.eventbridge)
+    EVENTS_FAILED = "EventsFailed"  # fetcher: change events not published (retried, or dead-lettered)
 
 
 class StackMetric(StrEnum):

@@ -5,8 +5,8 @@ replicated table. Its format is the JSON Schema ``tables.schema.json`` beside it
 :mod:`fanout.model.mapping_schema`; every field described in README.md, "Replicating a table"). It is validated
 when loaded: first against that schema, then here for what a schema cannot say; an error names the table and the
 field. SQL identifiers used anywhere in the data path come only from this validated mapping, never from a payload.
-The result is typed: a :class:`TableMapping` per table, with its sinks' settings in :class:`OpenSearchSection`
-and :class:`DynamoDBSection`.
+The result is typed: a :class:`TableMapping` per table, with its sinks' settings in :class:`OpenSearchSection`,
+:class:`DynamoDBSection` and :class:`EventBridgeSection`.
 
 Key formats (``document_id``, ``partition_key.value``, ``sort_key.value``) are
 templates of the key-format language (:mod:`fanout.model.key_format`): ``{<key column>}``,
@@ -145,6 +145,14 @@ class DynamoDBSection:
 
 
 @dataclass(frozen=True)
+class EventBridgeSection:
+    """A table's ``eventbridge`` section: whether each applied change is published as an event on the stack's
+    bus (fanout.sinks.eventbridge). Off unless asked: consumers subscribe to a table on purpose."""
+
+    enabled: bool = False
+
+
+@dataclass(frozen=True)
 class TableMapping:
     """One table's entry. The sinks' settings are read as the typed sections ``opensearch`` and ``dynamodb``;
     the flat ``opensearch_*`` and ``dynamodb_*`` fields they are built from stay the constructor's arguments,
@@ -170,8 +178,10 @@ class TableMapping:
     dynamodb_rename: tuple[tuple[str, str], ...] = ()  # (column, attribute)
     dynamodb_binary: str = "binary"
     composition: Composition | None = None  # a document built from several tables (fanout.model.composition)
+    eventbridge_enabled: bool = False
     opensearch: OpenSearchSection = field(init=False, repr=False, compare=False)
     dynamodb: DynamoDBSection = field(init=False, repr=False, compare=False)
+    eventbridge: EventBridgeSection = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         sections = {
@@ -193,6 +203,7 @@ class TableMapping:
                 rename=self.dynamodb_rename,
                 binary=self.dynamodb_binary,
             ),
+            "eventbridge": EventBridgeSection(enabled=self.eventbridge_enabled),
         }
         for name, section in sections.items():
             object.__setattr__(self, name, section)  # frozen: set once, here
@@ -353,6 +364,7 @@ def _parse_entry(table: str, spec: dict[str, Any]) -> TableMapping:
         dynamodb_attributes=attributes,
         dynamodb_rename=ddb_rename,
         dynamodb_binary=ddb_binary,
+        eventbridge_enabled=spec.get("eventbridge", {}).get("enabled", False),
     )
     projected = attributes if attributes is not None else columns
     if dynamodb_on and projected is not None:
@@ -428,6 +440,19 @@ def check_dynamodb_tables(mappings: Mappings, granted: Iterable[str]) -> None:
                 "dynamodb.table",
                 f"{mapping.dynamodb_table!r} is not granted to the fetcher; add its ARN to the stack parameter "
                 f"ExtraReplicaTableArns (granted: {sorted(allowed) or 'none'})",
+            )
+
+
+def check_event_bus(mappings: Mappings, bus_name: str) -> None:
+    """Refuse a mapping that publishes a table's events when the function was given no bus (EVENT_BUS_NAME)."""
+    if bus_name:
+        return
+    for mapping in mappings.tables.values():
+        if mapping.eventbridge.enabled:
+            raise _fail(
+                mapping.table,
+                "eventbridge.enabled",
+                "events are on, but this function has no event bus (EVENT_BUS_NAME, the stack's EventBus)",
             )
 
 

@@ -109,6 +109,7 @@ SCHEMA: dict[str, Any] = {
                 "json_columns": _columns("text columns whose text is JSON"),
                 "opensearch": {"$ref": "#/$defs/opensearch"},
                 "dynamodb": {"$ref": "#/$defs/dynamodb"},
+                "eventbridge": {"$ref": "#/$defs/eventbridge"},
                 "document": {
                     "type": "object",
                     "description": "a document composed from related tables (README.md, 'Composed documents')",
@@ -155,6 +156,12 @@ SCHEMA: dict[str, Any] = {
                 "rename": _renames("DynamoDB attribute name", ATTRIBUTE_NAME),
                 "binary": {"enum": list(DYNAMODB_BINARY), "default": "binary"},
             },
+            "additionalProperties": False,
+        },
+        "eventbridge": {
+            "type": "object",
+            "description": "one event per applied change on the stack's event bus (README.md, 'Change events')",
+            "properties": {"enabled": {"type": "boolean", "default": False}},
             "additionalProperties": False,
         },
     },

@@ -36,9 +36,15 @@ class Maintenance:
     def conn(self) -> Any:
         return self.database.get()
 
-    def backfill(self, job: BackfillJob, **options: Any) -> BackfillResult:
-        """Run (or resume) ``job`` through this environment's fetch path; ``options`` as for ``run_backfill``."""
-        return run_backfill(self.conn(), job, self.fetch.fetcher, **options)
+    def backfill(self, job: BackfillJob, *, events: bool = False, **options: Any) -> BackfillResult:
+        """Run (or resume) ``job`` through this environment's fetch path; ``options`` as for ``run_backfill``.
+
+        A backfill publishes no change events unless ``events`` (``fanout backfill --events``): a reload would
+        flood the bus's consumers with every row again, at the same versions they already hold."""
+        if events:
+            self.fetch.require_events()
+        fetcher = self.fetch.fetcher if events else self.fetch.without_events()
+        return run_backfill(self.conn(), job, fetcher, **options)
 
     def reconcile(self, **options: Any) -> ReconcileReport:
         """Compare source and sinks, repairs through this environment's fetch path; ``options`` as for
@@ -115,8 +121,12 @@ def _backfill(deps: Maintenance, event: dict[str, Any], invoke_self: InvokeSelf,
     workers = _positive_int(event, "workers", 1)
     if workers is not None and workers > 1:
         return _split(deps, event, job, workers, invoke_self)
+    events = event.get("events", False)
+    if not isinstance(events, bool):
+        raise BadEvent(f"events must be true or false, got {events!r}")
     result = deps.backfill(
         job,
+        events=events,
         batch_size=batch_size,
         rate=event.get("rate"),
         max_pages=_positive_int(event, "pages_per_invocation", None),

@@ -208,6 +208,12 @@ class Fetcher:
         other.reject = reject
         return other
 
+    def without_sink(self, name: str) -> Fetcher:
+        """The same fetch path without the sink called ``name`` (a backfill leaves the event bus out unless asked)."""
+        other = copy.copy(self)
+        other.sinks = [sink for sink in self.sinks if sink.name != name]
+        return other
+
     def apply(self, changes: Sequence[Change]) -> FetchReport:
         """Apply ``changes`` (any number; one is a batch of one) and report per key.
 

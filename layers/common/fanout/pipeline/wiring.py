@@ -1,7 +1,8 @@
 """The fetch path built from the environment, once: the fetcher, the maintenance function and the CLI use it.
 
 It builds the one :class:`fanout.pipeline.fetcher.Fetcher` (``FetchPath.fetcher``) from the source database
-(re-read from the secret when a login is refused), both sinks, the reject recorder and, for the fetcher, the
+(re-read from the secret when a login is refused), the sinks (OpenSearch, DynamoDB, and the event bus for the
+tables whose mapping turns events on), the reject recorder and, for the fetcher, the
 forwarder that hands a continuation on; the clients stay reachable for reconcile's sink readers. The AWS clients
 share one botocore Config (:func:`aws_config`), so every caller of the fetch path fails the same way.
 """
@@ -11,19 +12,20 @@ from __future__ import annotations
 from typing import Any
 
 from fanout.config import HandoffSettings, SinkSettings
-from fanout.model.mapping import Mappings, check_dynamodb_tables, default_mappings
+from fanout.model.mapping import Mappings, check_dynamodb_tables, check_event_bus, default_mappings
 from fanout.pipeline.fetcher import Fetcher
 from fanout.pipeline.forwarder import make_forwarder
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.sinks import Sink
 from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.eventbridge import EventBridgeSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import ConnectionHolder
 from fanout.source.reader import DatabaseSource
 
 
 def aws_config() -> Any:
-    """The botocore Config of the fetch path's AWS clients (DynamoDB, the dead-letter queue)."""
+    """The botocore Config of the fetch path's AWS clients (DynamoDB, EventBridge, the dead-letter queue)."""
     from botocore.config import Config
 
     # The one retry policy of the fetch path: botocore's standard mode retries a call (throttling, 5xx, a
@@ -62,6 +64,10 @@ class FetchPath:
                 batch_writes=self.settings.dynamodb_batch_writes,
             ),
         ]
+        # The stack always gives the functions its bus; elsewhere (the CLI, tests) without EVENT_BUS_NAME the
+        # tables' events are not published, and a backfill asked to publish them refuses (require_events).
+        if self.settings.event_bus_name:
+            self.sinks.append(EventBridgeSink(boto3.client("events", config=config), self.settings.event_bus_name))
         self.reject = QueueRejectRecorder(
             boto3.client("sqs", config=config), self.settings.dead_letter_queue_url, source=source
         )
@@ -69,6 +75,14 @@ class FetchPath:
         self.fetcher = Fetcher(
             self.mappings, DatabaseSource(self.database), self.sinks, reject=self.reject, forward=forward
         )
+
+    def without_events(self) -> Fetcher:
+        """The fetcher without the event bus: what a backfill writes unless asked to publish (``--events``)."""
+        return self.fetcher.without_sink(EventBridgeSink.name)
+
+    def require_events(self) -> None:
+        """Refuse to publish events when this environment has no bus but the mapping turns events on."""
+        check_event_bus(self.mappings, self.settings.event_bus_name)
 
     def close(self) -> None:
         self.database.close()
