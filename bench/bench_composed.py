@@ -21,7 +21,6 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_docu
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource, RowState
 from local.database import create_database, drop_database, run_sql_file
+from tests.support.mappings import in_index
 from tests.support.sequences import numbers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,8 +106,8 @@ def main() -> int:
     bundled = default_mappings().tables
     mappings = Mappings(
         {
-            "posts": replace(bundled["posts"], opensearch_index=f"{index}-posts"),
-            "articles": replace(bundled["articles"], opensearch_index=f"{index}-articles"),
+            "posts": in_index(bundled["posts"], f"{index}-posts"),
+            "articles": in_index(bundled["articles"], f"{index}-articles"),
         }
     )
     bulk = Counted(client, ("bulk", "index", "delete"))
@@ -187,7 +187,7 @@ def main() -> int:
     finally:
         table.delete()
         for m in mappings.tables.values():
-            client.indices.delete(index=m.opensearch_index, ignore_unavailable=True)
+            client.indices.delete(index=m.opensearch.index, ignore_unavailable=True)
         drop_database(cfg, db_name)
         del dynamodb
     out = ROOT / "bench" / "results"

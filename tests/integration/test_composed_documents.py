@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -28,13 +27,14 @@ from fanout.source.composition_read import compose_rows
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from tests.support.locks import row_locks_held, seen_waiting
+from tests.support.mappings import in_index
 
 TS = 1764240000.5
 
 
 @pytest.fixture
 def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any) -> Iterator[dict[str, Any]]:
-    articles = replace(default_mappings().tables["articles"], opensearch_index=f"articles-{uuid.uuid4().hex[:8]}")
+    articles = in_index(default_mappings().tables["articles"], f"articles-{uuid.uuid4().hex[:8]}")
     mappings = Mappings({**default_mappings().tables, "articles": articles})
     client = make_client(opensearch_endpoint)
     writer = connect(db_settings)
@@ -52,15 +52,15 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any) -> Ite
             return int(cur.lastrowid or 0)
 
     def document(article: int) -> dict[str, Any] | None:
-        client.indices.refresh(index=articles.opensearch_index)
-        found = client.get(index=articles.opensearch_index, id=str(article), ignore=404)
+        client.indices.refresh(index=articles.opensearch.index)
+        found = client.get(index=articles.opensearch.index, id=str(article), ignore=404)
         return found.get("_source") if found.get("found") else None
 
     def item(article: int) -> dict[str, Any]:
         return dict(replica_table.get_item(Key={"pk": f"articles#{article}"}, ConsistentRead=True)["Item"])
 
     yield {"fetch": fetch, "sql": sql, "document": document, "item": item, "mappings": mappings, "db": db_settings}
-    client.indices.delete(index=articles.opensearch_index, ignore_unavailable=True)
+    client.indices.delete(index=articles.opensearch.index, ignore_unavailable=True)
     writer.close()
     reader.close()
 

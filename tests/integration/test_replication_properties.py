@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import pymysql
@@ -61,6 +61,7 @@ from tests.support.integration import (
     lambda_async_bridge,
     parser_arn,
 )
+from tests.support.mappings import in_index
 
 WORKERS = 3
 SLUGS = ("a", "A", "b", "c", "c ")  # 'a'/'A' and 'c'/'c ' are one key to the collation, two to the sinks
@@ -427,7 +428,7 @@ def sinks_in_memory(table: str) -> Sinks:
 def sinks_on_servers(opensearch_endpoint: str, local_aws: dict[str, str], table: str) -> Iterator[Sinks]:
     """Both sinks on the real servers, each worker with its own clients (as separate Lambda environments have)."""
     index = f"property-{table}-{uuid.uuid4().hex[:8]}"
-    mapping = replace(default_mappings().tables[table], opensearch_index=index)
+    mapping = in_index(default_mappings().tables[table], index)
     replica = create_replica_table(local_aws)
     per_worker = [
         [

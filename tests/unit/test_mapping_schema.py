@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -75,7 +74,7 @@ def test_a_top_level_field_other_than_tables_and_schema_is_refused() -> None:
         parse_mappings(document)
 
 
-def test_each_sink_section_is_typed_with_its_defaults_and_follows_a_replaced_field() -> None:
+def test_each_sink_section_is_typed_with_its_defaults() -> None:
     # Given the bundled mapping's tenant_settings, whose sections are partly written out
     mappings = parse_mappings(json.loads(DEFAULT_MAPPING_FILE.read_text(encoding="utf-8")))
     settings = mappings.tables["tenant_settings"]
@@ -86,11 +85,6 @@ def test_each_sink_section_is_typed_with_its_defaults_and_follows_a_replaced_fie
     assert settings.dynamodb.table is None and settings.dynamodb.sort_key is None
     assert settings.dynamodb.partition_key.value.text == "{table}#{tenant}#{setting_key}"
     assert settings.dynamodb.key_attributes == {"pk"} and "_version" in settings.dynamodb.reserved_attributes
-
-    # And a copy with one field replaced (as tests and benchmarks make) has that field in its section too
-    renamed = replace(settings, opensearch_index="elsewhere", dynamodb_table="other-table")
-    assert (renamed.opensearch.index, renamed.dynamodb.table) == ("elsewhere", "other-table")
-    assert renamed.opensearch.rename == settings.opensearch.rename
 
 
 def test_of_several_problems_the_first_by_path_is_reported_list_items_by_index() -> None:
