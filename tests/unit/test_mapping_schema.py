@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jsonschema.validators import Draft202012Validator
@@ -97,3 +98,31 @@ def test_of_several_problems_the_first_by_path_is_reported_list_items_by_index()
     # When / Then the 3rd is reported, every time
     with pytest.raises(MappingError, match=r"field 'primary_key\[2\]\.type': 'uuid' is not one of"):
         parse_mappings(document)
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "reason"),
+    [
+        (lambda d: d["filter"].update(op="like"), "document.filter.op", "'like' is not one of"),
+        (lambda d: d["filter"].update(op="in"), "document.filter", "'in' and 'not in' take 'values'"),
+        (lambda d: d["children"][0].update(limit=10_001), "document.children[0].limit", "10001 must be from 1 to"),
+        (lambda d: d["many_to_many"][0].update(fields=["name", "id"]), "document.many_to_many[0].fields",
+         "a list of values takes exactly one field"),
+        (lambda d: d["parents"][0]["on"].update({"author id": "id"}), "document.parents[0].on.author id",
+         "'author id' is not a plain SQL identifier"),
+        (lambda d: d["dynamodb"].update(shape="flat"), "document.dynamodb.shape", "unknown field"),
+    ],
+)  # fmt: skip
+def test_a_composed_documents_wrong_field_is_the_schemas_to_find(change: Any, field: str, reason: str) -> None:
+    # Given the bundled mapping with one mistake in a composed document's declaration
+    document = json.loads(DEFAULT_MAPPING_FILE.read_text(encoding="utf-8"))
+    change(document["tables"]["articles"]["document"])
+
+    # Then the schema file editors use finds it too
+    editor = Draft202012Validator(json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+    assert {error.absolute_path[2] for error in editor.iter_errors(document)} == {"document"}
+
+    # And the loader names the table, the field and the reason
+    with pytest.raises(MappingError) as caught:
+        parse_mappings(document)
+    assert str(caught.value).startswith(f"table mapping for 'articles', field {field!r}: {reason}")

@@ -222,6 +222,7 @@ def _parse_entry(table: str, spec: dict[str, Any]) -> TableMapping:
     opensearch = _opensearch_section(table, spec.get("opensearch", {}), key_columns, columns)
     composition = None
     if "document" in spec:
+        assert columns is not None  # the schema requires them beside a document
         composition = parse_composition(table, spec["document"], key_columns, columns)
         if composition.dynamodb_document and dynamodb.enabled:
             names = [(name, name) for name in sorted(composition.relation_names)]

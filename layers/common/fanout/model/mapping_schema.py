@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fanout.model.composition_schema import DEFINITIONS as DOCUMENT_DEFINITIONS
 from fanout.model.mapping_fields import IDENTIFIER, KEY_TYPES
 
 ACTIONS = ("insert", "update", "delete")
@@ -109,12 +110,10 @@ SCHEMA: dict[str, Any] = {
                 "json_columns": _columns("text columns whose text is JSON"),
                 "opensearch": {"$ref": "#/$defs/opensearch"},
                 "dynamodb": {"$ref": "#/$defs/dynamodb"},
-                "document": {
-                    "type": "object",
-                    "description": "a document composed from related tables (README.md, 'Composed documents')",
-                },
+                "document": {"$ref": "#/$defs/document"},
             },
             "required": ["primary_key"],
+            "dependentRequired": {"document": ["columns"]},  # so relations cannot collide with columns
             "additionalProperties": False,
         },
         "opensearch": {
@@ -157,6 +156,7 @@ SCHEMA: dict[str, Any] = {
             },
             "additionalProperties": False,
         },
+        **DOCUMENT_DEFINITIONS,
     },
 }
 
@@ -167,6 +167,7 @@ _TYPE_WORDS = {
     "boolean": "true or false",
     "null": "null",
     "integer": "an integer",
+    "number": "a number",
 }
 
 
@@ -189,7 +190,13 @@ def _explain(error: Any) -> tuple[list[str | int], str]:
         return [*path, unknown[0]], f"unknown field (known: {', '.join(known)})"
     if kind == "required":
         missing = [name for name in schema["required"] if name not in instance]
-        return [*path, missing[0]], "is required"
+        return [*path, missing[0]], schema.get("title", "is required")
+    if kind == "dependentRequired":
+        needing = next(name for name, needs in schema[kind].items() if name in instance and set(needs) - set(instance))
+        missing = [name for name in schema[kind][needing] if name not in instance]
+        return [*path, missing[0]], f"is required when {needing!r} is declared"
+    if kind in ("not", "anyOf", "maxItems") and "title" in schema:  # a constraint whose title says it
+        return path, schema["title"]
     if kind == "type":
         kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         return path, "must be " + " or ".join(_TYPE_WORDS.get(str(k), str(k)) for k in kinds) + f", got {instance!r}"
@@ -199,6 +206,12 @@ def _explain(error: Any) -> tuple[list[str | int], str]:
         return path, f"{instance!r} is not {schema.get('title', 'of the form ' + schema['pattern'])}"
     if kind in ("minItems", "minProperties"):
         return path, "must not be empty"
+    if kind == "maxItems":
+        return path, f"must hold at most {schema['maxItems']}"
+    if kind in ("minimum", "maximum"):
+        return path, f"{instance!r} must be from {schema.get('minimum')} to {schema.get('maximum')}"
+    if kind == "maxLength":
+        return path, f"must be at most {schema['maxLength']} characters long"
     return path, str(error.message)
 
 
