@@ -29,13 +29,14 @@ from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.pipeline.fetcher import Fetcher
-from fanout.pipeline.forwarder import Forward
+from fanout.pipeline.forwarder import ChangeQueue
 from fanout.pipeline.related import PAGES_PER_INVOCATION
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_document
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource, RowState
 from local.database import create_database, drop_database, run_sql_file
+from tests.support.fakes import RecordingQueue
 from tests.support.mappings import in_index
 from tests.support.sequences import numbers
 
@@ -118,8 +119,8 @@ def main() -> int:
     sinks = [OpenSearchSink(bulk), DynamoDBSink(counted_table, tombstone_ttl_seconds=3600)]
     now_us = int(time.time() * 1_000_000)
 
-    def fetch(changes: list[Change], forward: Forward | None = None) -> None:
-        Fetcher(mappings, DatabaseSource.over(conn), sinks, forward=forward).apply(changes)
+    def fetch(changes: list[Change], queue: ChangeQueue | None = None) -> None:
+        Fetcher(mappings, DatabaseSource.over(conn), sinks, continuations=queue).apply(changes)
 
     per_table = {t: [Change(t, (("id", i + 1),), "update", now_us) for i in range(n)] for t in ("posts", "articles")}
     result: dict[str, Any] = {"documents": n, "rounds": ROUNDS}
@@ -163,12 +164,12 @@ def main() -> int:
             started = time.perf_counter()
             pending, invocations, longest = [via], 0, 0.0
             while pending:  # each continuation delivered as the fetch queue would, one invocation each
-                handed_on: list[Change] = []
+                handed_on = RecordingQueue()
                 invoked = time.perf_counter()
-                fetch([pending.pop(0)], handed_on.extend)
+                fetch([pending.pop(0)], handed_on)
                 longest = max(longest, time.perf_counter() - invoked)
                 invocations += 1
-                pending += handed_on
+                pending += [change for batch in handed_on.batches for change in batch]
             elapsed = time.perf_counter() - started
             statements = selects(conn) - before
             fan_out.append(

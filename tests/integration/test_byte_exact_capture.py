@@ -31,6 +31,7 @@ from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
+from tests.support.fakes import RecordingQueue
 from tests.support.integration import execute, install_capture_triggers, lambda_async_bridge, parser_arn, rows
 from tests.support.mappings import in_index
 
@@ -195,11 +196,11 @@ def articles(db_settings: DatabaseSettings, opensearch_endpoint: str, replica_ta
         """Fetcher invocations as the queue delivers them: each change, then every continuation it hands on."""
         pending = list(changes)
         while pending:
-            handed_on: list[Change] = []
-            fetcher = Fetcher(mappings, DatabaseSource.over(reader), sinks, forward=handed_on.extend, pages=1,
+            handed_on = RecordingQueue()
+            fetcher = Fetcher(mappings, DatabaseSource.over(reader), sinks, continuations=handed_on, pages=1,
                               page_size=2)  # fmt: skip
             fetcher.apply([pending.pop(0)])
-            pending += handed_on
+            pending += [change for batch in handed_on.batches for change in batch]
 
     def drain() -> None:
         """What the parser makes of the change log (its rows taken and parsed), fetched."""

@@ -20,7 +20,7 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.model.payloads import parse_trigger_payload
 from fanout.pipeline.fetcher import Fetcher, FetchFailed, FetchReport
-from fanout.pipeline.forwarder import Forward
+from fanout.pipeline.forwarder import ChangeQueue
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.composition_read import compose_rows
@@ -41,10 +41,10 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any) -> Ite
     reader = connect(db_settings)
     sinks = [OpenSearchSink(client), DynamoDBSink(replica_table, tombstone_ttl_seconds=60)]
 
-    def fetch(changes: list[Change], forward: Forward | None = None, pages: int = 1) -> FetchReport:
-        """One fetcher invocation; with ``forward``, at most ``pages`` pages of roots, the rest handed on."""
+    def fetch(changes: list[Change], queue: ChangeQueue | None = None, pages: int = 1) -> FetchReport:
+        """One fetcher invocation; with ``queue``, at most ``pages`` pages of roots, the rest sent to it."""
         source = DatabaseSource.over(reader)
-        return Fetcher(mappings, source, sinks, forward=forward, pages=pages, page_size=2).apply(changes)
+        return Fetcher(mappings, source, sinks, continuations=queue, pages=pages, page_size=2).apply(changes)
 
     def sql(statement: str, *params: Any) -> int:
         with writer.cursor() as cur:
