@@ -10,7 +10,7 @@ import pytest
 from jsonschema.validators import Draft202012Validator
 
 from fanout.model.mapping import DEFAULT_MAPPING_FILE, MappingError, parse_mappings
-from fanout.model.mapping_schema import SCHEMA, SCHEMA_FILE, main
+from fanout.model.mapping_schema import SCHEMA, SCHEMA_FILE, inlined, main
 
 
 def test_the_schema_file_is_what_the_loader_checks_against(tmp_path: Path) -> None:
@@ -126,3 +126,28 @@ def test_a_composed_documents_wrong_field_is_the_schemas_to_find(change: Any, fi
     with pytest.raises(MappingError) as caught:
         parse_mappings(document)
     assert str(caught.value).startswith(f"table mapping for 'articles', field {field!r}: {reason}")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: None,
+        lambda d: d["tables"]["posts"]["opensearch"].update(index="Not An Index", colour="red"),
+        lambda d: d["tables"]["articles"]["document"]["filter"].update(op="in"),
+        lambda d: d["tables"]["articles"]["document"]["parents"][0]["on"].update({"a b": "c d"}),
+        lambda d: d["tables"]["articles"].pop("columns"),
+        lambda d: d["tables"].update({"bad name": {"primary_key": []}}),
+    ],
+)
+def test_the_loaders_inlined_schema_finds_what_the_schema_file_finds(change: Any) -> None:
+    # Given a mapping, valid or not
+    document = json.loads(DEFAULT_MAPPING_FILE.read_text(encoding="utf-8"))
+    change(document)
+
+    # Then the schema with its references inlined (what the loader validates with) reports the same errors
+    def found(schema: dict[str, Any]) -> list[tuple[str, ...]]:
+        errors = Draft202012Validator(schema).iter_errors(document)
+        return sorted((str(list(e.absolute_path)), e.validator, e.message) for e in errors)
+
+    assert "$ref" not in json.dumps(inlined(SCHEMA))
+    assert found(inlined(SCHEMA)) == found(json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -215,13 +216,33 @@ def _explain(error: Any) -> tuple[list[str | int], str]:
     return path, str(error.message)
 
 
+def inlined(node: Any) -> Any:
+    """``node`` with every ``{"$ref": "#/$defs/<name>"}`` replaced by that definition: the same schema, without
+    the reference lookups that take jsonschema two thirds of a validation (bench/results/cold_import.md)."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            if len(node) != 1:
+                raise ValueError(f"a $ref beside other keywords cannot be inlined: {sorted(node)}")
+            return inlined(SCHEMA["$defs"][node["$ref"].removeprefix("#/$defs/")])
+        return {key: inlined(value) for key, value in node.items() if key != "$defs"}
+    if isinstance(node, list):
+        return [inlined(value) for value in node]
+    return node
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    """The validator of :data:`SCHEMA`, built once per process."""
+    from jsonschema.validators import Draft202012Validator  # ~35 ms: only loading a mapping uses it
+
+    return Draft202012Validator(inlined(SCHEMA))
+
+
 def schema_problem(document: Any) -> tuple[str | None, str, str] | None:
     """The problem :data:`SCHEMA` finds in a mapping document at the first field path (tables, then fields, by
     name; list items by index), so a file always reports the same one first: (table or None, field, reason).
     None when there is none."""
-    from jsonschema.validators import Draft202012Validator  # ~35 ms: only loading a mapping uses it
-
-    errors = list(Draft202012Validator(SCHEMA).iter_errors(document))
+    errors = list(_validator().iter_errors(document))
     if not errors:
         return None
     path, reason = min(
