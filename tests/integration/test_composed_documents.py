@@ -26,6 +26,7 @@ from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.composition_read import compose_rows
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
+from tests.support.fakes import CallbackQueue, RecordingQueue
 from tests.support.locks import row_locks_held, seen_waiting
 from tests.support.mappings import in_index
 
@@ -177,10 +178,10 @@ def deliver_with_continuations(world: dict[str, Any], change: Change, after_each
     """The change, then each continuation it hands on, one invocation each, as the fetch queue would deliver them."""
     pending = [change]
     while pending:
-        handed_on: list[Change] = []
-        world["fetch"]([pending.pop(0)], handed_on.extend)
+        handed_on = RecordingQueue()
+        world["fetch"]([pending.pop(0)], handed_on)
         after_each()
-        pending += handed_on
+        pending += [change for batch in handed_on.batches for change in batch]
 
 
 def renamed_author_of(world: dict[str, Any], published: int) -> tuple[Change, list[int]]:
@@ -225,7 +226,7 @@ def test_a_continuation_that_cannot_be_handed_on_fails_the_change_instead_of_dro
 
     # When its invocation cannot hand the rest on
     with pytest.raises(FetchFailed) as failed:
-        world["fetch"]([change], unreachable)
+        world["fetch"]([change], CallbackQueue(unreachable))
 
     # Then the change itself failed (the queue retries it), with the first page rebuilt and the rest not dropped:
     assert ("articles", change.key) in failed.value.report.failed_keys
