@@ -12,6 +12,7 @@ shared machine falls on both. Figures are medians of ``--runs``; what to quote i
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -40,6 +41,28 @@ WARM_PARSE = (
     "print(statistics.median(runs))"
 )
 
+# This tree only: one warm validation of the bundled mapping by the schema as written (with its "$ref"s) and as
+# the loader holds it (inlined), interleaved in one interpreter.
+SCHEMA_CHECKS = (
+    "import json, statistics, time; from jsonschema.validators import Draft202012Validator; "
+    "from fanout.model.mapping import DEFAULT_MAPPING_FILE; from fanout.model.mapping_schema import SCHEMA, inlined; "
+    "document = json.loads(DEFAULT_MAPPING_FILE.read_text()); "
+    "both = {'references': Draft202012Validator(SCHEMA), 'inlined': Draft202012Validator(inlined(SCHEMA))}; "
+    "runs = {name: [] for name in both}\n"
+    f"for _ in range({WARM_PARSES}):\n"
+    "    for name, validator in both.items():\n"
+    "        t = time.perf_counter(); list(validator.iter_errors(document)); "
+    "runs[name].append((time.perf_counter() - t) * 1000)\n"
+    "print(json.dumps({name: statistics.median(r) for name, r in runs.items()}))"
+)
+
+
+def schema_checks(tree: Path) -> dict[str, float]:
+    """{"references": ms, "inlined": ms}: one warm schema check of the bundled mapping each way (median)."""
+    env = {**os.environ, "PYTHONPATH": str(tree / "layers" / "common")}
+    done = subprocess.run([sys.executable, "-c", SCHEMA_CHECKS], env=env, capture_output=True, text=True, check=True)
+    return {name: round(ms, 2) for name, ms in json.loads(done.stdout).items()}
+
 
 def run_ms(tree: Path, code: str) -> float:
     """Milliseconds one fresh interpreter reports for ``code`` with ``tree``'s layer first on its path."""
@@ -50,13 +73,15 @@ def run_ms(tree: Path, code: str) -> float:
 
 
 def measure(trees: dict[str, Path], runs: int) -> dict[str, dict[str, float]]:
-    """{measure: {tree: median ms}}, every run of every measure taken for both trees before the next."""
+    """{measure: {tree: median ms}}, every run of every measure taken for both trees (in turn first) before the
+    next."""
     codes = {f"import {h}": IMPORT_APP for h in HANDLERS} | {"first mapping load": FIRST_LOAD}
     codes["mapping parse, warm"] = WARM_PARSE
     samples: dict[str, dict[str, list[float]]] = {name: {tree: [] for tree in trees} for name in codes}
-    for _ in range(runs):
+    for run in range(runs):
         for name, code in codes.items():
-            for label, tree in trees.items():
+            order = list(trees.items())
+            for label, tree in order if run % 2 else reversed(order):  # neither tree always warms the other's cache
                 handler = name.removeprefix("import ")
                 samples[name][label].append(run_ms(tree, code.format(handler=str(tree / handler))))
     return {name: {label: round(statistics.median(v), 1) for label, v in by.items()} for name, by in samples.items()}
@@ -75,6 +100,13 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for name, by in result["medians"].items():
         lines.append(f"| {name} | {by[other]} | {by[this]} | {by[this] / by[other]:.2f} |")
+    checks = result["schema_check_ms"]
+    lines += [
+        "",
+        f"One warm schema check of the bundled mapping in this tree (median of {WARM_PARSES}): "
+        f"{checks['references']} ms with the schema's `$ref`s, {checks['inlined']} ms with them inlined as the "
+        f"loader holds it ({checks['references'] / checks['inlined']:.1f}x).",
+    ]
     return "\n".join(lines)
 
 
@@ -87,7 +119,7 @@ def main() -> int:
         archive = subprocess.run(["git", "archive", args.against], cwd=ROOT, capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", other], input=archive, check=True)
         medians = measure({"this tree": ROOT, args.against: Path(other)}, args.runs)
-    result = {"against": args.against, "runs": args.runs, "medians": medians}
+    result = {"against": args.against, "runs": args.runs, "medians": medians, "schema_check_ms": schema_checks(ROOT)}
     write_results("cold_import", result, markdown(result))
     print(markdown(result))
     return 0
