@@ -20,7 +20,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from bench.harness import create_replica_table, local_services
@@ -35,6 +34,7 @@ from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from local.config import LocalConfig
 from local.database import create_database, drop_database
+from tests.support.mappings import in_index
 from tests.support.sequences import numbers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +50,7 @@ def measure(cfg: LocalConfig, rows: int) -> dict[str, float]:
     opensearch = make_client(cfg.opensearch_endpoint)
     posts = default_mappings().get("posts")
     assert posts is not None
-    mappings = Mappings({"posts": replace(posts, opensearch_index=db_name.replace("_", "-"))})
+    mappings = Mappings({"posts": in_index(posts, db_name.replace("_", "-"))})
     try:
         with conn.cursor() as cur:
             cur.execute((ROOT / "local" / "demo_schema.sql").read_text().split(";")[0])

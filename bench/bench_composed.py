@@ -21,7 +21,6 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +29,15 @@ from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.pipeline.fetcher import Fetcher
-from fanout.pipeline.forwarder import Forward
+from fanout.pipeline.forwarder import ChangeQueue
 from fanout.pipeline.related import PAGES_PER_INVOCATION
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_document
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource, RowState
 from local.database import create_database, drop_database, run_sql_file
+from tests.support.fakes import RecordingQueue
+from tests.support.mappings import in_index
 from tests.support.sequences import numbers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,8 +107,8 @@ def main() -> int:
     bundled = default_mappings().tables
     mappings = Mappings(
         {
-            "posts": replace(bundled["posts"], opensearch_index=f"{index}-posts"),
-            "articles": replace(bundled["articles"], opensearch_index=f"{index}-articles"),
+            "posts": in_index(bundled["posts"], f"{index}-posts"),
+            "articles": in_index(bundled["articles"], f"{index}-articles"),
         }
     )
     bulk = Counted(client, ("bulk", "index", "delete"))
@@ -118,8 +119,8 @@ def main() -> int:
     sinks = [OpenSearchSink(bulk), DynamoDBSink(counted_table, tombstone_ttl_seconds=3600)]
     now_us = int(time.time() * 1_000_000)
 
-    def fetch(changes: list[Change], forward: Forward | None = None) -> None:
-        Fetcher(mappings, DatabaseSource.over(conn), sinks, forward=forward).apply(changes)
+    def fetch(changes: list[Change], queue: ChangeQueue | None = None) -> None:
+        Fetcher(mappings, DatabaseSource.over(conn), sinks, continuations=queue).apply(changes)
 
     per_table = {t: [Change(t, (("id", i + 1),), "update", now_us) for i in range(n)] for t in ("posts", "articles")}
     result: dict[str, Any] = {"documents": n, "rounds": ROUNDS}
@@ -163,12 +164,12 @@ def main() -> int:
             started = time.perf_counter()
             pending, invocations, longest = [via], 0, 0.0
             while pending:  # each continuation delivered as the fetch queue would, one invocation each
-                handed_on: list[Change] = []
+                handed_on = RecordingQueue()
                 invoked = time.perf_counter()
-                fetch([pending.pop(0)], handed_on.extend)
+                fetch([pending.pop(0)], handed_on)
                 longest = max(longest, time.perf_counter() - invoked)
                 invocations += 1
-                pending += handed_on
+                pending += [change for batch in handed_on.batches for change in batch]
             elapsed = time.perf_counter() - started
             statements = selects(conn) - before
             fan_out.append(
@@ -187,7 +188,7 @@ def main() -> int:
     finally:
         table.delete()
         for m in mappings.tables.values():
-            client.indices.delete(index=m.opensearch_index, ignore_unavailable=True)
+            client.indices.delete(index=m.opensearch.index, ignore_unavailable=True)
         drop_database(cfg, db_name)
         del dynamodb
     out = ROOT / "bench" / "results"

@@ -27,7 +27,6 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from fanout.source.reader import DatabaseSource
 from fanout.source.rows import RowState
 from local.config import LocalConfig
 from local.database import create_database, drop_database
+from tests.support.mappings import in_index
 from tests.support.sequences import numbers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,7 +195,7 @@ def backfill_rate(cfg: LocalConfig, workers: int, opensearch_too: bool = True) -
     dynamodb, table = create_replica_table(cfg, db_name)
     opensearch = make_client(cfg.opensearch_endpoint)
     index = db_name.replace("_", "-")
-    mappings = Mappings({"posts": replace(POSTS, opensearch_index=index)})
+    mappings = Mappings({"posts": in_index(POSTS, index)})
     opened: list[Any] = [conn]
     try:
         with conn.cursor() as cur:

@@ -76,7 +76,7 @@ def main() -> int:
         # lambda_async returns once Lambda has accepted the ring, inside the statement: the rings have left
         written = time.monotonic()
         while True:
-            opensearch.indices.refresh(index=posts.opensearch_index)
+            opensearch.indices.refresh(index=posts.opensearch.index)
             in_opensearch = len(readers.documents(posts, doc_ids))
             in_dynamodb = sum(1 for item in readers.items(posts, keys) if not item.get("_deleted"))
             if in_opensearch == in_dynamodb == ROWS:

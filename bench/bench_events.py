@@ -26,7 +26,7 @@ import boto3
 from bench.harness import POSTS_TABLE_SQL, RESULTS, create_replica_table, insert_rows, local_services
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change
-from fanout.model.mapping import Mappings, default_mappings
+from fanout.model.mapping import EventBridgeSection, Mappings, default_mappings
 from fanout.observability import metrics_unpublished
 from fanout.pipeline.fetcher import Fetcher
 from fanout.sinks.dynamodb import DynamoDBSink
@@ -69,7 +69,11 @@ def main() -> int:
     opensearch = make_client(cfg.opensearch_endpoint)
     posts = default_mappings().get("posts")
     assert posts is not None
-    mapping = replace(posts, opensearch_index=db_name.replace("_", "-"), eventbridge_enabled=True)
+    mapping = replace(
+        posts,
+        opensearch=replace(posts.opensearch, index=db_name.replace("_", "-")),
+        eventbridge=EventBridgeSection(enabled=True),
+    )
     mappings = Mappings({"posts": mapping})
     changes = [Change("posts", (("id", i + 1),), "update", int(time.time() * 1_000_000)) for i in range(ROWS)]
     source = DatabaseSource.over(conn)
@@ -103,7 +107,7 @@ def main() -> int:
         events.delete_event_bus(Name=name)
         sqs.delete_queue(QueueUrl=queue_url)
         table.delete()
-        opensearch.indices.delete(index=mapping.opensearch_index, ignore_unavailable=True)
+        opensearch.indices.delete(index=mapping.opensearch.index, ignore_unavailable=True)
         drop_database(cfg, db_name)
     medians = {path: statistics.median(values) for path, values in timings.items()}
     with_events, without = medians["opensearch + dynamodb + events"], medians["opensearch + dynamodb"]

@@ -29,6 +29,7 @@ from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_docu
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from local.database import create_database, drop_database
+from tests.support.mappings import in_index
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 300
@@ -51,9 +52,8 @@ def main() -> int:
     opensearch = make_client(cfg.opensearch_endpoint)
     posts = default_mappings().get("posts")
     assert posts is not None
-    from dataclasses import replace
 
-    mapping = replace(posts, opensearch_index=db_name.replace("_", "-"))
+    mapping = in_index(posts, db_name.replace("_", "-"))
     mappings = Mappings({"posts": mapping})
     now_us = int(time.time() * 1_000_000)
     changes = [Change("posts", (("id", i + 1),), "update", now_us) for i in range(ROWS)]
@@ -66,7 +66,7 @@ def main() -> int:
                 cur.execute(select, change.key_values)
                 row = dict(zip((d[0] for d in cur.description), cur.fetchone(), strict=True))
             opensearch.index(
-                index=mapping.opensearch_index, id=change.document_id, body=opensearch_document(mapping, row)
+                index=mapping.opensearch.index, id=change.document_id, body=opensearch_document(mapping, row)
             )
             table.put_item(Item=dynamodb_item(mapping, change, row, 1))
 
@@ -86,7 +86,7 @@ def main() -> int:
                 timings[name].append((time.perf_counter() - started) / ROWS * 1000)
     finally:
         table.delete()
-        opensearch.indices.delete(index=mapping.opensearch_index, ignore_unavailable=True)
+        opensearch.indices.delete(index=mapping.opensearch.index, ignore_unavailable=True)
         drop_database(cfg, db_name)
     medians = {name: statistics.median(values) for name, values in timings.items()}
     ratio = medians["fetch path"] / medians["raw parts"]

@@ -38,7 +38,7 @@ import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ from fanout.source.reader import DatabaseSource
 from fanout.source.rows import RowState
 from local.config import LocalConfig
 from local.database import create_database, drop_database
+from tests.support.mappings import in_index
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 5000
@@ -444,7 +445,7 @@ def setup(cfg: LocalConfig) -> tuple[World, str]:
     posts = default_mappings().get("posts")
     assert posts is not None
     index = db_name.replace("_", "-")
-    mapping = replace(posts, opensearch_index=index)
+    mapping = in_index(posts, index)
     sinks = [OpenSearchSink(opensearch), DynamoDBSink(table, tombstone_ttl_seconds=3600)]
     world = World(settings, Mappings({"posts": mapping}), sinks, writer, table, opensearch, index)
     return world, db_name

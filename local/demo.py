@@ -163,7 +163,7 @@ def main() -> int:
         time.sleep(0.25)
     for name, (_, describe) in tables.items():
         print()
-        print(render(results[name], name, mappings.tables[name].opensearch_index, env.dynamodb_table, describe))
+        print(render(results[name], name, mappings.tables[name].opensearch.index, env.dynamodb_table, describe))
     if not all(settled(r) for r in everything):
         print(f"\nsinks still disagree with the source after {elapsed:.0f}s; see .local/logs/", file=sys.stderr)
         return 1
@@ -173,7 +173,7 @@ def main() -> int:
 
 def composed_demo(conn, opensearch, table, articles, run: str) -> int:  # type: ignore[no-untyped-def]
     """Search documents built from several tables: found by the author's name, renamed, unpublished."""
-    index = articles.opensearch_index
+    index = articles.opensearch.index
     name, renamed = f"Ada Lovelace {run}", f"Ada King {run}"
     with conn.cursor() as cur:
         cur.execute("INSERT INTO authors (name) VALUES (%s)", (name,))

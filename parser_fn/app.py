@@ -14,7 +14,7 @@ from fanout.capture.change_log import DEFAULT_IDLE_SECONDS, drain, is_ring
 from fanout.config import ParserSettings
 from fanout.model.mapping import default_mappings
 from fanout.observability import instrumented_handler
-from fanout.pipeline.forwarder import Forward, make_forwarder
+from fanout.pipeline.forwarder import QueueForwarder, make_forwarder
 from fanout.pipeline.parser import reject_event
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.source.connection import ConnectionHolder
@@ -23,14 +23,14 @@ TIME_MARGIN_MS = 5_000  # stop taking batches and waiting for writers this long 
 
 
 @lru_cache(maxsize=1)
-def _dependencies() -> tuple[Forward, QueueRejectRecorder]:
+def _dependencies() -> tuple[QueueForwarder, QueueRejectRecorder]:
     """Built on the first invocation and reused (checked config, pooled clients)."""
     import boto3
 
     settings = ParserSettings.from_env()
     default_mappings()  # validate the mapping at cold start, failing loudly
-    forward = make_forwarder(settings.handoff)  # the fetch queue (fanout.pipeline.forwarder)
-    return forward, QueueRejectRecorder(boto3.client("sqs"), settings.dead_letter_queue_url, source="parser")
+    queue = make_forwarder(settings.handoff)  # the fetch queue (fanout.pipeline.forwarder)
+    return queue, QueueRejectRecorder(boto3.client("sqs"), settings.dead_letter_queue_url, source="parser")
 
 
 @lru_cache(maxsize=1)
@@ -46,7 +46,7 @@ def _correlation_id(event: Any, context: Any) -> str:
 
 @instrumented_handler(correlation_id=_correlation_id)
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    forward, reject = _dependencies()
+    queue, reject = _dependencies()
     if not is_ring(event):
         return reject_event(event, reject, context.aws_request_id)
     import pymysql
@@ -56,7 +56,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         report = drain(
             database.get(),
             default_mappings(),
-            forward,
+            queue,
             reject,
             correlation_id=context.aws_request_id,
             idle_seconds=DEFAULT_IDLE_SECONDS,

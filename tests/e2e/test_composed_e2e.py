@@ -102,10 +102,10 @@ def test_a_parent_with_more_roots_than_one_fetcher_invocation_reaches_them_all_t
     assert agreed(stack, first)
 
     def renamed() -> int:
-        stack.opensearch.indices.refresh(index=ARTICLES.opensearch_index)
+        stack.opensearch.indices.refresh(index=ARTICLES.opensearch.index)
         # by the run's own name: the index may hold other stacks' articles under the same author id (one
         # OpenSearch node serves several checkouts, each with its own database and auto-increment ids)
         query = {"query": {"match_phrase": {"author.name": f"Many Renamed {run}"}}}
-        return int(stack.opensearch.count(index=ARTICLES.opensearch_index, body=query)["count"])
+        return int(stack.opensearch.count(index=ARTICLES.opensearch.index, body=query)["count"])
 
     assert wait_until(f"{roots} articles of the author", lambda: renamed() == roots)

@@ -78,7 +78,7 @@ def consumer(stack: Stack) -> Iterator[Consumer]:
 def sinks_version(stack: Stack, change: Change) -> tuple[int | None, dict[str, Any] | None, int | None]:
     """(OpenSearch's version of the document or None when there is none, its _source, DynamoDB's _version)."""
     mapping = MAPPINGS.tables[change.table]
-    found = stack.opensearch.get(index=mapping.opensearch_index, id=opensearch_document_id(mapping, change), ignore=404)
+    found = stack.opensearch.get(index=mapping.opensearch.index, id=opensearch_document_id(mapping, change), ignore=404)
     item = stack.item(change)
     item_version = int(item["_version"]) if item is not None else None
     if not found.get("found"):

@@ -30,7 +30,7 @@ with atheris.instrument_imports(include=["fanout"]):
     from fanout.model.mapping import parse_mappings
     from fanout.pipeline.rejects import QueueRejectRecorder
 
-from tests.support.fakes import FakeSQSClient, RecordingForward  # noqa: E402 - after the path set-up
+from tests.support.fakes import FakeSQSClient, RecordingQueue  # noqa: E402 - after the path set-up
 
 MAPPINGS = parse_mappings(
     {
@@ -103,7 +103,7 @@ def payload_of(data: bytes) -> Any:
 
 def test_one_input(data: bytes) -> None:
     payload = payload_of(data)
-    forward, sqs = RecordingForward(), FakeSQSClient()
+    forward, sqs = RecordingQueue(), FakeSQSClient()
     forwarded, rejected = hand_on([(1, payload)], MAPPINGS, forward, QueueRejectRecorder(sqs, "dlq", "parser"), "fuzz")
     if forwarded:
         if not (len(forward.batches) == 1 and not sqs.messages):

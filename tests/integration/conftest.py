@@ -19,16 +19,14 @@ from fanout.source.connection import connect
 from tests.support.aws import aws_resource
 from tests.support.backfill import Harness, apply_checkpoint_migration
 from tests.support.integration import create_replica_table
+from tests.support.mappings import in_index
 
 
 @pytest.fixture
 def harness(db_settings: DatabaseSettings, opensearch_endpoint: str, local_aws: dict[str, str]) -> Iterator[Harness]:
     suffix = uuid.uuid4().hex[:8]
     mappings = Mappings(
-        {
-            name: replace(m, opensearch_index=f"{m.opensearch_index}-{suffix}")
-            for name, m in default_mappings().tables.items()
-        }
+        {name: in_index(m, f"{m.opensearch.index}-{suffix}") for name, m in default_mappings().tables.items()}
     )
     apply_checkpoint_migration(db_settings)
     table = create_replica_table(local_aws)
@@ -51,7 +49,7 @@ def harness(db_settings: DatabaseSettings, opensearch_endpoint: str, local_aws: 
         conn.close()
         reader.close()
         for m in mappings.tables.values():
-            client.indices.delete(index=m.opensearch_index, ignore=[404])
+            client.indices.delete(index=m.opensearch.index, ignore=[404])
         table.delete()
 
 

@@ -216,10 +216,10 @@ def test_reconcile_finds_each_planted_drift_and_repair_removes_it(harness: Harne
     posts, settings = h.mapping("posts"), h.mapping("tenant_settings")
 
     # When drift is planted: a missing and a stale entry and an orphan in each sink
-    h.opensearch.delete(index=posts.opensearch_index, id="3")  # missing doc
-    h.opensearch.index(index=posts.opensearch_index, id="4", body={"id": 4, "title": "edited by hand"})  # stale doc
-    h.opensearch.index(index=posts.opensearch_index, id="9001", body={"id": 9001, "title": "orphan"})  # orphan doc
-    h.opensearch.index(index=settings.opensearch_index, id="ghost:k", body={"tenant": "ghost"})  # orphan (composite)
+    h.opensearch.delete(index=posts.opensearch.index, id="3")  # missing doc
+    h.opensearch.index(index=posts.opensearch.index, id="4", body={"id": 4, "title": "edited by hand"})  # stale doc
+    h.opensearch.index(index=posts.opensearch.index, id="9001", body={"id": 9001, "title": "orphan"})  # orphan doc
+    h.opensearch.index(index=settings.opensearch.index, id="ghost:k", body={"tenant": "ghost"})  # orphan (composite)
     h.table.delete_item(Key={"pk": "posts#5"})  # missing item
     h.table.update_item(  # stale item
         Key={"pk": "posts#6"},
@@ -231,10 +231,10 @@ def test_reconcile_finds_each_planted_drift_and_repair_removes_it(harness: Harne
     h.table.put_item(  # an orphan of the composite-key table
         Item={"pk": "tenant_settings#ghost#k", "_table": "tenant_settings", "_version": Decimal(1), "_deleted": False}
     )
-    h.opensearch.index(index=posts.opensearch_index, id="not-a-key", body={"x": 1})  # no key of posts
+    h.opensearch.index(index=posts.opensearch.index, id="not-a-key", body={"x": 1})  # no key of posts
     foreign_item = {"pk": "posts#x1", "_table": "posts", "_version": Decimal(1), "_deleted": False}
     h.table.put_item(Item=foreign_item)  # no key of posts either (its id is an integer)
-    h.opensearch.indices.refresh(index=f"{posts.opensearch_index},{settings.opensearch_index}")  # searchable now
+    h.opensearch.indices.refresh(index=f"{posts.opensearch.index},{settings.opensearch.index}")  # searchable now
 
     # Then reconcile reports each of them, and nothing else
     found = h.reconcile()
@@ -257,11 +257,11 @@ def test_reconcile_finds_each_planted_drift_and_repair_removes_it(harness: Harne
     assert repaired.tables["posts"]["opensearch"].repaired == 4
     assert repaired.tables["posts"]["dynamodb"].repaired == 4
     # and the orphans became versioned deletes: gone from OpenSearch, a tombstone in DynamoDB
-    assert h.opensearch.exists(index=posts.opensearch_index, id="9001") is False
+    assert h.opensearch.exists(index=posts.opensearch.index, id="9001") is False
     tombstone = h.table.get_item(Key={"pk": "posts#9002"}, ConsistentRead=True)["Item"]
     assert tombstone["_deleted"] is True and tombstone["_version"] > 1
     # and the entries that name no key are gone
-    assert h.opensearch.exists(index=posts.opensearch_index, id="not-a-key") is False
+    assert h.opensearch.exists(index=posts.opensearch.index, id="not-a-key") is False
     assert "Item" not in h.table.get_item(Key={"pk": "posts#x1"}, ConsistentRead=True)
     # And a second run finds nothing
     assert h.reconcile().agrees
@@ -272,7 +272,7 @@ def plant_orphans(h: Harness, keys: list[int]) -> None:
     posts = h.mapping("posts")
     bulk: list[dict[str, Any]] = []
     for key in keys:
-        bulk += [{"index": {"_index": posts.opensearch_index, "_id": str(key)}}, {"id": key, "title": "orphan"}]
+        bulk += [{"index": {"_index": posts.opensearch.index, "_id": str(key)}}, {"id": key, "title": "orphan"}]
     assert h.opensearch.bulk(body=bulk, refresh=True)["errors"] is False
     with h.table.batch_writer() as batch:
         for key in keys:
@@ -376,11 +376,11 @@ def test_backfill_and_reconcile_compose_documents_and_repair_rebuilds_them(harne
     # Then the published articles are composed documents; the draft is absent (a delete), and reconcile agrees
     assert (job.status, job.rows_done) == ("done", 3)
     articles = h.mapping("articles")
-    h.opensearch.indices.refresh(index=articles.opensearch_index)
-    doc = h.opensearch.get(index=articles.opensearch_index, id="1")["_source"]
+    h.opensearch.indices.refresh(index=articles.opensearch.index)
+    doc = h.opensearch.get(index=articles.opensearch.index, id="1")["_source"]
     assert doc["author"] == {"id": 1, "name": "Ann"} and doc["tags"] == ["red"]
     assert [c["body"] for c in doc["comments"]] == ["first"]
-    assert not h.opensearch.exists(index=articles.opensearch_index, id="3")
+    assert not h.opensearch.exists(index=articles.opensearch.index, id="3")
     report = h.reconcile(tables=["articles"])
     assert report.agrees, report.summary()
     assert report.tables["articles"]["opensearch"].checked == 2
@@ -397,7 +397,7 @@ def test_backfill_and_reconcile_compose_documents_and_repair_rebuilds_them(harne
     # and repair rebuilds the composed document and removes the unpublished one
     h.repair()
     assert h.reconcile(tables=["articles"]).agrees
-    h.opensearch.indices.refresh(index=articles.opensearch_index)
-    doc = h.opensearch.get(index=articles.opensearch_index, id="1")["_source"]
+    h.opensearch.indices.refresh(index=articles.opensearch.index)
+    doc = h.opensearch.get(index=articles.opensearch.index, id="1")["_source"]
     assert doc["author"]["name"] == "Ann B." and doc["comments"][0]["body"] == "edited"
-    assert not h.opensearch.exists(index=articles.opensearch_index, id="2")
+    assert not h.opensearch.exists(index=articles.opensearch.index, id="2")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,9 @@ from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
+from tests.support.fakes import RecordingQueue
 from tests.support.integration import execute, install_capture_triggers, lambda_async_bridge, parser_arn, rows
+from tests.support.mappings import in_index
 
 # One column per collation kind and type family; `untouched` is read by no document.
 KINDS_TABLE = """
@@ -185,7 +186,7 @@ def test_a_timestamp_rewritten_in_another_session_zone_is_the_same_instant(
 def articles(db_settings: DatabaseSettings, opensearch_endpoint: str, replica_table: Any) -> Iterator[dict[str, Any]]:
     """The demo schema with the shipped migrations, and the fetch path writing a fresh index and the replica."""
     install_capture_triggers(db_settings)
-    mapping = replace(default_mappings().tables["articles"], opensearch_index=f"articles-{uuid.uuid4().hex[:8]}")
+    mapping = in_index(default_mappings().tables["articles"], f"articles-{uuid.uuid4().hex[:8]}")
     mappings = Mappings({**default_mappings().tables, "articles": mapping})
     client = make_client(opensearch_endpoint)
     writer, reader = connect(db_settings), connect(db_settings)
@@ -195,11 +196,11 @@ def articles(db_settings: DatabaseSettings, opensearch_endpoint: str, replica_ta
         """Fetcher invocations as the queue delivers them: each change, then every continuation it hands on."""
         pending = list(changes)
         while pending:
-            handed_on: list[Change] = []
-            fetcher = Fetcher(mappings, DatabaseSource.over(reader), sinks, forward=handed_on.extend, pages=1,
+            handed_on = RecordingQueue()
+            fetcher = Fetcher(mappings, DatabaseSource.over(reader), sinks, continuations=handed_on, pages=1,
                               page_size=2)  # fmt: skip
             fetcher.apply([pending.pop(0)])
-            pending += handed_on
+            pending += [change for batch in handed_on.batches for change in batch]
 
     def drain() -> None:
         """What the parser makes of the change log (its rows taken and parsed), fetched."""
@@ -208,15 +209,15 @@ def articles(db_settings: DatabaseSettings, opensearch_endpoint: str, replica_ta
         fetch([change for payload in payloads for change in parse_trigger_payload(payload, mappings)])
 
     def documents(ids: list[int]) -> list[dict[str, Any] | None]:
-        client.indices.refresh(index=mapping.opensearch_index)
-        found = [client.get(index=mapping.opensearch_index, id=str(i), ignore=404) for i in ids]
+        client.indices.refresh(index=mapping.opensearch.index)
+        found = [client.get(index=mapping.opensearch.index, id=str(i), ignore=404) for i in ids]
         return [f["_source"] if f.get("found") else None for f in found]
 
     def items(ids: list[int]) -> list[dict[str, Any]]:
         return [replica_table.get_item(Key={"pk": f"articles#{i}"}, ConsistentRead=True)["Item"] for i in ids]
 
     yield {"conn": writer, "drain": drain, "documents": documents, "items": items}
-    client.indices.delete(index=mapping.opensearch_index, ignore_unavailable=True)
+    client.indices.delete(index=mapping.opensearch.index, ignore_unavailable=True)
     writer.close()
     reader.close()
 

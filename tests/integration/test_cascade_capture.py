@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from tests.support.integration import (
     parser_arn,
     rows,
 )
+from tests.support.mappings import in_index
 
 
 class Replication:
@@ -74,7 +74,7 @@ class Replication:
         return payloads
 
     def document(self, table: str, key: Any) -> dict[str, Any] | None:
-        index = self.mappings.tables[table].opensearch_index
+        index = self.mappings.tables[table].opensearch.index
         self.client.indices.refresh(index=index)
         found = self.client.get(index=index, id=str(key), ignore=404)
         return found.get("_source") if found.get("found") else None
@@ -83,7 +83,7 @@ class Replication:
         return dict(self.replica_table.get_item(Key={"pk": f"{table}#{key}"}, ConsistentRead=True)["Item"])
 
     def close(self) -> None:
-        for index in {m.opensearch_index for m in self.mappings.tables.values() if m.opensearch_index}:
+        for index in {m.opensearch.index for m in self.mappings.tables.values() if m.opensearch.index}:
             self.client.indices.delete(index=index, ignore_unavailable=True)
         self.writer.close()
         self.reader.close()
@@ -95,7 +95,7 @@ class Replication:
 @pytest.fixture
 def demo(db_settings: DatabaseSettings, opensearch_endpoint: str, replica_table: Any) -> Iterator[Replication]:
     install_capture_triggers(db_settings)  # db/migrations, the cascade triggers included
-    articles = replace(default_mappings().tables["articles"], opensearch_index=f"articles-{uuid.uuid4().hex[:8]}")
+    articles = in_index(default_mappings().tables["articles"], f"articles-{uuid.uuid4().hex[:8]}")
     mappings = Mappings({**default_mappings().tables, "articles": articles})
     replication = Replication(db_settings, mappings, make_client(opensearch_endpoint), replica_table)
     yield replication

@@ -26,6 +26,8 @@ from fanout.capture.names import CHANGE_LOG_TABLE, drain_lock_name
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
+from fanout.pipeline.forwarder import ChangeQueue
+from tests.support.fakes import CallbackQueue
 from tests.support.integration import (
     execute,
     install_capture_triggers,
@@ -57,7 +59,7 @@ def sessions(
 
 
 class Recorder:
-    """A forwarder and a reject recorder that keep what they were given (thread-safe)."""
+    """A change queue and a reject recorder that keep what they were given (thread-safe)."""
 
     def __init__(self) -> None:
         self.forwarded: list[Change] = []
@@ -65,7 +67,7 @@ class Recorder:
         self.calls = 0
         self._lock = threading.Lock()
 
-    def forward(self, changes: Sequence[Change]) -> None:
+    def send(self, changes: Sequence[Change]) -> None:
         with self._lock:
             self.calls += 1
             self.forwarded.extend(changes)
@@ -94,7 +96,7 @@ class DrainInThread:
         self,
         conn: pymysql.connections.Connection,
         recorder: Recorder,
-        forward: Callable[[Sequence[Change]], None] | None = None,
+        queue: ChangeQueue | None = None,
         **options: Any,
     ) -> None:
         self.report: Any = None
@@ -102,7 +104,7 @@ class DrainInThread:
 
         def run() -> None:
             try:
-                self.report = drain(conn, default_mappings(), forward or recorder.forward, recorder.reject, **options)
+                self.report = drain(conn, default_mappings(), queue or recorder, recorder.reject, **options)
             except BaseException as exc:  # noqa: BLE001 - handed to the test thread
                 self.error = exc
 
@@ -162,7 +164,7 @@ def test_a_rolled_back_transaction_leaves_nothing_to_drain(sessions: Any) -> Non
     insert_posts(app, 5)
     app.rollback()
 
-    report = drain(conn, default_mappings(), recorder.forward, recorder.reject)
+    report = drain(conn, default_mappings(), recorder, recorder.reject)
 
     assert log_depth(app) == 0
     assert len(lambda_async_calls(app)) == 1  # the ring, like Aurora's invoke, survives the rollback
@@ -200,7 +202,7 @@ def test_drain_coalesces_per_key_hands_off_and_deletes(sessions: Any) -> None:
     execute(app, "UPDATE posts SET title = 'z' WHERE id = 2")
     execute(app, "DELETE FROM posts WHERE id = 3")
 
-    report = drain(conn, default_mappings(), recorder.forward, recorder.reject, batch_rows=500)
+    report = drain(conn, default_mappings(), recorder, recorder.reject, batch_rows=500)
 
     assert sorted(recorder.keys()) == [("posts", (1,)), ("posts", (2,)), ("posts", (3,))]
     assert report.claimed == 5 and report.forwarded == 3
@@ -213,7 +215,7 @@ def test_drain_takes_batches_in_id_order(sessions: Any) -> None:
     recorder = Recorder()
     insert_posts(app, 25)
 
-    report = drain(conn, default_mappings(), recorder.forward, recorder.reject, batch_rows=10)
+    report = drain(conn, default_mappings(), recorder, recorder.reject, batch_rows=10)
 
     assert recorder.calls == 3 and report.batches == 3
     assert [k[1][0] for k in recorder.keys()] == list(range(1, 26))
@@ -222,11 +224,11 @@ def test_drain_takes_batches_in_id_order(sessions: Any) -> None:
 def test_a_primary_key_change_hands_off_the_new_and_the_old_key(sessions: Any) -> None:
     app, conn = sessions(), sessions()
     insert_posts(app, 1)
-    drain(conn, default_mappings(), Recorder().forward, Recorder().reject)
+    drain(conn, default_mappings(), Recorder(), Recorder().reject)
     recorder = Recorder()
 
     execute(app, "UPDATE posts SET id = 1001 WHERE id = 1")
-    drain(conn, default_mappings(), recorder.forward, recorder.reject)
+    drain(conn, default_mappings(), recorder, recorder.reject)
 
     assert sorted(recorder.keys()) == [("posts", (1,)), ("posts", (1001,))]
 
@@ -238,7 +240,7 @@ def test_a_log_row_that_is_no_valid_change_is_recorded_once_and_deleted(sessions
     execute(app, f"INSERT INTO {CHANGE_LOG_TABLE} (payload) VALUES (%s)", payload)
     insert_posts(app, 1)
 
-    drain(conn, default_mappings(), recorder.forward, recorder.reject)
+    drain(conn, default_mappings(), recorder, recorder.reject)
 
     assert len(recorder.rejected) == 1 and "not a mapped table" in recorder.rejected[0][0]
     assert recorder.keys() == [("posts", (1,))]
@@ -312,9 +314,9 @@ def test_two_drainers_at_once_hand_off_each_row_exactly_once(sessions: Any) -> N
 
     def slow_forward(changes: Sequence[Change]) -> None:
         time.sleep(0.01)  # keeps a batch claimed while the other drainer runs (a pace, not an assertion)
-        recorder.forward(changes)
+        recorder.send(changes)
 
-    drainers = [DrainInThread(sessions(), recorder, slow_forward, batch_rows=40) for _ in range(2)]
+    drainers = [DrainInThread(sessions(), recorder, CallbackQueue(slow_forward), batch_rows=40) for _ in range(2)]
     reports = [d.result() for d in drainers]
 
     keys = [k[1][0] for k in recorder.keys()]
@@ -330,18 +332,18 @@ def test_a_drainer_killed_mid_batch_deletes_nothing_and_the_next_one_redelivers(
     delivered = Recorder()
 
     def forward_then_die(changes: Sequence[Change]) -> None:
-        delivered.forward(changes)  # the hand-off happened ...
+        delivered.send(changes)  # the hand-off happened ...
         execute(killer, f"KILL CONNECTION {int(drainer_id)}")  # ... and the drainer dies before its DELETE
 
     with pytest.raises(pymysql.err.Error):
-        drain(conn, default_mappings(), forward_then_die, delivered.reject, batch_rows=10)
+        drain(conn, default_mappings(), CallbackQueue(forward_then_die), delivered.reject, batch_rows=10)
 
     # Then nothing was deleted: the killed transaction rolled back, the lock went with the connection
     assert log_depth(app) == 30
     assert [k[1][0] for k in delivered.keys()] == list(range(1, 11))
     # And the next drainer hands everything off (the first ten twice: the fetcher's version gate absorbs it)
     again = Recorder()
-    drain(sessions(), default_mappings(), again.forward, again.reject)
+    drain(sessions(), default_mappings(), again, again.reject)
     assert [k[1][0] for k in again.keys()] == list(range(1, 31))
     assert log_depth(app) == 0
 
@@ -354,7 +356,7 @@ def test_a_failed_hand_off_leaves_the_rows_for_the_next_drainer(sessions: Any) -
         raise RuntimeError("queue unreachable")
 
     with pytest.raises(RuntimeError, match="unreachable"):
-        drain(conn, default_mappings(), broken, Recorder().reject)
+        drain(conn, default_mappings(), CallbackQueue(broken), Recorder().reject)
 
     assert log_depth(app) == 3
     assert rows(app, "SELECT IS_FREE_LOCK(%s)", drain_lock_name(app.db.decode()))[0][0] == 1

@@ -34,6 +34,7 @@ from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from tests.support.integration import create_replica_table, fetch
+from tests.support.mappings import in_index
 
 TEXT = 'emoji 😀, CJK 漢字, "quotes", back\\slash, it\'s, tab\there\nnew line'
 
@@ -181,7 +182,6 @@ def mapping_document(binary_opensearch: str = "base64", binary_dynamodb: str = "
 
 @pytest.fixture(scope="module")
 def world(mysql: dict[str, Any], opensearch_endpoint: str, local_aws: dict[str, str]) -> Iterator[dict[str, Any]]:
-    from dataclasses import replace
 
     schema = f"fanout_t_{uuid.uuid4().hex[:10]}"
     admin = pymysql.connect(**mysql, charset="utf8mb4", autocommit=True)
@@ -195,7 +195,7 @@ def world(mysql: dict[str, Any], opensearch_endpoint: str, local_aws: dict[str, 
     client = make_client(opensearch_endpoint)
     index = f"all-types-{uuid.uuid4().hex[:8]}"
     client.indices.create(index=index, body={"mappings": INDEX_MAPPINGS})
-    mapping = replace(parse_mappings(mapping_document()).tables["all_types"], opensearch_index=index)
+    mapping = in_index(parse_mappings(mapping_document()).tables["all_types"], index)
     table = create_replica_table(local_aws)
     # the writer's session is deliberately not UTC: TIMESTAMP values must still arrive as UTC
     writer = pymysql.connect(**mysql, database=schema, charset="utf8mb4", autocommit=True)
@@ -229,7 +229,7 @@ def replicate(world: dict[str, Any], case: Case, mapping: TableMapping | None = 
     change = Change("all_types", (("id", key),), "insert", 1_764_240_000_000_000)
     report = fetch(world["settings"], mapping, change, world["sinks"])
     assert {o["outcome"] for o in report.outcomes} == {"written"}, report.outcomes
-    document = world["opensearch"].get(index=mapping.opensearch_index, id=opensearch_document_id(mapping, change))
+    document = world["opensearch"].get(index=mapping.opensearch.index, id=opensearch_document_id(mapping, change))
     item = world["table"].get_item(Key=dynamodb_key(mapping, change), ConsistentRead=True)["Item"]
     conn = connect(world["settings"])
     try:
@@ -282,11 +282,10 @@ def test_each_column_type_reaches_both_sinks_as_documented(world: dict[str, Any]
 def test_binary_columns_can_be_excluded_or_base64_per_sink(
     world: dict[str, Any], opensearch_binary: str, dynamodb_binary: str, in_document: Any, in_item: Any
 ) -> None:
-    from dataclasses import replace
 
     # Given a mapping that says what to do with BINARY/BLOB in each sink
     configured = parse_mappings(mapping_document(opensearch_binary, dynamodb_binary)).tables["all_types"]
-    mapping = replace(configured, opensearch_index=world["mapping"].opensearch_index)
+    mapping = in_index(configured, world["mapping"].opensearch.index)
 
     # When a row with a BLOB is replicated
     document, item = replicate(world, Case("c_blob", "%s", (BLOB,), None, None), mapping)

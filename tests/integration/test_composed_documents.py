@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,30 +20,32 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.model.payloads import parse_trigger_payload
 from fanout.pipeline.fetcher import Fetcher, FetchFailed, FetchReport
-from fanout.pipeline.forwarder import Forward
+from fanout.pipeline.forwarder import ChangeQueue
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.composition_read import compose_rows
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
+from tests.support.fakes import CallbackQueue, RecordingQueue
 from tests.support.locks import row_locks_held, seen_waiting
+from tests.support.mappings import in_index
 
 TS = 1764240000.5
 
 
 @pytest.fixture
 def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any) -> Iterator[dict[str, Any]]:
-    articles = replace(default_mappings().tables["articles"], opensearch_index=f"articles-{uuid.uuid4().hex[:8]}")
+    articles = in_index(default_mappings().tables["articles"], f"articles-{uuid.uuid4().hex[:8]}")
     mappings = Mappings({**default_mappings().tables, "articles": articles})
     client = make_client(opensearch_endpoint)
     writer = connect(db_settings)
     reader = connect(db_settings)
     sinks = [OpenSearchSink(client), DynamoDBSink(replica_table, tombstone_ttl_seconds=60)]
 
-    def fetch(changes: list[Change], forward: Forward | None = None, pages: int = 1) -> FetchReport:
-        """One fetcher invocation; with ``forward``, at most ``pages`` pages of roots, the rest handed on."""
+    def fetch(changes: list[Change], queue: ChangeQueue | None = None, pages: int = 1) -> FetchReport:
+        """One fetcher invocation; with ``queue``, at most ``pages`` pages of roots, the rest sent to it."""
         source = DatabaseSource.over(reader)
-        return Fetcher(mappings, source, sinks, forward=forward, pages=pages, page_size=2).apply(changes)
+        return Fetcher(mappings, source, sinks, continuations=queue, pages=pages, page_size=2).apply(changes)
 
     def sql(statement: str, *params: Any) -> int:
         with writer.cursor() as cur:
@@ -52,15 +53,15 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any) -> Ite
             return int(cur.lastrowid or 0)
 
     def document(article: int) -> dict[str, Any] | None:
-        client.indices.refresh(index=articles.opensearch_index)
-        found = client.get(index=articles.opensearch_index, id=str(article), ignore=404)
+        client.indices.refresh(index=articles.opensearch.index)
+        found = client.get(index=articles.opensearch.index, id=str(article), ignore=404)
         return found.get("_source") if found.get("found") else None
 
     def item(article: int) -> dict[str, Any]:
         return dict(replica_table.get_item(Key={"pk": f"articles#{article}"}, ConsistentRead=True)["Item"])
 
     yield {"fetch": fetch, "sql": sql, "document": document, "item": item, "mappings": mappings, "db": db_settings}
-    client.indices.delete(index=articles.opensearch_index, ignore_unavailable=True)
+    client.indices.delete(index=articles.opensearch.index, ignore_unavailable=True)
     writer.close()
     reader.close()
 
@@ -177,10 +178,10 @@ def deliver_with_continuations(world: dict[str, Any], change: Change, after_each
     """The change, then each continuation it hands on, one invocation each, as the fetch queue would deliver them."""
     pending = [change]
     while pending:
-        handed_on: list[Change] = []
-        world["fetch"]([pending.pop(0)], handed_on.extend)
+        handed_on = RecordingQueue()
+        world["fetch"]([pending.pop(0)], handed_on)
         after_each()
-        pending += handed_on
+        pending += [change for batch in handed_on.batches for change in batch]
 
 
 def renamed_author_of(world: dict[str, Any], published: int) -> tuple[Change, list[int]]:
@@ -225,7 +226,7 @@ def test_a_continuation_that_cannot_be_handed_on_fails_the_change_instead_of_dro
 
     # When its invocation cannot hand the rest on
     with pytest.raises(FetchFailed) as failed:
-        world["fetch"]([change], unreachable)
+        world["fetch"]([change], CallbackQueue(unreachable))
 
     # Then the change itself failed (the queue retries it), with the first page rebuilt and the rest not dropped:
     assert ("articles", change.key) in failed.value.report.failed_keys

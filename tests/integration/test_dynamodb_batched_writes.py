@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import socket
 import time
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +30,7 @@ from tests.support.aws import aws_resource
 from tests.support.fault_injection import FaultyEndpoint
 from tests.support.files import ROOT
 from tests.support.integration import create_replica_table
+from tests.support.mappings import in_dynamodb_table
 
 POSTS = default_mappings().get("posts")
 
@@ -315,7 +315,7 @@ def test_a_batch_of_one_is_a_plain_put_item(replica_table: Any) -> None:
 
 
 def test_a_mapping_with_its_own_table_batches_into_it(local_aws: dict[str, str], second_table: Any) -> None:
-    mapping = replace(POSTS, dynamodb_table=second_table.name)
+    mapping = in_dynamodb_table(POSTS, second_table.name)
     sink = DynamoDBSink(None, 3600, tables=aws_resource(local_aws, "dynamodb").Table)
     assert sink.apply_batch(mapping, [(change(k), RowState(row(k, "t"), 1)) for k in range(3)]) == [Outcome.WRITTEN] * 3
     assert stored(second_table, 2)["title"] == "t"  # type: ignore[index]

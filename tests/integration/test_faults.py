@@ -152,8 +152,8 @@ class Pipeline:
             )
             assert comparison.agrees, (key, comparison.opensearch_problem, comparison.dynamodb_problem)
         live = self.live_keys()
-        self.opensearch.indices.refresh(index=self.posts.opensearch_index)
-        assert self.opensearch.count(index=self.posts.opensearch_index)["count"] == len(live)
+        self.opensearch.indices.refresh(index=self.posts.opensearch.index)
+        assert self.opensearch.count(index=self.posts.opensearch.index)["count"] == len(live)
         items = self.table.scan(ConsistentRead=True)["Items"]
         assert sorted(i["pk"] for i in items if not i.get("_deleted")) == sorted(f"posts#{k}" for k in live)
         assert {i["pk"] for i in items} <= {
@@ -249,7 +249,7 @@ def pipeline(
         dynamodb.close()
         pipeline.source.close()
         pipeline.admin.close()
-        pipeline.opensearch.indices.delete(index=pipeline.posts.opensearch_index, ignore_unavailable=True)
+        pipeline.opensearch.indices.delete(index=pipeline.posts.opensearch.index, ignore_unavailable=True)
         table.delete()
         sqs.delete_queue(QueueUrl=dlq_url)
         default_mappings.cache_clear()
@@ -354,7 +354,7 @@ def test_the_fetchers_database_connection_killed_while_idle_or_mid_read_loses_no
     assert fetcher_connection_id(pipeline, waiting_for_lock=False) not in (idle, reading)
     pipeline.keys.add(key)
     pipeline.assert_sinks_equal_the_source()
-    assert pipeline.opensearch.get(index=pipeline.posts.opensearch_index, id=str(key))["_source"]["title"] == (
+    assert pipeline.opensearch.get(index=pipeline.posts.opensearch.index, id=str(key))["_source"]["title"] == (
         "committed after the kill"
     )
 
@@ -389,7 +389,7 @@ def test_a_lock_wait_timeout_through_every_retry_ends_in_the_dead_letter_queue_a
     assert not delivered
     assert len(pipeline.deliver.failures) == RECEIVES
     assert all("lock wait timeout" in f for f in pipeline.deliver.failures)
-    assert pipeline.opensearch.get(index=pipeline.posts.opensearch_index, id=str(key))["found"]
+    assert pipeline.opensearch.get(index=pipeline.posts.opensearch.index, id=str(key))["found"]
 
     # When the transaction commits and the queue is redriven
     writer.commit()
@@ -454,7 +454,7 @@ def test_a_fetcher_killed_between_its_sink_writes_is_retried_and_converges(pipel
     # Then it died mid-batch: the batch reached OpenSearch (one _bulk request, written first), but not
     # DynamoDB (one TransactWriteItems for the batch, never sent)
     assert returncode == -signal.SIGKILL
-    index = pipeline.posts.opensearch_index
+    index = pipeline.posts.opensearch.index
     pipeline.opensearch.indices.refresh(index=index)
     in_opensearch = {k for k in keys if pipeline.opensearch.exists(index=index, id=str(k))}
     in_dynamodb = {k for k in keys if "Item" in pipeline.table.get_item(Key={"pk": f"posts#{k}"}, ConsistentRead=True)}

@@ -8,7 +8,6 @@ set small so the boundaries are cheap to reach, and the requests that reach the 
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from fanout.sinks.opensearch import (
     make_client,
 )
 from fanout.source.rows import RowState
+from tests.support.mappings import in_index
 
 POSTS = default_mappings().get("posts")
 
@@ -43,9 +43,9 @@ def world(opensearch_endpoint: str) -> Any:
         return original(method, url, *args, **kwargs)
 
     transport.perform_request = perform_request
-    mapping = replace(POSTS, opensearch_index=f"posts-bulk-{uuid.uuid4().hex[:8]}")
+    mapping = in_index(POSTS, f"posts-bulk-{uuid.uuid4().hex[:8]}")
     yield client, sent, mapping
-    client.indices.delete(index=mapping.opensearch_index, ignore_unavailable=True)
+    client.indices.delete(index=mapping.opensearch.index, ignore_unavailable=True)
 
 
 def batch(n: int, first: int = 1) -> list[tuple[Change, RowState]]:
@@ -90,8 +90,8 @@ def test_a_request_holds_exactly_as_many_operations_as_fit_the_byte_limit(world:
         == [Outcome.WRITTEN] * 30
     )
     assert [body.count(b"\n") // 2 for body in sent] == [9, 9, 9, 3]
-    client.indices.refresh(index=mapping.opensearch_index)
-    assert client.count(index=mapping.opensearch_index)["count"] == 60
+    client.indices.refresh(index=mapping.opensearch.index)
+    assert client.count(index=mapping.opensearch.index)["count"] == 60
 
 
 def test_a_request_holds_at_most_the_operation_limit(world: Any) -> None:

@@ -13,7 +13,6 @@ import os
 import signal
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -32,6 +31,7 @@ from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from fanout.source.rows import RowState
 from tests.support.aws import aws_client, aws_resource
+from tests.support.mappings import in_index
 
 EDGES = """
 CREATE TABLE edges (
@@ -51,11 +51,11 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any, local_
     conn = connect(db_settings)
     with conn.cursor() as cur:
         cur.execute(EDGES)
-    mapping = replace(
+    mapping = in_index(
         parse_mappings({"tables": {"edges": {"primary_key": [{"column": "id"}], "json_columns": ["doc"]}}}).tables[
             "edges"
         ],
-        opensearch_index=f"edges-{uuid.uuid4().hex[:8]}",
+        f"edges-{uuid.uuid4().hex[:8]}",
     )
     client = make_client(opensearch_endpoint)
     yield {
@@ -69,7 +69,7 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any, local_
         "reject": QueueRejectRecorder(sqs, queue, source="fetcher"),
         "sinks": [OpenSearchSink(client), DynamoDBSink(replica_table, tombstone_ttl_seconds=3600)],
     }
-    client.indices.delete(index=mapping.opensearch_index, ignore=[404])
+    client.indices.delete(index=mapping.opensearch.index, ignore=[404])
     sqs.delete_queue(QueueUrl=queue)
     conn.close()
 
@@ -100,7 +100,7 @@ def outcomes_by_key(
 
 def test_the_engine_takes_the_tombstone_lifetime_the_sink_creates_indices_with(world: dict[str, Any]) -> None:
     # When the sink creates its index
-    index = world["mapping"].opensearch_index
+    index = world["mapping"].opensearch.index
     world["sinks"][0].ensure_index(index)
 
     # Then the real engine kept index.gc_deletes as given (a setting it did not know would be a 400)
@@ -112,7 +112,7 @@ def test_an_external_version_of_2_63_is_refused_by_the_engine_and_rejected_for_i
     world: dict[str, Any],
 ) -> None:
     # Given the engine's own rule: external versions are Java longs
-    index = world["mapping"].opensearch_index
+    index = world["mapping"].opensearch.index
     world["sinks"][0].ensure_index(index)
     with pytest.raises(RequestError):
         world["opensearch"].index(
@@ -137,7 +137,7 @@ def test_a_column_named_like_a_metadata_field_is_dead_lettered_until_the_mapping
     world: dict[str, Any],
 ) -> None:
     # Given the engine's rule: a document may not carry a metadata field such as `_id`
-    index = world["mapping"].opensearch_index
+    index = world["mapping"].opensearch.index
     with pytest.raises(RequestError, match="metadata field"):
         world["opensearch"].index(index=index, id="probe", body={"_id": "x"})
     # and fanout's list of such names covers every one this engine refuses
@@ -156,7 +156,7 @@ def test_a_column_named_like_a_metadata_field_is_dead_lettered_until_the_mapping
         cur.execute("CREATE TABLE reserved (id INT NOT NULL PRIMARY KEY, `_id` VARCHAR(20) NULL) ENGINE = InnoDB")
         cur.execute("INSERT INTO reserved VALUES (1, 'x')")
     spec: dict[str, Any] = {"primary_key": [{"column": "id"}]}
-    mapping = replace(parse_mappings({"tables": {"reserved": spec}}).tables["reserved"], opensearch_index=index)
+    mapping = in_index(parse_mappings({"tables": {"reserved": spec}}).tables["reserved"], index)
     change = Change("reserved", (("id", 1),), "insert", VERSION, "req-engine")
     outcomes = outcomes_by_key(world, [change], mapping)
 
@@ -167,7 +167,7 @@ def test_a_column_named_like_a_metadata_field_is_dead_lettered_until_the_mapping
 
     # And once the mapping renames the column, the row is written
     spec["opensearch"] = {"rename": {"_id": "source_id"}}
-    renamed = replace(parse_mappings({"tables": {"reserved": spec}}).tables["reserved"], opensearch_index=index)
+    renamed = in_index(parse_mappings({"tables": {"reserved": spec}}).tables["reserved"], index)
     assert outcomes_by_key(world, [change], renamed)[("1", "opensearch")] == "written"
     assert world["opensearch"].get(index=index, id="1")["_source"] == {"id": 1, "source_id": "x"}
 
@@ -209,7 +209,7 @@ def test_an_empty_json_key_is_refused_by_both_sinks_and_recorded(world: dict[str
 
 def test_bigint_unsigned_above_a_long_needs_an_unsigned_long_mapping(world: dict[str, Any]) -> None:
     # Given dynamic mapping, which makes `big` a long
-    index = world["mapping"].opensearch_index
+    index = world["mapping"].opensearch.index
     top = insert(world, id=1, big=2**64 - 1)
 
     # When the largest BIGINT UNSIGNED arrives, the engine refuses it: the row is dead-lettered, DynamoDB has it
@@ -229,7 +229,7 @@ def test_bigint_unsigned_above_a_long_needs_an_unsigned_long_mapping(world: dict
 
 def test_reconcile_never_asks_for_more_hits_than_the_result_window(world: dict[str, Any]) -> None:
     # Given the engine's window: one search returns at most index.max_result_window (10,000) hits
-    index = world["mapping"].opensearch_index
+    index = world["mapping"].opensearch.index
     world["sinks"][0].ensure_index(index)
     with pytest.raises(RequestError, match="Result window is too large"):
         world["opensearch"].search(index=index, body={"size": MAX_RESULT_WINDOW + 1})
@@ -258,7 +258,7 @@ def test_a_frozen_node_fails_the_fetch_for_a_retry_and_the_retry_after_it_thaws_
     # Given a sink whose client waits 2 s for an answer (the deployed one: 10 s, 2 retries), an index in place
     client = OpenSearch(hosts=[opensearch_endpoint], timeout=2, max_retries=0)
     world["sinks"][0] = OpenSearchSink(client)
-    world["sinks"][0].ensure_index(world["mapping"].opensearch_index)
+    world["sinks"][0].ensure_index(world["mapping"].opensearch.index)
     change = insert(world, id=1, label="written while frozen")
 
     # When the node is frozen (SIGSTOP: it holds its connections and answers nothing) during a fetch
@@ -274,7 +274,7 @@ def test_a_frozen_node_fails_the_fetch_for_a_retry_and_the_retry_after_it_thaws_
 
     # And the retry once it thaws writes OpenSearch; a timeout is no rejection: the dead-letter queue is empty
     assert outcomes_by_key(world, [change])[("1", "opensearch")] == "written"
-    assert client.get(index=world["mapping"].opensearch_index, id="1")["_source"]["label"] == "written while frozen"
+    assert client.get(index=world["mapping"].opensearch.index, id="1")["_source"]["label"] == "written while frozen"
     assert dead_letters(world) == []
 
 
@@ -282,9 +282,7 @@ def test_an_index_the_sink_creates_gets_the_mappings_the_table_declares(world: d
     # Given a mapping that declares its JSON column as not indexed (its shape varies between rows)
     spec = {"primary_key": [{"column": "id"}], "json_columns": ["doc"]}
     spec["opensearch"] = {"index_mappings": {"properties": {"doc": {"type": "object", "enabled": False}}}}
-    mapping = replace(
-        parse_mappings({"tables": {"edges": spec}}).tables["edges"], opensearch_index=f"decl-{uuid.uuid4().hex[:8]}"
-    )
+    mapping = in_index(parse_mappings({"tables": {"edges": spec}}).tables["edges"], f"decl-{uuid.uuid4().hex[:8]}")
     changes = [
         insert(world, id=1, doc='{"x": 1}'),
         insert(world, id=2, doc='"text"'),
@@ -297,14 +295,14 @@ def test_an_index_the_sink_creates_gets_the_mappings_the_table_declares(world: d
 
         # Then the engine took every one (under dynamic mapping it refuses two, as the test above shows)
         assert set(outcomes.values()) == {"written"}
-        mappings = world["opensearch"].indices.get_mapping(index=mapping.opensearch_index)
-        assert mappings[mapping.opensearch_index]["mappings"]["properties"]["doc"] == {
+        mappings = world["opensearch"].indices.get_mapping(index=mapping.opensearch.index)
+        assert mappings[mapping.opensearch.index]["mappings"]["properties"]["doc"] == {
             "type": "object",
             "enabled": False,
         }
-        assert world["opensearch"].get(index=mapping.opensearch_index, id="2")["_source"]["doc"] == "text"
+        assert world["opensearch"].get(index=mapping.opensearch.index, id="2")["_source"]["doc"] == "text"
     finally:
-        world["opensearch"].indices.delete(index=mapping.opensearch_index, ignore=[404])
+        world["opensearch"].indices.delete(index=mapping.opensearch.index, ignore=[404])
 
 
 def test_the_tests_talk_to_the_real_engine_at_the_pinned_version(opensearch_endpoint: str) -> None:

@@ -31,7 +31,7 @@ def world(harness: Harness) -> Harness:
 
 def agrees(h: Harness) -> bool:
     """Reconcile of posts, once OpenSearch has made the last writes searchable (its refresh interval)."""
-    h.opensearch.indices.refresh(index=h.mapping("posts").opensearch_index)
+    h.opensearch.indices.refresh(index=h.mapping("posts").opensearch.index)
     return bool(h.reconcile(tables=["posts"]).agrees)
 
 

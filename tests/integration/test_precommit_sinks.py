@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -28,6 +27,7 @@ from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from tests.support.integration import FetchInThread, fetch, lock_waits
+from tests.support.mappings import in_index
 from tests.support.waiting import wait_until
 
 WAIT_SECONDS = 30.0
@@ -39,7 +39,7 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any) -> Ite
     client = make_client(opensearch_endpoint)
     suffix = uuid.uuid4().hex[:8]
     mappings = {
-        name: replace(default_mappings().tables[name], opensearch_index=f"precommit-{name.replace('_', '-')}-{suffix}")
+        name: in_index(default_mappings().tables[name], f"precommit-{name.replace('_', '-')}-{suffix}")
         for name in ("posts", "tenant_settings")
     }
     writer, db = connect(db_settings, autocommit=False), connect(db_settings)
@@ -55,7 +55,7 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any) -> Ite
     writer.close()
     db.close()
     for mapping in mappings.values():
-        client.indices.delete(index=mapping.opensearch_index, ignore=[404])
+        client.indices.delete(index=mapping.opensearch.index, ignore=[404])
 
 
 def post_change(key: int) -> Change:
@@ -73,7 +73,7 @@ def sink_state(world: dict[str, Any], table: str, change: Change) -> tuple[Any, 
 
     mapping = world["mappings"][table]
     try:
-        doc = world["opensearch"].get(index=mapping.opensearch_index, id=opensearch_document_id(mapping, change))
+        doc = world["opensearch"].get(index=mapping.opensearch.index, id=opensearch_document_id(mapping, change))
         source = doc["_source"]
     except NotFoundError:
         source = None

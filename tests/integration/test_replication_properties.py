@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import pymysql
@@ -61,6 +61,7 @@ from tests.support.integration import (
     lambda_async_bridge,
     parser_arn,
 )
+from tests.support.mappings import in_index
 
 WORKERS = 3
 SLUGS = ("a", "A", "b", "c", "c ")  # 'a'/'A' and 'c'/'c ' are one key to the collation, two to the sinks
@@ -171,8 +172,8 @@ class Deliveries:
                 (self.late if held_back else self.bag).append(change)
             self.cond.notify_all()
 
-    def hand_on(self, changes: Sequence[Change]) -> None:
-        """A fetcher's continuations: delivered like the parser's changes."""
+    def send(self, changes: Sequence[Change]) -> None:
+        """The fetch queue (a ChangeQueue) for the drainer's changes and a fetcher's continuations alike."""
         for change in changes:
             self.add(change)
 
@@ -238,7 +239,7 @@ def worker(
         SlowSource(OneConnection(conn)),
         sinks.per_worker[index],
         reject=reject,
-        forward=deliveries.hand_on,
+        continuations=deliveries,
         pages=1,
         page_size=2,
     )
@@ -302,15 +303,11 @@ def play_history(
     writing.set()
     failures: list[BaseException] = []
 
-    def forward(changes: Sequence[Change]) -> None:
-        for change in changes:  # the drainer validated them as the parser does (parse_trigger_payload)
-            deliveries.add(change)
-
     def drain_while_writing() -> None:
         # The rung parser: drains the change log concurrently with the writer, again and again.
         try:
             while writing.is_set():
-                drain(drainer, mappings, forward, deliveries_reject, time_left=writing.is_set)
+                drain(drainer, mappings, deliveries, deliveries_reject, time_left=writing.is_set)
                 time.sleep(0.01)
         except BaseException as exc:  # surfaced by the test thread
             failures.append(exc)
@@ -342,7 +339,7 @@ def play_history(
         writing.clear()
         draining.join(60)
         assert not draining.is_alive(), "the drainer did not finish"
-        drain(drainer, mappings, forward, deliveries_reject)  # the sweeper's ring: whatever is left
+        drain(drainer, mappings, deliveries, deliveries_reject)  # the sweeper's ring: whatever is left
     finally:
         writing.clear()
         drainer.close()
@@ -427,7 +424,7 @@ def sinks_in_memory(table: str) -> Sinks:
 def sinks_on_servers(opensearch_endpoint: str, local_aws: dict[str, str], table: str) -> Iterator[Sinks]:
     """Both sinks on the real servers, each worker with its own clients (as separate Lambda environments have)."""
     index = f"property-{table}-{uuid.uuid4().hex[:8]}"
-    mapping = replace(default_mappings().tables[table], opensearch_index=index)
+    mapping = in_index(default_mappings().tables[table], index)
     replica = create_replica_table(local_aws)
     per_worker = [
         [

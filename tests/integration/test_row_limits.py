@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -33,6 +32,7 @@ from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from tests.support.aws import aws_client, aws_resource
 from tests.support.integration import fetch
+from tests.support.mappings import in_index
 
 BLOBS = """
 CREATE TABLE blobs (
@@ -51,11 +51,11 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any, local_
     conn = connect(db_settings)
     with conn.cursor() as cur:
         cur.execute(BLOBS)
-    mapping = replace(
+    mapping = in_index(
         parse_mappings(
             {"tables": {"blobs": {"primary_key": [{"column": "id"}], "opensearch": {"binary": "exclude"}}}}
         ).tables["blobs"],
-        opensearch_index=f"blobs-{uuid.uuid4().hex[:8]}",
+        f"blobs-{uuid.uuid4().hex[:8]}",
     )
     client = make_client(opensearch_endpoint)
     yield {
@@ -68,7 +68,7 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any, local_
         "queue": queue,
         "reject": QueueRejectRecorder(sqs, queue, source="fetcher"),
     }
-    client.indices.delete(index=mapping.opensearch_index, ignore=[404])
+    client.indices.delete(index=mapping.opensearch.index, ignore=[404])
     sqs.delete_queue(QueueUrl=queue)
 
 
@@ -93,7 +93,7 @@ def test_a_row_above_the_dynamodb_item_limit_is_recorded_and_opensearch_still_wr
     # Then OpenSearch has the row, DynamoDB does not, and the DLQ says why, with a change that can be replayed
     outcomes = {o["sink"]: o["outcome"] for o in report.outcomes}
     assert outcomes == {"opensearch": "written", "dynamodb": "rejected"}
-    assert world["opensearch"].get(index=world["mapping"].opensearch_index, id="1")["_source"]["note"] == "big"
+    assert world["opensearch"].get(index=world["mapping"].opensearch.index, id="1")["_source"]["note"] == "big"
     assert "Item" not in world["table"].get_item(Key=dynamodb_key(world["mapping"], blob_change(1)))
     [record] = dead_letters(world)
     assert record["rejected_by"] == "fetcher" and record["correlation_id"] == "req-limits"
@@ -129,7 +129,7 @@ def test_a_document_above_the_opensearch_request_limit_is_recorded_and_dynamodb_
 
     # Then
     assert {o["sink"]: o["outcome"] for o in report.outcomes} == {"opensearch": "rejected", "dynamodb": "written"}
-    assert not world["opensearch"].exists(index=world["mapping"].opensearch_index, id="2")
+    assert not world["opensearch"].exists(index=world["mapping"].opensearch.index, id="2")
     item = world["table"].get_item(Key=dynamodb_key(world["mapping"], blob_change(2)), ConsistentRead=True)["Item"]
     assert item["body"] == "長" * 40_000
     [record] = dead_letters(world)
@@ -159,9 +159,9 @@ def test_a_mapping_can_send_rows_to_its_own_dynamodb_table_with_a_sort_key(
         "attributes": ["value", "revision"],
         "rename": {"revision": "rev"},
     }
-    mapping = replace(
+    mapping = in_index(
         parse_mappings({"tables": {"tenant_settings": spec}}).tables["tenant_settings"],
-        opensearch_index=f"own-table-{uuid.uuid4().hex[:8]}",
+        f"own-table-{uuid.uuid4().hex[:8]}",
     )
     client = make_client(opensearch_endpoint)
     sinks = [
@@ -183,7 +183,7 @@ def test_a_mapping_can_send_rows_to_its_own_dynamodb_table_with_a_sort_key(
         item = own.get_item(Key={"tenant_id": "acme", "setting": "a%2Fb%20c"}, ConsistentRead=True)["Item"]
         assert item["value"] == [1] and item["rev"] == 3 and "revision" not in item and "description" not in item
         assert dynamodb_key(mapping, change) == {"tenant_id": "acme", "setting": "a%2Fb%20c"}
-        document = client.get(index=mapping.opensearch_index, id=opensearch_document_id(mapping, change))
+        document = client.get(index=mapping.opensearch.index, id=opensearch_document_id(mapping, change))
         assert document["_id"] == "acme:a%2Fb%20c" and document["_source"]["summary"] is None
         assert compare_row(conn, mapping, change, client, None, dynamodb.Table).agrees
 
@@ -196,7 +196,7 @@ def test_a_mapping_can_send_rows_to_its_own_dynamodb_table_with_a_sort_key(
         assert compare_row(conn, mapping, change, client, None, dynamodb.Table).agrees
     finally:
         own.delete()
-        client.indices.delete(index=mapping.opensearch_index, ignore=[404])
+        client.indices.delete(index=mapping.opensearch.index, ignore=[404])
 
 
 def _bundled_spec(table: str) -> dict[str, Any]:

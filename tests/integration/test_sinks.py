@@ -22,6 +22,7 @@ from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.rows import RowState
 from tests.support.integration import create_replica_table
+from tests.support.mappings import in_index
 
 POSTS = default_mappings().get("posts")
 
@@ -40,16 +41,15 @@ def row(key: int, title: str) -> dict[str, Any]:
 @pytest.fixture
 def posts_mapping() -> Any:
     """The posts mapping, pointed at a fresh index so tests never share documents."""
-    from dataclasses import replace
 
-    return replace(POSTS, opensearch_index=f"posts-test-{uuid.uuid4().hex[:8]}")
+    return in_index(POSTS, f"posts-test-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture
 def opensearch_sink(opensearch_endpoint: str, posts_mapping: Any) -> Any:
     client = make_client(opensearch_endpoint)
     yield OpenSearchSink(client), client
-    client.indices.delete(index=posts_mapping.opensearch_index, ignore_unavailable=True)
+    client.indices.delete(index=posts_mapping.opensearch.index, ignore_unavailable=True)
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def replica_table(local_aws: dict[str, str]) -> Any:
 def test_opensearch_keeps_the_highest_version(opensearch_sink: Any, posts_mapping: Any) -> None:
     sink, client = opensearch_sink
     change = Change("posts", (("id", 7),), "update", 1)
-    index = posts_mapping.opensearch_index
+    index = posts_mapping.opensearch.index
 
     assert sink.apply(posts_mapping, change, RowState(row(7, "v200"), 200)) is Outcome.WRITTEN
     assert sink.apply(posts_mapping, change, RowState(row(7, "v100"), 100)) is Outcome.STALE
@@ -93,8 +93,8 @@ def test_opensearch_delete_of_a_never_seen_row_is_fine(opensearch_sink: Any, pos
 def test_opensearch_index_is_created_with_tombstones_kept_long_enough(opensearch_sink: Any, posts_mapping: Any) -> None:
     sink, client = opensearch_sink
     sink.apply(posts_mapping, Change("posts", (("id", 1),), "insert", 1), RowState(row(1, "x"), 1))
-    settings = client.indices.get_settings(index=posts_mapping.opensearch_index)
-    assert settings[posts_mapping.opensearch_index]["settings"]["index"]["gc_deletes"] == "1h"
+    settings = client.indices.get_settings(index=posts_mapping.opensearch.index)
+    assert settings[posts_mapping.opensearch.index]["settings"]["index"]["gc_deletes"] == "1h"
 
 
 def test_dynamodb_keeps_the_highest_version(replica_table: Any) -> None:
@@ -140,9 +140,9 @@ def test_opensearch_bulk_answers_per_row_written_stale_deleted_and_rejected(
     # Then each row has its own outcome, and only the oversized one is refused
     assert outcomes[:3] == [Outcome.STALE, Outcome.WRITTEN, Outcome.DELETED]
     assert isinstance(outcomes[3], RowRejected)
-    client.indices.refresh(index=posts_mapping.opensearch_index)
-    assert client.get(index=posts_mapping.opensearch_index, id="1")["_source"]["title"] == "v200"
-    assert client.get(index=posts_mapping.opensearch_index, id="2")["_version"] == 300
+    client.indices.refresh(index=posts_mapping.opensearch.index)
+    assert client.get(index=posts_mapping.opensearch.index, id="1")["_source"]["title"] == "v200"
+    assert client.get(index=posts_mapping.opensearch.index, id="2")["_version"] == 300
 
 
 def test_dynamodb_parallel_conditional_writes_keep_the_highest_version(replica_table: Any) -> None:

@@ -16,7 +16,7 @@ import json
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +36,7 @@ from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from tests.support.aws import aws_client, aws_resource
 from tests.support.integration import create_replica_table, fetch
+from tests.support.mappings import in_index
 
 TABLES = [
     "CREATE TABLE wide_numbers (id INT NOT NULL PRIMARY KEY, d DOUBLE NULL, j JSON NULL, t TEXT NULL)",
@@ -76,12 +77,12 @@ class World:
     def replicate(self, change: Change) -> dict[str, str]:
         mapping = self.mappings.tables[change.table]
         report = fetch(self.settings, mapping, change, self.sinks, self.reject)
-        self.opensearch.indices.refresh(index=mapping.opensearch_index)
+        self.opensearch.indices.refresh(index=mapping.opensearch.index)
         return {o["sink"]: o["outcome"] for o in report.outcomes}
 
     def reconcile(self, tables: list[str], **options: Any) -> ReconcileReport:
         for name in tables:
-            self.opensearch.indices.refresh(index=self.mappings.tables[name].opensearch_index, ignore=[404])
+            self.opensearch.indices.refresh(index=self.mappings.tables[name].opensearch.index, ignore=[404])
         readers = SinkReaders(self.opensearch, self.dynamodb, self.table.name)
         if options.get("repair"):
             options.update(
@@ -104,9 +105,7 @@ def world(db_settings: DatabaseSettings, opensearch_endpoint: str, local_aws: di
         "big_rows": {"primary_key": [{"column": "id"}], "opensearch": {"binary": "exclude"}},
     }
     parsed = parse_mappings({"tables": spec})
-    mappings = Mappings(
-        {n: replace(m, opensearch_index=f"{n.replace('_', '-')}-{suffix}") for n, m in parsed.tables.items()}
-    )
+    mappings = Mappings({n: in_index(m, f"{n.replace('_', '-')}-{suffix}") for n, m in parsed.tables.items()})
     conn = connect(db_settings)
     for sql in TABLES:
         with conn.cursor() as cur:
@@ -116,7 +115,7 @@ def world(db_settings: DatabaseSettings, opensearch_endpoint: str, local_aws: di
     table = create_replica_table(local_aws)
     client = make_client(opensearch_endpoint)
     # DOUBLE as the README recommends: dynamic mapping would make it a float, which refuses 1.5e100
-    wide_index = mappings.tables["wide_numbers"].opensearch_index
+    wide_index = mappings.tables["wide_numbers"].opensearch.index
     client.indices.create(index=wide_index, body={"mappings": {"properties": {"d": {"type": "double"}}}})
     plain = aws_client(local_aws, "dynamodb")
     resource = aws_resource(local_aws, "dynamodb")
@@ -125,7 +124,7 @@ def world(db_settings: DatabaseSettings, opensearch_endpoint: str, local_aws: di
     finally:
         conn.close()
         for m in mappings.tables.values():
-            client.indices.delete(index=m.opensearch_index, ignore=[404])
+            client.indices.delete(index=m.opensearch.index, ignore=[404])
         table.delete()
         sqs.delete_queue(QueueUrl=queue)
 
@@ -205,13 +204,13 @@ def test_json_text_keeps_every_digit_mysqls_json_type_a_doubles_and_reconcile_se
     mapping = world.mappings.tables["wide_numbers"]
 
     # Then from the TEXT column, the document's source holds the number with all its digits, as the item does
-    url = f"{world.endpoint}/{mapping.opensearch_index}/_doc/5"
+    url = f"{world.endpoint}/{mapping.opensearch.index}/_doc/5"
     with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 - the local node
         source = json.loads(answer.read(), parse_float=Decimal)["_source"]  # the stored text, digit by digit
     assert str(source["t"]["pi"]) == PI, source
     item = world.table.get_item(Key={"pk": "wide_numbers#5"}, ConsistentRead=True)["Item"]
     assert str(item["t"]["pi"]) == PI
-    assert world.opensearch.get(index=mapping.opensearch_index, id="5")["_source"]["t"]["pi"] == Decimal(PI)
+    assert world.opensearch.get(index=mapping.opensearch.index, id="5")["_source"]["t"]["pi"] == Decimal(PI)
 
     # And from the JSON column, both sinks hold the double MySQL stored: the digits were gone at the INSERT
     with world.conn.cursor() as cur:
@@ -225,7 +224,7 @@ def test_json_text_keeps_every_digit_mysqls_json_type_a_doubles_and_reconcile_se
         {"id": 5, "d": None, "j": {"pi": float(PI), "big": 1e38, "n": 12}, "t": {"pi": float(PI), "big": 1e38, "n": 12}}
     )
     world.opensearch.index(
-        index=mapping.opensearch_index, id="5", body=damaged, params={"version": 2**62, "version_type": "external"}
+        index=mapping.opensearch.index, id="5", body=damaged, params={"version": 2**62, "version_type": "external"}
     )
     report = world.reconcile(["wide_numbers"])
     opensearch = report.tables["wide_numbers"]["opensearch"]
@@ -250,7 +249,7 @@ def test_keys_longer_than_a_sink_id_are_replicated_under_a_bounded_id_and_reconc
         mapping = world.mappings.tables[table]
         doc_id = opensearch_document_id(mapping, ch)
         assert len(doc_id.encode()) <= 512 and "{v1-sha256:" in doc_id
-        document = world.opensearch.get(index=mapping.opensearch_index, id=doc_id)["_source"]
+        document = world.opensearch.get(index=mapping.opensearch.index, id=doc_id)["_source"]
         assert document[FULL_KEY_FIELD] == ch.document_id
         key = dynamodb_key(mapping, ch)
         assert world.table.get_item(Key=key, ConsistentRead=True)["Item"]["note"] in ("cjk", "pair")
@@ -311,7 +310,7 @@ class FailingOnce(SinkReaders):
 def test_a_page_reconcile_cannot_read_is_counted_unchecked_and_the_run_goes_on(world: World) -> None:
     # Given five rows in agreement
     insert_wide(world)
-    world.opensearch.indices.refresh(index=world.mappings.tables["wide_numbers"].opensearch_index)
+    world.opensearch.indices.refresh(index=world.mappings.tables["wide_numbers"].opensearch.index)
 
     # When reconcile runs in pages of two and the first DynamoDB read fails
     readers = FailingOnce(world.opensearch, world.dynamodb, world.table.name)
@@ -329,7 +328,7 @@ def test_a_page_reconcile_cannot_read_is_counted_unchecked_and_the_run_goes_on(w
 def test_a_row_the_index_refuses_during_a_repair_is_reported_refused_without_a_new_dead_letter(world: World) -> None:
     # Given an index whose mapping refuses the row's text (the note field is an integer there), and the
     # row fetched once: OpenSearch refused it (HTTP 400), one dead letter
-    index = world.mappings.tables["cjk_keys"].opensearch_index
+    index = world.mappings.tables["cjk_keys"].opensearch.index
     world.opensearch.indices.create(index=index, body={"mappings": {"properties": {"note": {"type": "integer"}}}})
     world.execute("INSERT INTO cjk_keys VALUES ('k', 'not a number')")
     assert world.replicate(change("cjk_keys", name="k")) == {"opensearch": "rejected", "dynamodb": "written"}

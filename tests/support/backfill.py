@@ -106,7 +106,7 @@ def cli_environment(h: Harness, local_aws: dict[str, str], opensearch_endpoint: 
     mapping_file = tmp_path / "tables.json"
     document = json.loads((ROOT / "layers" / "common" / "fanout" / "tables.json").read_text(encoding="utf-8"))
     for name, table in document["tables"].items():
-        table["opensearch"]["index"] = h.mapping(name).opensearch_index
+        table["opensearch"]["index"] = h.mapping(name).opensearch.index
     mapping_file.write_text(json.dumps(document), encoding="utf-8")
     queue = aws_client(local_aws, "sqs").create_queue(QueueName=f"fanout-cli-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     return {

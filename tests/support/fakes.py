@@ -530,13 +530,23 @@ class RecordingReject:
 
 
 @dataclass
-class RecordingForward:
-    """A ``forward`` callable that remembers each batch of changes handed to it."""
+class RecordingQueue:
+    """A change queue (fanout.pipeline.forwarder.ChangeQueue) that remembers each batch of changes sent to it."""
 
     batches: list[list[Change]] = field(default_factory=list)
 
-    def __call__(self, changes: Sequence[Change]) -> None:
+    def send(self, changes: Sequence[Change]) -> None:
         self.batches.append(list(changes))
+
+
+@dataclass
+class CallbackQueue:
+    """A change queue whose ``send`` is the test's function: one that fails, paces or records by its own rule."""
+
+    on_send: Callable[[Sequence[Change]], None]
+
+    def send(self, changes: Sequence[Change]) -> None:
+        self.on_send(changes)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from fanout.pipeline.forwarder import QueueForwarder
 from fanout.pipeline.queue_batch import handle_queue_batch
 from fanout.pipeline.related import FanOut, apply_related
 from fanout.source.reader import RowState
-from tests.support.fakes import FakeContext, FakeSQSClient, RecordingForward, RecordingReject
+from tests.support.fakes import CallbackQueue, FakeContext, FakeSQSClient, RecordingQueue, RecordingReject
 
 MAPPINGS = default_mappings()  # the bundled mapping: "articles" is composed, "author" its parent relation
 TS = 1_764_240_000_000_000
@@ -72,7 +72,7 @@ def deliver_until_done(first: Change, roots: Roots, pages: int, page_size: int) 
     """Every root rebuilt by delivering the change, then each continuation it hands on, as the queue would."""
     pending, rebuilt, invocations = [first], [], 0
     while pending:
-        forward = RecordingForward()
+        forward = RecordingQueue()
         before = roots.pages_read
         done = Invocation(FanOut(roots, forward, pages=pages, page_size=page_size)).run(pending.pop())
         assert roots.pages_read - before <= pages  # bounded work per invocation
@@ -86,7 +86,7 @@ def deliver_until_done(first: Change, roots: Roots, pages: int, page_size: int) 
 def test_a_parent_with_more_roots_than_the_budget_rebuilds_the_first_pages_and_hands_the_rest_on() -> None:
     # Given an author of 11 articles, and a budget of 2 pages of 3 roots an invocation
     roots = Roots(author7=range(1, 12))
-    forward = RecordingForward()
+    forward = RecordingQueue()
 
     # When the author's change is applied
     done = Invocation(FanOut(roots, forward, pages=2, page_size=3)).run(via_author(7))
@@ -104,14 +104,14 @@ def test_delivering_the_continuations_rebuilds_every_root_once_in_bounded_invoca
 
 
 def test_a_fan_out_within_the_budget_hands_nothing_on() -> None:
-    forward = RecordingForward()
+    forward = RecordingQueue()
     done = Invocation(FanOut(Roots(author7=range(1, 6)), forward, pages=2, page_size=3)).run(via_author(7))
     assert done.rebuilt == [1, 2, 3, 4, 5] and forward.batches == []
 
 
 def test_a_fan_out_ending_exactly_on_the_budget_hands_nothing_on() -> None:
     # each page read asks for one root more, which says whether another page follows
-    forward = RecordingForward()
+    forward = RecordingQueue()
     done = Invocation(FanOut(Roots(author7=range(1, 7)), forward, pages=2, page_size=3)).run(via_author(7))
     assert done.rebuilt == [1, 2, 3, 4, 5, 6] and forward.batches == []
 
@@ -119,7 +119,7 @@ def test_a_fan_out_ending_exactly_on_the_budget_hands_nothing_on() -> None:
 def test_the_budget_is_shared_by_every_change_via_a_relation_of_the_invocation() -> None:
     # Given two authors' changes in one invocation of one page
     roots = Roots(author7=range(1, 5), author8=range(10, 12))
-    forward = RecordingForward()
+    forward = RecordingQueue()
 
     # When both are applied
     done = Invocation(FanOut(roots, forward, pages=1, page_size=3)).run(via_author(7), via_author(8))
@@ -130,7 +130,7 @@ def test_the_budget_is_shared_by_every_change_via_a_relation_of_the_invocation()
 
 
 def test_a_continuation_resumes_after_its_cursor() -> None:
-    forward = RecordingForward()
+    forward = RecordingQueue()
     done = Invocation(FanOut(Roots(author7=range(1, 12)), forward, pages=1, page_size=3)).run(via_author(7, after=6))
     assert done.rebuilt == [7, 8, 9] and forward.batches == [[via_author(7, after=9)]]
 
@@ -141,7 +141,9 @@ def test_a_continuation_that_cannot_be_handed_on_fails_the_change_so_it_is_retri
         raise RuntimeError("the fetch queue is unreachable")
 
     # When a change with more roots than the budget is applied
-    done = Invocation(FanOut(Roots(author7=range(1, 12)), unreachable, pages=1, page_size=3)).run(via_author(7, 3))
+    done = Invocation(FanOut(Roots(author7=range(1, 12)), CallbackQueue(unreachable), pages=1, page_size=3)).run(
+        via_author(7, 3)
+    )
 
     # Then the change fails (its retry starts again after root 3: nothing is dropped)
     assert done.rebuilt == [4, 5, 6]
@@ -151,7 +153,7 @@ def test_a_continuation_that_cannot_be_handed_on_fails_the_change_so_it_is_retri
 
 def test_a_failed_root_fails_the_change_and_hands_no_continuation_on() -> None:
     # its retry covers the rest; a continuation as well would rebuild every later root twice per retry
-    forward = RecordingForward()
+    forward = RecordingQueue()
     done = Invocation(FanOut(Roots(author7=range(1, 12)), forward, pages=2, page_size=3), failing_roots=[2])
     done.run(via_author(7))
     assert done.rebuilt == [1, 2, 3, 4, 5, 6]
@@ -168,9 +170,9 @@ def test_without_a_forwarder_every_page_is_rebuilt_in_one_call() -> None:
 
 def test_a_fan_out_needs_a_page_of_at_least_one_root() -> None:
     with pytest.raises(ValueError, match="at least one page"):
-        FanOut(Roots(), RecordingForward(), pages=0)
+        FanOut(Roots(), RecordingQueue(), pages=0)
     with pytest.raises(ValueError, match="at least one root"):
-        FanOut(Roots(), RecordingForward(), page_size=0)
+        FanOut(Roots(), RecordingQueue(), page_size=0)
 
 
 # --------------------------------------------------------------------------- the message
@@ -213,7 +215,9 @@ def test_a_malformed_resume_cursor_is_rejected_naming_the_field_and_the_reason(
 def queued_batch(roots: Roots, forward: QueueForwarder, *changes: Change, pages: int, page_size: int) -> dict[str, Any]:
     event = {"Records": [{"messageId": "m0", "receiptHandle": "r0", "body": json.dumps(fetcher_event(changes)),
                           "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs"}]}  # fmt: skip
-    fetcher = Fetcher(MAPPINGS, roots, [], reject=RecordingReject(), forward=forward, pages=pages, page_size=page_size)
+    fetcher = Fetcher(
+        MAPPINGS, roots, [], reject=RecordingReject(), continuations=forward, pages=pages, page_size=page_size
+    )
     return handle_queue_batch(event, FakeContext(), fetcher)
 
 

@@ -52,7 +52,7 @@ def test_the_forwarder_sends_one_message_per_change_in_batches_of_ten() -> None:
     # Given a queue and 23 changes
     sqs = FakeSQSClient()
     # When they are forwarded
-    QueueForwarder(sqs, QUEUE)([post(i) for i in range(23)])
+    QueueForwarder(sqs, QUEUE).send([post(i) for i in range(23)])
     # Then three SendMessageBatch calls carried one fetcher event per change
     assert sqs.batch_calls == 3
     assert [b["changes"][0]["pk"] for b in sqs.bodies()] == [{"id": i} for i in range(23)]
@@ -62,7 +62,7 @@ def test_a_change_the_queue_refuses_fails_the_forward_so_the_parser_invoke_is_re
     sqs = FakeSQSClient()
     sqs.refuse = {json.dumps({"changes": [post(2).to_message()]})}
     with pytest.raises(RuntimeError, match="refused 1 of 3"):
-        QueueForwarder(sqs, QUEUE)([post(1), post(2), post(3)])
+        QueueForwarder(sqs, QUEUE).send([post(1), post(2), post(3)])
 
 
 def test_a_batch_is_read_once_per_key_and_only_the_failed_records_are_retried() -> None:
@@ -118,10 +118,10 @@ def test_the_parser_handler_forwards_to_the_fetch_queue(monkeypatch: pytest.Monk
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     app = load_app("parser_fn/app.py", "parser_app_queued")
     try:
-        forward, _ = app._dependencies()
+        queue, _ = app._dependencies()
     finally:
         app._dependencies.cache_clear()
-    assert isinstance(forward, QueueForwarder)
+    assert isinstance(queue, QueueForwarder)
 
 
 # --------------------------------------------------------------------------- hostile SQS-shaped events

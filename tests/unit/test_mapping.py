@@ -37,7 +37,7 @@ def test_the_bundled_mapping_loads_and_describes_posts() -> None:
     assert posts.primary_key == (KeyColumn("id", "int"),)
     assert posts.capture == frozenset({"insert", "update", "delete"})
     assert posts.columns is not None and "id" in posts.columns
-    assert (posts.opensearch_enabled, posts.opensearch_index, posts.dynamodb_enabled) == (True, "posts", True)
+    assert (posts.opensearch.enabled, posts.opensearch.index, posts.dynamodb.enabled) == (True, "posts", True)
     assert mappings.get("users") is None
 
 
@@ -49,7 +49,7 @@ def test_defaults_capture_everything_and_index_under_the_lowercased_table_name()
     assert posts.primary_key == (KeyColumn("id", "int"),)
     assert posts.capture == frozenset({"insert", "update", "delete"})
     assert posts.columns is None  # every column of the row
-    assert (posts.opensearch_index, posts.opensearch_enabled, posts.dynamodb_enabled) == ("posts", True, True)
+    assert (posts.opensearch.index, posts.opensearch.enabled, posts.dynamodb.enabled) == ("posts", True, True)
 
 
 def with_change(path: str, value: Any) -> dict[str, Any]:
@@ -136,7 +136,7 @@ def test_a_reserved_attribute_is_allowed_as_a_column_when_dynamodb_is_off() -> N
 
     # When / Then nothing clashes
     posts = parse_mappings({"tables": {"posts": spec}}).get("posts")
-    assert posts is not None and not posts.dynamodb_enabled
+    assert posts is not None and not posts.dynamodb.enabled
 
 
 @pytest.mark.parametrize("sink", ["opensearch", "dynamodb"])

@@ -70,15 +70,15 @@ def test_every_option_is_parsed_into_the_table_mapping() -> None:
 
     assert mapping.key_columns == ("tenant", "slug")
     assert mapping.json_columns == frozenset({"doc"})
-    assert mapping.opensearch_document_id.text == "{tenant}:{slug}"
-    assert mapping.opensearch_field("body") == "text" and mapping.opensearch_field("title") == "title"
-    assert mapping.opensearch_exclude == frozenset({"secret"}) and mapping.opensearch_binary == "exclude"
-    assert mapping.dynamodb_table == "app-settings"
-    assert mapping.dynamodb_partition_key.attribute == "tenant_id"
-    assert mapping.dynamodb_sort_key is not None and mapping.dynamodb_sort_key.value.text == "setting#{slug}"
-    assert mapping.dynamodb_attributes == ("title", "doc", "secret")
-    assert mapping.dynamodb_attribute("title") == "name" and mapping.dynamodb_binary == "base64"
-    assert mapping.dynamodb_reserved_attributes == {
+    assert mapping.opensearch.document_id.text == "{tenant}:{slug}"
+    assert mapping.opensearch.field("body") == "text" and mapping.opensearch.field("title") == "title"
+    assert mapping.opensearch.exclude == frozenset({"secret"}) and mapping.opensearch.binary == "exclude"
+    assert mapping.dynamodb.table == "app-settings"
+    assert mapping.dynamodb.partition_key.attribute == "tenant_id"
+    assert mapping.dynamodb.sort_key is not None and mapping.dynamodb.sort_key.value.text == "setting#{slug}"
+    assert mapping.dynamodb.attributes == ("title", "doc", "secret")
+    assert mapping.dynamodb.attribute("title") == "name" and mapping.dynamodb.binary == "base64"
+    assert mapping.dynamodb.reserved_attributes == {
         "tenant_id", "sk", "_table", "_version", "_deleted", "_ttl", "_fanout_key"
     }  # fmt: skip
 
@@ -87,10 +87,10 @@ def test_the_bundled_mapping_declares_a_composite_string_key_table() -> None:
     settings = load_mappings(DEFAULT_MAPPING_FILE).tables["tenant_settings"]
 
     assert [(k.column, k.type) for k in settings.primary_key] == [("tenant", "string"), ("setting_key", "string")]
-    assert settings.opensearch_document_id.render("tenant_settings", settings_key("acme", "a:b")) == "acme:a%3Ab"
-    rendered = settings.dynamodb_partition_key.value.render("tenant_settings", settings_key("acme", "dark mode"))
+    assert settings.opensearch.document_id.render("tenant_settings", settings_key("acme", "a:b")) == "acme:a%3Ab"
+    rendered = settings.dynamodb.partition_key.value.render("tenant_settings", settings_key("acme", "dark mode"))
     assert rendered == "tenant_settings#acme#dark%20mode"
-    assert "secret_hash" in settings.opensearch_exclude and settings.json_columns == frozenset({"value"})
+    assert "secret_hash" in settings.opensearch.exclude and settings.json_columns == frozenset({"value"})
 
 
 def settings_key(tenant: str, setting_key: str) -> tuple[tuple[str, Any], ...]:
@@ -149,7 +149,7 @@ def test_each_mistake_in_the_sink_options_names_the_table_and_field(spec: dict[s
 def test_key_formats_with_unambiguous_separators_are_accepted(template: str) -> None:
     spec = changed("opensearch.document_id", template)
 
-    assert parse_mappings({"tables": {"settings": spec}}).tables["settings"].opensearch_document_id.text == template
+    assert parse_mappings({"tables": {"settings": spec}}).tables["settings"].opensearch.document_id.text == template
 
 
 key_values = st.tuples(st.text(max_size=6), st.text(max_size=6))
@@ -188,7 +188,7 @@ def test_a_table_alone_in_its_dynamodb_table_may_use_any_complete_key_format() -
     }
 
     mapping = parse_mappings({"tables": {"tags": tags, "posts": {"primary_key": [{"column": "id"}]}}}).tables["tags"]
-    assert mapping.dynamodb_partition_key.value.render("tags", (("id", 7),)) == "7"
+    assert mapping.dynamodb.partition_key.value.render("tags", (("id", 7),)) == "7"
 
 
 def test_a_dynamodb_table_the_fetcher_was_not_granted_is_refused_naming_table_and_field() -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jsonschema.validators import Draft202012Validator
 
 from fanout.model.mapping import DEFAULT_MAPPING_FILE, MappingError, parse_mappings
-from fanout.model.mapping_schema import SCHEMA, SCHEMA_FILE, main
+from fanout.model.mapping_schema import SCHEMA, SCHEMA_FILE, inlined, main
 
 
 def test_the_schema_file_is_what_the_loader_checks_against(tmp_path: Path) -> None:
@@ -75,7 +75,7 @@ def test_a_top_level_field_other_than_tables_and_schema_is_refused() -> None:
         parse_mappings(document)
 
 
-def test_each_sink_section_is_typed_with_its_defaults_and_follows_a_replaced_field() -> None:
+def test_each_sink_section_is_typed_with_its_defaults() -> None:
     # Given the bundled mapping's tenant_settings, whose sections are partly written out
     mappings = parse_mappings(json.loads(DEFAULT_MAPPING_FILE.read_text(encoding="utf-8")))
     settings = mappings.tables["tenant_settings"]
@@ -86,11 +86,6 @@ def test_each_sink_section_is_typed_with_its_defaults_and_follows_a_replaced_fie
     assert settings.dynamodb.table is None and settings.dynamodb.sort_key is None
     assert settings.dynamodb.partition_key.value.text == "{table}#{tenant}#{setting_key}"
     assert settings.dynamodb.key_attributes == {"pk"} and "_version" in settings.dynamodb.reserved_attributes
-
-    # And a copy with one field replaced (as tests and benchmarks make) has that field in its section too
-    renamed = replace(settings, opensearch_index="elsewhere", dynamodb_table="other-table")
-    assert (renamed.opensearch.index, renamed.dynamodb.table) == ("elsewhere", "other-table")
-    assert renamed.opensearch.rename == settings.opensearch.rename
 
 
 def test_of_several_problems_the_first_by_path_is_reported_list_items_by_index() -> None:
@@ -103,3 +98,56 @@ def test_of_several_problems_the_first_by_path_is_reported_list_items_by_index()
     # When / Then the 3rd is reported, every time
     with pytest.raises(MappingError, match=r"field 'primary_key\[2\]\.type': 'uuid' is not one of"):
         parse_mappings(document)
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "reason"),
+    [
+        (lambda d: d["filter"].update(op="like"), "document.filter.op", "'like' is not one of"),
+        (lambda d: d["filter"].update(op="in"), "document.filter", "'in' and 'not in' take 'values'"),
+        (lambda d: d["children"][0].update(limit=10_001), "document.children[0].limit", "10001 must be from 1 to"),
+        (lambda d: d["many_to_many"][0].update(fields=["name", "id"]), "document.many_to_many[0].fields",
+         "a list of values takes exactly one field"),
+        (lambda d: d["parents"][0]["on"].update({"author id": "id"}), "document.parents[0].on.author id",
+         "'author id' is not a plain SQL identifier"),
+        (lambda d: d["dynamodb"].update(shape="flat"), "document.dynamodb.shape", "unknown field"),
+    ],
+)  # fmt: skip
+def test_a_composed_documents_wrong_field_is_the_schemas_to_find(change: Any, field: str, reason: str) -> None:
+    # Given the bundled mapping with one mistake in a composed document's declaration
+    document = json.loads(DEFAULT_MAPPING_FILE.read_text(encoding="utf-8"))
+    change(document["tables"]["articles"]["document"])
+
+    # Then the schema file editors use finds it too
+    editor = Draft202012Validator(json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+    assert {error.absolute_path[2] for error in editor.iter_errors(document)} == {"document"}
+
+    # And the loader names the table, the field and the reason
+    with pytest.raises(MappingError) as caught:
+        parse_mappings(document)
+    assert str(caught.value).startswith(f"table mapping for 'articles', field {field!r}: {reason}")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: None,
+        lambda d: d["tables"]["posts"]["opensearch"].update(index="Not An Index", colour="red"),
+        lambda d: d["tables"]["articles"]["document"]["filter"].update(op="in"),
+        lambda d: d["tables"]["articles"]["document"]["parents"][0]["on"].update({"a b": "c d"}),
+        lambda d: d["tables"]["articles"].pop("columns"),
+        lambda d: d["tables"].update({"bad name": {"primary_key": []}}),
+    ],
+)
+def test_the_loaders_inlined_schema_finds_what_the_schema_file_finds(change: Any) -> None:
+    # Given a mapping, valid or not
+    document = json.loads(DEFAULT_MAPPING_FILE.read_text(encoding="utf-8"))
+    change(document)
+
+    # Then the schema with its references inlined (what the loader validates with) reports the same errors
+    def found(schema: dict[str, Any]) -> list[tuple[str, ...]]:
+        errors = Draft202012Validator(schema).iter_errors(document)
+        return sorted((str(list(e.absolute_path)), e.validator, e.message) for e in errors)
+
+    assert "$ref" not in json.dumps(inlined(SCHEMA))
+    assert found(inlined(SCHEMA)) == found(json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))

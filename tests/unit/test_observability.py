@@ -257,8 +257,8 @@ class Pipeline:
         )
         monkeypatch.setattr(self.fetcher, "_fetcher", lambda: fetcher)
 
-    def drain(self, conn: Any, mappings: Any, forward: Any, reject: Any, *, correlation_id: str, **_: Any) -> Any:
-        forwarded, rejected = hand_on(self.rows, mappings, forward, reject, correlation_id)
+    def drain(self, conn: Any, mappings: Any, queue: Any, reject: Any, *, correlation_id: str, **_: Any) -> Any:
+        forwarded, rejected = hand_on(self.rows, mappings, queue, reject, correlation_id)
         return DrainReport(claimed=len(self.rows), forwarded=forwarded, rejected=rejected)
 
     def ring(self, payload: dict[str, Any], request_id: str) -> Any:

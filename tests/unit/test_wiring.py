@@ -110,8 +110,8 @@ def test_the_fetcher_and_maintenance_each_get_one_fetcher_and_only_the_fetchers_
         assert [sink.name for sink in built.sinks] == ["opensearch", "dynamodb", "eventbridge"]
         assert isinstance(built.reject, QueueRejectRecorder)
     # and only the fetcher's hands a composed document's remaining roots on to the fetch queue
-    assert isinstance(fetcher.fan_out.forward, QueueForwarder)
-    assert maintenance.fetch.fetcher.fan_out.forward is None
+    assert isinstance(fetcher.fan_out.continuations, QueueForwarder)
+    assert maintenance.fetch.fetcher.fan_out.continuations is None
 
 
 @pytest.mark.usefixtures("function_env")

@@ -43,7 +43,7 @@ from fanout.model.change import Change, ChangeValidationError
 from fanout.model.mapping import Mappings
 from fanout.model.payloads import parse_trigger_payload
 from fanout.observability import ChangeMetric, StackMetric, log, metric_table, record, record_accepted, record_stack
-from fanout.pipeline.forwarder import Forward
+from fanout.pipeline.forwarder import ChangeQueue
 from fanout.pipeline.rejects import Reject
 from fanout.source.locks import current_schema, release_lock, try_lock
 
@@ -95,10 +95,10 @@ def changes_of_row(
 
 
 def hand_on(
-    rows: Sequence[tuple[int, Any]], mappings: Mappings, forward: Forward, reject: Reject, correlation_id: str
+    rows: Sequence[tuple[int, Any]], mappings: Mappings, queue: ChangeQueue, reject: Reject, correlation_id: str
 ) -> tuple[int, int]:
     """Hand the changes of claimed log rows (id, payload) to the fetch queue, coalesced per key; rows that can
-    never be valid are recorded (:func:`changes_of_row`). Raises as ``forward`` does. (forwarded, rejected)."""
+    never be valid are recorded (:func:`changes_of_row`). Raises as ``queue.send`` does. (forwarded, rejected)."""
     changes: list[Change] = []
     rejected = 0
     for row_id, payload in rows:
@@ -109,7 +109,7 @@ def hand_on(
             changes.extend(found)
     merged = coalesce(changes)
     if merged:
-        forward(merged)
+        queue.send(merged)
         for change in merged:
             record_accepted(change, correlation_id)
     return len(merged), rejected
@@ -136,14 +136,14 @@ class _Drainer:
         self,
         conn: pymysql.connections.Connection,
         mappings: Mappings,
-        forward: Forward,
+        queue: ChangeQueue,
         reject: Reject,
         correlation_id: str,
         batch_rows: int,
     ) -> None:
         self.conn = conn
         self.mappings = mappings
-        self.forward = forward
+        self.queue = queue
         self.reject = reject
         self.correlation_id = correlation_id
         self.batch_rows = batch_rows
@@ -175,7 +175,7 @@ class _Drainer:
     def hand_off(self, rows: Sequence[tuple[int, str]]) -> None:
         """Forward the claimed rows' changes, then delete the rows and commit; roll back on any failure."""
         try:
-            forwarded, rejected = hand_on(rows, self.mappings, self.forward, self.reject, self.correlation_id)
+            forwarded, rejected = hand_on(rows, self.mappings, self.queue, self.reject, self.correlation_id)
             # One row at a time, by primary key: `DELETE ... WHERE id IN (...)` may be planned as a scan, and a
             # DELETE scan waits on the rows another drainer holds (no semi-consistent read for DELETE), which
             # deadlocks two drainers (tests/integration/test_change_log.py).
@@ -207,7 +207,7 @@ class _Drainer:
 def drain(
     conn: pymysql.connections.Connection,
     mappings: Mappings,
-    forward: Forward,
+    queue: ChangeQueue,
     reject: Reject,
     *,
     correlation_id: str = "",
@@ -235,7 +235,7 @@ def drain(
     if schema is None:
         raise RuntimeError("the database connection has no current schema to drain")
     lock = drain_lock_name(schema)
-    drainer = _Drainer(conn, mappings, forward, reject, correlation_id, batch_rows)
+    drainer = _Drainer(conn, mappings, queue, reject, correlation_id, batch_rows)
     report = drainer.report
     holding = try_lock(conn, lock)
     report.held_lock = holding

@@ -1,7 +1,7 @@
 """Composed documents: one document built from a root table and the tables around it (issue 16).
 
-(About 420 lines, one module on purpose: the declaration's format, its types and the validation that
-names table and field are read together, as in fanout.model.mapping.)
+The declaration's shape is the JSON Schema in :mod:`fanout.model.composition_schema` (part of
+``tables.schema.json``); this module holds its types and checks what a schema cannot say.
 
 Declared under a root table of the mapping as ``"document"``::
 
@@ -33,9 +33,10 @@ Declared under a root table of the mapping as ``"document"``::
   the link's columns to the target's; ``as`` ``values`` (one field: a list of its values) or
   ``objects``. Same ``order_by``/``limit``/``beyond_limit`` (ordered by the target's fields, their bytes,
   then the target's columns ``on`` names).
-- ``filter`` on the root: ``op`` one of :data:`FILTER_OPS`; the value(s) are bound as parameters, the
-  column is a validated identifier: no SQL text comes from the mapping. A root that does not pass is
-  absent from the sinks (a delete), so one that stops passing is removed and one that starts appears.
+- ``filter`` on the root: ``op`` one of :data:`fanout.model.composition_schema.FILTER_OPS`; the value(s) are
+  bound as parameters, the column is a validated identifier: no SQL text comes from the mapping. A root that
+  does not pass is absent from the sinks (a delete), so one that stops passing is removed and one that starts
+  appears.
 - ``dynamodb.item``: ``root`` (the root row's projected columns, as for a plain table) or
   ``document`` (the composed document, relations as maps and lists).
 
@@ -46,22 +47,11 @@ roots by the fetcher (docs/architecture.md, "Composed documents").
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from fanout.model.mapping_fields import KEY_TYPES, FieldError, column_list, identifier, known_fields
-
-FILTER_OPS = ("=", "!=", "in", "not in", "is null", "is not null")
-DIRECTIONS = ("asc", "desc")
-BEYOND_LIMIT = ("truncate", "reject")
-DYNAMODB_ITEMS = ("root", "document")
-DEFAULT_CHILD_LIMIT = 100
-MAX_CHILD_LIMIT = 10_000  # a document of more list entries is a search index's problem, not a cap
-MAX_FILTER_VALUES = 100
-
-# A relation becomes a field of the document: the same rule as a renamed column (no dots, no metadata).
-_FIELD_NAME = re.compile(r"^[A-Za-z0-9_$@][A-Za-z0-9_$@-]{0,254}$")
+from fanout.model.composition_schema import DEFAULT_CHILD_LIMIT
+from fanout.model.mapping_fields import FieldError
 
 Scalar = str | int | float | bool
 
@@ -200,134 +190,56 @@ class Feed:
         return self.kind in ("child", "link")
 
 
-def _object(field: str, value: Any, known: set[str], required: set[str]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise FieldError(field, "must be an object")
-    known_fields(field, value, known)
-    missing = sorted(required - set(value))
-    if missing:
-        raise FieldError(f"{field}.{missing[0]}", "is required")
-    return value
-
-
-def _identifiers(field: str, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise FieldError(field, "must be a non-empty list of column names")
-    return column_list(field, value, None)
-
-
-def _join(field: str, value: Any) -> tuple[tuple[str, str], ...]:
-    if not isinstance(value, dict) or not value:
-        raise FieldError(field, 'must be a non-empty object {"this column": "that column"}')
-    return tuple((identifier(f"{field}.{a}", a), identifier(f"{field}.{a}", b)) for a, b in value.items())
-
-
-def _root_key_join(field: str, value: Any, root_key: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+def _root_key_join(field: str, value: dict[str, str], root_key: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """A join from the root's primary key: every key column once, returned in the key's order."""
-    pairs = dict(_join(field, value))
-    if set(pairs) != set(root_key):
+    if set(value) != set(root_key):
         raise FieldError(field, f"must map exactly the root's primary key columns {list(root_key)}")
-    return tuple((column, pairs[column]) for column in root_key)
+    return tuple((column, value[column]) for column in root_key)
 
 
-def _order_and_limit(field: str, spec: dict[str, Any]) -> tuple[tuple[OrderBy, ...], int, str]:
-    raw = spec.get("order_by", [])
-    if not isinstance(raw, list):
-        raise FieldError(f"{field}.order_by", "must be a list of {column, direction}")
-    order: list[OrderBy] = []
-    for i, item in enumerate(raw):
-        where = f"{field}.order_by[{i}]"
-        item = _object(where, item, {"column", "direction"}, {"column"})
-        direction = item.get("direction", "asc")
-        if direction not in DIRECTIONS:
-            raise FieldError(f"{where}.direction", f"{direction!r} is not one of {list(DIRECTIONS)}")
-        order.append(OrderBy(identifier(f"{where}.column", item["column"]), direction))
-    limit = spec.get("limit", DEFAULT_CHILD_LIMIT)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CHILD_LIMIT:
-        raise FieldError(f"{field}.limit", f"{limit!r} must be an integer from 1 to {MAX_CHILD_LIMIT}")
-    beyond = spec.get("beyond_limit", "truncate")
-    if beyond not in BEYOND_LIMIT:
-        raise FieldError(f"{field}.beyond_limit", f"{beyond!r} is not one of {list(BEYOND_LIMIT)}")
-    return tuple(order), limit, str(beyond)
+def _order_and_limit(spec: dict[str, Any]) -> tuple[tuple[OrderBy, ...], int, str]:
+    order = tuple(OrderBy(item["column"], item.get("direction", "asc")) for item in spec.get("order_by", []))
+    return order, spec.get("limit", DEFAULT_CHILD_LIMIT), spec.get("beyond_limit", "truncate")
 
 
-def _reference_types(field: str, value: Any, referenced: tuple[str, ...]) -> tuple[str, ...]:
+def _reference_types(field: str, value: dict[str, str] | None, referenced: tuple[str, ...]) -> tuple[str, ...]:
     """``{"<referenced column>": "int" | "string"}``, each column "int" unless declared (as a primary key column's
     type): the type a change via the relation must give that column's value."""
-    if value is None:
-        return ("int",) * len(referenced)
-    if not isinstance(value, dict):
-        raise FieldError(field, 'must be an object {"referenced column": "int" or "string"}')
+    value = value or {}
     unknown = sorted(set(value) - set(referenced), key=str)
     if unknown:
         raise FieldError(field, f"{unknown[0]!r} is not one of the referenced columns {list(referenced)}")
-    for column, kind in value.items():
-        if kind not in KEY_TYPES:
-            raise FieldError(f"{field}.{column}", f"{kind!r} is not one of {list(KEY_TYPES)}")
-    return tuple(str(value.get(column, "int")) for column in referenced)
+    return tuple(value.get(column, "int") for column in referenced)
 
 
-def _scalar(field: str, value: Any) -> Scalar:
-    if not isinstance(value, (str, int, float, bool)) or (isinstance(value, str) and len(value) > 1024):
-        raise FieldError(field, f"{value!r} must be a string (at most 1024 characters), number or boolean")
-    return value
+def _filter(spec: dict[str, Any]) -> RowFilter:
+    values = spec.get("values", [spec["value"]] if "value" in spec else [])
+    return RowFilter(spec["column"], spec["op"], tuple(values))
 
 
-def _filter(spec: Any) -> RowFilter:
-    spec = _object("document.filter", spec, {"column", "op", "value", "values"}, {"column", "op"})
-    column = identifier("document.filter.column", spec["column"])
-    op = spec["op"]
-    if op not in FILTER_OPS:
-        raise FieldError("document.filter.op", f"{op!r} is not one of {list(FILTER_OPS)}")
-    if op in ("is null", "is not null"):
-        if "value" in spec or "values" in spec:
-            raise FieldError("document.filter", f"{op!r} takes no value")
-        return RowFilter(column, op, ())
-    if op in ("in", "not in"):
-        values = spec.get("values")
-        if "value" in spec or not isinstance(values, list) or not 1 <= len(values) <= MAX_FILTER_VALUES:
-            raise FieldError("document.filter.values", f"{op!r} takes 'values': a list of 1 to "
-                        f"{MAX_FILTER_VALUES} values")  # fmt: skip
-        return RowFilter(column, op, tuple(_scalar(f"document.filter.values[{i}]", v)
-                                            for i, v in enumerate(values)))  # fmt: skip
-    if "values" in spec or "value" not in spec:
-        raise FieldError("document.filter.value", f"{op!r} takes one 'value'")
-    return RowFilter(column, op, (_scalar("document.filter.value", spec["value"]),))
-
-
-def parse_composition(table: str, spec: Any, root_key: tuple[str, ...], columns: tuple[str, ...] | None) -> Composition:
-    """Validate a root table's ``document`` declaration; an error names the field (a :class:`FieldError`, which
-    the mapping's parser turns into a ``MappingError`` naming the table too, as for every other field)."""
-    spec = _object("document", spec, {"filter", "parents", "children", "many_to_many", "dynamodb"}, set())
-    if columns is None:
-        raise FieldError("columns", "a document root must list its columns, so relations cannot collide with them")
+def parse_composition(
+    table: str, spec: dict[str, Any], root_key: tuple[str, ...], columns: tuple[str, ...]
+) -> Composition:
+    """A root table's ``document`` section, already of the schema's shape (fanout.model.composition_schema):
+    what a schema cannot say, the references to other fields and tables. An error names the field (a
+    :class:`FieldError`, which the mapping's parser turns into a ``MappingError`` naming the table too)."""
     names: dict[str, str] = {column: "a column" for column in columns}
 
-    def relation_name(field: str, value: Any) -> str:
-        if not isinstance(value, str) or not _FIELD_NAME.match(value) or value.startswith("_"):
-            raise FieldError(field, f"{value!r} is not a usable field name (no dots, not starting with '_')")
+    def relation_name(field: str, value: str) -> str:
         if value in names:
             raise FieldError(field, f"{value!r} is already {names[value]} of the document")
         names[value] = "a relation"
         return value
 
-    def related_table(field: str, value: Any) -> str:
-        name = identifier(field, value)
-        if name == table:
+    def related_table(field: str, value: str) -> str:
+        if value == table:
             raise FieldError(field, "a document cannot relate its root table to itself")
-        return name
-
-    def relation_list(field: str) -> list[Any]:
-        value = spec.get(field, [])
-        if not isinstance(value, list):
-            raise FieldError(f"document.{field}", "must be a list")
         return value
 
     parents: list[Parent] = []
-    for i, raw in enumerate(relation_list("parents")):
+    for i, raw in enumerate(spec.get("parents", [])):
         where = f"document.parents[{i}]"
-        raw = _object(where, raw, {"name", "table", "on", "fields", "types"}, {"name", "table", "on", "fields"})
-        on = _join(f"{where}.on", raw["on"])
+        on = tuple(raw["on"].items())
         unread = [root for root, _ in on if root not in columns]
         if unread:
             raise FieldError(f"{where}.on", f"root columns {unread} are not among the columns read ('columns')")
@@ -336,53 +248,31 @@ def parse_composition(table: str, spec: Any, root_key: tuple[str, ...], columns:
                 relation_name(f"{where}.name", raw["name"]),
                 related_table(f"{where}.table", raw["table"]),
                 on,
-                _identifiers(f"{where}.fields", raw["fields"]),
+                tuple(raw["fields"]),
                 _reference_types(f"{where}.types", raw.get("types"), tuple(parent for _, parent in on)),
             )
         )
     children: list[Children] = []
-    for i, raw in enumerate(relation_list("children")):
+    for i, raw in enumerate(spec.get("children", [])):
         where = f"document.children[{i}]"
-        raw = _object(
-            where,
-            raw,
-            {"name", "table", "on", "fields", "order_by", "limit", "beyond_limit"},
-            {"name", "table", "on", "fields"},
-        )
-        order, limit, beyond = _order_and_limit(where, raw)
         children.append(
             Children(
                 relation_name(f"{where}.name", raw["name"]),
                 related_table(f"{where}.table", raw["table"]),
                 _root_key_join(f"{where}.on", raw["on"], root_key),
-                _identifiers(f"{where}.fields", raw["fields"]),
-                order,
-                limit,
-                beyond,
+                tuple(raw["fields"]),
+                *_order_and_limit(raw),
             )
         )
     links: list[ManyToMany] = []
-    for i, raw in enumerate(relation_list("many_to_many")):
+    for i, raw in enumerate(spec.get("many_to_many", [])):
         where = f"document.many_to_many[{i}]"
-        raw = _object(
-            where,
-            raw,
-            {"name", "through", "through_on", "table", "on", "fields", "as", "order_by", "limit", "beyond_limit"}
-            | {"types"},
-            {"name", "through", "through_on", "table", "on", "fields"},
-        )
-        order, limit, beyond = _order_and_limit(where, raw)
-        fields = _identifiers(f"{where}.fields", raw["fields"])
-        shape = raw.get("as", "values" if len(fields) == 1 else "objects")
-        if shape not in ("values", "objects"):
-            raise FieldError(f"{where}.as", f"{shape!r} is not one of ['values', 'objects']")
-        if shape == "values" and len(fields) != 1:
-            raise FieldError(f"{where}.fields", "a list of values takes exactly one field")
+        fields = tuple(raw["fields"])
         through = related_table(f"{where}.through", raw["through"])
         target = related_table(f"{where}.table", raw["table"])
         if through == target:
             raise FieldError(f"{where}.through", "the link table must differ from the target table")
-        on = _join(f"{where}.on", raw["on"])
+        on = tuple(raw["on"].items())
         links.append(
             ManyToMany(
                 relation_name(f"{where}.name", raw["name"]),
@@ -391,24 +281,14 @@ def parse_composition(table: str, spec: Any, root_key: tuple[str, ...], columns:
                 target,
                 on,
                 fields,
-                shape == "values",
-                order,
-                limit,
-                beyond,
+                raw.get("as", "values" if len(fields) == 1 else "objects") == "values",
+                *_order_and_limit(raw),
                 _reference_types(f"{where}.types", raw.get("types"), tuple(t for _, t in on)),
             )
         )
     row_filter = _filter(spec["filter"]) if "filter" in spec else None
-    dynamodb = _object("document.dynamodb", spec.get("dynamodb", {}), {"item"}, set())
-    item = dynamodb.get("item", "root")
-    if item not in DYNAMODB_ITEMS:
-        raise FieldError("document.dynamodb.item", f"{item!r} is not one of {list(DYNAMODB_ITEMS)}")
-    composition = Composition(
-        table, root_key, row_filter, tuple(parents), tuple(children), tuple(links), item == "document"
-    )
-    if not composition.relation_names and row_filter is None:
-        raise FieldError("document", "declares no relation and no filter")
-    return composition
+    document_item = spec.get("dynamodb", {}).get("item", "root") == "document"
+    return Composition(table, root_key, row_filter, tuple(parents), tuple(children), tuple(links), document_item)
 
 
 @dataclass(frozen=True)

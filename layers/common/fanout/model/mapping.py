@@ -34,7 +34,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -154,78 +154,23 @@ class EventBridgeSection:
 
 @dataclass(frozen=True)
 class TableMapping:
-    """One table's entry. The sinks' settings are read as the typed sections ``opensearch`` and ``dynamodb``;
-    the flat ``opensearch_*`` and ``dynamodb_*`` fields they are built from stay the constructor's arguments,
-    so ``dataclasses.replace(mapping, opensearch_index=...)`` (tests, benchmarks) keeps both in step."""
+    """One table's entry: what is read from the source, and one typed section per sink (``opensearch``,
+    ``dynamodb``), each with its defaults filled in. A new sink adds its section here and a ``_<sink>_section``
+    parser below."""
 
     table: str
     primary_key: tuple[KeyColumn, ...]
     capture: frozenset[str]
     columns: tuple[str, ...] | None  # None: every column of the row
-    opensearch_enabled: bool
-    opensearch_index: str
-    dynamodb_enabled: bool
+    opensearch: OpenSearchSection
+    dynamodb: DynamoDBSection
     json_columns: frozenset[str] = frozenset()
-    opensearch_document_id: KeyFormat = DEFAULT_DOCUMENT_ID
-    opensearch_rename: tuple[tuple[str, str], ...] = ()  # (column, field)
-    opensearch_exclude: frozenset[str] = frozenset()
-    opensearch_binary: str = "base64"
-    opensearch_index_mappings: str = ""  # JSON text of the created index's mappings ("": dynamic mapping)
-    dynamodb_table: str | None = None  # None: the stack's ReplicaTable (DYNAMODB_TABLE)
-    dynamodb_partition_key: KeyAttribute = DEFAULT_PARTITION_KEY
-    dynamodb_sort_key: KeyAttribute | None = None
-    dynamodb_attributes: tuple[str, ...] | None = None  # None: every column read
-    dynamodb_rename: tuple[tuple[str, str], ...] = ()  # (column, attribute)
-    dynamodb_binary: str = "binary"
     composition: Composition | None = None  # a document built from several tables (fanout.model.composition)
-    eventbridge_enabled: bool = False
-    opensearch: OpenSearchSection = field(init=False, repr=False, compare=False)
-    dynamodb: DynamoDBSection = field(init=False, repr=False, compare=False)
-    eventbridge: EventBridgeSection = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        sections = {
-            "opensearch": OpenSearchSection(
-                enabled=self.opensearch_enabled,
-                index=self.opensearch_index,
-                document_id=self.opensearch_document_id,
-                rename=self.opensearch_rename,
-                exclude=self.opensearch_exclude,
-                binary=self.opensearch_binary,
-                index_mappings=self.opensearch_index_mappings,
-            ),
-            "dynamodb": DynamoDBSection(
-                enabled=self.dynamodb_enabled,
-                table=self.dynamodb_table,
-                partition_key=self.dynamodb_partition_key,
-                sort_key=self.dynamodb_sort_key,
-                attributes=self.dynamodb_attributes,
-                rename=self.dynamodb_rename,
-                binary=self.dynamodb_binary,
-            ),
-            "eventbridge": EventBridgeSection(enabled=self.eventbridge_enabled),
-        }
-        for name, section in sections.items():
-            object.__setattr__(self, name, section)  # frozen: set once, here
+    eventbridge: EventBridgeSection = EventBridgeSection()
 
     @property
     def key_columns(self) -> tuple[str, ...]:
         return tuple(k.column for k in self.primary_key)
-
-    @property
-    def dynamodb_key_attributes(self) -> frozenset[str]:
-        return self.dynamodb.key_attributes
-
-    @property
-    def dynamodb_reserved_attributes(self) -> frozenset[str]:
-        """Attribute names a column may not take in this table's items."""
-        return self.dynamodb.reserved_attributes
-
-    def opensearch_field(self, column: str) -> str:
-        return self.opensearch.field(column)
-
-    def dynamodb_attribute(self, column: str) -> str:
-        return self.dynamodb.attribute(column)
 
 
 @dataclass(frozen=True)
@@ -238,7 +183,7 @@ class Mappings:
     def dynamodb_tables(self) -> frozenset[str]:
         """The DynamoDB tables named by the mapping (besides the default ReplicaTable)."""
         return frozenset(
-            m.dynamodb_table for m in self.tables.values() if m.dynamodb_enabled and m.dynamodb_table is not None
+            m.dynamodb.table for m in self.tables.values() if m.dynamodb.enabled and m.dynamodb.table is not None
         )
 
 
@@ -282,42 +227,81 @@ def _parse_entry(table: str, spec: dict[str, Any]) -> TableMapping:
         if missing:
             raise FieldError("columns", f"must include the primary key column(s) {missing}")
     json_columns = frozenset(column_list("json_columns", spec.get("json_columns", []), columns))
-    opensearch = spec.get("opensearch", {})
-    dynamodb = spec.get("dynamodb", {})
+    dynamodb = _dynamodb_section(spec.get("dynamodb", {}), key_columns, columns)
+    opensearch = _opensearch_section(table, spec.get("opensearch", {}), key_columns, columns)
+    composition = None
+    if "document" in spec:
+        assert columns is not None  # the schema requires them beside a document
+        composition = parse_composition(table, spec["document"], key_columns, columns)
+        if composition.dynamodb_document and dynamodb.enabled:
+            names = [(name, name) for name in sorted(composition.relation_names)]
+            check_output_names("document", names, dynamodb.reserved_attributes)
+    return TableMapping(
+        table=table,
+        primary_key=tuple(key),
+        capture=frozenset(capture),
+        columns=columns,
+        opensearch=opensearch,
+        dynamodb=dynamodb,
+        json_columns=json_columns,
+        composition=composition,
+        eventbridge=_eventbridge_section(spec.get("eventbridge", {})),
+    )
 
-    # OpenSearch
-    index = opensearch.get("index", table.lower())
-    opensearch_on = opensearch.get("enabled", True)
-    if opensearch_on and not _INDEX_NAME.match(index):  # a table name's lower case may still not be one
+
+def _eventbridge_section(spec: dict[str, Any]) -> EventBridgeSection:
+    """The ``eventbridge`` section of a table's entry: the schema has said all there is to say."""
+    return EventBridgeSection(enabled=spec.get("enabled", False))
+
+
+def _opensearch_section(
+    table: str, spec: dict[str, Any], key_columns: tuple[str, ...], columns: tuple[str, ...] | None
+) -> OpenSearchSection:
+    """The ``opensearch`` section of a table's entry (``spec``: that section, of the schema's shape)."""
+    enabled = spec.get("enabled", True)
+    index = spec.get("index", table.lower())
+    if enabled and not _INDEX_NAME.match(index):  # a table name's lower case may still not be one
         raise FieldError("opensearch.index", f"{index!r} is not a valid OpenSearch index name")
-    id_names = set(key_columns) | {"key", "table"}
     document_id = DEFAULT_DOCUMENT_ID
-    if "document_id" in opensearch:
-        document_id = parse_key_format(
-            opensearch["document_id"], id_names, lambda m: FieldError("opensearch.document_id", m)
-        )
+    if "document_id" in spec:
+        id_names = set(key_columns) | {"key", "table"}
+        document_id = parse_key_format(spec["document_id"], id_names, lambda m: FieldError("opensearch.document_id", m))
         uncovered = set(key_columns) - covered_key_columns([document_id], key_columns)
         if uncovered:
             raise FieldError("opensearch.document_id", f"must name every key column; missing {sorted(uncovered)}")
-    os_exclude = frozenset(column_list("opensearch.exclude", opensearch.get("exclude", []), columns))
-    os_rename = renames(
-        "opensearch.rename", opensearch.get("rename", {}), columns, _FIELD_NAME, "OpenSearch field name"
-    )
-    for column, target in os_rename:
+    exclude = frozenset(column_list("opensearch.exclude", spec.get("exclude", []), columns))
+    rename = renames("opensearch.rename", spec.get("rename", {}), columns, _FIELD_NAME, "OpenSearch field name")
+    for column, target in rename:
         if target in OPENSEARCH_METADATA_FIELDS or target == FULL_KEY_FIELD:
             raise FieldError(f"opensearch.rename.{column}", f"{target!r} is an OpenSearch metadata field")
-    for column, _ in os_rename:
-        if column in os_exclude:
+        if column in exclude:
             raise FieldError(f"opensearch.rename.{column}", "renames a column that opensearch.exclude leaves out")
-    os_binary = opensearch.get("binary", "base64")
-    index_mappings = opensearch.get("index_mappings", {})
+    index_mappings = spec.get("index_mappings", {})
+    section = OpenSearchSection(
+        enabled=enabled,
+        index=index,
+        document_id=document_id,
+        rename=rename,
+        exclude=exclude,
+        binary=spec.get("binary", "base64"),
+        index_mappings=json.dumps(index_mappings, sort_keys=True) if index_mappings else "",
+    )
+    if enabled and columns is not None:
+        outputs = [(c, section.field(c)) for c in columns if c not in exclude]
+        check_output_names("opensearch.rename", outputs, OPENSEARCH_METADATA_FIELDS | {FULL_KEY_FIELD})
+    return section
 
-    # DynamoDB
-    dynamodb_on = dynamodb.get("enabled", True)
-    ddb_table = dynamodb.get("table")
-    partition = _key_attribute("dynamodb.partition_key", dynamodb.get("partition_key"), id_names, DEFAULT_PARTITION_KEY)
+
+def _dynamodb_section(
+    spec: dict[str, Any], key_columns: tuple[str, ...], columns: tuple[str, ...] | None
+) -> DynamoDBSection:
+    """The ``dynamodb`` section of a table's entry (``spec``: that section, of the schema's shape)."""
+    enabled = spec.get("enabled", True)
+    table = spec.get("table")
+    id_names = set(key_columns) | {"key", "table"}
+    partition = _key_attribute("dynamodb.partition_key", spec.get("partition_key"), id_names, DEFAULT_PARTITION_KEY)
     assert partition is not None
-    sort = _key_attribute("dynamodb.sort_key", dynamodb.get("sort_key"), id_names, None)
+    sort = _key_attribute("dynamodb.sort_key", spec.get("sort_key"), id_names, None)
     if sort is not None and sort.attribute == partition.attribute:
         raise FieldError("dynamodb.sort_key.attribute", "must differ from the partition key attribute")
     formats = [partition.value] + ([sort.value] if sort else [])
@@ -325,78 +309,48 @@ def _parse_entry(table: str, spec: dict[str, Any]) -> TableMapping:
     if uncovered:
         missing = sorted(uncovered)
         raise FieldError("dynamodb.partition_key", f"the key formats must name every key column; missing {missing}")
-    if ddb_table is None:
-        if partition.attribute != DEFAULT_PARTITION_ATTRIBUTE or sort is not None:
-            raise FieldError(
-                "dynamodb.partition_key" if partition.attribute != DEFAULT_PARTITION_ATTRIBUTE else "dynamodb.sort_key",
-                "the default ReplicaTable's key is the partition key 'pk' alone; name a table of your own "
-                "('dynamodb.table') for other key attributes",
-            )
-    attributes = dynamodb.get("attributes")
+    if table is None and (partition.attribute != DEFAULT_PARTITION_ATTRIBUTE or sort is not None):
+        raise FieldError(
+            "dynamodb.partition_key" if partition.attribute != DEFAULT_PARTITION_ATTRIBUTE else "dynamodb.sort_key",
+            "the default ReplicaTable's key is the partition key 'pk' alone; name a table of your own "
+            "('dynamodb.table') for other key attributes",
+        )
+    attributes = spec.get("attributes")
     if attributes is not None:
         attributes = column_list("dynamodb.attributes", attributes, columns)
-    ddb_rename = renames(
-        "dynamodb.rename", dynamodb.get("rename", {}), columns, _ATTRIBUTE_NAME, "DynamoDB attribute name"
-    )
+    rename = renames("dynamodb.rename", spec.get("rename", {}), columns, _ATTRIBUTE_NAME, "DynamoDB attribute name")
     if attributes is not None:
-        for column, _ in ddb_rename:
+        for column, _ in rename:
             if column not in attributes:
                 raise FieldError(f"dynamodb.rename.{column}", "renames a column dynamodb.attributes leaves out")
-    ddb_binary = dynamodb.get("binary", "binary")
-
-    mapping = TableMapping(
+    section = DynamoDBSection(
+        enabled=enabled,
         table=table,
-        primary_key=tuple(key),
-        capture=frozenset(capture),
-        columns=columns,
-        opensearch_enabled=opensearch_on,
-        opensearch_index=index,
-        dynamodb_enabled=dynamodb_on,
-        json_columns=json_columns,
-        opensearch_document_id=document_id,
-        opensearch_rename=os_rename,
-        opensearch_exclude=os_exclude,
-        opensearch_binary=os_binary,
-        opensearch_index_mappings=json.dumps(index_mappings, sort_keys=True) if index_mappings else "",
-        dynamodb_table=ddb_table,
-        dynamodb_partition_key=partition,
-        dynamodb_sort_key=sort,
-        dynamodb_attributes=attributes,
-        dynamodb_rename=ddb_rename,
-        dynamodb_binary=ddb_binary,
-        eventbridge_enabled=spec.get("eventbridge", {}).get("enabled", False),
+        partition_key=partition,
+        sort_key=sort,
+        attributes=attributes,
+        rename=rename,
+        binary=spec.get("binary", "binary"),
     )
     projected = attributes if attributes is not None else columns
-    if dynamodb_on and projected is not None:
-        field = "dynamodb.attributes" if attributes is not None else ("dynamodb.rename" if ddb_rename else "columns")
-        outputs = [(c, mapping.dynamodb_attribute(c)) for c in projected]
-        check_output_names(field, outputs, mapping.dynamodb_reserved_attributes)
-    if opensearch_on and columns is not None:
-        outputs = [(c, mapping.opensearch_field(c)) for c in columns if c not in os_exclude]
-        check_output_names("opensearch.rename", outputs, OPENSEARCH_METADATA_FIELDS | {FULL_KEY_FIELD})
-    if "document" in spec:
-        composition = parse_composition(table, spec["document"], key_columns, columns)
-        if composition.dynamodb_document and dynamodb_on:
-            check_output_names(
-                "document",
-                [(name, name) for name in sorted(composition.relation_names)],
-                mapping.dynamodb_reserved_attributes,
-            )
-        mapping = replace(mapping, composition=composition)
-    return mapping
+    if enabled and projected is not None:
+        field = "dynamodb.attributes" if attributes is not None else ("dynamodb.rename" if rename else "columns")
+        outputs = [(c, section.attribute(c)) for c in projected]
+        check_output_names(field, outputs, section.reserved_attributes)
+    return section
 
 
 def _check_shared_dynamodb_tables(mappings: dict[str, TableMapping]) -> None:
     """Mappings writing to one DynamoDB table must keep their keys apart with a ``{table}`` prefix."""
     by_table: dict[str | None, list[TableMapping]] = {}
     for mapping in mappings.values():
-        if mapping.dynamodb_enabled:
-            by_table.setdefault(mapping.dynamodb_table, []).append(mapping)
+        if mapping.dynamodb.enabled:
+            by_table.setdefault(mapping.dynamodb.table, []).append(mapping)
     for sharing in by_table.values():
         if len(sharing) < 2:
             continue
         for mapping in sharing:
-            parts = mapping.dynamodb_partition_key.value.parts
+            parts = mapping.dynamodb.partition_key.value.parts
             prefixed = (
                 len(parts) >= 2
                 and parts[0] == (True, "table")
@@ -434,11 +388,12 @@ def check_dynamodb_tables(mappings: Mappings, granted: Iterable[str]) -> None:
     """Refuse a mapping that names a DynamoDB table the fetcher was not granted (ExtraReplicaTableArns)."""
     allowed = set(granted)
     for mapping in mappings.tables.values():
-        if mapping.dynamodb_enabled and mapping.dynamodb_table is not None and mapping.dynamodb_table not in allowed:
+        section = mapping.dynamodb
+        if section.enabled and section.table is not None and section.table not in allowed:
             raise _fail(
                 mapping.table,
                 "dynamodb.table",
-                f"{mapping.dynamodb_table!r} is not granted to the fetcher; add its ARN to the stack parameter "
+                f"{section.table!r} is not granted to the fetcher; add its ARN to the stack parameter "
                 f"ExtraReplicaTableArns (granted: {sorted(allowed) or 'none'})",
             )
 

@@ -28,13 +28,6 @@ def identifier(field: str, value: Any) -> str:
     return value
 
 
-def known_fields(where: str, spec: dict[str, Any], known: set[str]) -> None:
-    unknown = sorted(set(spec) - known)
-    if unknown:
-        name = f"{where}.{unknown[0]}" if where else unknown[0]
-        raise FieldError(name, f"unknown field (known: {', '.join(sorted(known))})")
-
-
 def column_list(field: str, value: Any, columns: tuple[str, ...] | None) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise FieldError(field, "must be a list of column names")

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from fanout.model.composition_schema import DEFINITIONS as DOCUMENT_DEFINITIONS
 from fanout.model.mapping_fields import IDENTIFIER, KEY_TYPES
 
 ACTIONS = ("insert", "update", "delete")
@@ -110,12 +112,10 @@ SCHEMA: dict[str, Any] = {
                 "opensearch": {"$ref": "#/$defs/opensearch"},
                 "dynamodb": {"$ref": "#/$defs/dynamodb"},
                 "eventbridge": {"$ref": "#/$defs/eventbridge"},
-                "document": {
-                    "type": "object",
-                    "description": "a document composed from related tables (README.md, 'Composed documents')",
-                },
+                "document": {"$ref": "#/$defs/document"},
             },
             "required": ["primary_key"],
+            "dependentRequired": {"document": ["columns"]},  # so relations cannot collide with columns
             "additionalProperties": False,
         },
         "opensearch": {
@@ -164,6 +164,7 @@ SCHEMA: dict[str, Any] = {
             "properties": {"enabled": {"type": "boolean", "default": False}},
             "additionalProperties": False,
         },
+        **DOCUMENT_DEFINITIONS,
     },
 }
 
@@ -174,6 +175,7 @@ _TYPE_WORDS = {
     "boolean": "true or false",
     "null": "null",
     "integer": "an integer",
+    "number": "a number",
 }
 
 
@@ -196,7 +198,13 @@ def _explain(error: Any) -> tuple[list[str | int], str]:
         return [*path, unknown[0]], f"unknown field (known: {', '.join(known)})"
     if kind == "required":
         missing = [name for name in schema["required"] if name not in instance]
-        return [*path, missing[0]], "is required"
+        return [*path, missing[0]], schema.get("title", "is required")
+    if kind == "dependentRequired":
+        needing = next(name for name, needs in schema[kind].items() if name in instance and set(needs) - set(instance))
+        missing = [name for name in schema[kind][needing] if name not in instance]
+        return [*path, missing[0]], f"is required when {needing!r} is declared"
+    if kind in ("not", "anyOf", "maxItems") and "title" in schema:  # a constraint whose title says it
+        return path, schema["title"]
     if kind == "type":
         kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         return path, "must be " + " or ".join(_TYPE_WORDS.get(str(k), str(k)) for k in kinds) + f", got {instance!r}"
@@ -206,16 +214,42 @@ def _explain(error: Any) -> tuple[list[str | int], str]:
         return path, f"{instance!r} is not {schema.get('title', 'of the form ' + schema['pattern'])}"
     if kind in ("minItems", "minProperties"):
         return path, "must not be empty"
+    if kind == "maxItems":
+        return path, f"must hold at most {schema['maxItems']}"
+    if kind in ("minimum", "maximum"):
+        return path, f"{instance!r} must be from {schema.get('minimum')} to {schema.get('maximum')}"
+    if kind == "maxLength":
+        return path, f"must be at most {schema['maxLength']} characters long"
     return path, str(error.message)
+
+
+def inlined(node: Any) -> Any:
+    """``node`` with every ``{"$ref": "#/$defs/<name>"}`` replaced by that definition: the same schema, without
+    the reference lookups that take jsonschema two thirds of a validation (bench/results/cold_import.md)."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            if len(node) != 1:
+                raise ValueError(f"a $ref beside other keywords cannot be inlined: {sorted(node)}")
+            return inlined(SCHEMA["$defs"][node["$ref"].removeprefix("#/$defs/")])
+        return {key: inlined(value) for key, value in node.items() if key != "$defs"}
+    if isinstance(node, list):
+        return [inlined(value) for value in node]
+    return node
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    """The validator of :data:`SCHEMA`, built once per process."""
+    from jsonschema.validators import Draft202012Validator  # ~35 ms: only loading a mapping uses it
+
+    return Draft202012Validator(inlined(SCHEMA))
 
 
 def schema_problem(document: Any) -> tuple[str | None, str, str] | None:
     """The problem :data:`SCHEMA` finds in a mapping document at the first field path (tables, then fields, by
     name; list items by index), so a file always reports the same one first: (table or None, field, reason).
     None when there is none."""
-    from jsonschema.validators import Draft202012Validator  # ~35 ms: only loading a mapping uses it
-
-    errors = list(Draft202012Validator(SCHEMA).iter_errors(document))
+    errors = list(_validator().iter_errors(document))
     if not errors:
         return None
     path, reason = min(

@@ -62,7 +62,7 @@ def is_bounded_id(sink_id: str) -> bool:
 
 def opensearch_full_id(mapping: TableMapping, change: Change) -> str:
     """The row's id by the mapping's ``opensearch.document_id`` format (default ``{key}``), whatever its length."""
-    return mapping.opensearch_document_id.render(change.table, change.key)
+    return mapping.opensearch.document_id.render(change.table, change.key)
 
 
 def opensearch_document_id(mapping: TableMapping, change: Change) -> str:
@@ -77,18 +77,18 @@ def dynamodb_partition_key(change: Change) -> str:
 
 def dynamodb_key_limits(mapping: TableMapping) -> list[tuple[str, int]]:
     """Each key attribute of the mapping with DynamoDB's limit on its value, in bytes."""
-    limits = [(mapping.dynamodb_partition_key.attribute, MAX_PARTITION_KEY_BYTES)]
-    if mapping.dynamodb_sort_key is not None:
-        limits.append((mapping.dynamodb_sort_key.attribute, MAX_SORT_KEY_BYTES))
+    limits = [(mapping.dynamodb.partition_key.attribute, MAX_PARTITION_KEY_BYTES)]
+    if mapping.dynamodb.sort_key is not None:
+        limits.append((mapping.dynamodb.sort_key.attribute, MAX_SORT_KEY_BYTES))
     return limits
 
 
 def dynamodb_full_key(mapping: TableMapping, change: Change) -> dict[str, str]:
     """The row's DynamoDB key attributes by the mapping's key formats, whatever their length."""
     key: dict[str, str] = {}
-    formats = [(mapping.dynamodb_partition_key, "partition")]
-    if mapping.dynamodb_sort_key is not None:
-        formats.append((mapping.dynamodb_sort_key, "sort"))
+    formats = [(mapping.dynamodb.partition_key, "partition")]
+    if mapping.dynamodb.sort_key is not None:
+        formats.append((mapping.dynamodb.sort_key, "sort"))
     for attribute, kind in formats:
         value = attribute.value.render(change.table, change.key)
         if not value:
@@ -183,15 +183,15 @@ def _full_id(stored: Any, full: Any, limit: int) -> str | None:
 def opensearch_key(mapping: TableMapping, doc_id: str, full_id: Any = None) -> tuple[KeyValue, ...] | None:
     """The source key of a document id; ``full_id``: the document's ``_fanout_key`` (for a bounded id)."""
     text = _full_id(doc_id, full_id, MAX_DOCUMENT_ID_BYTES)
-    return None if text is None else parse_sink_key(mapping, [(mapping.opensearch_document_id, text)])
+    return None if text is None else parse_sink_key(mapping, [(mapping.opensearch.document_id, text)])
 
 
 def dynamodb_item_key(mapping: TableMapping, item: dict[str, Any]) -> tuple[KeyValue, ...] | None:
     full = item.get(FULL_KEY_FIELD)
     full = full if isinstance(full, dict) else {}
-    formats = {mapping.dynamodb_partition_key.attribute: mapping.dynamodb_partition_key.value}
-    if mapping.dynamodb_sort_key is not None:
-        formats[mapping.dynamodb_sort_key.attribute] = mapping.dynamodb_sort_key.value
+    formats = {mapping.dynamodb.partition_key.attribute: mapping.dynamodb.partition_key.value}
+    if mapping.dynamodb.sort_key is not None:
+        formats[mapping.dynamodb.sort_key.attribute] = mapping.dynamodb.sort_key.value
     rendered: list[tuple[KeyFormat, str]] = []
     for attribute, limit in dynamodb_key_limits(mapping):
         text = _full_id(item.get(attribute), full.get(attribute), limit)

@@ -103,7 +103,7 @@ def dynamodb_problem(
             expected = dynamodb_attributes(mapping, source)
         except UnrepresentableRow as exc:
             return f"the source row cannot be a DynamoDB item: {exc}"
-        reserved = mapping.dynamodb_reserved_attributes
+        reserved = mapping.dynamodb.reserved_attributes
     actual = {k: v for k, v in item.items() if k not in reserved}
     differing = _differing(expected, actual)
     return f"DynamoDB differs in {differing}" if differing else ""
@@ -119,11 +119,11 @@ def fetch_sink_state(
     from opensearchpy.exceptions import NotFoundError, TransportError
 
     doc: dict[str, Any] | None = None
-    if mapping.opensearch_enabled:
+    if mapping.opensearch.enabled:
         doc_id = opensearch_document_id(mapping, change)
         for attempt in attempts(SHARD_START_ATTEMPTS, first_wait=0.2, most_wait=0.2, sleep=sleep, jitter=False):
             try:
-                doc = opensearch_client.get(index=mapping.opensearch_index, id=doc_id)["_source"]
+                doc = opensearch_client.get(index=mapping.opensearch.index, id=doc_id)["_source"]
                 break
             except NotFoundError:
                 doc = None
@@ -133,7 +133,7 @@ def fetch_sink_state(
                 if exc.status_code != 503 or attempt == SHARD_START_ATTEMPTS - 1:
                     raise
     item = None
-    if mapping.dynamodb_enabled:
+    if mapping.dynamodb.enabled:
         key = dynamodb_key(mapping, change)
         item = table_for(mapping).get_item(Key=key, ConsistentRead=True).get("Item")
     return doc, item
@@ -154,11 +154,11 @@ def compare_row(
     """
 
     def table_for(m: TableMapping) -> Any:
-        if m.dynamodb_table is None:
+        if m.dynamodb.table is None:
             return dynamodb_table
         if other_dynamodb_tables is None:
-            raise ValueError(f"{m.table} maps to DynamoDB table {m.dynamodb_table!r}; pass other_dynamodb_tables")
-        return other_dynamodb_tables(m.dynamodb_table)
+            raise ValueError(f"{m.table} maps to DynamoDB table {m.dynamodb.table!r}; pass other_dynamodb_tables")
+        return other_dynamodb_tables(m.dynamodb.table)
 
     source = read_source_row(conn, mapping, change)
     doc, item = fetch_sink_state(mapping, change, opensearch_client, table_for)
@@ -167,6 +167,6 @@ def compare_row(
         source=source,
         opensearch=doc,
         dynamodb=item,
-        opensearch_problem=opensearch_problem(mapping, source, doc) if mapping.opensearch_enabled else "",
-        dynamodb_problem=dynamodb_problem(source, item, mapping) if mapping.dynamodb_enabled else "",
+        opensearch_problem=opensearch_problem(mapping, source, doc) if mapping.opensearch.enabled else "",
+        dynamodb_problem=dynamodb_problem(source, item, mapping) if mapping.dynamodb.enabled else "",
     )

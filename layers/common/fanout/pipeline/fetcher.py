@@ -26,7 +26,7 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping
 from fanout.model.payloads import fetcher_event
 from fanout.observability import ChangeMetric, log, record, traced
-from fanout.pipeline.forwarder import Forward
+from fanout.pipeline.forwarder import ChangeQueue
 from fanout.pipeline.rejects import Reject
 from fanout.pipeline.related import PAGES_PER_INVOCATION, FanOut, apply_related, split_related
 from fanout.redaction import describe_error
@@ -180,7 +180,7 @@ class Fetcher:
     Built once from its collaborators (fanout.pipeline.wiring for the functions; tests pass fakes): the mapping,
     the source database (``source``: the locking batch read, and the pages of roots of a change via a relation),
     the sinks, the recorder of rows a sink can never take (``reject``: the dead-letter queue; without it such a
-    row is a failure like any other) and the forwarder of continuations (``forward``: the fetch queue; without
+    row is a failure like any other) and the queue of continuations (``continuations``: the fetch queue; without
     it, maintenance and the CLI, every page of roots is rebuilt in one call). The fetcher's entry, backfill and
     reconcile's repair all call :meth:`apply`.
     """
@@ -192,7 +192,7 @@ class Fetcher:
         sinks: Sequence[Sink],
         *,
         reject: Reject | None = None,
-        forward: Forward | None = None,
+        continuations: ChangeQueue | None = None,
         pages: int = PAGES_PER_INVOCATION,
         page_size: int = ROOTS_PER_PAGE,
     ) -> None:
@@ -200,7 +200,7 @@ class Fetcher:
         self.source = source
         self.sinks = list(sinks)
         self.reject = reject
-        self.fan_out = FanOut(source, forward, pages, page_size)
+        self.fan_out = FanOut(source, continuations, pages, page_size)
 
     def with_reject(self, reject: Reject | None) -> Fetcher:
         """The same fetch path, recording the rows a sink can never take with ``reject`` instead."""

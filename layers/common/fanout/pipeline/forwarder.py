@@ -1,6 +1,7 @@
 """The parser's side of the hand-off: changes go to the fetch queue, which the fetcher takes in batches.
 
-A forwarder takes validated changes and sends one message per change, ``SendMessageBatch``
+The parser hands validated changes to a :class:`ChangeQueue` by its one method, ``send``;
+:class:`QueueForwarder` is the one implementation outside tests. It sends one message per change, ``SendMessageBatch``
 10 entries a call. The body is a fetcher event (``{"changes": [message]}``,
 :func:`fanout.model.change.fetcher_event`), the shape every record of the fetcher's SQS
 batch carries (fanout.pipeline.queue_batch). A refused entry is raised: the parser's
@@ -15,15 +16,22 @@ fetcher's modules can import the forwarder without importing themselves back.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from fanout.config import HandoffSettings
 from fanout.model.change import Change
 from fanout.model.payloads import fetcher_event
 
-Forward = Callable[[Sequence[Change]], None]
 SEND_BATCH_ENTRIES = 10  # SendMessageBatch's limit
+
+
+class ChangeQueue(Protocol):
+    """Where validated changes go next: the fetch queue (:class:`QueueForwarder`, built by
+    :func:`make_forwarder`); a recording fake in tests."""
+
+    def send(self, changes: Sequence[Change]) -> None:
+        """Hand ``changes`` on, or raise (the caller keeps them and is retried)."""
 
 
 class QueueForwarder:
@@ -33,7 +41,7 @@ class QueueForwarder:
         self._sqs = sqs_client
         self._queue_url = queue_url
 
-    def __call__(self, changes: Sequence[Change]) -> None:
+    def send(self, changes: Sequence[Change]) -> None:
         for start in range(0, len(changes), SEND_BATCH_ENTRIES):
             self._send(changes[start : start + SEND_BATCH_ENTRIES])
 
@@ -46,7 +54,7 @@ class QueueForwarder:
             raise RuntimeError(f"the fetch queue refused {len(failed)} of {len(chunk)} changes: {reasons}")
 
 
-def make_forwarder(settings: HandoffSettings, config: Any = None) -> Forward:
+def make_forwarder(settings: HandoffSettings, config: Any = None) -> QueueForwarder:
     """The forwarder to the fetch queue: the parser's, and the fetcher's for its continuations
     (fanout.pipeline.related); ``config`` is the client's botocore Config (None: botocore's defaults)."""
     import boto3

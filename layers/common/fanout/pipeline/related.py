@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings
-from fanout.pipeline.forwarder import Forward
+from fanout.pipeline.forwarder import ChangeQueue
 from fanout.redaction import describe_error
 from fanout.source.composition_read import ROOTS_PER_PAGE
 from fanout.source.reader import RowSource
@@ -35,14 +35,14 @@ PAGES_PER_INVOCATION = 4
 
 @dataclass(frozen=True)
 class FanOut:
-    """How changes via a relation are resolved: ``source`` reads a page of roots (``root_page``), ``forward`` hands
-    a continuation on.
+    """How changes via a relation are resolved: ``source`` reads a page of roots (``root_page``),
+    ``continuations.send`` hands a continuation on.
 
-    Without ``forward`` (maintenance, the CLI, tools) there is no budget: every page is rebuilt in the call.
+    Without ``continuations`` (maintenance, the CLI, tools) there is no budget: every page is rebuilt in the call.
     """
 
     source: RowSource
-    forward: Forward | None = None
+    continuations: ChangeQueue | None = None
     pages: int = PAGES_PER_INVOCATION
     page_size: int = ROOTS_PER_PAGE
 
@@ -66,7 +66,7 @@ def apply_related(
 ) -> None:
     """Resolve each change via a relation to its roots and ``apply_roots`` them, page by page, within the
     invocation's page budget; what is left is handed on as a continuation."""
-    pages_left = fan_out.pages if fan_out.forward is not None else None
+    pages_left = fan_out.pages if fan_out.continuations is not None else None
     for change in dict.fromkeys(related):  # equal changes via one relation resolve to the same roots
         mapping = mappings.get(change.table)
         assert mapping is not None, "changes are validated against the mapping"
@@ -78,9 +78,9 @@ def apply_related(
             while True:
                 if pages_left == 0:
                     if not failed:  # the rest goes on as a continuation; a failed change's retry covers it
-                        assert fan_out.forward is not None
+                        assert fan_out.continuations is not None
                         doing = "handing on its continuation"
-                        fan_out.forward([cursor])
+                        fan_out.continuations.send([cursor])
                     break
                 # one root beyond the page says whether another page follows, so that a fan-out ending
                 # exactly on the budget hands on no continuation that would find nothing

@@ -71,9 +71,9 @@ class FetchPath:
         self.reject = QueueRejectRecorder(
             boto3.client("sqs", config=config), self.settings.dead_letter_queue_url, source=source
         )
-        forward = make_forwarder(HandoffSettings.from_env(), config) if continuations else None
+        queue = make_forwarder(HandoffSettings.from_env(), config) if continuations else None
         self.fetcher = Fetcher(
-            self.mappings, DatabaseSource(self.database), self.sinks, reject=self.reject, forward=forward
+            self.mappings, DatabaseSource(self.database), self.sinks, reject=self.reject, continuations=queue
         )
 
     def without_events(self) -> Fetcher:

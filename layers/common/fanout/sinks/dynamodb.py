@@ -150,9 +150,9 @@ def _key_attributes(mapping: TableMapping, change: Change) -> dict[str, Any]:
 
 def dynamodb_attributes(mapping: TableMapping, row: dict[str, Any]) -> dict[str, Any]:
     """The row's projected, renamed columns as DynamoDB attribute values."""
-    reserved = mapping.dynamodb_reserved_attributes
+    reserved = mapping.dynamodb.reserved_attributes
     attributes: dict[str, Any] = {}
-    names = mapping.dynamodb_attributes if mapping.dynamodb_attributes is not None else tuple(row)
+    names = mapping.dynamodb.attributes if mapping.dynamodb.attributes is not None else tuple(row)
     if mapping.composition is not None:  # the root row's columns, and its relations if the item is the document
         relations = mapping.composition.relation_names
         names = tuple(n for n in names if n not in relations)
@@ -163,11 +163,11 @@ def dynamodb_attributes(mapping: TableMapping, row: dict[str, Any]) -> dict[str,
             raise UnrepresentableRow(f"column {column!r} in dynamodb.attributes is not a column of {mapping.table}")
         value = row[column]
         if isinstance(value, (bytes, bytearray)):
-            if mapping.dynamodb_binary == "exclude":
+            if mapping.dynamodb.binary == "exclude":
                 continue
-            if mapping.dynamodb_binary == "base64":
+            if mapping.dynamodb.binary == "base64":
                 value = base64.b64encode(bytes(value)).decode("ascii")
-        name = mapping.dynamodb_attribute(column)
+        name = mapping.dynamodb.attribute(column)
         if name in reserved or name in attributes:
             raise UnrepresentableRow(
                 f"column {column!r} of {mapping.table} would be the DynamoDB attribute {name!r}, which is "
@@ -274,10 +274,10 @@ class DynamoDBSink:
         self._pool: ThreadPoolExecutor | None = None  # created on the first batch, reused after
 
     def enabled_for(self, mapping: TableMapping) -> bool:
-        return mapping.dynamodb_enabled
+        return mapping.dynamodb.enabled
 
     def table_for(self, mapping: TableMapping) -> Any:
-        name = mapping.dynamodb_table
+        name = mapping.dynamodb.table
         if name is None:
             return self._table
         if name not in self._named:
@@ -356,7 +356,7 @@ class DynamoDBSink:
     def _condition(mapping: TableMapping, write: _Write) -> dict[str, Any]:
         return {
             "ConditionExpression": CONDITION,
-            "ExpressionAttributeNames": {"#pk": mapping.dynamodb_partition_key.attribute, "#version": "_version"},
+            "ExpressionAttributeNames": {"#pk": mapping.dynamodb.partition_key.attribute, "#version": "_version"},
             "ExpressionAttributeValues": {":version": write.item["_version"]},
         }
 
@@ -463,9 +463,9 @@ class DynamoDBSink:
 def _transactions(mapping: TableMapping, writes: list[_Write]) -> list[list[_Write]]:
     """The writes cut into TransactWriteItems calls: at most MAX_TRANSACTION_ITEMS and MAX_TRANSACTION_BYTES
     each, and never two writes of one item in a call (DynamoDB refuses that)."""
-    key_names = [mapping.dynamodb_partition_key.attribute]
-    if mapping.dynamodb_sort_key is not None:
-        key_names.append(mapping.dynamodb_sort_key.attribute)
+    key_names = [mapping.dynamodb.partition_key.attribute]
+    if mapping.dynamodb.sort_key is not None:
+        key_names.append(mapping.dynamodb.sort_key.attribute)
     chunks: list[list[_Write]] = []
     current: list[_Write] = []
     keys: set[tuple[Any, ...]] = set()

@@ -94,11 +94,11 @@ def opensearch_document(mapping: TableMapping, row: dict[str, Any]) -> dict[str,
     in ``_fanout_key`` when the document id is a bounded one."""
     document: dict[str, Any] = {}
     for column, value in row.items():
-        if column in mapping.opensearch_exclude:
+        if column in mapping.opensearch.exclude:
             continue
-        if isinstance(value, (bytes, bytearray)) and mapping.opensearch_binary == "exclude":
+        if isinstance(value, (bytes, bytearray)) and mapping.opensearch.binary == "exclude":
             continue
-        name = mapping.opensearch_field(column)
+        name = mapping.opensearch.field(column)
         if name in document or name in OPENSEARCH_METADATA_FIELDS or name == FULL_KEY_FIELD:
             raise UnrepresentableRow(
                 f"column {column!r} of {mapping.table} would be the OpenSearch field {name!r}, which is "
@@ -208,7 +208,7 @@ class OpenSearchSink:
         self._ready_indices: set[str] = set()
 
     def enabled_for(self, mapping: TableMapping) -> bool:
-        return mapping.opensearch_enabled
+        return mapping.opensearch.enabled
 
     def ensure_index(self, index: str, mappings: str = "") -> None:
         """Create the index unless it exists: a tombstone lifetime long enough for any retry, and the mapping's
@@ -233,7 +233,7 @@ class OpenSearchSink:
     ) -> tuple[str, dict[str, Any] | None, bytes]:
         """The document id, the body (None: a delete) and the body as sent (b"" for a delete); RowRejected
         if it can never fit."""
-        where = f"{mapping.opensearch_index}/{change.document_id}"
+        where = f"{mapping.opensearch.index}/{change.document_id}"
         if not 0 <= state.version <= MAX_EXTERNAL_VERSION:  # a database clock gone wrong: refuse this row alone
             raise RowRejected(
                 f"OpenSearch cannot hold {where}: version {state.version} is outside the engine's external "
@@ -261,7 +261,7 @@ class OpenSearchSink:
         a whole request failing is a SinkError for each of its rows (retried)."""
         from opensearchpy.exceptions import TransportError
 
-        index = mapping.opensearch_index
+        index = mapping.opensearch.index
         results: list[Outcome | Exception | None] = [None] * len(items)
         pending: list[tuple[int, bytes, bool]] = []  # (position, its bulk lines as sent, is a delete)
         for position, (change, state) in enumerate(items):
@@ -282,7 +282,7 @@ class OpenSearchSink:
             pending.append((position, lines, body is None))
         if pending:
             try:
-                self.ensure_index(index, mapping.opensearch_index_mappings)
+                self.ensure_index(index, mapping.opensearch.index_mappings)
             except TransportError as exc:
                 error = SinkError(f"OpenSearch index {index} is not available: {exc}")
                 for position, _, _ in pending:
@@ -317,7 +317,7 @@ class OpenSearchSink:
     ) -> None:
         from opensearchpy.exceptions import TransportError
 
-        index = mapping.opensearch_index
+        index = mapping.opensearch.index
         body = b"".join(lines for _, lines, _ in request)
         try:
             response = self._client.bulk(body=body)
@@ -360,12 +360,12 @@ class OpenSearchSink:
     def apply(self, mapping: TableMapping, change: Change, state: RowState) -> Outcome:
         from opensearchpy.exceptions import ConflictError, NotFoundError, TransportError
 
-        index = mapping.opensearch_index
+        index = mapping.opensearch.index
         where = f"{index}/{change.document_id}"
         doc_id, body, _ = self._document(mapping, change, state)
         versioning = {"version": state.version, "version_type": "external_gte"}
         try:
-            self.ensure_index(index, mapping.opensearch_index_mappings)
+            self.ensure_index(index, mapping.opensearch.index_mappings)
         except TransportError as exc:
             raise SinkError(f"OpenSearch index {index} is not available: {exc}") from exc
         try:

@@ -32,21 +32,21 @@ class SinkReaders:
         self.default_table = default_table
 
     def table_name(self, mapping: TableMapping) -> str:
-        return mapping.dynamodb_table or self.default_table
+        return mapping.dynamodb.table or self.default_table
 
     def documents(self, mapping: TableMapping, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The live documents with these ids. ``_mget`` is real-time (a search sees a write only after the
         index's next refresh, so a row written a moment ago would look missing)."""
         if not ids:
             return {}
-        found = self.opensearch.mget(index=mapping.opensearch_index, body={"ids": list(ids)})
+        found = self.opensearch.mget(index=mapping.opensearch.index, body={"ids": list(ids)})
         documents: dict[str, dict[str, Any]] = {}
         for doc in found["docs"]:
             error = doc.get("error")
             if error is not None:
                 if (error.get("type") if isinstance(error, dict) else None) == "index_not_found_exception":
                     continue  # no index yet: nothing is there
-                raise RuntimeError(f"OpenSearch could not read {mapping.opensearch_index}/{doc.get('_id')}: {error}")
+                raise RuntimeError(f"OpenSearch could not read {mapping.opensearch.index}/{doc.get('_id')}: {error}")
             if doc.get("found"):
                 documents[doc["_id"]] = doc["_source"]
         return documents
@@ -77,7 +77,7 @@ class SinkReaders:
             if after is not None:
                 body["search_after"] = after
             try:
-                hits = self.opensearch.search(index=mapping.opensearch_index, body=body)["hits"]["hits"]
+                hits = self.opensearch.search(index=mapping.opensearch.index, body=body)["hits"]["hits"]
             except NotFoundError:
                 return
             if not hits:
@@ -97,7 +97,7 @@ class SinkReaders:
             "track_total_hits": False,
         }
         try:
-            hits = self.opensearch.search(index=mapping.opensearch_index, body=body)["hits"]["hits"]
+            hits = self.opensearch.search(index=mapping.opensearch.index, body=body)["hits"]["hits"]
         except NotFoundError:
             return
         for i in range(0, len(hits), page_size):

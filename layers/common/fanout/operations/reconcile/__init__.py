@@ -107,7 +107,7 @@ def reconcile(
     for name in names:
         mapping = mappings.get(name)
         assert mapping is not None
-        for sink, enabled in ((OPENSEARCH, mapping.opensearch_enabled), (DYNAMODB, mapping.dynamodb_enabled)):
+        for sink, enabled in ((OPENSEARCH, mapping.opensearch.enabled), (DYNAMODB, mapping.dynamodb.enabled)):
             if enabled:
                 report.tally(name, sink)
         estimated = sample or (estimated_rows(conn, mapping) if progress else None)
@@ -120,11 +120,11 @@ def reconcile(
             done += len(rows)
             tell(name, "source", done, estimated)
         report.source_rows[name] = done
-        if mapping.opensearch_enabled:
+        if mapping.opensearch.enabled:
             entries = opensearch_entries(readers, mapping, sample, page_size)
             on_page = functools.partial(tell, name, "opensearch", total=estimated)
             scan_orphans(conn, mapping, OPENSEARCH, entries, report, repairer, readers, on_page)
-        if mapping.dynamodb_enabled:
+        if mapping.dynamodb.enabled:
             entries = dynamodb_entries(conn, readers, mapping, sample, page_size)
             on_page = functools.partial(tell, name, "dynamodb", total=estimated)
             scan_orphans(conn, mapping, DYNAMODB, entries, report, repairer, readers, on_page)

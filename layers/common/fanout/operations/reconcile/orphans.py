@@ -46,7 +46,7 @@ def dynamodb_entries(
     if sample:  # one random segment of a parallel scan holds about `sample` of the table's items
         segments = max(1, math.ceil((estimated_rows(conn, mapping) or 0) / sample))
         segment = (random.randrange(segments), segments)
-    partition = mapping.dynamodb_partition_key.attribute
+    partition = mapping.dynamodb.partition_key.attribute
     for items in readers.live_items(mapping, page_size, segment):
         yield [(dynamodb_item_key(mapping, item), str(item.get(partition)), item) for item in items]
 
@@ -111,10 +111,10 @@ def _remove_foreign(readers: SinkReaders, mapping: TableMapping, sink: str, entr
 
     try:
         if sink == OPENSEARCH:
-            readers.opensearch.delete(index=mapping.opensearch_index, id=entry)
+            readers.opensearch.delete(index=mapping.opensearch.index, id=entry)
         else:
             readers.dynamodb.Table(readers.table_name(mapping)).delete_item(
-                Key={a: entry[a] for a in mapping.dynamodb_key_attributes},
+                Key={a: entry[a] for a in mapping.dynamodb.key_attributes},
                 ConditionExpression="#t = :t",  # still this table's: never another table's item
                 ExpressionAttributeNames={"#t": "_table"},
                 ExpressionAttributeValues={":t": mapping.table},

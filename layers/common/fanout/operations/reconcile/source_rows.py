@@ -86,9 +86,9 @@ def compare_page(
     for row in rows:
         key = tuple(row[c] for c in mapping.key_columns)
         keyed.append((key, key_change(mapping, key), row))
-    if mapping.opensearch_enabled:
+    if mapping.opensearch.enabled:
         _compare_sink(mapping, OPENSEARCH, keyed, report, drifted, lambda: _opensearch_judge(mapping, keyed, readers))
-    if mapping.dynamodb_enabled:
+    if mapping.dynamodb.enabled:
         _compare_sink(mapping, DYNAMODB, keyed, report, drifted, lambda: _dynamodb_judge(mapping, keyed, readers))
     return drifted
 
@@ -143,7 +143,7 @@ def _opensearch_judge(mapping: TableMapping, keyed: Keyed, readers: SinkReaders)
 
 def _dynamodb_judge(mapping: TableMapping, keyed: Keyed, readers: SinkReaders) -> Judge:
     version = int(time.time() * 1_000_000)  # sizes an item as the fetcher's would be (a version of today)
-    attributes = sorted(mapping.dynamodb_key_attributes)
+    attributes = sorted(mapping.dynamodb.key_attributes)
     sink_keys = {key: dynamodb_key(mapping, change) for key, change, _ in keyed if not _empty_key(mapping, change)}
     found = readers.items(mapping, list(sink_keys.values()))
     by_key = {tuple(item.get(a) for a in attributes): item for item in found}
