@@ -106,6 +106,11 @@ def log(level: int, message: str, **fields: Any) -> None:
     write(message, extra=fields, stacklevel=3)  # the line's "location" is log()'s caller
 
 
+def log_enabled(level: int) -> bool:
+    """Whether a line of ``level`` would be written (to skip building the fields of one that would not)."""
+    return level >= logger.log_level
+
+
 @contextmanager
 def traced(name: str, **annotations: str) -> Iterator[None]:
     """An X-Ray subsegment around a step (a no-op where tracing is off); annotations are searchable."""
