@@ -9,9 +9,10 @@ real MySQL 8.0, OpenSearch and ministack DynamoDB. In one run and on the same ro
 - ``packed``: drained batches of DRAINED changes packed into messages, FETCH_BATCH messages an invocation.
 
 Per 1,000 changes: the fetcher's CPU (the process's, every thread: the sinks are written side by side), its
-invocations, SQS requests (the parser's SendMessageBatch, the poller's ReceiveMessage and DeleteMessageBatch per
-invocation), and changes/s in process (the figure bench_end_to_end compares the deployed stack with). With
-``BENCH_PROFILE=1`` a further packed run is profiled (cProfile, in the standard library: nothing to pin) and its
+invocations, SQS requests as billed (the parser's SendMessageBatch, the poller's ReceiveMessage and
+DeleteMessageBatch per invocation, each 64 KB of a request's payload one request), and changes/s in process
+(the figure bench_end_to_end compares the deployed stack with). With ``BENCH_PROFILE=1`` a further packed run
+is profiled (cProfile, in the standard library: nothing to pin) and its
 top functions written to bench/results/fetcher_profile.txt.
 
     .venv/bin/python -m bench.bench_fetcher      # -> bench/results/fetcher.{json,md} (and fetcher_profile.txt)
@@ -51,6 +52,7 @@ DRAINED = 500  # the drainer's batch (fanout.capture.change_log.DEFAULT_BATCH_RO
 FETCH_BATCH = int(os.environ.get("BENCH_FETCH_BATCH", "10"))
 ROUNDS = 3
 PROFILE = os.environ.get("BENCH_PROFILE") == "1"
+SQS_BILLED_BYTES = 64 * 1024
 
 
 class RecordingQueue:
@@ -59,15 +61,22 @@ class RecordingQueue:
     def __init__(self) -> None:
         self.bodies: list[str] = []
         self.requests = 0
+        self.billed = 0  # SQS bills each 64 KB of a request's payload as one request
 
     def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
         self.requests += 1
+        self.billed += billed([entry["MessageBody"] for entry in Entries])
         self.bodies += [entry["MessageBody"] for entry in Entries]
         return {"Successful": [{"Id": e["Id"], "MessageId": e["Id"]} for e in Entries], "Failed": []}
 
 
 def reject(reason: str, payload: Any, correlation_id: str) -> None:
     raise AssertionError(f"bench change rejected: {reason}")
+
+
+def billed(bodies: list[str]) -> int:
+    """The requests SQS bills for one request carrying ``bodies``: one per 64 KB of payload (at least one)."""
+    return max(1, math.ceil(sum(len(b.encode("utf-8")) for b in bodies) / SQS_BILLED_BYTES))
 
 
 class Context:
@@ -91,12 +100,14 @@ def queued(changes: list[Change], packed: bool) -> tuple[list[str], int]:
     forward = QueueForwarder(queue, "bench")
     for start in range(0, len(changes), DRAINED):
         forward(changes[start : start + DRAINED])
-    return queue.bodies, queue.requests
+    assert queue.billed == queue.requests or queue.billed > queue.requests
+    return queue.bodies, queue.billed
 
 
 def run(fetcher: Fetcher, bodies: list[str], batch: int, sqs_sends: int, changes: int) -> dict[str, Any]:
-    cpu, wall, invocations = 0.0, 0.0, 0
+    cpu, wall, invocations, receives = 0.0, 0.0, 0, 0
     for start in range(0, len(bodies), batch):
+        receives += billed(bodies[start : start + batch])
         event = {"Records": sqs_records(bodies[start : start + batch], start)}
         c, w = time.process_time(), time.perf_counter()
         answer = handle_queue_batch(event, Context(), fetcher)
@@ -109,7 +120,10 @@ def run(fetcher: Fetcher, bodies: list[str], batch: int, sqs_sends: int, changes
         "changes": changes,
         "messages": len(bodies),
         "invocations_per_1000": round(invocations * 1000 / changes, 1),
-        "sqs_requests_per_1000": round((sqs_sends + 2 * invocations) * 1000 / changes, 1),
+        # billed requests: the parser's sends, the poller's receive and delete per invocation (64 KB each)
+        "sqs_requests_per_1000": round((sqs_sends + receives + invocations) * 1000 / changes, 1),
+        "message_bytes_per_change": round(sum(len(b.encode("utf-8")) for b in bodies) / changes, 1),
+        "ms_per_change": round(wall * 1000 / changes, 3),
         "cpu_ms_per_1000": round(cpu * 1000 * 1000 / changes, 1),
         "changes_per_s": round(changes / wall, 1),
     }

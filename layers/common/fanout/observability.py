@@ -201,9 +201,15 @@ def record(metric: ChangeMetric, table: str, sink: str = "", value: float = 1.0)
         if sink:
             detail.add_dimension(name="sink", value=sink)
         _detail[(table, sink)] = detail
-    if len(detail.metric_set.get(metric.value, {}).get("Value", ())) >= MAX_VALUES - 1:
+    values = detail.metric_set.get(metric.value, {}).get("Value", ())
+    if len(values) >= MAX_VALUES - 1:
         _print_blob(detail)
-    detail.add_metric(name=metric.value, unit=unit, value=value)
+    if not values or len(values) >= MAX_VALUES - 1:  # a metric's first value: Powertools checks name and unit
+        detail.add_metric(name=metric.value, unit=unit, value=value)
+    else:
+        # The rest appended as add_metric would: it formats the metric's every value into a DEBUG message on
+        # each call (O(values) a value), the fetcher's largest CPU cost per change (bench/results/fetcher.md).
+        values.append(float(value))
 
 
 def record_accepted(change: Change, correlation_id: str) -> None:
