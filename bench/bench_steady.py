@@ -156,6 +156,10 @@ def run_rate(env: StackEnv, rate: int, readers: SinkReaders, logs: Any) -> dict[
     time.sleep(3.0)  # the last batch lines reach the local CloudWatch Logs
     lines = batch_lines(logs, env.fetcher_log_group, start_ms, int(time.time() * 1000))
     both, applied = lags_of(lines, "posts")
+    stages: dict[str, list[int]] = {}
+    for fields in lines:
+        for stage, entry in (fields.get("stages") or {}).items():
+            stages.setdefault(stage, []).extend(entry.get("ms") or [])
     statement = [ms for s in sessions for ms in s.statement_ms]
     invocations = len(lines)
     return {
@@ -176,6 +180,10 @@ def run_rate(env: StackEnv, rate: int, readers: SinkReaders, logs: Any) -> dict[
         "fetcher_invocations_per_1000": round(invocations * 1000 / max(1, applied), 1),
         "changes_per_invocation": round(applied / max(1, invocations), 1),
         "messages_per_1000": _messages_per_1000(lines, applied),
+        # changes the fetchers applied per change written: above 1, messages were received again while being
+        # applied (a queue visibility timeout shorter than a batch's apply) or retried
+        "applied_per_written": round(applied / total, 2),
+        "stages_ms": {stage: {"p50": percentile(v, 50), "p99": percentile(v, 99)} for stage, v in stages.items()},
     }
 
 
