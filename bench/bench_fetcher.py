@@ -33,6 +33,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import boto3
+
 from bench.harness import ROOT, create_replica_table, local_services, write_results
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change
@@ -42,7 +44,9 @@ from fanout.observability import flush_metrics
 from fanout.pipeline.fetcher import Fetcher
 from fanout.pipeline.forwarder import QueueForwarder
 from fanout.pipeline.queue_batch import handle_queue_batch
-from fanout.sinks.opensearch import make_client
+from fanout.pipeline.wiring import aws_config
+from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from local.database import create_database, drop_database
@@ -146,11 +150,17 @@ def import_times() -> dict[str, float]:
     return out
 
 
-def sinks_for(opensearch: Any, dynamodb: Any, table: Any) -> list[Any]:
-    """Both sinks, built as fanout.pipeline.wiring builds them."""
-    from fanout.sinks.dynamodb import DynamoDBSink
-    from fanout.sinks.opensearch import OpenSearchSink
-
+def sinks_for(cfg: Any, opensearch: Any, table_name: str) -> list[Any]:
+    """Both sinks, built as fanout.pipeline.wiring builds them (its botocore Config included)."""
+    dynamodb = boto3.resource(
+        "dynamodb",
+        endpoint_url=cfg.aws_endpoint,
+        region_name=cfg.region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=aws_config(),
+    )
+    table = dynamodb.Table(table_name)
     return [OpenSearchSink(opensearch), DynamoDBSink(table, tombstone_ttl_seconds=3600, tables=dynamodb.Table)]
 
 
@@ -165,12 +175,12 @@ def main() -> int:
             "INSERT INTO posts (title, body, author) VALUES (%s, %s, %s)",
             [(f"post {i}", "body " * 40, "bench") for i in range(ROWS)],
         )
-    dynamodb, table = create_replica_table(cfg, db_name)
+    _, table = create_replica_table(cfg, db_name)
     opensearch = make_client(cfg.opensearch_endpoint)
     posts = default_mappings().get("posts")
     assert posts is not None
     mapping = replace(posts, opensearch_index=db_name.replace("_", "-"))
-    sinks = sinks_for(opensearch, dynamodb, table)
+    sinks = sinks_for(cfg, opensearch, table.name)
     fetcher = Fetcher(Mappings({"posts": mapping}), DatabaseSource.over(conn), sinks, reject=reject)
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the metric blobs, printed as in Lambda; their cost stays in
     results: dict[str, list[dict[str, Any]]] = {"one a change": [], "packed": []}
