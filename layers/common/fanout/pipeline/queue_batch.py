@@ -134,9 +134,11 @@ def handle_queue_batch(event: dict[str, Any], context: Any, fetcher: Fetcher) ->
     changes_of: dict[str, list[Change]] = {}
     held_of: dict[str, HeldRejects] = {}
     for message in event["Records"]:
-        message_id, body = message["messageId"], _json_body(message["body"])
-        if body is None:
-            body = message["body"]
+        message_id, body = message["messageId"], message["body"]
+        try:
+            body = json.loads(body)
+        except (ValueError, RecursionError):
+            pass  # not JSON: rejected as it came
         held = held_of.setdefault(message_id, HeldRejects())
         changes, _ = parse_fetcher_event(body, mappings, held, correlation_id_of(body, message_id))
         changes_of.setdefault(message_id, []).extend(c.stamped(Stage.FETCHED, fetched_us) for c in changes)
