@@ -91,13 +91,14 @@ clean: down ## remove build output and local state
 	rm -rf .aws-sam .local
 
 bench: install ## benchmarks (ratios, side by side in one run) -> bench/results/
-	$(PY) -m bench.bench_throughput
+	$(PY) -m bench.bench_fetcher
 	$(PY) -m bench.cost_model
 	$(PY) -m bench.bench_fetch_path
 	$(PY) -m bench.bench_capture_triggers
 	$(PY) -m bench.bench_backfill_reconcile
 	$(PY) -m bench.bench_dynamodb_batches
 	$(PY) -m bench.bench_end_to_end
+	$(PY) -m bench.bench_steady
 	$(PY) -m bench.bench_composed
 	$(PY) -m bench.bench_events
 	$(PY) -m bench.bench_cold_import

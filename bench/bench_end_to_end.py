@@ -5,11 +5,11 @@ everything is the deployed app on the local stack: the capture triggers, lambda_
 function handing each ring to the bridge, which invokes the parser on ministack and spends Aurora's
 35 ms a call), the fetch queue and the fetcher function, and both sinks. The clock runs from the first
 statement until every written row is in OpenSearch and DynamoDB at its version; then a full reconcile of
-the table must agree. Beside it, the in-process figure of the same design from
-bench/results/throughput.json (its "queued" uniform run), so the two can be read side by side.
+the table must agree. Beside it, the in-process figure of the same fetch path from
+bench/results/fetcher.json (its packed run: bench/bench_fetcher.py), so the two can be read side by side.
 
-    make up                                                     # or let this script run `up`
-    BENCH_E2E_ROWS=300 .venv/bin/python -m bench.bench_end_to_end   # -> bench/results/end_to_end.{json,md}
+    make up                                                       # or let this script run `up`
+    BENCH_E2E_ROWS=20000 .venv/bin/python -m bench.bench_end_to_end   # -> bench/results/end_to_end.{json,md}
 
 ministack starts a process per Lambda invocation and runs every function on this shared 2-core
 machine, so the figure measures this stack, not AWS's Lambda; it is the ceiling a user of the local
@@ -93,9 +93,9 @@ def main() -> int:
             cur.execute("DELETE FROM posts WHERE id BETWEEN %s AND %s", (ids[0], ids[-1]))
         conn.close()
     in_process = None
-    throughput = RESULTS / "throughput.json"
-    if throughput.exists():
-        in_process = json.loads(throughput.read_text())["workloads"]["uniform"]["queued"]["changes_per_s"]
+    fetcher = RESULTS / "fetcher.json"
+    if fetcher.exists():
+        in_process = json.loads(fetcher.read_text())["shapes"]["packed"]["changes_per_s"]
     end_to_end = round(ROWS / (arrived - started), 1)
     result = {
         "rows": ROWS,
@@ -104,7 +104,7 @@ def main() -> int:
         "lambda_async_ms_per_call": AURORA_LAMBDA_ASYNC_MS,
         "end_to_end_s": round(arrived - started, 2),
         "end_to_end_rows_per_s": end_to_end,
-        "in_process_queued_changes_per_s": in_process,
+        "in_process_packed_changes_per_s": in_process,
         "end_to_end_over_in_process": round(end_to_end / in_process, 3) if in_process else None,
         "reconcile_agrees": check.agrees,
         "reconcile": {sink: {k: v for k, v in t.items() if k != "examples"} for sink, t in tally.items()},
@@ -120,7 +120,7 @@ def main() -> int:
         f"| writes (and their rings) done after | {result['write_s']} s |\n"
         f"| every row in both sinks after | {result['end_to_end_s']} s |\n"
         f"| **end to end** | **{end_to_end} rows/s** |\n"
-        f"| in process, queued (bench/results/throughput.json, uniform) | {in_process} changes/s |\n"
+        f"| in process, packed (bench/results/fetcher.json) | {in_process} changes/s |\n"
         f"| end to end / in process | {result['end_to_end_over_in_process']} |\n"
         f"| full reconcile of posts afterwards | {'agrees' if check.agrees else 'DISAGREES'} |\n",
     )

@@ -7,6 +7,7 @@ drainer. Any other event is recorded in the dead-letter queue with the reason (f
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -14,7 +15,7 @@ from fanout.capture.change_log import DEFAULT_IDLE_SECONDS, drain, is_ring
 from fanout.config import ParserSettings
 from fanout.model.mapping import default_mappings
 from fanout.observability import instrumented_handler
-from fanout.pipeline.forwarder import QueueForwarder, make_forwarder
+from fanout.pipeline.forwarder import QueueForwarder, RungAt, make_forwarder
 from fanout.pipeline.parser import reject_event
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.source.connection import ConnectionHolder
@@ -46,6 +47,7 @@ def _correlation_id(event: Any, context: Any) -> str:
 
 @instrumented_handler(correlation_id=_correlation_id)
 def handler(event: Any, context: Any) -> dict[str, Any]:
+    rung_us = time.time_ns() // 1000  # a stage of each change's lag (fanout.pipeline.stage_times)
     queue, reject = _dependencies()
     if not is_ring(event):
         return reject_event(event, reject, context.aws_request_id)
@@ -56,7 +58,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         report = drain(
             database.get(),
             default_mappings(),
-            queue,
+            RungAt(queue, rung_us),
             reject,
             correlation_id=context.aws_request_id,
             idle_seconds=DEFAULT_IDLE_SECONDS,

@@ -47,6 +47,7 @@ UNKNOWN_TABLE = "_unknown"
 _LAST = "last applied"  # the last write a batch line names (not a count)
 _EVENTS_FAILED = "events failed"  # change events a batch line counts as not published (failed or dead-lettered)
 EVENTS_SINK = "eventbridge"  # the sink whose applied writes are published change events (fanout.sinks.eventbridge)
+_STAGES = "stage times"  # a batch line's per-stage times of its changes (fanout.pipeline.stage_times)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,18 @@ def _batch_lines(timestamp_ms: int, fields: dict[str, Any]) -> Iterator[LogLine]
         last = last_applied.get(table)
         if isinstance(last, dict):  # the batch's last write of the table: what "last applied" shows
             yield LogLine(timestamp_ms, {**last, "message": _LAST, "table": table})
+    stages = fields.get("stages")
+    if isinstance(stages, dict):
+        yield LogLine(timestamp_ms, {"message": _STAGES, "stages": stages})
+
+
+def _stage_values(stages: dict[str, Any], into: dict[str, list[float]]) -> None:
+    """A batch line's stage times (each stage's ``ms`` list), added to ``into`` (stage -> values)."""
+    for stage, entry in stages.items():
+        values = entry.get("ms") if isinstance(entry, dict) else None
+        if isinstance(values, list):
+            kept = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            into.setdefault(str(stage), []).extend(kept)
 
 
 # The most events one FilterLogEvents answer holds (AWS pages on with nextToken; the local stack's
@@ -264,7 +277,11 @@ def summarize(
     def of(table: str) -> TableStatus:
         return status.setdefault(table, TableStatus(table))
 
+    stages: dict[str, list[float]] = {}
     for line in sorted(lines, key=lambda line: line.timestamp_ms):
+        if line.message == _STAGES:
+            _stage_values(line.fields["stages"], stages)
+            continue
         entry = of(line.table)
         if line.message == ACCEPTED:
             entry.received += 1
@@ -309,4 +326,10 @@ def summarize(
             "read": len(letters),
         },
         "tables": {name: entry.as_dict() for name, entry in sorted(status.items())},
+        # where the lag comes from, over every table's applied changes (fanout.pipeline.stage_times)
+        "stages_ms": {
+            stage: {"p50": percentile(values, 50), "p99": percentile(values, 99), "samples": len(values)}
+            for stage, values in stages.items()
+            if values
+        },
     }

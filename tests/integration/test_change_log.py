@@ -410,8 +410,9 @@ def test_a_ring_makes_the_parser_handler_drain_into_the_fetch_queue_and_anything
 
     # Then the ring drained the log into the fetch queue, one message per change, and the old payload was recorded
     assert drained["claimed"] == 3 and drained["forwarded"] == 3
-    assert [b["changes"][0]["pk"] for b in fetch_queue.bodies()] == [{"id": 1}, {"id": 2}, {"id": 3}]
-    assert {b["changes"][0]["correlation_id"] for b in fetch_queue.bodies()} == {"req-ring-1"}
+    # one message: the drained batch, packed
+    assert [[c["pk"] for c in b["changes"]] for b in fetch_queue.bodies()] == [[{"id": 1}, {"id": 2}, {"id": 3}]]
+    assert {c["correlation_id"] for b in fetch_queue.bodies() for c in b["changes"]} == {"req-ring-1"}
     assert legacy == {"accepted": 0, "rejected": 1, "reason": NOT_A_RING}
     [record] = sqs.bodies()
     assert (record["reason"], record["correlation_id"]) == (NOT_A_RING, "req-old-1")

@@ -428,6 +428,7 @@ class FakeSQSClient:
     def __init__(self, max_message_bytes: int = 256 * 1024) -> None:
         self.max_message_bytes = max_message_bytes
         self.messages: list[dict[str, Any]] = []
+        self.refuse: Callable[[Any], bool] = lambda body: False  # which bodies SendMessageBatch lists as failed
 
     def send_message(
         self,
@@ -455,13 +456,20 @@ class FakeSQSClient:
         return {"MessageId": str(uuid.uuid4())}
 
     def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
-        """Like SQS: at most 10 entries; each accepted or listed under ``Failed`` (``refuse`` bodies)."""
+        """Like SQS: at most 10 entries and ``max_message_bytes`` of bodies together; each accepted or listed
+        under ``Failed`` (a body for which ``refuse`` answers True)."""
         if len(Entries) > 10:
             raise client_error("TooManyEntriesInBatchRequest", "Maximum number of entries is 10", "SendMessageBatch")
+        if sum(len(e["MessageBody"].encode("utf-8")) for e in Entries) > self.max_message_bytes:
+            raise client_error(
+                "BatchRequestTooLong",
+                f"Batch requests cannot be longer than {self.max_message_bytes} bytes.",
+                "SendMessageBatch",
+            )
         self.batch_calls = getattr(self, "batch_calls", 0) + 1
         ok, failed = [], []
         for entry in Entries:
-            if entry["MessageBody"] in getattr(self, "refuse", ()):
+            if self.refuse(json.loads(entry["MessageBody"])):
                 failed.append(
                     {"Id": entry["Id"], "SenderFault": False, "Code": "InternalError", "Message": "try again"}
                 )

@@ -9,6 +9,7 @@ from typing import Any
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.pipeline.fetcher import Fetcher
+from fanout.pipeline.forwarder import ChangeQueue
 from fanout.pipeline.rejects import Reject
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
@@ -40,9 +41,9 @@ class World:
         self.dynamodb_sink = DynamoDBSink(self.table, tombstone_ttl_seconds=TOMBSTONE_TTL, clock=lambda: NOW)
         self.sinks = [self.opensearch_sink, self.dynamodb_sink]
 
-    def fetcher(self, reject: Reject | None = None) -> Fetcher:
+    def fetcher(self, reject: Reject | None = None, continuations: ChangeQueue | None = None) -> Fetcher:
         """The fetch path over this world, as fanout.pipeline.wiring builds it over the real clients."""
-        return Fetcher(self.mappings, self.source, self.sinks, reject=reject)
+        return Fetcher(self.mappings, self.source, self.sinks, reject=reject, continuations=continuations)
 
     def apply(self, *changes: Change) -> dict[str, str]:
         report = self.fetcher().apply(changes)

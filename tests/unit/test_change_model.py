@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fanout.model.change import BIGINT_MIN, BIGINT_UNSIGNED_MAX, MAX_STRING_KEY_LENGTH, Change, ChangeValidationError
+from fanout.model.change import (
+    BIGINT_MIN,
+    BIGINT_UNSIGNED_MAX,
+    MAX_STRING_KEY_LENGTH,
+    Change,
+    ChangeValidationError,
+    Stage,
+)
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
 from fanout.model.payloads import MAX_PAYLOAD_BYTES, parse_change_message, parse_trigger_payload
 from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
@@ -466,3 +473,30 @@ def test_any_valid_change_round_trips_through_its_message(tenant: str, key: int,
     change = Change("comments", (("tenant", tenant), ("id", key)), "insert", ts, correlation_id)
 
     assert parse_change_message(json.loads(json.dumps(change.to_message())), OTHER_TABLES) == change
+
+
+@pytest.mark.parametrize(
+    ("t", "field"),
+    [
+        ({"fetched": 1_764_240_000_000_000}, "t.fetched"),  # the fetcher's own stage never comes on the wire
+        ({"rung": "soon"}, "t.rung"),
+        ({"handed": True}, "t.handed"),
+        ({"drained": 2**53}, "t.drained"),
+        ([1, 2], "t"),
+    ],
+)
+def test_a_message_with_stage_times_that_are_not_ours_is_rejected_with_the_field(t: Any, field: str) -> None:
+
+    message = Change("posts", (("id", 1),), "update", 1_764_240_000_000_000, "c").to_message() | {"t": t}
+    with pytest.raises(ChangeValidationError) as raised:
+        parse_change_message(message, default_mappings())
+    assert raised.value.field == field
+
+
+def test_stage_times_travel_in_the_message_but_do_not_make_two_changes_different() -> None:
+
+    plain = Change("posts", (("id", 1),), "update", 1_764_240_000_000_000, "c")
+    stamped = plain.stamped(Stage.DRAINED, 1_764_240_000_500_000).stamped(Stage.FETCHED, 1_764_240_001_000_000)
+    read = parse_change_message(stamped.to_message(), default_mappings())
+    assert read == plain and dict(read.stages) == {Stage.DRAINED: 1_764_240_000_500_000}
+    assert stamped.stamped(Stage.DRAINED, 1).stages == stamped.stages  # the first time a stage was passed stays

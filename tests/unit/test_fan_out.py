@@ -231,6 +231,6 @@ def test_queued_a_continuation_goes_back_to_the_fetch_queue_and_the_record_is_do
 
 def test_queued_a_continuation_the_queue_refuses_makes_the_record_retried() -> None:
     sqs = FakeSQSClient()
-    sqs.refuse = {json.dumps(fetcher_event([via_author(7, after=3)]))}
+    sqs.refuse = lambda body: [c.get("after") for c in body["changes"]] == [{"id": 3}]
     answer = queued_batch(Roots(author7=range(1, 12)), QueueForwarder(sqs, QUEUE), via_author(7), pages=1, page_size=3)
     assert answer["batchItemFailures"] == [{"itemIdentifier": "m0"}]

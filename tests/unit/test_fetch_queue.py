@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from fanout.config import ConfigError, ParserSettings
-from fanout.model.change import Change
+from fanout.model.change import Change, Stage
 from fanout.model.mapping import default_mappings
+from fanout.model.payloads import parse_change_message
 from fanout.pipeline.forwarder import QueueForwarder
 from fanout.pipeline.queue_batch import handle_queue_batch
 from fanout.pipeline.rejects import message_body, rejection_record
@@ -48,21 +49,101 @@ def sqs_event(*bodies: Any) -> dict[str, Any]:
     }
 
 
-def test_the_forwarder_sends_one_message_per_change_in_batches_of_ten() -> None:
-    # Given a queue and 23 changes
+def test_the_forwarder_packs_a_drained_batch_into_one_message_in_order() -> None:
+    # Given a queue and 500 changes (a drained batch)
     sqs = FakeSQSClient()
     # When they are forwarded
-    QueueForwarder(sqs, QUEUE).send([post(i) for i in range(23)])
-    # Then three SendMessageBatch calls carried one fetcher event per change
-    assert sqs.batch_calls == 3
-    assert [b["changes"][0]["pk"] for b in sqs.bodies()] == [{"id": i} for i in range(23)]
+    forward = QueueForwarder(sqs, QUEUE)
+    forward.send([post(i) for i in range(500)])
+    # Then one SendMessageBatch call carried them all, in one message, in order
+    assert sqs.batch_calls == 1 and len(sqs.messages) == 1
+    assert [c["pk"] for c in sqs.bodies()[0]["changes"]] == [{"id": i} for i in range(500)]
+    assert forward.sent == {"changes": 500, "messages": 1, "requests": 1}
 
 
-def test_a_change_the_queue_refuses_fails_the_forward_so_the_parser_invoke_is_retried() -> None:
+def test_the_forwarder_fills_each_message_up_to_the_size_limit_and_no_further() -> None:
+    # Given a queue whose messages (and requests) hold 4 KiB, and changes of ~190 bytes each
+    limit = 4096
+    sqs = FakeSQSClient(max_message_bytes=limit)
+    changes = [post(i, correlation_id=f"request-{i:04}") for i in range(200)]
+    # When they are forwarded
+    QueueForwarder(sqs, QUEUE, max_message_bytes=limit).send(changes)
+    # Then every message is within the limit and the next change would not have fitted in it
+    bodies = [m["MessageBody"] for m in sqs.messages]
+    sizes = [len(b.encode()) for b in bodies]
+    assert max(sizes) <= limit and len(bodies) > 1
+    firsts = [json.dumps(json.loads(b)["changes"][0], separators=(",", ":")) for b in bodies]
+    with_next = [size + len(",") + len(first.encode()) for size, first in zip(sizes[:-1], firsts[1:], strict=True)]
+    assert all(size > limit for size in with_next)  # each message but the last is full
+    # and each request is one full message (a request holds the limit of bodies together)
+    assert sqs.batch_calls == len(bodies)
+    # and nothing is lost or reordered
+    assert [c["pk"]["id"] for b in bodies for c in json.loads(b)["changes"]] == list(range(200))
+
+
+def test_a_packed_message_is_what_the_fetcher_reads_back_with_the_stage_times_it_carries() -> None:
     sqs = FakeSQSClient()
-    sqs.refuse = {json.dumps({"changes": [post(2).to_message()]})}
-    with pytest.raises(RuntimeError, match="refused 1 of 3"):
+    change = post(1).stamped(Stage.RUNG, 1_764_240_000_100_000).stamped(Stage.DRAINED, 1_764_240_000_200_000)
+    QueueForwarder(sqs, QUEUE).send([change, post(2)])
+    read = [parse_change_message(m, default_mappings()) for m in sqs.bodies()[0]["changes"]]
+    assert read == [post(1), post(2)]
+    assert dict(read[0].stages).keys() == {Stage.RUNG, Stage.DRAINED, Stage.HANDED}
+    assert dict(read[1].stages).keys() == {Stage.HANDED}
+
+
+def test_a_message_the_queue_refuses_fails_the_forward_so_the_parser_invoke_is_retried() -> None:
+    sqs = FakeSQSClient()
+    sqs.refuse = lambda body: {"id": 2} in [c["pk"] for c in body["changes"]]
+    with pytest.raises(RuntimeError, match=r"refused 1 of 1 messages \(3 changes\)"):
         QueueForwarder(sqs, QUEUE).send([post(1), post(2), post(3)])
+
+
+def test_a_packed_message_whose_one_change_keeps_failing_acknowledges_its_neighbours_and_sends_it_on_alone() -> None:
+    # Given posts 1 and 3, and post 2 whose read keeps failing, packed in one message
+    world = World()
+    world.source.set("posts", (1,), row(1, "one"), version=10)
+    world.source.set("posts", (3,), row(3, "three"), version=10)
+    world.source.fail("posts", (2,), SourceReadError("poisoned"))
+    sqs = FakeSQSClient()
+    fetcher = world.fetcher(reject=RecordingReject(), continuations=QueueForwarder(sqs, QUEUE))
+    packed = {"changes": [post(1).to_message(), post(2).to_message(), post(3).to_message()]}
+    # When the fetcher takes it
+    answer = handle_queue_batch(sqs_event(packed), FakeContext(), fetcher)
+    # Then the packed message is acknowledged (its neighbours are applied) ...
+    assert answer["batchItemFailures"] == []
+    assert (world.document(1), world.document(2), world.document(3)) != (None, None, None)
+    assert world.document(2) is None and world.item(2) is None
+    assert world.titles(1) == ("one", "one") and world.titles(3) == ("three", "three")
+    # ... and post 2 went back to the queue alone, so its own receives decide when it is dead-lettered
+    assert [[c["pk"] for c in body["changes"]] for body in sqs.bodies()] == [[{"id": 2}]]
+    # And that message, failing again, is retried by itself (a message of one change is never split)
+    again = handle_queue_batch(sqs_event(sqs.bodies()[0]), FakeContext(), fetcher)
+    assert again["batchItemFailures"] == [{"itemIdentifier": "m0"}] and len(sqs.messages) == 1
+
+
+def test_a_packed_message_whose_every_change_failed_is_retried_whole_not_split() -> None:
+    # Given a source that is down
+    world = World()
+    for i in (1, 2):
+        world.source.fail("posts", (i,), SourceReadError("connection refused"))
+    sqs = FakeSQSClient()
+    fetcher = world.fetcher(reject=RecordingReject(), continuations=QueueForwarder(sqs, QUEUE))
+    packed = {"changes": [post(1).to_message(), post(2).to_message()]}
+    answer = handle_queue_batch(sqs_event(packed), FakeContext(), fetcher)
+    # Then the message is retried as it is: nothing is multiplied into the queue during an outage
+    assert answer["batchItemFailures"] == [{"itemIdentifier": "m0"}] and sqs.messages == []
+
+
+def test_a_packed_message_is_retried_whole_when_its_failed_change_cannot_be_sent_on() -> None:
+    world = World()
+    world.source.set("posts", (1,), row(1, "one"), version=10)
+    world.source.fail("posts", (2,), SourceReadError("poisoned"))
+    sqs = FakeSQSClient()
+    sqs.refuse = lambda body: True
+    fetcher = world.fetcher(reject=RecordingReject(), continuations=QueueForwarder(sqs, QUEUE))
+    packed = {"changes": [post(1).to_message(), post(2).to_message()]}
+    answer = handle_queue_batch(sqs_event(packed), FakeContext(), fetcher)
+    assert answer["batchItemFailures"] == [{"itemIdentifier": "m0"}]
 
 
 def test_a_batch_is_read_once_per_key_and_only_the_failed_records_are_retried() -> None:

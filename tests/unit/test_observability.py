@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -132,7 +135,7 @@ def test_debug_lines_are_dropped_at_the_default_level(capsys: pytest.CaptureFixt
 
 def test_tracing_stays_off_outside_lambda_and_traced_steps_still_run() -> None:
     # Given the test process: no Lambda runtime, no X-Ray daemon
-    assert observability.tracer.disabled
+    assert observability.tracer is None
 
     # When / Then nothing is patched, and a traced block runs as plain code
     assert enable_tracing() is False
@@ -398,3 +401,11 @@ def test_a_rejected_payload_is_counted_for_its_table(
     [rejected] = [e for e in log_lines(entries) if e["message"] == "change log row rejected"]
     assert (rejected["correlation_id"], rejected["table"], rejected["field"]) == ("req-observed-3", "posts", "pk.id")
     assert pipeline.fetch_queue.messages == []
+
+
+def test_where_tracing_is_off_the_x_ray_sdk_is_not_even_imported() -> None:
+    # A Tracer imports the X-Ray SDK when it is built: about half of a handler's cold import (bench/bench_fetcher.py)
+    code = "import sys, fanout.observability; print(sorted(m for m in sys.modules if m.startswith('aws_xray_sdk')))"
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_LAMBDA_FUNCTION_NAME", "AWS_XRAY_DAEMON_ADDRESS")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

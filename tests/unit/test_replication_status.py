@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from fanout import observability
+from fanout.model.change import Stage
 from fanout_cli.commands.status import render
 from fanout_cli.dead_letters.queue import QueueDepth
 from fanout_cli.dead_letters.records import parse_dead_letter
@@ -210,3 +211,23 @@ def test_per_change_lines_are_debug_detail_and_not_counted_twice(capsys: pytest.
     events = [{"timestamp": T0, "message": json.dumps(line)} for line in written]
     report = summarize(log_lines(events), [], QueueDepth(0, 0, 0), ["posts"], window_seconds=60, now_ms=T0)
     assert report["tables"]["posts"]["counts"]["applied"] == 2
+
+
+def test_status_shows_where_the_lag_comes_from_per_stage_over_every_batch(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given two batches whose changes waited 10 ms and then 30 ms in the change log
+    world = World()
+    t = 1_764_240_000_000_000
+    for i in (1, 2):
+        world.source.set("posts", (i,), row(i, f"title {i}"), version=10)
+    capsys.readouterr()
+    for i, drained_ms in ((1, 10), (2, 30)):
+        stamped = change(i).stamped(Stage.DRAINED, change(i).changed_at_us + drained_ms * 1000)
+        world.fetcher().apply([stamped.stamped(Stage.HANDED, t).stamped(Stage.FETCHED, t)])
+    written = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    # When status reads the two batch lines
+    events = [{"timestamp": T0, "message": json.dumps(line)} for line in written]
+    report = summarize(log_lines(events), [], QueueDepth(0, 0, 0), ["posts"], window_seconds=60, now_ms=T0)
+    # Then it reports each stage over both batches (nearest rank), and says so in its text
+    assert report["stages_ms"]["drain"] == {"p50": 10.0, "p99": 30.0, "samples": 2}
+    assert report["stages_ms"]["total"]["samples"] == 2 and "_unknown" not in report["tables"]
+    assert "where the lag comes from (p50 / p99): drain 10ms / 30ms" in render(report)

@@ -104,6 +104,12 @@ def render(report: dict[str, Any]) -> str:
             f"TRUNCATED: the {function}'s log held more than {cut['events_read']} events in the window; counts and "
             f"lag cover only {cut['complete_from']} on (newest first). Shorten --since or raise --max-events."
         )
+    stages = report.get("stages_ms") or {}
+    if stages:
+        out.append(
+            "where the lag comes from (p50 / p99): "
+            + ", ".join(f"{shown(stage)} {_ms(s['p50'])} / {_ms(s['p99'])}" for stage, s in stages.items())
+        )
     out.append("")
     for table, entry in report["tables"].items():
         counts = entry["counts"]

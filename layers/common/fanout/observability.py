@@ -78,7 +78,9 @@ def _tracing_possible() -> bool:
     return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("AWS_XRAY_DAEMON_ADDRESS"))
 
 
-tracer = Tracer(service=SERVICE, disabled=not _tracing_possible(), auto_patch=False)
+# Built only where it can trace: building a Tracer imports the X-Ray SDK (about half of a function's cold import
+# where tracing is off: the tests, the CLI, the local stack; bench/results/fetcher.md).
+tracer: Tracer | None = Tracer(service=SERVICE, auto_patch=False) if _tracing_possible() else None
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)  # the cold-start metric; the rest: record()
 _patched = False
 
@@ -86,7 +88,7 @@ _patched = False
 def enable_tracing() -> bool:
     """Patch pymysql, boto3/botocore and the HTTP clients for X-Ray, once; False where tracing is off."""
     global _patched
-    if tracer.disabled:
+    if tracer is None or tracer.disabled:
         return False
     if not _patched:
         tracer.patch(modules=list(TRACED_MODULES))
@@ -106,10 +108,15 @@ def log(level: int, message: str, **fields: Any) -> None:
     write(message, extra=fields, stacklevel=3)  # the line's "location" is log()'s caller
 
 
+def log_enabled(level: int) -> bool:
+    """Whether a line of ``level`` would be written (to skip building the fields of one that would not)."""
+    return level >= logger.log_level
+
+
 @contextmanager
 def traced(name: str, **annotations: str) -> Iterator[None]:
     """An X-Ray subsegment around a step (a no-op where tracing is off); annotations are searchable."""
-    if tracer.disabled:
+    if tracer is None or tracer.disabled:
         yield
         return
     with tracer.provider.in_subsegment(name) as subsegment:
@@ -196,9 +203,15 @@ def record(metric: ChangeMetric, table: str, sink: str = "", value: float = 1.0)
         if sink:
             detail.add_dimension(name="sink", value=sink)
         _detail[(table, sink)] = detail
-    if len(detail.metric_set.get(metric.value, {}).get("Value", ())) >= MAX_VALUES - 1:
+    values = detail.metric_set.get(metric.value, {}).get("Value", ())
+    if len(values) >= MAX_VALUES - 1:
         _print_blob(detail)
-    detail.add_metric(name=metric.value, unit=unit, value=value)
+    if not values or len(values) >= MAX_VALUES - 1:  # a metric's first value: Powertools checks name and unit
+        detail.add_metric(name=metric.value, unit=unit, value=value)
+    else:
+        # The rest appended as add_metric would: it formats the metric's every value into a DEBUG message on
+        # each call (O(values) a value), the fetcher's largest CPU cost per change (bench/results/fetcher.md).
+        values.append(float(value))
 
 
 def record_accepted(change: Change, correlation_id: str) -> None:
@@ -275,7 +288,8 @@ def instrumented_handler(correlation_id: Callable[[Any, Any], str]) -> Callable[
 
         wrapped: Any = logger.inject_lambda_context(clear_state=True)(with_correlation_id)
         wrapped = _without_the_empty_set_warning(metrics.log_metrics(wrapped, capture_cold_start_metric=True))
-        wrapped = tracer.capture_lambda_handler(wrapped, capture_response=False)
+        if tracer is not None:
+            wrapped = tracer.capture_lambda_handler(wrapped, capture_response=False)
         return functools.wraps(handler)(wrapped)  # type: ignore[return-value]
 
     return decorate

@@ -39,7 +39,7 @@ import pymysql
 import pymysql.connections
 
 from fanout.capture.names import CHANGE_LOG_TABLE, RING, RING_FORMAT_VERSION, drain_lock_name, sweep_lock_name
-from fanout.model.change import Change, ChangeValidationError
+from fanout.model.change import Change, ChangeValidationError, Stage
 from fanout.model.mapping import Mappings
 from fanout.model.payloads import parse_trigger_payload
 from fanout.observability import ChangeMetric, StackMetric, log, metric_table, record, record_accepted, record_stack
@@ -107,7 +107,8 @@ def hand_on(
             rejected += 1
         else:
             changes.extend(found)
-    merged = coalesce(changes)
+    drained_us = time.time_ns() // 1000  # a stage of the changes' lag (fanout.pipeline.stage_times)
+    merged = [change.stamped(Stage.DRAINED, drained_us) for change in coalesce(changes)]
     if merged:
         queue.send(merged)
         for change in merged:

@@ -20,8 +20,9 @@ of its declared type and within bounds.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
@@ -88,6 +89,21 @@ def field_name(name: Any) -> str:
     return text if len(text) <= 64 else text[:61] + "..."
 
 
+class Stage(StrEnum):
+    """The times a change passes on its way (epoch microseconds), beside its trigger time (``changed_at_us``,
+    committed): when the parser that took it was rung, when the drainer claimed it, when it was handed to the
+    fetch queue (these three travel in its message, ``t``), and when the fetcher took it from the queue. Each
+    sink's acknowledgement is the fetcher's to add (fanout.pipeline.stage_times)."""
+
+    RUNG = "rung"
+    DRAINED = "drained"
+    HANDED = "handed"
+    FETCHED = "fetched"
+
+
+WIRE_STAGES = frozenset({Stage.RUNG, Stage.DRAINED, Stage.HANDED})  # the stages a message carries
+
+
 @dataclass(frozen=True)
 class Change:
     """One row to re-read and replicate."""
@@ -103,6 +119,18 @@ class Change:
     # A change via a relation handed on as a continuation: its roots after this root key are still to be
     # rebuilt (empty: from the first; fanout.pipeline.related).
     after: tuple[tuple[str, KeyValue], ...] = ()
+    # When it passed each Stage on its way (epoch microseconds); informational: two changes of one key that
+    # passed at other times are the same change.
+    stages: tuple[tuple[Stage, int], ...] = field(default=(), compare=False)
+
+    def stamped(self, stage: Stage, at_us: int) -> Change:
+        """This change, having passed ``stage`` at ``at_us`` (a stage passed before keeps its first time)."""
+        if any(name == stage for name, _ in self.stages):
+            return self
+        return Change(
+            self.table, self.key, self.action, self.changed_at_us, self.correlation_id, self.via, self.after,
+            (*self.stages, (stage, at_us)),
+        )  # fmt: skip
 
     @property
     def key_values(self) -> tuple[KeyValue, ...]:
@@ -126,6 +154,7 @@ class Change:
             }
             | ({"via": self.via} if self.via else {})
             | ({"after": dict(self.after)} if self.after else {})
+            | ({"t": wire} if (wire := {str(n): at for n, at in self.stages if n in WIRE_STAGES}) else {})
         )
 
 

@@ -14,9 +14,11 @@ from typing import Any
 from fanout.model.change import (
     CORRELATION_ID,
     MAX_TIMESTAMP_US,
+    WIRE_STAGES,
     Change,
     ChangeValidationError,
     KeyValue,
+    Stage,
     common_fields,
     describe,
     field_name,
@@ -74,7 +76,7 @@ def parse_trigger_payload(payload: Any, mappings: Mappings, correlation_id: str 
 def parse_change_message(message: Any, mappings: Mappings) -> Change:
     """Validate a change handed from the parser to the fetcher (see :meth:`Change.to_message`)."""
     message, mapping, action = common_fields(message, mappings)
-    allowed = {"v", "action", "table", "pk", "ts_us", "correlation_id", "via", "after"}
+    allowed = {"v", "action", "table", "pk", "ts_us", "correlation_id", "via", "after", "t"}
     extra = sorted(set(message) - allowed, key=str)
     if extra:
         raise ChangeValidationError(field_name(extra[0]), "unknown field", log_field="<unknown field>")
@@ -101,4 +103,19 @@ def parse_change_message(message: Any, mappings: Mappings) -> Change:
         raise ChangeValidationError(
             "correlation_id", "must be a string of at most 128 printable ASCII characters without spaces"
         )
-    return Change(mapping.table, key, action, ts, correlation_id, via=via, after=after)
+    stages = _stage_times(message.get("t", {}))
+    return Change(mapping.table, key, action, ts, correlation_id, via=via, after=after, stages=stages)
+
+
+def _stage_times(raw: Any) -> tuple[tuple[Stage, int], ...]:
+    """A message's ``t``: the times it passed each stage (:class:`fanout.model.change.Stage`), epoch microseconds."""
+    if not isinstance(raw, dict):
+        raise ChangeValidationError("t", "must be an object of stage times", describe(raw))
+    stages: list[tuple[Stage, int]] = []
+    for name, at in raw.items():
+        if name not in WIRE_STAGES:
+            raise ChangeValidationError(f"t.{field_name(name)}", "unknown stage", log_field="t.<unknown stage>")
+        if isinstance(at, bool) or not isinstance(at, int) or not 0 < at < MAX_TIMESTAMP_US:
+            raise ChangeValidationError(f"t.{name}", "must be microseconds since the epoch", describe(at))
+        stages.append((Stage(name), at))
+    return tuple(stages)

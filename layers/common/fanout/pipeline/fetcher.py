@@ -19,16 +19,18 @@ import copy
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping
 from fanout.model.payloads import fetcher_event
-from fanout.observability import ChangeMetric, log, record, traced
+from fanout.observability import ChangeMetric, log, log_enabled, record, traced
 from fanout.pipeline.forwarder import ChangeQueue
 from fanout.pipeline.rejects import Reject
 from fanout.pipeline.related import PAGES_PER_INVOCATION, FanOut, apply_related, split_related
+from fanout.pipeline.stage_times import StageTimes
 from fanout.redaction import describe_error
 from fanout.sinks import Outcome, RowRejected, Sink
 from fanout.source.composition_read import ROOTS_PER_PAGE
@@ -77,9 +79,11 @@ class BatchSummary:
     """
 
     changes: int = 0
+    messages: int = 0  # the queue messages that carried them (0: not from the queue)
     per_sink: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # table -> sink -> counts
     last_applied: dict[str, dict[str, Any]] = field(default_factory=dict)  # table -> the last write
     correlation_ids: list[str] = field(default_factory=list)
+    stages: StageTimes = field(default_factory=StageTimes)
 
     def count(self, table: str, sink: str, what: str, lag_ms: float | None = None) -> None:
         entry = self.per_sink.setdefault(table, {}).setdefault(
@@ -96,9 +100,11 @@ class BatchSummary:
             logging.INFO,
             "changes applied",
             changes=self.changes,
+            **({"messages": self.messages} if self.messages else {}),
             tables=self.per_sink,
             last_applied=self.last_applied,
             correlation_ids=self.correlation_ids,
+            **({"stages": self.stages.as_line()} if self.stages else {}),
         )
 
 
@@ -166,12 +172,15 @@ def _read_all(source: RowSource, mapping: TableMapping, pending: list[_Pending])
         return [exc] * len(changes)
 
 
-def _write_all(sink: Sink, mapping: TableMapping, items: list[tuple[Change, RowState]]) -> list[Outcome | Exception]:
-    with traced(f"sink:{sink.name}", table=mapping.table, correlation_id=items[0][0].correlation_id):
-        try:
-            return list(sink.apply_batch(mapping, items))
-        except Exception as exc:  # noqa: BLE001 - the whole batch failed: each row is reported
-            return [exc] * len(items)
+Written = tuple[list[Outcome | Exception], int]  # a sink's outcome per row, and when it answered (epoch µs)
+
+
+def _write_all(sink: Sink, mapping: TableMapping, items: list[tuple[Change, RowState]]) -> Written:
+    try:
+        outcomes: list[Outcome | Exception] = list(sink.apply_batch(mapping, items))
+    except Exception as exc:  # noqa: BLE001 - the whole batch failed: each row is reported
+        outcomes = [exc] * len(items)
+    return outcomes, time.time_ns() // 1000
 
 
 class Fetcher:
@@ -201,6 +210,9 @@ class Fetcher:
         self.sinks = list(sinks)
         self.reject = reject
         self.fan_out = FanOut(source, continuations, pages, page_size)
+        # The sinks of a table are written side by side: one on the calling thread, the others on this pool,
+        # made once per fetcher (an execution environment's), its threads started on first use.
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.sinks) - 1), thread_name_prefix="fanout-sink")
 
     def with_reject(self, reject: Reject | None) -> Fetcher:
         """The same fetch path, recording the rows a sink can never take with ``reject`` instead."""
@@ -214,7 +226,7 @@ class Fetcher:
         other.sinks = [sink for sink in self.sinks if sink.name != name]
         return other
 
-    def apply(self, changes: Sequence[Change]) -> FetchReport:
+    def apply(self, changes: Sequence[Change], *, messages: int = 0) -> FetchReport:
         """Apply ``changes`` (any number; one is a batch of one) and report per key.
 
         Changes are grouped by table and coalesced per key; every key of a table is read in one locking query
@@ -222,10 +234,12 @@ class Fetcher:
         (``apply_batch``: OpenSearch ``_bulk``, DynamoDB TransactWriteItems). Failures are collected per key and
         raised together at the end (FetchFailed) after every key has been tried against every sink. A change
         via a composed document's relation is resolved to its roots a bounded number of pages per call, the
-        rest handed on (fanout.pipeline.related).
+        rest handed on (fanout.pipeline.related). ``messages``: how many queue messages carried them (for the
+        batch's log line).
         """
         report = FetchReport()
         report.summary.changes = len(changes)
+        report.summary.messages = messages
         report.summary.correlation_ids = list(dict.fromkeys(change.correlation_id for change in changes))
         try:
             roots, related = split_related(changes)
@@ -258,12 +272,29 @@ class Fetcher:
                 _failed(report, item, SOURCE, "read failed", state)
             if not readable:
                 continue
-            for sink in self.sinks:
-                if not sink.enabled_for(mapping):
-                    continue
-                outcomes = _write_all(sink, mapping, [(item.change, state) for item, state in readable])
+            sinks = [sink for sink in self.sinks if sink.enabled_for(mapping)]
+            written = self._write_side_by_side(sinks, mapping, [(item.change, state) for item, state in readable])
+            acked: dict[int, dict[str, int]] = {}
+            for sink, (outcomes, at_us) in zip(sinks, written, strict=True):
                 for (item, state), outcome in zip(readable, outcomes, strict=True):
-                    _report_outcome(report, sink, item, state, outcome, self.reject)
+                    if _report_outcome(report, sink, item, state, outcome, self.reject, at_us):
+                        acked.setdefault(id(item), {})[sink.name] = at_us
+            for item, _ in readable:
+                held = acked.get(id(item), {})
+                if held and len(held) == len(sinks):  # every sink holds it: its stage times count
+                    report.summary.stages.add(item.change, held)
+
+    def _write_side_by_side(
+        self, sinks: list[Sink], mapping: TableMapping, items: list[tuple[Change, RowState]]
+    ) -> list[Written]:
+        """Every sink's outcomes for ``items``, the sinks written at once; returns when all have answered, so a
+        change is reported (and its message acknowledged) only once every sink holds it or refused it."""
+        if not sinks:
+            return []
+        with traced("sinks", table=mapping.table, correlation_id=items[0][0].correlation_id):
+            others = [self._pool.submit(_write_all, sink, mapping, items) for sink in sinks[1:]]
+            first = _write_all(sinks[0], mapping, items)
+            return [first, *(future.result() for future in others)]
 
 
 def _failed(report: FetchReport, item: _Pending, where: str, message: str, error: Exception) -> None:
@@ -292,7 +323,9 @@ def _report_outcome(
     state: RowState,
     outcome: Outcome | Exception,
     reject: Reject | None,
-) -> None:
+    acked_us: int,
+) -> bool:
+    """Count and log one sink's outcome for a change; True if the sink holds it (applied, or already newer)."""
     change = item.change
     entry = {
         "table": change.table,
@@ -306,11 +339,11 @@ def _report_outcome(
         _record_rejection(change, sink, outcome, reject, report)
         entry["outcome"] = Outcome.REJECTED.value
         report.outcomes.append(entry)
-        return
+        return False
     if isinstance(outcome, Exception):
         _failed(report, item, sink.name, "sink write failed", outcome)
-        return
-    lag_ms = max(0.0, time.time() * 1000 - change.changed_at_us / 1000)
+        return False
+    lag_ms = max(0.0, (acked_us - change.changed_at_us) / 1000)
     record(ChangeMetric.FAILED, change.table, sink.name, value=0)
     if outcome is Outcome.STALE:
         record(ChangeMetric.STALE_SKIPPED, change.table, sink.name)
@@ -329,15 +362,17 @@ def _report_outcome(
         }
     entry["outcome"] = outcome.value
     report.outcomes.append(entry)
-    log(
-        logging.DEBUG,  # one INFO line per batch instead (BatchSummary)
-        "stale change skipped" if outcome is Outcome.STALE else "change applied",
-        correlation_id=item.correlation_id,
-        correlation_ids=item.correlation_ids,
-        sink=sink.name,
-        table=change.table,
-        key=change.document_id,
-        outcome=outcome.value,
-        version=state.version,
-        lag_ms=round(lag_ms, 1),
-    )
+    if log_enabled(logging.DEBUG):  # one INFO line per batch instead (BatchSummary): these fields only if wanted
+        log(
+            logging.DEBUG,
+            "stale change skipped" if outcome is Outcome.STALE else "change applied",
+            correlation_id=item.correlation_id,
+            correlation_ids=item.correlation_ids,
+            sink=sink.name,
+            table=change.table,
+            key=change.document_id,
+            outcome=outcome.value,
+            version=state.version,
+            lag_ms=round(lag_ms, 1),
+        )
+    return True

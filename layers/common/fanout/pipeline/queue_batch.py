@@ -1,27 +1,35 @@
 """The fetcher's entry: an SQS batch from the fetch queue, the one event shape the fetcher takes.
 
-The batch is applied *together* (coalesced per key, one locking read per table chunk, ``_bulk`` and
-parallel writes, fanout.pipeline.fetcher); the answer names exactly the records whose keys failed
-(partial batch response), which become visible again and are retried until the queue's redrive
-policy dead-letters them. Invalid changes are recorded in the dead-letter queue with their reason
-once, by the attempt that is not retried; an event that is not an SQS batch at all is rejected
-whole (:func:`sqs_event_problem`).
+Each record is a message packed by the parser's forwarder (fanout.pipeline.forwarder): the changes of a drained
+batch, as many as fit. The batch is applied *together* (coalesced per key, one locking read per table chunk,
+``_bulk`` and the sinks side by side, fanout.pipeline.fetcher); the answer names exactly the records whose keys
+failed (partial batch response), which become visible again and are retried until the queue's redrive policy
+dead-letters them.
+
+A packed message is never dead-lettered for a neighbour: when some of its changes failed and others were applied,
+the failed ones are handed back to the queue one change a message (:func:`split_failed`) and the packed message
+is acknowledged, so a change that keeps failing reaches the dead-letter queue alone, after its own receives.
+When every change of a message failed (the database or a sink is down) the message is retried whole: splitting
+it would multiply the messages an outage retries. Invalid changes are recorded in the dead-letter queue with their
+reason once, by the attempt that is not retried; an event that is not an SQS batch at all is rejected whole
+(:func:`sqs_event_problem`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSEvent
-
-from fanout.model.change import CORRELATION_ID, Change, ChangeValidationError
+from fanout.model.change import CORRELATION_ID, Change, ChangeValidationError, Stage
 from fanout.model.mapping import Mappings
 from fanout.model.payloads import parse_change_message
 from fanout.observability import UNKNOWN_TABLE, ChangeMetric, log, metric_table, record
 from fanout.pipeline.fetcher import Fetcher, FetchFailed, FetchReport
+from fanout.pipeline.forwarder import ChangeQueue
 from fanout.pipeline.rejects import HeldRejects, Reject
+from fanout.redaction import describe_error
 
 MAX_ANSWERED_FAILURES = 10  # failure reasons in the answer (the log has them all)
 
@@ -122,26 +130,31 @@ def handle_queue_batch(event: dict[str, Any], context: Any, fetcher: Fetcher) ->
         record(ChangeMetric.REJECTED, UNKNOWN_TABLE)
         return {"batchItemFailures": [], "rejected": 1, "reason": problem}
 
+    fetched_us = time.time_ns() // 1000
     changes_of: dict[str, list[Change]] = {}
     held_of: dict[str, HeldRejects] = {}
-    for message in SQSEvent(event).records:
+    for message in event["Records"]:
+        message_id, body = message["messageId"], message["body"]
         try:
-            body: Any = message.json_body
-        except ValueError:
-            body = message.body
-        held = held_of.setdefault(message.message_id, HeldRejects())
-        changes, _ = parse_fetcher_event(body, mappings, held, correlation_id_of(body, message.message_id))
-        changes_of.setdefault(message.message_id, []).extend(changes)
+            body = json.loads(body)
+        except (ValueError, RecursionError):
+            pass  # not JSON: rejected as it came
+        held = held_of.setdefault(message_id, HeldRejects())
+        changes, _ = parse_fetcher_event(body, mappings, held, correlation_id_of(body, message_id))
+        changes_of.setdefault(message_id, []).extend(c.stamped(Stage.FETCHED, fetched_us) for c in changes)
 
     report: FetchReport
     try:
-        report = fetcher.apply([change for changes in changes_of.values() for change in changes])
+        report = fetcher.apply(
+            [change for changes in changes_of.values() for change in changes], messages=len(event["Records"])
+        )
     except FetchFailed as exc:
         report = exc.report
     failing: list[str] = []
     rejected = 0
     for message_id, changes in changes_of.items():
-        if any((c.table, c.key) in report.failed_keys for c in changes):
+        failed = [c for c in changes if (c.table, c.key) in report.failed_keys]
+        if failed and not split_failed(message_id, changes, failed, fetcher.fan_out.continuations):
             failing.append(message_id)
             continue
         recorded = len(held_of[message_id])
@@ -161,3 +174,25 @@ def handle_queue_batch(event: dict[str, Any], context: Any, fetcher: Fetcher) ->
     if report.failures:
         answer["failures"] = report.failures[:MAX_ANSWERED_FAILURES]
     return answer
+
+
+def split_failed(message_id: str, changes: list[Change], failed: list[Change], queue: ChangeQueue | None) -> bool:
+    """Hand a packed message's failed changes back to the queue, one change a message; True if they were, so
+    the message itself is acknowledged (its other changes are applied).
+
+    Not split: a message of one change, a message whose every change failed (retried whole, see the module),
+    and any message when there is no forwarder or it fails (then the message is retried whole: re-applying its
+    applied changes is harmless, their writes are version-gated).
+    """
+    if queue is None or len(failed) == len(changes):
+        return False
+    try:
+        for change in failed:
+            queue.send([change])
+    except Exception as exc:  # noqa: BLE001 - not handed back: the whole message is retried instead
+        log(logging.WARNING, "failed changes not split from their message", message_id=message_id,
+            failed=len(failed), error=describe_error(exc))  # fmt: skip
+        return False
+    log(logging.WARNING, "failed changes split from their message", message_id=message_id,
+        failed=len(failed), changes=len(changes))  # fmt: skip
+    return True
