@@ -103,7 +103,7 @@ def queued(changes: list[Change], packed: bool) -> tuple[list[str], int]:
     queue = RecordingQueue()
     forward = QueueForwarder(queue, "bench")
     for start in range(0, len(changes), DRAINED):
-        forward(changes[start : start + DRAINED])
+        forward.send(changes[start : start + DRAINED])
     assert queue.billed == queue.requests or queue.billed > queue.requests
     return queue.bodies, queue.billed
 
