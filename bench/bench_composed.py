@@ -37,6 +37,7 @@ from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_docu
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource, RowState
 from local.database import create_database, drop_database, run_sql_file
+from tests.support.indices import delete_index
 from tests.support.sequences import numbers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,7 +188,7 @@ def main() -> int:
     finally:
         table.delete()
         for m in mappings.tables.values():
-            client.indices.delete(index=m.opensearch_index, ignore_unavailable=True)
+            delete_index(client, m.opensearch_index)
         drop_database(cfg, db_name)
         del dynamodb
     out = ROOT / "bench" / "results"

@@ -58,6 +58,7 @@ from fanout.source.reader import DatabaseSource
 from fanout.source.rows import RowState
 from local.config import LocalConfig
 from local.database import create_database, drop_database
+from tests.support.indices import delete_index
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 5000
@@ -369,7 +370,7 @@ def raw_rates(world: World, conn: Any, rng: random.Random) -> dict[str, float]:
     for start in range(0, len(body), 1000):
         world.opensearch.bulk(body=body[start : start + 1000])
     rates["opensearch_bulk_docs_per_s"] = round(docs / (time.perf_counter() - started), 1)
-    world.opensearch.indices.delete(index=world.index + "-raw", ignore_unavailable=True)
+    delete_index(world.opensearch, world.index + "-raw")
     client = world.table.meta.client
     items = 1000
     from concurrent.futures import ThreadPoolExecutor
@@ -452,7 +453,7 @@ def setup(cfg: LocalConfig) -> tuple[World, str]:
 
 def teardown(cfg: LocalConfig, world: World, db_name: str) -> None:
     world.table.delete()
-    world.opensearch.indices.delete(index=world.index, ignore_unavailable=True)
+    delete_index(world.opensearch, world.index)
     drop_database(cfg, db_name)
 
 

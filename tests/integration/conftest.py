@@ -18,6 +18,7 @@ from fanout.sinks.opensearch import OpenSearchSink
 from fanout.source.connection import connect
 from tests.support.aws import aws_resource
 from tests.support.backfill import Harness, apply_checkpoint_migration
+from tests.support.indices import delete_index
 from tests.support.integration import create_replica_table
 
 
@@ -51,7 +52,7 @@ def harness(db_settings: DatabaseSettings, opensearch_endpoint: str, local_aws: 
         conn.close()
         reader.close()
         for m in mappings.tables.values():
-            client.indices.delete(index=m.opensearch_index, ignore=[404])
+            delete_index(client, m.opensearch_index)
         table.delete()
 
 

@@ -32,6 +32,7 @@ from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from fanout.source.rows import RowState
 from tests.support.aws import aws_client, aws_resource
+from tests.support.indices import delete_index
 
 EDGES = """
 CREATE TABLE edges (
@@ -69,7 +70,7 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any, local_
         "reject": QueueRejectRecorder(sqs, queue, source="fetcher"),
         "sinks": [OpenSearchSink(client), DynamoDBSink(replica_table, tombstone_ttl_seconds=3600)],
     }
-    client.indices.delete(index=mapping.opensearch_index, ignore=[404])
+    delete_index(client, mapping.opensearch_index)
     sqs.delete_queue(QueueUrl=queue)
     conn.close()
 
@@ -218,7 +219,7 @@ def test_bigint_unsigned_above_a_long_needs_an_unsigned_long_mapping(world: dict
     assert "mapper_parsing_exception" in record["reason"]
 
     # And with the mapping the README recommends (unsigned_long), created before the sink writes, it is exact
-    world["opensearch"].indices.delete(index=index)
+    delete_index(world["opensearch"], index)
     world["opensearch"].indices.create(
         index=index, body={"mappings": {"properties": {"big": {"type": "unsigned_long"}}}}
     )
@@ -297,14 +298,14 @@ def test_an_index_the_sink_creates_gets_the_mappings_the_table_declares(world: d
 
         # Then the engine took every one (under dynamic mapping it refuses two, as the test above shows)
         assert set(outcomes.values()) == {"written"}
-        mappings = world["opensearch"].indices.get_mapping(index=mapping.opensearch_index)
-        assert mappings[mapping.opensearch_index]["mappings"]["properties"]["doc"] == {
+        (mappings,) = world["opensearch"].indices.get_mapping(index=mapping.opensearch_index).values()  # its generation
+        assert mappings["mappings"]["properties"]["doc"] == {
             "type": "object",
             "enabled": False,
         }
         assert world["opensearch"].get(index=mapping.opensearch_index, id="2")["_source"]["doc"] == "text"
     finally:
-        world["opensearch"].indices.delete(index=mapping.opensearch_index, ignore=[404])
+        delete_index(world["opensearch"], mapping.opensearch_index)
 
 
 def test_the_tests_talk_to_the_real_engine_at_the_pinned_version(opensearch_endpoint: str) -> None:

@@ -15,5 +15,5 @@ def never_built() -> Any:
 
 @pytest.mark.parametrize("event", [None, [], {}, {"action": "vacuum"}, {"action": ["backfill"]}])
 def test_an_event_that_is_no_maintenance_request_is_refused_before_anything_is_built(event: Any) -> None:
-    with pytest.raises(BadEvent, match='"action": "reconcile", "backfill" or "check"'):
+    with pytest.raises(BadEvent, match='"action": "reconcile", "backfill", "check" or "reindex"'):
         handle_event(event, never_built, lambda payload: None, lambda: True)

@@ -111,6 +111,7 @@ class OpenSearchSection:
     exclude: frozenset[str] = frozenset()
     binary: str = "base64"  # one of fanout.model.mapping_schema.OPENSEARCH_BINARY
     index_mappings: str = ""  # JSON text of the created index's mappings ("": dynamic mapping)
+    index_settings: str = ""  # JSON text of the created index's settings ("": OpenSearch's defaults)
 
     def field(self, column: str) -> str:
         return dict(self.rename).get(column, column)
@@ -163,6 +164,7 @@ class TableMapping:
     opensearch_exclude: frozenset[str] = frozenset()
     opensearch_binary: str = "base64"
     opensearch_index_mappings: str = ""  # JSON text of the created index's mappings ("": dynamic mapping)
+    opensearch_index_settings: str = ""  # JSON text of the created index's settings ("": OpenSearch's defaults)
     dynamodb_table: str | None = None  # None: the stack's ReplicaTable (DYNAMODB_TABLE)
     dynamodb_partition_key: KeyAttribute = DEFAULT_PARTITION_KEY
     dynamodb_sort_key: KeyAttribute | None = None
@@ -183,6 +185,7 @@ class TableMapping:
                 exclude=self.opensearch_exclude,
                 binary=self.opensearch_binary,
                 index_mappings=self.opensearch_index_mappings,
+                index_settings=self.opensearch_index_settings,
             ),
             "dynamodb": DynamoDBSection(
                 enabled=self.dynamodb_enabled,
@@ -300,6 +303,7 @@ def _parse_entry(table: str, spec: dict[str, Any]) -> TableMapping:
             raise FieldError(f"opensearch.rename.{column}", "renames a column that opensearch.exclude leaves out")
     os_binary = opensearch.get("binary", "base64")
     index_mappings = opensearch.get("index_mappings", {})
+    index_settings = opensearch.get("index_settings", {})
 
     # DynamoDB
     dynamodb_on = dynamodb.get("enabled", True)
@@ -347,6 +351,7 @@ def _parse_entry(table: str, spec: dict[str, Any]) -> TableMapping:
         opensearch_exclude=os_exclude,
         opensearch_binary=os_binary,
         opensearch_index_mappings=json.dumps(index_mappings, sort_keys=True) if index_mappings else "",
+        opensearch_index_settings=json.dumps(index_settings, sort_keys=True) if index_settings else "",
         dynamodb_table=ddb_table,
         dynamodb_partition_key=partition,
         dynamodb_sort_key=sort,
