@@ -24,9 +24,11 @@ from typing import Any
 import click
 
 from fanout.config import ConfigError
+from fanout.model.mapping import default_mappings
 from fanout_cli.operator_text import shown
 from fanout_cli.options import described, json_option
 from fanout_cli.progress import RangeBars, command_logs
+from fanout_cli.table_names import check_root_tables
 
 
 @click.command(
@@ -53,9 +55,10 @@ def command(
     as_json: bool,
 ) -> int:
     if rollback and drop_old:
-        raise ConfigError("--rollback and --drop-old are two steps: give one")
+        raise click.UsageError("--rollback and --drop-old are two steps: give one")
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
+    check_root_tables([table], default_mappings(), "reindex")  # before connecting: one clean line
     with command_logs(quiet=quiet or as_json):
         result = _run(table, workers, batch_size, rate, rollback, drop_old, quiet or as_json)
     if as_json:
@@ -79,8 +82,6 @@ def _run(
     deps = Maintenance(source="reindex")
     others: list[Any] = []
     try:
-        if deps.mappings.get(table) is None:
-            raise ConfigError(f"{table!r} is not a mapped table (tables.json)")
         reindex = deps.reindexer(notify=lambda message: None if quiet else click.echo(shown(message), err=True))
         try:
             if rollback:
