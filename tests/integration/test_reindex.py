@@ -21,6 +21,7 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings
 from fanout.operations.backfill import BackfillJob, load_checkpoint, run_backfill
 from fanout.operations.index_drift import index_drifts
+from fanout.operations.reconcile import reconcile
 from fanout.operations.reindex import Reindex, read_state
 from fanout.pipeline.fetcher import Fetcher
 from fanout.sinks.dynamodb import DynamoDBSink
@@ -90,15 +91,10 @@ def change(key: int) -> Change:
     return Change("posts", (("id", key),), "update", int(time.time() * 1e6))
 
 
-def agrees(h: Harness, mappings: Mappings | None = None) -> Any:
-    h.opensearch.indices.refresh(index=h.mapping("posts").opensearch_index)
-    return reconcile_posts(h, mappings)
-
-
-def reconcile_posts(h: Harness, mappings: Mappings | None = None) -> Any:
-    from fanout.operations.reconcile import reconcile
-
-    return reconcile(h.conn, mappings or h.mappings, h.readers, tables=["posts"], page_size=200)
+def agrees(h: Harness, table: str = "posts") -> Any:
+    """A full reconcile of ``table`` (OpenSearch through the alias, and DynamoDB), no repair."""
+    h.opensearch.indices.refresh(index=h.mapping(table).opensearch_index)
+    return reconcile(h.conn, h.mappings, h.readers, tables=[table], page_size=200)
 
 
 class Writers:
@@ -346,3 +342,63 @@ def test_a_reindex_killed_half_way_resumes_from_its_checkpoint(
     assert part["rows_this_run"] == 1000 - killed.rows_done
     assert alias_indices(h.opensearch, alias) == (f"{alias}.g2",)
     assert agrees(h).agrees
+
+
+def test_a_reindex_refuses_to_swap_when_the_new_generation_differs_from_the_source_and_says_what(
+    harness: Harness, connections: Connections
+) -> None:
+    h = harness
+    alias = h.mapping("posts").opensearch_index
+    insert_posts(h, 40)
+    run_backfill(h.conn, BackfillJob("posts"), live_fetcher(h, connections), batch_size=40)
+
+    # Given a copy that loses a document (as a bug, or an operator's hand, would)
+    def lossy_copy(job: BackfillJob, **options: Any) -> Any:
+        copied = copy_runners(h, connections, 1)[0](job, **options)
+        h.opensearch.delete(index=job.generation, id="13", refresh=True)
+        return copied
+
+    # When the reindex verifies the new generation
+    result = reindexer(h, sleep=lambda _: None).run("posts", [lossy_copy], verify_attempts=2)
+
+    # Then it does not swap, and it names the drift, its kind and the key
+    assert result.status == "drift" and not result.clean
+    assert result.drift == [f"posts in {alias}.g2: 1 missing (e.g. keys [[13]])"]
+    assert alias_indices(h.opensearch, alias) == (f"{alias}.g1",)
+
+
+def test_composed_documents_are_rebuilt_in_the_new_generation_with_their_live_changes(
+    harness: Harness, connections: Connections
+) -> None:
+    h = harness
+    articles = h.mapping("articles")
+    # Given composed articles (author, comments, tags), replicated
+    h.execute("INSERT INTO authors (id, name) VALUES (1, 'Ann')")
+    h.execute(
+        "INSERT INTO articles (id, title, body, status, author_id) VALUES "
+        "(1, 'one', 'b', 'published', 1), (2, 'two', 'b', 'published', 1), (3, 'three', 'b', 'draft', 1)"
+    )
+    h.execute("INSERT INTO comments (id, article_id, commenter, body) VALUES (1, 1, 'c', 'first'), (2, 2, 'c', 'x')")
+    h.execute("INSERT INTO tags (id, name) VALUES (1, 'red')")
+    h.execute("INSERT INTO article_tags VALUES (1, 1)")
+    live = live_fetcher(h, connections)
+    run_backfill(h.conn, BackfillJob("articles"), live, batch_size=2)
+
+    # When articles is reindexed and a comment is edited once the copy has read its article
+    def copy_then_edit(job: BackfillJob, **options: Any) -> Any:
+        copied = copy_runners(h, connections, 1)[0](job, **options)
+        h.execute("UPDATE comments SET body = 'edited' WHERE id = 1")
+        live.apply([Change("articles", (("id", 1),), "update", int(time.time() * 1e6))])
+        return copied
+
+    result = reindexer(h).run("articles", [copy_then_edit], batch_size=2)
+
+    # Then searches use the new generation, whose documents are composed and current; reconcile agrees
+    assert result.status == "swapped", result.drift
+    h.opensearch.indices.refresh(index=articles.opensearch_index)
+    doc = h.opensearch.get(index=articles.opensearch_index, id="1")["_source"]
+    assert doc["author"] == {"id": 1, "name": "Ann"} and doc["tags"] == ["red"]
+    assert [c["body"] for c in doc["comments"]] == ["edited"]
+    assert not h.opensearch.exists(index=articles.opensearch_index, id="3")
+    report = agrees(h, "articles")
+    assert report.agrees, report.summary()
