@@ -402,3 +402,28 @@ def test_composed_documents_are_rebuilt_in_the_new_generation_with_their_live_ch
     assert not h.opensearch.exists(index=articles.opensearch_index, id="3")
     report = agrees(h, "articles")
     assert report.agrees, report.summary()
+
+
+def test_steps_interrupted_between_their_two_calls_are_finished_by_the_same_command(
+    harness: Harness, connections: Connections
+) -> None:
+    h = harness
+    alias = h.mapping("posts").opensearch_index
+    insert_posts(h, 30)
+    run_backfill(h.conn, BackfillJob("posts"), live_fetcher(h, connections), batch_size=30)
+    # Given a reindex killed after it created the next generation, before it joined the write set
+    h.opensearch.indices.create(index=f"{alias}.g2", body={"settings": {"index": {"gc_deletes": "1h"}}})
+
+    # When the reindex runs again, then it takes that generation instead of making a third
+    result = reindexer(h, sleep=lambda _: None).run("posts", copy_runners(h, connections, 1))
+    assert (result.status, result.new) == ("swapped", f"{alias}.g2")
+    assert not h.opensearch.indices.exists(index=f"{alias}.g3")
+
+    # Given a drop killed after it took the old generation out of the write set, before it deleted it
+    h.opensearch.indices.update_aliases(
+        body={"actions": [{"remove": {"index": f"{alias}.g1", "alias": write_set(alias)}}]}
+    )
+
+    # When the drop runs again, then the old generation is deleted
+    assert reindexer(h, sleep=lambda _: None).drop_old("posts").dropped == [f"{alias}.g1"]
+    assert not h.opensearch.indices.exists(index=f"{alias}.g1")

@@ -158,10 +158,13 @@ class Reindex:
             self.notify(f"{mapping.table}: continuing the reindex into {newer[-1]}")
             return newer[-1]
         numbers = [generation_number(alias, i) or 0 for i in self.client.indices.get(index=f"{alias}.g*")]
-        new = generation_name(alias, max([FIRST_GENERATION - 1, *(current or 0,), *numbers]) + 1)
-        body = index_body(mapping, self.gc_deletes)
-        body["settings"]["index"]["refresh_interval"] = "-1"  # filled in bulk; refreshed before it is verified
-        self.client.indices.create(index=new, body=body)
+        if max(numbers, default=0) > (current or 0):  # created by a run killed before it joined the write set
+            new = generation_name(alias, max(numbers))
+        else:
+            new = generation_name(alias, max([FIRST_GENERATION - 1, *(current or 0,), *numbers]) + 1)
+            body = index_body(mapping, self.gc_deletes)
+            body["settings"]["index"]["refresh_interval"] = "-1"  # filled in bulk; refreshed before it is verified
+            self.client.indices.create(index=new, body=body)
         actions = [{"add": {"index": new, "alias": write_set(alias)}}]
         if state.concrete and write_set(alias) not in state.writes:  # the concrete index joins the write set
             actions.append({"add": {"index": alias, "alias": write_set(alias)}})
@@ -269,15 +272,21 @@ class Reindex:
         mapping = self.mapping(table)
         alias = mapping.opensearch_index
         state = read_state(self.client, alias)
-        if state.concrete or not state.others:
+        current = generation_number(alias, state.searched or "") or 0
+        existing = self.client.indices.get(index=f"{alias}.g*") if not state.concrete else {}
+        # an older generation already out of the write set: a drop interrupted before its delete
+        unwritten = [i for i in existing if i not in state.writes and (generation_number(alias, i) or 0) < current]
+        if state.concrete or not (state.others or unwritten):
             raise ReindexError(f"{alias} has no old generation to drop (write set: {list(state.writes)})")
-        actions = [{"remove": {"index": index, "alias": write_set(alias)}} for index in state.others]
-        self.client.indices.update_aliases(body={"actions": actions})
+        if state.others:
+            actions = [{"remove": {"index": index, "alias": write_set(alias)}} for index in state.others]
+            self.client.indices.update_aliases(body={"actions": actions})
         self.settle(settle_seconds(self.targets_ttl) + REQUEST_BOUND_SECONDS)
-        for index in state.others:
+        dropped = [*state.others, *unwritten]
+        for index in dropped:
             self.client.indices.delete(index=index)
-        self.notify(f"{table}: dropped {', '.join(state.others)}")
-        return ReindexResult(table, "dropped", alias, state.searched, state.searched, dropped=list(state.others))
+        self.notify(f"{table}: dropped {', '.join(dropped)}")
+        return ReindexResult(table, "dropped", alias, state.searched, state.searched, dropped=dropped)
 
 
 def drift_lines(report: ReconcileReport, index: str) -> list[str]:
