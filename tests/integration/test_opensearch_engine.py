@@ -100,9 +100,8 @@ def outcomes_by_key(
 
 
 def test_the_engine_takes_the_tombstone_lifetime_the_sink_creates_indices_with(world: dict[str, Any]) -> None:
-    # When the sink creates its index
-    index = world["mapping"].opensearch_index
-    world["sinks"][0].ensure_index(index)
+    # When the sink creates its index (the first generation behind the alias)
+    (index,) = world["sinks"][0].target_indices(world["mapping"])
 
     # Then the real engine kept index.gc_deletes as given (a setting it did not know would be a 400)
     settings = world["opensearch"].indices.get_settings(index=index)[index]["settings"]["index"]
@@ -114,7 +113,7 @@ def test_an_external_version_of_2_63_is_refused_by_the_engine_and_rejected_for_i
 ) -> None:
     # Given the engine's own rule: external versions are Java longs
     index = world["mapping"].opensearch_index
-    world["sinks"][0].ensure_index(index)
+    world["sinks"][0].target_indices(world["mapping"])  # created behind its alias, as the sink's first write does
     with pytest.raises(RequestError):
         world["opensearch"].index(
             index=index, id="probe", body={}, params={"version": 2**63, "version_type": "external_gte"}
@@ -231,7 +230,7 @@ def test_bigint_unsigned_above_a_long_needs_an_unsigned_long_mapping(world: dict
 def test_reconcile_never_asks_for_more_hits_than_the_result_window(world: dict[str, Any]) -> None:
     # Given the engine's window: one search returns at most index.max_result_window (10,000) hits
     index = world["mapping"].opensearch_index
-    world["sinks"][0].ensure_index(index)
+    world["sinks"][0].target_indices(world["mapping"])  # created behind its alias, as the sink's first write does
     with pytest.raises(RequestError, match="Result window is too large"):
         world["opensearch"].search(index=index, body={"size": MAX_RESULT_WINDOW + 1})
     for key in range(1, 4):
@@ -259,7 +258,7 @@ def test_a_frozen_node_fails_the_fetch_for_a_retry_and_the_retry_after_it_thaws_
     # Given a sink whose client waits 2 s for an answer (the deployed one: 10 s, 2 retries), an index in place
     client = OpenSearch(hosts=[opensearch_endpoint], timeout=2, max_retries=0)
     world["sinks"][0] = OpenSearchSink(client)
-    world["sinks"][0].ensure_index(world["mapping"].opensearch_index)
+    world["sinks"][0].target_indices(world["mapping"])
     change = insert(world, id=1, label="written while frozen")
 
     # When the node is frozen (SIGSTOP: it holds its connections and answers nothing) during a fetch

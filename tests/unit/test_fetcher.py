@@ -16,7 +16,7 @@ from botocore.exceptions import EndpointConnectionError
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from fanout.config import ConfigError
-from fanout.model.mapping import parse_mappings
+from fanout.model.mapping import default_mappings, parse_mappings
 from fanout.pipeline.fetcher import FetchFailed
 from fanout.pipeline.queue_batch import parse_fetcher_event
 from fanout.sinks import Outcome
@@ -294,9 +294,9 @@ def test_the_tombstone_lifetime_is_configurable() -> None:
     client = FakeOpenSearch()
     sink = OpenSearchSink(client, gc_deletes="6h")
 
-    sink.ensure_index("posts")
+    sink.target_indices(default_mappings().tables["posts"])
 
-    assert client.indices.created["posts"]["settings"]["index"]["gc_deletes"] == "6h"
+    assert client.indices.created["posts.g1"]["settings"]["index"]["gc_deletes"] == "6h"
 
 
 # --------------------------------------------------------------------------- fetcher_fn/app.py

@@ -218,31 +218,11 @@ class OpenSearchSink:
         self._max_request_bytes = max_request_bytes
         self._bulk_bytes = min(bulk_bytes, max_request_bytes)  # never above what the domain takes
         self._bulk_operations = bulk_operations
-        self._ready_indices: set[str] = set()
         self.targets = WriteTargets(client, gc_deletes, targets_ttl, clock)
         self._pinned = dict(pinned or {})
 
     def enabled_for(self, mapping: TableMapping) -> bool:
         return mapping.opensearch_enabled
-
-    def ensure_index(self, index: str, mappings: str = "") -> None:
-        """Create the concrete index unless it exists: a tombstone lifetime long enough for any retry, and the
-        mapping's ``index_mappings`` (JSON text; none: dynamic mapping). An existing index is never changed.
-        (The sink's own writes create a table's first generation behind its alias: :class:`WriteTargets`.)"""
-        from opensearchpy.exceptions import RequestError
-
-        if index in self._ready_indices:
-            return
-        if not self._client.indices.exists(index=index):
-            body: dict[str, Any] = {"settings": {"index": {"gc_deletes": self._gc_deletes}}}
-            if mappings:
-                body["mappings"] = json.loads(mappings)
-            try:
-                self._client.indices.create(index=index, body=body)
-            except RequestError as exc:  # created concurrently by another fetcher
-                if getattr(exc, "error", "") != "resource_already_exists_exception":
-                    raise
-        self._ready_indices.add(index)
 
     def target_indices(self, mapping: TableMapping) -> tuple[str, ...]:
         """The indices this table's rows are written to now."""
