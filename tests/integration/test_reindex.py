@@ -427,3 +427,41 @@ def test_steps_interrupted_between_their_two_calls_are_finished_by_the_same_comm
     # When the drop runs again, then the old generation is deleted
     assert reindexer(h, sleep=lambda _: None).drop_old("posts").dropped == [f"{alias}.g1"]
     assert not h.opensearch.indices.exists(index=f"{alias}.g1")
+
+
+def test_the_maintenance_function_reindexes_across_invocations_from_the_same_checkpoints(
+    harness: Harness,
+    connections: Connections,
+    local_aws: dict[str, str],
+    opensearch_endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fanout.model.mapping import default_mappings
+    from fanout.operations.maintenance import Maintenance, handle_event
+
+    h = harness
+    alias = h.mapping("posts").opensearch_index
+    insert_posts(h, 120)
+    run_backfill(h.conn, BackfillJob("posts"), live_fetcher(h, connections), batch_size=120)
+    for name, value in cli_environment(h, local_aws, opensearch_endpoint, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    default_mappings.cache_clear()
+    deps = Maintenance(source="maintenance")
+    event = {"action": "reindex", "table": "posts", "batch_size": 50}
+    again: list[dict[str, Any]] = []
+    pages = iter([True, False])  # time for one page in the first invocation
+    try:
+        # When the function runs out of time after one page
+        first = handle_event(event, lambda: deps, again.append, lambda: next(pages, False))
+        # Then it stopped copying and invoked itself again with the same event
+        assert first["status"] == "copying" and again == [event]
+        assert first["copy"]["rows_done"] == 50
+        # When that invocation runs, it resumes after the first page, verifies and swaps
+        second = handle_event(again[0], lambda: deps, again.append, lambda: True)
+    finally:
+        deps.close()
+        default_mappings.cache_clear()
+    assert second["status"] == "swapped", second
+    assert second["copy"]["ranges"][0]["resumed_from"] == [50]
+    assert alias_indices(h.opensearch, alias) == (f"{alias}.g2",)
