@@ -286,6 +286,7 @@ def test_a_concrete_index_from_before_aliases_moves_behind_one_without_a_gap(
     h.opensearch.indices.create(index=alias, body={"settings": {"index": {"gc_deletes": "1h"}}})
     insert_posts(h, 200)
     run_backfill(h.conn, BackfillJob("posts"), live_fetcher(h, connections), batch_size=200)
+    h.opensearch.indices.refresh(index=alias)  # searchable before the searches start
     assert read_state(h.opensearch, alias).concrete
 
     # When it is reindexed while a search runs the whole time
