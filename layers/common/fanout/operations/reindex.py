@@ -11,9 +11,9 @@
 3. **Copy** every row from the source into the new generation only, with the backfill machinery: keyset
    pages, the locking re-read, ``external_gte`` versions, a checkpoint per page (per key range with
    workers), so a run killed at any point resumes where it stopped. DynamoDB is not touched.
-4. **Verify**: refresh, then reconcile the new generation against the source (no repair). Drift that is
-   still there after ``verify_attempts`` looks (a row in flight through the pipeline clears itself) stops
-   the run before the swap, saying what.
+4. **Verify**: refresh, then reconcile the new generation against the source (no repair); the keys found
+   differing are looked at again alone, a settle apart (a row in flight through the pipeline clears
+   itself). Drift still there after ``verify_attempts`` looks stops the run before the swap, saying what.
 5. **Swap** the search alias to the new generation in one ``_aliases`` call. A concrete index from before
    aliases is replaced by the alias in the same call (``remove_index``): a search never finds nothing.
 
