@@ -36,6 +36,7 @@ class Maintenance:
         self.fetch = FetchPath(source)
         self.mappings: Mappings = self.fetch.mappings
         self.database = ConnectionHolder.from_env()
+        self.opensearch = self.fetch.opensearch
         self.readers = SinkReaders(self.fetch.opensearch, self.fetch.dynamodb, self.fetch.settings.dynamodb_table)
 
     def conn(self) -> Any:
@@ -61,7 +62,7 @@ class Maintenance:
 
     def reindexer(self, **options: Any) -> Reindex:
         """The reindex of this environment's OpenSearch (``options`` as for :class:`Reindex`)."""
-        return Reindex(self.fetch.opensearch, self.conn(), self.mappings, self.readers, DEFAULT_GC_DELETES, **options)
+        return Reindex(self.opensearch, self.conn(), self.mappings, self.readers, DEFAULT_GC_DELETES, **options)
 
     def reconcile(self, **options: Any) -> ReconcileReport:
         """Compare source and sinks, repairs through this environment's fetch path; ``options`` as for
@@ -117,7 +118,7 @@ def _check(deps: Maintenance) -> dict[str, Any]:
     if schema is None:
         raise BadEvent("the database connection names no schema (DB_NAME)")
     found = check_schema(deps.mappings, read_live_schema(conn, schema))
-    found += index_drifts(deps.fetch.opensearch, deps.mappings)  # "run fanout reindex TABLE" where needed
+    found += index_drifts(deps.opensearch, deps.mappings)  # "run fanout reindex TABLE" where needed
     drifts = [drift.line() for drift in found]
     for line in drifts:
         log(logging.WARNING, "schema drift", drift=line)
