@@ -34,6 +34,7 @@ from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from local.config import LocalConfig
 from local.database import create_database, drop_database
+from tests.support.indices import delete_index
 from tests.support.mappings import in_index
 from tests.support.sequences import numbers
 
@@ -73,7 +74,7 @@ def measure(cfg: LocalConfig, rows: int) -> dict[str, float]:
         assert sample.agrees, sample.summary()
     finally:
         table.delete()
-        opensearch.indices.delete(index=db_name.replace("_", "-"), ignore=[404])
+        delete_index(opensearch, db_name.replace("_", "-"))
         conn.close()
         reader.close()
         drop_database(cfg, db_name)

@@ -37,6 +37,7 @@ from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource, RowState
 from local.database import create_database, drop_database, run_sql_file
 from tests.support.fakes import RecordingQueue
+from tests.support.indices import delete_index
 from tests.support.mappings import in_index
 from tests.support.sequences import numbers
 
@@ -188,7 +189,7 @@ def main() -> int:
     finally:
         table.delete()
         for m in mappings.tables.values():
-            client.indices.delete(index=m.opensearch.index, ignore_unavailable=True)
+            delete_index(client, m.opensearch.index)
         drop_database(cfg, db_name)
         del dynamodb
     out = ROOT / "bench" / "results"

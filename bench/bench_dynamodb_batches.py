@@ -45,6 +45,7 @@ from fanout.source.reader import DatabaseSource
 from fanout.source.rows import RowState
 from local.config import LocalConfig
 from local.database import create_database, drop_database
+from tests.support.indices import delete_index
 from tests.support.mappings import in_index
 from tests.support.sequences import numbers
 
@@ -229,7 +230,7 @@ def backfill_rate(cfg: LocalConfig, workers: int, opensearch_too: bool = True) -
         elapsed = time.perf_counter() - started
     finally:
         table.delete()
-        opensearch.indices.delete(index=index, ignore_unavailable=True)
+        delete_index(opensearch, index)
         for c in opened:
             c.close()
         drop_database(cfg, db_name)

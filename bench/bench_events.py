@@ -35,6 +35,7 @@ from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from local.database import create_database, drop_database
+from tests.support.indices import delete_index
 
 ROWS = 300
 ROUNDS = 3
@@ -107,7 +108,7 @@ def main() -> int:
         events.delete_event_bus(Name=name)
         sqs.delete_queue(QueueUrl=queue_url)
         table.delete()
-        opensearch.indices.delete(index=mapping.opensearch.index, ignore_unavailable=True)
+        delete_index(opensearch, mapping.opensearch.index)
         drop_database(cfg, db_name)
     medians = {path: statistics.median(values) for path, values in timings.items()}
     with_events, without = medians["opensearch + dynamodb + events"], medians["opensearch + dynamodb"]

@@ -29,6 +29,7 @@ from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_docu
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from local.database import create_database, drop_database
+from tests.support.indices import delete_index
 from tests.support.mappings import in_index
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +87,7 @@ def main() -> int:
                 timings[name].append((time.perf_counter() - started) / ROWS * 1000)
     finally:
         table.delete()
-        opensearch.indices.delete(index=mapping.opensearch.index, ignore_unavailable=True)
+        delete_index(opensearch, mapping.opensearch.index)
         drop_database(cfg, db_name)
     medians = {name: statistics.median(values) for name, values in timings.items()}
     ratio = medians["fetch path"] / medians["raw parts"]

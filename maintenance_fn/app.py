@@ -8,6 +8,8 @@ Events::
      "params": ["published"], "batch_size": 500, "rate": 2000, "pages_per_invocation": 100}
     {"action": "backfill", "table": "posts", "workers": 4, "rate": 4000}
     {"action": "backfill", "table": "posts", "events": true}   also publishes each row's change event (default: not)
+    {"action": "reindex", "table": "posts", "workers": 2}      `fanout reindex posts`, resumed in new invocations
+    {"action": "reindex", "table": "posts", "step": "rollback"}   (or "drop-old")
 
 A backfill copies pages until little time is left (or ``pages_per_invocation``
 pages are done: shorter invocations, e.g. to keep each one's load window
@@ -18,7 +20,11 @@ ranges (the split is kept in the checkpoint table: sending the same event again
 finds the same ranges) and this function is invoked once per range, each range
 an ordinary backfill with its own checkpoint (``after``: the key it starts after)
 and its share of ``rate``; they run as concurrent invocations. Send it again
-only once those have stopped, to resume the ranges that are not done. Domain
+only once those have stopped, to resume the ranges that are not done. A reindex
+(fanout.operations.reindex) copies with ``workers`` threads until little time
+is left, then invokes this function again with the same event, which resumes
+from the same checkpoints and then verifies and swaps; its progress is logged
+("reindex progress"). Domain
 logic lives in the layer (fanout.operations.maintenance); this page wires it to Lambda.
 """
 

@@ -8,7 +8,18 @@ import sys
 import click
 
 from fanout.config import ConfigError
-from fanout_cli.commands import aurora_setup, backfill, check, dlq, migrate, migrations, reconcile, status, sweep
+from fanout_cli.commands import (
+    aurora_setup,
+    backfill,
+    check,
+    dlq,
+    migrate,
+    migrations,
+    reconcile,
+    reindex,
+    status,
+    sweep,
+)
 
 
 # no_args_is_help=False: a missing command is a usage error (exit status 2), not a help page with status 0.
@@ -30,6 +41,7 @@ for _command in (
     dlq.group,
     backfill.command,
     reconcile.command,
+    reindex.command,
     check.command,
 ):
     fanout.add_command(_command)

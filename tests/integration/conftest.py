@@ -18,6 +18,7 @@ from fanout.sinks.opensearch import OpenSearchSink
 from fanout.source.connection import connect
 from tests.support.aws import aws_resource
 from tests.support.backfill import Harness, apply_checkpoint_migration
+from tests.support.indices import delete_index
 from tests.support.integration import create_replica_table
 from tests.support.mappings import in_index
 
@@ -49,7 +50,7 @@ def harness(db_settings: DatabaseSettings, opensearch_endpoint: str, local_aws: 
         conn.close()
         reader.close()
         for m in mappings.tables.values():
-            client.indices.delete(index=m.opensearch.index, ignore=[404])
+            delete_index(client, m.opensearch.index)
         table.delete()
 
 

@@ -32,6 +32,7 @@ from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from tests.support.fakes import RecordingQueue
+from tests.support.indices import delete_index
 from tests.support.integration import execute, install_capture_triggers, lambda_async_bridge, parser_arn, rows
 from tests.support.mappings import in_index
 
@@ -217,7 +218,7 @@ def articles(db_settings: DatabaseSettings, opensearch_endpoint: str, replica_ta
         return [replica_table.get_item(Key={"pk": f"articles#{i}"}, ConsistentRead=True)["Item"] for i in ids]
 
     yield {"conn": writer, "drain": drain, "documents": documents, "items": items}
-    client.indices.delete(index=mapping.opensearch.index, ignore_unavailable=True)
+    delete_index(client, mapping.opensearch.index)
     writer.close()
     reader.close()
 

@@ -30,6 +30,7 @@ from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
+from tests.support.indices import delete_index
 from tests.support.integration import (
     execute,
     install_capture_triggers,
@@ -84,7 +85,7 @@ class Replication:
 
     def close(self) -> None:
         for index in {m.opensearch.index for m in self.mappings.tables.values() if m.opensearch.index}:
-            self.client.indices.delete(index=index, ignore_unavailable=True)
+            delete_index(self.client, index)
         self.writer.close()
         self.reader.close()
 

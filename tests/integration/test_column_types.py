@@ -33,6 +33,7 @@ from fanout.operations.verify import compare_row
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
+from tests.support.indices import delete_index
 from tests.support.integration import create_replica_table, fetch
 from tests.support.mappings import in_index
 
@@ -213,7 +214,7 @@ def world(mysql: dict[str, Any], opensearch_endpoint: str, local_aws: dict[str, 
         }
     finally:
         writer.close()
-        client.indices.delete(index=index, ignore=[404])
+        delete_index(client, index)
         table.delete()
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{schema}`")

@@ -27,6 +27,7 @@ from fanout.source.composition_read import compose_rows
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from tests.support.fakes import CallbackQueue, RecordingQueue
+from tests.support.indices import delete_index
 from tests.support.locks import row_locks_held, seen_waiting
 from tests.support.mappings import in_index
 
@@ -61,7 +62,7 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any) -> Ite
         return dict(replica_table.get_item(Key={"pk": f"articles#{article}"}, ConsistentRead=True)["Item"])
 
     yield {"fetch": fetch, "sql": sql, "document": document, "item": item, "mappings": mappings, "db": db_settings}
-    client.indices.delete(index=articles.opensearch.index, ignore_unavailable=True)
+    delete_index(client, articles.opensearch.index)
     writer.close()
     reader.close()
 

@@ -52,6 +52,7 @@ from fanout_cli.stack_resources import StackResources
 from tests.support.aws import aws_client, aws_resource
 from tests.support.fault_injection import Context, FaultyEndpoint, QueueDelivery, queue_batch
 from tests.support.files import ROOT, load_module, template_parameter_default, template_resource
+from tests.support.indices import delete_index
 from tests.support.locks import lock_waits
 
 FETCHER_ARN = "arn:aws:lambda:us-east-1:000000000000:function:fanout-faults-fetcher"
@@ -249,7 +250,7 @@ def pipeline(
         dynamodb.close()
         pipeline.source.close()
         pipeline.admin.close()
-        pipeline.opensearch.indices.delete(index=pipeline.posts.opensearch.index, ignore_unavailable=True)
+        delete_index(pipeline.opensearch, pipeline.posts.opensearch.index)
         table.delete()
         sqs.delete_queue(QueueUrl=dlq_url)
         default_mappings.cache_clear()

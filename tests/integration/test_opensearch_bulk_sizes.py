@@ -23,6 +23,7 @@ from fanout.sinks.opensearch import (
     make_client,
 )
 from fanout.source.rows import RowState
+from tests.support.indices import delete_index
 from tests.support.mappings import in_index
 
 POSTS = default_mappings().get("posts")
@@ -45,7 +46,7 @@ def world(opensearch_endpoint: str) -> Any:
     transport.perform_request = perform_request
     mapping = in_index(POSTS, f"posts-bulk-{uuid.uuid4().hex[:8]}")
     yield client, sent, mapping
-    client.indices.delete(index=mapping.opensearch.index, ignore_unavailable=True)
+    delete_index(client, mapping.opensearch.index)
 
 
 def batch(n: int, first: int = 1) -> list[tuple[Change, RowState]]:
@@ -58,10 +59,10 @@ def batch(n: int, first: int = 1) -> list[tuple[Change, RowState]]:
 def operation_bytes(client: Any, mapping: Any, items: list[tuple[Change, RowState]]) -> list[int]:
     """Each operation's bytes in a _bulk body, as the sink would send it (nothing is sent)."""
     probe = OpenSearchSink(client)
-    recorded: list[tuple[int, bytes, bool]] = []
+    recorded: list[tuple[int, bytes, bool, str]] = []
     probe._send_bulk = lambda _m, _i, request, _r: recorded.extend(request)  # type: ignore[method-assign]
     probe.apply_batch(mapping, items)
-    return [len(lines) for _, lines, _ in recorded]
+    return [len(lines) for _, lines, _, _ in recorded]
 
 
 def test_the_limits_are_the_recommended_ones() -> None:

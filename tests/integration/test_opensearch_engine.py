@@ -31,6 +31,7 @@ from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from fanout.source.rows import RowState
 from tests.support.aws import aws_client, aws_resource
+from tests.support.indices import delete_index
 from tests.support.mappings import in_index
 
 EDGES = """
@@ -69,7 +70,7 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any, local_
         "reject": QueueRejectRecorder(sqs, queue, source="fetcher"),
         "sinks": [OpenSearchSink(client), DynamoDBSink(replica_table, tombstone_ttl_seconds=3600)],
     }
-    client.indices.delete(index=mapping.opensearch.index, ignore=[404])
+    delete_index(client, mapping.opensearch.index)
     sqs.delete_queue(QueueUrl=queue)
     conn.close()
 
@@ -99,9 +100,8 @@ def outcomes_by_key(
 
 
 def test_the_engine_takes_the_tombstone_lifetime_the_sink_creates_indices_with(world: dict[str, Any]) -> None:
-    # When the sink creates its index
-    index = world["mapping"].opensearch.index
-    world["sinks"][0].ensure_index(index)
+    # When the sink creates its index (the first generation behind the alias)
+    (index,) = world["sinks"][0].target_indices(world["mapping"])
 
     # Then the real engine kept index.gc_deletes as given (a setting it did not know would be a 400)
     settings = world["opensearch"].indices.get_settings(index=index)[index]["settings"]["index"]
@@ -113,7 +113,7 @@ def test_an_external_version_of_2_63_is_refused_by_the_engine_and_rejected_for_i
 ) -> None:
     # Given the engine's own rule: external versions are Java longs
     index = world["mapping"].opensearch.index
-    world["sinks"][0].ensure_index(index)
+    world["sinks"][0].target_indices(world["mapping"])  # created behind its alias, as the sink's first write does
     with pytest.raises(RequestError):
         world["opensearch"].index(
             index=index, id="probe", body={}, params={"version": 2**63, "version_type": "external_gte"}
@@ -218,7 +218,7 @@ def test_bigint_unsigned_above_a_long_needs_an_unsigned_long_mapping(world: dict
     assert "mapper_parsing_exception" in record["reason"]
 
     # And with the mapping the README recommends (unsigned_long), created before the sink writes, it is exact
-    world["opensearch"].indices.delete(index=index)
+    delete_index(world["opensearch"], index)
     world["opensearch"].indices.create(
         index=index, body={"mappings": {"properties": {"big": {"type": "unsigned_long"}}}}
     )
@@ -230,7 +230,7 @@ def test_bigint_unsigned_above_a_long_needs_an_unsigned_long_mapping(world: dict
 def test_reconcile_never_asks_for_more_hits_than_the_result_window(world: dict[str, Any]) -> None:
     # Given the engine's window: one search returns at most index.max_result_window (10,000) hits
     index = world["mapping"].opensearch.index
-    world["sinks"][0].ensure_index(index)
+    world["sinks"][0].target_indices(world["mapping"])  # created behind its alias, as the sink's first write does
     with pytest.raises(RequestError, match="Result window is too large"):
         world["opensearch"].search(index=index, body={"size": MAX_RESULT_WINDOW + 1})
     for key in range(1, 4):
@@ -258,7 +258,7 @@ def test_a_frozen_node_fails_the_fetch_for_a_retry_and_the_retry_after_it_thaws_
     # Given a sink whose client waits 2 s for an answer (the deployed one: 10 s, 2 retries), an index in place
     client = OpenSearch(hosts=[opensearch_endpoint], timeout=2, max_retries=0)
     world["sinks"][0] = OpenSearchSink(client)
-    world["sinks"][0].ensure_index(world["mapping"].opensearch.index)
+    world["sinks"][0].target_indices(world["mapping"])
     change = insert(world, id=1, label="written while frozen")
 
     # When the node is frozen (SIGSTOP: it holds its connections and answers nothing) during a fetch
@@ -295,14 +295,14 @@ def test_an_index_the_sink_creates_gets_the_mappings_the_table_declares(world: d
 
         # Then the engine took every one (under dynamic mapping it refuses two, as the test above shows)
         assert set(outcomes.values()) == {"written"}
-        mappings = world["opensearch"].indices.get_mapping(index=mapping.opensearch.index)
-        assert mappings[mapping.opensearch.index]["mappings"]["properties"]["doc"] == {
+        (mappings,) = world["opensearch"].indices.get_mapping(index=mapping.opensearch.index).values()  # its generation
+        assert mappings["mappings"]["properties"]["doc"] == {
             "type": "object",
             "enabled": False,
         }
         assert world["opensearch"].get(index=mapping.opensearch.index, id="2")["_source"]["doc"] == "text"
     finally:
-        world["opensearch"].indices.delete(index=mapping.opensearch.index, ignore=[404])
+        delete_index(world["opensearch"], mapping.opensearch.index)
 
 
 def test_the_tests_talk_to_the_real_engine_at_the_pinned_version(opensearch_endpoint: str) -> None:

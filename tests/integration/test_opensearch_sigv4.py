@@ -60,6 +60,9 @@ class Recorder(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:  # noqa: N802 - http.server's spelling
         self._record_and_answer(200, None)  # the index exists
 
+    def do_GET(self) -> None:  # noqa: N802
+        self._record_and_answer(200, {"posts.g1": {"aliases": {"posts.write": {}}}})  # the write set
+
     def do_PUT(self) -> None:  # noqa: N802
         self._record_and_answer(201, {"_index": "posts", "_id": "1", "_version": 1, "result": "created"})
 
@@ -151,8 +154,8 @@ def test_every_request_of_the_opensearch_sink_carries_a_valid_sigv4_signature(
     assert sink.apply(POSTS, change, RowState(row, 1764240000000001)) is Outcome.WRITTEN
     assert sink.apply(POSTS, change, RowState(None, 1764240000000002)) is Outcome.DELETED
 
-    # Then every request (index check, write, delete) was signed for es in the region, with the session token
-    assert [r["method"] for r in captured] == ["HEAD", "PUT", "DELETE"]
+    # Then every request (the write set read, write, delete) was signed for es in the region, with the session token
+    assert [r["method"] for r in captured] == ["GET", "PUT", "DELETE"]
     for request in captured:
         auth = verify_sigv4(request, SECRET_KEY, "es")
         assert (auth["access_key"], auth["region"]) == (ACCESS_KEY, REGION)

@@ -26,6 +26,7 @@ from fanout.operations.verify import compare_row
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
+from tests.support.indices import delete_index
 from tests.support.integration import FetchInThread, fetch, lock_waits
 from tests.support.mappings import in_index
 from tests.support.waiting import wait_until
@@ -55,7 +56,7 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any) -> Ite
     writer.close()
     db.close()
     for mapping in mappings.values():
-        client.indices.delete(index=mapping.opensearch.index, ignore=[404])
+        delete_index(client, mapping.opensearch.index)
 
 
 def post_change(key: int) -> Change:

@@ -54,6 +54,7 @@ from fanout.source.rows import RowState
 from tests.support.aws import aws_resource
 from tests.support.fakes import FakeDynamoDBTable, FakeOpenSearch
 from tests.support.files import ROOT, template_resource
+from tests.support.indices import delete_index
 from tests.support.integration import (
     Recorded,
     create_replica_table,
@@ -435,7 +436,7 @@ def sinks_on_servers(opensearch_endpoint: str, local_aws: dict[str, str], table:
     ]
     client = make_client(opensearch_endpoint)
     yield Sinks(per_worker=per_worker, opensearch=client, table_for=lambda _mapping: replica, mapping=mapping)
-    client.indices.delete(index=index, ignore=[404])
+    delete_index(client, index)
     replica.delete()
 
 

@@ -31,6 +31,7 @@ from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from tests.support.aws import aws_client, aws_resource
+from tests.support.indices import delete_index
 from tests.support.integration import fetch
 from tests.support.mappings import in_index
 
@@ -68,7 +69,7 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any, local_
         "queue": queue,
         "reject": QueueRejectRecorder(sqs, queue, source="fetcher"),
     }
-    client.indices.delete(index=mapping.opensearch.index, ignore=[404])
+    delete_index(client, mapping.opensearch.index)
     sqs.delete_queue(QueueUrl=queue)
 
 
@@ -196,7 +197,7 @@ def test_a_mapping_can_send_rows_to_its_own_dynamodb_table_with_a_sort_key(
         assert compare_row(conn, mapping, change, client, None, dynamodb.Table).agrees
     finally:
         own.delete()
-        client.indices.delete(index=mapping.opensearch.index, ignore=[404])
+        delete_index(client, mapping.opensearch.index)
 
 
 def _bundled_spec(table: str) -> dict[str, Any]:

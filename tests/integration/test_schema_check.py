@@ -25,6 +25,7 @@ from fanout.model.mapping import load_mappings
 from fanout.operations.maintenance import handle_event
 from fanout.source.connection import connect
 from fanout_cli.main import main
+from tests.support.fakes import FakeOpenSearch
 from tests.support.integration import ROOT, execute, install_capture_triggers, parser_arn
 
 BUNDLED = json.loads((ROOT / "layers" / "common" / "fanout" / "tables.json").read_text(encoding="utf-8"))
@@ -214,6 +215,7 @@ def test_a_new_cascading_foreign_key_is_named_until_a_new_migration_covers_it(
 def test_the_maintenance_function_runs_the_check_on_its_schedule(installed: Any) -> None:
     class Dependencies:  # what the check needs of fanout.operations.maintenance.Maintenance
         mappings = load_mappings(None)
+        opensearch = FakeOpenSearch()  # no index yet: nothing to compare (tests/integration/test_reindex.py does)
 
         def conn(self) -> Any:
             return installed

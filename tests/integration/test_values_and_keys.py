@@ -35,6 +35,7 @@ from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from tests.support.aws import aws_client, aws_resource
+from tests.support.indices import delete_index
 from tests.support.integration import create_replica_table, fetch
 from tests.support.mappings import in_index
 
@@ -124,7 +125,7 @@ def world(db_settings: DatabaseSettings, opensearch_endpoint: str, local_aws: di
     finally:
         conn.close()
         for m in mappings.tables.values():
-            client.indices.delete(index=m.opensearch.index, ignore=[404])
+            delete_index(client, m.opensearch.index)
         table.delete()
         sqs.delete_queue(QueueUrl=queue)
 

@@ -268,10 +268,50 @@ class FakeIndices:
         self.exists_calls: list[str] = []
         self.auto_created: set[str] = set()  # created by a write, without our settings
         self.created_concurrently: set[str] = set()  # another writer wins the race for these
+        self.aliases: dict[str, set[str]] = {}  # alias -> its indices
+        self.alias_reads: list[str] = []
 
     def exists(self, *, index: str) -> bool:
         self.exists_calls.append(index)
-        return index in self.created or index in self.auto_created
+        return index in self.created or index in self.auto_created or bool(self.aliases.get(index))
+
+    def resolve(self, name: str) -> str:
+        """The index a name writes to: itself, or the one index of an alias (OpenSearch refuses a write to an
+        alias over several indices without a write index)."""
+        indices = self.aliases.get(name)
+        if not indices:
+            return name
+        if len(indices) != 1:
+            raise RequestError(
+                400, "illegal_argument_exception", {"error": {"reason": f"alias [{name}] has more than one index"}}
+            )
+        return next(iter(indices))
+
+    def get_alias(self, *, name: str) -> dict[str, Any]:
+        self.alias_reads.append(name)
+        indices = self.aliases.get(name)
+        if not indices:
+            raise NotFoundError(404, "aliases_not_found_exception", {"error": f"alias [{name}] missing"})
+        return {index: {"aliases": {name: {}}} for index in sorted(indices)}
+
+    def update_aliases(self, *, body: dict[str, Any]) -> dict[str, Any]:
+        """``_aliases``: every action applied at once, or none (as OpenSearch does)."""
+        aliases = {name: set(indices) for name, indices in self.aliases.items()}
+        removed: set[str] = set()
+        for action in body["actions"]:
+            ((kind, target),) = action.items()
+            if kind == "add":
+                aliases.setdefault(target["alias"], set()).add(target["index"])
+            elif kind == "remove":
+                aliases.get(target["alias"], set()).discard(target["index"])
+            elif kind == "remove_index":
+                removed.add(target["index"])
+        for index in removed:
+            self.created.pop(index, None)
+            for indices in aliases.values():
+                indices.discard(index)
+        self.aliases = {name: indices for name, indices in aliases.items() if indices}
+        return {"acknowledged": True}
 
     def create(self, *, index: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         self.create_calls.append(index)
@@ -281,6 +321,8 @@ class FakeIndices:
         if index in self.created or index in self.auto_created:
             raise RequestError(400, "resource_already_exists_exception", {"error": {"index": index}})
         self.created[index] = copy.deepcopy(body or {})
+        for alias in (body or {}).get("aliases", {}):
+            self.aliases.setdefault(alias, set()).add(index)
         return {"acknowledged": True, "index": index}
 
 
@@ -303,10 +345,11 @@ class FakeOpenSearch:
         self._lock = threading.RLock()  # a version check and its write are one step, as on a shard
 
     def document(self, index: str, doc_id: str) -> dict[str, Any] | None:
-        stored = self.docs.get((index, doc_id))
+        stored = self.docs.get((self.indices.resolve(index), doc_id))
         return None if stored is None else stored.source
 
     def get(self, *, index: str, id: str) -> dict[str, Any]:
+        index = self.indices.resolve(index)
         with self._lock:
             stored = self.docs.get((index, id))
         if stored is None or stored.source is None:
@@ -314,6 +357,7 @@ class FakeOpenSearch:
         return {"_index": index, "_id": id, "_version": stored.version, "found": True, "_source": stored.source}
 
     def index(self, *, index: str, id: str, body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        index = self.indices.resolve(index)
         self.calls.append(("index", {"index": index, "id": id, "body": body, "params": params}))
         json.dumps(body)  # the real client serialises the body; anything not JSON fails here
         with self._lock:
@@ -322,6 +366,7 @@ class FakeOpenSearch:
         return {"_index": index, "_id": id, "_version": version, "result": "updated"}
 
     def delete(self, *, index: str, id: str, params: dict[str, Any]) -> dict[str, Any]:
+        index = self.indices.resolve(index)
         self.calls.append(("delete", {"index": index, "id": id, "params": params}))
         with self._lock:
             version = self._check_write(index, id, params)

@@ -81,6 +81,7 @@ def test_dlq_list_without_json_ends_with_the_count(queue: HeldQueue, capsys: pyt
         (["aurora-setup", "--db-user", "u", "--cluster", "c", "--role-arn", "a", "--stack-name", "s"], "not allowed"),
         (["migrate", "--dry-run", "--repair"], "--dry-run is not allowed with --repair"),
         (["backfill", "posts", "--batch-size", "many"], "'many' is not a valid integer"),
+        (["reindex", "posts", "--rollback", "--drop-old"], "--rollback and --drop-old are two steps"),
     ],
 )
 def test_misuse_is_a_usage_error_that_names_the_reason(
@@ -98,7 +99,7 @@ def no_database(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.mark.parametrize("command", ["reconcile", "backfill"])
+@pytest.mark.parametrize("command", ["reconcile", "backfill", "reindex"])
 def test_an_unknown_table_is_one_clean_line_naming_it_before_anything_connects(
     no_database: None, command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -112,6 +113,7 @@ def test_an_unknown_table_is_one_clean_line_naming_it_before_anything_connects(
     ("backfill", "authors", "articles.author (parent)"),
     ("backfill", "article_tags", "articles.tags (link)"),
     ("reconcile", "comments", "articles.comments (child)"),
+    ("reindex", "comments", "articles.comments (child)"),
 ])  # fmt: skip
 def test_a_feeding_table_names_the_documents_it_feeds_and_the_command_to_run_instead(
     no_database: None, command: str, table: str, feeds: str, capsys: pytest.CaptureFixture[str]

@@ -16,7 +16,7 @@ from botocore.exceptions import EndpointConnectionError
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from fanout.config import ConfigError
-from fanout.model.mapping import parse_mappings
+from fanout.model.mapping import default_mappings, parse_mappings
 from fanout.pipeline.fetcher import FetchFailed
 from fanout.pipeline.queue_batch import parse_fetcher_event
 from fanout.sinks import Outcome
@@ -111,7 +111,7 @@ def test_an_absent_row_is_deleted_leaving_tombstones(world: World) -> None:
     assert outcomes == BOTH_DELETED
     assert world.opensearch.calls[-1] == (
         "delete",
-        {"index": "posts", "id": "1", "params": {"version": 200, "version_type": "external_gte"}},
+        {"index": "posts.g1", "id": "1", "params": {"version": 200, "version_type": "external_gte"}},
     )
     assert world.document(1) is None
     # and DynamoDB holds a tombstone instead of the row, expiring by the TTL attribute template.yaml declares
@@ -257,16 +257,19 @@ def test_the_report_says_what_each_sink_did_with_which_version(world: World) -> 
 # --------------------------------------------------------------------------- the OpenSearch index
 
 
-def test_the_index_is_created_once_with_gc_deletes(world: World) -> None:
+def test_the_first_generation_is_created_once_behind_its_alias_with_gc_deletes(world: World) -> None:
     world.source.set("posts", (1,), row(1, "a"), version=100)
     world.source.set("posts", (2,), None, version=100)
 
     world.apply(change(1), change(2))
     world.apply(change(1))
 
-    assert world.opensearch.indices.exists_calls == ["posts"]  # asked once, then remembered
-    assert world.opensearch.indices.create_calls == ["posts"]
-    assert world.opensearch.indices.created["posts"] == {"settings": {"index": {"gc_deletes": DEFAULT_GC_DELETES}}}
+    assert world.opensearch.indices.alias_reads == ["posts.write"]  # asked once, then remembered for its TTL
+    assert world.opensearch.indices.create_calls == ["posts.g1"]
+    assert world.opensearch.indices.created["posts.g1"] == {
+        "settings": {"index": {"gc_deletes": DEFAULT_GC_DELETES}},
+        "aliases": {"posts": {}, "posts.write": {}},  # searched and written from the first write on
+    }
     assert world.opensearch.indices.auto_created == set()  # never left to a write's auto-creation
 
 
@@ -291,9 +294,9 @@ def test_the_tombstone_lifetime_is_configurable() -> None:
     client = FakeOpenSearch()
     sink = OpenSearchSink(client, gc_deletes="6h")
 
-    sink.ensure_index("posts")
+    sink.target_indices(default_mappings().tables["posts"])
 
-    assert client.indices.created["posts"]["settings"]["index"]["gc_deletes"] == "6h"
+    assert client.indices.created["posts.g1"]["settings"]["index"]["gc_deletes"] == "6h"
 
 
 # --------------------------------------------------------------------------- fetcher_fn/app.py

@@ -86,7 +86,7 @@ def test_opensearch_refusing_the_document_itself_is_a_rejection_not_a_retry(erro
     world.opensearch.fail_with = error
 
     assert world.apply() == {"opensearch": "rejected", "dynamodb": "written"}
-    assert "OpenSearch refused notes/1" in world.reject.rejections[0].reason
+    assert "OpenSearch refused notes.g1/1" in world.reject.rejections[0].reason  # the generation behind the alias
 
 
 def test_dynamodb_validation_errors_are_rejections_and_throttling_is_retried() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import json
 from typing import Any
 
 import pytest
@@ -16,28 +16,31 @@ def never_built() -> Any:
 
 @pytest.mark.parametrize("event", [None, [], {}, {"action": "vacuum"}, {"action": ["backfill"]}])
 def test_an_event_that_is_no_maintenance_request_is_refused_before_anything_is_built(event: Any) -> None:
-    with pytest.raises(BadEvent, match='"action": "reconcile", "backfill" or "check"'):
+    with pytest.raises(BadEvent, match='"action": "reconcile", "backfill", "check" or "reindex"'):
         handle_event(event, never_built, lambda payload: None, lambda: True)
 
 
-class Backfills:
-    """Stands in for Maintenance: notes each backfill's options, and says it is done."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-
-    def backfill(self, job: Any, **options: Any) -> Any:
-        self.calls.append(options)
-        return SimpleNamespace(status="done", as_dict=lambda: {"status": "done"})
-
-
-@pytest.mark.parametrize(("event", "events"), [({}, False), ({"events": False}, False), ({"events": True}, True)])
-def test_a_backfill_publishes_change_events_only_when_the_event_asks(event: dict[str, Any], events: bool) -> None:
-    deps = Backfills()
-    handle_event({"action": "backfill", "table": "posts", **event}, lambda: deps, lambda payload: None, lambda: True)
-    assert [call["events"] for call in deps.calls] == [events]
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ({"action": "reindex"}, "table must be a mapped table's name"),
+        ({"action": "reindex", "table": "posts", "step": "swap"}, 'step must be "run", "rollback" or "drop-old"'),
+    ],
+)
+def test_a_reindex_event_names_what_is_wrong_with_it(event: dict[str, Any], reason: str) -> None:
+    with pytest.raises(BadEvent, match=reason):
+        handle_event(event, lambda: None, lambda payload: None, lambda: True)  # type: ignore[arg-type,return-value]
 
 
-def test_a_backfill_with_events_that_is_not_a_boolean_is_refused() -> None:
-    with pytest.raises(BadEvent, match="events must be true or false"):
-        handle_event({"action": "backfill", "table": "posts", "events": "yes"}, Backfills, lambda p: None, lambda: True)
+def test_a_reindex_logs_its_progress_at_most_once_per_period(capsys: pytest.CaptureFixture[str]) -> None:
+    from fanout.operations.backfill import BackfillProgress
+    from fanout.operations.maintenance import ProgressLog
+
+    now = [0.0]
+    progress = ProgressLog("posts", every=10.0, clock=lambda: now[0])
+    for second, (worker, rows) in enumerate([(0, 500), (1, 500), (0, 1000), (1, 1500)]):
+        now[0] = second * 6.0  # 0, 6, 12, 18 s
+        progress(worker, BackfillProgress("posts", rows, rows, 1, now[0], 4000))
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "reindex progress" in line]
+    assert [(line["rows_done"], line["estimated"]) for line in lines] == [(1500, 4000)]  # at 12 s: both workers

@@ -111,6 +111,7 @@ class OpenSearchSection:
     exclude: frozenset[str] = frozenset()
     binary: str = "base64"  # one of fanout.model.mapping_schema.OPENSEARCH_BINARY
     index_mappings: str = ""  # JSON text of the created index's mappings ("": dynamic mapping)
+    index_settings: str = ""  # JSON text of the created index's settings ("": OpenSearch's defaults)
 
     def field(self, column: str) -> str:
         return dict(self.rename).get(column, column)
@@ -277,6 +278,7 @@ def _opensearch_section(
         if column in exclude:
             raise FieldError(f"opensearch.rename.{column}", "renames a column that opensearch.exclude leaves out")
     index_mappings = spec.get("index_mappings", {})
+    index_settings = spec.get("index_settings", {})
     section = OpenSearchSection(
         enabled=enabled,
         index=index,
@@ -285,6 +287,7 @@ def _opensearch_section(
         exclude=exclude,
         binary=spec.get("binary", "base64"),
         index_mappings=json.dumps(index_mappings, sort_keys=True) if index_mappings else "",
+        index_settings=json.dumps(index_settings, sort_keys=True) if index_settings else "",
     )
     if enabled and columns is not None:
         outputs = [(c, section.field(c)) for c in columns if c not in exclude]

@@ -137,6 +137,11 @@ SCHEMA: dict[str, Any] = {
                     "properties": {"properties": {"type": "object"}},
                     "description": "the mappings of the index when the sink creates it",
                 },
+                "index_settings": {
+                    "type": "object",
+                    "description": "the settings of each index generation fanout creates (number_of_shards, "
+                    "analysis, ...); a change OpenSearch cannot apply in place needs `fanout reindex TABLE`",
+                },
             },
             "additionalProperties": False,
         },

@@ -65,6 +65,7 @@ class BackfillJob:
     key_range: KeyRange = KeyRange()
     where: str | None = None
     where_params: tuple[Any, ...] = ()
+    generation: str | None = None  # a reindex's copy: the one OpenSearch index it writes (fanout.operations.reindex)
 
     def definition(self) -> dict[str, Any]:
         definition = {
@@ -76,6 +77,8 @@ class BackfillJob:
         }
         if self.key_range.after is not None:  # only when set: the ids of jobs without it stay as they were
             definition["after"] = list(self.key_range.after)
+        if self.generation is not None:  # a reindex's copy is its own job, apart from a backfill of the table
+            definition["generation"] = self.generation
         return definition
 
     def page_query(self, mapping: TableMapping, after: Key | None, limit: int, **options: Any) -> tuple[str, list[Any]]:

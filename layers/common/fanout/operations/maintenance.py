@@ -9,16 +9,21 @@ source pages) and the fetch path's own, for its short locking reads.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from fanout.model.mapping import Mappings
 from fanout.observability import ChangeMetric, StackMetric, log, record, record_stack
-from fanout.operations.backfill import BackfillJob, BackfillResult, KeyRange, run_backfill
+from fanout.operations.backfill import BackfillJob, BackfillProgress, BackfillResult, KeyRange, run_backfill
 from fanout.operations.backfill_parallel import plan
+from fanout.operations.index_drift import index_drifts
 from fanout.operations.reconcile import ReconcileReport, SinkReaders, reconcile
+from fanout.operations.reindex import Reindex, ReindexError
 from fanout.operations.schema_check import check_schema, read_live_schema
+from fanout.pipeline.fetcher import Fetcher
 from fanout.pipeline.wiring import FetchPath
+from fanout.sinks.opensearch import DEFAULT_GC_DELETES, OpenSearchSink
 from fanout.source.connection import ConnectionHolder
 from fanout.source.locks import current_schema
 
@@ -31,6 +36,7 @@ class Maintenance:
         self.fetch = FetchPath(source)
         self.mappings: Mappings = self.fetch.mappings
         self.database = ConnectionHolder.from_env()
+        self.opensearch = self.fetch.opensearch
         self.readers = SinkReaders(self.fetch.opensearch, self.fetch.dynamodb, self.fetch.settings.dynamodb_table)
 
     def conn(self) -> Any:
@@ -45,6 +51,24 @@ class Maintenance:
             self.fetch.require_events()
         fetcher = self.fetch.fetcher if events else self.fetch.without_events()
         return run_backfill(self.conn(), job, fetcher, **options)
+
+    def copy(self, job: BackfillJob, **options: Any) -> BackfillResult:
+        """A reindex's copy (``job.generation`` set): ``job`` through this environment's source and reject
+        recorder into that one OpenSearch index; DynamoDB is not written."""
+        mapping = self.mappings.get(job.table)
+        if mapping is None or job.generation is None:
+            raise BadEvent(f"a reindex copy needs a mapped table and a generation, got {job.table!r}")
+        sink = OpenSearchSink(
+            self.fetch.opensearch,
+            max_request_bytes=self.fetch.settings.opensearch_max_request_bytes,
+            pinned={mapping.opensearch.index: job.generation},
+        )
+        fetcher = Fetcher(self.mappings, self.fetch.fetcher.source, [sink], reject=self.fetch.reject)
+        return run_backfill(self.conn(), job, fetcher, **options)
+
+    def reindexer(self, **options: Any) -> Reindex:
+        """The reindex of this environment's OpenSearch (``options`` as for :class:`Reindex`)."""
+        return Reindex(self.opensearch, self.conn(), self.mappings, self.readers, DEFAULT_GC_DELETES, **options)
 
     def reconcile(self, **options: Any) -> ReconcileReport:
         """Compare source and sinks, repairs through this environment's fetch path; ``options`` as for
@@ -99,7 +123,9 @@ def _check(deps: Maintenance) -> dict[str, Any]:
     schema = current_schema(conn)
     if schema is None:
         raise BadEvent("the database connection names no schema (DB_NAME)")
-    drifts = [drift.line() for drift in check_schema(deps.mappings, read_live_schema(conn, schema))]
+    found = check_schema(deps.mappings, read_live_schema(conn, schema))
+    found += index_drifts(deps.opensearch, deps.mappings)  # "run fanout reindex TABLE" where needed
+    drifts = [drift.line() for drift in found]
     for line in drifts:
         log(logging.WARNING, "schema drift", drift=line)
     record_stack(StackMetric.SCHEMA_DRIFT, len(drifts))
@@ -161,16 +187,77 @@ def _split(
     return {"status": "started", "table": job.table, "workers": len(ranges), "ranges": started}
 
 
+class ProgressLog:
+    """A reindex's copy in the function's log: rows done per range, at most one line every ``every`` seconds."""
+
+    def __init__(self, table: str, every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.table, self.every, self.clock = table, every, clock
+        self.done: dict[int, int] = {}
+        self.last = clock()
+
+    def __call__(self, index: int, progress: BackfillProgress) -> None:
+        self.done[index] = progress.rows_done
+        if self.clock() - self.last >= self.every:
+            self.last = self.clock()
+            total = progress.estimated_total
+            log(logging.INFO, "reindex progress", table=self.table, rows_done=sum(self.done.values()), estimated=total)
+
+
+def _reindex(deps: Maintenance, event: dict[str, Any], invoke_self: InvokeSelf, time_left: TimeLeft) -> dict[str, Any]:
+    """``fanout reindex`` in the function: the copy runs until little time is left, then this function is
+    invoked again with the same event and resumes from the checkpoints (the same as the CLI's)."""
+    table = event.get("table")
+    if not isinstance(table, str):
+        raise BadEvent(f"table must be a mapped table's name, got {table!r}")
+    step = event.get("step", "run")
+    if step not in ("run", "rollback", "drop-old"):
+        raise BadEvent(f'step must be "run", "rollback" or "drop-old", got {step!r}')
+    reindex = deps.reindexer()
+    try:
+        if step == "rollback":
+            return reindex.rollback(table).as_dict()
+        if step == "drop-old":
+            return reindex.drop_old(table).as_dict()
+        workers = _positive_int(event, "workers", 1) or 1
+        others = [Maintenance(source="maintenance") for _ in range(workers - 1)]
+        try:
+            result = reindex.run(
+                table,
+                [deps.copy, *(other.copy for other in others)],
+                batch_size=_positive_int(event, "batch_size", 500) or 500,
+                rate=event.get("rate"),
+                progress=ProgressLog(table),
+                should_continue=time_left,
+            )
+        finally:
+            for other in others:
+                other.close()
+    except ReindexError as exc:
+        log(logging.ERROR, "reindex stopped", table=table, error=str(exc))
+        return {"table": table, "status": "failed", "error": str(exc)}
+    if result.status == "copying":
+        invoke_self(event)
+    log(
+        logging.INFO if result.clean else logging.WARNING, "reindex", **{k: str(v) for k, v in result.as_dict().items()}
+    )
+    return result.as_dict()
+
+
+ACTIONS = ("reconcile", "backfill", "check", "reindex")
+
+
 def handle_event(
     event: Any, dependencies: Callable[[], Maintenance], invoke_self: InvokeSelf, time_left: TimeLeft
 ) -> dict[str, Any]:
     """The maintenance function's event (maintenance_fn/app.py lists the forms); ``invoke_self`` starts this
     function again asynchronously with an event, ``time_left`` says whether to take another page."""
-    if not isinstance(event, dict) or event.get("action") not in ("reconcile", "backfill", "check"):
-        raise BadEvent('event must be an object with "action": "reconcile", "backfill" or "check"')
+    if not isinstance(event, dict) or event.get("action") not in ACTIONS:
+        raise BadEvent('event must be an object with "action": "reconcile", "backfill", "check" or "reindex"')
     deps = dependencies()
     if event["action"] == "reconcile":
         return _reconcile(deps, event)
     if event["action"] == "check":
         return _check(deps)
+    if event["action"] == "reindex":
+        return _reindex(deps, event, invoke_self, time_left)
     return _backfill(deps, event, invoke_self, time_left)

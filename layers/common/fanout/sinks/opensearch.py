@@ -34,7 +34,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -53,6 +54,7 @@ from fanout.model.sink_keys import (
 )
 from fanout.redaction import describe_item_error
 from fanout.sinks import Outcome, Relation, RowRejected, SinkError, parsed_json, relation_value, temporal_text
+from fanout.sinks.generations import TARGETS_TTL_SECONDS, WriteTargets
 from fanout.source.rows import JsonText, RowState
 
 DEFAULT_GC_DELETES = "1h"
@@ -190,6 +192,13 @@ def make_client(endpoint: str, auth: str = "none") -> Any:
 
 
 class OpenSearchSink:
+    """Writes each row to every index of its table's write set (:mod:`fanout.sinks.generations`), version-gated
+    in each, so a reindex's two generations both stay current whatever order the writes arrive in.
+
+    ``pinned`` (alias -> index) writes that table to that one existing index only: the reindex's copy into a
+    new generation. ``targets_ttl``: how long the write set read from OpenSearch is trusted (the reindex
+    waits for it; keep the default outside tests)."""
+
     name = "opensearch"
 
     def __init__(
@@ -199,34 +208,26 @@ class OpenSearchSink:
         max_request_bytes: int = DEFAULT_OPENSEARCH_MAX_REQUEST_BYTES,
         bulk_bytes: int = BULK_TARGET_BYTES,
         bulk_operations: int = BULK_MAX_OPERATIONS,
+        *,
+        targets_ttl: float = TARGETS_TTL_SECONDS,
+        pinned: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._gc_deletes = gc_deletes
         self._max_request_bytes = max_request_bytes
         self._bulk_bytes = min(bulk_bytes, max_request_bytes)  # never above what the domain takes
         self._bulk_operations = bulk_operations
-        self._ready_indices: set[str] = set()
+        self.targets = WriteTargets(client, gc_deletes, targets_ttl, clock)
+        self._pinned = dict(pinned or {})
 
     def enabled_for(self, mapping: TableMapping) -> bool:
         return mapping.opensearch.enabled
 
-    def ensure_index(self, index: str, mappings: str = "") -> None:
-        """Create the index unless it exists: a tombstone lifetime long enough for any retry, and the mapping's
-        ``index_mappings`` (JSON text; none: dynamic mapping). An existing index is never changed."""
-        from opensearchpy.exceptions import RequestError
-
-        if index in self._ready_indices:
-            return
-        if not self._client.indices.exists(index=index):
-            body: dict[str, Any] = {"settings": {"index": {"gc_deletes": self._gc_deletes}}}
-            if mappings:
-                body["mappings"] = json.loads(mappings)
-            try:
-                self._client.indices.create(index=index, body=body)
-            except RequestError as exc:  # created concurrently by another fetcher
-                if getattr(exc, "error", "") != "resource_already_exists_exception":
-                    raise
-        self._ready_indices.add(index)
+    def target_indices(self, mapping: TableMapping) -> tuple[str, ...]:
+        """The indices this table's rows are written to now."""
+        pinned = self._pinned.get(mapping.opensearch.index)
+        return (pinned,) if pinned is not None else self.targets.get(mapping)
 
     def _document(
         self, mapping: TableMapping, change: Change, state: RowState
@@ -256,47 +257,56 @@ class OpenSearchSink:
         return doc_id, body, encoded
 
     def apply_batch(self, mapping: TableMapping, items: Sequence[tuple[Change, RowState]]) -> list[Outcome | Exception]:
-        """All rows in ``_bulk`` requests, each item with its own external_gte version; per row its Outcome
-        or its exception. Per item: 409 is STALE, 400/413 RowRejected (that row only), others SinkError;
-        a whole request failing is a SinkError for each of its rows (retried)."""
+        """All rows in ``_bulk`` requests, each item with its own external_gte version, once per index of the
+        write set; per row its Outcome or its exception. Per item: 409 is STALE, 400/413 RowRejected (that row
+        only), others SinkError; a whole request failing is a SinkError for each of its rows (retried). A row
+        written to several indices takes the worst of its answers (:func:`_combined`)."""
         from opensearchpy.exceptions import TransportError
 
-        index = mapping.opensearch.index
-        results: list[Outcome | Exception | None] = [None] * len(items)
-        pending: list[tuple[int, bytes, bool]] = []  # (position, its bulk lines as sent, is a delete)
+        results: list[list[Outcome | Exception]] = [[] for _ in items]
+        documents: list[tuple[int, dict[str, Any], bytes, bool]] = []  # (position, meta, body as sent, delete)
         for position, (change, state) in enumerate(items):
             try:
                 doc_id, body, encoded = self._document(mapping, change, state)
             except RowRejected as exc:
-                results[position] = exc
+                results[position].append(exc)
                 continue
-            meta = {"_index": index, "_id": doc_id, "version": state.version, "version_type": "external_gte"}
-            lines = _ndjson({"delete": meta}) if body is None else _ndjson({"index": meta}) + encoded + b"\n"
-            if len(lines) > self._max_request_bytes:
-                results[position] = RowRejected(
-                    f"OpenSearch cannot hold {index}/{change.document_id}: its _bulk lines are {len(lines)} bytes, "
-                    f"above the {self._max_request_bytes}-byte request limit; exclude large columns "
-                    "(opensearch.exclude)"
-                )
-                continue
-            pending.append((position, lines, body is None))
-        if pending:
+            meta = {"_id": doc_id, "version": state.version, "version_type": "external_gte"}
+            documents.append((position, meta, encoded, body is None))
+        targets: tuple[str, ...] = ()
+        if documents:
             try:
-                self.ensure_index(index, mapping.opensearch.index_mappings)
+                targets = self.target_indices(mapping)
             except TransportError as exc:
-                error = SinkError(f"OpenSearch index {index} is not available: {exc}")
-                for position, _, _ in pending:
-                    results[position] = error
-                pending = []
+                error = SinkError(f"OpenSearch index {mapping.opensearch.index} is not available: {exc}")
+                for position, _, _, _ in documents:
+                    results[position].append(error)
+        pending: list[tuple[int, bytes, bool, str]] = []  # (position, its bulk lines as sent, is a delete, index)
+        for index in targets:
+            for position, meta, encoded, is_delete in documents:
+                head = {"delete" if is_delete else "index": {"_index": index, **meta}}
+                lines = _ndjson(head) if is_delete else _ndjson(head) + encoded + b"\n"
+                if len(lines) > self._max_request_bytes:
+                    results[position].append(
+                        RowRejected(
+                            f"OpenSearch cannot hold {index}/{items[position][0].document_id}: its _bulk lines are "
+                            f"{len(lines)} bytes, above the {self._max_request_bytes}-byte request limit; exclude "
+                            "large columns (opensearch.exclude)"
+                        )
+                    )
+                    continue
+                pending.append((position, lines, is_delete, index))
         for request in self.bulk_requests(pending):
             self._send_bulk(mapping, items, request, results)
-        return [result if result is not None else SinkError("no bulk answer") for result in results]
+        if any(isinstance(r, SinkError) for answers in results for r in answers):
+            self.targets.forget(mapping.opensearch.index)  # an index may have gone: read the write set again
+        return [_combined(answers) for answers in results]
 
-    def bulk_requests(self, pending: list[tuple[int, bytes, bool]]) -> list[list[tuple[int, bytes, bool]]]:
+    def bulk_requests(self, pending: list[_Operation]) -> list[list[_Operation]]:
         """The operations cut into _bulk requests: each at most ``bulk_operations`` operations and
         ``min(bulk_bytes, max_request_bytes)`` bytes, in order."""
-        requests: list[list[tuple[int, bytes, bool]]] = []
-        request: list[tuple[int, bytes, bool]] = []
+        requests: list[list[_Operation]] = []
+        request: list[_Operation] = []
         size = 0
         for entry in pending:
             if request and (len(request) >= self._bulk_operations or size + len(entry[1]) > self._bulk_bytes):
@@ -312,62 +322,80 @@ class OpenSearchSink:
         self,
         mapping: TableMapping,
         items: Sequence[tuple[Change, RowState]],
-        request: list[tuple[int, bytes, bool]],
-        results: list[Outcome | Exception | None],
+        request: list[_Operation],
+        results: list[list[Outcome | Exception]],
     ) -> None:
         from opensearchpy.exceptions import TransportError
 
-        index = mapping.opensearch.index
-        body = b"".join(lines for _, lines, _ in request)
+        body = b"".join(lines for _, lines, _, _ in request)
         try:
             response = self._client.bulk(body=body)
         except TransportError as exc:
             if exc.status_code == 413 and len(request) > 1:  # too big together: each alone decides
-                for position, _, _ in request:
+                for position, _, _, index in request:
                     change, state = items[position]
                     try:
-                        results[position] = self.apply(mapping, change, state)
+                        results[position].append(self._apply_one(mapping, change, state, index))
                     except Exception as error:  # noqa: BLE001 - reported per row
-                        results[position] = error
+                        results[position].append(error)
                 return
-            for position, _, _ in request:
+            for position, _, _, index in request:
                 if exc.status_code == 413:  # this one row is more than the domain takes in a request
                     where = f"{index}/{items[position][0].document_id}"
-                    results[position] = RowRejected(f"OpenSearch refused {where} (HTTP 413): {exc}")
+                    results[position].append(RowRejected(f"OpenSearch refused {where} (HTTP 413): {exc}"))
                 else:
-                    results[position] = SinkError(f"OpenSearch _bulk failed for {index}: {exc}")
+                    results[position].append(SinkError(f"OpenSearch _bulk failed for {index}: {exc}"))
             return
-        for (position, _, is_delete), answer in zip(request, response.get("items", []), strict=False):
+        answers = response.get("items", [])
+        for number, (position, _, is_delete, index) in enumerate(request):
             action = "delete" if is_delete else "index"
-            item = answer.get(action, {})
+            item = answers[number].get(action, {}) if number < len(answers) else {}
             status = int(item.get("status", 500))
             where = f"{index}/{items[position][0].document_id}"
             if status == 409:
-                results[position] = Outcome.STALE
+                results[position].append(Outcome.STALE)
             elif action == "delete" and (status < 300 or status == 404):  # 404: nothing to delete, tombstone kept
-                results[position] = Outcome.DELETED
+                results[position].append(Outcome.DELETED)
             elif status < 300:
-                results[position] = Outcome.WRITTEN
+                results[position].append(Outcome.WRITTEN)
             elif status in PERMANENT_STATUSES:
-                results[position] = RowRejected(
-                    f"OpenSearch refused {where} (HTTP {status}): {describe_item_error(item.get('error'))}"
+                results[position].append(
+                    RowRejected(f"OpenSearch refused {where} (HTTP {status}): {describe_item_error(item.get('error'))}")
                 )
             else:
-                results[position] = SinkError(
-                    f"OpenSearch failed for {where} (HTTP {status}): {describe_item_error(item.get('error'))}"
+                results[position].append(
+                    SinkError(
+                        f"OpenSearch failed for {where} (HTTP {status}): {describe_item_error(item.get('error'))}"
+                    )
                 )
 
     def apply(self, mapping: TableMapping, change: Change, state: RowState) -> Outcome:
+        """One row, to every index of the write set (the worst answer wins, as in :meth:`apply_batch`)."""
+        from opensearchpy.exceptions import TransportError
+
+        try:
+            targets = self.target_indices(mapping)
+        except TransportError as exc:
+            raise SinkError(f"OpenSearch index {mapping.opensearch.index} is not available: {exc}") from exc
+        answers: list[Outcome | Exception] = []
+        for index in targets:
+            try:
+                answers.append(self._apply_one(mapping, change, state, index))
+            except (RowRejected, SinkError) as exc:
+                answers.append(exc)
+        outcome = _combined(answers)
+        if isinstance(outcome, Exception):
+            if isinstance(outcome, SinkError):
+                self.targets.forget(mapping.opensearch.index)
+            raise outcome
+        return outcome
+
+    def _apply_one(self, mapping: TableMapping, change: Change, state: RowState, index: str) -> Outcome:
         from opensearchpy.exceptions import ConflictError, NotFoundError, TransportError
 
-        index = mapping.opensearch.index
         where = f"{index}/{change.document_id}"
         doc_id, body, _ = self._document(mapping, change, state)
         versioning = {"version": state.version, "version_type": "external_gte"}
-        try:
-            self.ensure_index(index, mapping.opensearch.index_mappings)
-        except TransportError as exc:
-            raise SinkError(f"OpenSearch index {index} is not available: {exc}") from exc
         try:
             if body is None:
                 try:
@@ -383,3 +411,19 @@ class OpenSearchSink:
             if exc.status_code in PERMANENT_STATUSES:
                 raise RowRejected(f"OpenSearch refused {where} (HTTP {exc.status_code}): {exc}") from exc
             raise SinkError(f"OpenSearch failed for {where}: {exc}") from exc
+
+
+_Operation = tuple[int, bytes, bool, str]  # (row position, its _bulk lines as sent, is a delete, the index)
+
+
+def _combined(answers: Sequence[Outcome | Exception]) -> Outcome | Exception:
+    """One row's outcome from its answers, one per index written: a failure to retry first, then a refusal
+    (recorded), then a write over a stale answer (the row is current wherever it was not already newer)."""
+    for kind in (SinkError, Exception):
+        for answer in answers:
+            if isinstance(answer, kind):
+                return answer
+    for outcome in (Outcome.WRITTEN, Outcome.DELETED, Outcome.STALE):
+        if outcome in answers:
+            return outcome
+    return SinkError("no bulk answer")
