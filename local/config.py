@@ -15,6 +15,9 @@ LOG_DIR = STATE_DIR / "logs"
 STACK_ENV = STATE_DIR / "stack.env"
 MINISTACK_BIN = STATE_DIR / "ministack-venv" / "bin" / "ministack"
 MINISTACK_STATE = STATE_DIR / "ministack-state"
+# ministack unpacks every Lambda worker's code and layers under its TMPDIR and leaves them behind (tens of MB a
+# cold start): kept here, emptied when it starts and when it stops, so a long session cannot fill /tmp.
+MINISTACK_TMP = STATE_DIR / "ministack-tmp"
 VENV_BIN = ROOT / ".venv" / "bin"
 
 

@@ -7,11 +7,12 @@ MySQL 8.0 or an OpenSearch node, which are what we would start).
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 from local import mysql as local_mysql
 from local import opensearch as local_opensearch
-from local.config import MINISTACK_BIN, MINISTACK_STATE, ROOT, LocalConfig, say
+from local.config import MINISTACK_BIN, MINISTACK_STATE, MINISTACK_TMP, ROOT, LocalConfig, say
 from local.database import admin_connection
 from local.processes import base_env, http_ok, port_open, running_pid, start_process, stop_process, wait_for
 
@@ -94,7 +95,10 @@ def ensure_ministack(cfg: LocalConfig) -> bool:
         # so the sinks and the deployed stack outlive `make down` as MySQL's rows do.
         "PERSIST_STATE": "1",
         "STATE_DIR": str(MINISTACK_STATE),
+        "TMPDIR": str(MINISTACK_TMP),
     }
+    shutil.rmtree(MINISTACK_TMP, ignore_errors=True)  # what a previous run's workers left
+    MINISTACK_TMP.mkdir(parents=True)
     start_process("ministack", [str(MINISTACK_BIN)], env)
     wait_for("ministack", lambda: http_ok(health), 60, "ministack")
     return True
@@ -131,4 +135,7 @@ def ensure_opensearch(cfg: LocalConfig) -> str:
 
 def stop_services() -> list[str]:
     """Stop every service this checkout started; returns the names of those that were running."""
-    return [name for name in SERVICES if stop_process(name, timeout=60 if name == "mysql" else 10)]
+    stopped = [name for name in SERVICES if stop_process(name, timeout=60 if name == "mysql" else 10)]
+    if running_pid("ministack") is None:
+        shutil.rmtree(MINISTACK_TMP, ignore_errors=True)
+    return stopped
