@@ -417,17 +417,17 @@ def test_a_ring_makes_the_parser_handler_drain_into_the_fetch_queue_and_anything
 
 
 def test_the_sweeper_rings_the_parser_only_while_rows_wait(sessions: Any, source: Any) -> None:
-    from fanout.capture.change_log import ring_if_waiting
+    from fanout.capture.change_log import sweep_once
     from tests.support.fakes import FakeLambdaClient
 
     app, conn = sessions(), sessions()
     lambda_client = FakeLambdaClient()
 
-    empty = ring_if_waiting(conn, lambda_client, "the-parser")
+    empty = sweep_once(conn, lambda_client, "the-parser")[0]
     # A drainer holding the lock (alive or a dead session) does not stop the sweeper's ring
     execute(sessions(), "SELECT GET_LOCK(%s, 0)", drain_lock_name(source.name))
     insert_posts(app, 2)
-    waiting = ring_if_waiting(conn, lambda_client, "the-parser")
+    waiting = sweep_once(conn, lambda_client, "the-parser")[0]
 
     assert empty is not None and empty.depth == 0
     assert waiting is not None and waiting.depth == 2
