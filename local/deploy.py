@@ -87,9 +87,11 @@ def parameter_overrides(cfg: LocalConfig, secret_arn: str) -> dict[str, str]:
         "RestrictInvokers": "false",
         "RemoveTriggersOnDelete": "true",
         "LogLevel": "INFO",
-        # A failing queued change is retried every 3 s and dead-lettered after 3 receives, so the e2e tests see
-        # the dead-letter queue within seconds (in AWS: >= the fetcher's timeout, 6x advised; the defaults).
-        "FetchVisibilityTimeoutSeconds": "3",
+        # A received change stays hidden as long as the fetcher may run (its 60 s timeout, the least AWS accepts;
+        # 6x is advised, the default): a shorter one (3 s, before) let a second fetcher take a change still being
+        # applied, and a burst spent its receives on load alone, dead-lettering applied changes. A failing
+        # change is dead-lettered after 3 receives, about two minutes.
+        "FetchVisibilityTimeoutSeconds": "60",
         "FetchMaxReceiveCount": "3",
     }
 

@@ -227,7 +227,9 @@ def worker(
             time.sleep(rng.choice((0.001, 0.005, 0.02)))
 
     class SlowSource(DatabaseSource):
-        def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> list[RowState | Exception]:
+        def read_rows(
+            self, mapping: TableMapping, changes: Sequence[Change], *, deadline: Any = None
+        ) -> list[RowState | Exception]:
             states = super().read_rows(mapping, changes)
             stall()
             return states

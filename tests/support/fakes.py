@@ -497,7 +497,9 @@ class FakeSource:
             raise failure
         return self.states[(change.table, change.key_values)]
 
-    def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> list[RowState | Exception]:
+    def read_rows(
+        self, mapping: TableMapping, changes: Sequence[Change], *, deadline: Any = None
+    ) -> list[RowState | Exception]:
         """Key by key, as the real batch read reports: a key that cannot be read is its exception."""
         states: list[RowState | Exception] = []
         for change in changes:

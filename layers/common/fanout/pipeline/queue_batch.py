@@ -16,6 +16,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSEvent
 
+from fanout.deadline import Deadline
 from fanout.model.change import CORRELATION_ID, Change, ChangeValidationError
 from fanout.model.mapping import Mappings
 from fanout.model.payloads import parse_change_message
@@ -135,7 +136,9 @@ def handle_queue_batch(event: dict[str, Any], context: Any, fetcher: Fetcher) ->
 
     report: FetchReport
     try:
-        report = fetcher.apply([change for changes in changes_of.values() for change in changes])
+        # bounded by the invocation's time left: what does not fit is answered as unprocessed, never killed mid-write
+        deadline = Deadline.of_context(context)
+        report = fetcher.apply([change for changes in changes_of.values() for change in changes], deadline)
     except FetchFailed as exc:
         report = exc.report
     failing: list[str] = []
