@@ -267,6 +267,22 @@ class FakeIndices:
         self.exists_calls: list[str] = []
         self.auto_created: set[str] = set()  # created by a write, without our settings
         self.created_concurrently: set[str] = set()  # another writer wins the race for these
+        self.templates: dict[str, dict[str, Any]] = {}  # name -> index template body
+        self.settings: dict[str, dict[str, Any]] = {}  # index -> settings put on it after its creation
+
+    def put_index_template(self, *, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.templates[name] = copy.deepcopy(body)
+        return {"acknowledged": True}
+
+    def get_settings(self, *, index: str, name: str = "", include_defaults: bool = False) -> dict[str, Any]:
+        """The index's own settings (as OpenSearch: flat names nested by their dots), gc_deletes' default apart."""
+        own = copy.deepcopy((self.created.get(index) or {}).get("settings") or {})
+        own.setdefault("index", {}).update(self.settings.get(index, {}))
+        return {index: {"settings": own, "defaults": {"index": {"gc_deletes": "60s"}}}}
+
+    def put_settings(self, *, index: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.settings.setdefault(index, {}).update(body.get("index", {}))
+        return {"acknowledged": True}
 
     def exists(self, *, index: str) -> bool:
         self.exists_calls.append(index)

@@ -34,6 +34,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import logging
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -51,6 +53,7 @@ from fanout.model.sink_keys import (
     opensearch_document_id,
     opensearch_full_id,
 )
+from fanout.observability import log
 from fanout.redaction import describe_item_error
 from fanout.sinks import Outcome, Relation, RowRejected, SinkError, parsed_json, relation_value, temporal_text
 from fanout.source.rows import JsonText, RowState
@@ -61,6 +64,19 @@ BULK_TARGET_BYTES = 10 * 1024 * 1024
 BULK_MAX_OPERATIONS = 5000
 PERMANENT_STATUSES = (400, 413)
 MAX_EXTERNAL_VERSION = 2**63 - 1  # external versions are Java longs: the engine refuses a whole _bulk beyond it
+
+
+TEMPLATE_PREFIX = "fanout-tombstones-"  # the index template that gives an auto-created index our gc_deletes
+TEMPLATE_PRIORITY = 500
+_UNITS = {"nanos": 1e-9, "micros": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration_seconds(text: str) -> float:
+    """An OpenSearch time value ("60s", "1h", "500ms") in seconds; ValueError if it is none."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(nanos|micros|ms|s|m|h|d)\s*", str(text))
+    if match is None:
+        raise ValueError(f"not an OpenSearch time value: {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 # --------------------------------------------------------------------------- the document
@@ -211,14 +227,30 @@ class OpenSearchSink:
         return mapping.opensearch_enabled
 
     def ensure_index(self, index: str, mappings: str = "") -> None:
-        """Create the index unless it exists: a tombstone lifetime long enough for any retry, and the mapping's
-        ``index_mappings`` (JSON text; none: dynamic mapping). An existing index is never changed."""
+        """Make sure the index keeps deletes' tombstones long enough for any late write, then create it unless
+        it exists, with the mapping's ``index_mappings`` (JSON text; none: dynamic mapping).
+
+        Tombstones (``index.gc_deletes``) are what refuse a late write of an older version after a delete; with
+        OpenSearch's default, 60 s, a write read before a delete and landing a minute after it (a retried or
+        delayed ``_bulk`` under a burst) brings the deleted document back, in OpenSearch only (DynamoDB keeps
+        its tombstones for days): the orphans of a burst. So the lifetime is set three ways: an index template
+        for the index's name (OpenSearch creates a missing index on *any* write, a delete too, with the
+        templates' settings and not ours: after an operator or a reset dropped it under a warm fetcher), the
+        index's own settings when the sink creates it, and raised on an existing index that keeps them for
+        less (a dynamic setting). Mappings and other settings of an existing index are never changed."""
         from opensearchpy.exceptions import RequestError
 
         if index in self._ready_indices:
             return
-        if not self._client.indices.exists(index=index):
-            body: dict[str, Any] = {"settings": {"index": {"gc_deletes": self._gc_deletes}}}
+        tombstones = {"index": {"gc_deletes": self._gc_deletes}}
+        self._client.indices.put_index_template(
+            name=f"{TEMPLATE_PREFIX}{index}",
+            body={"index_patterns": [index], "priority": TEMPLATE_PRIORITY, "template": {"settings": tombstones}},
+        )
+        if self._client.indices.exists(index=index):
+            self._keep_tombstones(index)
+        else:
+            body: dict[str, Any] = {"settings": tombstones}
             if mappings:
                 body["mappings"] = json.loads(mappings)
             try:
@@ -227,6 +259,19 @@ class OpenSearchSink:
                 if getattr(exc, "error", "") != "resource_already_exists_exception":
                     raise
         self._ready_indices.add(index)
+
+    def _keep_tombstones(self, index: str) -> None:
+        """Raise an existing index's tombstone lifetime to the sink's when it keeps them for less."""
+        answer = self._client.indices.get_settings(index=index, name="index.gc_deletes", include_defaults=True)
+        entry = next(iter(answer.values()), {})
+        kept = (entry.get("settings") or {}).get("index", {}).get("gc_deletes") or (entry.get("defaults") or {}).get(
+            "index", {}
+        ).get("gc_deletes", "60s")
+        if duration_seconds(kept) >= duration_seconds(self._gc_deletes):
+            return
+        self._client.indices.put_settings(index=index, body={"index": {"gc_deletes": self._gc_deletes}})
+        log(logging.WARNING, "index kept deletes' tombstones too briefly; raised", index=index, was=kept,
+            now=self._gc_deletes)  # fmt: skip
 
     def _document(
         self, mapping: TableMapping, change: Change, state: RowState
