@@ -263,7 +263,7 @@ class OpenSearchSink:
     def _keep_tombstones(self, index: str) -> None:
         """Raise an existing index's tombstone lifetime to the sink's when it keeps them for less."""
         answer = self._client.indices.get_settings(index=index, name="index.gc_deletes", include_defaults=True)
-        entry = next(iter(answer.values()), {})
+        entry: dict[str, Any] = next(iter(answer.values()), {})
         kept = (entry.get("settings") or {}).get("index", {}).get("gc_deletes") or (entry.get("defaults") or {}).get(
             "index", {}
         ).get("gc_deletes", "60s")
