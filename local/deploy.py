@@ -151,6 +151,7 @@ def stack_env(cfg: LocalConfig, outputs: dict[str, str], secret_arn: str) -> Sta
             "MAINTENANCE_FUNCTION_NAME": outputs["MaintenanceFunctionName"],
             "AURORA_INVOKE_ROLE_ARN": outputs["AuroraInvokeRoleArn"],
             "DEAD_LETTER_QUEUE_URL": outputs["DeadLetterQueueUrl"],
+            "FETCH_QUEUE_URL": outputs["FetchQueueUrl"],  # fanout status reads its depth (the backlog)
             "DYNAMODB_TABLE": outputs["ReplicaTableName"],
             "PARSER_LOG_GROUP": outputs["ParserLogGroupName"],
             "FETCHER_LOG_GROUP": outputs["FetcherLogGroupName"],
