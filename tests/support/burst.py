@@ -116,9 +116,19 @@ class Drain:
     def peak(self) -> int:
         return max(b.total for _, b in self.samples)
 
+    def fetch_rate(self) -> float | None:
+        """The fetch stage's sustained rate (changes a second): how fast the fetch queue shrank once the change
+        log was empty (the parser's stage is faster on this stack, so this is the pipeline's capacity); None
+        without such a phase."""
+        tail = [(t, b) for t, b in self.samples if b.log_rows == 0 and b.queued + b.in_flight > 0]
+        if len(tail) < 2 or tail[-1][0] - tail[0][0] < 5:
+            return None
+        (t0, b0), (t1, b1) = tail[0], tail[-1]
+        return (b0.total - b1.total) / (t1 - t0)
+
     def capacity(self, window: float = 10.0) -> float:
-        """The fastest the backlog shrank over any ``window`` seconds (changes a second): what the pipeline
-        does when it is saturated, measured in the same run."""
+        """The fastest the backlog shrank over any ``window`` seconds (changes a second): the faster stage's
+        rate while both stages work, measured in the same run."""
         best = 0.0
         for i, (t0, b0) in enumerate(self.samples):
             for t1, b1 in self.samples[i + 1 :]:
