@@ -12,6 +12,7 @@ sleeping.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -391,6 +392,7 @@ def test_a_ring_makes_the_parser_handler_drain_into_the_fetch_queue_and_anything
         lambda: (
             QueueForwarder(fetch_queue, "https://fetch"),
             QueueRejectRecorder(sqs, "https://dlq", source="parser"),
+            FakeLambdaClient(),
         ),
     )
     monkeypatch.delenv("AWS_XRAY_DAEMON_ADDRESS", raising=False)
@@ -475,13 +477,23 @@ def test_fanout_status_reports_the_change_log_depth_and_oldest_age(sessions: Any
     assert change_log({"DB_HOST": ""})["error"].startswith("not read: ")
 
 
+class UntilSet:
+    """Time left until the event is set."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def left(self) -> float:
+        return 0.0 if self.event.is_set() else math.inf
+
+
 def test_a_lingering_drainer_takes_a_stream_of_writes_without_a_ring_each(sessions: Any, source: Any) -> None:
     app, observer, conn = sessions(), sessions(), sessions()
     recorder = Recorder()
     stop = threading.Event()
     lock = drain_lock_name(source.name)
     # Given a drainer that keeps the lock while the log is empty (the rung parser's linger)
-    running = DrainInThread(conn, recorder, idle_seconds=60, time_left=lambda: not stop.is_set())
+    running = DrainInThread(conn, recorder, idle_seconds=60, deadline=UntilSet(stop))
     wait_until(
         "the drainer to hold the lock", lambda: rows(observer, "SELECT IS_FREE_LOCK(%s)", lock)[0][0] == 0, WAIT_SECONDS
     )

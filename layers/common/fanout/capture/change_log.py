@@ -170,7 +170,8 @@ class _Drainer:
         if left <= 0:
             return False
         if self.seconds_per_row:
-            self.limit = min(self.batch_rows, int(left / (2 * self.seconds_per_row)))
+            fit = left / (2 * self.seconds_per_row)
+            self.limit = self.batch_rows if fit >= self.batch_rows else int(fit)  # fit may be infinite
         return self.limit > 0
 
     def claim(self, *, wait: bool) -> list[tuple[int, str]] | None:
