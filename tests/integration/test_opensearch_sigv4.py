@@ -60,7 +60,10 @@ class Recorder(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:  # noqa: N802 - http.server's spelling
         self._record_and_answer(200, None)  # the index exists
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:  # noqa: N802 - the index's tombstone lifetime (the sink's, already)
+        self._record_and_answer(200, {"posts": {"settings": {"index": {"gc_deletes": "1h"}}}})
+
+    def do_PUT(self) -> None:  # noqa: N802 - the index template, then the write
         self._record_and_answer(201, {"_index": "posts", "_id": "1", "_version": 1, "result": "created"})
 
     def do_DELETE(self) -> None:  # noqa: N802
@@ -151,14 +154,15 @@ def test_every_request_of_the_opensearch_sink_carries_a_valid_sigv4_signature(
     assert sink.apply(POSTS, change, RowState(row, 1764240000000001)) is Outcome.WRITTEN
     assert sink.apply(POSTS, change, RowState(None, 1764240000000002)) is Outcome.DELETED
 
-    # Then every request (index check, write, delete) was signed for es in the region, with the session token
-    assert [r["method"] for r in captured] == ["HEAD", "PUT", "DELETE"]
+    # Then every request (tombstone template, index check, its tombstone lifetime, write, delete) was signed for
+    # es in the region, with the session token
+    assert [r["method"] for r in captured] == ["PUT", "HEAD", "GET", "PUT", "DELETE"]
     for request in captured:
         auth = verify_sigv4(request, SECRET_KEY, "es")
         assert (auth["access_key"], auth["region"]) == (ACCESS_KEY, REGION)
         assert request["headers"]["x-amz-security-token"] == SESSION_TOKEN
         assert "x-amz-security-token" in auth["signed_headers"].split(";")
-    assert json.loads(captured[1]["body"])["title"] == row["title"]
+    assert json.loads(captured[3]["body"])["title"] == row["title"]
 
 
 def test_the_verifier_rejects_a_request_altered_after_signing(

@@ -66,7 +66,8 @@ def grants(role: str, when_in_vpc: bool, with_domain: bool, with_extra_tables: b
         expected |= {("sqs:SendMessage", "FetchQueue.Arn")}
         if with_domain:
             domain = "${OpenSearchDomainArn}/*"
-            expected |= {(f"es:ESHttp{verb}", domain) for verb in ("Head", "Put", "Delete", "Post")}
+            # GET: the index's tombstone lifetime (index.gc_deletes), raised when too short
+            expected |= {(f"es:ESHttp{verb}", domain) for verb in ("Get", "Head", "Put", "Delete", "Post")}
         if with_extra_tables:
             expected |= {("dynamodb:PutItem", "Ref ExtraReplicaTableArns")}
     elif role == "MaintenanceRole":
