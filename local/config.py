@@ -117,6 +117,7 @@ class StackEnv:
     maintenance_function_name: str
     aurora_invoke_role_arn: str
     dead_letter_queue_url: str
+    fetch_queue_url: str
     dynamodb_table: str
     parser_log_group: str
     fetcher_log_group: str

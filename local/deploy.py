@@ -87,9 +87,11 @@ def parameter_overrides(cfg: LocalConfig, secret_arn: str) -> dict[str, str]:
         "RestrictInvokers": "false",
         "RemoveTriggersOnDelete": "true",
         "LogLevel": "INFO",
-        # A failing queued change is retried every 3 s and dead-lettered after 3 receives, so the e2e tests see
-        # the dead-letter queue within seconds (in AWS: >= the fetcher's timeout, 6x advised; the defaults).
-        "FetchVisibilityTimeoutSeconds": "3",
+        # A received change stays hidden as long as the fetcher may run (its 60 s timeout, the least AWS accepts;
+        # 6x is advised, the default): a shorter one (3 s, before) let a second fetcher take a change still being
+        # applied, and a burst spent its receives on load alone, dead-lettering applied changes. A failing
+        # change is dead-lettered after 3 receives, about two minutes.
+        "FetchVisibilityTimeoutSeconds": "60",
         "FetchMaxReceiveCount": "3",
         # ministack's CloudFormation has no AWS::Events::Archive: the archive is made with the API instead
         # (ensure_event_archive; docs/runbook.md, "Replaying change events").
@@ -171,6 +173,7 @@ def stack_env(cfg: LocalConfig, outputs: dict[str, str], secret_arn: str) -> Sta
             "MAINTENANCE_FUNCTION_NAME": outputs["MaintenanceFunctionName"],
             "AURORA_INVOKE_ROLE_ARN": outputs["AuroraInvokeRoleArn"],
             "DEAD_LETTER_QUEUE_URL": outputs["DeadLetterQueueUrl"],
+            "FETCH_QUEUE_URL": outputs["FetchQueueUrl"],  # fanout status reads its depth (the backlog)
             "DYNAMODB_TABLE": outputs["ReplicaTableName"],
             "PARSER_LOG_GROUP": outputs["ParserLogGroupName"],
             "FETCHER_LOG_GROUP": outputs["FetcherLogGroupName"],

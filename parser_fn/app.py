@@ -11,8 +11,9 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from fanout.capture.change_log import DEFAULT_IDLE_SECONDS, drain, is_ring
+from fanout.capture.change_log import DEFAULT_IDLE_SECONDS, drain, is_ring, ring
 from fanout.config import ParserSettings
+from fanout.deadline import Deadline
 from fanout.model.mapping import default_mappings
 from fanout.observability import instrumented_handler
 from fanout.pipeline.forwarder import QueueForwarder, RungAt, make_forwarder
@@ -20,18 +21,24 @@ from fanout.pipeline.parser import reject_event
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.source.connection import ConnectionHolder
 
-TIME_MARGIN_MS = 5_000  # stop taking batches and waiting for writers this long before Lambda stops the function
+TIME_MARGIN_SECONDS = 5.0  # kept back from Lambda's timeout: the successor's ring, the answer, the log flush
 
 
 @lru_cache(maxsize=1)
-def _dependencies() -> tuple[QueueForwarder, QueueRejectRecorder]:
+def _dependencies() -> tuple[QueueForwarder, QueueRejectRecorder, Any]:
     """Built on the first invocation and reused (checked config, pooled clients)."""
     import boto3
+    from botocore.config import Config
 
     settings = ParserSettings.from_env()
     default_mappings()  # validate the mapping at cold start, failing loudly
     queue = make_forwarder(settings.handoff)  # the fetch queue (fanout.pipeline.forwarder)
-    return queue, QueueRejectRecorder(boto3.client("sqs"), settings.dead_letter_queue_url, source="parser")
+    reject = QueueRejectRecorder(boto3.client("sqs"), settings.dead_letter_queue_url, source="parser")
+    # The successor's ring fits in the margin: a short timeout, two attempts; if it fails, the sweeper drains.
+    lambda_client = boto3.client(
+        "lambda", config=Config(connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 2})
+    )
+    return queue, reject, lambda_client
 
 
 @lru_cache(maxsize=1)
@@ -48,7 +55,7 @@ def _correlation_id(event: Any, context: Any) -> str:
 @instrumented_handler(correlation_id=_correlation_id)
 def handler(event: Any, context: Any) -> dict[str, Any]:
     rung_us = time.time_ns() // 1000  # a stage of each change's lag (fanout.pipeline.stage_times)
-    queue, reject = _dependencies()
+    queue, reject, lambda_client = _dependencies()
     if not is_ring(event):
         return reject_event(event, reject, context.aws_request_id)
     import pymysql
@@ -62,7 +69,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             reject,
             correlation_id=context.aws_request_id,
             idle_seconds=DEFAULT_IDLE_SECONDS,
-            time_left=lambda: context.get_remaining_time_in_millis() > TIME_MARGIN_MS,
+            deadline=Deadline.of_context(context, TIME_MARGIN_SECONDS),
+            # out of time with rows left: a fresh invocation goes on at once (not a minute later, by the sweeper)
+            ring_successor=lambda: ring(lambda_client, context.invoked_function_arn),
         )
     except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
         database.close()  # Lambda retries the ring on a fresh connection; the rows are still in the log

@@ -35,6 +35,7 @@ class StackResources:
     fetcher_function_name: str
     parser_log_group: str
     fetcher_log_group: str
+    fetch_queue_url: str = ""  # optional (FETCH_QUEUE_URL, Output FetchQueueUrl): `fanout status` reads its depth
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackResources:
@@ -48,7 +49,7 @@ class StackResources:
                     "(or pass --stack-name to read the stack's Outputs)"
                 )
             values[field] = value
-        return cls(**values)
+        return cls(**values, fetch_queue_url=env.get("FETCH_QUEUE_URL", "").strip())
 
     @classmethod
     def from_stack(cls, cloudformation: Any, stack_name: str) -> StackResources:
@@ -62,7 +63,7 @@ class StackResources:
             if not outputs.get(output):
                 raise ConfigError(f"stack {stack_name!r} has no Output {output} (deployed before it existed?)")
             values[field] = outputs[output]
-        return cls(**values)
+        return cls(**values, fetch_queue_url=outputs.get("FetchQueueUrl", ""))
 
     def role_of(self, function: str) -> str:
         """``parser`` / ``fetcher`` for one of this stack's functions (name or ARN, qualified or not), else ``""``."""

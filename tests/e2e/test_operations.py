@@ -159,7 +159,8 @@ def test_a_change_that_failed_in_a_sink_is_redriven_from_the_dead_letter_queue(
                     mine.append(summary)
             return mine
 
-        [letter] = wait_until("the failed fetch in the dead-letter queue", ours)
+        # (three receives, the queue hiding each for the fetcher's 60 s timeout: local/deploy.py)
+        [letter] = wait_until("the failed fetch in the dead-letter queue", ours, timeout=240)
         assert (letter["kind"], letter["source"]) == ("queued-change", "fetcher")  # its error: the fetcher's log
 
         # and a redrive while the sink is still down leaves it there, with the new error

@@ -12,6 +12,7 @@ sleeping.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,13 +22,14 @@ import pymysql
 import pytest
 
 import fanout.capture.change_log as change_log_module
-from fanout.capture.change_log import change_log_status, drain, is_ring
+from fanout.capture.change_log import FIRST_BATCH_ROWS, OUT_OF_TIME, change_log_status, drain, is_ring, sweep
 from fanout.capture.names import CHANGE_LOG_TABLE, drain_lock_name
 from fanout.config import DatabaseSettings
+from fanout.deadline import Deadline
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
 from fanout.pipeline.forwarder import ChangeQueue
-from tests.support.fakes import CallbackQueue
+from tests.support.fakes import CallbackQueue, FakeLambdaClient
 from tests.support.integration import (
     execute,
     install_capture_triggers,
@@ -391,6 +393,7 @@ def test_a_ring_makes_the_parser_handler_drain_into_the_fetch_queue_and_anything
         lambda: (
             QueueForwarder(fetch_queue, "https://fetch"),
             QueueRejectRecorder(sqs, "https://dlq", source="parser"),
+            FakeLambdaClient(),
         ),
     )
     monkeypatch.delenv("AWS_XRAY_DAEMON_ADDRESS", raising=False)
@@ -420,17 +423,17 @@ def test_a_ring_makes_the_parser_handler_drain_into_the_fetch_queue_and_anything
 
 
 def test_the_sweeper_rings_the_parser_only_while_rows_wait(sessions: Any, source: Any) -> None:
-    from fanout.capture.change_log import ring_if_waiting
+    from fanout.capture.change_log import sweep_once
     from tests.support.fakes import FakeLambdaClient
 
     app, conn = sessions(), sessions()
     lambda_client = FakeLambdaClient()
 
-    empty = ring_if_waiting(conn, lambda_client, "the-parser")
+    empty = sweep_once(conn, lambda_client, "the-parser")[0]
     # A drainer holding the lock (alive or a dead session) does not stop the sweeper's ring
     execute(sessions(), "SELECT GET_LOCK(%s, 0)", drain_lock_name(source.name))
     insert_posts(app, 2)
-    waiting = ring_if_waiting(conn, lambda_client, "the-parser")
+    waiting = sweep_once(conn, lambda_client, "the-parser")[0]
 
     assert empty is not None and empty.depth == 0
     assert waiting is not None and waiting.depth == 2
@@ -476,13 +479,23 @@ def test_fanout_status_reports_the_change_log_depth_and_oldest_age(sessions: Any
     assert change_log({"DB_HOST": ""})["error"].startswith("not read: ")
 
 
+class UntilSet:
+    """Time left until the event is set."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def left(self) -> float:
+        return 0.0 if self.event.is_set() else math.inf
+
+
 def test_a_lingering_drainer_takes_a_stream_of_writes_without_a_ring_each(sessions: Any, source: Any) -> None:
     app, observer, conn = sessions(), sessions(), sessions()
     recorder = Recorder()
     stop = threading.Event()
     lock = drain_lock_name(source.name)
     # Given a drainer that keeps the lock while the log is empty (the rung parser's linger)
-    running = DrainInThread(conn, recorder, idle_seconds=60, time_left=lambda: not stop.is_set())
+    running = DrainInThread(conn, recorder, idle_seconds=60, deadline=UntilSet(stop))
     wait_until(
         "the drainer to hold the lock", lambda: rows(observer, "SELECT IS_FREE_LOCK(%s)", lock)[0][0] == 0, WAIT_SECONDS
     )
@@ -498,3 +511,89 @@ def test_a_lingering_drainer_takes_a_stream_of_writes_without_a_ring_each(sessio
     assert lambda_async_calls(observer) == []
     assert [k[1][0] for k in recorder.keys()] == [1, 2, 3, 4, 5]
     assert log_depth(observer) == 0
+
+
+# --------------------------------------------------------------------------- the drain bounded by the time left
+# A drainer claims only what fits in its time (its first claim small, then as many rows as its measured hand-off
+# rate says fit twice over) and, out of time with rows left and no other drainer at work, rings its successor
+# before it returns. The sweeper drains the log itself when rows wait and no drainer holds the lock (a ring could
+# be queued behind a burst's rings, or lost); while a drainer holds it, the sweeper rings instead.
+
+
+def test_out_of_time_a_drainer_hands_on_what_it_claimed_and_rings_its_successor(sessions: Any) -> None:
+    # Given 300 rows waiting, and a drainer with 3.5 s left whose every hand-off takes 0.6 s
+    app, conn = sessions(), sessions()
+    insert_posts(app, 300)
+    recorder, rings, sizes = Recorder(), [], []
+
+    def slow_forward(changes: Sequence[Change]) -> None:
+        sizes.append(len(changes))
+        recorder.forward(changes)
+        time.sleep(0.6)
+
+    # When it drains with a successor to ring
+    report = drain(conn, default_mappings(), slow_forward, recorder.reject, deadline=Deadline.after(3.5),
+                   ring_successor=lambda: rings.append(1))  # fmt: skip
+
+    # Then its first claim was small and the next ones only what still fit; every claimed row was handed on
+    # and deleted, the rest waits; and out of time it rang one successor before it returned
+    assert sizes[0] == FIRST_BATCH_ROWS and all(later < FIRST_BATCH_ROWS for later in sizes[1:])
+    assert len(recorder.forwarded) == report.claimed < 300 and log_depth(app) == 300 - report.claimed
+    assert (report.stopped, report.successor_rung, rings) == (OUT_OF_TIME, True, [1])
+
+
+def test_a_drainer_that_finishes_in_time_rings_no_successor(sessions: Any) -> None:
+    app, conn = sessions(), sessions()
+    insert_posts(app, 3)
+    recorder, rings = Recorder(), []
+
+    report = drain(conn, default_mappings(), recorder.forward, recorder.reject, deadline=Deadline.after(30),
+                   ring_successor=lambda: rings.append(1))  # fmt: skip
+
+    assert (report.claimed, report.stopped, rings) == (3, "", [])
+
+
+def test_out_of_time_while_another_drainer_holds_the_lock_no_second_chain_is_rung(
+    sessions: Any, source: DatabaseSettings
+) -> None:
+    app, conn, holder = sessions(), sessions(), sessions()
+    insert_posts(app, 5)
+    execute(holder, "SELECT GET_LOCK(%s, 0)", drain_lock_name(source.name))
+    recorder, rings = Recorder(), []
+
+    report = drain(conn, default_mappings(), recorder.forward, recorder.reject, deadline=Deadline.after(0.5),
+                   ring_successor=lambda: rings.append(1))  # fmt: skip
+
+    assert report.stopped == OUT_OF_TIME and rings == [] and not report.successor_rung
+
+
+def test_the_sweeper_drains_itself_when_rows_wait_and_no_drainer_is_at_work(sessions: Any) -> None:
+    # Given rows waiting and no drainer holding the lock (their rings queued behind a burst, or lost)
+    app, conn = sessions(), sessions()
+    insert_posts(app, 4)
+    recorder, lambda_client = Recorder(), FakeLambdaClient()
+
+    # When the sweeper runs with its own drain
+    result = sweep(conn, lambda_client, "the-parser",
+                   drain_here=lambda: drain(conn, default_mappings(), recorder.forward, recorder.reject))  # fmt: skip
+
+    # Then the drain started at once, in the sweep: every row handed on, no ring needed
+    assert result.drained is not None and result.drained.claimed == 4
+    assert log_depth(app) == 0 and len(recorder.forwarded) == 4 and lambda_client.invocations == []
+    assert result.status is not None and result.status.depth == 4
+
+
+def test_the_sweeper_rings_when_a_drainer_holds_the_lock(sessions: Any, source: DatabaseSettings) -> None:
+    app, conn, holder = sessions(), sessions(), sessions()
+    insert_posts(app, 2)
+    execute(holder, "SELECT GET_LOCK(%s, 0)", drain_lock_name(source.name))
+    lambda_client, drained = FakeLambdaClient(), []
+
+    def must_not_drain() -> Any:
+        drained.append(1)
+
+    result = sweep(conn, lambda_client, "the-parser", drain_here=must_not_drain)
+
+    assert result.drained is None and drained == [] and log_depth(app) == 2
+    [call] = lambda_client.invocations
+    assert call["InvocationType"] == "Event" and is_ring(json.loads(call["Payload"]))

@@ -60,10 +60,11 @@ class Recorder(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:  # noqa: N802 - http.server's spelling
         self._record_and_answer(200, None)  # the index exists
 
-    def do_GET(self) -> None:  # noqa: N802
-        self._record_and_answer(200, {"posts.g1": {"aliases": {"posts.write": {}}}})  # the write set
+    def do_GET(self) -> None:  # noqa: N802 - the write set's alias, then its index's tombstone lifetime (the sink's)
+        answer = {"posts.g1": {"aliases": {"posts.write": {}}, "settings": {"index": {"gc_deletes": "1h"}}}}
+        self._record_and_answer(200, answer)
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:  # noqa: N802 - the index template, then the write
         self._record_and_answer(201, {"_index": "posts", "_id": "1", "_version": 1, "result": "created"})
 
     def do_DELETE(self) -> None:  # noqa: N802
@@ -154,14 +155,15 @@ def test_every_request_of_the_opensearch_sink_carries_a_valid_sigv4_signature(
     assert sink.apply(POSTS, change, RowState(row, 1764240000000001)) is Outcome.WRITTEN
     assert sink.apply(POSTS, change, RowState(None, 1764240000000002)) is Outcome.DELETED
 
-    # Then every request (the write set read, write, delete) was signed for es in the region, with the session token
-    assert [r["method"] for r in captured] == ["GET", "PUT", "DELETE"]
+    # Then every request (the write set read, the tombstone template, the index's tombstone lifetime, write,
+    # delete) was signed for es in the region, with the session token
+    assert [r["method"] for r in captured] == ["GET", "PUT", "GET", "PUT", "DELETE"]
     for request in captured:
         auth = verify_sigv4(request, SECRET_KEY, "es")
         assert (auth["access_key"], auth["region"]) == (ACCESS_KEY, REGION)
         assert request["headers"]["x-amz-security-token"] == SESSION_TOKEN
         assert "x-amz-security-token" in auth["signed_headers"].split(";")
-    assert json.loads(captured[1]["body"])["title"] == row["title"]
+    assert json.loads(captured[3]["body"])["title"] == row["title"]
 
 
 def test_the_verifier_rejects_a_request_altered_after_signing(

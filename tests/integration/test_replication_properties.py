@@ -27,6 +27,7 @@ ministack) for a few.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -228,7 +229,9 @@ def worker(
             time.sleep(rng.choice((0.001, 0.005, 0.02)))
 
     class SlowSource(DatabaseSource):
-        def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> list[RowState | Exception]:
+        def read_rows(
+            self, mapping: TableMapping, changes: Sequence[Change], *, deadline: Any = None
+        ) -> list[RowState | Exception]:
             states = super().read_rows(mapping, changes)
             stall()
             return states
@@ -290,6 +293,16 @@ def run_history(harness: Harness, mappings: Mappings, history: list[Any], tenant
     play_history(harness, mappings, history, deliveries, execute)
 
 
+class WhileSet:
+    """Time left while the event is set (the writer is writing), none after."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def left(self) -> float:
+        return math.inf if self.event.is_set() else 0.0
+
+
 def play_history(
     harness: Harness,
     mappings: Mappings,
@@ -308,7 +321,7 @@ def play_history(
         # The rung parser: drains the change log concurrently with the writer, again and again.
         try:
             while writing.is_set():
-                drain(drainer, mappings, deliveries, deliveries_reject, time_left=writing.is_set)
+                drain(drainer, mappings, deliveries, deliveries_reject, deadline=WhileSet(writing))
                 time.sleep(0.01)
         except BaseException as exc:  # surfaced by the test thread
             failures.append(exc)

@@ -49,7 +49,7 @@ class Harness:
     fail_after: int | None = None
     lock: threading.Lock = threading.Lock()
 
-    def read_rows(self, mapping: TableMapping, changes: Any) -> list[RowState | Exception]:
+    def read_rows(self, mapping: TableMapping, changes: Any, *, deadline: Any = None) -> list[RowState | Exception]:
         """The fetch path's batched read (one locking query per page), counted per key."""
         with self.lock:
             self.fetches += len(changes)

@@ -270,6 +270,22 @@ class FakeIndices:
         self.created_concurrently: set[str] = set()  # another writer wins the race for these
         self.aliases: dict[str, set[str]] = {}  # alias -> its indices
         self.alias_reads: list[str] = []
+        self.templates: dict[str, dict[str, Any]] = {}  # name -> index template body
+        self.settings: dict[str, dict[str, Any]] = {}  # index -> settings put on it after its creation
+
+    def put_index_template(self, *, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.templates[name] = copy.deepcopy(body)
+        return {"acknowledged": True}
+
+    def get_settings(self, *, index: str, name: str = "", include_defaults: bool = False) -> dict[str, Any]:
+        """The index's own settings (as OpenSearch: flat names nested by their dots), gc_deletes' default apart."""
+        own = copy.deepcopy((self.created.get(index) or {}).get("settings") or {})
+        own.setdefault("index", {}).update(self.settings.get(index, {}))
+        return {index: {"settings": own, "defaults": {"index": {"gc_deletes": "60s"}}}}
+
+    def put_settings(self, *, index: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.settings.setdefault(index, {}).update(body.get("index", {}))
+        return {"acknowledged": True}
 
     def exists(self, *, index: str) -> bool:
         self.exists_calls.append(index)
@@ -551,7 +567,9 @@ class FakeSource:
             raise failure
         return self.states[(change.table, change.key_values)]
 
-    def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> list[RowState | Exception]:
+    def read_rows(
+        self, mapping: TableMapping, changes: Sequence[Change], *, deadline: Any = None
+    ) -> list[RowState | Exception]:
         """Key by key, as the real batch read reports: a key that cannot be read is its exception."""
         states: list[RowState | Exception] = []
         for change in changes:

@@ -199,7 +199,7 @@ def test_the_parser_handler_forwards_to_the_fetch_queue(monkeypatch: pytest.Monk
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     app = load_app("parser_fn/app.py", "parser_app_queued")
     try:
-        queue, _ = app._dependencies()
+        queue, _, _ = app._dependencies()
     finally:
         app._dependencies.cache_clear()
     assert isinstance(queue, QueueForwarder)

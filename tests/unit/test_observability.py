@@ -44,6 +44,7 @@ from fanout.sinks.opensearch import OpenSearchSink
 from tests.support.fakes import (
     FakeContext,
     FakeDynamoDBTable,
+    FakeLambdaClient,
     FakeOpenSearch,
     FakeSource,
     FakeSQSClient,
@@ -244,6 +245,7 @@ class Pipeline:
         parser_deps = (
             QueueForwarder(self.fetch_queue, settings.fetch_queue_url),
             QueueRejectRecorder(self.sqs, settings.dead_letter_queue_url, source="parser"),
+            FakeLambdaClient(),
         )
         monkeypatch.setattr(self.parser, "_dependencies", lambda: parser_deps)
         monkeypatch.setattr(self.parser, "_database", lambda: SimpleNamespace(get=lambda: None, close=lambda: None))

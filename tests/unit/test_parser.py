@@ -13,7 +13,7 @@ from fanout.config import ConfigError, ParserSettings
 from fanout.pipeline.forwarder import QueueForwarder
 from fanout.pipeline.parser import NOT_A_RING
 from fanout.pipeline.rejects import MAX_RECORDED_PAYLOAD_CHARS, QueueRejectRecorder
-from tests.support.fakes import FakeContext, FakeSQSClient, load_app, load_event
+from tests.support.fakes import FakeContext, FakeLambdaClient, FakeSQSClient, load_app, load_event
 
 CORRELATION_ID = "req-0001"
 FETCH_QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/fanout-fetch"
@@ -105,13 +105,15 @@ class ParserWorld:
         self.app = app
         self.fetch_queue = FakeSQSClient()
         self.sqs = FakeSQSClient()
+        self.lambda_client = FakeLambdaClient()
 
-    def dependencies(self) -> tuple[QueueForwarder, QueueRejectRecorder]:
+    def dependencies(self) -> tuple[QueueForwarder, QueueRejectRecorder, FakeLambdaClient]:
         # The same construction as the handler's own, from the same settings, over fakes.
         settings = ParserSettings.from_env()
         return (
             QueueForwarder(self.fetch_queue, settings.fetch_queue_url),
             QueueRejectRecorder(self.sqs, settings.dead_letter_queue_url, source="parser"),
+            self.lambda_client,
         )
 
 

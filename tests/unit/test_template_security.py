@@ -56,6 +56,9 @@ def grants(role: str, when_in_vpc: bool, with_domain: bool, with_extra_tables: b
     if role == "ParserRole":
         expected |= {secret, dlq}  # the secret: it drains the change log
         expected |= {("sqs:SendMessage", "FetchQueue.Arn")}  # SendMessageBatch to the fetch queue
+        # a drainer out of time rings its successor: itself, by its stable name (its ARN would be a cycle)
+        successor = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-parser"
+        expected |= {("lambda:InvokeFunction", successor)}
     elif role == "FetcherRole":
         expected |= {secret, dlq, events, ("dynamodb:PutItem", "ReplicaTable.Arn")}
         consume = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility")
@@ -64,6 +67,7 @@ def grants(role: str, when_in_vpc: bool, with_domain: bool, with_extra_tables: b
         expected |= {("sqs:SendMessage", "FetchQueue.Arn")}
         if with_domain:
             domain = "${OpenSearchDomainArn}/*"
+            # GET: the write set's alias, and the index's tombstone lifetime (index.gc_deletes), raised when too short
             expected |= {(f"es:ESHttp{verb}", domain) for verb in ("Get", "Head", "Put", "Delete", "Post")}
         if with_extra_tables:
             expected |= {("dynamodb:PutItem", "Ref ExtraReplicaTableArns")}
@@ -83,6 +87,8 @@ def grants(role: str, when_in_vpc: bool, with_domain: bool, with_extra_tables: b
             expected |= {(f"es:ESHttp{verb}", domain) for verb in ("Get", "Head", "Post", "Put", "Delete")}
     elif role == "SweeperRole":
         expected |= {secret, ("lambda:InvokeFunction", "ParserFunction.Arn")}
+        # with no drainer at work it drains itself, as the parser does
+        expected |= {("sqs:SendMessage", "FetchQueue.Arn"), dlq}
     else:
         expected |= {secret}
     if when_in_vpc:
@@ -233,7 +239,7 @@ def test_aurora_may_invoke_only_the_parser(transformed: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("policy", "function", "allowed"),
     [
-        ("ParserInvokers", "ParserFunction", ["AuroraInvokeRole.Arn", "SweeperRole.Arn"]),
+        ("ParserInvokers", "ParserFunction", ["AuroraInvokeRole.Arn", "SweeperRole.Arn", "ParserRole.Arn"]),
         # nothing in the stack invokes the fetcher: its queue's event source mapping acts with its own role
         ("FetcherInvokers", "FetcherFunction", ["FetcherRole.Arn"]),
     ],

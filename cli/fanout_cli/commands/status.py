@@ -1,4 +1,5 @@
-"""``fanout status``: per table, the last applied change, the replication lag, counts, and dead letters.
+"""``fanout status``: per table, the last applied change, the replication lag, counts, and dead letters; the
+backlog (change log, fetch queue, oldest change) and the drain rate.
 
     fanout status                  the last hour, from the environment (.local/stack.env for the local stack)
     fanout status --since 15m      a shorter window
@@ -23,6 +24,7 @@ from typing import Any
 import click
 
 from fanout.model.mapping import default_mappings
+from fanout_cli.backlog import backlog, drain_rate, fetch_queue_depth, render_backlog
 from fanout_cli.dead_letters.queue import DeadLetterQueue
 from fanout_cli.operator_text import shown
 from fanout_cli.options import DURATION, client, described, stack_options
@@ -76,6 +78,8 @@ def collect(stack_name: str | None, since: float, max_events: int) -> dict[str, 
         windows=windows,
     )
     report["change_log"] = change_log()
+    rate = drain_rate(windows["fetcher"].events, now_ms)
+    report["backlog"] = backlog(report["change_log"], fetch_queue_depth(client("sqs"), resources.fetch_queue_url), rate)
     return report
 
 
@@ -98,6 +102,7 @@ def render(report: dict[str, Any]) -> str:
         f"fanout status at {report['generated_at']} (last {report['window_seconds'] / 60:g} min)",
         f"dead-letter queue: {dlq['depth']} message(s)" + (" -> fanout dlq list" if dlq["depth"] else ""),
         _change_log_line(report.get("change_log", {})),
+        *(render_backlog(report["backlog"]) if "backlog" in report else []),
     ]
     for function, cut in report.get("truncated", {}).items():
         out.append(

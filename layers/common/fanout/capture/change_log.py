@@ -18,6 +18,11 @@ change log"); in short:
    held wrote its row before it looked, so before the release; the last waiting
    claim finds it.
 
+**Bounded by the time left** (:mod:`fanout.deadline`): a batch is claimed only while it fits (twice the
+slowest hand-off so far); a drain that runs out of time with rows left rings its successor
+(``ring_successor``) before it returns, so the drain goes on in a fresh invocation instead of waiting
+for the sweeper, and no drainer is killed mid-hand-off.
+
 The drainer's session runs at READ COMMITTED, so its locking reads take record
 locks only (no gap locks an application's insert into the log could wait for),
 and the only rows it ever locks are log rows, which applications only insert:
@@ -39,22 +44,27 @@ import pymysql
 import pymysql.connections
 
 from fanout.capture.names import CHANGE_LOG_TABLE, RING, RING_FORMAT_VERSION, drain_lock_name, sweep_lock_name
+from fanout.deadline import Deadline, TimeLeft
 from fanout.model.change import Change, ChangeValidationError, Stage
 from fanout.model.mapping import Mappings
 from fanout.model.payloads import parse_trigger_payload
 from fanout.observability import ChangeMetric, StackMetric, log, metric_table, record, record_accepted, record_stack
 from fanout.pipeline.forwarder import ChangeQueue
 from fanout.pipeline.rejects import Reject
-from fanout.source.locks import current_schema, release_lock, try_lock
+from fanout.redaction import describe_error
+from fanout.source.locks import current_schema, is_free_lock, release_lock, try_lock
 
 DEFAULT_BATCH_ROWS = 500
 DEFAULT_WAIT_SECONDS = 1  # a waiting claim's innodb_lock_wait_timeout: how long one wait for a writer lasts
 DEFAULT_IDLE_SECONDS = 2.0  # the rung parser: how long it keeps draining an empty log before it ends
 IDLE_POLL_SECONDS = 0.05  # how often a lingering drainer looks (the latency a row pays while one lingers)
-DEFAULT_MAX_SECONDS = 60.0  # without a time_left, how long a drain may keep waiting for an open writer
+DEFAULT_MAX_SECONDS = 60.0  # without a deadline, how long a drain may keep waiting for an open writer
+MIN_STEP_SECONDS = 2.0  # a batch or a wait is started only with more than this long left
+FIRST_BATCH_ROWS = 100  # a drainer's first claim, before it has timed a hand-off (then: what fits, up to batch_rows)
 _ER_LOCK_WAIT_TIMEOUT = 1205
 _ER_LOCK_DEADLOCK = 1213
 _ER_NO_SUCH_TABLE = 1146
+OUT_OF_TIME = "out of time; the rest goes to the successor, else the next ring or the sweeper"
 
 
 @dataclass
@@ -68,6 +78,7 @@ class DrainReport:
     waits_timed_out: int = 0  # waits for a writer that ended with the writer still open
     held_lock: bool = False  # this drainer held the drain lock (and so waited for writers)
     stopped: str = ""  # why the drain ended with work possibly left, if it did
+    successor_rung: bool = False  # out of time with rows left: a fresh drainer was rung to go on
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,6 +160,20 @@ class _Drainer:
         self.correlation_id = correlation_id
         self.batch_rows = batch_rows
         self.report = DrainReport()
+        self.seconds_per_row = 0.0  # the slowest hand-off so far, per row
+        self.limit = min(batch_rows, FIRST_BATCH_ROWS)  # rows the next claim may take
+
+    def fits(self, deadline: TimeLeft) -> bool:
+        """Whether another batch (or wait) fits in the time left, and how many rows it may claim (``limit``):
+        as many as the slowest hand-off so far says fit twice over, at most ``batch_rows``. A burst on a loaded
+        hand-off (500 rows took 40 s on the local stack) then ends in a smaller batch, not a killed drainer."""
+        left = deadline.left() - MIN_STEP_SECONDS
+        if left <= 0:
+            return False
+        if self.seconds_per_row:
+            fit = left / (2 * self.seconds_per_row)
+            self.limit = self.batch_rows if fit >= self.batch_rows else int(fit)  # fit may be infinite
+        return self.limit > 0
 
     def claim(self, *, wait: bool) -> list[tuple[int, str]] | None:
         """Open a transaction holding the first committed log rows; ``None`` if a wait for a writer timed out."""
@@ -158,7 +183,7 @@ class _Drainer:
         self.conn.begin()
         try:
             with self.conn.cursor() as cur:
-                cur.execute(sql, (self.batch_rows,))
+                cur.execute(sql, (self.limit,))
                 rows = [(int(i), str(p)) for i, p in cur.fetchall()]
         except pymysql.err.OperationalError as exc:
             self.conn.rollback()
@@ -175,6 +200,7 @@ class _Drainer:
 
     def hand_off(self, rows: Sequence[tuple[int, str]]) -> None:
         """Forward the claimed rows' changes, then delete the rows and commit; roll back on any failure."""
+        started = time.monotonic()
         try:
             forwarded, rejected = hand_on(rows, self.mappings, self.queue, self.reject, self.correlation_id)
             # One row at a time, by primary key: `DELETE ... WHERE id IN (...)` may be planned as a scan, and a
@@ -189,15 +215,16 @@ class _Drainer:
         except BaseException:
             self.conn.rollback()
             raise
+        self.seconds_per_row = max(self.seconds_per_row, (time.monotonic() - started) / max(1, len(rows)))
         self.report.batches += 1
         self.report.claimed += len(rows)
         self.report.rejected += rejected
         self.report.forwarded += forwarded
 
-    def drain_committed(self, time_left: Callable[[], bool]) -> bool:
+    def drain_committed(self, deadline: TimeLeft) -> bool:
         """Step 1 until nothing committed is left; False if time ran out first."""
         while True:
-            if not time_left():
+            if not self.fits(deadline):
                 return False
             rows = self.claim(wait=False)
             if not rows:
@@ -215,20 +242,23 @@ def drain(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     wait_seconds: int = DEFAULT_WAIT_SECONDS,
     idle_seconds: float = 0.0,
-    time_left: Callable[[], bool] | None = None,
+    deadline: TimeLeft | None = None,
+    ring_successor: Callable[[], None] | None = None,
 ) -> DrainReport:
     """Drain the change log of ``conn``'s schema (``conn``: a connection of its own, in autocommit mode).
 
     ``idle_seconds``: how long the lock holder keeps the lock once the log is empty,
     looking for new rows (the parser: ``DEFAULT_IDLE_SECONDS``), so that a stream of
-    small writes needs few rings. ``time_left`` is asked before each batch and each wait; when it says no, the
-    drain ends and what is left waits for the next ring or the sweeper (default:
-    ``DEFAULT_MAX_SECONDS`` from now). Hand-off and database errors propagate after
-    the open batch is rolled back (its rows stay).
+    small writes needs few rings. ``deadline`` is asked before each batch and each wait (default:
+    ``DEFAULT_MAX_SECONDS`` from now); a batch starts only while twice the slowest one so far fits. When time
+    runs out with rows left, ``ring_successor`` (the parser: an asynchronous invoke of itself) is called
+    before the drain returns, unless another drainer holds the lock (it goes on, and rings its own successor),
+    so the rest is drained at once by a fresh invocation; without it (or if the ring fails) the rest waits for
+    the next ring or the sweeper. Hand-off and database errors propagate
+    after the open batch is rolled back (its rows stay).
     """
-    if time_left is None:
-        deadline = time.monotonic() + DEFAULT_MAX_SECONDS
-        time_left = lambda: time.monotonic() < deadline  # noqa: E731
+    if deadline is None:
+        deadline = Deadline.after(DEFAULT_MAX_SECONDS)
     with conn.cursor() as cur:
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         cur.execute("SET SESSION innodb_lock_wait_timeout = %s", (wait_seconds,))
@@ -242,7 +272,7 @@ def drain(
     report.held_lock = holding
     try:
         try:
-            report.stopped = _run(drainer, conn, lock, holding, time_left, idle_seconds)
+            report.stopped = _run(drainer, conn, lock, holding, deadline, idle_seconds)
         finally:
             with suppress(pymysql.err.Error):  # a lost connection has released it already
                 release_lock(conn, lock)
@@ -251,20 +281,34 @@ def drain(
             report.stopped = f"{CHANGE_LOG_TABLE} does not exist (no change-log migration applied yet)"
             return report
         raise
+    if report.stopped == OUT_OF_TIME and ring_successor is not None and is_free_lock(conn, lock):
+        # no other drainer at work to take the rest (one that is rings its own successor in turn): one chain,
+        # not one per drainer a burst started
+        report.successor_rung = _ring(ring_successor, correlation_id)
     level = logging.INFO if not report.stopped else logging.WARNING
     if report.claimed or report.stopped:
         log(level, "change log drained", correlation_id=correlation_id, **report.as_dict())
     return report
 
 
-def _linger(drainer: _Drainer, idle_seconds: float, time_left: Callable[[], bool]) -> bool:
+def _ring(ring_successor: Callable[[], None], correlation_id: str) -> bool:
+    """Ring the successor; a failed ring is logged, not raised: the rows stay and the sweeper takes them."""
+    try:
+        ring_successor()
+    except Exception as exc:  # noqa: BLE001 - the sweeper is the safety net
+        log(logging.WARNING, "successor ring failed", correlation_id=correlation_id, error=describe_error(exc))
+        return False
+    return True
+
+
+def _linger(drainer: _Drainer, idle_seconds: float, deadline: TimeLeft) -> bool:
     """Keep the lock a while with the log empty, looking every ``IDLE_POLL_SECONDS``; True if rows came.
 
     While the lock is held no statement rings, so a steady stream of small writes is
     drained by one long-lived drainer instead of ringing once per write.
     """
-    deadline = time.monotonic() + idle_seconds
-    while time.monotonic() < deadline and time_left():
+    until = time.monotonic() + idle_seconds
+    while time.monotonic() < until and drainer.fits(deadline):
         time.sleep(IDLE_POLL_SECONDS)
         rows = drainer.claim(wait=False)
         if rows:
@@ -278,14 +322,13 @@ def _run(
     conn: pymysql.connections.Connection,
     lock: str,
     holding: bool,
-    time_left: Callable[[], bool],
+    deadline: TimeLeft,
     idle_seconds: float,
 ) -> str:
     """The drain loop (docs/architecture.md); returns why it stopped early, or ``""``."""
-    out_of_time = "out of time; the rest waits for the next ring or the sweeper"
     while True:
-        if not drainer.drain_committed(time_left):
-            return out_of_time
+        if not drainer.drain_committed(deadline):
+            return OUT_OF_TIME
         if not holding:
             # Another drainer holds the lock: it waits out the writers, including the ones behind the rows
             # skipped here (they wrote before its release). Nothing more to do.
@@ -293,15 +336,15 @@ def _run(
                 return ""
             holding = drainer.report.held_lock = True
             continue
-        if not time_left():
-            return out_of_time
+        if not drainer.fits(deadline):
+            return OUT_OF_TIME
         rows = drainer.claim(wait=True)  # step 2: wait for the writers of rows not yet committed
         if rows is None:
             continue  # a writer is still open: take what else was committed meanwhile, then wait again
         if rows:
             drainer.hand_off(rows)
             continue
-        if _linger(drainer, idle_seconds, time_left):
+        if _linger(drainer, idle_seconds, deadline):
             continue  # rows came while idling: their statements did not ring, this drainer takes them
         release_lock(conn, lock)  # step 3: the log is empty; statements ring again from here on
         holding = False
@@ -344,31 +387,49 @@ def change_log_status(conn: pymysql.connections.Connection) -> ChangeLogStatus |
     return ChangeLogStatus(depth=int(row[0]), oldest=row[1], oldest_age_seconds=age)
 
 
-def ring_if_waiting(
-    conn: pymysql.connections.Connection, lambda_client: Any, parser_function: str
-) -> ChangeLogStatus | None:
-    """The sweeper's safety net: ring the parser when rows wait in the log, whoever else is at work.
+def ring(lambda_client: Any, parser_function: str) -> None:
+    """Ring the parser (an asynchronous invoke with a ring, the event the triggers send): a drain starts."""
+    event = {"v": RING_FORMAT_VERSION, "ring": RING, "table": "", "ts": time.time()}
+    response = lambda_client.invoke(
+        FunctionName=parser_function, InvocationType="Event", Payload=json.dumps(event).encode("utf-8")
+    )
+    if response.get("StatusCode") != 202:
+        raise RuntimeError(f"ring of {parser_function} answered {response.get('StatusCode')}, expected 202")
 
-    A ring that was lost or failed, a writer that outlived its drainer, a drainer whose
-    connection still holds the lock: in every case committed rows wait, and a ring makes
-    a drainer take them (one that finds the lock held still drains what is committed).
-    Published as metrics, the log's depth and its oldest row's age feed the dashboard and
-    the change-log alarm.
+
+def sweep_once(
+    conn: pymysql.connections.Connection,
+    lambda_client: Any,
+    parser_function: str,
+    drain_here: Callable[[], DrainReport] | None = None,
+) -> tuple[ChangeLogStatus | None, DrainReport | None]:
+    """The sweeper's safety net: when rows wait in the log, a drain starts now, however many rings are queued
+    or were lost.
+
+    With ``drain_here`` (the sweeper function: a drain bounded by its own time, ringing a successor when it
+    runs out) and no drainer holding the drain lock, the sweep drains itself: a ring is an asynchronous
+    invoke, which waits behind every ring queued before it (a burst queues hundreds) and is lost if Lambda
+    drops it, so only a drain started here is sure to start within the sweeper's period. While a drainer
+    holds the lock, it is at work and takes the waiting rows (it waits out their writers); the sweep rings
+    as well, so a second drainer takes the committed ones beside it. Without ``drain_here`` (``fanout
+    sweep``) it rings. Published as metrics, the log's depth and its oldest row's age feed the dashboard,
+    ``fanout status`` and the change-log alarm.
     """
     status = change_log_status(conn)
     if status is None:
-        return None
+        return None, None
     record_stack(StackMetric.CHANGE_LOG_DEPTH, status.depth)
     record_stack(StackMetric.CHANGE_LOG_AGE, status.oldest_age_seconds or 0.0)
-    if status.depth:
-        ring = {"v": RING_FORMAT_VERSION, "ring": RING, "table": "", "ts": time.time()}
-        response = lambda_client.invoke(
-            FunctionName=parser_function, InvocationType="Event", Payload=json.dumps(ring).encode("utf-8")
-        )
-        if response.get("StatusCode") != 202:
-            raise RuntimeError(f"ring of {parser_function} answered {response.get('StatusCode')}, expected 202")
-        log(logging.INFO, "change log waiting; parser rung", depth=status.depth, age=status.oldest_age_seconds)
-    return status
+    if not status.depth:
+        return status, None
+    schema = current_schema(conn)
+    if drain_here is not None and schema is not None and is_free_lock(conn, drain_lock_name(schema)):
+        log(logging.INFO, "change log waiting, no drainer at work; sweeper drains", depth=status.depth,
+            age=status.oldest_age_seconds)  # fmt: skip
+        return status, drain_here()
+    ring(lambda_client, parser_function)
+    log(logging.INFO, "change log waiting; parser rung", depth=status.depth, age=status.oldest_age_seconds)
+    return status, None
 
 
 @dataclass(frozen=True)
@@ -377,6 +438,7 @@ class SweepResult:
 
     busy: bool
     status: ChangeLogStatus | None  # None: no change log in the schema (before V006), or busy
+    drained: DrainReport | None = None  # the sweep's own drain, when it drained (sweep_once)
 
     def as_dict(self) -> dict[str, Any]:
         waiting = self.status
@@ -384,18 +446,25 @@ class SweepResult:
             "busy": self.busy,
             "depth": None if waiting is None else waiting.depth,
             "oldest_age_seconds": None if waiting is None else waiting.oldest_age_seconds,
+            "drained": None if self.drained is None else self.drained.as_dict(),
         }
 
 
-def sweep(conn: pymysql.connections.Connection, lambda_client: Any, parser_function: str) -> SweepResult:
-    """:func:`ring_if_waiting`, one sweep at a time per schema: a sweep that finds another under way (the
-    schedule's, an operator's) returns at once, so two sweeps never ring for the same rows."""
+def sweep(
+    conn: pymysql.connections.Connection,
+    lambda_client: Any,
+    parser_function: str,
+    drain_here: Callable[[], DrainReport] | None = None,
+) -> SweepResult:
+    """:func:`sweep_once`, one sweep at a time per schema: a sweep that finds another under way (the
+    schedule's, an operator's) returns at once, so two sweeps never start a drain for the same rows."""
     schema = current_schema(conn)
     name = sweep_lock_name(schema or "")
     if not try_lock(conn, name):
         return SweepResult(busy=True, status=None)
     try:
-        return SweepResult(busy=False, status=ring_if_waiting(conn, lambda_client, parser_function))
+        status, drained = sweep_once(conn, lambda_client, parser_function, drain_here)
+        return SweepResult(busy=False, status=status, drained=drained)
     finally:
         with suppress(pymysql.err.MySQLError):
             release_lock(conn, name)

@@ -7,6 +7,12 @@ or found stale. Nothing here assumes it is the only writer of a row: several
 fetchers, retries and a backfill may write the same key at once; the versions
 decide which state stays.
 
+Bounded by the time left (``deadline``, :mod:`fanout.deadline`): a read or a sink's
+write starts only while twice the slowest step so far fits; the keys a step could not
+start for are failed as "out of time" (the fetch queue retries just their messages),
+so a fetcher is never killed between two sinks' writes and every change reaches every
+sink or is retried.
+
 A row a sink can never take (RowRejected: too large, unrepresentable) is not
 retried: it is recorded in the dead-letter queue with the reason and the
 change (replayable once the mapping is fixed), and the other sinks are still
@@ -23,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from fanout.deadline import NO_DEADLINE, Pace, TimeLeft
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping
 from fanout.model.payloads import fetcher_event
@@ -38,6 +45,8 @@ from fanout.source.reader import RowSource
 from fanout.source.rows import RowState
 
 SOURCE = "source"  # the "sink" dimension of a failed re-read
+MIN_STEP_SECONDS = 1.0  # a read or a sink write starts only with at least this long left (fanout.deadline.Pace)
+OUT_OF_TIME = "out of time before this step; retried"
 
 
 class FetchFailed(RuntimeError):
@@ -163,11 +172,13 @@ def coalesce(changes: Sequence[Change]) -> dict[str, list[_Pending]]:
     return {table: list(keys.values()) for table, keys in by_table.items()}
 
 
-def _read_all(source: RowSource, mapping: TableMapping, pending: list[_Pending]) -> list[RowState | Exception]:
+def _read_all(
+    source: RowSource, mapping: TableMapping, pending: list[_Pending], deadline: TimeLeft
+) -> list[RowState | Exception]:
     changes = [p.change for p in pending]
     try:
         with traced("read_rows", table=mapping.table, correlation_id=pending[0].correlation_id):
-            return list(source.read_rows(mapping, changes))
+            return list(source.read_rows(mapping, changes, deadline=deadline))
     except Exception as exc:  # noqa: BLE001 - every key of the table failed: each is reported
         return [exc] * len(changes)
 
@@ -226,7 +237,7 @@ class Fetcher:
         other.sinks = [sink for sink in self.sinks if sink.name != name]
         return other
 
-    def apply(self, changes: Sequence[Change], *, messages: int = 0) -> FetchReport:
+    def apply(self, changes: Sequence[Change], deadline: TimeLeft = NO_DEADLINE, *, messages: int = 0) -> FetchReport:
         """Apply ``changes`` (any number; one is a batch of one) and report per key.
 
         Changes are grouped by table and coalesced per key; every key of a table is read in one locking query
@@ -234,22 +245,24 @@ class Fetcher:
         (``apply_batch``: OpenSearch ``_bulk``, DynamoDB TransactWriteItems). Failures are collected per key and
         raised together at the end (FetchFailed) after every key has been tried against every sink. A change
         via a composed document's relation is resolved to its roots a bounded number of pages per call, the
-        rest handed on (fanout.pipeline.related). ``messages``: how many queue messages carried them (for the
-        batch's log line).
+        rest handed on (fanout.pipeline.related). With a ``deadline`` (the fetcher's entry: the Lambda context's
+        time left) a step starts only while it fits; the keys it could not start for fail as out of time.
+        ``messages``: how many queue messages carried them (for the batch's log line).
         """
         report = FetchReport()
+        pace = Pace(MIN_STEP_SECONDS)
         report.summary.changes = len(changes)
         report.summary.messages = messages
         report.summary.correlation_ids = list(dict.fromkeys(change.correlation_id for change in changes))
         try:
             roots, related = split_related(changes)
-            self._apply_all(roots, report)
+            self._apply_all(roots, report, deadline, pace)
             if related:
                 apply_related(
                     related,
                     self.mappings,
                     self.fan_out,
-                    lambda page: self._apply_all(page, report),
+                    lambda page: self._apply_all(page, report, deadline, pace),
                     report.failed_keys,
                     report.failures,
                 )
@@ -259,11 +272,17 @@ class Fetcher:
             raise FetchFailed("; ".join(report.failures), report)
         return report
 
-    def _apply_all(self, changes: Sequence[Change], report: FetchReport) -> None:
+    def _apply_all(self, changes: Sequence[Change], report: FetchReport, deadline: TimeLeft, pace: Pace) -> None:
         for table, pending in coalesce(changes).items():
             mapping = self.mappings.get(table)
             assert mapping is not None, "changes are validated against the mapping"
-            states = _read_all(self.source, mapping, pending)
+            if not pace.allows(deadline):
+                for item in pending:
+                    _out_of_time(report, item, SOURCE)
+                continue
+            started = time.monotonic()
+            states = _read_all(self.source, mapping, pending, deadline)
+            pace.timed(started)
             readable: list[tuple[_Pending, RowState]] = []
             for item, state in zip(pending, states, strict=True):
                 if isinstance(state, RowState):
@@ -273,7 +292,13 @@ class Fetcher:
             if not readable:
                 continue
             sinks = [sink for sink in self.sinks if sink.enabled_for(mapping)]
+            if sinks and not pace.allows(deadline):  # the table's writes did not start: retried whole (versions)
+                for item, _ in readable:
+                    _out_of_time(report, item, sinks[0].name)
+                continue
+            started = time.monotonic()
             written = self._write_side_by_side(sinks, mapping, [(item.change, state) for item, state in readable])
+            pace.timed(started)
             acked: dict[int, dict[str, int]] = {}
             for sink, (outcomes, at_us) in zip(sinks, written, strict=True):
                 for (item, state), outcome in zip(readable, outcomes, strict=True):
@@ -295,6 +320,16 @@ class Fetcher:
             others = [self._pool.submit(_write_all, sink, mapping, items) for sink in sinks[1:]]
             first = _write_all(sinks[0], mapping, items)
             return [first, *(future.result() for future in others)]
+
+
+def _out_of_time(report: FetchReport, item: _Pending, where: str) -> None:
+    """A step (``where``: the read or a sink's write) did not start for lack of time: the change is retried.
+    Not a failure of the source or the sink: logged at INFO, no failure metric."""
+    change = item.change
+    if (change.table, change.key) not in report.failed_keys:
+        report.fail(change, OUT_OF_TIME)
+        log(logging.INFO, "change deferred", correlation_id=item.correlation_id, table=change.table,
+            key=change.document_id, step="read" if where == SOURCE else where, reason=OUT_OF_TIME)  # fmt: skip
 
 
 def _failed(report: FetchReport, item: _Pending, where: str, message: str, error: Exception) -> None:

@@ -22,6 +22,7 @@ import logging
 import time
 from typing import Any
 
+from fanout.deadline import Deadline
 from fanout.model.change import CORRELATION_ID, Change, ChangeValidationError, Stage
 from fanout.model.mapping import Mappings
 from fanout.model.payloads import parse_change_message
@@ -145,8 +146,10 @@ def handle_queue_batch(event: dict[str, Any], context: Any, fetcher: Fetcher) ->
 
     report: FetchReport
     try:
+        # bounded by the invocation's time left: what does not fit is answered as unprocessed, never killed mid-write
+        deadline = Deadline.of_context(context)
         report = fetcher.apply(
-            [change for changes in changes_of.values() for change in changes], messages=len(event["Records"])
+            [change for changes in changes_of.values() for change in changes], deadline, messages=len(event["Records"])
         )
     except FetchFailed as exc:
         report = exc.report

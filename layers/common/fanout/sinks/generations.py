@@ -12,11 +12,21 @@ until ``fanout reindex`` moves it behind an alias (docs/runbook.md, "Changing a 
 that cache a reindex adds the new generation to the write set and then waits ``settle_seconds(ttl)``
 before its copy reads the first row: docs/architecture.md ("Reindex") gives the argument, and
 tests/unit/test_reindex_ordering.py fails without the wait.
+
+Tombstones (``index.gc_deletes``) are what refuse a late write of an older version after a delete; with
+OpenSearch's default, 60 s, a write read before a delete and landing a minute after it (a retried or delayed
+``_bulk`` under a burst) brings the deleted document back in OpenSearch only (DynamoDB keeps its tombstones for
+days): the orphans of a burst. So every index a table is written to keeps them for the sink's lifetime, three
+ways: an index template for the alias and its generations (OpenSearch creates a missing index on *any* write, a
+delete too, with the templates' settings and not ours: after an operator or a reset dropped it under a warm
+fetcher), the generation's own settings when it is created (:func:`index_body`), and raised on an index found
+keeping them for less (a dynamic setting).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -24,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fanout.model.mapping import TableMapping
+from fanout.observability import log
 
 WRITE_SET_SUFFIX = ".write"
 # How long a fetcher trusts the write set it read. The reindex waits this long (and a margin) after changing
@@ -31,6 +42,17 @@ WRITE_SET_SUFFIX = ".write"
 TARGETS_TTL_SECONDS = 10.0
 SETTLE_MARGIN_SECONDS = 2.0  # clock-rate differences between hosts, and the request that read the set
 FIRST_GENERATION = 1
+TEMPLATE_PREFIX = "fanout-tombstones-"  # the index template that gives an auto-created index our gc_deletes
+TEMPLATE_PRIORITY = 500
+_UNITS = {"nanos": 1e-9, "micros": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration_seconds(text: str) -> float:
+    """An OpenSearch time value ("60s", "1h", "500ms") in seconds; ValueError if it is none."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(nanos|micros|ms|s|m|h|d)\s*", str(text))
+    if match is None:
+        raise ValueError(f"not an OpenSearch time value: {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def write_set(alias: str) -> str:
@@ -99,6 +121,7 @@ class WriteTargets:
         self._clock = clock
         self._cache: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
+        self._kept: set[str] = set()  # aliases templated and indices checked for their tombstones' lifetime
 
     def get(self, mapping: TableMapping) -> tuple[str, ...]:
         alias = mapping.opensearch.index
@@ -108,14 +131,43 @@ class WriteTargets:
         if cached is not None and now - cached[0] < self._ttl:
             return cached[1]
         targets = self._resolve(mapping)
+        self._keep_tombstones(alias, targets)
         with self._lock:
             self._cache[alias] = (now, targets)
         return targets
 
+    def _keep_tombstones(self, alias: str, targets: tuple[str, ...]) -> None:
+        """The template for ``alias`` and its generations, once per alias; each of ``targets`` raised to the
+        sink's tombstone lifetime if it keeps them for less, once per index (see the module)."""
+        if alias not in self._kept:
+            self._client.indices.put_index_template(
+                name=f"{TEMPLATE_PREFIX}{alias}",
+                body={
+                    "index_patterns": [alias, f"{alias}.g*"],
+                    "priority": TEMPLATE_PRIORITY,
+                    "template": {"settings": {"index": {"gc_deletes": self._gc_deletes}}},
+                },
+            )
+            self._kept.add(alias)
+        for index in targets:
+            if index in self._kept:
+                continue
+            answer = self._client.indices.get_settings(index=index, name="index.gc_deletes", include_defaults=True)
+            entry: dict[str, Any] = next(iter(answer.values()), {})
+            kept = ((entry.get("settings") or {}).get("index") or {}).get("gc_deletes") or (
+                (entry.get("defaults") or {}).get("index") or {}
+            ).get("gc_deletes", "60s")
+            if duration_seconds(kept) < duration_seconds(self._gc_deletes):
+                self._client.indices.put_settings(index=index, body={"index": {"gc_deletes": self._gc_deletes}})
+                log(logging.WARNING, "index kept deletes' tombstones too briefly; raised", index=index, was=kept,
+                    now=self._gc_deletes)  # fmt: skip
+            self._kept.add(index)
+
     def forget(self, alias: str) -> None:
         """Read the set again next time (a write to one of its indices failed: it may have gone)."""
         with self._lock:
-            self._cache.pop(alias, None)
+            cached = self._cache.pop(alias, None)
+            self._kept.difference_update(cached[1] if cached else ())  # and their tombstones checked again
 
     def _resolve(self, mapping: TableMapping) -> tuple[str, ...]:
         from opensearchpy.exceptions import RequestError

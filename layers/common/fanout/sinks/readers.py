@@ -21,6 +21,11 @@ BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem keys per request
 MAX_RESULT_WINDOW = 10_000  # OpenSearch's default index.max_result_window: the most hits one search returns
 
 
+# unmapped_type: an index that has only ever held deletes (tombstones) has no mapping, and OpenSearch refuses
+# to sort it on _id ("No mapping found for [_id]") instead of answering with no hits
+ID_ORDER = {"_id": {"order": "asc", "unmapped_type": "keyword"}}
+
+
 class SinkReaders:
     """Batched reads of what the sinks hold, with the clients reconcile is given."""
 
@@ -72,7 +77,7 @@ class SinkReaders:
 
         after: list[Any] | None = None
         while True:
-            body: dict[str, Any] = {"query": {"match_all": {}}, "size": page_size, "sort": [{"_id": "asc"}]}
+            body: dict[str, Any] = {"query": {"match_all": {}}, "size": page_size, "sort": [ID_ORDER]}
             body.update(_source=[FULL_KEY_FIELD], track_total_hits=False)  # no count per page: it would cost a pass
             if after is not None:
                 body["search_after"] = after

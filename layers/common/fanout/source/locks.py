@@ -36,3 +36,11 @@ def try_lock(conn: Any, name: str, timeout_s: int = 0) -> bool:
 def release_lock(conn: Any, name: str) -> None:
     with conn.cursor() as cur:
         cur.execute("DO RELEASE_LOCK(%s)", (name,))
+
+
+def is_free_lock(conn: Any, name: str) -> bool:
+    """Whether no connection holds the lock (a look: it takes nothing)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT IS_FREE_LOCK(%s)", (name,))
+        row = cur.fetchone()
+    return row is not None and row[0] == 1

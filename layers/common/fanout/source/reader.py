@@ -30,11 +30,13 @@ composed from several tables is decided in one place, :func:`read_rows`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import pymysql
 
+from fanout.deadline import NO_DEADLINE, TimeLeft
 from fanout.model.change import Change
 from fanout.model.mapping import TableMapping
 from fanout.source.composition_read import compose_rows, root_page
@@ -69,7 +71,10 @@ def _exact_key(row: dict[str, Any], mapping: TableMapping) -> tuple[Any, ...]:
 
 
 def read_rows(
-    conn: pymysql.connections.Connection, mapping: TableMapping, changes: Sequence[Change]
+    conn: pymysql.connections.Connection,
+    mapping: TableMapping,
+    changes: Sequence[Change],
+    deadline: TimeLeft = NO_DEADLINE,
 ) -> list[RowState | Exception]:
     """The committed state of every change's row, in order: one locking read per
     ``MAX_KEYS_PER_READ`` keys that never waits (SKIP LOCKED), then each key it did not return read alone
@@ -79,7 +84,8 @@ def read_rows(
     delete here; the single read waits the writer out (bounded) and decides. One ``SYSDATE(6)`` taken after
     the batch read, while every returned row's shared lock is still held, is a valid version for all of
     them. An item is an exception when that key could not be read now (retryable), so one locked key does
-    not fail the others.
+    not fail the others. A waiting read starts only while the longest wait it may take
+    (``innodb_lock_wait_timeout``) fits in ``deadline``; a key it cannot start for is an exception (retried).
     """
     if mapping.composition is not None:  # a document built from several tables: the composed read
         return compose_rows(conn, mapping, changes)
@@ -116,13 +122,28 @@ def read_rows(
             for index in by_key.get(_exact_key(row, mapping), ()):
                 if has_exact_key(row, changes[index]):
                     states[index] = RowState(row, version)
+    longest_wait: float | None = None
     for index, state in enumerate(states):
         if state is None:  # absent, or skipped because a writer holds it: the waiting read decides
+            left = deadline.left()
+            if longest_wait is None and left != math.inf:
+                longest_wait = _lock_wait_seconds(conn)
+            if longest_wait is not None and left <= longest_wait + 1:
+                states[index] = SourceReadError(f"out of time for a waiting read of {mapping.table}; will retry")
+                continue
             try:
                 states[index] = read_row(conn, mapping, changes[index])
             except SourceReadError as exc:
                 states[index] = exc
     return [state for state in states if state is not None]
+
+
+def _lock_wait_seconds(conn: pymysql.connections.Connection) -> float:
+    """How long a waiting read of this session may wait for a writer at most."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@SESSION.innodb_lock_wait_timeout")
+        row = cur.fetchone()
+    return float(row[0]) if row else 0.0
 
 
 def read_row(conn: pymysql.connections.Connection, mapping: TableMapping, change: Change) -> RowState:
@@ -164,9 +185,11 @@ T = TypeVar("T")
 
 
 class RowSource(Protocol):
-    def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> Sequence[RowState | Exception]:
+    def read_rows(
+        self, mapping: TableMapping, changes: Sequence[Change], *, deadline: TimeLeft = NO_DEADLINE
+    ) -> Sequence[RowState | Exception]:
         """The committed state of every change's row, in order; an item is an exception when that key could not
-        be read now (retryable)."""
+        be read now (retryable), or not within ``deadline``."""
         ...
 
     def root_page(self, mapping: TableMapping, change: Change, page_size: int) -> list[Change]:
@@ -208,8 +231,10 @@ class DatabaseSource:
         """Reads on ``conn``, which the caller keeps and closes."""
         return cls(OneConnection(conn))
 
-    def read_rows(self, mapping: TableMapping, changes: Sequence[Change]) -> list[RowState | Exception]:
-        return self._connections.call(lambda conn: read_rows(conn, mapping, changes))
+    def read_rows(
+        self, mapping: TableMapping, changes: Sequence[Change], *, deadline: TimeLeft = NO_DEADLINE
+    ) -> list[RowState | Exception]:
+        return self._connections.call(lambda conn: read_rows(conn, mapping, changes, deadline))
 
     def close(self) -> None:
         self._connections.close()
