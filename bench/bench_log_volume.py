@@ -1,42 +1,57 @@
 """Benchmark: how many bytes of logs each replicated change writes (what CloudWatch Logs ingests and bills).
 
-Runs the real parser and fetcher handlers in this process, wired by their own
-cold-start code to the local stack (MySQL 8.0, the local OpenSearch node, ministack's
-SQS and DynamoDB), at the production log level (INFO), and counts what each
-invocation writes to stdout: the JSON log lines and the embedded-metric-format
-blobs. Lambda adds its own START/END/REPORT lines per invocation (not written by
-the code, so not counted here; docs/cost.md adds them).
+Runs today's path with the real parser and fetcher handlers in this process, wired by their own cold-start code
+to the local stack (MySQL 8.0, the local OpenSearch node, ministack's SQS and DynamoDB), at the production log
+level (INFO):
 
-Scenarios, per change: the parser (one invoke per trigger payload), the fetcher
-invoked directly (FetchMode=direct: one change per event) and the fetcher taking
-queued batches of 10 (FetchMode=queued, the default batch size).
+- the capture triggers installed as the post-deploy hook installs them; CHANGES rows written, each logged in the
+  change log (the trigger's ring goes to the lambda_async bridge, which only counts it);
+- the parser rung once (events/ring.json's shape): it drains the log and its forwarder packs the changes into
+  messages on a real (ministack) fetch queue;
+- the fetcher handed those messages as Lambda's event source hands them, FetchBatchSize (template.yaml's
+  default) messages an invocation.
 
-    .venv/bin/python -m bench.bench_log_volume --label after                 # this checkout
-    .venv/bin/python -m bench.bench_log_volume --label before --code-root D  # another checkout's code (D)
+It counts what each invocation writes to stdout: the JSON log lines and the embedded-metric-format blobs. Lambda
+adds its own START/END/REPORT lines per invocation (not written by the code, so not counted; docs/cost.md adds
+them). The figures are per change, per invocation and per 1,000 changes, for each function.
 
-Each run adds its column to bench/results/log_volume.json and rewrites
-bench/results/log_volume.md with every column side by side.
+There is no side-by-side against another checkout: a checkout from before the change log and packed messages
+has neither the ring nor the message format this drives, so its handlers cannot run these scenarios.
+
+    .venv/bin/python -m bench.bench_log_volume      # -> bench/results/log_volume.{json,md}
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import importlib.util
 import io
 import json
 import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
-CHANGES = 200
-QUEUED_BATCH = 10
+# Production's settings, before fanout is imported: its logger and metrics take them then (bench/__init__.py
+# quiets the timing benchmarks with LOG_LEVEL=WARNING).
+os.environ.update(
+    {"LOG_LEVEL": "INFO", "POWERTOOLS_SERVICE_NAME": "fanout-prod", "POWERTOOLS_METRICS_NAMESPACE": "fanout"}
+)
+
+from bench.harness import ROOT, create_replica_table, insert_rows, local_services, write_results
+from fanout.config import DatabaseSettings
+from fanout.sinks.opensearch import make_client
+from local.database import admin_connection, create_database, drop_database, run_sql_file
+from local.deploy import aws_client
+from tests.support.files import load_module, template_parameter_default
+from tests.support.indices import delete_index
+from tests.support.integration import install_capture_triggers, lambda_async_bridge, parser_arn
+
+CHANGES = int(os.environ.get("BENCH_LOG_CHANGES", "5000"))
+FETCH_BATCH = int(template_parameter_default("FetchBatchSize"))
 # CloudWatch Logs standard ingestion, us-east-1 (docs/cost.md gives the source).
 USD_PER_GB_INGESTED = 0.50
 
@@ -44,63 +59,69 @@ USD_PER_GB_INGESTED = 0.50
 class Context:
     """The parts of a Lambda context the handlers read, with values as long as Lambda's."""
 
-    def __init__(self, function: str) -> None:
+    def __init__(self, function: str, timeout_s: int) -> None:
         self.aws_request_id = str(uuid.uuid4())
         self.function_name = f"fanout-prod-{function}"
         self.memory_limit_in_mb = 256
         self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+        self._ends = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self._ends - time.monotonic()) * 1000)
 
 
-def load_handler(code_root: Path, function: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"{function}_app", code_root / f"{function}_fn" / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+class Logged:
+    """Bytes and lines written to stdout over the invocations of one function."""
+
+    def __init__(self) -> None:
+        self.bytes = self.emf_bytes = self.lines = self.invocations = 0
+
+    def call(self, invoke: Callable[[], Any]) -> Any:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            result = invoke()
+        text = out.getvalue()
+        self.bytes += len(text.encode("utf-8"))
+        self.emf_bytes += sum(len(line.encode("utf-8")) + 1 for line in text.splitlines() if line.startswith('{"_aws"'))
+        self.lines += len(text.splitlines())
+        self.invocations += 1
+        return result
+
+    def figures(self, changes: int) -> dict[str, float]:
+        return {
+            "invocations": self.invocations,
+            "bytes_per_change": round(self.bytes / changes, 1),
+            "log_line_bytes_per_change": round((self.bytes - self.emf_bytes) / changes, 1),
+            "emf_bytes_per_change": round(self.emf_bytes / changes, 1),
+            "bytes_per_invocation": round(self.bytes / self.invocations),
+            "lines_per_invocation": round(self.lines / self.invocations, 1),
+            "bytes_per_1000_changes": round(self.bytes * 1000 / changes),
+        }
 
 
-def logged_bytes(call: Any) -> tuple[int, int, Any]:
-    """(bytes, lines) written to stdout by ``call()``, and what it returned."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        result = call()
-    text = out.getvalue()
-    return len(text.encode("utf-8")), len(text.splitlines()), result
-
-
-def sqs_event(bodies: list[str]) -> dict[str, Any]:
+def sqs_event(bodies: list[str], queue_arn: str) -> dict[str, Any]:
     now_ms = str(int(time.time() * 1000))
-    return {
-        "Records": [
-            {
-                "messageId": str(uuid.uuid4()),
-                "receiptHandle": "r" * 180,
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": now_ms},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:fanout-prod-fetch",
-                "awsRegion": "us-east-1",
-            }
-            for body in bodies
-        ]
-    }
+    record = {"receiptHandle": "r" * 180, "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": now_ms},
+              "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": queue_arn,
+              "awsRegion": "us-east-1"}  # fmt: skip
+    return {"Records": [record | {"messageId": str(uuid.uuid4()), "body": body} for body in bodies]}
 
 
-def measure(code_root: Path) -> dict[str, Any]:
-    # Imported here, not at the top: local.database imports fanout from this checkout's layer, and the handlers
-    # measured must import the code under test (``code_root``) instead, so fanout is unloaded after these.
-    from bench.harness import create_replica_table, local_services
-    from local.database import admin_connection, create_database, drop_database
-    from local.deploy import aws_client
+def received(sqs: Any, queue_url: str) -> list[str]:
+    """Every message on the queue (the parser has returned: all of them are there)."""
+    bodies: list[str] = []
+    while got := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages"):
+        bodies += [m["Body"] for m in got]
+        sqs.delete_message_batch(
+            QueueUrl=queue_url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
+        )
+    return bodies
 
-    sys.path.insert(0, str(code_root / "layers" / "common"))
-    for name in [m for m in sys.modules if m == "fanout" or m.startswith("fanout.")]:
-        del sys.modules[name]
+
+def measure() -> dict[str, Any]:
     cfg = local_services()
-    endpoint = cfg.opensearch_endpoint
     db_name = create_database(cfg, prefix="fanout_logbench")
+    settings = DatabaseSettings(cfg.db_host, cfg.db_port, db_name, cfg.db_user, cfg.db_password)
     _, table = create_replica_table(cfg, db_name)
     sqs = aws_client(cfg, "sqs")
     fetch_queue = sqs.create_queue(QueueName=f"{db_name}-fetch")["QueueUrl"]
@@ -109,181 +130,93 @@ def measure(code_root: Path) -> dict[str, Any]:
     mapping_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"{db_name}-tables.json"
     try:
         conn = admin_connection(cfg, db_name)
-        with conn.cursor() as cur:
-            cur.execute((ROOT / "local" / "demo_schema.sql").read_text().split(";")[0])
-            cur.executemany(
-                "INSERT INTO posts (title, body, author) VALUES (%s, %s, %s)",
-                [(f"post {i}", "body " * 40, "bench") for i in range(CHANGES)],
-            )
+        run_sql_file(conn, ROOT / "local" / "demo_schema.sql")  # every mapped table: the migrations trigger them all
+        install_capture_triggers(settings)
+        insert_rows(
+            conn,
+            "INSERT INTO posts (title, body, author) VALUES (%s, %s, %s)",
+            ((f"post {i}", "body " * 40, "bench") for i in range(CHANGES)),
+            chunk=500,
+        )
         conn.close()
+        tables = json.loads((ROOT / "layers" / "common" / "fanout" / "tables.json").read_text())
+        tables["tables"]["posts"]["opensearch"]["index"] = index  # a throwaway index of the bench's own
+        mapping_file.write_text(json.dumps(tables))
         os.environ.update(
             cfg.aws_env()
             | cfg.db_env()
             | {
                 "DB_NAME": db_name,
-                "OPENSEARCH_ENDPOINT": endpoint,
+                "OPENSEARCH_ENDPOINT": cfg.opensearch_endpoint,
                 "DYNAMODB_TABLE": db_name,
                 "DEAD_LETTER_QUEUE_URL": dlq,
                 "FETCH_QUEUE_URL": fetch_queue,
-                "POWERTOOLS_SERVICE_NAME": "fanout-prod",
-                "POWERTOOLS_METRICS_NAMESPACE": "fanout",
-                "LOG_LEVEL": "INFO",
+                "FANOUT_MAPPING_FILE": str(mapping_file),
             }
         )
-        tables = json.loads((code_root / "layers" / "common" / "fanout" / "tables.json").read_text())
-        tables["tables"]["posts"].setdefault("opensearch", {})["index"] = index  # a throwaway index of the bench's own
-        mapping_file.write_text(json.dumps(tables))
-        os.environ["FANOUT_MAPPING_FILE"] = str(mapping_file)
-        parser = load_handler(code_root, "parser")
-        fetcher = load_handler(code_root, "fetcher")
-        import fanout
+        os.environ.pop("AWS_XRAY_DAEMON_ADDRESS", None)
+        parser = load_module("parser_fn/app.py", "parser_app_log_volume")
+        fetcher = load_module("fetcher_fn/app.py", "fetcher_app_log_volume")
 
-        assert Path(fanout.__file__).is_relative_to(code_root), (fanout.__file__, code_root)
-
-        result: dict[str, Any] = {}
-        # the parser: one invoke per trigger payload (the trigger fires one per row)
-        parser_bytes = parser_lines = 0
-        for i in range(CHANGES):
-            payload = {"v": 1, "action": "update", "table": "posts", "pk": {"id": i + 1}, "ts": time.time()}
-            size, count, _ = logged_bytes(lambda p=payload: parser.handler(p, Context("parser")))
-            parser_bytes, parser_lines = parser_bytes + size, parser_lines + count
-        result["parser"] = {"bytes": parser_bytes / CHANGES, "lines": parser_lines / CHANGES}
-        bodies = []
-        while len(bodies) < CHANGES:
-            got = sqs.receive_message(QueueUrl=fetch_queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-            bodies += [m["Body"] for m in got.get("Messages", [])]
-        # the fetcher invoked directly, one change per event
-        direct_bytes = direct_lines = 0
-        for body in bodies:
-            event = json.loads(body)
-            size, count, _ = logged_bytes(lambda e=event: fetcher.handler(e, Context("fetcher")))
-            direct_bytes, direct_lines = direct_bytes + size, direct_lines + count
-        result["fetcher_direct"] = {"bytes": direct_bytes / CHANGES, "lines": direct_lines / CHANGES}
-        # the fetcher taking queued batches
-        queued_bytes = queued_lines = 0
-        for start in range(0, CHANGES, QUEUED_BATCH):
-            event = sqs_event(bodies[start : start + QUEUED_BATCH])
-            size, count, answer = logged_bytes(lambda e=event: fetcher.handler(e, Context("fetcher")))
+        parser_log, fetcher_log = Logged(), Logged()
+        ring = json.loads((ROOT / "events" / "ring.json").read_text()) | {"ts": time.time()}
+        report = parser_log.call(partial(parser.handler, ring, Context("parser", 60)))
+        parser._database().close()
+        assert report["forwarded"] == CHANGES, report
+        bodies = received(sqs, fetch_queue)
+        queue_arn = f"arn:aws:sqs:us-east-1:123456789012:{db_name}-fetch"
+        for start in range(0, len(bodies), FETCH_BATCH):
+            event = sqs_event(bodies[start : start + FETCH_BATCH], queue_arn)
+            answer = fetcher_log.call(partial(fetcher.handler, event, Context("fetcher", 900)))
             assert answer == {"batchItemFailures": []}, answer
-            queued_bytes, queued_lines = queued_bytes + size, queued_lines + count
-        result["fetcher_queued_10"] = {"bytes": queued_bytes / CHANGES, "lines": queued_lines / CHANGES}
-        # the operator commands with --quiet, on the same rows: what they print (stdout and stderr) per row
-        conn = admin_connection(cfg, db_name)
-        with conn.cursor() as cur:
-            cur.execute((ROOT / "db" / "migrations" / "V005__backfill_checkpoint.sql").read_text())
-        conn.close()
-        for name, argv in (
-            ("cli_backfill_quiet", ["backfill", "posts", "--quiet"]),
-            ("cli_reconcile_repair_quiet", ["reconcile", "posts", "--repair", "--quiet"]),
-        ):
-            if name == "cli_reconcile_repair_quiet":  # something to repair: every row missing from DynamoDB
-                for i in range(CHANGES):
-                    table.delete_item(Key={"pk": f"posts#{i + 1}"})
-            size = cli_output_bytes(code_root, argv)
-            result[name] = {"bytes": size / CHANGES, "lines": 0}
-        return result
+        return {
+            "changes": CHANGES,
+            "messages": len(bodies),
+            "fetch_batch_size": FETCH_BATCH,
+            "parser": parser_log.figures(CHANGES),
+            "fetcher": fetcher_log.figures(CHANGES),
+        }
     finally:
         mapping_file.unlink(missing_ok=True)
         table.delete()
         for url in (fetch_queue, dlq):
             sqs.delete_queue(QueueUrl=url)
-        import requests
-
-        requests.delete(f"{endpoint}/{index}", timeout=10)
+        delete_index(make_client(cfg.opensearch_endpoint), index)
+        lambda_async_bridge().reset(parser_arn(db_name))
         drop_database(cfg, db_name)
 
 
-def cli_output_bytes(code_root: Path, argv: list[str]) -> int:
-    """Bytes ``fanout ARGV`` (of ``code_root``) writes to stdout and stderr, run as an operator would."""
-    import subprocess
-
-    # The CLI is in cli/ (fanout_cli); a checkout from before it left the layer has it as fanout.cli.
-    paths = [str(code_root / "layers" / "common"), str(code_root / "cli")]
-    program = (
-        f"import sys; sys.path[:0] = {paths!r}\n"
-        "try:\n    from fanout_cli.main import main\nexcept ImportError:\n    from fanout.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))"
+def render(result: dict[str, Any]) -> str:
+    parser, fetcher = result["parser"], result["fetcher"]
+    per_change = parser["bytes_per_change"] + fetcher["bytes_per_change"]
+    gb = per_change * 1_000_000 / 1e9
+    rows = "".join(
+        f"| {name} | {r['invocations']} | {r['bytes_per_invocation']:,} ({r['lines_per_invocation']} lines) | "
+        f"{r['bytes_per_change']:,} ({r['log_line_bytes_per_change']:,} + {r['emf_bytes_per_change']:,}) | "
+        f"{r['bytes_per_1000_changes']:,} |\n"
+        for name, r in (("parser (rung once, drains the log)", parser), ("fetcher (packed messages)", fetcher))
     )
-    done = subprocess.run(
-        [sys.executable, "-c", program, *argv], capture_output=True, env=os.environ | {"PYTHONPATH": ""}, check=False
+    return (
+        "# Log bytes per replicated change\n\n"
+        f"`bench/bench_log_volume.py`: the real handlers at LOG_LEVEL=INFO on the local stack (MySQL 8.0, OpenSearch, "
+        f"ministack). {result['changes']:,} rows written through the capture triggers; the parser rung once drained "
+        f"them into {result['messages']} packed messages; the fetcher took them {result['fetch_batch_size']} an "
+        "invocation (template.yaml's FetchBatchSize). Bytes written to stdout (JSON log lines + EMF metric blobs); "
+        "Lambda's own START/END/REPORT lines per invocation are not included (docs/cost.md adds them).\n\n"
+        "| function | invocations | bytes per invocation | bytes per change (log lines + EMF) "
+        "| bytes per 1,000 changes |\n"
+        "|---|---|---|---|---|\n"
+        f"{rows}\n"
+        f"Per million changes (parser + fetcher): {gb:.4f} GB ingested, ${gb * USD_PER_GB_INGESTED:.4f} at "
+        f"${USD_PER_GB_INGESTED:.2f}/GB.\n"
     )
-    if done.returncode not in (0, 1):
-        raise SystemExit(f"fanout {' '.join(argv)} failed: {done.stderr.decode()[-2000:]}")
-    return len(done.stdout) + len(done.stderr)
-
-
-ROWS = [
-    ("parser, per change (one invoke each)", "parser"),
-    ("fetcher, direct (one change per invoke)", "fetcher_direct"),
-    ("fetcher, queued batches of 10", "fetcher_queued_10"),
-]
-
-
-def render(results: dict[str, dict[str, Any]]) -> str:
-    labels = list(results)
-    head = "| per change | " + " | ".join(f"{label}: bytes (lines)" for label in labels) + " |"
-    out = [
-        "# Log bytes per replicated change",
-        "",
-        f"`bench/bench_log_volume.py`: the real handlers at LOG_LEVEL=INFO on the local stack, {CHANGES} changes; "
-        "bytes written to stdout (JSON log lines + EMF metric blobs) per change, averaged. Lambda's own "
-        "START/END/REPORT lines per invocation are not included (docs/cost.md adds them).",
-        "",
-        head,
-        "|---|" + "---|" * len(labels),
-    ]
-    for title, key in ROWS:
-        cells = [f"{results[label][key]['bytes']:,.0f} ({results[label][key]['lines']:.1f})" for label in labels]
-        out.append(f"| {title} | " + " | ".join(cells) + " |")
-    out += [
-        "",
-        f"Per million changes (parser + fetcher), GB ingested and USD at ${USD_PER_GB_INGESTED:.2f}/GB:",
-        "",
-        "| design | " + " | ".join(labels) + " |",
-        "|---|" + "---|" * len(labels),
-    ]
-    for title, fetcher_key in (("direct", "fetcher_direct"), ("queued, batches of 10", "fetcher_queued_10")):
-        cells = []
-        for label in labels:
-            per_change = results[label]["parser"]["bytes"] + results[label][fetcher_key]["bytes"]
-            gb = per_change * 1_000_000 / 1e9
-            cells.append(f"{gb:.2f} GB, ${gb * USD_PER_GB_INGESTED:.2f}")
-        out.append(f"| {title} | " + " | ".join(cells) + " |")
-    out += [
-        "",
-        "Operator commands with `--quiet` (stdout + stderr, per row):",
-        "",
-        "| command | " + " | ".join(labels) + " |",
-        "|---|" + "---|" * len(labels),
-    ]
-    for title, key in (
-        ("`fanout backfill posts --quiet`", "cli_backfill_quiet"),
-        ("`fanout reconcile posts --repair --quiet` (every row repaired)", "cli_reconcile_repair_quiet"),
-    ):
-        cells = [f"{results[label][key]['bytes']:,.1f} B" if key in results[label] else "-" for label in labels]
-        out.append(f"| {title} | " + " | ".join(cells) + " |")
-    if len(labels) >= 2:
-        first, last = labels[0], labels[-1]
-        out += ["", f"Ratio {first} / {last} (bytes per change):", ""]
-        for title, key in ROWS:
-            ratio = results[first][key]["bytes"] / results[last][key]["bytes"]
-            out.append(f"- {title}: {ratio:.1f}×")
-    return "\n".join(out) + "\n"
 
 
 def main() -> int:
-    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    args.add_argument("--label", required=True, help="the column's name (e.g. before / after)")
-    args.add_argument("--code-root", type=Path, default=ROOT, help="the checkout whose handlers are measured")
-    options = args.parse_args()
-    measured = measure(options.code_root.resolve())
-    store = RESULTS / "log_volume.json"
-    results = json.loads(store.read_text()) if store.exists() else {}
-    results[options.label] = measured
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    store.write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "log_volume.md").write_text(render(results))
-    print(render(results))
+    result = measure()
+    markdown = render(result)
+    write_results("log_volume", result, markdown)
+    print(markdown)
     return 0
 
 

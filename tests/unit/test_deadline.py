@@ -14,7 +14,6 @@ from fanout.deadline import NO_DEADLINE, Deadline, Pace
 from fanout.model.payloads import fetcher_event
 from fanout.pipeline.fetcher import OUT_OF_TIME, FetchFailed
 from fanout.pipeline.queue_batch import handle_queue_batch
-from fanout.sinks import Outcome
 from tests.support.fakes import FakeContext, RecordingReject
 from tests.support.world import World, change, row
 

@@ -225,8 +225,8 @@ def _print_blob(detail: EphemeralMetrics) -> None:
     """One EMF blob publishing its values twice: per table (and sink), and at stack level.
 
     A blob may declare several dimension sets; declaring ``[service]`` beside ``[table, sink,
-    service]`` replaces the separate stack-level blob each invocation wrote (~200-370 bytes
-    ingested per invocation, bench/results/log_volume.md). CloudWatch aggregates the
+    service]`` replaces a separate stack-level blob per invocation (a few hundred bytes ingested
+    each). CloudWatch aggregates the
     stack-level values of every blob, so sums, averages and percentiles are the same.
     """
     blob = detail.serialize_metric_set()
@@ -278,7 +278,7 @@ def instrumented_handler(correlation_id: Callable[[Any, Any], str]) -> Callable[
         def with_correlation_id(event: Any, context: Any) -> Any:
             enable_tracing()
             # The same on every line of a log group (its name says which function; REPORT lines the memory):
-            # ~150 bytes a line that CloudWatch Logs would ingest for nothing (bench/results/log_volume.md).
+            # ~150 bytes a line that CloudWatch Logs would ingest for nothing.
             logger.remove_keys(list(CONSTANT_CONTEXT_KEYS))
             logger.set_correlation_id(correlation_id(event, context))
             try:
