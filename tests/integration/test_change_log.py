@@ -528,11 +528,11 @@ def test_out_of_time_a_drainer_hands_on_what_it_claimed_and_rings_its_successor(
 
     def slow_forward(changes: Sequence[Change]) -> None:
         sizes.append(len(changes))
-        recorder.forward(changes)
+        recorder.send(changes)
         time.sleep(0.6)
 
     # When it drains with a successor to ring
-    report = drain(conn, default_mappings(), slow_forward, recorder.reject, deadline=Deadline.after(3.5),
+    report = drain(conn, default_mappings(), CallbackQueue(slow_forward), recorder.reject, deadline=Deadline.after(3.5),
                    ring_successor=lambda: rings.append(1))  # fmt: skip
 
     # Then its first claim was small and the next ones only what still fit; every claimed row was handed on
@@ -547,7 +547,7 @@ def test_a_drainer_that_finishes_in_time_rings_no_successor(sessions: Any) -> No
     insert_posts(app, 3)
     recorder, rings = Recorder(), []
 
-    report = drain(conn, default_mappings(), recorder.forward, recorder.reject, deadline=Deadline.after(30),
+    report = drain(conn, default_mappings(), recorder, recorder.reject, deadline=Deadline.after(30),
                    ring_successor=lambda: rings.append(1))  # fmt: skip
 
     assert (report.claimed, report.stopped, rings) == (3, "", [])
@@ -561,7 +561,7 @@ def test_out_of_time_while_another_drainer_holds_the_lock_no_second_chain_is_run
     execute(holder, "SELECT GET_LOCK(%s, 0)", drain_lock_name(source.name))
     recorder, rings = Recorder(), []
 
-    report = drain(conn, default_mappings(), recorder.forward, recorder.reject, deadline=Deadline.after(0.5),
+    report = drain(conn, default_mappings(), recorder, recorder.reject, deadline=Deadline.after(0.5),
                    ring_successor=lambda: rings.append(1))  # fmt: skip
 
     assert report.stopped == OUT_OF_TIME and rings == [] and not report.successor_rung
@@ -575,7 +575,7 @@ def test_the_sweeper_drains_itself_when_rows_wait_and_no_drainer_is_at_work(sess
 
     # When the sweeper runs with its own drain
     result = sweep(conn, lambda_client, "the-parser",
-                   drain_here=lambda: drain(conn, default_mappings(), recorder.forward, recorder.reject))  # fmt: skip
+                   drain_here=lambda: drain(conn, default_mappings(), recorder, recorder.reject))  # fmt: skip
 
     # Then the drain started at once, in the sweep: every row handed on, no ring needed
     assert result.drained is not None and result.drained.claimed == 4
