@@ -30,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -50,6 +49,7 @@ from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from local.database import create_database, drop_database
+from tests.support.mappings import in_index
 
 ROWS = int(os.environ.get("BENCH_FETCHER_ROWS", "4000"))
 DRAINED = 500  # the drainer's batch (fanout.capture.change_log.DEFAULT_BATCH_ROWS)
@@ -179,7 +179,7 @@ def main() -> int:
     opensearch = make_client(cfg.opensearch_endpoint)
     posts = default_mappings().get("posts")
     assert posts is not None
-    mapping = replace(posts, opensearch_index=db_name.replace("_", "-"))
+    mapping = in_index(posts, db_name.replace("_", "-"))
     sinks = sinks_for(cfg, opensearch, table.name)
     fetcher = Fetcher(Mappings({"posts": mapping}), DatabaseSource.over(conn), sinks, reject=reject)
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the metric blobs, printed as in Lambda; their cost stays in
@@ -205,7 +205,7 @@ def main() -> int:
     finally:
         sys.stdout = sys.__stdout__
         table.delete()
-        opensearch.indices.delete(index=mapping.opensearch_index, ignore_unavailable=True)
+        opensearch.indices.delete(index=mapping.opensearch.index, ignore_unavailable=True)
         drop_database(cfg, db_name)
     median = {
         name: {key: (statistics.median([r[key] for r in runs])) for key in runs[0]} for name, runs in results.items()
