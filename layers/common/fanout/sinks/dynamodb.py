@@ -58,7 +58,7 @@ from typing import Any
 from fanout.config import BATCH_PUTS, BATCH_TRANSACTIONS
 from fanout.model.change import Change
 from fanout.model.mapping import FULL_KEY_FIELD, TableMapping
-from fanout.model.sink_keys import UnrepresentableRow, dynamodb_full_key, dynamodb_key
+from fanout.model.sink_keys import UnrepresentableRow, bounded_dynamodb_key, dynamodb_full_key
 from fanout.retry import attempts
 from fanout.sinks import Outcome, Relation, RowRejected, SinkError, parsed_json, relation_value, temporal_text
 from fanout.source.rows import JsonText, RowState
@@ -147,7 +147,7 @@ def to_dynamodb_value(value: Any) -> Any:
 def _key_attributes(mapping: TableMapping, change: Change) -> dict[str, Any]:
     """The key attributes, and ``_fanout_key`` (every key attribute's full value) when one is bounded."""
     full = dynamodb_full_key(mapping, change)
-    key: dict[str, Any] = dynamodb_key(mapping, change)
+    key: dict[str, Any] = bounded_dynamodb_key(mapping, full)
     if key != full:
         key[FULL_KEY_FIELD] = full
     return key
