@@ -28,12 +28,12 @@ from fanout.model.mapping import Mappings, default_mappings
 from fanout.operations.backfill import BackfillJob, run_backfill
 from fanout.operations.reconcile import SinkReaders, reconcile
 from fanout.pipeline.fetcher import Fetcher
-from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from local.config import LocalConfig
 from local.database import create_database, drop_database
+from tests.support.aws import dynamodb_sink
 from tests.support.indices import delete_index
 from tests.support.mappings import in_index
 from tests.support.sequences import numbers
@@ -61,7 +61,7 @@ def measure(cfg: LocalConfig, rows: int) -> dict[str, float]:
                 f"REPEAT('body ', 40), 'bench', 'published' FROM {numbers(1, rows)} s"
             )
             cur.execute(fill)
-        sinks = [OpenSearchSink(opensearch), DynamoDBSink(table, tombstone_ttl_seconds=3600)]
+        sinks = [OpenSearchSink(opensearch), dynamodb_sink(table, tombstone_ttl_seconds=3600)]
         readers = SinkReaders(opensearch, dynamodb, table.name)
         started = time.monotonic()
         # one locking query per page, as the fetcher

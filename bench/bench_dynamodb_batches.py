@@ -45,6 +45,7 @@ from fanout.source.reader import DatabaseSource
 from fanout.source.rows import RowState
 from local.config import LocalConfig
 from local.database import create_database, drop_database
+from tests.support.aws import dynamodb_sink, table_client
 from tests.support.indices import delete_index
 from tests.support.mappings import in_index
 from tests.support.sequences import numbers
@@ -71,7 +72,8 @@ class Counted:
     def __init__(self, cfg: LocalConfig, name: str) -> None:
         self.dynamodb, self.table = create_replica_table(cfg, name)
         self.requests = 0
-        self.dynamodb.meta.client.meta.events.register("before-send.dynamodb.*", self._count)
+        self.client = table_client(self.table)  # the sink's low-level client, counted
+        self.client.meta.events.register("before-send.dynamodb.*", self._count)
 
     def _count(self, **_: Any) -> None:
         self.requests += 1
@@ -93,7 +95,7 @@ def queued_batches(cfg: LocalConfig, tag: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     # before: the per-row conditional PutItem, 8 in parallel on the Table's client
     before = Counted(cfg, f"{tag}-before")
-    sink = DynamoDBSink(before.table, tombstone_ttl_seconds=3600)
+    sink = DynamoDBSink(before.client, before.table.name, tombstone_ttl_seconds=3600)
     pool = ThreadPoolExecutor(max_workers=8)
     started = time.perf_counter()
     for batch in batches:
@@ -112,7 +114,7 @@ def queued_batches(cfg: LocalConfig, tag: str) -> dict[str, Any]:
         ("after: DYNAMODB_BATCH_WRITES=puts", "puts", False),
     ):
         after = Counted(cfg, f"{tag}-{form}")
-        sink = DynamoDBSink(after.table, tombstone_ttl_seconds=3600, batch_writes=form)
+        sink = DynamoDBSink(after.client, after.table.name, tombstone_ttl_seconds=3600, batch_writes=form)
         started = time.perf_counter()
         for batch in batches:
             sink.apply_batch(POSTS, batch)
@@ -210,7 +212,7 @@ def backfill_rate(cfg: LocalConfig, workers: int, opensearch_too: bool = True) -
         def runner() -> Any:
             own, reader = connect(settings), connect(settings)
             opened.extend((own, reader))
-            sinks: list[Any] = [DynamoDBSink(table, 3600)]
+            sinks: list[Any] = [dynamodb_sink(table, 3600)]
             if opensearch_too:
                 sinks.insert(0, OpenSearchSink(make_client(cfg.opensearch_endpoint)))
 

@@ -29,12 +29,12 @@ from fanout.model.change import Change
 from fanout.model.mapping import EventBridgeSection, Mappings, default_mappings
 from fanout.observability import metrics_unpublished
 from fanout.pipeline.fetcher import Fetcher
-from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.eventbridge import EventBridgeSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from local.database import create_database, drop_database
+from tests.support.aws import dynamodb_sink
 from tests.support.indices import delete_index
 
 ROWS = 300
@@ -78,7 +78,7 @@ def main() -> int:
     mappings = Mappings({"posts": mapping})
     changes = [Change("posts", (("id", i + 1),), "update", int(time.time() * 1_000_000)) for i in range(ROWS)]
     source = DatabaseSource.over(conn)
-    both = [OpenSearchSink(opensearch), DynamoDBSink(table, tombstone_ttl_seconds=3600)]
+    both = [OpenSearchSink(opensearch), dynamodb_sink(table, tombstone_ttl_seconds=3600)]
     paths = {
         "opensearch + dynamodb": Fetcher(mappings, source, both),
         "opensearch + dynamodb + events": Fetcher(mappings, source, [*both, EventBridgeSink(events, name)]),

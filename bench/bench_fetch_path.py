@@ -24,11 +24,12 @@ from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.pipeline.fetcher import Fetcher
-from fanout.sinks.dynamodb import DynamoDBSink, dynamodb_item
+from fanout.sinks.dynamodb import dynamodb_item
 from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_document
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from local.database import create_database, drop_database
+from tests.support.aws import dynamodb_sink
 from tests.support.indices import delete_index
 from tests.support.mappings import in_index
 
@@ -58,7 +59,7 @@ def main() -> int:
     mappings = Mappings({"posts": mapping})
     now_us = int(time.time() * 1_000_000)
     changes = [Change("posts", (("id", i + 1),), "update", now_us) for i in range(ROWS)]
-    sinks = [OpenSearchSink(opensearch), DynamoDBSink(table, tombstone_ttl_seconds=3600)]
+    sinks = [OpenSearchSink(opensearch), dynamodb_sink(table, tombstone_ttl_seconds=3600)]
     select = "SELECT id, title, body, author, status, updated_at FROM posts WHERE id = %s"
 
     def raw() -> None:

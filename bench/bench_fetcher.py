@@ -153,7 +153,7 @@ def import_times() -> dict[str, float]:
 
 def sinks_for(cfg: Any, opensearch: Any, table_name: str) -> list[Any]:
     """Both sinks, built as fanout.pipeline.wiring builds them (its botocore Config included)."""
-    dynamodb = boto3.resource(
+    client = boto3.client(
         "dynamodb",
         endpoint_url=cfg.aws_endpoint,
         region_name=cfg.region,
@@ -161,8 +161,7 @@ def sinks_for(cfg: Any, opensearch: Any, table_name: str) -> list[Any]:
         aws_secret_access_key="test",
         config=aws_config(),
     )
-    table = dynamodb.Table(table_name)
-    return [OpenSearchSink(opensearch), DynamoDBSink(table, tombstone_ttl_seconds=3600, tables=dynamodb.Table)]
+    return [OpenSearchSink(opensearch), DynamoDBSink(client, table_name, tombstone_ttl_seconds=3600)]
 
 
 def main() -> int:

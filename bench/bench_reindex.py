@@ -36,13 +36,13 @@ from fanout.operations.backfill import BackfillJob, run_backfill
 from fanout.operations.reconcile import SinkReaders
 from fanout.operations.reindex import Reindex
 from fanout.pipeline.fetcher import Fetcher
-from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.generations import settle_seconds
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from local.database import create_database, drop_database
 from local.deploy import aws_client
+from tests.support.aws import dynamodb_sink
 from tests.support.indices import delete_index
 from tests.support.mappings import in_index
 from tests.support.sequences import numbers
@@ -57,7 +57,7 @@ class Writer:
 
     def __init__(self, settings: DatabaseSettings, mappings: Mappings, opensearch: Any, table: Any) -> None:
         self.conn, self.reader = connect(settings), connect(settings)
-        sinks = [OpenSearchSink(opensearch, targets_ttl=TTL), DynamoDBSink(table, tombstone_ttl_seconds=3600)]
+        sinks = [OpenSearchSink(opensearch, targets_ttl=TTL), dynamodb_sink(table, tombstone_ttl_seconds=3600)]
         self.fetcher = Fetcher(mappings, DatabaseSource.over(self.reader), sinks)
         self.latencies: list[float] = []
         self.stop = threading.Event()

@@ -13,10 +13,9 @@ from opensearchpy import OpenSearch
 from fanout.config import DatabaseSettings
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.operations.reconcile import SinkReaders
-from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
 from fanout.source.connection import connect
-from tests.support.aws import aws_resource
+from tests.support.aws import aws_resource, dynamodb_sink
 from tests.support.backfill import Harness, apply_checkpoint_migration
 from tests.support.indices import delete_index
 from tests.support.integration import create_replica_table
@@ -41,7 +40,7 @@ def harness(db_settings: DatabaseSettings, opensearch_endpoint: str, local_aws: 
         mappings,
         client,
         table,
-        [OpenSearchSink(client), DynamoDBSink(table, tombstone_ttl_seconds=3600)],
+        [OpenSearchSink(client), dynamodb_sink(table, tombstone_ttl_seconds=3600)],
         SinkReaders(client, dynamodb, table.name),
     )
     try:

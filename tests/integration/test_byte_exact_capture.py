@@ -27,10 +27,10 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
 from fanout.model.payloads import parse_trigger_payload
 from fanout.pipeline.fetcher import Fetcher
-from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
+from tests.support.aws import dynamodb_sink
 from tests.support.fakes import RecordingQueue
 from tests.support.indices import delete_index
 from tests.support.integration import execute, install_capture_triggers, lambda_async_bridge, parser_arn, rows
@@ -191,7 +191,7 @@ def articles(db_settings: DatabaseSettings, opensearch_endpoint: str, replica_ta
     mappings = Mappings({**default_mappings().tables, "articles": mapping})
     client = make_client(opensearch_endpoint)
     writer, reader = connect(db_settings), connect(db_settings)
-    sinks = [OpenSearchSink(client), DynamoDBSink(replica_table, tombstone_ttl_seconds=60)]
+    sinks = [OpenSearchSink(client), dynamodb_sink(replica_table, tombstone_ttl_seconds=60)]
 
     def fetch(changes: list[Change]) -> None:
         """Fetcher invocations as the queue delivers them: each change, then every continuation it hands on."""

@@ -26,10 +26,10 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
 from fanout.model.payloads import parse_trigger_payload
 from fanout.pipeline.fetcher import Fetcher
-from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
+from tests.support.aws import dynamodb_sink
 from tests.support.indices import delete_index
 from tests.support.integration import (
     execute,
@@ -51,7 +51,7 @@ class Replication:
         self.replica_table = replica_table
         self.writer = connect(settings)
         self.reader = connect(settings)
-        self.sinks = [OpenSearchSink(client), DynamoDBSink(replica_table, tombstone_ttl_seconds=60)]
+        self.sinks = [OpenSearchSink(client), dynamodb_sink(replica_table, tombstone_ttl_seconds=60)]
         self.seen = 0
 
     def sql(self, statement: str, *params: Any) -> int:

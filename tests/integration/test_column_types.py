@@ -30,9 +30,9 @@ from fanout.model.change import Change
 from fanout.model.mapping import TableMapping, parse_mappings
 from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
 from fanout.operations.verify import compare_row
-from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
+from tests.support.aws import dynamodb_sink
 from tests.support.indices import delete_index
 from tests.support.integration import create_replica_table, fetch
 from tests.support.mappings import in_index
@@ -208,7 +208,7 @@ def world(mysql: dict[str, Any], opensearch_endpoint: str, local_aws: dict[str, 
             "mapping": mapping,
             "opensearch": client,
             "table": table,
-            "sinks": [OpenSearchSink(client), DynamoDBSink(table, tombstone_ttl_seconds=3600)],
+            "sinks": [OpenSearchSink(client), dynamodb_sink(table, tombstone_ttl_seconds=3600)],
             "writer": writer,
             "next_id": iter(range(1, 10_000)),
         }

@@ -21,11 +21,11 @@ from fanout.model.mapping import Mappings, default_mappings
 from fanout.model.payloads import parse_trigger_payload
 from fanout.pipeline.fetcher import Fetcher, FetchFailed, FetchReport
 from fanout.pipeline.forwarder import ChangeQueue
-from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.composition_read import compose_rows
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
+from tests.support.aws import dynamodb_sink
 from tests.support.fakes import CallbackQueue, RecordingQueue
 from tests.support.indices import delete_index
 from tests.support.locks import row_locks_held, seen_waiting
@@ -41,7 +41,7 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any) -> Ite
     client = make_client(opensearch_endpoint)
     writer = connect(db_settings)
     reader = connect(db_settings)
-    sinks = [OpenSearchSink(client), DynamoDBSink(replica_table, tombstone_ttl_seconds=60)]
+    sinks = [OpenSearchSink(client), dynamodb_sink(replica_table, tombstone_ttl_seconds=60)]
 
     def fetch(changes: list[Change], queue: ChangeQueue | None = None, pages: int = 1) -> FetchReport:
         """One fetcher invocation; with ``queue``, at most ``pages`` pages of roots, the rest sent to it."""

@@ -26,7 +26,7 @@ from fanout.pipeline.wiring import aws_config
 from fanout.sinks import Outcome, RowRejected, SinkError
 from fanout.sinks.dynamodb import MAX_TRANSACTION_ITEMS, DynamoDBSink
 from fanout.source.rows import JsonText, RowState
-from tests.support.aws import aws_resource
+from tests.support.aws import aws_client, dynamodb_sink, table_client
 from tests.support.fault_injection import FaultyEndpoint
 from tests.support.files import ROOT
 from tests.support.integration import create_replica_table
@@ -185,10 +185,11 @@ def test_the_batched_path_writes_items_identical_to_put_item(
     items = [(change(k), RowState(every_type_row(k), 100 + k)) for k in range(1, 31)]
     items += [(change(k, "delete"), RowState(None, 500)) for k in (31, 32)]
     # When one writes them as a batch and the other row by row with PutItem
-    batched = DynamoDBSink(replica_table, tombstone_ttl_seconds=60, clock=clock, batch_writes=batch_writes)
-    alone = DynamoDBSink(second_table, tombstone_ttl_seconds=60, clock=clock)
+    client = table_client(replica_table)
+    batched = DynamoDBSink(client, replica_table.name, tombstone_ttl_seconds=60, clock=clock, batch_writes=batch_writes)
+    alone = dynamodb_sink(second_table, tombstone_ttl_seconds=60, clock=clock)
     sent: list[str] = []
-    replica_table.meta.client.meta.events.register(
+    client.meta.events.register(
         "before-send.dynamodb.*", lambda request, **_: sent.append(request.headers["X-Amz-Target"].decode())
     )
     outcomes = batched.apply_batch(POSTS, items)
@@ -206,7 +207,7 @@ def test_the_batched_path_writes_items_identical_to_put_item(
 def test_a_batch_answers_per_row_stale_written_deleted_and_rejected(replica_table: Any) -> None:
     # Given an item at version 200 and a batch of 250 rows (three transactions) that includes an older state of
     # it, a delete, and a row DynamoDB refuses (nested too deep) hidden among them
-    sink = DynamoDBSink(replica_table, tombstone_ttl_seconds=3600)
+    sink = dynamodb_sink(replica_table, tombstone_ttl_seconds=3600)
     assert sink.apply(POSTS, change(1), RowState(row(1, "v200"), 200)) is Outcome.WRITTEN
     deep = "[" * 40 + "]" * 40
     items = [(change(1), RowState(row(1, "v100"), 100))]
@@ -227,7 +228,7 @@ def test_a_batch_answers_per_row_stale_written_deleted_and_rejected(replica_tabl
 
 def test_stale_rows_are_settled_and_the_rest_of_the_transaction_sent_again(replica_table: Any) -> None:
     # Given every other row of a batch already stored at a newer version
-    sink = DynamoDBSink(replica_table, tombstone_ttl_seconds=3600)
+    sink = dynamodb_sink(replica_table, tombstone_ttl_seconds=3600)
     for k in range(0, 40, 2):
         sink.apply(POSTS, change(k), RowState(row(k, "newer"), 900))
     # When the batch brings older states of those and new rows
@@ -256,7 +257,7 @@ def test_a_throttled_transaction_is_retried_by_botocore_alone_then_reported_fail
     endpoint = FaultyEndpoint(local_aws["AWS_ENDPOINT_URL"])
     try:
         waits: list[float] = []
-        sink = DynamoDBSink(faulty_table(local_aws, endpoint, replica_table.name), 3600, sleep=waits.append)
+        sink = dynamodb_sink(faulty_table(local_aws, endpoint, replica_table.name), 3600, sleep=waits.append)
         batch = [(change(k), RowState(row(k, "t"), 10)) for k in range(5)]
         # Given DynamoDB throttling the next two transactions, When a batch is written,
         endpoint.throttle(puts=0, transactions=2)
@@ -288,7 +289,7 @@ def test_an_endpoint_that_never_answers_fails_the_batch_well_inside_the_fetchers
             aws_secret_access_key=local_aws["AWS_SECRET_ACCESS_KEY"],
             config=aws_config(),
         ).Table("replica")
-        sink = DynamoDBSink(table, 3600)
+        sink = dynamodb_sink(table, 3600)
         # When a batch is written
         started = time.monotonic()
         outcomes = sink.apply_batch(POSTS, [(change(k), RowState(row(k, "t"), 10)) for k in range(3)])
@@ -306,16 +307,17 @@ def fetcher_timeout_seconds() -> int:
 
 def test_a_batch_of_one_is_a_plain_put_item(replica_table: Any) -> None:
     sent: list[str] = []
-    replica_table.meta.client.meta.events.register(
+    client = table_client(replica_table)
+    sink = DynamoDBSink(client, replica_table.name, tombstone_ttl_seconds=3600)
+    client.meta.events.register(
         "before-send.dynamodb.*", lambda request, **_: sent.append(request.headers["X-Amz-Target"].decode())
     )
-    sink = DynamoDBSink(replica_table, tombstone_ttl_seconds=3600)
     assert sink.apply_batch(POSTS, [(change(1), RowState(row(1, "t"), 1))]) == [Outcome.WRITTEN]
     assert sent == ["DynamoDB_20120810.PutItem"]  # one write unit, not a transaction's two
 
 
 def test_a_mapping_with_its_own_table_batches_into_it(local_aws: dict[str, str], second_table: Any) -> None:
     mapping = in_dynamodb_table(POSTS, second_table.name)
-    sink = DynamoDBSink(None, 3600, tables=aws_resource(local_aws, "dynamodb").Table)
+    sink = DynamoDBSink(aws_client(local_aws, "dynamodb"), None, 3600)
     assert sink.apply_batch(mapping, [(change(k), RowState(row(k, "t"), 1)) for k in range(3)]) == [Outcome.WRITTEN] * 3
     assert stored(second_table, 2)["title"] == "t"  # type: ignore[index]

@@ -452,14 +452,10 @@ def test_a_fetcher_killed_between_its_sink_writes_is_retried_and_converges(pipel
     # When the fetcher process is killed (SIGKILL) just before its DynamoDB write
     returncode = run_fetcher_process(pipeline, event_file, kill_at_put=before + 1)
 
-    # Then it died mid-batch: the batch reached OpenSearch (one _bulk request, written first), but not
-    # DynamoDB (one TransactWriteItems for the batch, never sent)
+    # Then it died mid-batch: DynamoDB never got the batch (one TransactWriteItems, never sent); OpenSearch is
+    # written side by side with it, so its _bulk may or may not have landed: the sinks disagree until the retry
     assert returncode == -signal.SIGKILL
-    index = pipeline.posts.opensearch.index
-    pipeline.opensearch.indices.refresh(index=index)
-    in_opensearch = {k for k in keys if pipeline.opensearch.exists(index=index, id=str(k))}
     in_dynamodb = {k for k in keys if "Item" in pipeline.table.get_item(Key={"pk": f"posts#{k}"}, ConsistentRead=True)}
-    assert in_opensearch == set(keys)
     assert in_dynamodb == set()
 
     # When the queue delivers the message again (a crashed runtime fails the batch) to a fresh process

@@ -24,13 +24,12 @@ from fanout.model.sink_keys import dynamodb_key
 from fanout.pipeline.fetcher import Fetcher, FetchFailed
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.sinks import Outcome, RowRejected
-from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import MAX_EXTERNAL_VERSION, OpenSearchSink, make_client
 from fanout.sinks.readers import MAX_RESULT_WINDOW, SinkReaders
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
 from fanout.source.rows import RowState
-from tests.support.aws import aws_client, aws_resource
+from tests.support.aws import aws_client, aws_resource, dynamodb_sink
 from tests.support.indices import delete_index
 from tests.support.mappings import in_index
 
@@ -68,7 +67,7 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any, local_
         "sqs": sqs,
         "queue": queue,
         "reject": QueueRejectRecorder(sqs, queue, source="fetcher"),
-        "sinks": [OpenSearchSink(client), DynamoDBSink(replica_table, tombstone_ttl_seconds=3600)],
+        "sinks": [OpenSearchSink(client), dynamodb_sink(replica_table, tombstone_ttl_seconds=3600)],
     }
     delete_index(client, mapping.opensearch.index)
     sqs.delete_queue(QueueUrl=queue)

@@ -16,10 +16,10 @@ import pytest
 from fanout.operations.backfill import BackfillJob, load_checkpoint, run_backfill
 from fanout.operations.backfill_parallel import load_plan, plan, run_parallel_backfill
 from fanout.pipeline.fetcher import Fetcher
-from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
+from tests.support.aws import dynamodb_sink
 from tests.support.backfill import Harness, cli_environment, insert_posts, insert_settings
 
 
@@ -72,7 +72,7 @@ def test_workers_copy_their_ranges_at_once_and_the_sinks_agree(world: Harness) -
     def runner() -> Any:
         conn, reader = connect(h.settings), connect(h.settings)
         connections.extend((conn, reader))
-        sinks = [OpenSearchSink(h.opensearch), DynamoDBSink(h.table, tombstone_ttl_seconds=3600)]
+        sinks = [OpenSearchSink(h.opensearch), dynamodb_sink(h.table, tombstone_ttl_seconds=3600)]
 
         def run(job: BackfillJob, **options: Any) -> Any:
             return run_backfill(conn, job, Fetcher(h.mappings, DatabaseSource.over(reader), sinks), **options)

@@ -23,9 +23,9 @@ from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
 from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
 from fanout.operations.verify import compare_row
-from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
+from tests.support.aws import dynamodb_sink
 from tests.support.indices import delete_index
 from tests.support.integration import FetchInThread, fetch, lock_waits
 from tests.support.mappings import in_index
@@ -47,7 +47,7 @@ def world(db_settings: Any, opensearch_endpoint: str, replica_table: Any) -> Ite
     yield {
         "settings": db_settings,
         "mappings": mappings,
-        "sinks": [OpenSearchSink(client), DynamoDBSink(replica_table, tombstone_ttl_seconds=3600)],
+        "sinks": [OpenSearchSink(client), dynamodb_sink(replica_table, tombstone_ttl_seconds=3600)],
         "opensearch": client,
         "table": replica_table,
         "writer": writer,

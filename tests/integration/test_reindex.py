@@ -24,11 +24,11 @@ from fanout.operations.index_drift import index_drifts
 from fanout.operations.reconcile import reconcile
 from fanout.operations.reindex import Reindex, read_state
 from fanout.pipeline.fetcher import Fetcher
-from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.generations import alias_indices, settle_seconds, write_set
 from fanout.sinks.opensearch import OpenSearchSink
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
+from tests.support.aws import dynamodb_sink
 from tests.support.backfill import Harness, cli_environment, insert_posts
 
 TTL = 1.0  # the write set's lifetime in these tests' fetchers (the deployed default is 10 s)
@@ -60,7 +60,7 @@ def connections(harness: Harness) -> Iterator[Connections]:
 
 def live_fetcher(h: Harness, connections: Connections, mappings: Mappings | None = None, **sink: Any) -> Fetcher:
     """A fetcher as the deployed one: both sinks, the OpenSearch one caching the write set for ``TTL``."""
-    sinks = [OpenSearchSink(h.opensearch, targets_ttl=TTL, **sink), DynamoDBSink(h.table, tombstone_ttl_seconds=3600)]
+    sinks = [OpenSearchSink(h.opensearch, targets_ttl=TTL, **sink), dynamodb_sink(h.table, tombstone_ttl_seconds=3600)]
     return Fetcher(mappings or h.mappings, DatabaseSource.over(connections()), sinks)
 
 

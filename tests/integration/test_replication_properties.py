@@ -52,8 +52,8 @@ from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource, OneConnection
 from fanout.source.rows import RowState
-from tests.support.aws import aws_resource
-from tests.support.fakes import FakeDynamoDBTable, FakeOpenSearch
+from tests.support.aws import aws_resource, dynamodb_sink
+from tests.support.fakes import FakeDynamoDBTable, FakeOpenSearch, fake_dynamodb
 from tests.support.files import ROOT, template_resource
 from tests.support.indices import delete_index
 from tests.support.integration import (
@@ -427,7 +427,8 @@ def sinks_in_memory(table: str) -> Sinks:
     replica = FakeDynamoDBTable.from_template(template_resource("ReplicaTable"))
     return Sinks(
         per_worker=[
-            [OpenSearchSink(opensearch), DynamoDBSink(replica, tombstone_ttl_seconds=3600)] for _ in range(WORKERS)
+            [OpenSearchSink(opensearch), DynamoDBSink(*fake_dynamodb(replica), tombstone_ttl_seconds=3600)]
+            for _ in range(WORKERS)
         ],
         opensearch=opensearch,
         table_for=lambda _mapping: replica,
@@ -443,7 +444,7 @@ def sinks_on_servers(opensearch_endpoint: str, local_aws: dict[str, str], table:
     per_worker = [
         [
             OpenSearchSink(make_client(opensearch_endpoint)),
-            DynamoDBSink(aws_resource(local_aws, "dynamodb").Table(replica.name), tombstone_ttl_seconds=3600),
+            dynamodb_sink(aws_resource(local_aws, "dynamodb").Table(replica.name), tombstone_ttl_seconds=3600),
         ]
         for _ in range(WORKERS)
     ]

@@ -30,7 +30,7 @@ from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
-from tests.support.aws import aws_client, aws_resource
+from tests.support.aws import aws_client, aws_resource, dynamodb_sink
 from tests.support.indices import delete_index
 from tests.support.integration import fetch
 from tests.support.mappings import in_index
@@ -86,7 +86,7 @@ def test_a_row_above_the_dynamodb_item_limit_is_recorded_and_opensearch_still_wr
     # Given a row whose blob alone is above DynamoDB's 400 KB (OpenSearch leaves binaries out here)
     with world["db"].cursor() as cur:
         cur.execute("INSERT INTO blobs VALUES (1, 'big', %s, 'small body')", (b"\x01" * (450 * 1024),))
-    sinks = [OpenSearchSink(world["opensearch"]), DynamoDBSink(world["table"], tombstone_ttl_seconds=3600)]
+    sinks = [OpenSearchSink(world["opensearch"]), dynamodb_sink(world["table"], tombstone_ttl_seconds=3600)]
 
     # When the fetch path runs (and does not raise: nothing here is worth retrying)
     report = fetch(world["settings"], world["mapping"], blob_change(1), sinks, world["reject"])
@@ -122,7 +122,7 @@ def test_a_document_above_the_opensearch_request_limit_is_recorded_and_dynamodb_
         cur.execute("INSERT INTO blobs VALUES (2, 'long', 'b', %s)", ("長" * 40_000,))
     sinks = [
         OpenSearchSink(world["opensearch"], max_request_bytes=64 * 1024),
-        DynamoDBSink(world["table"], tombstone_ttl_seconds=3600),
+        dynamodb_sink(world["table"], tombstone_ttl_seconds=3600),
     ]
 
     # When
@@ -167,7 +167,8 @@ def test_a_mapping_can_send_rows_to_its_own_dynamodb_table_with_a_sort_key(
     client = make_client(opensearch_endpoint)
     sinks = [
         OpenSearchSink(client),
-        DynamoDBSink(create_unused_default(), tombstone_ttl_seconds=3600, tables=dynamodb.Table),
+        # no default table: the mapping's own table is the only one it can write
+        DynamoDBSink(aws_client(local_aws, "dynamodb"), None, tombstone_ttl_seconds=3600),
     ]
     conn = connect(db_settings)
     with conn.cursor() as cur:
@@ -204,13 +205,3 @@ def _bundled_spec(table: str) -> dict[str, Any]:
     from fanout.model.mapping import DEFAULT_MAPPING_FILE
 
     return dict(json.loads(DEFAULT_MAPPING_FILE.read_text(encoding="utf-8"))["tables"][table])
-
-
-def create_unused_default() -> Any:
-    """The default table is not used by this mapping; any use of it fails the test."""
-
-    class Unused:
-        def put_item(self, **_: Any) -> None:
-            raise AssertionError("the default ReplicaTable must not be written for a mapping with its own table")
-
-    return Unused()

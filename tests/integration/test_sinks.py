@@ -18,9 +18,9 @@ import pytest
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
 from fanout.sinks import Outcome, RowRejected
-from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.rows import RowState
+from tests.support.aws import dynamodb_sink
 from tests.support.indices import delete_index
 from tests.support.integration import create_replica_table
 from tests.support.mappings import in_index
@@ -99,7 +99,7 @@ def test_opensearch_index_is_created_with_tombstones_kept_long_enough(opensearch
 
 
 def test_dynamodb_keeps_the_highest_version(replica_table: Any) -> None:
-    sink = DynamoDBSink(replica_table, tombstone_ttl_seconds=3600, clock=lambda: 1_000_000.0)
+    sink = dynamodb_sink(replica_table, tombstone_ttl_seconds=3600, clock=lambda: 1_000_000.0)
     change = Change("posts", (("id", 7),), "update", 1)
 
     assert sink.apply(POSTS, change, RowState(row(7, "v200"), 200)) is Outcome.WRITTEN
@@ -148,7 +148,7 @@ def test_opensearch_bulk_answers_per_row_written_stale_deleted_and_rejected(
 
 def test_dynamodb_parallel_conditional_writes_keep_the_highest_version(replica_table: Any) -> None:
     # Given an item at version 200
-    sink = DynamoDBSink(replica_table, tombstone_ttl_seconds=3600)
+    sink = dynamodb_sink(replica_table, tombstone_ttl_seconds=3600)
     assert sink.apply(POSTS, Change("posts", (("id", 1),), "update", 1), RowState(row(1, "v200"), 200))
     # When a batch writes an older state of it, twenty new rows and a delete, in parallel
     items = [(Change("posts", (("id", 1),), "update", 1), RowState(row(1, "v100"), 100))]

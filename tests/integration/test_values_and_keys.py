@@ -30,11 +30,10 @@ from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
 from fanout.operations.reconcile import ReconcileReport, SinkReaders, reconcile
 from fanout.pipeline.fetcher import Fetcher
 from fanout.pipeline.rejects import QueueRejectRecorder
-from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
-from tests.support.aws import aws_client, aws_resource
+from tests.support.aws import aws_client, aws_resource, dynamodb_sink
 from tests.support.indices import delete_index
 from tests.support.integration import create_replica_table, fetch
 from tests.support.mappings import in_index
@@ -65,7 +64,7 @@ class World:
 
     @property
     def sinks(self) -> list[Any]:
-        return [OpenSearchSink(self.opensearch), DynamoDBSink(self.table, tombstone_ttl_seconds=3600)]
+        return [OpenSearchSink(self.opensearch), dynamodb_sink(self.table, tombstone_ttl_seconds=3600)]
 
     @property
     def reject(self) -> QueueRejectRecorder:

@@ -20,7 +20,7 @@ from decimal import Decimal
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-from boto3.dynamodb.types import TypeSerializer
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from opensearchpy.exceptions import ConflictError, NotFoundError, RequestError
 
@@ -230,25 +230,49 @@ class FakeDynamoDBTable:
 
 
 class FakeDynamoDBClient:
-    """``Table.meta.client`` of a FakeDynamoDBTable: the calls the sink makes on a client, with the table name
-    they must carry, answered by the table (boto3's resource client, too, takes Python values)."""
+    """A low-level DynamoDB client over FakeDynamoDBTables (``table.meta.client``): the calls the sink makes,
+    taking attribute values as the real client does and answering with the named table (``named`` gives the
+    tables other than ``table``). A request holding a plain Python value where an attribute value belongs
+    fails (TypeError), as the real client cannot send it."""
 
-    def __init__(self, table: FakeDynamoDBTable) -> None:
+    def __init__(self, table: FakeDynamoDBTable, named: Callable[[str], FakeDynamoDBTable] | None = None) -> None:
         self._table = table
+        self._named = named
+        self._deserializer = TypeDeserializer()
+        self.calls: list[str] = []  # the operations called, in order
 
-    def _check(self, table_name: str) -> None:
-        if table_name != self._table.name:
-            raise client_error("ResourceNotFoundException", f"no table {table_name!r}", "PutItem")
+    def _table_named(self, table_name: str, operation: str) -> FakeDynamoDBTable:
+        if table_name == self._table.name:
+            return self._table
+        if self._named is None:
+            raise client_error("ResourceNotFoundException", f"no table {table_name!r}", operation)
+        return self._named(table_name)
+
+    def _python(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A Put's item and condition values as the table holds them (Python values)."""
+        values = request.get("ExpressionAttributeValues")
+        return {
+            "Item": {k: self._deserializer.deserialize(v) for k, v in request["Item"].items()},
+            "ConditionExpression": request.get("ConditionExpression"),
+            "ExpressionAttributeNames": request.get("ExpressionAttributeNames"),
+            "ExpressionAttributeValues": None
+            if values is None
+            else {k: self._deserializer.deserialize(v) for k, v in values.items()},
+        }
 
     def put_item(self, *, TableName: str, **request: Any) -> dict[str, Any]:  # noqa: N803 - boto3's spelling
-        self._check(TableName)
-        return self._table.put_item(**request)
+        self.calls.append("PutItem")
+        table = self._table_named(TableName, "PutItem")
+        return table.put_item(**self._python(request))
 
     def transact_write_items(self, *, TransactItems: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        self.calls.append("TransactWriteItems")
         puts = [entry["Put"] for entry in TransactItems]
-        for put in puts:
-            self._check(put["TableName"])
-        self._table.transact_write_items([{k: v for k, v in put.items() if k != "TableName"} for put in puts])
+        tables = {self._table_named(put["TableName"], "TransactWriteItems").name for put in puts}
+        if len(tables) != 1:
+            raise NotImplementedError("the fake client writes a transaction into one table")
+        table = self._table_named(puts[0]["TableName"], "TransactWriteItems")
+        table.transact_write_items([self._python(put) for put in puts])
         return {}
 
 
@@ -689,3 +713,9 @@ class FakeEventBridge:
                 return {"ErrorCode": code, "ErrorMessage": f"injected {code}"}
         self.published.append({**entry, "Detail": detail})
         return {"EventId": f"event-{len(self.published)}"}
+
+
+def fake_dynamodb(table: FakeDynamoDBTable | None = None) -> tuple[FakeDynamoDBClient, str]:
+    """What DynamoDBSink takes first (its client, its default table's name) for a fake table (a new one)."""
+    table = table or FakeDynamoDBTable()
+    return table.meta.client, table.name

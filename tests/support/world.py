@@ -38,7 +38,9 @@ class World:
         self.opensearch = FakeOpenSearch()
         self.table = FakeDynamoDBTable.from_template(template_resource("ReplicaTable"))
         self.opensearch_sink = OpenSearchSink(self.opensearch)
-        self.dynamodb_sink = DynamoDBSink(self.table, tombstone_ttl_seconds=TOMBSTONE_TTL, clock=lambda: NOW)
+        self.dynamodb_sink = DynamoDBSink(
+            self.table.meta.client, self.table.name, tombstone_ttl_seconds=TOMBSTONE_TTL, clock=lambda: NOW
+        )
         self.sinks = [self.opensearch_sink, self.dynamodb_sink]
 
     def fetcher(self, reject: Reject | None = None, continuations: ChangeQueue | None = None) -> Fetcher:

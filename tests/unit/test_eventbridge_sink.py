@@ -86,7 +86,11 @@ class World:
         self.sleeps = Sleeps()
         self.sink = EventBridgeSink(self.events, BUS, sleep=self.sleeps)
         self.reject = RecordingReject()
-        sinks = [OpenSearchSink(self.opensearch), DynamoDBSink(self.table, tombstone_ttl_seconds=60), self.sink]
+        sinks = [
+            OpenSearchSink(self.opensearch),
+            DynamoDBSink(self.table.meta.client, self.table.name, tombstone_ttl_seconds=60),
+            self.sink,
+        ]
         self.fetcher = Fetcher(mappings, self.source, sinks, reject=self.reject)
 
     def published(self, table: str = "notes") -> dict[Any, list[dict[str, Any]]]:

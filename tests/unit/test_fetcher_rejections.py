@@ -19,7 +19,14 @@ from fanout.pipeline.fetcher import Fetcher, FetchFailed
 from fanout.pipeline.queue_batch import parse_fetcher_event
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
-from tests.support.fakes import FakeDynamoDBTable, FakeOpenSearch, FakeSource, RecordingReject, client_error
+from tests.support.fakes import (
+    FakeDynamoDBClient,
+    FakeDynamoDBTable,
+    FakeOpenSearch,
+    FakeSource,
+    RecordingReject,
+    client_error,
+)
 from tests.support.files import template_resource
 
 MAPPINGS = parse_mappings({"tables": {"notes": {"primary_key": [{"column": "id"}]}}})
@@ -34,7 +41,7 @@ class World:
         self.named_tables: dict[str, FakeDynamoDBTable] = {}
         self.sinks = [
             OpenSearchSink(self.opensearch, max_request_bytes=max_request_bytes),
-            DynamoDBSink(self.table, tombstone_ttl_seconds=60, tables=self.named_table),
+            DynamoDBSink(FakeDynamoDBClient(self.table, self.named_table), self.table.name, tombstone_ttl_seconds=60),
         ]
         self.reject = RecordingReject()
         self.mappings = mappings

@@ -46,10 +46,10 @@ from fanout.source.reader import DatabaseSource, read_row, select_rows_sql
 from fanout.source.rows import CLOCK_SQL, select_row_sql
 from tests.support.fakes import (
     FakeContext,
-    FakeDynamoDBTable,
     FakeOpenSearch,
     FakeSQSClient,
     RecordingReject,
+    fake_dynamodb,
     load_app,
     load_event,
 )
@@ -440,7 +440,7 @@ def test_any_fetcher_event_runs_only_the_mappings_statements_with_keys_as_parame
     # (and no correlation id left on the logger by a handler an earlier test ran)
     logger.set_correlation_id(None)
     reject, conn = RecordingReject(), RecordingConnection()
-    sinks = [OpenSearchSink(FakeOpenSearch()), DynamoDBSink(FakeDynamoDBTable(), tombstone_ttl_seconds=3600)]
+    sinks = [OpenSearchSink(FakeOpenSearch()), DynamoDBSink(*fake_dynamodb(), tombstone_ttl_seconds=3600)]
 
     # When
     with contextlib.redirect_stdout(io.StringIO()) as out:
@@ -507,7 +507,7 @@ def test_a_sink_error_that_quotes_the_row_is_logged_and_raised_without_it() -> N
         Fetcher(
             POSTS,
             DatabaseSource.over(conn),
-            [OpenSearchSink(opensearch), DynamoDBSink(FakeDynamoDBTable(), tombstone_ttl_seconds=3600)],
+            [OpenSearchSink(opensearch), DynamoDBSink(*fake_dynamodb(), tombstone_ttl_seconds=3600)],
         ).apply([change])
 
     # Then neither the log line nor the raised error (Lambda logs it, and records it on failure) has the value,

@@ -257,7 +257,10 @@ class Pipeline:
         fetcher = Fetcher(
             default_mappings(),
             self.source,
-            [OpenSearchSink(self.opensearch), DynamoDBSink(self.table, tombstone_ttl_seconds=3600)],
+            [
+                OpenSearchSink(self.opensearch),
+                DynamoDBSink(self.table.meta.client, self.table.name, tombstone_ttl_seconds=3600),
+            ],
             reject=RecordingReject(),
         )
         monkeypatch.setattr(self.fetcher, "_fetcher", lambda: fetcher)

@@ -99,7 +99,11 @@ def dynamodb_full_key(mapping: TableMapping, change: Change) -> dict[str, str]:
 
 def dynamodb_key(mapping: TableMapping, change: Change) -> dict[str, str]:
     """The row's DynamoDB key attributes, by the mapping's key formats, each bounded to DynamoDB's limit."""
-    full = dynamodb_full_key(mapping, change)
+    return bounded_dynamodb_key(mapping, dynamodb_full_key(mapping, change))
+
+
+def bounded_dynamodb_key(mapping: TableMapping, full: dict[str, str]) -> dict[str, str]:
+    """The full key attributes (:func:`dynamodb_full_key`), each bounded to DynamoDB's limit."""
     return {attribute: bounded_sink_id(full[attribute], limit) for attribute, limit in dynamodb_key_limits(mapping)}
 
 

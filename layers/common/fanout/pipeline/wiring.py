@@ -66,9 +66,9 @@ class FetchPath:
         self.sinks: list[Sink] = [
             OpenSearchSink(self.opensearch, max_request_bytes=self.settings.opensearch_max_request_bytes),
             DynamoDBSink(
-                self.dynamodb.Table(self.settings.dynamodb_table),
+                boto3.client("dynamodb", config=config),  # the low-level client: items go as built, not converted
+                self.settings.dynamodb_table,
                 tombstone_ttl_seconds=self.settings.tombstone_ttl_seconds,
-                tables=self.dynamodb.Table,
                 batch_writes=self.settings.dynamodb_batch_writes,
             ),
         ]

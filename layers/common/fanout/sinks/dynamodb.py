@@ -36,6 +36,11 @@ The item (:func:`dynamodb_item`, :func:`dynamodb_tombstone`): the row's projecte
 value in its DynamoDB form (:func:`to_dynamodb_value`, the table in :mod:`fanout.sinks`), the key
 attributes (and ``_fanout_key`` when one is bounded) and the bookkeeping ``_table``, ``_version``,
 ``_deleted`` (a tombstone: ``_ttl``).
+
+The sink writes through the low-level DynamoDB client: each item is turned into attribute values
+(:func:`attribute_values`) once, when it is built, and sent as is. boto3's resource layer would copy every
+request and walk every item again to convert it, which cost more CPU than the rest of the fetcher
+(bench/results/fetcher_profile.txt).
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from typing import Any
 from fanout.config import BATCH_PUTS, BATCH_TRANSACTIONS
 from fanout.model.change import Change
 from fanout.model.mapping import FULL_KEY_FIELD, TableMapping
-from fanout.model.sink_keys import UnrepresentableRow, dynamodb_full_key, dynamodb_key
+from fanout.model.sink_keys import UnrepresentableRow, bounded_dynamodb_key, dynamodb_full_key
 from fanout.retry import attempts
 from fanout.sinks import Outcome, Relation, RowRejected, SinkError, parsed_json, relation_value, temporal_text
 from fanout.source.rows import JsonText, RowState
@@ -142,7 +147,7 @@ def to_dynamodb_value(value: Any) -> Any:
 def _key_attributes(mapping: TableMapping, change: Change) -> dict[str, Any]:
     """The key attributes, and ``_fanout_key`` (every key attribute's full value) when one is bounded."""
     full = dynamodb_full_key(mapping, change)
-    key: dict[str, Any] = dynamodb_key(mapping, change)
+    key: dict[str, Any] = bounded_dynamodb_key(mapping, full)
     if key != full:
         key[FULL_KEY_FIELD] = full
     return key
@@ -190,6 +195,33 @@ def dynamodb_tombstone(mapping: TableMapping, change: Change, version: int, expi
     item: dict[str, Any] = _key_attributes(mapping, change)
     item.update({"_table": mapping.table, "_version": Decimal(version), "_deleted": True, "_ttl": Decimal(expires_at)})
     return item
+
+
+def attribute_value(value: Any) -> dict[str, Any]:
+    """One value of an item (:func:`to_dynamodb_value`'s forms) as a DynamoDB attribute value, as boto3's
+    TypeSerializer writes it: numbers (already checked to fit) as N, lists as L, maps as M."""
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, Decimal):
+        return {"N": str(value)}
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, dict):
+        return {"M": {k: attribute_value(v) for k, v in value.items()}}
+    if isinstance(value, list):
+        return {"L": [attribute_value(v) for v in value]}
+    if isinstance(value, bytes):
+        return {"B": value}
+    if isinstance(value, int):
+        return {"N": str(value)}
+    raise TypeError(f"no DynamoDB attribute value for a value of type {type(value).__name__}")
+
+
+def attribute_values(item: dict[str, Any]) -> dict[str, Any]:
+    """An item as the low-level client's ``Item``: each attribute's value as an attribute value."""
+    return {name: attribute_value(value) for name, value in item.items()}
 
 
 def _number_size(value: Decimal) -> int:
@@ -244,7 +276,8 @@ def dynamodb_refusal(mapping: TableMapping, change: Change, row: dict[str, Any],
 @dataclass(frozen=True)
 class _Write:
     position: int  # the row's place in the batch
-    item: dict[str, Any]
+    item: dict[str, Any]  # as Python values (measured, keyed on)
+    request: dict[str, Any]  # the conditional Put as the client sends it: table, attribute values, condition
     size: int
     done: Outcome  # WRITTEN or DELETED once applied
     where: str
@@ -255,75 +288,65 @@ class DynamoDBSink:
 
     def __init__(
         self,
-        table: Any,
+        client: Any,
+        table_name: str | None,
         tombstone_ttl_seconds: int,
         clock: Callable[[], float] = time.time,
-        tables: Callable[[str], Any] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         batch_writes: str = BATCH_TRANSACTIONS,
     ) -> None:
+        """``client``: a low-level DynamoDB client (``boto3.client("dynamodb")``, thread-safe), never a
+        resource's; ``table_name``: the stack's ReplicaTable, for mappings that name no table of their own."""
         if batch_writes not in (BATCH_TRANSACTIONS, BATCH_PUTS):
             raise ValueError(f"batch_writes must be {BATCH_TRANSACTIONS!r} or {BATCH_PUTS!r}, got {batch_writes!r}")
         self._batch_writes = batch_writes
-        self._table = table  # a boto3 DynamoDB Table resource: the stack's ReplicaTable
+        self._client = client
+        self._table_name = table_name
         self._tombstone_ttl = tombstone_ttl_seconds
         self._clock = clock
         self._sleep = sleep
-        self._table_named = tables  # Table resources for mappings that name their own table
-        self._named: dict[str, Any] = {}
         self._pool: ThreadPoolExecutor | None = None  # created on the first batch, reused after
 
     def enabled_for(self, mapping: TableMapping) -> bool:
         return mapping.dynamodb.enabled
 
-    def table_for(self, mapping: TableMapping) -> Any:
-        name = mapping.dynamodb.table
+    def table_for(self, mapping: TableMapping) -> str:
+        """The name of the table the mapping's items go to."""
+        name = mapping.dynamodb.table or self._table_name
         if name is None:
-            return self._table
-        if name not in self._named:
-            if self._table_named is None:
-                raise SinkError(f"{mapping.table} maps to DynamoDB table {name!r}, but the sink has no other tables")
-            self._named[name] = self._table_named(name)
-        return self._named[name]
+            raise SinkError(f"{mapping.table} names no DynamoDB table, and the sink has no default table")
+        return name
 
     def apply(self, mapping: TableMapping, change: Change, state: RowState) -> Outcome:
-        write = self._build(mapping, change, state, 0)
-        return self._put(mapping, self.table_for(mapping).put_item, write)
+        return self._put(self._build(mapping, self.table_for(mapping), change, state, 0))
 
     def apply_batch(self, mapping: TableMapping, items: Sequence[tuple[Change, RowState]]) -> list[Outcome | Exception]:
         """Each row's conditional write, up to 100 a TransactWriteItems call; per row its Outcome or its
-        exception (RowRejected: never writable; anything else: retry), so one row failing spares the others.
-
-        boto3 resources are not thread-safe, clients are: the calls share the Table's client
-        (``table.meta.client``, which keeps the resource's serialisation of Python values).
-        """
+        exception (RowRejected: never writable; anything else: retry), so one row failing spares the others."""
         results: list[Outcome | Exception | None] = [None] * len(items)
         writes: list[_Write] = []
+        table_name = self.table_for(mapping)
         for position, (change, state) in enumerate(items):
             try:
-                writes.append(self._build(mapping, change, state, position))
+                writes.append(self._build(mapping, table_name, change, state, position))
             except RowRejected as exc:
                 results[position] = exc
-        table = self.table_for(mapping)
-        client = table.meta.client
         if len(writes) < 2:  # a single row: one PutItem, half a transaction's capacity
             for write in writes:
-                results[write.position] = self._outcome_or_error(partial(self._put, mapping, table.put_item, write))
+                results[write.position] = self._outcome_or_error(partial(self._put, write))
             return _complete(results)
         if self._batch_writes == BATCH_PUTS:
-            put = partial(client.put_item, TableName=table.name)  # the client is thread-safe, the Table is not
             submitted = [
-                (write, self._threads().submit(self._outcome_or_error, partial(self._put, mapping, put, write)))
-                for write in writes
+                (write, self._threads().submit(self._outcome_or_error, partial(self._put, write))) for write in writes
             ]
             for write, pending in submitted:
                 results[write.position] = pending.result()
             return _complete(results)
         chunks = _transactions(mapping, writes)
         if len(chunks) == 1:
-            results_of = [self._transact(client, table.name, mapping, chunks[0])]
+            results_of = [self._transact(chunks[0])]
         else:
-            futures = [self._threads().submit(self._transact, client, table.name, mapping, chunk) for chunk in chunks]
+            futures = [self._threads().submit(self._transact, chunk) for chunk in chunks]
             results_of = [future.result() for future in futures]
         for chunk_results in results_of:
             for position, outcome in chunk_results.items():
@@ -337,7 +360,8 @@ class DynamoDBSink:
 
     # ----------------------------------------------------------------------- building
 
-    def _build(self, mapping: TableMapping, change: Change, state: RowState, position: int) -> _Write:
+    def _build(self, mapping: TableMapping, table_name: str, change: Change, state: RowState, position: int) -> _Write:
+        """The row's item and its conditional Put, serialised once here and sent as built (re-sends too)."""
         where = f"{mapping.table}/{change.document_id}"
         try:
             if state.row is None:
@@ -348,17 +372,16 @@ class DynamoDBSink:
                 item = dynamodb_item(mapping, change, state.row, state.version)
                 done = Outcome.WRITTEN
             size = check_item_size(item)
+            request = {
+                "TableName": table_name,
+                "Item": attribute_values(item),
+                "ConditionExpression": CONDITION,
+                "ExpressionAttributeNames": {"#pk": mapping.dynamodb.partition_key.attribute, "#version": "_version"},
+                "ExpressionAttributeValues": {":version": {"N": str(state.version)}},
+            }
         except (UnrepresentableRow, TypeError) as exc:  # TypeError: a value with no DynamoDB form
             raise RowRejected(f"DynamoDB cannot hold {where}: {exc}") from exc
-        return _Write(position, item, size, done, where)
-
-    @staticmethod
-    def _condition(mapping: TableMapping, write: _Write) -> dict[str, Any]:
-        return {
-            "ConditionExpression": CONDITION,
-            "ExpressionAttributeNames": {"#pk": mapping.dynamodb.partition_key.attribute, "#version": "_version"},
-            "ExpressionAttributeValues": {":version": write.item["_version"]},
-        }
+        return _Write(position, item, request, size, done, where)
 
     # ----------------------------------------------------------------------- writing
 
@@ -369,12 +392,12 @@ class DynamoDBSink:
         except Exception as exc:  # noqa: BLE001 - reported per row to the fetcher, which decides
             return exc
 
-    def _put(self, mapping: TableMapping, put_item: Callable[..., Any], write: _Write) -> Outcome:
-        """One conditional PutItem (``put_item``: a Table's, or its client's bound to the table name)."""
+    def _put(self, write: _Write) -> Outcome:
+        """One conditional PutItem."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            put_item(Item=write.item, **self._condition(mapping, write))
+            self._client.put_item(**write.request)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":
@@ -386,7 +409,7 @@ class DynamoDBSink:
             raise SinkError(f"DynamoDB unavailable for {write.where}: {exc}") from exc
         return write.done
 
-    def _transact(self, client: Any, table_name: str, mapping: TableMapping, writes: list[_Write]) -> Results:
+    def _transact(self, writes: list[_Write]) -> Results:
         """One transaction's rows to their outcomes, isolating the rows that fail it.
 
         Rows a cancelled call spared (reason None) are sent again at once without the rows that settled;
@@ -397,26 +420,19 @@ class DynamoDBSink:
         pending = list(writes)
         last_error = ""
         for _ in attempts(MAX_RESENDS, first_wait=BACKOFF_SECONDS, most_wait=MAX_BACKOFF_SECONDS, sleep=self._sleep):
-            pending, last_error = self._send(client, table_name, mapping, pending, results)
+            pending, last_error = self._send(pending, results)
             if not pending:
                 return results
         return _fail(results, pending, f"DynamoDB did not take the rows after {MAX_RESENDS} sends: {last_error}")
 
-    def _send(
-        self, client: Any, table_name: str, mapping: TableMapping, pending: list[_Write], results: Results
-    ) -> tuple[list[_Write], str]:
+    def _send(self, pending: list[_Write], results: Results) -> tuple[list[_Write], str]:
         """Send ``pending`` until every row settles or some are cancelled for a transient reason: those are
         returned with the reason, to be sent again after a backoff (every other row's outcome is in ``results``)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         while pending:
             try:
-                client.transact_write_items(
-                    TransactItems=[
-                        {"Put": {"TableName": table_name, "Item": write.item, **self._condition(mapping, write)}}
-                        for write in pending
-                    ]
-                )
+                self._client.transact_write_items(TransactItems=[{"Put": write.request} for write in pending])
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
                 if code == "ValidationException":
@@ -424,8 +440,8 @@ class DynamoDBSink:
                         results[pending[0].position] = RowRejected(f"DynamoDB refused {pending[0].where}: {exc}")
                         return [], ""
                     half = len(pending) // 2  # one row spoils the call: split until it stands alone
-                    results.update(self._transact(client, table_name, mapping, pending[:half]))
-                    results.update(self._transact(client, table_name, mapping, pending[half:]))
+                    results.update(self._transact(pending[:half]))
+                    results.update(self._transact(pending[half:]))
                     return [], ""
                 if code != "TransactionCanceledException":
                     _fail(results, pending, f"DynamoDB rejected the batch: {code}: {exc}")

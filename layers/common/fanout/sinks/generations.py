@@ -121,7 +121,8 @@ class WriteTargets:
         self._clock = clock
         self._cache: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
-        self._kept: set[str] = set()  # aliases templated and indices checked for their tombstones' lifetime
+        self._templated: set[str] = set()  # aliases whose tombstone template is in place
+        self._kept: set[str] = set()  # indices checked for their tombstones' lifetime
 
     def get(self, mapping: TableMapping) -> tuple[str, ...]:
         alias = mapping.opensearch.index
@@ -139,7 +140,7 @@ class WriteTargets:
     def _keep_tombstones(self, alias: str, targets: tuple[str, ...]) -> None:
         """The template for ``alias`` and its generations, once per alias; each of ``targets`` raised to the
         sink's tombstone lifetime if it keeps them for less, once per index (see the module)."""
-        if alias not in self._kept:
+        if alias not in self._templated:
             self._client.indices.put_index_template(
                 name=f"{TEMPLATE_PREFIX}{alias}",
                 body={
@@ -148,7 +149,7 @@ class WriteTargets:
                     "template": {"settings": {"index": {"gc_deletes": self._gc_deletes}}},
                 },
             )
-            self._kept.add(alias)
+            self._templated.add(alias)
         for index in targets:
             if index in self._kept:
                 continue
