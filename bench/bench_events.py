@@ -23,17 +23,15 @@ from dataclasses import replace
 
 import boto3
 
-from bench.harness import POSTS_TABLE_SQL, RESULTS, create_replica_table, insert_rows, local_services
-from fanout.config import DatabaseSettings
+from bench.harness import RESULTS, create_replica_table, local_services, posts_database
 from fanout.model.change import Change
 from fanout.model.mapping import EventBridgeSection, Mappings, default_mappings
 from fanout.observability import metrics_unpublished
 from fanout.pipeline.fetcher import Fetcher
 from fanout.sinks.eventbridge import EventBridgeSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
-from local.database import create_database, drop_database
+from local.database import drop_database
 from tests.support.aws import dynamodb_sink
 from tests.support.indices import delete_index
 
@@ -43,16 +41,7 @@ ROUNDS = 3
 
 def main() -> int:
     cfg = local_services()
-    db_name = create_database(cfg)
-    settings = DatabaseSettings(cfg.db_host, cfg.db_port, db_name, cfg.db_user, cfg.db_password)
-    conn = connect(settings)
-    with conn.cursor() as cur:
-        cur.execute(POSTS_TABLE_SQL)
-    insert_rows(
-        conn,
-        "INSERT INTO posts (title, body, author) VALUES (%s, %s, %s)",
-        ((f"post {i}", "body " * 40, "bench") for i in range(ROWS)),
-    )
+    db_name, conn = posts_database(cfg, ROWS)
     aws = {
         "endpoint_url": cfg.aws_endpoint,
         "region_name": cfg.region,

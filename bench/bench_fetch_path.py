@@ -19,16 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-from bench.harness import create_replica_table, local_services
-from fanout.config import DatabaseSettings
+from bench.harness import create_replica_table, local_services, posts_database
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.pipeline.fetcher import Fetcher
 from fanout.sinks.dynamodb import dynamodb_item
 from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_document
-from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
-from local.database import create_database, drop_database
+from local.database import drop_database
 from tests.support.aws import dynamodb_sink
 from tests.support.indices import delete_index
 from tests.support.mappings import in_index
@@ -41,15 +39,7 @@ ROUNDS = 3
 def main() -> int:
 
     cfg = local_services()
-    db_name = create_database(cfg)
-    settings = DatabaseSettings(cfg.db_host, cfg.db_port, db_name, cfg.db_user, cfg.db_password)
-    conn = connect(settings)
-    with conn.cursor() as cur:
-        cur.execute((ROOT / "local" / "demo_schema.sql").read_text().split(";")[0])
-        cur.executemany(
-            "INSERT INTO posts (title, body, author) VALUES (%s, %s, %s)",
-            [(f"post {i}", "body " * 40, "bench") for i in range(ROWS)],
-        )
+    db_name, conn = posts_database(cfg, ROWS)
     dynamodb, table = create_replica_table(cfg, db_name)
     opensearch = make_client(cfg.opensearch_endpoint)
     posts = default_mappings().get("posts")

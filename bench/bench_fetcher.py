@@ -34,8 +34,7 @@ from typing import Any
 
 import boto3
 
-from bench.harness import ROOT, create_replica_table, local_services, write_results
-from fanout.config import DatabaseSettings
+from bench.harness import ROOT, create_replica_table, local_services, posts_database, write_results
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.model.payloads import fetcher_event
@@ -46,9 +45,8 @@ from fanout.pipeline.queue_batch import handle_queue_batch
 from fanout.pipeline.wiring import aws_config
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
-from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
-from local.database import create_database, drop_database
+from local.database import drop_database
 from tests.support.indices import delete_index
 from tests.support.mappings import in_index
 
@@ -166,15 +164,7 @@ def sinks_for(cfg: Any, opensearch: Any, table_name: str) -> list[Any]:
 
 def main() -> int:
     cfg = local_services()
-    db_name = create_database(cfg)
-    settings = DatabaseSettings(cfg.db_host, cfg.db_port, db_name, cfg.db_user, cfg.db_password)
-    conn = connect(settings)
-    with conn.cursor() as cur:
-        cur.execute((ROOT / "local" / "demo_schema.sql").read_text().split(";")[0])
-        cur.executemany(
-            "INSERT INTO posts (title, body, author) VALUES (%s, %s, %s)",
-            [(f"post {i}", "body " * 40, "bench") for i in range(ROWS)],
-        )
+    db_name, conn = posts_database(cfg, ROWS)
     _, table = create_replica_table(cfg, db_name)
     opensearch = make_client(cfg.opensearch_endpoint)
     posts = default_mappings().get("posts")

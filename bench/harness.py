@@ -15,7 +15,10 @@ from typing import Any
 
 import boto3
 
+from fanout.config import DatabaseSettings
+from fanout.source.connection import connect
 from local.config import LocalConfig, StackEnv
+from local.database import create_database
 from local.lambda_async.bridge import Control
 from local.services import ensure_ministack, ensure_mysql, ensure_opensearch
 from local.stack import up
@@ -63,6 +66,21 @@ def create_replica_table(cfg: LocalConfig, name: str) -> tuple[Any, Any]:
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
     )
     return dynamodb, table
+
+
+def posts_database(cfg: LocalConfig, rows: int) -> tuple[str, Any]:
+    """A throwaway schema with the demo's ``posts`` table holding ``rows`` rows: ``(its name, a connection)``;
+    the caller drops it (local.database.drop_database)."""
+    db_name = create_database(cfg)
+    conn = connect(DatabaseSettings(cfg.db_host, cfg.db_port, db_name, cfg.db_user, cfg.db_password))
+    with conn.cursor() as cur:
+        cur.execute(POSTS_TABLE_SQL)
+    insert_rows(
+        conn,
+        "INSERT INTO posts (title, body, author) VALUES (%s, %s, %s)",
+        ((f"post {i}", "body " * 40, "bench") for i in range(rows)),
+    )
+    return db_name, conn
 
 
 def insert_rows(conn: Any, statement: str, rows: Iterable[tuple[Any, ...]], chunk: int = 5000) -> None:
