@@ -21,7 +21,7 @@ from fanout.pipeline.parser import reject_event
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.source.connection import ConnectionHolder
 
-TIME_MARGIN_SECONDS = 5.0  # kept back from Lambda's timeout: the successor's ring, the answer, the log flush
+TIME_MARGIN_SECONDS = 8.0  # kept back from the timeout: the successor's ring (2 x (1 s + 2 s) at most), the answer
 
 
 @lru_cache(maxsize=1)

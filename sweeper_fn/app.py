@@ -21,7 +21,7 @@ from fanout.pipeline.forwarder import make_forwarder
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.source.connection import ConnectionHolder
 
-TIME_MARGIN_SECONDS = 5.0  # kept back from Lambda's timeout: the successor's ring, the answer, the log flush
+TIME_MARGIN_SECONDS = 12.0  # kept back from the timeout: a ring (2 x (2 s + 3 s) at most), the answer, the log flush
 
 
 class _Dependencies:

@@ -13,7 +13,7 @@ from fanout.model.change import Change, Stage
 from fanout.model.mapping import default_mappings
 from fanout.model.payloads import parse_change_message
 from fanout.pipeline.forwarder import QueueForwarder
-from fanout.pipeline.queue_batch import handle_queue_batch
+from fanout.pipeline.queue_batch import SPLIT_AT_MOST, handle_queue_batch
 from fanout.pipeline.rejects import message_body, rejection_record
 from fanout.source.rows import SourceReadError
 from fanout_cli.dead_letters.invoke import InvokeResult
@@ -144,6 +144,23 @@ def test_a_packed_message_is_retried_whole_when_its_failed_change_cannot_be_sent
     packed = {"changes": [post(1).to_message(), post(2).to_message()]}
     answer = handle_queue_batch(sqs_event(packed), FakeContext(), fetcher)
     assert answer["batchItemFailures"] == [{"itemIdentifier": "m0"}]
+
+
+def test_a_packed_message_with_more_failed_changes_than_a_poisoning_explains_is_retried_whole() -> None:
+    # Given post 1, and more posts whose reads fail than a poisoned change or two would explain (an outage)
+    world = World()
+    world.source.set("posts", (1,), row(1, "one"), version=10)
+    failing = range(2, 2 + SPLIT_AT_MOST + 1)
+    for i in failing:
+        world.source.fail("posts", (i,), SourceReadError("lock wait timeout"))
+    sqs = FakeSQSClient()
+    fetcher = world.fetcher(reject=RecordingReject(), continuations=QueueForwarder(sqs, QUEUE))
+    packed = {"changes": [post(1).to_message(), *(post(i).to_message() for i in failing)]}
+    # When the fetcher takes the message
+    answer = handle_queue_batch(sqs_event(packed), FakeContext(), fetcher)
+    # Then post 1 is applied, and the message is retried as it is: no send per failed change
+    assert world.titles(1) == ("one", "one")
+    assert answer["batchItemFailures"] == [{"itemIdentifier": "m0"}] and sqs.messages == []
 
 
 def test_a_batch_is_read_once_per_key_and_only_the_failed_records_are_retried() -> None:

@@ -108,14 +108,14 @@ def parse_change_message(message: Any, mappings: Mappings) -> Change:
 
 
 def _stage_times(raw: Any) -> tuple[tuple[Stage, int], ...]:
-    """A message's ``t``: the times it passed each stage (:class:`fanout.model.change.Stage`), epoch microseconds."""
+    """A message's ``t``: the times it passed each stage (:class:`fanout.model.change.Stage`), epoch microseconds.
+
+    Informational only (they feed the lag breakdown, never a decision): a time that is not ours (an unknown
+    stage, a value that is no timestamp, a ``t`` that is no object) is left out, and never costs the change."""
     if not isinstance(raw, dict):
-        raise ChangeValidationError("t", "must be an object of stage times", describe(raw))
-    stages: list[tuple[Stage, int]] = []
-    for name, at in raw.items():
-        if name not in WIRE_STAGES:
-            raise ChangeValidationError(f"t.{field_name(name)}", "unknown stage", log_field="t.<unknown stage>")
-        if isinstance(at, bool) or not isinstance(at, int) or not 0 < at < MAX_TIMESTAMP_US:
-            raise ChangeValidationError(f"t.{name}", "must be microseconds since the epoch", describe(at))
-        stages.append((Stage(name), at))
-    return tuple(stages)
+        return ()
+    return tuple(
+        (Stage(name), at)
+        for name, at in raw.items()
+        if name in WIRE_STAGES and not isinstance(at, bool) and isinstance(at, int) and 0 < at < MAX_TIMESTAMP_US
+    )

@@ -65,6 +65,7 @@ class FetchReport:
     rejected: int = 0
     failures: list[str] = field(default_factory=list)
     failed_keys: set[tuple[str, tuple[tuple[str, Any], ...]]] = field(default_factory=set)  # (table, key)
+    deferred_keys: set[tuple[str, tuple[tuple[str, Any], ...]]] = field(default_factory=set)  # out of time only
     summary: BatchSummary = field(default_factory=lambda: BatchSummary())
 
     def as_dict(self) -> dict[str, Any]:
@@ -328,6 +329,7 @@ def _out_of_time(report: FetchReport, item: _Pending, where: str) -> None:
     change = item.change
     if (change.table, change.key) not in report.failed_keys:
         report.fail(change, OUT_OF_TIME)
+        report.deferred_keys.add((change.table, change.key))
         log(logging.INFO, "change deferred", correlation_id=item.correlation_id, table=change.table,
             key=change.document_id, step="read" if where == SOURCE else where, reason=OUT_OF_TIME)  # fmt: skip
 

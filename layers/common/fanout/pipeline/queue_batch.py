@@ -33,6 +33,7 @@ from fanout.pipeline.rejects import HeldRejects, Reject
 from fanout.redaction import describe_error
 
 MAX_ANSWERED_FAILURES = 10  # failure reasons in the answer (the log has them all)
+SPLIT_AT_MOST = 10  # failed changes a packed message is split for; more: retried whole
 
 
 def _json_body(body: Any) -> Any:
@@ -157,7 +158,8 @@ def handle_queue_batch(event: dict[str, Any], context: Any, fetcher: Fetcher) ->
     rejected = 0
     for message_id, changes in changes_of.items():
         failed = [c for c in changes if (c.table, c.key) in report.failed_keys]
-        if failed and not split_failed(message_id, changes, failed, fetcher.fan_out.continuations):
+        deferred = any((c.table, c.key) in report.deferred_keys for c in failed)
+        if failed and (deferred or not split_failed(message_id, changes, failed, fetcher.fan_out.continuations)):
             failing.append(message_id)
             continue
         recorded = len(held_of[message_id])
@@ -183,11 +185,14 @@ def split_failed(message_id: str, changes: list[Change], failed: list[Change], q
     """Hand a packed message's failed changes back to the queue, one change a message; True if they were, so
     the message itself is acknowledged (its other changes are applied).
 
-    Not split: a message of one change, a message whose every change failed (retried whole, see the module),
-    and any message when there is no forwarder or it fails (then the message is retried whole: re-applying its
-    applied changes is harmless, their writes are version-gated).
+    Not split: a message of one change, a message whose every change failed (retried whole, see the module), a
+    message with more than SPLIT_AT_MOST failed changes (a poisoned change is one of a few; many failing at once is
+    an outage, and a send per change would outlast the invocation), a message with a change that was only out of
+    time (the caller keeps those whole: deferred is not poisoned), and any message when there is no forwarder or
+    it fails (then the message is retried whole: re-applying its applied changes is harmless, their writes are
+    version-gated).
     """
-    if queue is None or len(failed) == len(changes):
+    if queue is None or len(failed) == len(changes) or len(failed) > SPLIT_AT_MOST:
         return False
     try:
         for change in failed:

@@ -35,6 +35,7 @@ from typing import Any
 
 from fanout.model.mapping import TableMapping
 from fanout.observability import log
+from fanout.redaction import describe_error
 
 WRITE_SET_SUFFIX = ".write"
 # How long a fetcher trusts the write set it read. The reindex waits this long (and a margin) after changing
@@ -139,30 +140,37 @@ class WriteTargets:
 
     def _keep_tombstones(self, alias: str, targets: tuple[str, ...]) -> None:
         """The template for ``alias`` and its generations, once per alias; each of ``targets`` raised to the
-        sink's tombstone lifetime if it keeps them for less, once per index (see the module)."""
-        if alias not in self._templated:
-            self._client.indices.put_index_template(
-                name=f"{TEMPLATE_PREFIX}{alias}",
-                body={
-                    "index_patterns": [alias, f"{alias}.g*"],
-                    "priority": TEMPLATE_PRIORITY,
-                    "template": {"settings": {"index": {"gc_deletes": self._gc_deletes}}},
-                },
-            )
-            self._templated.add(alias)
-        for index in targets:
-            if index in self._kept:
-                continue
-            answer = self._client.indices.get_settings(index=index, name="index.gc_deletes", include_defaults=True)
-            entry: dict[str, Any] = next(iter(answer.values()), {})
-            kept = ((entry.get("settings") or {}).get("index") or {}).get("gc_deletes") or (
-                (entry.get("defaults") or {}).get("index") or {}
-            ).get("gc_deletes", "60s")
-            if duration_seconds(kept) < duration_seconds(self._gc_deletes):
-                self._client.indices.put_settings(index=index, body={"index": {"gc_deletes": self._gc_deletes}})
-                log(logging.WARNING, "index kept deletes' tombstones too briefly; raised", index=index, was=kept,
-                    now=self._gc_deletes)  # fmt: skip
-            self._kept.add(index)
+        sink's tombstone lifetime if it keeps them for less, once per index (see the module). Best effort: a
+        failure here (a domain that refuses templates to this role, say) is logged and tried again at the next
+        read of the write set, and never stops the writes themselves."""
+        try:
+            if alias not in self._templated:
+                self._client.indices.put_index_template(
+                    name=f"{TEMPLATE_PREFIX}{alias}",
+                    body={
+                        "index_patterns": [alias, f"{alias}.g*"],
+                        "priority": TEMPLATE_PRIORITY,
+                        "template": {"settings": {"index": {"gc_deletes": self._gc_deletes}}},
+                    },
+                )
+                self._templated.add(alias)
+            for index in targets:
+                if index not in self._kept:
+                    self._raise_tombstones(index)
+                    self._kept.add(index)
+        except Exception as exc:  # noqa: BLE001 - housekeeping: the next read of the write set tries again
+            log(logging.WARNING, "index tombstone lifetime not checked", index=alias, error=describe_error(exc))
+
+    def _raise_tombstones(self, index: str) -> None:
+        answer = self._client.indices.get_settings(index=index, name="index.gc_deletes", include_defaults=True)
+        entry: dict[str, Any] = next(iter(answer.values()), {})
+        kept = ((entry.get("settings") or {}).get("index") or {}).get("gc_deletes") or (
+            (entry.get("defaults") or {}).get("index") or {}
+        ).get("gc_deletes", "60s")
+        if duration_seconds(kept) < duration_seconds(self._gc_deletes):
+            self._client.indices.put_settings(index=index, body={"index": {"gc_deletes": self._gc_deletes}})
+            log(logging.WARNING, "index kept deletes' tombstones too briefly; raised", index=index, was=kept,
+                now=self._gc_deletes)  # fmt: skip
 
     def forget(self, alias: str) -> None:
         """Read the set again next time (a write to one of its indices failed: it may have gone)."""
