@@ -469,3 +469,39 @@ def test_the_maintenance_function_reindexes_across_invocations_from_the_same_che
     assert second["status"] == "swapped", second
     assert second["copy"]["ranges"][0]["resumed_from"] == [50]
     assert alias_indices(h.opensearch, alias) == (f"{alias}.g2",)
+
+
+def test_a_copy_that_ends_with_the_functions_time_leaves_verify_and_swap_to_the_next_invocation(
+    harness: Harness,
+    connections: Connections,
+    local_aws: dict[str, str],
+    opensearch_endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fanout.model.mapping import default_mappings
+    from fanout.operations.maintenance import Maintenance, handle_event
+
+    h = harness
+    alias = h.mapping("posts").opensearch.index
+    insert_posts(h, 40)
+    run_backfill(h.conn, BackfillJob("posts"), live_fetcher(h, connections), batch_size=40)
+    for name, value in cli_environment(h, local_aws, opensearch_endpoint, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    default_mappings.cache_clear()
+    deps = Maintenance(source="maintenance")
+    event = {"action": "reindex", "table": "posts", "batch_size": 50}
+    again: list[dict[str, Any]] = []
+    asks = iter([True])  # time for the copy's one page, none after it (a verify would be killed mid-way)
+    try:
+        # When the copy (one page) ends with the function's time
+        first = handle_event(event, lambda: deps, again.append, lambda: next(asks, False))
+        # Then it neither verified nor swapped, and invoked itself again
+        assert first["status"] == "copying" and first["copy"]["rows_done"] == 40 and again == [event]
+        assert alias_indices(h.opensearch, alias) == (f"{alias}.g1",)
+        # And the next invocation verifies and swaps
+        second = handle_event(again[0], lambda: deps, again.append, lambda: True)
+    finally:
+        deps.close()
+        default_mappings.cache_clear()
+    assert second["status"] == "swapped", second

@@ -223,6 +223,9 @@ class Reindex:
                 f"the copy into {new} stopped ({'; '.join(copied.errors.values()) or copied.status}); "
                 f"run `fanout reindex {table}` again to resume it"
             )
+        if not should_continue():  # the copy ended with the time: verify and swap in the next run, not half here
+            result.elapsed_s = self.clock() - started
+            return result
         self.client.indices.put_settings(index=new, body={"index": {"refresh_interval": None}})
         report = self.verify(mapping, new, verify_attempts)
         result.verify = report.as_dict()
