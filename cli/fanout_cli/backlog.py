@@ -12,6 +12,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from fanout_cli.dead_letters.queue import queue_depth
+
 RATE_WINDOW_SECONDS = 300
 
 
@@ -20,16 +22,10 @@ def fetch_queue_depth(sqs: Any, queue_url: str) -> dict[str, Any]:
     if not queue_url:
         return {"error": "not read: FETCH_QUEUE_URL not set (or pass --stack-name)"}
     try:
-        attributes = sqs.get_queue_attributes(
-            QueueUrl=queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
+        depth = queue_depth(sqs, queue_url)
     except Exception as exc:  # noqa: BLE001 - reported on its line, the rest of the status still shown
         return {"error": f"not read: {exc}"}
-    return {
-        "waiting": int(attributes["ApproximateNumberOfMessages"]),
-        "in_flight": int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-    }
+    return {"waiting": depth.visible, "in_flight": depth.in_flight}
 
 
 def drain_rate(fetcher_events: Iterable[dict[str, Any]], now_ms: int, window_s: int = RATE_WINDOW_SECONDS) -> float:

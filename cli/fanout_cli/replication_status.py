@@ -23,12 +23,12 @@ counts three failed attempts.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from fanout.pipeline.stage_times import percentile
 from fanout_cli.dead_letters.queue import QueueDepth
 from fanout_cli.dead_letters.records import DeadLetter
 
@@ -193,13 +193,6 @@ def read_log_events(logs: Any, log_group: str, start_ms: int, end_ms: int, max_e
         if len(chunk) < PAGE_EVENTS // 4:
             slice_ms *= 2
     return LogWindow([e for c in reversed(newest_first) for e in c], False, start_ms)
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile (what CloudWatch's pNN means for a set of samples)."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def _iso(epoch_ms: int) -> str:

@@ -28,6 +28,23 @@ class QueueDepth:
         return self.visible + self.in_flight + self.delayed
 
 
+def queue_depth(sqs: Any, queue_url: str) -> QueueDepth:
+    """An SQS queue's approximate counts: waiting, in flight, delayed."""
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
+    return QueueDepth(
+        visible=int(attributes.get("ApproximateNumberOfMessages", 0)),
+        in_flight=int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+        delayed=int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+    )
+
+
 class DeadLetterQueue:
     """The SQS dead-letter queue, read without losing anything.
 
@@ -43,19 +60,7 @@ class DeadLetterQueue:
         self._resources = resources
 
     def depth(self) -> QueueDepth:
-        attributes = self._sqs.get_queue_attributes(
-            QueueUrl=self.url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
-        )["Attributes"]
-        return QueueDepth(
-            visible=int(attributes.get("ApproximateNumberOfMessages", 0)),
-            in_flight=int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
-            delayed=int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
-        )
+        return queue_depth(self._sqs, self.url)
 
     def hold_all(self, hold_seconds: int = 60, limit: int = 1000) -> list[DeadLetter]:
         """Every visible message (up to ``limit``), held invisible for ``hold_seconds``."""

@@ -21,7 +21,7 @@ a repair, a message of an older parser) counts only in ``total``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fanout.model.change import Change, Stage
@@ -30,7 +30,7 @@ TOTAL = "total"
 ORDER = ("ring", "drain", "hand-off", "queue")  # then one per sink, then TOTAL
 
 
-def percentile(values: list[int], pct: float) -> int:
+def percentile[N: (int, float)](values: Sequence[N], pct: float) -> N:
     """Nearest-rank percentile (what CloudWatch's pNN means for a set of samples)."""
     ordered = sorted(values)
     return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
