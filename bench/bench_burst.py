@@ -1,8 +1,7 @@
 """Benchmark: a burst beyond capacity through the deployed local stack, and how it is worked off.
 
 Eight sessions commit single-row INSERTs into ``posts`` at up to BENCH_BURST_RATE a second for
-BENCH_BURST_SECONDS, then delete every row (tests/support/burst.py, the same driver as
-tests/e2e/test_burst_e2e.py). The backlog (change-log rows + fetch-queue messages, waiting and in flight) is
+BENCH_BURST_SECONDS, then delete every row (tests/support/burst.py). The backlog (change-log rows + fetch-queue messages, waiting and in flight) is
 sampled every second until it is empty. Reported, all from this one run:
 
 - the backlog's peak, and the time from the last delete until the backlog was empty (time to drain);
