@@ -1,8 +1,8 @@
 """Benchmark: a burst beyond capacity through the deployed local stack, and how it is worked off.
 
 Eight sessions commit single-row INSERTs into ``posts`` at up to BENCH_BURST_RATE a second for
-BENCH_BURST_SECONDS, then delete every row (tests/support/burst.py). The backlog (change-log rows + fetch-queue messages, waiting and in flight) is
-sampled every second until it is empty. Reported, all from this one run:
+BENCH_BURST_SECONDS, then delete every row (tests/support/burst.py). The backlog (change-log rows +
+fetch-queue messages, waiting and in flight) is sampled every second until it is empty. Reported, all from this one run:
 
 - the backlog's peak, and the time from the last delete until the backlog was empty (time to drain);
 - the capacity: the fastest the backlog shrank over any 10 s of the drain (the pipeline saturated);
