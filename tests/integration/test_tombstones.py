@@ -11,7 +11,6 @@ is an index someone else created. These tests run against the real engine (local
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +25,7 @@ from fanout.sinks.opensearch import DEFAULT_GC_DELETES, OpenSearchSink, make_cli
 from fanout.source.rows import RowState
 from tests.support.indices import delete_index
 from tests.support.mappings import in_index
+from tests.support.waiting import wait_until
 
 POSTS = parse_mappings({"tables": {"posts": {"primary_key": [{"column": "id"}]}}}).tables["posts"]
 
@@ -103,8 +103,12 @@ def test_a_tombstone_that_expired_lets_a_late_older_write_bring_the_document_bac
     client, name = index
     sink = OpenSearchSink(client, gc_deletes="0s")
     assert write(sink, name, 3, 200, None) is Outcome.DELETED
-    time.sleep(0.1)  # a tombstone is pruned once strictly older than gc_deletes: not within its own millisecond
-    client.indices.refresh(index=name)  # tombstones older than gc_deletes are pruned on refresh
-    client.indices.flush(index=name)
 
-    assert write(sink, name, 3, 100, {"id": 3, "title": "resurrected"}) is Outcome.WRITTEN
+    def late_write_lands() -> bool:
+        # tombstones older than gc_deletes are pruned on refresh (the engine prunes at most every gc_deletes/4,
+        # and not within the tombstone's own millisecond); a late write refused meanwhile changes nothing
+        client.indices.refresh(index=name)
+        client.indices.flush(index=name)
+        return write(sink, name, 3, 100, {"id": 3, "title": "resurrected"}) is Outcome.WRITTEN
+
+    wait_until("the late older write to land once the tombstone is pruned", late_write_lands, timeout=30)
