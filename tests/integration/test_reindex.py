@@ -433,25 +433,40 @@ def test_steps_interrupted_between_their_two_calls_are_finished_by_the_same_comm
     assert not h.opensearch.indices.exists(index=f"{alias}.g1")
 
 
-def test_the_maintenance_function_reindexes_across_invocations_from_the_same_checkpoints(
+@pytest.fixture
+def maintenance(
     harness: Harness,
     connections: Connections,
     local_aws: dict[str, str],
     opensearch_endpoint: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
+) -> Iterator[Callable[[int], Any]]:
+    """``maintenance(rows)``: ``rows`` posts backfilled into the first generation, and the maintenance function's
+    dependencies over this harness (the caller closes them)."""
     from fanout.model.mapping import default_mappings
-    from fanout.operations.maintenance import Maintenance, handle_event
+    from fanout.operations.maintenance import Maintenance
+
+    def build(rows: int) -> Any:
+        insert_posts(harness, rows)
+        run_backfill(harness.conn, BackfillJob("posts"), live_fetcher(harness, connections), batch_size=rows)
+        for name, value in cli_environment(harness, local_aws, opensearch_endpoint, tmp_path).items():
+            monkeypatch.setenv(name, value)
+        default_mappings.cache_clear()
+        return Maintenance(source="maintenance")
+
+    yield build
+    default_mappings.cache_clear()
+
+
+def test_the_maintenance_function_reindexes_across_invocations_from_the_same_checkpoints(
+    harness: Harness, maintenance: Callable[[int], Any]
+) -> None:
+    from fanout.operations.maintenance import handle_event
 
     h = harness
     alias = h.mapping("posts").opensearch.index
-    insert_posts(h, 120)
-    run_backfill(h.conn, BackfillJob("posts"), live_fetcher(h, connections), batch_size=120)
-    for name, value in cli_environment(h, local_aws, opensearch_endpoint, tmp_path).items():
-        monkeypatch.setenv(name, value)
-    default_mappings.cache_clear()
-    deps = Maintenance(source="maintenance")
+    deps = maintenance(120)
     event = {"action": "reindex", "table": "posts", "batch_size": 50}
     again: list[dict[str, Any]] = []
     pages = iter([True, False])  # time for one page in the first invocation
@@ -465,31 +480,19 @@ def test_the_maintenance_function_reindexes_across_invocations_from_the_same_che
         second = handle_event(again[0], lambda: deps, again.append, lambda: True)
     finally:
         deps.close()
-        default_mappings.cache_clear()
     assert second["status"] == "swapped", second
     assert second["copy"]["ranges"][0]["resumed_from"] == [50]
     assert alias_indices(h.opensearch, alias) == (f"{alias}.g2",)
 
 
 def test_a_copy_that_ends_with_the_functions_time_leaves_verify_and_swap_to_the_next_invocation(
-    harness: Harness,
-    connections: Connections,
-    local_aws: dict[str, str],
-    opensearch_endpoint: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    harness: Harness, maintenance: Callable[[int], Any]
 ) -> None:
-    from fanout.model.mapping import default_mappings
-    from fanout.operations.maintenance import Maintenance, handle_event
+    from fanout.operations.maintenance import handle_event
 
     h = harness
     alias = h.mapping("posts").opensearch.index
-    insert_posts(h, 40)
-    run_backfill(h.conn, BackfillJob("posts"), live_fetcher(h, connections), batch_size=40)
-    for name, value in cli_environment(h, local_aws, opensearch_endpoint, tmp_path).items():
-        monkeypatch.setenv(name, value)
-    default_mappings.cache_clear()
-    deps = Maintenance(source="maintenance")
+    deps = maintenance(40)
     event = {"action": "reindex", "table": "posts", "batch_size": 50}
     again: list[dict[str, Any]] = []
     asks = iter([True])  # time for the copy's one page, none after it (a verify would be killed mid-way)
@@ -503,5 +506,4 @@ def test_a_copy_that_ends_with_the_functions_time_leaves_verify_and_swap_to_the_
         second = handle_event(again[0], lambda: deps, again.append, lambda: True)
     finally:
         deps.close()
-        default_mappings.cache_clear()
     assert second["status"] == "swapped", second
