@@ -20,7 +20,7 @@ import pytest
 from fanout.model.change import Change
 from fanout.model.mapping import parse_mappings
 from fanout.pipeline.wiring import aws_config
-from fanout.sinks import Outcome, RowRejected
+from fanout.sinks import Outcome, SinkError
 from fanout.sinks.eventbridge import MAX_SENDS, EventBridgeSink
 from fanout.source.rows import RowState
 from tests.support.aws import aws_client
@@ -121,7 +121,7 @@ def test_entries_failed_by_putevents_are_sent_again_alone_and_every_event_arrive
     assert all(detail["version"] == 1000 + detail["key"]["id"] for detail in received)
 
 
-def test_an_entry_failing_every_send_is_reported_rejected_and_the_others_are_published(
+def test_an_entry_throttled_on_every_send_is_left_to_the_queue_to_retry_and_the_others_are_published(
     bus: Bus, proxy: PartialPutEvents, local_aws: dict[str, str]
 ) -> None:
     waits: list[float] = []
@@ -131,7 +131,7 @@ def test_an_entry_failing_every_send_is_reported_rejected_and_the_others_are_pub
     outcomes = sink.apply_batch(NOTES, rows(3))
 
     assert outcomes[0] is Outcome.WRITTEN and outcomes[2] is Outcome.WRITTEN
-    assert isinstance(outcomes[1], RowRejected) and "ThrottlingException" in str(outcomes[1])
+    assert isinstance(outcomes[1], SinkError) and "ThrottlingException" in str(outcomes[1])  # retried, not refused
     assert [keys_of(request) for request in proxy.requests] == [[1, 2, 3]] + [[2]] * (MAX_SENDS - 1)
     received = wait_until("two events at the consumer", lambda: len(bus.drain()) >= 2 and bus.received)
     assert sorted(detail["key"]["id"] for detail in received) == [1, 3]

@@ -253,26 +253,28 @@ def test_failed_entries_are_retried_alone_after_a_backoff_and_nothing_is_lost() 
     assert all(o["outcome"] == "written" for o in report.outcomes)
 
 
-def test_an_event_still_failing_after_retries_is_dead_lettered_naming_the_sink_and_the_others_are_written() -> None:
+def test_an_event_still_throttled_after_its_sends_is_retried_by_the_queue_not_dead_lettered() -> None:
     world = World()
     for key in (1, 2):
         world.source.set("notes", (key,), note(key), version=70)
     world.events.fail_entries(lambda detail: detail["key"]["id"] == 2, "ThrottlingException", times=MAX_SENDS)
 
-    report = world.fetcher.apply([change(1), change(2)])
+    with pytest.raises(FetchFailed) as failed:
+        world.fetcher.apply([change(1), change(2)])
 
-    outcomes = {(o["key"], o["sink"]): o["outcome"] for o in report.outcomes}
-    assert outcomes[("2", "eventbridge")] == "rejected"
-    assert outcomes[("2", "opensearch")] == "written" and outcomes[("2", "dynamodb")] == "written"
-    assert outcomes[("1", "eventbridge")] == "written"
+    # load alone is no reason to dead-letter: the change is failed, so the fetch queue receives it again
+    report = failed.value.report
+    assert report.failed_keys == {("notes", (("id", 2),))}
+    assert "ThrottlingException" in report.failures[0] and f"after {MAX_SENDS} sends" in report.failures[0]
     assert len(world.sleeps.waits) == MAX_SENDS - 1
-    [rejection] = world.reject.rejections
-    assert rejection.reason.startswith("eventbridge: ")
-    assert "ThrottlingException" in rejection.reason and f"after {MAX_SENDS} sends" in rejection.reason
-    # the record holds the change itself: redriven, it is fetched (and published) again
-    changes, rejected = parse_fetcher_event(rejection.payload, MAPPINGS, RecordingReject(), "redrive")
-    assert [c.key for c in changes] == [(("id", 2),)] and rejected == 0
+    assert world.reject.rejections == []
+    outcomes = {(o["key"], o["sink"]): o["outcome"] for o in report.outcomes}
+    assert outcomes[("1", "eventbridge")] == "written"
     assert world.opensearch.document("notes", "2") is not None and world.table.items["notes#2"]["_version"] == 70
+
+    world.fetcher.apply([change(2)])  # the queue's retry, the throttling over: published, at the same version
+    assert [event["version"] for event in world.published()[2]] == [70]
+    assert world.reject.rejections == []
 
 
 def test_an_entry_refused_for_good_is_not_retried() -> None:
@@ -285,6 +287,10 @@ def test_an_entry_refused_for_good_is_not_retried() -> None:
     assert len(world.events.requests) == 1 and world.sleeps.waits == []
     [rejection] = world.reject.rejections
     assert "AccessDeniedException" in rejection.reason and rejection.reason.startswith("eventbridge: ")
+    # the record holds the change itself: redriven, it is fetched (and published) again
+    changes, rejected = parse_fetcher_event(rejection.payload, MAPPINGS, RecordingReject(), "redrive")
+    assert [c.key for c in changes] == [(("id", 1),)] and rejected == 0
+    assert world.opensearch.document("notes", "1") is not None  # the other sinks were written
 
 
 def test_a_bus_that_does_not_exist_is_a_rejection_of_each_event_not_a_lost_change() -> None:

@@ -20,13 +20,15 @@ every applied change is published, and ordering is the consumer's, by version.
 ``PutEvents`` takes at most 10 entries and 256 KB a request; the requests of a batch are sent
 MAX_PARALLEL_REQUESTS at once (bench/results/events.md). A request answers per entry: an entry that failed
 with a retryable ``ErrorCode`` (ThrottlingException, InternalFailure) is sent again, alone of the others that
-succeeded, after a full-jitter backoff (:func:`fanout.retry.attempts`, MAX_SENDS sends in all); one that failed
-with any other code (AccessDenied, MalformedDetail, ...) is not retried; a request refused whole
-(ValidationException) is sent again entry by entry, so that only the entry at fault is refused. Either way, an
-event that is not published is the row's RowRejected: the fetcher records the change in the dead-letter queue
-naming this sink (``eventbridge: ...``; replayed with ``fanout dlq redrive``) and still writes the other sinks.
-A whole call that fails otherwise (after botocore's retries) is a SinkError for its rows: the fetch queue
-retries those changes.
+succeeded, after a full-jitter backoff (:func:`fanout.retry.attempts`, MAX_SENDS sends in all); one still
+failing so after the last send is a SinkError, like a whole call that fails (after botocore's retries): the
+fetch queue retries the change (the other sinks answer it as already held, the event is published again, same
+version), so load alone never dead-letters an event; only after the queue's own receive limit does the change
+reach the dead-letter queue. An entry that failed with any other code (AccessDenied, MalformedDetail, ...) is not
+retried; a request refused whole (ValidationException) is sent again entry by entry, so that only the entry at
+fault is refused. An event refused so is the row's RowRejected: the fetcher records the change in the
+dead-letter queue naming this sink (``eventbridge: ...``; replayed with ``fanout dlq redrive``) and still writes
+the other sinks.
 """
 
 from __future__ import annotations
@@ -158,8 +160,8 @@ class EventBridgeSink:
 
     def apply_batch(self, mapping: TableMapping, items: Sequence[tuple[Change, RowState]]) -> list[Outcome | Exception]:
         """Each row's event, up to 10 a PutEvents request; per row its Outcome (WRITTEN or DELETED: published)
-        or its exception (RowRejected: not published after retries, or never publishable; SinkError: the call
-        failed, retry the change)."""
+        or its exception (RowRejected: never publishable; SinkError: the call failed, or the entry was still
+        throttled after MAX_SENDS sends: the change is retried)."""
         results: list[Outcome | Exception | None] = [None] * len(items)
         events: list[_Event] = []
         for position, (change, state) in enumerate(items):
@@ -223,8 +225,8 @@ class EventBridgeSink:
             if not again:
                 return
             pending = again
-        for event in pending:
-            results[event.position] = RowRejected(
+        for event in pending:  # still throttled (load, not a bad event): the fetch queue retries the change
+            results[event.position] = SinkError(
                 f"EventBridge did not publish the event of {event.where} after {MAX_SENDS} sends: {last_error}"
             )
 
