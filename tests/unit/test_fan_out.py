@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from fanout.deadline import NO_DEADLINE, Pace, TimeLeft
 from fanout.model.change import Change, ChangeValidationError
 from fanout.model.mapping import TableMapping, default_mappings
 from fanout.model.payloads import fetcher_event, parse_change_message
@@ -65,9 +66,25 @@ class Invocation:
             if root.key[0][1] in self.failing_roots:
                 self.failed_keys.add((root.table, root.key))
 
-    def run(self, *changes: Change) -> Invocation:
-        apply_related(changes, MAPPINGS, self.fan_out, self.apply_roots, self.failed_keys, self.failures)
+    def run(self, *changes: Change, deadline: TimeLeft = NO_DEADLINE, pace: Pace | None = None) -> Invocation:
+        apply_related(
+            changes, MAPPINGS, self.fan_out, self.apply_roots, self.failed_keys, self.failures, deadline=deadline,
+            pace=pace,
+        )  # fmt: skip
         return self
+
+
+class TimeRunsOut:
+    """A deadline of 10 s per page in ``pages``: each page rebuilt spends 10 s (``spend``)."""
+
+    def __init__(self, pages: int) -> None:
+        self.pages = pages
+
+    def left(self) -> float:
+        return 10.0 * self.pages
+
+    def spend(self, page: list[Change]) -> None:
+        self.pages -= 1
 
 
 def deliver_until_done(first: Change, roots: Roots, pages: int, page_size: int) -> tuple[list[int], int]:
@@ -129,6 +146,35 @@ def test_the_budget_is_shared_by_every_change_via_a_relation_of_the_invocation()
     # Then the first change's page spends the budget: both go on, each from where it stands
     assert done.rebuilt == [1, 2, 3] and roots.pages_read == 1
     assert forward.batches == [[via_author(7, after=3)], [via_author(8)]]
+
+
+def test_a_fan_out_whose_time_runs_out_hands_the_rest_on_before_its_page_budget_is_spent() -> None:
+    # Given a budget of 4 pages of 3 roots, 20 s left and a page taking 10 s: after the first page, 10 s is
+    # not more than the next one may need
+    forward = RecordingQueue()
+    time_left = TimeRunsOut(pages=2)
+    done = Invocation(FanOut(Roots(author7=range(1, 12)), forward, pages=4, page_size=3))
+    rebuild = done.apply_roots
+
+    def apply_roots(page: list[Change]) -> None:
+        rebuild(page)
+        time_left.spend(page)
+
+    done.apply_roots = apply_roots  # type: ignore[method-assign]
+
+    # When the author's change is applied
+    done.run(via_author(7), deadline=time_left, pace=Pace(floor_seconds=10.0))
+
+    # Then the pages that fit are rebuilt and the rest goes on as a continuation, not as a failure
+    assert done.rebuilt == [1, 2, 3] and not done.failures
+    assert forward.batches == [[via_author(7, after=3)]]
+
+
+def test_without_a_queue_to_hand_on_to_every_page_is_rebuilt_whatever_the_time() -> None:
+    # maintenance and the CLI: no continuations, no budget; a root that did not fit fails in the fetcher instead
+    done = Invocation(FanOut(Roots(author7=range(1, 12)), None, pages=1, page_size=3))
+    done.run(via_author(7), deadline=TimeRunsOut(pages=0), pace=Pace(floor_seconds=10.0))
+    assert done.rebuilt == list(range(1, 12)) and not done.failures
 
 
 def test_a_continuation_resumes_after_its_cursor() -> None:

@@ -266,6 +266,8 @@ class Fetcher:
                     lambda page: self._apply_all(page, report, deadline, pace),
                     report.failed_keys,
                     report.failures,
+                    deadline=deadline,
+                    pace=pace,
                 )
         finally:
             report.summary.log()

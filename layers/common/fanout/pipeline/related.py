@@ -3,8 +3,9 @@ root documents it touches, rebuilt page by page, a bounded number of pages per i
 
 The roots are found with a plain read in keyset pages on the root key (fanout.source.composition_read.root_page);
 each page is applied like any batch of root changes (one composed locking read per chunk, one sink batch).
-One invocation resolves at most :attr:`FanOut.pages` pages over all its changes via a relation; a change
-with roots left when that budget is spent is handed on as a *continuation*: the same change carrying a
+One invocation resolves at most :attr:`FanOut.pages` pages over all its changes via a relation, and a next page
+only while it fits in the invocation's time left (``deadline``, paced as the fetcher's other steps); a change
+with roots left when that budget or that time is spent is handed on as a *continuation*: the same change carrying a
 resume cursor (``Change.after``, the last root key rebuilt), through the normal hand-off (the fetch queue),
 so each invocation does bounded work whatever the fan-out.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from fanout.deadline import NO_DEADLINE, Pace, TimeLeft
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings
 from fanout.pipeline.forwarder import ChangeQueue
@@ -63,9 +65,13 @@ def apply_related(
     apply_roots: Callable[[list[Change]], None],
     failed_keys: FailedKeys,
     failures: list[str],
+    *,
+    deadline: TimeLeft = NO_DEADLINE,
+    pace: Pace | None = None,
 ) -> None:
     """Resolve each change via a relation to its roots and ``apply_roots`` them, page by page, within the
-    invocation's page budget; what is left is handed on as a continuation."""
+    invocation's page budget and, when it can hand on (``fan_out.continuations``), while ``pace`` says a page
+    still fits in ``deadline``; what is left is handed on as a continuation."""
     pages_left = fan_out.pages if fan_out.continuations is not None else None
     for change in dict.fromkeys(related):  # equal changes via one relation resolve to the same roots
         mapping = mappings.get(change.table)
@@ -76,7 +82,7 @@ def apply_related(
         try:
             cursor = change
             while True:
-                if pages_left == 0:
+                if pages_left == 0 or (pages_left is not None and pace is not None and not pace.allows(deadline)):
                     if not failed:  # the rest goes on as a continuation; a failed change's retry covers it
                         assert fan_out.continuations is not None
                         doing = "handing on its continuation"
