@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from fanout.deadline import Deadline
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.model.payloads import parse_trigger_payload
@@ -25,6 +26,7 @@ from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.composition_read import compose_rows
 from fanout.source.connection import connect
 from fanout.source.reader import DatabaseSource
+from fanout.source.rows import SourceReadError
 from tests.support.aws import dynamodb_sink
 from tests.support.fakes import CallbackQueue, RecordingQueue
 from tests.support.indices import delete_index
@@ -235,6 +237,29 @@ def test_a_continuation_that_cannot_be_handed_on_fails_the_change_instead_of_dro
     # its retry, once the queue takes continuations again, ends with every article rebuilt
     deliver_with_continuations(world, change, lambda: None)
     assert [world["document"](a)["author"]["name"] for a in articles] == ["Renamed"] * 5
+
+
+def test_the_composed_read_starts_no_wait_for_a_writer_that_does_not_fit_in_the_time_left(
+    world: dict[str, Any], sessions: Callable[..., Any]
+) -> None:
+    # Given a writer holding an uncommitted change to a comment of the first article, and a reader whose wait
+    # for a writer may last 5 s
+    ids = seed(world)
+    writer, reader = sessions(autocommit=False), sessions()
+    with writer.cursor() as cur:
+        cur.execute("UPDATE comments SET body = 'edited' WHERE id = %s", (ids["c1"],))
+    with reader.cursor() as cur:
+        cur.execute("SET SESSION innodb_lock_wait_timeout = 5")
+    mapping = world["mappings"].tables["articles"]
+    try:
+        # When the composed read of that article has 3 s left
+        (state,) = compose_rows(reader, mapping, [root(ids["first"])], Deadline.after(3))
+    finally:
+        writer.rollback()
+
+    # Then it does not start the wait (it would outlast the time): the root is a retryable error at once, not a
+    # lock-wait timeout after 5 s
+    assert isinstance(state, SourceReadError) and "out of time" in str(state), state
 
 
 def test_the_composed_read_waits_out_a_writer_without_holding_other_locks(

@@ -16,7 +16,8 @@ composition is ``FOR SHARE NOWAIT``. On a conflict (error 3572) the transaction 
 everything), that one statement is run for that one root as a *waiting* locking read in a transaction of its
 own (it waits the writer out, bounded by ``innodb_lock_wait_timeout``), committed at once, and the
 composition starts again (:data:`MAX_ATTEMPTS`; then a retryable error). The waiting read holds at most the rows of
-one relation of one root while it waits.
+one relation of one root while it waits, and starts only while its longest wait fits in the time left
+(``deadline``, as the plain read's waiting read): a root it cannot start for is a retryable error.
 
 A root that is absent, or present but not passing the mapping's filter, is absent from the sinks (a
 delete): absent with the clock read before the locking read, filtered out with the clock under its lock.
@@ -24,12 +25,14 @@ delete): absent with the clock read before the locking read, filtered out with t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import pymysql
 
+from fanout.deadline import NO_DEADLINE, TimeLeft
 from fanout.model.change import Change
 from fanout.model.composition import (
     Children,
@@ -42,6 +45,7 @@ from fanout.model.composition import (
     RowFilter,
 )
 from fanout.model.mapping import TableMapping
+from fanout.source.connection import lock_wait_seconds
 from fanout.source.rows import (
     CLOCK_SQL,
     RETRYABLE_MYSQL_ERRORS,
@@ -319,11 +323,16 @@ def _retryable(exc: pymysql.err.OperationalError, mapping: TableMapping) -> Sour
     return None
 
 
-def _compose_one(conn: pymysql.connections.Connection, mapping: TableMapping, change: Change) -> RowState:
+def _compose_one(
+    conn: pymysql.connections.Connection, mapping: TableMapping, change: Change, deadline: TimeLeft
+) -> RowState:
     for _ in range(MAX_ATTEMPTS):
         try:
             return _compose(conn, mapping, [change], SHARE_NOWAIT)[0]
         except _LockBusy as busy:
+            left = deadline.left()
+            if left != math.inf and left <= lock_wait_seconds(conn) + 1:
+                raise SourceReadError(f"out of time for a waiting read of {mapping.table}; will retry") from None
             try:
                 _wait_out(conn, mapping, busy.statement.relation, change.key_values)
             except pymysql.err.OperationalError as exc:
@@ -338,10 +347,14 @@ def _compose_one(conn: pymysql.connections.Connection, mapping: TableMapping, ch
 
 
 def compose_rows(
-    conn: pymysql.connections.Connection, mapping: TableMapping, changes: Sequence[Change]
+    conn: pymysql.connections.Connection,
+    mapping: TableMapping,
+    changes: Sequence[Change],
+    deadline: TimeLeft = NO_DEADLINE,
 ) -> list[RowState | Exception]:
     """The composed document of every change's root, in order (the row of :class:`RowState` holds the root's
-    columns and one field per relation). An item is an exception when that root could not be composed now."""
+    columns and one field per relation). An item is an exception when that root could not be composed now
+    (a writer held it longer than the waits allow, or no wait fitted in ``deadline``)."""
     states: list[RowState | Exception | None] = [None] * len(changes)
     distinct: dict[tuple[Any, ...], list[int]] = {}
     for index, change in enumerate(changes):
@@ -356,7 +369,7 @@ def compose_rows(
             results = []
             for change in chunk:
                 try:
-                    results.append(_compose_one(conn, mapping, change))
+                    results.append(_compose_one(conn, mapping, change, deadline))
                 except SourceReadError as exc:
                     results.append(exc)
         except pymysql.err.OperationalError as exc:

@@ -89,6 +89,14 @@ def connect(settings: DatabaseSettings, *, autocommit: bool = True) -> pymysql.c
     return conn
 
 
+def lock_wait_seconds(conn: pymysql.connections.Connection) -> float:
+    """How long a waiting locking read of this session may wait for a writer at most (``innodb_lock_wait_timeout``)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@SESSION.innodb_lock_wait_timeout")
+        row = cur.fetchone()
+    return float(row[0]) if row else 0.0
+
+
 class ConnectionHolder:
     """Keeps one live connection, re-opened when it has gone away.
 

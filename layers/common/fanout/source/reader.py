@@ -40,6 +40,7 @@ from fanout.deadline import NO_DEADLINE, TimeLeft
 from fanout.model.change import Change
 from fanout.model.mapping import TableMapping
 from fanout.source.composition_read import compose_rows, root_page
+from fanout.source.connection import lock_wait_seconds
 from fanout.source.rows import (
     CLOCK_SQL,
     RETRYABLE_MYSQL_ERRORS,
@@ -88,7 +89,7 @@ def read_rows(
     (``innodb_lock_wait_timeout``) fits in ``deadline``; a key it cannot start for is an exception (retried).
     """
     if mapping.composition is not None:  # a document built from several tables: the composed read
-        return compose_rows(conn, mapping, changes)
+        return compose_rows(conn, mapping, changes, deadline)
     states: list[RowState | Exception | None] = [None] * len(changes)
     for start in range(0, len(changes), MAX_KEYS_PER_READ):
         chunk = changes[start : start + MAX_KEYS_PER_READ]
@@ -127,7 +128,7 @@ def read_rows(
         if state is None:  # absent, or skipped because a writer holds it: the waiting read decides
             left = deadline.left()
             if longest_wait is None and left != math.inf:
-                longest_wait = _lock_wait_seconds(conn)
+                longest_wait = lock_wait_seconds(conn)
             if longest_wait is not None and left <= longest_wait + 1:
                 states[index] = SourceReadError(f"out of time for a waiting read of {mapping.table}; will retry")
                 continue
@@ -136,14 +137,6 @@ def read_rows(
             except SourceReadError as exc:
                 states[index] = exc
     return [state for state in states if state is not None]
-
-
-def _lock_wait_seconds(conn: pymysql.connections.Connection) -> float:
-    """How long a waiting read of this session may wait for a writer at most."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT @@SESSION.innodb_lock_wait_timeout")
-        row = cur.fetchone()
-    return float(row[0]) if row else 0.0
 
 
 def read_row(conn: pymysql.connections.Connection, mapping: TableMapping, change: Change) -> RowState:
