@@ -61,6 +61,7 @@ from fanout.model.mapping import FULL_KEY_FIELD, TableMapping
 from fanout.model.sink_keys import UnrepresentableRow, bounded_dynamodb_key, dynamodb_full_key
 from fanout.retry import attempts
 from fanout.sinks import Outcome, Relation, RowRejected, SinkError, parsed_json, relation_value, temporal_text
+from fanout.sinks.dynamodb_wire import send_transactions_as_built
 from fanout.source.rows import JsonText, RowState
 
 MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's item size limit
@@ -300,6 +301,7 @@ class DynamoDBSink:
         if batch_writes not in (BATCH_TRANSACTIONS, BATCH_PUTS):
             raise ValueError(f"batch_writes must be {BATCH_TRANSACTIONS!r} or {BATCH_PUTS!r}, got {batch_writes!r}")
         self._batch_writes = batch_writes
+        send_transactions_as_built(client)  # the items go as the sink serialised them (fanout.sinks.dynamodb_wire)
         self._client = client
         self._table_name = table_name
         self._tombstone_ttl = tombstone_ttl_seconds
