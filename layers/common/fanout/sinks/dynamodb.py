@@ -231,6 +231,11 @@ def _number_size(value: Decimal) -> int:
 
 
 def _value_size(value: Any) -> int:
+    kind = type(value)  # the common kinds first, by type (most of an item's values are text and numbers)
+    if kind is str:
+        return len(value) if value.isascii() else len(value.encode("utf-8"))
+    if kind is Decimal or kind is int:
+        return _number_size(Decimal(value))
     if value is None or isinstance(value, bool):
         return 1
     if isinstance(value, str):
@@ -248,7 +253,10 @@ def _value_size(value: Any) -> int:
 
 def dynamodb_item_size(item: dict[str, Any]) -> int:
     """An item's size as DynamoDB counts it (attribute names plus values; "Item sizes and formats")."""
-    return sum(len(name.encode("utf-8")) + _value_size(value) for name, value in item.items())
+    size = 0
+    for name, value in item.items():
+        size += (len(name) if name.isascii() else len(name.encode("utf-8"))) + _value_size(value)
+    return size
 
 
 def check_item_size(item: dict[str, Any]) -> int:
