@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from typing import Any
-
-from botocore.handlers import generate_idempotent_uuid
 
 OPERATION = "dynamodb.TransactWriteItems"
 BODY = "fanout_serialized_body"  # the request context's key between the two events
@@ -52,9 +51,11 @@ def _serialize_here(params: dict[str, Any], model: Any, context: dict[str, Any],
     items = params.get("TransactItems")
     if not items:
         return
-    # The idempotency token (ClientRequestToken) botocore adds to a call that has none, added here first: its
-    # handler of this event runs after this one, and a retried call must carry the same token.
-    generate_idempotent_uuid(params=params, model=model)
+    # The idempotency token (ClientRequestToken) botocore adds to a call that has none (its handler of this event,
+    # botocore.handlers.generate_idempotent_uuid, runs after this one), added here the same way: a retried call
+    # carries the same token
+    for name in model.idempotent_members:
+        params.setdefault(name, str(uuid.uuid4()))
     context[BODY] = serialized_parameters(params)
     params["TransactItems"] = placeholder_items(items)
 
