@@ -35,7 +35,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +114,12 @@ class OpenSearchSection:
     index_mappings: str = ""  # JSON text of the created index's mappings ("": dynamic mapping)
     index_settings: str = ""  # JSON text of the created index's settings ("": OpenSearch's defaults)
 
+    @cached_property
+    def _fields(self) -> dict[str, str]:
+        return dict(self.rename)
+
     def field(self, column: str) -> str:
-        return dict(self.rename).get(column, column)
+        return self._fields.get(column, column)
 
 
 @dataclass(frozen=True)
@@ -137,13 +141,17 @@ class DynamoDBSection:
             names.add(self.sort_key.attribute)
         return frozenset(names)
 
-    @property
+    @cached_property
     def reserved_attributes(self) -> frozenset[str]:
         """Attribute names a column may not take in this table's items."""
         return BOOKKEEPING_ATTRIBUTES | self.key_attributes
 
+    @cached_property
+    def _attributes(self) -> dict[str, str]:
+        return dict(self.rename)
+
     def attribute(self, column: str) -> str:
-        return dict(self.rename).get(column, column)
+        return self._attributes.get(column, column)
 
 
 @dataclass(frozen=True)
