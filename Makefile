@@ -92,6 +92,7 @@ clean: down ## remove build output and local state
 
 bench: install ## benchmarks (ratios, side by side in one run) -> bench/results/
 	$(PY) -m bench.bench_fetcher
+	$(PY) -m bench.bench_fetcher_against
 	$(PY) -m bench.cost_model
 	$(PY) -m bench.bench_fetch_path
 	$(PY) -m bench.bench_capture_triggers

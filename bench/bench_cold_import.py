@@ -1,10 +1,16 @@
-"""Cold start of this tree against another commit, side by side in one run: each handler's ``import app`` and the
-first load of the table mapping (jsonschema's import, the schema check, the typed mapping), each in a fresh
-interpreter, and a mapping's parse once warm.
+"""Cold start of this tree against another commit, side by side in one run, as Lambda starts each function.
 
-The other commit (default: the main branch this work started from) is exported with ``git archive`` into a
-temporary directory; both trees run on this virtualenv's libraries, interleaved run by run so that the load of a
-shared machine falls on both. Figures are medians of ``--runs``; what to quote is the ratio.
+Each tree is built with its own template by ``sam build`` (its layer as that commit deploys it), and each figure
+is a fresh interpreter importing the built handler over the built layer only (``python -S``: no virtualenv) and
+writing no bytecode, as on Lambda's read-only ``/opt``:
+
+- ``import parser_fn`` / ``import fetcher_fn``: the handler module's import (Lambda's init);
+- ``fetcher_fn to its fetch path``: the import and the fetch path built (the first invocation's ``_fetcher()``:
+  settings, the mapping checked, the clients), everything of a cold start before the first batch's I/O;
+- ``first mapping load`` and ``mapping parse, warm`` (on this virtualenv, the tree's layer source first).
+
+Both trees are interleaved run by run so that the load of a shared machine falls on both. Figures are medians
+of ``--runs``; what to quote is the ratio.
 
     python -m bench.bench_cold_import [--against 7d58aa2] [--runs 9]
 """
@@ -24,10 +30,22 @@ from typing import Any
 from bench.harness import ROOT, write_results
 
 HANDLERS = ("parser_fn", "fetcher_fn")
-IMPORT_APP = (
-    "import sys, time; sys.path.insert(0, {handler!r}); t = time.perf_counter(); import app; "
-    "print((time.perf_counter() - t) * 1000)"
-)
+IMPORT_APP = "import time; t = time.perf_counter(); import app; print((time.perf_counter() - t) * 1000)"
+FETCH_PATH = "import time; t = time.perf_counter(); import app; app._fetcher(); print((time.perf_counter() - t) * 1000)"
+# What the fetch path reads at cold start (it connects to nothing until the first batch): a stack's settings.
+LAMBDA_ENV = {
+    "AWS_DEFAULT_REGION": "eu-west-1",
+    "DB_HOST": "db.internal",
+    "DB_NAME": "fanout",
+    "DB_USER": "fetcher",
+    "DB_PASSWORD": "unused",
+    "DB_TLS": "off",
+    "OPENSEARCH_ENDPOINT": "https://search.internal",
+    "DYNAMODB_TABLE": "fanout-replica",
+    "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/dlq",
+    "FETCH_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/fetch",
+}
+FUNCTIONS = {"parser_fn": "ParserFunction", "fetcher_fn": "FetcherFunction"}
 FIRST_LOAD = (
     "import time; from fanout.model.mapping import load_mappings; t = time.perf_counter(); load_mappings(); "
     "print((time.perf_counter() - t) * 1000)"
@@ -72,18 +90,44 @@ def run_ms(tree: Path, code: str) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def measure(trees: dict[str, Path], runs: int) -> dict[str, dict[str, float]]:
+def built(tree: Path, into: Path) -> Path:
+    """``tree`` built by ``sam build`` with its own template into ``into`` (what that commit deploys)."""
+    subprocess.run(
+        ["sam", "build", "--template-file", str(tree / "template.yaml"), "--build-dir", str(into)],
+        cwd=tree,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "SAM_CLI_TELEMETRY": "0"},
+        capture_output=True,
+        check=True,
+    )
+    return into
+
+
+def lambda_ms(build: Path, function: str, code: str) -> float:
+    """Milliseconds a fresh interpreter reports for ``code`` run as Lambda runs ``function``: its handler directory
+    and the built layer on the path and nothing else, no bytecode written (``/opt`` is read-only)."""
+    path = f"{build / function}:{build / 'CommonLayer' / 'python'}"
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1", **LAMBDA_ENV}
+    done = subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def measure(trees: dict[str, Path], builds: dict[str, Path], runs: int) -> dict[str, dict[str, float]]:
     """{measure: {tree: median ms}}, every run of every measure taken for both trees (in turn first) before the
     next."""
-    codes = {f"import {h}": IMPORT_APP for h in HANDLERS} | {"first mapping load": FIRST_LOAD}
-    codes["mapping parse, warm"] = WARM_PARSE
-    samples: dict[str, dict[str, list[float]]] = {name: {tree: [] for tree in trees} for name in codes}
+    built_codes = {f"import {h}": (FUNCTIONS[h], IMPORT_APP) for h in HANDLERS}
+    built_codes["fetcher_fn to its fetch path"] = (FUNCTIONS["fetcher_fn"], FETCH_PATH)
+    codes = {"first mapping load": FIRST_LOAD, "mapping parse, warm": WARM_PARSE}
+    names = [*built_codes, *codes]
+    samples: dict[str, dict[str, list[float]]] = {name: {tree: [] for tree in trees} for name in names}
     for run in range(runs):
-        for name, code in codes.items():
-            order = list(trees.items())
-            for label, tree in order if run % 2 else reversed(order):  # neither tree always warms the other's cache
-                handler = name.removeprefix("import ")
-                samples[name][label].append(run_ms(tree, code.format(handler=str(tree / handler))))
+        order = list(trees) if run % 2 else list(reversed(trees))  # neither tree always warms the other's cache
+        for name in names:
+            for label in order:
+                if name in built_codes:
+                    function, code = built_codes[name]
+                    samples[name][label].append(lambda_ms(builds[label], function, code))
+                else:
+                    samples[name][label].append(run_ms(trees[label], codes[name]))
     return {name: {label: round(statistics.median(v), 1) for label, v in by.items()} for name, by in samples.items()}
 
 
@@ -93,7 +137,10 @@ def markdown(result: dict[str, Any]) -> str:
         "# Cold import and mapping load",
         "",
         f"`python -m bench.bench_cold_import --against {other} --runs {result['runs']}`: a fresh interpreter per "
-        f"figure, median of {result['runs']}, both trees interleaved in one run on this machine's virtualenv.",
+        f"figure, median of {result['runs']}, both trees interleaved in one run. The handlers run as Lambda runs "
+        "them: each tree's `sam build` output alone on the path, no bytecode written (`/opt` is read-only); the "
+        "fetch path is built with a stack's settings, before the first batch connects to anything. The mapping "
+        "figures run on this machine's virtualenv.",
         "",
         f"| | {other} ms | this tree ms | this tree / {other} |",
         "|---|---|---|---|",
@@ -115,10 +162,14 @@ def main() -> int:
     parser.add_argument("--against", default="7d58aa2", help="the commit to compare with (default: %(default)s)")
     parser.add_argument("--runs", type=int, default=9)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="fanout-cold-import-") as other:
+    with tempfile.TemporaryDirectory(prefix="fanout-cold-import-") as temporary:
+        other, builds = Path(temporary) / "tree", Path(temporary) / "builds"
+        other.mkdir()
         archive = subprocess.run(["git", "archive", args.against], cwd=ROOT, capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", other], input=archive, check=True)
-        medians = measure({"this tree": ROOT, args.against: Path(other)}, args.runs)
+        subprocess.run(["tar", "-x", "-C", str(other)], input=archive, check=True)
+        trees = {"this tree": ROOT, args.against: other}
+        built_trees = {label: built(tree, builds / str(n)) for n, (label, tree) in enumerate(trees.items())}
+        medians = measure(trees, built_trees, args.runs)
     result = {"against": args.against, "runs": args.runs, "medians": medians, "schema_check_ms": schema_checks(ROOT)}
     write_results("cold_import", result, markdown(result))
     print(markdown(result))

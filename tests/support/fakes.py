@@ -22,6 +22,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+from botocore.hooks import HierarchicalEmitter
 from opensearchpy.exceptions import ConflictError, NotFoundError, RequestError
 
 from fanout.model.change import Change
@@ -233,9 +234,12 @@ class FakeDynamoDBClient:
     """A low-level DynamoDB client over FakeDynamoDBTables (``table.meta.client``): the calls the sink makes,
     taking attribute values as the real client does and answering with the named table (``named`` gives the
     tables other than ``table``). A request holding a plain Python value where an attribute value belongs
-    fails (TypeError), as the real client cannot send it."""
+    fails (TypeError), as the real client cannot send it. Its ``meta.events`` is botocore's emitter, as the real
+    client's: handlers register there, and none runs, as no request is serialised (tests/unit/test_dynamodb_wire.py
+    runs them on a real client)."""
 
     def __init__(self, table: FakeDynamoDBTable, named: Callable[[str], FakeDynamoDBTable] | None = None) -> None:
+        self.meta = SimpleNamespace(events=HierarchicalEmitter())
         self._table = table
         self._named = named
         self._deserializer = TypeDeserializer()

@@ -7,8 +7,10 @@ end to end within the process.
 
 from __future__ import annotations
 
+import gc
 import json
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -359,4 +361,22 @@ def test_the_fetcher_fails_with_a_config_error_naming_a_missing_dead_letter_queu
         with pytest.raises(ConfigError, match="DEAD_LETTER_QUEUE_URL"):
             app._fetcher()
     finally:
+        app._fetcher.cache_clear()
+
+
+def test_what_the_cold_start_built_is_frozen_out_of_the_garbage_collectors_passes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a fetcher app whose fetch path is built without any service
+    app = load_fetcher_app()
+    monkeypatch.setattr(app, "FetchPath", lambda **_: SimpleNamespace(fetcher=World().fetcher()))
+    gc.unfreeze()
+    try:
+        # When its first invocation builds the fetcher
+        fetcher = app._fetcher()
+        # Then everything alive then, the fetcher included, is left out of collections
+        assert gc.get_freeze_count() > 0
+        assert app._fetcher() is fetcher
+    finally:
+        gc.unfreeze()
         app._fetcher.cache_clear()

@@ -34,6 +34,7 @@ from fanout.observability import (
     log,
     metric_table,
     record,
+    record_values,
     traced,
 )
 from fanout.pipeline.fetcher import Fetcher
@@ -53,6 +54,7 @@ from tests.support.fakes import (
     load_event,
 )
 from tests.support.files import template_resource
+from tests.support.world import World, change, row
 
 MAPPINGS = default_mappings()
 
@@ -368,6 +370,53 @@ def test_more_than_a_blobs_worth_of_values_is_published_whole_at_both_levels(
     blobs = emf_blobs(lines(capsys.readouterr().out))
     assert metric_values(blobs, "ReplicationLag", table="posts", sink="opensearch") == [float(i) for i in range(250)]
     assert metric_values(blobs, "ReplicationLag") == [float(i) for i in range(250)]
+
+
+def test_values_recorded_together_are_published_as_the_same_calls_one_at_a_time_would_be(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given 250 lags recorded one at a time (a blob holds at most 100 values of a metric), published
+    values = [float(i) for i in range(250)]
+    for value in values:
+        record(ChangeMetric.LAG, "posts", "opensearch", value=value)
+    flush_metrics()
+    one_at_a_time = emf_blobs(lines(capsys.readouterr().out))
+    # When the same values are recorded in three calls (one of them empty) across the blob boundary
+    record_values(ChangeMetric.LAG, "posts", "opensearch", values[:60])
+    record_values(ChangeMetric.LAG, "posts", "opensearch", [])
+    record_values(ChangeMetric.LAG, "posts", "opensearch", values[60:])
+    flush_metrics()
+    together = emf_blobs(lines(capsys.readouterr().out))
+    # Then the blobs are the same: every value once per table and sink and at stack level, in order
+    assert [b["ReplicationLag"] for b in together] == [b["ReplicationLag"] for b in one_at_a_time]
+    assert metric_values(together, "ReplicationLag", table="posts", sink="opensearch") == values
+    assert all(len(b["ReplicationLag"]) < 100 for b in together)
+
+
+def test_a_batch_publishes_one_value_per_change_and_sink_in_the_order_of_its_changes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given three rows, the second already replicated at a newer version than the fetch will read
+    world = World()
+    for post_id in (1, 2, 3):
+        world.source.set("posts", (post_id,), row(post_id, f"t{post_id}"), version=200)
+    world.apply(change(2))
+    flush_metrics()
+    world.source.set("posts", (2,), row(2, "older"), version=100)
+    capsys.readouterr()
+
+    # When one batch fetches all three
+    world.fetcher().apply([change(1), change(2), change(3)])
+    flush_metrics()
+
+    # Then each sink counts each change once: two applied with their lags, one stale, none failed
+    blobs = emf_blobs(lines(capsys.readouterr().out))
+    for sink in ("opensearch", "dynamodb"):
+        assert metric_values(blobs, "ChangesFailed", table="posts", sink=sink) == [0.0, 0.0, 0.0]
+        assert metric_values(blobs, "ChangesApplied", table="posts", sink=sink) == [1.0, 1.0]
+        assert metric_values(blobs, "ChangesStaleSkipped", table="posts", sink=sink) == [1.0]
+        assert len(metric_values(blobs, "ReplicationLag", table="posts", sink=sink)) == 2
+    assert metric_values(blobs, "ChangesApplied") == [1.0] * 4  # stack level: both sinks
 
 
 def test_a_failing_sink_counts_as_a_failure_and_its_rate_is_the_average(

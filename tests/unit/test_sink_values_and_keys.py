@@ -26,8 +26,9 @@ from fanout.model.sink_keys import (
     opensearch_key,
 )
 from fanout.sinks.dynamodb import attribute_value, attribute_values, dynamodb_item, to_dynamodb_value
-from fanout.sinks.opensearch import ExactJSONSerializer, opensearch_document, to_json_value
-from fanout.source.rows import JsonText
+from fanout.sinks.opensearch import ExactJSONSerializer, OpenSearchSink, opensearch_document, to_json_value
+from fanout.source.rows import JsonText, RowState
+from tests.support.fakes import FakeOpenSearch
 
 MAPPINGS = parse_mappings(
     {
@@ -218,3 +219,24 @@ def _is_text(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def test_a_bounded_documents_full_key_is_the_rows_own_when_the_read_matched_another_spelling() -> None:
+    # Given a long key changed as "漢…a" whose re-read (a case-insensitive collation) found the row "漢…A"
+    opensearch = FakeOpenSearch()
+    sink = OpenSearchSink(opensearch)
+    changed, stored = "漢" * 60 + "a", "漢" * 60 + "A"
+    twin = "漢" * 60 + "b"
+    # When both that change and one whose row holds its key exactly are written
+    sink.apply_batch(
+        CJK,
+        [
+            (cjk_change(changed), RowState({"name": stored, "note": "n"}, 5)),
+            (cjk_change(twin), RowState({"name": twin, "note": "n"}, 5)),
+        ],
+    )
+    # Then each document is under its change's id, and keeps the full key of the row it holds
+    first = opensearch.document(CJK.opensearch.index, opensearch_document_id(CJK, cjk_change(changed)))
+    second = opensearch.document(CJK.opensearch.index, opensearch_document_id(CJK, cjk_change(twin)))
+    assert first is not None and first[FULL_KEY_FIELD] == cjk_change(stored).document_id
+    assert second is not None and second[FULL_KEY_FIELD] == cjk_change(twin).document_id

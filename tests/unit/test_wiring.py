@@ -81,9 +81,13 @@ def test_the_fetcher_and_the_maintenance_function_build_their_aws_clients_with_t
         monkeypatch.setattr(boto3, "client", clients.real)
         monkeypatch.setattr(boto3, "resource", resources.real)
 
-    # Then DynamoDB, the event bus and the dead-letter queue get the same fail-fast Config in both
-    built_with = [fail_fast(built[role + " resources"].configs["dynamodb"]) for role in ("fetcher", "maintenance")] + [
-        fail_fast(built[role].configs[service]) for role in ("fetcher", "maintenance") for service in ("sqs", "events")
+    # Then DynamoDB, the event bus and the dead-letter queue get the same fail-fast Config in both (and the
+    # DynamoDB resource reconcile reads through, built by maintenance only: the fetcher never reads items)
+    assert "dynamodb" not in built["fetcher resources"].configs
+    built_with = [fail_fast(built["maintenance resources"].configs["dynamodb"])] + [
+        fail_fast(built[role].configs[service])
+        for role in ("fetcher", "maintenance")
+        for service in ("sqs", "events", "dynamodb")
     ]
     assert all(config == built_with[0] for config in built_with)
     connect_timeout, read_timeout, retries = built_with[0]

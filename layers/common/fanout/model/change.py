@@ -25,8 +25,8 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
-from urllib.parse import quote
 
+from fanout.model.key_format import default_key_text
 from fanout.model.mapping import ACTIONS, Mappings, TableMapping
 
 FORMAT_VERSION = 1
@@ -162,7 +162,7 @@ class Change:
 
 
 def document_id_of(values: tuple[KeyValue, ...]) -> str:
-    return "|".join(quote(str(v), safe="") for v in values)
+    return default_key_text(values)
 
 
 def validate_key(mapping: TableMapping, raw: Any, field: str) -> tuple[tuple[str, KeyValue], ...]:

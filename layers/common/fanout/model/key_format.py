@@ -22,6 +22,8 @@ KEY_SEPARATOR = "|"
 
 
 def encode_key_value(value: Any) -> str:
+    if type(value) is int:  # digits and "-", which quote leaves as they are: the common key, without its call
+        return str(value)
     return quote(str(value), safe="")
 
 

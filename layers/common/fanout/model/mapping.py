@@ -35,7 +35,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ from fanout.model.mapping_schema import (
     FIELD_NAME,
     INDEX_NAME,
     schema_problem,
+    stamped,
 )
 
 # Where a document or item keeps its full key when its id is a bounded one (fanout.model.sink_keys.bounded_sink_id).
@@ -113,8 +114,12 @@ class OpenSearchSection:
     index_mappings: str = ""  # JSON text of the created index's mappings ("": dynamic mapping)
     index_settings: str = ""  # JSON text of the created index's settings ("": OpenSearch's defaults)
 
+    @cached_property
+    def _fields(self) -> dict[str, str]:
+        return dict(self.rename)
+
     def field(self, column: str) -> str:
-        return dict(self.rename).get(column, column)
+        return self._fields.get(column, column)
 
 
 @dataclass(frozen=True)
@@ -136,13 +141,17 @@ class DynamoDBSection:
             names.add(self.sort_key.attribute)
         return frozenset(names)
 
-    @property
+    @cached_property
     def reserved_attributes(self) -> frozenset[str]:
         """Attribute names a column may not take in this table's items."""
         return BOOKKEEPING_ATTRIBUTES | self.key_attributes
 
+    @cached_property
+    def _attributes(self) -> dict[str, str]:
+        return dict(self.rename)
+
     def attribute(self, column: str) -> str:
-        return dict(self.rename).get(column, column)
+        return self._attributes.get(column, column)
 
 
 @dataclass(frozen=True)
@@ -370,13 +379,15 @@ def _check_shared_dynamodb_tables(mappings: dict[str, TableMapping]) -> None:
                 )
 
 
-def parse_mappings(document: Any) -> Mappings:
-    """Validate a parsed mapping document ({"tables": {name: spec}})."""
+def parse_mappings(document: Any, *, schema_checked: bool = False) -> Mappings:
+    """Validate a parsed mapping document ({"tables": {name: spec}}); ``schema_checked``: it passed the schema
+    already (its stamp, fanout.model.mapping_stamp), only the typed parse is left."""
     if not isinstance(document, dict) or not isinstance(document.get("tables"), dict):
         raise MappingError('the mapping must be an object with a "tables" object')
     if not document["tables"]:
         raise MappingError("the mapping declares no tables")
-    problem = schema_problem(document)  # every field's shape (tables.schema.json); what follows needs more
+    # every field's shape (tables.schema.json); what follows needs more
+    problem = None if schema_checked else schema_problem(document)
     if problem is not None:
         table, field, reason = problem
         raise (
@@ -418,12 +429,14 @@ def load_mappings(path: str | os.PathLike[str] | None = None) -> Mappings:
     """Load and validate the mapping file (``FANOUT_MAPPING_FILE`` or the bundled one)."""
     path = Path(path or os.environ.get("FANOUT_MAPPING_FILE") or DEFAULT_MAPPING_FILE)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        document = json.loads(raw.decode("utf-8"))
     except OSError as exc:
         raise MappingError(f"cannot read table mapping {path}: {exc}") from exc
     except ValueError as exc:
         raise MappingError(f"table mapping {path} is not valid JSON: {exc}") from exc
-    return parse_mappings(document)
+    # the layer's bundled mapping passed the schema when the layer was built (fanout.model.mapping_stamp)
+    return parse_mappings(document, schema_checked=stamped(path, raw))
 
 
 @lru_cache(maxsize=1)

@@ -14,6 +14,7 @@ types stay frozen dataclasses, and it costs a third of the layer size and about 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from functools import lru_cache
@@ -265,6 +266,25 @@ def schema_problem(document: Any) -> tuple[str | None, str, str] | None:
         return None, _field(path) or "<mapping>", reason
     table_name_refused = len(path) == 2 and reason.startswith(f"{path[1]!r} is not a plain SQL identifier")
     return str(path[1]), "<table name>" if table_name_refused else (_field(path[2:]) or "<table>"), reason
+
+
+def stamp_path(mapping_file: Path) -> Path:
+    """Where the layer's build records that ``mapping_file`` passed the schema (fanout.model.mapping_stamp)."""
+    return mapping_file.with_name(mapping_file.name + ".sha256")
+
+
+def schema_digest(document: bytes) -> str:
+    """The digest of a mapping's bytes and of the schema (as this code holds it) that checks them."""
+    schema = json.dumps(SCHEMA, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return hashlib.sha256(schema + b"\0" + document).hexdigest()
+
+
+def stamped(mapping_file: Path, document: bytes) -> bool:
+    """Whether ``document`` (the bytes of ``mapping_file``) passed the schema when its stamp was written."""
+    try:
+        return stamp_path(mapping_file).read_text(encoding="ascii").strip() == schema_digest(document)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def main(argv: list[str]) -> int:

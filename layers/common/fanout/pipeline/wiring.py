@@ -9,6 +9,7 @@ share one botocore Config (:func:`aws_config`), so every caller of the fetch pat
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from fanout.config import HandoffSettings, SinkSettings
@@ -62,7 +63,7 @@ class FetchPath:
         check_dynamodb_tables(self.mappings, self.settings.granted_dynamodb_tables)
         self.database = ConnectionHolder.from_env()
         self.opensearch = make_client(self.settings.opensearch_endpoint, self.settings.opensearch_auth)
-        self.dynamodb = boto3.resource("dynamodb", config=config)
+        self._config = config
         self.sinks: list[Sink] = [
             OpenSearchSink(self.opensearch, max_request_bytes=self.settings.opensearch_max_request_bytes),
             DynamoDBSink(
@@ -83,6 +84,14 @@ class FetchPath:
         self.fetcher = Fetcher(
             self.mappings, DatabaseSource(self.database), self.sinks, reject=self.reject, continuations=queue
         )
+
+    @cached_property
+    def dynamodb(self) -> Any:
+        """The DynamoDB resource reconcile's sink readers read items through; built on first use: the fetcher never
+        reads, and the resource's model was a tenth of its cold start (bench/results/cold_import.md)."""
+        import boto3
+
+        return boto3.resource("dynamodb", config=self._config)
 
     def without_events(self) -> Fetcher:
         """The fetcher without the event bus: what a backfill writes unless asked to publish (``--events``)."""

@@ -61,6 +61,7 @@ from fanout.model.mapping import FULL_KEY_FIELD, TableMapping
 from fanout.model.sink_keys import UnrepresentableRow, bounded_dynamodb_key, dynamodb_full_key
 from fanout.retry import attempts
 from fanout.sinks import Outcome, Relation, RowRejected, SinkError, parsed_json, relation_value, temporal_text
+from fanout.sinks.dynamodb_wire import send_transactions_as_built
 from fanout.source.rows import JsonText, RowState
 
 MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's item size limit
@@ -230,6 +231,11 @@ def _number_size(value: Decimal) -> int:
 
 
 def _value_size(value: Any) -> int:
+    kind = type(value)  # the common kinds first, by type (most of an item's values are text and numbers)
+    if kind is str:
+        return len(value) if value.isascii() else len(value.encode("utf-8"))
+    if kind is Decimal or kind is int:
+        return _number_size(Decimal(value))
     if value is None or isinstance(value, bool):
         return 1
     if isinstance(value, str):
@@ -247,7 +253,14 @@ def _value_size(value: Any) -> int:
 
 def dynamodb_item_size(item: dict[str, Any]) -> int:
     """An item's size as DynamoDB counts it (attribute names plus values; "Item sizes and formats")."""
-    return sum(len(name.encode("utf-8")) + _value_size(value) for name, value in item.items())
+    size = 0
+    for name, value in item.items():
+        size += len(name) if name.isascii() else len(name.encode("utf-8"))
+        if type(value) is str:  # most values: measured here, without a call
+            size += len(value) if value.isascii() else len(value.encode("utf-8"))
+        else:
+            size += _value_size(value)
+    return size
 
 
 def check_item_size(item: dict[str, Any]) -> int:
@@ -300,6 +313,7 @@ class DynamoDBSink:
         if batch_writes not in (BATCH_TRANSACTIONS, BATCH_PUTS):
             raise ValueError(f"batch_writes must be {BATCH_TRANSACTIONS!r} or {BATCH_PUTS!r}, got {batch_writes!r}")
         self._batch_writes = batch_writes
+        send_transactions_as_built(client)  # the items go as the sink serialised them (fanout.sinks.dynamodb_wire)
         self._client = client
         self._table_name = table_name
         self._tombstone_ttl = tombstone_ttl_seconds

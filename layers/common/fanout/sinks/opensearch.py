@@ -49,7 +49,6 @@ from fanout.model.sink_keys import (
     MAX_DOCUMENT_ID_BYTES,
     UnrepresentableRow,
     bounded_sink_id,
-    opensearch_document_id,
     opensearch_full_id,
 )
 from fanout.redaction import describe_item_error
@@ -87,13 +86,18 @@ def to_json_value(value: Any) -> Any:
     raise TypeError(f"no JSON form for a value of type {type(value).__name__}")
 
 
+def _same(read: Any, changed: Any) -> bool:
+    return type(read) is type(changed) and read == changed
+
+
 def _row_change(mapping: TableMapping, row: dict[str, Any]) -> Change:
     return Change(mapping.table, tuple((c, row[c]) for c in mapping.key_columns), "update", 1)
 
 
-def opensearch_document(mapping: TableMapping, row: dict[str, Any]) -> dict[str, Any]:
+def opensearch_document(mapping: TableMapping, row: dict[str, Any], full_id: str | None = None) -> dict[str, Any]:
     """The document indexed in OpenSearch for a row: renamed, without excluded columns; with the full id
-    in ``_fanout_key`` when the document id is a bounded one."""
+    in ``_fanout_key`` when the document id is a bounded one. ``full_id``: the row's full id if the caller
+    has it (:func:`fanout.model.sink_keys.opensearch_full_id`), else rendered from the row's key."""
     document: dict[str, Any] = {}
     for column, value in row.items():
         if column in mapping.opensearch.exclude:
@@ -107,7 +111,8 @@ def opensearch_document(mapping: TableMapping, row: dict[str, Any]) -> dict[str,
                 "taken or reserved; rename or exclude it in the mapping"
             )
         document[name] = to_json_value(value)
-    full_id = opensearch_full_id(mapping, _row_change(mapping, row))
+    if full_id is None:
+        full_id = opensearch_full_id(mapping, _row_change(mapping, row))
     if bounded_sink_id(full_id, MAX_DOCUMENT_ID_BYTES) != full_id:
         document[FULL_KEY_FIELD] = full_id
     return document
@@ -162,8 +167,9 @@ def _encoded(value: dict[str, Any]) -> bytes:
 
 
 def _ndjson(line: dict[str, Any]) -> bytes:
-    """One _bulk line as sent (opensearch-py sends a bytes body as it is)."""
-    return _encoded(line) + b"\n"
+    """One _bulk action line as sent (opensearch-py sends a bytes body as it is). Its values are names and
+    integers, which the standard library's encoder writes as :func:`_encoded` does, at less cost a line."""
+    return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
 def make_client(endpoint: str, auth: str = "none") -> Any:
@@ -241,8 +247,14 @@ class OpenSearchSink:
                 "version range (0 to 2^63-1)"
             )
         try:
-            doc_id = opensearch_document_id(mapping, change)
-            body = None if state.row is None else opensearch_document(mapping, state.row)
+            full_id = opensearch_full_id(mapping, change)
+            doc_id = bounded_sink_id(full_id, MAX_DOCUMENT_ID_BYTES)
+            body = None
+            if state.row is not None:
+                # the id rendered once, when the row read holds the change's key exactly (a case-insensitive
+                # collation could have matched another spelling: then the row's own key is rendered)
+                same_key = all(_same(state.row.get(column), value) for column, value in change.key)
+                body = opensearch_document(mapping, state.row, full_id if same_key else None)
         except (UnrepresentableRow, TypeError) as exc:  # TypeError: a value with no JSON form
             raise RowRejected(f"OpenSearch cannot hold {where}: {exc}") from exc
         encoded = b""
