@@ -239,7 +239,7 @@ class FakeDynamoDBClient:
     runs them on a real client)."""
 
     def __init__(self, table: FakeDynamoDBTable, named: Callable[[str], FakeDynamoDBTable] | None = None) -> None:
-        self.meta = SimpleNamespace(events=HierarchicalEmitter())
+        self.meta = SimpleNamespace(events=HierarchicalEmitter(), service_model=SimpleNamespace(protocol="json"))
         self._table = table
         self._named = named
         self._deserializer = TypeDeserializer()

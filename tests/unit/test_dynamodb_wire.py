@@ -123,3 +123,25 @@ def test_the_endpoint_rules_see_each_table_the_items_name_once() -> None:
         {"Put": {"TableName": "replica", "Item": {}}},
         {"Put": {"TableName": "other", "Item": {}}},
     ]
+
+
+def test_a_client_on_another_wire_protocol_keeps_botocores_own_serialiser() -> None:
+    # Given a client whose service model speaks another protocol than the JSON this module writes (a botocore
+    # release may move a service to a new one), asked to send transactions as built
+    answering = Answering()
+    made = client(answering, as_built=False)
+    metadata = made.meta.service_model._service_description["metadata"]
+    metadata["protocol"] = "smithy-rpc-v2-cbor"
+    send_transactions_as_built(made)
+    metadata["protocol"] = "json"  # only so that this test's call can be sent and looked at
+    serialised: list[Any] = []
+    made.meta.events.register(
+        "before-parameter-build.dynamodb.TransactWriteItems",
+        lambda params, **_: serialised.append(params["TransactItems"]),
+    )
+    # When a transaction is sent
+    made.transact_write_items(TransactItems=ITEMS[1:2])
+    # Then botocore serialised the items themselves, not a placeholder the sink's body replaces
+    assert serialised == [ITEMS[1:2]]
+    [(_, body)] = answering.sent
+    assert json.loads(body)["TransactItems"] == ITEMS[1:2]

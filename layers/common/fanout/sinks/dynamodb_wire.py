@@ -24,6 +24,7 @@ import uuid
 from typing import Any
 
 OPERATION = "dynamodb.TransactWriteItems"
+PROTOCOL = "json"  # botocore's name for the protocol whose body serialized_parameters writes
 BODY = "fanout_serialized_body"  # the request context's key between the two events
 _KINDS = ("ConditionCheck", "Put", "Delete", "Update")
 
@@ -68,7 +69,11 @@ def _send_serialized(params: dict[str, Any], context: dict[str, Any], **_: Any) 
 
 def send_transactions_as_built(client: Any) -> None:
     """Have ``client`` (botocore's low-level DynamoDB client) send TransactWriteItems parameters serialised in one
-    ``json.dumps``; registering twice is registering once."""
+    ``json.dumps``; registering twice is registering once. Only a client that speaks DynamoDB's JSON protocol
+    (``awsJson1_0``): should a botocore release move the service to another wire protocol, its own serialiser is
+    left alone, so the bytes never disagree with the content type."""
+    if client.meta.service_model.protocol != PROTOCOL:
+        return
     events = client.meta.events
     events.register(f"before-parameter-build.{OPERATION}", _serialize_here, unique_id="fanout-serialize-here")
     events.register(f"before-call.{OPERATION}", _send_serialized, unique_id="fanout-send-serialized")
