@@ -16,7 +16,10 @@ fetch-queue messages, waiting and in flight) is sampled every second until it is
     .venv/bin/python -m bench.bench_burst            # -> bench/results/burst.{json,md}
 
 ministack runs every function, the database and OpenSearch on this shared 2-core machine: the figures are
-this stack's, read as ratios within the run, not AWS's throughput.
+this stack's, read as ratios within the run, not AWS's throughput. Last run (bench/results/burst.md), on a cold
+stack: 20 rings in 20.6 s of writing, drained in 154.5 s against 243.8 s of backlog ÷ capacity (0.63: the fetch
+stage works while the burst is written, and a change inserted and deleted within one drained batch is fetched
+once), 0 timeouts, 0 dead letters, reconcile clean.
 """
 
 from __future__ import annotations
