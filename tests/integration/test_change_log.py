@@ -611,6 +611,37 @@ def test_a_drainer_keeps_the_lock_for_the_ring_interval_so_a_statement_the_throt
     assert [k[1][0] for k in recorder.keys()] == [1, 2] and report.claimed == 2
 
 
+class CountingDeadline:
+    """No limit; counts how often the drainer asked it (once before each claim, each wait and each look)."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def left(self) -> float:
+        self.asked += 1
+        return math.inf
+
+
+def test_a_rung_drainer_that_finds_the_lock_held_and_nothing_committed_leaves_after_one_look(
+    sessions: Any, source: Any
+) -> None:
+    app, holder, conn = sessions(), sessions(), sessions()
+    recorder = Recorder()
+    # Given a drainer at work (it holds the lock) and a writer whose row is not committed yet
+    execute(holder, "SELECT GET_LOCK(%s, 0)", drain_lock_name(source.name))
+    app.begin()
+    insert_posts(app, 1)
+
+    # When one of a herd of rung parsers starts (with the parser's own linger)
+    deadline = CountingDeadline()
+    report = drain(conn, default_mappings(), recorder, recorder.reject, idle_seconds=2.0, deadline=deadline)
+
+    # Then it took one look at what is committed and left: no linger, no wait for the writer (the holder's work)
+    assert (report.claimed, report.held_lock, report.stopped) == (0, False, "")
+    assert deadline.asked == 1
+    app.rollback()
+
+
 # --------------------------------------------------------------------------- the drain bounded by the time left
 # A drainer claims only what fits in its time (its first claim small, then as many rows as its measured hand-off
 # rate says fit twice over) and, out of time with rows left and no other drainer at work, rings its successor
