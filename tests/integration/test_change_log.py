@@ -31,11 +31,13 @@ from fanout.model.mapping import default_mappings
 from fanout.pipeline.forwarder import ChangeQueue
 from tests.support.fakes import CallbackQueue, FakeLambdaClient
 from tests.support.integration import (
+    database_clock,
     execute,
     install_capture_triggers,
     lambda_async_bridge,
     lambda_async_calls,
     lock_waits,
+    next_second,
     parser_arn,
     rows,
 )
@@ -135,7 +137,7 @@ def test_a_multi_row_statement_logs_every_row_and_rings_once(sessions: Any) -> N
     assert is_ring(sent[0]) and sent[0]["table"] == "posts"
 
 
-def test_each_statement_rings_and_the_application_keeps_its_own_insert_id(sessions: Any) -> None:
+def test_the_application_keeps_its_own_insert_id(sessions: Any) -> None:
     app = sessions()
 
     first = execute(app, "INSERT INTO posts (title, body, author) VALUES ('a', 'b', 'c')")
@@ -144,8 +146,59 @@ def test_each_statement_rings_and_the_application_keeps_its_own_insert_id(sessio
 
     assert (first, second) == (1, 2)  # LAST_INSERT_ID is the application's row, not the log's
     assert rows(app, "SELECT LAST_INSERT_ID()")[0][0] == 2
-    assert len(lambda_async_calls(app)) == 3
     assert log_depth(app) == 4
+
+
+def test_a_schema_rings_at_most_once_a_second_whatever_the_sessions_and_once_per_statement(
+    sessions: Any, source: Any
+) -> None:
+    app, other, holder = sessions(), sessions(), sessions()
+    # Given a multi-row statement early in a second of the clock: it rang once
+    next_second(app)
+    insert_posts(app, 3)
+    [first] = lambda_async_calls(app)
+
+    # When the same session and another one write again within that second
+    insert_posts(app, 1)
+    insert_posts(other, 1)
+    execute(other, "UPDATE posts SET title = 'x' WHERE id = 1")
+
+    # Then none of them rang (the premise: they were written within the second the ring took its token in)
+    assert math.floor(database_clock(app)) == math.floor(first["ts"])
+    assert lambda_async_calls(app) == [first]
+
+    # When a new second has begun, the first statement of any session rings, and the next one does not
+    next_second(app)
+    insert_posts(other, 2)
+    insert_posts(app, 1)
+    [_, second] = lambda_async_calls(app)
+    assert math.floor(second["ts"]) > math.floor(first["ts"])
+
+    # And while a drainer holds the lock, a statement in a new second does not ring either; once the lock is free
+    # again the next one does (no token was taken meanwhile)
+    execute(holder, "SELECT GET_LOCK(%s, 0)", drain_lock_name(source.name))
+    next_second(app)
+    insert_posts(app, 1)
+    assert len(lambda_async_calls(app)) == 2
+    execute(holder, "DO RELEASE_LOCK(%s)", drain_lock_name(source.name))
+    insert_posts(other, 1)
+    assert len(lambda_async_calls(app)) == 3
+    assert log_depth(app) == 11
+
+
+def test_a_failed_ring_gives_the_second_back_to_the_next_statement(sessions: Any, source: Any) -> None:
+    app, other = sessions(), sessions()
+    lambda_async_bridge().configure(parser_arn(source.name), fail="Network Connection. Unable to connect (test)")
+    next_second(app)
+    insert_posts(app, 1)
+
+    # When Lambda is reachable again within the same second
+    lambda_async_bridge().configure(parser_arn(source.name), deliver=False)
+    insert_posts(other, 1)
+
+    # Then the other session's statement rang: the failed ring started no drainer, so it held back nothing
+    assert math.floor(database_clock(app)) == math.floor(lambda_async_calls(app)[0]["ts"])  # the premise
+    assert len(lambda_async_calls(app)) == 1 and log_depth(app) == 2
 
 
 def test_no_ring_while_a_drainer_holds_the_lock_but_the_change_is_logged(sessions: Any, source: Any) -> None:
@@ -511,6 +564,82 @@ def test_a_lingering_drainer_takes_a_stream_of_writes_without_a_ring_each(sessio
     assert lambda_async_calls(observer) == []
     assert [k[1][0] for k in recorder.keys()] == [1, 2, 3, 4, 5]
     assert log_depth(observer) == 0
+
+
+class WritesWhileTheDrainerLooks:
+    """A deadline with no limit that runs ``write`` the fifth time the drainer asks it after its first hand-off:
+    by then the drainer has seen the log empty and still holds the lock, looking for rows. A drainer that lets go
+    at once asks it twice after its hand-off (before its next claim and before its waiting claim) and returns."""
+
+    ASKS = 5
+
+    def __init__(self, recorder: Recorder, write: Callable[[], None]) -> None:
+        self.recorder = recorder
+        self.write = write
+        self.asked = 0
+
+    def left(self) -> float:
+        if self.recorder.forwarded and self.asked < self.ASKS:
+            self.asked += 1
+            if self.asked == self.ASKS:
+                self.write()
+        return math.inf
+
+
+def test_a_drainer_keeps_the_lock_for_the_ring_interval_so_a_statement_the_throttle_held_back_is_drained(
+    sessions: Any,
+) -> None:
+    app, observer, conn = sessions(), sessions(), sessions()
+    recorder = Recorder()
+    # Given a session whose statement rang early in a second (the lock was free, the second's token too)
+    next_second(app)
+    insert_posts(app, 1, title="rang")
+    [ring] = lambda_async_calls(observer)
+
+    # When the drainer that ring started (here with no idle time of its own, as the sweeper's drain) has handed
+    # the row on and found the log empty, and the session writes again
+    deadline = WritesWhileTheDrainerLooks(recorder, lambda: insert_posts(app, 1, title="held back"))
+    report = DrainInThread(conn, recorder, deadline=deadline).result()
+    if deadline.asked < deadline.ASKS:  # the drainer let go at once and returned: the write comes after it
+        insert_posts(app, 1, title="held back")
+
+    # Then the second statement rang no parser (within the ring's second the throttle holds it back, and while
+    # the drainer holds the lock, the lock does), yet the drain took it: it held the lock for the ring interval
+    # after it found the log empty, and looked again
+    assert lambda_async_calls(observer) == [ring]
+    assert log_depth(observer) == 0, "the held-back statement's row was left for the sweeper"
+    assert [k[1][0] for k in recorder.keys()] == [1, 2] and report.claimed == 2
+
+
+class CountingDeadline:
+    """No limit; counts how often the drainer asked it (once before each claim, each wait and each look)."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def left(self) -> float:
+        self.asked += 1
+        return math.inf
+
+
+def test_a_rung_drainer_that_finds_the_lock_held_and_nothing_committed_leaves_after_one_look(
+    sessions: Any, source: Any
+) -> None:
+    app, holder, conn = sessions(), sessions(), sessions()
+    recorder = Recorder()
+    # Given a drainer at work (it holds the lock) and a writer whose row is not committed yet
+    execute(holder, "SELECT GET_LOCK(%s, 0)", drain_lock_name(source.name))
+    app.begin()
+    insert_posts(app, 1)
+
+    # When one of a herd of rung parsers starts (with the parser's own linger)
+    deadline = CountingDeadline()
+    report = drain(conn, default_mappings(), recorder, recorder.reject, idle_seconds=2.0, deadline=deadline)
+
+    # Then it took one look at what is committed and left: no linger, no wait for the writer (the holder's work)
+    assert (report.claimed, report.held_lock, report.stopped) == (0, False, "")
+    assert deadline.asked == 1
+    app.rollback()
 
 
 # --------------------------------------------------------------------------- the drain bounded by the time left

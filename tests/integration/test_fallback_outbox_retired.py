@@ -39,7 +39,7 @@ def execute(conn: pymysql.connections.Connection, sql: str, *args: Any) -> None:
 def test_the_release_is_applied_only_once_no_parked_change_waits(db_settings: DatabaseSettings, tmp_path: Path) -> None:
     # Given a database migrated up to V008, with one change parked in the outbox by a per-row trigger
     for migration in sorted((ROOT / "db" / "migrations").glob("V*.sql")):
-        if migration.name != RETIRING:
+        if migration.name < RETIRING:  # the releases before it (V0NN names sort by version)
             shutil.copy(migration, tmp_path)
     runner(db_settings, tmp_path).migrate()
     conn = connect(db_settings)

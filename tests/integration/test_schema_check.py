@@ -118,7 +118,7 @@ def test_renaming_a_column_a_trigger_reads_fails_writes_and_is_named_until_a_new
     assert status == 1
     assert "authors.name: column does not exist (read for articles.author): every fetch of authors fails" in out[0]
     assert any(
-        line.startswith("fanout_authors_feeds_after_update_v008: reads authors.name, which no longer exist:")
+        line.startswith("fanout_authors_feeds_after_update_v010: reads authors.name, which no longer exist:")
         for line in out
     )
 
@@ -151,7 +151,7 @@ def test_renaming_a_key_column_is_named_before_and_after_and_the_locked_swap_fix
     assert status == 1
     assert "posts.id: column does not exist (a key column): every fetch of posts fails" in out[0]
     assert "posts: primary key is (post_id) but the mapping's is (id)" in "\n".join(out)
-    assert any(line.startswith("fanout_posts_after_insert_v008: reads posts.id, which no longer exist") for line in out)
+    assert any(line.startswith("fanout_posts_after_insert_v010: reads posts.id, which no longer exist") for line in out)
 
     # When the mapping's key follows and the new migration is deployed
     def post_id(tables: dict[str, Any]) -> None:
@@ -200,7 +200,7 @@ def test_a_new_cascading_foreign_key_is_named_until_a_new_migration_covers_it(
     status, out = check(capsys)
     assert status == 1
     assert out == [
-        "fanout_writers_cascade_before_delete_v008: missing: foreign keys posts_writer (posts(author) ->"
+        "fanout_writers_cascade_before_delete_v010: missing: foreign keys posts_writer (posts(author) ->"
         " writers(name) ON DELETE CASCADE ON UPDATE NO ACTION) change captured rows, for which the engine fires"
         " no trigger; fix: run `fanout migrations generate` and deploy the new migration"
     ]

@@ -1,9 +1,10 @@
 """A burst through the deployed local stack: many sessions commit single-row writes at a set rate, then the
-backlog (change log + fetch queue) is watched until it is worked off. Driven by bench/bench_burst.py (the burst
-e2e test was withdrawn: on a cold stack its ring herd outgrows ministack's concurrency cap, docs/runbook.md)."""
+backlog (change log + fetch queue) is watched until it is worked off. Shared by the burst e2e test
+(tests/e2e/test_burst_e2e.py) and its benchmark (bench/bench_burst.py)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -104,9 +105,10 @@ def backlog(stack: Stack, fetch_queue_url: str) -> Backlog:
 
 @dataclass
 class Drain:
-    """The backlog sampled until it was empty: (seconds since the start, backlog) pairs."""
+    """The backlog sampled until it was empty: (seconds since the start, backlog) pairs; the start's wall time."""
 
     samples: list[tuple[float, Backlog]]
+    started_at: float = 0.0
 
     @property
     def seconds(self) -> float:
@@ -116,15 +118,17 @@ class Drain:
     def peak(self) -> int:
         return max(b.total for _, b in self.samples)
 
-    def fetch_rate(self) -> float | None:
-        """The fetch stage's sustained rate (changes a second): how fast the fetch queue shrank once the change
-        log was empty (the parser's stage is faster on this stack, so this is the pipeline's capacity); None
-        without such a phase."""
-        tail = [(t, b) for t, b in self.samples if b.log_rows == 0 and b.queued + b.in_flight > 0]
-        if len(tail) < 2 or tail[-1][0] - tail[0][0] < 5:
+    def fetch_rate(self, applied: Sequence[tuple[float, float]]) -> float | None:
+        """The fetch stage's sustained rate (changes a second): the changes the fetchers applied (``applied``:
+        :func:`applied_since`) while the fetch queue alone held the backlog, the change log empty (the parser's
+        stage is faster on this stack, so this is the pipeline's capacity); None without such a phase. Counted
+        from the fetchers' metrics, not from the queue: a message carries a packed batch of changes."""
+        tail = [t for t, b in self.samples if b.log_rows == 0 and b.queued + b.in_flight > 0]
+        if len(tail) < 2 or tail[-1] - tail[0] < 5:
             return None
-        (t0, b0), (t1, b1) = tail[0], tail[-1]
-        return (b0.total - b1.total) / (t1 - t0)
+        since, until = self.started_at + tail[0], self.started_at + tail[-1]
+        changes = sum(count for at, count in applied if since <= at <= until)
+        return changes / (tail[-1] - tail[0]) or None
 
     def capacity(self, window: float = 10.0) -> float:
         """The fastest the backlog shrank over any ``window`` seconds (changes a second): the faster stage's
@@ -140,7 +144,7 @@ class Drain:
 
 def watch_drain(stack: Stack, fetch_queue_url: str, timeout: float, interval: float = 1.0) -> Drain:
     """Sample the backlog until it is empty twice in a row (or ``timeout``: AssertionError naming it)."""
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     samples: list[tuple[float, Backlog]] = []
     empty = 0
     while True:
@@ -148,7 +152,7 @@ def watch_drain(stack: Stack, fetch_queue_url: str, timeout: float, interval: fl
         samples.append((time.monotonic() - started, now))
         empty = empty + 1 if now.total == 0 else 0
         if empty >= 2:
-            return Drain(samples)
+            return Drain(samples, started_at)
         if time.monotonic() - started > timeout:
             raise AssertionError(
                 f"the backlog was not worked off in {timeout:.0f}s: {now} (peak {Drain(samples).peak})"
@@ -167,6 +171,29 @@ def timeouts_since(offset: int, path: Path = MINISTACK_LOG) -> list[str]:
     with path.open("rb") as log:
         log.seek(offset)
         return [line for line in log.read().decode("utf-8", "replace").splitlines() if TIMED_OUT in line]
+
+
+def applied_since(offset: int, sink: str = "dynamodb", path: Path = MINISTACK_LOG) -> list[tuple[float, float]]:
+    """(wall time, changes) of each ``ChangesApplied`` metric record the fetchers wrote for ``sink`` to ministack's
+    log since ``offset`` (Embedded Metric Format: one JSON line a flush, the count as a value or a list)."""
+    if not path.exists():
+        return []
+    with path.open("rb") as log:
+        log.seek(offset)
+        lines = log.read().decode("utf-8", "replace").splitlines()
+    applied = []
+    for line in lines:
+        if '"ChangesApplied"' not in line or not line.startswith("{"):
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        value = record.get("ChangesApplied")
+        if record.get("sink") != sink or value is None:
+            continue
+        applied.append((record["_aws"]["Timestamp"] / 1000, float(sum(value) if isinstance(value, list) else value)))
+    return applied
 
 
 def dead_letters(stack: Stack) -> int:

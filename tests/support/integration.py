@@ -6,6 +6,7 @@ Plain functions, so each test module decides its fixtures' scope.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import uuid
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from fanout.source.reader import DatabaseSource
 from local.lambda_async.bridge import Control
 from tests.support.aws import aws_resource
 from tests.support.files import template_resource
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -146,6 +148,21 @@ def lambda_async_calls(conn: Any) -> list[dict[str, Any]]:
     ((database,),) = rows(conn, "SELECT DATABASE()")
     calls = lambda_async_bridge().calls(parser_arn(database))
     return [json.loads(call["payload"]) for call in calls if call["outcome"].startswith("OK")]
+
+
+def database_clock(conn: Any) -> float:
+    """The database's real time (``UNIX_TIMESTAMP(SYSDATE(6))``, the clock the triggers' ring token reads)."""
+    ((now,),) = rows(conn, "SELECT UNIX_TIMESTAMP(SYSDATE(6))")
+    return float(now)
+
+
+def next_second(conn: Any) -> float:
+    """Wait until the database clock has entered a new second, and return the time then (a few ms into it).
+
+    The triggers of a schema ring at most once a second of the clock (its ring token), so a captured statement
+    right after this may ring whatever rang before, and the statements that follow quickly share its second."""
+    start = math.floor(database_clock(conn))
+    return wait_until("the next second", lambda: (now := database_clock(conn)) >= start + 1 and now, 5, 0.005)
 
 
 def lock_waits(conn: Any, schema: str) -> int:

@@ -16,6 +16,7 @@ from fanout.capture.triggers import capture_migration, live_triggers, write_capt
 from fanout.model.mapping import Mappings, parse_mappings
 from tests.support.files import sqlfluff_lint
 from tests.support.foreign_keys import DEMO_KEYS
+from tests.support.ring_history import ring_per_statement
 
 REPO = Path(__file__).resolve().parents[2]
 MIGRATIONS = REPO / "db" / "migrations"
@@ -89,19 +90,25 @@ def test_the_update_trigger_sends_the_new_and_the_old_key_of_a_composite_key() -
     assert "old_pk" not in delete
 
 
-def test_every_trigger_logs_the_change_then_rings_once_per_statement_unless_a_drainer_works() -> None:
+def test_every_trigger_logs_the_change_then_rings_once_per_statement_and_second_unless_a_drainer_works() -> None:
     posts = mappings(BUNDLED["tables"]).tables["posts"]
 
     body = capture_trigger(posts, "insert", 6)
 
     assert "IF COALESCE(@fanout_disable, 0) <> 1 THEN" in body
     logged = body.index(f"INSERT INTO {CHANGE_LOG_TABLE} (payload) VALUES (JSON_OBJECT(")
-    once = body.index("IF NOT (@fanout_rung_at <=> CAST(NOW(6) AS CHAR)) THEN")
+    once = body.index("IF NOT (@fanout_statement_at <=> CAST(NOW(6) AS CHAR)) THEN")
+    second = body.index("'fanout_ring:', FLOOR(UNIX_TIMESTAMP(SYSDATE(6)) / 1), ':', MD5(DATABASE())")
     handler = body.index("DECLARE CONTINUE HANDLER FOR SQLEXCEPTION")
-    free = body.index("IF IS_FREE_LOCK(LEFT(CONCAT('fanout_drain:', DATABASE()), 64)) = 1 THEN")
+    mine = body.index("NOT (@fanout_ring_token <=> fanout_token)")
+    free = body.index("AND IS_FREE_LOCK(LEFT(CONCAT('fanout_drain:', DATABASE()), 64)) = 1")
+    token = body.index("IF GET_LOCK(fanout_token, 0) = 1 THEN")
     ring = body.index("SELECT lambda_async('${parser_function_arn}', JSON_OBJECT(")
-    # The row is logged before the lock is looked at: the drainer's last look relies on that order.
-    assert logged < once < handler < free < ring
+    given_back = body.index("IF fanout_ring_failed THEN")
+    # The row is logged before the lock is looked at: the drainer's last look relies on that order. The second is
+    # read before the drain lock is looked at, and the second's token taken only once the drain lock was free.
+    assert logged < once < second < handler < mine < free < token < ring < given_back
+    assert body.index("SET fanout_ring_failed = TRUE;") < given_back
     assert "'v', 2, 'ring', 'change_log', 'table', 'posts'," in body
     assert "fanout_fallback_outbox" not in body  # the retired outbox (V009)
     assert drain_lock_name("s" * 80) == ("fanout_drain:" + "s" * 80)[:64]
@@ -167,9 +174,10 @@ def test_the_committed_v006_is_what_the_generator_writes_for_the_bundled_mapping
     # When
     generated = capture_migration(mappings(BUNDLED_BEFORE_DOCUMENTS), 6, live_triggers(earlier))
 
-    # Then the file on disk is exactly that (an applied migration must never change, so neither may this)
+    # Then the file on disk is exactly that, with one ring per statement (an applied migration must never change,
+    # so neither may this; V010 throttles the ring)
     committed = (MIGRATIONS / "V006__capture_through_change_log.sql").read_text(encoding="utf-8")
-    assert generated == committed
+    assert ring_per_statement(generated) == committed
     assert dropped_triggers(committed)[-6:] == [
         f"fanout_{table}_after_{action}_v004"
         for table in ("posts", "tenant_settings")
@@ -191,8 +199,8 @@ def test_the_committed_v007_differs_from_the_generator_only_in_comparing_under_t
 
     # Then the applied file is that, but for its changed-values condition (`OLD.c <=> NEW.c`, V008 replaces it)
     committed = (MIGRATIONS / "V007__capture_composed_documents.sql").read_text(encoding="utf-8")
-    assert generated != committed
-    assert collation_comparisons(generated) == committed
+    assert ring_per_statement(generated) != committed
+    assert collation_comparisons(ring_per_statement(generated)) == committed
     for table in ("article_tags", "authors", "comments", "tags"):
         for action in ("insert", "update", "delete"):
             assert f"fanout_{table}_feeds_after_{action}_v007" in created_triggers(committed)
@@ -207,14 +215,31 @@ def test_the_committed_v008_is_what_the_generator_writes_for_the_bundled_mapping
     bundled = mappings(BUNDLED["tables"])
     generated = capture_migration(bundled, 8, live_triggers(earlier), cascade_triggers(bundled, DEMO_KEYS, 8))
 
-    # Then the file on disk is exactly that: every V007 trigger replaced, updates of feeding tables compared byte
-    # for byte
+    # Then the file on disk is exactly that, with one ring per statement (V010 throttles it): every V007 trigger
+    # replaced, updates of feeding tables compared byte for byte
     committed = (MIGRATIONS / "V008__byte_exact_and_cascade_capture.sql").read_text(encoding="utf-8")
-    assert generated == committed
+    assert ring_per_statement(generated) == committed
     assert set(dropped_triggers(committed)) >= set(created_triggers(
         (MIGRATIONS / "V007__capture_composed_documents.sql").read_text(encoding="utf-8")))  # fmt: skip
     assert "CAST(OLD.`name` AS BINARY) <=> CAST(NEW.`name` AS BINARY)" in committed
     assert re.search(r"OLD\.`\w+` <=>", committed) is None
+
+
+def test_the_committed_v010_is_what_the_generator_writes_today_with_the_ring_throttled() -> None:
+    # Given the bundled mapping and the migrations before V010
+    earlier = [m for m in load_migrations(MIGRATIONS) if m.version < 10]
+
+    # When (with the demo schema's foreign keys)
+    bundled = mappings(BUNDLED["tables"])
+    generated = capture_migration(bundled, 10, live_triggers(earlier), cascade_triggers(bundled, DEMO_KEYS, 10))
+
+    # Then the file on disk is exactly that: every V008 trigger replaced by one whose ring is throttled
+    committed = (MIGRATIONS / "V010__throttled_ring.sql").read_text(encoding="utf-8")
+    assert generated == committed
+    assert set(dropped_triggers(committed)) >= set(created_triggers(
+        (MIGRATIONS / "V008__byte_exact_and_cascade_capture.sql").read_text(encoding="utf-8")))  # fmt: skip
+    assert committed.count("IF GET_LOCK(fanout_token, 0) = 1 THEN") == len(created_triggers(committed))
+    assert "@fanout_rung_at" not in committed
 
 
 def test_an_update_of_a_feeding_table_is_skipped_only_when_every_column_read_is_the_same_byte_for_byte() -> None:
@@ -279,16 +304,20 @@ def test_generated_sql_is_sqlfluff_clean_for_keys_of_every_shape(tmp_path: Path)
 
 
 def test_generated_triggers_of_tables_feeding_a_document_are_sqlfluff_clean(tmp_path: Path) -> None:
-    # Given a document fed by a parent and a link table (small enough for sqlfluff's 20 kB file limit)
+    # Given a document fed by a parent, and one fed by a link table (each file small enough for sqlfluff's 20 kB
+    # limit)
     article = dict(BUNDLED["tables"]["articles"])
-    article["document"] = {
-        "parents": article["document"]["parents"],
-        "many_to_many": [dict(article["document"]["many_to_many"][0], table="labels")],
+    fed_by = {
+        "parents": {"parents": article["document"]["parents"]},
+        "links": {"many_to_many": [dict(article["document"]["many_to_many"][0], table="labels")]},
     }
-    sql = capture_migration(mappings({"articles": article}), 2, [])
-    assert len(sql.encode()) < 20_000
-    assert "fanout_authors_feeds_after_update_v002" in created_triggers(sql)
-    (tmp_path / "V002__generated.sql").write_text(sql)
+    for version, document in enumerate(fed_by.values(), start=2):
+        documented = {**article, "document": document, "capture": ["delete"]}  # its own triggers: one is enough
+        sql = capture_migration(mappings({"articles": documented}), version, [])
+        assert len(sql.encode()) < 20_000
+        (tmp_path / f"V00{version}__generated.sql").write_text(sql)
+    assert "fanout_authors_feeds_after_update_v002" in created_triggers((tmp_path / "V002__generated.sql").read_text())
+    assert "fanout_labels_feeds_after_update_v003" in created_triggers((tmp_path / "V003__generated.sql").read_text())
 
     # When linted as CI lints db/migrations
     result = sqlfluff_lint(tmp_path)

@@ -6,9 +6,9 @@
     fanout migrations generate --without-foreign-keys   only when the schema has no cascading foreign keys
 
 The migration creates, for every table in the mapping and every action it captures,
-a trigger that appends the change to the change log and rings the parser once a
-statement (with the @fanout_disable kill switch), then drops the triggers earlier
-migrations created.
+a trigger that appends the change to the change log and rings the parser at most
+once a statement and once a second per schema (with the @fanout_disable kill switch),
+then drops the triggers earlier migrations created.
 Nobody writes trigger SQL by hand; a mapping change becomes a new migration, which
 the post-deploy hook applies once (see docs/migrations.md).
 

@@ -1,8 +1,9 @@
 """The drainer: hands the committed rows of the change log to the fetcher, then deletes them.
 
 The capture triggers append every change to ``fanout_change_log`` in the
-application's transaction and ring the parser once per statement while no
-drainer holds the drain lock (:mod:`fanout.capture.triggers`). :func:`drain` is what
+application's transaction and ring the parser at most once per statement and once
+per second (``RING_INTERVAL_SECONDS``) per schema, while no drainer holds the drain
+lock (:mod:`fanout.capture.triggers`). :func:`drain` is what
 the rung parser, the scheduled sweeper and ``fanout sweep`` run. The design, its
 edges and why it is safe are in docs/architecture.md ("Capture through the
 change log"); in short:
@@ -14,9 +15,14 @@ change log"); in short:
 2. **Wait out writers** (the lock holder only): the same claim without ``SKIP
    LOCKED`` waits, at most ``wait_seconds``, for the transactions whose rows are
    not committed yet (the ringing one among them).
-3. **Release the lock, then look once more**: a statement that found the lock
+3. **Linger, release the lock, then look once more**: the holder keeps the lock at
+   least ``RING_INTERVAL_SECONDS`` (the parser: ``DEFAULT_IDLE_SECONDS``) after it
+   has seen the log empty, looking for new rows; a statement that found the lock
    held wrote its row before it looked, so before the release; the last waiting
-   claim finds it.
+   claim finds it. The minimum linger is what makes the triggers' ring throttle
+   safe: a statement held back by it wrote its row within the second a ring was
+   sent in, after that ring found the lock free, so every holder since took the
+   lock within or after that second and keeps it past the row.
 
 **Bounded by the time left** (:mod:`fanout.deadline`): a batch is claimed only while it fits (twice the
 slowest hand-off so far); a drain that runs out of time with rows left rings its successor
@@ -43,7 +49,14 @@ from typing import Any
 import pymysql
 import pymysql.connections
 
-from fanout.capture.names import CHANGE_LOG_TABLE, RING, RING_FORMAT_VERSION, drain_lock_name, sweep_lock_name
+from fanout.capture.names import (
+    CHANGE_LOG_TABLE,
+    RING,
+    RING_FORMAT_VERSION,
+    RING_INTERVAL_SECONDS,
+    drain_lock_name,
+    sweep_lock_name,
+)
 from fanout.deadline import Deadline, TimeLeft
 from fanout.model.change import Change, ChangeValidationError, Stage
 from fanout.model.mapping import Mappings
@@ -249,7 +262,9 @@ def drain(
 
     ``idle_seconds``: how long the lock holder keeps the lock once the log is empty,
     looking for new rows (the parser: ``DEFAULT_IDLE_SECONDS``), so that a stream of
-    small writes needs few rings. ``deadline`` is asked before each batch and each wait (default:
+    small writes needs few rings; never less than ``RING_INTERVAL_SECONDS``, which the triggers' ring
+    throttle relies on (a drain that must let go sooner stops as out of time and rings its successor).
+    ``deadline`` is asked before each batch and each wait (default:
     ``DEFAULT_MAX_SECONDS`` from now); a batch starts only while twice the slowest one so far fits. When time
     runs out with rows left, ``ring_successor`` (the parser: an asynchronous invoke of itself) is called
     before the drain returns, unless another drainer holds the lock (it goes on, and rings its own successor),
@@ -301,14 +316,17 @@ def _ring(ring_successor: Callable[[], None], correlation_id: str) -> bool:
     return True
 
 
-def _linger(drainer: _Drainer, idle_seconds: float, deadline: TimeLeft) -> bool:
-    """Keep the lock a while with the log empty, looking every ``IDLE_POLL_SECONDS``; True if rows came.
+def _linger(drainer: _Drainer, idle_seconds: float, deadline: TimeLeft) -> bool | None:
+    """Keep the lock a while with the log empty, looking every ``IDLE_POLL_SECONDS``: True if rows came, False
+    once the log stayed empty for ``idle_seconds``, None if time ran out first.
 
     While the lock is held no statement rings, so a steady stream of small writes is
     drained by one long-lived drainer instead of ringing once per write.
     """
     until = time.monotonic() + idle_seconds
-    while time.monotonic() < until and drainer.fits(deadline):
+    while time.monotonic() < until:
+        if not drainer.fits(deadline):
+            return None
         time.sleep(IDLE_POLL_SECONDS)
         rows = drainer.claim(wait=False)
         if rows:
@@ -344,7 +362,13 @@ def _run(
         if rows:
             drainer.hand_off(rows)
             continue
-        if _linger(drainer, idle_seconds, deadline):
+        # Never less than the ring interval: a statement the triggers' throttle held back wrote its row within
+        # that interval of a ring sent while the lock was free, so before any holder since then lets go of it
+        # (docs/architecture.md, "The ring throttle").
+        came = _linger(drainer, max(idle_seconds, RING_INTERVAL_SECONDS), deadline)
+        if came is None:
+            return OUT_OF_TIME  # let go early: the successor's ring covers what the linger would have taken
+        if came:
             continue  # rows came while idling: their statements did not ring, this drainer takes them
         release_lock(conn, lock)  # step 3: the log is empty; statements ring again from here on
         holding = False

@@ -11,14 +11,22 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from fanout.capture.names import CHANGE_LOG_TABLE, DRAIN_LOCK, RING, RING_FORMAT_VERSION
+from fanout.capture.names import (
+    CHANGE_LOG_TABLE,
+    DRAIN_LOCK,
+    RING,
+    RING_FORMAT_VERSION,
+    RING_INTERVAL_SECONDS,
+    RING_TOKEN_PREFIX,
+)
 from fanout.model.mapping import ACTIONS, TableMapping
 from fanout.source.locks import MAX_LOCK_NAME
 from fanout.source.sql import quote_identifier
 
 TRIGGER_PREFIX = "fanout_"
 KILL_SWITCH = "@fanout_disable"
-RUNG_AT = "@fanout_rung_at"  # the NOW(6) of the last statement that considered ringing, per session
+STATEMENT_AT = "@fanout_statement_at"  # the NOW(6) of the last statement that considered ringing, per session
+RING_TOKEN = "@fanout_ring_token"  # the name of the ring token this session holds: the second it last rang in
 PARSER_ARN_PLACEHOLDER = "${parser_function_arn}"
 _MAX_IDENTIFIER = 64  # MySQL's limit for trigger names
 _INDENT = "    "
@@ -86,22 +94,55 @@ def trigger_sql(name: str, table: str, action: str, payload_fields: Sequence[str
 
 
 def ring_sql(table: str, depth: int) -> str:
-    """The ring, at ``depth`` indents, each line ending in a newline: once per statement
-    (``@fanout_rung_at``), only when no drainer is at work, and a failure is only noted."""
-    i1, i2, i3, i4 = (_INDENT * (depth + n) for n in range(4))
+    """The ring, at ``depth`` indents, each line ending in a newline: for the statement's first row only
+    (``@fanout_statement_at``), only when no drainer is at work, and only by the first statement of any session
+    of the schema in this second of the clock: it takes the second's ring token (a user-level lock named by the
+    second, :data:`RING_TOKEN_PREFIX`) with ``GET_LOCK(name, 0)``, which never waits, and keeps it
+    (``@fanout_ring_token``) until it rings again; a failed ring gives the token back. A failure is only noted.
+
+    The second is read *before* the drain lock is looked at: the throttle's safety argument
+    (fanout.capture.triggers) needs every drainer holding the lock after a ring to have taken it after the start
+    of the ring's second."""
+    i1, i2, i3, i4, i5, i6 = (_INDENT * (depth + n) for n in range(6))
     arn = f"'{PARSER_ARN_PLACEHOLDER}'"
+    # The token names the interval of the clock and the schema, as its MD5 so that no two schemas share one,
+    # however long their names (55 characters in all).
+    interval = f"{RING_INTERVAL_SECONDS:g}"
     return (
-        f"{i1}IF NOT ({RUNG_AT} <=> CAST(NOW(6) AS CHAR)) THEN\n"
-        f"{i2}SET {RUNG_AT} = CAST(NOW(6) AS CHAR);\n"
+        f"{i1}IF NOT ({STATEMENT_AT} <=> CAST(NOW(6) AS CHAR)) THEN\n"
+        f"{i2}SET {STATEMENT_AT} = CAST(NOW(6) AS CHAR);\n"
         f"{i2}BEGIN\n"
-        # A ring that fails only leaves the row for the next drainer or the sweeper.
+        f"{i3}DECLARE fanout_token VARCHAR(64) DEFAULT CONCAT(\n"
+        f"{i4}'{RING_TOKEN_PREFIX}:', FLOOR(UNIX_TIMESTAMP(SYSDATE(6)) / {interval}), ':', MD5(DATABASE())\n"
+        f"{i3});\n"
+        f"{i3}DECLARE fanout_ring_failed BOOLEAN DEFAULT FALSE;\n"
+        # A ring that fails only leaves the row for the next drainer or the sweeper, and gives the second's token
+        # back: it started no drainer.
         f"{i3}DECLARE CONTINUE HANDLER FOR SQLEXCEPTION\n"
+        f"{i3}BEGIN\n"
         f"{i4}GET DIAGNOSTICS CONDITION 1 @fanout_ring_error = MESSAGE_TEXT;\n"
-        f"{i3}IF IS_FREE_LOCK({_DRAIN_LOCK_SQL}) = 1 THEN\n"
-        f"{i4}SELECT lambda_async({arn}, JSON_OBJECT(\n"
-        f"{i4}{_INDENT}'v', {RING_FORMAT_VERSION}, 'ring', '{RING}', 'table', '{table}',\n"
-        f"{i4}{_INDENT}'ts', UNIX_TIMESTAMP(SYSDATE(6))\n"
-        f"{i4})) INTO @fanout_invoke_result;\n"
+        f"{i4}SET fanout_ring_failed = TRUE;\n"
+        f"{i3}END;\n"
+        # Nested, not AND: the token is taken only once the drain lock was seen free (the order is the argument).
+        f"{i3}IF\n"
+        f"{i4}NOT ({RING_TOKEN} <=> fanout_token)\n"
+        f"{i4}AND IS_FREE_LOCK({_DRAIN_LOCK_SQL}) = 1\n"
+        f"{i3}THEN\n"
+        f"{i4}IF GET_LOCK(fanout_token, 0) = 1 THEN\n"
+        # The token of the second it rang in before, if any (a NULL name is an error, not a no-op).
+        f"{i5}IF {RING_TOKEN} IS NOT NULL THEN\n"
+        f"{i6}DO RELEASE_LOCK({RING_TOKEN});\n"
+        f"{i5}END IF;\n"
+        f"{i5}SET {RING_TOKEN} = fanout_token;\n"
+        f"{i5}SELECT lambda_async({arn}, JSON_OBJECT(\n"
+        f"{i6}'v', {RING_FORMAT_VERSION}, 'ring', '{RING}', 'table', '{table}',\n"
+        f"{i6}'ts', UNIX_TIMESTAMP(SYSDATE(6))\n"
+        f"{i5})) INTO @fanout_invoke_result;\n"
+        f"{i5}IF fanout_ring_failed THEN\n"
+        f"{i6}DO RELEASE_LOCK(fanout_token);\n"
+        f"{i6}SET {RING_TOKEN} = NULL;\n"
+        f"{i5}END IF;\n"
+        f"{i4}END IF;\n"
         f"{i3}END IF;\n"
         f"{i2}END;\n"
         f"{i1}END IF;\n"
