@@ -72,8 +72,6 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             deadline=Deadline.of_context(context, TIME_MARGIN_SECONDS),
             # out of time with rows left: a fresh invocation goes on at once (not a minute later, by the sweeper)
             ring_successor=lambda: ring(lambda_client, context.invoked_function_arn),
-            # a backlog while this drainer holds the lock (no statement rings then): one more drainer beside it
-            ring_helper=lambda: ring(lambda_client, context.invoked_function_arn),
         )
     except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
         database.close()  # Lambda retries the ring on a fresh connection; the rows are still in the log

@@ -69,7 +69,6 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
                 correlation_id=context.aws_request_id,
                 deadline=Deadline.of_context(context, TIME_MARGIN_SECONDS),
                 ring_successor=lambda: ring(deps.lambda_client, parser),
-                ring_helper=lambda: ring(deps.lambda_client, parser),
             ),
         )
     except (pymysql.err.OperationalError, pymysql.err.InterfaceError):

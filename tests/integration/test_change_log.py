@@ -23,7 +23,7 @@ import pytest
 
 import fanout.capture.change_log as change_log_module
 from fanout.capture.change_log import FIRST_BATCH_ROWS, OUT_OF_TIME, change_log_status, drain, is_ring, sweep
-from fanout.capture.names import CHANGE_LOG_TABLE, drain_lock_name, helper_lock_name
+from fanout.capture.names import CHANGE_LOG_TABLE, drain_lock_name
 from fanout.config import DatabaseSettings
 from fanout.deadline import Deadline
 from fanout.model.change import Change
@@ -325,68 +325,6 @@ def test_two_drainers_at_once_hand_off_each_row_exactly_once(sessions: Any) -> N
     assert sorted(keys) == list(range(1, 1001))  # every row once: SKIP LOCKED never hands a row to both
     assert sum(r.claimed for r in reports) == 1000
     assert log_depth(app) == 0
-
-
-# --------------------------------------------------------------------------- a helper beside the lock holder
-# While the lock is held no statement rings: a backlog would have one drainer. The holder whose claim comes back
-# full rings a helper unless one is at work (the helper lock); the helper takes committed rows beside it.
-
-
-def test_a_lock_holder_whose_claims_come_back_full_rings_a_helper_that_drains_beside_it(
-    sessions: Any, source: DatabaseSettings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Given 500 rows waiting, a holder that claims 100 at a time, and a helper it may ring (started here in a thread;
-    # not rung again in this drain however slow the machine, so that exactly one is expected)
-    monkeypatch.setattr(change_log_module, "HELPER_RING_SECONDS", 600.0)
-    app, observer = sessions(), sessions()
-    insert_posts(app, 500)
-    recorder, helpers, helper_lock_held = Recorder(), [], []
-
-    def start_helper() -> None:
-        helpers.append(DrainInThread(sessions(), recorder, batch_rows=100))
-
-    def slow_forward(changes: Sequence[Change]) -> None:
-        helper_lock_held.append(rows(observer, "SELECT IS_USED_LOCK(%s)", helper_lock_name(source.name))[0][0])
-        time.sleep(0.05)  # a pace, so that the helper finds rows left to take (not an assertion)
-        recorder.send(changes)
-
-    # When the holder drains
-    report = drain(sessions(), default_mappings(), CallbackQueue(slow_forward), recorder.reject, batch_rows=100,
-                   ring_helper=start_helper)  # fmt: skip
-    helped = [helper.result() for helper in helpers]
-
-    # Then it rang one helper (its first claim was full), which held the helper lock and took rows beside it:
-    # every row was handed on exactly once, by one or the other
-    assert report.held_lock and report.helpers_rung == 1 and len(helpers) == 1
-    assert helped[0].helped and not helped[0].held_lock and helped[0].claimed > 0
-    assert report.claimed + helped[0].claimed == 500
-    assert sorted(k[1][0] for k in recorder.keys()) == list(range(1, 501))
-    assert any(holder is not None for holder in helper_lock_held) and log_depth(observer) == 0
-
-
-def test_no_helper_is_rung_while_one_is_at_work_or_by_a_drainer_without_the_lock(
-    sessions: Any, source: DatabaseSettings
-) -> None:
-    # Given 300 rows waiting, and another session holding the helper lock (a helper at work)
-    app, other = sessions(), sessions()
-    insert_posts(app, 300)
-    execute(other, "SELECT GET_LOCK(%s, 0)", helper_lock_name(source.name))
-    recorder, rings = Recorder(), []
-
-    # When the lock holder drains with full claims
-    report = drain(sessions(), default_mappings(), recorder, recorder.reject, batch_rows=100,
-                   ring_helper=lambda: rings.append(1))  # fmt: skip
-
-    # Then it rang no second helper
-    assert report.held_lock and report.claimed == 300 and rings == [] and report.helpers_rung == 0
-
-    # And a drainer that finds the drain lock held takes committed rows but rings no helper: only the holder does
-    execute(other, "DO RELEASE_LOCK(%s)", helper_lock_name(source.name))
-    execute(other, "SELECT GET_LOCK(%s, 0)", drain_lock_name(source.name))
-    insert_posts(app, 300)
-    beside = drain(sessions(), default_mappings(), recorder, recorder.reject, batch_rows=100,
-                   ring_helper=lambda: rings.append(1))  # fmt: skip
-    assert not beside.held_lock and beside.helped and beside.claimed == 300 and rings == []
 
 
 def test_a_drainer_killed_mid_batch_deletes_nothing_and_the_next_one_redelivers(sessions: Any) -> None:

@@ -18,14 +18,6 @@ change log"); in short:
    held wrote its row before it looked, so before the release; the last waiting
    claim finds it.
 
-**A helper beside the lock holder**: while the lock is held no statement rings, so a backlog would have one
-drainer. When the holder's claim comes back full (more rows are committed than one batch takes) and no helper is
-at work (the helper lock is free), it rings one (``ring_helper``, at most every HELPER_RING_SECONDS); a drainer
-that finds the drain lock held takes the helper lock if it is free, claims committed rows beside the holder
-(``SKIP LOCKED``: each row is claimed by one of them) and ends when none are left. A key's changes may then be
-handed on by two drainers in either order: harmless, the fetcher re-reads the row and the sinks keep the
-highest version.
-
 **Bounded by the time left** (:mod:`fanout.deadline`): a batch is claimed only while it fits (twice the
 slowest hand-off so far); a drain that runs out of time with rows left rings its successor
 (``ring_successor``) before it returns, so the drain goes on in a fresh invocation instead of waiting
@@ -51,14 +43,7 @@ from typing import Any
 import pymysql
 import pymysql.connections
 
-from fanout.capture.names import (
-    CHANGE_LOG_TABLE,
-    RING,
-    RING_FORMAT_VERSION,
-    drain_lock_name,
-    helper_lock_name,
-    sweep_lock_name,
-)
+from fanout.capture.names import CHANGE_LOG_TABLE, RING, RING_FORMAT_VERSION, drain_lock_name, sweep_lock_name
 from fanout.deadline import Deadline, TimeLeft
 from fanout.model.change import Change, ChangeValidationError, Stage
 from fanout.model.mapping import Mappings
@@ -76,9 +61,6 @@ IDLE_POLL_SECONDS = 0.05  # how often a lingering drainer looks (the latency a r
 DEFAULT_MAX_SECONDS = 60.0  # without a deadline, how long a drain may keep waiting for an open writer
 MIN_STEP_SECONDS = 2.0  # a batch or a wait is started only with more than this long left
 FIRST_BATCH_ROWS = 100  # a drainer's first claim, before it has timed a hand-off (then: what fits, up to batch_rows)
-# The lock holder rings a helper at most this often while its claims come back full: a helper's start (a cold one
-# on the local stack takes about a second) is not rung again before it could have taken the helper lock.
-HELPER_RING_SECONDS = 2.0
 _ER_LOCK_WAIT_TIMEOUT = 1205
 _ER_LOCK_DEADLOCK = 1213
 _ER_NO_SUCH_TABLE = 1146
@@ -97,8 +79,6 @@ class DrainReport:
     held_lock: bool = False  # this drainer held the drain lock (and so waited for writers)
     stopped: str = ""  # why the drain ended with work possibly left, if it did
     successor_rung: bool = False  # out of time with rows left: a fresh drainer was rung to go on
-    helpers_rung: int = 0  # the lock holder's claims came back full: drainers rung to work beside it
-    helped: bool = False  # this drainer worked beside the lock holder, holding the helper lock
     handoff_s: float = 0.0  # time in hand-offs (parse, send to the queue, delete, commit): where a drain's time goes
     delete_s: float = 0.0  # of which deleting the handed rows and committing
 
@@ -174,8 +154,6 @@ class _Drainer:
         reject: Reject,
         correlation_id: str,
         batch_rows: int,
-        helper_lock: str = "",
-        ring_helper: Callable[[], None] | None = None,
     ) -> None:
         self.conn = conn
         self.mappings = mappings
@@ -186,10 +164,6 @@ class _Drainer:
         self.report = DrainReport()
         self.seconds_per_row = 0.0  # the slowest hand-off so far, per row
         self.limit = min(batch_rows, FIRST_BATCH_ROWS)  # rows the next claim may take
-        self.holding = False  # holds the drain lock
-        self.helper_lock = helper_lock
-        self.ring_helper = ring_helper
-        self.next_helper_ring = 0.0  # monotonic time before which no helper is rung again
 
     def fits(self, deadline: TimeLeft) -> bool:
         """Whether another batch (or wait) fits in the time left, and how many rows it may claim (``limit``):
@@ -261,17 +235,7 @@ class _Drainer:
             rows = self.claim(wait=False)
             if not rows:
                 return True
-            if len(rows) == self.limit:  # more committed rows than one batch: a helper could take some
-                self.call_helper()
             self.hand_off(rows)
-
-    def call_helper(self) -> None:
-        """As the lock holder, ring a helper unless one is at work (the helper lock is held) or was just rung."""
-        if self.ring_helper is None or not self.holding or time.monotonic() < self.next_helper_ring:
-            return
-        self.next_helper_ring = time.monotonic() + HELPER_RING_SECONDS
-        if is_free_lock(self.conn, self.helper_lock) and _ring(self.ring_helper, self.correlation_id):
-            self.report.helpers_rung += 1
 
 
 def drain(
@@ -286,7 +250,6 @@ def drain(
     idle_seconds: float = 0.0,
     deadline: TimeLeft | None = None,
     ring_successor: Callable[[], None] | None = None,
-    ring_helper: Callable[[], None] | None = None,
 ) -> DrainReport:
     """Drain the change log of ``conn``'s schema (``conn``: a connection of its own, in autocommit mode).
 
@@ -297,8 +260,7 @@ def drain(
     runs out with rows left, ``ring_successor`` (the parser: an asynchronous invoke of itself) is called
     before the drain returns, unless another drainer holds the lock (it goes on, and rings its own successor),
     so the rest is drained at once by a fresh invocation; without it (or if the ring fails) the rest waits for
-    the next ring or the sweeper. ``ring_helper`` (the parser: the same asynchronous invoke) starts a drainer
-    beside the lock holder while a backlog lasts (see the module). Hand-off and database errors propagate
+    the next ring or the sweeper. Hand-off and database errors propagate
     after the open batch is rolled back (its rows stay).
     """
     if deadline is None:
@@ -310,19 +272,16 @@ def drain(
     if schema is None:
         raise RuntimeError("the database connection has no current schema to drain")
     lock = drain_lock_name(schema)
-    drainer = _Drainer(conn, mappings, queue, reject, correlation_id, batch_rows, helper_lock_name(schema), ring_helper)
+    drainer = _Drainer(conn, mappings, queue, reject, correlation_id, batch_rows)
     report = drainer.report
     holding = try_lock(conn, lock)
-    report.held_lock = drainer.holding = holding
-    # beside a lock holder: the helper, if no other drainer is (the holder then rings none)
-    report.helped = not holding and try_lock(conn, drainer.helper_lock)
+    report.held_lock = holding
     try:
         try:
             report.stopped = _run(drainer, conn, lock, holding, deadline, idle_seconds)
         finally:
-            with suppress(pymysql.err.Error):  # a lost connection has released them already
+            with suppress(pymysql.err.Error):  # a lost connection has released it already
                 release_lock(conn, lock)
-                release_lock(conn, drainer.helper_lock)
     except pymysql.err.ProgrammingError as exc:
         if exc.args and exc.args[0] == _ER_NO_SUCH_TABLE:  # the migration that creates the log has not run yet
             report.stopped = f"{CHANGE_LOG_TABLE} does not exist (no change-log migration applied yet)"
@@ -381,8 +340,7 @@ def _run(
             # skipped here (they wrote before its release). Nothing more to do.
             if not try_lock(conn, lock):
                 return ""
-            holding = drainer.report.held_lock = drainer.holding = True
-            release_lock(conn, drainer.helper_lock)  # the holder now: the helper lock is for the next helper
+            holding = drainer.report.held_lock = True
             continue
         if not drainer.fits(deadline):
             return OUT_OF_TIME
@@ -395,14 +353,14 @@ def _run(
         if _linger(drainer, idle_seconds, deadline):
             continue  # rows came while idling: their statements did not ring, this drainer takes them
         release_lock(conn, lock)  # step 3: the log is empty; statements ring again from here on
-        holding = drainer.holding = False
+        holding = False
         rows = drainer.claim(wait=True)  # rows whose statements saw the lock held were written before the release
         if rows is None or rows:
             if rows:
                 drainer.hand_off(rows)
             if not try_lock(conn, lock):
                 return ""  # a newer drainer holds it now and waits out the rest
-            holding = drainer.holding = True
+            holding = True
             continue
         return ""
 

@@ -12,9 +12,6 @@ from fanout.source.locks import lock_name
 CHANGE_LOG_TABLE = "fanout_change_log"
 # The user-level lock a working drainer holds; the triggers ring only while it is free.
 DRAIN_LOCK = "fanout_drain"
-# The user-level lock of the drainer at work beside the lock holder (a helper it rang, or one a ring started while
-# the drain lock was held): the holder rings a helper only while it is free, so a backlog gets one at a time.
-HELPER_LOCK = "fanout_drain_helper"
 # The user-level lock of a sweep (the scheduled SweeperFunction, `fanout sweep`): one rings at a time.
 SWEEP_LOCK = "fanout_sweep"
 # A ring is {"v": 2, "ring": "change_log", "table", "ts"}; a change-log row's payload is format version 1.
@@ -25,11 +22,6 @@ RING = "change_log"
 def drain_lock_name(schema: str) -> str:
     """The drain lock of ``schema``."""
     return lock_name(DRAIN_LOCK, schema)
-
-
-def helper_lock_name(schema: str) -> str:
-    """The helper lock of ``schema``."""
-    return lock_name(HELPER_LOCK, schema)
 
 
 def sweep_lock_name(schema: str) -> str:
