@@ -45,6 +45,7 @@ from fanout.pipeline.forwarder import QueueForwarder
 from fanout.pipeline.queue_batch import handle_queue_batch
 from fanout.pipeline.wiring import aws_config
 from fanout.sinks.dynamodb import DynamoDBSink
+from fanout.sinks.eventbridge import EventBridgeSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.reader import DatabaseSource
 from local.database import drop_database
@@ -150,17 +151,52 @@ def import_times() -> dict[str, float]:
     return out
 
 
-def sinks_for(cfg: Any, opensearch: Any, table_name: str) -> list[Any]:
-    """Both sinks, built as fanout.pipeline.wiring builds them (its botocore Config included)."""
-    client = boto3.client(
-        "dynamodb",
+def aws_client(cfg: Any, service: str) -> Any:
+    """A client of the local stack's ``service``, configured as fanout.pipeline.wiring configures its clients."""
+    return boto3.client(
+        service,
         endpoint_url=cfg.aws_endpoint,
         region_name=cfg.region,
         aws_access_key_id="test",
         aws_secret_access_key="test",
         config=aws_config(),
     )
+
+
+def sinks_for(cfg: Any, opensearch: Any, table_name: str) -> list[Any]:
+    """Both sinks, built as fanout.pipeline.wiring builds them (its botocore Config included)."""
+    client = aws_client(cfg, "dynamodb")
     return [OpenSearchSink(opensearch), DynamoDBSink(client, table_name, tombstone_ttl_seconds=3600)]
+
+
+def packed_in_process(cfg: Any, rows: int, fetch_batch: int = FETCH_BATCH, event_bus: str = "") -> dict[str, Any]:
+    """The packed shape alone on ``rows`` fresh posts rows (bench_end_to_end's in-process figure, taken in its
+    run): after a warm-up on the first messages, one run of every message, ``fetch_batch`` an invocation. With
+    ``event_bus``, the change events are published there too, as the deployed fetcher publishes them."""
+    db_name, conn = posts_database(cfg, rows)
+    _, table = create_replica_table(cfg, db_name)
+    opensearch = make_client(cfg.opensearch_endpoint)
+    posts = default_mappings().get("posts")
+    assert posts is not None
+    mapping = in_index(posts, db_name.replace("_", "-"))
+    sinks = sinks_for(cfg, opensearch, table.name)
+    if event_bus:
+        sinks.append(EventBridgeSink(aws_client(cfg, "events"), event_bus))
+    fetcher = Fetcher(Mappings({"posts": mapping}), DatabaseSource.over(conn), sinks, reject=reject)
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the metric blobs, printed as in Lambda
+    try:
+        now_us = int(time.time() * 1_000_000)
+        changes = [Change("posts", (("id", i + 1),), "update", now_us, "bench") for i in range(rows)]
+        bodies, sends = queued(changes, packed=True)
+        warm = min(len(bodies), fetch_batch)
+        run(fetcher, bodies[:warm], fetch_batch, 0, sum(len(json.loads(body)["changes"]) for body in bodies[:warm]))
+        return run(fetcher, bodies, fetch_batch, sends, rows)
+    finally:
+        sys.stdout.close()
+        sys.stdout = sys.__stdout__
+        table.delete()
+        delete_index(opensearch, mapping.opensearch.index)
+        drop_database(cfg, db_name)
 
 
 def main() -> int:

@@ -43,7 +43,7 @@ from fanout.redaction import describe_error
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
 from fanout.source.reader import DatabaseSource, read_row, select_rows_sql
-from fanout.source.rows import CLOCK_SQL, select_row_sql
+from fanout.source.rows import CLOCK_SQL, SHARE_NOWAIT, SHARE_SKIP_LOCKED, select_row_sql
 from tests.support.fakes import (
     FakeContext,
     FakeOpenSearch,
@@ -428,8 +428,14 @@ def single_reads(mappings: Mappings) -> set[str]:
 
 
 def allowed_statements(mappings: Mappings, most_keys: int = 5) -> set[str]:
-    """The clock, each table's single read and its batch read of up to ``most_keys`` keys."""
-    batches = {select_rows_sql(m, n) for m in mappings.tables.values() for n in range(1, most_keys + 1)}
+    """The clock, each table's single read and its batch reads of up to ``most_keys`` keys (skipping locked rows, and
+    of the keys that skipped, not waiting)."""
+    batches = {
+        select_rows_sql(m, n, lock)
+        for m in mappings.tables.values()
+        for n in range(1, most_keys + 1)
+        for lock in (SHARE_SKIP_LOCKED, SHARE_NOWAIT)
+    }
     return {CLOCK_SQL} | single_reads(mappings) | batches
 
 
@@ -467,10 +473,11 @@ def test_any_fetcher_event_runs_only_the_mappings_statements_with_keys_as_parame
         assert CANARY not in sql
         if params is not None:
             assert all(isinstance(p, int | str) and not isinstance(p, bool) for p in params)
-    # (one waiting read per distinct key, none found by the batch read: duplicates of a key in one event are
-    # coalesced)
+    # (none found by the batch read: the keys read once more together, not waiting, one read per table; no writer
+    # holds them, so none is read alone)
     singles = single_reads(KEYED)
-    assert len([s for s, p in conn.statements if s in singles]) == len({(c.table, c.key) for c in changes})
+    assert [s for s, _ in conn.statements if s in singles] == []
+    assert len([s for s, _ in conn.statements if s.endswith(SHARE_NOWAIT)]) == len({c.table for c in changes})
 
 
 def test_a_forged_correlation_id_does_not_reach_the_fetchers_log_lines() -> None:

@@ -92,6 +92,8 @@ class DrainReport:
     held_lock: bool = False  # this drainer held the drain lock (and so waited for writers)
     stopped: str = ""  # why the drain ended with work possibly left, if it did
     successor_rung: bool = False  # out of time with rows left: a fresh drainer was rung to go on
+    handoff_s: float = 0.0  # time in hand-offs (parse, send to the queue, delete, commit): where a drain's time goes
+    delete_s: float = 0.0  # of which deleting the handed rows and committing
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -216,6 +218,7 @@ class _Drainer:
         started = time.monotonic()
         try:
             forwarded, rejected = hand_on(rows, self.mappings, self.queue, self.reject, self.correlation_id)
+            handed = time.monotonic()
             # One row at a time, by primary key: `DELETE ... WHERE id IN (...)` may be planned as a scan, and a
             # DELETE scan waits on the rows another drainer holds (no semi-consistent read for DELETE), which
             # deadlocks two drainers (tests/integration/test_change_log.py).
@@ -228,7 +231,10 @@ class _Drainer:
         except BaseException:
             self.conn.rollback()
             raise
-        self.seconds_per_row = max(self.seconds_per_row, (time.monotonic() - started) / max(1, len(rows)))
+        ended = time.monotonic()
+        self.seconds_per_row = max(self.seconds_per_row, (ended - started) / max(1, len(rows)))
+        self.report.handoff_s = round(self.report.handoff_s + ended - started, 3)
+        self.report.delete_s = round(self.report.delete_s + ended - handed, 3)
         self.report.batches += 1
         self.report.claimed += len(rows)
         self.report.rejected += rejected

@@ -39,11 +39,12 @@ import pymysql
 from fanout.deadline import NO_DEADLINE, TimeLeft
 from fanout.model.change import Change
 from fanout.model.mapping import TableMapping
-from fanout.source.composition_read import compose_rows, root_page
+from fanout.source.composition_read import ER_LOCK_NOWAIT, compose_rows, root_page
 from fanout.source.connection import lock_wait_seconds
 from fanout.source.rows import (
     CLOCK_SQL,
     RETRYABLE_MYSQL_ERRORS,
+    SHARE_NOWAIT,
     SHARE_SKIP_LOCKED,
     RowState,
     SourceReadError,
@@ -57,14 +58,15 @@ from fanout.source.sql import column_list, quote_identifier, selected_columns
 MAX_KEYS_PER_READ = 500
 
 
-def select_rows_sql(mapping: TableMapping, count: int) -> str:
-    """All rows of ``count`` keys in one statement; rows locked by a writer are skipped, not waited for."""
+def select_rows_sql(mapping: TableMapping, count: int, lock: str = SHARE_SKIP_LOCKED) -> str:
+    """All rows of ``count`` keys in one statement, with ``lock``: by default rows locked by a writer are skipped,
+    not waited for; with ``FOR SHARE NOWAIT`` such a row fails the statement at once (3572)."""
     key = f"({column_list(mapping.key_columns)})"
     one = "(" + ", ".join(["%s"] * len(mapping.key_columns)) + ")"
     # Identifiers come from the validated mapping; key values are bound parameters.
     table = quote_identifier(mapping.table)
     keys = ", ".join([one] * count)
-    return f"SELECT {selected_columns(mapping)} FROM {table} WHERE {key} IN ({keys}) {SHARE_SKIP_LOCKED}"  # noqa: S608
+    return f"SELECT {selected_columns(mapping)} FROM {table} WHERE {key} IN ({keys}) {lock}"  # noqa: S608
 
 
 def _exact_key(row: dict[str, Any], mapping: TableMapping) -> tuple[Any, ...]:
@@ -78,11 +80,15 @@ def read_rows(
     deadline: TimeLeft = NO_DEADLINE,
 ) -> list[RowState | Exception]:
     """The committed state of every change's row, in order: one locking read per
-    ``MAX_KEYS_PER_READ`` keys that never waits (SKIP LOCKED), then each key it did not return read alone
+    ``MAX_KEYS_PER_READ`` keys that never waits (SKIP LOCKED), then one ``FOR SHARE NOWAIT`` read of the keys it
+    did not return (:func:`_read_missing`), and only if that read meets a writer's lock, each of them read alone
     with the waiting locking read of :func:`read_row`.
 
     A key the batch did not return is either absent or *locked by an open writer*: it is never taken for a
-    delete here; the single read waits the writer out (bounded) and decides. One ``SYSDATE(6)`` taken after
+    delete on the batch's word. The NOWAIT read tells them apart without waiting: it fails (3572) if any of the
+    keys is locked, and then the single reads wait the writers out (bounded) and decide; if it succeeds, no
+    writer held any of them, and a key it did not return is absent (a delete, or an insert rolled back). A
+    delete-heavy batch so costs one more statement, not a read per key. One ``SYSDATE(6)`` taken after
     the batch read, while every returned row's shared lock is still held, is a valid version for all of
     them. An item is an exception when that key could not be read now (retryable), so one locked key does
     not fail the others. A waiting read starts only while the longest wait it may take
@@ -123,9 +129,14 @@ def read_rows(
             for index in by_key.get(_exact_key(row, mapping), ()):
                 if has_exact_key(row, changes[index]):
                     states[index] = RowState(row, version)
+    missing = [index for index, state in enumerate(states) if state is None]
+    for start in range(0, len(missing), MAX_KEYS_PER_READ):
+        indices = missing[start : start + MAX_KEYS_PER_READ]
+        for index, state in zip(indices, _read_missing(conn, mapping, [changes[i] for i in indices]), strict=True):
+            states[index] = state  # None: some key of the chunk is locked, the waiting read below decides
     longest_wait: float | None = None
     for index, state in enumerate(states):
-        if state is None:  # absent, or skipped because a writer holds it: the waiting read decides
+        if state is None:  # skipped because a writer holds it (or a key beside it): the waiting read decides
             left = deadline.left()
             if longest_wait is None and left != math.inf:
                 longest_wait = lock_wait_seconds(conn)
@@ -137,6 +148,49 @@ def read_rows(
             except SourceReadError as exc:
                 states[index] = exc
     return [state for state in states if state is not None]
+
+
+def _read_missing(
+    conn: pymysql.connections.Connection, mapping: TableMapping, changes: Sequence[Change]
+) -> list[RowState | Exception | None]:
+    """The keys the SKIP LOCKED read did not return, read together with ``FOR SHARE NOWAIT``: each its state, or
+    all None when the read met a writer's lock (3572; rolled back at once, so nothing is held while the waiting
+    reads wait). The version of an absent key is the instant before the read, as :func:`read_row` takes it; a row
+    committed since the first read comes back with the instant taken under its lock."""
+    by_key: dict[tuple[Any, ...], list[int]] = {}
+    for offset, change in enumerate(changes):
+        by_key.setdefault(change.key_values, []).append(offset)
+    try:
+        with conn.cursor() as cur:
+            conn.begin()
+            try:
+                cur.execute(CLOCK_SQL)
+                before = int(cur.fetchone()[0])
+                cur.execute(select_rows_sql(mapping, len(changes), SHARE_NOWAIT),
+                            [value for change in changes for value in change.key_values])  # fmt: skip
+                rows = [typed_row(cur, raw, mapping) for raw in cur.fetchall()]
+                version = before
+                if rows:
+                    cur.execute(CLOCK_SQL)  # still holding every returned row's shared lock
+                    version = int(cur.fetchone()[0])
+            finally:
+                if conn.open:  # a lost connection has no lock to release; committing would mask its error
+                    conn.commit()  # releases the shared locks (after a 3572, the statement's own)
+    except pymysql.err.OperationalError as exc:
+        code = exc.args[0] if exc.args else None
+        if code == ER_LOCK_NOWAIT:
+            return [None] * len(changes)
+        if code in RETRYABLE_MYSQL_ERRORS:
+            return [SourceReadError(f"{RETRYABLE_MYSQL_ERRORS[code]} reading {mapping.table}; will retry")] * len(
+                changes
+            )
+        raise
+    states: list[RowState | Exception | None] = [RowState(None, before) for _ in changes]
+    for row in rows:
+        for offset in by_key.get(_exact_key(row, mapping), ()):
+            if has_exact_key(row, changes[offset]):
+                states[offset] = RowState(row, version)
+    return states
 
 
 def read_row(conn: pymysql.connections.Connection, mapping: TableMapping, change: Change) -> RowState:
