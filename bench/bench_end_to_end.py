@@ -46,6 +46,7 @@ from bench.harness import (
     deployed_stack,
     insert_rows,
     lambda_async_bridge,
+    log_lines,
     write_results,
 )
 from fanout.model.change import Change
@@ -65,24 +66,6 @@ STATEMENT_ROWS = 50
 TIMEOUT_S = 900
 WARM_UP_ROWS = 500
 LOGS_SETTLE_S = 3.0  # a function's last lines reach ministack's CloudWatch Logs a moment after it answers
-
-
-def log_lines(logs: Any, group: str, term: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
-    """The JSON lines of ``group`` between the two instants whose text holds ``term`` (a quoted-term filter)."""
-    request: dict[str, Any] = {"logGroupName": group, "startTime": start_ms, "endTime": end_ms,
-                               "filterPattern": f'"{term}"'}  # fmt: skip
-    lines: list[dict[str, Any]] = []
-    while True:
-        answer = logs.filter_log_events(**request)
-        for event in answer.get("events", []):
-            text = str(event.get("message", "")).strip()
-            if text.startswith("{"):
-                fields = json.loads(text)
-                if fields.get("message") == term:
-                    lines.append(fields)
-        if not answer.get("nextToken"):
-            return lines
-        request["nextToken"] = answer["nextToken"]
 
 
 def breakdown(env: StackEnv, start_ms: int, end_ms: int) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from typing import Any
 
 import boto3
 
-from bench.harness import AURORA_LAMBDA_ASYNC_MS, deployed_stack, lambda_async_bridge, write_results
+from bench.harness import AURORA_LAMBDA_ASYNC_MS, deployed_stack, lambda_async_bridge, log_lines, write_results
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
 from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
@@ -85,28 +85,6 @@ class Session:
             conn.close()
 
 
-def batch_lines(logs: Any, group: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
-    lines: list[dict[str, Any]] = []
-    request: dict[str, Any] = {
-        "logGroupName": group,
-        "startTime": start_ms,
-        "endTime": end_ms,
-        "filterPattern": '{ $.message = "changes applied" }',
-    }
-    while True:
-        answer = logs.filter_log_events(**request)
-        for event in answer.get("events", []):
-            text = str(event.get("message", "")).strip()
-            if text.startswith("{"):
-                fields = json.loads(text)
-                if fields.get("message") == BATCH_LINE:
-                    lines.append(fields)
-        token = answer.get("nextToken")
-        if not token:
-            return lines
-        request["nextToken"] = token
-
-
 def lags_of(lines: list[dict[str, Any]], table: str) -> tuple[list[float], int]:
     """Per applied change, commit → both sinks (the later sink's lag); and the changes the lines stand for."""
     both: list[float] = []
@@ -154,7 +132,7 @@ def run_rate(env: StackEnv, rate: int, readers: SinkReaders, logs: Any) -> dict[
         time.sleep(1.0)
     settled = time.monotonic()
     time.sleep(3.0)  # the last batch lines reach the local CloudWatch Logs
-    lines = batch_lines(logs, env.fetcher_log_group, start_ms, int(time.time() * 1000))
+    lines = log_lines(logs, env.fetcher_log_group, BATCH_LINE, start_ms, int(time.time() * 1000))
     both, applied = lags_of(lines, "posts")
     stages: dict[str, list[int]] = {}
     for fields in lines:

@@ -102,3 +102,22 @@ def write_results(name: str, result: dict[str, Any], markdown: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown if markdown.endswith("\n") else markdown + "\n")
+
+
+def log_lines(logs: Any, group: str, term: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+    """The JSON log lines of ``group`` (a function's log group on the deployed stack) between the two instants
+    whose message is ``term`` (found by a quoted-term filter)."""
+    request: dict[str, Any] = {"logGroupName": group, "startTime": start_ms, "endTime": end_ms,
+                               "filterPattern": f'"{term}"'}  # fmt: skip
+    lines: list[dict[str, Any]] = []
+    while True:
+        answer = logs.filter_log_events(**request)
+        for event in answer.get("events", []):
+            text = str(event.get("message", "")).strip()
+            if text.startswith("{"):
+                fields = json.loads(text)
+                if fields.get("message") == term:
+                    lines.append(fields)
+        if not answer.get("nextToken"):
+            return lines
+        request["nextToken"] = answer["nextToken"]
