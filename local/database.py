@@ -9,9 +9,13 @@ from typing import Any
 import pymysql
 
 from fanout.capture.migration_scripts import split_statements
+from fanout.capture.migrations import MigrationRunner
+from fanout.config import DatabaseSettings
+from fanout.source.connection import connect
 from local.config import ROOT, LocalConfig, StackEnv
 
 DEMO_SCHEMA = ROOT / "local" / "demo_schema.sql"
+MIGRATIONS = ROOT / "db" / "migrations"
 
 
 def admin_connection(cfg: LocalConfig, database: str | None = None) -> Any:
@@ -59,6 +63,23 @@ def prepare_database(cfg: LocalConfig) -> None:
         run_sql_file(conn, DEMO_SCHEMA)
     finally:
         conn.close()
+
+
+def migrations_missing_after_deploy(cfg: LocalConfig, env: StackEnv) -> list[int]:
+    """Apply what the deployed hook's history lacks in the demo schema, as the hook would; the versions applied.
+
+    The hook runs when CloudFormation sees db/ change. ministack keeps the stack across restarts, so a database
+    that lost its migrations meanwhile (its data directory wiped, a schema dropped) would otherwise stay without
+    capture triggers after `make up`, and every change would silently go nowhere. Normally this applies nothing.
+    """
+    settings = DatabaseSettings(cfg.db_host, cfg.db_port, cfg.db_name, cfg.db_user, cfg.db_password)
+    runner = MigrationRunner(
+        lambda: connect(settings),
+        MIGRATIONS,
+        {"parser_function_arn": env.parser_function_arn},
+        applied_by="local:make up",
+    )
+    return runner.migrate().applied
 
 
 def create_database(cfg: LocalConfig, prefix: str = "fanout_bench") -> str:

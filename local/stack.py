@@ -37,7 +37,7 @@ sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 
 from local import opensearch as local_opensearch  # noqa: E402
 from local.config import MINISTACK_STATE, STACK_ENV, STATE_DIR, LocalConfig, StackEnv, say  # noqa: E402
-from local.database import demo_rows, prepare_database  # noqa: E402
+from local.database import demo_rows, migrations_missing_after_deploy, prepare_database  # noqa: E402
 from local.deploy import deploy_app, fix_event_source_mappings  # noqa: E402
 from local.processes import port_open, running_pid, stop_process  # noqa: E402
 from local.services import (  # noqa: E402
@@ -64,6 +64,12 @@ def up() -> StackEnv:
     ensure_opensearch(cfg)
     prepare_database(cfg)
     env = deploy_app(cfg)
+    missing = migrations_missing_after_deploy(cfg, env)
+    if missing:
+        say(
+            f"{cfg.db_name} lacked migrations {', '.join(f'V{v:03d}' for v in missing)} that the deployed stack's "
+            "hook had applied (the database lost them, ministack kept the stack): applied them now"
+        )
     # a fresh bridge: no failure or delay a test or benchmark set is left behind
     ensure_lambda_async_bridge(cfg, restart=True)
     if restarted:
