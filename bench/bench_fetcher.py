@@ -1,6 +1,6 @@
 """Benchmark: the fetcher's entry in process, per message shape: CPU and requests per 1,000 changes, throughput.
 
-The changes are packed by the parser's forwarder (fanout.pipeline.forwarder, into a recording queue) exactly as
+The changes are packed by the parser's forwarder (fanout.pipeline.fetch_queue, into a recording queue) exactly as
 the deployed parser sends them, then read back as the SQS batches Lambda's event source hands the fetcher and
 applied by its entry (fanout.pipeline.queue_batch.handle_queue_batch, with the metric flush its handler does) on
 real MySQL 8.0, OpenSearch and ministack DynamoDB. In one run and on the same rows:
@@ -42,8 +42,8 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.model.payloads import fetcher_event
 from fanout.observability import flush_metrics
+from fanout.pipeline.fetch_queue import QueueForwarder
 from fanout.pipeline.fetcher import Fetcher
-from fanout.pipeline.forwarder import QueueForwarder
 from fanout.pipeline.queue_batch import handle_queue_batch
 from fanout.pipeline.wiring import aws_config
 from fanout.sinks.dynamodb import DynamoDBSink

@@ -8,8 +8,8 @@ from typing import Any
 
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
+from fanout.pipeline.fetch_queue import ChangeQueue
 from fanout.pipeline.fetcher import Fetcher
-from fanout.pipeline.forwarder import ChangeQueue
 from fanout.pipeline.rejects import Reject
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink

@@ -13,8 +13,8 @@ from fanout.deadline import NO_DEADLINE, Pace, TimeLeft
 from fanout.model.change import Change, ChangeValidationError
 from fanout.model.mapping import TableMapping, default_mappings
 from fanout.model.payloads import fetcher_event, parse_change_message
+from fanout.pipeline.fetch_queue import QueueForwarder
 from fanout.pipeline.fetcher import Fetcher
-from fanout.pipeline.forwarder import QueueForwarder
 from fanout.pipeline.queue_batch import handle_queue_batch
 from fanout.pipeline.related import FanOut, apply_related
 from fanout.source.reader import RowState

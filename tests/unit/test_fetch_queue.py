@@ -1,4 +1,4 @@
-"""The fetch queue: the parser's forwarder (fanout.pipeline.forwarder) and the fetcher's SQS batches
+"""The fetch queue: the parser's forwarder (fanout.pipeline.fetch_queue) and the fetcher's SQS batches
 (fanout.pipeline.queue_batch)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from fanout.config import ConfigError, ParserSettings
 from fanout.model.change import Change, Stage
 from fanout.model.mapping import default_mappings
 from fanout.model.payloads import parse_change_message
-from fanout.pipeline.forwarder import QueueForwarder
+from fanout.pipeline.fetch_queue import QueueForwarder
 from fanout.pipeline.queue_batch import SPLIT_AT_MOST, handle_queue_batch
 from fanout.pipeline.rejects import message_body, rejection_record
 from fanout.source.rows import SourceReadError

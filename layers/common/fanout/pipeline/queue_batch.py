@@ -1,6 +1,6 @@
 """The fetcher's entry: an SQS batch from the fetch queue, the one event shape the fetcher takes.
 
-Each record is a message packed by the parser's forwarder (fanout.pipeline.forwarder): the changes of a drained
+Each record is a message packed by the parser's forwarder (fanout.pipeline.fetch_queue): the changes of a drained
 batch, as many as fit. The batch is applied *together* (coalesced per key, one locking read per table chunk,
 ``_bulk`` and the sinks side by side, fanout.pipeline.fetcher); the answer names exactly the records whose keys
 failed (partial batch response), which become visible again and are retried until the queue's redrive policy
@@ -27,8 +27,8 @@ from fanout.model.change import CORRELATION_ID, Change, ChangeValidationError, S
 from fanout.model.mapping import Mappings
 from fanout.model.payloads import parse_change_message
 from fanout.observability import UNKNOWN_TABLE, ChangeMetric, log, metric_table, record
+from fanout.pipeline.fetch_queue import ChangeQueue
 from fanout.pipeline.fetcher import Fetcher, FetchFailed, FetchReport
-from fanout.pipeline.forwarder import ChangeQueue
 from fanout.pipeline.rejects import HeldRejects, Reject
 from fanout.redaction import describe_error
 
