@@ -3,6 +3,7 @@ them, sample rows and changes, and the fetcher handler (fetcher_fn/app.py) wired
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -66,3 +67,12 @@ class World:
 
 def load_fetcher_app() -> ModuleType:
     return load_app("fetcher_fn/app.py", "fetcher_app")
+
+
+def fetcher_handler(fetcher: Fetcher) -> Callable[[Any, Any], dict[str, Any]]:
+    """The fetcher's handler (fetcher_fn/app.py, its observability wrapper included) over ``fetcher``, as if its
+    first invocation had built that fetch path."""
+    app = load_fetcher_app()
+    app._fetcher = lambda: fetcher
+    handler: Callable[[Any, Any], dict[str, Any]] = app.handler
+    return handler
