@@ -321,7 +321,7 @@ def read_batch(event: dict[str, Any], mappings: Mappings) -> ReceivedBatch:
 
 def _recorder(reject: Reject | None) -> Reject:
     if reject is None:
-        raise ValueError("the fetcher's entry records invalid input: its fetcher needs a reject recorder")
+        raise ValueError("the fetcher's handler records invalid input: its fetcher needs a reject recorder")
     return reject
 
 
