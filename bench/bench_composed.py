@@ -28,8 +28,8 @@ from bench.harness import create_replica_table, local_services
 from fanout.config import DatabaseSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
+from fanout.pipeline.fetch_queue import ChangeQueue
 from fanout.pipeline.fetcher import Fetcher
-from fanout.pipeline.forwarder import ChangeQueue
 from fanout.pipeline.related import PAGES_PER_INVOCATION
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client, opensearch_document

@@ -1,8 +1,8 @@
 """Benchmark: the fetcher's entry in process, per message shape: CPU and requests per 1,000 changes, throughput.
 
-The changes are packed by the parser's forwarder (fanout.pipeline.forwarder, into a recording queue) exactly as
+The changes are packed by the parser's forwarder (fanout.pipeline.fetch_queue, into a recording queue) exactly as
 the deployed parser sends them, then read back as the SQS batches Lambda's event source hands the fetcher and
-applied by its entry (fanout.pipeline.queue_batch.handle_queue_batch, with the metric flush its handler does) on
+applied by its handler (fetcher_fn/app.py, its observability wrapper and metric flush included) on
 real MySQL 8.0, OpenSearch and ministack DynamoDB. In one run and on the same rows:
 
 - ``one a change``: one message per change, 10 messages an invocation (the shape before messages were packed);
@@ -41,18 +41,18 @@ from bench.harness import ROOT, create_replica_table, local_services, posts_data
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.model.payloads import fetcher_event
-from fanout.observability import flush_metrics
+from fanout.pipeline.fetch_queue import QueueForwarder
 from fanout.pipeline.fetcher import Fetcher
-from fanout.pipeline.forwarder import QueueForwarder
-from fanout.pipeline.queue_batch import handle_queue_batch
 from fanout.pipeline.wiring import aws_config
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.eventbridge import EventBridgeSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.reader import DatabaseSource
 from local.database import drop_database
+from tests.support.fakes import FakeContext
 from tests.support.indices import delete_index
 from tests.support.mappings import in_index
+from tests.support.world import fetcher_handler
 
 ROWS = int(os.environ.get("BENCH_FETCHER_ROWS", "4000"))
 DRAINED = 500  # the drainer's batch (fanout.capture.change_log.DEFAULT_BATCH_ROWS)
@@ -86,10 +86,6 @@ def billed(bodies: list[str]) -> int:
     return max(1, math.ceil(sum(len(b.encode("utf-8")) for b in bodies) / SQS_BILLED_BYTES))
 
 
-class Context:
-    aws_request_id = "bench"
-
-
 def sqs_records(bodies: list[str], offset: int) -> list[dict[str, Any]]:
     return [
         {"messageId": f"m{offset + i}", "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {}}
@@ -113,12 +109,12 @@ def queued(changes: list[Change], packed: bool) -> tuple[list[str], int]:
 
 def run(fetcher: Fetcher, bodies: list[str], batch: int, sqs_sends: int, changes: int) -> dict[str, Any]:
     cpu, wall, invocations, receives = 0.0, 0.0, 0, 0
+    handle = fetcher_handler(fetcher)
     for start in range(0, len(bodies), batch):
         receives += billed(bodies[start : start + batch])
         event = {"Records": sqs_records(bodies[start : start + batch], start)}
         c, w = time.process_time(), time.perf_counter()
-        answer = handle_queue_batch(event, Context(), fetcher)
-        flush_metrics()
+        answer = handle(event, FakeContext(aws_request_id="bench"))
         cpu += time.process_time() - c
         wall += time.perf_counter() - w
         invocations += 1

@@ -1,7 +1,8 @@
 """Fetcher handler: re-reads each changed row from MySQL and writes it to OpenSearch and DynamoDB.
 
-One event shape: an SQS batch from the fetch queue (fanout.pipeline.queue_batch). The answer lists
-the records to retry (partial batch response); the queue's redrive policy dead-letters them.
+One event shape: an SQS batch from the fetch queue, read back into changes by fanout.pipeline.fetch_queue and
+applied together by the fetcher. The answer lists the records to retry (partial batch response, built by
+fanout.pipeline.fetch_queue); the queue's redrive policy dead-letters them.
 Invalid input is recorded in the dead-letter queue once, by the attempt that is not retried.
 The fetcher (fanout.pipeline.fetcher.Fetcher: the database, the sinks, the reject recorder and the forwarder of
 continuations, for a change via a composed document's relation with more roots than one invocation rebuilds) is
@@ -14,9 +15,10 @@ import gc
 from functools import lru_cache
 from typing import Any
 
+from fanout.deadline import Deadline
 from fanout.observability import instrumented_handler
-from fanout.pipeline.fetcher import Fetcher
-from fanout.pipeline.queue_batch import correlation_id_of, handle_queue_batch
+from fanout.pipeline.fetch_queue import correlation_id_of, read_batch, reject_batch, sqs_event_problem
+from fanout.pipeline.fetcher import Fetcher, FetchFailed
 from fanout.pipeline.wiring import FetchPath
 
 
@@ -40,4 +42,14 @@ def _correlation_id(event: Any, context: Any) -> str:
 
 @instrumented_handler(correlation_id=_correlation_id)
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    return handle_queue_batch(event, context, _fetcher())
+    fetcher = _fetcher()
+    problem = sqs_event_problem(event)
+    if problem is not None:
+        return reject_batch(event, problem, fetcher.reject, context)
+    batch = read_batch(event, fetcher.mappings)
+    try:
+        # bounded by the invocation's time left: what does not fit is answered as unprocessed, never killed mid-write
+        report = fetcher.apply(batch.changes, Deadline.of_context(context), messages=batch.records)
+    except FetchFailed as exc:
+        report = exc.report
+    return batch.answer(report, fetcher.reject, fetcher.fan_out.continuations)

@@ -16,7 +16,7 @@ from fanout.config import ParserSettings
 from fanout.deadline import Deadline
 from fanout.model.mapping import default_mappings
 from fanout.observability import instrumented_handler
-from fanout.pipeline.forwarder import QueueForwarder, RungAt, make_forwarder
+from fanout.pipeline.fetch_queue import QueueForwarder, RungAt, make_forwarder
 from fanout.pipeline.parser import reject_event
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.source.connection import ConnectionHolder
@@ -32,7 +32,7 @@ def _dependencies() -> tuple[QueueForwarder, QueueRejectRecorder, Any]:
 
     settings = ParserSettings.from_env()
     default_mappings()  # validate the mapping at cold start, failing loudly
-    queue = make_forwarder(settings.handoff)  # the fetch queue (fanout.pipeline.forwarder)
+    queue = make_forwarder(settings.handoff)  # the fetch queue (fanout.pipeline.fetch_queue)
     reject = QueueRejectRecorder(boto3.client("sqs"), settings.dead_letter_queue_url, source="parser")
     # The successor's ring fits in the margin: a short timeout, two attempts; if it fails, the sweeper drains.
     lambda_client = boto3.client(

@@ -17,7 +17,7 @@ from fanout.config import ParserSettings, SweeperSettings
 from fanout.deadline import Deadline
 from fanout.model.mapping import default_mappings
 from fanout.observability import instrumented_handler
-from fanout.pipeline.forwarder import make_forwarder
+from fanout.pipeline.fetch_queue import make_forwarder
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.source.connection import ConnectionHolder
 

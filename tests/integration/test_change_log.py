@@ -28,7 +28,7 @@ from fanout.config import DatabaseSettings
 from fanout.deadline import Deadline
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
-from fanout.pipeline.forwarder import ChangeQueue
+from fanout.pipeline.fetch_queue import ChangeQueue
 from tests.support.fakes import CallbackQueue, FakeLambdaClient
 from tests.support.integration import (
     database_clock,
@@ -433,7 +433,7 @@ def test_status_shows_depth_and_the_age_of_the_oldest_row(sessions: Any) -> None
 def test_a_ring_makes_the_parser_handler_drain_into_the_fetch_queue_and_anything_else_is_recorded(
     sessions: Any, db_env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fanout.pipeline.forwarder import QueueForwarder
+    from fanout.pipeline.fetch_queue import QueueForwarder
     from fanout.pipeline.parser import NOT_A_RING
     from fanout.pipeline.rejects import QueueRejectRecorder
     from tests.support.fakes import FakeContext, FakeSQSClient, load_app, load_event

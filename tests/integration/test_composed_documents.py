@@ -20,8 +20,8 @@ from fanout.deadline import Deadline
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.model.payloads import parse_trigger_payload
+from fanout.pipeline.fetch_queue import ChangeQueue
 from fanout.pipeline.fetcher import Fetcher, FetchFailed, FetchReport
-from fanout.pipeline.forwarder import ChangeQueue
 from fanout.sinks.opensearch import OpenSearchSink, make_client
 from fanout.source.composition_read import compose_rows
 from fanout.source.connection import connect

@@ -23,8 +23,8 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings, parse_mappings
 from fanout.model.sink_keys import dynamodb_key, opensearch_document_id
 from fanout.operations.verify import compare_row
+from fanout.pipeline.fetch_queue import parse_fetcher_event
 from fanout.pipeline.fetcher import Fetcher
-from fanout.pipeline.queue_batch import parse_fetcher_event
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink, make_client

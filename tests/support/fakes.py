@@ -630,7 +630,7 @@ class RecordingReject:
 
 @dataclass
 class RecordingQueue:
-    """A change queue (fanout.pipeline.forwarder.ChangeQueue) that remembers each batch of changes sent to it."""
+    """A change queue (fanout.pipeline.fetch_queue.ChangeQueue) that remembers each batch of changes sent to it."""
 
     batches: list[list[Change]] = field(default_factory=list)
 

@@ -3,13 +3,14 @@ them, sample rows and changes, and the fetcher handler (fetcher_fn/app.py) wired
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
+from fanout.pipeline.fetch_queue import ChangeQueue
 from fanout.pipeline.fetcher import Fetcher
-from fanout.pipeline.forwarder import ChangeQueue
 from fanout.pipeline.rejects import Reject
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
@@ -66,3 +67,12 @@ class World:
 
 def load_fetcher_app() -> ModuleType:
     return load_app("fetcher_fn/app.py", "fetcher_app")
+
+
+def fetcher_handler(fetcher: Fetcher) -> Callable[[Any, Any], dict[str, Any]]:
+    """The fetcher's handler (fetcher_fn/app.py, its observability wrapper included) over ``fetcher``, as if its
+    first invocation had built that fetch path."""
+    app = load_fetcher_app()
+    app._fetcher = lambda: fetcher
+    handler: Callable[[Any, Any], dict[str, Any]] = app.handler
+    return handler

@@ -13,9 +13,8 @@ import pytest
 from fanout.deadline import NO_DEADLINE, Deadline, Pace
 from fanout.model.payloads import fetcher_event
 from fanout.pipeline.fetcher import OUT_OF_TIME, FetchFailed
-from fanout.pipeline.queue_batch import handle_queue_batch
 from tests.support.fakes import FakeContext, RecordingReject
-from tests.support.world import World, change, row
+from tests.support.world import World, change, fetcher_handler, row
 
 
 class Countdown:
@@ -99,7 +98,7 @@ def test_the_fetchers_entry_answers_what_did_not_fit_as_unprocessed() -> None:
     }
 
     # When the batch is handled
-    answer = handle_queue_batch(event, ContextWithTime(remaining_ms=2_500), world.fetcher(RecordingReject()))
+    answer = fetcher_handler(world.fetcher(RecordingReject()))(event, ContextWithTime(remaining_ms=2_500))
 
     # Then both records are answered for a retry, and nothing was written
     assert answer["batchItemFailures"] == [{"itemIdentifier": "m0"}, {"itemIdentifier": "m1"}]

@@ -16,8 +16,8 @@ import pytest
 
 from fanout.model.change import Change
 from fanout.model.mapping import MappingError, Mappings, check_event_bus, parse_mappings
+from fanout.pipeline.fetch_queue import parse_fetcher_event
 from fanout.pipeline.fetcher import Fetcher, FetchFailed
-from fanout.pipeline.queue_batch import parse_fetcher_event
 from fanout.sinks import Outcome, RowRejected, SinkError
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.eventbridge import MAX_ENTRIES, MAX_REQUEST_BYTES, MAX_SENDS, EventBridgeSink, entry_size, event_entry

@@ -13,12 +13,12 @@ from fanout.deadline import NO_DEADLINE, Pace, TimeLeft
 from fanout.model.change import Change, ChangeValidationError
 from fanout.model.mapping import TableMapping, default_mappings
 from fanout.model.payloads import fetcher_event, parse_change_message
+from fanout.pipeline.fetch_queue import QueueForwarder
 from fanout.pipeline.fetcher import Fetcher
-from fanout.pipeline.forwarder import QueueForwarder
-from fanout.pipeline.queue_batch import handle_queue_batch
 from fanout.pipeline.related import FanOut, apply_related
 from fanout.source.reader import RowState
 from tests.support.fakes import CallbackQueue, FakeContext, FakeSQSClient, RecordingQueue, RecordingReject
+from tests.support.world import fetcher_handler
 
 MAPPINGS = default_mappings()  # the bundled mapping: "articles" is composed, "author" its parent relation
 TS = 1_764_240_000_000_000
@@ -266,7 +266,7 @@ def queued_batch(roots: Roots, forward: QueueForwarder, *changes: Change, pages:
     fetcher = Fetcher(
         MAPPINGS, roots, [], reject=RecordingReject(), continuations=forward, pages=pages, page_size=page_size
     )
-    return handle_queue_batch(event, FakeContext(), fetcher)
+    return fetcher_handler(fetcher)(event, FakeContext())
 
 
 def test_queued_a_continuation_goes_back_to_the_fetch_queue_and_the_record_is_done() -> None:

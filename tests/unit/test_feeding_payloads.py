@@ -17,7 +17,7 @@ import pytest
 from fanout.model.change import ChangeValidationError
 from fanout.model.mapping import MappingError, default_mappings, parse_mappings
 from fanout.model.payloads import parse_trigger_payload
-from fanout.pipeline.queue_batch import parse_fetcher_event
+from fanout.pipeline.fetch_queue import parse_fetcher_event
 from tests.support.fakes import RecordingReject, load_event, load_record_body
 from tests.support.files import ROOT
 

@@ -1,5 +1,5 @@
-"""The fetch queue: the parser's forwarder (fanout.pipeline.forwarder) and the fetcher's SQS batches
-(fanout.pipeline.queue_batch)."""
+"""The fetch queue (fanout.pipeline.fetch_queue), both ends: the parser's forwarder, and the fetcher's SQS batches
+as its handler (fetcher_fn/app.py) reads and answers them."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from fanout.config import ConfigError, ParserSettings
 from fanout.model.change import Change, Stage
 from fanout.model.mapping import default_mappings
 from fanout.model.payloads import parse_change_message
-from fanout.pipeline.forwarder import QueueForwarder
-from fanout.pipeline.queue_batch import SPLIT_AT_MOST, handle_queue_batch
+from fanout.pipeline.fetch_queue import SPLIT_AT_MOST, QueueForwarder
 from fanout.pipeline.rejects import message_body, rejection_record
 from fanout.source.rows import SourceReadError
 from fanout_cli.dead_letters.invoke import InvokeResult
@@ -21,7 +20,7 @@ from fanout_cli.dead_letters.records import DeadLetter, Kind, parse_dead_letter
 from fanout_cli.dead_letters.redrive import redrive
 from tests.support.dead_letters import MINISTACK_RECORD, RESOURCES, sqs_message
 from tests.support.fakes import FakeContext, FakeSQSClient, RecordingReject, load_app, load_event
-from tests.support.world import World, load_fetcher_app, row
+from tests.support.world import World, fetcher_handler, load_fetcher_app, row
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/fetch"
 
@@ -108,7 +107,7 @@ def test_a_packed_message_whose_one_change_keeps_failing_acknowledges_its_neighb
     fetcher = world.fetcher(reject=RecordingReject(), continuations=QueueForwarder(sqs, QUEUE))
     packed = {"changes": [post(1).to_message(), post(2).to_message(), post(3).to_message()]}
     # When the fetcher takes it
-    answer = handle_queue_batch(sqs_event(packed), FakeContext(), fetcher)
+    answer = fetcher_handler(fetcher)(sqs_event(packed), FakeContext())
     # Then the packed message is acknowledged (its neighbours are applied) ...
     assert answer["batchItemFailures"] == []
     assert (world.document(1), world.document(2), world.document(3)) != (None, None, None)
@@ -117,7 +116,7 @@ def test_a_packed_message_whose_one_change_keeps_failing_acknowledges_its_neighb
     # ... and post 2 went back to the queue alone, so its own receives decide when it is dead-lettered
     assert [[c["pk"] for c in body["changes"]] for body in sqs.bodies()] == [[{"id": 2}]]
     # And that message, failing again, is retried by itself (a message of one change is never split)
-    again = handle_queue_batch(sqs_event(sqs.bodies()[0]), FakeContext(), fetcher)
+    again = fetcher_handler(fetcher)(sqs_event(sqs.bodies()[0]), FakeContext())
     assert again["batchItemFailures"] == [{"itemIdentifier": "m0"}] and len(sqs.messages) == 1
 
 
@@ -129,7 +128,7 @@ def test_a_packed_message_whose_every_change_failed_is_retried_whole_not_split()
     sqs = FakeSQSClient()
     fetcher = world.fetcher(reject=RecordingReject(), continuations=QueueForwarder(sqs, QUEUE))
     packed = {"changes": [post(1).to_message(), post(2).to_message()]}
-    answer = handle_queue_batch(sqs_event(packed), FakeContext(), fetcher)
+    answer = fetcher_handler(fetcher)(sqs_event(packed), FakeContext())
     # Then the message is retried as it is: nothing is multiplied into the queue during an outage
     assert answer["batchItemFailures"] == [{"itemIdentifier": "m0"}] and sqs.messages == []
 
@@ -142,7 +141,7 @@ def test_a_packed_message_is_retried_whole_when_its_failed_change_cannot_be_sent
     sqs.refuse = lambda body: True
     fetcher = world.fetcher(reject=RecordingReject(), continuations=QueueForwarder(sqs, QUEUE))
     packed = {"changes": [post(1).to_message(), post(2).to_message()]}
-    answer = handle_queue_batch(sqs_event(packed), FakeContext(), fetcher)
+    answer = fetcher_handler(fetcher)(sqs_event(packed), FakeContext())
     assert answer["batchItemFailures"] == [{"itemIdentifier": "m0"}]
 
 
@@ -157,7 +156,7 @@ def test_a_packed_message_with_more_failed_changes_than_a_poisoning_explains_is_
     fetcher = world.fetcher(reject=RecordingReject(), continuations=QueueForwarder(sqs, QUEUE))
     packed = {"changes": [post(1).to_message(), *(post(i).to_message() for i in failing)]}
     # When the fetcher takes the message
-    answer = handle_queue_batch(sqs_event(packed), FakeContext(), fetcher)
+    answer = fetcher_handler(fetcher)(sqs_event(packed), FakeContext())
     # Then post 1 is applied, and the message is retried as it is: no send per failed change
     assert world.titles(1) == ("one", "one")
     assert answer["batchItemFailures"] == [{"itemIdentifier": "m0"}] and sqs.messages == []
@@ -178,7 +177,7 @@ def test_a_batch_is_read_once_per_key_and_only_the_failed_records_are_retried() 
         "not json",
         {"changes": [post(3, "d").to_message()]},
     )
-    response = handle_queue_batch(event, FakeContext(), world.fetcher(reject))
+    response = fetcher_handler(world.fetcher(reject))(event, FakeContext())
     # Then only post 2's message is retried, post 1 was read once, both sinks hold 1 and 3,
     # and the malformed body is recorded in the dead-letter queue (not retried)
     assert response["batchItemFailures"] == [{"itemIdentifier": "m1"}] and response["rejected"] == 1
@@ -197,7 +196,7 @@ def test_a_record_is_known_by_its_carried_correlation_id_only_if_the_pipeline_co
         {"changes": [{"v": 1, "correlation_id": "forged\nline"}]},
     )
     # When the batch is handled
-    response = handle_queue_batch(event, FakeContext(), world.fetcher(reject))
+    response = fetcher_handler(world.fetcher(reject))(event, FakeContext())
     # Then the forged id is not repeated: that record is known by its message id (as the fetcher handler does)
     assert response == {"batchItemFailures": [], "rejected": 2}
     assert [r.correlation_id for r in reject.rejections] == ["fallback:17", "m1"]
@@ -260,14 +259,14 @@ def test_records_that_share_a_message_id_are_all_applied_and_a_failure_reports_t
     world.source.set("posts", (2,), row(2, "two"), version=10)
     event = load_event("fetcher_sqs_duplicate_message_ids.json")
     # When it is handled
-    response = handle_queue_batch(event, FakeContext(), world.fetcher(RecordingReject()))
+    response = fetcher_handler(world.fetcher(RecordingReject()))(event, FakeContext())
     # Then neither change was dropped
     assert response == {"batchItemFailures": []}
     assert world.titles(1) == ("one", "one") and world.titles(2) == ("two", "two")
     # And when the second one's read fails, the shared id is retried (not silently acknowledged)
     world.source.fail("posts", (2,), SourceReadError("lock wait timeout"))
     world.source.set("posts", (1,), row(1, "one again"), version=20)
-    response = handle_queue_batch(event, FakeContext(), world.fetcher(RecordingReject()))
+    response = fetcher_handler(world.fetcher(RecordingReject()))(event, FakeContext())
     assert response["batchItemFailures"] == [{"itemIdentifier": "m-1"}]
 
 
@@ -280,14 +279,14 @@ def test_a_record_with_an_invalid_change_that_is_retried_is_recorded_only_when_i
     event = sqs_event({"changes": [{"v": 1}, post(2, "b").to_message()]}, {"changes": [post(3, "c").to_message()]})
     # When the batch is delivered three times (the record retried each time)
     for _ in range(3):
-        response = handle_queue_batch(event, FakeContext(), world.fetcher(reject))
+        response = fetcher_handler(world.fetcher(reject))(event, FakeContext())
         assert response["batchItemFailures"] == [{"itemIdentifier": "m0"}]
     # Then no rejection was recorded yet: the record is retried (and dead-lettered whole, invalid change included)
     assert reject.rejections == []
     # And when its read succeeds at last, the invalid change is recorded once
     del world.source.failures[("posts", (2,))]
     world.source.set("posts", (2,), row(2, "two"), version=10)
-    response = handle_queue_batch(event, FakeContext(), world.fetcher(reject))
+    response = fetcher_handler(world.fetcher(reject))(event, FakeContext())
     assert response == {"batchItemFailures": [], "rejected": 1}
     assert len(reject.rejections) == 1 and reject.rejections[0].reason.startswith("changes[0].")
 

@@ -19,8 +19,8 @@ from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from fanout.config import ConfigError
 from fanout.model.mapping import default_mappings, parse_mappings
+from fanout.pipeline.fetch_queue import parse_fetcher_event
 from fanout.pipeline.fetcher import FetchFailed
-from fanout.pipeline.queue_batch import parse_fetcher_event
 from fanout.sinks import Outcome
 from fanout.sinks.opensearch import DEFAULT_GC_DELETES, OpenSearchSink, opensearch_document
 from fanout.source.rows import SourceReadError

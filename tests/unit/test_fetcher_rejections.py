@@ -15,8 +15,8 @@ from opensearchpy.exceptions import RequestError, TransportError
 from fanout.config import ConfigError, SinkSettings
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, parse_mappings
+from fanout.pipeline.fetch_queue import parse_fetcher_event
 from fanout.pipeline.fetcher import Fetcher, FetchFailed
-from fanout.pipeline.queue_batch import parse_fetcher_event
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink
 from tests.support.fakes import (

@@ -36,8 +36,8 @@ from fanout.model.change import Change, ChangeValidationError
 from fanout.model.mapping import Mappings, default_mappings, parse_mappings
 from fanout.model.payloads import MAX_PAYLOAD_BYTES, parse_trigger_payload
 from fanout.observability import logger
+from fanout.pipeline.fetch_queue import parse_fetcher_event
 from fanout.pipeline.fetcher import Fetcher, FetchFailed
-from fanout.pipeline.queue_batch import parse_fetcher_event
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.redaction import describe_error
 from fanout.sinks.dynamodb import DynamoDBSink

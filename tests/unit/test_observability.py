@@ -37,8 +37,8 @@ from fanout.observability import (
     record_values,
     traced,
 )
+from fanout.pipeline.fetch_queue import QueueForwarder
 from fanout.pipeline.fetcher import Fetcher
-from fanout.pipeline.forwarder import QueueForwarder
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.sinks.dynamodb import DynamoDBSink
 from fanout.sinks.opensearch import OpenSearchSink

@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from fanout.config import ConfigError, ParserSettings
-from fanout.pipeline.forwarder import QueueForwarder
+from fanout.pipeline.fetch_queue import QueueForwarder
 from fanout.pipeline.parser import NOT_A_RING
 from fanout.pipeline.rejects import MAX_RECORDED_PAYLOAD_CHARS, QueueRejectRecorder
 from tests.support.fakes import FakeContext, FakeLambdaClient, FakeSQSClient, load_app, load_event

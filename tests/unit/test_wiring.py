@@ -9,8 +9,8 @@ import pytest
 
 from fanout.model.mapping import MappingError, default_mappings
 from fanout.operations.maintenance import Maintenance
+from fanout.pipeline.fetch_queue import QueueForwarder
 from fanout.pipeline.fetcher import Fetcher
-from fanout.pipeline.forwarder import QueueForwarder
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.source.reader import DatabaseSource
 from tests.support.fakes import load_app

@@ -26,7 +26,7 @@ comes from the queue's ``SentTimestamp`` (both send it).
 
 **Queued changes** the fetch queue gave up on (its redrive
 policy moves a message here after ``maxReceiveCount`` receives): the message
-itself, a fetcher event with one change (``fanout.pipeline.forwarder``)::
+itself, a fetcher event with one change (``fanout.pipeline.fetch_queue``)::
 
     {"changes": [{"v": 1, "action": "update", "table": "posts", "pk": {"id": 42}, ...}]}
 """

@@ -62,7 +62,7 @@ from fanout.model.change import Change, ChangeValidationError, Stage
 from fanout.model.mapping import Mappings
 from fanout.model.payloads import parse_trigger_payload
 from fanout.observability import ChangeMetric, StackMetric, log, metric_table, record, record_accepted, record_stack
-from fanout.pipeline.forwarder import ChangeQueue
+from fanout.pipeline.fetch_queue import ChangeQueue
 from fanout.pipeline.rejects import Reject
 from fanout.redaction import describe_error
 from fanout.source.locks import current_schema, is_free_lock, release_lock, try_lock

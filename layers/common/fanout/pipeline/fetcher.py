@@ -34,7 +34,7 @@ from fanout.model.change import Change
 from fanout.model.mapping import Mappings, TableMapping
 from fanout.model.payloads import fetcher_event
 from fanout.observability import ChangeMetric, log, log_enabled, record, record_values, traced
-from fanout.pipeline.forwarder import ChangeQueue
+from fanout.pipeline.fetch_queue import ChangeQueue
 from fanout.pipeline.rejects import Reject
 from fanout.pipeline.related import PAGES_PER_INVOCATION, FanOut, apply_related, split_related
 from fanout.pipeline.stage_times import StageTimes

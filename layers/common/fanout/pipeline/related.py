@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from fanout.deadline import NO_DEADLINE, Pace, TimeLeft
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings
-from fanout.pipeline.forwarder import ChangeQueue
+from fanout.pipeline.fetch_queue import ChangeQueue
 from fanout.redaction import describe_error
 from fanout.source.composition_read import ROOTS_PER_PAGE
 from fanout.source.reader import RowSource

@@ -14,8 +14,8 @@ from typing import Any
 
 from fanout.config import HandoffSettings, SinkSettings
 from fanout.model.mapping import Mappings, check_dynamodb_tables, check_event_bus, default_mappings
+from fanout.pipeline.fetch_queue import make_forwarder
 from fanout.pipeline.fetcher import Fetcher
-from fanout.pipeline.forwarder import make_forwarder
 from fanout.pipeline.rejects import QueueRejectRecorder
 from fanout.sinks import Sink
 from fanout.sinks.dynamodb import DynamoDBSink
