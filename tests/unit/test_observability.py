@@ -484,6 +484,6 @@ def test_where_tracing_is_on_the_tracer_is_built_without_asyncio_and_still_patch
         "print(json.dumps([o.tracer is not None, *loaded, patched, hasattr(pymysql.connect, '__wrapped__')]))"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    # Then the SDK's wrapt brought neither asyncio nor importlib.metadata with it (wrapt 2 did: a third of the
+    # Then the SDK's wrapt brought neither asyncio nor importlib.metadata with it (wrapt 2 did: a quarter of the
     # parser's cold import, layers/common/requirements.txt), and the wrapt pinned still patches (pymysql wrapped)
     assert json.loads(out) == [True, False, False, True, True]
