@@ -9,8 +9,18 @@ writing no bytecode, as on Lambda's read-only ``/opt``:
   settings, the mapping checked, the clients), everything of a cold start before the first batch's I/O;
 - ``first mapping load`` and ``mapping parse, warm`` (on this virtualenv, the tree's layer source first).
 
-Both trees are interleaved run by run so that the load of a shared machine falls on both. Figures are medians
-of ``--runs``; what to quote is the ratio.
+The environment is the one Lambda gives the template's functions: the settings the fetcher is deployed with
+(``OPENSEARCH_AUTH`` sigv4, its default; an event bus) and what Lambda sets itself, the role's credentials and,
+``Tracing: Active`` being the template's setting, the X-Ray daemon's address: the functions then build their
+Tracer (the X-Ray SDK) at import, as they do in Lambda.
+
+Then where this tree's import goes (``python -X importtime``, the same interpreter and environment, median of
+``--runs``): per top-level package, its own modules' time (``self``: these add up to the import) and the time
+from its first import to its return, what it pulled in included (``cumulative``: nested, so these overlap).
+
+Both trees are interleaved run by run so that the load of a shared machine falls on both. Figures are the
+interpreter's CPU milliseconds (``time.process_time``: the wall time of an idle machine, far less inflated by other
+processes than the wall time of a shared one), medians of ``--runs``; what to quote is the ratio.
 
     python -m bench.bench_cold_import [--against 7d58aa2] [--runs 9]
 """
@@ -20,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -30,8 +41,12 @@ from typing import Any
 from bench.harness import ROOT, write_results
 
 HANDLERS = ("parser_fn", "fetcher_fn")
-IMPORT_APP = "import time; t = time.perf_counter(); import app; print((time.perf_counter() - t) * 1000)"
-FETCH_PATH = "import time; t = time.perf_counter(); import app; app._fetcher(); print((time.perf_counter() - t) * 1000)"
+# The interpreter's CPU time (an import reads files already in the page cache: CPU-bound, single-threaded). On an
+# idle machine it equals the wall time (153.1 ms wall, 151.2 ms CPU for the parser's import), and other processes
+# on a shared machine inflate it far less: at a load of 6 on 2 cores the fetcher's import read 417 ms wall and
+# 257 ms CPU, where an idle machine gives ~255 of both.
+IMPORT_APP = "import time; t = time.process_time(); import app; print((time.process_time() - t) * 1000)"
+FETCH_PATH = "import time; t = time.process_time(); import app; app._fetcher(); print((time.process_time() - t) * 1000)"
 # What the fetch path reads at cold start (it connects to nothing until the first batch): a stack's settings.
 LAMBDA_ENV = {
     "AWS_DEFAULT_REGION": "eu-west-1",
@@ -44,11 +59,25 @@ LAMBDA_ENV = {
     "DYNAMODB_TABLE": "fanout-replica",
     "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/dlq",
     "FETCH_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/fetch",
+    "EVENT_BUS_NAME": "fanout-events",
+    "OPENSEARCH_AUTH": "sigv4",  # the template's default (Amazon OpenSearch Service)
 }
+# What Lambda itself sets: the function's name, its role's credentials and, with Tracing: Active, the X-Ray
+# daemon's address (fanout.observability builds the Tracer when it sees both); LAMBDA_TASK_ROOT is the handler's
+# directory (lambda_ms), which the X-Ray SDK reads to know it runs in Lambda.
+LAMBDA_RUNTIME_ENV = {
+    "AWS_REGION": "eu-west-1",
+    "AWS_LAMBDA_FUNCTION_NAME": "fanout-bench",
+    "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000",
+    "AWS_ACCESS_KEY_ID": "ASIABENCHMARK",
+    "AWS_SECRET_ACCESS_KEY": "unused",
+    "AWS_SESSION_TOKEN": "unused",
+}
+BREAKDOWN_ROWS = 14  # packages listed per function, by their own time
 FUNCTIONS = {"parser_fn": "ParserFunction", "fetcher_fn": "FetcherFunction"}
 FIRST_LOAD = (
-    "import time; from fanout.model.mapping import load_mappings; t = time.perf_counter(); load_mappings(); "
-    "print((time.perf_counter() - t) * 1000)"
+    "import time; from fanout.model.mapping import load_mappings; t = time.process_time(); load_mappings(); "
+    "print((time.process_time() - t) * 1000)"
 )
 WARM_PARSES = 30
 WARM_PARSE = (
@@ -105,10 +134,90 @@ def built(tree: Path, into: Path) -> Path:
 def lambda_ms(build: Path, function: str, code: str) -> float:
     """Milliseconds a fresh interpreter reports for ``code`` run as Lambda runs ``function``: its handler directory
     and the built layer on the path and nothing else, no bytecode written (``/opt`` is read-only)."""
-    path = f"{build / function}:{build / 'CommonLayer' / 'python'}"
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1", **LAMBDA_ENV}
-    done = subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code], env=lambda_env(build, function), capture_output=True, text=True, check=True
+    )
     return float(done.stdout.strip().splitlines()[-1])
+
+
+def lambda_env(build: Path, function: str) -> dict[str, str]:
+    """The environment of ``function`` as Lambda runs it: its handler directory and the built layer on the path and
+    nothing else, no bytecode written (``/opt`` is read-only), the stack's settings and what Lambda sets."""
+    path = f"{build / function}:{build / 'CommonLayer' / 'python'}"
+    return {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": path,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "LAMBDA_TASK_ROOT": str(build / function),
+        **LAMBDA_ENV,
+        **LAMBDA_RUNTIME_ENV,
+    }
+
+
+def import_times(stderr: str) -> list[tuple[float, float, str, int | None]]:
+    """``python -X importtime`` lines as (self ms, cumulative ms, module, the index of the line of the module that
+    imported it)."""
+    rows: list[tuple[float, float, int, str]] = []
+    for line in stderr.splitlines():
+        found = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
+        if found:
+            rows.append((int(found[1]) / 1000, int(found[2]) / 1000, len(found[3]), found[4]))
+    # Each module is printed after the modules it imported, one level deeper: its importer is the next line up.
+    importers: list[int | None] = [None] * len(rows)
+    open_levels: list[int] = []
+    for index in range(len(rows) - 1, -1, -1):
+        while open_levels and rows[open_levels[-1]][2] >= rows[index][2]:
+            open_levels.pop()
+        importers[index] = open_levels[-1] if open_levels else None
+        open_levels.append(index)
+    return [(own, cumulative, module, importers[i]) for i, (own, cumulative, _, module) in enumerate(rows)]
+
+
+def breakdown(build: Path, function: str, runs: int) -> dict[str, Any]:
+    """Per top-level package of ``function``'s import: median self and cumulative ms over ``runs``, and the module
+    that first imported it; the BREAKDOWN_ROWS packages with the most time of their own, the rest summed."""
+    samples: dict[str, dict[str, Any]] = {}
+    for _ in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-S", "-X", "importtime", "-c", "import app"],
+            env=lambda_env(build, function),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        lines = import_times(done.stderr)
+        totals: dict[str, list[float]] = {}
+        for own, cumulative, module, importer in lines:
+            package = module.split(".")[0]
+            entry = totals.setdefault(package, [0.0, 0.0])
+            entry[0] += own
+            outer = importer
+            while outer is not None and lines[outer][2].split(".")[0] != package:
+                outer = lines[outer][3]
+            if outer is None:  # no importer of the same package around it: its whole time is the package's
+                entry[1] += cumulative
+                first_by = lines[importer][2] if importer is not None else "-"
+                samples.setdefault(package, {"by": first_by, "self": [], "cumulative": []})
+        for package, (own, cumulative) in totals.items():
+            samples[package]["self"].append(own)
+            samples[package]["cumulative"].append(cumulative)
+    rows = [
+        {
+            "package": package,
+            "self_ms": round(statistics.median(entry["self"]), 1),
+            "cumulative_ms": round(statistics.median(entry["cumulative"]), 1),
+            "first_imported_by": entry["by"],
+        }
+        for package, entry in samples.items()
+    ]
+    rows.sort(key=lambda row: -row["self_ms"])
+    rest = rows[BREAKDOWN_ROWS:]
+    return {
+        "self_ms_in_all": round(sum(row["self_ms"] for row in rows), 1),
+        "packages": rows[:BREAKDOWN_ROWS],
+        "others": len(rest),
+        "others_self_ms": round(sum(row["self_ms"] for row in rest), 1),
+    }
 
 
 def measure(trees: dict[str, Path], builds: dict[str, Path], runs: int) -> dict[str, dict[str, float]]:
@@ -137,12 +246,15 @@ def markdown(result: dict[str, Any]) -> str:
         "# Cold import and mapping load",
         "",
         f"`python -m bench.bench_cold_import --against {other} --runs {result['runs']}`: a fresh interpreter per "
-        f"figure, median of {result['runs']}, both trees interleaved in one run. The handlers run as Lambda runs "
-        "them: each tree's `sam build` output alone on the path, no bytecode written (`/opt` is read-only); the "
-        "fetch path is built with a stack's settings, before the first batch connects to anything. The mapping "
-        "figures run on this machine's virtualenv.",
+        "figure, its CPU time (on an idle machine the same as its wall time; far less inflated by a shared "
+        f"machine's load), median of {result['runs']}, both trees interleaved in one run. The handlers run as "
+        "Lambda runs them: each tree's `sam build` output alone on the path, no bytecode written (`/opt` is "
+        "read-only), in the environment Lambda gives them (the template's `Tracing: Active`: the X-Ray daemon's "
+        "address, so the Tracer and the X-Ray SDK are built at import; the role's credentials); the fetch path is "
+        "built with the fetcher's settings (OpenSearch signed with SigV4, an event bus), before the first batch "
+        "connects to anything. The mapping figures run on this machine's virtualenv.",
         "",
-        f"| | {other} ms | this tree ms | this tree / {other} |",
+        f"| | {other} CPU ms | this tree CPU ms | this tree / {other} |",
         "|---|---|---|---|",
     ]
     for name, by in result["medians"].items():
@@ -154,6 +266,24 @@ def markdown(result: dict[str, Any]) -> str:
         f"{checks['references']} ms with the schema's `$ref`s, {checks['inlined']} ms with them inlined as the "
         f"loader holds it ({checks['references'] / checks['inlined']:.1f}x).",
     ]
+    for function, found in result.get("breakdown", {}).items():
+        total = found["self_ms_in_all"]
+        lines += [
+            "",
+            f"## Where `import {function}` goes, this tree",
+            "",
+            f"`python -X importtime`, median of {result['runs']} (wall time, importtime's own cost included: "
+            f"{total:.0f} ms of self time in all). Self: the package's own modules, these add up; cumulative: from "
+            "the package's first import to its return, what it pulled in included.",
+            "",
+            "| package | self ms | cumulative ms | first imported by |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {row['package']} | {row['self_ms']} | {row['cumulative_ms']} | {row['first_imported_by']} |"
+            for row in found["packages"]
+        ]
+        lines.append(f"| {found['others']} others | {found['others_self_ms']} | | |")
     return "\n".join(lines)
 
 
@@ -170,7 +300,14 @@ def main() -> int:
         trees = {"this tree": ROOT, args.against: other}
         built_trees = {label: built(tree, builds / str(n)) for n, (label, tree) in enumerate(trees.items())}
         medians = measure(trees, built_trees, args.runs)
-    result = {"against": args.against, "runs": args.runs, "medians": medians, "schema_check_ms": schema_checks(ROOT)}
+        by_function = {h: breakdown(built_trees["this tree"], FUNCTIONS[h], args.runs) for h in HANDLERS}
+    result = {
+        "against": args.against,
+        "runs": args.runs,
+        "medians": medians,
+        "schema_check_ms": schema_checks(ROOT),
+        "breakdown": by_function,
+    }
     write_results("cold_import", result, markdown(result))
     print(markdown(result))
     return 0

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
+from opensearchpy import Urllib3HttpConnection
 
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
@@ -190,3 +191,16 @@ def test_without_sigv4_nothing_is_signed(signed_endpoint: tuple[str, list[dict[s
     )
 
     assert captured and all("authorization" not in r["headers"] for r in captured)
+
+
+def test_signed_or_not_the_client_talks_over_the_same_urllib3_connection(
+    signed_endpoint: tuple[str, list[dict[str, Any]]],
+) -> None:
+    # (the signature is added on opensearch-py's urllib3 connection: no second HTTP stack, requests', in AWS only)
+    endpoint, _ = signed_endpoint
+    kinds = {
+        type(connection)
+        for auth in ("sigv4", "none")
+        for connection in make_client(endpoint, auth).transport.connection_pool.connections
+    }
+    assert kinds == {Urllib3HttpConnection}

@@ -38,9 +38,11 @@ class RecordingBoto3:
     def __init__(self, real: Any) -> None:
         self.real = real
         self.configs: dict[str, Any] = {}
+        self.built: list[str] = []
 
     def __call__(self, service: str, *args: Any, **kwargs: Any) -> Any:
         self.configs[service] = kwargs.get("config")
+        self.built.append(service)
         return self.real(service, *args, **kwargs)
 
 
@@ -92,6 +94,8 @@ def test_the_fetcher_and_the_maintenance_function_build_their_aws_clients_with_t
     assert all(config == built_with[0] for config in built_with)
     connect_timeout, read_timeout, retries = built_with[0]
     assert (connect_timeout, read_timeout, retries) == (5, 5, {"mode": "standard", "total_max_attempts": 3})
+    # and the fetcher builds one client per service: its dead-letter queue and its continuations share one SQS client
+    assert sorted(built["fetcher"].built) == ["dynamodb", "events", "sqs"]
 
 
 @pytest.mark.usefixtures("function_env")

@@ -15,7 +15,7 @@ Built on Powertools for AWS Lambda (Python):
   alarms read) and ``service``, ``table``, ``sink`` (for drilling in). See
   :class:`ChangeMetric`.
 - **Traces**: AWS X-Ray through Powertools ``Tracer`` (aws-xray-sdk), with
-  pymysql, botocore (boto3), requests and http.client (opensearch-py's urllib3
+  pymysql, botocore (boto3) and http.client (opensearch-py's urllib3
   transport) patched. Only inside Lambda with an X-Ray daemon
   (``AWS_XRAY_DAEMON_ADDRESS``, set by Lambda when ``Tracing: Active``): the
   tests, the CLI and the local stack have none, and nothing is patched there.
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "").strip() or "fanout"
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or "fanout"
 MAX_PAYLOAD_CHARS = 8192  # a trigger payload names a key; anything bigger names no table
-TRACED_MODULES = ("pymysql", "botocore", "requests", "httplib")
+TRACED_MODULES = ("pymysql", "botocore", "httplib")  # httplib: opensearch-py's urllib3 connection
 CONSTANT_CONTEXT_KEYS = ("function_name", "function_memory_size", "function_arn")  # left off log lines
 
 

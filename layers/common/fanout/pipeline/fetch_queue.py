@@ -142,8 +142,9 @@ class RungAt:
 
 
 def make_forwarder(settings: HandoffSettings, config: Any = None) -> QueueForwarder:
-    """The forwarder to the fetch queue: the parser's, and the fetcher's for its continuations
-    (fanout.pipeline.related); ``config`` is the client's botocore Config (None: botocore's defaults)."""
+    """The forwarder to the fetch queue over an SQS client of its own: the parser's and the sweeper's (the fetcher's,
+    for its continuations, shares its SQS client: fanout.pipeline.wiring); ``config`` is the client's botocore Config
+    (None: botocore's defaults)."""
     import boto3
 
     return QueueForwarder(boto3.client("sqs", config=config), settings.fetch_queue_url)

@@ -175,7 +175,7 @@ def _ndjson(line: dict[str, Any]) -> bytes:
 def make_client(endpoint: str, auth: str = "none") -> Any:
     """An opensearch-py client for the endpoint (SigV4-signed for Amazon OpenSearch Service), with exact
     JSON numbers both ways (:class:`ExactJSONSerializer`): the sink and reconcile need that."""
-    from opensearchpy import OpenSearch, RequestsHttpConnection
+    from opensearchpy import OpenSearch
 
     options: dict[str, Any] = {
         "serializer": ExactJSONSerializer(),
@@ -186,12 +186,13 @@ def make_client(endpoint: str, auth: str = "none") -> Any:
     }
     if auth == "sigv4":
         import boto3
-        from opensearchpy import AWSV4SignerAuth
+        from opensearchpy import Urllib3AWSV4SignerAuth
 
         session = boto3.Session()
+        # Signed on the client's own urllib3 connection, the one it uses unsigned too: one HTTP stack in every
+        # environment (the requests-based connection was a second one, traced twice by X-Ray).
         options.update(
-            http_auth=AWSV4SignerAuth(session.get_credentials(), session.region_name, "es"),
-            connection_class=RequestsHttpConnection,
+            http_auth=Urllib3AWSV4SignerAuth(session.get_credentials(), session.region_name, "es"),
             verify_certs=True,
         )
     return OpenSearch(**options)
