@@ -81,6 +81,7 @@ def breakdown(env: StackEnv, start_ms: int, end_ms: int) -> dict[str, Any]:
     drained_batches = sum(int(d.get("batches", 0)) for d in drains)
     handoff_s = sum(float(d.get("handoff_s", 0.0)) for d in drains)
     delete_s = sum(float(d.get("delete_s", 0.0)) for d in drains)
+    send_s = sum(float(d.get("send_s", 0.0)) for d in drains)
     return {
         "fetcher_invocations": len(batches),
         "messages": sum(int(b.get("messages", 0)) for b in batches),
@@ -94,6 +95,7 @@ def breakdown(env: StackEnv, start_ms: int, end_ms: int) -> dict[str, Any]:
         "rows_per_batch": round(claimed / drained_batches, 1) if drained_batches else None,
         "handoff_s": round(handoff_s, 2),
         "delete_s": round(delete_s, 2),
+        "send_s": round(send_s, 2),
         "ms_per_batch": round(handoff_s * 1000 / drained_batches, 1) if drained_batches else None,
         "stages_ms": {
             stage: {"p50": percentile(values, 50), "p99": percentile(values, 99), "max": max(values)}
@@ -243,7 +245,8 @@ def main() -> int:
         f"| parser drains / batches / rows claimed | {seen['drains']} / {seen['drained_batches']} / "
         f"{seen['rows_claimed']} ({seen['rows_per_batch']} a batch) |\n"
         f"| time in the drainer's hand-offs (parse, send, delete, commit) | {seen['handoff_s']} s, "
-        f"{seen['ms_per_batch']} ms a batch; deleting and committing {seen['delete_s']} s |\n"
+        f"{seen['ms_per_batch']} ms a batch; sending {seen['send_s']} s, deleting and committing "
+        f"{seen['delete_s']} s |\n"
         f"| fetcher invocations / messages / changes | {seen['fetcher_invocations']} / {seen['messages']} / "
         f"{seen['changes_fetched']} ({seen['changes_per_invocation']} an invocation) |\n\n"
         "| stage (fanout.pipeline.stage_times) | p50 ms | p99 ms | max ms |\n|---|---|---|---|\n" + stages,

@@ -22,7 +22,16 @@ import pymysql
 import pytest
 
 import fanout.capture.change_log as change_log_module
-from fanout.capture.change_log import FIRST_BATCH_ROWS, OUT_OF_TIME, change_log_status, drain, is_ring, sweep
+from fanout.capture.change_log import (
+    DELETE_CHUNK,
+    FIRST_BATCH_ROWS,
+    OUT_OF_TIME,
+    change_log_status,
+    delete_statement,
+    drain,
+    is_ring,
+    sweep,
+)
 from fanout.capture.names import CHANGE_LOG_TABLE, drain_lock_name
 from fanout.config import DatabaseSettings
 from fanout.deadline import Deadline
@@ -378,6 +387,45 @@ def test_two_drainers_at_once_hand_off_each_row_exactly_once(sessions: Any) -> N
     assert sorted(keys) == list(range(1, 1001))  # every row once: SKIP LOCKED never hands a row to both
     assert sum(r.claimed for r in reports) == 1000
     assert log_depth(app) == 0
+
+
+def explain_delete(conn: pymysql.connections.Connection, sql: str, ids: Sequence[int]) -> tuple[str, str | None]:
+    """How MySQL plans a DELETE of the log rows ``ids``: (access type, key)."""
+    with conn.cursor(pymysql.cursors.DictCursor) as cur:
+        cur.execute(f"EXPLAIN {sql}", tuple(ids))
+        [plan] = cur.fetchall()
+    return plan["type"], plan["key"]
+
+
+def test_the_drainers_delete_is_planned_as_primary_key_points_where_a_plain_in_list_would_scan(sessions: Any) -> None:
+    app = sessions()
+    insert_posts(app, 10)
+    execute(app, f"ANALYZE TABLE {CHANGE_LOG_TABLE}")
+    ids = [int(i) for (i,) in rows(app, f"SELECT id FROM {CHANGE_LOG_TABLE} ORDER BY id")]
+
+    plain = f"DELETE FROM {CHANGE_LOG_TABLE} WHERE id IN ({', '.join(['%s'] * len(ids))})"
+    # Given a small log whose claimed rows are most of it: the optimizer would scan it, waiting on every row another
+    # drainer holds (the deadlock the two-drainer test above would meet)
+    assert explain_delete(app, plain, ids) == ("ALL", None)
+    # Then the drainer's own statement is the primary key's point ranges, for a whole chunk as for one row
+    assert explain_delete(app, delete_statement(len(ids)), ids) == ("range", "PRIMARY")
+    assert explain_delete(app, delete_statement(1), ids[:1]) == ("range", "PRIMARY")
+    assert DELETE_CHUNK <= 100  # a chunk's ranges stay a few KB of range_optimizer_max_mem_size (8 MB by default)
+
+
+def test_a_delete_mysql_cannot_plan_by_primary_key_fails_and_its_rows_stay(sessions: Any) -> None:
+    app, conn = sessions(), sessions()
+    insert_posts(app, 3)
+    recorder = Recorder()
+    # Given a session whose range optimizer may use no memory at all: no point ranges, only a scan is left
+    execute(conn, "SET SESSION range_optimizer_max_mem_size = 1")
+
+    with pytest.raises(pymysql.err.OperationalError) as failed:
+        drain(conn, default_mappings(), recorder, recorder.reject)
+
+    assert failed.value.args[0] == 1175  # safe-update mode refused the scan rather than running it
+    assert log_depth(app) == 3  # the hand-off rolled back: the rows wait for the next drainer
+    assert rows(app, "SELECT IS_FREE_LOCK(%s)", drain_lock_name(app.db.decode()))[0][0] == 1
 
 
 def test_a_drainer_killed_mid_batch_deletes_nothing_and_the_next_one_redelivers(sessions: Any) -> None:

@@ -14,6 +14,7 @@ from fanout.model.change import (
     BIGINT_MIN,
     BIGINT_UNSIGNED_MAX,
     MAX_STRING_KEY_LENGTH,
+    MAX_TIMESTAMP_SECONDS,
     Change,
     ChangeValidationError,
     Stage,
@@ -160,6 +161,19 @@ def test_the_timestamp_becomes_exact_microseconds(ts: Any, expected_us: int) -> 
     [change] = parse_trigger_payload(posts_payload(ts=ts), POSTS)
 
     assert change.changed_at_us == expected_us
+
+
+@settings(max_examples=2000)
+@given(st.floats(min_value=0, max_value=MAX_TIMESTAMP_SECONDS * 1.01) | st.floats(min_value=1.6e9, max_value=2e9))
+def test_a_float_timestamp_is_read_as_exactly_its_decimal_digits(ts: float) -> None:
+    # The float path reads repr's digits; it must agree with the Decimal of its text, the rule for every other form
+    seconds = Decimal(str(ts))
+    if not 0 < seconds < MAX_TIMESTAMP_SECONDS:
+        assert rejection(posts_payload(ts=ts)).field == "ts"
+        return
+    [change] = parse_trigger_payload(posts_payload(ts=ts), POSTS)
+
+    assert change.changed_at_us == int(seconds * 1_000_000)
 
 
 @pytest.mark.parametrize("ts", [0, -1, 2**53, True, None, "soon", [1764240000], {"s": 1}, float("nan"), _ABSENT])
@@ -504,3 +518,16 @@ def test_stage_times_travel_in_the_message_but_do_not_make_two_changes_different
     read = parse_change_message(stamped.to_message(), default_mappings())
     assert read == plain and dict(read.stages) == {Stage.DRAINED: 1_764_240_000_500_000}
     assert stamped.stamped(Stage.DRAINED, 1).stages == stamped.stages  # the first time a stage was passed stays
+
+
+def test_a_stamped_change_is_a_new_change_and_the_one_it_came_from_keeps_its_stages() -> None:
+    plain = Change("posts", (("id", 7),), "update", 1_764_240_000_000_000, "c", via="", after=())
+    assert plain.document_id == "7"  # its cached views computed before it is stamped
+
+    stamped = plain.stamped(Stage.RUNG, 1_764_240_000_100_000)
+
+    assert plain.stages == () and stamped.stages == ((Stage.RUNG, 1_764_240_000_100_000),)
+    assert stamped == plain and stamped is not plain
+    assert (stamped.table, stamped.key, stamped.document_id, stamped.key_values) == ("posts", (("id", 7),), "7", (7,))
+    with pytest.raises(AttributeError):
+        stamped.table = "other"  # type: ignore[misc]  # still frozen

@@ -94,6 +94,7 @@ class DrainReport:
     successor_rung: bool = False  # out of time with rows left: a fresh drainer was rung to go on
     handoff_s: float = 0.0  # time in hand-offs (parse, send to the queue, delete, commit): where a drain's time goes
     delete_s: float = 0.0  # of which deleting the handed rows and committing
+    send_s: float = 0.0  # of which sending to the fetch queue (packing and the requests); the rest is parsing
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,11 +121,11 @@ def changes_of_row(
         return None
 
 
-def hand_on(
-    rows: Sequence[tuple[int, Any]], mappings: Mappings, queue: ChangeQueue, reject: Reject, correlation_id: str
-) -> tuple[int, int]:
-    """Hand the changes of claimed log rows (id, payload) to the fetch queue, coalesced per key; rows that can
-    never be valid are recorded (:func:`changes_of_row`). Raises as ``queue.send`` does. (forwarded, rejected)."""
+def parse_rows(
+    rows: Sequence[tuple[int, Any]], mappings: Mappings, reject: Reject, correlation_id: str
+) -> tuple[list[Change], int]:
+    """The changes of claimed log rows (id, payload), in order, and how many rows were rejected
+    (:func:`changes_of_row`)."""
     changes: list[Change] = []
     rejected = 0
     for row_id, payload in rows:
@@ -133,12 +134,20 @@ def hand_on(
             rejected += 1
         else:
             changes.extend(found)
+    return changes, rejected
+
+
+def hand_on(
+    rows: Sequence[tuple[int, Any]], mappings: Mappings, queue: ChangeQueue, reject: Reject, correlation_id: str
+) -> tuple[int, int]:
+    """Hand the changes of claimed log rows (id, payload) to the fetch queue, coalesced per key; rows that can
+    never be valid are recorded (:func:`changes_of_row`). Raises as ``queue.send`` does. (forwarded, rejected)."""
+    changes, rejected = parse_rows(rows, mappings, reject, correlation_id)
     drained_us = time.time_ns() // 1000  # a stage of the changes' lag (fanout.pipeline.stage_times)
     merged = [change.stamped(Stage.DRAINED, drained_us) for change in coalesce(changes)]
     if merged:
         queue.send(merged)
-        for change in merged:
-            record_accepted(change, correlation_id)
+        record_accepted(merged, correlation_id)
     return len(merged), rejected
 
 
@@ -156,6 +165,28 @@ def coalesce(changes: Sequence[Change]) -> list[Change]:
         elif change.changed_at_us < seen.changed_at_us:
             merged[ident] = replace(seen, changed_at_us=change.changed_at_us)
     return list(merged.values())
+
+
+# Point access by primary key, never a scan: a DELETE that scans waits on the rows another drainer holds (DELETE
+# reads no semi-consistent versions) and deadlocks two drainers (tests/integration/test_change_log.py). The
+# optimizer plans `id IN (...)` as a scan when the list covers much of a small table, so the INDEX hint holds it to
+# the primary key's point ranges; when it cannot build them at all (range_optimizer_max_mem_size, a few KB a
+# chunk), safe-update mode makes the statement fail, rolling the hand-off back, instead of scanning.
+DELETE_CHUNK = 100  # claimed ids a DELETE names: 500 rows in 5 statements, not 500 (bench/results/handoff.md)
+_DELETE_HINTS = f"/*+ INDEX({CHANGE_LOG_TABLE} PRIMARY) SET_VAR(sql_safe_updates = 1) */"
+
+
+def delete_statement(ids: int) -> str:
+    """The DELETE of ``ids`` claimed log rows by their ids (parameters), planned as primary-key point access."""
+    return f"DELETE {_DELETE_HINTS} FROM {CHANGE_LOG_TABLE} WHERE id IN ({', '.join(['%s'] * ids)})"  # noqa: S608
+
+
+def delete_claimed(conn: pymysql.connections.Connection, ids: Sequence[int]) -> None:
+    """Delete claimed log rows (held by this transaction), DELETE_CHUNK a statement."""
+    with conn.cursor() as cur:
+        for start in range(0, len(ids), DELETE_CHUNK):
+            chunk = ids[start : start + DELETE_CHUNK]
+            cur.execute(delete_statement(len(chunk)), tuple(chunk))
 
 
 class _Drainer:
@@ -217,16 +248,9 @@ class _Drainer:
         """Forward the claimed rows' changes, then delete the rows and commit; roll back on any failure."""
         started = time.monotonic()
         try:
-            forwarded, rejected = hand_on(rows, self.mappings, self.queue, self.reject, self.correlation_id)
+            forwarded, rejected = hand_on(rows, self.mappings, self, self.reject, self.correlation_id)
             handed = time.monotonic()
-            # One row at a time, by primary key: `DELETE ... WHERE id IN (...)` may be planned as a scan, and a
-            # DELETE scan waits on the rows another drainer holds (no semi-consistent read for DELETE), which
-            # deadlocks two drainers (tests/integration/test_change_log.py).
-            with self.conn.cursor() as cur:
-                cur.executemany(
-                    f"DELETE FROM {CHANGE_LOG_TABLE} WHERE id = %s",  # noqa: S608 - a constant name
-                    [(row_id,) for row_id, _ in rows],
-                )
+            delete_claimed(self.conn, [row_id for row_id, _ in rows])
             self.conn.commit()
         except BaseException:
             self.conn.rollback()
@@ -239,6 +263,12 @@ class _Drainer:
         self.report.claimed += len(rows)
         self.report.rejected += rejected
         self.report.forwarded += forwarded
+
+    def send(self, changes: Sequence[Change]) -> None:
+        """The drainer as the hand-off's queue: ``queue.send``, timed into the report."""
+        started = time.monotonic()
+        self.queue.send(changes)
+        self.report.send_s = round(self.report.send_s + time.monotonic() - started, 3)
 
     def drain_committed(self, deadline: TimeLeft) -> bool:
         """Step 1 until nothing committed is left; False if time ran out first."""

@@ -126,12 +126,18 @@ class Change:
 
     def stamped(self, stage: Stage, at_us: int) -> Change:
         """This change, having passed ``stage`` at ``at_us`` (a stage passed before keeps its first time)."""
-        if any(name == stage for name, _ in self.stages):
-            return self
-        return Change(
-            self.table, self.key, self.action, self.changed_at_us, self.correlation_id, self.via, self.after,
-            (*self.stages, (stage, at_us)),
-        )  # fmt: skip
+        for name, _ in self.stages:
+            if name == stage:
+                return self
+        # A copy of the instance's fields (and of the key's cached views, the same key) with the stage added, set as
+        # the frozen dataclass's own __init__ sets them, bypassing its checks: a change is stamped three times on
+        # its way to the queue, and three more __init__ calls were a fifth of a drainer's hand-off
+        # (bench/results/handoff.md).
+        copy = object.__new__(Change)
+        fields = copy.__dict__
+        fields.update(self.__dict__)
+        fields["stages"] = (*self.stages, (stage, at_us))
+        return copy
 
     # Computed once per change (a change is immutable): the fetcher's logs, counts and both sinks read them
     # several times each, which was a tenth of its own CPU per change (bench/results/fetcher_profile.txt).
@@ -146,19 +152,22 @@ class Change:
 
     def to_message(self) -> dict[str, Any]:
         """The form handed from the parser to the fetcher (same field names as the trigger's)."""
-        return (
-            {
-                "v": FORMAT_VERSION,
-                "action": self.action,
-                "table": self.table,
-                "pk": dict(self.key),
-                "ts_us": self.changed_at_us,
-                "correlation_id": self.correlation_id,
-            }
-            | ({"via": self.via} if self.via else {})
-            | ({"after": dict(self.after)} if self.after else {})
-            | ({"t": wire} if (wire := {str(n): at for n, at in self.stages if n in WIRE_STAGES}) else {})
-        )
+        message: dict[str, Any] = {
+            "v": FORMAT_VERSION,
+            "action": self.action,
+            "table": self.table,
+            "pk": dict(self.key),
+            "ts_us": self.changed_at_us,
+            "correlation_id": self.correlation_id,
+        }
+        if self.via:
+            message["via"] = self.via
+        if self.after:
+            message["after"] = dict(self.after)
+        wire = {str(name): at for name, at in self.stages if name in WIRE_STAGES}
+        if wire:
+            message["t"] = wire
+        return message
 
 
 def document_id_of(values: tuple[KeyValue, ...]) -> str:
@@ -198,6 +207,10 @@ def key_value(value: Any, key_type: str, where: str) -> KeyValue:
 
 
 def validate_timestamp(raw: Any, field: str) -> int:
+    if type(raw) is float and 0 < raw < MAX_TIMESTAMP_SECONDS:  # what a trigger's JSON_OBJECT gives, read by json
+        exact = _float_microseconds(raw)
+        if exact is not None:
+            return exact
     if isinstance(raw, bool) or not isinstance(raw, (int, float, str, Decimal)):
         raise ChangeValidationError(field, "must be seconds since the epoch", describe(raw))
     try:
@@ -208,6 +221,15 @@ def validate_timestamp(raw: Any, field: str) -> int:
     if not seconds.is_finite() or not 0 < seconds < MAX_TIMESTAMP_SECONDS:
         raise ChangeValidationError(field, "timestamp is out of range", describe(raw))
     return int(seconds * 1_000_000)
+
+
+def _float_microseconds(seconds: float) -> int | None:
+    """``int(Decimal(str(seconds)) * 1_000_000)`` for a positive float written without an exponent, from its digits
+    (a Decimal a row was a tenth of its parse); None for any other form (the Decimal path reads it)."""
+    whole, point, fraction = repr(seconds).partition(".")
+    if not point or not whole.isdigit() or not fraction.isdigit():
+        return None
+    return int(whole) * 1_000_000 + int(fraction[:6].ljust(6, "0"))
 
 
 def common_fields(payload: Any, mappings: Mappings) -> tuple[dict[str, Any], TableMapping, str]:

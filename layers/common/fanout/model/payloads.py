@@ -29,6 +29,8 @@ from fanout.model.composition_payload import parse_related_payload, referenced_c
 from fanout.model.mapping import Mappings
 
 MAX_PAYLOAD_BYTES = 8192  # a trigger payload names a key; anything bigger is not ours
+_TRIGGER_FIELDS = frozenset({"v", "action", "table", "pk", "old_pk", "ts"})
+_MESSAGE_FIELDS = frozenset({"v", "action", "table", "pk", "ts_us", "correlation_id", "via", "after", "t"})
 
 
 def fetcher_event(changes: Sequence[Change]) -> dict[str, Any]:
@@ -56,9 +58,8 @@ def parse_trigger_payload(payload: Any, mappings: Mappings, correlation_id: str 
     if isinstance(payload, dict) and "refs" in payload:  # a table feeding composed documents
         return parse_related_payload(payload, mappings, correlation_id)
     payload, mapping, action = common_fields(payload, mappings)
-    allowed = {"v", "action", "table", "pk", "old_pk", "ts"}
-    extra = sorted(set(payload) - allowed, key=str)
-    if extra:
+    if not payload.keys() <= _TRIGGER_FIELDS:
+        extra = sorted(set(payload) - _TRIGGER_FIELDS, key=str)
         raise ChangeValidationError(field_name(extra[0]), "unknown field", log_field="<unknown field>")
     key = validate_key(mapping, payload.get("pk"), "pk")
     changed_at = validate_timestamp(payload.get("ts"), "ts")
@@ -76,9 +77,8 @@ def parse_trigger_payload(payload: Any, mappings: Mappings, correlation_id: str 
 def parse_change_message(message: Any, mappings: Mappings) -> Change:
     """Validate a change handed from the parser to the fetcher (see :meth:`Change.to_message`)."""
     message, mapping, action = common_fields(message, mappings)
-    allowed = {"v", "action", "table", "pk", "ts_us", "correlation_id", "via", "after", "t"}
-    extra = sorted(set(message) - allowed, key=str)
-    if extra:
+    if not message.keys() <= _MESSAGE_FIELDS:
+        extra = sorted(set(message) - _MESSAGE_FIELDS, key=str)
         raise ChangeValidationError(field_name(extra[0]), "unknown field", log_field="<unknown field>")
     via = message.get("via", "")
     if via:  # a change to a parent or link-target row of a composed document (fanout.model.composition_payload)

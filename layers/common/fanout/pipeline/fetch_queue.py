@@ -52,6 +52,7 @@ SEND_BATCH_ENTRIES = 10  # SendMessageBatch's limit
 MAX_MESSAGE_BYTES = 256 * 1024  # SQS's limit on one message, and on one SendMessageBatch request's bodies together
 _OPEN, _SEPARATOR, _CLOSE = '{"changes":[', ",", "]}"
 _FRAME_BYTES = len(_OPEN) + len(_CLOSE)
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # ASCII only (ensure_ascii): a text's length is its size in bytes
 
 
 def pack(changes: Sequence[Change], max_bytes: int = MAX_MESSAGE_BYTES) -> Iterator[tuple[str, int]]:
@@ -60,8 +61,8 @@ def pack(changes: Sequence[Change], max_bytes: int = MAX_MESSAGE_BYTES) -> Itera
     parts: list[str] = []
     size = _FRAME_BYTES
     for change in changes:
-        text = json.dumps(change.to_message(), separators=(",", ":"))
-        grows = len(text.encode("utf-8")) + (len(_SEPARATOR) if parts else 0)
+        text = _COMPACT.encode(change.to_message())
+        grows = len(text) + (len(_SEPARATOR) if parts else 0)
         if parts and size + grows > max_bytes:
             yield _OPEN + _SEPARATOR.join(parts) + _CLOSE, len(parts)
             parts, size, grows = [], _FRAME_BYTES, grows - len(_SEPARATOR)
