@@ -37,7 +37,7 @@ from fanout.config import DatabaseSettings
 from fanout.model.change import Stage
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.observability import record_accepted
-from fanout.pipeline.forwarder import QueueForwarder
+from fanout.pipeline.fetch_queue import QueueForwarder
 from fanout.source.connection import connect
 from local.config import LocalConfig
 from local.database import create_database, drop_database
