@@ -73,6 +73,24 @@ def ensure_mysql(cfg: LocalConfig) -> None:
         conn.close()
 
 
+STATE_PORT = MINISTACK_STATE / "gateway-port"  # the port the saved state was made under (ministack reads *.json only)
+
+
+def set_aside_state_of_another_port(cfg: LocalConfig) -> None:
+    """ministack's saved state restores badly under another port: its queues keep their old address and their
+    event-source mappings are never polled again (the fetch queue fills, nothing consumes it). So a state saved
+    under another port is moved aside, named by that port, and ministack starts empty."""
+    if running_pid("ministack") or not STATE_PORT.exists():
+        return
+    saved = STATE_PORT.read_text(encoding="utf-8").strip()
+    if saved == str(cfg.aws_port):
+        return
+    aside = MINISTACK_STATE.with_name(f"{MINISTACK_STATE.name}.port-{saved}")
+    shutil.rmtree(aside, ignore_errors=True)
+    MINISTACK_STATE.rename(aside)
+    say(f"ministack's saved state was made under port {saved}, not {cfg.aws_port}: kept aside in {aside.name}")
+
+
 def ensure_ministack(cfg: LocalConfig) -> bool:
     """Start ministack unless it is running; True if it was (re)started (its state is in memory)."""
     health = f"{cfg.aws_endpoint}/_ministack/health"
@@ -99,6 +117,8 @@ def ensure_ministack(cfg: LocalConfig) -> bool:
     }
     shutil.rmtree(MINISTACK_TMP, ignore_errors=True)  # what a previous run's workers left
     MINISTACK_TMP.mkdir(parents=True)
+    MINISTACK_STATE.mkdir(parents=True, exist_ok=True)
+    STATE_PORT.write_text(str(cfg.aws_port), encoding="utf-8")
     start_process("ministack", [str(MINISTACK_BIN)], env)
     wait_for("ministack", lambda: http_ok(health), 60, "ministack")
     return True

@@ -46,6 +46,7 @@ from local.services import (  # noqa: E402
     ensure_ministack,
     ensure_mysql,
     ensure_opensearch,
+    set_aside_state_of_another_port,
     stop_services,
 )
 
@@ -59,6 +60,7 @@ def up() -> StackEnv:
     started = time.monotonic()
     STATE_DIR.mkdir(exist_ok=True)
     ensure_mysql(cfg)
+    set_aside_state_of_another_port(cfg)
     had_state = (MINISTACK_STATE / "dynamodb.json").exists()
     restarted = ensure_ministack(cfg)
     ensure_opensearch(cfg)
