@@ -7,6 +7,7 @@ MySQL 8.0 or an OpenSearch node, which are what we would start).
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 
@@ -76,19 +77,32 @@ def ensure_mysql(cfg: LocalConfig) -> None:
 STATE_PORT = MINISTACK_STATE / "gateway-port"  # the port the saved state was made under (ministack reads *.json only)
 
 
+def ports_of_saved_state() -> set[str]:
+    """The ports a saved state was made under: the one recorded beside it, and the ones its queues' addresses
+    carry (a state saved before the port was recorded, or restored under another port and saved again, has only
+    those to tell)."""
+    ports = set()
+    if STATE_PORT.exists():
+        ports.add(STATE_PORT.read_text(encoding="utf-8").strip())
+    queues = MINISTACK_STATE / "sqs.json"
+    if queues.exists():
+        ports |= set(re.findall(r"https?://[A-Za-z0-9.\-]+:(\d+)/", queues.read_text(encoding="utf-8")))
+    return ports
+
+
 def set_aside_state_of_another_port(cfg: LocalConfig) -> None:
     """ministack's saved state restores badly under another port: its queues keep their old address and their
     event-source mappings are never polled again (the fetch queue fills, nothing consumes it). So a state saved
     under another port is moved aside, named by that port, and ministack starts empty."""
-    if running_pid("ministack") or not STATE_PORT.exists():
+    if running_pid("ministack") or not MINISTACK_STATE.exists():
         return
-    saved = STATE_PORT.read_text(encoding="utf-8").strip()
-    if saved == str(cfg.aws_port):
+    other = sorted(ports_of_saved_state() - {str(cfg.aws_port)})
+    if not other:
         return
-    aside = MINISTACK_STATE.with_name(f"{MINISTACK_STATE.name}.port-{saved}")
+    aside = MINISTACK_STATE.with_name(f"{MINISTACK_STATE.name}.port-{other[0]}")
     shutil.rmtree(aside, ignore_errors=True)
     MINISTACK_STATE.rename(aside)
-    say(f"ministack's saved state was made under port {saved}, not {cfg.aws_port}: kept aside in {aside.name}")
+    say(f"ministack's saved state was made under port {other[0]}, not {cfg.aws_port}: kept aside in {aside.name}")
 
 
 def ensure_ministack(cfg: LocalConfig) -> bool:

@@ -43,3 +43,31 @@ def test_a_state_saved_under_the_same_port_is_restored(monkeypatch: pytest.Monke
     services.set_aside_state_of_another_port(LocalConfig.from_env())
 
     assert (state / "sqs.json").exists()
+
+
+def test_a_state_whose_queues_carry_another_port_is_set_aside_whatever_port_is_recorded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given a state saved before the port was recorded (or restored under another port and saved again): its
+    # queues' addresses carry 4580, the recorded port says 4566
+    state = _state(monkeypatch, tmp_path, "4566")
+    (state / "sqs.json").write_text('{"queues": {"q": {"url": "http://localhost:4580/000000000000/q"}}}')
+    monkeypatch.setenv("FANOUT_AWS_PORT", "4566")
+
+    services.set_aside_state_of_another_port(LocalConfig.from_env())
+
+    assert not state.exists()
+    assert (tmp_path / "ministack-state.port-4580" / "sqs.json").exists()
+
+
+def test_a_state_with_no_recorded_port_whose_queues_carry_this_one_is_restored(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    state = _state(monkeypatch, tmp_path, "4566")
+    (state / "gateway-port").unlink()
+    (state / "sqs.json").write_text('{"queues": {"q": {"url": "http://localhost:4566/000000000000/q"}}}')
+    monkeypatch.setenv("FANOUT_AWS_PORT", "4566")
+
+    services.set_aside_state_of_another_port(LocalConfig.from_env())
+
+    assert (state / "sqs.json").exists()
