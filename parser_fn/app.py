@@ -11,6 +11,7 @@ import time
 from functools import lru_cache
 from typing import Any
 
+from fanout import aws
 from fanout.capture.change_log import DEFAULT_IDLE_SECONDS, drain, is_ring, ring
 from fanout.config import ParserSettings
 from fanout.deadline import Deadline
@@ -27,15 +28,14 @@ TIME_MARGIN_SECONDS = 8.0  # kept back from the timeout: the successor's ring (2
 @lru_cache(maxsize=1)
 def _dependencies() -> tuple[QueueForwarder, QueueRejectRecorder, Any]:
     """Built on the first invocation and reused (checked config, pooled clients)."""
-    import boto3
     from botocore.config import Config
 
     settings = ParserSettings.from_env()
     default_mappings()  # validate the mapping at cold start, failing loudly
     queue = make_forwarder(settings.handoff)  # the fetch queue (fanout.pipeline.fetch_queue)
-    reject = QueueRejectRecorder(boto3.client("sqs"), settings.dead_letter_queue_url, source="parser")
+    reject = QueueRejectRecorder(aws.client("sqs"), settings.dead_letter_queue_url, source="parser")
     # The successor's ring fits in the margin: a short timeout, two attempts; if it fails, the sweeper drains.
-    lambda_client = boto3.client(
+    lambda_client = aws.client(
         "lambda", config=Config(connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 2})
     )
     return queue, reject, lambda_client
