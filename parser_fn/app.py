@@ -11,23 +11,32 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from fanout import aws
-from fanout.capture.change_log import DEFAULT_IDLE_SECONDS, drain, is_ring, ring
-from fanout.config import ParserSettings
-from fanout.deadline import Deadline
-from fanout.model.mapping import default_mappings
-from fanout.observability import instrumented_handler
-from fanout.pipeline.fetch_queue import QueueForwarder, RungAt, make_forwarder
-from fanout.pipeline.parser import reject_event
-from fanout.pipeline.rejects import QueueRejectRecorder
-from fanout.source.connection import ConnectionHolder
+from fanout.coldstart import collector_paused
+
+with collector_paused():  # the import: modules that live as long as the environment (fanout.coldstart)
+    from fanout import aws
+    from fanout.capture.change_log import DEFAULT_IDLE_SECONDS, drain, is_ring, ring
+    from fanout.config import ParserSettings
+    from fanout.deadline import Deadline
+    from fanout.model.mapping import default_mappings
+    from fanout.observability import instrumented_handler
+    from fanout.pipeline.fetch_queue import QueueForwarder, RungAt, make_forwarder
+    from fanout.pipeline.parser import reject_event
+    from fanout.pipeline.rejects import QueueRejectRecorder
+    from fanout.source.connection import ConnectionHolder
 
 TIME_MARGIN_SECONDS = 8.0  # kept back from the timeout: the successor's ring (2 x (1 s + 2 s) at most), the answer
 
 
 @lru_cache(maxsize=1)
 def _dependencies() -> tuple[QueueForwarder, QueueRejectRecorder, Any]:
-    """Built on the first invocation and reused (checked config, pooled clients)."""
+    """Built on the first invocation and reused (checked config, pooled clients), the collector paused while they
+    are built (fanout.coldstart)."""
+    with collector_paused():
+        return _build_dependencies()
+
+
+def _build_dependencies() -> tuple[QueueForwarder, QueueRejectRecorder, Any]:
     from botocore.config import Config
 
     settings = ParserSettings.from_env()

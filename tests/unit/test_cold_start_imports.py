@@ -1,18 +1,22 @@
-"""What the fetcher's cold start loads: its AWS clients from botocore alone, never boto3 (fanout.aws).
+"""What a function's cold start loads and how: the fetcher's AWS clients from botocore alone, never boto3
+(fanout.aws), and the handlers' import and first build with the garbage collector paused (fanout.coldstart).
 
 Each check runs a fresh interpreter, as a cold start does: a module one test imported would hide another's import.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
 from decimal import Decimal
 
+import pytest
 from boto3.dynamodb.types import DYNAMODB_CONTEXT as BOTO3_CONTEXT
 
+from fanout.coldstart import collector_paused
 from fanout.sinks.dynamodb import DYNAMODB_CONTEXT, to_dynamodb_value
 from tests.support.fakes import ROOT
 
@@ -70,3 +74,51 @@ def test_the_sinks_number_context_is_the_one_boto3_writes_numbers_in() -> None:
     # and a number of 39 significant digits is still kept as its exact digits, one of 38 as a number
     assert to_dynamodb_value(Decimal("1" * 39)) == "1" * 39
     assert to_dynamodb_value(Decimal("1" * 38)) == Decimal("1" * 38)
+
+
+# The collections the collector started while the layer's modules were being imported and while the first
+# invocation built what it reuses (a frame of the layer's package on the stack), and whether it runs afterwards.
+# A pass right after the pause ends is the collector resuming, with no layer frame on the stack.
+COLLECTIONS = (
+    "import gc, json, sys; passes = {{'imported': 0, 'built': 0}}; stage = ['imported']\n"
+    "def started(phase, info):\n"
+    "    frame = sys._getframe(1)\n"
+    "    while frame is not None and not (phase == 'start' and '/fanout/' in frame.f_code.co_filename\n"
+    "            and not frame.f_code.co_filename.endswith('coldstart.py')):\n"
+    "        frame = frame.f_back\n"
+    "    passes[stage[0]] += frame is not None\n"
+    "gc.callbacks.append(started)\n"
+    "import app; stage[0] = 'built'; app.{build}()\n"
+    "print(json.dumps([passes['imported'], passes['built'], gc.isenabled()]))"
+)
+
+
+@pytest.mark.parametrize(("handler", "build"), [("fetcher_fn", "_fetcher"), ("parser_fn", "_dependencies")])
+def test_a_handlers_cold_start_runs_no_collection_and_leaves_the_collector_on(handler: str, build: str) -> None:
+    # Given a function's environment and its handler directory on the path
+    env = {**os.environ, **FETCHER_ENV, "PYTHONPATH": os.pathsep.join([str(ROOT / handler), *sys.path])}
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "DB_SECRET_ARN"):
+        env.pop(name, None)
+    # When a fresh interpreter imports the handler and builds what its first invocation builds
+    code = COLLECTIONS.format(build=build)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    imported, built, enabled = json.loads(done.stdout)
+    # Then the collector started no pass over the cold start's objects while they were made (hundreds of modules:
+    # without the pause it runs dozens), and runs again for what the invocations allocate
+    assert (imported, built) == (0, 0)
+    assert enabled
+
+
+def test_the_collector_runs_again_after_a_failed_cold_start_and_stays_off_where_it_was_off() -> None:
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("a setting is missing")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
