@@ -7,6 +7,8 @@ writing no bytecode, as on Lambda's read-only ``/opt``:
 - ``import parser_fn`` / ``import fetcher_fn``: the handler module's import (Lambda's init);
 - ``fetcher_fn to its fetch path``: the import and the fetch path built (the first invocation's ``_fetcher()``:
   settings, the mapping checked, the clients), everything of a cold start before the first batch's I/O;
+- ``parser_fn to its dependencies``: the parser's likewise (the first invocation's ``_dependencies()``: settings,
+  the mapping checked, the queue, dead-letter and Lambda clients);
 - ``first mapping load`` and ``mapping parse, warm`` (on this virtualenv, the tree's layer source first).
 
 The environment is the one Lambda gives the template's functions: the settings the fetcher is deployed with
@@ -47,6 +49,9 @@ HANDLERS = ("parser_fn", "fetcher_fn")
 # 257 ms CPU, where an idle machine gives ~255 of both.
 IMPORT_APP = "import time; t = time.process_time(); import app; print((time.process_time() - t) * 1000)"
 FETCH_PATH = "import time; t = time.process_time(); import app; app._fetcher(); print((time.process_time() - t) * 1000)"
+PARSER_DEPENDENCIES = (
+    "import time; t = time.process_time(); import app; app._dependencies(); print((time.process_time() - t) * 1000)"
+)
 # What the fetch path reads at cold start (it connects to nothing until the first batch): a stack's settings.
 LAMBDA_ENV = {
     "AWS_DEFAULT_REGION": "eu-west-1",
@@ -225,6 +230,7 @@ def measure(trees: dict[str, Path], builds: dict[str, Path], runs: int) -> dict[
     next."""
     built_codes = {f"import {h}": (FUNCTIONS[h], IMPORT_APP) for h in HANDLERS}
     built_codes["fetcher_fn to its fetch path"] = (FUNCTIONS["fetcher_fn"], FETCH_PATH)
+    built_codes["parser_fn to its dependencies"] = (FUNCTIONS["parser_fn"], PARSER_DEPENDENCIES)
     codes = {"first mapping load": FIRST_LOAD, "mapping parse, warm": WARM_PARSE}
     names = [*built_codes, *codes]
     samples: dict[str, dict[str, list[float]]] = {name: {tree: [] for tree in trees} for name in names}

@@ -53,3 +53,40 @@ def test_the_layer_requirements_leave_the_cli_libraries_out() -> None:
 def test_the_detector_sees_an_import_inside_a_function() -> None:
     source = "import json\n\ndef bar():\n    from tqdm import tqdm\n    import click.testing\n"
     assert imported_packages(source) == {"json", "tqdm", "click"}
+
+
+def not_shipped() -> set[str]:
+    """The top-level packages layers/common/Makefile deletes from the layer after installing it (NOT_SHIPPED)."""
+    makefile = (layer_dir() / "Makefile").read_text(encoding="utf-8").replace("\\\n", " ")
+    [line] = [line for line in makefile.splitlines() if line.startswith("NOT_SHIPPED =")]
+    paths = line.split("=", 1)[1].split()
+    return {path.split("/")[0] for path in paths if not path.endswith(".dist-info")}
+
+
+def test_nothing_the_functions_run_imports_a_package_the_layer_leaves_out() -> None:
+    import opensearchpy
+
+    # Given the packages the layer's build deletes (opensearch-py's gRPC transport's dependencies)
+    left_out = not_shipped()
+    assert left_out == {"opensearch", "grpc", "google"}
+    # When every module of opensearch-py (the pinned version), of the layer's package and of the functions' code
+    # (each function's CodeUri in the template) is read
+    from samtranslator.yaml_helper import yaml_parse
+
+    template = yaml_parse((ROOT / "template.yaml").read_text(encoding="utf-8"))
+    code_dirs = [
+        ROOT / resource["Properties"]["CodeUri"]
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::Function"
+    ]
+    assert len(code_dirs) == 5
+    sources = [
+        *Path(opensearchpy.__file__).parent.rglob("*.py"),
+        *(layer_dir() / "fanout").rglob("*.py"),
+        *(path for directory in code_dirs for path in directory.glob("*.py")),
+    ]
+    # Then none imports one of them, anywhere in it (a function's import included)
+    offenders = {
+        str(path): names for path in sources if (names := imported_packages(path.read_text("utf-8")) & left_out)
+    }
+    assert offenders == {}
