@@ -7,6 +7,9 @@ writing no bytecode, as on Lambda's read-only ``/opt``:
 - ``import parser_fn`` / ``import fetcher_fn``: the handler module's import (Lambda's init);
 - ``fetcher_fn to its fetch path``: the import and the fetch path built (the first invocation's ``_fetcher()``:
   settings, the mapping checked, the clients), everything of a cold start before the first batch's I/O;
+- ``fetcher_fn to its fetch path, with a secret``: the same, plus what the deployed stack's fetch path builds to
+  read its database secret (``DB_SECRET_ARN``, which the template always sets), the read itself left out (it is
+  I/O): Powertools' Secrets Manager provider and its client, as each tree builds them;
 - ``parser_fn to its dependencies``: the parser's likewise (the first invocation's ``_dependencies()``: settings,
   the mapping checked, the queue, dead-letter and Lambda clients);
 - ``first mapping load`` and ``mapping parse, warm`` (on this virtualenv, the tree's layer source first).
@@ -49,6 +52,17 @@ HANDLERS = ("parser_fn", "fetcher_fn")
 # 257 ms CPU, where an idle machine gives ~255 of both.
 IMPORT_APP = "import time; t = time.process_time(); import app; print((time.process_time() - t) * 1000)"
 FETCH_PATH = "import time; t = time.process_time(); import app; app._fetcher(); print((time.process_time() - t) * 1000)"
+# The deployed stack's fetch path reads the database secret when it is built: what that builds before the request
+# (the provider this tree's fanout.config reads through; before it, Powertools' default provider).
+SECRET_PROVIDER = (
+    "\ntry:\n    from fanout.config import secrets_provider\nexcept ImportError:\n"
+    "    from aws_lambda_powertools.utilities.parameters import SecretsProvider as secrets_provider\n"
+    "secrets_provider()"
+)
+FETCH_PATH_SECRET = (
+    "import time; t = time.process_time(); import app; app._fetcher()" + SECRET_PROVIDER + "\n"
+    "print((time.process_time() - t) * 1000)"
+)
 PARSER_DEPENDENCIES = (
     "import time; t = time.process_time(); import app; app._dependencies(); print((time.process_time() - t) * 1000)"
 )
@@ -230,6 +244,7 @@ def measure(trees: dict[str, Path], builds: dict[str, Path], runs: int) -> dict[
     next."""
     built_codes = {f"import {h}": (FUNCTIONS[h], IMPORT_APP) for h in HANDLERS}
     built_codes["fetcher_fn to its fetch path"] = (FUNCTIONS["fetcher_fn"], FETCH_PATH)
+    built_codes["fetcher_fn to its fetch path, with a secret"] = (FUNCTIONS["fetcher_fn"], FETCH_PATH_SECRET)
     built_codes["parser_fn to its dependencies"] = (FUNCTIONS["parser_fn"], PARSER_DEPENDENCIES)
     codes = {"first mapping load": FIRST_LOAD, "mapping parse, warm": WARM_PARSE}
     names = [*built_codes, *codes]
