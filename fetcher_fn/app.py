@@ -11,7 +11,6 @@ built by fanout.pipeline.wiring.
 
 from __future__ import annotations
 
-import gc
 from functools import lru_cache
 from typing import Any
 
@@ -34,10 +33,8 @@ def _fetcher() -> Fetcher:
     out of the garbage collector's passes, which walked it all on each full pass (a tenth of the fetcher's CPU per
     change, bench/results/fetcher.md). What each batch makes is collected as before.
     """
-    with collector_paused():
-        fetcher = FetchPath(source="fetcher", continuations=True).fetcher
-    gc.freeze()
-    return fetcher
+    with collector_paused():  # frozen at the end
+        return FetchPath(source="fetcher", continuations=True).fetcher
 
 
 def _correlation_id(event: Any, context: Any) -> str:

@@ -77,8 +77,8 @@ def test_the_sinks_number_context_is_the_one_boto3_writes_numbers_in() -> None:
 
 
 # The collections the collector started while the layer's modules were being imported and while the first
-# invocation built what it reuses (a frame of the layer's package on the stack), and whether it runs afterwards.
-# A pass right after the pause ends is the collector resuming, with no layer frame on the stack.
+# invocation built what it reuses (a frame of the layer's package on the stack), the objects frozen after each,
+# and whether the collector runs afterwards.
 COLLECTIONS = (
     "import gc, json, sys; passes = {{'imported': 0, 'built': 0}}; stage = ['imported']\n"
     "def started(phase, info):\n"
@@ -88,8 +88,9 @@ COLLECTIONS = (
     "        frame = frame.f_back\n"
     "    passes[stage[0]] += frame is not None\n"
     "gc.callbacks.append(started)\n"
-    "import app; stage[0] = 'built'; app.{build}()\n"
-    "print(json.dumps([passes['imported'], passes['built'], gc.isenabled()]))"
+    "import app; stage[0] = 'built'; frozen = [gc.get_freeze_count()]; app.{build}()\n"
+    "frozen.append(gc.get_freeze_count() - frozen[0])\n"
+    "print(json.dumps([passes['imported'], passes['built'], *frozen, gc.isenabled()]))"
 )
 
 
@@ -102,19 +103,24 @@ def test_a_handlers_cold_start_runs_no_collection_and_leaves_the_collector_on(ha
     # When a fresh interpreter imports the handler and builds what its first invocation builds
     code = COLLECTIONS.format(build=build)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    imported, built, enabled = json.loads(done.stdout)
+    imported, built, frozen_by_import, frozen_by_build, enabled = json.loads(done.stdout)
     # Then the collector started no pass over the cold start's objects while they were made (hundreds of modules:
-    # without the pause it runs dozens), and runs again for what the invocations allocate
+    # without the pause it runs dozens), they were frozen out of its passes (tens of thousands of objects: resuming
+    # with them young would start a pass over them all), and it runs again for what the invocations allocate
     assert (imported, built) == (0, 0)
+    assert frozen_by_import > 20_000
+    assert frozen_by_build > 1_000
     assert enabled
 
 
 def test_the_collector_runs_again_after_a_failed_cold_start_and_stays_off_where_it_was_off() -> None:
     assert gc.isenabled()
+    frozen = gc.get_freeze_count()
     with pytest.raises(RuntimeError), collector_paused():
         assert not gc.isenabled()
         raise RuntimeError("a setting is missing")
     assert gc.isenabled()
+    assert gc.get_freeze_count() == frozen  # a failed cold start freezes nothing
     gc.disable()
     try:
         with collector_paused():
