@@ -273,7 +273,11 @@ def markdown(result: dict[str, Any]) -> str:
         "read-only), in the environment Lambda gives them (the template's `Tracing: Active`: the X-Ray daemon's "
         "address, so the Tracer and the X-Ray SDK are built at import; the role's credentials); the fetch path is "
         "built with the fetcher's settings (OpenSearch signed with SigV4, an event bus), before the first batch "
-        "connects to anything. The mapping figures run on this machine's virtualenv.",
+        'connects to anything; "with a secret" adds what the deployed fetch path builds to read its database '
+        "secret (`DB_SECRET_ARN`, always set by the template: Powertools' Secrets Manager provider and its client, "
+        "as each tree builds them), the request left out; the parser's dependencies are its first invocation's "
+        "(settings, the mapping checked, the queue, dead-letter and Lambda clients). The mapping figures run on "
+        "this machine's virtualenv.",
         "",
         f"| | {other} CPU ms | this tree CPU ms | this tree / {other} |",
         "|---|---|---|---|",

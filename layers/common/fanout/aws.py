@@ -4,9 +4,9 @@
 S3's transfer methods use), but importing boto3 imports s3transfer and boto3's resource layer with it, and a
 second session (``boto3.Session()``, for the OpenSearch signer's credentials) read the endpoint data and
 resolved the credentials again: together about a third of the fetcher's first invocation beyond its import
-(bench/results/cold_import.md). One session gives every client, and the signer, the same credentials, region
-and ``AWS_ENDPOINT_URL`` (botocore reads them, as boto3 did through it). Reconcile's DynamoDB resource and the
-sink readers keep boto3: only they use its resource layer.
+(docs/architecture.md, "A cold start on botocore alone"). One session gives every client, and the signer, the same
+credentials, region and ``AWS_ENDPOINT_URL`` (botocore reads them, as boto3 did through it). Reconcile's DynamoDB
+resource and the sink readers keep boto3: only they use its resource layer.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 @cache
 def session() -> Any:
     """The process's botocore session (its loader, endpoint data and credentials), built on first use."""
-    # botocore: ~60 ms of CPU to import; a module that only names a client's type loads without it.
+    # botocore: ~40 ms of CPU to import after a handler's modules; a module that only names a client loads without.
     import botocore.session
 
     return botocore.session.get_session()

@@ -5,7 +5,7 @@ long as the execution environment, so the collector's passes while it is built f
 full pass walks all of it again (80 passes over the fetcher's import, 52 over its fetch path). Paused, and frozen
 at the end (``gc.freeze``: moved to the permanent generation, which no pass walks; merely resuming would start one
 pass over everything the pause left young), the fetcher's import took 0.96 of the CPU and its cold start to a
-built fetch path 0.91, side by side (docs/architecture.md, "A cold start as Lambda runs it"). It is the sequence
+built fetch path 0.91, side by side (docs/architecture.md, "A cold start on botocore alone"). It is the sequence
 Python's documentation gives for ``gc.freeze``: disable, build what lives on, freeze, enable. The handlers import
 their modules and build their dependencies inside :func:`collector_paused`; what an invocation allocates
 afterwards is collected as ever.

@@ -71,9 +71,9 @@ DYNAMODB_MIN_EXPONENT = -130
 # ... up to 9.99...E+125 in DynamoDB, but boto3 reads back at most 38 plain digits: below 1E+38.
 READABLE_MAX_EXPONENT = DYNAMODB_NUMBER_DIGITS - 1
 # The context boto3 writes and reads numbers in (boto3.dynamodb.types.DYNAMODB_CONTEXT, equal to it:
-# tests/unit/test_dynamodb_item.py): a number it cannot hold exactly traps. Built here, not imported: importing
-# boto3 for it cost the first batch holding a decimal ~85 ms of CPU where nothing else on the fetch path uses
-# boto3 (fanout.aws).
+# tests/unit/test_cold_start_imports.py): a number it cannot hold exactly traps. Built here, not imported:
+# importing boto3 (with s3transfer) for it cost the first batch ~18 ms of CPU where nothing else on the fetch path
+# uses boto3 (fanout.aws).
 DYNAMODB_CONTEXT = Context(
     Emin=-128, Emax=126, prec=DYNAMODB_NUMBER_DIGITS, traps=[Clamped, Overflow, Inexact, Rounded, Underflow]
 )
