@@ -7,6 +7,11 @@ writing no bytecode, as on Lambda's read-only ``/opt``:
 - ``import parser_fn`` / ``import fetcher_fn``: the handler module's import (Lambda's init);
 - ``fetcher_fn to its fetch path``: the import and the fetch path built (the first invocation's ``_fetcher()``:
   settings, the mapping checked, the clients), everything of a cold start before the first batch's I/O;
+- ``fetcher_fn to its fetch path, with a secret``: the same, plus what the deployed stack's fetch path builds to
+  read its database secret (``DB_SECRET_ARN``, which the template always sets), the read itself left out (it is
+  I/O): Powertools' Secrets Manager provider and its client, as each tree builds them;
+- ``parser_fn to its dependencies``: the parser's likewise (the first invocation's ``_dependencies()``: settings,
+  the mapping checked, the queue, dead-letter and Lambda clients);
 - ``first mapping load`` and ``mapping parse, warm`` (on this virtualenv, the tree's layer source first).
 
 The environment is the one Lambda gives the template's functions: the settings the fetcher is deployed with
@@ -47,6 +52,20 @@ HANDLERS = ("parser_fn", "fetcher_fn")
 # 257 ms CPU, where an idle machine gives ~255 of both.
 IMPORT_APP = "import time; t = time.process_time(); import app; print((time.process_time() - t) * 1000)"
 FETCH_PATH = "import time; t = time.process_time(); import app; app._fetcher(); print((time.process_time() - t) * 1000)"
+# The deployed stack's fetch path reads the database secret when it is built: what that builds before the request
+# (the provider this tree's fanout.config reads through; before it, Powertools' default provider).
+SECRET_PROVIDER = (
+    "\ntry:\n    from fanout.config import secrets_provider\nexcept ImportError:\n"
+    "    from aws_lambda_powertools.utilities.parameters import SecretsProvider as secrets_provider\n"
+    "secrets_provider()"
+)
+FETCH_PATH_SECRET = (
+    "import time; t = time.process_time(); import app; app._fetcher()" + SECRET_PROVIDER + "\n"
+    "print((time.process_time() - t) * 1000)"
+)
+PARSER_DEPENDENCIES = (
+    "import time; t = time.process_time(); import app; app._dependencies(); print((time.process_time() - t) * 1000)"
+)
 # What the fetch path reads at cold start (it connects to nothing until the first batch): a stack's settings.
 LAMBDA_ENV = {
     "AWS_DEFAULT_REGION": "eu-west-1",
@@ -225,6 +244,8 @@ def measure(trees: dict[str, Path], builds: dict[str, Path], runs: int) -> dict[
     next."""
     built_codes = {f"import {h}": (FUNCTIONS[h], IMPORT_APP) for h in HANDLERS}
     built_codes["fetcher_fn to its fetch path"] = (FUNCTIONS["fetcher_fn"], FETCH_PATH)
+    built_codes["fetcher_fn to its fetch path, with a secret"] = (FUNCTIONS["fetcher_fn"], FETCH_PATH_SECRET)
+    built_codes["parser_fn to its dependencies"] = (FUNCTIONS["parser_fn"], PARSER_DEPENDENCIES)
     codes = {"first mapping load": FIRST_LOAD, "mapping parse, warm": WARM_PARSE}
     names = [*built_codes, *codes]
     samples: dict[str, dict[str, list[float]]] = {name: {tree: [] for tree in trees} for name in names}
@@ -252,7 +273,11 @@ def markdown(result: dict[str, Any]) -> str:
         "read-only), in the environment Lambda gives them (the template's `Tracing: Active`: the X-Ray daemon's "
         "address, so the Tracer and the X-Ray SDK are built at import; the role's credentials); the fetch path is "
         "built with the fetcher's settings (OpenSearch signed with SigV4, an event bus), before the first batch "
-        "connects to anything. The mapping figures run on this machine's virtualenv.",
+        'connects to anything; "with a secret" adds what the deployed fetch path builds to read its database '
+        "secret (`DB_SECRET_ARN`, always set by the template: Powertools' Secrets Manager provider and its client, "
+        "as each tree builds them), the request left out; the parser's dependencies are its first invocation's "
+        "(settings, the mapping checked, the queue, dead-letter and Lambda clients). The mapping figures run on "
+        "this machine's virtualenv.",
         "",
         f"| | {other} CPU ms | this tree CPU ms | this tree / {other} |",
         "|---|---|---|---|",

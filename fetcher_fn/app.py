@@ -11,28 +11,30 @@ built by fanout.pipeline.wiring.
 
 from __future__ import annotations
 
-import gc
 from functools import lru_cache
 from typing import Any
 
-from fanout.deadline import Deadline
-from fanout.observability import instrumented_handler
-from fanout.pipeline.fetch_queue import correlation_id_of, read_batch, reject_batch, sqs_event_problem
-from fanout.pipeline.fetcher import Fetcher, FetchFailed
-from fanout.pipeline.wiring import FetchPath
+from fanout.coldstart import collector_paused
+
+with collector_paused():  # the import: modules that live as long as the environment (fanout.coldstart)
+    from fanout.deadline import Deadline
+    from fanout.observability import instrumented_handler
+    from fanout.pipeline.fetch_queue import correlation_id_of, read_batch, reject_batch, sqs_event_problem
+    from fanout.pipeline.fetcher import Fetcher, FetchFailed
+    from fanout.pipeline.wiring import FetchPath
 
 
 @lru_cache(maxsize=1)
 def _fetcher() -> Fetcher:
-    """Built on the first invocation (checked config, validated mapping) and reused.
+    """Built on the first invocation (checked config, validated mapping) and reused, the collector paused while
+    it is built (fanout.coldstart).
 
     What the cold start made (modules, mapping, clients) then lives as long as the execution environment: frozen
     out of the garbage collector's passes, which walked it all on each full pass (a tenth of the fetcher's CPU per
     change, bench/results/fetcher.md). What each batch makes is collected as before.
     """
-    fetcher = FetchPath(source="fetcher", continuations=True).fetcher
-    gc.freeze()
-    return fetcher
+    with collector_paused():  # frozen at the end
+        return FetchPath(source="fetcher", continuations=True).fetcher
 
 
 def _correlation_id(event: Any, context: Any) -> str:

@@ -34,6 +34,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
+from fanout import aws
 from fanout.observability import instrumented_handler
 from fanout.operations.maintenance import Maintenance, handle_event
 
@@ -47,9 +48,7 @@ def _dependencies() -> Maintenance:
 
 @lru_cache(maxsize=1)
 def _lambda_client() -> Any:
-    import boto3
-
-    return boto3.client("lambda")
+    return aws.client("lambda")
 
 
 def _correlation_id(event: Any, context: Any) -> str:

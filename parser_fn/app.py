@@ -11,31 +11,40 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from fanout.capture.change_log import DEFAULT_IDLE_SECONDS, drain, is_ring, ring
-from fanout.config import ParserSettings
-from fanout.deadline import Deadline
-from fanout.model.mapping import default_mappings
-from fanout.observability import instrumented_handler
-from fanout.pipeline.fetch_queue import QueueForwarder, RungAt, make_forwarder
-from fanout.pipeline.parser import reject_event
-from fanout.pipeline.rejects import QueueRejectRecorder
-from fanout.source.connection import ConnectionHolder
+from fanout.coldstart import collector_paused
+
+with collector_paused():  # the import: modules that live as long as the environment (fanout.coldstart)
+    from fanout import aws
+    from fanout.capture.change_log import DEFAULT_IDLE_SECONDS, drain, is_ring, ring
+    from fanout.config import ParserSettings
+    from fanout.deadline import Deadline
+    from fanout.model.mapping import default_mappings
+    from fanout.observability import instrumented_handler
+    from fanout.pipeline.fetch_queue import QueueForwarder, RungAt, make_forwarder
+    from fanout.pipeline.parser import reject_event
+    from fanout.pipeline.rejects import QueueRejectRecorder
+    from fanout.source.connection import ConnectionHolder
 
 TIME_MARGIN_SECONDS = 8.0  # kept back from the timeout: the successor's ring (2 x (1 s + 2 s) at most), the answer
 
 
 @lru_cache(maxsize=1)
 def _dependencies() -> tuple[QueueForwarder, QueueRejectRecorder, Any]:
-    """Built on the first invocation and reused (checked config, pooled clients)."""
-    import boto3
+    """Built on the first invocation and reused (checked config, pooled clients), the collector paused while they
+    are built (fanout.coldstart)."""
+    with collector_paused():
+        return _build_dependencies()
+
+
+def _build_dependencies() -> tuple[QueueForwarder, QueueRejectRecorder, Any]:
     from botocore.config import Config
 
     settings = ParserSettings.from_env()
     default_mappings()  # validate the mapping at cold start, failing loudly
     queue = make_forwarder(settings.handoff)  # the fetch queue (fanout.pipeline.fetch_queue)
-    reject = QueueRejectRecorder(boto3.client("sqs"), settings.dead_letter_queue_url, source="parser")
+    reject = QueueRejectRecorder(aws.client("sqs"), settings.dead_letter_queue_url, source="parser")
     # The successor's ring fits in the margin: a short timeout, two attempts; if it fails, the sweeper drains.
-    lambda_client = boto3.client(
+    lambda_client = aws.client(
         "lambda", config=Config(connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 2})
     )
     return queue, reject, lambda_client

@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from fanout import aws
 from fanout.capture.change_log import drain, ring, sweep
 from fanout.config import ParserSettings, SweeperSettings
 from fanout.deadline import Deadline
@@ -26,7 +27,6 @@ TIME_MARGIN_SECONDS = 12.0  # kept back from the timeout: a ring (2 x (2 s + 3 s
 
 class _Dependencies:
     def __init__(self) -> None:
-        import boto3
         from botocore.config import Config
 
         self.settings = SweeperSettings.from_env()
@@ -34,10 +34,10 @@ class _Dependencies:
         default_mappings()  # validate the mapping at cold start, failing loudly
         self.database = ConnectionHolder.from_env()
         self.forward = make_forwarder(handoff.handoff)
-        self.reject = QueueRejectRecorder(boto3.client("sqs"), handoff.dead_letter_queue_url, source="sweeper")
+        self.reject = QueueRejectRecorder(aws.client("sqs"), handoff.dead_letter_queue_url, source="sweeper")
         # Fail fast on an unreachable endpoint: the rows stay in the log, and the next run is a minute away.
         config = Config(connect_timeout=2, read_timeout=3, retries={"mode": "standard", "total_max_attempts": 2})
-        self.lambda_client = boto3.client("lambda", config=config)
+        self.lambda_client = aws.client("lambda", config=config)
 
 
 @lru_cache(maxsize=1)

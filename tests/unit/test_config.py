@@ -167,13 +167,17 @@ class FakeSecretsManagerClient:
         return {"SecretString": f'{{"username": "admin", "password": "{self.password}"}}'}
 
 
-def test_the_secret_is_cached_and_a_refused_login_reads_it_past_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_secret_is_cached_and_a_refused_login_reads_it_past_the_cache(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     # Given Powertools' secrets provider over a Secrets Manager that answers the first password
-    from aws_lambda_powertools.utilities import parameters
-    from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
+    from fanout import aws
+    from fanout.config import secrets_provider
 
     client = FakeSecretsManagerClient("first")
-    monkeypatch.setitem(DEFAULT_PROVIDERS, "secrets", parameters.SecretsProvider(boto3_client=client))  # type: ignore[arg-type]
+    monkeypatch.setattr(aws, "client", lambda service, config=None: client if service == "secretsmanager" else None)
+    secrets_provider.cache_clear()
+    request.addfinalizer(secrets_provider.cache_clear)
     env = {k: v for k, v in DB_ENV.items() if k not in ("DB_USER", "DB_PASSWORD")}
     for name, value in {**env, "DB_SECRET_ARN": SECRET_ARN}.items():
         monkeypatch.setenv(name, value)

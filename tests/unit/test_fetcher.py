@@ -26,7 +26,6 @@ from fanout.sinks.opensearch import DEFAULT_GC_DELETES, OpenSearchSink, opensear
 from fanout.source.rows import SourceReadError
 from tests.support.fakes import (
     FakeContext,
-    FakeDynamoDBTable,
     FakeOpenSearch,
     RecordingReject,
     client_error,
@@ -326,21 +325,16 @@ def test_the_fetcher_handler_applies_the_sample_event(world: World, monkeypatch:
     assert [r.correlation_id for r in reject.rejections] == ["sample-correlation-id"]
 
 
-class _FakeBoto3Factory:
-    """Stands in for boto3.client / boto3.resource so building the dependencies makes no AWS client."""
-
-    def __call__(self, service: str, *args: Any, **kwargs: Any) -> Any:
-        return self
-
-    def Table(self, name: str) -> FakeDynamoDBTable:  # noqa: N802 - boto3's spelling
-        return FakeDynamoDBTable()
+def _no_client(service: str, *args: Any, **kwargs: Any) -> Any:
+    """Stands in for fanout.aws.client so building the dependencies makes no AWS client."""
+    return object()
 
 
 def test_the_fetcher_fails_with_a_config_error_naming_a_missing_dead_letter_queue(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given every setting but DEAD_LETTER_QUEUE_URL
-    import boto3
+    from fanout import aws
 
     app = load_fetcher_app()
     for name, value in {
@@ -353,8 +347,7 @@ def test_the_fetcher_fails_with_a_config_error_naming_a_missing_dead_letter_queu
         monkeypatch.setenv(name, value)
     for name in ("DB_SECRET_ARN", "DEAD_LETTER_QUEUE_URL", "OPENSEARCH_AUTH"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(boto3, "client", _FakeBoto3Factory())
-    monkeypatch.setattr(boto3, "resource", _FakeBoto3Factory())
+    monkeypatch.setattr(aws, "client", _no_client)
 
     # When / Then the cold start fails loudly, naming the variable, like every other setting
     try:

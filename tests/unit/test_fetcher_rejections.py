@@ -199,8 +199,7 @@ def test_the_fetcher_refuses_at_cold_start_a_mapping_naming_a_table_it_was_not_g
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     # Given a mapping that sends rows to a DynamoDB table the stack did not grant (ExtraReplicaTableArns empty)
-    import boto3
-
+    from fanout import aws
     from fanout.model.mapping import MappingError, default_mappings
     from tests.support.fakes import load_app
 
@@ -231,8 +230,7 @@ def test_the_fetcher_refuses_at_cold_start_a_mapping_naming_a_table_it_was_not_g
         monkeypatch.setenv(name, value)
     for name in ("DB_SECRET_ARN", "DYNAMODB_EXTRA_TABLE_ARNS", "OPENSEARCH_AUTH"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(boto3, "client", lambda *a, **k: object())
-    monkeypatch.setattr(boto3, "resource", lambda *a, **k: object())
+    monkeypatch.setattr(aws, "client", lambda *a, **k: object())
     app = load_app("fetcher_fn/app.py", "fetcher_app_granted")
     default_mappings.cache_clear()
 

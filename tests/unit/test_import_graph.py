@@ -30,8 +30,8 @@ TREES = (
 # one of ours is a cycle being dodged or a dependency being hidden.
 LAZY_IN_LAYER = {
     "opensearchpy": "~210 ms; the parser, the sweeper and a DynamoDB-only fetcher never talk to OpenSearch",
-    "boto3": "~350 ms; loaded where a client is built, so a module that only names a sink or a reader loads without it",
-    "botocore": "~180 ms for botocore.config; its error classes are only caught where a client is called",
+    "boto3": "~18 ms over botocore (s3transfer); only reconcile's resource and readers use it (fanout.aws: clients)",
+    "botocore": "~40 ms after a handler's import; loaded where a client is built (fanout.aws), its errors caught there",
     "jsonschema": "~35 ms; only loading a mapping uses it, once per execution environment on the first invocation",
     "aws_lambda_powertools": "~375 ms for utilities.parameters, ~60 ms for the SQS data class: one function each",
 }

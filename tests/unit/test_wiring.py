@@ -7,6 +7,7 @@ from typing import Any
 import boto3
 import pytest
 
+from fanout import aws
 from fanout.model.mapping import MappingError, default_mappings
 from fanout.operations.maintenance import Maintenance
 from fanout.pipeline.fetch_queue import QueueForwarder
@@ -31,9 +32,9 @@ ENV = {
 }
 
 
-class RecordingBoto3:
-    """boto3.client / boto3.resource, each call's service and botocore Config noted (the real object is built,
-    which opens no connection)."""
+class RecordingBuilder:
+    """fanout.aws.client / boto3.resource, each call's service and botocore Config noted (the real object is
+    built, which opens no connection)."""
 
     def __init__(self, real: Any) -> None:
         self.real = real
@@ -65,11 +66,12 @@ def function_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_fetcher_and_the_maintenance_function_build_their_aws_clients_with_the_same_config(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Given the environment both functions run in (function_env), and boto3 noting how each client is built
-    built: dict[str, RecordingBoto3] = {}
+    # Given the environment both functions run in (function_env), and fanout.aws and boto3 noting how each client
+    # is built
+    built: dict[str, RecordingBuilder] = {}
     for role in ("fetcher", "maintenance"):
-        clients, resources = RecordingBoto3(boto3.client), RecordingBoto3(boto3.resource)
-        monkeypatch.setattr(boto3, "client", clients)
+        clients, resources = RecordingBuilder(aws.client), RecordingBuilder(boto3.resource)
+        monkeypatch.setattr(aws, "client", clients)
         monkeypatch.setattr(boto3, "resource", resources)
         # When each builds its fetch path
         if role == "fetcher":
@@ -80,7 +82,7 @@ def test_the_fetcher_and_the_maintenance_function_build_their_aws_clients_with_t
             Maintenance(source="maintenance").close()
         built[role] = clients
         built[role + " resources"] = resources
-        monkeypatch.setattr(boto3, "client", clients.real)
+        monkeypatch.setattr(aws, "client", clients.real)
         monkeypatch.setattr(boto3, "resource", resources.real)
 
     # Then DynamoDB, the event bus and the dead-letter queue get the same fail-fast Config in both (and the

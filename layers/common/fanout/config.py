@@ -1,7 +1,7 @@
 """Configuration from the environment, validated once at cold start.
 
 The same variable names are used locally and in AWS (see docs/architecture.md):
-``AWS_ENDPOINT_URL`` is honoured by boto3 itself; everything else is read here.
+``AWS_ENDPOINT_URL`` is honoured by botocore itself (fanout.aws); everything else is read here.
 A missing or malformed variable raises :class:`ConfigError` naming it, so a
 misconfigured function fails loudly on its first invocation instead of
 misbehaving later.
@@ -13,9 +13,11 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
+
+from fanout import aws
 
 # A secret read is reused this long; a refused login reads it again at once (DatabaseSettings.reread_from_env).
 SECRET_MAX_AGE_SECONDS = 300
@@ -80,12 +82,20 @@ def _tls(env: Mapping[str, str], host: str) -> tuple[str, str]:
     return mode, bundle
 
 
+@cache
+def secrets_provider() -> Any:
+    """Powertools' Secrets Manager provider (and its cache of the secrets read), over a client of the functions'
+    own botocore session (fanout.aws): its default provider built a boto3 session and client of its own, ~45 of
+    the ~70 ms of CPU the first secret read added to a cold start (bench/results/cold_import.md)."""
+    from aws_lambda_powertools.utilities import parameters  # lazy: only functions that use a secret pay for it
+
+    return parameters.SecretsProvider(boto3_client=aws.client("secretsmanager"))
+
+
 def fetch_secret_from_secrets_manager(secret_arn: str, *, force_fetch: bool = False) -> Mapping[str, Any]:
     """Read a Secrets Manager secret in the RDS format ({"username", "password", ...}) with Powertools
     Parameters: cached for SECRET_MAX_AGE_SECONDS, read from Secrets Manager again with ``force_fetch``."""
-    from aws_lambda_powertools.utilities import parameters  # lazy: only functions that use a secret pay for it
-
-    text = parameters.get_secret(secret_arn, max_age=SECRET_MAX_AGE_SECONDS, force_fetch=force_fetch)
+    text = secrets_provider().get(secret_arn, max_age=SECRET_MAX_AGE_SECONDS, force_fetch=force_fetch)
     try:
         secret = json.loads(text)
     except (TypeError, ValueError) as exc:

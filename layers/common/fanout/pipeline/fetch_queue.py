@@ -40,6 +40,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fanout import aws
 from fanout.config import HandoffSettings
 from fanout.model.change import CORRELATION_ID, Change, ChangeValidationError, KeyValue, Stage
 from fanout.model.mapping import Mappings
@@ -146,9 +147,7 @@ def make_forwarder(settings: HandoffSettings, config: Any = None) -> QueueForwar
     """The forwarder to the fetch queue over an SQS client of its own: the parser's and the sweeper's (the fetcher's,
     for its continuations, shares its SQS client: fanout.pipeline.wiring); ``config`` is the client's botocore Config
     (None: botocore's defaults)."""
-    import boto3
-
-    return QueueForwarder(boto3.client("sqs", config=config), settings.fetch_queue_url)
+    return QueueForwarder(aws.client("sqs", config=config), settings.fetch_queue_url)
 
 
 # --------------------------------------------------------------------------- the fetcher's end

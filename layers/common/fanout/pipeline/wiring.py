@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
+from fanout import aws
 from fanout.config import HandoffSettings, SinkSettings
 from fanout.model.mapping import Mappings, check_dynamodb_tables, check_event_bus, default_mappings
 from fanout.pipeline.fetch_queue import QueueForwarder
@@ -54,8 +55,6 @@ class FetchPath:
         With ``continuations`` (the fetcher) a change via a relation rebuilds a bounded number of pages of roots
         and hands the rest on through the fetch queue; without, every page is rebuilt at once.
         """
-        import boto3
-
         config = aws_config()
         self.settings = SinkSettings.from_env()
         # validate the mapping at cold start, failing loudly, and the DynamoDB tables it names
@@ -67,7 +66,7 @@ class FetchPath:
         self.sinks: list[Sink] = [
             OpenSearchSink(self.opensearch, max_request_bytes=self.settings.opensearch_max_request_bytes),
             DynamoDBSink(
-                boto3.client("dynamodb", config=config),  # the low-level client: items go as built, not converted
+                aws.client("dynamodb", config=config),  # the low-level client: items go as built, not converted
                 self.settings.dynamodb_table,
                 tombstone_ttl_seconds=self.settings.tombstone_ttl_seconds,
                 batch_writes=self.settings.dynamodb_batch_writes,
@@ -76,10 +75,10 @@ class FetchPath:
         # The stack always gives the functions its bus; elsewhere (the CLI, tests) without EVENT_BUS_NAME the
         # tables' events are not published, and a backfill asked to publish them refuses (require_events).
         if self.settings.event_bus_name:
-            self.sinks.append(EventBridgeSink(boto3.client("events", config=config), self.settings.event_bus_name))
+            self.sinks.append(EventBridgeSink(aws.client("events", config=config), self.settings.event_bus_name))
         # One SQS client for the dead-letter queue and the fetch queue (a client is thread-safe and names no
         # queue): a second cost ~2 ms of CPU at each cold start, ~15 when its allocations set off a full collection.
-        sqs = boto3.client("sqs", config=config)
+        sqs = aws.client("sqs", config=config)
         self.reject = QueueRejectRecorder(sqs, self.settings.dead_letter_queue_url, source=source)
         queue = QueueForwarder(sqs, HandoffSettings.from_env().fetch_queue_url) if continuations else None
         self.fetcher = Fetcher(

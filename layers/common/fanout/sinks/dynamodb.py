@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
 from functools import partial
 from typing import Any
 
@@ -70,6 +70,13 @@ DYNAMODB_NUMBER_DIGITS = 38
 DYNAMODB_MIN_EXPONENT = -130
 # ... up to 9.99...E+125 in DynamoDB, but boto3 reads back at most 38 plain digits: below 1E+38.
 READABLE_MAX_EXPONENT = DYNAMODB_NUMBER_DIGITS - 1
+# The context boto3 writes and reads numbers in (boto3.dynamodb.types.DYNAMODB_CONTEXT, equal to it:
+# tests/unit/test_cold_start_imports.py): a number it cannot hold exactly traps. Built here, not imported:
+# importing boto3 (with s3transfer) for it cost the first batch ~18 ms of CPU where nothing else on the fetch path
+# uses boto3 (fanout.aws).
+DYNAMODB_CONTEXT = Context(
+    Emin=-128, Emax=126, prec=DYNAMODB_NUMBER_DIGITS, traps=[Clamped, Overflow, Inexact, Rounded, Underflow]
+)
 CONDITION = "attribute_not_exists(#pk) OR #version <= :version"
 # DynamoDB's limits for one TransactWriteItems call: 100 actions and 4 MB of items. The byte budget is half
 # the limit because the request's JSON (base64 binaries, type tags) is what some endpoints measure.
@@ -94,8 +101,6 @@ Results = dict[int, Outcome | Exception]  # a transaction's rows, by their place
 
 def _dynamodb_number(value: Decimal) -> Decimal | str:
     """N (the Decimal) when DynamoDB stores it exactly and boto3 reads it back, else the exact digits (S)."""
-    from boto3.dynamodb.types import DYNAMODB_CONTEXT
-
     try:
         DYNAMODB_CONTEXT.create_decimal(value)  # boto3 writes only what fits 38 digits exactly
     except ArithmeticError:

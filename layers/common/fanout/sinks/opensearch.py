@@ -42,6 +42,7 @@ from typing import Any
 import simplejson
 from opensearchpy.serializer import JSONSerializer
 
+from fanout import aws
 from fanout.config import DEFAULT_OPENSEARCH_MAX_REQUEST_BYTES
 from fanout.model.change import Change
 from fanout.model.mapping import FULL_KEY_FIELD, OPENSEARCH_METADATA_FIELDS, TableMapping
@@ -185,14 +186,13 @@ def make_client(endpoint: str, auth: str = "none") -> Any:
         "retry_on_timeout": True,
     }
     if auth == "sigv4":
-        import boto3
         from opensearchpy import Urllib3AWSV4SignerAuth
 
-        session = boto3.Session()
         # Signed on the client's own urllib3 connection, the one it uses unsigned too: one HTTP stack in every
-        # environment (the requests-based connection was a second one, traced twice by X-Ray).
+        # environment (the requests-based connection was a second one, traced twice by X-Ray). The credentials
+        # are the AWS clients' own session's (fanout.aws).
         options.update(
-            http_auth=Urllib3AWSV4SignerAuth(session.get_credentials(), session.region_name, "es"),
+            http_auth=Urllib3AWSV4SignerAuth(aws.credentials(), aws.region(), "es"),
             verify_certs=True,
         )
     return OpenSearch(**options)
