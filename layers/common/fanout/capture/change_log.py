@@ -57,6 +57,7 @@ from fanout.capture.names import (
     drain_lock_name,
     sweep_lock_name,
 )
+from fanout.capture.send_ahead import SendAhead
 from fanout.deadline import Deadline, TimeLeft
 from fanout.model.change import Change, ChangeValidationError, Stage
 from fanout.model.mapping import Mappings
@@ -92,9 +93,11 @@ class DrainReport:
     held_lock: bool = False  # this drainer held the drain lock (and so waited for writers)
     stopped: str = ""  # why the drain ended with work possibly left, if it did
     successor_rung: bool = False  # out of time with rows left: a fresh drainer was rung to go on
-    handoff_s: float = 0.0  # time in hand-offs (parse, send to the queue, delete, commit): where a drain's time goes
+    handoff_s: float = 0.0  # the drainer's time in hand-offs (parse, wait for the send, delete, commit)
     delete_s: float = 0.0  # of which deleting the handed rows and committing
-    send_s: float = 0.0  # of which sending to the fetch queue (packing and the requests); the rest is parsing
+    send_wait_s: float = 0.0  # of which waiting for a send to the fetch queue; the rest is parsing
+    send_s: float = 0.0  # the sends' own time (packing and the requests): send_wait_s, plus what overlapped parsing
+    sent_ahead: int = 0  # batches sent while the next was claimed and parsed (fanout.capture.send_ahead)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,14 +140,22 @@ def parse_rows(
     return changes, rejected
 
 
+def drained_changes(
+    rows: Sequence[tuple[int, Any]], mappings: Mappings, reject: Reject, correlation_id: str
+) -> tuple[list[Change], int]:
+    """The changes claimed log rows (id, payload) hand on, coalesced per key and stamped drained, and how many rows
+    were rejected (:func:`changes_of_row`)."""
+    changes, rejected = parse_rows(rows, mappings, reject, correlation_id)
+    drained_us = time.time_ns() // 1000  # a stage of the changes' lag (fanout.pipeline.stage_times)
+    return [change.stamped(Stage.DRAINED, drained_us) for change in coalesce(changes)], rejected
+
+
 def hand_on(
     rows: Sequence[tuple[int, Any]], mappings: Mappings, queue: ChangeQueue, reject: Reject, correlation_id: str
 ) -> tuple[int, int]:
     """Hand the changes of claimed log rows (id, payload) to the fetch queue, coalesced per key; rows that can
     never be valid are recorded (:func:`changes_of_row`). Raises as ``queue.send`` does. (forwarded, rejected)."""
-    changes, rejected = parse_rows(rows, mappings, reject, correlation_id)
-    drained_us = time.time_ns() // 1000  # a stage of the changes' lag (fanout.pipeline.stage_times)
-    merged = [change.stamped(Stage.DRAINED, drained_us) for change in coalesce(changes)]
+    merged, rejected = drained_changes(rows, mappings, reject, correlation_id)
     if merged:
         queue.send(merged)
         record_accepted(merged, correlation_id)
@@ -198,8 +209,11 @@ class _Drainer:
         reject: Reject,
         correlation_id: str,
         batch_rows: int,
+        second: pymysql.connections.Connection | None = None,
     ) -> None:
         self.conn = conn
+        self.second = second  # with it, a batch's send overlaps the claim and parse of the next
+        self.ahead = SendAhead(queue.send) if second is not None else None
         self.mappings = mappings
         self.queue = queue
         self.reject = reject
@@ -221,27 +235,29 @@ class _Drainer:
             self.limit = self.batch_rows if fit >= self.batch_rows else int(fit)  # fit may be infinite
         return self.limit > 0
 
-    def claim(self, *, wait: bool) -> list[tuple[int, str]] | None:
-        """Open a transaction holding the first committed log rows; ``None`` if a wait for a writer timed out."""
+    def claim(self, *, wait: bool, conn: pymysql.connections.Connection | None = None) -> list[tuple[int, str]] | None:
+        """Open a transaction on ``conn`` (default: the drainer's own) holding the first committed log rows;
+        ``None`` if a wait for a writer timed out."""
+        conn = conn or self.conn
         sql = f"SELECT id, payload FROM {CHANGE_LOG_TABLE} ORDER BY id LIMIT %s FOR UPDATE"  # noqa: S608
         if not wait:
             sql += " SKIP LOCKED"
-        self.conn.begin()
+        conn.begin()
         try:
-            with self.conn.cursor() as cur:
+            with conn.cursor() as cur:
                 cur.execute(sql, (self.limit,))
                 rows = [(int(i), str(p)) for i, p in cur.fetchall()]
         except pymysql.err.OperationalError as exc:
-            self.conn.rollback()
+            conn.rollback()
             if exc.args and exc.args[0] in (_ER_LOCK_WAIT_TIMEOUT, _ER_LOCK_DEADLOCK):
                 self.report.waits_timed_out += 1
                 return None
             raise
         except BaseException:
-            self.conn.rollback()
+            conn.rollback()
             raise
         if not rows:
-            self.conn.commit()
+            conn.commit()
         return rows
 
     def hand_off(self, rows: Sequence[tuple[int, str]]) -> None:
@@ -256,11 +272,15 @@ class _Drainer:
             self.conn.rollback()
             raise
         ended = time.monotonic()
-        self.seconds_per_row = max(self.seconds_per_row, (ended - started) / max(1, len(rows)))
+        self.handed(len(rows), forwarded, rejected, started, ended)
         self.report.handoff_s = round(self.report.handoff_s + ended - started, 3)
         self.report.delete_s = round(self.report.delete_s + ended - handed, 3)
+
+    def handed(self, rows: int, forwarded: int, rejected: int, started: float, ended: float) -> None:
+        """A batch's rows deleted and committed: counted, and its time per row kept for :meth:`fits`."""
+        self.seconds_per_row = max(self.seconds_per_row, (ended - started) / max(1, rows))
         self.report.batches += 1
-        self.report.claimed += len(rows)
+        self.report.claimed += rows
         self.report.rejected += rejected
         self.report.forwarded += forwarded
 
@@ -268,17 +288,82 @@ class _Drainer:
         """The drainer as the hand-off's queue: ``queue.send``, timed into the report."""
         started = time.monotonic()
         self.queue.send(changes)
-        self.report.send_s = round(self.report.send_s + time.monotonic() - started, 3)
+        took = time.monotonic() - started
+        self.report.send_s = round(self.report.send_s + took, 3)
+        self.report.send_wait_s = round(self.report.send_wait_s + took, 3)
 
     def drain_committed(self, deadline: TimeLeft) -> bool:
-        """Step 1 until nothing committed is left; False if time ran out first."""
-        while True:
-            if not self.fits(deadline):
-                return False
-            rows = self.claim(wait=False)
-            if not rows:
-                return True
-            self.hand_off(rows)
+        """Step 1 until nothing committed is left; False if time ran out first. With a second connection each
+        batch's send overlaps the claim and parse of the next (:meth:`hand_off_ahead`); every batch has landed
+        (deleted and committed, or rolled back with the error raised) when this returns."""
+        if self.ahead is None:
+            while True:
+                if not self.fits(deadline):
+                    return False
+                rows = self.claim(wait=False)
+                if not rows:
+                    return True
+                self.hand_off(rows)
+        try:
+            while True:
+                if not self.fits(deadline):
+                    self.land()
+                    return False
+                conn = self.idle_connection()
+                rows = self.claim(wait=False, conn=conn)
+                if not rows:
+                    self.land()
+                    return True
+                self.hand_off_ahead(conn, rows)
+        except BaseException:
+            self.ahead.abandon()  # rolled back: its rows stay for the next drain
+            raise
+
+    def idle_connection(self) -> pymysql.connections.Connection:
+        """The connection whose transaction holds no batch in flight."""
+        assert self.ahead is not None and self.second is not None
+        flight = self.ahead.in_flight
+        return self.second if flight is not None and flight.conn is self.conn else self.conn
+
+    def hand_off_ahead(self, conn: pymysql.connections.Connection, rows: Sequence[tuple[int, str]]) -> None:
+        """Parse the rows ``conn`` claimed, land the batch in flight (:meth:`land`), then send these: the send runs
+        while the next batch is claimed and parsed. On any failure ``conn``'s batch is rolled back."""
+        assert self.ahead is not None
+        started = time.monotonic()
+        try:
+            changes, rejected = drained_changes(rows, self.mappings, self.reject, self.correlation_id)
+            self.report.handoff_s = round(self.report.handoff_s + time.monotonic() - started, 3)
+            self.land()
+        except BaseException:
+            conn.rollback()
+            raise
+        self.ahead.start(conn, [row_id for row_id, _ in rows], changes, rejected, started)
+
+    def land(self) -> None:
+        """Wait for the batch in flight; once every change of it was accepted, delete its rows and commit. A failed
+        send is raised with its batch rolled back (fanout.capture.send_ahead)."""
+        assert self.ahead is not None
+        waiting = time.monotonic()
+        landed = self.ahead.landed()
+        if landed is None:
+            return
+        flight, took = landed
+        deleting = time.monotonic()
+        try:
+            if flight.changes:
+                record_accepted(flight.changes, self.correlation_id)
+            delete_claimed(flight.conn, flight.row_ids)
+            flight.conn.commit()
+        except BaseException:
+            flight.conn.rollback()
+            raise
+        ended = time.monotonic()
+        self.handed(len(flight.row_ids), len(flight.changes), flight.rejected, flight.started, ended)
+        self.report.sent_ahead += 1
+        self.report.send_s = round(self.report.send_s + took, 3)
+        self.report.send_wait_s = round(self.report.send_wait_s + deleting - waiting, 3)
+        self.report.delete_s = round(self.report.delete_s + ended - deleting, 3)
+        self.report.handoff_s = round(self.report.handoff_s + ended - waiting, 3)
 
 
 def drain(
@@ -293,8 +378,13 @@ def drain(
     idle_seconds: float = 0.0,
     deadline: TimeLeft | None = None,
     ring_successor: Callable[[], None] | None = None,
+    second: pymysql.connections.Connection | None = None,
 ) -> DrainReport:
     """Drain the change log of ``conn``'s schema (``conn``: a connection of its own, in autocommit mode).
+
+    ``second``: another connection of its own to the same schema (the parser's); with it each batch's send to
+    the fetch queue overlaps the claim and parse of the next (fanout.capture.send_ahead). Without it (the
+    sweeper, ``fanout sweep``), a batch is sent, deleted and committed before the next is claimed.
 
     ``idle_seconds``: how long the lock holder keeps the lock once the log is empty,
     looking for new rows (the parser: ``DEFAULT_IDLE_SECONDS``), so that a stream of
@@ -306,18 +396,17 @@ def drain(
     before the drain returns, unless another drainer holds the lock (it goes on, and rings its own successor),
     so the rest is drained at once by a fresh invocation; without it (or if the ring fails) the rest waits for
     the next ring or the sweeper. Hand-off and database errors propagate
-    after the open batch is rolled back (its rows stay).
+    after the open batches are rolled back (their rows stay).
     """
     if deadline is None:
         deadline = Deadline.after(DEFAULT_MAX_SECONDS)
-    with conn.cursor() as cur:
-        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        cur.execute("SET SESSION innodb_lock_wait_timeout = %s", (wait_seconds,))
-    schema = current_schema(conn)
+    schema = _drainer_session(conn, wait_seconds)
     if schema is None:
         raise RuntimeError("the database connection has no current schema to drain")
+    if second is not None and _drainer_session(second, wait_seconds) != schema:
+        raise RuntimeError(f"the drainer's second connection is not to the schema it drains ({schema})")
     lock = drain_lock_name(schema)
-    drainer = _Drainer(conn, mappings, queue, reject, correlation_id, batch_rows)
+    drainer = _Drainer(conn, mappings, queue, reject, correlation_id, batch_rows, second)
     report = drainer.report
     holding = try_lock(conn, lock)
     report.held_lock = holding
@@ -325,6 +414,8 @@ def drain(
         try:
             report.stopped = _run(drainer, conn, lock, holding, deadline, idle_seconds)
         finally:
+            if drainer.ahead is not None:
+                drainer.ahead.close()
             with suppress(pymysql.err.Error):  # a lost connection has released it already
                 release_lock(conn, lock)
     except pymysql.err.ProgrammingError as exc:
@@ -340,6 +431,15 @@ def drain(
     if report.claimed or report.stopped:
         log(level, "change log drained", correlation_id=correlation_id, **report.as_dict())
     return report
+
+
+def _drainer_session(conn: pymysql.connections.Connection, wait_seconds: int) -> str | None:
+    """Set a drainer's session (READ COMMITTED: record locks only; a waiting claim's lock wait) and return its
+    schema."""
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        cur.execute("SET SESSION innodb_lock_wait_timeout = %s", (wait_seconds,))
+    return current_schema(conn)
 
 
 def _ring(ring_successor: Callable[[], None], correlation_id: str) -> bool:
