@@ -11,7 +11,9 @@ change log"); in short:
 1. **Claim** committed rows no other drainer holds, in id order, in batches
    (``FOR UPDATE SKIP LOCKED``: a row its writer has not committed is locked, so
    skipped); coalesce them per key; hand them to the fetcher; delete them and
-   commit. A failed hand-off rolls back, so the rows stay. Repeat while rows come.
+   commit. A failed hand-off rolls back, so the rows stay. Repeat while rows come. With a second
+   connection (the parser's) a batch is sent while the next is claimed and parsed, its rows deleted only
+   once its send returned (:mod:`fanout.capture.send_ahead`).
 2. **Wait out writers** (the lock holder only): the same claim without ``SKIP
    LOCKED`` waits, at most ``wait_seconds``, for the transactions whose rows are
    not committed yet (the ringing one among them).
@@ -57,7 +59,7 @@ from fanout.capture.names import (
     drain_lock_name,
     sweep_lock_name,
 )
-from fanout.capture.send_ahead import SendAhead
+from fanout.capture.send_ahead import InFlight, SendAhead
 from fanout.deadline import Deadline, TimeLeft
 from fanout.model.change import Change, ChangeValidationError, Stage
 from fanout.model.mapping import Mappings
@@ -95,7 +97,7 @@ class DrainReport:
     successor_rung: bool = False  # out of time with rows left: a fresh drainer was rung to go on
     handoff_s: float = 0.0  # the drainer's time in hand-offs (parse, wait for the send, delete, commit)
     delete_s: float = 0.0  # of which deleting the handed rows and committing
-    send_wait_s: float = 0.0  # of which waiting for a send to the fetch queue; the rest is parsing
+    send_wait_s: float = 0.0  # of which waiting for a send to the fetch queue; the rest: parsing, accepted lines
     send_s: float = 0.0  # the sends' own time (packing and the requests): send_wait_s, plus what overlapped parsing
     sent_ahead: int = 0  # batches sent while the next was claimed and parsed (fanout.capture.send_ahead)
 
@@ -326,32 +328,43 @@ class _Drainer:
         return self.second if flight is not None and flight.conn is self.conn else self.conn
 
     def hand_off_ahead(self, conn: pymysql.connections.Connection, rows: Sequence[tuple[int, str]]) -> None:
-        """Parse the rows ``conn`` claimed, land the batch in flight (:meth:`land`), then send these: the send runs
+        """Parse the rows ``conn`` claimed, wait for the batch in flight, send these at once, then finish the batch
+        that landed (:meth:`finish`): the send thread is idle only while a batch is parsed, and the send runs
         while the next batch is claimed and parsed. On any failure ``conn``'s batch is rolled back."""
         assert self.ahead is not None
         started = time.monotonic()
         try:
             changes, rejected = drained_changes(rows, self.mappings, self.reject, self.correlation_id)
-            self.report.handoff_s = round(self.report.handoff_s + time.monotonic() - started, 3)
-            self.land()
+            waiting = time.monotonic()
+            landed = self.ahead.landed()
+            self.report.send_wait_s = round(self.report.send_wait_s + time.monotonic() - waiting, 3)
         except BaseException:
             conn.rollback()
             raise
         self.ahead.start(conn, [row_id for row_id, _ in rows], changes, rejected, started)
+        self.report.handoff_s = round(self.report.handoff_s + time.monotonic() - started, 3)
+        if landed is not None:
+            self.finish(*landed)  # a failure here: drain_committed abandons the batch just sent (rolled back)
 
     def land(self) -> None:
-        """Wait for the batch in flight; once every change of it was accepted, delete its rows and commit. A failed
-        send is raised with its batch rolled back (fanout.capture.send_ahead)."""
+        """Wait for the batch in flight and finish it (:meth:`finish`); a failed send is raised with its batch
+        rolled back (fanout.capture.send_ahead)."""
         assert self.ahead is not None
         waiting = time.monotonic()
         landed = self.ahead.landed()
-        if landed is None:
-            return
-        flight, took = landed
-        deleting = time.monotonic()
+        waited = time.monotonic() - waiting
+        self.report.send_wait_s = round(self.report.send_wait_s + waited, 3)
+        self.report.handoff_s = round(self.report.handoff_s + waited, 3)
+        if landed is not None:
+            self.finish(*landed)
+
+    def finish(self, flight: InFlight, took: float) -> None:
+        """A batch whose every change was accepted by the queue: log them, delete its rows and commit."""
+        started = time.monotonic()
         try:
             if flight.changes:
                 record_accepted(flight.changes, self.correlation_id)
+            deleting = time.monotonic()
             delete_claimed(flight.conn, flight.row_ids)
             flight.conn.commit()
         except BaseException:
@@ -361,9 +374,8 @@ class _Drainer:
         self.handed(len(flight.row_ids), len(flight.changes), flight.rejected, flight.started, ended)
         self.report.sent_ahead += 1
         self.report.send_s = round(self.report.send_s + took, 3)
-        self.report.send_wait_s = round(self.report.send_wait_s + deleting - waiting, 3)
         self.report.delete_s = round(self.report.delete_s + ended - deleting, 3)
-        self.report.handoff_s = round(self.report.handoff_s + ended - waiting, 3)
+        self.report.handoff_s = round(self.report.handoff_s + ended - started, 3)
 
 
 def drain(
