@@ -848,6 +848,28 @@ def test_out_of_time_a_drainer_hands_on_what_it_claimed_and_rings_its_successor(
     assert (report.stopped, report.successor_rung, rings) == (OUT_OF_TIME, True, [1])
 
 
+def test_a_small_batch_does_not_shrink_the_claims_of_the_backlog_after_it(sessions: Any) -> None:
+    # Given a drainer whose first claim finds 5 rows, and 600 more committed while it sends them (0.3 s a send)
+    app, conn = sessions(), sessions()
+    insert_posts(app, 5)
+    recorder, sizes = Recorder(), []
+
+    def writes_while_sending(changes: Sequence[Change]) -> None:
+        if not sizes:
+            insert_posts(app, 600)
+        sizes.append(len(changes))
+        recorder.send(changes)
+        time.sleep(0.3)  # a send's fixed cost (a pace, not an assertion)
+
+    # When it drains with time enough (30 s)
+    drain(conn, default_mappings(), CallbackQueue(writes_while_sending), recorder.reject, deadline=Deadline.after(30))
+
+    # Then the backlog went in one claim: 0.3 s for 5 rows is no measure of a row (60 ms each, over 28 s left
+    # twice over: 233 rows a claim)
+    assert sizes == [5, 600]
+    assert log_depth(app) == 0
+
+
 def test_a_drainer_that_finishes_in_time_rings_no_successor(sessions: Any) -> None:
     app, conn = sessions(), sessions()
     insert_posts(app, 3)

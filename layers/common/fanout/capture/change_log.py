@@ -280,7 +280,10 @@ class _Drainer:
 
     def handed(self, rows: int, forwarded: int, rejected: int, started: float, ended: float) -> None:
         """A batch's rows deleted and committed: counted, and its time per row kept for :meth:`fits`."""
-        self.seconds_per_row = max(self.seconds_per_row, (ended - started) / max(1, rows))
+        # A batch's time is mostly fixed (a send, a commit), so a small one's says little per row: counted over
+        # FIRST_BATCH_ROWS at least. Per row, the few rows a drainer finds while writers trickle in made a 300 ms
+        # send 60 ms a row, and every later claim of the drain a few hundred rows while a backlog waited.
+        self.seconds_per_row = max(self.seconds_per_row, (ended - started) / max(FIRST_BATCH_ROWS, rows))
         self.report.batches += 1
         self.report.claimed += rows
         self.report.rejected += rejected
