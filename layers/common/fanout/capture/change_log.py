@@ -70,7 +70,9 @@ from fanout.pipeline.rejects import Reject
 from fanout.redaction import describe_error
 from fanout.source.locks import current_schema, is_free_lock, release_lock, try_lock
 
-DEFAULT_BATCH_ROWS = 500
+# A drained batch is one fetch-queue message and one SendMessageBatch up to ~1,400 changes (256 KB), whose time
+# through the deployed local stack is mostly the request's, not its size's (bench/results/end_to_end.md)
+DEFAULT_BATCH_ROWS = 1000
 DEFAULT_WAIT_SECONDS = 1  # a waiting claim's innodb_lock_wait_timeout: how long one wait for a writer lasts
 DEFAULT_IDLE_SECONDS = 2.0  # the rung parser: how long it keeps draining an empty log before it ends
 IDLE_POLL_SECONDS = 0.05  # how often a lingering drainer looks (the latency a row pays while one lingers)
