@@ -82,6 +82,8 @@ def breakdown(env: StackEnv, start_ms: int, end_ms: int) -> dict[str, Any]:
     handoff_s = sum(float(d.get("handoff_s", 0.0)) for d in drains)
     delete_s = sum(float(d.get("delete_s", 0.0)) for d in drains)
     send_s = sum(float(d.get("send_s", 0.0)) for d in drains)
+    # a drain line before the send ahead has no send_wait_s: it waited for every send
+    send_wait_s = sum(float(d.get("send_wait_s", d.get("send_s", 0.0))) for d in drains)
     return {
         "fetcher_invocations": len(batches),
         "messages": sum(int(b.get("messages", 0)) for b in batches),
@@ -96,6 +98,8 @@ def breakdown(env: StackEnv, start_ms: int, end_ms: int) -> dict[str, Any]:
         "handoff_s": round(handoff_s, 2),
         "delete_s": round(delete_s, 2),
         "send_s": round(send_s, 2),
+        "send_wait_s": round(send_wait_s, 2),
+        "sent_ahead": sum(int(d.get("sent_ahead", 0)) for d in drains),
         "ms_per_batch": round(handoff_s * 1000 / drained_batches, 1) if drained_batches else None,
         "stages_ms": {
             stage: {"p50": percentile(values, 50), "p99": percentile(values, 99), "max": max(values)}
@@ -244,8 +248,9 @@ def main() -> int:
         "| | |\n|---|---|\n"
         f"| parser drains / batches / rows claimed | {seen['drains']} / {seen['drained_batches']} / "
         f"{seen['rows_claimed']} ({seen['rows_per_batch']} a batch) |\n"
-        f"| time in the drainer's hand-offs (parse, send, delete, commit) | {seen['handoff_s']} s, "
-        f"{seen['ms_per_batch']} ms a batch; sending {seen['send_s']} s, deleting and committing "
+        f"| time in the drainer's hand-offs (parse, wait for the send, delete, commit) | {seen['handoff_s']} s, "
+        f"{seen['ms_per_batch']} ms a batch; waiting for sends {seen['send_wait_s']} s (the sends took "
+        f"{seen['send_s']} s; {seen['sent_ahead']} batches sent ahead), deleting and committing "
         f"{seen['delete_s']} s |\n"
         f"| fetcher invocations / messages / changes | {seen['fetcher_invocations']} / {seen['messages']} / "
         f"{seen['changes_fetched']} ({seen['changes_per_invocation']} an invocation) |\n\n"

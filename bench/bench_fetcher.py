@@ -38,6 +38,7 @@ from typing import Any
 import boto3
 
 from bench.harness import ROOT, create_replica_table, local_services, posts_database, write_results
+from fanout.capture.change_log import DEFAULT_BATCH_ROWS
 from fanout.model.change import Change
 from fanout.model.mapping import Mappings, default_mappings
 from fanout.model.payloads import fetcher_event
@@ -55,7 +56,7 @@ from tests.support.mappings import in_index
 from tests.support.world import fetcher_handler
 
 ROWS = int(os.environ.get("BENCH_FETCHER_ROWS", "4000"))
-DRAINED = 500  # the drainer's batch (fanout.capture.change_log.DEFAULT_BATCH_ROWS)
+DRAINED = DEFAULT_BATCH_ROWS  # the drainer's batch
 FETCH_BATCH = int(os.environ.get("BENCH_FETCH_BATCH", "10"))
 ROUNDS = 3
 PROFILE = os.environ.get("BENCH_PROFILE") == "1"

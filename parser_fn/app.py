@@ -50,9 +50,10 @@ def _build_dependencies() -> tuple[QueueForwarder, QueueRejectRecorder, Any]:
     return queue, reject, lambda_client
 
 
-@lru_cache(maxsize=1)
-def _database() -> ConnectionHolder:
-    """The drainer's connection, opened on the first ring (re-read from the secret when a login is refused)."""
+@lru_cache(maxsize=2)
+def _database(role: str) -> ConnectionHolder:
+    """The drainer's connections, opened on the first ring (re-read from the secret when a login is refused):
+    ``lock`` holds the drain lock and claims; ``send-ahead`` claims the next batch while the last one is sent."""
     return ConnectionHolder.from_env()
 
 
@@ -69,7 +70,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         return reject_event(event, reject, context.aws_request_id)
     import pymysql
 
-    database = _database()
+    database, second = _database("lock"), _database("send-ahead")
     try:
         report = drain(
             database.get(),
@@ -81,8 +82,10 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             deadline=Deadline.of_context(context, TIME_MARGIN_SECONDS),
             # out of time with rows left: a fresh invocation goes on at once (not a minute later, by the sweeper)
             ring_successor=lambda: ring(lambda_client, context.invoked_function_arn),
+            second=second.get(),  # each batch's send overlaps the claim and parse of the next
         )
     except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
-        database.close()  # Lambda retries the ring on a fresh connection; the rows are still in the log
+        database.close()  # Lambda retries the ring on fresh connections; the rows are still in the log
+        second.close()
         raise
     return report.as_dict()

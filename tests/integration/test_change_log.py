@@ -389,6 +389,133 @@ def test_two_drainers_at_once_hand_off_each_row_exactly_once(sessions: Any) -> N
     assert log_depth(app) == 0
 
 
+# --------------------------------------------------------------------------- the send ahead (a second connection)
+
+
+def log_rows_held(conn: pymysql.connections.Connection) -> tuple[int, int]:
+    """(transactions, rows): who holds change-log rows right now (performance_schema.data_locks, read live)."""
+    ((holders, held),) = rows(
+        conn,
+        "SELECT COUNT(DISTINCT ENGINE_TRANSACTION_ID), COUNT(*) FROM performance_schema.data_locks"
+        " WHERE OBJECT_SCHEMA = %s AND OBJECT_NAME = %s AND LOCK_TYPE = 'RECORD'",
+        conn.db.decode(),
+        CHANGE_LOG_TABLE,
+    )
+    return int(holders), int(held)
+
+
+def remaining_ids(conn: pymysql.connections.Connection) -> list[int]:
+    """The posts ids whose change-log rows are still in the log, in order."""
+    payloads = rows(conn, f"SELECT payload FROM {CHANGE_LOG_TABLE} ORDER BY id")
+    return [json.loads(p)["pk"]["id"] for (p,) in payloads]
+
+
+class SendsOnceTheNextBatchIsHeld:
+    """A change queue whose send of batch ``pause_at`` (1-based) waits until a second transaction holds log rows
+    beside the one being sent, i.e. until the drainer claimed the next batch while this one is in flight; then it
+    fails if ``fail_at`` is that batch, else records."""
+
+    def __init__(self, observer: pymysql.connections.Connection, *, pause_at: int, fail_at: int = 0) -> None:
+        self.observer = observer
+        self.pause_at, self.fail_at = pause_at, fail_at
+        self.recorder = Recorder()
+        self.sends = 0
+        self.held_while_sending: tuple[int, int] | None = None
+
+    def send(self, changes: Sequence[Change]) -> None:
+        self.sends += 1
+        if self.sends == self.pause_at:
+            self.held_while_sending = wait_until(
+                "the next batch claimed while this one is sent",
+                lambda: (held := log_rows_held(self.observer))[0] == 2 and held,
+                timeout=WAIT_SECONDS,
+                interval=0.02,
+            )
+        if self.sends == self.fail_at:
+            raise RuntimeError("queue unreachable")
+        self.recorder.send(changes)
+
+
+def test_with_a_second_connection_the_next_batch_is_claimed_and_parsed_while_the_last_is_sent(sessions: Any) -> None:
+    app, conn, second, observer = sessions(), sessions(), sessions(), sessions()
+    insert_posts(app, 30)
+    queue = SendsOnceTheNextBatchIsHeld(observer, pause_at=1)
+
+    report = drain(conn, default_mappings(), queue, queue.recorder.reject, batch_rows=10, second=second)
+
+    # Then while batch 1 was on its way, batch 2 was held by the other connection: 2 transactions, 20 rows
+    assert queue.held_while_sending == (2, 20)
+    assert [k[1][0] for k in queue.recorder.keys()] == list(range(1, 31))  # every row once, in order
+    assert (report.claimed, report.batches, report.sent_ahead) == (30, 3, 3)
+    assert report.send_s >= report.send_wait_s > 0 and report.handoff_s >= report.send_wait_s + report.delete_s
+    assert log_depth(app) == 0
+
+
+def test_a_failed_send_deletes_none_of_its_rows_while_the_next_batch_is_claimed_beside_it(sessions: Any) -> None:
+    app, conn, second, observer = sessions(), sessions(), sessions(), sessions()
+    insert_posts(app, 30)
+    # Given batch 1's send fails once batch 2 is claimed and parsed beside it
+    queue = SendsOnceTheNextBatchIsHeld(observer, pause_at=1, fail_at=1)
+
+    with pytest.raises(RuntimeError, match="unreachable"):
+        drain(conn, default_mappings(), queue, queue.recorder.reject, batch_rows=10, second=second)
+
+    # Then neither batch 1 (refused) nor batch 2 (never sent) lost a row, and nothing holds them any more
+    assert queue.held_while_sending == (2, 20)
+    assert remaining_ids(app) == list(range(1, 31))
+    assert log_rows_held(observer) == (0, 0)
+    assert rows(app, "SELECT IS_FREE_LOCK(%s)", drain_lock_name(app.db.decode()))[0][0] == 1
+    # And the next drain hands every row on
+    again = Recorder()
+    drain(sessions(), default_mappings(), again, again.reject, second=sessions())
+    assert [k[1][0] for k in again.keys()] == list(range(1, 31))
+    assert log_depth(app) == 0
+
+
+def test_a_send_that_fails_after_an_accepted_one_leaves_its_rows_and_the_accepted_batch_is_deleted(
+    sessions: Any,
+) -> None:
+    app, conn, second, observer = sessions(), sessions(), sessions(), sessions()
+    insert_posts(app, 30)
+    # Given batch 1 is accepted and batch 2's send fails while batch 3 is claimed beside it
+    queue = SendsOnceTheNextBatchIsHeld(observer, pause_at=2, fail_at=2)
+
+    with pytest.raises(RuntimeError, match="unreachable"):
+        drain(conn, default_mappings(), queue, queue.recorder.reject, batch_rows=10, second=second)
+
+    # Then batch 1's rows are gone (its changes were accepted), batches 2 and 3 wait for the next drain
+    assert [k[1][0] for k in queue.recorder.keys()] == list(range(1, 11))
+    assert remaining_ids(app) == list(range(11, 31))
+    assert log_rows_held(observer) == (0, 0)
+
+
+@pytest.mark.parametrize("seconds", [(True, True), (True, False)], ids=["both-send-ahead", "one-sends-ahead"])
+def test_two_drainers_sending_ahead_hand_off_each_row_exactly_once_and_never_deadlock(
+    sessions: Any, seconds: tuple[bool, bool]
+) -> None:
+    app = sessions()
+    recorder = Recorder()
+    for _ in range(20):
+        insert_posts(app, 50)
+
+    def slow_forward(changes: Sequence[Change]) -> None:
+        time.sleep(0.01)  # keeps a batch in flight while the other drainer runs (a pace, not an assertion)
+        recorder.send(changes)
+
+    drainers = [
+        DrainInThread(sessions(), recorder, CallbackQueue(slow_forward), batch_rows=40,
+                      second=sessions() if has_second else None)
+        for has_second in seconds
+    ]  # fmt: skip
+    reports = [d.result() for d in drainers]
+
+    keys = [k[1][0] for k in recorder.keys()]
+    assert sorted(keys) == list(range(1, 1001))  # every row once, none lost
+    assert sum(r.claimed for r in reports) == 1000
+    assert reports[0].sent_ahead == reports[0].batches  # the first drainer sent every batch ahead
+    assert log_depth(app) == 0
+
+
 def explain_delete(conn: pymysql.connections.Connection, sql: str, ids: Sequence[int]) -> tuple[str, str | None]:
     """How MySQL plans a DELETE of the log rows ``ids``: (access type, key)."""
     with conn.cursor(pymysql.cursors.DictCursor) as cur:
@@ -509,11 +636,13 @@ def test_a_ring_makes_the_parser_handler_drain_into_the_fetch_queue_and_anything
         # And a per-row payload of the retired triggers arrives
         legacy = app_module.handler(load_event("update.json"), FakeContext(aws_request_id="req-old-1"))
     finally:
-        app_module._database().close()
+        app_module._database("lock").close()
+        app_module._database("send-ahead").close()
         app_module._database.cache_clear()
 
     # Then the ring drained the log into the fetch queue, one message per change, and the old payload was recorded
     assert drained["claimed"] == 3 and drained["forwarded"] == 3
+    assert drained["sent_ahead"] == 1  # the handler drains with its second connection
     # one message: the drained batch, packed
     assert [[c["pk"] for c in b["changes"]] for b in fetch_queue.bodies()] == [[{"id": 1}, {"id": 2}, {"id": 3}]]
     assert {c["correlation_id"] for b in fetch_queue.bodies() for c in b["changes"]} == {"req-ring-1"}
@@ -717,6 +846,28 @@ def test_out_of_time_a_drainer_hands_on_what_it_claimed_and_rings_its_successor(
     assert sizes[0] == FIRST_BATCH_ROWS and all(later < FIRST_BATCH_ROWS for later in sizes[1:])
     assert len(recorder.forwarded) == report.claimed < 300 and log_depth(app) == 300 - report.claimed
     assert (report.stopped, report.successor_rung, rings) == (OUT_OF_TIME, True, [1])
+
+
+def test_a_small_batch_does_not_shrink_the_claims_of_the_backlog_after_it(sessions: Any) -> None:
+    # Given a drainer whose first claim finds 5 rows, and 600 more committed while it sends them (0.3 s a send)
+    app, conn = sessions(), sessions()
+    insert_posts(app, 5)
+    recorder, sizes = Recorder(), []
+
+    def writes_while_sending(changes: Sequence[Change]) -> None:
+        if not sizes:
+            insert_posts(app, 600)
+        sizes.append(len(changes))
+        recorder.send(changes)
+        time.sleep(0.3)  # a send's fixed cost (a pace, not an assertion)
+
+    # When it drains with time enough (30 s)
+    drain(conn, default_mappings(), CallbackQueue(writes_while_sending), recorder.reject, deadline=Deadline.after(30))
+
+    # Then the backlog went in one claim: 0.3 s for 5 rows is no measure of a row (60 ms each, over 28 s left
+    # twice over: 233 rows a claim)
+    assert sizes == [5, 600]
+    assert log_depth(app) == 0
 
 
 def test_a_drainer_that_finishes_in_time_rings_no_successor(sessions: Any) -> None:

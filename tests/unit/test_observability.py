@@ -251,7 +251,9 @@ class Pipeline:
             FakeLambdaClient(),
         )
         monkeypatch.setattr(self.parser, "_dependencies", lambda: parser_deps)
-        monkeypatch.setattr(self.parser, "_database", lambda: SimpleNamespace(get=lambda: None, close=lambda: None))
+        monkeypatch.setattr(
+            self.parser, "_database", lambda _role: SimpleNamespace(get=lambda: None, close=lambda: None)
+        )
         monkeypatch.setattr(self.parser, "drain", self.drain)
         self.source = FakeSource()
         self.opensearch = FakeOpenSearch()

@@ -11,7 +11,9 @@ change log"); in short:
 1. **Claim** committed rows no other drainer holds, in id order, in batches
    (``FOR UPDATE SKIP LOCKED``: a row its writer has not committed is locked, so
    skipped); coalesce them per key; hand them to the fetcher; delete them and
-   commit. A failed hand-off rolls back, so the rows stay. Repeat while rows come.
+   commit. A failed hand-off rolls back, so the rows stay. Repeat while rows come. With a second
+   connection (the parser's) a batch is sent while the next is claimed and parsed, its rows deleted only
+   once its send returned (:mod:`fanout.capture.send_ahead`).
 2. **Wait out writers** (the lock holder only): the same claim without ``SKIP
    LOCKED`` waits, at most ``wait_seconds``, for the transactions whose rows are
    not committed yet (the ringing one among them).
@@ -57,6 +59,7 @@ from fanout.capture.names import (
     drain_lock_name,
     sweep_lock_name,
 )
+from fanout.capture.send_ahead import InFlight, SendAhead
 from fanout.deadline import Deadline, TimeLeft
 from fanout.model.change import Change, ChangeValidationError, Stage
 from fanout.model.mapping import Mappings
@@ -67,7 +70,9 @@ from fanout.pipeline.rejects import Reject
 from fanout.redaction import describe_error
 from fanout.source.locks import current_schema, is_free_lock, release_lock, try_lock
 
-DEFAULT_BATCH_ROWS = 500
+# A drained batch is one fetch-queue message and one SendMessageBatch up to ~1,400 changes (256 KB), whose time
+# through the deployed local stack is mostly the request's, not its size's (bench/results/end_to_end.md)
+DEFAULT_BATCH_ROWS = 1000
 DEFAULT_WAIT_SECONDS = 1  # a waiting claim's innodb_lock_wait_timeout: how long one wait for a writer lasts
 DEFAULT_IDLE_SECONDS = 2.0  # the rung parser: how long it keeps draining an empty log before it ends
 IDLE_POLL_SECONDS = 0.05  # how often a lingering drainer looks (the latency a row pays while one lingers)
@@ -92,9 +97,11 @@ class DrainReport:
     held_lock: bool = False  # this drainer held the drain lock (and so waited for writers)
     stopped: str = ""  # why the drain ended with work possibly left, if it did
     successor_rung: bool = False  # out of time with rows left: a fresh drainer was rung to go on
-    handoff_s: float = 0.0  # time in hand-offs (parse, send to the queue, delete, commit): where a drain's time goes
+    handoff_s: float = 0.0  # the drainer's time in hand-offs (parse, wait for the send, delete, commit)
     delete_s: float = 0.0  # of which deleting the handed rows and committing
-    send_s: float = 0.0  # of which sending to the fetch queue (packing and the requests); the rest is parsing
+    send_wait_s: float = 0.0  # of which waiting for a send to the fetch queue; the rest: parsing, accepted lines
+    send_s: float = 0.0  # the sends' own time (packing and the requests): send_wait_s, plus what overlapped parsing
+    sent_ahead: int = 0  # batches sent while the next was claimed and parsed (fanout.capture.send_ahead)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,14 +144,22 @@ def parse_rows(
     return changes, rejected
 
 
+def drained_changes(
+    rows: Sequence[tuple[int, Any]], mappings: Mappings, reject: Reject, correlation_id: str
+) -> tuple[list[Change], int]:
+    """The changes claimed log rows (id, payload) hand on, coalesced per key and stamped drained, and how many rows
+    were rejected (:func:`changes_of_row`)."""
+    changes, rejected = parse_rows(rows, mappings, reject, correlation_id)
+    drained_us = time.time_ns() // 1000  # a stage of the changes' lag (fanout.pipeline.stage_times)
+    return [change.stamped(Stage.DRAINED, drained_us) for change in coalesce(changes)], rejected
+
+
 def hand_on(
     rows: Sequence[tuple[int, Any]], mappings: Mappings, queue: ChangeQueue, reject: Reject, correlation_id: str
 ) -> tuple[int, int]:
     """Hand the changes of claimed log rows (id, payload) to the fetch queue, coalesced per key; rows that can
     never be valid are recorded (:func:`changes_of_row`). Raises as ``queue.send`` does. (forwarded, rejected)."""
-    changes, rejected = parse_rows(rows, mappings, reject, correlation_id)
-    drained_us = time.time_ns() // 1000  # a stage of the changes' lag (fanout.pipeline.stage_times)
-    merged = [change.stamped(Stage.DRAINED, drained_us) for change in coalesce(changes)]
+    merged, rejected = drained_changes(rows, mappings, reject, correlation_id)
     if merged:
         queue.send(merged)
         record_accepted(merged, correlation_id)
@@ -198,8 +213,11 @@ class _Drainer:
         reject: Reject,
         correlation_id: str,
         batch_rows: int,
+        second: pymysql.connections.Connection | None = None,
     ) -> None:
         self.conn = conn
+        self.second = second  # with it, a batch's send overlaps the claim and parse of the next
+        self.ahead = SendAhead(queue.send) if second is not None else None
         self.mappings = mappings
         self.queue = queue
         self.reject = reject
@@ -221,27 +239,29 @@ class _Drainer:
             self.limit = self.batch_rows if fit >= self.batch_rows else int(fit)  # fit may be infinite
         return self.limit > 0
 
-    def claim(self, *, wait: bool) -> list[tuple[int, str]] | None:
-        """Open a transaction holding the first committed log rows; ``None`` if a wait for a writer timed out."""
+    def claim(self, *, wait: bool, conn: pymysql.connections.Connection | None = None) -> list[tuple[int, str]] | None:
+        """Open a transaction on ``conn`` (default: the drainer's own) holding the first committed log rows;
+        ``None`` if a wait for a writer timed out."""
+        conn = conn or self.conn
         sql = f"SELECT id, payload FROM {CHANGE_LOG_TABLE} ORDER BY id LIMIT %s FOR UPDATE"  # noqa: S608
         if not wait:
             sql += " SKIP LOCKED"
-        self.conn.begin()
+        conn.begin()
         try:
-            with self.conn.cursor() as cur:
+            with conn.cursor() as cur:
                 cur.execute(sql, (self.limit,))
                 rows = [(int(i), str(p)) for i, p in cur.fetchall()]
         except pymysql.err.OperationalError as exc:
-            self.conn.rollback()
+            conn.rollback()
             if exc.args and exc.args[0] in (_ER_LOCK_WAIT_TIMEOUT, _ER_LOCK_DEADLOCK):
                 self.report.waits_timed_out += 1
                 return None
             raise
         except BaseException:
-            self.conn.rollback()
+            conn.rollback()
             raise
         if not rows:
-            self.conn.commit()
+            conn.commit()
         return rows
 
     def hand_off(self, rows: Sequence[tuple[int, str]]) -> None:
@@ -256,11 +276,18 @@ class _Drainer:
             self.conn.rollback()
             raise
         ended = time.monotonic()
-        self.seconds_per_row = max(self.seconds_per_row, (ended - started) / max(1, len(rows)))
+        self.handed(len(rows), forwarded, rejected, started, ended)
         self.report.handoff_s = round(self.report.handoff_s + ended - started, 3)
         self.report.delete_s = round(self.report.delete_s + ended - handed, 3)
+
+    def handed(self, rows: int, forwarded: int, rejected: int, started: float, ended: float) -> None:
+        """A batch's rows deleted and committed: counted, and its time per row kept for :meth:`fits`."""
+        # A batch's time is mostly fixed (a send, a commit), so a small one's says little per row: counted over
+        # FIRST_BATCH_ROWS at least. Per row, the few rows a drainer finds while writers trickle in made a 300 ms
+        # send 60 ms a row, and every later claim of the drain a few hundred rows while a backlog waited.
+        self.seconds_per_row = max(self.seconds_per_row, (ended - started) / max(FIRST_BATCH_ROWS, rows))
         self.report.batches += 1
-        self.report.claimed += len(rows)
+        self.report.claimed += rows
         self.report.rejected += rejected
         self.report.forwarded += forwarded
 
@@ -268,17 +295,92 @@ class _Drainer:
         """The drainer as the hand-off's queue: ``queue.send``, timed into the report."""
         started = time.monotonic()
         self.queue.send(changes)
-        self.report.send_s = round(self.report.send_s + time.monotonic() - started, 3)
+        took = time.monotonic() - started
+        self.report.send_s = round(self.report.send_s + took, 3)
+        self.report.send_wait_s = round(self.report.send_wait_s + took, 3)
 
     def drain_committed(self, deadline: TimeLeft) -> bool:
-        """Step 1 until nothing committed is left; False if time ran out first."""
-        while True:
-            if not self.fits(deadline):
-                return False
-            rows = self.claim(wait=False)
-            if not rows:
-                return True
-            self.hand_off(rows)
+        """Step 1 until nothing committed is left; False if time ran out first. With a second connection each
+        batch's send overlaps the claim and parse of the next (:meth:`hand_off_ahead`); every batch has landed
+        (deleted and committed, or rolled back with the error raised) when this returns."""
+        if self.ahead is None:
+            while True:
+                if not self.fits(deadline):
+                    return False
+                rows = self.claim(wait=False)
+                if not rows:
+                    return True
+                self.hand_off(rows)
+        try:
+            while True:
+                if not self.fits(deadline):
+                    self.land()
+                    return False
+                conn = self.idle_connection()
+                rows = self.claim(wait=False, conn=conn)
+                if not rows:
+                    self.land()
+                    return True
+                self.hand_off_ahead(conn, rows)
+        except BaseException:
+            self.ahead.abandon()  # rolled back: its rows stay for the next drain
+            raise
+
+    def idle_connection(self) -> pymysql.connections.Connection:
+        """The connection whose transaction holds no batch in flight."""
+        assert self.ahead is not None and self.second is not None
+        flight = self.ahead.in_flight
+        return self.second if flight is not None and flight.conn is self.conn else self.conn
+
+    def hand_off_ahead(self, conn: pymysql.connections.Connection, rows: Sequence[tuple[int, str]]) -> None:
+        """Parse the rows ``conn`` claimed, wait for the batch in flight, send these at once, then finish the batch
+        that landed (:meth:`finish`): the send thread is idle only while a batch is parsed, and the send runs
+        while the next batch is claimed and parsed. On any failure ``conn``'s batch is rolled back."""
+        assert self.ahead is not None
+        started = time.monotonic()
+        try:
+            changes, rejected = drained_changes(rows, self.mappings, self.reject, self.correlation_id)
+            waiting = time.monotonic()
+            landed = self.ahead.landed()
+            self.report.send_wait_s = round(self.report.send_wait_s + time.monotonic() - waiting, 3)
+        except BaseException:
+            conn.rollback()
+            raise
+        self.ahead.start(conn, [row_id for row_id, _ in rows], changes, rejected, started)
+        self.report.handoff_s = round(self.report.handoff_s + time.monotonic() - started, 3)
+        if landed is not None:
+            self.finish(*landed)  # a failure here: drain_committed abandons the batch just sent (rolled back)
+
+    def land(self) -> None:
+        """Wait for the batch in flight and finish it (:meth:`finish`); a failed send is raised with its batch
+        rolled back (fanout.capture.send_ahead)."""
+        assert self.ahead is not None
+        waiting = time.monotonic()
+        landed = self.ahead.landed()
+        waited = time.monotonic() - waiting
+        self.report.send_wait_s = round(self.report.send_wait_s + waited, 3)
+        self.report.handoff_s = round(self.report.handoff_s + waited, 3)
+        if landed is not None:
+            self.finish(*landed)
+
+    def finish(self, flight: InFlight, took: float) -> None:
+        """A batch whose every change was accepted by the queue: log them, delete its rows and commit."""
+        started = time.monotonic()
+        try:
+            if flight.changes:
+                record_accepted(flight.changes, self.correlation_id)
+            deleting = time.monotonic()
+            delete_claimed(flight.conn, flight.row_ids)
+            flight.conn.commit()
+        except BaseException:
+            flight.conn.rollback()
+            raise
+        ended = time.monotonic()
+        self.handed(len(flight.row_ids), len(flight.changes), flight.rejected, flight.started, ended)
+        self.report.sent_ahead += 1
+        self.report.send_s = round(self.report.send_s + took, 3)
+        self.report.delete_s = round(self.report.delete_s + ended - deleting, 3)
+        self.report.handoff_s = round(self.report.handoff_s + ended - started, 3)
 
 
 def drain(
@@ -293,8 +395,13 @@ def drain(
     idle_seconds: float = 0.0,
     deadline: TimeLeft | None = None,
     ring_successor: Callable[[], None] | None = None,
+    second: pymysql.connections.Connection | None = None,
 ) -> DrainReport:
     """Drain the change log of ``conn``'s schema (``conn``: a connection of its own, in autocommit mode).
+
+    ``second``: another connection of its own to the same schema (the parser's); with it each batch's send to
+    the fetch queue overlaps the claim and parse of the next (fanout.capture.send_ahead). Without it (the
+    sweeper, ``fanout sweep``), a batch is sent, deleted and committed before the next is claimed.
 
     ``idle_seconds``: how long the lock holder keeps the lock once the log is empty,
     looking for new rows (the parser: ``DEFAULT_IDLE_SECONDS``), so that a stream of
@@ -306,18 +413,17 @@ def drain(
     before the drain returns, unless another drainer holds the lock (it goes on, and rings its own successor),
     so the rest is drained at once by a fresh invocation; without it (or if the ring fails) the rest waits for
     the next ring or the sweeper. Hand-off and database errors propagate
-    after the open batch is rolled back (its rows stay).
+    after the open batches are rolled back (their rows stay).
     """
     if deadline is None:
         deadline = Deadline.after(DEFAULT_MAX_SECONDS)
-    with conn.cursor() as cur:
-        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        cur.execute("SET SESSION innodb_lock_wait_timeout = %s", (wait_seconds,))
-    schema = current_schema(conn)
+    schema = _drainer_session(conn, wait_seconds)
     if schema is None:
         raise RuntimeError("the database connection has no current schema to drain")
+    if second is not None and _drainer_session(second, wait_seconds) != schema:
+        raise RuntimeError(f"the drainer's second connection is not to the schema it drains ({schema})")
     lock = drain_lock_name(schema)
-    drainer = _Drainer(conn, mappings, queue, reject, correlation_id, batch_rows)
+    drainer = _Drainer(conn, mappings, queue, reject, correlation_id, batch_rows, second)
     report = drainer.report
     holding = try_lock(conn, lock)
     report.held_lock = holding
@@ -325,6 +431,8 @@ def drain(
         try:
             report.stopped = _run(drainer, conn, lock, holding, deadline, idle_seconds)
         finally:
+            if drainer.ahead is not None:
+                drainer.ahead.close()
             with suppress(pymysql.err.Error):  # a lost connection has released it already
                 release_lock(conn, lock)
     except pymysql.err.ProgrammingError as exc:
@@ -340,6 +448,15 @@ def drain(
     if report.claimed or report.stopped:
         log(level, "change log drained", correlation_id=correlation_id, **report.as_dict())
     return report
+
+
+def _drainer_session(conn: pymysql.connections.Connection, wait_seconds: int) -> str | None:
+    """Set a drainer's session (READ COMMITTED: record locks only; a waiting claim's lock wait) and return its
+    schema."""
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        cur.execute("SET SESSION innodb_lock_wait_timeout = %s", (wait_seconds,))
+    return current_schema(conn)
 
 
 def _ring(ring_successor: Callable[[], None], correlation_id: str) -> bool:
