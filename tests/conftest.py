@@ -21,10 +21,24 @@ from typing import Any
 
 import pytest
 
+from fanout import aws, config
+
 DB_HOST = os.environ.get("FANOUT_DB_HOST", "127.0.0.1")
 DB_PORT = int(os.environ.get("FANOUT_DB_PORT", "3306"))
 DB_USER = os.environ.get("FANOUT_DB_USER", "root")
 DB_PASSWORD = os.environ.get("FANOUT_DB_PASSWORD", "")
+
+
+@pytest.fixture(autouse=True)
+def aws_session_per_test() -> Iterator[None]:
+    """Each test's AWS clients read the environment the test sets. The functions build one botocore session per
+    process (fanout.aws), as Lambda gives one set of credentials per execution environment; in one pytest process
+    a session kept from an earlier test would sign with that test's credentials and region."""
+    aws.session.cache_clear()
+    config.secrets_provider.cache_clear()
+    yield
+    aws.session.cache_clear()
+    config.secrets_provider.cache_clear()
 
 
 @pytest.fixture(scope="session")
