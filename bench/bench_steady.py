@@ -37,6 +37,8 @@ from typing import Any
 
 import boto3
 
+from bench.cpu_share import measure, snapshot
+from bench.cpu_share import table as cpu_table
 from bench.harness import AURORA_LAMBDA_ASYNC_MS, deployed_stack, lambda_async_bridge, log_lines, write_results
 from fanout.model.change import Change
 from fanout.model.mapping import default_mappings
@@ -128,12 +130,14 @@ def run_rate(env: StackEnv, rate: int, readers: SinkReaders, logs: Any, seconds:
     sessions = [Session(ids[s::SESSIONS], SESSIONS / rate) for s in range(SESSIONS)]
     start_ms = int(time.time() * 1000)
     start = time.monotonic() + 0.5
+    cpu_before = snapshot()
     threads = [threading.Thread(target=s.run, args=(env, start)) for s in sessions]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     written = time.monotonic()
+    cpu = measure(cpu_before, snapshot())  # the writes' window: where the machine's CPU went at this rate
     changes = [Change("posts", (("id", k),), "update", 1) for k in ids]
     doc_ids = [opensearch_document_id(posts, c) for c in changes]
     keys = [dynamodb_key(posts, c) for c in changes]
@@ -178,6 +182,7 @@ def run_rate(env: StackEnv, rate: int, readers: SinkReaders, logs: Any, seconds:
         # changes the fetchers applied per change written: above 1, messages were received again while being
         # applied (a queue visibility timeout shorter than a batch's apply) or retried
         "applied_per_written": round(applied / total, 2),
+        "cpu": cpu,
         "stages_ms": {stage: {"p50": percentile(v, 50), "p99": percentile(v, 99)} for stage, v in stages.items()},
     }
 
@@ -255,7 +260,13 @@ def main() -> int:
         "p50 / p99 ms | all in both sinks after | writer statement p50 / p99 ms | fetcher invocations /1k | "
         "queue messages /1k |\n"
         "|---|---|---|---|---|---|---|---|---|---|\n" + rows + "\nPer stage, p50 / p99 ms "
-        "(`fanout.pipeline.stage_times`):\n\n" + stage_table(runs),
+        "(`fanout.pipeline.stage_times`):\n\n"
+        + stage_table(runs)
+        + "".join(
+            f"\nWhere the CPU went at {r['rate_per_s']}/s (`bench/cpu_share.py`):\n\n"
+            + cpu_table(r["cpu"], r["changes"])
+            for r in runs
+        ),
     )
     return 0 if all(r["missing"] == 0 for r in runs) else 1
 
