@@ -34,7 +34,7 @@ def part_of(cmdline: list[str], pid: int, own_pid: int) -> str:
     if worker:
         name = worker.group("function").lower()
         return next((f"{f}_fn (workers)" for f in _FUNCTIONS if f in name), "other functions (workers)")
-    if line.endswith("/ministack") or "/bin/ministack " in line or line.endswith("bin/ministack"):
+    if "ministack_launch.py" in line or line.endswith("/bin/ministack"):
         return "ministack (AWS APIs)"
     if "mysqld" in line:
         return "mysqld"

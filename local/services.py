@@ -7,6 +7,7 @@ MySQL 8.0 or an OpenSearch node, which are what we would start).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -129,11 +130,16 @@ def ensure_ministack(cfg: LocalConfig) -> bool:
         "STATE_DIR": str(MINISTACK_STATE),
         "TMPDIR": str(MINISTACK_TMP),
     }
+    if "MINISTACK_GC_FREEZE_SECONDS" in os.environ:  # local/ministack_launch.py: 0 to compare without it
+        env["MINISTACK_GC_FREEZE_SECONDS"] = os.environ["MINISTACK_GC_FREEZE_SECONDS"]
     shutil.rmtree(MINISTACK_TMP, ignore_errors=True)  # what a previous run's workers left
     MINISTACK_TMP.mkdir(parents=True)
     MINISTACK_STATE.mkdir(parents=True, exist_ok=True)
     STATE_PORT.write_text(str(cfg.aws_port), encoding="utf-8")
-    start_process("ministack", [str(MINISTACK_BIN)], env)
+    # its collector kept off the state it holds (local/ministack_launch.py says why); -P: local/'s modules stay
+    # off ministack's import path
+    launch = [str(MINISTACK_BIN.parent / "python"), "-P", str(ROOT / "local" / "ministack_launch.py")]
+    start_process("ministack", launch, env)
     wait_for("ministack", lambda: http_ok(health), 60, "ministack")
     return True
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import psutil
+
+from local.processes import running_pid
 from tests.support.aws import aws_client, aws_resource
 
 
@@ -29,7 +32,10 @@ def test_the_local_aws_services_keep_their_data_when_ministack_is_restarted(loca
         # When ministack is stopped and started again (what `make down` + `make up` do to it)
         restart("ministack")
 
-        # Then all three are still there
+        # Then it runs through the launcher that keeps its collector off its state (local/ministack_launch.py)
+        pid = running_pid("ministack")
+        assert pid is not None and any(part.endswith("ministack_launch.py") for part in psutil.Process(pid).cmdline())
+        # and all three are still there
         assert table.get_item(Key={"pk": "posts#1"})["Item"]["title"] == "kept"
         [message] = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)["Messages"]
         assert message["Body"] == "kept"

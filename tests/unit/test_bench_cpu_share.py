@@ -24,6 +24,7 @@ def test_each_local_stack_process_is_named_by_its_part() -> None:
     assert part_of([python, worker.format("fetcher")], 10, OWN) == "fetcher_fn (workers)"
     assert part_of([python, worker.format("parser")], 11, OWN) == "parser_fn (workers)"
     assert part_of([python, worker.format("MigrationsFunction-9B17F784B0F0B")], 12, OWN) == "other functions (workers)"
+    assert part_of([python, "-P", "/work/local/ministack_launch.py"], 13, OWN) == "ministack (AWS APIs)"
     assert part_of([python, "/work/.local/ministack-venv/bin/ministack"], 13, OWN) == "ministack (AWS APIs)"
     assert part_of(["/work/.local/mysql/mysql-8.0.31/bin/mysqld", "--no-defaults"], 14, OWN) == "mysqld"
     assert part_of(["/usr/bin/java", "-Dopensearch.path.home=/x", "org.opensearch.bootstrap.OpenSearch"], 15, OWN) == (
