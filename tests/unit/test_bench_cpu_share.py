@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
 import time
+from types import ModuleType
+from unittest import mock
 
 import psutil
-
-from bench.cpu_share import REST, measure, part_of, snapshot
+import pytest
 
 OWN = os.getpid()
 # 0.4 s of CPU, then alive and idle until its stdin closes (a process must be alive to be read after the window)
@@ -18,7 +20,16 @@ BURN_THEN_WAIT = (
 )
 
 
-def test_each_local_stack_process_is_named_by_its_part() -> None:
+@pytest.fixture(scope="module")
+def cpu_share() -> ModuleType:
+    """bench.cpu_share, imported with the environment put back after: the bench package sets the log level and the
+    metrics namespace for the benchmarks when imported, which the other tests must not inherit."""
+    with mock.patch.dict(os.environ):
+        return importlib.import_module("bench.cpu_share")
+
+
+def test_each_local_stack_process_is_named_by_its_part(cpu_share: ModuleType) -> None:
+    part_of, REST = cpu_share.part_of, cpu_share.REST
     worker = "/work/.local/ministack-tmp/ministack-lambda-fanout-local-{}-7yze8m2y/_worker.py"
     python = "/work/.local/ministack-venv/bin/python3.12"
     assert part_of([python, worker.format("fetcher")], 10, OWN) == "fetcher_fn (workers)"
@@ -35,7 +46,8 @@ def test_each_local_stack_process_is_named_by_its_part() -> None:
     assert part_of(["bash"], 17, OWN) == REST
 
 
-def test_cpu_burnt_in_the_window_is_counted_and_the_machine_is_seen_busy() -> None:
+def test_cpu_burnt_in_the_window_is_counted_and_the_machine_is_seen_busy(cpu_share: ModuleType) -> None:
+    measure, snapshot, REST = cpu_share.measure, cpu_share.snapshot, cpu_share.REST
     before = snapshot()
     burner = subprocess.Popen(
         [
