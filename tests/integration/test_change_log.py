@@ -26,13 +26,13 @@ from fanout.capture.change_log import (
     DELETE_CHUNK,
     FIRST_BATCH_ROWS,
     OUT_OF_TIME,
-    change_log_status,
     delete_statement,
     drain,
-    is_ring,
-    sweep,
 )
-from fanout.capture.names import CHANGE_LOG_TABLE, drain_lock_name
+from fanout.capture.change_log_status import change_log_status
+from fanout.capture.names import CHANGE_LOG_TABLE, drain_lock_name, sweep_lock_name
+from fanout.capture.ring import is_ring
+from fanout.capture.sweep import sweep, sweep_once
 from fanout.config import DatabaseSettings
 from fanout.deadline import Deadline
 from fanout.model.change import Change
@@ -653,9 +653,6 @@ def test_a_ring_makes_the_parser_handler_drain_into_the_fetch_queue_and_anything
 
 
 def test_the_sweeper_rings_the_parser_only_while_rows_wait(sessions: Any, source: Any) -> None:
-    from fanout.capture.change_log import sweep_once
-    from tests.support.fakes import FakeLambdaClient
-
     app, conn = sessions(), sessions()
     lambda_client = FakeLambdaClient()
 
@@ -675,10 +672,6 @@ def test_the_sweeper_rings_the_parser_only_while_rows_wait(sessions: Any, source
 def test_one_sweep_at_a_time_rings_and_a_sweep_that_finds_another_under_way_does_nothing(
     sessions: Any, source: Any
 ) -> None:
-    from fanout.capture.change_log import sweep
-    from fanout.capture.names import sweep_lock_name
-    from tests.support.fakes import FakeLambdaClient
-
     app, conn, other = sessions(), sessions(), sessions()
     lambda_client = FakeLambdaClient()
     insert_posts(app, 2)

@@ -39,32 +39,23 @@ it never holds a lock an application transaction could need, waiting or not.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
 from typing import Any
 
 import pymysql
 import pymysql.connections
 
-from fanout.capture.names import (
-    CHANGE_LOG_TABLE,
-    RING,
-    RING_FORMAT_VERSION,
-    RING_INTERVAL_SECONDS,
-    drain_lock_name,
-    sweep_lock_name,
-)
+from fanout.capture.names import CHANGE_LOG_TABLE, RING_INTERVAL_SECONDS, drain_lock_name
 from fanout.capture.send_ahead import InFlight, SendAhead
 from fanout.deadline import Deadline, TimeLeft
 from fanout.model.change import Change, ChangeValidationError, Stage
 from fanout.model.mapping import Mappings
 from fanout.model.payloads import parse_trigger_payload
-from fanout.observability import ChangeMetric, StackMetric, log, metric_table, record, record_accepted, record_stack
+from fanout.observability import ChangeMetric, log, metric_table, record, record_accepted
 from fanout.pipeline.fetch_queue import ChangeQueue
 from fanout.pipeline.rejects import Reject
 from fanout.redaction import describe_error
@@ -105,11 +96,6 @@ class DrainReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def is_ring(event: Any) -> bool:
-    """Whether an invoke is a trigger's ring (format version 2), the parser's one event shape."""
-    return isinstance(event, dict) and event.get("v") == RING_FORMAT_VERSION and event.get("ring") == RING
 
 
 def changes_of_row(
@@ -534,114 +520,3 @@ def _run(
             holding = True
             continue
         return ""
-
-
-@dataclass(frozen=True)
-class ChangeLogStatus:
-    """What waits in the change log."""
-
-    depth: int
-    oldest: datetime | None
-    oldest_age_seconds: float | None
-
-
-def change_log_status(conn: pymysql.connections.Connection) -> ChangeLogStatus | None:
-    """How many changes wait in the log, and since when (a plain read: it locks nothing); None before V006."""
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                f"SELECT COUNT(*), MIN(created_at), TIMESTAMPDIFF(MICROSECOND, MIN(created_at), NOW(6))"  # noqa: S608
-                f" FROM {CHANGE_LOG_TABLE}"
-            )
-            row = cur.fetchone()
-    except pymysql.err.ProgrammingError as exc:
-        if exc.args and exc.args[0] == _ER_NO_SUCH_TABLE:
-            return None
-        raise
-    if row is None:
-        return ChangeLogStatus(0, None, None)
-    age = None if row[2] is None else int(row[2]) / 1_000_000
-    return ChangeLogStatus(depth=int(row[0]), oldest=row[1], oldest_age_seconds=age)
-
-
-def ring(lambda_client: Any, parser_function: str) -> None:
-    """Ring the parser (an asynchronous invoke with a ring, the event the triggers send): a drain starts."""
-    event = {"v": RING_FORMAT_VERSION, "ring": RING, "table": "", "ts": time.time()}
-    response = lambda_client.invoke(
-        FunctionName=parser_function, InvocationType="Event", Payload=json.dumps(event).encode("utf-8")
-    )
-    if response.get("StatusCode") != 202:
-        raise RuntimeError(f"ring of {parser_function} answered {response.get('StatusCode')}, expected 202")
-
-
-def sweep_once(
-    conn: pymysql.connections.Connection,
-    lambda_client: Any,
-    parser_function: str,
-    drain_here: Callable[[], DrainReport] | None = None,
-) -> tuple[ChangeLogStatus | None, DrainReport | None]:
-    """The sweeper's safety net: when rows wait in the log, a drain starts now, however many rings are queued
-    or were lost.
-
-    With ``drain_here`` (the sweeper function: a drain bounded by its own time, ringing a successor when it
-    runs out) and no drainer holding the drain lock, the sweep drains itself: a ring is an asynchronous
-    invoke, which waits behind every ring queued before it (a burst queues hundreds) and is lost if Lambda
-    drops it, so only a drain started here is sure to start within the sweeper's period. While a drainer
-    holds the lock, it is at work and takes the waiting rows (it waits out their writers); the sweep rings
-    as well, so a second drainer takes the committed ones beside it. Without ``drain_here`` (``fanout
-    sweep``) it rings. Published as metrics, the log's depth and its oldest row's age feed the dashboard,
-    ``fanout status`` and the change-log alarm.
-    """
-    status = change_log_status(conn)
-    if status is None:
-        return None, None
-    record_stack(StackMetric.CHANGE_LOG_DEPTH, status.depth)
-    record_stack(StackMetric.CHANGE_LOG_AGE, status.oldest_age_seconds or 0.0)
-    if not status.depth:
-        return status, None
-    schema = current_schema(conn)
-    if drain_here is not None and schema is not None and is_free_lock(conn, drain_lock_name(schema)):
-        log(logging.INFO, "change log waiting, no drainer at work; sweeper drains", depth=status.depth,
-            age=status.oldest_age_seconds)  # fmt: skip
-        return status, drain_here()
-    ring(lambda_client, parser_function)
-    log(logging.INFO, "change log waiting; parser rung", depth=status.depth, age=status.oldest_age_seconds)
-    return status, None
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    """What one sweep did: nothing when another sweep held the lock (``busy``), else the log's status."""
-
-    busy: bool
-    status: ChangeLogStatus | None  # None: no change log in the schema (before V006), or busy
-    drained: DrainReport | None = None  # the sweep's own drain, when it drained (sweep_once)
-
-    def as_dict(self) -> dict[str, Any]:
-        waiting = self.status
-        return {
-            "busy": self.busy,
-            "depth": None if waiting is None else waiting.depth,
-            "oldest_age_seconds": None if waiting is None else waiting.oldest_age_seconds,
-            "drained": None if self.drained is None else self.drained.as_dict(),
-        }
-
-
-def sweep(
-    conn: pymysql.connections.Connection,
-    lambda_client: Any,
-    parser_function: str,
-    drain_here: Callable[[], DrainReport] | None = None,
-) -> SweepResult:
-    """:func:`sweep_once`, one sweep at a time per schema: a sweep that finds another under way (the
-    schedule's, an operator's) returns at once, so two sweeps never start a drain for the same rows."""
-    schema = current_schema(conn)
-    name = sweep_lock_name(schema or "")
-    if not try_lock(conn, name):
-        return SweepResult(busy=True, status=None)
-    try:
-        status, drained = sweep_once(conn, lambda_client, parser_function, drain_here)
-        return SweepResult(busy=False, status=status, drained=drained)
-    finally:
-        with suppress(pymysql.err.MySQLError):
-            release_lock(conn, name)
