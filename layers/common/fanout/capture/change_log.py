@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -50,7 +50,7 @@ import pymysql
 import pymysql.connections
 
 from fanout.capture.names import CHANGE_LOG_TABLE, RING_INTERVAL_SECONDS, drain_lock_name
-from fanout.capture.send_ahead import InFlight, SendAhead
+from fanout.capture.send_ahead import InFlight, SendAhead, timed_send
 from fanout.deadline import Deadline, TimeLeft
 from fanout.model.change import Change, ChangeValidationError, Stage
 from fanout.model.mapping import Mappings
@@ -96,6 +96,15 @@ class DrainReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def add_seconds(
+        self, *, handoff_s: float = 0.0, delete_s: float = 0.0, send_wait_s: float = 0.0, send_s: float = 0.0
+    ) -> None:
+        """Add to the time fields, each kept to the millisecond."""
+        self.handoff_s = round(self.handoff_s + handoff_s, 3)
+        self.delete_s = round(self.delete_s + delete_s, 3)
+        self.send_wait_s = round(self.send_wait_s + send_wait_s, 3)
+        self.send_s = round(self.send_s + send_s, 3)
 
 
 def changes_of_row(
@@ -234,17 +243,13 @@ class _Drainer:
             sql += " SKIP LOCKED"
         conn.begin()
         try:
-            with conn.cursor() as cur:
+            with _rolled_back_on_failure(conn), conn.cursor() as cur:
                 cur.execute(sql, (self.limit,))
                 rows = [(int(i), str(p)) for i, p in cur.fetchall()]
         except pymysql.err.OperationalError as exc:
-            conn.rollback()
             if exc.args and exc.args[0] in (_ER_LOCK_WAIT_TIMEOUT, _ER_LOCK_DEADLOCK):
                 self.report.waits_timed_out += 1
                 return None
-            raise
-        except BaseException:
-            conn.rollback()
             raise
         if not rows:
             conn.commit()
@@ -253,18 +258,22 @@ class _Drainer:
     def hand_off(self, rows: Sequence[tuple[int, str]]) -> None:
         """Forward the claimed rows' changes, then delete the rows and commit; roll back on any failure."""
         started = time.monotonic()
-        try:
+        with _rolled_back_on_failure(self.conn):
             forwarded, rejected = hand_on(rows, self.mappings, self, self.reject, self.correlation_id)
-            handed = time.monotonic()
-            delete_claimed(self.conn, [row_id for row_id, _ in rows])
-            self.conn.commit()
-        except BaseException:
-            self.conn.rollback()
-            raise
-        ended = time.monotonic()
+        ended = self._delete_and_commit(self.conn, [row_id for row_id, _ in rows], started)
         self.handed(len(rows), forwarded, rejected, started, ended)
-        self.report.handoff_s = round(self.report.handoff_s + ended - started, 3)
-        self.report.delete_s = round(self.report.delete_s + ended - handed, 3)
+
+    def _delete_and_commit(self, conn: pymysql.connections.Connection, row_ids: Sequence[int], since: float) -> float:
+        """The end of every hand-off, its send returned: delete the batch's rows and commit ``conn``'s transaction,
+        rolled back on failure (the rows stay). Timed into the report: the delete and commit (``delete_s``) and the
+        hand-off's part since ``since`` (``handoff_s``); returns when it ended."""
+        deleting = time.monotonic()
+        with _rolled_back_on_failure(conn):
+            delete_claimed(conn, row_ids)
+            conn.commit()
+        ended = time.monotonic()
+        self.report.add_seconds(delete_s=ended - deleting, handoff_s=ended - since)
+        return ended
 
     def handed(self, rows: int, forwarded: int, rejected: int, started: float, ended: float) -> None:
         """A batch's rows deleted and committed: counted, and its time per row kept for :meth:`fits`."""
@@ -278,12 +287,9 @@ class _Drainer:
         self.report.forwarded += forwarded
 
     def send(self, changes: Sequence[Change]) -> None:
-        """The drainer as the hand-off's queue: ``queue.send``, timed into the report."""
-        started = time.monotonic()
-        self.queue.send(changes)
-        took = time.monotonic() - started
-        self.report.send_s = round(self.report.send_s + took, 3)
-        self.report.send_wait_s = round(self.report.send_wait_s + took, 3)
+        """The drainer as the hand-off's queue: ``queue.send``, timed into the report (all of it waited for)."""
+        took = timed_send(self.queue.send, changes)
+        self.report.add_seconds(send_s=took, send_wait_s=took)
 
     def drain_committed(self, deadline: TimeLeft) -> bool:
         """Step 1 until nothing committed is left; False if time ran out first. With a second connection each
@@ -324,49 +330,52 @@ class _Drainer:
         while the next batch is claimed and parsed. On any failure ``conn``'s batch is rolled back."""
         assert self.ahead is not None
         started = time.monotonic()
-        try:
+        with _rolled_back_on_failure(conn):
             changes, rejected = drained_changes(rows, self.mappings, self.reject, self.correlation_id)
-            waiting = time.monotonic()
-            landed = self.ahead.landed()
-            self.report.send_wait_s = round(self.report.send_wait_s + time.monotonic() - waiting, 3)
-        except BaseException:
-            conn.rollback()
-            raise
+            landed, _ = self._wait_for_send()
         self.ahead.start(conn, [row_id for row_id, _ in rows], changes, rejected, started)
-        self.report.handoff_s = round(self.report.handoff_s + time.monotonic() - started, 3)
+        self.report.add_seconds(handoff_s=time.monotonic() - started)
         if landed is not None:
             self.finish(*landed)  # a failure here: drain_committed abandons the batch just sent (rolled back)
 
     def land(self) -> None:
         """Wait for the batch in flight and finish it (:meth:`finish`); a failed send is raised with its batch
         rolled back (fanout.capture.send_ahead)."""
+        landed, waited = self._wait_for_send()
+        self.report.add_seconds(handoff_s=waited)
+        if landed is not None:
+            self.finish(*landed)
+
+    def _wait_for_send(self) -> tuple[tuple[InFlight, float] | None, float]:
+        """The batch in flight once its send returned (``SendAhead.landed``), and how long the drainer waited for it
+        (timed into ``send_wait_s``)."""
         assert self.ahead is not None
         waiting = time.monotonic()
         landed = self.ahead.landed()
         waited = time.monotonic() - waiting
-        self.report.send_wait_s = round(self.report.send_wait_s + waited, 3)
-        self.report.handoff_s = round(self.report.handoff_s + waited, 3)
-        if landed is not None:
-            self.finish(*landed)
+        self.report.add_seconds(send_wait_s=waited)
+        return landed, waited
 
     def finish(self, flight: InFlight, took: float) -> None:
         """A batch whose every change was accepted by the queue: log them, delete its rows and commit."""
         started = time.monotonic()
-        try:
+        with _rolled_back_on_failure(flight.conn):
             if flight.changes:
                 record_accepted(flight.changes, self.correlation_id)
-            deleting = time.monotonic()
-            delete_claimed(flight.conn, flight.row_ids)
-            flight.conn.commit()
-        except BaseException:
-            flight.conn.rollback()
-            raise
-        ended = time.monotonic()
+        ended = self._delete_and_commit(flight.conn, flight.row_ids, started)
         self.handed(len(flight.row_ids), len(flight.changes), flight.rejected, flight.started, ended)
         self.report.sent_ahead += 1
-        self.report.send_s = round(self.report.send_s + took, 3)
-        self.report.delete_s = round(self.report.delete_s + ended - deleting, 3)
-        self.report.handoff_s = round(self.report.handoff_s + ended - started, 3)
+        self.report.add_seconds(send_s=took)
+
+
+@contextmanager
+def _rolled_back_on_failure(conn: pymysql.connections.Connection) -> Iterator[None]:
+    """Roll ``conn``'s transaction back when the block raises, and raise on: the rows it claimed stay in the log."""
+    try:
+        yield
+    except BaseException:
+        conn.rollback()
+        raise
 
 
 def drain(
