@@ -3,8 +3,8 @@
 The capture triggers append every change to ``fanout_change_log`` in the
 application's transaction and ring the parser at most once per statement and once
 per second (``RING_INTERVAL_SECONDS``) per schema, while no drainer holds the drain
-lock (:mod:`fanout.capture.triggers`). :func:`drain` is what
-the rung parser, the scheduled sweeper and ``fanout sweep`` run. The design, its
+lock (:mod:`fanout.capture.triggers`). :func:`drain` is what the rung parser runs,
+and the scheduled sweeper when no drainer is at work (:mod:`fanout.capture.sweep`). The design, its
 edges and why it is safe are in docs/architecture.md ("Capture through the
 change log"); in short:
 
@@ -396,7 +396,7 @@ def drain(
 
     ``second``: another connection of its own to the same schema (the parser's); with it each batch's send to
     the fetch queue overlaps the claim and parse of the next (fanout.capture.send_ahead). Without it (the
-    sweeper, ``fanout sweep``), a batch is sent, deleted and committed before the next is claimed.
+    sweeper), a batch is sent, deleted and committed before the next is claimed.
 
     ``idle_seconds``: how long the lock holder keeps the lock once the log is empty,
     looking for new rows (the parser: ``DEFAULT_IDLE_SECONDS``), so that a stream of
