@@ -95,16 +95,9 @@ class DrainReport:
     sent_ahead: int = 0  # batches sent while the next was claimed and parsed (fanout.capture.send_ahead)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def add_seconds(
-        self, *, handoff_s: float = 0.0, delete_s: float = 0.0, send_wait_s: float = 0.0, send_s: float = 0.0
-    ) -> None:
-        """Add to the time fields, each kept to the millisecond."""
-        self.handoff_s = round(self.handoff_s + handoff_s, 3)
-        self.delete_s = round(self.delete_s + delete_s, 3)
-        self.send_wait_s = round(self.send_wait_s + send_wait_s, 3)
-        self.send_s = round(self.send_s + send_s, 3)
+        """The drain line's fields, its times to the millisecond (summed unrounded: a drain of many sub-millisecond
+        waits reports their sum, not zero)."""
+        return {name: round(value, 3) if isinstance(value, float) else value for name, value in asdict(self).items()}
 
 
 def changes_of_row(
@@ -272,7 +265,8 @@ class _Drainer:
             delete_claimed(conn, row_ids)
             conn.commit()
         ended = time.monotonic()
-        self.report.add_seconds(delete_s=ended - deleting, handoff_s=ended - since)
+        self.report.delete_s += ended - deleting
+        self.report.handoff_s += ended - since
         return ended
 
     def handed(self, rows: int, forwarded: int, rejected: int, started: float, ended: float) -> None:
@@ -289,7 +283,8 @@ class _Drainer:
     def send(self, changes: Sequence[Change]) -> None:
         """The drainer as the hand-off's queue: ``queue.send``, timed into the report (all of it waited for)."""
         took = timed_send(self.queue.send, changes)
-        self.report.add_seconds(send_s=took, send_wait_s=took)
+        self.report.send_s += took
+        self.report.send_wait_s += took
 
     def drain_committed(self, deadline: TimeLeft) -> bool:
         """Step 1 until nothing committed is left; False if time ran out first. With a second connection each
@@ -334,7 +329,7 @@ class _Drainer:
             changes, rejected = drained_changes(rows, self.mappings, self.reject, self.correlation_id)
             landed, _ = self._wait_for_send()
         self.ahead.start(conn, [row_id for row_id, _ in rows], changes, rejected, started)
-        self.report.add_seconds(handoff_s=time.monotonic() - started)
+        self.report.handoff_s += time.monotonic() - started
         if landed is not None:
             self.finish(*landed)  # a failure here: drain_committed abandons the batch just sent (rolled back)
 
@@ -342,7 +337,7 @@ class _Drainer:
         """Wait for the batch in flight and finish it (:meth:`finish`); a failed send is raised with its batch
         rolled back (fanout.capture.send_ahead)."""
         landed, waited = self._wait_for_send()
-        self.report.add_seconds(handoff_s=waited)
+        self.report.handoff_s += waited
         if landed is not None:
             self.finish(*landed)
 
@@ -353,7 +348,7 @@ class _Drainer:
         waiting = time.monotonic()
         landed = self.ahead.landed()
         waited = time.monotonic() - waiting
-        self.report.add_seconds(send_wait_s=waited)
+        self.report.send_wait_s += waited
         return landed, waited
 
     def finish(self, flight: InFlight, took: float) -> None:
@@ -365,7 +360,7 @@ class _Drainer:
         ended = self._delete_and_commit(flight.conn, flight.row_ids, started)
         self.handed(len(flight.row_ids), len(flight.changes), flight.rejected, flight.started, ended)
         self.report.sent_ahead += 1
-        self.report.add_seconds(send_s=took)
+        self.report.send_s += took
 
 
 @contextmanager
