@@ -15,7 +15,8 @@ from fanout.coldstart import collector_paused
 
 with collector_paused():  # the import: modules that live as long as the environment (fanout.coldstart)
     from fanout import aws
-    from fanout.capture.change_log import DEFAULT_IDLE_SECONDS, drain, is_ring, ring
+    from fanout.capture.change_log import DEFAULT_IDLE_SECONDS, drain
+    from fanout.capture.ring import is_ring, ring
     from fanout.config import ParserSettings
     from fanout.deadline import Deadline
     from fanout.model.mapping import default_mappings

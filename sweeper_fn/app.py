@@ -1,7 +1,7 @@
 """Sweeper handler: on a schedule, the safety net of capture.
 
 When rows wait in the change log and no drainer is at work, it drains them itself, bounded by its own time
-and ringing the parser to go on when it runs out (fanout.capture.change_log.sweep_once): a ring can be queued
+and ringing the parser to go on when it runs out (fanout.capture.sweep.sweep_once): a ring can be queued
 behind a burst's rings or lost, a drain started here cannot, so no change waits longer than one period
 without a drain. While a drainer is at work it rings the parser, as before. It publishes the log's depth and
 oldest age.
@@ -13,7 +13,9 @@ from functools import lru_cache
 from typing import Any
 
 from fanout import aws
-from fanout.capture.change_log import drain, ring, sweep
+from fanout.capture.change_log import drain
+from fanout.capture.ring import ring
+from fanout.capture.sweep import sweep
 from fanout.config import ParserSettings, SweeperSettings
 from fanout.deadline import Deadline
 from fanout.model.mapping import default_mappings

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fanout.capture.ring import is_ring
 from fanout.model.change import (
     BIGINT_MIN,
     BIGINT_UNSIGNED_MAX,
@@ -100,8 +101,6 @@ def test_every_trigger_event_file_has_an_expectation_here() -> None:
 
 
 def test_the_ring_file_is_a_ring_and_no_per_row_payload() -> None:
-    from fanout.capture.change_log import is_ring
-
     ring = load_event("ring.json")
 
     assert is_ring(ring)

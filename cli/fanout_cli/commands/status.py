@@ -36,7 +36,7 @@ def change_log(env: Any = None) -> dict[str, Any]:
     """The change log's depth and oldest age, or why they could not be read."""
     import pymysql
 
-    from fanout.capture.change_log import change_log_status
+    from fanout.capture.change_log_status import change_log_status
     from fanout.config import ConfigError, DatabaseSettings
     from fanout.source.connection import connect
 

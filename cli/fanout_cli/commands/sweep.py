@@ -28,7 +28,8 @@ from fanout_cli.options import described, json_option
 @click.option("--status", is_flag=True, help="show what waits; ring nothing")
 @json_option
 def command(status: bool, as_json: bool) -> int:
-    from fanout.capture.change_log import change_log_status, sweep
+    from fanout.capture.change_log_status import change_log_status
+    from fanout.capture.sweep import sweep
     from fanout.config import SweeperSettings
     from fanout.source.connection import connect
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from fanout.capture.change_log import is_ring
+from fanout.capture.ring import is_ring
 from fanout.model.change import ChangeValidationError
 from fanout.model.mapping import Mappings
 from fanout.model.payloads import fetcher_event, parse_change_message, parse_trigger_payload

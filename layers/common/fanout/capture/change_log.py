@@ -3,8 +3,8 @@
 The capture triggers append every change to ``fanout_change_log`` in the
 application's transaction and ring the parser at most once per statement and once
 per second (``RING_INTERVAL_SECONDS``) per schema, while no drainer holds the drain
-lock (:mod:`fanout.capture.triggers`). :func:`drain` is what
-the rung parser, the scheduled sweeper and ``fanout sweep`` run. The design, its
+lock (:mod:`fanout.capture.triggers`). :func:`drain` is what the rung parser runs,
+and the scheduled sweeper when no drainer is at work (:mod:`fanout.capture.sweep`). The design, its
 edges and why it is safe are in docs/architecture.md ("Capture through the
 change log"); in short:
 
@@ -39,32 +39,23 @@ it never holds a lock an application transaction could need, waiting or not.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Callable, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
 from typing import Any
 
 import pymysql
 import pymysql.connections
 
-from fanout.capture.names import (
-    CHANGE_LOG_TABLE,
-    RING,
-    RING_FORMAT_VERSION,
-    RING_INTERVAL_SECONDS,
-    drain_lock_name,
-    sweep_lock_name,
-)
-from fanout.capture.send_ahead import InFlight, SendAhead
+from fanout.capture.names import CHANGE_LOG_TABLE, RING_INTERVAL_SECONDS, drain_lock_name
+from fanout.capture.send_ahead import InFlight, SendAhead, timed_send
 from fanout.deadline import Deadline, TimeLeft
 from fanout.model.change import Change, ChangeValidationError, Stage
 from fanout.model.mapping import Mappings
 from fanout.model.payloads import parse_trigger_payload
-from fanout.observability import ChangeMetric, StackMetric, log, metric_table, record, record_accepted, record_stack
+from fanout.observability import ChangeMetric, log, metric_table, record, record_accepted
 from fanout.pipeline.fetch_queue import ChangeQueue
 from fanout.pipeline.rejects import Reject
 from fanout.redaction import describe_error
@@ -104,12 +95,9 @@ class DrainReport:
     sent_ahead: int = 0  # batches sent while the next was claimed and parsed (fanout.capture.send_ahead)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def is_ring(event: Any) -> bool:
-    """Whether an invoke is a trigger's ring (format version 2), the parser's one event shape."""
-    return isinstance(event, dict) and event.get("v") == RING_FORMAT_VERSION and event.get("ring") == RING
+        """The drain line's fields, its times to the millisecond (summed unrounded: a drain of many sub-millisecond
+        waits reports their sum, not zero)."""
+        return {name: round(value, 3) if isinstance(value, float) else value for name, value in asdict(self).items()}
 
 
 def changes_of_row(
@@ -248,17 +236,13 @@ class _Drainer:
             sql += " SKIP LOCKED"
         conn.begin()
         try:
-            with conn.cursor() as cur:
+            with _rolled_back_on_failure(conn), conn.cursor() as cur:
                 cur.execute(sql, (self.limit,))
                 rows = [(int(i), str(p)) for i, p in cur.fetchall()]
         except pymysql.err.OperationalError as exc:
-            conn.rollback()
             if exc.args and exc.args[0] in (_ER_LOCK_WAIT_TIMEOUT, _ER_LOCK_DEADLOCK):
                 self.report.waits_timed_out += 1
                 return None
-            raise
-        except BaseException:
-            conn.rollback()
             raise
         if not rows:
             conn.commit()
@@ -267,18 +251,23 @@ class _Drainer:
     def hand_off(self, rows: Sequence[tuple[int, str]]) -> None:
         """Forward the claimed rows' changes, then delete the rows and commit; roll back on any failure."""
         started = time.monotonic()
-        try:
+        with _rolled_back_on_failure(self.conn):
             forwarded, rejected = hand_on(rows, self.mappings, self, self.reject, self.correlation_id)
-            handed = time.monotonic()
-            delete_claimed(self.conn, [row_id for row_id, _ in rows])
-            self.conn.commit()
-        except BaseException:
-            self.conn.rollback()
-            raise
-        ended = time.monotonic()
+        ended = self._delete_and_commit(self.conn, [row_id for row_id, _ in rows], started)
         self.handed(len(rows), forwarded, rejected, started, ended)
-        self.report.handoff_s = round(self.report.handoff_s + ended - started, 3)
-        self.report.delete_s = round(self.report.delete_s + ended - handed, 3)
+
+    def _delete_and_commit(self, conn: pymysql.connections.Connection, row_ids: Sequence[int], since: float) -> float:
+        """The end of every hand-off, its send returned: delete the batch's rows and commit ``conn``'s transaction,
+        rolled back on failure (the rows stay). Timed into the report: the delete and commit (``delete_s``) and the
+        hand-off's part since ``since`` (``handoff_s``); returns when it ended."""
+        deleting = time.monotonic()
+        with _rolled_back_on_failure(conn):
+            delete_claimed(conn, row_ids)
+            conn.commit()
+        ended = time.monotonic()
+        self.report.delete_s += ended - deleting
+        self.report.handoff_s += ended - since
+        return ended
 
     def handed(self, rows: int, forwarded: int, rejected: int, started: float, ended: float) -> None:
         """A batch's rows deleted and committed: counted, and its time per row kept for :meth:`fits`."""
@@ -292,12 +281,10 @@ class _Drainer:
         self.report.forwarded += forwarded
 
     def send(self, changes: Sequence[Change]) -> None:
-        """The drainer as the hand-off's queue: ``queue.send``, timed into the report."""
-        started = time.monotonic()
-        self.queue.send(changes)
-        took = time.monotonic() - started
-        self.report.send_s = round(self.report.send_s + took, 3)
-        self.report.send_wait_s = round(self.report.send_wait_s + took, 3)
+        """The drainer as the hand-off's queue: ``queue.send``, timed into the report (all of it waited for)."""
+        took = timed_send(self.queue.send, changes)
+        self.report.send_s += took
+        self.report.send_wait_s += took
 
     def drain_committed(self, deadline: TimeLeft) -> bool:
         """Step 1 until nothing committed is left; False if time ran out first. With a second connection each
@@ -338,49 +325,52 @@ class _Drainer:
         while the next batch is claimed and parsed. On any failure ``conn``'s batch is rolled back."""
         assert self.ahead is not None
         started = time.monotonic()
-        try:
+        with _rolled_back_on_failure(conn):
             changes, rejected = drained_changes(rows, self.mappings, self.reject, self.correlation_id)
-            waiting = time.monotonic()
-            landed = self.ahead.landed()
-            self.report.send_wait_s = round(self.report.send_wait_s + time.monotonic() - waiting, 3)
-        except BaseException:
-            conn.rollback()
-            raise
+            landed, _ = self._wait_for_send()
         self.ahead.start(conn, [row_id for row_id, _ in rows], changes, rejected, started)
-        self.report.handoff_s = round(self.report.handoff_s + time.monotonic() - started, 3)
+        self.report.handoff_s += time.monotonic() - started
         if landed is not None:
             self.finish(*landed)  # a failure here: drain_committed abandons the batch just sent (rolled back)
 
     def land(self) -> None:
         """Wait for the batch in flight and finish it (:meth:`finish`); a failed send is raised with its batch
         rolled back (fanout.capture.send_ahead)."""
+        landed, waited = self._wait_for_send()
+        self.report.handoff_s += waited
+        if landed is not None:
+            self.finish(*landed)
+
+    def _wait_for_send(self) -> tuple[tuple[InFlight, float] | None, float]:
+        """The batch in flight once its send returned (``SendAhead.landed``), and how long the drainer waited for it
+        (timed into ``send_wait_s``)."""
         assert self.ahead is not None
         waiting = time.monotonic()
         landed = self.ahead.landed()
         waited = time.monotonic() - waiting
-        self.report.send_wait_s = round(self.report.send_wait_s + waited, 3)
-        self.report.handoff_s = round(self.report.handoff_s + waited, 3)
-        if landed is not None:
-            self.finish(*landed)
+        self.report.send_wait_s += waited
+        return landed, waited
 
     def finish(self, flight: InFlight, took: float) -> None:
         """A batch whose every change was accepted by the queue: log them, delete its rows and commit."""
         started = time.monotonic()
-        try:
+        with _rolled_back_on_failure(flight.conn):
             if flight.changes:
                 record_accepted(flight.changes, self.correlation_id)
-            deleting = time.monotonic()
-            delete_claimed(flight.conn, flight.row_ids)
-            flight.conn.commit()
-        except BaseException:
-            flight.conn.rollback()
-            raise
-        ended = time.monotonic()
+        ended = self._delete_and_commit(flight.conn, flight.row_ids, started)
         self.handed(len(flight.row_ids), len(flight.changes), flight.rejected, flight.started, ended)
         self.report.sent_ahead += 1
-        self.report.send_s = round(self.report.send_s + took, 3)
-        self.report.delete_s = round(self.report.delete_s + ended - deleting, 3)
-        self.report.handoff_s = round(self.report.handoff_s + ended - started, 3)
+        self.report.send_s += took
+
+
+@contextmanager
+def _rolled_back_on_failure(conn: pymysql.connections.Connection) -> Iterator[None]:
+    """Roll ``conn``'s transaction back when the block raises, and raise on: the rows it claimed stay in the log."""
+    try:
+        yield
+    except BaseException:
+        conn.rollback()
+        raise
 
 
 def drain(
@@ -401,7 +391,7 @@ def drain(
 
     ``second``: another connection of its own to the same schema (the parser's); with it each batch's send to
     the fetch queue overlaps the claim and parse of the next (fanout.capture.send_ahead). Without it (the
-    sweeper, ``fanout sweep``), a batch is sent, deleted and committed before the next is claimed.
+    sweeper), a batch is sent, deleted and committed before the next is claimed.
 
     ``idle_seconds``: how long the lock holder keeps the lock once the log is empty,
     looking for new rows (the parser: ``DEFAULT_IDLE_SECONDS``), so that a stream of
@@ -534,114 +524,3 @@ def _run(
             holding = True
             continue
         return ""
-
-
-@dataclass(frozen=True)
-class ChangeLogStatus:
-    """What waits in the change log."""
-
-    depth: int
-    oldest: datetime | None
-    oldest_age_seconds: float | None
-
-
-def change_log_status(conn: pymysql.connections.Connection) -> ChangeLogStatus | None:
-    """How many changes wait in the log, and since when (a plain read: it locks nothing); None before V006."""
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                f"SELECT COUNT(*), MIN(created_at), TIMESTAMPDIFF(MICROSECOND, MIN(created_at), NOW(6))"  # noqa: S608
-                f" FROM {CHANGE_LOG_TABLE}"
-            )
-            row = cur.fetchone()
-    except pymysql.err.ProgrammingError as exc:
-        if exc.args and exc.args[0] == _ER_NO_SUCH_TABLE:
-            return None
-        raise
-    if row is None:
-        return ChangeLogStatus(0, None, None)
-    age = None if row[2] is None else int(row[2]) / 1_000_000
-    return ChangeLogStatus(depth=int(row[0]), oldest=row[1], oldest_age_seconds=age)
-
-
-def ring(lambda_client: Any, parser_function: str) -> None:
-    """Ring the parser (an asynchronous invoke with a ring, the event the triggers send): a drain starts."""
-    event = {"v": RING_FORMAT_VERSION, "ring": RING, "table": "", "ts": time.time()}
-    response = lambda_client.invoke(
-        FunctionName=parser_function, InvocationType="Event", Payload=json.dumps(event).encode("utf-8")
-    )
-    if response.get("StatusCode") != 202:
-        raise RuntimeError(f"ring of {parser_function} answered {response.get('StatusCode')}, expected 202")
-
-
-def sweep_once(
-    conn: pymysql.connections.Connection,
-    lambda_client: Any,
-    parser_function: str,
-    drain_here: Callable[[], DrainReport] | None = None,
-) -> tuple[ChangeLogStatus | None, DrainReport | None]:
-    """The sweeper's safety net: when rows wait in the log, a drain starts now, however many rings are queued
-    or were lost.
-
-    With ``drain_here`` (the sweeper function: a drain bounded by its own time, ringing a successor when it
-    runs out) and no drainer holding the drain lock, the sweep drains itself: a ring is an asynchronous
-    invoke, which waits behind every ring queued before it (a burst queues hundreds) and is lost if Lambda
-    drops it, so only a drain started here is sure to start within the sweeper's period. While a drainer
-    holds the lock, it is at work and takes the waiting rows (it waits out their writers); the sweep rings
-    as well, so a second drainer takes the committed ones beside it. Without ``drain_here`` (``fanout
-    sweep``) it rings. Published as metrics, the log's depth and its oldest row's age feed the dashboard,
-    ``fanout status`` and the change-log alarm.
-    """
-    status = change_log_status(conn)
-    if status is None:
-        return None, None
-    record_stack(StackMetric.CHANGE_LOG_DEPTH, status.depth)
-    record_stack(StackMetric.CHANGE_LOG_AGE, status.oldest_age_seconds or 0.0)
-    if not status.depth:
-        return status, None
-    schema = current_schema(conn)
-    if drain_here is not None and schema is not None and is_free_lock(conn, drain_lock_name(schema)):
-        log(logging.INFO, "change log waiting, no drainer at work; sweeper drains", depth=status.depth,
-            age=status.oldest_age_seconds)  # fmt: skip
-        return status, drain_here()
-    ring(lambda_client, parser_function)
-    log(logging.INFO, "change log waiting; parser rung", depth=status.depth, age=status.oldest_age_seconds)
-    return status, None
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    """What one sweep did: nothing when another sweep held the lock (``busy``), else the log's status."""
-
-    busy: bool
-    status: ChangeLogStatus | None  # None: no change log in the schema (before V006), or busy
-    drained: DrainReport | None = None  # the sweep's own drain, when it drained (sweep_once)
-
-    def as_dict(self) -> dict[str, Any]:
-        waiting = self.status
-        return {
-            "busy": self.busy,
-            "depth": None if waiting is None else waiting.depth,
-            "oldest_age_seconds": None if waiting is None else waiting.oldest_age_seconds,
-            "drained": None if self.drained is None else self.drained.as_dict(),
-        }
-
-
-def sweep(
-    conn: pymysql.connections.Connection,
-    lambda_client: Any,
-    parser_function: str,
-    drain_here: Callable[[], DrainReport] | None = None,
-) -> SweepResult:
-    """:func:`sweep_once`, one sweep at a time per schema: a sweep that finds another under way (the
-    schedule's, an operator's) returns at once, so two sweeps never start a drain for the same rows."""
-    schema = current_schema(conn)
-    name = sweep_lock_name(schema or "")
-    if not try_lock(conn, name):
-        return SweepResult(busy=True, status=None)
-    try:
-        status, drained = sweep_once(conn, lambda_client, parser_function, drain_here)
-        return SweepResult(busy=False, status=status, drained=drained)
-    finally:
-        with suppress(pymysql.err.MySQLError):
-            release_lock(conn, name)

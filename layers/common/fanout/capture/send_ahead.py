@@ -32,6 +32,15 @@ import pymysql.connections
 from fanout.model.change import Change
 
 
+def timed_send(send: Callable[[Sequence[Change]], None], changes: Sequence[Change]) -> float:
+    """Send a drained batch's changes (none: no request) and return how long it took: the one timing of a send,
+    on this module's thread or waited for by the drainer (``send_s`` in the drain line)."""
+    started = time.monotonic()
+    if changes:
+        send(changes)
+    return time.monotonic() - started
+
+
 @dataclass
 class InFlight:
     """A claimed batch whose changes are being sent: its rows stay locked by ``conn``'s open transaction."""
@@ -61,14 +70,8 @@ class SendAhead:
             raise RuntimeError("a batch is still in flight: wait for it to land before sending the next")
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fanout-send-ahead")
-        sending = self._pool.submit(self._timed_send, changes)
+        sending = self._pool.submit(timed_send, self._send, changes)
         self.in_flight = InFlight(conn, row_ids, changes, rejected, started, sending)
-
-    def _timed_send(self, changes: list[Change]) -> float:
-        started = time.monotonic()
-        if changes:
-            self._send(changes)
-        return time.monotonic() - started
 
     def landed(self) -> tuple[InFlight, float] | None:
         """Wait for the batch in flight: it and how long its send took once every change was accepted (its rows are

@@ -1,4 +1,4 @@
-"""The parser's one event shape is a change-log ring (fanout.capture.change_log); anything else is recorded.
+"""The parser's one event shape is a change-log ring (fanout.capture.ring); anything else is recorded.
 
 A ring makes the invocation a drainer. Any other event (a per-row payload of the retired
 triggers, a hand-made test event) can never become a ring by being retried: it is recorded in
