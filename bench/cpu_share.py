@@ -103,6 +103,6 @@ def table(share: dict[str, object], changes: int) -> str:
         if cores >= 0.01
     )
     return (
-        f"Machine busy: {share['machine_busy']:.0%} of {share['cores']} cores over {wall:g} s of writes.\n\n"
+        f"Machine busy: {share['machine_busy']:.0%} of {share['cores']} cores over {wall:g} s.\n\n"
         "| part | cores used | CPU ms per 1,000 changes |\n|---|---|---|\n" + rows
     )
