@@ -7,7 +7,8 @@ rate means little without knowing whether the machine was full, and by whom: :fu
 
     before = snapshot()
     ...                                  # the measured window
-    share = measure(before, snapshot())  # {"wall_s", "machine_busy", "cores": {part: cores}}
+    share = measure(before, snapshot())  # CpuShare: wall_s, cores, machine_busy, cores_used {part: cores}
+    print(table(share, changes))
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
+from typing import TypedDict
 
 import psutil
 
@@ -45,6 +47,15 @@ def part_of(cmdline: list[str], pid: int, own_pid: int) -> str:
     return REST
 
 
+class CpuShare(TypedDict):
+    """What :func:`measure` found (a results file's JSON keeps it as it is)."""
+
+    wall_s: float
+    cores: int | None  # the machine's logical CPUs
+    machine_busy: float | None  # busy share of all of them, 0..1
+    cores_used: dict[str, float]  # part -> CPU seconds ÷ wall seconds, the largest first
+
+
 @dataclass(frozen=True)
 class Snapshot:
     at: float
@@ -65,13 +76,13 @@ def snapshot() -> Snapshot:
             part_of(proc.info["cmdline"] or [], proc.info["pid"], own),
             times.user + times.system,
         )
-    machine = psutil.cpu_times()
-    idle = machine.idle + getattr(machine, "iowait", 0.0)
-    total = sum(machine)
+    machine = psutil.cpu_times()._asdict()
+    idle = machine["idle"] + machine.get("iowait", 0.0)
+    total = sum(value for name, value in machine.items() if name not in ("guest", "guest_nice"))  # in user, nice
     return Snapshot(time.monotonic(), processes, total - idle, total)
 
 
-def measure(before: Snapshot, after: Snapshot) -> dict[str, object]:
+def measure(before: Snapshot, after: Snapshot) -> CpuShare:
     """CPU used between two snapshots: cores per part (CPU seconds ÷ wall seconds) and the machine's busy share.
 
     A process that started in the window counts from zero; one that ended in it is not seen after and counts
@@ -84,25 +95,24 @@ def measure(before: Snapshot, after: Snapshot) -> dict[str, object]:
         start = earlier[1] if earlier and earlier[0] == part else 0.0
         used[part] = used.get(part, 0.0) + max(0.0, cpu - start)
     total = after.machine_total_s - before.machine_total_s
-    return {
-        "wall_s": round(wall, 1),
-        "cores": psutil.cpu_count(),
-        "machine_busy": round((after.machine_busy_s - before.machine_busy_s) / total, 3) if total > 0 else None,
-        "cores_used": {part: round(cpu / wall, 2) for part, cpu in sorted(used.items(), key=lambda kv: -kv[1])},
-    }
+    return CpuShare(
+        wall_s=round(wall, 1),
+        cores=psutil.cpu_count(),
+        machine_busy=round((after.machine_busy_s - before.machine_busy_s) / total, 3) if total > 0 else None,
+        cores_used={part: round(cpu / wall, 2) for part, cpu in sorted(used.items(), key=lambda kv: -kv[1])},
+    )
 
 
-def table(share: dict[str, object], changes: int) -> str:
+def table(share: CpuShare, changes: int) -> str:
     """The share as a markdown table: cores used and CPU ms per 1,000 changes, per part."""
-    cores_used = share["cores_used"]
-    assert isinstance(cores_used, dict)
-    wall = float(share["wall_s"])  # type: ignore[arg-type]
+    wall = share["wall_s"]
+    busy = "unknown" if share["machine_busy"] is None else f"{share['machine_busy']:.0%}"
     rows = "".join(
         f"| {part} | {cores:.2f} | {cores * wall * 1000 * 1000 / max(1, changes):.0f} |\n"
-        for part, cores in cores_used.items()
+        for part, cores in share["cores_used"].items()
         if cores >= 0.01
     )
     return (
-        f"Machine busy: {share['machine_busy']:.0%} of {share['cores']} cores over {wall:g} s.\n\n"
+        f"Machine busy: {busy} of {share['cores']} cores over {wall:g} s.\n\n"
         "| part | cores used | CPU ms per 1,000 changes |\n|---|---|---|\n" + rows
     )
