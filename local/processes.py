@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from local.config import LOG_DIR, ROOT, RUN_DIR
+from local.config import LOG_DIR, ROOT, RUN_DIR, say
 
 
 def _pid_file(name: str) -> Path:
@@ -69,6 +69,7 @@ def stop_process(name: str, timeout: float = 10.0) -> bool:
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     if _alive(pid):
+        say(f"{name} did not stop within {timeout:g} s of SIGTERM; killed")
         try:
             os.killpg(pid, signal.SIGKILL)
         except OSError:

@@ -20,6 +20,15 @@ from local.processes import base_env, http_ok, port_open, running_pid, start_pro
 
 # Stopped in this order by `make down`: the bridge before the server whose calls it serves.
 SERVICES = ("bridge", "opensearch", "ministack", "mysql")
+# How long each may take to stop after SIGTERM before it is killed. ministack writes its whole state then, one
+# file a service: after benchmarks of hundreds of thousands of rows that took longer than 10 s, and the kill left
+# the services not yet written out (the stack's functions and queues), so the next `make up` failed to deploy.
+STOP_SECONDS = {"mysql": 60.0, "ministack": 300.0}
+
+
+def stop_service(name: str) -> bool:
+    """Stop one service, giving it its time to stop cleanly (STOP_SECONDS, else 10 s); False if it was not running."""
+    return stop_process(name, timeout=STOP_SECONDS.get(name, 10.0))
 
 
 def ensure_lambda_async_bridge(cfg: LocalConfig, restart: bool = False) -> None:
@@ -53,7 +62,7 @@ def ensure_mysql(cfg: LocalConfig) -> None:
         return
     ensure_lambda_async_bridge(cfg)
     if not (running_pid("mysql") and port_open(cfg.db_port)):
-        stop_process("mysql", timeout=60)
+        stop_service("mysql")
         if port_open(cfg.db_port):
             found = local_mysql.server_identity(cfg.db_host, cfg.db_port, cfg.db_user, cfg.db_password)
             if found is None or not found.startswith("8.0.") or "MariaDB" in found:
@@ -111,7 +120,7 @@ def ensure_ministack(cfg: LocalConfig) -> bool:
     health = f"{cfg.aws_endpoint}/_ministack/health"
     if running_pid("ministack") and http_ok(health):
         return False
-    stop_process("ministack")
+    stop_service("ministack")
     if port_open(cfg.aws_port):
         raise SystemExit(f"[local] port {cfg.aws_port} is taken by another program; set FANOUT_AWS_PORT")
     if not MINISTACK_BIN.exists():
@@ -175,7 +184,7 @@ def ensure_opensearch(cfg: LocalConfig) -> str:
 
 def stop_services() -> list[str]:
     """Stop every service this checkout started; returns the names of those that were running."""
-    stopped = [name for name in SERVICES if stop_process(name, timeout=60 if name == "mysql" else 10)]
+    stopped = [name for name in SERVICES if stop_service(name)]
     if running_pid("ministack") is None:
         shutil.rmtree(MINISTACK_TMP, ignore_errors=True)
     return stopped

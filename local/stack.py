@@ -39,7 +39,7 @@ from local import opensearch as local_opensearch  # noqa: E402
 from local.config import MINISTACK_STATE, STACK_ENV, STATE_DIR, LocalConfig, StackEnv, say  # noqa: E402
 from local.database import demo_rows, migrations_missing_after_deploy, prepare_database  # noqa: E402
 from local.deploy import deploy_app, fix_event_source_mappings  # noqa: E402
-from local.processes import port_open, running_pid, stop_process  # noqa: E402
+from local.processes import port_open, running_pid  # noqa: E402
 from local.services import (  # noqa: E402
     SERVICES,
     ensure_lambda_async_bridge,
@@ -47,6 +47,7 @@ from local.services import (  # noqa: E402
     ensure_mysql,
     ensure_opensearch,
     set_aside_state_of_another_port,
+    stop_service,
     stop_services,
 )
 
@@ -100,13 +101,13 @@ def restart(piece: str) -> None:
     if piece == "bridge":
         ensure_lambda_async_bridge(cfg, restart=True)
     elif piece == "mysql":
-        stop_process("mysql", timeout=60)
+        stop_service("mysql")
         ensure_mysql(cfg)  # its rows live in .local/mysql/data
     elif piece == "opensearch":
-        stop_process("opensearch")
+        stop_service("opensearch")
         ensure_opensearch(cfg)  # its data lives in .local/opensearch/data
     else:
-        stop_process("ministack")  # SIGTERM: it saves its state first
+        stop_service("ministack")  # SIGTERM: it saves its state first
         ensure_ministack(cfg)
         fix_event_source_mappings(cfg)
     say(f"restarted {piece}")
