@@ -2,8 +2,9 @@
 
 ministack holds every AWS resource it emulates in one Python heap: each DynamoDB item, queued message and log
 event stays there as live objects. CPython's full collection walks that whole heap, and it runs each time the heap
-grew by a quarter, so the pauses grow with the state: during a 1000/s run ministack spent 15% of its time in
-``gc_collect_main``, and every API it serves (the drainer's SendMessageBatch, every sink's request) stopped for it.
+grew by a quarter, so the pauses grow with the state: during a 500/s run, 15% of the samples in which ministack
+held its interpreter lock were in ``gc_collect_main``, and every API it serves (the drainer's SendMessageBatch,
+every sink's request) stopped for it.
 AWS's services have no such pause, so the local stack would measure ministack's collector, not fanout.
 
 So a daemon thread moves everything alive into the collector's permanent generation every ``FREEZE_SECONDS``

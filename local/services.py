@@ -35,7 +35,7 @@ def ensure_lambda_async_bridge(cfg: LocalConfig, restart: bool = False) -> None:
     """The process the lambda_async loadable function hands its calls to (local/lambda_async/bridge.py)."""
     if running_pid("bridge") and port_open(cfg.lambda_async_port) and not restart:
         return
-    stop_process("bridge")
+    stop_service("bridge")
     if port_open(cfg.lambda_async_port):
         raise SystemExit(
             f"[local] port {cfg.lambda_async_port} is taken by another program; set FANOUT_LAMBDA_ASYNC_PORT"
@@ -171,7 +171,7 @@ def ensure_opensearch(cfg: LocalConfig) -> str:
                 f"[local] port {cfg.opensearch_port} is taken by another program; set FANOUT_OPENSEARCH_PORT"
             )
         return cfg.opensearch_endpoint
-    stop_process("opensearch")
+    stop_service("opensearch")
     if port_open(cfg.opensearch_port):
         raise SystemExit(f"[local] port {cfg.opensearch_port} is taken by another program; set FANOUT_OPENSEARCH_PORT")
     argv, env = local_opensearch.command(cfg.opensearch_port)
