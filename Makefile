@@ -102,6 +102,7 @@ bench: install ## benchmarks (ratios, side by side in one run) -> bench/results/
 	$(PY) -m bench.bench_steady
 	$(PY) -m bench.bench_composed
 	$(PY) -m bench.bench_events
+	$(PY) -m bench.bench_fetcher_events
 	$(PY) -m bench.bench_cold_import
 	$(PY) local/stack.py up
 	$(PY) -m bench.bench_capture  # through the deployed local stack: per-row vs change log

@@ -1,0 +1,146 @@
+"""Benchmark: the fetcher's CPU per 1,000 changes by invocation size, with and without the change events, in process.
+
+Issue 26 asks for at most 150 ms of fetcher CPU per 1,000 changes. bench_fetcher measures the bulk shape (a few
+invocations of thousands of changes) without the event bus; the deployed fetcher at a steady 1,000 changes a second
+takes a few dozen changes an invocation and, for ``posts``, publishes an event a change. This runs both shapes with
+and without the event sink, interleaved on the same rows, through the fetcher's handler (fetcher_fn/app.py, its
+observability wrapper and metric flush included) on real MySQL 8.0, OpenSearch and ministack:
+
+- ``steady``: STEADY_CHANGES an invocation, what an invocation carried at 1,000 changes a second on the deployed
+  stack (bench/results/steady.md: 28.4 invocations per 1,000 changes);
+- ``bulk``: BULK_CHANGES an invocation, a drained batch in one packed message.
+
+It also times what botocore spends on one ``PutEvents`` request of EventBridge's largest (10 entries) against
+ministack's event bus, with and without botocore's parameter validation: the event sink's floor, since
+EventBridge takes at most 10 entries a request (100 requests per 1,000 changes).
+
+    .venv/bin/python -m bench.bench_fetcher_events   # -> bench/results/fetcher_events.{json,md}; runs `up` if not up
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+
+import boto3
+from botocore.config import Config
+
+from bench.bench_fetcher import RecordingQueue, posts_fetcher, run
+from bench.harness import deployed_stack, write_results
+from fanout.model.change import Change
+from fanout.model.mapping import default_mappings
+from fanout.pipeline.fetch_queue import QueueForwarder
+from fanout.sinks.eventbridge import MAX_ENTRIES, event_entry
+from fanout.source.rows import RowState
+from local.config import LocalConfig, StackEnv
+
+ROWS = int(os.environ.get("BENCH_ROWS", "4000"))
+STEADY_CHANGES = 35
+BULK_CHANGES = 500
+ROUNDS = 3
+REQUESTS = 200  # PutEvents requests timed per arm
+
+
+def packed(changes: list[Change], per_invocation: int) -> list[str]:
+    """The message bodies the parser's forwarder sends for ``changes`` drained ``per_invocation`` at a time: one
+    message each (a drained batch this small fits one), so one invocation each."""
+    queue = RecordingQueue()
+    forward = QueueForwarder(queue, "bench")
+    for start in range(0, len(changes), per_invocation):
+        forward.send(changes[start : start + per_invocation])
+    assert len(queue.bodies) == -(-len(changes) // per_invocation), "a drained batch took more than one message"
+    return queue.bodies
+
+
+def put_events_cpu(cfg: LocalConfig, bus: str, validate: bool) -> float:
+    """botocore's CPU per PutEvents request of MAX_ENTRIES ``posts`` events (ms), ministack answering."""
+    client = boto3.client(
+        "events",
+        endpoint_url=cfg.aws_endpoint,
+        region_name=cfg.region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(parameter_validation=validate, retries={"mode": "standard"}),
+    )
+    posts = default_mappings().get("posts")
+    assert posts is not None
+    row = {"id": 1, "title": "a post", "body": "body " * 40, "author": "bench", "updated_at": dt.datetime(2026, 1, 1)}
+    entries = [
+        event_entry(bus, posts, Change("posts", (("id", i),), "update", 1, "bench"), RowState(dict(row, id=i), i))
+        for i in range(MAX_ENTRIES)
+    ]
+    client.put_events(Entries=entries)  # connection, endpoint resolution
+    started = time.process_time()
+    for _ in range(REQUESTS):
+        client.put_events(Entries=entries)
+    return (time.process_time() - started) * 1000 / REQUESTS
+
+
+def main() -> int:
+    cfg = LocalConfig.from_env()
+    env = StackEnv.read() or deployed_stack()  # its event bus
+    now_us = int(time.time() * 1_000_000)
+    changes = [Change("posts", (("id", i + 1),), "update", now_us, "bench") for i in range(ROWS)]
+    shapes = {"steady": packed(changes, STEADY_CHANGES), "bulk": packed(changes, BULK_CHANGES)}
+    cpu: dict[tuple[str, str], list[float]] = {}
+    with contextlib.ExitStack() as stack:
+        fetchers = {
+            "without events": stack.enter_context(posts_fetcher(cfg, ROWS)),
+            "with events": stack.enter_context(posts_fetcher(cfg, ROWS, env.event_bus_name)),
+        }
+        gc.freeze()  # as the fetcher's handler does once its fetcher is built (fetcher_fn/app.py)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the metric blobs, printed as in Lambda
+        try:
+            for fetcher in fetchers.values():  # warm up: index, pools, the bus's connection
+                run(fetcher, shapes["bulk"][:1], 1, 0, BULK_CHANGES)
+            for _ in range(ROUNDS):  # interleaved, so drift on a shared machine hits every arm alike
+                for shape, bodies in shapes.items():
+                    for events, fetcher in fetchers.items():
+                        result = run(fetcher, bodies, 1, 0, ROWS)
+                        cpu.setdefault((shape, events), []).append(result["cpu_ms_per_1000"])
+        finally:
+            sys.stdout.close()
+            sys.stdout = sys.__stdout__
+    per_request = {validate: put_events_cpu(cfg, env.event_bus_name, validate) for validate in (True, False)}
+    median = {key: round(statistics.median(values), 1) for key, values in cpu.items()}
+    result = {
+        "rows": ROWS,
+        "changes_per_invocation": {"steady": STEADY_CHANGES, "bulk": BULK_CHANGES},
+        "rounds": ROUNDS,
+        "fetcher_cpu_ms_per_1000": {f"{shape}, {events}": value for (shape, events), value in median.items()},
+        "put_events_cpu_ms_per_request": {
+            "validated": round(per_request[True], 3),
+            "not validated": round(per_request[False], 3),
+        },
+    }
+    rows = "".join(
+        f"| {shape} ({STEADY_CHANGES if shape == 'steady' else BULK_CHANGES} changes an invocation) | "
+        f"{median[(shape, 'without events')]} | {median[(shape, 'with events')]} | "
+        f"{round(median[(shape, 'with events')] - median[(shape, 'without events')], 1)} |\n"
+        for shape in shapes
+    )
+    markdown = (
+        f"# The fetcher's CPU by invocation size, with and without the change events (one run, median of {ROUNDS})\n\n"
+        f"{ROWS} changes of `posts` through the fetcher's handler in process, every arm interleaved; MySQL 8.0, "
+        "OpenSearch, ministack's DynamoDB and event bus (`.venv/bin/python -m bench.bench_fetcher_events`).\n\n"
+        "| shape | fetcher CPU ms /1k, without events | with events | what the events add |\n|---|---|---|---|\n"
+        f"{rows}\n"
+        f"botocore's CPU per `PutEvents` request of {MAX_ENTRIES} entries (the most EventBridge takes), ministack "
+        f"answering, {REQUESTS} requests: {per_request[True]:.3f} ms with its parameter validation, "
+        f"{per_request[False]:.3f} ms without. At {MAX_ENTRIES} entries a request that is "
+        f"{per_request[True] * 1000 / MAX_ENTRIES:.0f} ms per 1,000 events before the sink builds one of them.\n"
+    )
+    write_results("fetcher_events", result, markdown)
+    print(markdown)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
