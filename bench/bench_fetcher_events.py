@@ -8,6 +8,8 @@ observability wrapper and metric flush included) on real MySQL 8.0, OpenSearch a
 
 - ``steady``: STEADY_CHANGES an invocation, what an invocation carried at 1,000 changes a second on the deployed
   stack (bench/results/steady.md: 28.4 invocations per 1,000 changes);
+- ``batches of 100``: BASELINE_CHANGES an invocation, the shape of the figure issue 26 started from (563 ms per
+  1,000 changes, in process, queued batches of 100, no event bus; bench_throughput, since retired);
 - ``bulk``: BULK_CHANGES an invocation, a drained batch in one packed message.
 
 It also times what botocore spends on one ``PutEvents`` request of EventBridge's largest (10 entries) against
@@ -42,6 +44,7 @@ from local.config import LocalConfig, StackEnv
 
 ROWS = int(os.environ.get("BENCH_ROWS", "4000"))
 STEADY_CHANGES = 35
+BASELINE_CHANGES = 100
 BULK_CHANGES = 500
 ROUNDS = 3
 REQUESTS = 200  # PutEvents requests timed per arm
@@ -87,7 +90,8 @@ def main() -> int:
     env = StackEnv.read() or deployed_stack()  # its event bus
     now_us = int(time.time() * 1_000_000)
     changes = [Change("posts", (("id", i + 1),), "update", now_us, "bench") for i in range(ROWS)]
-    shapes = {"steady": packed(changes, STEADY_CHANGES), "bulk": packed(changes, BULK_CHANGES)}
+    sizes = {"steady": STEADY_CHANGES, "batches of 100": BASELINE_CHANGES, "bulk": BULK_CHANGES}
+    shapes = {shape: packed(changes, size) for shape, size in sizes.items()}
     cpu: dict[tuple[str, str], list[float]] = {}
     with contextlib.ExitStack() as stack:
         fetchers = {
@@ -111,7 +115,7 @@ def main() -> int:
     median = {key: round(statistics.median(values), 1) for key, values in cpu.items()}
     result = {
         "rows": ROWS,
-        "changes_per_invocation": {"steady": STEADY_CHANGES, "bulk": BULK_CHANGES},
+        "changes_per_invocation": sizes,
         "rounds": ROUNDS,
         "fetcher_cpu_ms_per_1000": {f"{shape}, {events}": value for (shape, events), value in median.items()},
         "put_events_cpu_ms_per_request": {
@@ -120,7 +124,7 @@ def main() -> int:
         },
     }
     rows = "".join(
-        f"| {shape} ({STEADY_CHANGES if shape == 'steady' else BULK_CHANGES} changes an invocation) | "
+        f"| {shape} ({sizes[shape]} changes an invocation) | "
         f"{median[(shape, 'without events')]} | {median[(shape, 'with events')]} | "
         f"{round(median[(shape, 'with events')] - median[(shape, 'without events')], 1)} |\n"
         for shape in shapes
