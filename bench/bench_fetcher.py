@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from bench.harness import ROOT, create_replica_table, local_services, posts_database, write_results
 from fanout.capture.change_log import DEFAULT_BATCH_ROWS
@@ -150,15 +151,16 @@ def import_times() -> dict[str, float]:
     return out
 
 
-def aws_client(cfg: Any, service: str) -> Any:
-    """A client of the local stack's ``service``, configured as fanout.pipeline.wiring configures its clients."""
+def aws_client(cfg: Any, service: str, **overrides: Any) -> Any:
+    """A client of the local stack's ``service``, configured as fanout.pipeline.wiring configures its clients
+    (``overrides``: botocore Config options changed for a comparison)."""
     return boto3.client(
         service,
         endpoint_url=cfg.aws_endpoint,
         region_name=cfg.region,
         aws_access_key_id="test",
         aws_secret_access_key="test",
-        config=aws_config(),
+        config=aws_config().merge(Config(**overrides)) if overrides else aws_config(),
     )
 
 
