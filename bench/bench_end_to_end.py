@@ -5,8 +5,9 @@ Rows are written in MySQL 8.0 by plain INSERT statements (STATEMENT_ROWS rows ea
 everything is the deployed app on the local stack: the capture triggers, lambda_async (the loadable
 function handing each ring to the bridge, which invokes the parser on ministack and spends Aurora's
 35 ms a call), the fetch queue and the fetcher function, and both sinks. The clock runs from the first
-statement until every written row is in OpenSearch and DynamoDB at its version; then a full reconcile of
-the table must agree. Before it, WARM_UP_ROWS rows go the same way (and their deletes), so that the functions
+statement until every written row is in OpenSearch and DynamoDB at its version (known by the change log and the
+fetch queue going empty, then confirmed by one read of both sinks: WAIT); then a full reconcile of the table must
+agree. Before it, WARM_UP_ROWS rows go the same way (and their deletes), so that the functions
 are warm, as a running stack's are.
 
 The in-process figure is measured in the same run, just before and just after the deployed one, on as many
