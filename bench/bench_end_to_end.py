@@ -187,7 +187,8 @@ def deployed(env: StackEnv, stack: Stack, rows_count: int = ROWS) -> dict[str, A
 def wait_until_drained(stack: Stack, fetch_queue_url: str, started: float) -> None:
     """Until nothing waits in the change log or the fetch queue, visible or in flight. The log is read before the
     queue: the drainer deletes a change's row only once its message was sent, so a change is always in one of
-    them (or both) until a fetcher has written it to every sink and deleted its message."""
+    them (or both) until a fetcher has written it to every sink and deleted its message. Not watch_drain: it waits
+    for a second empty reading an interval later, which the clock would count; here the first one ends it."""
     while (waiting := backlog(stack, fetch_queue_url)).total:
         if time.monotonic() - started > TIMEOUT_S:
             raise SystemExit(f"after {TIMEOUT_S}s the pipeline still holds {waiting}")
