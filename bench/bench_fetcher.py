@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from typing import Any
 
 import boto3
@@ -195,47 +195,40 @@ def packed_in_process(cfg: Any, rows: int, fetch_batch: int = FETCH_BATCH, event
     """The packed shape alone on ``rows`` fresh posts rows (bench_end_to_end's in-process figure, taken in its
     run): after a warm-up on the first messages, one run of every message, ``fetch_batch`` an invocation. With
     ``event_bus``, the change events are published there too, as the deployed fetcher publishes them."""
-    with posts_fetcher(cfg, rows, event_bus) as fetcher:
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the metric blobs, printed as in Lambda
-        try:
-            now_us = int(time.time() * 1_000_000)
-            changes = [Change("posts", (("id", i + 1),), "update", now_us, "bench") for i in range(rows)]
-            bodies, sends = queued(changes, packed=True)
-            warm = min(len(bodies), fetch_batch)
-            run(fetcher, bodies[:warm], fetch_batch, 0,
-                sum(len(json.loads(body)["changes"]) for body in bodies[:warm]))  # fmt: skip
-            return run(fetcher, bodies, fetch_batch, sends, rows)
-        finally:
-            sys.stdout.close()
-            sys.stdout = sys.__stdout__
+    # the metric blobs, printed as in Lambda, go nowhere; their cost stays in
+    with posts_fetcher(cfg, rows, event_bus) as fetcher, open(os.devnull, "w") as devnull, redirect_stdout(devnull):
+        now_us = int(time.time() * 1_000_000)
+        changes = [Change("posts", (("id", i + 1),), "update", now_us, "bench") for i in range(rows)]
+        bodies, sends = queued(changes, packed=True)
+        warm = min(len(bodies), fetch_batch)
+        run(fetcher, bodies[:warm], fetch_batch, 0,
+            sum(len(json.loads(body)["changes"]) for body in bodies[:warm]))  # fmt: skip
+        return run(fetcher, bodies, fetch_batch, sends, rows)
 
 
 def main() -> int:
     cfg = local_services()
-    with posts_fetcher(cfg, ROWS) as fetcher:
+    # the metric blobs, printed as in Lambda, go nowhere; their cost stays in
+    with posts_fetcher(cfg, ROWS) as fetcher, open(os.devnull, "w") as devnull, redirect_stdout(devnull):
         gc.freeze()  # as the fetcher's handler does once its fetcher is built (fetcher_fn/app.py)
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the metric blobs, printed as in Lambda; their cost stays in
         results: dict[str, list[dict[str, Any]]] = {"one a change": [], "packed": []}
         profile = cProfile.Profile() if PROFILE else None
-        try:
-            now_us = int(time.time() * 1_000_000)
-            changes = [Change("posts", (("id", i + 1),), "update", now_us, "bench") for i in range(ROWS)]
-            shapes: dict[str, tuple[list[str], int, int]] = {
-                "one a change": (*queued(changes, packed=False), 10),
-                "packed": (*queued(changes, packed=True), FETCH_BATCH),
-            }
-            run(fetcher, shapes["packed"][0], FETCH_BATCH, 0, ROWS)  # warm up: index, pools
-            for _ in range(ROUNDS):  # interleaved, so drift on a shared machine hits both
-                for name, (bodies, sends, batch) in shapes.items():
-                    results[name].append(run(fetcher, bodies, batch, sends, ROWS))
-            if profile is not None:  # a round of its own: the profiler's overhead stays out of the figures
-                bodies, sends, batch = shapes["packed"]
-                profile.enable()
-                run(fetcher, bodies, batch, sends, ROWS)
-                profile.disable()
-            imports = import_times()
-        finally:
-            sys.stdout = sys.__stdout__
+        now_us = int(time.time() * 1_000_000)
+        changes = [Change("posts", (("id", i + 1),), "update", now_us, "bench") for i in range(ROWS)]
+        shapes: dict[str, tuple[list[str], int, int]] = {
+            "one a change": (*queued(changes, packed=False), 10),
+            "packed": (*queued(changes, packed=True), FETCH_BATCH),
+        }
+        run(fetcher, shapes["packed"][0], FETCH_BATCH, 0, ROWS)  # warm up: index, pools
+        for _ in range(ROUNDS):  # interleaved, so drift on a shared machine hits both
+            for name, (bodies, sends, batch) in shapes.items():
+                results[name].append(run(fetcher, bodies, batch, sends, ROWS))
+        if profile is not None:  # a round of its own: the profiler's overhead stays out of the figures
+            bodies, sends, batch = shapes["packed"]
+            profile.enable()
+            run(fetcher, bodies, batch, sends, ROWS)
+            profile.disable()
+        imports = import_times()
     median = {
         name: {key: (statistics.median([r[key] for r in runs])) for key in runs[0]} for name, runs in results.items()
     }
